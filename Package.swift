@@ -1,0 +1,52 @@
+// swift-tools-version: 6.0
+// CareSync: an offline-first sync engine proven on children's social care records.
+// Layering (enforced by Tests/TidyTests): SyncCore → SyncStore → SyncEngine → shells → caresync,
+// with the domain in CareRecords. See ../shared/STYLE.md.
+import PackageDescription
+
+let package = Package(
+    name: "CareSync",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "caresync", targets: ["caresync"]),
+        .library(name: "SyncCore", targets: ["SyncCore"]),
+        .library(name: "SyncStore", targets: ["SyncStore"]),
+        .library(name: "CareRecords", targets: ["CareRecords"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Pure merge algebra: stdlib only, no Foundation.
+        .target(name: "SyncCore"),
+        // The SQLite replica. GRDB stays behind this module's API.
+        .target(name: "SyncStore", dependencies: [
+            "SyncCore",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Exchange of changes between replicas (bundles today, sessions with the hub next).
+        .target(name: "SyncEngine", dependencies: ["SyncCore", "SyncStore"]),
+        // The domain: care records, their merge policies and invariants.
+        .target(name: "CareRecords", dependencies: ["SyncCore", "SyncStore", "SyncEngine"]),
+        // Seeded generators and helpers that drive production code in tests and the simulator.
+        .target(name: "SyncTesting", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords"]),
+        .executableTarget(name: "caresync", dependencies: [
+            "SyncCore", "SyncStore", "SyncEngine", "CareRecords",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Release-build benchmark with same-run plain-SQLite baselines (not a test).
+        .executableTarget(name: "caresync-bench", dependencies: [
+            "SyncCore", "SyncStore", "SyncEngine", "CareRecords",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ], path: "Sources/CareSyncBench"),
+        .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore", "SyncTesting"]),
+        .testTarget(name: "SyncStoreTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "SyncTesting"]),
+        .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),
+        .testTarget(name: "TidyTests"),
+        .testTarget(name: "CLITests", dependencies: ["caresync"]),
+    ]
+)

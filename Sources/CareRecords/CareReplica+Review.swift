@@ -1,0 +1,193 @@
+import SyncCore
+import SyncStore
+
+/// A candidate value in a conflict, with its provenance.
+public struct ConflictCandidate: Sendable {
+    public let value: FieldValue
+    public let author: String
+    public let replica: ReplicaID
+    public let change: ChangeID?
+    public let timestamp: HybridTimestamp
+    /// For an allocation conflict, the allocation record.
+    public let recordID: String?
+}
+
+/// Something a person must settle: concurrent values of one field, a quarantined write, or two
+/// open allocations for an exclusive role (I8: until resolved both workers stay responsible).
+public struct CareConflict: Sendable {
+    public enum Kind: String, Sendable {
+        case concurrentValues = "concurrent_values"
+        case quarantined
+        case allocation = "allocation_conflict"
+    }
+
+    public let kind: Kind
+    public let recordKind: String
+    public let recordID: String
+    public let field: String
+    public let candidates: [ConflictCandidate]
+    /// The role that should resolve it (DOMAIN.md: routed to a named role).
+    public let assignedRole: String
+}
+
+/// A record with its fields, their policies, any conflict candidates, and derived values.
+public struct RecordDescription: Sendable {
+    public struct Field: Sendable {
+        public let name: String
+        public let policy: String
+        public let value: FieldValue
+        public let candidates: [ConflictCandidate]
+    }
+
+    public let kind: String
+    public let id: String
+    public let fields: [Field]
+    /// Computed on read, never stored as editable: ages, hashes, flags, balances.
+    public let derived: [(name: String, value: String)]
+}
+
+extension CareReplica {
+    public func conflicts() throws -> [CareConflict] {
+        var result = try store.conflicts().map { conflict in
+            CareConflict(kind: conflict.kind == .quarantined ? .quarantined : .concurrentValues, recordKind: conflict.table,
+                         recordID: conflict.row, field: conflict.column, candidates: conflict.candidates.map(Self.candidate),
+                         assignedRole: Self.role(for: conflict.table, conflict.column))
+        }
+        result += try allocationConflicts()
+        return result
+    }
+
+    static func candidate(_ write: FieldWrite) -> ConflictCandidate {
+        ConflictCandidate(value: write.value, author: write.author, replica: write.id.replica, change: write.id,
+                          timestamp: write.timestamp, recordID: nil)
+    }
+
+    static func role(for table: String, _ column: String) -> String {
+        switch (table, column) {
+        case ("young_person", _): "team_manager"
+        case ("review", _): "iro"
+        default: "team_manager"
+        }
+    }
+
+    /// Two or more open allocations for an exclusive role of one young person (I8).
+    func allocationConflicts() throws -> [CareConflict] {
+        let exclusive: Set<String> = ["social_worker", "pa", "iro"]
+        let open = try list("allocation").filter { $0["ended_on"]?.isNull ?? true }
+        let grouped = Dictionary(grouping: open) { ($0["yp_id"]?.textValue ?? "") + "|" + ($0["role"]?.textValue ?? "") }
+        return try grouped.keys.sorted().compactMap { key -> CareConflict? in
+            let allocations = grouped[key]!
+            guard allocations.count > 1, let role = allocations[0]["role"]?.textValue, exclusive.contains(role) else { return nil }
+            let candidates = try allocations.map { allocation -> ConflictCandidate in
+                let id = allocation["id"]!.textValue!
+                let created = try store.read { try $0.createdAt("allocation", id: id) } ?? .zero
+                let change = try store.history(table: "allocation", row: id).first { $0.column == nil }?.change
+                return ConflictCandidate(value: allocation["worker_id"] ?? .null, author: allocation["created_by"]?.textValue ?? "?",
+                                         replica: change?.replica ?? store.replicaID, change: change, timestamp: created,
+                                         recordID: id)
+            }
+            return CareConflict(kind: .allocation, recordKind: "young_person", recordID: allocations[0]["yp_id"]?.textValue ?? "",
+                                field: "allocation.\(role)", candidates: candidates, assignedRole: "team_manager")
+        }
+    }
+
+    /// Resolves a conflicting field with a value that supersedes every candidate: either a chosen
+    /// candidate (`pick`, 1-based) or a new value. The write goes through the usual checks.
+    public func resolve(_ kindName: String, id: String, field: String, value: String?, pick: Int?, author: String) throws {
+        let kind = try Self.kind(kindName)
+        guard let conflict = try conflicts().first(where: { $0.recordKind == kind.name && $0.recordID == id && $0.field == field })
+        else { throw CareError("NO_CONFLICT", "\(kind.name) \(id) has no open conflict on \(field)") }
+        switch conflict.kind {
+        case .allocation:
+            throw CareError("END_ALLOCATION", "end the allocation that should stop: `caresync edit allocation <id> ended_on=YYYY-MM-DD end_reason=…`")
+        case .quarantined:
+            throw CareError("QUARANTINED", "\(kind.name).\(field) is immutable: the differing write stays quarantined for an administrator; the earliest value stands")
+        case .concurrentValues:
+            break
+        }
+        let chosen: String
+        switch (value, pick) {
+        case let (value?, nil): chosen = value
+        case let (nil, index?):
+            guard (1...conflict.candidates.count).contains(index) else {
+                throw CareError("BAD_PICK", "pick a candidate from 1 to \(conflict.candidates.count)")
+            }
+            chosen = conflict.candidates[index - 1].value.textValue ?? conflict.candidates[index - 1].value.description
+        default:
+            throw CareError("BAD_RESOLUTION", "give either --pick N or --value TEXT")
+        }
+        if field == "status" {
+            // A status conflict is between terminal states; the resolution is itself terminal.
+            let values = try parse(kind, [field: chosen])
+            try store.write(author: author) { try $0.update(kind.name, id: id, values: values) }
+        } else {
+            try edit(kind.name, id: id, fields: [field: chosen], author: author)
+        }
+    }
+
+    /// Every change to a record (optionally one field), oldest first.
+    public func history(_ kindName: String, id: String, field: String? = nil) throws -> [HistoryEntry] {
+        let kind = try Self.kind(kindName)
+        if let field, kind.field(field) == nil { throw Self.unknownField(kind, field) }
+        let entries = try store.history(table: kind.name, row: id, column: field)
+        if entries.isEmpty { throw Self.notFound(kind.name, id) }
+        return entries
+    }
+
+    /// A record with conflict candidates per field and its derived values.
+    public func describe(_ kindName: String, id: String) throws -> RecordDescription {
+        let kind = try Self.kind(kindName)
+        return try store.read { view in
+            guard let row = try view.row(kind.name, id: id) else { throw Self.notFound(kind.name, id) }
+            let fields = try kind.fields.map { field -> RecordDescription.Field in
+                let resolution = try view.resolution(kind.name, id: id, column: field.name)
+                return RecordDescription.Field(name: field.name, policy: field.policy.name, value: row[field.name] ?? .null,
+                                               candidates: (resolution?.candidates ?? []).map(Self.candidate))
+            }
+            return RecordDescription(kind: kind.name, id: id, fields: fields, derived: try derived(kind.name, id: id, row: row, view: view))
+        }
+    }
+
+    func derived(_ kind: String, id: String, row: [String: FieldValue], view: ReadView) throws -> [(name: String, value: String)] {
+        var values: [(String, String)] = []
+        switch kind {
+        case "young_person":
+            if let dob = row["date_of_birth"]?.textValue.flatMap(CalendarDate.init) {
+                values.append(("age", String(today.age(bornOn: dob))))
+                values.append(("care_leaver_support_ends", CalendarDate(year: dob.year + 25, month: dob.month,
+                                                                        day: min(dob.day, CalendarDate.daysIn(month: dob.month, year: dob.year + 25))).description))
+            }
+            values.append(("open_conflicts", String(try view.openConflicts(kind, id: id))))
+        case "plan":
+            values.append(("content_hash", try contentHash(plan: id, view: view)))
+            values.append(("approval", try approvalState(plan: id, view: view)))
+            values.append(("open_conflicts", String(try openConflicts(plan: id, view: view))))
+        case "goal", "action":
+            values.append(("added_after_close", try addedAfterClose(kind, id: id, row: row, view: view) ? "1" : "0"))
+        default:
+            break
+        }
+        return values
+    }
+
+    /// I6: whether the latest approval still matches the plan's content.
+    func approvalState(plan id: String, view: ReadView) throws -> String {
+        let approvals = try view.rows("approval", where: ["subject_id": .text(id), "decision": .text("approved")])
+        guard let latest = approvals.max(by: { ($0["decided_at"]?.textValue ?? "") < ($1["decided_at"]?.textValue ?? "") }) else {
+            return "none"
+        }
+        let hash = try contentHash(plan: id, view: view)
+        return latest["subject_content_hash"]?.textValue == hash ? "valid" : "invalid: content changed since approval"
+    }
+
+    /// I4: a goal or action created after its plan was closed (concurrently, on a replica that had
+    /// not seen the closure) is kept and flagged, never dropped. "After" is by hybrid timestamp:
+    /// the closure had not seen a record created after it.
+    func addedAfterClose(_ kind: String, id: String, row: [String: FieldValue], view: ReadView) throws -> Bool {
+        guard let planID = row["plan_id"]?.textValue, let plan = try view.row("plan", id: planID),
+              let status = plan["status"]?.textValue, Self.closedPlanStatuses.contains(status),
+              let closedAt = try view.fieldTimestamp("plan", id: planID, column: "status"),
+              let created = try view.createdAt(kind, id: id) else { return false }
+        return created > closedAt
+    }
+}

@@ -1,0 +1,232 @@
+import SyncCore
+import SyncEngine
+import SyncStore
+
+/// A team's replica of care records: the generic store plus the domain's rules.
+///
+/// Every edit runs its checks and its writes in one store transaction, so a check never sees a
+/// state that another edit changes before the write lands.
+public final class CareReplica: Sendable {
+    public let store: ReplicaStore
+    let wallClock: any WallClock
+    let ids: RecordIDGenerator
+
+    init(store: ReplicaStore, wallClock: any WallClock, ids: RecordIDGenerator) {
+        self.store = store
+        self.wallClock = wallClock
+        self.ids = ids
+    }
+
+    /// Creates a replica file with schema v1 and the published entitlement catalogue.
+    public static func create(at path: String, name: String, wallClock: any WallClock, replicaID: ReplicaID? = nil,
+                              ids: RecordIDGenerator? = nil,
+                              maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis) throws -> CareReplica {
+        var generator = SystemRandomNumberGenerator()
+        let store = try ReplicaStore.create(at: path, schema: CareSchema.schema,
+                                            replicaID: replicaID ?? ReplicaID.random(using: &generator), name: name,
+                                            wallClock: wallClock, maxClockSkewMillis: maxClockSkewMillis)
+        _ = try store.apply(EntitlementCatalogue.publishedChanges())
+        return CareReplica(store: store, wallClock: wallClock, ids: ids ?? RecordIDGenerator(wallClock: wallClock))
+    }
+
+    public static func open(at path: String, wallClock: any WallClock, ids: RecordIDGenerator? = nil,
+                            maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis) throws -> CareReplica {
+        let store = try ReplicaStore.open(at: path, schema: CareSchema.schema, wallClock: wallClock,
+                                          maxClockSkewMillis: maxClockSkewMillis)
+        return CareReplica(store: store, wallClock: wallClock, ids: ids ?? RecordIDGenerator(wallClock: wallClock))
+    }
+
+    public var today: CalendarDate { CalendarDate(unixMillis: wallClock.nowMillis()) }
+
+    // MARK: adding and editing
+
+    /// Adds a record of `kind` from `field=value` text, returning its new id.
+    @discardableResult
+    public func add(_ kindName: String, fields text: [String: String], author: String) throws -> String {
+        let kind = try Self.kind(kindName)
+        switch kind.name {
+        case "entitlement_item": throw CareError("HUB_OWNED", "the entitlement catalogue is published by the hub; replicas only read it")
+        case "ledger_entry": throw CareError("LEDGER_ONLY", "ledger entries are written by the entitlement engine, not by hand")
+        case "approval": throw CareError("USE_APPROVE", "record an approval with `caresync approve <plan id>`")
+        case "award": return try requestAward(fields: text, author: author)
+        default: break
+        }
+        for name in text.keys.sorted() {
+            guard let field = kind.field(name) else { throw Self.unknownField(kind, name) }
+            if field.automatic { throw CareError("AUTOMATIC_FIELD", "\(kind.name).\(name) is set by caresync, not by hand") }
+            if case .set = field.format {
+                throw CareError("SET_FIELD", "\(kind.name).\(name) is a set: after adding, use `caresync set-add \(kind.name) <id> \(name) <element>`")
+            }
+        }
+        for name in kind.required where (text[name] ?? "").isEmpty {
+            throw CareError("REQUIRED_FIELD", "\(kind.name) needs \(name)=…  (e.g. \(kind.example))")
+        }
+        var values = try parse(kind, text)
+        let id = ids.next()
+        if kind.field("created_by") != nil { values["created_by"] = .text(author) }
+        try store.write(author: author) { transaction in
+            try checkReferences(kind, values, transaction.view)
+            try prepareNew(kind, id: id, values: &values, author: author, view: transaction.view)
+            try transaction.create(kind.name, id: id, values: values)
+        }
+        return id
+    }
+
+    /// Edits fields of a record from `field=value` text (an empty value clears a field).
+    public func edit(_ kindName: String, id: String, fields text: [String: String], author: String) throws {
+        let kind = try Self.kind(kindName)
+        guard !text.isEmpty else { throw CareError("NOTHING_TO_EDIT", "give at least one field=value to change") }
+        for name in text.keys.sorted() {
+            guard let field = kind.field(name) else { throw Self.unknownField(kind, name) }
+            if field.automatic { throw CareError("AUTOMATIC_FIELD", "\(kind.name).\(name) is set by caresync, not by hand") }
+            if case .immutable = field.policy {
+                throw CareError("IMMUTABLE_FIELD", "\(kind.name).\(name) is written once and cannot change (I10); record a correction instead")
+            }
+            if case .set = field.format {
+                throw CareError("SET_FIELD", "\(kind.name).\(name) is a set: use `caresync set-add` or `caresync set-remove`")
+            }
+        }
+        let values = try parse(kind, text)
+        try store.write(author: author) { transaction in
+            guard let current = try transaction.view.row(kind.name, id: id) else { throw Self.notFound(kind.name, id) }
+            try checkReferences(kind, values, transaction.view)
+            try checkEdit(kind, id: id, current: current, values: values, view: transaction.view)
+            try transaction.update(kind.name, id: id, values: values)
+        }
+    }
+
+    /// Adds an element to a set field (alerts, involved teams, consent to share).
+    public func setAdd(_ kindName: String, id: String, field name: String, element: String, author: String) throws {
+        let kind = try Self.kind(kindName)
+        try Self.requireSet(kind, name)
+        try store.write(author: author) { transaction in
+            try transaction.add(kind.name, id: id, column: name, element: .text(element))
+        }
+    }
+
+    /// Removes an element from a set field; only the additions this replica has seen are removed.
+    public func setRemove(_ kindName: String, id: String, field name: String, element: String, author: String) throws {
+        let kind = try Self.kind(kindName)
+        try Self.requireSet(kind, name)
+        try store.write(author: author) { transaction in
+            try transaction.remove(kind.name, id: id, column: name, element: .text(element))
+        }
+    }
+
+    /// Deletes a record of a deletable kind (only reminders; statutory records are never deleted).
+    public func delete(_ kindName: String, id: String, author: String) throws {
+        let kind = try Self.kind(kindName)
+        guard kind.deletable else {
+            throw CareError("NOT_DELETABLE", "\(kind.name) records are never deleted (I10); set a void or closed status instead")
+        }
+        try store.write(author: author) { transaction in try transaction.delete(kind.name, id: id) }
+    }
+
+    // MARK: reading
+
+    public func record(_ kindName: String, id: String) throws -> [String: FieldValue] {
+        let kind = try Self.kind(kindName)
+        guard let row = try store.read({ try $0.row(kind.name, id: id) }) else { throw Self.notFound(kind.name, id) }
+        return row
+    }
+
+    /// Records of a kind whose fields equal the given values.
+    public func list(_ kindName: String, where filters: [String: String] = [:]) throws -> [[String: FieldValue]] {
+        let kind = try Self.kind(kindName)
+        var parsed: [String: FieldValue] = [:]
+        for (name, value) in filters {
+            if name == "id" { parsed[name] = .text(value); continue }
+            guard let field = kind.field(name) else { throw Self.unknownField(kind, name) }
+            parsed[name] = try Self.parse(field, value, kind: kind)
+        }
+        return try store.read { try $0.rows(kind.name, where: parsed) }
+    }
+
+    // MARK: helpers
+
+    static func kind(_ name: String) throws -> RecordKind {
+        guard let kind = CareSchema.kind(name) else {
+            throw CareError("UNKNOWN_KIND", "unknown record kind '\(name)'; kinds: \(CareSchema.kinds.map(\.name).joined(separator: ", "))")
+        }
+        return kind
+    }
+
+    static func unknownField(_ kind: RecordKind, _ name: String) -> CareError {
+        CareError("UNKNOWN_FIELD", "\(kind.name) has no field '\(name)'; fields: \(kind.fields.filter { !$0.automatic }.map(\.name).joined(separator: ", "))")
+    }
+
+    static func notFound(_ kind: String, _ id: String) -> CareError {
+        CareError("NOT_FOUND", "no \(kind) with id \(id) on this replica")
+    }
+
+    static func requireSet(_ kind: RecordKind, _ name: String) throws {
+        guard let field = kind.field(name) else { throw unknownField(kind, name) }
+        guard case .set = field.format else { throw CareError("NOT_A_SET", "\(kind.name).\(name) is not a set field") }
+    }
+
+    func parse(_ kind: RecordKind, _ text: [String: String]) throws -> [String: FieldValue] {
+        var values: [String: FieldValue] = [:]
+        for (name, raw) in text {
+            guard let field = kind.field(name) else { throw Self.unknownField(kind, name) }
+            values[name] = try Self.parse(field, raw, kind: kind)
+        }
+        return values
+    }
+
+    /// Text from the command line to a typed value; an empty string is null (clears the field).
+    static func parse(_ field: CareField, _ raw: String, kind: RecordKind) throws -> FieldValue {
+        if raw.isEmpty { return .null }
+        func bad(_ expected: String) -> CareError {
+            CareError("BAD_VALUE", "\(kind.name).\(field.name) must be \(expected)")
+        }
+        switch field.format {
+        case .text, .reference, .set:
+            return .text(raw)
+        case .date:
+            guard let date = CalendarDate(raw) else { throw bad("a date like 2025-06-23") }
+            return .text(date.description)
+        case .integer:
+            guard let number = Int64(raw) else { throw bad("a whole number") }
+            return .integer(number)
+        case .money:
+            guard let pence = Money.pence(from: raw) else { throw bad("an amount in pence (1000) or pounds (£10.00)") }
+            return .integer(pence)
+        case let .choice(values):
+            guard values.contains(raw) else { throw bad("one of: \(values.joined(separator: ", "))") }
+            return .text(raw)
+        }
+    }
+
+    func checkReferences(_ kind: RecordKind, _ values: [String: FieldValue], _ view: ReadView) throws {
+        for field in kind.fields {
+            guard case let .reference(target) = field.format, let id = values[field.name]?.textValue else { continue }
+            guard try view.row(target, id: id) != nil else {
+                throw CareError("BAD_REFERENCE", "\(kind.name).\(field.name): no \(target) with id \(id) on this replica")
+            }
+        }
+    }
+}
+
+enum Money {
+    /// "1250" (pence) or "£12.50" / "12.50" with a pound sign or decimal point.
+    static func pence(from text: String) -> Int64? {
+        var body = Substring(text)
+        var pounds = false
+        if body.hasPrefix("£") { body = body.dropFirst(); pounds = true }
+        if let dot = body.firstIndex(of: ".") {
+            let whole = body[..<dot]
+            let fraction = body[body.index(after: dot)...]
+            guard fraction.count == 2, let w = Int64(whole), let f = Int64(fraction), w >= 0, f >= 0 else { return nil }
+            return w * 100 + f
+        }
+        guard let value = Int64(body), value >= 0 else { return nil }
+        return pounds ? value * 100 : value
+    }
+
+    static func format(_ pence: Int64) -> String {
+        let sign = pence < 0 ? "-" : ""
+        let magnitude = pence.magnitude
+        let fraction = magnitude % 100
+        return "\(sign)£\(magnitude / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+    }
+}

@@ -1,0 +1,89 @@
+import SyncCore
+
+/// The published entitlement catalogue (Jersey's 2020 care-leaver offer; every number is versioned
+/// catalogue data with an effective date, never hard-coded in rules).
+///
+/// Until the hub publishes the catalogue, each replica seeds it as changes from a fixed publisher
+/// replica id with fixed timestamps: every replica makes byte-identical changes with identical
+/// change ids, so exchanging them is idempotent rather than a source of conflicts.
+public enum EntitlementCatalogue {
+    public static let publisher = ReplicaID(high: 0, low: 0xCA7A_10)
+    /// 2020-01-01T00:00:00Z, when the offer was published.
+    static let publishedAt = HybridTimestamp(physicalMillis: 1_577_836_800_000, logical: 0)
+
+    struct Item {
+        let code: String
+        let version: Int64
+        let name: String
+        let category: String
+        let minAge: Int64
+        let maxAge: Int64
+        let capKind: String
+        let capAmount: Int64?
+        let capCount: Int64?
+        let period: String
+        let requires: String?
+        let from: String
+        let to: String?
+    }
+
+    static let items: [Item] = [
+        Item(code: "PA_ALLOC", version: 1, name: "Personal adviser", category: "support", minAge: 14, maxAge: 25,
+             capKind: "none", capAmount: nil, capCount: nil, period: "lifetime", requires: nil, from: "2020-01-01", to: nil),
+        Item(code: "STUDY_VISIT", version: 1, name: "Off-island study visit with an approved adult", category: "education",
+             minAge: 16, maxAge: 25, capKind: "count", capAmount: nil, capCount: 5, period: "lifetime",
+             requires: "approved_adult_id", from: "2020-01-01", to: nil),
+        Item(code: "DRIVING", version: 1, name: "Driving lessons", category: "independence", minAge: 16, maxAge: 25,
+             capKind: "count", capAmount: nil, capCount: 20, period: "lifetime", requires: nil, from: "2020-01-01", to: nil),
+        Item(code: "APPRENTICE_BURSARY", version: 1, name: "Apprentice bursary", category: "education", minAge: 16, maxAge: 25,
+             capKind: "amount", capAmount: 100_000, capCount: nil, period: "lifetime", requires: nil, from: "2020-01-01", to: nil),
+        Item(code: "POSTGRAD_BURSARY", version: 1, name: "Post-graduate bursary", category: "education", minAge: 16, maxAge: 25,
+             capKind: "amount", capAmount: 200_000, capCount: nil, period: "lifetime", requires: nil, from: "2020-01-01", to: nil),
+        Item(code: "BIRTHDAY", version: 1, name: "Birthday gift", category: "wellbeing", minAge: 16, maxAge: 25,
+             capKind: "amount_per_period", capAmount: 5_000, capCount: nil, period: "per_birthday", requires: nil,
+             from: "2020-01-01", to: nil),
+        Item(code: "HOME_SETUP", version: 1, name: "Setting up home", category: "accommodation", minAge: 16, maxAge: 25,
+             capKind: "amount", capAmount: 200_000, capCount: nil, period: "lifetime", requires: nil, from: "2020-01-01",
+             to: "2025-06-30"),
+        // Test fixture from the acceptance scenarios (Jersey's amount is still to be confirmed).
+        Item(code: "HOME_SETUP", version: 2, name: "Setting up home", category: "accommodation", minAge: 16, maxAge: 25,
+             capKind: "amount", capAmount: 300_000, capCount: nil, period: "lifetime", requires: nil, from: "2025-07-01", to: nil),
+        Item(code: "EDUCATION_EQUIPMENT", version: 1, name: "Education equipment grant", category: "education", minAge: 16,
+             maxAge: 25, capKind: "none", capAmount: nil, capCount: nil, period: "lifetime", requires: nil, from: "2020-01-01", to: nil),
+        Item(code: "BROADBAND_DEVICE", version: 1, name: "Broadband and a device", category: "independence", minAge: 16,
+             maxAge: 25, capKind: "none", capAmount: nil, capCount: nil, period: "lifetime", requires: nil, from: "2020-01-01", to: nil),
+    ]
+
+    /// The catalogue as changes from the publisher.
+    public static func publishedChanges() -> [Change] {
+        var changes: [Change] = []
+        var counter: UInt64 = 0
+        var logical: UInt16 = 0
+        func next() -> (ChangeID, HybridTimestamp) {
+            counter += 1
+            logical += 1
+            return (ChangeID(replica: publisher, counter: counter),
+                    HybridTimestamp(physicalMillis: publishedAt.physicalMillis, logical: logical))
+        }
+        for item in items {
+            let row = "\(item.code)@\(item.version)"
+            let (id, time) = next()
+            changes.append(.rowLife(table: "entitlement_item", row: row, id: id, timestamp: time, author: "hub", causalLength: 1))
+            let fields: [(String, FieldValue)] = [
+                ("item_code", .text(item.code)), ("version", .integer(item.version)), ("name", .text(item.name)),
+                ("category", .text(item.category)), ("eligible_statuses", .text("care_leaver")),
+                ("min_age_incl", .integer(item.minAge)), ("max_age_excl", .integer(item.maxAge)),
+                ("cap_kind", .text(item.capKind)), ("cap_amount_pence", item.capAmount.map(FieldValue.integer) ?? .null),
+                ("cap_count", item.capCount.map(FieldValue.integer) ?? .null), ("period", .text(item.period)),
+                ("requires_fields", item.requires.map(FieldValue.text) ?? .null), ("effective_from", .text(item.from)),
+                ("effective_to", item.to.map(FieldValue.text) ?? .null),
+            ]
+            for (column, value) in fields where !value.isNull {
+                let (id, time) = next()
+                changes.append(Change(table: "entitlement_item", row: row, column: column,
+                                      write: FieldWrite(id: id, timestamp: time, author: "hub", operation: .assign(value))))
+            }
+        }
+        return changes
+    }
+}

@@ -1,0 +1,328 @@
+/// Why bytes could not be decoded. Content-free: positions and sizes only.
+public struct DecodingError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case truncated = "TRUNCATED"
+        case overlongVarint = "OVERLONG_VARINT"
+        case varintOverflow = "VARINT_OVERFLOW"
+        case invalidTag = "INVALID_TAG"
+        case invalidUTF8 = "INVALID_UTF8"
+        case limitExceeded = "LIMIT_EXCEEDED"
+        case trailingBytes = "TRAILING_BYTES"
+        case invalidValue = "INVALID_VALUE"
+    }
+
+    public let code: Code
+    public let offset: Int
+    public let detail: String
+
+    public init(_ code: Code, offset: Int, _ detail: String) {
+        self.code = code
+        self.offset = offset
+        self.detail = detail
+    }
+
+    public var description: String { "\(code.rawValue) at byte \(offset): \(detail)" }
+}
+
+/// Appends canonical encodings: unsigned LEB128 varints, length-prefixed strings and bytes.
+public struct ByteWriter: Sendable {
+    public private(set) var bytes: [UInt8] = []
+
+    public init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+
+    public mutating func byte(_ value: UInt8) { bytes.append(value) }
+
+    public mutating func varint(_ value: UInt64) {
+        var rest = value
+        while rest >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: rest) | 0x80)
+            rest >>= 7
+        }
+        bytes.append(UInt8(rest))
+    }
+
+    /// Zig-zag, so small negative numbers stay small.
+    public mutating func signedVarint(_ value: Int64) {
+        varint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
+    }
+
+    public mutating func fixed64(_ value: UInt64) {
+        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+    }
+
+    public mutating func raw(_ data: [UInt8]) { bytes.append(contentsOf: data) }
+
+    public mutating func lengthPrefixed(_ data: [UInt8]) {
+        varint(UInt64(data.count))
+        bytes.append(contentsOf: data)
+    }
+
+    public mutating func string(_ text: String) { lengthPrefixed(Array(text.utf8)) }
+
+    public mutating func replica(_ id: ReplicaID) {
+        fixed64(id.high)
+        fixed64(id.low)
+    }
+}
+
+/// Reads what `ByteWriter` writes, strictly: overlong varints, overflow, invalid UTF-8 and
+/// lengths past the end or past a limit are errors, never guesses.
+public struct ByteReader: Sendable {
+    public let bytes: [UInt8]
+    public private(set) var offset: Int
+    /// The largest string or byte field accepted.
+    public let maxFieldLength: Int
+
+    public init(_ bytes: [UInt8], maxFieldLength: Int = 16 << 20) {
+        self.bytes = bytes
+        self.offset = 0
+        self.maxFieldLength = maxFieldLength
+    }
+
+    public var isAtEnd: Bool { offset == bytes.count }
+    public var remaining: Int { bytes.count - offset }
+
+    public mutating func byte() throws(DecodingError) -> UInt8 {
+        guard offset < bytes.count else { throw DecodingError(.truncated, offset: offset, "expected 1 more byte") }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    public mutating func varint() throws(DecodingError) -> UInt64 {
+        let start = offset
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let next = try byte()
+            if shift == 63 && next > 1 { throw DecodingError(.varintOverflow, offset: start, "varint exceeds 64 bits") }
+            result |= UInt64(next & 0x7F) << shift
+            if next & 0x80 == 0 {
+                // Canonical: the last byte may be zero only when it is the only byte.
+                if next == 0 && offset - start > 1 {
+                    throw DecodingError(.overlongVarint, offset: start, "varint has redundant trailing zero bytes")
+                }
+                return result
+            }
+            shift += 7
+            if shift > 63 { throw DecodingError(.varintOverflow, offset: start, "varint longer than 10 bytes") }
+        }
+    }
+
+    public mutating func signedVarint() throws(DecodingError) -> Int64 {
+        let raw = try varint()
+        return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
+    }
+
+    public mutating func fixed64() throws(DecodingError) -> UInt64 {
+        var value: UInt64 = 0
+        for _ in 0..<8 { value = value << 8 | UInt64(try byte()) }
+        return value
+    }
+
+    public mutating func raw(count: Int) throws(DecodingError) -> [UInt8] {
+        guard count >= 0, count <= remaining else {
+            throw DecodingError(.truncated, offset: offset, "expected \(count) bytes, \(remaining) left")
+        }
+        defer { offset += count }
+        return Array(bytes[offset..<offset + count])
+    }
+
+    public mutating func lengthPrefixed() throws(DecodingError) -> [UInt8] {
+        let start = offset
+        let length = try varint()
+        guard length <= UInt64(maxFieldLength) else {
+            throw DecodingError(.limitExceeded, offset: start, "field of \(length) bytes exceeds limit \(maxFieldLength)")
+        }
+        return try raw(count: Int(length))
+    }
+
+    public mutating func string() throws(DecodingError) -> String {
+        let start = offset
+        let data = try lengthPrefixed()
+        guard let text = String(validating: data, as: UTF8.self) else {
+            throw DecodingError(.invalidUTF8, offset: start, "string is not valid UTF-8")
+        }
+        return text
+    }
+
+    public mutating func replica() throws(DecodingError) -> ReplicaID {
+        let high = try fixed64()
+        return ReplicaID(high: high, low: try fixed64())
+    }
+
+    /// A count of list items, refused if it could not possibly fit in what is left.
+    public mutating func count(minimumItemSize: Int = 1, limit: Int = 1 << 24) throws(DecodingError) -> Int {
+        let start = offset
+        let value = try varint()
+        guard value <= UInt64(limit), value * UInt64(max(minimumItemSize, 1)) <= UInt64(remaining) else {
+            throw DecodingError(.limitExceeded, offset: start, "list of \(value) items cannot fit")
+        }
+        return Int(value)
+    }
+
+    public func expectEnd() throws(DecodingError) {
+        guard isAtEnd else { throw DecodingError(.trailingBytes, offset: offset, "\(remaining) unexpected trailing bytes") }
+    }
+}
+
+extension FieldValue {
+    /// Tag byte then payload: 0 null, 1 integer (zig-zag varint), 2 real (IEEE-754 big-endian),
+    /// 3 text, 4 blob.
+    public func encode(into writer: inout ByteWriter) {
+        switch self {
+        case .null: writer.byte(0)
+        case let .integer(value): writer.byte(1); writer.signedVarint(value)
+        case let .real(value): writer.byte(2); writer.fixed64(value.bitPattern)
+        case let .text(text): writer.byte(3); writer.string(text)
+        case let .blob(bytes): writer.byte(4); writer.lengthPrefixed(bytes)
+        }
+    }
+
+    public static func decode(from reader: inout ByteReader) throws(DecodingError) -> FieldValue {
+        let start = reader.offset
+        switch try reader.byte() {
+        case 0: return .null
+        case 1: return .integer(try reader.signedVarint())
+        case 2: return .real(Double(bitPattern: try reader.fixed64()))
+        case 3: return .text(try reader.string())
+        case 4: return .blob(try reader.lengthPrefixed())
+        case let tag: throw DecodingError(.invalidTag, offset: start, "unknown value tag \(tag)")
+        }
+    }
+}
+
+extension ChangeID {
+    public func encode(into writer: inout ByteWriter) {
+        writer.replica(replica)
+        writer.varint(counter)
+    }
+
+    public static func decode(from reader: inout ByteReader) throws(DecodingError) -> ChangeID {
+        let replica = try reader.replica()
+        let start = reader.offset
+        let counter = try reader.varint()
+        guard counter > 0 else { throw DecodingError(.invalidValue, offset: start, "change counter 0") }
+        return ChangeID(replica: replica, counter: counter)
+    }
+}
+
+extension FieldOperation {
+    public func encode(into writer: inout ByteWriter) {
+        writer.byte(code)
+        switch self {
+        case let .assign(value), let .add(value), let .remove(value): value.encode(into: &writer)
+        case let .increment(delta): writer.signedVarint(delta)
+        }
+    }
+
+    public static func decode(from reader: inout ByteReader) throws(DecodingError) -> FieldOperation {
+        let start = reader.offset
+        switch try reader.byte() {
+        case 1: return .assign(try FieldValue.decode(from: &reader))
+        case 2: return .add(try FieldValue.decode(from: &reader))
+        case 3: return .remove(try FieldValue.decode(from: &reader))
+        case 4: return .increment(try reader.signedVarint())
+        case let tag: throw DecodingError(.invalidTag, offset: start, "unknown operation \(tag)")
+        }
+    }
+}
+
+extension FieldWrite {
+    public func encode(into writer: inout ByteWriter) {
+        id.encode(into: &writer)
+        writer.varint(timestamp.rawValue)
+        writer.varint(causalLength)
+        writer.string(author)
+        operation.encode(into: &writer)
+        writer.varint(UInt64(supersedes.count))
+        for id in supersedes { id.encode(into: &writer) }
+    }
+
+    public static func decode(from reader: inout ByteReader) throws(DecodingError) -> FieldWrite {
+        let id = try ChangeID.decode(from: &reader)
+        let timestamp = HybridTimestamp(rawValue: try reader.varint())
+        let causalLength = try reader.varint()
+        let author = try reader.string()
+        let operation = try FieldOperation.decode(from: &reader)
+        var supersedes: [ChangeID] = []
+        for _ in 0..<(try reader.count(minimumItemSize: 17)) { supersedes.append(try ChangeID.decode(from: &reader)) }
+        return FieldWrite(id: id, timestamp: timestamp, causalLength: causalLength, author: author,
+                          operation: operation, supersedes: supersedes)
+    }
+}
+
+extension FieldState {
+    /// Storage encoding of a field's merged state (the `state` column of the field clock table).
+    public func encoded() -> [UInt8] {
+        var writer = ByteWriter()
+        func writes(_ list: [FieldWrite]) {
+            writer.varint(UInt64(list.count))
+            for write in list { write.encode(into: &writer) }
+        }
+        func ids(_ list: [ChangeID]) {
+            writer.varint(UInt64(list.count))
+            for id in list { id.encode(into: &writer) }
+        }
+        switch self {
+        case let .immutable(state): writer.byte(1); writes(state.writes)
+        case let .lastWriterWins(state): writer.byte(2); writes(state.winner.map { [$0] } ?? [])
+        case let .multiValue(state): writer.byte(3); writes(state.candidates); ids(state.superseded)
+        case let .monotonic(state):
+            writer.byte(4); writes(state.best.map { [$0] } ?? [])
+            writes(state.terminals.candidates); ids(state.terminals.superseded)
+        case let .addWinsSet(state): writer.byte(5); writes(state.adds); ids(state.removedTags)
+        case let .removeWinsSet(state): writer.byte(6); writes(state.adds); writes(state.removes)
+        case let .counter(state):
+            writer.byte(7)
+            writer.varint(UInt64(state.increments.count))
+            for (id, delta) in state.increments.sorted(by: { $0.key < $1.key }) {
+                id.encode(into: &writer)
+                writer.signedVarint(delta)
+            }
+        }
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8], policy: MergePolicy) throws(DecodingError) -> FieldState {
+        var reader = ByteReader(bytes)
+        func writes() throws(DecodingError) -> [FieldWrite] {
+            var list: [FieldWrite] = []
+            for _ in 0..<(try reader.count(minimumItemSize: 20)) { list.append(try FieldWrite.decode(from: &reader)) }
+            return list
+        }
+        func ids() throws(DecodingError) -> [ChangeID] {
+            var list: [ChangeID] = []
+            for _ in 0..<(try reader.count(minimumItemSize: 17)) { list.append(try ChangeID.decode(from: &reader)) }
+            return list
+        }
+        // Rebuild through `applying`, so a decoded state is canonical whatever the stored order.
+        var state = FieldState.empty(for: policy)
+        let tag = try reader.byte()
+        switch (tag, state) {
+        case (1, .immutable), (2, .lastWriterWins):
+            for write in try writes() { state = state.applying(write, policy: policy) }
+        case (3, .multiValue):
+            state = .multiValue(MultiValueRegister(candidates: try writes(), superseded: try ids()))
+        case (4, .monotonic):
+            let best = try writes().first
+            let terminals = MultiValueRegister(candidates: try writes(), superseded: try ids())
+            state = .monotonic(MonotonicRegister(best: best, terminals: terminals))
+        case (5, .addWinsSet):
+            state = .addWinsSet(AddWinsSet(adds: try writes(), removedTags: try ids()))
+        case (6, .removeWinsSet):
+            state = .removeWinsSet(RemoveWinsSet(adds: try writes(), removes: try writes()))
+        case (7, .counter):
+            var counter = GrowOnlyCounter()
+            for _ in 0..<(try reader.count(minimumItemSize: 18)) {
+                let id = try ChangeID.decode(from: &reader)
+                let delta = try reader.signedVarint()
+                counter = counter.applying(FieldWrite(id: id, timestamp: .zero, author: "", operation: .increment(delta)))
+            }
+            state = .counter(counter)
+        default:
+            throw DecodingError(.invalidTag, offset: 0, "state tag \(tag) does not match policy \(policy.name)")
+        }
+        try reader.expectEnd()
+        return state
+    }
+}

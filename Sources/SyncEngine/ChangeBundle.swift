@@ -1,0 +1,111 @@
+import SyncCore
+
+/// A file of changes carried from one replica to another (USB stick, e-mail) when there is no
+/// network path to the hub.
+///
+/// Layout (all integers big-endian or canonical LEB128 varints, as in `Protocol/README.md`):
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 8 | magic `CSBUNDLE` |
+/// | 8 | 2 | format version (1) |
+/// | 10 | 16 | sender replica id |
+/// | 26 | varint | sender schema version |
+/// | … | … | sender's version vector (what it has seen; the receiver remembers it) |
+/// | … | varint | change count, then each change |
+/// | end−32 | 32 | SHA-256 of every byte before it |
+///
+/// The checksum covers everything, so a truncated or altered file is refused whole and nothing
+/// is applied.
+public struct ChangeBundle: Equatable, Sendable {
+    public static let magic: [UInt8] = Array("CSBUNDLE".utf8)
+    public static let formatVersion: UInt16 = 1
+    /// Refuse absurd files before reading them into memory.
+    public static let maxBytes = 1 << 30
+
+    public let sender: ReplicaID
+    public let schemaVersion: Int
+    public let senderKnowledge: VersionVector
+    public let changes: [Change]
+
+    public init(sender: ReplicaID, schemaVersion: Int, senderKnowledge: VersionVector, changes: [Change]) {
+        self.sender = sender
+        self.schemaVersion = schemaVersion
+        self.senderKnowledge = senderKnowledge
+        self.changes = changes
+    }
+
+    public func encoded() -> [UInt8] {
+        var writer = ByteWriter(capacity: 64 + changes.count * 64)
+        writer.raw(Self.magic)
+        writer.byte(UInt8(Self.formatVersion >> 8))
+        writer.byte(UInt8(Self.formatVersion & 0xFF))
+        writer.replica(sender)
+        writer.varint(UInt64(schemaVersion))
+        senderKnowledge.encode(into: &writer)
+        writer.varint(UInt64(changes.count))
+        for change in changes { change.encode(into: &writer) }
+        let checksum = SHA256.hash(writer.bytes)
+        writer.raw(checksum)
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(BundleError) -> ChangeBundle {
+        guard bytes.count <= maxBytes else { throw .tooLarge(bytes: bytes.count) }
+        guard bytes.count >= magic.count + 2 + 16 + 32, Array(bytes.prefix(magic.count)) == magic else {
+            throw .notABundle
+        }
+        let body = Array(bytes.dropLast(32))
+        guard SHA256.hash(body) == Array(bytes.suffix(32)) else { throw .checksumMismatch }
+        var reader = ByteReader(body)
+        do {
+            _ = try reader.raw(count: magic.count)
+            let version = UInt16(try reader.byte()) << 8 | UInt16(try reader.byte())
+            guard version == formatVersion else { throw BundleError.unsupportedVersion(version) }
+            let sender = try reader.replica()
+            let schemaVersion = try reader.varint()
+            let knowledge = try VersionVector.decode(from: &reader)
+            var changes: [Change] = []
+            let count = try reader.count(minimumItemSize: 24)
+            changes.reserveCapacity(count)
+            for _ in 0..<count { changes.append(try Change.decode(from: &reader)) }
+            try reader.expectEnd()
+            return ChangeBundle(sender: sender, schemaVersion: Int(clamping: schemaVersion), senderKnowledge: knowledge,
+                                changes: changes)
+        } catch let error as DecodingError {
+            throw .malformed(error)
+        } catch let error as BundleError {
+            throw error
+        } catch {
+            preconditionFailure("unexpected error \(error)")
+        }
+    }
+}
+
+public enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
+    case notABundle
+    case tooLarge(bytes: Int)
+    case checksumMismatch
+    case unsupportedVersion(UInt16)
+    case malformed(DecodingError)
+
+    public var code: String {
+        switch self {
+        case .notABundle: "NOT_A_BUNDLE"
+        case .tooLarge: "BUNDLE_TOO_LARGE"
+        case .checksumMismatch: "BUNDLE_CHECKSUM"
+        case .unsupportedVersion: "BUNDLE_VERSION"
+        case .malformed: "BUNDLE_MALFORMED"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .notABundle: "not a CareSync bundle (wrong magic or too short); nothing applied"
+        case let .tooLarge(bytes): "bundle of \(bytes) bytes exceeds the \(ChangeBundle.maxBytes) byte limit; nothing applied"
+        case .checksumMismatch: "bundle checksum does not match: the file is truncated or corrupt; nothing applied"
+        case let .unsupportedVersion(version): "bundle format version \(version) is not supported (this program reads 1); nothing applied"
+        case let .malformed(error): "bundle is malformed (\(error)); nothing applied"
+        }
+    }
+}

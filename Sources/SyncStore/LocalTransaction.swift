@@ -1,0 +1,175 @@
+import GRDB
+import SyncCore
+
+/// Local edits inside one write transaction. Each edit becomes a change with this replica's next
+/// counter and a fresh hybrid timestamp, then merges through the same path as a remote change.
+///
+/// Only valid inside `ReplicaStore.write`; it must not escape the closure.
+public struct LocalTransaction {
+    let context: StoreContext
+    public let replicaID: ReplicaID
+    public let author: String
+    private(set) var counter: UInt64
+    private(set) var clock: HybridClock
+    let wallMillis: UInt64
+    /// Ids of the changes made so far in this transaction.
+    public private(set) var changeIDs: [ChangeID] = []
+
+    init(context: StoreContext, replicaID: ReplicaID, author: String, counter: UInt64, clock: HybridClock, wallMillis: UInt64) {
+        self.context = context
+        self.replicaID = replicaID
+        self.author = author
+        self.counter = counter
+        self.clock = clock
+        self.wallMillis = wallMillis
+    }
+
+    /// Reads see this transaction's own edits.
+    public var view: ReadView { ReadView(db: context.db, schema: context.schema) }
+
+    /// Creates a row (or re-creates a deleted row of a deletable table) with the given fields.
+    public mutating func create(_ table: String, id: String, values: [String: FieldValue]) throws {
+        let schema = try tableSchema(table)
+        let ref = try context.rowRef(table: table, key: id)
+        if ref.exists { throw StoreError(.rowExists, "\(table) \(id) already exists") }
+        if ref.causalLength > 0 && !schema.deletable {
+            throw StoreError(.notDeletable, "\(table) \(id) cannot be re-created")
+        }
+        let causalLength = ref.causalLength + 1
+        try context.apply(.rowLife(table: table, row: id, id: nextID(), timestamp: tick(), author: author,
+                                   causalLength: causalLength))
+        for name in values.keys.sorted() {
+            let column = try columnSchema(schema, name)
+            let value = values[name]!
+            switch column.policy {
+            case .addWinsSet, .removeWinsSet:
+                throw StoreError(.wrongOperation, "\(table).\(name) is a set: add elements after creating the row")
+            case .counter:
+                throw StoreError(.wrongOperation, "\(table).\(name) is a counter: increment it after creating the row")
+            default:
+                try checkType(column, value, table: table)
+                try emit(table: table, id: id, column: column, operation: .assign(value), causalLength: causalLength)
+            }
+        }
+    }
+
+    /// Sets fields of an existing row. Immutable fields cannot change; statuses only move forward.
+    public mutating func update(_ table: String, id: String, values: [String: FieldValue]) throws {
+        let schema = try tableSchema(table)
+        let ref = try requireRow(table, id)
+        for name in values.keys.sorted() {
+            let column = try columnSchema(schema, name)
+            let value = values[name]!
+            try checkType(column, value, table: table)
+            let current = try view.resolution(table, id: id, column: name)
+            switch column.policy {
+            case .immutable:
+                if current?.value != value && !(current?.value.isNull ?? true) {
+                    throw StoreError(.immutableField, "\(table).\(name) is written once and cannot change")
+                }
+            case let .monotonic(lattice):
+                guard let next = value.textValue, lattice.rank(of: next) != nil else {
+                    throw StoreError(.wrongType, "\(table).\(name) must be one of: \(lattice.order.joined(separator: ", "))")
+                }
+                let resolution = current
+                let inConflict = resolution?.inConflict ?? false
+                // While two terminal statuses conflict, only a terminal status (the resolution) is
+                // accepted; otherwise a status never moves backwards.
+                if !(inConflict && lattice.isTerminal(next)) && !lattice.allows(from: resolution?.value.textValue, to: next) {
+                    throw StoreError(.statusBackwards,
+                                     "\(table).\(name) cannot move from \(resolution?.value.textValue ?? "none") to \(next)")
+                }
+            case .addWinsSet, .removeWinsSet, .counter:
+                throw StoreError(.wrongOperation, "\(table).\(name) is a \(column.policy.name): use add/remove/increment")
+            case .lastWriterWins, .multiValue:
+                break
+            }
+            try emit(table: table, id: id, column: column, operation: .assign(value), causalLength: ref.causalLength)
+        }
+    }
+
+    /// Deletes a row of a deletable table; statutory records refuse.
+    public mutating func delete(_ table: String, id: String) throws {
+        let schema = try tableSchema(table)
+        guard schema.deletable else { throw StoreError(.notDeletable, "\(table) records are never deleted; void them instead") }
+        let ref = try requireRow(table, id)
+        try context.apply(.rowLife(table: table, row: id, id: nextID(), timestamp: tick(), author: author,
+                                   causalLength: ref.causalLength + 1))
+    }
+
+    public mutating func add(_ table: String, id: String, column name: String, element: FieldValue) throws {
+        try setOperation(table, id, name, .add(element))
+    }
+
+    public mutating func remove(_ table: String, id: String, column name: String, element: FieldValue) throws {
+        try setOperation(table, id, name, .remove(element))
+    }
+
+    public mutating func increment(_ table: String, id: String, column name: String, by delta: Int64) throws {
+        let schema = try tableSchema(table)
+        let column = try columnSchema(schema, name)
+        guard case .counter = column.policy else {
+            throw StoreError(.wrongOperation, "\(table).\(name) is \(column.policy.name), not a counter")
+        }
+        let ref = try requireRow(table, id)
+        try emit(table: table, id: id, column: column, operation: .increment(delta), causalLength: ref.causalLength)
+    }
+
+    private mutating func setOperation(_ table: String, _ id: String, _ name: String, _ operation: FieldOperation) throws {
+        let schema = try tableSchema(table)
+        let column = try columnSchema(schema, name)
+        switch column.policy {
+        case .addWinsSet, .removeWinsSet: break
+        default: throw StoreError(.wrongOperation, "\(table).\(name) is \(column.policy.name), not a set")
+        }
+        let ref = try requireRow(table, id)
+        try emit(table: table, id: id, column: column, operation: operation, causalLength: ref.causalLength)
+    }
+
+    private mutating func emit(table: String, id: String, column: ColumnSchema, operation: FieldOperation,
+                               causalLength: UInt64) throws {
+        var supersedes: [ChangeID] = []
+        if column.policy.keepsState, let state = try view.fieldState(table, id: id, column: column.name) {
+            supersedes = state.supersededByLocalWrite(operation, policy: column.policy)
+        }
+        let write = FieldWrite(id: nextID(), timestamp: tick(), causalLength: causalLength, author: author,
+                               operation: operation, supersedes: supersedes)
+        try context.apply(Change(table: table, row: id, column: column.name, write: write))
+    }
+
+    private mutating func nextID() -> ChangeID {
+        counter += 1
+        let id = ChangeID(replica: replicaID, counter: counter)
+        changeIDs.append(id)
+        return id
+    }
+
+    private mutating func tick() -> HybridTimestamp { clock.tick(wallMillis: wallMillis) }
+
+    private func tableSchema(_ table: String) throws -> TableSchema {
+        guard let schema = context.schema.table(table) else { throw StoreError(.unknownTable, "unknown record kind \(table)") }
+        return schema
+    }
+
+    private func columnSchema(_ table: TableSchema, _ name: String) throws -> ColumnSchema {
+        guard let column = table.column(name) else {
+            throw StoreError(.unknownColumn, "\(table.name) has no field \(name)")
+        }
+        return column
+    }
+
+    private func requireRow(_ table: String, _ id: String) throws -> StoreContext.RowRef {
+        guard let ref = try context.existingRowRef(table: table, key: id), ref.exists else {
+            throw StoreError(.rowNotFound, "no \(table) with id \(id)")
+        }
+        return ref
+    }
+
+    private func checkType(_ column: ColumnSchema, _ value: FieldValue, table: String) throws {
+        let matches = switch (column.type, value) {
+        case (_, .null), (.text, .text), (.integer, .integer), (.real, .real), (.real, .integer), (.blob, .blob): true
+        default: false
+        }
+        if !matches { throw StoreError(.wrongType, "\(table).\(column.name) takes \(column.type.rawValue.lowercased()), not \(value.shape)") }
+    }
+}

@@ -1,0 +1,267 @@
+import Foundation
+import GRDB
+import SyncCore
+
+/// A field whose concurrent writes a person must settle.
+public struct FieldConflict: Sendable {
+    public enum Kind: String, Sendable {
+        /// Concurrent different values of a multi-value field (or two terminal statuses).
+        case concurrentValues = "concurrent_values"
+        /// A differing write to an immutable field: kept aside, never adopted.
+        case quarantined
+    }
+
+    public let table: String
+    public let row: String
+    public let column: String
+    public let kind: Kind
+    /// The competing writes, oldest first; for a quarantine, the accepted write first.
+    public let candidates: [FieldWrite]
+}
+
+/// One entry of a record's history: who changed what, from which replica, when it happened and
+/// when this replica recorded it.
+public struct HistoryEntry: Sendable {
+    public let change: ChangeID
+    public let column: String?
+    public let author: String
+    public let timestamp: HybridTimestamp
+    public let recordedAtMillis: Int64
+    public let operation: FieldOperation
+    public let causalLength: UInt64
+}
+
+/// A replica's own account of itself.
+public struct ReplicaStatus: Sendable {
+    public let replicaID: ReplicaID
+    public let name: String
+    public let schemaVersion: Int
+    public let localChanges: UInt64
+    public let totalChanges: Int
+    public let keptUnknownChanges: Int
+    public let openConflicts: Int
+    public let knownVector: VersionVector
+    public let rowCounts: [(table: String, rows: Int)]
+    public let peers: [PeerStatus]
+    public let lastTimestamp: HybridTimestamp
+}
+
+/// What this replica knows about what a peer has seen, and so what it would send the peer.
+public struct PeerStatus: Sendable {
+    public let replicaID: ReplicaID
+    public let knownVector: VersionVector
+    public let changesNotSeen: UInt64
+    public let updatedAtMillis: Int64
+}
+
+extension ReplicaStore {
+    /// Every change this replica holds that a peer with knowledge `seen` lacks, ordered by origin
+    /// and counter (so a receiver's contiguous counters advance without gaps).
+    public func changes(notIn seen: VersionVector, limit: Int = .max) throws -> [Change] {
+        try readDatabase { db in
+            let origins = try Row.fetchAll(db, sql: "SELECT id, replica_id FROM sync_origin ORDER BY replica_id")
+            var result: [Change] = []
+            for origin in origins {
+                guard let replica = ReplicaID(hex: origin[1]) else { throw StoreError(.corrupt, "bad origin replica id") }
+                let rows = try Row.fetchAll(db, sql: """
+                    SELECT c.counter, c.hlc, r.key, t.name, col.name, c.causal_length, a.name, c.op, c.value, c.supersedes
+                    FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
+                    LEFT JOIN sync_name col ON col.id = c.column_name JOIN sync_name a ON a.id = c.author
+                    WHERE c.origin = ? AND c.counter > ? ORDER BY c.counter LIMIT ?
+                    """, arguments: [origin[0] as Int64, Int64(bitPattern: seen[replica]), min(limit - result.count, Int(Int32.max))])
+                for row in rows { result.append(try Self.change(from: row, replica: replica)) }
+                if result.count >= limit { break }
+            }
+            return result
+        }
+    }
+
+    static func change(from row: Row, replica: ReplicaID) throws -> Change {
+        let id = ChangeID(replica: replica, counter: UInt64(bitPattern: row[0]))
+        let value = FieldValue(databaseValue: row[8])
+        let operation: FieldOperation
+        switch row[7] as Int64 {
+        case 1: operation = .assign(value)
+        case 2: operation = .add(value)
+        case 3: operation = .remove(value)
+        case 4: operation = .increment(value.integerValue ?? 0)
+        default: throw StoreError(.corrupt, "change \(id) has an unknown operation")
+        }
+        var supersedes: [ChangeID] = []
+        if let blob = row[9] as Data? {
+            var reader = ByteReader(Array(blob))
+            do {
+                for _ in 0..<(try reader.count(minimumItemSize: 17)) { supersedes.append(try ChangeID.decode(from: &reader)) }
+            } catch {
+                throw StoreError(.corrupt, "change \(id) has unreadable supersedes: \(error)")
+            }
+        }
+        let write = FieldWrite(id: id, timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: row[1])),
+                               causalLength: UInt64(row[5] as Int64), author: row[6], operation: operation,
+                               supersedes: supersedes)
+        return Change(table: row[3], row: row[2], column: (row[4] as String?) ?? "", write: write)
+    }
+
+    /// For each origin, the counter up to which this replica has every change.
+    public func versionVector() throws -> VersionVector {
+        try readDatabase { db in
+            var counters: [ReplicaID: UInt64] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT replica_id, contiguous FROM sync_origin WHERE contiguous > 0") {
+                if let replica = ReplicaID(hex: row[0]) { counters[replica] = UInt64(row[1] as Int64) }
+            }
+            return VersionVector(counters)
+        }
+    }
+
+    /// Remembers what a peer has seen (from the vector it sent), so exports to it skip those changes.
+    public func recordPeerKnowledge(_ peer: ReplicaID, _ vector: VersionVector) throws {
+        guard peer != replicaID else { return }
+        var writer = ByteWriter()
+        try writeContext { context in
+            var known = try Self.peerVector(context.db, peer) ?? VersionVector()
+            known.merge(vector)
+            known.encode(into: &writer)
+            try context.db.execute(sql: """
+                INSERT INTO sync_peer (replica_id, vector, updated_at) VALUES (?, ?, ?)
+                ON CONFLICT (replica_id) DO UPDATE SET vector = excluded.vector, updated_at = excluded.updated_at
+                """, arguments: [peer.hex, Data(writer.bytes), context.recordedAt])
+        }
+    }
+
+    /// What this replica last learned a peer has seen; empty if the peer is unknown.
+    public func peerKnowledge(_ peer: ReplicaID) throws -> VersionVector {
+        try readDatabase { db in try Self.peerVector(db, peer) ?? VersionVector() }
+    }
+
+    static func peerVector(_ db: Database, _ peer: ReplicaID) throws -> VersionVector? {
+        guard let blob = try Data.fetchOne(db, sql: "SELECT vector FROM sync_peer WHERE replica_id = ?", arguments: [peer.hex]) else {
+            return nil
+        }
+        var reader = ByteReader(Array(blob))
+        do {
+            let vector = try VersionVector.decode(from: &reader)
+            try reader.expectEnd()
+            return vector
+        } catch {
+            throw StoreError(.corrupt, "stored knowledge of peer \(peer.short) is unreadable: \(error)")
+        }
+    }
+
+    /// Every field with an open conflict or quarantined write.
+    public func conflicts() throws -> [FieldConflict] {
+        try readDatabase { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT t.name, r.key, c.name, f.state FROM sync_field f JOIN sync_row r ON r.id = f.row
+                JOIN sync_name t ON t.id = r.table_name JOIN sync_name c ON c.id = f.column_name
+                WHERE f.conflict = 1 ORDER BY t.name, r.key, c.name
+                """)
+            return try rows.compactMap { row -> FieldConflict? in
+                let table: String = row[0]
+                let column: String = row[2]
+                guard let schema = schema.table(table)?.column(column), let blob = row[3] as Data? else { return nil }
+                let state: FieldState
+                do { state = try FieldState.decode(Array(blob), policy: schema.policy) } catch {
+                    throw StoreError(.corrupt, "stored merge state of \(table).\(column) is unreadable: \(error)")
+                }
+                let resolution = state.resolution(policy: schema.policy)
+                if resolution.inConflict {
+                    return FieldConflict(table: table, row: row[1], column: column, kind: .concurrentValues,
+                                         candidates: resolution.candidates)
+                }
+                guard !resolution.quarantined.isEmpty, case let .immutable(register) = state else { return nil }
+                return FieldConflict(table: table, row: row[1], column: column, kind: .quarantined, candidates: register.writes)
+            }
+        }
+    }
+
+    /// Every change to a row (or one of its fields), oldest first by hybrid timestamp.
+    public func history(table: String, row key: String, column: String? = nil) throws -> [HistoryEntry] {
+        try readDatabase { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT o.replica_id, c.counter, col.name, a.name, c.hlc, c.recorded_at, c.op, c.value, c.causal_length
+                FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
+                JOIN sync_origin o ON o.id = c.origin JOIN sync_name a ON a.id = c.author
+                LEFT JOIN sync_name col ON col.id = c.column_name
+                WHERE t.name = ? AND r.key = ? ORDER BY c.hlc, o.replica_id, c.counter
+                """, arguments: [table, key])
+            return try rows.compactMap { row -> HistoryEntry? in
+                let columnName: String? = row[2]
+                if let column, columnName != column { return nil }
+                guard let replica = ReplicaID(hex: row[0]) else { throw StoreError(.corrupt, "bad origin replica id") }
+                let value = FieldValue(databaseValue: row[7])
+                let operation: FieldOperation = switch row[6] as Int64 {
+                case 2: .add(value)
+                case 3: .remove(value)
+                case 4: .increment(value.integerValue ?? 0)
+                default: .assign(value)
+                }
+                return HistoryEntry(change: ChangeID(replica: replica, counter: UInt64(bitPattern: row[1])), column: columnName,
+                                    author: row[3], timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: row[4])),
+                                    recordedAtMillis: row[5], operation: operation, causalLength: UInt64(row[8] as Int64))
+            }
+        }
+    }
+
+    public func status() throws -> ReplicaStatus {
+        let vector = try versionVector()
+        return try readDatabase { db in
+            let state = try Row.fetchOne(db, sql: "SELECT display_name, schema_version, counter, hlc FROM sync_state")!
+            var counts: [(String, Int)] = []
+            for table in schema.tables {
+                counts.append((table.name, try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table.name)") ?? 0))
+            }
+            var peers: [PeerStatus] = []
+            for row in try Row.fetchAll(db, sql: "SELECT replica_id, updated_at FROM sync_peer ORDER BY replica_id") {
+                guard let peer = ReplicaID(hex: row[0]) else { continue }
+                let known = try Self.peerVector(db, peer) ?? VersionVector()
+                let missing = vector.counters.reduce(UInt64(0)) { $0 + ($1.value > known[$1.key] ? $1.value - known[$1.key] : 0) }
+                peers.append(PeerStatus(replicaID: peer, knownVector: known, changesNotSeen: missing, updatedAtMillis: row[1]))
+            }
+            return ReplicaStatus(
+                replicaID: replicaID, name: state[0], schemaVersion: state[1], localChanges: UInt64(state[2] as Int64),
+                totalChanges: try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_change") ?? 0,
+                keptUnknownChanges: try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_change WHERE known = 0") ?? 0,
+                openConflicts: try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_field WHERE conflict = 1") ?? 0,
+                knownVector: vector, rowCounts: counts, peers: peers,
+                lastTimestamp: HybridTimestamp(rawValue: UInt64(bitPattern: state[3])))
+        }
+    }
+
+    /// Bytes of merge metadata per tracked field, measured with SQLite's dbstat virtual table when
+    /// available (page bytes of `sync_field` and its index, divided by the number of fields).
+    public func metadataBytesPerField() throws -> (fields: Int, bytes: Int)? {
+        try readDatabase { db in
+            let fields = try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_field") ?? 0
+            guard fields > 0 else { return nil }
+            do {
+                let bytes = try Int.fetchOne(db, sql: """
+                    SELECT sum(pgsize) FROM dbstat WHERE name IN ('sync_field', 'sync_field_open_conflict')
+                    """) ?? 0
+                return (fields, bytes)
+            } catch {
+                return nil
+            }
+        }
+    }
+}
+
+extension StoreContext {
+    /// Applies kept changes whose table and column the schema now knows (after an upgrade).
+    func replayKept() throws {
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT c.counter, c.hlc, r.key, t.name, col.name, c.causal_length, a.name, c.op, c.value, c.supersedes,
+                   o.replica_id
+            FROM sync_change c JOIN sync_origin o ON o.id = c.origin JOIN sync_row r ON r.id = c.row
+            JOIN sync_name t ON t.id = r.table_name LEFT JOIN sync_name col ON col.id = c.column_name
+            JOIN sync_name a ON a.id = c.author WHERE c.known = 0 ORDER BY c.hlc
+            """)
+        for row in rows {
+            guard let replica = ReplicaID(hex: row[10]) else { continue }
+            let change = try ReplicaStore.change(from: row, replica: replica)
+            guard let table = schema.table(change.table), change.isRowLife || table.column(change.column) != nil else { continue }
+            try db.execute(sql: "DELETE FROM sync_change WHERE origin = ? AND counter = ?",
+                           arguments: [try originID(replica), Int64(bitPattern: change.id.counter)])
+            try apply(change)
+        }
+    }
+}

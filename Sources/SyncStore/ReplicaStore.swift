@@ -1,0 +1,225 @@
+import Foundation
+import GRDB
+import Logging
+import SyncCore
+
+/// One replica: a plain SQLite file in WAL mode with `synchronous=FULL`, written by one connection.
+///
+/// Domain tables hold current values as ordinary rows (`sqlite3 replica.db 'select * from plan'`
+/// shows the truth). Beside them, `sync_*` tables hold per-field clocks and merge state
+/// (`sync_field`), row lives (`sync_row`) and every change ever made or received (`sync_change`),
+/// which is both the history and the source of what other replicas have not yet seen.
+public final class ReplicaStore: Sendable {
+    public let path: String
+    public let replicaID: ReplicaID
+    public let schema: ReplicaSchema
+    let queue: DatabaseQueue
+    let wallClock: any WallClock
+    let maxClockSkewMillis: UInt64
+    static let logger = Logger(label: "caresync.store")
+
+    private init(path: String, queue: DatabaseQueue, replicaID: ReplicaID, schema: ReplicaSchema,
+                 wallClock: any WallClock, maxClockSkewMillis: UInt64) {
+        self.path = path
+        self.queue = queue
+        self.replicaID = replicaID
+        self.schema = schema
+        self.wallClock = wallClock
+        self.maxClockSkewMillis = maxClockSkewMillis
+    }
+
+    /// Creates a new replica file. Fails if one exists at `path`.
+    public static func create(at path: String, schema: ReplicaSchema, replicaID: ReplicaID, name: String,
+                              wallClock: any WallClock,
+                              maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis) throws -> ReplicaStore {
+        guard !FileManager.default.fileExists(atPath: path) else {
+            throw StoreError(.alreadyExists, "a file already exists at \(path); choose another path")
+        }
+        let queue = try openQueue(path)
+        try migrate(queue, schema: schema)
+        try guarded {
+            try queue.write { db in
+                try db.execute(sql: """
+                    INSERT INTO sync_state (id, replica_id, display_name, counter, hlc, schema_version, created_at)
+                    VALUES (1, ?, ?, 0, 0, ?, ?)
+                    """, arguments: [replicaID.hex, name, schema.version, Int64(wallClock.nowMillis())])
+            }
+        }
+        logger.info("replica created", metadata: ["replica": "\(replicaID.short)", "schema": "\(schema.version)"])
+        return ReplicaStore(path: path, queue: queue, replicaID: replicaID, schema: schema, wallClock: wallClock,
+                            maxClockSkewMillis: maxClockSkewMillis)
+    }
+
+    /// Opens an existing replica, running any migrations its schema has not yet had, and applying
+    /// kept changes that the upgraded schema now understands.
+    public static func open(at path: String, schema: ReplicaSchema, wallClock: any WallClock,
+                            maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis) throws -> ReplicaStore {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StoreError(.notAReplica, "no replica at \(path); create one with `caresync init`")
+        }
+        let queue = try openQueue(path)
+        let replicaHex = try guarded {
+            try queue.read { db -> String? in
+                guard try db.tableExists("sync_state") else { return nil }
+                return try String.fetchOne(db, sql: "SELECT replica_id FROM sync_state WHERE id = 1")
+            }
+        }
+        guard let replicaHex, let replicaID = ReplicaID(hex: replicaHex) else {
+            throw StoreError(.notAReplica, "\(path) is an SQLite file but not a CareSync replica")
+        }
+        let stored = try guarded { try queue.read { db in try Int.fetchOne(db, sql: "SELECT schema_version FROM sync_state") ?? 0 } }
+        guard stored <= schema.version else {
+            throw StoreError(.schemaTooNew, "replica schema v\(stored) is newer than this program's v\(schema.version); upgrade caresync")
+        }
+        try migrate(queue, schema: schema)
+        let store = ReplicaStore(path: path, queue: queue, replicaID: replicaID, schema: schema, wallClock: wallClock,
+                                 maxClockSkewMillis: maxClockSkewMillis)
+        if stored < schema.version { try store.upgradeSchemaVersion() }
+        return store
+    }
+
+    private static func openQueue(_ path: String) throws -> DatabaseQueue {
+        var configuration = Configuration()
+        configuration.journalMode = .wal
+        configuration.busyMode = .timeout(10)
+        configuration.label = "caresync.replica"
+        configuration.prepareDatabase { db in
+            // An acknowledgement means the commit reached the disk.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        return try guarded {
+            do {
+                return try DatabaseQueue(path: path, configuration: configuration)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB {
+                throw StoreError(.notAReplica, "\(path) is not an SQLite database")
+            }
+        }
+    }
+
+    private static func migrate(_ queue: DatabaseQueue, schema: ReplicaSchema) throws {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("sync-v1") { db in try StoreTables.create(db) }
+        for migration in schema.migrations {
+            migrator.registerMigration(migration.identifier) { db in try db.execute(sql: migration.sql) }
+        }
+        try guarded { try migrator.migrate(queue) }
+    }
+
+    private func upgradeSchemaVersion() throws {
+        try writeContext { context in
+            try context.db.execute(sql: "UPDATE sync_state SET schema_version = ?", arguments: [schema.version])
+            try context.replayKept()
+        }
+    }
+
+    // MARK: transactions
+
+    /// Runs `body` in one immediate write transaction with a fresh context.
+    func writeContext<T>(_ body: (StoreContext) throws -> T) throws -> T {
+        try Self.guarded {
+            try queue.write { db in
+                let context = StoreContext(db: db, schema: schema, recordedAt: Int64(wallClock.nowMillis()))
+                let result = try body(context)
+                try context.advanceContiguous()
+                return result
+            }
+        }
+    }
+
+    func readDatabase<T>(_ body: (Database) throws -> T) throws -> T {
+        try Self.guarded { try queue.read(body) }
+    }
+
+    /// Makes local edits in one transaction: every change gets its counter in this transaction, so
+    /// a crash either keeps an edit and its log entry or neither.
+    public func write<T>(author: String, _ body: (inout LocalTransaction) throws -> T) throws -> T {
+        try writeContext { context in
+            let state = try Row.fetchOne(context.db, sql: "SELECT counter, hlc FROM sync_state WHERE id = 1")!
+            var transaction = LocalTransaction(
+                context: context, replicaID: replicaID, author: author, counter: UInt64(state[0] as Int64),
+                clock: HybridClock(last: HybridTimestamp(rawValue: UInt64(bitPattern: state[1])), maxForwardDriftMillis: maxClockSkewMillis),
+                wallMillis: wallClock.nowMillis())
+            let result = try body(&transaction)
+            try context.db.execute(sql: "UPDATE sync_state SET counter = ?, hlc = ? WHERE id = 1", arguments: [
+                Int64(transaction.counter), Int64(bitPattern: transaction.clock.last.rawValue),
+            ])
+            return result
+        }
+    }
+
+    /// Reads domain rows and merged fields.
+    public func read<T>(_ body: (ReadView) throws -> T) throws -> T {
+        try readDatabase { db in try body(ReadView(db: db, schema: schema)) }
+    }
+
+    /// Applies a batch of changes from other replicas in one transaction. Idempotent by change id:
+    /// re-applying a batch changes nothing. A timestamp too far ahead of this machine's clock
+    /// refuses the whole batch before anything is written.
+    public func apply(_ changes: [Change]) throws -> ApplySummary {
+        let now = wallClock.nowMillis()
+        var newest = HybridTimestamp.zero
+        for change in changes {
+            do {
+                try HybridClock.check(change.write.timestamp, wallMillis: now, maxForwardDriftMillis: maxClockSkewMillis)
+            } catch {
+                throw StoreError(.clockSkew, "batch refused, nothing applied: change \(change.id) \(error)")
+            }
+            newest = max(newest, change.write.timestamp)
+        }
+        let summary = try writeContext { context -> ApplySummary in
+            for change in changes { try context.apply(change) }
+            // Later local timestamps must exceed everything seen, so a local edit made after a
+            // sync beats what it was made on top of.
+            try context.db.execute(sql: "UPDATE sync_state SET hlc = max(hlc, ?) WHERE id = 1",
+                                   arguments: [Int64(bitPattern: newest.rawValue)])
+            return context.summary
+        }
+        Self.logger.debug("batch applied", metadata: [
+            "applied": "\(summary.applied)", "duplicates": "\(summary.duplicates)", "kept": "\(summary.kept)",
+        ])
+        return summary
+    }
+
+    /// Maps database failures to content-free store errors.
+    static func guarded<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as StoreError {
+            throw error
+        } catch let error as DatabaseError {
+            // GRDB's description can include SQL; only the result code and SQLite's own message
+            // (which never contains bound values) are passed on.
+            throw StoreError(.database, "SQLite error \(error.resultCode.rawValue): \(error.message ?? "unknown")")
+        }
+    }
+}
+
+/// The store's own tables. Column and table names are dictionary ids (`sync_name`), replicas are
+/// origin ids (`sync_origin`) and rows are row refs (`sync_row`), so per-field metadata stays small.
+enum StoreTables {
+    static func create(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE sync_state (
+              id INTEGER PRIMARY KEY CHECK (id = 1), replica_id TEXT NOT NULL, display_name TEXT NOT NULL,
+              counter INTEGER NOT NULL, hlc INTEGER NOT NULL, schema_version INTEGER NOT NULL, created_at INTEGER NOT NULL);
+            CREATE TABLE sync_name (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+            CREATE TABLE sync_origin (id INTEGER PRIMARY KEY, replica_id TEXT NOT NULL UNIQUE, contiguous INTEGER NOT NULL);
+            CREATE TABLE sync_row (
+              id INTEGER PRIMARY KEY, table_name INTEGER NOT NULL, key TEXT NOT NULL, causal_length INTEGER NOT NULL,
+              UNIQUE (table_name, key));
+            CREATE TABLE sync_field (
+              row INTEGER NOT NULL, column_name INTEGER NOT NULL, causal_length INTEGER NOT NULL, hlc INTEGER NOT NULL,
+              origin INTEGER NOT NULL, counter INTEGER NOT NULL, conflict INTEGER NOT NULL, state BLOB,
+              PRIMARY KEY (row, column_name)) WITHOUT ROWID;
+            CREATE INDEX sync_field_open_conflict ON sync_field (conflict) WHERE conflict = 1;
+            CREATE TABLE sync_change (
+              origin INTEGER NOT NULL, counter INTEGER NOT NULL, hlc INTEGER NOT NULL, row INTEGER NOT NULL,
+              column_name INTEGER, causal_length INTEGER NOT NULL, author INTEGER NOT NULL, op INTEGER NOT NULL,
+              value, supersedes BLOB, recorded_at INTEGER NOT NULL, known INTEGER NOT NULL,
+              PRIMARY KEY (origin, counter)) WITHOUT ROWID;
+            CREATE INDEX sync_change_by_row ON sync_change (row);
+            CREATE INDEX sync_change_kept ON sync_change (known) WHERE known = 0;
+            CREATE TABLE sync_peer (replica_id TEXT PRIMARY KEY, vector BLOB NOT NULL, updated_at INTEGER NOT NULL);
+            """)
+    }
+}
