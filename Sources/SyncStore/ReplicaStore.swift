@@ -138,7 +138,7 @@ public final class ReplicaStore: Sendable {
             var transaction = LocalTransaction(
                 context: context, replicaID: replicaID, author: author, counter: UInt64(state[0] as Int64),
                 clock: HybridClock(last: HybridTimestamp(rawValue: UInt64(bitPattern: state[1])), maxForwardDriftMillis: maxClockSkewMillis),
-                wallMillis: wallClock.nowMillis())
+                wallMillis: UInt64(context.recordedAt))
             let result = try body(&transaction)
             try context.db.execute(sql: "UPDATE sync_state SET counter = ?, hlc = ? WHERE id = 1", arguments: [
                 Int64(transaction.counter), Int64(bitPattern: transaction.clock.last.rawValue),

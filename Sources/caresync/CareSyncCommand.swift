@@ -1,0 +1,83 @@
+import ArgumentParser
+import CareRecords
+import Foundation
+import Logging
+import SyncCore
+import SyncEngine
+import SyncStore
+
+@main
+struct CareSyncCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "caresync",
+        abstract: "Offline-first care records: edit a local replica anywhere, merge with other replicas later.",
+        discussion: """
+            Each team keeps a replica: one SQLite file (readable with `sqlite3`). Edits work with no \
+            network. Replicas exchange changes as bundle files (`export` / `import`); every field \
+            merges by its declared policy, and concurrent narrative edits become conflicts for a \
+            person to resolve instead of being overwritten.
+
+            Quick start:
+              caresync init team.db --name "PA team"
+              export CARESYNC_REPLICA=team.db CARESYNC_USER=alex
+              caresync add young_person legal_given_name=Ava legal_family_name=Le\\ Brun date_of_birth=2007-03-14
+              caresync list young_person
+              caresync export for-hub.bundle
+
+            Exit codes: 0 success; 1 refused by a care rule (the message says which); 2 could not \
+            read a bundle or other input file (nothing applied); 3 replica or storage problem; \
+            4 clock skew (a change is too far in the future); 64 bad arguments.
+            """,
+        subcommands: [
+            InitCommand.self, KindsCommand.self, AddCommand.self, EditCommand.self, SetAddCommand.self,
+            SetRemoveCommand.self, DeleteCommand.self, ShowCommand.self, ListCommand.self, ApproveCommand.self,
+            PlanVersionCommand.self, CatalogueCommand.self, RequestAwardCommand.self, ConflictsCommand.self,
+            ResolveCommand.self, HistoryCommand.self, StatusCommand.self, ExportCommand.self, ImportCommand.self,
+        ])
+}
+
+/// Options every command that touches a replica takes.
+struct ReplicaOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Replica file (default: $CARESYNC_REPLICA, else ./replica.db).", valueName: "path"))
+    var replica: String?
+
+    @Option(name: .customLong("as"), help: ArgumentHelp("Worker id recorded as the author (default: $CARESYNC_USER, else $USER).", valueName: "worker"))
+    var author: String?
+
+    @Flag(name: .long, help: "Print machine-readable JSON.")
+    var json = false
+
+    @Flag(name: .long, help: "Log progress to standard error (ids and counts only, never record contents).")
+    var verbose = false
+
+    var path: String { replica ?? ProcessInfo.processInfo.environment["CARESYNC_REPLICA"] ?? "replica.db" }
+
+    var worker: String {
+        author ?? ProcessInfo.processInfo.environment["CARESYNC_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "unknown"
+    }
+
+    func open() throws -> CareReplica {
+        Output.bootstrapLogging(verbose: verbose)
+        return try Output.run { try CareReplica.open(at: path, wallClock: SystemWallClock()) }
+    }
+}
+
+struct SystemWallClock: WallClock {
+    func nowMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
+}
+
+/// Parses `field=value` arguments.
+enum Assignments {
+    static func parse(_ arguments: [String]) throws -> [String: String] {
+        var fields: [String: String] = [:]
+        for argument in arguments {
+            guard let equals = argument.firstIndex(of: "="), equals != argument.startIndex else {
+                throw ValidationError("expected field=value, got '\(argument.prefix(40))'")
+            }
+            let name = String(argument[..<equals])
+            guard fields[name] == nil else { throw ValidationError("field \(name) given twice") }
+            fields[name] = String(argument[argument.index(after: equals)...])
+        }
+        return fields
+    }
+}
