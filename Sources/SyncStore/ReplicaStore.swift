@@ -45,7 +45,7 @@ public final class ReplicaStore: Sendable {
                     """, arguments: [replicaID.hex, name, schema.version, Int64(wallClock.nowMillis())])
             }
         }
-        logger.info("replica created", metadata: ["replica": "\(replicaID.short)", "schema": "\(schema.version)"])
+        logger.debug("replica created", metadata: ["replica": "\(replicaID.short)", "schema": "\(schema.version)"])
         return ReplicaStore(path: path, queue: queue, replicaID: replicaID, schema: schema, wallClock: wallClock,
                             maxClockSkewMillis: maxClockSkewMillis)
     }

@@ -1,0 +1,196 @@
+import Foundation
+import SyncCore
+import SyncEngine
+import SyncStore
+import Testing
+
+@Suite("Replica store")
+struct StoreTests {
+    let directory = TestFiles.directory()
+    let clock = ManualClock()
+
+    func make(_ name: String = "a", schema: ReplicaSchema = TestSchema.v1, id: UInt64 = 1) throws -> ReplicaStore {
+        try ReplicaStore.create(at: "\(directory)/\(name).db", schema: schema, replicaID: ReplicaID(high: id, low: id),
+                                name: name, wallClock: clock)
+    }
+
+    @Test("a local edit and its change-log entry commit together or not at all")
+    func atomicLocalWrite() throws {
+        let store = try make()
+        struct Abort: Error {}
+        #expect(throws: Abort.self) {
+            try store.write(author: "ann") { tx in
+                try tx.create("item", id: "x", values: ["title": .text("t")])
+                throw Abort()
+            }
+        }
+        #expect(try store.read { try $0.row("item", id: "x") } == nil)
+        #expect(try store.status().localChanges == 0)
+        #expect(try store.changes(notIn: VersionVector()).isEmpty)
+        let ids = try store.write(author: "ann") { tx in
+            try tx.create("item", id: "x", values: ["title": .text("t")])
+            return tx.changeIDs
+        }
+        #expect(ids.map(\.counter) == [1, 2], "row life then one field, counters from 1")
+        #expect(try store.status().localChanges == 2)
+    }
+
+    @Test("applying a batch twice changes nothing the second time")
+    func idempotentApply() throws {
+        let a = try make("a", id: 1)
+        let b = try make("b", id: 2)
+        try a.write(author: "ann") { tx in
+            try tx.create("item", id: "x", values: ["title": .text("t"), "body": .text("b")])
+            try tx.add("item", id: "x", column: "tags", element: .text("k"))
+            try tx.increment("item", id: "x", column: "hits", by: 2)
+        }
+        let batch = try a.changes(notIn: VersionVector())
+        let first = try b.apply(batch)
+        let before = try b.snapshot()
+        let second = try b.apply(batch)
+        #expect(first.applied == batch.count)
+        #expect(second.applied == 0 && second.duplicates == batch.count)
+        #expect(try b.snapshot() == before)
+        #expect(try b.read { try $0.row("item", id: "x")?["hits"] } == .integer(2), "a duplicate increment counts once")
+    }
+
+    @Test("policy refusals on local edits", arguments: ["immutable", "backwards", "deleteStatutory", "wrongType", "unknownColumn"])
+    func refusals(case name: String) throws {
+        let store = try make()
+        try store.write(author: "ann") { try $0.create("item", id: "x", values: ["code": .text("C"), "status": .text("done")]) }
+        let expected: StoreError.Code
+        let body: (inout LocalTransaction) throws -> Void
+        switch name {
+        case "immutable": expected = .immutableField; body = { try $0.update("item", id: "x", values: ["code": .text("D")]) }
+        case "backwards": expected = .statusBackwards; body = { try $0.update("item", id: "x", values: ["status": .text("open")]) }
+        case "deleteStatutory": expected = .notDeletable; body = { try $0.delete("item", id: "x") }
+        case "wrongType": expected = .wrongType; body = { try $0.update("item", id: "x", values: ["size": .text("big")]) }
+        default: expected = .unknownColumn; body = { try $0.update("item", id: "x", values: ["nope": .text("1")]) }
+        }
+        let error = #expect(throws: StoreError.self) { try store.write(author: "ann", body) }
+        #expect(error?.code == expected)
+        #expect(try store.status().localChanges == 3, "nothing written by the refused edit")
+    }
+
+    @Test("changes to a column this schema does not know are kept and applied after upgrade")
+    func unknownColumnsKept() throws {
+        let newer = try make("newer", schema: TestSchema.v2, id: 1)
+        let older = try make("older", schema: TestSchema.v1, id: 2)
+        try newer.write(author: "ann") { try $0.create("note", id: "n", values: ["text": .text("hi"), "colour": .text("blue")]) }
+        let summary = try older.apply(try newer.changes(notIn: VersionVector()))
+        #expect(summary.kept == 1)
+        #expect(try older.read { try $0.row("note", id: "n")?["text"] } == .text("hi"))
+        // Kept changes travel on: a third replica hears of them from the older one.
+        #expect(try older.changes(notIn: VersionVector()).contains { $0.column == "colour" })
+        let upgraded = try ReplicaStore.open(at: "\(directory)/older.db", schema: TestSchema.v2, wallClock: clock)
+        #expect(try upgraded.read { try $0.row("note", id: "n")?["colour"] } == .text("blue"))
+        #expect(try upgraded.status().keptUnknownChanges == 0)
+    }
+
+    @Test("a batch with a timestamp too far ahead is refused whole")
+    func clockSkewRefused() throws {
+        let store = try make()
+        let origin = ReplicaID(high: 5, low: 5)
+        let now = clock.nowMillis()
+        let good = Change.rowLife(table: "note", row: "n", id: ChangeID(replica: origin, counter: 1),
+                                  timestamp: HybridTimestamp(physicalMillis: now, logical: 0), author: "x", causalLength: 1)
+        let bad = Change(table: "note", row: "n", column: "text", write: FieldWrite(
+            id: ChangeID(replica: origin, counter: 2), timestamp: HybridTimestamp(physicalMillis: now + 10 * 60_000, logical: 0),
+            author: "x", operation: .assign(.text("future"))))
+        let error = #expect(throws: StoreError.self) { try store.apply([good, bad]) }
+        #expect(error?.code == .clockSkew)
+        #expect(try store.status().totalChanges == 0)
+        #expect(try store.read { try $0.row("note", id: "n") } == nil)
+    }
+
+    @Test("local timestamps after a sync exceed every timestamp seen")
+    func clockAdvancesPastRemote() throws {
+        let a = try make("a", id: 1)
+        let b = try make("b", id: 2)
+        clock.advance(60_000)
+        try a.write(author: "ann") { try $0.create("note", id: "n", values: ["text": .text("a")]) }
+        let ahead = try a.changes(notIn: VersionVector())
+        // b's wall clock is a minute behind a's (still within the 5-minute bound).
+        let behind = try ReplicaStore.open(at: "\(directory)/b.db", schema: TestSchema.v1, wallClock: FixedWallClock(millis: clock.nowMillis() - 60_000))
+        _ = try behind.apply(ahead)
+        try behind.write(author: "bob") { try $0.update("note", id: "n", values: ["text": .text("b after seeing a")]) }
+        _ = b
+        _ = try a.apply(try behind.changes(notIn: VersionVector()))
+        #expect(try a.read { try $0.row("note", id: "n")?["text"] } == .text("b after seeing a"),
+                "an edit made after seeing another wins last-writer-wins even with a slower wall clock")
+    }
+
+    @Test("bundles: round trip, and a corrupt or truncated file is refused with nothing applied")
+    func bundles() throws {
+        let a = try make("a", id: 1)
+        let b = try make("b", id: 2)
+        try a.write(author: "ann") { try $0.create("item", id: "x", values: ["title": .text("t"), "body": .text("b")]) }
+        let path = "\(directory)/a.bundle"
+        let exported = try BundleExchange.export(from: a, for: nil, to: path)
+        var bytes = try DurableFile.read(path, limit: 1 << 20)
+        #expect(bytes.count == exported.bytes)
+        #expect(try ChangeBundle.decode(bytes).changes.count == exported.changes)
+
+        var flipped = bytes
+        flipped[flipped.count / 2] ^= 0x01
+        #expect(throws: BundleError.checksumMismatch) { try ChangeBundle.decode(flipped) }
+        #expect(throws: BundleError.self) { try ChangeBundle.decode(Array(bytes.prefix(bytes.count - 7))) }
+        #expect(throws: BundleError.notABundle) { try ChangeBundle.decode(Array("not a bundle at all, just text....................................".utf8)) }
+        try DurableFile.write(Array(bytes.prefix(bytes.count / 2)), to: "\(directory)/truncated.bundle")
+        #expect(throws: BundleError.self) { try BundleExchange.importBundle(into: b, from: "\(directory)/truncated.bundle") }
+        #expect(try b.status().totalChanges == 0)
+
+        let summary = try BundleExchange.importBundle(into: b, from: path)
+        #expect(summary.result.applied == exported.changes)
+        #expect(try b.snapshot() == a.snapshot())
+        // b now knows what a has seen, so an export for a carries only b's own new changes.
+        try b.write(author: "bob") { try $0.update("item", id: "x", values: ["title": .text("u")]) }
+        let (incremental, known) = try BundleExchange.makeBundle(from: b, for: a.replicaID)
+        #expect(known && incremental.changes.count == 1)
+        bytes = []
+    }
+
+    @Test("current values are ordinary rows that the sqlite3 CLI reads")
+    func sqliteReadable() throws {
+        let store = try make()
+        try store.write(author: "ann") { tx in
+            try tx.create("item", id: "x", values: ["title": .text("Plain SQLite"), "status": .text("open")])
+            try tx.add("item", id: "x", column: "tags", element: .text("b"))
+            try tx.add("item", id: "x", column: "tags", element: .text("a"))
+        }
+        let sqlite = ["/usr/bin/sqlite3", "/usr/local/bin/sqlite3"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        let path = try #require(sqlite, "the sqlite3 CLI is installed by Tools/check-deps.sh")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = [store.path, "select title, status, tags from item"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        process.waitUntilExit()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(output == "Plain SQLite|open|[\"a\",\"b\"]\n")
+    }
+
+    @Test("opening something that is not a replica gives a clear error")
+    func notAReplica() throws {
+        let path = "\(directory)/junk.db"
+        FileManager.default.createFile(atPath: path, contents: Data("this is not sqlite at all".utf8))
+        let error = #expect(throws: StoreError.self) { try ReplicaStore.open(at: path, schema: TestSchema.v1, wallClock: clock) }
+        #expect(error?.code == .notAReplica)
+        #expect(throws: StoreError.self) { try ReplicaStore.open(at: "\(directory)/missing.db", schema: TestSchema.v1, wallClock: clock) }
+        _ = try make("exists")
+        let exists = #expect(throws: StoreError.self) { try make("exists") }
+        #expect(exists?.code == .alreadyExists)
+    }
+
+    @Test("metadata bytes per tracked field are measurable")
+    func metadataSize() throws {
+        let store = try make()
+        try store.write(author: "ann") { tx in
+            for index in 0..<200 { try tx.create("note", id: "n\(index)", values: ["text": .text("x"), "pinned": .integer(1)]) }
+        }
+        let measured = try #require(try store.metadataBytesPerField())
+        #expect(measured.fields == 400)
+        #expect(measured.bytes > 0)
+    }
+}

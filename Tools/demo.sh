@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The CareSync demo: two team replicas edit the same pathway-plan goal offline, exchange change
+# bundles (in both orders, with a duplicate), and converge: a last-writer-wins date merges
+# silently, the narrative text becomes a conflict with both candidates, a manager resolves it,
+# and the history shows who changed what, from where and when.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source Tools/check-deps.sh
+echo "== building caresync (release) =="
+swift build -c release --product caresync 2>&1 | tail -1
+bin="$(swift build -c release --show-bin-path)/caresync"
+
+work="${DEMO_DIR:-$(mktemp -d)}"
+mkdir -p "$work"
+cd "$work"
+rm -f alex.db* morgan.db* *.bundle
+say() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
+run() { printf '$ caresync %s\n' "$*"; "$bin" "$@"; }
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+say "Two replicas: Alex (a PA on home visits) and Morgan (team manager, in the office)"
+run init alex.db --name "Alex (PA, Permanence & Throughcare)"
+run init morgan.db --name "Morgan (team manager)"
+alex() { "$bin" "$@" --replica alex.db --as alex; }
+morgan() { "$bin" "$@" --replica morgan.db --as morgan; }
+morgan_id=$(morgan status --json | json_field "['replica_id']")
+alex_id=$(alex status --json | json_field "['replica_id']")
+
+say "Alex records Ava, her pathway plan and an accommodation goal"
+ava=$(alex add young_person legal_given_name=Ava legal_family_name=Le\ Brun date_of_birth=2007-03-14 legal_status=care_leaver)
+plan=$(alex add plan yp_id="$ava" kind=pathway title="Pathway plan 2025" summary="Ava is settling at college")
+goal=$(alex add goal plan_id="$plan" domain=accommodation statement="Move to own studio by Sept" target_date=2025-09-01)
+echo "young person $ava"; echo "plan         $plan"; echo "goal         $goal"
+
+say "Alex shares the records with Morgan (a bundle file: no network needed)"
+run export alex-1.bundle --replica alex.db --for "$morgan_id"
+run import alex-1.bundle --replica morgan.db
+
+say "Both now edit offline, concurrently"
+echo "Alex (10:15, at a home visit):  statement = 'Move to own studio by Oct; Ava prefers St Brelade'"
+alex edit goal "$goal" statement="Move to own studio by Oct; Ava prefers St Brelade" >/dev/null
+echo "Morgan (10:40, in the office):   statement = 'Move to own studio by Sept via Andium Gateway', target_date = 2025-09-30"
+morgan edit goal "$goal" statement="Move to own studio by Sept via Andium Gateway" target_date=2025-09-30 >/dev/null
+echo "Alex (16:00, still offline):     target_date = 2025-10-31; adds a 'missing_risk' alert"
+alex edit goal "$goal" target_date=2025-10-31 >/dev/null
+alex set-add young_person "$ava" alerts missing_risk >/dev/null
+
+say "They exchange bundles (Morgan imports Alex's twice: imports are idempotent)"
+run export alex-2.bundle --replica alex.db --for "$morgan_id"
+run export morgan-2.bundle --replica morgan.db --for "$alex_id"
+run import alex-2.bundle --replica morgan.db
+run import alex-2.bundle --replica morgan.db
+run import morgan-2.bundle --replica alex.db
+
+say "Merged: target_date by last writer (Alex, 16:00); the narrative is a conflict for a person"
+run show goal "$goal" --replica morgan.db
+run conflicts --replica morgan.db
+
+say "Morgan's submit is refused while the goal is in conflict"
+"$bin" edit plan "$plan" status=submitted --replica morgan.db --as morgan || echo "(exit code $?)"
+
+say "Morgan resolves it by picking Alex's text; the resolution supersedes both candidates"
+run resolve goal "$goal" statement --pick 1 --replica morgan.db --as morgan
+run export morgan-3.bundle --replica morgan.db --for "$alex_id"
+run import morgan-3.bundle --replica alex.db
+
+say "History of the goal's statement: who, from which replica, when it happened, when recorded"
+run history goal "$goal" --field statement --replica alex.db
+
+say "Both replicas are plain SQLite files and hold identical current values"
+for db in alex.db morgan.db; do
+  printf '$ sqlite3 %s "select statement, target_date, status from goal"\n' "$db"
+  sqlite3 "$db" "select statement, target_date, status from goal"
+done
+a=$(sqlite3 alex.db "select statement, target_date, status from goal; select alerts from young_person")
+m=$(sqlite3 morgan.db "select statement, target_date, status from goal; select alerts from young_person")
+if [ "$a" = "$m" ]; then echo "converged: yes"; else echo "converged: NO"; exit 1; fi
+echo
+echo "demo files are in $work"
