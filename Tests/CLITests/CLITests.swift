@@ -1,0 +1,146 @@
+import Foundation
+import Testing
+
+/// Runs the real `caresync` binary (built beside this test bundle) and checks its output, JSON
+/// shape, exit codes and that record contents never reach standard error.
+@Suite("caresync CLI")
+struct CLITests {
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    static let binary: URL = {
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var directory = bundle.deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("caresync")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return URL(fileURLWithPath: ".build/debug/caresync")
+    }()
+
+    let directory: String = {
+        let path = NSTemporaryDirectory() + "caresync-cli-" + UUID().uuidString
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }()
+
+    @discardableResult
+    func run(_ arguments: [String], replica: String? = "a.db") throws -> Result {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        var environment = ProcessInfo.processInfo.environment
+        environment["CARESYNC_USER"] = "alex"
+        environment["CARESYNC_REPLICA"] = replica.map { "\(directory)/\($0)" }
+        process.environment = environment
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    func json(_ text: String) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(text.utf8))
+    }
+
+    @Test("help explains every command with an example")
+    func help() throws {
+        let top = try run(["--help"])
+        #expect(top.status == 0)
+        for command in ["init", "add", "edit", "show", "list", "conflicts", "resolve", "history", "status", "export", "import",
+                        "catalogue", "request-award", "approve"] {
+            #expect(top.stdout.contains(command), "top-level help lists \(command)")
+            let help = try run([command, "--help"])
+            #expect(help.status == 0)
+            #expect(help.stdout.contains("caresync "), "\(command) --help shows an example")
+        }
+        #expect(top.stdout.contains("Exit codes"))
+    }
+
+    @Test("bad arguments: one clear line and a non-zero exit")
+    func badArguments() throws {
+        #expect(try run(["init", "\(directory)/a.db"]).status == 0)
+        let cases: [([String], Int32)] = [
+            (["frobnicate"], 64),
+            (["add", "young_person", "no-equals-sign"], 64),
+            (["add", "spaceship"], 1),
+            (["add", "young_person", "legal_given_name=A", "legal_family_name=B", "date_of_birth=yesterday"], 1),
+            (["show", "plan", "missing-id"], 1),
+            (["resolve", "goal", "x", "statement"], 64),
+            (["import", "\(directory)/nonexistent.bundle"], 2),
+        ]
+        for (arguments, expected) in cases {
+            let result = try run(arguments)
+            #expect(result.status == expected, "\(arguments) exited \(result.status): \(result.stderr)")
+            #expect(!result.stderr.isEmpty)
+        }
+        let missing = try run(["status"], replica: "nowhere.db")
+        #expect(missing.status == 3 && missing.stderr.contains("caresync init"))
+    }
+
+    @Test("a full round: add, edit concurrently, export/import, conflicts and history in JSON")
+    func roundTrip() throws {
+        #expect(try run(["init", "\(directory)/a.db", "--name", "A"]).status == 0)
+        #expect(try run(["init", "\(directory)/b.db", "--name", "B"]).status == 0)
+        let person = try run(["add", "young_person", "legal_given_name=MARKER-GIVEN", "legal_family_name=MARKER-FAMILY",
+                              "date_of_birth=2007-03-14", "--json"])
+        let personID = try #require((try json(person.stdout) as? [String: Any])?["id"] as? String)
+        #expect(try run(["export", "\(directory)/a.bundle"]).status == 0)
+        #expect(try run(["import", "\(directory)/a.bundle"], replica: "b.db").status == 0)
+        #expect(try run(["edit", "young_person", personID, "legal_given_name=MARKER-A", "--verbose"]).status == 0)
+        #expect(try run(["edit", "young_person", personID, "legal_given_name=MARKER-B", "--as", "morgan", "--verbose"], replica: "b.db").status == 0)
+        #expect(try run(["export", "\(directory)/b.bundle", "--verbose"], replica: "b.db").status == 0)
+        let imported = try run(["import", "\(directory)/b.bundle", "--json", "--verbose"])
+        let summary = try #require(try json(imported.stdout) as? [String: Any])
+        #expect(summary["conflicts_opened"] as? Int == 1)
+
+        let conflicts = try #require(try json(try run(["conflicts", "--json"]).stdout) as? [[String: Any]])
+        #expect(conflicts.count == 1)
+        let candidates = try #require(conflicts.first?["candidates"] as? [[String: Any]])
+        #expect(Set(candidates.compactMap { $0["author"] as? String }) == ["alex", "morgan"])
+        #expect(Set(candidates.compactMap { $0["value"] as? String }) == ["MARKER-A", "MARKER-B"])
+
+        let history = try #require(try json(try run(["history", "young_person", personID, "--field", "legal_given_name", "--json"]).stdout) as? [[String: Any]])
+        #expect(history.count == 3)
+        #expect(history.allSatisfy { $0["recorded_at"] is String && $0["happened_at"] is String && $0["replica"] is String })
+
+        // A refused edit (immutable field) must not echo the value.
+        let refused = try run(["edit", "young_person", personID, "created_by=MARKER-REFUSED", "--verbose"])
+        #expect(refused.status == 1)
+        #expect(!refused.stderr.contains("MARKER"), "record contents never appear in errors or logs")
+
+        let status = try #require(try json(try run(["status", "--json"]).stdout) as? [String: Any])
+        #expect(status["open_conflicts"] as? Int == 1)
+        #expect(try run(["resolve", "young_person", personID, "legal_given_name", "--pick", "2", "--verbose"]).status == 0)
+        #expect((try json(try run(["conflicts", "--json"]).stdout) as? [Any])?.isEmpty == true)
+
+        for result in [imported, refused] { #expect(!result.stderr.contains("MARKER")) }
+    }
+
+    @Test("a corrupt bundle is refused whole with exit code 2")
+    func corruptBundle() throws {
+        #expect(try run(["init", "\(directory)/a.db"]).status == 0)
+        #expect(try run(["init", "\(directory)/b.db"]).status == 0)
+        #expect(try run(["add", "reminder", "text=hello"]).status == 0)
+        #expect(try run(["export", "\(directory)/a.bundle"]).status == 0)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/a.bundle"))
+        bytes[bytes.count - 40] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: "\(directory)/bad.bundle"))
+        let result = try run(["import", "\(directory)/bad.bundle"], replica: "b.db")
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("nothing applied"))
+        let status = try #require(try json(try run(["status", "--json"], replica: "b.db").stdout) as? [String: Any])
+        #expect((status["records"] as? [String: Int])?["reminder"] == 0)
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+
+/// Reads the sources and fails when the architecture's rules are broken (../shared/STYLE.md).
+@Suite("Tidy: module layering and source hygiene")
+struct TidyTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Which modules each module may import. A lower module never imports a higher one.
+    static let allowedImports: [String: Set<String>] = [
+        "SyncCore": [],
+        "SyncWire": ["SyncCore", "NIOCore"],
+        "SyncStore": ["SyncCore", "GRDB", "Foundation", "Logging"],
+        "SyncEngine": ["SyncCore", "SyncWire", "SyncStore", "Foundation", "Logging"],
+        "CareRecords": ["SyncCore", "SyncStore", "SyncEngine"],
+        "SyncClient": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "Foundation", "Logging", "NIOCore", "NIOPosix"],
+        "SyncHub": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "Foundation", "Logging", "NIOCore", "NIOPosix",
+                    "ServiceLifecycle"],
+        "SyncTesting": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "Foundation"],
+        "caresync": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "ArgumentParser",
+                     "Foundation", "Logging"],
+        "CareSyncBench": ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "GRDB", "Foundation"],
+    ]
+
+    static func sources() throws -> [(module: String, file: String, text: String)] {
+        let base = root.appendingPathComponent("Sources")
+        var result: [(String, String, String)] = []
+        for module in try FileManager.default.contentsOfDirectory(atPath: base.path).sorted() {
+            let directory = base.appendingPathComponent(module)
+            guard let enumerator = FileManager.default.enumerator(atPath: directory.path) else { continue }
+            for case let file as String in enumerator where file.hasSuffix(".swift") {
+                let text = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
+                result.append((module, "\(module)/\(file)", text))
+            }
+        }
+        return result
+    }
+
+    static func imports(_ text: String) -> [String] {
+        text.split(separator: "\n").compactMap { line -> String? in
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let words = trimmed.split(separator: " ")
+            guard let index = words.firstIndex(of: "import"), index <= 1 else { return nil }
+            guard index + 1 < words.count else { return nil }
+            return String(words[index + 1])
+        }
+    }
+
+    @Test("every module imports only what the layering allows")
+    func layering() throws {
+        let files = try Self.sources()
+        #expect(files.count > 20, "the sources were found")
+        for (module, file, text) in files {
+            let allowed = try #require(Self.allowedImports[module], "module \(module) has no layering rule; add one")
+            for imported in Self.imports(text) {
+                #expect(allowed.contains(imported), "\(file) imports \(imported), which \(module) may not")
+            }
+        }
+    }
+
+    @Test("the tidy check itself catches a forbidden import")
+    func detectsViolation() {
+        #expect(Self.imports("import Foundation\n@testable import GRDB\nlet x = 1") == ["Foundation", "GRDB"])
+        #expect(!(Self.allowedImports["SyncCore"]!.contains("Foundation")))
+    }
+
+    @Test("no print outside the CLI and the benchmark; no try!; unchecked Sendable says why")
+    func hygiene() throws {
+        for (module, file, text) in try Self.sources() {
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            for (number, line) in lines.enumerated() {
+                let code = line.split(separator: "//", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+                if !["caresync", "CareSyncBench"].contains(module) {
+                    #expect(!code.contains("print("), "\(file):\(number + 1) prints; use a Logger or return the value")
+                }
+                #expect(!code.contains("try!"), "\(file):\(number + 1) uses try!")
+                if code.contains("@unchecked Sendable") {
+                    let previous = number > 0 ? String(lines[number - 1]) : ""
+                    #expect(previous.contains("Safety:") || line.contains("Safety:"), "\(file):\(number + 1) needs a // Safety: line")
+                }
+            }
+        }
+    }
+
+    @Test("log calls carry ids and counts, never field values")
+    func noContentsInLogs() throws {
+        let contentAccessors = [".textValue", "value.description", "\\(value)", ".value)", "row["]
+        for (_, file, text) in try Self.sources() {
+            for (number, line) in text.split(separator: "\n").enumerated() where line.contains("logger.") {
+                for accessor in contentAccessors {
+                    #expect(!line.contains(accessor), "\(file):\(number + 1) may log record contents (\(accessor))")
+                }
+            }
+        }
+    }
+}
