@@ -24,7 +24,7 @@ extension CareReplica {
         values["created_by"] = .text(author)
         values["status"] = .text("requested")
         try store.write(author: author) { transaction in
-            let view = transaction.view
+            let view = try transaction.view
             try checkReferences(kind, values, view)
             let code = values["item_code"]!.textValue!
             let date = values["decision_date"]!.textValue!

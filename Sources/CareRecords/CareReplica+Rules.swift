@@ -141,7 +141,7 @@ extension CareReplica {
         }
         let approvalID = ids.next()
         try store.write(author: author) { transaction in
-            let view = transaction.view
+            let view = try transaction.view
             guard let plan = try view.row("plan", id: id) else { throw Self.notFound("plan", id) }
             guard plan["status"]?.textValue == "submitted" else {
                 throw CareError("NOT_SUBMITTED", "plan \(id) is \(plan["status"]?.textValue ?? "draft"); only a submitted plan can be approved")
@@ -174,7 +174,7 @@ extension CareReplica {
     public func newVersion(plan id: String, author: String) throws -> String {
         let newID = ids.next()
         try store.write(author: author) { transaction in
-            let view = transaction.view
+            let view = try transaction.view
             guard let plan = try view.row("plan", id: id) else { throw Self.notFound("plan", id) }
             if let status = plan["status"]?.textValue, Self.closedPlanStatuses.contains(status) {
                 throw CareError("PLAN_CLOSED", "plan \(id) is \(status); start a new plan instead")

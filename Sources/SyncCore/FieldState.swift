@@ -166,10 +166,11 @@ public struct MultiValueRegister: Hashable, Sendable {
     }
 
     public func applying(_ write: FieldWrite) -> MultiValueRegister {
-        if SortedIDs.contains(superseded, write.id) || candidates.contains(where: { $0.id == write.id }) {
-            return self
-        }
+        if candidates.contains(where: { $0.id == write.id }) { return self }
+        // A write that arrives already replaced still replaces what its author saw: dropping its
+        // `supersedes` would revive candidates on replicas that received it late.
         let replaced = SortedIDs.union(superseded, write.supersedes)
+        if replaced == superseded && SortedIDs.contains(superseded, write.id) { return self }
         var live = candidates.filter { !SortedIDs.contains(replaced, $0.id) }
         if !SortedIDs.contains(replaced, write.id) {
             live.insert(write, at: live.firstIndex { write.version < $0.version } ?? live.endIndex)

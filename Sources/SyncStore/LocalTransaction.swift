@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import SyncCore
 
@@ -25,7 +26,12 @@ public struct LocalTransaction {
     }
 
     /// Reads see this transaction's own edits.
-    public var view: ReadView { ReadView(db: context.db, schema: context.schema) }
+    public var view: ReadView {
+        get throws {
+            try context.flushDomain()
+            return ReadView(db: context.db, schema: context.schema)
+        }
+    }
 
     /// Creates a row (or re-creates a deleted row of a deletable table) with the given fields.
     public mutating func create(_ table: String, id: String, values: [String: FieldValue]) throws {
@@ -61,7 +67,7 @@ public struct LocalTransaction {
             let column = try columnSchema(schema, name)
             let value = values[name]!
             try checkType(column, value, table: table)
-            let current = try view.resolution(table, id: id, column: name)
+            let current = try currentResolution(ref, column)
             switch column.policy {
             case .immutable:
                 if current?.value != value && !(current?.value.isNull ?? true) {
@@ -128,13 +134,17 @@ public struct LocalTransaction {
 
     private mutating func emit(table: String, id: String, column: ColumnSchema, operation: FieldOperation,
                                causalLength: UInt64) throws {
-        var supersedes: [ChangeID] = []
-        if column.policy.keepsState, let state = try view.fieldState(table, id: id, column: column.name) {
-            supersedes = state.supersededByLocalWrite(operation, policy: column.policy)
+        guard let schema = context.schema.table(table) else { throw StoreError(.unknownTable, "unknown record kind \(table)") }
+        try context.applyLocal(table: schema, key: id, column: column, operation: operation, causalLength: causalLength,
+                               id: nextID(), timestamp: tick(), author: author)
+    }
+
+    /// The merged value of a field that keeps state (every policy but last-writer-wins).
+    private func currentResolution(_ ref: StoreContext.RowRef, _ column: ColumnSchema) throws -> FieldResolution? {
+        guard column.policy.keepsState, let stored = try context.loadField(ref.id, column.name), let blob = stored[4] as Data? else {
+            return nil
         }
-        let write = FieldWrite(id: nextID(), timestamp: tick(), causalLength: causalLength, author: author,
-                               operation: operation, supersedes: supersedes)
-        try context.apply(Change(table: table, row: id, column: column.name, write: write))
+        return try context.decodeState(Array(blob), column: column).resolution(policy: column.policy)
     }
 
     private mutating func nextID() -> ChangeID {

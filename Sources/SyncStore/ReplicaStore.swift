@@ -120,6 +120,7 @@ public final class ReplicaStore: Sendable {
             try queue.write { db in
                 let context = StoreContext(db: db, schema: schema, recordedAt: Int64(wallClock.nowMillis()))
                 let result = try body(context)
+                try context.flushDomain()
                 try context.advanceContiguous()
                 return result
             }

@@ -14,6 +14,8 @@ final class StoreContext {
     private var nameIDs: [String: Int64] = [:]
     private var originIDs: [ReplicaID: Int64] = [:]
     private var rowRefs: [RowKey: RowRef] = [:]
+    /// Rows first seen in this transaction: they have no stored fields yet.
+    private var freshRows: Set<Int64> = []
     private(set) var touchedOrigins: Set<Int64> = []
     private(set) var summary = ApplySummary()
 
@@ -78,6 +80,7 @@ final class StoreContext {
             try db.cachedStatement(sql: "INSERT INTO sync_row (table_name, key, causal_length) VALUES (?, ?, 0)")
                 .execute(arguments: [tableID, key])
             ref = RowRef(id: db.lastInsertedRowID, causalLength: 0)
+            freshRows.insert(ref.id)
         }
         rowRefs[rowKey] = ref
         return ref
@@ -99,20 +102,19 @@ final class StoreContext {
 
     // MARK: applying changes
 
-    /// Records and merges one change. Returns false if it was already known (idempotence by id).
+    /// Records and merges one change from another replica. Returns false if it was already known
+    /// (idempotence by change id).
     @discardableResult
     func apply(_ change: Change) throws -> Bool {
         let origin = try originID(change.id.replica)
-        let exists = try db.cachedStatement(sql: "SELECT 1 FROM sync_change WHERE origin = ? AND counter = ?")
-        if try Int64.fetchOne(exists, arguments: [origin, Int64(bitPattern: change.id.counter)]) != nil {
-            summary.duplicates += 1
-            return false
-        }
         let table = schema.table(change.table)
         let column = change.isRowLife ? nil : table?.column(change.column)
         let known = table != nil && (change.isRowLife || column != nil)
         var ref = try rowRef(table: change.table, key: change.row)
-        try record(change, origin: origin, row: ref.id, known: known)
+        guard try record(change, origin: origin, row: ref.id, known: known) else {
+            summary.duplicates += 1
+            return false
+        }
         touchedOrigins.insert(origin)
         guard known, let table else {
             // Kept, not dropped: a replica with a newer schema wrote it. `replayKept` applies it
@@ -121,7 +123,8 @@ final class StoreContext {
             return true
         }
         if let column {
-            try applyField(change, table: table, column: column, ref: ref)
+            try applyField(change.write, table: table, column: column, ref: ref, key: change.row, stored: try loadField(ref.id, column.name),
+                           knownToWin: false)
         } else if change.write.causalLength > ref.causalLength {
             let existed = ref.exists
             ref.causalLength = change.write.causalLength
@@ -131,14 +134,37 @@ final class StoreContext {
             if ref.exists && !existed {
                 try materialize(table: table, key: change.row, ref: ref)
             } else if !ref.exists && existed {
-                try db.execute(sql: "DELETE FROM \(table.name) WHERE id = ?", arguments: [change.row])
+                let key = RowKey(table: table.name, key: change.row)
+                if pending.removeValue(forKey: key) != nil { pendingOrder.removeAll { $0 == key } }
+                try db.cachedStatement(sql: "DELETE FROM \(table.name) WHERE id = ?").execute(arguments: [change.row])
             }
         }
         summary.applied += 1
         return true
     }
 
-    private func record(_ change: Change, origin: Int64, row: Int64, known: Bool) throws {
+    /// Makes and merges a local write: its supersedes are everything the author can see, and a
+    /// last-writer-wins write is known to win (the local clock is past every timestamp seen, and
+    /// the write is in the row's current life), so no stored version needs reading.
+    func applyLocal(table: TableSchema, key: String, column: ColumnSchema, operation: FieldOperation, causalLength: UInt64,
+                    id: ChangeID, timestamp: HybridTimestamp, author: String) throws {
+        let ref = try rowRef(table: table.name, key: key)
+        let stored = column.policy.keepsState ? try loadField(ref.id, column.name) : nil
+        var supersedes: [ChangeID] = []
+        if let stored, let state = try storedState(stored, column) {
+            supersedes = state.supersededByLocalWrite(operation, policy: column.policy)
+        }
+        let write = FieldWrite(id: id, timestamp: timestamp, causalLength: causalLength, author: author, operation: operation,
+                               supersedes: supersedes)
+        let origin = try originID(id.replica)
+        guard try record(Change(table: table.name, row: key, column: column.name, write: write), origin: origin, row: ref.id, known: true)
+        else { preconditionFailure("local change \(id) already recorded: counter reused") }
+        touchedOrigins.insert(origin)
+        try applyField(write, table: table, column: column, ref: ref, key: key, stored: stored, knownToWin: true)
+    }
+
+    /// Inserts the change into the log; false if its id was already there.
+    private func record(_ change: Change, origin: Int64, row: Int64, known: Bool) throws -> Bool {
         let write = change.write
         var supersedes: Data?
         if !write.supersedes.isEmpty {
@@ -149,8 +175,8 @@ final class StoreContext {
         }
         let columnID: Int64? = change.isRowLife ? nil : try nameID(change.column)
         let insert = try db.cachedStatement(sql: """
-            INSERT INTO sync_change (origin, counter, hlc, row, column_name, causal_length, author, op, value,
-                                     supersedes, recorded_at, known)
+            INSERT OR IGNORE INTO sync_change (origin, counter, hlc, row, column_name, causal_length, author, op, value,
+                                               supersedes, recorded_at, known)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
         insert.setUncheckedArguments([
@@ -159,33 +185,40 @@ final class StoreContext {
             write.value.databaseValue, supersedes, recordedAt, known ? 1 : 0,
         ])
         try insert.execute()
+        return db.changesCount > 0
     }
 
-    private func applyField(_ change: Change, table: TableSchema, column: ColumnSchema, ref: RowRef) throws {
-        let columnID = try nameID(column.name)
+    /// The stored clock row of a field: causal length, hlc, origin, counter, state, conflict.
+    func loadField(_ row: Int64, _ column: String) throws -> Row? {
         let select = try db.cachedStatement(sql: """
             SELECT causal_length, hlc, origin, counter, state, conflict FROM sync_field WHERE row = ? AND column_name = ?
             """)
-        let stored = try Row.fetchOne(select, arguments: [ref.id, columnID])
-        let write = change.write
+        return try Row.fetchOne(select, arguments: [row, try nameID(column)])
+    }
+
+    private func storedState(_ stored: Row, _ column: ColumnSchema) throws -> FieldState? {
+        guard let blob = stored[4] as Data? else { return nil }
+        return try decodeState(Array(blob), column: column)
+    }
+
+    private func applyField(_ write: FieldWrite, table: TableSchema, column: ColumnSchema, ref: RowRef, key: String, stored: Row?,
+                            knownToWin: Bool) throws {
+        let columnID = try nameID(column.name)
         let origin = try originID(write.id.replica)
         if !column.policy.keepsState {
             // Last writer wins needs only the winning version; the value lives in the domain row
             // (and in the change log, from which a re-created row is rebuilt).
-            if let stored {
+            if !knownToWin, let stored {
                 let current = WriteVersion(
                     causalLength: UInt64(stored[0] as Int64), timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: stored[1])),
                     id: ChangeID(replica: try replica(forOrigin: stored[2]), counter: UInt64(bitPattern: stored[3])))
                 guard LastWriterWinsRegister.wins(write.version, over: current) else { return }
             }
             try saveField(ref: ref.id, column: columnID, write: write, origin: origin, state: nil, conflict: false)
-            if ref.exists { try setDomainValue(table: table, column: column, key: change.row, value: write.value) }
+            if ref.exists { setDomainValue(table: table, column: column, key: key, value: write.value) }
             return
         }
-        var state = FieldState.empty(for: column.policy)
-        if let stored, let blob = stored[4] as Data? {
-            state = try decodeState(Array(blob), column: column)
-        }
+        let state = try stored.flatMap { try storedState($0, column) } ?? FieldState.empty(for: column.policy)
         let next = state.applying(write, policy: column.policy)
         guard next != state else { return }
         let resolution = next.resolution(policy: column.policy)
@@ -194,7 +227,7 @@ final class StoreContext {
         if inConflict && !wasInConflict { summary.conflictsOpened += 1 }
         if !inConflict && wasInConflict { summary.conflictsClosed += 1 }
         try saveField(ref: ref.id, column: columnID, write: write, origin: origin, state: Data(next.encoded()), conflict: inConflict)
-        if ref.exists { try setDomainValue(table: table, column: column, key: change.row, value: resolution.value) }
+        if ref.exists { setDomainValue(table: table, column: column, key: key, value: resolution.value) }
     }
 
     func decodeState(_ bytes: [UInt8], column: ColumnSchema) throws -> FieldState {
@@ -206,6 +239,7 @@ final class StoreContext {
     }
 
     private func saveField(ref: Int64, column: Int64, write: FieldWrite, origin: Int64, state: Data?, conflict: Bool) throws {
+        freshRows.remove(ref)
         let upsert = try db.cachedStatement(sql: """
             INSERT INTO sync_field (row, column_name, causal_length, hlc, origin, counter, conflict, state)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -219,10 +253,48 @@ final class StoreContext {
         try upsert.execute()
     }
 
-    private func setDomainValue(table: TableSchema, column: ColumnSchema, key: String, value: FieldValue) throws {
-        let update = try db.cachedStatement(sql: "UPDATE \(table.name) SET \(column.name) = ? WHERE id = ?")
-        update.setUncheckedArguments([value.databaseValue, key])
-        try update.execute()
+    // MARK: domain rows
+
+    /// Domain-row writes are buffered per row and flushed as one statement per row (before any
+    /// read of domain tables, and before commit): a five-field edit is one UPDATE, not five.
+    struct PendingRow {
+        var insert: Bool
+        var values: [String: FieldValue]
+    }
+
+    private var pending: [RowKey: PendingRow] = [:]
+    private var pendingOrder: [RowKey] = []
+
+    private func setDomainValue(table: TableSchema, column: ColumnSchema, key: String, value: FieldValue) {
+        let rowKey = RowKey(table: table.name, key: key)
+        if pending[rowKey] == nil {
+            pending[rowKey] = PendingRow(insert: false, values: [:])
+            pendingOrder.append(rowKey)
+        }
+        pending[rowKey]!.values[column.name] = value
+    }
+
+    func flushDomain() throws {
+        guard !pendingOrder.isEmpty else { return }
+        for rowKey in pendingOrder {
+            guard let row = pending[rowKey] else { continue }
+            let columns = row.values.keys.sorted()
+            let arguments = columns.map { row.values[$0]!.databaseValue }
+            if row.insert {
+                let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
+                let statement = try db.cachedStatement(
+                    sql: "INSERT OR REPLACE INTO \(rowKey.table) (\((["id"] + columns).joined(separator: ", "))) VALUES (\(marks))")
+                statement.setUncheckedArguments(StatementArguments([rowKey.key.databaseValue] + arguments))
+                try statement.execute()
+            } else if !columns.isEmpty {
+                let statement = try db.cachedStatement(
+                    sql: "UPDATE \(rowKey.table) SET \(columns.map { "\($0) = ?" }.joined(separator: ", ")) WHERE id = ?")
+                statement.setUncheckedArguments(StatementArguments(arguments + [rowKey.key.databaseValue]))
+                try statement.execute()
+            }
+        }
+        pending.removeAll(keepingCapacity: true)
+        pendingOrder.removeAll(keepingCapacity: true)
     }
 
     private var replicaByOrigin: [Int64: ReplicaID] = [:]
@@ -238,14 +310,17 @@ final class StoreContext {
     }
 
     /// (Re)builds a domain row from its merged field states, when a row comes into existence after
-    /// some of its fields arrived, or is re-created after a delete.
-    private func materialize(table: TableSchema, key: String, ref: RowRef) throws {
-        try db.execute(sql: "INSERT OR IGNORE INTO \(table.name) (id) VALUES (?)", arguments: [key])
-        let fields = try Row.fetchAll(db, sql: """
+    /// some of its fields arrived, or is re-created after a delete. The row is written on flush.
+    func materialize(table: TableSchema, key: String, ref: RowRef) throws {
+        let rowKey = RowKey(table: table.name, key: key)
+        if pending[rowKey] == nil { pendingOrder.append(rowKey) }
+        pending[rowKey] = PendingRow(insert: true, values: [:])
+        guard !freshRows.contains(ref.id) else { return }
+        let fields = try Row.fetchAll(db.cachedStatement(sql: """
             SELECT n.name, f.state, c.value FROM sync_field f JOIN sync_name n ON n.id = f.column_name
             LEFT JOIN sync_change c ON c.origin = f.origin AND c.counter = f.counter
             WHERE f.row = ?
-            """, arguments: [ref.id])
+            """), arguments: [ref.id])
         for field in fields {
             guard let column = table.column(field[0]) else { continue }
             let value: FieldValue
@@ -254,7 +329,7 @@ final class StoreContext {
             } else {
                 value = FieldValue(databaseValue: field[2])
             }
-            try setDomainValue(table: table, column: column, key: key, value: value)
+            setDomainValue(table: table, column: column, key: key, value: value)
         }
     }
 

@@ -102,18 +102,24 @@ struct ConvergenceTests {
             }
         }
         let snapshots = try fleet.replicas.map { try $0.snapshot() }
-        #expect(snapshots[0] == snapshots[1], "seed \(seed): replicas 0 and 1 differ")
-        #expect(snapshots[1] == snapshots[2], "seed \(seed): replicas 1 and 2 differ")
+        #expect(snapshots[0] == snapshots[1], "seed \(seed): replicas 0 and 1 differ: \(Self.difference(snapshots[0], snapshots[1]))")
+        #expect(snapshots[1] == snapshots[2], "seed \(seed): replicas 1 and 2 differ: \(Self.difference(snapshots[1], snapshots[2]))")
         let vectors = try fleet.replicas.map { try $0.versionVector() }
         #expect(vectors[0] == vectors[1] && vectors[1] == vectors[2], "seed \(seed): version vectors differ")
         #expect(try fleet.replicas[0].read { try $0.count("item") } > 0, "seed \(seed): nothing was created")
+    }
+
+    static func difference(_ a: String, _ b: String) -> String {
+        let left = Set(a.split(separator: "\n"))
+        let right = Set(b.split(separator: "\n"))
+        return "only in first: \(left.subtracting(right).sorted()); only in second: \(right.subtracting(left).sorted())"
     }
 
     @Test("applying the same changes in every order, with duplicates, gives identical replicas")
     func everyOrder() throws {
         let directory = TestFiles.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        var fleet = try Self.makeFleet(2, directory: directory)
+        let fleet = try Self.makeFleet(2, directory: directory)
         let (a, b) = (fleet.replicas[0], fleet.replicas[1])
         try a.write(author: "ann") { try $0.create("item", id: "x", values: ["code": .text("X"), "title": .text("one"), "status": .text("draft")]) }
         _ = try b.apply(try a.changes(notIn: VersionVector()))

@@ -85,7 +85,7 @@ extension ReplicaStore {
                     lines.append("\(table.name) \(id) " + row.keys.sorted().map { "\($0)=\(row[$0]!)" }.joined(separator: " "))
                     for column in table.columns where column.policy.keepsState {
                         if let resolution = try view.resolution(table.name, id: id, column: column.name) {
-                            lines.append("  \(column.name) candidates=\(resolution.candidates.map(\.id)) quarantined=\(resolution.quarantined.map(\.id))")
+                            lines.append("  \(table.name) \(id) \(column.name) candidates=\(resolution.candidates.map(\.id)) quarantined=\(resolution.quarantined.map(\.id))")
                         }
                     }
                 }
