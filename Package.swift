@@ -17,10 +17,19 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Pure merge algebra: stdlib only, no Foundation.
         .target(name: "SyncCore"),
+        // The system zlib (Debian: zlib1g-dev), for compressed batches.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // Bytes <-> frames <-> messages, exactly as Protocol/ says.
+        .target(name: "SyncWire", dependencies: [
+            "SyncCore", "CZlib",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         // The SQLite replica. GRDB stays behind this module's API.
         .target(name: "SyncStore", dependencies: [
             "SyncCore",
@@ -44,6 +53,9 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
         ], path: "Sources/CareSyncBench"),
         .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore", "SyncTesting"]),
+        .testTarget(name: "SyncWireTests", dependencies: [
+            "SyncCore", "SyncWire", .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .testTarget(name: "SyncStoreTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "SyncTesting"]),
         .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),
         .testTarget(name: "TidyTests"),

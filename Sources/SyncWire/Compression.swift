@@ -1,0 +1,66 @@
+import CZlib
+
+/// zlib (RFC 1950) compression of batch payloads. A compressed payload is
+/// `varint uncompressed_size | zlib stream`; inflation stops at the declared size, the size
+/// limit and the ratio limit, whichever comes first, so a small bomb cannot allocate much.
+public enum PayloadCompression {
+    /// Largest accepted uncompressed/compressed ratio.
+    public static let maxRatio = 100
+    /// Payloads smaller than this are sent uncompressed: zlib would not pay for itself.
+    public static let threshold = 1024
+
+    public static func compress(_ input: [UInt8]) -> [UInt8]? {
+        var stream = z_stream()
+        guard deflateInit_(&stream, Z_DEFAULT_COMPRESSION, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
+        defer { deflateEnd(&stream) }
+        var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, UInt(input.count))))
+        var input = input
+        let status = input.withUnsafeMutableBufferPointer { inBuffer in
+            output.withUnsafeMutableBufferPointer { outBuffer in
+                stream.next_in = inBuffer.baseAddress
+                stream.avail_in = UInt32(inBuffer.count)
+                stream.next_out = outBuffer.baseAddress
+                stream.avail_out = UInt32(outBuffer.count)
+                return deflate(&stream, Z_FINISH)
+            }
+        }
+        guard status == Z_STREAM_END else { return nil }
+        output.removeLast(output.count - Int(stream.total_out))
+        return output
+    }
+
+    /// Inflates exactly `expectedSize` bytes, refusing a size above `maxSize`, a ratio above
+    /// `maxRatio`, a stream that ends early or runs long, and trailing bytes.
+    public static func decompress(_ input: [UInt8], expectedSize: Int, maxSize: Int) throws(WireError) -> [UInt8] {
+        guard expectedSize <= maxSize else {
+            throw WireError(.decompressionLimit, "declared size \(expectedSize) exceeds the \(maxSize)-byte limit")
+        }
+        guard expectedSize <= max(input.count, 1) * maxRatio else {
+            throw WireError(.decompressionLimit, "declared ratio exceeds \(maxRatio):1")
+        }
+        var stream = z_stream()
+        guard inflateInit_(&stream, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw WireError(.badCompression, "zlib could not start")
+        }
+        defer { inflateEnd(&stream) }
+        // One spare byte detects a stream longer than declared.
+        var output = [UInt8](repeating: 0, count: expectedSize + 1)
+        var input = input
+        let status = input.withUnsafeMutableBufferPointer { inBuffer in
+            output.withUnsafeMutableBufferPointer { outBuffer in
+                stream.next_in = inBuffer.baseAddress
+                stream.avail_in = UInt32(inBuffer.count)
+                stream.next_out = outBuffer.baseAddress
+                stream.avail_out = UInt32(outBuffer.count)
+                return inflate(&stream, Z_FINISH)
+            }
+        }
+        guard status == Z_STREAM_END else { throw WireError(.badCompression, "zlib stream is invalid or does not match its declared size") }
+        guard Int(stream.total_out) == expectedSize else {
+            throw WireError(.badCompression, "inflated \(stream.total_out) bytes, declared \(expectedSize)")
+        }
+        guard stream.avail_in == 0 else { throw WireError(.trailingBytes, "bytes after the end of the zlib stream") }
+        output.removeLast()
+        return output
+    }
+}

@@ -1,0 +1,115 @@
+import SyncCore
+
+/// How a replica proves who it is in a hello.
+public enum Credential: Equatable, Sendable {
+    case none
+    /// A one-time enrolment token issued by the hub operator for a team.
+    case enrolmentToken(String)
+    /// The device secret the hub issued at enrolment.
+    case device([UInt8])
+}
+
+public struct Hello: Equatable, Sendable {
+    public var protocolMin: UInt64
+    public var protocolMax: UInt64
+    public var schemaVersion: UInt64
+    public var replica: ReplicaID
+    public var appVersion: String
+    public var credential: Credential
+    public var maxFrameBody: UInt64
+
+    public init(protocolMin: UInt64, protocolMax: UInt64, schemaVersion: UInt64, replica: ReplicaID, appVersion: String,
+                credential: Credential, maxFrameBody: UInt64) {
+        self.protocolMin = protocolMin
+        self.protocolMax = protocolMax
+        self.schemaVersion = schemaVersion
+        self.replica = replica
+        self.appVersion = appVersion
+        self.credential = credential
+        self.maxFrameBody = maxFrameBody
+    }
+}
+
+public struct Welcome: Equatable, Sendable {
+    public var protocolVersion: UInt64
+    public var schemaVersion: UInt64
+    public var hub: ReplicaID
+    public var maxFrameBody: UInt64
+    /// The device secret, issued once at enrolment; empty otherwise.
+    public var issuedCredential: [UInt8]
+    public var hubTimeMillis: UInt64
+    public var heartbeatIntervalMillis: UInt64
+
+    public init(protocolVersion: UInt64, schemaVersion: UInt64, hub: ReplicaID, maxFrameBody: UInt64, issuedCredential: [UInt8],
+                hubTimeMillis: UInt64, heartbeatIntervalMillis: UInt64) {
+        self.protocolVersion = protocolVersion
+        self.schemaVersion = schemaVersion
+        self.hub = hub
+        self.maxFrameBody = maxFrameBody
+        self.issuedCredential = issuedCredential
+        self.hubTimeMillis = hubTimeMillis
+        self.heartbeatIntervalMillis = heartbeatIntervalMillis
+    }
+}
+
+/// The replica's own state, reported to the hub for the operator view. Counts only.
+public struct ReplicaHealth: Equatable, Sendable {
+    public var pendingChanges: UInt64
+    public var oldestUnsyncedAgeMillis: UInt64
+    public var openConflicts: UInt64
+    public var schemaVersion: UInt64
+
+    public init(pendingChanges: UInt64, oldestUnsyncedAgeMillis: UInt64, openConflicts: UInt64, schemaVersion: UInt64) {
+        self.pendingChanges = pendingChanges
+        self.oldestUnsyncedAgeMillis = oldestUnsyncedAgeMillis
+        self.openConflicts = openConflicts
+        self.schemaVersion = schemaVersion
+    }
+}
+
+/// Every message of protocol version 1 (Protocol/messages.md).
+public enum Message: Equatable, Sendable {
+    case hello(Hello)
+    case welcome(Welcome)
+    case reject(code: WireErrorCode, retryAfterMillis: UInt64, message: String)
+    /// A batch of changes from a replica; `batch` numbers batches within a session.
+    case push(batch: UInt64, changes: [Change])
+    /// The hub's contiguous durable counters for the origins of the acknowledged batch.
+    case pushAck(batch: UInt64, durable: VersionVector, hubHead: UInt64)
+    case pull(cursor: UInt64, byteBudget: UInt64)
+    case batch(nextCursor: UInt64, more: Bool, changes: [Change])
+    case heartbeat(ReplicaHealth)
+    case error(code: WireErrorCode, fatal: Bool, message: String)
+    case goodbye(reason: UInt64)
+
+    public enum Kind: UInt8, Sendable, CaseIterable {
+        case hello = 0x01
+        case welcome = 0x02
+        case reject = 0x03
+        case push = 0x10
+        case pushAck = 0x11
+        case pull = 0x20
+        case batch = 0x21
+        case heartbeat = 0x30
+        case error = 0x7E
+        case goodbye = 0x7F
+
+        /// Only batches of changes may be compressed.
+        public var mayCompress: Bool { self == .push || self == .batch }
+    }
+
+    public var kind: Kind {
+        switch self {
+        case .hello: .hello
+        case .welcome: .welcome
+        case .reject: .reject
+        case .push: .push
+        case .pushAck: .pushAck
+        case .pull: .pull
+        case .batch: .batch
+        case .heartbeat: .heartbeat
+        case .error: .error
+        case .goodbye: .goodbye
+        }
+    }
+}

@@ -1,0 +1,230 @@
+import SyncCore
+
+/// Strict, canonical encoding of messages to frames and back. Unknown types, reserved flag bits,
+/// compression where it is not allowed, trailing bytes and out-of-range values are all refused.
+public struct MessageCodec: Sendable {
+    /// The largest frame body accepted (and the largest uncompressed payload).
+    public var maxBody: Int
+    /// Compress batch payloads at or above this size; nil never compresses.
+    public var compressionThreshold: Int?
+
+    public init(maxBody: Int = Frame.defaultMaxBody, compressionThreshold: Int? = PayloadCompression.threshold) {
+        self.maxBody = maxBody
+        self.compressionThreshold = compressionThreshold
+    }
+
+    // MARK: encoding
+
+    public func frame(_ message: Message) -> Frame {
+        let payload = Self.payload(message)
+        if message.kind.mayCompress, let threshold = compressionThreshold, payload.count >= threshold,
+           let compressed = PayloadCompression.compress(payload), compressed.count + 10 < payload.count {
+            var writer = ByteWriter(capacity: compressed.count + 10)
+            writer.varint(UInt64(payload.count))
+            writer.raw(compressed)
+            return Frame(type: message.kind.rawValue, flags: Frame.compressedFlag, payload: writer.bytes)
+        }
+        return Frame(type: message.kind.rawValue, payload: payload)
+    }
+
+    public func encode(_ message: Message) -> [UInt8] { frame(message).encoded() }
+
+    static func payload(_ message: Message) -> [UInt8] {
+        var writer = ByteWriter()
+        switch message {
+        case let .hello(hello):
+            writer.varint(hello.protocolMin)
+            writer.varint(hello.protocolMax)
+            writer.varint(hello.schemaVersion)
+            writer.replica(hello.replica)
+            writer.string(hello.appVersion)
+            switch hello.credential {
+            case .none: writer.byte(0)
+            case let .enrolmentToken(token): writer.byte(1); writer.string(token)
+            case let .device(secret): writer.byte(2); writer.lengthPrefixed(secret)
+            }
+            writer.varint(hello.maxFrameBody)
+        case let .welcome(welcome):
+            writer.varint(welcome.protocolVersion)
+            writer.varint(welcome.schemaVersion)
+            writer.replica(welcome.hub)
+            writer.varint(welcome.maxFrameBody)
+            writer.lengthPrefixed(welcome.issuedCredential)
+            writer.varint(welcome.hubTimeMillis)
+            writer.varint(welcome.heartbeatIntervalMillis)
+        case let .reject(code, retryAfter, text):
+            writer.varint(UInt64(code.rawValue))
+            writer.varint(retryAfter)
+            writer.string(text)
+        case let .push(batch, changes):
+            writer.varint(batch)
+            changeList(changes, &writer)
+        case let .pushAck(batch, durable, head):
+            writer.varint(batch)
+            durable.encode(into: &writer)
+            writer.varint(head)
+        case let .pull(cursor, budget):
+            writer.varint(cursor)
+            writer.varint(budget)
+        case let .batch(next, more, changes):
+            writer.varint(next)
+            writer.byte(more ? 1 : 0)
+            changeList(changes, &writer)
+        case let .heartbeat(health):
+            writer.varint(health.pendingChanges)
+            writer.varint(health.oldestUnsyncedAgeMillis)
+            writer.varint(health.openConflicts)
+            writer.varint(health.schemaVersion)
+        case let .error(code, fatal, text):
+            writer.varint(UInt64(code.rawValue))
+            writer.byte(fatal ? 1 : 0)
+            writer.string(text)
+        case let .goodbye(reason):
+            writer.varint(reason)
+        }
+        return writer.bytes
+    }
+
+    static func changeList(_ changes: [Change], _ writer: inout ByteWriter) {
+        writer.varint(UInt64(changes.count))
+        for change in changes { change.encode(into: &writer) }
+    }
+
+    // MARK: decoding
+
+    public func decode(_ frame: Frame) throws(WireError) -> Message {
+        guard let kind = Message.Kind(rawValue: frame.type) else {
+            throw WireError(.unknownMessage, "unknown message type 0x\([frame.type].hexString)")
+        }
+        guard frame.flags & ~Frame.compressedFlag == 0 else {
+            throw WireError(.reservedBits, "reserved flag bits set (0x\([frame.flags].hexString))")
+        }
+        var payload = frame.payload
+        if frame.isCompressed {
+            guard kind.mayCompress else { throw WireError(.badCompression, "\(kind) frames may not be compressed") }
+            var reader = ByteReader(payload)
+            let size: UInt64
+            do { size = try reader.varint() } catch { throw WireError(.badCompression, "compressed payload has no valid size: \(error)") }
+            guard size <= UInt64(maxBody) else {
+                throw WireError(.decompressionLimit, "declared size \(size) exceeds the \(maxBody)-byte limit")
+            }
+            payload = try PayloadCompression.decompress(Array(payload[reader.offset...]), expectedSize: Int(size), maxSize: maxBody)
+        }
+        var reader = ByteReader(payload, maxFieldLength: maxBody)
+        do {
+            let message = try Self.message(kind, &reader)
+            try reader.expectEnd()
+            return message
+        } catch let error as DecodingError {
+            if error.code == .trailingBytes { throw WireError(.trailingBytes, error.description) }
+            throw WireError(.malformedMessage, "\(kind): \(error)")
+        } catch let error as WireError {
+            throw error
+        } catch {
+            throw WireError(.malformedMessage, "\(kind): \(error)")
+        }
+    }
+
+    public func decode(bytes: [UInt8]) throws(WireError) -> Message {
+        var buffer = ByteBufferShim(bytes)
+        guard let frame = try buffer.frame(maxBody: maxBody) else { throw WireError(.malformedFrame, "incomplete frame") }
+        guard buffer.isEmpty else { throw WireError(.trailingBytes, "bytes after the frame") }
+        return try decode(frame)
+    }
+
+    static func message(_ kind: Message.Kind, _ reader: inout ByteReader) throws -> Message {
+        switch kind {
+        case .hello:
+            let min = try reader.varint()
+            let max = try reader.varint()
+            let schema = try reader.varint()
+            let replica = try reader.replica()
+            let app = try reader.string()
+            let credential: Credential
+            switch try reader.byte() {
+            case 0: credential = .none
+            case 1: credential = .enrolmentToken(try reader.string())
+            case 2: credential = .device(try reader.lengthPrefixed())
+            case let other: throw WireError(.malformedMessage, "unknown credential kind \(other)")
+            }
+            return .hello(Hello(protocolMin: min, protocolMax: max, schemaVersion: schema, replica: replica, appVersion: app,
+                                credential: credential, maxFrameBody: try reader.varint()))
+        case .welcome:
+            return .welcome(Welcome(protocolVersion: try reader.varint(), schemaVersion: try reader.varint(), hub: try reader.replica(),
+                                    maxFrameBody: try reader.varint(), issuedCredential: try reader.lengthPrefixed(),
+                                    hubTimeMillis: try reader.varint(), heartbeatIntervalMillis: try reader.varint()))
+        case .reject:
+            return .reject(code: try errorCode(&reader), retryAfterMillis: try reader.varint(), message: try reader.string())
+        case .push:
+            return .push(batch: try reader.varint(), changes: try changeList(&reader))
+        case .pushAck:
+            return .pushAck(batch: try reader.varint(), durable: try VersionVector.decode(from: &reader), hubHead: try reader.varint())
+        case .pull:
+            return .pull(cursor: try reader.varint(), byteBudget: try reader.varint())
+        case .batch:
+            let next = try reader.varint()
+            let more = try boolean(&reader)
+            return .batch(nextCursor: next, more: more, changes: try changeList(&reader))
+        case .heartbeat:
+            return .heartbeat(ReplicaHealth(pendingChanges: try reader.varint(), oldestUnsyncedAgeMillis: try reader.varint(),
+                                            openConflicts: try reader.varint(), schemaVersion: try reader.varint()))
+        case .error:
+            return .error(code: try errorCode(&reader), fatal: try boolean(&reader), message: try reader.string())
+        case .goodbye:
+            return .goodbye(reason: try reader.varint())
+        }
+    }
+
+    static func boolean(_ reader: inout ByteReader) throws -> Bool {
+        switch try reader.byte() {
+        case 0: return false
+        case 1: return true
+        case let other: throw WireError(.malformedMessage, "boolean byte \(other) is not 0 or 1")
+        }
+    }
+
+    static func errorCode(_ reader: inout ByteReader) throws -> WireErrorCode {
+        let raw = try reader.varint()
+        // Unknown codes from a newer peer are read as a generic malformed-message error rather
+        // than refused: the peer is closing anyway and the code is informational.
+        return raw <= UInt64(UInt16.max) ? WireErrorCode(rawValue: UInt16(raw)) ?? .malformedMessage : .malformedMessage
+    }
+
+    static func changeList(_ reader: inout ByteReader) throws -> [Change] {
+        var changes: [Change] = []
+        let count = try reader.count(minimumItemSize: 24)
+        changes.reserveCapacity(count)
+        for _ in 0..<count { changes.append(try Change.decode(from: &reader)) }
+        return changes
+    }
+}
+
+/// Frame parsing over plain bytes (for tests, vectors and the simulator), with the same checks
+/// as `FrameParser` over a ByteBuffer.
+public struct ByteBufferShim {
+    var bytes: [UInt8]
+    var offset = 0
+
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    public var isEmpty: Bool { offset == bytes.count }
+
+    public mutating func append(_ more: [UInt8]) {
+        if offset > 0 { bytes.removeFirst(offset); offset = 0 }
+        bytes.append(contentsOf: more)
+    }
+
+    public var pendingBytes: Int { bytes.count - offset }
+
+    public mutating func frame(maxBody: Int) throws(WireError) -> Frame? {
+        guard bytes.count - offset >= 4 else { return nil }
+        let length = bytes[offset..<offset + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        guard length >= 2 else { throw WireError(.malformedFrame, "frame length \(length) is below the 2-byte minimum") }
+        guard length <= UInt32(maxBody) else { throw WireError(.frameTooLarge, "frame of \(length) bytes exceeds the \(maxBody)-byte limit") }
+        guard bytes.count - offset >= 4 + Int(length) else { return nil }
+        let start = offset + 4
+        let frame = Frame(type: bytes[start], flags: bytes[start + 1], payload: Array(bytes[start + 2..<start + Int(length)]))
+        offset = start + Int(length)
+        return frame
+    }
+}
