@@ -99,6 +99,7 @@ public final class ReplicaStore: Sendable {
     private static func migrate(_ queue: DatabaseQueue, schema: ReplicaSchema) throws {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("sync-v1") { db in try StoreTables.create(db) }
+        migrator.registerMigration("sync-v2-hub-link") { db in try StoreTables.createHubLink(db) }
         for migration in schema.migrations {
             migrator.registerMigration(migration.identifier) { db in try db.execute(sql: migration.sql) }
         }
@@ -156,7 +157,10 @@ public final class ReplicaStore: Sendable {
     /// Applies a batch of changes from other replicas in one transaction. Idempotent by change id:
     /// re-applying a batch changes nothing. A timestamp too far ahead of this machine's clock
     /// refuses the whole batch before anything is written.
-    public func apply(_ changes: [Change]) throws -> ApplySummary {
+    public func apply(_ changes: [Change]) throws -> ApplySummary { try apply(changes) { _ in } }
+
+    /// Applies a batch and runs `also` in the same transaction (e.g. advancing a pull cursor).
+    func apply(_ changes: [Change], also: (StoreContext) throws -> Void) throws -> ApplySummary {
         let now = wallClock.nowMillis()
         var newest = HybridTimestamp.zero
         for change in changes {
@@ -169,6 +173,7 @@ public final class ReplicaStore: Sendable {
         }
         let summary = try writeContext { context -> ApplySummary in
             for change in changes { try context.apply(change) }
+            try also(context)
             // Later local timestamps must exceed everything seen, so a local edit made after a
             // sync beats what it was made on top of.
             try context.db.execute(sql: "UPDATE sync_state SET hlc = max(hlc, ?) WHERE id = 1",
@@ -198,6 +203,16 @@ public final class ReplicaStore: Sendable {
 /// The store's own tables. Column and table names are dictionary ids (`sync_name`), replicas are
 /// origin ids (`sync_origin`) and rows are row refs (`sync_row`), so per-field metadata stays small.
 enum StoreTables {
+    /// The replica's link to its hub: address, the device secret issued at enrolment, the pull
+    /// cursor (advanced in the same transaction as the batch it follows), and the last outcome.
+    static func createHubLink(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE sync_hub (
+              id INTEGER PRIMARY KEY CHECK (id = 1), address TEXT NOT NULL, hub_id TEXT, credential BLOB,
+              pull_cursor INTEGER NOT NULL DEFAULT 0, last_sync_at INTEGER, last_error TEXT);
+            """)
+    }
+
     static func create(_ db: Database) throws {
         try db.execute(sql: """
             CREATE TABLE sync_state (

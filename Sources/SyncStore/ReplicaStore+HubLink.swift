@@ -1,0 +1,100 @@
+import Foundation
+import GRDB
+import SyncCore
+
+/// What a replica remembers about its hub.
+public struct HubLink: Equatable, Sendable {
+    public let address: String
+    public let hubID: ReplicaID?
+    public let credential: [UInt8]?
+    public let pullCursor: UInt64
+    public let lastSyncAtMillis: UInt64?
+    public let lastError: String?
+}
+
+/// The replica's own health, as it reports it to the hub: counts and ages, never contents.
+public struct LocalHealth: Equatable, Sendable {
+    public let pendingChanges: UInt64
+    public let oldestUnsyncedAgeMillis: UInt64
+    public let openConflicts: UInt64
+    public let schemaVersion: UInt64
+}
+
+extension ReplicaStore {
+    public func hubLink() throws -> HubLink? {
+        try readDatabase { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT address, hub_id, credential, pull_cursor, last_sync_at, last_error FROM sync_hub") else {
+                return nil
+            }
+            return HubLink(address: row[0], hubID: (row[1] as String?).flatMap(ReplicaID.init(hex:)), credential: (row[2] as Data?).map(Array.init),
+                           pullCursor: UInt64(row[3] as Int64), lastSyncAtMillis: (row[4] as Int64?).map { UInt64(max(0, $0)) },
+                           lastError: row[5])
+        }
+    }
+
+    /// Sets the hub address; a different address starts a fresh link (new cursor, no credential).
+    public func setHubAddress(_ address: String) throws {
+        try writeContext { context in
+            let current = try String.fetchOne(context.db, sql: "SELECT address FROM sync_hub")
+            if current == address { return }
+            try context.db.execute(sql: "DELETE FROM sync_hub")
+            try context.db.execute(sql: "INSERT INTO sync_hub (id, address, pull_cursor) VALUES (1, ?, 0)", arguments: [address])
+        }
+    }
+
+    /// Records the hub's identity and, at enrolment, the device secret it issued.
+    public func recordHub(_ hubID: ReplicaID, credential: [UInt8]?) throws {
+        try writeContext { context in
+            if let existing = try String.fetchOne(context.db, sql: "SELECT hub_id FROM sync_hub"), existing != hubID.hex {
+                // A different hub behind the same address: its cursor means nothing here.
+                try context.db.execute(sql: "UPDATE sync_hub SET pull_cursor = 0")
+            }
+            try context.db.execute(sql: "UPDATE sync_hub SET hub_id = ?", arguments: [hubID.hex])
+            if let credential {
+                try context.db.execute(sql: "UPDATE sync_hub SET credential = ?", arguments: [Data(credential)])
+            }
+        }
+    }
+
+    /// Applies a batch pulled from the hub and advances the pull cursor in the same transaction,
+    /// so an interrupted sync resumes after the last batch applied, never from zero.
+    public func applyFromHub(_ changes: [Change], hub: ReplicaID, nextCursor: UInt64) throws -> ApplySummary {
+        var pulled: [ReplicaID: UInt64] = [:]
+        for change in changes { pulled[change.id.replica] = max(pulled[change.id.replica] ?? 0, change.id.counter) }
+        let summary = try apply(changes) { context in
+            try context.db.execute(sql: "UPDATE sync_hub SET pull_cursor = max(pull_cursor, ?)", arguments: [Int64(bitPattern: nextCursor)])
+        }
+        // What came from the hub is on the hub: never push it back.
+        try recordPeerKnowledge(hub, VersionVector(pulled))
+        return summary
+    }
+
+    public func recordSyncOutcome(error: String?) throws {
+        try writeContext { context in
+            try context.db.execute(sql: "UPDATE sync_hub SET last_sync_at = ?, last_error = ?", arguments: [context.recordedAt, error])
+        }
+    }
+
+    /// Pending changes (not yet on the hub, as far as this replica knows), the age of the oldest,
+    /// open conflicts and schema version.
+    public func health(hub: ReplicaID?) throws -> LocalHealth {
+        let known = try hub.map { try peerKnowledge($0) } ?? VersionVector()
+        return try readDatabase { db in
+            var pending: UInt64 = 0
+            var oldest: Int64?
+            for row in try Row.fetchAll(db, sql: "SELECT id, replica_id FROM sync_origin") {
+                guard let replica = ReplicaID(hex: row[1]) else { continue }
+                let result = try Row.fetchOne(db, sql: "SELECT count(*), min(hlc) FROM sync_change WHERE origin = ? AND counter > ?",
+                                              arguments: [row[0] as Int64, Int64(bitPattern: known[replica])])!
+                pending += UInt64(result[0] as Int64)
+                if let hlc = result[1] as Int64? { oldest = min(oldest ?? hlc, hlc) }
+            }
+            let now = wallClock.nowMillis()
+            let oldestMillis = oldest.map { HybridTimestamp(rawValue: UInt64(bitPattern: $0)).physicalMillis } ?? now
+            return LocalHealth(
+                pendingChanges: pending, oldestUnsyncedAgeMillis: now > oldestMillis ? now - oldestMillis : 0,
+                openConflicts: UInt64(try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_field WHERE conflict = 1") ?? 0),
+                schemaVersion: UInt64(try Int.fetchOne(db, sql: "SELECT schema_version FROM sync_state") ?? 0))
+        }
+    }
+}

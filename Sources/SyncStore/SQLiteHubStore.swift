@@ -1,0 +1,261 @@
+import Foundation
+import GRDB
+import SyncCore
+
+/// The hub's embedded store: one SQLite file (WAL, `synchronous=FULL`, one writer).
+///
+/// `hub_change` is the hub log: every change once, in arrival order; its sequence is the pull
+/// cursor, so a sync costs what its changes cost, not the size of the database. Changes are kept
+/// as their canonical encoding: the hub relays and orders, replicas merge.
+public final class SQLiteHubStore: HubStore {
+    public let path: String
+    public let hubID: ReplicaID
+    let queue: DatabaseQueue
+
+    public init(path: String, random: inout some RandomNumberGenerator) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.journalMode = .wal
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        let queue = try ReplicaStore.guarded {
+            do {
+                return try DatabaseQueue(path: path, configuration: configuration)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB {
+                throw StoreError(.notAReplica, "\(path) is not an SQLite database")
+            }
+        }
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("hub-v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE hub_state (id INTEGER PRIMARY KEY CHECK (id = 1), hub_id TEXT NOT NULL, created_at INTEGER NOT NULL);
+                CREATE TABLE hub_origin (id INTEGER PRIMARY KEY, replica_id TEXT NOT NULL UNIQUE, contiguous INTEGER NOT NULL);
+                CREATE TABLE hub_change (
+                  seq INTEGER PRIMARY KEY, origin INTEGER NOT NULL, counter INTEGER NOT NULL, bytes BLOB NOT NULL,
+                  received_at INTEGER NOT NULL, UNIQUE (origin, counter));
+                CREATE TABLE hub_token (
+                  hash TEXT PRIMARY KEY, team TEXT NOT NULL, expires_at INTEGER NOT NULL, used_by TEXT, used_at INTEGER);
+                CREATE TABLE hub_replica (
+                  replica_id TEXT PRIMARY KEY, team TEXT NOT NULL, secret_hash TEXT NOT NULL, revoked_at INTEGER,
+                  first_seen INTEGER, last_seen INTEGER, pull_cursor INTEGER NOT NULL DEFAULT 0, pending INTEGER,
+                  oldest_unsynced_ms INTEGER, open_conflicts INTEGER, schema_version INTEGER, app_version TEXT,
+                  last_error TEXT, changes_stored INTEGER NOT NULL DEFAULT 0);
+                """)
+        }
+        try ReplicaStore.guarded { try migrator.migrate(queue) }
+        let generated = ReplicaID.random(using: &random)
+        let stored = try ReplicaStore.guarded {
+            try queue.write { db -> String in
+                if let existing = try String.fetchOne(db, sql: "SELECT hub_id FROM hub_state") { return existing }
+                try db.execute(sql: "INSERT INTO hub_state (id, hub_id, created_at) VALUES (1, ?, ?)",
+                               arguments: [generated.hex, Int64(Date().timeIntervalSince1970 * 1000)])
+                return generated.hex
+            }
+        }
+        guard let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable") }
+        self.queue = queue
+        hubID = id
+    }
+
+    public func append(_ changes: [Change], from replica: ReplicaID, receivedAtMillis: UInt64) throws -> HubAppendResult {
+        try ReplicaStore.guarded {
+            try queue.write { db in
+                var origins: [ReplicaID: Int64] = [:]
+                var stored = 0
+                let insert = try db.cachedStatement(sql: """
+                    INSERT OR IGNORE INTO hub_change (origin, counter, bytes, received_at) VALUES (?, ?, ?, ?)
+                    """)
+                for change in changes {
+                    let origin = try originID(db, change.id.replica, &origins)
+                    var writer = ByteWriter()
+                    change.encode(into: &writer)
+                    try insert.execute(arguments: [origin, Int64(bitPattern: change.id.counter), Data(writer.bytes), Int64(receivedAtMillis)])
+                    stored += db.changesCount
+                }
+                var durable: [ReplicaID: UInt64] = [:]
+                for (replicaID, origin) in origins {
+                    durable[replicaID] = try advance(db, origin)
+                }
+                try db.execute(sql: "UPDATE hub_replica SET changes_stored = changes_stored + ? WHERE replica_id = ?",
+                               arguments: [stored, replica.hex])
+                let head = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM hub_change") ?? 0
+                return HubAppendResult(durable: VersionVector(durable), head: UInt64(head), stored: stored,
+                                       duplicates: changes.count - stored)
+            }
+        }
+    }
+
+    private func originID(_ db: Database, _ replica: ReplicaID, _ cache: inout [ReplicaID: Int64]) throws -> Int64 {
+        if let id = cache[replica] { return id }
+        try db.cachedStatement(sql: "INSERT OR IGNORE INTO hub_origin (replica_id, contiguous) VALUES (?, 0)").execute(arguments: [replica.hex])
+        let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM hub_origin WHERE replica_id = ?"), arguments: [replica.hex])!
+        cache[replica] = id
+        return id
+    }
+
+    /// Moves the origin's contiguous counter over the changes now stored and returns it.
+    private func advance(_ db: Database, _ origin: Int64) throws -> UInt64 {
+        var contiguous = try Int64.fetchOne(db, sql: "SELECT contiguous FROM hub_origin WHERE id = ?", arguments: [origin]) ?? 0
+        let next = try db.cachedStatement(sql: "SELECT counter FROM hub_change WHERE origin = ? AND counter > ? ORDER BY counter LIMIT 1000")
+        scan: while true {
+            let counters = try Int64.fetchAll(next, arguments: [origin, contiguous])
+            for counter in counters {
+                guard counter == contiguous + 1 else { break scan }
+                contiguous = counter
+            }
+            if counters.count < 1000 { break }
+        }
+        try db.execute(sql: "UPDATE hub_origin SET contiguous = ? WHERE id = ?", arguments: [contiguous, origin])
+        return UInt64(contiguous)
+    }
+
+    public func changes(after cursor: UInt64, excludingOrigin excludedOrigin: ReplicaID, byteBudget: Int,
+                        maxCount: Int) throws -> HubPage {
+        try ReplicaStore.guarded {
+            try queue.read { db in
+                let excluded = try Int64.fetchOne(db, sql: "SELECT id FROM hub_origin WHERE replica_id = ?", arguments: [excludedOrigin.hex]) ?? -1
+                let rows = try Row.fetchCursor(db, sql: """
+                    SELECT seq, origin, bytes FROM hub_change WHERE seq > ? ORDER BY seq
+                    """, arguments: [Int64(bitPattern: cursor)])
+                var changes: [Change] = []
+                var bytes = 0
+                var next = cursor
+                var more = false
+                while let row = try rows.next() {
+                    let seq = UInt64(row[0] as Int64)
+                    if (row[1] as Int64) == excluded { next = seq; continue }
+                    let data = row[2] as Data
+                    if !changes.isEmpty && (bytes + data.count > byteBudget || changes.count >= maxCount) {
+                        more = true
+                        break
+                    }
+                    var reader = ByteReader(Array(data))
+                    do {
+                        changes.append(try Change.decode(from: &reader))
+                    } catch {
+                        throw StoreError(.corrupt, "hub change \(seq) is unreadable: \(error)")
+                    }
+                    bytes += data.count
+                    next = seq
+                }
+                return HubPage(changes: changes, nextCursor: next, more: more, bytes: bytes)
+            }
+        }
+    }
+
+    public func head() throws -> UInt64 {
+        try ReplicaStore.guarded { try queue.read { db in UInt64(try Int64.fetchOne(db, sql: "SELECT max(seq) FROM hub_change") ?? 0) } }
+    }
+
+    static func hash(_ bytes: [UInt8]) -> String { SHA256.hash(bytes).hexString }
+
+    public func issueEnrolmentToken(team: String, expiresAtMillis: UInt64, random: inout some RandomNumberGenerator) throws -> String {
+        var bytes: [UInt8] = []
+        for _ in 0..<4 { withUnsafeBytes(of: random.next()) { bytes.append(contentsOf: $0) } }
+        let token = "cse1-" + bytes.hexString
+        try ReplicaStore.guarded {
+            try queue.write { db in
+                try db.execute(sql: "INSERT INTO hub_token (hash, team, expires_at) VALUES (?, ?, ?)",
+                               arguments: [Self.hash(Array(token.utf8)), team, Int64(expiresAtMillis)])
+            }
+        }
+        return token
+    }
+
+    public func redeemEnrolmentToken(_ token: String, replica: ReplicaID, nowMillis: UInt64,
+                                     random: inout some RandomNumberGenerator) throws -> EnrolmentResult {
+        var secret: [UInt8] = []
+        for _ in 0..<4 { withUnsafeBytes(of: random.next()) { secret.append(contentsOf: $0) } }
+        return try ReplicaStore.guarded {
+            try queue.write { db in
+                let hash = Self.hash(Array(token.utf8))
+                guard let row = try Row.fetchOne(db, sql: "SELECT team, expires_at, used_by FROM hub_token WHERE hash = ?", arguments: [hash]) else {
+                    return .unknownToken
+                }
+                if (row[2] as String?) != nil { return .alreadyUsed }
+                if UInt64(row[1] as Int64) < nowMillis { return .expired }
+                let team: String = row[0]
+                try db.execute(sql: "UPDATE hub_token SET used_by = ?, used_at = ? WHERE hash = ?",
+                               arguments: [replica.hex, Int64(nowMillis), hash])
+                try db.execute(sql: """
+                    INSERT INTO hub_replica (replica_id, team, secret_hash, first_seen) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (replica_id) DO UPDATE SET team = excluded.team, secret_hash = excluded.secret_hash, revoked_at = NULL
+                    """, arguments: [replica.hex, team, Self.hash(secret), Int64(nowMillis)])
+                return .enrolled(team: team, secret: secret)
+            }
+        }
+    }
+
+    public func authenticate(replica: ReplicaID, secret: [UInt8]) throws -> AuthenticationResult {
+        try ReplicaStore.guarded {
+            try queue.read { db in
+                guard let row = try Row.fetchOne(db, sql: "SELECT team, secret_hash, revoked_at FROM hub_replica WHERE replica_id = ?",
+                                                 arguments: [replica.hex]),
+                      (row[1] as String) == Self.hash(secret)
+                else { return .unknown }
+                if (row[2] as Int64?) != nil { return .revoked }
+                return .accepted(team: row[0])
+            }
+        }
+    }
+
+    public func revoke(replica: ReplicaID, nowMillis: UInt64) throws -> Bool {
+        try ReplicaStore.guarded {
+            try queue.write { db in
+                try db.execute(sql: "UPDATE hub_replica SET revoked_at = ? WHERE replica_id = ? AND revoked_at IS NULL",
+                               arguments: [Int64(nowMillis), replica.hex])
+                return db.changesCount > 0
+            }
+        }
+    }
+
+    public func recordSession(_ event: HubSessionEvent, replica: ReplicaID, nowMillis: UInt64) throws {
+        try ReplicaStore.guarded {
+            try queue.write { db in
+                let now = Int64(nowMillis)
+                switch event {
+                case let .hello(app, schema):
+                    try db.execute(sql: """
+                        UPDATE hub_replica SET app_version = ?, schema_version = ?, last_seen = ?, first_seen = coalesce(first_seen, ?)
+                        WHERE replica_id = ?
+                        """, arguments: [app, Int64(schema), now, now, replica.hex])
+                case let .pulled(cursor):
+                    try db.execute(sql: "UPDATE hub_replica SET pull_cursor = max(pull_cursor, ?), last_seen = ? WHERE replica_id = ?",
+                                   arguments: [Int64(cursor), now, replica.hex])
+                case let .health(pending, oldest, conflicts, schema):
+                    try db.execute(sql: """
+                        UPDATE hub_replica SET pending = ?, oldest_unsynced_ms = ?, open_conflicts = ?, schema_version = ?, last_seen = ?
+                        WHERE replica_id = ?
+                        """, arguments: [Int64(pending), Int64(oldest), Int64(conflicts), Int64(schema), now, replica.hex])
+                case let .error(code):
+                    try db.execute(sql: "UPDATE hub_replica SET last_error = ?, last_seen = ? WHERE replica_id = ?",
+                                   arguments: [code, now, replica.hex])
+                }
+            }
+        }
+    }
+
+    public func replicaSummaries() throws -> [ReplicaSummary] {
+        try ReplicaStore.guarded {
+            try queue.read { db in
+                let head = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM hub_change") ?? 0
+                return try Row.fetchAll(db, sql: "SELECT * FROM hub_replica ORDER BY team, replica_id").compactMap { row in
+                    guard let replica = ReplicaID(hex: row["replica_id"]) else { return nil }
+                    let cursor: Int64 = row["pull_cursor"]
+                    // Lag: hub changes after this replica's cursor that came from other replicas.
+                    let lag = try Int64.fetchOne(db, sql: """
+                        SELECT count(*) FROM hub_change WHERE seq > ? AND origin NOT IN (SELECT id FROM hub_origin WHERE replica_id = ?)
+                        """, arguments: [cursor, replica.hex]) ?? 0
+                    _ = head
+                    func optional(_ name: String) -> UInt64? { (row[name] as Int64?).map { UInt64(max(0, $0)) } }
+                    return ReplicaSummary(
+                        replica: replica, team: row["team"], firstSeenMillis: optional("first_seen"), lastSeenMillis: optional("last_seen"),
+                        lagChanges: UInt64(lag), pendingChanges: optional("pending"), oldestUnsyncedAgeMillis: optional("oldest_unsynced_ms"),
+                        openConflicts: optional("open_conflicts"), schemaVersion: optional("schema_version"), appVersion: row["app_version"],
+                        lastError: row["last_error"], revoked: (row["revoked_at"] as Int64?) != nil,
+                        changesStored: UInt64(row["changes_stored"] as Int64))
+                }
+            }
+        }
+    }
+}
