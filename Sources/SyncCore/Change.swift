@@ -81,7 +81,12 @@ public struct VersionVector: Hashable, Sendable {
                 throw DecodingError(.invalidValue, offset: start, "version vector entries out of order")
             }
             previous = replica
-            counters[replica] = try reader.varint()
+            let counterStart = reader.offset
+            let counter = try reader.varint()
+            // A zero entry means "nothing seen", the same as no entry: accepting it would give one
+            // vector two encodings.
+            guard counter > 0 else { throw DecodingError(.invalidValue, offset: counterStart, "version vector counter 0") }
+            counters[replica] = counter
         }
         return VersionVector(counters)
     }

@@ -167,8 +167,9 @@ public struct MultiValueRegister: Hashable, Sendable {
 
     public func applying(_ write: FieldWrite) -> MultiValueRegister {
         if candidates.contains(where: { $0.id == write.id }) { return self }
-        // A write that arrives already replaced still replaces what its author saw: dropping its
-        // `supersedes` would revive candidates on replicas that received it late.
+        // A write that arrives already replaced still replaces what it superseded: when C replaced
+        // B and B replaced A, C's author saw only B, so A is gone only through B. Ignoring B here
+        // left A live on a replica that received C, A, B, while one that received A, B, C did not.
         let replaced = SortedIDs.union(superseded, write.supersedes)
         if replaced == superseded && SortedIDs.contains(superseded, write.id) { return self }
         var live = candidates.filter { !SortedIDs.contains(replaced, $0.id) }

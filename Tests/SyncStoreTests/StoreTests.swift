@@ -174,7 +174,7 @@ struct StoreTests {
     @Test("opening something that is not a replica gives a clear error")
     func notAReplica() throws {
         let path = "\(directory)/junk.db"
-        FileManager.default.createFile(atPath: path, contents: Data("this is not sqlite at all".utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data("this is not sqlite at all".utf8))
         let error = #expect(throws: StoreError.self) { try ReplicaStore.open(at: path, schema: TestSchema.v1, wallClock: clock) }
         #expect(error?.code == .notAReplica)
         #expect(throws: StoreError.self) { try ReplicaStore.open(at: "\(directory)/missing.db", schema: TestSchema.v1, wallClock: clock) }
