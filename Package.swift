@@ -37,19 +37,36 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Exchange of changes between replicas (bundles today, sessions with the hub next).
-        .target(name: "SyncEngine", dependencies: ["SyncCore", "SyncStore"]),
+        .target(name: "SyncEngine", dependencies: ["SyncCore", "SyncWire", "SyncStore"]),
+        // Async shell for a replica: connect, retry with backoff, drive the client session.
+        .target(name: "SyncClient", dependencies: [
+            "SyncCore", "SyncWire", "SyncStore", "SyncEngine",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Async shell for the hub: NIO listener, connection cap, deadlines, graceful shutdown.
+        .target(name: "SyncHub", dependencies: [
+            "SyncCore", "SyncWire", "SyncStore", "SyncEngine",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         // The domain: care records, their merge policies and invariants.
         .target(name: "CareRecords", dependencies: ["SyncCore", "SyncStore", "SyncEngine"]),
         // Seeded generators and helpers that drive production code in tests and the simulator.
-        .target(name: "SyncTesting", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords"]),
+        .target(name: "SyncTesting", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords"]),
         .executableTarget(name: "caresync", dependencies: [
-            "SyncCore", "SyncStore", "SyncEngine", "CareRecords",
+            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Release-build benchmark with same-run plain-SQLite baselines (not a test).
         .executableTarget(name: "caresync-bench", dependencies: [
-            "SyncCore", "SyncStore", "SyncEngine", "CareRecords",
+            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub",
             .product(name: "GRDB", package: "GRDB.swift"),
         ], path: "Sources/CareSyncBench"),
         .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore", "SyncTesting"]),

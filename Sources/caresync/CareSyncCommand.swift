@@ -7,7 +7,7 @@ import SyncEngine
 import SyncStore
 
 @main
-struct CareSyncCommand: ParsableCommand {
+struct CareSyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "caresync",
         abstract: "Offline-first care records: edit a local replica anywhere, merge with other replicas later.",
@@ -22,17 +22,20 @@ struct CareSyncCommand: ParsableCommand {
               export CARESYNC_REPLICA=team.db CARESYNC_USER=alex
               caresync add young_person legal_given_name=Ava legal_family_name=Le\\ Brun date_of_birth=2007-03-14
               caresync list young_person
-              caresync export for-hub.bundle
+              caresync sync --hub 127.0.0.1:7700 --token <token from `caresync hub enroll`>
+              caresync export for-usb.bundle
 
             Exit codes: 0 success; 1 refused by a care rule (the message says which); 2 could not \
             read a bundle or other input file (nothing applied); 3 replica or storage problem; \
-            4 clock skew (a change is too far in the future); 64 bad arguments.
+            4 clock skew (a change is too far in the future); 5 sync failed (the message gives the hub's \
+            error code); 64 bad arguments.
             """,
         subcommands: [
             InitCommand.self, KindsCommand.self, AddCommand.self, EditCommand.self, SetAddCommand.self,
             SetRemoveCommand.self, DeleteCommand.self, ShowCommand.self, ListCommand.self, ApproveCommand.self,
             PlanVersionCommand.self, CatalogueCommand.self, RequestAwardCommand.self, ConflictsCommand.self,
             ResolveCommand.self, HistoryCommand.self, StatusCommand.self, ExportCommand.self, ImportCommand.self,
+            SyncCommand.self, HubCommand.self,
         ])
 }
 

@@ -11,15 +11,16 @@ struct TidyTests {
         "SyncCore": [],
         "SyncWire": ["SyncCore", "NIOCore", "CZlib"],
         "SyncStore": ["SyncCore", "GRDB", "Foundation", "Logging"],
-        "SyncEngine": ["SyncCore", "SyncWire", "SyncStore", "Foundation", "Logging"],
+        "SyncEngine": ["SyncCore", "SyncWire", "SyncStore", "Foundation"],
         "CareRecords": ["SyncCore", "SyncStore", "SyncEngine"],
-        "SyncClient": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "Foundation", "Logging", "NIOCore", "NIOPosix"],
-        "SyncHub": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "Foundation", "Logging", "NIOCore", "NIOPosix",
-                    "ServiceLifecycle"],
+        "SyncClient": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "Foundation", "Dispatch", "Logging", "NIOCore", "NIOPosix"],
+        "SyncHub": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "Foundation", "Dispatch", "Logging", "NIOCore", "NIOPosix",
+                    "NIOConcurrencyHelpers", "ServiceLifecycle"],
         "SyncTesting": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "Foundation"],
         "caresync": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "ArgumentParser",
-                     "Foundation", "Logging"],
-        "CareSyncBench": ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "GRDB", "Foundation"],
+                     "Foundation", "Logging", "ServiceLifecycle"],
+        "CareSyncBench": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "GRDB",
+                          "Foundation", "Logging", "NIOCore", "NIOPosix"],
     ]
 
     static func sources() throws -> [(module: String, file: String, text: String)] {

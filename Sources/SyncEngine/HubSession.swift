@@ -1,0 +1,161 @@
+import SyncCore
+import SyncStore
+import SyncWire
+
+/// How a hub serves sessions.
+public struct HubConfiguration: Sendable {
+    public var schemaVersion: UInt64 = 1
+    public var maxFrameBody: Int = Frame.defaultMaxBody
+    /// Largest push accepted, in changes.
+    public var maxPushChanges = 20_000
+    /// Largest pull budget honoured; kept well under the frame limit so a batch always fits.
+    public var maxPullBudget = 2 * 1024 * 1024
+    public var maxPullChanges = 20_000
+    public var heartbeatIntervalMillis: UInt64 = 30_000
+
+    public init() {}
+}
+
+/// The hub's side of one connection, as a state machine: a message in, actions out. Storage is
+/// called synchronously (a push is committed before its acknowledgement is returned), so the same
+/// code runs over TCP and in the simulator.
+public struct HubSession: Sendable {
+    public enum State: Equatable, Sendable {
+        case awaitingHello
+        case ready(replica: ReplicaID, team: String)
+        case closed
+    }
+
+    public private(set) var state: State = .awaitingHello
+    let store: any HubStore
+    let configuration: HubConfiguration
+    var random: RandomSource
+
+    public init(store: any HubStore, configuration: HubConfiguration = HubConfiguration(), random: RandomSource = .system) {
+        self.store = store
+        self.configuration = configuration
+        self.random = random
+    }
+
+    public var replica: ReplicaID? {
+        if case let .ready(replica, _) = state { return replica }
+        return nil
+    }
+
+    public mutating func receive(_ message: Message, nowMillis: UInt64) -> [SessionAction] {
+        switch (state, message) {
+        case (.closed, _):
+            return []
+        case let (.awaitingHello, .hello(hello)):
+            return handshake(hello, nowMillis: nowMillis)
+        case (.awaitingHello, _):
+            return fail(.unexpectedMessage, "expected hello, got \(message.kind)", nowMillis: nowMillis)
+        case let (.ready(replica, _), .push(batch, changes)):
+            return push(batch, changes, from: replica, nowMillis: nowMillis)
+        case let (.ready(replica, _), .pull(cursor, budget)):
+            return pull(cursor, budget, for: replica, nowMillis: nowMillis)
+        case let (.ready(replica, _), .heartbeat(health)):
+            record(.health(pendingChanges: health.pendingChanges, oldestUnsyncedAgeMillis: health.oldestUnsyncedAgeMillis,
+                           openConflicts: health.openConflicts, schemaVersion: health.schemaVersion), replica, nowMillis)
+            return []
+        case (.ready, .goodbye):
+            state = .closed
+            return [.close]
+        case let (.ready(replica, _), .error(code, _, _)):
+            record(.error(code: "client:\(code.name)"), replica, nowMillis)
+            state = .closed
+            return [.close]
+        case (.ready, _):
+            return fail(.unexpectedMessage, "\(message.kind) is not a client message", nowMillis: nowMillis)
+        }
+    }
+
+    /// A framing or decoding failure on this connection: tell the peer why, then close.
+    public mutating func protocolError(_ error: WireError, nowMillis: UInt64) -> [SessionAction] {
+        fail(error.code, error.detail, nowMillis: nowMillis)
+    }
+
+    /// A deadline passed (handshake, frame completion, idle).
+    public mutating func timedOut(_ what: String, nowMillis: UInt64) -> [SessionAction] {
+        fail(.timeout, "\(what) deadline passed", nowMillis: nowMillis)
+    }
+
+    private mutating func handshake(_ hello: Hello, nowMillis: UInt64) -> [SessionAction] {
+        guard hello.protocolMin <= ProtocolLimits.version, ProtocolLimits.version <= hello.protocolMax else {
+            return reject(.unsupportedVersion, "this hub speaks protocol version \(ProtocolLimits.version) only")
+        }
+        let team: String
+        var issued: [UInt8] = []
+        do {
+            switch hello.credential {
+            case .none:
+                return reject(.authenticationFailed, "a credential is required: enrol with a token from the hub operator")
+            case let .enrolmentToken(token):
+                switch try store.redeemEnrolmentToken(token, replica: hello.replica, nowMillis: nowMillis, random: &random) {
+                case let .enrolled(enrolledTeam, secret):
+                    team = enrolledTeam
+                    issued = secret
+                case .unknownToken: return reject(.enrolmentInvalid, "enrolment token is not known to this hub")
+                case .alreadyUsed: return reject(.enrolmentInvalid, "enrolment token was already used; ask the operator for a new one")
+                case .expired: return reject(.enrolmentInvalid, "enrolment token has expired; ask the operator for a new one")
+                }
+            case let .device(secret):
+                switch try store.authenticate(replica: hello.replica, secret: secret) {
+                case let .accepted(acceptedTeam): team = acceptedTeam
+                case .unknown: return reject(.authenticationFailed, "this replica's credential is not known to this hub")
+                case .revoked: return reject(.authenticationFailed, "this replica's credential has been revoked")
+                }
+            }
+            try store.recordSession(.hello(appVersion: String(hello.appVersion.prefix(64)), schemaVersion: hello.schemaVersion),
+                                    replica: hello.replica, nowMillis: nowMillis)
+        } catch {
+            return reject(.storageFailure, "the hub could not read its store; retry later")
+        }
+        state = .ready(replica: hello.replica, team: team)
+        let maxBody = UInt64(min(configuration.maxFrameBody, Int(clamping: hello.maxFrameBody)))
+        return [.send(.welcome(Welcome(protocolVersion: ProtocolLimits.version, schemaVersion: configuration.schemaVersion,
+                                       hub: store.hubID, maxFrameBody: maxBody, issuedCredential: issued,
+                                       hubTimeMillis: nowMillis, heartbeatIntervalMillis: configuration.heartbeatIntervalMillis)))]
+    }
+
+    private mutating func push(_ batch: UInt64, _ changes: [Change], from replica: ReplicaID, nowMillis: UInt64) -> [SessionAction] {
+        guard changes.count <= configuration.maxPushChanges else {
+            return fail(.limitExceeded, "push of \(changes.count) changes exceeds \(configuration.maxPushChanges)", nowMillis: nowMillis)
+        }
+        do {
+            // Committed (fsync) before the acknowledgement is created: an ack means durable.
+            let result = try store.append(changes, from: replica, receivedAtMillis: nowMillis)
+            return [.send(.pushAck(batch: batch, durable: result.durable, hubHead: result.head))]
+        } catch {
+            return fail(.storageFailure, "the hub could not store the batch; retry later", nowMillis: nowMillis)
+        }
+    }
+
+    private mutating func pull(_ cursor: UInt64, _ budget: UInt64, for replica: ReplicaID, nowMillis: UInt64) -> [SessionAction] {
+        do {
+            let page = try store.changes(after: cursor, excludingOrigin: replica,
+                                         byteBudget: min(Int(clamping: budget), configuration.maxPullBudget),
+                                         maxCount: configuration.maxPullChanges)
+            try store.recordSession(.pulled(cursor: page.nextCursor), replica: replica, nowMillis: nowMillis)
+            return [.send(.batch(nextCursor: page.nextCursor, more: page.more, changes: page.changes))]
+        } catch {
+            return fail(.storageFailure, "the hub could not read its store; retry later", nowMillis: nowMillis)
+        }
+    }
+
+    private func record(_ event: HubSessionEvent, _ replica: ReplicaID, _ nowMillis: UInt64) {
+        // Bookkeeping for the operator view must not break a sync.
+        try? store.recordSession(event, replica: replica, nowMillis: nowMillis)
+    }
+
+    private mutating func reject(_ code: WireErrorCode, _ text: String) -> [SessionAction] {
+        state = .closed
+        return [.send(.reject(code: code, retryAfterMillis: code.retryable ? 5_000 : 0, message: text)), .close]
+    }
+
+    private mutating func fail(_ code: WireErrorCode, _ text: String, nowMillis: UInt64) -> [SessionAction] {
+        if case let .ready(replica, _) = state { record(.error(code: code.name), replica, nowMillis) }
+        state = .closed
+        return [.send(.error(code: code, fatal: true, message: text)), .close]
+    }
+}

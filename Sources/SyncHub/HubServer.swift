@@ -1,0 +1,170 @@
+import Dispatch
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import SyncCore
+import SyncEngine
+import SyncStore
+import SyncWire
+
+/// Where and how the hub listens.
+public struct HubServerConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    /// 0 picks a free port (tests); `HubServer.boundPort` tells which.
+    public var port = 7700
+    public var maxConnections = 256
+    public var handshake = TimeAmount.milliseconds(Int64(ProtocolLimits.handshakeMillis))
+    public var frameCompletion = TimeAmount.milliseconds(Int64(ProtocolLimits.frameCompletionMillis))
+    public var idle = TimeAmount.milliseconds(Int64(ProtocolLimits.idleMillis))
+    public var session = HubConfiguration()
+
+    public init() {}
+}
+
+/// The hub: a SwiftNIO listener run as a swift-service-lifecycle `Service`, so SIGTERM/SIGINT
+/// stop accepting, let running sessions finish (each bounded by its deadlines) and then return.
+///
+/// Each connection runs the sans-IO `HubSession`; storage calls (SQLite with fsync) run on one
+/// serial queue, which is also the store's single writer.
+public final class HubServer: Service, Sendable {
+    public let store: any HubStore
+    public let configuration: HubServerConfiguration
+    let logger: Logger
+    let group: MultiThreadedEventLoopGroup
+    let storeQueue = DispatchQueue(label: "caresync.hub.store")
+    let active = NIOLockedValueBox(0)
+    let bound = NIOLockedValueBox<Int?>(nil)
+    let clock: @Sendable () -> UInt64
+
+    public init(store: any HubStore, configuration: HubServerConfiguration, logger: Logger,
+                group: MultiThreadedEventLoopGroup = .singleton, clock: @escaping @Sendable () -> UInt64) {
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+        self.group = group
+        self.clock = clock
+    }
+
+    /// The port actually bound, once listening.
+    public var boundPort: Int? { bound.withLockedValue { $0 } }
+
+    /// Connections currently open.
+    public var activeConnections: Int { active.withLockedValue { $0 } }
+
+    public func run() async throws {
+        let configuration = self.configuration
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: configuration.host, port: configuration.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    try pipeline.addHandler(IdleStateHandler(readTimeout: configuration.idle))
+                    try pipeline.addHandler(IdleCloseHandler())
+                    try pipeline.addHandler(FrameDeadlineHandler(deadline: configuration.frameCompletion))
+                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxBody: configuration.session.maxFrameBody)))
+                    try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
+                    // Back-pressure: the inbound stream stops reading from the socket when the
+                    // session falls behind, instead of buffering without bound.
+                    return try NIOAsyncChannel<Frame, Frame>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
+                }
+            }
+        bound.withLockedValue { $0 = server.channel.localAddress?.port }
+        logger.info("hub listening", metadata: ["address": "\(configuration.host):\(server.channel.localAddress?.port ?? 0)",
+                                                "hub": "\(store.hubID.short)"])
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { connections in
+                    for try await connection in connections {
+                        let admitted = active.withLockedValue { count -> Bool in
+                            guard count < configuration.maxConnections else { return false }
+                            count += 1
+                            return true
+                        }
+                        group.addTask {
+                            if admitted {
+                                await self.serve(connection)
+                                self.active.withLockedValue { $0 -= 1 }
+                            } else {
+                                await self.refuseBusy(connection)
+                            }
+                        }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            self.logger.info("hub shutting down: no new connections; running sessions finish")
+            server.channel.close(promise: nil)
+        }
+        logger.info("hub stopped")
+    }
+
+    private func refuseBusy(_ connection: NIOAsyncChannel<Frame, Frame>) async {
+        logger.warning("connection refused: at the connection cap", metadata: ["cap": "\(configuration.maxConnections)"])
+        let frame = MessageCodec().frame(.reject(code: .busy, retryAfterMillis: 2_000, message: "hub is at its connection limit"))
+        try? await connection.executeThenClose { _, outbound in try await outbound.write(frame) }
+    }
+
+    /// Runs one session to its end. Every exit path closes the connection.
+    private func serve(_ connection: NIOAsyncChannel<Frame, Frame>) async {
+        var session = HubSession(store: store, configuration: configuration.session)
+        let codec = MessageCodec(maxBody: configuration.session.maxFrameBody)
+        let greeted = NIOLockedValueBox(false)
+        let channel = connection.channel
+        let handshake = channel.eventLoop.scheduleTask(in: configuration.handshake) {
+            if !greeted.withLockedValue({ $0 }) { channel.close(promise: nil) }
+        }
+        defer { handshake.cancel() }
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                do {
+                    for try await frame in inbound {
+                        let now = clock()
+                        var actions: [SessionAction]
+                        do {
+                            let message = try codec.decode(frame)
+                            greeted.withLockedValue { $0 = true }
+                            (session, actions) = await onStoreQueue(session) { session in session.receive(message, nowMillis: now) }
+                        } catch let error as WireError {
+                            actions = session.protocolError(error, nowMillis: now)
+                            logger.notice("protocol error", metadata: ["code": "\(error.code.name)"])
+                        }
+                        for action in actions {
+                            switch action {
+                            case let .send(message): try await outbound.write(codec.frame(message))
+                            case .close: return
+                            }
+                        }
+                    }
+                } catch let error as WireError {
+                    // Raised by the frame decoder (e.g. a frame over the limit): say why, then close.
+                    logger.notice("framing error", metadata: ["code": "\(error.code.name)"])
+                    for case let .send(message) in session.protocolError(error, nowMillis: clock()) {
+                        try? await outbound.write(codec.frame(message))
+                    }
+                }
+            }
+        } catch {
+            logger.debug("connection ended", metadata: ["reason": "\(type(of: error))"])
+        }
+        if let replica = session.replica { logger.info("session ended", metadata: ["replica": "\(replica.short)"]) }
+    }
+
+    /// Runs a session step on the store's serial queue: SQLite calls (with fsync) must not block
+    /// the cooperative thread pool, and the store has one writer.
+    private func onStoreQueue(_ session: HubSession,
+                              _ body: @escaping @Sendable (inout HubSession) -> [SessionAction]) async -> (HubSession, [SessionAction]) {
+        await withCheckedContinuation { continuation in
+            storeQueue.async {
+                var session = session
+                let actions = body(&session)
+                continuation.resume(returning: (session, actions))
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+import ArgumentParser
+import CareRecords
+import Foundation
+import Logging
+import ServiceLifecycle
+import SyncClient
+import SyncCore
+import SyncEngine
+import SyncHub
+import SyncStore
+import SyncWire
+
+struct SyncCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sync", abstract: "Sync this replica with the hub over TCP: push until acknowledged, then pull until caught up.",
+        discussion: """
+            First time (enrolment, with a token from the hub operator):
+              caresync sync --hub 127.0.0.1:7700 --token cse1-…
+            Afterwards:
+              caresync sync
+            An interrupted sync resumes from the last acknowledged batch. Transient failures are retried \
+            with backoff. Prints a summary (--json for scripts); a progress line on a terminal.
+            """)
+
+    @OptionGroup var options: ReplicaOptions
+    @Option(help: ArgumentHelp("Hub address host:port (default: the last one used by this replica).", valueName: "host:port"))
+    var hub: String?
+    @Option(help: "One-time enrolment token from the hub operator (first sync only).") var token: String?
+    @Option(help: "Attempts before giving up on transient failures.") var attempts = 5
+    @Flag(help: "No progress line, even on a terminal.") var quiet = false
+
+    func run() async throws {
+        let replica = try options.open()
+        let address = try Output.run { try hub ?? replica.store.hubLink()?.address }
+        guard let address else { throw ValidationError("give --hub host:port the first time") }
+        let (host, port) = try HubAddress.parse(address)
+        let showProgress = !quiet && !options.json && isatty(STDERR_FILENO) != 0
+        let logger = Logger(label: "caresync.sync")
+        do {
+            let report = try await SyncClient.sync(
+                store: replica.store, host: host, port: port, enrolmentToken: token, retry: RetryPolicy(attempts: max(1, attempts)),
+                logger: logger
+            ) { progress in
+                guard showProgress else { return }
+                let line = "\r  pushed \(progress.pushed)  pulled \(progress.pulled)  ↑\(progress.bytesSent / 1024) KiB ↓\(progress.bytesReceived / 1024) KiB  (attempt \(progress.attempt))"
+                FileHandle.standardError.write(Data(line.utf8))
+            }
+            if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
+            let summary = report.summary
+            if options.json {
+                Output.json([
+                    "hub": summary.hub?.hex ?? NSNull(), "enrolled": summary.enrolled, "pushed": summary.pushed,
+                    "pulled": summary.pulled, "applied": summary.applied, "duplicates": summary.duplicates,
+                    "conflicts_opened": summary.conflictsOpened, "bytes_sent": report.bytesSent,
+                    "bytes_received": report.bytesReceived, "round_trips": summary.roundTrips, "attempts": report.attempts,
+                    "duration_s": report.durationSeconds,
+                ])
+            } else {
+                Output.line("synced with hub \(summary.hub?.short ?? "?")\(summary.enrolled ? " (enrolled)" : ""): pushed \(summary.pushed), pulled \(summary.pulled) (\(summary.applied) applied, \(summary.conflictsOpened) conflict(s) opened); \(report.bytesSent) bytes sent, \(report.bytesReceived) received, \(summary.roundTrips) round trips, \(String(format: "%.2f", report.durationSeconds)) s")
+            }
+        } catch let failure as SyncFailure {
+            if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
+            Output.fail("sync failed: \(failure.description)", code: failure.code.name, exit: failure.code == .clockSkew ? 4 : 5)
+        }
+    }
+}
+
+enum HubAddress {
+    static func parse(_ text: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+            throw ValidationError("hub address must be host:port, e.g. 127.0.0.1:7700")
+        }
+        return (String(text[..<colon]), port)
+    }
+}
+
+struct HubCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hub", abstract: "Run and operate the hub: serve, enrol replicas, see their health, revoke.",
+        subcommands: [HubServeCommand.self, HubEnrollCommand.self, HubReplicasCommand.self, HubRevokeCommand.self])
+}
+
+struct HubOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Hub database file (created if missing).", valueName: "path")) var db = "hub.db"
+
+    func open() throws -> SQLiteHubStore {
+        var random = SystemRandomNumberGenerator()
+        return try Output.run { try SQLiteHubStore(path: db, random: &random) }
+    }
+}
+
+struct HubServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Serve replicas over TCP until SIGTERM or SIGINT (graceful shutdown).",
+        discussion: "Example: caresync hub serve --db hub.db --host 127.0.0.1 --port 7700")
+
+    @OptionGroup var hub: HubOptions
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "TCP port (0 picks a free one and prints it).") var port = 7700
+    @Option(help: "Most connections served at once; more are refused with BUSY.") var maxConnections = 256
+    @Flag(help: "Log each session (ids and counts only).") var verbose = false
+
+    func run() async throws {
+        Output.bootstrapLogging(verbose: verbose)
+        let store = try hub.open()
+        var configuration = HubServerConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.maxConnections = maxConnections
+        let logger = Logger(label: "caresync.hub")
+        let server = HubServer(store: store, configuration: configuration, logger: logger) {
+            UInt64(Date().timeIntervalSince1970 * 1000)
+        }
+        let announce = Task {
+            for _ in 0..<200 {
+                if let bound = server.boundPort {
+                    // Unbuffered, so a script waiting for this line sees it at once.
+                    FileHandle.standardOutput.write(Data("hub \(store.hubID.hex) listening on \(host):\(bound)\n".utf8))
+                    return
+                }
+                try await Task.sleep(nanoseconds: 10_000_000)
+            }
+        }
+        let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
+        announce.cancel()
+        Output.line("hub stopped")
+    }
+}
+
+struct HubEnrollCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enroll", abstract: "Issue a one-time enrolment token for a team; a replica exchanges it for its own credential.",
+        discussion: "Example: caresync hub enroll --db hub.db --team PERM-THROUGHCARE\nGive the token to the replica's user: caresync sync --hub host:port --token <token>")
+
+    @OptionGroup var hub: HubOptions
+    @Option(help: "Team the replica will belong to.") var team: String
+    @Option(help: "Hours until the token expires.") var expiresInHours = 72
+    @Flag(help: "Print machine-readable JSON.") var json = false
+
+    func run() throws {
+        let store = try hub.open()
+        var random = SystemRandomNumberGenerator()
+        let expires = UInt64(Date().timeIntervalSince1970 * 1000) + UInt64(max(1, expiresInHours)) * 3_600_000
+        let token = try Output.run { try store.issueEnrolmentToken(team: team, expiresAtMillis: expires, random: &random) }
+        if json { Output.json(["token": token, "team": team, "expires_at": Output.iso(expires)]) } else { Output.line(token) }
+    }
+}
+
+struct HubRevokeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke", abstract: "Revoke a replica's credential; its next hello is refused.",
+        discussion: "Example: caresync hub revoke --db hub.db <replica id>")
+
+    @OptionGroup var hub: HubOptions
+    @Argument(help: "Replica id (32 hex digits).") var replica: String
+
+    func run() throws {
+        guard let id = ReplicaID(hex: replica) else { throw ValidationError("replica id must be 32 hex digits") }
+        let store = try hub.open()
+        let revoked = try Output.run { try store.revoke(replica: id, nowMillis: UInt64(Date().timeIntervalSince1970 * 1000)) }
+        guard revoked else { Output.fail("no active replica \(id.hex) on this hub", code: "NOT_FOUND", exit: 1) }
+        Output.line("revoked \(id.hex)")
+    }
+}
+
+struct HubReplicasCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replicas", abstract: "The operator view: every replica's health, never record contents.",
+        discussion: "Example: caresync hub replicas --db hub.db --json\nLag counts hub changes from other replicas the replica has not pulled; pending, oldest unsynced write and open conflicts are as the replica last reported.")
+
+    @OptionGroup var hub: HubOptions
+    @Flag(help: "Print machine-readable JSON.") var json = false
+
+    func run() throws {
+        let store = try hub.open()
+        let replicas = try Output.run { try store.replicaSummaries() }
+        func time(_ millis: UInt64?) -> String { millis.map { Output.iso($0) } ?? "–" }
+        func count(_ value: UInt64?) -> String { value.map(String.init) ?? "–" }
+        if json {
+            Output.json(replicas.map { summary -> [String: Any] in
+                var object: [String: Any] = [
+                    "replica_id": summary.replica.hex, "team": summary.team, "lag_changes": summary.lagChanges,
+                    "changes_stored": summary.changesStored, "revoked": summary.revoked,
+                ]
+                object["first_seen"] = summary.firstSeenMillis.map { Output.iso($0) } ?? NSNull()
+                object["last_seen"] = summary.lastSeenMillis.map { Output.iso($0) } ?? NSNull()
+                object["pending_changes"] = summary.pendingChanges ?? NSNull() as Any
+                object["oldest_unsynced_age_s"] = summary.oldestUnsyncedAgeMillis.map { $0 / 1000 } ?? NSNull() as Any
+                object["open_conflicts"] = summary.openConflicts ?? NSNull() as Any
+                object["schema_version"] = summary.schemaVersion ?? NSNull() as Any
+                object["app_version"] = summary.appVersion ?? NSNull()
+                object["last_error"] = summary.lastError ?? NSNull()
+                return object
+            })
+            return
+        }
+        Output.table(["REPLICA", "TEAM", "LAST SEEN", "LAG", "PENDING", "OLDEST UNSYNCED", "CONFLICTS", "SCHEMA", "APP", "LAST ERROR"],
+                     replicas.map { summary in
+                         [summary.replica.short + (summary.revoked ? " (revoked)" : ""), summary.team, time(summary.lastSeenMillis),
+                          String(summary.lagChanges), count(summary.pendingChanges),
+                          summary.oldestUnsyncedAgeMillis.map { "\($0 / 1000) s" } ?? "–", count(summary.openConflicts),
+                          count(summary.schemaVersion), summary.appVersion ?? "–", summary.lastError ?? "–"]
+                     })
+        Output.line("\(replicas.count) replica(s); hub head \((try? store.head()) ?? 0)")
+    }
+}
