@@ -75,6 +75,12 @@ let package = Package(
         ]),
         .testTarget(name: "SyncStoreTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "SyncTesting"]),
         .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),
+        .testTarget(name: "SyncIntegrationTests", dependencies: [
+            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncClient", "SyncHub",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "TidyTests"),
         .testTarget(name: "CLITests", dependencies: ["caresync"]),
     ]

@@ -111,6 +111,7 @@ public struct ClientSession {
         case let (_, .reject(code, _, text)), let (_, .error(code, _, text)):
             failure = SyncFailure(code, "hub refused: \(text.prefix(200))")
             state = .failed
+            try? store.recordSyncOutcome(error: code.name)
             return [.close]
         case let (.awaitingWelcome, .welcome(welcome)):
             guard welcome.protocolVersion == ProtocolLimits.version else {

@@ -172,8 +172,10 @@ public final class SQLiteHubStore: HubStore {
                 guard let row = try Row.fetchOne(db, sql: "SELECT team, expires_at, used_by FROM hub_token WHERE hash = ?", arguments: [hash]) else {
                     return .unknownToken
                 }
-                if (row[2] as String?) != nil { return .alreadyUsed }
                 if UInt64(row[1] as Int64) < nowMillis { return .expired }
+                // The same replica may redeem again (with a new secret) while the token is valid:
+                // if the welcome carrying its secret was lost, it would otherwise be locked out.
+                if let usedBy = row[2] as String?, usedBy != replica.hex { return .alreadyUsed }
                 let team: String = row[0]
                 try db.execute(sql: "UPDATE hub_token SET used_by = ?, used_at = ? WHERE hash = ?",
                                arguments: [replica.hex, Int64(nowMillis), hash])
