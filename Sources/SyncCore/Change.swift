@@ -69,8 +69,8 @@ public struct VersionVector: Hashable, Sendable {
         }
     }
 
-    /// Strict: entries must be in ascending replica order with no duplicates, so one vector has
-    /// exactly one encoding.
+    /// Strict: entries must be in ascending replica order with no duplicates and counters ≥ 1, so
+    /// one vector has exactly one encoding.
     public static func decode(from reader: inout ByteReader) throws(DecodingError) -> VersionVector {
         var counters: [ReplicaID: UInt64] = [:]
         var previous: ReplicaID?
@@ -81,7 +81,11 @@ public struct VersionVector: Hashable, Sendable {
                 throw DecodingError(.invalidValue, offset: start, "version vector entries out of order")
             }
             previous = replica
-            counters[replica] = try reader.varint()
+            let counterStart = reader.offset
+            let counter = try reader.varint()
+            // `init` drops zero counters, so a zero on the wire would not survive a round trip.
+            guard counter > 0 else { throw DecodingError(.invalidValue, offset: counterStart, "version vector counter 0") }
+            counters[replica] = counter
         }
         return VersionVector(counters)
     }
