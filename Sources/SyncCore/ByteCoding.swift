@@ -245,7 +245,16 @@ extension FieldWrite {
         let author = try reader.string()
         let operation = try FieldOperation.decode(from: &reader)
         var supersedes: [ChangeID] = []
-        for _ in 0..<(try reader.count(minimumItemSize: 17)) { supersedes.append(try ChangeID.decode(from: &reader)) }
+        for _ in 0..<(try reader.count(minimumItemSize: 17)) {
+            let start = reader.offset
+            let superseded = try ChangeID.decode(from: &reader)
+            // Strictly ascending, so one write has one encoding: `FieldWrite.init` would otherwise
+            // sort a list sent out of order and the bytes would not survive a round trip.
+            if let previous = supersedes.last, !(previous < superseded) {
+                throw DecodingError(.invalidValue, offset: start, "supersedes not strictly ascending")
+            }
+            supersedes.append(superseded)
+        }
         return FieldWrite(id: id, timestamp: timestamp, causalLength: causalLength, author: author,
                           operation: operation, supersedes: supersedes)
     }

@@ -69,8 +69,8 @@ public struct VersionVector: Hashable, Sendable {
         }
     }
 
-    /// Strict: entries must be in ascending replica order with no duplicates, so one vector has
-    /// exactly one encoding.
+    /// Strict: entries must be in ascending replica order with no duplicates and counters ≥ 1, so
+    /// one vector has exactly one encoding.
     public static func decode(from reader: inout ByteReader) throws(DecodingError) -> VersionVector {
         var counters: [ReplicaID: UInt64] = [:]
         var previous: ReplicaID?

@@ -18,7 +18,9 @@ public struct MessageCodec: Sendable {
     public func frame(_ message: Message) -> Frame {
         let payload = Self.payload(message)
         if message.kind.mayCompress, let threshold = compressionThreshold, payload.count >= threshold,
-           let compressed = PayloadCompression.compress(payload), compressed.count + 10 < payload.count {
+           let compressed = PayloadCompression.compress(payload), compressed.count + 10 < payload.count,
+           // A receiver refuses a ratio above maxRatio (framing.md), so such a payload goes as it is.
+           payload.count <= compressed.count * PayloadCompression.maxRatio {
             var writer = ByteWriter(capacity: compressed.count + 10)
             writer.varint(UInt64(payload.count))
             writer.raw(compressed)

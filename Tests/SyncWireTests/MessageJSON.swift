@@ -1,0 +1,114 @@
+import SyncCore
+import SyncWire
+
+/// A decoded message in the JSON shape of Protocol/vectors/README.md, so the codec's output can be
+/// compared with a vector's `decoded` object.
+enum MessageJSON {
+    static func json(_ message: Message, compressed: Bool) -> JSONValue {
+        var fields: [String: JSONValue] = ["type": .string(typeName(message.kind)), "compressed": .bool(compressed)]
+        switch message {
+        case let .hello(hello):
+            fields["protocol_min"] = .uint(hello.protocolMin)
+            fields["protocol_max"] = .uint(hello.protocolMax)
+            fields["schema_version"] = .uint(hello.schemaVersion)
+            fields["replica"] = .string(hello.replica.hex)
+            fields["app_version"] = .string(hello.appVersion)
+            fields["credential"] = switch hello.credential {
+            case .none: .object(["none": .null])
+            case let .enrolmentToken(token): .object(["enrolment_token": .string(token)])
+            case let .device(secret): .object(["device_secret": .string(secret.hexString)])
+            }
+            fields["max_frame_body"] = .uint(hello.maxFrameBody)
+        case let .welcome(welcome):
+            fields["protocol_version"] = .uint(welcome.protocolVersion)
+            fields["schema_version"] = .uint(welcome.schemaVersion)
+            fields["hub"] = .string(welcome.hub.hex)
+            fields["max_frame_body"] = .uint(welcome.maxFrameBody)
+            fields["issued_credential"] = .string(welcome.issuedCredential.hexString)
+            fields["hub_time_ms"] = .uint(welcome.hubTimeMillis)
+            fields["heartbeat_interval_ms"] = .uint(welcome.heartbeatIntervalMillis)
+        case let .reject(code, retryAfter, text):
+            fields["code"] = .string(code.name)
+            fields["retry_after_ms"] = .uint(retryAfter)
+            fields["message"] = .string(text)
+        case let .push(batch, changes):
+            fields["batch"] = .uint(batch)
+            fields["changes"] = .array(changes.map(json))
+        case let .pushAck(batch, durable, head):
+            fields["batch"] = .uint(batch)
+            fields["durable"] = .array(durable.counters.sorted { $0.key < $1.key }.map {
+                .object(["replica": .string($0.key.hex), "counter": .uint($0.value)])
+            })
+            fields["hub_head"] = .uint(head)
+        case let .pull(cursor, budget):
+            fields["cursor"] = .uint(cursor)
+            fields["byte_budget"] = .uint(budget)
+        case let .batch(next, more, changes):
+            fields["next_cursor"] = .uint(next)
+            fields["more"] = .bool(more)
+            fields["changes"] = .array(changes.map(json))
+        case let .heartbeat(health):
+            fields["pending_changes"] = .uint(health.pendingChanges)
+            fields["oldest_unsynced_age_ms"] = .uint(health.oldestUnsyncedAgeMillis)
+            fields["open_conflicts"] = .uint(health.openConflicts)
+            fields["schema_version"] = .uint(health.schemaVersion)
+        case let .error(code, fatal, text):
+            fields["code"] = .string(code.name)
+            fields["fatal"] = .bool(fatal)
+            fields["message"] = .string(text)
+        case let .goodbye(reason):
+            fields["reason"] = .uint(reason)
+        }
+        return .object(fields)
+    }
+
+    static func typeName(_ kind: Message.Kind) -> String {
+        switch kind {
+        case .hello: "hello"
+        case .welcome: "welcome"
+        case .reject: "reject"
+        case .push: "push"
+        case .pushAck: "push_ack"
+        case .pull: "pull"
+        case .batch: "batch"
+        case .heartbeat: "heartbeat"
+        case .error: "error"
+        case .goodbye: "goodbye"
+        }
+    }
+
+    static func json(_ change: Change) -> JSONValue {
+        let write = change.write
+        let operation: JSONValue = switch write.operation {
+        case let .assign(value): .object(["assign": json(value)])
+        case let .add(value): .object(["add": json(value)])
+        case let .remove(value): .object(["remove": json(value)])
+        case let .increment(delta): .object(["increment": .int(delta)])
+        }
+        return .object([
+            "table": .string(change.table),
+            "row": .string(change.row),
+            "column": .string(change.column),
+            "id": json(write.id),
+            "timestamp": .uint(write.timestamp.rawValue),
+            "causal_length": .uint(write.causalLength),
+            "author": .string(write.author),
+            "operation": operation,
+            "supersedes": .array(write.supersedes.map(json)),
+        ])
+    }
+
+    static func json(_ id: ChangeID) -> JSONValue {
+        .object(["replica": .string(id.replica.hex), "counter": .uint(id.counter)])
+    }
+
+    static func json(_ value: FieldValue) -> JSONValue {
+        switch value {
+        case .null: .object(["null": .null])
+        case let .integer(number): .object(["integer": .int(number)])
+        case let .real(number): .object(["real": .double(number)])
+        case let .text(text): .object(["text": .string(text)])
+        case let .blob(bytes): .object(["blob": .string(bytes.hexString)])
+        }
+    }
+}

@@ -1,0 +1,202 @@
+import SyncCore
+import SyncWire
+import Testing
+
+/// decode(encode(m)) == m for generated messages, with and without compression; and no input,
+/// however mangled, makes the decoder do anything but return a message or throw a WireError.
+@Suite("Property: message round trips")
+struct RoundTripPropertyTests {
+    static let cases = 2_500
+
+    @Test("decode(encode(m)) == m, uncompressed (canonical) and compressed")
+    func roundTrip() throws {
+        let seed = Seed.make()
+        print("RoundTripPropertyTests.roundTrip seed=\(seed) (replay with CARESYNC_SEED=\(seed))")
+        var random = SplitMix(seed: seed)
+        let plain = MessageCodec(compressionThreshold: nil)
+        let compressing = MessageCodec(compressionThreshold: 0)
+        var compressedFrames = 0
+        for index in 0..<Self.cases {
+            var generator = MessageGenerator(random: random)
+            let message = generator.message(large: index % 50 == 0)
+            random = generator.random
+            let bytes = plain.encode(message)
+            let decoded = try plain.decode(bytes: bytes)
+            #expect(plain.encode(decoded) == bytes, "seed \(seed) case \(index): re-encoding differs")
+            if !message.hasNaN {
+                #expect(decoded == message, "seed \(seed) case \(index): \(message.kind) did not round-trip")
+            }
+
+            let frame = compressing.frame(message)
+            if frame.isCompressed {
+                compressedFrames += 1
+                #expect(message.kind.mayCompress, "seed \(seed) case \(index): \(message.kind) was compressed")
+            }
+            do {
+                let inflated = try compressing.decode(bytes: frame.encoded())
+                #expect(plain.encode(inflated) == bytes, "seed \(seed) case \(index): compressed round trip differs")
+            } catch {
+                Issue.record("seed \(seed) case \(index): the codec refused its own compressed \(message.kind): \(error)")
+            }
+        }
+        #expect(compressedFrames > Self.cases / 50, "seed \(seed): only \(compressedFrames) frames were compressed")
+    }
+
+    @Test("a payload that compresses past 100:1 is sent uncompressed, and still decodes")
+    func ratioLimitOnEncode() throws {
+        let change = Change(table: "note", row: "n", column: "scan",
+                            write: FieldWrite(id: ChangeID(replica: ReplicaID(high: 1, low: 2), counter: 1),
+                                              timestamp: HybridTimestamp(rawValue: 1), author: "w",
+                                              operation: .assign(.blob([UInt8](repeating: 0, count: 200_000)))))
+        let message = Message.batch(nextCursor: 1, more: false, changes: [change])
+        let codec = MessageCodec()
+        #expect(try codec.decode(bytes: codec.encode(message)) == message)
+    }
+
+    @Test("mangled vectors decode or throw a WireError, never trap")
+    func mangled() throws {
+        let seed = Seed.make()
+        print("RoundTripPropertyTests.mangled seed=\(seed) (replay with CARESYNC_SEED=\(seed))")
+        var random = SplitMix(seed: seed)
+        let codec = MessageCodec()
+        let vectors = Vectors.positive
+        var refused = 0
+        for _ in 0..<Self.cases {
+            var bytes = vectors.randomElement(using: &random)!.bytes
+            for _ in 0..<Int.random(in: 1...3, using: &random) {
+                let index = Int.random(in: 0..<bytes.count, using: &random)
+                switch Int.random(in: 0..<3, using: &random) {
+                case 0: bytes[index] = UInt8.random(in: 0...255, using: &random)
+                case 1: bytes[index] ^= 1 << UInt8.random(in: 0..<8, using: &random)
+                default: if bytes.count > 6 { bytes.remove(at: max(index, 6)) }
+                }
+            }
+            do { _ = try codec.decode(bytes: bytes) } catch { refused += 1 }
+        }
+        #expect(refused > 0, "seed \(seed)")
+    }
+}
+
+extension Message {
+    var hasNaN: Bool {
+        let changes: [Change] = switch self {
+        case let .push(_, changes), let .batch(_, _, changes): changes
+        default: []
+        }
+        return changes.contains { change in
+            if case let .real(value) = change.write.value { value.isNaN } else { false }
+        }
+    }
+}
+
+/// Random messages covering every case, with extreme numbers and multi-byte text.
+struct MessageGenerator {
+    var random: SplitMix
+
+    mutating func number() -> UInt64 {
+        switch Int.random(in: 0..<6, using: &random) {
+        case 0: 0
+        case 1: UInt64.random(in: 1...127, using: &random)
+        case 2: UInt64.random(in: 128...16_383, using: &random)
+        case 3: UInt64.max - UInt64.random(in: 0...1, using: &random)
+        case 4: UInt64(1) << UInt64.random(in: 0...63, using: &random)
+        default: random.next()
+        }
+    }
+
+    mutating func signed() -> Int64 {
+        switch Int.random(in: 0..<4, using: &random) {
+        case 0: Int64.min
+        case 1: Int64.max
+        case 2: Int64.random(in: -300...300, using: &random)
+        default: Int64(bitPattern: random.next())
+        }
+    }
+
+    mutating func text(maxLength: Int = 12) -> String {
+        let alphabet: [Unicode.Scalar] = ["a", "z", "0", " ", "-", "é", "ë", "’", "✓", "中", "👍", "\u{0}", "\u{7F}", "\u{10FFFF}"]
+        let length = Int.random(in: 0...maxLength, using: &random)
+        var scalars = String.UnicodeScalarView()
+        for _ in 0..<length { scalars.append(alphabet.randomElement(using: &random)!) }
+        return String(scalars)
+    }
+
+    mutating func blob(maxLength: Int = 20) -> [UInt8] {
+        (0..<Int.random(in: 0...maxLength, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+    }
+
+    mutating func replica() -> ReplicaID {
+        // A few fixed ids make version vectors and supersedes lists share replicas.
+        Bool.random(using: &random) ? ReplicaID(high: UInt64.random(in: 0...3, using: &random), low: 7) : ReplicaID.random(using: &random)
+    }
+
+    mutating func changeID() -> ChangeID { ChangeID(replica: replica(), counter: max(1, number())) }
+
+    mutating func value() -> FieldValue {
+        switch Int.random(in: 0..<5, using: &random) {
+        case 0: .null
+        case 1: .integer(signed())
+        case 2: .real(Double(bitPattern: random.next()))  // any bit pattern, NaNs included
+        case 3: .text(text())
+        default: .blob(blob())
+        }
+    }
+
+    mutating func change(large: Bool) -> Change {
+        let operation: FieldOperation = switch Int.random(in: 0..<4, using: &random) {
+        case 0: .assign(value())
+        case 1: .add(value())
+        case 2: .remove(value())
+        default: .increment(signed())
+        }
+        let supersedes = Set((0..<Int.random(in: 0...3, using: &random)).map { _ in changeID() })
+        let column = Bool.random(using: &random) ? "" : text()
+        let write = FieldWrite(id: changeID(), timestamp: HybridTimestamp(rawValue: number()), causalLength: number(),
+                               author: text(), operation: large ? .assign(.text(String(repeating: "visit note ", count: 200))) : operation,
+                               supersedes: Array(supersedes))
+        return Change(table: text(), row: text(), column: column, write: write)
+    }
+
+    mutating func changes(large: Bool) -> [Change] {
+        let count = large ? Int.random(in: 5...40, using: &random) : Int.random(in: 0...3, using: &random)
+        return (0..<count).map { _ in change(large: large && Bool.random(using: &random)) }
+    }
+
+    mutating func code() -> WireErrorCode { WireErrorCode.allCases.randomElement(using: &random)! }
+
+    mutating func message(large: Bool) -> Message {
+        let kind = large ? [Message.Kind.push, .batch].randomElement(using: &random)! : Message.Kind.allCases.randomElement(using: &random)!
+        switch kind {
+        case .hello:
+            let credential: Credential = switch Int.random(in: 0..<3, using: &random) {
+            case 0: .none
+            case 1: .enrolmentToken(text())
+            default: .device(blob(maxLength: 64))
+            }
+            return .hello(Hello(protocolMin: number(), protocolMax: number(), schemaVersion: number(), replica: replica(),
+                                appVersion: text(), credential: credential, maxFrameBody: number()))
+        case .welcome:
+            return .welcome(Welcome(protocolVersion: number(), schemaVersion: number(), hub: replica(), maxFrameBody: number(),
+                                    issuedCredential: blob(maxLength: 64), hubTimeMillis: number(), heartbeatIntervalMillis: number()))
+        case .reject:
+            return .reject(code: code(), retryAfterMillis: number(), message: text(maxLength: 40))
+        case .push:
+            return .push(batch: number(), changes: changes(large: large))
+        case .pushAck:
+            var counters: [ReplicaID: UInt64] = [:]
+            for _ in 0..<Int.random(in: 0...4, using: &random) { counters[replica()] = max(1, number()) }
+            return .pushAck(batch: number(), durable: VersionVector(counters), hubHead: number())
+        case .pull:
+            return .pull(cursor: number(), byteBudget: number())
+        case .batch:
+            return .batch(nextCursor: number(), more: Bool.random(using: &random), changes: changes(large: large))
+        case .heartbeat:
+            return .heartbeat(ReplicaHealth(pendingChanges: number(), oldestUnsyncedAgeMillis: number(),
+                                            openConflicts: number(), schemaVersion: number()))
+        case .error:
+            return .error(code: code(), fatal: Bool.random(using: &random), message: text(maxLength: 40))
+        case .goodbye:
+            return .goodbye(reason: number())
+        }
+    }
+}

@@ -1,0 +1,608 @@
+#!/usr/bin/env python3
+"""Writes Protocol/vectors/*.json from the rules in Protocol/*.md (stdlib only).
+
+This is an encoder written from the spec, not from the Swift code: each positive vector is
+described in its decoded JSON shape (Protocol/vectors/README.md) and encoded here; each negative
+vector is a hand-made byte string with one fault. The Swift codec and Tools/protocol_decoder.py
+are both checked against the result.
+
+    python3 Tools/make_vectors.py                 # (re)write Protocol/vectors/*.json
+    python3 Tools/make_vectors.py --annotate NAME # print an annotated hex dump for the spec
+
+zlib output can differ between zlib releases, so the compressed vectors' bytes are pinned by the
+files in git, not by this script: regenerate only when a vector is added or changed.
+"""
+
+import argparse
+import json
+import os
+import struct
+import sys
+import zlib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VECTORS = os.path.join(ROOT, "Protocol", "vectors")
+
+TYPES = {"hello": 0x01, "welcome": 0x02, "reject": 0x03, "push": 0x10, "push_ack": 0x11,
+         "pull": 0x20, "batch": 0x21, "heartbeat": 0x30, "error": 0x7E, "goodbye": 0x7F}
+CODES = {"MALFORMED_FRAME": 1, "FRAME_TOO_LARGE": 2, "UNKNOWN_MESSAGE": 3, "RESERVED_BITS": 4,
+         "TRAILING_BYTES": 5, "BAD_COMPRESSION": 6, "DECOMPRESSION_LIMIT": 7,
+         "UNEXPECTED_MESSAGE": 8, "UNSUPPORTED_VERSION": 9, "SCHEMA_MISMATCH": 10,
+         "AUTHENTICATION_FAILED": 11, "ENROLMENT_INVALID": 12, "TIMEOUT": 13, "BUSY": 14,
+         "CLOCK_SKEW": 15, "STORAGE_FAILURE": 16, "SHUTTING_DOWN": 17, "LIMIT_EXCEEDED": 18,
+         "MALFORMED_MESSAGE": 19}
+VALUE_TAGS = {"null": 0, "integer": 1, "real": 2, "text": 3, "blob": 4}
+OPERATIONS = {"assign": 1, "add": 2, "remove": 3, "increment": 4}
+
+
+# ---------------------------------------------------------------- annotated byte output
+
+class Out:
+    """Bytes with a label per field, so the spec's hex examples can be printed annotated."""
+
+    def __init__(self):
+        self.parts = []
+
+    def add(self, data, label):
+        self.parts.append((bytes(data), label))
+
+    def extend(self, other, prefix=""):
+        for data, label in other.parts:
+            self.parts.append((data, prefix + label))
+
+    def bytes(self):
+        return b"".join(data for data, _ in self.parts)
+
+
+def varint(n):
+    assert 0 <= n < 1 << 64
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def svarint(n):
+    assert -(1 << 63) <= n < 1 << 63
+    return varint(((n << 1) ^ (n >> 63)) & 0xFFFFFFFFFFFFFFFF)
+
+
+def put_varint(out, n, label):
+    out.add(varint(n), f"{label} = {n}")
+
+
+def put_bytes(out, data, label):
+    out.add(varint(len(data)) + data, f"{label}: length {len(data)}" + (", then the bytes" if data else ""))
+
+
+def put_string(out, text, label):
+    data = text.encode("utf-8")
+    shown = json.dumps(text, ensure_ascii=False)
+    out.add(varint(len(data)) + data, f"{label}: length {len(data)}" + (f", {shown}" if data else " (empty)"))
+
+
+def put_replica(out, hex_id, label):
+    data = bytes.fromhex(hex_id)
+    assert len(data) == 16
+    out.add(data, f"{label} {hex_id}")
+
+
+def put_change_id(out, change_id, label):
+    put_replica(out, change_id["replica"], f"{label} replica")
+    assert change_id["counter"] >= 1
+    put_varint(out, change_id["counter"], f"{label} counter")
+
+
+def put_value(out, value, label):
+    (kind, payload), = value.items()
+    out.add([VALUE_TAGS[kind]], f"{label} tag {VALUE_TAGS[kind]} ({kind})")
+    if kind == "integer":
+        out.add(svarint(payload), f"{label} = {payload} (zig-zag)")
+    elif kind == "real":
+        out.add(struct.pack(">d", payload), f"{label} = {payload!r} (IEEE-754)")
+    elif kind == "text":
+        put_string(out, payload, f"{label}")
+    elif kind == "blob":
+        put_bytes(out, bytes.fromhex(payload), f"{label} blob")
+
+
+def put_change(out, change, label):
+    put_string(out, change["table"], f"{label} table")
+    put_string(out, change["row"], f"{label} row")
+    if change["column"]:
+        put_string(out, change["column"], f"{label} column")
+    else:
+        out.add(b"\x00", f"{label} column: length 0, empty: a row-life change")
+    put_change_id(out, change["id"], f"{label} id")
+    ts = change["timestamp"]
+    out.add(varint(ts), f"{label} timestamp = {ts} (ms {ts >> 16}, logical {ts & 0xFFFF})")
+    put_varint(out, change["causal_length"], f"{label} causal length")
+    put_string(out, change["author"], f"{label} author")
+    (op, payload), = change["operation"].items()
+    out.add([OPERATIONS[op]], f"{label} operation {OPERATIONS[op]} ({op})")
+    if op == "increment":
+        out.add(svarint(payload), f"{label} delta = {payload} (zig-zag)")
+    else:
+        put_value(out, payload, f"{label} value")
+    supersedes = change["supersedes"]
+    keys = [(bytes.fromhex(s["replica"]), s["counter"]) for s in supersedes]
+    assert keys == sorted(set(keys)), "supersedes must be strictly ascending"
+    out.add(varint(len(supersedes)), f"{label} supersedes: count {len(supersedes)}")
+    for index, change_id in enumerate(supersedes):
+        put_change_id(out, change_id, f"{label} supersedes[{index}]")
+
+
+def put_changes(out, changes):
+    out.add(varint(len(changes)), f"changes: count {len(changes)}")
+    for index, change in enumerate(changes):
+        put_change(out, change, f"change[{index}]")
+
+
+def payload(message):
+    """The uncompressed payload of a message in its decoded JSON shape."""
+    out = Out()
+    kind = message["type"]
+    if kind == "hello":
+        put_varint(out, message["protocol_min"], "protocol_min")
+        put_varint(out, message["protocol_max"], "protocol_max")
+        put_varint(out, message["schema_version"], "schema_version")
+        put_replica(out, message["replica"], "replica")
+        put_string(out, message["app_version"], "app_version")
+        (credential, value), = message["credential"].items()
+        if credential == "none":
+            out.add([0], "credential kind 0 (none)")
+        elif credential == "enrolment_token":
+            out.add([1], "credential kind 1 (enrolment token)")
+            put_string(out, value, "enrolment token")
+        else:
+            out.add([2], "credential kind 2 (device secret)")
+            put_bytes(out, bytes.fromhex(value), "device secret")
+        put_varint(out, message["max_frame_body"], "max_frame_body")
+    elif kind == "welcome":
+        put_varint(out, message["protocol_version"], "protocol_version")
+        put_varint(out, message["schema_version"], "schema_version")
+        put_replica(out, message["hub"], "hub")
+        put_varint(out, message["max_frame_body"], "max_frame_body")
+        put_bytes(out, bytes.fromhex(message["issued_credential"]), "issued_credential")
+        put_varint(out, message["hub_time_ms"], "hub_time_ms")
+        put_varint(out, message["heartbeat_interval_ms"], "heartbeat_interval_ms")
+    elif kind in ("reject", "error"):
+        code = message["code"]
+        out.add(varint(CODES[code]), f"code = {CODES[code]} ({code})")
+        if kind == "reject":
+            put_varint(out, message["retry_after_ms"], "retry_after_ms")
+        else:
+            out.add([1 if message["fatal"] else 0], f"fatal = {int(message['fatal'])}")
+        put_string(out, message["message"], "message")
+    elif kind == "push":
+        put_varint(out, message["batch"], "batch")
+        put_changes(out, message["changes"])
+    elif kind == "push_ack":
+        put_varint(out, message["batch"], "batch")
+        durable = message["durable"]
+        assert [d["replica"] for d in durable] == sorted({d["replica"] for d in durable})
+        out.add(varint(len(durable)), f"durable: count {len(durable)}")
+        for index, entry in enumerate(durable):
+            put_replica(out, entry["replica"], f"durable[{index}] replica")
+            assert entry["counter"] >= 1
+            put_varint(out, entry["counter"], f"durable[{index}] counter")
+        put_varint(out, message["hub_head"], "hub_head")
+    elif kind == "pull":
+        put_varint(out, message["cursor"], "cursor")
+        put_varint(out, message["byte_budget"], "byte_budget")
+    elif kind == "batch":
+        put_varint(out, message["next_cursor"], "next_cursor")
+        out.add([1 if message["more"] else 0], f"more = {int(message['more'])}")
+        put_changes(out, message["changes"])
+    elif kind == "heartbeat":
+        for field in ("pending_changes", "oldest_unsynced_age_ms", "open_conflicts", "schema_version"):
+            put_varint(out, message[field], field)
+    elif kind == "goodbye":
+        put_varint(out, message["reason"], "reason")
+    else:
+        raise ValueError(kind)
+    return out
+
+
+def frame(type_byte, flags, body, type_label):
+    out = Out()
+    length = 2 + len(body.bytes())
+    out.add(struct.pack(">I", length), f"length = {length} (type + flags + payload)")
+    out.add([type_byte], f"type 0x{type_byte:02x} ({type_label})")
+    out.add([flags], f"flags 0x{flags:02x}" + (" (compressed)" if flags & 1 else ""))
+    out.extend(body)
+    return out
+
+
+def encode(message):
+    body = payload(message)
+    flags = 0
+    if message["compressed"]:
+        raw = body.bytes()
+        stream = zlib.compress(raw, 9)
+        body = Out()
+        body.add(varint(len(raw)), f"uncompressed size = {len(raw)}")
+        body.add(stream, f"zlib stream ({len(stream)} bytes)")
+        flags = 1
+    return frame(TYPES[message["type"]], flags, body, message["type"])
+
+
+def raw_frame(type_byte, flags, payload_bytes):
+    return struct.pack(">I", 2 + len(payload_bytes)) + bytes([type_byte, flags]) + payload_bytes
+
+
+# ---------------------------------------------------------------- positive vectors
+
+R1 = "8f3c2a1b4d5e6f708192a3b4c5d6e7f8"   # a social worker's laptop
+R2 = "1f2e3d4c5b6a79880796a5b4c3d2e1f0"   # a colleague's laptop (sorts before R1)
+R3 = "f0000000000000000000000000000003"
+HUB = "5d1e0000000000000000000000000001"
+SECRET = "9c0e4f1a7b3d58e26a1f0c9d8e7b6a5948372615a4b3c2d1e0f9a8b7c6d5e4f3"
+T0 = 1_750_000_000_000  # 2025-06-15T15:06:40Z, in ms
+
+
+def ts(ms_offset, logical=0):
+    return ((T0 + ms_offset) << 16) | logical
+
+
+def cid(replica, counter):
+    return {"replica": replica, "counter": counter}
+
+
+def change(table, row, column, change_id, timestamp, author, operation, causal_length=1, supersedes=()):
+    return {"table": table, "row": row, "column": column, "id": change_id, "timestamp": timestamp,
+            "causal_length": causal_length, "author": author, "operation": operation,
+            "supersedes": list(supersedes)}
+
+
+def msg(kind, compressed=False, **fields):
+    return {"type": kind, "compressed": compressed, **fields}
+
+
+GOAL_TITLE = change("goal", "g-7f3a", "title", cid(R1, 41), ts(0), "w-ayo", {"assign": {"text": "Enrol at college"}})
+GOAL_CREATED = change("goal", "g-7f3a", "", cid(R1, 42), ts(0, 1), "w-ayo", {"assign": {"null": None}})
+VISIT_DELETED = change("visit", "v-0192", "", cid(R2, 7), ts(5_000), "w-ben", {"assign": {"null": None}},
+                       causal_length=2)
+TAG_ADD = change("person", "p-11", "needs", cid(R1, 43), ts(60_000), "w-ayo", {"add": {"text": "dental check"}})
+TAG_REMOVE = change("person", "p-11", "needs", cid(R2, 9), ts(61_000, 2), "w-ben", {"remove": {"text": "dental check"}},
+                    supersedes=[cid(R2, 3), cid(R1, 43)])
+STATUS_RESOLVE = change("plan", "pl-3", "status", cid(R1, 44), ts(62_000), "w-ayo", {"assign": {"text": "approved"}},
+                        causal_length=3, supersedes=[cid(R2, 8), cid(R1, 40), cid(R3, 1)])
+LEDGER_DEBIT = change("award", "aw-5", "balance_pence", cid(R2, 10), ts(63_000), "w-ben", {"increment": -2500})
+LEDGER_CREDIT = change("award", "aw-5", "balance_pence", cid(R3, 2), ts(63_500), "w-cat", {"increment": 150000})
+AGE = change("person", "p-11", "age_years", cid(R3, 3), ts(70_000), "w-cat", {"assign": {"integer": 17}})
+NEGATIVE = change("award", "aw-5", "adjustment", cid(R3, 4), ts(70_001), "w-cat", {"assign": {"integer": -9223372036854775808}})
+LARGEST = change("award", "aw-5", "cap", cid(R3, 5), ts(70_002), "w-cat", {"assign": {"integer": 9223372036854775807}})
+REAL = change("visit", "v-0192", "distance_km", cid(R3, 6), ts(70_003), "w-cat", {"assign": {"real": 12.75}})
+REAL_NEG = change("visit", "v-0192", "offset", cid(R3, 7), ts(70_004), "w-cat", {"assign": {"real": -0.1}})
+BLOB = change("note", "n-9", "attachment", cid(R3, 8), ts(70_005), "w-cat", {"assign": {"blob": "89504e470d0a1a0a"}})
+EMPTY_BLOB = change("note", "n-9", "signature", cid(R3, 9), ts(70_006), "w-cat", {"assign": {"blob": ""}})
+NULL_FIELD = change("note", "n-9", "summary", cid(R3, 10), ts(70_007), "w-cat", {"assign": {"null": None}})
+UNICODE = change("note", "n-9", "text", cid(R3, 11), ts(70_008), "w-cat",
+                 {"assign": {"text": "Zoë’s café visit ✓ 👍"}})
+EMPTY_TEXT = change("note", "n-9", "title", cid(R3, 12), ts(70_009), "w-cat", {"assign": {"text": ""}})
+ADD_INTEGER = change("person", "p-11", "school_years", cid(R3, 13), ts(70_010), "w-cat", {"add": {"integer": 2024}})
+REMOVE_REAL = change("person", "p-11", "weights", cid(R3, 14), ts(70_011), "w-cat", {"remove": {"real": 1.5}})
+INCREMENT_ZERO = change("award", "aw-5", "visits", cid(R3, 15), ts(70_012), "w-cat", {"increment": 0})
+UNKNOWN_COLUMN = change("goal", "g-7f3a", "added_in_schema_9", cid(R3, 16), ts(70_013), "w-cat",
+                        {"assign": {"text": "kept by older replicas"}})
+
+
+def visit_notes(count):
+    return [change("visit", f"v-{1000 + i}", "notes", cid(R2, 100 + i), ts(100_000 + i), "w-ben",
+                   {"assign": {"text": "Visited at home. Young person well, room tidy, no concerns raised. " * 2}})
+            for i in range(count)]
+
+
+MESSAGES = [
+    ("hello-enrolment-token", "First connection of a new replica, enrolling with a one-time token.",
+     msg("hello", protocol_min=1, protocol_max=1, schema_version=3, replica=R1, app_version="caresync/0.4.0",
+         credential={"enrolment_token": "K7Q2-9XWD-4M3P"}, max_frame_body=4194304)),
+    ("hello-device-secret", "A returning replica offering protocol versions 1 to 2 and a 1 MiB frame limit.",
+     msg("hello", protocol_min=1, protocol_max=2, schema_version=3, replica=R1, app_version="caresync/0.5.1",
+         credential={"device_secret": SECRET}, max_frame_body=1048576)),
+    ("hello-no-credential", "No credential (refused by any hub not configured for open testing).",
+     msg("hello", protocol_min=1, protocol_max=1, schema_version=1, replica=R2, app_version="",
+         credential={"none": None}, max_frame_body=65536)),
+    ("welcome-enrolled", "The hub accepts an enrolment and issues the device secret.",
+     msg("welcome", protocol_version=1, schema_version=4, hub=HUB, max_frame_body=4194304, issued_credential=SECRET,
+         hub_time_ms=T0 + 123, heartbeat_interval_ms=30000)),
+    ("welcome-returning", "The hub accepts a device secret: nothing is issued.",
+     msg("welcome", protocol_version=1, schema_version=3, hub=HUB, max_frame_body=1048576, issued_credential="",
+         hub_time_ms=T0 + 5000, heartbeat_interval_ms=30000)),
+    ("reject-busy", "The hub is at its connection cap: retry in 5 s.",
+     msg("reject", code="BUSY", retry_after_ms=5000, message="connection limit reached")),
+    ("reject-enrolment-invalid", "The enrolment token has been used already.",
+     msg("reject", code="ENROLMENT_INVALID", retry_after_ms=0, message="enrolment token already used")),
+    ("reject-unsupported-version", "No protocol version in common.",
+     msg("reject", code="UNSUPPORTED_VERSION", retry_after_ms=0, message="hub speaks protocol 1 only")),
+    ("push-field-and-row-life", "A field write and a row-life change (empty column).",
+     msg("push", batch=1, changes=[GOAL_TITLE, GOAL_CREATED])),
+    ("push-set-add-and-remove", "A set add and a set remove that supersedes two add tags.",
+     msg("push", batch=2, changes=[TAG_ADD, TAG_REMOVE])),
+    ("push-resolve-and-debit", "A status write superseding three candidates, and a negative increment.",
+     msg("push", batch=3, changes=[STATUS_RESOLVE, LEDGER_DEBIT])),
+    ("push-integer-and-real", "An integer and a real assigned.",
+     msg("push", batch=4, changes=[AGE, REAL])),
+    ("push-blob", "A blob assigned.",
+     msg("push", batch=5, changes=[BLOB])),
+    ("push-empty", "An empty push: valid, acknowledged like any other.",
+     msg("push", batch=7, changes=[])),
+    ("push-ack", "The hub holds R2 up to 12 and R1 up to 44 durably; its head is 1234.",
+     msg("push_ack", batch=1, durable=[cid(R2, 12), cid(R1, 44)], hub_head=1234)),
+    ("push-ack-empty", "The ack of an empty push.",
+     msg("push_ack", batch=7, durable=[], hub_head=0)),
+    ("pull-from-start", "A replica's first pull: cursor 0, 256 KiB budget.",
+     msg("pull", cursor=0, byte_budget=262144)),
+    ("pull-resume", "Pull resuming after hub sequence 1234.",
+     msg("pull", cursor=1234, byte_budget=1048576)),
+    ("pull-largest-values", "The largest varint: 2^64 - 1, ten bytes.",
+     msg("pull", cursor=18446744073709551615, byte_budget=18446744073709551615)),
+    ("batch-values", "Every value type, including the extreme integers.",
+     msg("batch", next_cursor=1240, more=True, changes=[AGE, NEGATIVE, LARGEST, REAL, REAL_NEG, BLOB, EMPTY_BLOB,
+                                                         NULL_FIELD, UNICODE, EMPTY_TEXT])),
+    ("batch-operations", "Add, remove and increment with values of other types; a column this schema may not know.",
+     msg("batch", next_cursor=1250, more=True, changes=[ADD_INTEGER, REMOVE_REAL, INCREMENT_ZERO, LEDGER_CREDIT,
+                                                         UNKNOWN_COLUMN])),
+    ("batch-two-changes", "A row deleted (causal length 2) and a field write.",
+     msg("batch", next_cursor=1236, more=False, changes=[VISIT_DELETED, GOAL_TITLE])),
+    ("batch-add-and-remove", "A set add of an integer and a set remove of a real.",
+     msg("batch", next_cursor=1245, more=True, changes=[ADD_INTEGER, REMOVE_REAL])),
+    ("batch-increment", "One counter increment.",
+     msg("batch", next_cursor=1246, more=True, changes=[LEDGER_CREDIT])),
+    ("batch-empty", "Up to date: no changes, more = 0.",
+     msg("batch", next_cursor=1250, more=False, changes=[])),
+    ("heartbeat", "A replica's health: 3 pending, oldest 90 s, 1 open conflict, schema 3.",
+     msg("heartbeat", pending_changes=3, oldest_unsynced_age_ms=90000, open_conflicts=1, schema_version=3)),
+    ("error-unexpected-message", "A fatal error: the connection closes after it.",
+     msg("error", code="UNEXPECTED_MESSAGE", fatal=True, message="pull before welcome")),
+    ("error-storage-failure", "A non-fatal error answering a push: retry with backoff.",
+     msg("error", code="STORAGE_FAILURE", fatal=False, message="disk full")),
+    ("goodbye-done", "Normal end of a session.",
+     msg("goodbye", reason=0)),
+    ("goodbye-going-away", "The sender is shutting down.",
+     msg("goodbye", reason=1)),
+]
+
+COMPRESSED = [
+    ("batch-compressed", "Twelve similar visit notes, zlib-compressed.",
+     msg("batch", compressed=True, next_cursor=2000, more=False, changes=visit_notes(12))),
+    ("push-compressed", "A compressed push.",
+     msg("push", compressed=True, batch=9, changes=visit_notes(8))),
+    ("batch-compressed-empty", "Compression of a tiny payload is allowed, if pointless.",
+     msg("batch", compressed=True, next_cursor=5, more=False, changes=[])),
+]
+
+
+# ---------------------------------------------------------------- negative vectors
+
+def h(text):
+    return bytes.fromhex(text.replace(" ", ""))
+
+
+def payload_of(name):
+    for vector_name, _, message in MESSAGES + COMPRESSED:
+        if vector_name == name:
+            return payload(dict(message, compressed=False)).bytes()
+    raise KeyError(name)
+
+
+REPLICA_R1 = h(R1)
+REPLICA_R2 = h(R2)
+
+
+def change_bytes(counter=b"\x01", supersedes=b"\x00", value=b"\x01\x00", author=b"\x01a"):
+    """table "t", row "r", column "c", id R1:counter, ts 1, causal length 1."""
+    return b"\x01t\x01r\x01c" + REPLICA_R1 + counter + b"\x01\x01" + author + value + supersedes
+
+
+def push(changes_bytes, count=1):
+    return raw_frame(0x10, 0, b"\x01" + varint(count) + changes_bytes)
+
+
+def compressed(type_byte, declared, stream):
+    return raw_frame(type_byte, 1, varint(declared) + stream)
+
+
+GOODBYE_PAYLOAD = b"\x00"
+BATCH_PAYLOAD = payload_of("batch-compressed")
+BATCH_STREAM = zlib.compress(BATCH_PAYLOAD, 9)
+ZEROS_STREAM = zlib.compress(bytes(20000), 9)
+
+FRAMING = [
+    ("frame-length-zero", "MALFORMED_FRAME", "Length 0: below the 2-byte minimum.", h("00000000")),
+    ("frame-length-one", "MALFORMED_FRAME", "Length 1: below the 2-byte minimum.", h("00000001 7f")),
+    ("frame-too-large", "FRAME_TOO_LARGE", "Length 4 MiB + 1, refused from the header alone.", h("00400001 10")),
+    ("frame-too-large-header-only", "FRAME_TOO_LARGE", "Length 2^32 - 1, refused after four bytes.", h("ffffffff")),
+    ("frame-over-negotiated-limit", "FRAME_TOO_LARGE", "A goodbye (length 3) where the limit is 2.",
+     raw_frame(0x7f, 0x00, h("00")), 2),
+    ("frame-at-negotiated-limit", None, "A goodbye (length 3) where the limit is exactly 3.",
+     raw_frame(0x7f, 0x00, h("00")), 3),
+    ("frame-truncated", "MALFORMED_FRAME", "The stream ends inside a frame: 10 announced, 5 present.",
+     h("0000000a 20 00 01 02 03")),
+    ("frame-header-truncated", "MALFORMED_FRAME", "The stream ends inside the length field.", h("000000")),
+    ("unknown-message-type", "UNKNOWN_MESSAGE", "Type 0x04 is not defined: refused, never skipped.", raw_frame(0x04, 0x00, h("00"))),
+    ("unknown-message-type-zero", "UNKNOWN_MESSAGE", "Type 0x00 is not defined.", raw_frame(0x00, 0x00, h(""))),
+    ("unknown-message-type-ff", "UNKNOWN_MESSAGE", "Type 0xff, with reserved bits too: the type is checked first.",
+     raw_frame(0xff, 0xfe, h(""))),
+    ("reserved-flag-bit-1", "RESERVED_BITS", "Flag bit 1 set on a goodbye.", raw_frame(0x7f, 0x02, h("00"))),
+    ("reserved-flag-bit-7", "RESERVED_BITS", "Flag bit 7 set on a compressed batch.",
+     raw_frame(0x21, 0x81, varint(len(BATCH_PAYLOAD)) + BATCH_STREAM)),
+    ("compressed-hello", "BAD_COMPRESSION", "Only push and batch may be compressed.",
+     raw_frame(0x01, 1, varint(len(payload_of("hello-no-credential"))) + zlib.compress(payload_of("hello-no-credential"), 9))),
+    ("compressed-pull", "BAD_COMPRESSION", "A compressed pull.",
+     raw_frame(0x20, 1, varint(4) + zlib.compress(payload_of("pull-from-start"), 9))),
+    ("bytes-after-frame", "TRAILING_BYTES", "A vector holds exactly one frame: a byte after it is refused.",
+     h("00000003 7f 00 00 00")),
+]
+
+PAYLOAD = [
+    ("trailing-byte-after-payload", "TRAILING_BYTES", "A goodbye with one byte after its reason.", raw_frame(0x7f, 0x00, h("00 00"))),
+    ("truncated-payload", "MALFORMED_MESSAGE", "A hello without its last field (max_frame_body).",
+     raw_frame(0x01, 0, payload_of("hello-no-credential")[:-3])),
+    ("empty-payload", "MALFORMED_MESSAGE", "A pull with no payload at all.", raw_frame(0x20, 0x00, h(""))),
+    ("truncated-string", "MALFORMED_MESSAGE", "An error whose message claims 16 bytes and has 3.",
+     raw_frame(0x7e, 0x00, h("13 01 10 61 62 63"))),
+    ("varint-overlong", "MALFORMED_MESSAGE", "Cursor 0 spelt 80 00: not canonical.", raw_frame(0x20, 0x00, h("80 00 01"))),
+    ("varint-overlong-one", "MALFORMED_MESSAGE", "Reason 1 spelt 81 80 00.", raw_frame(0x7f, 0x00, h("81 80 00"))),
+    ("varint-eleven-bytes", "MALFORMED_MESSAGE", "A varint longer than 10 bytes.",
+     raw_frame(0x7f, 0x00, h("ff ff ff ff ff ff ff ff ff ff 01"))),
+    ("varint-tenth-byte-2", "MALFORMED_MESSAGE", "The 10th byte of a varint may only be 0 or 1: 2^64 overflows.",
+     raw_frame(0x7f, 0x00, h("80 80 80 80 80 80 80 80 80 02"))),
+    ("varint-tenth-byte-zero", "MALFORMED_MESSAGE", "Ten bytes ending in 00: overlong.",
+     raw_frame(0x7f, 0x00, h("ff ff ff ff ff ff ff ff ff 00"))),
+    ("varint-truncated", "MALFORMED_MESSAGE", "A varint cut off by the end of the payload.", raw_frame(0x7f, 0x00, h("80"))),
+    ("invalid-utf8", "MALFORMED_MESSAGE", "app_version holds the byte ff.",
+     raw_frame(0x01, 0, b"\x01\x01\x01" + REPLICA_R1 + b"\x02\x61\xff" + b"\x00" + varint(65536))),
+    ("invalid-utf8-overlong", "MALFORMED_MESSAGE", "An overlong UTF-8 spelling of NUL (c0 80) in an error message.",
+     raw_frame(0x7e, 0x00, h("13 01 02 c0 80"))),
+    ("invalid-utf8-surrogate", "MALFORMED_MESSAGE", "A UTF-16 surrogate (ed a0 80) in a change's text value.",
+     push(change_bytes(value=b"\x01\x03\x03\xed\xa0\x80"))),
+    ("bad-boolean", "MALFORMED_MESSAGE", "batch.more is 2.", raw_frame(0x21, 0x00, h("05 02 00"))),
+    ("bad-boolean-error", "MALFORMED_MESSAGE", "error.fatal is ff.", raw_frame(0x7e, 0x00, h("08 ff 00"))),
+    ("unknown-value-tag", "MALFORMED_MESSAGE", "Value tag 5.", push(change_bytes(value=b"\x01\x05"))),
+    ("unknown-operation", "MALFORMED_MESSAGE", "Operation 5.", push(change_bytes(value=b"\x05\x00"))),
+    ("unknown-operation-zero", "MALFORMED_MESSAGE", "Operation 0.", push(change_bytes(value=b"\x00\x00"))),
+    ("unknown-credential-kind", "MALFORMED_MESSAGE", "Credential kind 3.",
+     raw_frame(0x01, 0, b"\x01\x01\x01" + REPLICA_R1 + b"\x00" + b"\x03\x00" + varint(65536))),
+    ("change-counter-zero", "MALFORMED_MESSAGE", "A change id with counter 0.", push(change_bytes(counter=b"\x00"))),
+    ("supersedes-counter-zero", "MALFORMED_MESSAGE", "A superseded change id with counter 0.",
+     push(change_bytes(supersedes=b"\x01" + REPLICA_R2 + b"\x00"))),
+    ("supersedes-out-of-order", "MALFORMED_MESSAGE", "Superseded ids must be strictly ascending: R1 before R2 is not.",
+     push(change_bytes(supersedes=b"\x02" + REPLICA_R1 + b"\x01" + REPLICA_R2 + b"\x01"))),
+    ("supersedes-duplicate", "MALFORMED_MESSAGE", "The same superseded id twice.",
+     push(change_bytes(supersedes=b"\x02" + REPLICA_R2 + b"\x03" + REPLICA_R2 + b"\x03"))),
+    ("change-count-too-large", "MALFORMED_MESSAGE", "A push announcing 1000 changes with one byte left.", raw_frame(0x10, 0x00, h("01 e8 07 00"))),
+    ("version-vector-out-of-order", "MALFORMED_MESSAGE", "push-ack durable entries R1 then R2: not ascending.",
+     raw_frame(0x11, 0, b"\x01\x02" + REPLICA_R1 + b"\x01" + REPLICA_R2 + b"\x01" + b"\x00")),
+    ("version-vector-duplicate", "MALFORMED_MESSAGE", "push-ack durable lists R2 twice.",
+     raw_frame(0x11, 0, b"\x01\x02" + REPLICA_R2 + b"\x01" + REPLICA_R2 + b"\x02" + b"\x00")),
+    ("version-vector-counter-zero", "MALFORMED_MESSAGE", "A durable counter of 0 (an origin with nothing is omitted).",
+     raw_frame(0x11, 0, b"\x01\x01" + REPLICA_R2 + b"\x00" + b"\x00")),
+]
+
+COMPRESSION = [
+    ("compressed-size-too-small", "BAD_COMPRESSION", "Declared one byte less than the stream inflates to.",
+     compressed(0x21, len(BATCH_PAYLOAD) - 1, BATCH_STREAM)),
+    ("compressed-size-too-large", "BAD_COMPRESSION", "Declared one byte more than the stream inflates to.",
+     compressed(0x21, len(BATCH_PAYLOAD) + 1, BATCH_STREAM)),
+    ("compressed-ratio", "DECOMPRESSION_LIMIT", f"20000 declared from a {len(ZEROS_STREAM)}-byte stream: over 100:1.",
+     compressed(0x21, 20000, ZEROS_STREAM)),
+    ("compressed-over-limit", "DECOMPRESSION_LIMIT", "Declared 100 bytes where the limit is 64.",
+     compressed(0x10, 100, zlib.compress(bytes(100), 9)), 64),
+    ("compressed-over-default-limit", "DECOMPRESSION_LIMIT", "Declared 4 MiB + 1 bytes.",
+     compressed(0x21, 4194305, ZEROS_STREAM)),
+    ("compressed-trailing-after-stream", "TRAILING_BYTES", "A byte after the end of the zlib stream.",
+     compressed(0x21, len(BATCH_PAYLOAD), BATCH_STREAM + b"\x00")),
+    ("compressed-truncated-stream", "BAD_COMPRESSION", "The zlib stream lacks its last 4 bytes (the Adler-32).",
+     compressed(0x21, len(BATCH_PAYLOAD), BATCH_STREAM[:-4])),
+    ("compressed-bad-checksum", "BAD_COMPRESSION", "The Adler-32 is wrong.",
+     compressed(0x21, len(BATCH_PAYLOAD), BATCH_STREAM[:-1] + bytes([BATCH_STREAM[-1] ^ 1]))),
+    ("compressed-raw-deflate", "BAD_COMPRESSION", "A raw DEFLATE stream without the zlib header (RFC 1951, not 1950).",
+     compressed(0x21, len(BATCH_PAYLOAD), BATCH_STREAM[2:-4])),
+    ("compressed-no-size", "BAD_COMPRESSION", "The compressed flag with an empty payload.", raw_frame(0x21, 0x01, h(""))),
+    ("compressed-size-overlong", "BAD_COMPRESSION", "The declared size as an overlong varint.",
+     raw_frame(0x21, 1, b"\x83\x80\x00" + zlib.compress(b"\x05\x00\x00", 9))),
+    ("compressed-content-trailing", "TRAILING_BYTES", "Inflates correctly to a batch with a byte after it.",
+     compressed(0x21, 4, zlib.compress(b"\x05\x00\x00\x00", 9))),
+    ("compressed-content-malformed", "MALFORMED_MESSAGE", "Inflates correctly to a batch whose more flag is 2.",
+     compressed(0x21, 3, zlib.compress(b"\x05\x02\x00", 9))),
+]
+
+
+# ---------------------------------------------------------------- output
+
+def positive(name, note, message, max_body=None):
+    vector = {"name": name, "note": note, "hex": encode(message).bytes().hex(), "decoded": message}
+    if max_body is not None:
+        vector["max_body"] = max_body
+    return vector
+
+
+def negative(entry):
+    name, error, note, data = entry[:4]
+    vector = {"name": name, "note": note, "hex": data.hex()}
+    if error is None:
+        vector["decoded"] = {"type": "goodbye", "compressed": False, "reason": 0}
+    else:
+        vector["error"] = error
+    if len(entry) > 4:
+        vector["max_body"] = entry[4]
+    return vector
+
+
+def unknown_code_vector():
+    # A newer peer's error code is read as MALFORMED_MESSAGE (errors.md), so this vector is
+    # not canonical: re-encoding gives code 19.
+    data = raw_frame(0x7E, 0, varint(200) + b"\x01" + varint(11) + b"newer error")
+    return {"name": "error-unknown-code", "note": "Code 200 is unknown to version 1: read as MALFORMED_MESSAGE.",
+            "hex": data.hex(), "canonical": False,
+            "decoded": {"type": "error", "compressed": False, "code": "MALFORMED_MESSAGE", "fatal": True,
+                        "message": "newer error"}}
+
+
+def files():
+    return {
+        "messages.json": {
+            "description": "One or more positive vectors per message type (uncompressed, canonical).",
+            "vectors": [positive(*entry) for entry in MESSAGES] + [unknown_code_vector()],
+        },
+        "framing.json": {
+            "description": "Frame header faults: length limits, truncation, unknown types, reserved bits, "
+                           "compression where it is not allowed.",
+            "vectors": [negative(entry) for entry in FRAMING],
+        },
+        "payload.json": {
+            "description": "Payload faults: varints, strings, booleans, tags, counters and orderings.",
+            "vectors": [negative(entry) for entry in PAYLOAD],
+        },
+        "compression.json": {
+            "description": "Compressed push and batch payloads, and every way a compressed payload is refused.",
+            "vectors": [positive(*entry) for entry in COMPRESSED] + [negative(entry) for entry in COMPRESSION],
+        },
+    }
+
+
+def annotate(name):
+    for entry in MESSAGES + COMPRESSED:
+        if entry[0] == name:
+            out = encode(entry[2])
+            break
+    else:
+        raise SystemExit(f"no positive vector named {name}")
+    lines = [f"<!-- vector: {name} -->", "```text"]
+    for data, label in out.parts:
+        chunks = [data[i:i + 16] for i in range(0, len(data), 16)] or [b""]
+        for index, chunk in enumerate(chunks):
+            text = chunk.hex(" ")
+            comment = label if index == 0 else "…"
+            lines.append(f"{text:<48}  # {comment}" if len(text) <= 48 else f"{text}  # {comment}")
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--annotate", metavar="NAME", help="print NAME as an annotated hex block")
+    args = parser.parse_args()
+    if args.annotate:
+        print(annotate(args.annotate))
+        return
+    os.makedirs(VECTORS, exist_ok=True)
+    names = set()
+    total = 0
+    for file_name, content in files().items():
+        for vector in content["vectors"]:
+            assert vector["name"] not in names, vector["name"]
+            names.add(vector["name"])
+            total += 1
+        with open(os.path.join(VECTORS, file_name), "w", encoding="utf-8") as handle:
+            json.dump(content, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+    print(f"wrote {total} vectors to {os.path.relpath(VECTORS, ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

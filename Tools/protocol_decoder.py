@@ -1,0 +1,450 @@
+#!/usr/bin/env python3
+"""An independent decoder for the CareSync wire protocol, written from Protocol/*.md alone.
+
+    python3 Tools/protocol_decoder.py HEX                  # print one frame's decoding as JSON
+    python3 Tools/protocol_decoder.py --check Protocol/vectors
+    python3 Tools/protocol_decoder.py --check-spec Protocol
+
+--check decodes every vector in the directory's *.json files: positive vectors must decode to
+their "decoded" object, negative ones must fail with their "error" code name. --check-spec checks
+that every hex example in Protocol/*.md (a code block right after a `<!-- vector: NAME -->` line)
+has the bytes of the vector NAME. Both print "N passed, M failed" and exit 1 on any failure.
+
+Standard library only. If this script can decode every vector, the spec is complete enough to
+implement from.
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import struct
+import sys
+import zlib
+
+DEFAULT_LIMIT = 4 * 1024 * 1024          # framing.md: the limit until the welcome
+MAX_RATIO = 100                           # framing.md: compression ratio limit
+
+# messages.md: type byte -> name, and whether it may be compressed.
+MESSAGE_TYPES = {
+    0x01: ("hello", False), 0x02: ("welcome", False), 0x03: ("reject", False),
+    0x10: ("push", True), 0x11: ("push_ack", False), 0x20: ("pull", False),
+    0x21: ("batch", True), 0x30: ("heartbeat", False), 0x7E: ("error", False),
+    0x7F: ("goodbye", False),
+}
+
+# errors.md
+ERROR_NAMES = {
+    1: "MALFORMED_FRAME", 2: "FRAME_TOO_LARGE", 3: "UNKNOWN_MESSAGE", 4: "RESERVED_BITS",
+    5: "TRAILING_BYTES", 6: "BAD_COMPRESSION", 7: "DECOMPRESSION_LIMIT", 8: "UNEXPECTED_MESSAGE",
+    9: "UNSUPPORTED_VERSION", 10: "SCHEMA_MISMATCH", 11: "AUTHENTICATION_FAILED",
+    12: "ENROLMENT_INVALID", 13: "TIMEOUT", 14: "BUSY", 15: "CLOCK_SKEW", 16: "STORAGE_FAILURE",
+    17: "SHUTTING_DOWN", 18: "LIMIT_EXCEEDED", 19: "MALFORMED_MESSAGE",
+}
+
+# README.md: smallest encodings, for refusing list counts that cannot fit.
+MIN_CHANGE_SIZE = 26
+MIN_CHANGE_ID_SIZE = 17
+
+
+class ProtocolError(Exception):
+    def __init__(self, code, detail):
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class PayloadError(Exception):
+    """Anything wrong inside a payload: reported as MALFORMED_MESSAGE."""
+
+
+class Reader:
+    def __init__(self, data):
+        self.data = data
+        self.pos = 0
+
+    def remaining(self):
+        return len(self.data) - self.pos
+
+    def take(self, n):
+        if n > self.remaining():
+            raise PayloadError(f"need {n} bytes at offset {self.pos}, {self.remaining()} left")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def u8(self):
+        return self.take(1)[0]
+
+    def boolean(self):
+        b = self.u8()
+        if b > 1:
+            raise PayloadError(f"bool byte {b}")
+        return b == 1
+
+    def varint(self):
+        start = self.pos
+        value = 0
+        for index in range(10):
+            b = self.u8()
+            if index == 9 and b > 1:
+                raise PayloadError(f"varint at {start} exceeds 64 bits")
+            value |= (b & 0x7F) << (7 * index)
+            if b & 0x80 == 0:
+                if b == 0 and index > 0:
+                    raise PayloadError(f"overlong varint at {start}")
+                return value
+        raise PayloadError(f"varint at {start} longer than 10 bytes")  # unreachable: 10th byte ≤ 1
+
+    def svarint(self):
+        u = self.varint()
+        return (u >> 1) ^ -(u & 1)
+
+    def u64be(self):
+        return struct.unpack(">Q", self.take(8))[0]
+
+    def bytes_field(self):
+        return self.take(self.varint())
+
+    def string(self):
+        raw = self.bytes_field()
+        try:
+            return raw.decode("utf-8", errors="strict")
+        except UnicodeDecodeError as error:
+            raise PayloadError(f"invalid UTF-8: {error.reason}") from None
+
+    def replica(self):
+        return self.take(16).hex()
+
+    def count(self, min_item_size):
+        n = self.varint()
+        if n * min_item_size > self.remaining():
+            raise PayloadError(f"list of {n} items cannot fit in {self.remaining()} bytes")
+        return n
+
+    def change_id(self):
+        replica = self.replica()
+        counter = self.varint()
+        if counter == 0:
+            raise PayloadError("change counter 0")
+        return {"replica": replica, "counter": counter}
+
+
+def id_key(change_id):
+    return (bytes.fromhex(change_id["replica"]), change_id["counter"])
+
+
+def read_value(r):
+    tag = r.u8()
+    if tag == 0:
+        return {"null": None}
+    if tag == 1:
+        return {"integer": r.svarint()}
+    if tag == 2:
+        return {"real": struct.unpack(">d", r.take(8))[0]}
+    if tag == 3:
+        return {"text": r.string()}
+    if tag == 4:
+        return {"blob": r.bytes_field().hex()}
+    raise PayloadError(f"unknown value tag {tag}")
+
+
+def read_change(r):
+    change = {"table": r.string(), "row": r.string(), "column": r.string(), "id": r.change_id(),
+              "timestamp": r.varint(), "causal_length": r.varint(), "author": r.string()}
+    operation = r.u8()
+    if operation == 1:
+        change["operation"] = {"assign": read_value(r)}
+    elif operation == 2:
+        change["operation"] = {"add": read_value(r)}
+    elif operation == 3:
+        change["operation"] = {"remove": read_value(r)}
+    elif operation == 4:
+        change["operation"] = {"increment": r.svarint()}
+    else:
+        raise PayloadError(f"unknown operation {operation}")
+    supersedes = [r.change_id() for _ in range(r.count(MIN_CHANGE_ID_SIZE))]
+    for before, after in zip(supersedes, supersedes[1:]):
+        if not id_key(before) < id_key(after):
+            raise PayloadError("supersedes not strictly ascending")
+    change["supersedes"] = supersedes
+    return change
+
+
+def read_changes(r):
+    return [read_change(r) for _ in range(r.count(MIN_CHANGE_SIZE))]
+
+
+def read_version_vector(r):
+    entries = []
+    for _ in range(r.count(MIN_CHANGE_ID_SIZE)):
+        replica = r.replica()
+        counter = r.varint()
+        if counter == 0:
+            raise PayloadError("version vector counter 0")
+        if entries and not bytes.fromhex(entries[-1]["replica"]) < bytes.fromhex(replica):
+            raise PayloadError("version vector replicas not strictly ascending")
+        entries.append({"replica": replica, "counter": counter})
+    return entries
+
+
+def read_code(r):
+    return ERROR_NAMES.get(r.varint(), "MALFORMED_MESSAGE")  # errors.md: unknown codes
+
+
+def read_credential(r):
+    kind = r.u8()
+    if kind == 0:
+        return {"none": None}
+    if kind == 1:
+        return {"enrolment_token": r.string()}
+    if kind == 2:
+        return {"device_secret": r.bytes_field().hex()}
+    raise PayloadError(f"unknown credential kind {kind}")
+
+
+def read_fields(name, r):
+    m = {}
+    if name == "hello":
+        m["protocol_min"] = r.varint()
+        m["protocol_max"] = r.varint()
+        m["schema_version"] = r.varint()
+        m["replica"] = r.replica()
+        m["app_version"] = r.string()
+        m["credential"] = read_credential(r)
+        m["max_frame_body"] = r.varint()
+    elif name == "welcome":
+        m["protocol_version"] = r.varint()
+        m["schema_version"] = r.varint()
+        m["hub"] = r.replica()
+        m["max_frame_body"] = r.varint()
+        m["issued_credential"] = r.bytes_field().hex()
+        m["hub_time_ms"] = r.varint()
+        m["heartbeat_interval_ms"] = r.varint()
+    elif name == "reject":
+        m["code"] = read_code(r)
+        m["retry_after_ms"] = r.varint()
+        m["message"] = r.string()
+    elif name == "push":
+        m["batch"] = r.varint()
+        m["changes"] = read_changes(r)
+    elif name == "push_ack":
+        m["batch"] = r.varint()
+        m["durable"] = read_version_vector(r)
+        m["hub_head"] = r.varint()
+    elif name == "pull":
+        m["cursor"] = r.varint()
+        m["byte_budget"] = r.varint()
+    elif name == "batch":
+        m["next_cursor"] = r.varint()
+        m["more"] = r.boolean()
+        m["changes"] = read_changes(r)
+    elif name == "heartbeat":
+        m["pending_changes"] = r.varint()
+        m["oldest_unsynced_age_ms"] = r.varint()
+        m["open_conflicts"] = r.varint()
+        m["schema_version"] = r.varint()
+    elif name == "error":
+        m["code"] = read_code(r)
+        m["fatal"] = r.boolean()
+        m["message"] = r.string()
+    elif name == "goodbye":
+        m["reason"] = r.varint()
+    return m
+
+
+def inflate(payload, limit):
+    """framing.md, Compression: the checks in their order."""
+    r = Reader(payload)
+    try:
+        size = r.varint()
+    except PayloadError as error:
+        raise ProtocolError("BAD_COMPRESSION", f"no valid size: {error}") from None
+    stream = payload[r.pos:]
+    if size > limit:
+        raise ProtocolError("DECOMPRESSION_LIMIT", f"declared size {size} above the limit {limit}")
+    if size > MAX_RATIO * max(len(stream), 1):
+        raise ProtocolError("DECOMPRESSION_LIMIT", f"declared {size} from {len(stream)} bytes: ratio above {MAX_RATIO}:1")
+    inflater = zlib.decompressobj()  # zlib (RFC 1950) framing: header and Adler-32 checked
+    try:
+        out = inflater.decompress(stream, size + 1)
+    except zlib.error as error:
+        raise ProtocolError("BAD_COMPRESSION", f"invalid zlib stream: {error}") from None
+    if not inflater.eof:
+        raise ProtocolError("BAD_COMPRESSION", "stream ends early or inflates beyond its declared size")
+    if len(out) != size:
+        raise ProtocolError("BAD_COMPRESSION", f"inflated {len(out)} bytes, declared {size}")
+    if inflater.unused_data:
+        raise ProtocolError("TRAILING_BYTES", f"{len(inflater.unused_data)} bytes after the zlib stream")
+    return out
+
+
+def decode_frame(data, limit=DEFAULT_LIMIT):
+    """Decodes bytes holding exactly one frame (framing.md, Order of checks)."""
+    if len(data) < 4:
+        raise ProtocolError("MALFORMED_FRAME", "the stream ends inside the length field")
+    length = struct.unpack(">I", data[:4])[0]
+    if length < 2:
+        raise ProtocolError("MALFORMED_FRAME", f"length {length} below 2")
+    if length > limit:
+        raise ProtocolError("FRAME_TOO_LARGE", f"length {length} above the limit {limit}")
+    if len(data) < 4 + length:
+        raise ProtocolError("MALFORMED_FRAME", f"the stream ends inside a frame of {length} bytes")
+    if len(data) > 4 + length:
+        raise ProtocolError("TRAILING_BYTES", f"{len(data) - 4 - length} bytes after the frame")
+    type_byte, flags = data[4], data[5]
+    payload = data[6:4 + length]
+    if type_byte not in MESSAGE_TYPES:
+        raise ProtocolError("UNKNOWN_MESSAGE", f"type 0x{type_byte:02x}")
+    name, may_compress = MESSAGE_TYPES[type_byte]
+    if flags & 0xFE:
+        raise ProtocolError("RESERVED_BITS", f"flags 0x{flags:02x}")
+    compressed = bool(flags & 1)
+    if compressed:
+        if not may_compress:
+            raise ProtocolError("BAD_COMPRESSION", f"{name} may not be compressed")
+        payload = inflate(payload, limit)
+    r = Reader(payload)
+    try:
+        fields = read_fields(name, r)
+    except PayloadError as error:
+        raise ProtocolError("MALFORMED_MESSAGE", f"{name}: {error}") from None
+    if r.remaining():
+        raise ProtocolError("TRAILING_BYTES", f"{r.remaining()} bytes after the {name} payload")
+    return {"type": name, "compressed": compressed, **fields}
+
+
+def parse_hex(text):
+    return bytes.fromhex("".join(text.split()))
+
+
+# ---------------------------------------------------------------- checks
+
+def load_vectors(directory):
+    vectors = {}
+    for path in sorted(glob.glob(os.path.join(directory, "*.json"))):
+        with open(path, encoding="utf-8") as handle:
+            content = json.load(handle)
+        for vector in content["vectors"]:
+            if vector["name"] in vectors:
+                raise SystemExit(f"{path}: duplicate vector name {vector['name']}")
+            vectors[vector["name"]] = vector
+    return vectors
+
+
+def check_vector(vector):
+    """None if the vector passes, else why not."""
+    if ("decoded" in vector) == ("error" in vector):
+        return "a vector needs exactly one of 'decoded' and 'error'"
+    try:
+        decoded = decode_frame(parse_hex(vector["hex"]), vector.get("max_body", DEFAULT_LIMIT))
+    except ProtocolError as error:
+        if vector.get("error") == error.code:
+            return None
+        return f"expected {vector.get('error') or 'success'}, got {error}"
+    if "error" in vector:
+        return f"expected {vector['error']}, but it decoded to {json.dumps(decoded)}"
+    if decoded != vector["decoded"]:
+        return f"decoded to {json.dumps(decoded)}, expected {json.dumps(vector['decoded'])}"
+    return None
+
+
+def check_vectors(directory):
+    vectors = load_vectors(directory)
+    failed = 0
+    for name, vector in vectors.items():
+        problem = check_vector(vector)
+        if problem:
+            failed += 1
+            print(f"FAIL {name}: {problem}")
+    print(f"{len(vectors) - failed} passed, {failed} failed")
+    return failed == 0 and len(vectors) > 0
+
+
+MARKER = re.compile(r"^<!-- vector: ([a-z0-9-]+) -->\s*$")
+
+
+def spec_examples(path):
+    """(name, hex, line) for every code block right after a vector marker; raises on a marker
+    that is not followed by a code block."""
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
+    examples = []
+    index = 0
+    while index < len(lines):
+        match = MARKER.match(lines[index])
+        if not match:
+            index += 1
+            continue
+        marker_line = index + 1
+        if index + 1 >= len(lines) or not lines[index + 1].startswith("```"):
+            raise ValueError(f"{path}:{marker_line}: vector marker not followed by a code block")
+        hex_text = []
+        index += 2
+        while index < len(lines) and not lines[index].startswith("```"):
+            hex_text.append(lines[index].split("#", 1)[0])
+            index += 1
+        if index == len(lines):
+            raise ValueError(f"{path}:{marker_line}: code block not closed")
+        examples.append((match.group(1), "".join("".join(hex_text).split()).lower(), marker_line))
+        index += 1
+    return examples
+
+
+def check_spec(directory, vector_directory):
+    vectors = load_vectors(vector_directory)
+    passed = failed = 0
+    for path in sorted(glob.glob(os.path.join(directory, "*.md"))):
+        try:
+            examples = spec_examples(path)
+        except ValueError as error:
+            print(f"FAIL {error}")
+            failed += 1
+            continue
+        for name, hex_text, line in examples:
+            where = f"{os.path.relpath(path)}:{line}"
+            if name not in vectors:
+                print(f"FAIL {where}: no vector named {name}")
+                failed += 1
+            elif vectors[name]["hex"] != hex_text:
+                print(f"FAIL {where}: the example's bytes differ from vector {name}:\n  spec   {hex_text}\n  vector {vectors[name]['hex']}")
+                failed += 1
+            else:
+                passed += 1
+    print(f"{passed} passed, {failed} failed")
+    return failed == 0 and passed > 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Decode CareSync frames; check vectors and the spec's examples.")
+    parser.add_argument("hex", nargs="?", help="one frame, in hex (spaces allowed)")
+    parser.add_argument("--max-body", type=int, default=DEFAULT_LIMIT, help="the limit (default 4194304)")
+    parser.add_argument("--check", metavar="DIR", help="check every vector in DIR/*.json")
+    parser.add_argument("--check-spec", metavar="DIR", help="check the hex examples in DIR/*.md against the vectors")
+    parser.add_argument("--vectors", metavar="DIR", help="vector directory for --check-spec (default DIR/vectors)")
+    args = parser.parse_args()
+    if args.check or args.check_spec:
+        ok = True
+        if args.check:
+            ok = check_vectors(args.check) and ok
+        if args.check_spec:
+            ok = check_spec(args.check_spec, args.vectors or os.path.join(args.check_spec, "vectors")) and ok
+        return 0 if ok else 1
+    if args.hex is None:
+        parser.error("give a frame in hex, --check DIR or --check-spec DIR")
+    try:
+        data = parse_hex(args.hex)
+    except ValueError:
+        print("the argument is not hex: give the frame's bytes as hex digits, e.g. 000000037f0000", file=sys.stderr)
+        return 2
+    try:
+        print(json.dumps(decode_frame(data, args.max_body), indent=2, ensure_ascii=False))
+        return 0
+    except ProtocolError as error:
+        print(json.dumps({"error": error.code, "detail": error.detail}, indent=2))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
