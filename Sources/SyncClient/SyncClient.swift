@@ -28,14 +28,15 @@ public struct SyncReport: Sendable {
 /// Retries with exponential backoff and jitter; each attempt resumes where the last stopped.
 public struct RetryPolicy: Sendable {
     public var attempts = 5
-    public var firstDelayMillis: UInt64 = 500
-    public var maxDelayMillis: UInt64 = 15_000
+    public var firstDelayMillis: UInt64 = 1_000
+    public var maxDelayMillis: UInt64 = 300_000
 
     public init(attempts: Int = 5) { self.attempts = attempts }
 
+    /// Full jitter (Protocol/session.md): uniform in 0…bound, the bound doubling from 1 s to 5 min.
     func delay(after attempt: Int) -> UInt64 {
-        let base = min(maxDelayMillis, firstDelayMillis << UInt64(min(attempt - 1, 16)))
-        return base / 2 + UInt64.random(in: 0...(base / 2))
+        let bound = min(maxDelayMillis, firstDelayMillis << UInt64(min(attempt - 1, 20)))
+        return UInt64.random(in: 0...bound)
     }
 }
 

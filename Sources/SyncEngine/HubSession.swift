@@ -12,6 +12,8 @@ public struct HubConfiguration: Sendable {
     public var maxPullBudget = 2 * 1024 * 1024
     public var maxPullChanges = 20_000
     public var heartbeatIntervalMillis: UInt64 = 30_000
+    /// Pushed changes further ahead of the hub's clock than this are refused (CLOCK_SKEW).
+    public var maxClockSkewMillis: UInt64 = 300_000
 
     public init() {}
 }
@@ -27,6 +29,7 @@ public struct HubSession: Sendable {
     }
 
     public private(set) var state: State = .awaitingHello
+    private var lastBatch: UInt64 = 0
     let store: any HubStore
     let configuration: HubConfiguration
     var random: RandomSource
@@ -81,8 +84,12 @@ public struct HubSession: Sendable {
     }
 
     private mutating func handshake(_ hello: Hello, nowMillis: UInt64) -> [SessionAction] {
-        guard hello.protocolMin <= ProtocolLimits.version, ProtocolLimits.version <= hello.protocolMax else {
+        guard hello.protocolMin >= 1, hello.protocolMin <= ProtocolLimits.version, ProtocolLimits.version <= hello.protocolMax else {
             return reject(.unsupportedVersion, "this hub speaks protocol version \(ProtocolLimits.version) only")
+        }
+        guard hello.schemaVersion >= 1 else { return reject(.schemaMismatch, "schema version must be 1 or more") }
+        guard hello.maxFrameBody >= ProtocolLimits.minimumFrameBody else {
+            return reject(.limitExceeded, "max_frame_body must be at least \(ProtocolLimits.minimumFrameBody)")
         }
         let team: String
         var issued: [UInt8] = []
@@ -119,15 +126,24 @@ public struct HubSession: Sendable {
     }
 
     private mutating func push(_ batch: UInt64, _ changes: [Change], from replica: ReplicaID, nowMillis: UInt64) -> [SessionAction] {
+        guard batch == lastBatch + 1 else {
+            return fail(.unexpectedMessage, "push batch \(batch), expected \(lastBatch + 1)", nowMillis: nowMillis)
+        }
+        lastBatch = batch
         guard changes.count <= configuration.maxPushChanges else {
             return fail(.limitExceeded, "push of \(changes.count) changes exceeds \(configuration.maxPushChanges)", nowMillis: nowMillis)
+        }
+        for change in changes where change.write.timestamp.physicalMillis > nowMillis &+ configuration.maxClockSkewMillis {
+            return [.send(.error(code: .clockSkew, fatal: false,
+                                 message: "change \(change.id) is more than \(configuration.maxClockSkewMillis / 1000) s ahead of the hub's clock; nothing stored"))]
         }
         do {
             // Committed (fsync) before the acknowledgement is created: an ack means durable.
             let result = try store.append(changes, from: replica, receivedAtMillis: nowMillis)
             return [.send(.pushAck(batch: batch, durable: result.durable, hubHead: result.head))]
         } catch {
-            return fail(.storageFailure, "the hub could not store the batch; retry later", nowMillis: nowMillis)
+            record(.error(code: WireErrorCode.storageFailure.name), replica, nowMillis)
+            return [.send(.error(code: .storageFailure, fatal: false, message: "the hub could not store the batch; nothing stored; retry later"))]
         }
     }
 

@@ -26,4 +26,6 @@ public enum ProtocolLimits {
     public static let frameCompletionMillis: UInt64 = 30_000
     public static let idleMillis: UInt64 = 120_000
     public static let responseMillis: UInt64 = 30_000
+    /// The smallest frame limit a peer may ask for (Protocol/session.md, hello check 3).
+    public static let minimumFrameBody: UInt64 = 65_536
 }
