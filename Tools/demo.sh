@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The CareSync demo: two team replicas edit the same pathway-plan goal offline, exchange change
-# bundles (in both orders, with a duplicate), and converge: a last-writer-wins date merges
-# silently, the narrative text becomes a conflict with both candidates, a manager resolves it,
-# and the history shows who changed what, from where and when.
+# The CareSync demo: a hub on loopback, two team replicas that edit the same pathway-plan goal
+# offline and sync over TCP. A last-writer-wins date merges silently, the narrative text becomes a
+# conflict with both candidates, a manager resolves it, every replica converges, the history shows
+# who changed what from where and when, and the operator view shows health without contents.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Tools/check-deps.sh
@@ -13,30 +13,36 @@ bin="$(swift build -c release --show-bin-path)/caresync"
 work="${DEMO_DIR:-$(mktemp -d)}"
 mkdir -p "$work"
 cd "$work"
-rm -f alex.db* morgan.db* *.bundle
+rm -f alex.db* morgan.db* hub.db* hub.log
 say() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 run() { printf '$ caresync %s\n' "$*"; "$bin" "$@"; }
-json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
-say "Two replicas: Alex (a PA on home visits) and Morgan (team manager, in the office)"
-run init alex.db --name "Alex (PA, Permanence & Throughcare)"
+say "Start a hub on loopback (the operator's machine)"
+"$bin" hub serve --db hub.db --host 127.0.0.1 --port 0 > hub.log 2>&1 &
+hub_pid=$!
+trap 'kill -TERM $hub_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do grep -q "listening on" hub.log 2>/dev/null && break; sleep 0.1; done
+cat hub.log
+address=$(sed -n 's/.* listening on \(.*\)$/\1/p' hub.log)
+alex_token=$("$bin" hub enroll --db hub.db --team PERM-THROUGHCARE)
+morgan_token=$("$bin" hub enroll --db hub.db --team PERM-THROUGHCARE)
+echo "enrolment tokens issued for two replicas of team PERM-THROUGHCARE"
+
+say "Two replicas: Alex (a PA on home visits) and Morgan (team manager)"
+run init alex.db --name "Alex (PA)"
 run init morgan.db --name "Morgan (team manager)"
 alex() { "$bin" "$@" --replica alex.db --as alex; }
 morgan() { "$bin" "$@" --replica morgan.db --as morgan; }
-morgan_id=$(morgan status --json | json_field "['replica_id']")
-alex_id=$(alex status --json | json_field "['replica_id']")
 
-say "Alex records Ava, her pathway plan and an accommodation goal"
+say "Alex records Ava, her pathway plan and an accommodation goal, and syncs (enrolling)"
 ava=$(alex add young_person legal_given_name=Ava legal_family_name=Le\ Brun date_of_birth=2007-03-14 legal_status=care_leaver)
 plan=$(alex add plan yp_id="$ava" kind=pathway title="Pathway plan 2025" summary="Ava is settling at college")
 goal=$(alex add goal plan_id="$plan" domain=accommodation statement="Move to own studio by Sept" target_date=2025-09-01)
 echo "young person $ava"; echo "plan         $plan"; echo "goal         $goal"
+run sync --replica alex.db --hub "$address" --token "$alex_token"
+run sync --replica morgan.db --hub "$address" --token "$morgan_token"
 
-say "Alex shares the records with Morgan (a bundle file: no network needed)"
-run export alex-1.bundle --replica alex.db --for "$morgan_id"
-run import alex-1.bundle --replica morgan.db
-
-say "Both now edit offline, concurrently"
+say "Both edit offline, concurrently (no sync in between)"
 echo "Alex (10:15, at a home visit):  statement = 'Move to own studio by Oct; Ava prefers St Brelade'"
 alex edit goal "$goal" statement="Move to own studio by Oct; Ava prefers St Brelade" >/dev/null
 echo "Morgan (10:40, in the office):   statement = 'Move to own studio by Sept via Andium Gateway', target_date = 2025-09-30"
@@ -45,24 +51,22 @@ echo "Alex (16:00, still offline):     target_date = 2025-10-31; adds a 'missing
 alex edit goal "$goal" target_date=2025-10-31 >/dev/null
 alex set-add young_person "$ava" alerts missing_risk >/dev/null
 
-say "They exchange bundles (Morgan imports Alex's twice: imports are idempotent)"
-run export alex-2.bundle --replica alex.db --for "$morgan_id"
-run export morgan-2.bundle --replica morgan.db --for "$alex_id"
-run import alex-2.bundle --replica morgan.db
-run import alex-2.bundle --replica morgan.db
-run import morgan-2.bundle --replica alex.db
+say "They sync over TCP"
+run sync --replica alex.db
+run sync --replica morgan.db --json
+run sync --replica alex.db
 
 say "Merged: target_date by last writer (Alex, 16:00); the narrative is a conflict for a person"
 run show goal "$goal" --replica morgan.db
-run conflicts --replica morgan.db
+run conflicts --replica alex.db
 
 say "Morgan's submit is refused while the goal is in conflict"
 "$bin" edit plan "$plan" status=submitted --replica morgan.db --as morgan || echo "(exit code $?)"
 
 say "Morgan resolves it by picking Alex's text; the resolution supersedes both candidates"
 run resolve goal "$goal" statement --pick 1 --replica morgan.db --as morgan
-run export morgan-3.bundle --replica morgan.db --for "$alex_id"
-run import morgan-3.bundle --replica alex.db
+run sync --replica morgan.db
+run sync --replica alex.db
 
 say "History of the goal's statement: who, from which replica, when it happened, when recorded"
 run history goal "$goal" --field statement --replica alex.db
@@ -75,5 +79,12 @@ done
 a=$(sqlite3 alex.db "select statement, target_date, status from goal; select alerts from young_person")
 m=$(sqlite3 morgan.db "select statement, target_date, status from goal; select alerts from young_person")
 if [ "$a" = "$m" ]; then echo "converged: yes"; else echo "converged: NO"; exit 1; fi
+
+say "The hub operator's view: health per replica, no record contents"
+run hub replicas --db hub.db
+
+say "Stop the hub (SIGTERM: graceful shutdown)"
+kill -TERM $hub_pid; wait $hub_pid || true; trap - EXIT
+tail -1 hub.log
 echo
 echo "demo files are in $work"
