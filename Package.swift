@@ -68,6 +68,7 @@ let package = Package(
         .executableTarget(name: "caresync-bench", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub",
             .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CareSyncBench"),
         .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore", "SyncTesting"]),
         .testTarget(name: "SyncWireTests", dependencies: [

@@ -23,6 +23,8 @@ public struct SyncReport: Sendable {
     public let bytesReceived: Int
     public let attempts: Int
     public let durationSeconds: Double
+    /// Time spent in sessions after the TCP connection was established.
+    public let sessionSeconds: Double
 }
 
 /// Retries with exponential backoff and jitter; each attempt resumes where the last stopped.
@@ -52,6 +54,7 @@ public enum SyncClient {
         var bytesSent = 0
         var bytesReceived = 0
         var total = SyncSummary()
+        var sessionNanos: UInt64 = 0
         for attempt in 1...max(retry.attempts, 1) {
             let credential: Credential
             if let secret = try store.hubLink()?.credential {
@@ -63,7 +66,8 @@ public enum SyncClient {
             }
             var session = ClientSession(store: store, credential: credential, configuration: configuration)
             do {
-                try await run(&session, host: host, port: port, maxBody: configuration.maxFrameBody, logger: logger) { sent, received, current in
+                try await run(&session, host: host, port: port, maxBody: configuration.maxFrameBody,
+                              compressionThreshold: configuration.compressionThreshold, sessionNanos: &sessionNanos) { sent, received, current in
                     bytesSent += sent
                     bytesReceived += received
                     progress(SyncProgress(attempt: attempt, pushed: total.pushed + current.pushed,
@@ -76,7 +80,7 @@ public enum SyncClient {
             if session.state == .done {
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
                 return SyncReport(summary: total, bytesSent: bytesSent, bytesReceived: bytesReceived, attempts: attempt,
-                                  durationSeconds: seconds)
+                                  durationSeconds: seconds, sessionSeconds: Double(sessionNanos) / 1e9)
             }
             let failure = session.failure ?? SyncFailure(.timeout, "the sync stopped before it finished")
             try? store.recordSyncOutcome(error: failure.code.name)
@@ -90,8 +94,8 @@ public enum SyncClient {
     }
 
     /// One connection: hello, then frames in and out until the session finishes.
-    static func run(_ session: inout ClientSession, host: String, port: Int, maxBody: Int, logger: Logger,
-                    traffic: (Int, Int, SyncSummary) -> Void) async throws {
+    static func run(_ session: inout ClientSession, host: String, port: Int, maxBody: Int, compressionThreshold: Int?,
+                    sessionNanos: inout UInt64, traffic: (Int, Int, SyncSummary) -> Void) async throws {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(10))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -105,7 +109,9 @@ public enum SyncClient {
                     return try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
                 }
             }
-        let codec = MessageCodec(maxBody: maxBody)
+        let codec = MessageCodec(maxBody: maxBody, compressionThreshold: compressionThreshold)
+        let connected = DispatchTime.now().uptimeNanoseconds
+        defer { sessionNanos += DispatchTime.now().uptimeNanoseconds - connected }
         try await channel.executeThenClose { inbound, outbound in
             var pending = session.start()
             var iterator = inbound.makeAsyncIterator()

@@ -10,6 +10,8 @@ public struct ClientConfiguration: Sendable {
     /// Push batches are cut below this many encoded bytes (well under the frame limit).
     public var pushBatchBytes = 1024 * 1024
     public var pullBudget: UInt64 = 1024 * 1024
+    /// Compress push payloads at or above this many bytes; nil sends them uncompressed.
+    public var compressionThreshold: Int? = 1024
 
     public init() {}
 }

@@ -19,6 +19,8 @@ public struct HubServerConfiguration: Sendable {
     public var frameCompletion = TimeAmount.milliseconds(Int64(ProtocolLimits.frameCompletionMillis))
     public var idle = TimeAmount.milliseconds(Int64(ProtocolLimits.idleMillis))
     public var session = HubConfiguration()
+    /// Compress batch payloads at or above this many bytes; nil sends them uncompressed.
+    public var compressionThreshold: Int? = 1024
 
     public init() {}
 }
@@ -113,7 +115,7 @@ public final class HubServer: Service, Sendable {
     /// Runs one session to its end. Every exit path closes the connection.
     private func serve(_ connection: NIOAsyncChannel<Frame, Frame>) async {
         var session = HubSession(store: store, configuration: configuration.session)
-        let codec = MessageCodec(maxBody: configuration.session.maxFrameBody)
+        let codec = MessageCodec(maxBody: configuration.session.maxFrameBody, compressionThreshold: configuration.compressionThreshold)
         let greeted = NIOLockedValueBox(false)
         let channel = connection.channel
         let handshake = channel.eventLoop.scheduleTask(in: configuration.handshake) {

@@ -34,7 +34,7 @@ struct SimulationTests {
         // The faults and the work must actually have happened, or the run proves nothing.
         #expect(totals.edits > perShard * 20)
         #expect(totals.syncs > perShard)
-        #expect(totals.underFaults > perShard / 5, "some syncs complete while faults are injected")
+        #expect(totals.underFaults > 2, "some syncs complete while faults are injected (typically ~20 per 50 seeds)")
         #expect(totals.cuts > perShard / 2)
         #expect(totals.restarts > 0)
         print("SimulationTests shard \(shard): \(perShard) seeds, \(totals.edits) edits, \(totals.syncs) completed syncs (\(totals.underFaults) under faults), \(totals.cuts) cuts, \(totals.restarts) restarts")
