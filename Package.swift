@@ -34,6 +34,7 @@ let package = Package(
         .target(name: "SyncStore", dependencies: [
             "SyncCore",
             .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "GRDBSQLite", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Exchange of changes between replicas (bundles today, sessions with the hub next).

@@ -28,7 +28,7 @@ public struct LocalTransaction {
     /// Reads see this transaction's own edits.
     public var view: ReadView {
         get throws {
-            try context.flushDomain()
+            try context.flushAll()
             return ReadView(db: context.db, schema: context.schema)
         }
     }
@@ -141,7 +141,7 @@ public struct LocalTransaction {
 
     /// The merged value of a field that keeps state (every policy but last-writer-wins).
     private func currentResolution(_ ref: StoreContext.RowRef, _ column: ColumnSchema) throws -> FieldResolution? {
-        guard column.policy.keepsState, let stored = try context.loadField(ref.id, column.name), let blob = stored[4] as Data? else {
+        guard column.policy.keepsState, let stored = try context.loadField(ref.id, column.name), let blob = stored.state else {
             return nil
         }
         return try context.decodeState(Array(blob), column: column).resolution(policy: column.policy)

@@ -26,7 +26,7 @@ public struct ReadView {
             throw StoreError(.unknownColumn, "\(table) has no field \(name)")
         }
         let clause = names.isEmpty ? "" : " WHERE " + names.map { "\($0) = ?" }.joined(separator: " AND ")
-        let arguments = StatementArguments(names.map { filters[$0]!.databaseValue })
+        let arguments = StatementArguments(databaseValues: names.map { filters[$0]!.databaseValue })
         return try Row.fetchAll(db, sql: "SELECT * FROM \(table)\(clause) ORDER BY id", arguments: arguments).map { row in
             var values: [String: FieldValue] = [:]
             for (name, value) in row { values[name] = FieldValue(databaseValue: value) }

@@ -121,7 +121,7 @@ public final class ReplicaStore: Sendable {
             try queue.write { db in
                 let context = StoreContext(db: db, schema: schema, recordedAt: Int64(wallClock.nowMillis()))
                 let result = try body(context)
-                try context.flushDomain()
+                try context.flushAll()
                 try context.advanceContiguous()
                 return result
             }
@@ -172,6 +172,7 @@ public final class ReplicaStore: Sendable {
             newest = max(newest, change.write.timestamp)
         }
         let summary = try writeContext { context -> ApplySummary in
+            try context.prefetch(changes)
             for change in changes { try context.apply(change) }
             try also(context)
             // Later local timestamps must exceed everything seen, so a local edit made after a

@@ -16,6 +16,36 @@ final class StoreContext {
     private var rowRefs: [RowKey: RowRef] = [:]
     /// Rows first seen in this transaction: they have no stored fields yet.
     private var freshRows: Set<Int64> = []
+
+    struct ChangeKey: Hashable {
+        let origin: Int64
+        let counter: Int64
+    }
+
+    struct FieldKey: Hashable {
+        let row: Int64
+        let column: Int64
+    }
+
+    /// A field's clock as stored in `sync_field`.
+    struct StoredField {
+        var causalLength: Int64
+        var hlc: Int64
+        var origin: Int64
+        var counter: Int64
+        var state: Data?
+        var conflict: Bool
+    }
+
+    // Write buffers: log entries and field clocks are written in multi-row statements when the
+    // transaction ends or before SQL reads them (`flushAll`); reads of fields go through the overlay.
+    private var pendingChanges: [[FieldValue]] = []
+    private var recordedChanges: Set<ChangeKey> = []
+    private var prefetchedChanges: Set<ChangeKey> = []
+    private var prefetchedRanges: [Int64: ClosedRange<Int64>] = [:]
+    private var fieldOverlay: [FieldKey: StoredField] = [:]
+    private var dirtyFields: [FieldKey] = []
+    private var dirtyFieldSet: Set<FieldKey> = []
     private(set) var touchedOrigins: Set<Int64> = []
     private(set) var summary = ApplySummary()
 
@@ -157,51 +187,110 @@ final class StoreContext {
         let write = FieldWrite(id: id, timestamp: timestamp, causalLength: causalLength, author: author, operation: operation,
                                supersedes: supersedes)
         let origin = try originID(id.replica)
-        guard try record(Change(table: table.name, row: key, column: column.name, write: write), origin: origin, row: ref.id, known: true)
-        else { preconditionFailure("local change \(id) already recorded: counter reused") }
+        _ = try record(Change(table: table.name, row: key, column: column.name, write: write), origin: origin, row: ref.id, known: true,
+                       isNew: true)
         touchedOrigins.insert(origin)
         try applyField(write, table: table, column: column, ref: ref, key: key, stored: stored, knownToWin: true)
     }
 
-    /// Inserts the change into the log; false if its id was already there.
-    private func record(_ change: Change, origin: Int64, row: Int64, known: Bool) throws -> Bool {
+    /// Queues the change for the log; false if its id is already there (or queued).
+    private func record(_ change: Change, origin: Int64, row: Int64, known: Bool, isNew: Bool = false) throws -> Bool {
         let write = change.write
-        var supersedes: Data?
+        let key = ChangeKey(origin: origin, counter: Int64(bitPattern: write.id.counter))
+        if !isNew {
+            if recordedChanges.contains(key) { return false }
+            if try isStored(key) { return false }
+        }
+        recordedChanges.insert(key)
+        var supersedes: FieldValue = .null
         if !write.supersedes.isEmpty {
             var writer = ByteWriter()
             writer.varint(UInt64(write.supersedes.count))
             for id in write.supersedes { id.encode(into: &writer) }
-            supersedes = Data(writer.bytes)
+            supersedes = .blob(writer.bytes)
         }
-        let columnID: Int64? = change.isRowLife ? nil : try nameID(change.column)
-        let insert = try db.cachedStatement(sql: """
-            INSERT OR IGNORE INTO sync_change (origin, counter, hlc, row, column_name, causal_length, author, op, value,
-                                               supersedes, recorded_at, known)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """)
-        insert.setUncheckedArguments([
-            origin, Int64(bitPattern: write.id.counter), Int64(bitPattern: write.timestamp.rawValue), row, columnID,
-            Int64(write.causalLength), try nameID(write.author), Int64(write.operation.code),
-            write.value.databaseValue, supersedes, recordedAt, known ? 1 : 0,
+        let columnID: FieldValue = change.isRowLife ? .null : .integer(try nameID(change.column))
+        pendingChanges.append([
+            .integer(origin), .integer(key.counter), .integer(Int64(bitPattern: write.timestamp.rawValue)), .integer(row), columnID,
+            .integer(Int64(write.causalLength)), .integer(try nameID(write.author)), .integer(Int64(write.operation.code)),
+            write.value, supersedes, .integer(recordedAt), .integer(known ? 1 : 0),
         ])
-        try insert.execute()
-        return db.changesCount > 0
+        return true
     }
 
-    /// The stored clock row of a field: causal length, hlc, origin, counter, state, conflict.
-    func loadField(_ row: Int64, _ column: String) throws -> Row? {
+    /// Whether the log already holds a change, answered from one range query per origin and batch.
+    private func isStored(_ key: ChangeKey) throws -> Bool {
+        if let range = prefetchedRanges[key.origin], range.contains(key.counter) { return prefetchedChanges.contains(key) }
+        return try Int64.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM sync_change WHERE origin = ? AND counter = ?"),
+                                  arguments: [key.origin, key.counter]) != nil
+    }
+
+    /// Loads which of a batch's change ids the log already holds, with one query per origin.
+    func prefetch(_ changes: [Change]) throws {
+        var ranges: [ReplicaID: ClosedRange<UInt64>] = [:]
+        for change in changes {
+            let counter = change.id.counter
+            ranges[change.id.replica] = ranges[change.id.replica].map { min($0.lowerBound, counter)...max($0.upperBound, counter) }
+                ?? counter...counter
+        }
+        for (replica, range) in ranges {
+            let origin = try originID(replica)
+            let low = Int64(bitPattern: range.lowerBound)
+            let high = Int64(bitPattern: range.upperBound)
+            for counter in try Int64.fetchAll(db.cachedStatement(sql: "SELECT counter FROM sync_change WHERE origin = ? AND counter BETWEEN ? AND ?"),
+                                              arguments: [origin, low, high]) {
+                prefetchedChanges.insert(ChangeKey(origin: origin, counter: counter))
+            }
+            prefetchedRanges[origin] = low...high
+        }
+    }
+
+    /// Writes queued log entries with multi-row INSERTs: one statement per few hundred changes
+    /// instead of one per change.
+    func flushChanges() throws {
+        guard !pendingChanges.isEmpty else { return }
+        let columns = 12
+        let chunk = 400
+        for start in stride(from: 0, to: pendingChanges.count, by: chunk) {
+            let rows = pendingChanges[start..<min(start + chunk, pendingChanges.count)]
+            let marks = Array(repeating: "(" + Array(repeating: "?", count: columns).joined(separator: ", ") + ")", count: rows.count)
+                .joined(separator: ", ")
+            let statement = try db.cachedStatement(sql: """
+                INSERT INTO sync_change (origin, counter, hlc, row, column_name, causal_length, author, op, value, supersedes,
+                                         recorded_at, known) VALUES \(marks)
+                """)
+            try BulkStatement.execute(statement, in: db, values: rows.flatMap { $0 })
+        }
+        pendingChanges.removeAll(keepingCapacity: true)
+    }
+
+    /// Flushes every buffer (domain rows, log entries, field clocks) before SQL reads them.
+    func flushAll() throws {
+        try flushDomain()
+        try flushChanges()
+        try flushFields()
+    }
+
+    /// The stored clock of a field: from this transaction's overlay, else from `sync_field`.
+    func loadField(_ row: Int64, _ column: String) throws -> StoredField? {
+        let key = FieldKey(row: row, column: try nameID(column))
+        if let overlaid = fieldOverlay[key] { return overlaid }
+        // A row first seen in this transaction has no stored fields yet.
+        if freshRows.contains(row) { return nil }
         let select = try db.cachedStatement(sql: """
             SELECT causal_length, hlc, origin, counter, state, conflict FROM sync_field WHERE row = ? AND column_name = ?
             """)
-        return try Row.fetchOne(select, arguments: [row, try nameID(column)])
+        guard let stored = try Row.fetchOne(select, arguments: [row, key.column]) else { return nil }
+        return StoredField(causalLength: stored[0], hlc: stored[1], origin: stored[2], counter: stored[3], state: stored[4],
+                           conflict: (stored[5] as Int64) != 0)
     }
 
-    private func storedState(_ stored: Row, _ column: ColumnSchema) throws -> FieldState? {
-        guard let blob = stored[4] as Data? else { return nil }
+    private func storedState(_ stored: StoredField, _ column: ColumnSchema) throws -> FieldState? {
+        guard let blob = stored.state else { return nil }
         return try decodeState(Array(blob), column: column)
     }
 
-    private func applyField(_ write: FieldWrite, table: TableSchema, column: ColumnSchema, ref: RowRef, key: String, stored: Row?,
+    private func applyField(_ write: FieldWrite, table: TableSchema, column: ColumnSchema, ref: RowRef, key: String, stored: StoredField?,
                             knownToWin: Bool) throws {
         let columnID = try nameID(column.name)
         let origin = try originID(write.id.replica)
@@ -210,8 +299,8 @@ final class StoreContext {
             // (and in the change log, from which a re-created row is rebuilt).
             if !knownToWin, let stored {
                 let current = WriteVersion(
-                    causalLength: UInt64(stored[0] as Int64), timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: stored[1])),
-                    id: ChangeID(replica: try replica(forOrigin: stored[2]), counter: UInt64(bitPattern: stored[3])))
+                    causalLength: UInt64(stored.causalLength), timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: stored.hlc)),
+                    id: ChangeID(replica: try replica(forOrigin: stored.origin), counter: UInt64(bitPattern: stored.counter)))
                 guard LastWriterWinsRegister.wins(write.version, over: current) else { return }
             }
             try saveField(ref: ref.id, column: columnID, write: write, origin: origin, state: nil, conflict: false)
@@ -222,7 +311,7 @@ final class StoreContext {
         let next = state.applying(write, policy: column.policy)
         guard next != state else { return }
         let resolution = next.resolution(policy: column.policy)
-        let wasInConflict = stored.map { ($0[5] as Int64) != 0 } ?? false
+        let wasInConflict = stored?.conflict ?? false
         let inConflict = resolution.inConflict || !resolution.quarantined.isEmpty
         if inConflict && !wasInConflict { summary.conflictsOpened += 1 }
         if !inConflict && wasInConflict { summary.conflictsClosed += 1 }
@@ -240,17 +329,39 @@ final class StoreContext {
 
     private func saveField(ref: Int64, column: Int64, write: FieldWrite, origin: Int64, state: Data?, conflict: Bool) throws {
         freshRows.remove(ref)
-        let upsert = try db.cachedStatement(sql: """
-            INSERT INTO sync_field (row, column_name, causal_length, hlc, origin, counter, conflict, state)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (row, column_name) DO UPDATE SET causal_length = excluded.causal_length, hlc = excluded.hlc,
-              origin = excluded.origin, counter = excluded.counter, conflict = excluded.conflict, state = excluded.state
-            """)
-        upsert.setUncheckedArguments([
-            ref, column, Int64(write.causalLength), Int64(bitPattern: write.timestamp.rawValue), origin,
-            Int64(bitPattern: write.id.counter), conflict ? 1 : 0, state,
-        ])
-        try upsert.execute()
+        let key = FieldKey(row: ref, column: column)
+        if fieldOverlay[key] == nil || !dirtyFieldSet.contains(key) {
+            dirtyFields.append(key)
+            dirtyFieldSet.insert(key)
+        }
+        fieldOverlay[key] = StoredField(causalLength: Int64(write.causalLength), hlc: Int64(bitPattern: write.timestamp.rawValue),
+                                        origin: origin, counter: Int64(bitPattern: write.id.counter), state: state, conflict: conflict)
+    }
+
+    /// Writes changed field clocks with multi-row upserts.
+    func flushFields() throws {
+        guard !dirtyFields.isEmpty else { return }
+        let chunk = 500
+        for start in stride(from: 0, to: dirtyFields.count, by: chunk) {
+            let keys = dirtyFields[start..<min(start + chunk, dirtyFields.count)]
+            let marks = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?)", count: keys.count).joined(separator: ", ")
+            let statement = try db.cachedStatement(sql: """
+                INSERT INTO sync_field (row, column_name, causal_length, hlc, origin, counter, conflict, state) VALUES \(marks)
+                ON CONFLICT (row, column_name) DO UPDATE SET causal_length = excluded.causal_length, hlc = excluded.hlc,
+                  origin = excluded.origin, counter = excluded.counter, conflict = excluded.conflict, state = excluded.state
+                """)
+            var arguments: [FieldValue] = []
+            arguments.reserveCapacity(keys.count * 8)
+            for key in keys {
+                let field = fieldOverlay[key]!
+                arguments += [.integer(key.row), .integer(key.column), .integer(field.causalLength), .integer(field.hlc),
+                              .integer(field.origin), .integer(field.counter), .integer(field.conflict ? 1 : 0),
+                              field.state.map { .blob(Array($0)) } ?? .null]
+            }
+            try BulkStatement.execute(statement, in: db, values: arguments)
+        }
+        dirtyFields.removeAll(keepingCapacity: true)
+        dirtyFieldSet.removeAll(keepingCapacity: true)
     }
 
     // MARK: domain rows
@@ -279,18 +390,16 @@ final class StoreContext {
         for rowKey in pendingOrder {
             guard let row = pending[rowKey] else { continue }
             let columns = row.values.keys.sorted()
-            let arguments = columns.map { row.values[$0]!.databaseValue }
+            let arguments = columns.map { row.values[$0]! }
             if row.insert {
                 let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
                 let statement = try db.cachedStatement(
                     sql: "INSERT OR REPLACE INTO \(rowKey.table) (\((["id"] + columns).joined(separator: ", "))) VALUES (\(marks))")
-                statement.setUncheckedArguments(StatementArguments([rowKey.key.databaseValue] + arguments))
-                try statement.execute()
+                try BulkStatement.execute(statement, in: db, values: [.text(rowKey.key)] + arguments)
             } else if !columns.isEmpty {
                 let statement = try db.cachedStatement(
                     sql: "UPDATE \(rowKey.table) SET \(columns.map { "\($0) = ?" }.joined(separator: ", ")) WHERE id = ?")
-                statement.setUncheckedArguments(StatementArguments(arguments + [rowKey.key.databaseValue]))
-                try statement.execute()
+                try BulkStatement.execute(statement, in: db, values: arguments + [.text(rowKey.key)])
             }
         }
         pending.removeAll(keepingCapacity: true)
@@ -316,6 +425,8 @@ final class StoreContext {
         if pending[rowKey] == nil { pendingOrder.append(rowKey) }
         pending[rowKey] = PendingRow(insert: true, values: [:])
         guard !freshRows.contains(ref.id) else { return }
+        try flushChanges()
+        try flushFields()
         let fields = try Row.fetchAll(db.cachedStatement(sql: """
             SELECT n.name, f.state, c.value FROM sync_field f JOIN sync_name n ON n.id = f.column_name
             LEFT JOIN sync_change c ON c.origin = f.origin AND c.counter = f.counter
@@ -384,5 +495,14 @@ extension FieldValue {
         case let .string(value): self = .text(value)
         case let .blob(data): self = .blob(Array(data))
         }
+    }
+}
+
+extension StatementArguments {
+    /// Arguments from values already converted. GRDB's generic initialiser over a sequence of
+    /// `DatabaseValue` projects each element through a key path, which is not specialised across
+    /// modules and cost more than the SQL itself in profiles; the existential form avoids it.
+    init(databaseValues: [DatabaseValue]) {
+        self.init(databaseValues.map { $0 as (any DatabaseValueConvertible)? })
     }
 }

@@ -10,7 +10,7 @@ struct TidyTests {
     static let allowedImports: [String: Set<String>] = [
         "SyncCore": [],
         "SyncWire": ["SyncCore", "NIOCore", "CZlib"],
-        "SyncStore": ["SyncCore", "GRDB", "Foundation", "Logging"],
+        "SyncStore": ["SyncCore", "GRDB", "GRDBSQLite", "Foundation", "Logging"],
         "SyncEngine": ["SyncCore", "SyncWire", "SyncStore", "Foundation"],
         "CareRecords": ["SyncCore", "SyncStore", "SyncEngine"],
         "SyncClient": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "Foundation", "Dispatch", "Logging", "NIOCore", "NIOPosix"],

@@ -1,0 +1,43 @@
+import Foundation
+import GRDB
+import GRDBSQLite
+import SyncCore
+
+/// Runs a prepared statement with values bound straight through the SQLite C API.
+///
+/// Used for the store's bulk writes (change log, field clocks, domain rows), where GRDB's
+/// `StatementArguments` conversion (existential boxing of every value) cost more than SQLite's
+/// own work in profiles. The statement is still prepared and cached by GRDB, and runs inside
+/// GRDB's transaction; only argument binding and stepping are done here.
+enum BulkStatement {
+    /// SQLITE_TRANSIENT: SQLite copies text and blobs before `bind` returns.
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    static func execute(_ statement: Statement, in db: Database, values: [FieldValue]) throws {
+        let handle = statement.sqliteStatement
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+        precondition(Int(sqlite3_bind_parameter_count(handle)) == values.count, "bulk statement arity mismatch")
+        for (offset, value) in values.enumerated() {
+            let index = Int32(offset + 1)
+            let code: Int32
+            switch value {
+            case .null: code = sqlite3_bind_null(handle, index)
+            case let .integer(number): code = sqlite3_bind_int64(handle, index, number)
+            case let .real(number): code = sqlite3_bind_double(handle, index, number)
+            case let .text(text): code = sqlite3_bind_text(handle, index, text, -1, transient)
+            case let .blob(bytes):
+                code = bytes.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), transient) }
+            }
+            guard code == SQLITE_OK else { throw failure(code, db) }
+        }
+        let step = sqlite3_step(handle)
+        sqlite3_reset(handle)
+        guard step == SQLITE_DONE else { throw failure(step, db) }
+    }
+
+    private static func failure(_ code: Int32, _ db: Database) -> StoreError {
+        let message = db.sqliteConnection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) } ?? "unknown"
+        return StoreError(.database, "SQLite error \(code): \(message)")
+    }
+}
