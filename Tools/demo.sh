@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CareSync demo: a hub on loopback, two team replicas that edit the same pathway-plan goal
-# offline and sync over TCP. A last-writer-wins date merges silently, the narrative text becomes a
+# offline and sync over TCP (and, at the end, carry a change on a bundle file). A last-writer-wins date merges silently, the narrative text becomes a
 # conflict with both candidates, a manager resolves it, every replica converges, the history shows
 # who changed what from where and when, and the operator view shows health without contents.
 set -euo pipefail
@@ -79,6 +79,13 @@ done
 a=$(sqlite3 alex.db "select statement, target_date, status from goal; select alerts from young_person")
 m=$(sqlite3 morgan.db "select statement, target_date, status from goal; select alerts from young_person")
 if [ "$a" = "$m" ]; then echo "converged: yes"; else echo "converged: NO"; exit 1; fi
+
+say "No network at all? Carry changes as a checksummed bundle file (USB stick, e-mail)"
+echo "Alex records a case note offline:"; alex add case_note yp_id="$ava" category=contact occurred_at=2025-06-23 body="Phoned Ava about the studio viewing"
+run export alex-usb.bundle --replica alex.db
+run import alex-usb.bundle --replica morgan.db
+run import alex-usb.bundle --replica morgan.db
+echo "(the second import changes nothing: imports are idempotent by change id)"
 
 say "The hub operator's view: health per replica, no record contents"
 run hub replicas --db hub.db
