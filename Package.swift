@@ -43,6 +43,7 @@ let package = Package(
         .target(name: "SyncClient", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),

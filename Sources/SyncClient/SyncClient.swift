@@ -1,5 +1,6 @@
 import Dispatch
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SyncCore
@@ -85,7 +86,7 @@ public enum SyncClient {
             let failure = session.failure ?? SyncFailure(.timeout, "the sync stopped before it finished")
             try? store.recordSyncOutcome(error: failure.code.name)
             guard failure.retryable, attempt < retry.attempts else { throw failure }
-            let delay = retry.delay(after: attempt)
+            let delay = max(retry.delay(after: attempt), failure.retryAfterMillis)
             logger.notice("sync attempt failed; retrying", metadata: ["attempt": "\(attempt)", "code": "\(failure.code.name)",
                                                                      "delay_ms": "\(delay)"])
             try await Task.sleep(nanoseconds: delay * 1_000_000)
@@ -103,7 +104,7 @@ public enum SyncClient {
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.addHandler(IdleStateHandler(readTimeout: .milliseconds(Int64(ProtocolLimits.responseMillis))))
-                    try pipeline.addHandler(IdleCloseHandler())
+                    try pipeline.addHandler(IdleCloseHandler(farewell: nil))
                     try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxBody: maxBody)))
                     try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
                     return try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
@@ -112,6 +113,13 @@ public enum SyncClient {
         let codec = MessageCodec(maxBody: maxBody, compressionThreshold: compressionThreshold)
         let connected = DispatchTime.now().uptimeNanoseconds
         defer { sessionNanos += DispatchTime.now().uptimeNanoseconds - connected }
+        // Handshake deadline (Protocol/session.md): no welcome or reject in time, close.
+        let welcomed = NIOLockedValueBox(false)
+        let underlying = channel.channel
+        let handshake = underlying.eventLoop.scheduleTask(in: .milliseconds(Int64(ProtocolLimits.handshakeMillis))) {
+            if !welcomed.withLockedValue({ $0 }) { underlying.close(promise: nil) }
+        }
+        defer { handshake.cancel() }
         try await channel.executeThenClose { inbound, outbound in
             var pending = session.start()
             var iterator = inbound.makeAsyncIterator()
@@ -133,6 +141,7 @@ public enum SyncClient {
                         return
                     }
                     traffic(0, frame.payload.count + Frame.headerSize, session.summary)
+                    welcomed.withLockedValue { $0 = true }
                     pending = session.receive(try codec.decode(frame))
                 } catch let error as WireError {
                     pending = session.protocolError(error)

@@ -9,7 +9,9 @@ public struct ClientConfiguration: Sendable {
     public var pushBatchChanges = 5_000
     /// Push batches are cut below this many encoded bytes (well under the frame limit).
     public var pushBatchBytes = 1024 * 1024
-    public var pullBudget: UInt64 = 1024 * 1024
+    /// Kept at 512 KiB: a pulled batch is buffered whole before its transaction commits, and the
+    /// client's peak memory follows it.
+    public var pullBudget: UInt64 = 512 * 1024
     /// Compress push payloads at or above this many bytes; nil sends them uncompressed.
     public var compressionThreshold: Int? = 1024
 
@@ -37,10 +39,13 @@ public struct SyncSummary: Equatable, Sendable {
 public struct SyncFailure: Error, Equatable, Sendable, CustomStringConvertible {
     public let code: WireErrorCode
     public let message: String
+    /// The least wait the hub asked for before reconnecting (from a reject).
+    public let retryAfterMillis: UInt64
 
-    public init(_ code: WireErrorCode, _ message: String) {
+    public init(_ code: WireErrorCode, _ message: String, retryAfterMillis: UInt64 = 0) {
         self.code = code
         self.message = message
+        self.retryAfterMillis = retryAfterMillis
     }
 
     public var retryable: Bool { code.retryable }
@@ -110,11 +115,18 @@ public struct ClientSession {
 
     private mutating func handle(_ message: Message) throws -> [SessionAction] {
         switch (state, message) {
-        case let (_, .reject(code, _, text)), let (_, .error(code, _, text)):
-            failure = SyncFailure(code, "hub refused: \(text.prefix(200))")
+        case let (_, .reject(code, retryAfter, text)):
+            failure = SyncFailure(code, "hub refused: \(text.prefix(200))", retryAfterMillis: retryAfter)
             state = .failed
             try? store.recordSyncOutcome(error: code.name)
             return [.close]
+        case let (_, .error(code, _, text)):
+            // Fatal or not, the attempt ends here; the shell retries retryable codes with backoff,
+            // and the next attempt resumes from what the hub acknowledged.
+            failure = SyncFailure(code, "hub refused: \(text.prefix(200))")
+            state = .failed
+            try? store.recordSyncOutcome(error: code.name)
+            return [.send(.goodbye(reason: 0)), .close]
         case let (.awaitingWelcome, .welcome(welcome)):
             guard welcome.protocolVersion == ProtocolLimits.version else {
                 throw SyncFailure(.unsupportedVersion, "hub chose protocol version \(welcome.protocolVersion)")

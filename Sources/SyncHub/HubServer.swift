@@ -57,6 +57,9 @@ public final class HubServer: Service, Sendable {
 
     public func run() async throws {
         let configuration = self.configuration
+        // What a peer is told before a deadline closes its connection (Protocol/session.md).
+        let idleFarewell = MessageCodec().encode(.error(code: .timeout, fatal: true, message: "idle deadline passed"))
+        let frameFarewell = MessageCodec().encode(.error(code: .timeout, fatal: true, message: "frame was not completed in time"))
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -65,8 +68,8 @@ public final class HubServer: Service, Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.addHandler(IdleStateHandler(readTimeout: configuration.idle))
-                    try pipeline.addHandler(IdleCloseHandler())
-                    try pipeline.addHandler(FrameDeadlineHandler(deadline: configuration.frameCompletion))
+                    try pipeline.addHandler(IdleCloseHandler(farewell: idleFarewell))
+                    try pipeline.addHandler(FrameDeadlineHandler(deadline: configuration.frameCompletion, farewell: frameFarewell))
                     try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxBody: configuration.session.maxFrameBody)))
                     try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
                     // Back-pressure: the inbound stream stops reading from the socket when the
@@ -118,8 +121,10 @@ public final class HubServer: Service, Sendable {
         let codec = MessageCodec(maxBody: configuration.session.maxFrameBody, compressionThreshold: configuration.compressionThreshold)
         let greeted = NIOLockedValueBox(false)
         let channel = connection.channel
+        let farewell = codec.frame(.error(code: .timeout, fatal: true, message: "no hello within the handshake deadline"))
         let handshake = channel.eventLoop.scheduleTask(in: configuration.handshake) {
-            if !greeted.withLockedValue({ $0 }) { channel.close(promise: nil) }
+            guard !greeted.withLockedValue({ $0 }) else { return }
+            channel.writeAndFlush(farewell).whenComplete { _ in channel.close(promise: nil) }
         }
         defer { handshake.cancel() }
         do {

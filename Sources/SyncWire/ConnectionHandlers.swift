@@ -2,16 +2,22 @@ import NIOCore
 
 /// Closes a connection whose peer started a frame and did not finish it in time: a slow-drip
 /// peer cannot hold a connection (and its buffer) open indefinitely.
-public final class FrameDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
+public final class FrameDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = NIOAny
 
     private let deadline: TimeAmount
+    private let farewell: [UInt8]?
     private var pending = 0
     private var expected: Int?
     private var timer: Scheduled<Void>?
 
-    public init(deadline: TimeAmount) { self.deadline = deadline }
+    /// `farewell` (an encoded error frame) is written before the connection is closed.
+    public init(deadline: TimeAmount, farewell: [UInt8]? = nil) {
+        self.deadline = deadline
+        self.farewell = farewell
+    }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
@@ -43,8 +49,19 @@ public final class FrameDeadlineHandler: ChannelInboundHandler, RemovableChannel
         }
         let inFrame = expected != nil || pending > 0
         if inFrame && timer == nil {
-            let channel = context.channel
-            timer = context.eventLoop.scheduleTask(in: deadline) { channel.close(promise: nil) }
+            // Written from this handler's place in the pipeline (below the frame encoder): the
+            // farewell is already an encoded frame.
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            let farewell = self.farewell
+            timer = context.eventLoop.scheduleTask(in: deadline) {
+                let context = bound.value
+                let channel = context.channel
+                if let farewell {
+                    context.writeAndFlush(NIOAny(ByteBuffer(bytes: farewell))).whenComplete { _ in channel.close(promise: nil) }
+                } else {
+                    channel.close(promise: nil)
+                }
+            }
         } else if !inFrame {
             timer?.cancel()
             timer = nil
@@ -60,17 +77,27 @@ public final class FrameDeadlineHandler: ChannelInboundHandler, RemovableChannel
     }
 }
 
-/// Closes a connection when the idle-state handler reports no reads for too long.
-public final class IdleCloseHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// Closes a connection when the idle-state handler reports no reads for too long, after writing
+/// `farewell` (an encoded error frame) if given.
+public final class IdleCloseHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = NIOAny
+    public typealias OutboundIn = NIOAny
+    public typealias OutboundOut = ByteBuffer
 
-    public init() {}
+    private let farewell: [UInt8]?
+
+    public init(farewell: [UInt8]? = nil) { self.farewell = farewell }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-        } else {
+        guard event is IdleStateHandler.IdleStateEvent else {
             context.fireUserInboundEventTriggered(event)
+            return
+        }
+        if let farewell {
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: farewell))).whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
         }
     }
 }
