@@ -37,6 +37,8 @@ public final class HubServer: Service, Sendable {
     let group: MultiThreadedEventLoopGroup
     let storeQueue = DispatchQueue(label: "caresync.hub.store")
     let active = NIOLockedValueBox(0)
+    /// Open connections, so a graceful shutdown can say goodbye to each.
+    let open = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
     let bound = NIOLockedValueBox<Int?>(nil)
     let clock: @Sendable () -> UInt64
 
@@ -103,8 +105,14 @@ public final class HubServer: Service, Sendable {
                 }
             }
         } onGracefulShutdown: {
-            self.logger.info("hub shutting down: no new connections; running sessions finish")
+            self.logger.info("hub shutting down: no new connections; sessions are told goodbye")
             server.channel.close(promise: nil)
+            // A request being stored still commits; its acknowledgement may be lost, and the
+            // replica's next sync re-sends it (the hub ignores changes it holds).
+            let goodbye = MessageCodec().frame(.goodbye(reason: 1))
+            for channel in self.open.withLockedValue({ Array($0.values) }) {
+                channel.writeAndFlush(goodbye).whenComplete { _ in channel.close(promise: nil) }
+            }
         }
         logger.info("hub stopped")
     }
@@ -117,6 +125,9 @@ public final class HubServer: Service, Sendable {
 
     /// Runs one session to its end. Every exit path closes the connection.
     private func serve(_ connection: NIOAsyncChannel<Frame, Frame>) async {
+        let key = ObjectIdentifier(connection.channel)
+        open.withLockedValue { $0[key] = connection.channel }
+        defer { open.withLockedValue { _ = $0.removeValue(forKey: key) } }
         var session = HubSession(store: store, configuration: configuration.session)
         let codec = MessageCodec(maxBody: configuration.session.maxFrameBody, compressionThreshold: configuration.compressionThreshold)
         let greeted = NIOLockedValueBox(false)

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import SyncClient
 import SyncCore
 import SyncEngine
@@ -246,6 +247,42 @@ extension LoopbackTests {
             }
             #expect(code == .timeout && fatal)
         }
+    }
+}
+
+extension LoopbackTests {
+    @Test("graceful shutdown: open connections are told goodbye (reason 1) and the hub returns")
+    func gracefulShutdown() async throws {
+        let directory = NSTemporaryDirectory() + "caresync-shutdown-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var random = SystemRandomNumberGenerator()
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+        var configuration = HubServerConfiguration()
+        configuration.port = 0
+        let server = HubServer(store: store, configuration: configuration, logger: Logger(label: "test.hub")) {
+            UInt64(Date().timeIntervalSince1970 * 1000)
+        }
+        let group = ServiceGroup(services: [server], logger: Logger(label: "test.group"))
+        let running = Task { try await group.run() }
+        for _ in 0..<500 where server.boundPort == nil { try await Task.sleep(nanoseconds: 5_000_000) }
+        let port = try #require(server.boundPort)
+        let raw = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+                    return try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        for _ in 0..<500 where server.activeConnections == 0 { try await Task.sleep(nanoseconds: 5_000_000) }
+        await group.triggerGracefulShutdown()
+        let frames = try await raw.executeThenClose { inbound, _ in
+            var received: [Frame] = []
+            for try await frame in inbound { received.append(frame) }
+            return received
+        }
+        #expect(try frames.map { try MessageCodec().decode($0) } == [.goodbye(reason: 1)])
+        try await running.value
     }
 }
 
