@@ -57,11 +57,13 @@ public enum SyncClient {
         var total = SyncSummary()
         var sessionNanos: UInt64 = 0
         for attempt in 1...max(retry.attempts, 1) {
+            // A token given for this sync is used first (enrolling again, or with another hub);
+            // once a welcome has stored a device secret, later attempts use the secret.
             let credential: Credential
-            if let secret = try store.hubLink()?.credential {
-                credential = .device(secret)
-            } else if let enrolmentToken {
+            if let enrolmentToken, !(total.enrolled) {
                 credential = .enrolmentToken(enrolmentToken)
+            } else if let secret = try store.hubLink()?.credential {
+                credential = .device(secret)
             } else {
                 throw SyncFailure(.authenticationFailed, "this replica is not enrolled: run `caresync sync --token <token from the hub operator>`")
             }

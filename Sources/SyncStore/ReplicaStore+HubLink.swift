@@ -32,13 +32,14 @@ extension ReplicaStore {
         }
     }
 
-    /// Sets the hub address; a different address starts a fresh link (new cursor, no credential).
+    /// Sets the hub address. The credential and cursor stay: a hub may move (a new port, a new
+    /// host name); if a different hub answers, `recordHub` resets the cursor.
     public func setHubAddress(_ address: String) throws {
         try writeContext { context in
-            let current = try String.fetchOne(context.db, sql: "SELECT address FROM sync_hub")
-            if current == address { return }
-            try context.db.execute(sql: "DELETE FROM sync_hub")
-            try context.db.execute(sql: "INSERT INTO sync_hub (id, address, pull_cursor) VALUES (1, ?, 0)", arguments: [address])
+            try context.db.execute(sql: """
+                INSERT INTO sync_hub (id, address, pull_cursor) VALUES (1, ?, 0)
+                ON CONFLICT (id) DO UPDATE SET address = excluded.address
+                """, arguments: [address])
         }
     }
 
