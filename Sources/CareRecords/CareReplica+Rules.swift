@@ -181,7 +181,7 @@ extension CareReplica {
             }
             var values: [String: FieldValue] = [
                 "yp_id": plan["yp_id"] ?? .null, "kind": plan["kind"] ?? .null, "lineage_id": plan["lineage_id"] ?? .text(id),
-                "version_no": .integer((plan["version_no"]?.integerValue ?? 1) + 1), "supersedes_id": .text(id),
+                "version_no": .integer((plan["version_no"]?.integerValue ?? 1) &+ 1), "supersedes_id": .text(id),
                 "status": .text("draft"), "created_by": .text(author),
             ]
             for field in Self.planContentFields { values[field] = plan[field] ?? .null }

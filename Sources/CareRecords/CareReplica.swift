@@ -217,10 +217,13 @@ enum Money {
             let whole = body[..<dot]
             let fraction = body[body.index(after: dot)...]
             guard fraction.count == 2, let w = Int64(whole), let f = Int64(fraction), w >= 0, f >= 0 else { return nil }
-            return w * 100 + f
+            let (pence, overflow) = w.multipliedReportingOverflow(by: 100)
+            return overflow || pence > Int64.max - f ? nil : pence + f
         }
         guard let value = Int64(body), value >= 0 else { return nil }
-        return pounds ? value * 100 : value
+        guard pounds else { return value }
+        let (pence, overflow) = value.multipliedReportingOverflow(by: 100)
+        return overflow ? nil : pence
     }
 
     static func format(_ pence: Int64) -> String {

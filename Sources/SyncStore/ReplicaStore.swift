@@ -169,6 +169,11 @@ public final class ReplicaStore: Sendable {
             } catch {
                 throw StoreError(.clockSkew, "batch refused, nothing applied: change \(change.id) \(error)")
             }
+            // SQLite integers are signed 64-bit; a larger causal length can only come from a
+            // broken or hostile peer (a row would need 2^63 deletes).
+            guard change.write.causalLength <= UInt64(Int64.max) else {
+                throw StoreError(.corrupt, "batch refused, nothing applied: change \(change.id) has an impossible causal length")
+            }
             newest = max(newest, change.write.timestamp)
         }
         let summary = try writeContext { context -> ApplySummary in
