@@ -133,6 +133,11 @@ public struct HubSession: Sendable {
         guard changes.count <= configuration.maxPushChanges else {
             return fail(.limitExceeded, "push of \(changes.count) changes exceeds \(configuration.maxPushChanges)", nowMillis: nowMillis)
         }
+        // A change no replica could apply would block every replica's pull behind it: refuse it
+        // here, before it is stored and relayed.
+        for change in changes where change.write.causalLength > UInt64(Int64.max) {
+            return fail(.malformedMessage, "change \(change.id) has an impossible causal length", nowMillis: nowMillis)
+        }
         for change in changes where change.write.timestamp.physicalMillis > nowMillis &+ configuration.maxClockSkewMillis {
             return [.send(.error(code: .clockSkew, fatal: false,
                                  message: "change \(change.id) is more than \(configuration.maxClockSkewMillis / 1000) s ahead of the hub's clock; nothing stored"))]

@@ -1,0 +1,98 @@
+import Foundation
+import SyncCore
+import SyncEngine
+import SyncStore
+import SyncTesting
+import SyncWire
+import Testing
+
+/// The hub's session state machine without a network: what it accepts, refuses and stores.
+@Suite("Hub session")
+struct HubSessionTests {
+    let directory: String = {
+        let path = NSTemporaryDirectory() + "caresync-hubsession-" + UUID().uuidString
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }()
+
+    func readySession(_ store: SQLiteHubStore, replica: ReplicaID, now: UInt64) throws -> HubSession {
+        var random = SeededGenerator(seed: 7)
+        let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: now + 60_000, random: &random)
+        var session = HubSession(store: store, random: RandomSource { 42 })
+        let actions = session.receive(.hello(Hello(protocolMin: 1, protocolMax: 1, schemaVersion: 1, replica: replica, appVersion: "test",
+                                                   credential: .enrolmentToken(token), maxFrameBody: 65_536)), nowMillis: now)
+        guard case .send(.welcome) = actions.first else {
+            Issue.record("expected a welcome, got \(actions)")
+            return session
+        }
+        return session
+    }
+
+    func change(_ replica: ReplicaID, _ counter: UInt64, now: UInt64, causalLength: UInt64 = 1, ahead: UInt64 = 0) -> Change {
+        Change(table: "note", row: "n\(counter)", column: "text", write: FieldWrite(
+            id: ChangeID(replica: replica, counter: counter), timestamp: HybridTimestamp(physicalMillis: now + ahead, logical: 0),
+            causalLength: causalLength, author: "w", operation: .assign(.text("x"))))
+    }
+
+    @Test("a push is acknowledged with the contiguous durable counter; a re-sent batch stores nothing new")
+    func pushAndResend() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var random = SeededGenerator(seed: 1)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+        let replica = ReplicaID(high: 5, low: 5)
+        let now: UInt64 = 1_750_000_000_000
+        var session = try readySession(store, replica: replica, now: now)
+        let batch = (1...3).map { change(replica, $0, now: now) }
+        let first = session.receive(.push(batch: 1, changes: batch), nowMillis: now)
+        #expect(first == [.send(.pushAck(batch: 1, durable: VersionVector([replica: 3]), hubHead: 3))])
+        let again = session.receive(.push(batch: 2, changes: batch), nowMillis: now)
+        #expect(again == [.send(.pushAck(batch: 2, durable: VersionVector([replica: 3]), hubHead: 3))])
+        // Out-of-order batch numbers are a protocol error.
+        let wrong = session.receive(.push(batch: 7, changes: []), nowMillis: now)
+        guard case .send(.error(.unexpectedMessage, true, _)) = wrong.first else {
+            Issue.record("expected UNEXPECTED_MESSAGE, got \(wrong)")
+            return
+        }
+    }
+
+    @Test("changes no replica could apply are refused before they are stored")
+    func poisonRefused() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var random = SeededGenerator(seed: 2)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+        let replica = ReplicaID(high: 6, low: 6)
+        let now: UInt64 = 1_750_000_000_000
+        var session = try readySession(store, replica: replica, now: now)
+        let skewed = session.receive(.push(batch: 1, changes: [change(replica, 1, now: now, ahead: 10 * 60_000)]), nowMillis: now)
+        guard case .send(.error(.clockSkew, false, _)) = skewed.first else {
+            Issue.record("expected a non-fatal CLOCK_SKEW, got \(skewed)")
+            return
+        }
+        let impossible = session.receive(.push(batch: 2, changes: [change(replica, 1, now: now, causalLength: .max)]), nowMillis: now)
+        guard case .send(.error(.malformedMessage, true, _)) = impossible.first else {
+            Issue.record("expected MALFORMED_MESSAGE, got \(impossible)")
+            return
+        }
+        #expect(try store.head() == 0, "nothing was stored")
+    }
+
+    @Test("before the hello only a hello is accepted; a revoked device is refused")
+    func handshakeRules() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var random = SeededGenerator(seed: 3)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+        var session = HubSession(store: store, random: RandomSource { 1 })
+        let early = session.receive(.pull(cursor: 0, byteBudget: 1024), nowMillis: 0)
+        #expect(early.last == .close)
+        let replica = ReplicaID(high: 7, low: 7)
+        _ = try readySession(store, replica: replica, now: 1_000)
+        #expect(try store.revoke(replica: replica, nowMillis: 2_000))
+        var again = HubSession(store: store, random: RandomSource { 1 })
+        let refused = again.receive(.hello(Hello(protocolMin: 1, protocolMax: 1, schemaVersion: 1, replica: replica, appVersion: "t",
+                                                 credential: .device([UInt8](repeating: 1, count: 32)), maxFrameBody: 65_536)), nowMillis: 3_000)
+        guard case .send(.reject(.authenticationFailed, _, _)) = refused.first else {
+            Issue.record("expected AUTHENTICATION_FAILED, got \(refused)")
+            return
+        }
+    }
+}
