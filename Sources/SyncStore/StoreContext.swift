@@ -102,15 +102,20 @@ final class StoreContext {
         let rowKey = RowKey(table: table, key: key)
         if let ref = rowRefs[rowKey] { return ref }
         let tableID = try nameID(table)
-        let select = try db.cachedStatement(sql: "SELECT id, causal_length FROM sync_row WHERE table_name = ? AND key = ?")
+        // Most rows met here are new (creations, first changes of a row): try the insert first,
+        // and look the row up only when it already existed. One statement instead of two.
+        let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO sync_row (table_name, key, causal_length) VALUES (?, ?, 0)")
+        try BulkStatement.execute(insert, in: db, values: [.integer(tableID), .text(key)])
         var ref: RowRef
-        if let row = try Row.fetchOne(select, arguments: [tableID, key]) {
-            ref = RowRef(id: row[0], causalLength: UInt64(row[1] as Int64))
-        } else {
-            try db.cachedStatement(sql: "INSERT INTO sync_row (table_name, key, causal_length) VALUES (?, ?, 0)")
-                .execute(arguments: [tableID, key])
+        if db.changesCount > 0 {
             ref = RowRef(id: db.lastInsertedRowID, causalLength: 0)
             freshRows.insert(ref.id)
+        } else {
+            let select = try db.cachedStatement(sql: "SELECT id, causal_length FROM sync_row WHERE table_name = ? AND key = ?")
+            guard let row = try Row.fetchOne(select, arguments: [tableID, key]) else {
+                throw StoreError(.corrupt, "row reference for \(table) \(key) vanished")
+            }
+            ref = RowRef(id: row[0], causalLength: UInt64(row[1] as Int64))
         }
         rowRefs[rowKey] = ref
         return ref
