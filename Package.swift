@@ -74,7 +74,7 @@ let package = Package(
         ], path: "Sources/CareSyncBench"),
         .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore", "SyncTesting"]),
         .testTarget(name: "SyncWireTests", dependencies: [
-            "SyncCore", "SyncWire", .product(name: "NIOCore", package: "swift-nio"),
+            "SyncCore", "SyncWire", "SyncTesting", .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "SyncStoreTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "SyncTesting"]),
         .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),

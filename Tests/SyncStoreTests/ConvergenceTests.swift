@@ -2,6 +2,7 @@ import Foundation
 import SyncCore
 import SyncEngine
 import SyncStore
+import SyncTesting
 import Testing
 
 /// N replicas edit concurrently and exchange bundles in random orders with duplicates; all must
@@ -12,14 +13,12 @@ struct ConvergenceTests {
     struct Fleet {
         let clock = ManualClock()
         var replicas: [ReplicaStore] = []
-        var rowIDs: [String] = []
-        var noteIDs: [String] = []
     }
 
     static func makeFleet(_ count: Int, directory: String) throws -> Fleet {
         var fleet = Fleet()
         for index in 0..<count {
-            var generator = SplitMix(seed: UInt64(index + 1) * 7919)
+            var generator = SeededGenerator(seed: UInt64(index + 1) * 7919)
             fleet.replicas.append(try ReplicaStore.create(at: "\(directory)/r\(index).db", schema: TestSchema.v1,
                                                           replicaID: .random(using: &generator), name: "r\(index)",
                                                           wallClock: fleet.clock))
@@ -27,67 +26,26 @@ struct ConvergenceTests {
         return fleet
     }
 
-    /// One random local edit on one replica; edits the policy refuses (a status moving backwards,
-    /// a row that does not exist here yet) are skipped, as a user would be told no.
-    static func randomEdit(_ store: ReplicaStore, _ fleet: inout Fleet, _ random: inout SplitMix) throws {
-        let words = ["alpha", "beta", "gamma", "delta"]
-        let author = ["ann", "bob", "cy"][Int(random.next() % 3)]
-        do {
-            try store.write(author: author) { tx in
-                let choice = random.next() % 12
-                if choice == 0 || fleet.rowIDs.isEmpty {
-                    let id = "item-\(fleet.rowIDs.count)-\(store.replicaID.short)"
-                    fleet.rowIDs.append(id)
-                    try tx.create("item", id: id, values: ["code": .text("C\(fleet.rowIDs.count)"), "title": .text("t"),
-                                                          "status": .text("draft")])
-                    return
-                }
-                if choice == 1 || fleet.noteIDs.isEmpty {
-                    let id = "note-\(random.next() % 3)"
-                    if !fleet.noteIDs.contains(id) { fleet.noteIDs.append(id) }
-                    try tx.create("note", id: id, values: ["text": .text(words.randomElement(using: &random)!)])
-                    return
-                }
-                let id = fleet.rowIDs[Int(random.next() % UInt64(fleet.rowIDs.count))]
-                let word = FieldValue.text(words[Int(random.next() % 4)])
-                switch choice {
-                case 2: try tx.update("item", id: id, values: ["title": word])
-                case 3, 4: try tx.update("item", id: id, values: ["body": word])
-                case 5: try tx.update("item", id: id, values: ["status": .text(TestSchema.lattice.order[Int(random.next() % 4)])])
-                case 6: try tx.add("item", id: id, column: "tags", element: word)
-                case 7: try tx.remove("item", id: id, column: "tags", element: word)
-                case 8: try tx.add("item", id: id, column: "consent", element: word)
-                case 9: try tx.remove("item", id: id, column: "consent", element: word)
-                case 10: try tx.increment("item", id: id, column: "hits", by: Int64(random.next() % 5) - 2)
-                default:
-                    let note = fleet.noteIDs[Int(random.next() % UInt64(fleet.noteIDs.count))]
-                    if random.next() % 2 == 0 { try tx.delete("note", id: note) } else {
-                        try tx.update("note", id: note, values: ["text": word])
-                    }
-                }
-            }
-        } catch let error as StoreError where [.rowNotFound, .rowExists, .statusBackwards].contains(error.code) {
-            // Refused locally; nothing was written.
-        }
-    }
-
     @Test("three replicas converge after random concurrent edits and random exchanges", arguments: 0..<10)
     func randomRuns(run: Int) throws {
-        let seed = TestFiles.seed() &+ UInt64(run)
+        let seed = SeededGenerator.seedFromEnvironment(default: UInt64.random(in: 1...UInt64.max)) &+ UInt64(run)
         print("ConvergenceTests.randomRuns seed=\(seed) (replay with CARESYNC_SEED=\(seed &- UInt64(run)))")
-        var random = SplitMix(seed: seed)
+        var random = SeededGenerator(seed: seed)
         let directory = TestFiles.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        var fleet = try Self.makeFleet(3, directory: directory)
+        let fleet = try Self.makeFleet(3, directory: directory)
+        // The same edit mix as the simulator (TestSchema has SimulationSchema's tables and more).
+        var editors = Array(repeating: RandomEditor(), count: 3)
         for _ in 0..<120 {
-            let replica = fleet.replicas[Int(random.next() % 3)]
+            let index = random.index(below: 3)
             fleet.clock.advance(random.next() % 50)
-            try Self.randomEdit(replica, &fleet, &random)
+            try editors[index].edit(fleet.replicas[index], author: ["ann", "bob", "cy"][random.index(below: 3)], random: &random)
             if random.next() % 4 == 0 {
-                let from = fleet.replicas[Int(random.next() % 3)]
-                let to = fleet.replicas[Int(random.next() % 3)]
-                let (bundle, _) = try BundleExchange.makeBundle(from: from, for: to.replicaID)
-                _ = try BundleExchange.apply(try ChangeBundle.decode(bundle.encoded()), to: to)
+                let from = fleet.replicas[random.index(below: 3)]
+                let target = random.index(below: 3)
+                let (bundle, _) = try BundleExchange.makeBundle(from: from, for: fleet.replicas[target].replicaID)
+                _ = try BundleExchange.apply(try ChangeBundle.decode(bundle.encoded()), to: fleet.replicas[target])
+                try editors[target].learn(from: fleet.replicas[target])
             }
         }
         // Heal: everyone sends everything to everyone, in a random order, some twice.
@@ -101,18 +59,12 @@ struct ConvergenceTests {
                 _ = try BundleExchange.apply(bundle, to: fleet.replicas[to])
             }
         }
-        let snapshots = try fleet.replicas.map { try $0.snapshot() }
-        #expect(snapshots[0] == snapshots[1], "seed \(seed): replicas 0 and 1 differ: \(Self.difference(snapshots[0], snapshots[1]))")
-        #expect(snapshots[1] == snapshots[2], "seed \(seed): replicas 1 and 2 differ: \(Self.difference(snapshots[1], snapshots[2]))")
+        let snapshots = try fleet.replicas.map { try ReplicaSnapshot.capture($0) }
+        #expect(snapshots[0] == snapshots[1], "seed \(seed): replicas 0 and 1 differ: \(ReplicaSnapshot.difference(snapshots[0], snapshots[1]))")
+        #expect(snapshots[1] == snapshots[2], "seed \(seed): replicas 1 and 2 differ: \(ReplicaSnapshot.difference(snapshots[1], snapshots[2]))")
         let vectors = try fleet.replicas.map { try $0.versionVector() }
         #expect(vectors[0] == vectors[1] && vectors[1] == vectors[2], "seed \(seed): version vectors differ")
         #expect(try fleet.replicas[0].read { try $0.count("item") } > 0, "seed \(seed): nothing was created")
-    }
-
-    static func difference(_ a: String, _ b: String) -> String {
-        let left = Set(a.split(separator: "\n"))
-        let right = Set(b.split(separator: "\n"))
-        return "only in first: \(left.subtracting(right).sorted()); only in second: \(right.subtracting(left).sorted())"
     }
 
     @Test("applying the same changes in every order, with duplicates, gives identical replicas")
@@ -139,7 +91,7 @@ struct ConvergenceTests {
             let replica = try ReplicaStore.create(at: "\(directory)/order-\(order.map(String.init).joined()).db", schema: TestSchema.v1,
                                                   replicaID: ReplicaID(high: 9, low: UInt64(order.count)), name: "o", wallClock: fleet.clock)
             for index in order { _ = try replica.apply(batches[index].reversed()) }
-            snapshots.insert(try replica.snapshot())
+            snapshots.insert(try ReplicaSnapshot.capture(replica))
         }
         #expect(snapshots.count == 1)
         let merged = try ReplicaStore.open(at: "\(directory)/order-01.db", schema: TestSchema.v1, wallClock: fleet.clock)
@@ -170,11 +122,11 @@ struct ConvergenceTests {
         let fromB = try b.changes(notIn: VersionVector())
         _ = try a.apply(fromB)
         _ = try b.apply(fromA.reversed())
-        #expect(try a.snapshot() == b.snapshot())
+        #expect(try ReplicaSnapshot.capture(a) == ReplicaSnapshot.capture(b))
         #expect(try a.read { try $0.row("note", id: "n") } == nil, "causal length 4 (even) means deleted")
         try b.write(author: "bob") { try $0.create("note", id: "n", values: ["text": .text("v5")]) }
         _ = try a.apply(try b.changes(notIn: VersionVector()))
         #expect(try a.read { try $0.row("note", id: "n")?["text"] } == .text("v5"))
-        #expect(try a.snapshot() == b.snapshot())
+        #expect(try ReplicaSnapshot.capture(a) == ReplicaSnapshot.capture(b))
     }
 }

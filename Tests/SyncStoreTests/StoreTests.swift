@@ -2,6 +2,7 @@ import Foundation
 import SyncCore
 import SyncEngine
 import SyncStore
+import SyncTesting
 import Testing
 
 @Suite("Replica store")
@@ -46,11 +47,11 @@ struct StoreTests {
         }
         let batch = try a.changes(notIn: VersionVector())
         let first = try b.apply(batch)
-        let before = try b.snapshot()
+        let before = try ReplicaSnapshot.capture(b)
         let second = try b.apply(batch)
         #expect(first.applied == batch.count)
         #expect(second.applied == 0 && second.duplicates == batch.count)
-        #expect(try b.snapshot() == before)
+        #expect(try ReplicaSnapshot.capture(b) == before)
         #expect(try b.read { try $0.row("item", id: "x")?["hits"] } == .integer(2), "a duplicate increment counts once")
     }
 
@@ -142,7 +143,7 @@ struct StoreTests {
 
         let summary = try BundleExchange.importBundle(into: b, from: path)
         #expect(summary.result.applied == exported.changes)
-        #expect(try b.snapshot() == a.snapshot())
+        #expect(try ReplicaSnapshot.capture(b) == ReplicaSnapshot.capture(a))
         // b now knows what a has seen, so an export for a carries only b's own new changes.
         try b.write(author: "bob") { try $0.update("item", id: "x", values: ["title": .text("u")]) }
         let (incremental, known) = try BundleExchange.makeBundle(from: b, for: a.replicaID)

@@ -47,50 +47,10 @@ final class ManualClock: WallClock, @unchecked Sendable {
     func advance(_ delta: UInt64) { lock.withLock { millis += delta } }
 }
 
-/// SplitMix64: tiny, seedable, good enough to generate test cases.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 enum TestFiles {
     static func directory() -> String {
         let path = NSTemporaryDirectory() + "caresync-tests-" + UUID().uuidString
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         return path
-    }
-
-    static func seed() -> UInt64 {
-        if let text = ProcessInfo.processInfo.environment["CARESYNC_SEED"], let seed = UInt64(text) { return seed }
-        return UInt64.random(in: 1...UInt64.max)
-    }
-}
-
-extension ReplicaStore {
-    /// Domain rows of every table plus every field's merged resolution: equal snapshots mean
-    /// equal replicas.
-    func snapshot() throws -> String {
-        try read { view in
-            var lines: [String] = []
-            for table in view.schema.tables {
-                for row in try view.rows(table.name) {
-                    let id = row["id"]!.description
-                    lines.append("\(table.name) \(id) " + row.keys.sorted().map { "\($0)=\(row[$0]!)" }.joined(separator: " "))
-                    for column in table.columns where column.policy.keepsState {
-                        if let resolution = try view.resolution(table.name, id: id, column: column.name) {
-                            lines.append("  \(table.name) \(id) \(column.name) candidates=\(resolution.candidates.map(\.id)) quarantined=\(resolution.quarantined.map(\.id))")
-                        }
-                    }
-                }
-            }
-            return lines.joined(separator: "\n")
-        }
     }
 }

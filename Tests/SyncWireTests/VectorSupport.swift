@@ -1,6 +1,7 @@
 import Foundation
 import SyncCore
 import SyncWire
+import SyncTesting
 import Testing
 
 /// The package root, found from this file's path: Tests/SyncWireTests/VectorSupport.swift.
@@ -214,26 +215,5 @@ struct SpecExample {
             index += 1
         }
         return examples
-    }
-}
-
-/// SplitMix64: tiny, seedable, good enough to generate test cases.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-enum Seed {
-    /// CARESYNC_SEED replays a run; otherwise a fresh seed, which the test prints.
-    static func make() -> UInt64 {
-        if let text = ProcessInfo.processInfo.environment["CARESYNC_SEED"], let seed = UInt64(text) { return seed }
-        return UInt64.random(in: 1...UInt64.max)
     }
 }
