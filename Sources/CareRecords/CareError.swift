@@ -12,6 +12,4 @@ public struct CareError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { message }
-
-    static func invariant(_ code: String, _ message: String) -> CareError { CareError(code, message) }
 }

@@ -240,15 +240,13 @@ public final class SQLiteHubStore: HubStore {
     public func replicaSummaries() throws -> [ReplicaSummary] {
         try ReplicaStore.guarded {
             try queue.read { db in
-                let head = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM hub_change") ?? 0
-                return try Row.fetchAll(db, sql: "SELECT * FROM hub_replica ORDER BY team, replica_id").compactMap { row in
+                try Row.fetchAll(db, sql: "SELECT * FROM hub_replica ORDER BY team, replica_id").compactMap { row in
                     guard let replica = ReplicaID(hex: row["replica_id"]) else { return nil }
                     let cursor: Int64 = row["pull_cursor"]
                     // Lag: hub changes after this replica's cursor that came from other replicas.
                     let lag = try Int64.fetchOne(db, sql: """
                         SELECT count(*) FROM hub_change WHERE seq > ? AND origin NOT IN (SELECT id FROM hub_origin WHERE replica_id = ?)
                         """, arguments: [cursor, replica.hex]) ?? 0
-                    _ = head
                     func optional(_ name: String) -> UInt64? { (row[name] as Int64?).map { UInt64(max(0, $0)) } }
                     return ReplicaSummary(
                         replica: replica, team: row["team"], firstSeenMillis: optional("first_seen"), lastSeenMillis: optional("last_seen"),

@@ -127,7 +127,7 @@ public final class Simulation {
         case 28..<40:
             try startSync(replica, step: step)
         case 40..<88:
-            for _ in 0..<(1 + random.index(below: 4)) { try deliver(anyConnection: true) }
+            for _ in 0..<(1 + random.index(below: 4)) { try deliverSomewhere() }
         case 88..<91:
             cut(replica, reason: "cut mid-stream")
         case 91..<93:
@@ -174,13 +174,12 @@ public final class Simulation {
     }
 
     /// Moves a random chunk of bytes one way on a random connection (TCP: in order, maybe split).
-    func deliver(anyConnection: Bool) throws {
+    func deliverSomewhere() throws {
         guard let key = connections.keys.sorted().randomElement(using: &random), let connection = connections[key] else { return }
         try deliver(on: connection, towardsHub: random.coin())
     }
 
     func deliver(on connection: Connection, towardsHub: Bool) throws {
-        let now = clocks[connection.replica].nowMillis()
         if towardsHub, !connection.toHub.isEmpty, var hub = connection.hub {
             let count = 1 + random.index(below: connection.toHub.count)
             connection.hubInbox.append(Array(connection.toHub.prefix(count)))
@@ -216,7 +215,6 @@ public final class Simulation {
             }
             connection.client = client
         }
-        _ = now
         // Both sides done and nothing in flight: the connection ends.
         if connection.toHub.isEmpty && connection.toClient.isEmpty && (connection.clientClosing || connection.hubClosing) {
             finish(connection)

@@ -216,8 +216,6 @@ public struct ByteBufferShim {
         bytes.append(contentsOf: more)
     }
 
-    public var pendingBytes: Int { bytes.count - offset }
-
     public mutating func frame(maxBody: Int) throws(WireError) -> Frame? {
         guard bytes.count - offset >= 4 else { return nil }
         let length = bytes[offset..<offset + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }

@@ -118,21 +118,30 @@ struct EditCommand: ParsableCommand {
     }
 }
 
+/// Which set element `set-add` and `set-remove` act on.
+struct SetElementArguments: ParsableArguments {
+    @Argument(help: "Record kind.") var kind: String
+    @Argument(help: "Record id.") var id: String
+    @Argument(help: "Set field (alerts, involved_teams, consent_to_share).") var field: String
+    @Argument(help: "The element.") var element: String
+}
+
 struct SetAddCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set-add", abstract: "Add an element to a set field (alerts, involved_teams, consent_to_share).",
         discussion: "Example: caresync set-add young_person <id> alerts missing_risk")
 
     @OptionGroup var options: ReplicaOptions
-    @Argument var kind: String
-    @Argument var id: String
-    @Argument var field: String
-    @Argument var element: String
+    @OptionGroup var target: SetElementArguments
 
     func run() throws {
         let replica = try options.open()
-        try Output.run { try replica.setAdd(kind, id: id, field: field, element: element, author: options.worker) }
-        if options.json { Output.json(["id": id, "field": field, "added": true]) } else { Output.line("added to \(kind).\(field)") }
+        try Output.run {
+            try replica.setAdd(target.kind, id: target.id, field: target.field, element: target.element, author: options.worker)
+        }
+        if options.json { Output.json(["id": target.id, "field": target.field, "added": true]) } else {
+            Output.line("added to \(target.kind).\(target.field)")
+        }
     }
 }
 
@@ -142,15 +151,16 @@ struct SetRemoveCommand: ParsableCommand {
         discussion: "Example: caresync set-remove young_person <id> consent_to_share staying_put_carer\nIn an add-wins set a concurrent add elsewhere survives; in consent_to_share (remove-wins) the withdrawal wins.")
 
     @OptionGroup var options: ReplicaOptions
-    @Argument var kind: String
-    @Argument var id: String
-    @Argument var field: String
-    @Argument var element: String
+    @OptionGroup var target: SetElementArguments
 
     func run() throws {
         let replica = try options.open()
-        try Output.run { try replica.setRemove(kind, id: id, field: field, element: element, author: options.worker) }
-        if options.json { Output.json(["id": id, "field": field, "removed": true]) } else { Output.line("removed from \(kind).\(field)") }
+        try Output.run {
+            try replica.setRemove(target.kind, id: target.id, field: target.field, element: target.element, author: options.worker)
+        }
+        if options.json { Output.json(["id": target.id, "field": target.field, "removed": true]) } else {
+            Output.line("removed from \(target.kind).\(target.field)")
+        }
     }
 }
 
