@@ -167,3 +167,18 @@ extension ReplicaStore {
         }
     }
 }
+
+extension ReplicaStore {
+    /// Writes a consistent copy of the replica file to `path` (SQLite's online backup), as a user's
+    /// backup tool would. A replica restored from it recovers at its next sync what it lost.
+    public func backup(to path: String) throws {
+        guard !FileManager.default.fileExists(atPath: path) else {
+            throw StoreError(.alreadyExists, "a file already exists at \(path); choose another path")
+        }
+        try Self.guarded {
+            let target = try DatabaseQueue(path: path)
+            try queue.backup(to: target)
+            try target.close()
+        }
+    }
+}
