@@ -182,3 +182,11 @@ extension ReplicaStore {
         }
     }
 }
+
+extension ReplicaStore {
+    /// Closes the file. Needed before the file is replaced on disk (a restore): SQLite removes the
+    /// `-wal` file by name when its last connection closes, which must not be the new file's.
+    public func close() throws {
+        try Self.guarded { try queue.close() }
+    }
+}
