@@ -1,0 +1,139 @@
+import Foundation
+import SyncCore
+import SyncEngine
+import SyncStore
+import SyncTesting
+import SyncWire
+import Testing
+
+/// The recovery parts of the sessions, driven message by message without a network.
+@Suite("Recovery in the sessions")
+struct RecoverySessionTests {
+    let directory: String = {
+        let path = NSTemporaryDirectory() + "caresync-recovery-" + UUID().uuidString
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }()
+    let now: UInt64 = 1_750_000_000_000
+
+    struct Clock: WallClock {
+        let millis: UInt64
+        func nowMillis() -> UInt64 { millis }
+    }
+
+    /// Runs one client session against one hub session until both are done; returns the messages
+    /// the hub sent.
+    @discardableResult
+    func sync(_ replica: ReplicaStore, _ hub: SQLiteHubStore, token: String? = nil) throws -> (ClientSession, [Message]) {
+        let credential: Credential = if let token { .enrolmentToken(token) } else { .device(try #require(try replica.hubLink()?.credential)) }
+        try replica.setHubAddress("test")
+        var client = ClientSession(store: replica, credential: credential, random: RandomSource { 99 })
+        var server = HubSession(store: hub, random: RandomSource { 7 })
+        var toHub = client.start()
+        var fromHub: [Message] = []
+        for _ in 0..<1_000 {
+            var toClient: [Message] = []
+            for case let .send(message) in toHub { toClient += server.receive(message, nowMillis: now).compactMap { action in
+                if case let .send(reply) = action { return reply } else { return nil }
+            } }
+            fromHub += toClient
+            toHub = toClient.flatMap { client.receive($0) }
+            if client.isFinished || toHub.isEmpty { break }
+        }
+        return (client, fromHub)
+    }
+
+    func hubStore(_ name: String) throws -> SQLiteHubStore {
+        var random = SeededGenerator(seed: 11)
+        return try SQLiteHubStore(path: "\(directory)/\(name)", random: &random)
+    }
+
+    func token(_ hub: SQLiteHubStore) throws -> String {
+        var random = SeededGenerator(seed: 12)
+        return try hub.issueEnrolmentToken(team: "T", expiresAtMillis: now + 60_000, random: &random)
+    }
+
+    @Test("a hub restored from its own backup gets back from the replica what it had acknowledged")
+    func restoredHub() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let replica = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema, replicaID: ReplicaID(high: 3, low: 3),
+                                              name: "r", wallClock: Clock(millis: now))
+        var hub: SQLiteHubStore? = try hubStore("hub.db")
+        try sync(replica, hub!, token: try token(hub!))
+        try replica.write(author: "w") { try $0.create("note", id: "a", values: ["text": .text("1")]) }
+        try sync(replica, hub!)
+        let backup = Process()
+        backup.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        backup.arguments = ["sqlite3", "\(directory)/hub.db", ".backup \(directory)/hub-backup.db"]
+        try backup.run()
+        backup.waitUntilExit()
+        #expect(backup.terminationStatus == 0)
+        try replica.write(author: "w") { try $0.create("note", id: "b", values: ["text": .text("2")]) }
+        try sync(replica, hub!)
+        let acknowledged = try replica.peerKnowledge(hub!.hubID)[replica.replicaID]
+        #expect(acknowledged == 4)
+        hub = nil
+        let restored = try hubStore("hub-backup.db")
+        #expect(try restored.ownDurable(replica.replicaID) == 2, "the backup predates the second note")
+        let (client, _) = try sync(replica, restored)
+        #expect(client.state == .done)
+        #expect(try restored.ownDurable(replica.replicaID) == 4, "the replica pushed again what the restored hub had lost")
+    }
+
+    @Test("a push holding another version of a held change id is answered EQUIVOCATION, never acknowledged")
+    func equivocationAnswered() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let hub = try hubStore("hub.db")
+        var session = HubSession(store: hub, random: RandomSource { 5 })
+        let replica = ReplicaID(high: 8, low: 8)
+        let welcome = session.receive(.hello(Hello(protocolMin: 1, protocolMax: 1, schemaVersion: 1, replica: replica, appVersion: "t",
+                                                   credential: .enrolmentToken(try token(hub)), maxFrameBody: 65_536)), nowMillis: now)
+        guard case let .send(.welcome(details)) = welcome.first else {
+            Issue.record("expected a welcome, got \(welcome)")
+            return
+        }
+        #expect(details.ownDurable == 0)
+        func change(_ text: String) -> Change {
+            Change(table: "note", row: "n", column: "text", write: FieldWrite(
+                id: ChangeID(replica: replica, counter: 1), timestamp: HybridTimestamp(physicalMillis: now, logical: 0), author: "w",
+                operation: .assign(.text(text))))
+        }
+        #expect(session.receive(.push(batch: 1, changes: [change("first")]), nowMillis: now)
+            == [.send(.pushAck(batch: 1, durable: VersionVector([replica: 1]), hubHead: 1))])
+        let second = session.receive(.push(batch: 2, changes: [change("second")]), nowMillis: now)
+        guard case .send(.error(.equivocation, false, _)) = second.first, second.count == 1 else {
+            Issue.record("expected a non-fatal EQUIVOCATION and no ack, got \(second)")
+            return
+        }
+        #expect(try hub.equivocations().count == 1)
+        #expect(try hub.replicaSummaries().first?.lastError == "EQUIVOCATION", "shown to the operator")
+    }
+
+    @Test("the client refuses recovered changes that are not the contiguous run of the origin it asked for")
+    func recoveredRunChecked() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let replica = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema, replicaID: ReplicaID(high: 3, low: 3),
+                                              name: "r", wallClock: Clock(millis: now))
+        let hubID = ReplicaID(high: 1, low: 1)
+        func change(_ counter: UInt64, of origin: ReplicaID = ReplicaID(high: 3, low: 3)) -> Change {
+            Change(table: "note", row: "n\(counter)", column: "text", write: FieldWrite(
+                id: ChangeID(replica: origin, counter: counter), timestamp: HybridTimestamp(physicalMillis: now, logical: 0), author: "w",
+                operation: .assign(.text("x"))))
+        }
+        let bad: [[Change]] = [[change(2)], [change(1), change(3)], [change(1, of: ReplicaID(high: 4, low: 4))]]
+        for changes in bad {
+            var client = ClientSession(store: replica, credential: .device([1]), random: RandomSource { 1 })
+            _ = client.start()
+            let afterWelcome = client.receive(.welcome(Welcome(protocolVersion: 1, schemaVersion: 1, hub: hubID, maxFrameBody: 65_536,
+                                                               issuedCredential: [], hubTimeMillis: now, heartbeatIntervalMillis: 30_000,
+                                                               ownDurable: 5)))
+            #expect(afterWelcome.contains(.send(.recover(origin: replica.replicaID, after: 0, byteBudget: ClientConfiguration().pullBudget))))
+            let answer = client.receive(.recovered(origin: replica.replicaID, nextCounter: UInt64(changes.count), more: false, changes: changes))
+            guard case .send(.error(.malformedMessage, true, _)) = answer.first else {
+                Issue.record("expected MALFORMED_MESSAGE for \(changes.map(\.id)), got \(answer)")
+                continue
+            }
+            #expect(try replica.changes(notIn: VersionVector()).isEmpty, "nothing applied")
+        }
+    }
+}
