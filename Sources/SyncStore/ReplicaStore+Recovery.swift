@@ -46,6 +46,10 @@ extension ReplicaStore {
             if let consistent {
                 try Self.mergePeerKnowledge(context, hub, VersionVector([own: consistent]))
             }
+            // A later local edit must be stamped after the recovered ones it is made on top of.
+            let newest = changes.prefix(check.identical + check.recovered).map(\.write.timestamp).max() ?? .zero
+            try context.db.execute(sql: "UPDATE sync_state SET hlc = max(hlc, ?) WHERE id = 1",
+                                   arguments: [Int64(bitPattern: newest.rawValue)])
         }
         if check.recovered > 0 || check.firstDivergent != nil {
             Self.logger.notice("own changes checked against the hub", metadata: [

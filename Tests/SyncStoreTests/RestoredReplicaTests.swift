@@ -51,6 +51,29 @@ struct RestoredReplicaTests {
         #expect(try restored.read { try $0.row("note", id: "n")?["text"] } == .text("four"))
     }
 
+    @Test("own changes recovered from the hub are applied, and a later edit is stamped after them even on a clock set back")
+    func recoveredThenEdited() throws {
+        var store: ReplicaStore? = try make("a", id: 1)
+        try store!.write(author: "ann") { try $0.create("note", id: "n", values: ["text": .text("one")]) }
+        try store!.backup(to: "\(directory)/backup.db")
+        clock.advance(60_000)
+        try store!.write(author: "ann") { try $0.update("note", id: "n", values: ["text": .text("two")]) }
+        let onHub = try store!.changes(notIn: VersionVector()).filter { $0.id.counter > 2 }
+        store = nil
+        _ = try restore("\(directory)/backup.db", as: "a")
+        // The restored machine's clock is behind the lost edit (set back, or another machine).
+        let restored = try ReplicaStore.open(at: "\(directory)/a.db", schema: TestSchema.v1, wallClock: ManualClock(1_750_000_000_010))
+        let hub = ReplicaID(high: 0xAB, low: 0xAB)
+        let check = try restored.recoverOwnChanges(onHub, hub: hub)
+        #expect(check == { var expected = OwnOriginCheck(); expected.recovered = 1; return expected }())
+        #expect(try restored.peerKnowledge(hub)[restored.replicaID] == 3, "what was checked is known to be on the hub")
+        #expect(try restored.read { try $0.row("note", id: "n")?["text"] } == .text("two"))
+        try restored.write(author: "ann") { try $0.update("note", id: "n", values: ["text": .text("three")]) }
+        #expect(try restored.read { try $0.row("note", id: "n")?["text"] } == .text("three"), "the newer edit wins")
+        let again = try restored.recoverOwnChanges(onHub, hub: hub)
+        #expect(again.identical == 1 && again.recovered == 0 && again.firstDivergent == nil)
+    }
+
     @Test("another version of a change id already held is refused whole, with a specific error")
     func equivocationRefused() throws {
         let store = try make("a", id: 1)
