@@ -70,6 +70,11 @@ struct RestoredReplicaTests {
         #expect(try restored.read { try $0.row("note", id: "n")?["text"] } == .text("two"))
         try restored.write(author: "ann") { try $0.update("note", id: "n", values: ["text": .text("three")]) }
         #expect(try restored.read { try $0.row("note", id: "n")?["text"] } == .text("three"), "the newer edit wins")
+        // And it wins everywhere: a replica receiving the same changes agrees (a local edit is
+        // applied as the winner, so a stamp behind the recovered edit would split the replicas).
+        let other = try make("other", id: 2)
+        _ = try other.apply(try restored.changes(notIn: VersionVector()))
+        #expect(try other.read { try $0.row("note", id: "n")?["text"] } == .text("three"))
         let again = try restored.recoverOwnChanges(onHub, hub: hub)
         #expect(again.identical == 1 && again.recovered == 0 && again.firstDivergent == nil)
     }
