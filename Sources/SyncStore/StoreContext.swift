@@ -191,9 +191,10 @@ final class StoreContext {
         }
         let write = FieldWrite(id: id, timestamp: timestamp, causalLength: causalLength, author: author, operation: operation,
                                supersedes: supersedes)
+        let change = Change(table: table.name, row: key, column: column.name, write: write)
+        try Self.checkLimits(change)
         let origin = try originID(id.replica)
-        _ = try record(Change(table: table.name, row: key, column: column.name, write: write), origin: origin, row: ref.id, known: true,
-                       isNew: true)
+        _ = try record(change, origin: origin, row: ref.id, known: true, isNew: true)
         touchedOrigins.insert(origin)
         try applyField(write, table: table, column: column, ref: ref, key: key, stored: stored, knownToWin: true)
     }
@@ -509,5 +510,15 @@ extension StatementArguments {
     /// modules and cost more than the SQL itself in profiles; the existential form avoids it.
     init(databaseValues: [DatabaseValue]) {
         self.init(databaseValues.map { $0 as (any DatabaseValueConvertible)? })
+    }
+}
+
+extension StoreContext {
+    /// A local edit may not make a change that could never be synced (ChangeLimits): refused
+    /// before anything of the transaction is written.
+    static func checkLimits(_ change: Change) throws {
+        if let violation = ChangeLimits.violation(of: change) {
+            throw StoreError(.limitExceeded, "\(change.table).\(change.column.isEmpty ? "id" : change.column): \(violation); shorten it")
+        }
     }
 }

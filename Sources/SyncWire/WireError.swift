@@ -20,6 +20,7 @@ public enum WireErrorCode: UInt16, Sendable, CaseIterable {
     case shuttingDown = 17
     case limitExceeded = 18
     case malformedMessage = 19
+    case cursorAhead = 20
 
     public var name: String {
         switch self {
@@ -42,6 +43,7 @@ public enum WireErrorCode: UInt16, Sendable, CaseIterable {
         case .shuttingDown: "SHUTTING_DOWN"
         case .limitExceeded: "LIMIT_EXCEEDED"
         case .malformedMessage: "MALFORMED_MESSAGE"
+        case .cursorAhead: "CURSOR_AHEAD"
         }
     }
 
