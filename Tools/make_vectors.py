@@ -30,7 +30,7 @@ CODES = {"MALFORMED_FRAME": 1, "FRAME_TOO_LARGE": 2, "UNKNOWN_MESSAGE": 3, "RESE
          "UNEXPECTED_MESSAGE": 8, "UNSUPPORTED_VERSION": 9, "SCHEMA_MISMATCH": 10,
          "AUTHENTICATION_FAILED": 11, "ENROLMENT_INVALID": 12, "TIMEOUT": 13, "BUSY": 14,
          "CLOCK_SKEW": 15, "STORAGE_FAILURE": 16, "SHUTTING_DOWN": 17, "LIMIT_EXCEEDED": 18,
-         "MALFORMED_MESSAGE": 19}
+         "MALFORMED_MESSAGE": 19, "CURSOR_AHEAD": 20}
 VALUE_TAGS = {"null": 0, "integer": 1, "real": 2, "text": 3, "blob": 4}
 OPERATIONS = {"assign": 1, "add": 2, "remove": 3, "increment": 4}
 

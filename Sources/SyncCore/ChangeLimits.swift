@@ -3,7 +3,7 @@
 /// frame a peer may negotiate (65,536 bytes) would block every puller behind it for good. The
 /// limits are checked where a change is made (a local edit) and where it enters the hub (a push).
 ///
-/// The field limits imply the size limit: the largest change they allow encodes to 56,251 bytes
+/// The field limits imply the size limit: the largest change they allow encodes to 55,993 bytes
 /// (a test checks this), under `maxEncodedBytes`, which leaves room for a batch's envelope in a
 /// 65,536-byte frame.
 public enum ChangeLimits {

@@ -24,7 +24,9 @@ public enum OperatorText {
         var out = ""
         for scalar in text.unicodeScalars {
             if isUnsafe(scalar) || scalar == "\\" {
-                out += scalar == "\\" ? "\\\\" : "\\u{" + HexDigits.string(UInt64(scalar.value), width: 2) + "}"
+                let value = scalar.value
+                let width = value > 0xFFFF ? 6 : value > 0xFF ? 4 : 2
+                out += scalar == "\\" ? "\\\\" : "\\u{" + HexDigits.string(UInt64(value), width: width) + "}"
             } else {
                 out.unicodeScalars.append(scalar)
             }

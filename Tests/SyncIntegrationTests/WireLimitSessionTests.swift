@@ -149,6 +149,7 @@ struct WireLimitSessionTests {
                                 operation: .assign(.blob([UInt8](repeating: 0xFF, count: ChangeLimits.maxValueBytes))),
                                 supersedes: (1...UInt64(ChangeLimits.maxSupersedes)).map { ChangeID(replica: replica, counter: UInt64(Int64.max) - $0) }))
         #expect(ChangeLimits.violation(of: largest) == nil)
+        #expect(ChangeLimits.encodedSize(largest) == 55_993, "the figure Protocol/README.md gives")
         #expect(ChangeLimits.encodedSize(largest) <= ChangeLimits.maxEncodedBytes)
         #expect(ChangeLimits.maxEncodedBytes <= FrameBudget.changeBytes(maxBody: Int(ProtocolLimits.minimumFrameBody)))
     }
