@@ -87,7 +87,9 @@ public enum SyncClient {
             }
             let failure = session.failure ?? SyncFailure(.timeout, "the sync stopped before it finished")
             try? store.recordSyncOutcome(error: failure.code.name)
-            guard failure.retryable, attempt < retry.attempts else { throw failure }
+            // A reject's retry_after_ms comes from the hub: one beyond the longest backoff ends
+            // this run instead of sleeping for it (or overflowing the nanosecond count).
+            guard failure.retryable, attempt < retry.attempts, failure.retryAfterMillis <= retry.maxDelayMillis else { throw failure }
             let delay = max(retry.delay(after: attempt), failure.retryAfterMillis)
             logger.notice("sync attempt failed; retrying", metadata: ["attempt": "\(attempt)", "code": "\(failure.code.name)",
                                                                      "delay_ms": "\(delay)"])

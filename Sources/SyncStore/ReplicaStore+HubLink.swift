@@ -27,7 +27,7 @@ extension ReplicaStore {
                 return nil
             }
             return HubLink(address: row[0], hubID: (row[1] as String?).flatMap(ReplicaID.init(hex:)), credential: (row[2] as Data?).map(Array.init),
-                           pullCursor: UInt64(row[3] as Int64), lastSyncAtMillis: (row[4] as Int64?).map { UInt64(max(0, $0)) },
+                           pullCursor: UInt64(bitPattern: row[3] as Int64), lastSyncAtMillis: (row[4] as Int64?).map { UInt64(max(0, $0)) },
                            lastError: row[5])
         }
     }

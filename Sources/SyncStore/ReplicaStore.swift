@@ -138,7 +138,7 @@ public final class ReplicaStore: Sendable {
         try writeContext { context in
             let state = try Row.fetchOne(context.db, sql: "SELECT counter, hlc FROM sync_state WHERE id = 1")!
             var transaction = LocalTransaction(
-                context: context, replicaID: replicaID, author: author, counter: UInt64(state[0] as Int64),
+                context: context, replicaID: replicaID, author: author, counter: UInt64(clamping: state[0] as Int64),
                 clock: HybridClock(last: HybridTimestamp(rawValue: UInt64(bitPattern: state[1])), maxForwardDriftMillis: maxClockSkewMillis),
                 wallMillis: UInt64(context.recordedAt))
             let result = try body(&transaction)

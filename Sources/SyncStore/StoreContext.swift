@@ -115,7 +115,7 @@ final class StoreContext {
             guard let row = try Row.fetchOne(select, arguments: [tableID, key]) else {
                 throw StoreError(.corrupt, "row reference for \(table) \(key) vanished")
             }
-            ref = RowRef(id: row[0], causalLength: UInt64(row[1] as Int64))
+            ref = RowRef(id: row[0], causalLength: UInt64(clamping: row[1] as Int64))
         }
         rowRefs[rowKey] = ref
         return ref
@@ -130,7 +130,7 @@ final class StoreContext {
             WHERE n.name = ? AND r.key = ?
             """)
         guard let row = try Row.fetchOne(select, arguments: [table, key]) else { return nil }
-        let ref = RowRef(id: row[0], causalLength: UInt64(row[1] as Int64))
+        let ref = RowRef(id: row[0], causalLength: UInt64(clamping: row[1] as Int64))
         rowRefs[rowKey] = ref
         return ref
     }
@@ -305,7 +305,7 @@ final class StoreContext {
             // (and in the change log, from which a re-created row is rebuilt).
             if !knownToWin, let stored {
                 let current = WriteVersion(
-                    causalLength: UInt64(stored.causalLength), timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: stored.hlc)),
+                    causalLength: UInt64(clamping: stored.causalLength), timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: stored.hlc)),
                     id: ChangeID(replica: try replica(forOrigin: stored.origin), counter: UInt64(bitPattern: stored.counter)))
                 guard LastWriterWinsRegister.wins(write.version, over: current) else { return }
             }

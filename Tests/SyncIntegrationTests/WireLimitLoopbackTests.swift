@@ -181,3 +181,44 @@ extension Integration.CrashTests {
         #expect(rows.filter { ($0["schema_version"] as? Int64) == Int64.max || ($0["schema_version"] as? Int) == Int.max }.count == 2)
     }
 }
+
+extension Integration.LoopbackTests {
+    @Test("a hostile hub's reject with retry_after_ms = UInt64.max ends the sync with its code instead of trapping or sleeping")
+    func hostileRetryAfter() async throws {
+        let codec = MessageCodec()
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+                    return try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let port = try #require(server.channel.localAddress?.port)
+        let serving = Task {
+            try await server.executeThenClose { connections in
+                for try await connection in connections {
+                    try? await connection.executeThenClose { _, outbound in
+                        try await outbound.write(codec.frame(.reject(code: .busy, retryAfterMillis: .max, message: "wait forever")))
+                    }
+                }
+            }
+        }
+        defer { serving.cancel() }
+        let directory = NSTemporaryDirectory() + "caresync-retry-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var random = SystemRandomNumberGenerator()
+        let replica = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema,
+                                              replicaID: .random(using: &random), name: "r", wallClock: Wall())
+        let started = Date()
+        do {
+            _ = try await SyncClient.sync(store: replica, host: "127.0.0.1", port: port, enrolmentToken: "cse1-x",
+                                          retry: RetryPolicy(attempts: 3), logger: Logger(label: "test.client"))
+            Issue.record("a sync against a hub that only refuses succeeded")
+        } catch let failure as SyncFailure {
+            #expect(failure.code == .busy)
+        }
+        #expect(Date().timeIntervalSince(started) < 5, "the client did not sleep for the hub's retry_after_ms")
+    }
+}
