@@ -325,4 +325,38 @@ struct WireLimitSessionTests {
             #expect(pushed == 60, "seed \(seed): every change pushed (\(pushed)); last actions \(actions)")
         }
     }
+
+    @Test("the hub stores a hello's app_version without control or format characters, cut to 64 bytes")
+    func appVersionSanitisedAtStore() throws {
+        let fixture = try Fixture()
+        _ = try fixture.ready(ReplicaID(high: 7, low: 1), app: "evil\u{1B}[2J\u{07}\u{202E}" + String(repeating: "x", count: 100))
+        let stored = try #require(try fixture.store.replicaSummaries().first?.appVersion)
+        #expect(stored.utf8.count <= 64)
+        #expect(stored.hasPrefix("evil\u{FFFD}[2J\u{FFFD}\u{FFFD}x"))
+    }
+
+    @Test("a stored change too large for the negotiated frame (from before the limits) is answered with a non-fatal LIMIT_EXCEEDED, never an oversized frame")
+    func legacyOversizedChange() throws {
+        let fixture = try Fixture()
+        let writer = ReplicaID(high: 8, low: 1)
+        _ = try fixture.store.append([Self.note(writer, 1, textBytes: 70_000)], from: writer, receivedAtMillis: Self.now)
+        var small = try fixture.ready(ReplicaID(high: 8, low: 2), maxFrameBody: 65_536)
+        let refused = small.receive(.pull(cursor: 0, byteBudget: 1 << 20), nowMillis: Self.now)
+        guard case .send(.error(.limitExceeded, false, _)) = refused.first, refused.count == 1 else {
+            throw SyncFailure(.unexpectedMessage, "expected a non-fatal LIMIT_EXCEEDED, got \(refused)")
+        }
+        var large = try fixture.ready(ReplicaID(high: 8, low: 3), maxFrameBody: 1 << 20)
+        guard case let .send(.batch(_, _, changes)) = large.receive(.pull(cursor: 0, byteBudget: 1), nowMillis: Self.now).first else {
+            throw SyncFailure(.unexpectedMessage, "no batch under a 1 MiB limit")
+        }
+        #expect(changes.count == 1, "a larger limit still gets it")
+    }
+
+    @Test("a frame decoded before the limit was lowered is refused by the codec with FRAME_TOO_LARGE")
+    func codecChecksFrameLength() {
+        let frame = Frame(type: Message.Kind.goodbye.rawValue, payload: [UInt8](repeating: 0, count: 70_000))
+        #expect(throws: WireError(.frameTooLarge, "frame of 70002 bytes exceeds the 65536-byte limit")) {
+            try MessageCodec(maxBody: 65_536).decode(frame)
+        }
+    }
 }
