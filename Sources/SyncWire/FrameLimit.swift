@@ -35,8 +35,4 @@ public enum FrameBudget {
 
     /// Bytes of change encodings that fit in one push or batch frame under `maxBody`.
     public static func changeBytes(maxBody: Int) -> Int { max(0, maxBody - envelopeBytes) }
-
-    /// The exact frame body of a push or batch carrying `changes` uncompressed (compression is
-    /// used only when it makes the frame smaller).
-    public static func bodySize(_ message: Message) -> Int { MessageCodec.payload(message).count + 2 }
 }
