@@ -87,7 +87,9 @@ public enum SyncClient {
             }
             let failure = session.failure ?? SyncFailure(.timeout, "the sync stopped before it finished")
             try? store.recordSyncOutcome(error: failure.code.name)
-            guard failure.retryable, attempt < retry.attempts else { throw failure }
+            // A reject's retry_after_ms comes from the hub: one beyond the longest backoff ends
+            // this run instead of sleeping for it (or overflowing the nanosecond count).
+            guard failure.retryable, attempt < retry.attempts, failure.retryAfterMillis <= retry.maxDelayMillis else { throw failure }
             let delay = max(retry.delay(after: attempt), failure.retryAfterMillis)
             logger.notice("sync attempt failed; retrying", metadata: ["attempt": "\(attempt)", "code": "\(failure.code.name)",
                                                                      "delay_ms": "\(delay)"])
@@ -99,7 +101,7 @@ public enum SyncClient {
     /// One connection: hello, then frames in and out until the session finishes.
     static func run(_ session: inout ClientSession, host: String, port: Int, maxBody: Int, compressionThreshold: Int?,
                     sessionNanos: inout UInt64, traffic: (Int, Int, SyncSummary) -> Void) async throws {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let opened = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(10))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: host, port: port) { channel in
@@ -107,12 +109,15 @@ public enum SyncClient {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.addHandler(IdleStateHandler(readTimeout: .milliseconds(Int64(ProtocolLimits.responseMillis))))
                     try pipeline.addHandler(IdleCloseHandler(farewell: nil))
-                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxBody: maxBody)))
+                    // Lowered to the welcome's max_frame_body once it arrives.
+                    let limit = FrameLimit(maxBody, eventLoop: channel.eventLoop)
+                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
                     try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
-                    return try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
+                    return (try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), limit)
                 }
             }
-        let codec = MessageCodec(maxBody: maxBody, compressionThreshold: compressionThreshold)
+        let (channel, limit) = opened
+        var codec = MessageCodec(maxBody: maxBody, compressionThreshold: compressionThreshold)
         let connected = DispatchTime.now().uptimeNanoseconds
         defer { sessionNanos += DispatchTime.now().uptimeNanoseconds - connected }
         // Handshake deadline (Protocol/session.md): no welcome or reject in time, close.
@@ -147,6 +152,10 @@ public enum SyncClient {
                     pending = session.receive(try codec.decode(frame))
                 } catch let error as WireError {
                     pending = session.protocolError(error)
+                }
+                if session.maxFrameBody != codec.maxBody {
+                    codec.maxBody = session.maxFrameBody
+                    try await limit.set(session.maxFrameBody).get()
                 }
             }
         }

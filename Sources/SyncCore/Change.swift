@@ -59,7 +59,13 @@ public struct VersionVector: Hashable, Sendable {
         counters.merge(other.counters) { max($0, $1) }
     }
 
-    public var total: UInt64 { counters.values.reduce(0, +) }
+    /// The sum of the counters, saturated: counters come from peers and may be near 2^64.
+    public var total: UInt64 {
+        counters.values.reduce(0) { sum, counter in
+            let (next, overflow) = sum.addingReportingOverflow(counter)
+            return overflow ? .max : next
+        }
+    }
 
     public func encode(into writer: inout ByteWriter) {
         writer.varint(UInt64(counters.count))

@@ -87,6 +87,9 @@ public struct ClientSession {
     private var ownDurable: UInt64 = 0
     /// Draws a new identity when this replica must fork.
     var random: RandomSource
+    /// The frame limit in both directions: this replica's own until the welcome, then the
+    /// welcome's `max_frame_body`. The shell applies it to its decoder and codec.
+    public private(set) var maxFrameBody: Int
 
     public init(store: ReplicaStore, credential: Credential, configuration: ClientConfiguration = ClientConfiguration(),
                 random: RandomSource = .system) {
@@ -94,6 +97,7 @@ public struct ClientSession {
         self.credential = credential
         self.configuration = configuration
         self.random = random
+        maxFrameBody = configuration.maxFrameBody
     }
 
     public var isFinished: Bool { state == .done || state == .failed }
@@ -133,21 +137,31 @@ public struct ClientSession {
     private mutating func handle(_ message: Message) throws -> [SessionAction] {
         switch (state, message) {
         case let (_, .reject(code, retryAfter, text)):
-            failure = SyncFailure(code, "hub refused: \(text.prefix(200))", retryAfterMillis: retryAfter)
+            failure = SyncFailure(code, "hub refused: \(OperatorText.sanitised(text, maxBytes: 200))", retryAfterMillis: retryAfter)
             state = .failed
             try? store.recordSyncOutcome(error: code.name)
             return [.close]
-        case let (_, .error(code, _, text)):
+        case let (_, .error(code, fatal, text)):
             // Fatal or not, the attempt ends here; the shell retries retryable codes with backoff,
-            // and the next attempt resumes from what the hub acknowledged.
-            failure = SyncFailure(code, "hub refused: \(text.prefix(200))")
+            // and the next attempt resumes from what the hub acknowledged. An error frame is never
+            // answered with an error frame; after a fatal one nothing more is sent.
+            failure = SyncFailure(code, "hub refused: \(OperatorText.sanitised(text, maxBytes: 200))")
             state = .failed
             try? store.recordSyncOutcome(error: code.name)
-            return [.send(.goodbye(reason: 0)), .close]
+            if code == .cursorAhead {
+                // The hub's log is not the one this cursor was given out by (restored from an older
+                // backup): pull it again from the start; merges are idempotent.
+                try? store.resetPullCursor()
+            }
+            return fatal ? [.close] : [.send(.goodbye(reason: 0)), .close]
         case let (.awaitingWelcome, .welcome(welcome)):
             guard welcome.protocolVersion == ProtocolLimits.version else {
                 throw SyncFailure(.unsupportedVersion, "hub chose protocol version \(welcome.protocolVersion)")
             }
+            guard welcome.maxFrameBody >= ProtocolLimits.minimumFrameBody, welcome.maxFrameBody <= UInt64(configuration.maxFrameBody) else {
+                throw SyncFailure(.limitExceeded, "hub chose max_frame_body \(welcome.maxFrameBody), outside \(ProtocolLimits.minimumFrameBody)...\(configuration.maxFrameBody)")
+            }
+            maxFrameBody = Int(welcome.maxFrameBody)
             hub = welcome.hub
             summary.hub = welcome.hub
             summary.enrolled = !welcome.issuedCredential.isEmpty
@@ -175,6 +189,8 @@ public struct ClientSession {
         case let (.pulling(cursor), .batch(next, more, changes)):
             guard let hub else { throw SyncFailure(.unexpectedMessage, "batch before welcome") }
             guard next >= cursor else { throw SyncFailure(.malformedMessage, "hub cursor went backwards") }
+            // Hub sequences are SQLite integers: a larger cursor is not one this hub gave out.
+            guard next <= UInt64(Int64.max) else { throw SyncFailure(.malformedMessage, "hub cursor \(next) is above 2^63 - 1") }
             let result = try store.applyFromHub(changes, hub: hub, nextCursor: next)
             summary.pulled += changes.count
             summary.pullBatches += 1
@@ -218,8 +234,11 @@ public struct ClientSession {
             return [.send(.recover(origin: own, after: acknowledged, byteBudget: configuration.pullBudget))]
         }
         if hubHolds < acknowledged {
-            // The hub lost what it acknowledged (restored from a backup of its own): push it again.
+            // The hub lost what it acknowledged (restored from a backup of its own): push it again,
+            // and pull its log again from the start, since its sequence numbers after the backup
+            // now name other changes.
             try store.forgetHubKnowledge(hub, ownAbove: hubHolds)
+            try store.resetPullCursor()
         }
         return try nextPush()
     }
@@ -259,13 +278,19 @@ public struct ClientSession {
         guard let hub else { throw SyncFailure(.unexpectedMessage, "push before welcome") }
         let known = try store.peerKnowledge(hub)
         var changes = try store.changes(notIn: known, limit: configuration.pushBatchChanges)
+        // Every push frame fits the negotiated limit with its envelope (Protocol/framing.md):
+        // changes are cut at `budget`, and a first change too large for any frame is refused
+        // here rather than sent to be refused by the hub.
+        let room = FrameBudget.changeBytes(maxBody: maxFrameBody)
+        let budget = min(configuration.pushBatchBytes, room)
         var bytes = 0
         if let cut = changes.firstIndex(where: { change in
-            var writer = ByteWriter()
-            change.encode(into: &writer)
-            bytes += writer.bytes.count
-            return bytes > configuration.pushBatchBytes
+            bytes += ChangeLimits.encodedSize(change)
+            return bytes > budget
         }) {
+            if cut == 0 && bytes > room {
+                throw SyncFailure(.limitExceeded, "local change \(changes[0].id) of \(bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit; it cannot be synced")
+            }
             changes.removeSubrange(max(cut, 1)...)
         }
         guard !changes.isEmpty else {

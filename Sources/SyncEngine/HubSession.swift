@@ -29,6 +29,9 @@ public struct HubSession: Sendable {
     }
 
     public private(set) var state: State = .awaitingHello
+    /// The frame limit in both directions: the hub's own until the welcome, then the negotiated
+    /// one (Protocol/framing.md, "The limit"). The shell applies it to its decoder and codec.
+    public private(set) var maxFrameBody: Int
     private var lastBatch: UInt64 = 0
     let store: any HubStore
     let configuration: HubConfiguration
@@ -38,6 +41,7 @@ public struct HubSession: Sendable {
         self.store = store
         self.configuration = configuration
         self.random = random
+        maxFrameBody = configuration.maxFrameBody
     }
 
     public var replica: ReplicaID? {
@@ -51,6 +55,10 @@ public struct HubSession: Sendable {
             return []
         case let (.awaitingHello, .hello(hello)):
             return handshake(hello, nowMillis: nowMillis)
+        case (.awaitingHello, .error):
+            // Never answer an error frame with an error frame (Protocol/framing.md): just close.
+            state = .closed
+            return [.close]
         case (.awaitingHello, _):
             return fail(.unexpectedMessage, "expected hello, got \(message.kind)", nowMillis: nowMillis)
         case let (.ready(replica, _), .push(batch, changes)):
@@ -127,9 +135,9 @@ public struct HubSession: Sendable {
             return reject(.storageFailure, "the hub could not read its store; retry later")
         }
         state = .ready(replica: hello.replica, team: team)
-        let maxBody = UInt64(min(configuration.maxFrameBody, Int(clamping: hello.maxFrameBody)))
+        maxFrameBody = min(configuration.maxFrameBody, Int(clamping: hello.maxFrameBody))
         return [.send(.welcome(Welcome(protocolVersion: ProtocolLimits.version, schemaVersion: configuration.schemaVersion,
-                                       hub: store.hubID, maxFrameBody: maxBody, issuedCredential: issued,
+                                       hub: store.hubID, maxFrameBody: UInt64(maxFrameBody), issuedCredential: issued,
                                        hubTimeMillis: nowMillis, heartbeatIntervalMillis: configuration.heartbeatIntervalMillis,
                                        ownDurable: ownDurable)))]
     }
@@ -142,10 +150,16 @@ public struct HubSession: Sendable {
         guard changes.count <= configuration.maxPushChanges else {
             return fail(.limitExceeded, "push of \(changes.count) changes exceeds \(configuration.maxPushChanges)", nowMillis: nowMillis)
         }
-        // A change no replica could apply would block every replica's pull behind it: refuse it
-        // here, before it is stored and relayed.
-        for change in changes where change.write.causalLength > UInt64(Int64.max) {
-            return fail(.malformedMessage, "change \(change.id) has an impossible causal length", nowMillis: nowMillis)
+        // A change no replica could apply, or one too large for the smallest frame a puller may
+        // negotiate, would block every replica's pull behind it: refuse it here, before it is
+        // stored and relayed (Protocol/messages.md, "Limits on a change").
+        for change in changes {
+            if let violation = ChangeLimits.rangeViolation(of: change) {
+                return fail(.malformedMessage, "change \(change.id) has \(violation); nothing stored", nowMillis: nowMillis)
+            }
+            if let violation = ChangeLimits.sizeViolation(of: change) {
+                return fail(.limitExceeded, "change \(change.id): \(violation); nothing stored", nowMillis: nowMillis)
+            }
         }
         for change in changes where change.write.timestamp.physicalMillis > nowMillis &+ configuration.maxClockSkewMillis {
             return [.send(.error(code: .clockSkew, fatal: false,
@@ -172,9 +186,24 @@ public struct HubSession: Sendable {
 
     private mutating func pull(_ cursor: UInt64, _ budget: UInt64, for replica: ReplicaID, nowMillis: UInt64) -> [SessionAction] {
         do {
+            // A cursor is a hub sequence this hub gave out: one above the head was forged, or
+            // comes from before this hub's store was restored from an older backup. Answering it
+            // would either wrap (≥ 2^63 in SQLite) and replay everything or skip what is to come.
+            let head = try store.head()
+            guard cursor <= head else {
+                return fail(.cursorAhead, "pull cursor \(cursor) is above this hub's last sequence \(head)", nowMillis: nowMillis)
+            }
+            // Every change in a multi-change batch fits `room`, so the frame (with its envelope)
+            // fits the negotiated limit; only a first change alone can be larger.
+            let room = FrameBudget.changeBytes(maxBody: maxFrameBody)
             let page = try store.changes(after: cursor, excludingOrigin: replica,
-                                         byteBudget: min(Int(clamping: budget), configuration.maxPullBudget),
+                                         byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
                                          maxCount: configuration.maxPullChanges)
+            if page.bytes > room, let first = page.changes.first {
+                record(.error(code: WireErrorCode.limitExceeded.name), replica, nowMillis)
+                return [.send(.error(code: .limitExceeded, fatal: false,
+                                     message: "hub change \(first.id) of \(page.bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit"))]
+            }
             try store.recordSession(.pulled(cursor: page.nextCursor), replica: replica, nowMillis: nowMillis)
             return [.send(.batch(nextCursor: page.nextCursor, more: page.more, changes: page.changes))]
         } catch {
@@ -185,9 +214,16 @@ public struct HubSession: Sendable {
     /// A replica restored from a backup, or a copy, gets back what the hub holds of an origin.
     private mutating func recover(_ origin: ReplicaID, after: UInt64, _ budget: UInt64, nowMillis: UInt64) -> [SessionAction] {
         do {
+            // As for a pull: every change of a multi-change answer fits `room`, so the frame fits
+            // the negotiated limit.
+            let room = FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody)
             let page = try store.changes(ofOrigin: origin, after: after,
-                                         byteBudget: min(Int(clamping: budget), configuration.maxPullBudget),
+                                         byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
                                          maxCount: configuration.maxPullChanges)
+            if page.bytes > room, let first = page.changes.first {
+                return [.send(.error(code: .limitExceeded, fatal: false,
+                                     message: "hub change \(first.id) of \(page.bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit"))]
+            }
             return [.send(.recovered(origin: origin, nextCounter: page.nextCounter, more: page.more, changes: page.changes))]
         } catch {
             return fail(.storageFailure, "the hub could not read its store; retry later", nowMillis: nowMillis)

@@ -72,13 +72,15 @@ public final class HubServer: Service, Sendable {
                     try pipeline.addHandler(IdleStateHandler(readTimeout: configuration.idle))
                     try pipeline.addHandler(IdleCloseHandler(farewell: idleFarewell))
                     try pipeline.addHandler(FrameDeadlineHandler(deadline: configuration.frameCompletion, farewell: frameFarewell))
-                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxBody: configuration.session.maxFrameBody)))
+                    // The session lowers the limit to the negotiated one at the welcome.
+                    let limit = FrameLimit(configuration.session.maxFrameBody, eventLoop: channel.eventLoop)
+                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
                     try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
                     // Back-pressure: the inbound stream stops reading from the socket when the
                     // session falls behind, instead of buffering without bound.
-                    return try NIOAsyncChannel<Frame, Frame>(
+                    return (try NIOAsyncChannel<Frame, Frame>(
                         wrappingChannelSynchronously: channel,
-                        configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
+                        configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))), limit)
                 }
             }
         bound.withLockedValue { $0 = server.channel.localAddress?.port }
@@ -87,7 +89,7 @@ public final class HubServer: Service, Sendable {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { connections in
-                    for try await connection in connections {
+                    for try await (connection, limit) in connections {
                         let admitted = active.withLockedValue { count -> Bool in
                             guard count < configuration.maxConnections else { return false }
                             count += 1
@@ -95,7 +97,7 @@ public final class HubServer: Service, Sendable {
                         }
                         group.addTask {
                             if admitted {
-                                await self.serve(connection)
+                                await self.serve(connection, limit: limit)
                                 self.active.withLockedValue { $0 -= 1 }
                             } else {
                                 await self.refuseBusy(connection)
@@ -124,12 +126,12 @@ public final class HubServer: Service, Sendable {
     }
 
     /// Runs one session to its end. Every exit path closes the connection.
-    private func serve(_ connection: NIOAsyncChannel<Frame, Frame>) async {
+    private func serve(_ connection: NIOAsyncChannel<Frame, Frame>, limit: FrameLimit) async {
         let key = ObjectIdentifier(connection.channel)
         open.withLockedValue { $0[key] = connection.channel }
         defer { open.withLockedValue { _ = $0.removeValue(forKey: key) } }
         var session = HubSession(store: store, configuration: configuration.session)
-        let codec = MessageCodec(maxBody: configuration.session.maxFrameBody, compressionThreshold: configuration.compressionThreshold)
+        var codec = MessageCodec(maxBody: configuration.session.maxFrameBody, compressionThreshold: configuration.compressionThreshold)
         let greeted = NIOLockedValueBox(false)
         let channel = connection.channel
         let farewell = codec.frame(.error(code: .timeout, fatal: true, message: "no hello within the handshake deadline"))
@@ -151,6 +153,12 @@ public final class HubServer: Service, Sendable {
                         } catch let error as WireError {
                             actions = session.protocolError(error, nowMillis: now)
                             logger.notice("protocol error", metadata: ["code": "\(error.code.name)"])
+                        }
+                        if session.maxFrameBody != codec.maxBody {
+                            // Negotiated at the welcome, applied before it is sent: every later
+                            // frame either way is held to it (Protocol/framing.md, "The limit").
+                            codec.maxBody = session.maxFrameBody
+                            try await limit.set(session.maxFrameBody).get()
                         }
                         for action in actions {
                             switch action {

@@ -80,11 +80,14 @@ public struct HubOriginPage: Sendable {
     /// The last counter included (`after` when nothing is).
     public let nextCounter: UInt64
     public let more: Bool
+    /// Encoded bytes of the changes.
+    public let bytes: Int
 
-    public init(changes: [Change], nextCounter: UInt64, more: Bool) {
+    public init(changes: [Change], nextCounter: UInt64, more: Bool, bytes: Int) {
         self.changes = changes
         self.nextCounter = nextCounter
         self.more = more
+        self.bytes = bytes
     }
 }
 

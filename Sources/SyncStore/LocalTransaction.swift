@@ -42,8 +42,9 @@ public struct LocalTransaction {
             throw StoreError(.notDeletable, "\(table) \(id) cannot be re-created")
         }
         let causalLength = ref.causalLength + 1
-        try context.apply(.rowLife(table: table, row: id, id: nextID(), timestamp: tick(), author: author,
-                                   causalLength: causalLength))
+        let life = Change.rowLife(table: table, row: id, id: nextID(), timestamp: tick(), author: author, causalLength: causalLength)
+        try StoreContext.checkLimits(life)
+        try context.apply(life)
         for name in values.keys.sorted() {
             let column = try columnSchema(schema, name)
             let value = values[name]!

@@ -78,6 +78,12 @@ extension ReplicaStore {
         }
     }
 
+    /// Pulls start again from the beginning of the hub's log (a hub restored from an older backup
+    /// hands out its sequence numbers again).
+    public func resetPullCursor() throws {
+        try writeContext { context in try context.db.execute(sql: "UPDATE sync_hub SET pull_cursor = 0") }
+    }
+
     /// The hub's changes of the identity this replica forked from have all been received.
     public func finishForkRecovery() throws {
         try writeContext { context in try context.db.execute(sql: "UPDATE sync_hub SET forked_from = NULL") }

@@ -97,7 +97,7 @@ extension ReplicaStore {
             }
         }
         let write = FieldWrite(id: id, timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: row[1])),
-                               causalLength: UInt64(row[5] as Int64), author: row[6], operation: operation,
+                               causalLength: UInt64(clamping: row[5] as Int64), author: row[6], operation: operation,
                                supersedes: supersedes)
         return Change(table: row[3], row: row[2], column: (row[4] as String?) ?? "", write: write)
     }
@@ -203,7 +203,7 @@ extension ReplicaStore {
                 }
                 return HistoryEntry(change: ChangeID(replica: replica, counter: UInt64(bitPattern: row[1])), column: columnName,
                                     author: row[3], timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: row[4])),
-                                    recordedAtMillis: row[5], operation: operation, causalLength: UInt64(row[8] as Int64))
+                                    recordedAtMillis: row[5], operation: operation, causalLength: UInt64(clamping: row[8] as Int64))
             }
         }
     }
@@ -220,11 +220,15 @@ extension ReplicaStore {
             for row in try Row.fetchAll(db, sql: "SELECT replica_id, updated_at FROM sync_peer ORDER BY replica_id") {
                 guard let peer = ReplicaID(hex: row[0]) else { continue }
                 let known = try Self.peerVector(db, peer) ?? VersionVector()
-                let missing = vector.counters.reduce(UInt64(0)) { $0 + ($1.value > known[$1.key] ? $1.value - known[$1.key] : 0) }
+                // Saturated: a peer's vector (from a bundle) may hold counters near 2^64.
+                let missing = vector.counters.reduce(UInt64(0)) { sum, entry in
+                    let (next, overflow) = sum.addingReportingOverflow(entry.value > known[entry.key] ? entry.value - known[entry.key] : 0)
+                    return overflow ? .max : next
+                }
                 peers.append(PeerStatus(replicaID: peer, knownVector: known, changesNotSeen: missing, updatedAtMillis: row[1]))
             }
             return ReplicaStatus(
-                replicaID: replicaID, name: state[0], schemaVersion: state[1], localChanges: UInt64(state[2] as Int64),
+                replicaID: replicaID, name: state[0], schemaVersion: state[1], localChanges: UInt64(clamping: state[2] as Int64),
                 totalChanges: try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_change") ?? 0,
                 keptUnknownChanges: try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_change WHERE known = 0") ?? 0,
                 openConflicts: try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_field WHERE conflict = 1") ?? 0,

@@ -150,7 +150,7 @@ public final class ReplicaStore: Sendable {
                 SELECT max(counter) FROM sync_change WHERE origin = (SELECT id FROM sync_origin WHERE replica_id = ?)
                 """, arguments: [replicaID.hex]) ?? 0
             var transaction = LocalTransaction(
-                context: context, replicaID: replicaID, author: author, counter: UInt64(max(state[0] as Int64, ownMax)),
+                context: context, replicaID: replicaID, author: author, counter: UInt64(clamping: max(state[0] as Int64, ownMax)),
                 clock: HybridClock(last: HybridTimestamp(rawValue: UInt64(bitPattern: state[1])), maxForwardDriftMillis: maxClockSkewMillis),
                 wallMillis: UInt64(context.recordedAt))
             let result = try body(&transaction)

@@ -97,7 +97,7 @@ public final class SQLiteHubStore: HubStore {
                     var writer = ByteWriter()
                     change.encode(into: &writer)
                     let counter = Int64(bitPattern: change.id.counter)
-                    try insert.execute(arguments: [origin, counter, Data(writer.bytes), Int64(receivedAtMillis)])
+                    try insert.execute(arguments: [origin, counter, Data(writer.bytes), Int64(clamping: receivedAtMillis)])
                     if db.changesCount > 0 {
                         stored += 1
                     } else if let existing = try Data.fetchOne(held, arguments: [origin, counter]), Array(existing) != writer.bytes {
@@ -165,13 +165,13 @@ public final class SQLiteHubStore: HubStore {
                 let excluded = try Int64.fetchOne(db, sql: "SELECT id FROM hub_origin WHERE replica_id = ?", arguments: [excludedOrigin.hex]) ?? -1
                 let rows = try Row.fetchCursor(db, sql: """
                     SELECT seq, origin, bytes FROM hub_change WHERE seq > ? ORDER BY seq
-                    """, arguments: [Int64(bitPattern: cursor)])
+                    """, arguments: [Int64(clamping: cursor)])
                 var changes: [Change] = []
                 var bytes = 0
                 var next = cursor
                 var more = false
                 while let row = try rows.next() {
-                    let seq = UInt64(row[0] as Int64)
+                    let seq = UInt64(clamping: row[0] as Int64)
                     if (row[1] as Int64) == excluded { next = seq; continue }
                     let data = row[2] as Data
                     if !changes.isEmpty && (bytes + data.count > byteBudget || changes.count >= maxCount) {
@@ -206,7 +206,7 @@ public final class SQLiteHubStore: HubStore {
             try queue.read { db in
                 guard after < UInt64(Int64.max),
                       let originID = try Int64.fetchOne(db, sql: "SELECT id FROM hub_origin WHERE replica_id = ?", arguments: [origin.hex])
-                else { return HubOriginPage(changes: [], nextCounter: after, more: false) }
+                else { return HubOriginPage(changes: [], nextCounter: after, more: false, bytes: 0) }
                 let rows = try Row.fetchCursor(db, sql: """
                     SELECT counter, bytes FROM hub_change WHERE origin = ? AND counter > ? ORDER BY counter
                     """, arguments: [originID, Int64(after)])
@@ -232,7 +232,7 @@ public final class SQLiteHubStore: HubStore {
                     bytes += data.count
                     next = counter
                 }
-                return HubOriginPage(changes: changes, nextCounter: next, more: more)
+                return HubOriginPage(changes: changes, nextCounter: next, more: more, bytes: bytes)
             }
         }
     }
@@ -295,7 +295,7 @@ public final class SQLiteHubStore: HubStore {
         try ReplicaStore.guarded {
             try queue.write { db in
                 try db.execute(sql: "INSERT INTO hub_token (hash, team, expires_at) VALUES (?, ?, ?)",
-                               arguments: [Self.hash(Array(token.utf8)), team, Int64(expiresAtMillis)])
+                               arguments: [Self.hash(Array(token.utf8)), team, Int64(clamping: expiresAtMillis)])
             }
         }
         return token
@@ -311,17 +311,17 @@ public final class SQLiteHubStore: HubStore {
                 guard let row = try Row.fetchOne(db, sql: "SELECT team, expires_at, used_by FROM hub_token WHERE hash = ?", arguments: [hash]) else {
                     return .unknownToken
                 }
-                if UInt64(row[1] as Int64) < nowMillis { return .expired }
+                if UInt64(clamping: row[1] as Int64) < nowMillis { return .expired }
                 // The same replica may redeem again (with a new secret) while the token is valid:
                 // if the welcome carrying its secret was lost, it would otherwise be locked out.
                 if let usedBy = row[2] as String?, usedBy != replica.hex { return .alreadyUsed }
                 let team: String = row[0]
                 try db.execute(sql: "UPDATE hub_token SET used_by = ?, used_at = ? WHERE hash = ?",
-                               arguments: [replica.hex, Int64(nowMillis), hash])
+                               arguments: [replica.hex, Int64(clamping: nowMillis), hash])
                 try db.execute(sql: """
                     INSERT INTO hub_replica (replica_id, team, secret_hash, first_seen) VALUES (?, ?, ?, ?)
                     ON CONFLICT (replica_id) DO UPDATE SET team = excluded.team, secret_hash = excluded.secret_hash, revoked_at = NULL
-                    """, arguments: [replica.hex, team, Self.hash(secret), Int64(nowMillis)])
+                    """, arguments: [replica.hex, team, Self.hash(secret), Int64(clamping: nowMillis)])
                 return .enrolled(team: team, secret: secret)
             }
         }
@@ -344,7 +344,7 @@ public final class SQLiteHubStore: HubStore {
         try ReplicaStore.guarded {
             try queue.write { db in
                 try db.execute(sql: "UPDATE hub_replica SET revoked_at = ? WHERE replica_id = ? AND revoked_at IS NULL",
-                               arguments: [Int64(nowMillis), replica.hex])
+                               arguments: [Int64(clamping: nowMillis), replica.hex])
                 return db.changesCount > 0
             }
         }
@@ -353,24 +353,28 @@ public final class SQLiteHubStore: HubStore {
     public func recordSession(_ event: HubSessionEvent, replica: ReplicaID, nowMillis: UInt64) throws {
         try ReplicaStore.guarded {
             try queue.write { db in
-                let now = Int64(nowMillis)
+                // Every number here came from the peer: SQLite integers are signed 64-bit, so
+                // values from 2^63 are stored saturated (Protocol/messages.md, heartbeat).
+                let now = Int64(clamping: nowMillis)
                 switch event {
                 case let .hello(app, schema):
+                    let app = OperatorText.sanitised(app, maxBytes: 64)
                     try db.execute(sql: """
                         UPDATE hub_replica SET app_version = ?, schema_version = ?, last_seen = ?, first_seen = coalesce(first_seen, ?)
                         WHERE replica_id = ?
-                        """, arguments: [app, Int64(schema), now, now, replica.hex])
+                        """, arguments: [app, Int64(clamping: schema), now, now, replica.hex])
                 case let .pulled(cursor):
                     try db.execute(sql: "UPDATE hub_replica SET pull_cursor = max(pull_cursor, ?), last_seen = ? WHERE replica_id = ?",
-                                   arguments: [Int64(cursor), now, replica.hex])
+                                   arguments: [Int64(clamping: cursor), now, replica.hex])
                 case let .health(pending, oldest, conflicts, schema):
                     try db.execute(sql: """
                         UPDATE hub_replica SET pending = ?, oldest_unsynced_ms = ?, open_conflicts = ?, schema_version = ?, last_seen = ?
                         WHERE replica_id = ?
-                        """, arguments: [Int64(pending), Int64(oldest), Int64(conflicts), Int64(schema), now, replica.hex])
+                        """, arguments: [Int64(clamping: pending), Int64(clamping: oldest), Int64(clamping: conflicts),
+                                         Int64(clamping: schema), now, replica.hex])
                 case let .error(code):
                     try db.execute(sql: "UPDATE hub_replica SET last_error = ?, last_seen = ? WHERE replica_id = ?",
-                                   arguments: [code, now, replica.hex])
+                                   arguments: [OperatorText.sanitised(code, maxBytes: 64), now, replica.hex])
                 }
             }
         }
@@ -392,7 +396,7 @@ public final class SQLiteHubStore: HubStore {
                         lagChanges: UInt64(lag), pendingChanges: optional("pending"), oldestUnsyncedAgeMillis: optional("oldest_unsynced_ms"),
                         openConflicts: optional("open_conflicts"), schemaVersion: optional("schema_version"), appVersion: row["app_version"],
                         lastError: row["last_error"], revoked: (row["revoked_at"] as Int64?) != nil,
-                        changesStored: UInt64(max(0, row["changes_stored"] as Int64)),
+                        changesStored: UInt64(clamping: row["changes_stored"] as Int64),
                         forkedFrom: (row["forked_from"] as String?).flatMap(ReplicaID.init(hex:)),
                         equivocations: UInt64(try Int64.fetchOne(db, sql: "SELECT count(*) FROM hub_equivocation WHERE from_replica = ?",
                                                                  arguments: [replica.hex]) ?? 0))

@@ -115,7 +115,7 @@ final class StoreContext {
             guard let row = try Row.fetchOne(select, arguments: [tableID, key]) else {
                 throw StoreError(.corrupt, "row reference for \(table) \(key) vanished")
             }
-            ref = RowRef(id: row[0], causalLength: UInt64(row[1] as Int64))
+            ref = RowRef(id: row[0], causalLength: UInt64(clamping: row[1] as Int64))
         }
         rowRefs[rowKey] = ref
         return ref
@@ -130,7 +130,7 @@ final class StoreContext {
             WHERE n.name = ? AND r.key = ?
             """)
         guard let row = try Row.fetchOne(select, arguments: [table, key]) else { return nil }
-        let ref = RowRef(id: row[0], causalLength: UInt64(row[1] as Int64))
+        let ref = RowRef(id: row[0], causalLength: UInt64(clamping: row[1] as Int64))
         rowRefs[rowKey] = ref
         return ref
     }
@@ -196,9 +196,10 @@ final class StoreContext {
         }
         let write = FieldWrite(id: id, timestamp: timestamp, causalLength: causalLength, author: author, operation: operation,
                                supersedes: supersedes)
+        let change = Change(table: table.name, row: key, column: column.name, write: write)
+        try Self.checkLimits(change)
         let origin = try originID(id.replica)
-        _ = try record(Change(table: table.name, row: key, column: column.name, write: write), origin: origin, row: ref.id, known: true,
-                       isNew: true)
+        _ = try record(change, origin: origin, row: ref.id, known: true, isNew: true)
         touchedOrigins.insert(origin)
         try applyField(write, table: table, column: column, ref: ref, key: key, stored: stored, knownToWin: true)
     }
@@ -331,7 +332,7 @@ final class StoreContext {
             // (and in the change log, from which a re-created row is rebuilt).
             if !knownToWin, let stored {
                 let current = WriteVersion(
-                    causalLength: UInt64(stored.causalLength), timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: stored.hlc)),
+                    causalLength: UInt64(clamping: stored.causalLength), timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: stored.hlc)),
                     id: ChangeID(replica: try replica(forOrigin: stored.origin), counter: UInt64(bitPattern: stored.counter)))
                 guard LastWriterWinsRegister.wins(write.version, over: current) else { return }
             }
@@ -539,5 +540,15 @@ extension StatementArguments {
     /// modules and cost more than the SQL itself in profiles; the existential form avoids it.
     init(databaseValues: [DatabaseValue]) {
         self.init(databaseValues.map { $0 as (any DatabaseValueConvertible)? })
+    }
+}
+
+extension StoreContext {
+    /// A local edit may not make a change that could never be synced (ChangeLimits): refused
+    /// before anything of the transaction is written.
+    static func checkLimits(_ change: Change) throws {
+        if let violation = ChangeLimits.violation(of: change) {
+            throw StoreError(.limitExceeded, "\(change.table).\(change.column.isEmpty ? "id" : change.column): \(violation); shorten it")
+        }
     }
 }

@@ -18,6 +18,8 @@ public struct StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case alreadyExists = "ALREADY_EXISTS"
         case schemaTooNew = "SCHEMA_TOO_NEW"
         case corrupt = "CORRUPT"
+        /// A local edit that would make a change over ChangeLimits: it could never be synced.
+        case limitExceeded = "LIMIT_EXCEEDED"
         case database = "DATABASE"
         /// A change id already held here arrived with different content: the replica that made it was
         /// restored from a backup or copied, and reused its counters.

@@ -67,11 +67,22 @@ public struct FrameParser: Sendable {
 /// The NIO adapter: turns inbound bytes into frames with `FrameParser`'s checks.
 public struct FrameDecoder: ByteToMessageDecoder {
     public typealias InboundOut = Frame
-    public let parser: FrameParser
+    public private(set) var parser: FrameParser
+    /// When set, the limit is read from it before each frame, so it can change after the handshake.
+    let limit: FrameLimit?
 
-    public init(maxBody: Int = Frame.defaultMaxBody) { parser = FrameParser(maxBody: maxBody) }
+    public init(maxBody: Int = Frame.defaultMaxBody) {
+        parser = FrameParser(maxBody: maxBody)
+        limit = nil
+    }
+
+    public init(limit: FrameLimit) {
+        parser = FrameParser(maxBody: limit.current)
+        self.limit = limit
+    }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if let limit { parser.maxBody = limit.current }
         guard let frame = try parser.next(from: &buffer) else { return .needMoreData }
         context.fireChannelRead(wrapInboundOut(frame))
         return .continue

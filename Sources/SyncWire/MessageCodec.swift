@@ -110,6 +110,10 @@ public struct MessageCodec: Sendable {
     // MARK: decoding
 
     public func decode(_ frame: Frame) throws(WireError) -> Message {
+        // A frame decoded before the limit was lowered (the welcome) is checked again here.
+        guard frame.payload.count + 2 <= maxBody else {
+            throw WireError(.frameTooLarge, "frame of \(frame.payload.count + 2) bytes exceeds the \(maxBody)-byte limit")
+        }
         guard let kind = Message.Kind(rawValue: frame.type) else {
             throw WireError(.unknownMessage, "unknown message type 0x\([frame.type].hexString)")
         }

@@ -23,6 +23,7 @@ public enum WireErrorCode: UInt16, Sendable, CaseIterable {
     /// A change id the hub already holds arrived with different content (a restored or copied
     /// replica reused its counters). Nothing of the push is stored; the replica recovers.
     case equivocation = 20
+    case cursorAhead = 21
 
     public var name: String {
         switch self {
@@ -46,6 +47,7 @@ public enum WireErrorCode: UInt16, Sendable, CaseIterable {
         case .limitExceeded: "LIMIT_EXCEEDED"
         case .malformedMessage: "MALFORMED_MESSAGE"
         case .equivocation: "EQUIVOCATION"
+        case .cursorAhead: "CURSOR_AHEAD"
         }
     }
 
@@ -54,7 +56,8 @@ public enum WireErrorCode: UInt16, Sendable, CaseIterable {
         switch self {
         // EQUIVOCATION: the next session's handshake shows the replica what the hub holds of its own
         // origin, and it recovers (Protocol/session.md), so reconnecting is the way forward.
-        case .timeout, .busy, .storageFailure, .shuttingDown, .equivocation: true
+        // CURSOR_AHEAD: the client starts its pulls again from 0 before it retries.
+        case .timeout, .busy, .storageFailure, .shuttingDown, .equivocation, .cursorAhead: true
         default: false
         }
     }

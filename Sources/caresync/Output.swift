@@ -30,6 +30,8 @@ enum Output {
         } catch let error as StoreError {
             switch error.code {
             case .clockSkew: fail(error.message, code: error.code.rawValue, exit: 4)
+            // A value too long to ever sync is a bad argument: the same command with a shorter one works.
+            case .limitExceeded: fail(error.message, code: error.code.rawValue, exit: 64)
             case .rowNotFound, .rowExists, .immutableField, .statusBackwards, .notDeletable, .wrongOperation, .wrongType,
                  .unknownTable, .unknownColumn:
                 fail(error.message, code: error.code.rawValue, exit: 1)

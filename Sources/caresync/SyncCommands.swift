@@ -148,9 +148,11 @@ struct HubEnrollCommand: ParsableCommand {
     @Flag(help: "Print machine-readable JSON.") var json = false
 
     func run() throws {
+        // Bounded, so the expiry cannot overflow (a year is the longest a token may wait).
+        guard (1...8_760).contains(expiresInHours) else { throw ValidationError("--expires-in-hours must be 1 to 8760") }
         let store = try hub.open()
         var random = SystemRandomNumberGenerator()
-        let expires = UInt64(Date().timeIntervalSince1970 * 1000) + UInt64(max(1, expiresInHours)) * 3_600_000
+        let expires = UInt64(Date().timeIntervalSince1970 * 1000) + UInt64(expiresInHours) * 3_600_000
         let token = try Output.run { try store.issueEnrolmentToken(team: team, expiresAtMillis: expires, random: &random) }
         if json { Output.json(["token": token, "team": team, "expires_at": Output.iso(expires)]) } else { Output.line(token) }
     }
@@ -186,10 +188,13 @@ struct HubReplicasCommand: ParsableCommand {
         let replicas = try Output.run { try store.replicaSummaries() }
         func time(_ millis: UInt64?) -> String { millis.map { Output.iso($0) } ?? "–" }
         func count(_ value: UInt64?) -> String { value.map(String.init) ?? "–" }
+        // What a peer or an enrolment sent is shown escaped: no control character reaches the
+        // operator's terminal, even from a store written before the hub sanitised it.
+        func shown(_ text: String?) -> String? { text.map(OperatorText.escaped) }
         if json {
             Output.json(replicas.map { summary -> [String: Any] in
                 var object: [String: Any] = [
-                    "replica_id": summary.replica.hex, "team": summary.team, "lag_changes": summary.lagChanges,
+                    "replica_id": summary.replica.hex, "team": OperatorText.escaped(summary.team), "lag_changes": summary.lagChanges,
                     "changes_stored": summary.changesStored, "revoked": summary.revoked,
                 ]
                 object["first_seen"] = summary.firstSeenMillis.map { Output.iso($0) } ?? NSNull()
@@ -198,8 +203,8 @@ struct HubReplicasCommand: ParsableCommand {
                 object["oldest_unsynced_age_s"] = summary.oldestUnsyncedAgeMillis.map { $0 / 1000 } ?? NSNull() as Any
                 object["open_conflicts"] = summary.openConflicts ?? NSNull() as Any
                 object["schema_version"] = summary.schemaVersion ?? NSNull() as Any
-                object["app_version"] = summary.appVersion ?? NSNull()
-                object["last_error"] = summary.lastError ?? NSNull()
+                object["app_version"] = shown(summary.appVersion) ?? NSNull()
+                object["last_error"] = shown(summary.lastError) ?? NSNull()
                 object["forked_from"] = summary.forkedFrom?.hex ?? NSNull()
                 object["equivocations"] = summary.equivocations
                 return object
@@ -208,10 +213,10 @@ struct HubReplicasCommand: ParsableCommand {
         }
         Output.table(["REPLICA", "TEAM", "LAST SEEN", "LAG", "PENDING", "OLDEST UNSYNCED", "CONFLICTS", "SCHEMA", "APP", "LAST ERROR"],
                      replicas.map { summary in
-                         [summary.replica.short + (summary.revoked ? " (revoked)" : ""), summary.team, time(summary.lastSeenMillis),
+                         [summary.replica.short + (summary.revoked ? " (revoked)" : ""), OperatorText.escaped(summary.team), time(summary.lastSeenMillis),
                           String(summary.lagChanges), count(summary.pendingChanges),
                           summary.oldestUnsyncedAgeMillis.map { "\($0 / 1000) s" } ?? "–", count(summary.openConflicts),
-                          count(summary.schemaVersion), summary.appVersion ?? "–", summary.lastError ?? "–"]
+                          count(summary.schemaVersion), shown(summary.appVersion) ?? "–", shown(summary.lastError) ?? "–"]
                      })
         Output.line("\(replicas.count) replica(s); hub head \((try? store.head()) ?? 0)")
         for summary in replicas where summary.forkedFrom != nil || summary.equivocations > 0 {

@@ -48,8 +48,8 @@ struct RecoverySessionTests {
         return try SQLiteHubStore(path: "\(directory)/\(name)", random: &random)
     }
 
-    func token(_ hub: SQLiteHubStore) throws -> String {
-        var random = SeededGenerator(seed: 12)
+    func token(_ hub: SQLiteHubStore, seed: UInt64 = 12) throws -> String {
+        var random = SeededGenerator(seed: seed)
         return try hub.issueEnrolmentToken(team: "T", expiresAtMillis: now + 60_000, random: &random)
     }
 
@@ -78,6 +78,28 @@ struct RecoverySessionTests {
         let (client, _) = try sync(replica, restored)
         #expect(client.state == .done)
         #expect(try restored.ownDurable(replica.replicaID) == 4, "the replica pushed again what the restored hub had lost")
+    }
+
+    @Test("CURSOR_AHEAD (a hub restored from an older backup) sets the cursor to 0, and the retry pulls everything again")
+    func cursorAheadRestarts() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let hub = try hubStore("hub.db")
+        let writer = try ReplicaStore.create(at: "\(directory)/w.db", schema: SimulationSchema.schema, replicaID: ReplicaID(high: 4, low: 4),
+                                             name: "w", wallClock: Clock(millis: now))
+        let reader = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema, replicaID: ReplicaID(high: 3, low: 3),
+                                             name: "r", wallClock: Clock(millis: now))
+        try sync(writer, hub, token: try token(hub))
+        try sync(reader, hub, token: try token(hub, seed: 13))
+        try writer.write(author: "w") { try $0.create("note", id: "a", values: ["text": .text("1")]) }
+        try sync(writer, hub)
+        // The reader's cursor as a hub restored from an older backup would find it: ahead of its log.
+        try reader.applyFromHub([], hub: hub.hubID, nextCursor: 1_000)
+        let (failed, answers) = try sync(reader, hub)
+        #expect(failed.failure?.code == .cursorAhead && failed.failure?.retryable == true, "\(answers)")
+        #expect(try reader.hubLink()?.pullCursor == 0)
+        let (client, _) = try sync(reader, hub)
+        #expect(client.state == .done)
+        #expect(try reader.read { try $0.count("note") } == 1, "the retry pulled the hub's log from the start")
     }
 
     @Test("a push holding another version of a held change id is answered EQUIVOCATION, never acknowledged")

@@ -1,0 +1,67 @@
+/// What one change may be (Protocol/messages.md, "Limits on a change"). A change is created once
+/// and then relayed to every replica in batch frames, so a change that could not fit the smallest
+/// frame a peer may negotiate (65,536 bytes) would block every puller behind it for good. The
+/// limits are checked where a change is made (a local edit) and where it enters the hub (a push).
+///
+/// The field limits imply the size limit: the largest change they allow encodes to 55,993 bytes
+/// (a test checks this), under `maxEncodedBytes`, which leaves room for a batch's envelope in a
+/// 65,536-byte frame.
+public enum ChangeLimits {
+    /// A text or blob value, in bytes (UTF-8 for text).
+    public static let maxValueBytes = 49_152
+    /// A table or column name, in bytes.
+    public static let maxNameBytes = 64
+    /// A row id, in bytes.
+    public static let maxRowBytes = 128
+    /// An author (worker id), in bytes.
+    public static let maxAuthorBytes = 128
+    /// Entries in `supersedes`.
+    public static let maxSupersedes = 256
+    /// The change's canonical encoding, in bytes.
+    public static let maxEncodedBytes = 61_440
+    /// Counters and causal lengths are stored as SQLite's signed 64-bit integers.
+    public static let maxInteger = UInt64(Int64.max)
+
+    /// Why `change` breaks a limit, without its contents (sizes and counts only); nil if it fits.
+    public static func violation(of change: Change) -> String? { rangeViolation(of: change) ?? sizeViolation(of: change) }
+
+    /// A name, value or list over its size limit, or an encoding over `maxEncodedBytes`.
+    public static func sizeViolation(of change: Change) -> String? {
+        let write = change.write
+        if change.table.utf8.count > maxNameBytes { return "table name of \(change.table.utf8.count) bytes exceeds \(maxNameBytes)" }
+        if change.column.utf8.count > maxNameBytes { return "column name of \(change.column.utf8.count) bytes exceeds \(maxNameBytes)" }
+        if change.row.utf8.count > maxRowBytes { return "row id of \(change.row.utf8.count) bytes exceeds \(maxRowBytes)" }
+        if write.author.utf8.count > maxAuthorBytes { return "author of \(write.author.utf8.count) bytes exceeds \(maxAuthorBytes)" }
+        if write.supersedes.count > maxSupersedes { return "\(write.supersedes.count) superseded ids exceed \(maxSupersedes)" }
+        if let size = valueBytes(write.value), size > maxValueBytes { return "value of \(size) bytes exceeds \(maxValueBytes)" }
+        let encoded = encodedSize(change)
+        if encoded > maxEncodedBytes { return "change of \(encoded) bytes exceeds \(maxEncodedBytes)" }
+        return nil
+    }
+
+    /// A counter or causal length no replica could store (above 2^63 - 1): only a broken or
+    /// hostile peer sends one.
+    public static func rangeViolation(of change: Change) -> String? {
+        let write = change.write
+        if write.id.counter > maxInteger || write.supersedes.contains(where: { $0.counter > maxInteger }) {
+            return "a change counter above 2^63 - 1"
+        }
+        if write.causalLength > maxInteger { return "an impossible causal length (above 2^63 - 1)" }
+        return nil
+    }
+
+    /// The size of the change's canonical encoding.
+    public static func encodedSize(_ change: Change) -> Int {
+        var writer = ByteWriter()
+        change.encode(into: &writer)
+        return writer.bytes.count
+    }
+
+    static func valueBytes(_ value: FieldValue) -> Int? {
+        switch value {
+        case let .text(text): text.utf8.count
+        case let .blob(bytes): bytes.count
+        case .null, .integer, .real: nil
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import NIOCore
+import SyncCore
+
+/// The limit a connection's frame decoder enforces, adjustable after the handshake: until the
+/// welcome the limit is the default, after it the negotiated `max_frame_body`
+/// (Protocol/framing.md, "The limit"). Read by the decoder on the channel's event loop and set
+/// there too, so no lock is needed.
+public final class FrameLimit: Sendable {
+    private let box: NIOLoopBoundBox<Int>
+    private let eventLoop: any EventLoop
+
+    /// Call on `eventLoop` (a channel initializer runs there).
+    public init(_ maxBody: Int, eventLoop: any EventLoop) {
+        box = NIOLoopBoundBox(maxBody, eventLoop: eventLoop)
+        self.eventLoop = eventLoop
+    }
+
+    /// The limit now; only on the event loop.
+    var current: Int { box.value }
+
+    /// Sets the limit from anywhere; it applies to every frame not yet complete when the returned
+    /// future succeeds.
+    public func set(_ maxBody: Int) -> EventLoopFuture<Void> {
+        let box = self.box
+        return eventLoop.submit { box.value = maxBody }
+    }
+}
+
+/// How much room a push or batch frame leaves for its changes.
+public enum FrameBudget {
+    /// The most a push or batch frame body holds besides its changes' encodings: type and flags
+    /// (2), the batch number or `next_cursor` (a varint, ≤ 10), `more` (1, batch only) and the
+    /// change count (a varint, ≤ 10).
+    public static let envelopeBytes = 23
+
+    /// Bytes of change encodings that fit in one push or batch frame under `maxBody`.
+    public static func changeBytes(maxBody: Int) -> Int { max(0, maxBody - envelopeBytes) }
+
+    /// A recovered frame carries the origin (16 bytes) besides a batch's envelope.
+    public static let recoveredEnvelopeBytes = envelopeBytes + 16
+
+    /// Bytes of change encodings that fit in one recovered frame under `maxBody`.
+    public static func recoveredChangeBytes(maxBody: Int) -> Int { max(0, maxBody - recoveredEnvelopeBytes) }
+}
