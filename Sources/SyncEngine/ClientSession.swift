@@ -70,13 +70,17 @@ public struct ClientSession {
     let store: ReplicaStore
     let credential: Credential
     let configuration: ClientConfiguration
+    /// Where the hub was reached; recorded with the hub's id once it has welcomed this replica.
+    let hubAddress: String?
     private var hub: ReplicaID?
     private var nextBatch: UInt64 = 1
 
-    public init(store: ReplicaStore, credential: Credential, configuration: ClientConfiguration = ClientConfiguration()) {
+    public init(store: ReplicaStore, credential: Credential, configuration: ClientConfiguration = ClientConfiguration(),
+                hubAddress: String? = nil) {
         self.store = store
         self.credential = credential
         self.configuration = configuration
+        self.hubAddress = hubAddress
     }
 
     public var isFinished: Bool { state == .done || state == .failed }
@@ -134,7 +138,8 @@ public struct ClientSession {
             hub = welcome.hub
             summary.hub = welcome.hub
             summary.enrolled = !welcome.issuedCredential.isEmpty
-            try store.recordHub(welcome.hub, credential: welcome.issuedCredential.isEmpty ? nil : welcome.issuedCredential)
+            try store.recordHub(welcome.hub, address: hubAddress,
+                                credential: welcome.issuedCredential.isEmpty ? nil : welcome.issuedCredential)
             return [.send(.heartbeat(try health()))] + (try nextPush())
         case let (.pushing(batch, until), .pushAck(acked, durable, _)):
             guard acked == batch, let hub else { throw SyncFailure(.unexpectedMessage, "acknowledgement for batch \(acked), expected \(batch)") }

@@ -58,9 +58,12 @@ struct SyncCommand: AsyncParsableCommand {
             } else {
                 Output.line("synced with hub \(summary.hub?.short ?? "?")\(summary.enrolled ? " (enrolled)" : ""): pushed \(summary.pushed), pulled \(summary.pulled) (\(summary.applied) applied, \(summary.conflictsOpened) conflict(s) opened); \(report.bytesSent) bytes sent, \(report.bytesReceived) received, \(summary.roundTrips) round trips, \(String(format: "%.2f", report.durationSeconds)) s")
             }
+        } catch let unreachable as HubUnreachable {
+            if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
+            Output.fail("sync failed: \(unreachable.description)", code: unreachable.code, exit: 5)
         } catch let failure as SyncFailure {
             if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
-            Output.fail("sync failed: \(failure.description)", code: failure.code.name, exit: failure.code == .clockSkew ? 4 : 5)
+            Output.fail("sync failed: \(failure.message)", code: failure.code.name, exit: failure.code == .clockSkew ? 4 : 5)
         }
     }
 }
@@ -77,6 +80,11 @@ enum HubAddress {
 struct HubCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hub", abstract: "Run and operate the hub: serve, enrol replicas, see their health, revoke.",
+        discussion: """
+            Examples:
+              caresync hub serve --db hub.db --host 0.0.0.0 --port 7700
+              caresync hub enroll --db hub.db --team PERM-THROUGHCARE
+            """,
         subcommands: [HubServeCommand.self, HubEnrollCommand.self, HubReplicasCommand.self, HubRevokeCommand.self])
 }
 
