@@ -25,10 +25,12 @@ struct CareSyncCommand: AsyncParsableCommand {
               caresync sync --hub 127.0.0.1:7700 --token <token from `caresync hub enroll`>
               caresync export for-usb.bundle
 
-            Exit codes: 0 success; 1 refused by a care rule (the message says which); 2 could not \
-            read a bundle or other input file (nothing applied); 3 replica or storage problem; \
-            4 clock skew (a change is too far in the future); 5 sync failed (the message gives the hub's \
-            error code); 64 bad arguments.
+            Exit codes: 0 success; 1 refused by a care rule or a field value out of its range (the \
+            message says which); 2 could not read a bundle or other input file (nothing applied); \
+            3 replica or storage problem; 4 clock skew (a change is too far in the future); 5 sync \
+            failed (the message gives the code: the hub's, or CONNECTION_REFUSED / HOST_NOT_FOUND); \
+            64 bad arguments (an unknown option, a malformed field=value, a bad worker id or address). \
+            A refused command writes nothing.
 
             Help is `--help` (or `caresync help <command>`); there is no `-h`, so a value that starts \
             with a dash, such as an alert named -high-risk, is taken as a value.

@@ -70,7 +70,8 @@ struct SyncCommand: AsyncParsableCommand {
 
 enum HubAddress {
     static func parse(_ text: String) throws -> (String, Int) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+        guard let colon = text.lastIndex(of: ":"), colon != text.startIndex, let port = Int(text[text.index(after: colon)...]),
+              (1...65535).contains(port) else {
             throw ValidationError("hub address must be host:port, e.g. 127.0.0.1:7700")
         }
         return (String(text[..<colon]), port)
@@ -107,6 +108,12 @@ struct HubServeCommand: AsyncParsableCommand {
     @Option(help: "TCP port (0 picks a free one and prints it).") var port = 7700
     @Option(help: "Most connections served at once; more are refused with BUSY.") var maxConnections = 256
     @Flag(help: "Log each session (ids and counts only).") var verbose = false
+
+    func validate() throws {
+        // NIO would take a port above 65535 modulo 2^16 and listen somewhere unexpected.
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535") }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
+    }
 
     func run() async throws {
         Output.bootstrapLogging(verbose: verbose)
@@ -146,10 +153,20 @@ struct HubEnrollCommand: ParsableCommand {
     @Option(help: "Hours until the token expires.") var expiresInHours = 72
     @Flag(help: "Print machine-readable JSON.") var json = false
 
+    /// A year at most: a token is for a replica being set up now, and hours beyond that would
+    /// overflow the expiry time.
+    static let maxExpiryHours = 24 * 366
+
+    func validate() throws {
+        guard (1...Self.maxExpiryHours).contains(expiresInHours) else {
+            throw ValidationError("--expires-in-hours must be from 1 to \(Self.maxExpiryHours)")
+        }
+    }
+
     func run() throws {
         let store = try hub.open()
         var random = SystemRandomNumberGenerator()
-        let expires = UInt64(Date().timeIntervalSince1970 * 1000) + UInt64(max(1, expiresInHours)) * 3_600_000
+        let expires = UInt64(Date().timeIntervalSince1970 * 1000) + UInt64(expiresInHours) * 3_600_000
         let token = try Output.run { try store.issueEnrolmentToken(team: team, expiresAtMillis: expires, random: &random) }
         if json { Output.json(["token": token, "team": team, "expires_at": Output.iso(expires)]) } else { Output.line(token) }
     }

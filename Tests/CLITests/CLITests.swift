@@ -29,7 +29,7 @@ struct CLITests {
     }()
 
     @discardableResult
-    func run(_ arguments: [String], replica: String? = "a.db") throws -> Result {
+    func run(_ arguments: [String], replica: String? = "a.db", timeout seconds: Double = 60) throws -> Result {
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = arguments
@@ -43,6 +43,10 @@ struct CLITests {
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        // A command that should have been refused must not hang the suite (a hub serving forever).
+        let watchdog = DispatchWorkItem { [process] in if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: watchdog)
+        defer { watchdog.cancel() }
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -109,9 +113,14 @@ struct CLITests {
             (["show", "plan", "missing-id"], 1),
             (["resolve", "goal", "x", "statement"], 64),
             (["import", "\(directory)/nonexistent.bundle"], 2),
+            (["hub", "enroll", "--db", "\(directory)/hub.db", "--team", "T", "--expires-in-hours", "9999999999999999"], 64),
+            (["hub", "enroll", "--db", "\(directory)/hub.db", "--team", "T", "--expires-in-hours", "0"], 64),
+            (["hub", "serve", "--db", "\(directory)/hub.db", "--port", "70000"], 64),
+            (["sync", "--hub", ":7700"], 64),
+            (["resolve", "goal", "x", "statement", "--pick", "1", "--as", ""], 64),
         ]
         for (arguments, expected) in cases {
-            let result = try run(arguments)
+            let result = try run(arguments, timeout: 10)
             #expect(result.status == expected, "\(arguments) exited \(result.status): \(result.stderr)")
             #expect(!result.stderr.isEmpty)
         }
