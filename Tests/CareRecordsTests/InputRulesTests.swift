@@ -104,47 +104,54 @@ struct InputRulesTests {
         try alex.edit("young_person", id: ava, fields: ["date_of_birth": "2025-06-23"], author: "alex")
     }
 
-    /// A date-of-death conflict between a value and a clearing: returns the replica and person.
-    func clearedDateConflict(_ prefix: String = "") throws -> (CareReplica, String) {
+    /// Two replicas edit one field of a record concurrently, one setting `value`, the other
+    /// clearing it; returns the replica that holds the conflict and the record's id.
+    func clearedConflict(_ prefix: String, kind: String, field: String, value: String,
+                         record: (CareReplica) throws -> String) throws -> (CareReplica, String) {
         let alex = try team.replica(prefix + "alex")
         let morgan = try team.replica(prefix + "morgan")
-        let ava = try person(alex, extra: ["date_of_death": "2025-01-01"])
+        let id = try record(alex)
         try team.exchange(alex, morgan)
-        try alex.edit("young_person", id: ava, fields: ["date_of_death": "2025-02-01"], author: "alex")
+        try alex.edit(kind, id: id, fields: [field: value], author: "alex")
         team.clock.advance(minutes: 5)
-        try morgan.edit("young_person", id: ava, fields: ["date_of_death": ""], author: "morgan")
+        try morgan.edit(kind, id: id, fields: [field: ""], author: "morgan")
         try team.exchange(morgan, alex)
-        return (alex, ava)
+        return (alex, id)
+    }
+
+    func deathDateConflict(_ prefix: String) throws -> (CareReplica, String) {
+        try clearedConflict(prefix, kind: "young_person", field: "date_of_death", value: "2025-02-01") {
+            try person($0, extra: ["date_of_death": "2025-01-01"])
+        }
+    }
+
+    /// Resolves by picking the candidate that cleared the field.
+    func pickCleared(_ replica: CareReplica, _ kind: String, _ id: String, _ field: String) throws {
+        let conflict = try #require(try replica.conflicts().first { $0.recordID == id && $0.field == field })
+        let cleared = try #require(conflict.candidates.firstIndex { $0.value.isNull })
+        try replica.resolve(kind, id: id, field: field, value: nil, pick: cleared + 1, author: "alex")
     }
 
     @Test("resolve --pick of a candidate that cleared a date field clears it (not the text \"null\")")
     func pickClearedCandidate() throws {
-        let (alex, ava) = try clearedDateConflict()
-        let conflict = try #require(try alex.conflicts().first { $0.field == "date_of_death" })
-        let cleared = try #require(conflict.candidates.firstIndex { $0.value.isNull })
-        try alex.resolve("young_person", id: ava, field: "date_of_death", value: nil, pick: cleared + 1, author: "alex")
+        let (alex, ava) = try deathDateConflict("")
+        try pickCleared(alex, "young_person", ava, "date_of_death")
         #expect(try alex.record("young_person", id: ava)["date_of_death"] == .null)
         #expect(try alex.conflicts().isEmpty)
     }
 
     @Test("resolve --pick of a cleared narrative clears it; resolve --value goes through the edit checks")
     func pickClearedNarrative() throws {
-        let alex = try team.replica("alex")
-        let morgan = try team.replica("morgan")
-        let ava = try person(alex)
-        let plan = try alex.add("plan", fields: ["yp_id": ava, "kind": "pathway", "title": "PP", "summary": "s"], author: "alex")
-        try team.exchange(alex, morgan)
-        try alex.edit("plan", id: plan, fields: ["summary": "alex's"], author: "alex")
-        try morgan.edit("plan", id: plan, fields: ["summary": ""], author: "morgan")
-        try team.exchange(morgan, alex)
-        let conflict = try #require(try alex.conflicts().first { $0.field == "summary" })
-        let cleared = try #require(conflict.candidates.firstIndex { $0.value.isNull })
-        try alex.resolve("plan", id: plan, field: "summary", value: nil, pick: cleared + 1, author: "alex")
+        let (alex, plan) = try clearedConflict("", kind: "plan", field: "summary", value: "alex's") { replica in
+            try replica.add("plan", fields: ["yp_id": try person(replica), "kind": "pathway", "title": "PP", "summary": "s"],
+                            author: "alex")
+        }
+        try pickCleared(alex, "plan", plan, "summary")
         #expect(try alex.record("plan", id: plan)["summary"] == .null, "cleared, not \"null\"")
 
-        let (other, person) = try clearedDateConflict("dates-")
+        let (other, yp) = try deathDateConflict("dates-")
         #expect(careError {
-            try other.resolve("young_person", id: person, field: "date_of_death", value: "2999-01-01", pick: nil, author: "alex")
+            try other.resolve("young_person", id: yp, field: "date_of_death", value: "2999-01-01", pick: nil, author: "alex")
         }?.code == "BAD_VALUE")
         #expect(try other.conflicts().count == 1, "a refused resolution leaves the conflict open")
     }
