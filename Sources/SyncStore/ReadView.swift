@@ -84,8 +84,8 @@ public struct ReadView {
         return raw.map { HybridTimestamp(rawValue: UInt64(bitPattern: $0)) }
     }
 
-    /// Every author in the change log of a row who created it (in any of its lives) or wrote
-    /// one of `columns`, as recorded.
+    /// Every author in the change log of a row who created (or deleted) it or wrote one of
+    /// `columns`, as recorded: for rules about who took part in a record's content.
     public func authors(_ table: String, id: String, columns: [String]) throws -> Set<String> {
         let placeholders = columns.isEmpty ? "NULL" : columns.map { _ in "?" }.joined(separator: ", ")
         let names = try String.fetchAll(db, sql: """

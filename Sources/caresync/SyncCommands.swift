@@ -158,6 +158,11 @@ struct HubEnrollCommand: ParsableCommand {
     static let maxExpiryHours = 24 * 366
 
     func validate() throws {
+        // The team is shown to operators and matched on every session: no blank or invisible ids.
+        guard !team.trimmingCharacters(in: .whitespaces).isEmpty, team.count <= 64,
+              !team.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw ValidationError("--team must be a team id of 1 to 64 visible characters, e.g. PERM-THROUGHCARE")
+        }
         guard (1...Self.maxExpiryHours).contains(expiresInHours) else {
             throw ValidationError("--expires-in-hours must be from 1 to \(Self.maxExpiryHours)")
         }

@@ -116,6 +116,8 @@ struct CLITests {
             (["hub", "enroll", "--db", "\(directory)/hub.db", "--team", "T", "--expires-in-hours", "9999999999999999"], 64),
             (["hub", "enroll", "--db", "\(directory)/hub.db", "--team", "T", "--expires-in-hours", "0"], 64),
             (["hub", "serve", "--db", "\(directory)/hub.db", "--port", "70000"], 64),
+            (["hub", "enroll", "--db", "\(directory)/hub.db", "--team", ""], 64),
+            (["hub", "enroll", "--db", "\(directory)/hub.db", "--team", "T\u{1B}[2J"], 64),
             (["sync", "--hub", ":7700"], 64),
             (["resolve", "goal", "x", "statement", "--pick", "1", "--as", ""], 64),
         ]
