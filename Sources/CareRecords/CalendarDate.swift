@@ -4,6 +4,10 @@ public struct CalendarDate: Comparable, Hashable, Sendable, CustomStringConverti
     public let month: Int
     public let day: Int
 
+    /// Years a date a person types may fall in: every date in these records (births of care
+    /// leavers, visits, reviews, plans, awards) lies well inside it, and 0000 or 9999 is a typo.
+    public static let plausibleYears = 1900...2100
+
     public init?(_ text: String) {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
         guard text.utf8.count == 10, parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,

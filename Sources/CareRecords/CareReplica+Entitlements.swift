@@ -9,6 +9,7 @@ extension CareReplica {
     /// on the decision date (I16), the age limits (I3, I14) and the item's required fields.
     @discardableResult
     public func requestAward(fields text: [String: String], author: String) throws -> String {
+        let author = try WorkerID.canonical(author)
         let kind = try Self.kind("award")
         for name in text.keys.sorted() {
             guard let field = kind.field(name) else { throw Self.unknownField(kind, name) }
@@ -16,10 +17,8 @@ extension CareReplica {
                 throw CareError("AUTOMATIC_FIELD", "award.\(name) is set by caresync, not by hand")
             }
         }
-        for name in kind.required where (text[name] ?? "").isEmpty {
-            throw CareError("REQUIRED_FIELD", "award needs \(name)=…  (e.g. \(kind.example))")
-        }
         var values = try parse(kind, text)
+        try checkValues(kind, values, creating: true)
         let id = ids.next()
         values["created_by"] = .text(author)
         values["status"] = .text("requested")

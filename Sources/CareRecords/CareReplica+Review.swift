@@ -94,6 +94,7 @@ extension CareReplica {
     /// Resolves a conflicting field with a value that supersedes every candidate: either a chosen
     /// candidate (`pick`, 1-based) or a new value. The write goes through the usual checks.
     public func resolve(_ kindName: String, id: String, field: String, value: String?, pick: Int?, author: String) throws {
+        let author = try WorkerID.canonical(author)
         let kind = try Self.kind(kindName)
         guard let conflict = try conflicts().first(where: { $0.recordKind == kind.name && $0.recordID == id && $0.field == field })
         else { throw CareError("NO_CONFLICT", "\(kind.name) \(id) has no open conflict on \(field)") }
@@ -105,23 +106,27 @@ extension CareReplica {
         case .concurrentValues:
             break
         }
-        let chosen: String
+        guard let definition = kind.field(field) else { throw Self.unknownField(kind, field) }
+        // The chosen value stays typed: a candidate that cleared the field clears it again (it
+        // is not the text "null"), and a date stays a date.
+        let chosen: FieldValue
         switch (value, pick) {
-        case let (value?, nil): chosen = value
+        case let (value?, nil): chosen = try Self.parse(definition, value, kind: kind)
         case let (nil, index?):
             guard (1...conflict.candidates.count).contains(index) else {
                 throw CareError("BAD_PICK", "pick a candidate from 1 to \(conflict.candidates.count)")
             }
-            chosen = conflict.candidates[index - 1].value.textValue ?? conflict.candidates[index - 1].value.description
+            chosen = conflict.candidates[index - 1].value
         default:
             throw CareError("BAD_RESOLUTION", "give either --pick N or --value TEXT")
         }
         if field == "status" {
             // A status conflict is between terminal states; the resolution is itself terminal.
-            let values = try parse(kind, [field: chosen])
-            try store.write(author: author) { try $0.update(kind.name, id: id, values: values) }
+            try checkValues(kind, [field: chosen], creating: false)
+            try store.write(author: author) { try $0.update(kind.name, id: id, values: [field: chosen]) }
         } else {
-            try edit(kind.name, id: id, fields: [field: chosen], author: author)
+            try Self.checkAssignable(kind, [field], editing: true)
+            try edit(kind, id: id, values: [field: chosen], author: author)
         }
     }
 

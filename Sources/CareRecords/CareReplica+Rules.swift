@@ -12,9 +12,6 @@ extension CareReplica {
     func prepareNew(_ kind: RecordKind, id: String, values: inout [String: FieldValue], author: String, view: ReadView) throws {
         switch kind.name {
         case "young_person":
-            if let dob = values["date_of_birth"]?.textValue.flatMap(CalendarDate.init), dob > today {
-                throw CareError("BAD_VALUE", "young_person.date_of_birth is in the future")
-            }
             values["restricted"] = values["restricted"] ?? .text("no")
         case "plan":
             values["lineage_id"] = .text(id)
@@ -136,6 +133,7 @@ extension CareReplica {
     /// the plan to approved, in one transaction. The version it supersedes becomes superseded.
     @discardableResult
     public func approve(plan id: String, decision: String = "approved", author: String) throws -> String {
+        let author = try WorkerID.canonical(author)
         guard ["approved", "rejected", "returned"].contains(decision) else {
             throw CareError("BAD_VALUE", "decision must be approved, rejected or returned")
         }
@@ -149,8 +147,8 @@ extension CareReplica {
             if try openConflicts(plan: id, view: view) > 0 {
                 throw CareError("OPEN_CONFLICTS", "plan \(id) has unresolved conflicts; resolve them before approving")
             }
-            if plan["created_by"]?.textValue == author {
-                throw CareError("FOUR_EYES", "the author of a plan cannot approve it; ask a team manager")
+            if try contentAuthors(plan: id, view: view).contains(where: { WorkerID.sameWorker($0, author) }) {
+                throw CareError("FOUR_EYES", "\(author) wrote part of this plan's content (the plan, a goal or an action); ask a team manager who did not")
             }
             let hash = try contentHash(plan: id, view: view)
             try transaction.create("approval", id: approvalID, values: [
@@ -172,6 +170,7 @@ extension CareReplica {
     /// version stays as it is until the new one is approved.
     @discardableResult
     public func newVersion(plan id: String, author: String) throws -> String {
+        let author = try WorkerID.canonical(author)
         let newID = ids.next()
         try store.write(author: author) { transaction in
             let view = try transaction.view
@@ -206,6 +205,24 @@ extension CareReplica {
         return newID
     }
 
+    /// Fields of a plan, its goals and their actions that the content hash covers.
+    static let goalContentFields = ["domain", "statement", "success_measure", "target_date"]
+    static let actionContentFields = ["description", "responsible", "due_date"]
+
+    /// I6 four-eyes: everyone who wrote what `contentHash` covers — created the plan version, a
+    /// goal or an action, or changed one of their content fields — as the change log records
+    /// them. Status changes (submitting) are not content.
+    func contentAuthors(plan id: String, view: ReadView) throws -> Set<String> {
+        var authors = try view.authors("plan", id: id, columns: Self.planContentFields)
+        for goal in try view.rows("goal", where: ["plan_id": .text(id)]) {
+            authors.formUnion(try view.authors("goal", id: goal["id"]!.textValue!, columns: Self.goalContentFields))
+            for action in try view.rows("action", where: ["goal_id": goal["id"]!]) {
+                authors.formUnion(try view.authors("action", id: action["id"]!.textValue!, columns: Self.actionContentFields))
+            }
+        }
+        return authors
+    }
+
     /// SHA-256 over the plan's content (not its status) and the content of its goals and actions,
     /// in a canonical order. An approval is valid only while this hash is unchanged (I6).
     func contentHash(plan id: String, view: ReadView) throws -> String {
@@ -219,9 +236,9 @@ extension CareReplica {
         }
         put(plan, ["id", "kind", "version_no"] + Self.planContentFields)
         for goal in try view.rows("goal", where: ["plan_id": .text(id)]) {
-            put(goal, ["id", "domain", "statement", "success_measure", "target_date"])
+            put(goal, ["id"] + Self.goalContentFields)
             for action in try view.rows("action", where: ["goal_id": goal["id"]!]) {
-                put(action, ["id", "description", "responsible", "due_date"])
+                put(action, ["id"] + Self.actionContentFields)
             }
         }
         return SHA256.hash(writer.bytes).hexString

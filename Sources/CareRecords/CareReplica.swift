@@ -43,6 +43,7 @@ public final class CareReplica: Sendable {
     /// Adds a record of `kind` from `field=value` text, returning its new id.
     @discardableResult
     public func add(_ kindName: String, fields text: [String: String], author: String) throws -> String {
+        let author = try WorkerID.canonical(author)
         let kind = try Self.kind(kindName)
         switch kind.name {
         case "entitlement_item": throw CareError("HUB_OWNED", "the entitlement catalogue is published by the hub; replicas only read it")
@@ -51,17 +52,9 @@ public final class CareReplica: Sendable {
         case "award": return try requestAward(fields: text, author: author)
         default: break
         }
-        for name in text.keys.sorted() {
-            guard let field = kind.field(name) else { throw Self.unknownField(kind, name) }
-            if field.automatic { throw CareError("AUTOMATIC_FIELD", "\(kind.name).\(name) is set by caresync, not by hand") }
-            if case .set = field.format {
-                throw CareError("SET_FIELD", "\(kind.name).\(name) is a set: after adding, use `caresync set-add \(kind.name) <id> \(name) <element>`")
-            }
-        }
-        for name in kind.required where (text[name] ?? "").isEmpty {
-            throw CareError("REQUIRED_FIELD", "\(kind.name) needs \(name)=…  (e.g. \(kind.example))")
-        }
+        try Self.checkAssignable(kind, text.keys, editing: false)
         var values = try parse(kind, text)
+        try checkValues(kind, values, creating: true)
         let id = ids.next()
         if kind.field("created_by") != nil { values["created_by"] = .text(author) }
         try store.write(author: author) { transaction in
@@ -74,19 +67,16 @@ public final class CareReplica: Sendable {
 
     /// Edits fields of a record from `field=value` text (an empty value clears a field).
     public func edit(_ kindName: String, id: String, fields text: [String: String], author: String) throws {
+        let author = try WorkerID.canonical(author)
         let kind = try Self.kind(kindName)
         guard !text.isEmpty else { throw CareError("NOTHING_TO_EDIT", "give at least one field=value to change") }
-        for name in text.keys.sorted() {
-            guard let field = kind.field(name) else { throw Self.unknownField(kind, name) }
-            if field.automatic { throw CareError("AUTOMATIC_FIELD", "\(kind.name).\(name) is set by caresync, not by hand") }
-            if case .immutable = field.policy {
-                throw CareError("IMMUTABLE_FIELD", "\(kind.name).\(name) is written once and cannot change (I10); record a correction instead")
-            }
-            if case .set = field.format {
-                throw CareError("SET_FIELD", "\(kind.name).\(name) is a set: use `caresync set-add` or `caresync set-remove`")
-            }
-        }
-        let values = try parse(kind, text)
+        try Self.checkAssignable(kind, text.keys, editing: true)
+        try edit(kind, id: id, values: try parse(kind, text), author: author)
+    }
+
+    /// Edits typed values: the path `edit` and `resolve` share, with the checks `add` makes.
+    func edit(_ kind: RecordKind, id: String, values: [String: FieldValue], author: String) throws {
+        try checkValues(kind, values, creating: false)
         try store.write(author: author) { transaction in
             guard let current = try transaction.view.row(kind.name, id: id) else { throw Self.notFound(kind.name, id) }
             try checkReferences(kind, values, transaction.view)
@@ -97,8 +87,9 @@ public final class CareReplica: Sendable {
 
     /// Adds an element to a set field (alerts, involved teams, consent to share).
     public func setAdd(_ kindName: String, id: String, field name: String, element: String, author: String) throws {
+        let author = try WorkerID.canonical(author)
         let kind = try Self.kind(kindName)
-        try Self.requireSet(kind, name)
+        try Self.requireSet(kind, name, element: element)
         try store.write(author: author) { transaction in
             try transaction.add(kind.name, id: id, column: name, element: .text(element))
         }
@@ -106,8 +97,9 @@ public final class CareReplica: Sendable {
 
     /// Removes an element from a set field; only the additions this replica has seen are removed.
     public func setRemove(_ kindName: String, id: String, field name: String, element: String, author: String) throws {
+        let author = try WorkerID.canonical(author)
         let kind = try Self.kind(kindName)
-        try Self.requireSet(kind, name)
+        try Self.requireSet(kind, name, element: element)
         try store.write(author: author) { transaction in
             try transaction.remove(kind.name, id: id, column: name, element: .text(element))
         }
@@ -115,6 +107,7 @@ public final class CareReplica: Sendable {
 
     /// Deletes a record of a deletable kind (only reminders; statutory records are never deleted).
     public func delete(_ kindName: String, id: String, author: String) throws {
+        let author = try WorkerID.canonical(author)
         let kind = try Self.kind(kindName)
         guard kind.deletable else {
             throw CareError("NOT_DELETABLE", "\(kind.name) records are never deleted (I10); set a void or closed status instead")
@@ -159,10 +152,63 @@ public final class CareReplica: Sendable {
         CareError("NOT_FOUND", "no \(kind) with id \(id) on this replica")
     }
 
-    static func requireSet(_ kind: RecordKind, _ name: String) throws {
+    static func requireSet(_ kind: RecordKind, _ name: String, element: String) throws {
         guard let field = kind.field(name) else { throw unknownField(kind, name) }
         guard case .set = field.format else { throw CareError("NOT_A_SET", "\(kind.name).\(name) is not a set field") }
+        guard !element.trimmingWhitespace().isEmpty else {
+            throw CareError("BAD_VALUE", "\(kind.name).\(name): an element cannot be empty")
+        }
     }
+
+    /// Whether a person may give these fields: known, not automatic, not a set (sets take
+    /// `set-add`/`set-remove`), and, when editing, not written-once.
+    static func checkAssignable(_ kind: RecordKind, _ names: some Sequence<String>, editing: Bool) throws {
+        for name in names.sorted() {
+            guard let field = kind.field(name) else { throw unknownField(kind, name) }
+            if field.automatic { throw CareError("AUTOMATIC_FIELD", "\(kind.name).\(name) is set by caresync, not by hand") }
+            if editing, case .immutable = field.policy {
+                throw CareError("IMMUTABLE_FIELD", "\(kind.name).\(name) is written once and cannot change (I10); record a correction instead")
+            }
+            if case .set = field.format {
+                throw CareError("SET_FIELD", "\(kind.name).\(name) is a set: use `caresync set-add \(kind.name) <id> \(name) <element>` (or set-remove)")
+            }
+        }
+    }
+
+    /// The one validation of typed values, for add, edit, resolve and award requests: required
+    /// fields present (and never cleared), dates in a plausible window, numbers in their range,
+    /// and the per-kind rules that need no other record (a date of birth is not in the future).
+    func checkValues(_ kind: RecordKind, _ values: [String: FieldValue], creating: Bool) throws {
+        for name in kind.required {
+            let value = values[name]
+            let blank = value.map { $0.isNull || $0.textValue?.trimmingWhitespace().isEmpty == true } ?? creating
+            guard !blank else {
+                throw creating ? CareError("REQUIRED_FIELD", "\(kind.name) needs \(name)=…  (e.g. \(kind.example))")
+                    : CareError("REQUIRED_FIELD", "\(kind.name).\(name) is required and cannot be cleared")
+            }
+        }
+        for name in values.keys.sorted() {
+            guard let field = kind.field(name), let value = values[name], !value.isNull else { continue }
+            switch field.format {
+            case .date:
+                guard let date = value.textValue.flatMap(CalendarDate.init), CalendarDate.plausibleYears.contains(date.year) else {
+                    throw CareError("BAD_VALUE", "\(kind.name).\(name) must be a date from \(CalendarDate.plausibleYears.lowerBound) to \(CalendarDate.plausibleYears.upperBound), like 2025-06-23")
+                }
+                if Self.pastOnlyDates.contains("\(kind.name).\(name)"), date > today {
+                    throw CareError("BAD_VALUE", "\(kind.name).\(name) is in the future")
+                }
+            case .integer, .money:
+                guard let number = value.integerValue, field.range.contains(number) else {
+                    throw CareError("BAD_VALUE", "\(kind.name).\(name) must be a whole number from \(field.range.lowerBound)\(field.range.upperBound == .max ? " up" : " to \(field.range.upperBound)")")
+                }
+            default:
+                break
+            }
+        }
+    }
+
+    /// Dates of facts that have happened: never later than today.
+    static let pastOnlyDates: Set<String> = ["young_person.date_of_birth", "young_person.date_of_death"]
 
     func parse(_ kind: RecordKind, _ text: [String: String]) throws -> [String: FieldValue] {
         var values: [String: FieldValue] = [:]

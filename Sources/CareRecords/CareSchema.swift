@@ -122,7 +122,7 @@ public enum CareSchema {
                                  .immutable, "kind of visit"),
                        CareField("occurred_at", .date, .lastWriterWins, "when the visit happened (fixed once finalised)"),
                        CareField("location_kind", .text, .lastWriterWins, "where (kind of place)"),
-                       CareField("seen_alone", .integer, .lastWriterWins, "1 if the child was seen alone"),
+                       CareField("seen_alone", .integer, .lastWriterWins, "1 if the child was seen alone, else 0", range: 0...1),
                        CareField("observations", .text, .multiValue, "observations (fixed once finalised)"),
                        CareField("status", .choice(visitStatus.order), .monotonic(visitStatus), "draft < finalised < manager_reviewed"),
                        createdBy(),

@@ -44,13 +44,18 @@ public struct CareField: Sendable {
     public let help: String
     /// Set by the program, not by the user (author, derived keys).
     public let automatic: Bool
+    /// Values an integer or money field accepts. Every number in the schema is a count, an age,
+    /// a version or an amount, so none is negative.
+    public let range: ClosedRange<Int64>
 
-    public init(_ name: String, _ format: FieldFormat, _ policy: MergePolicy, _ help: String, automatic: Bool = false) {
+    public init(_ name: String, _ format: FieldFormat, _ policy: MergePolicy, _ help: String, automatic: Bool = false,
+                range: ClosedRange<Int64> = 0...Int64.max) {
         self.name = name
         self.format = format
         self.policy = policy
         self.help = help
         self.automatic = automatic
+        self.range = range
     }
 
     var column: ColumnSchema { ColumnSchema(name, format.columnType, policy) }

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation  // ECONNREFUSED
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -50,7 +51,10 @@ public enum SyncClient {
     public static func sync(store: ReplicaStore, host: String, port: Int, enrolmentToken: String?,
                             configuration: ClientConfiguration = ClientConfiguration(), retry: RetryPolicy = RetryPolicy(),
                             logger: Logger, progress: @escaping @Sendable (SyncProgress) -> Void = { _ in }) async throws -> SyncReport {
-        try store.setHubAddress("\(host):\(port)")
+        // The address is saved by the session with the hub's id, only once that hub has welcomed
+        // this replica: a failed sync to a mistyped address leaves the stored one as it was.
+        let address = "\(host):\(port)"
+        var reachedHub = false
         let started = DispatchTime.now().uptimeNanoseconds
         var bytesSent = 0
         var bytesReceived = 0
@@ -67,16 +71,21 @@ public enum SyncClient {
             } else {
                 throw SyncFailure(.authenticationFailed, "this replica is not enrolled: run `caresync sync --token <token from the hub operator>`")
             }
-            var session = ClientSession(store: store, credential: credential, configuration: configuration)
+            var session = ClientSession(store: store, credential: credential, configuration: configuration, hubAddress: address)
             do {
                 try await run(&session, host: host, port: port, maxBody: configuration.maxFrameBody,
                               compressionThreshold: configuration.compressionThreshold, sessionNanos: &sessionNanos) { sent, received, current in
+                    reachedHub = true
                     bytesSent += sent
                     bytesReceived += received
                     progress(SyncProgress(attempt: attempt, pushed: total.pushed + current.pushed,
                                           pulled: total.pulled + current.pulled, bytesSent: bytesSent, bytesReceived: bytesReceived))
                 }
             } catch {
+                // Nothing listening, or no such host, before any attempt got through: a wrong
+                // address or a hub that is down, which retrying for seconds does not fix. Once a
+                // session got through, a refusal is a hub restarting and is retried as usual.
+                if !reachedHub, let unreachable = HubUnreachable(error, host: host, port: port) { throw unreachable }
                 session.connectionLost("connection to \(host):\(port) failed or broke: \(type(of: error))")
             }
             total.merge(session.summary)
@@ -158,6 +167,46 @@ public enum SyncClient {
                     try await limit.set(session.maxFrameBody).get()
                 }
             }
+        }
+    }
+}
+
+/// No hub could be reached at the address: the connection was refused or the host name did not
+/// resolve. Reported at once, never as a `TIMEOUT` after retries.
+public struct HubUnreachable: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Reason: Sendable { case connectionRefused, hostNotFound }
+
+    public let reason: Reason
+    public let host: String
+    public let port: Int
+
+    /// Classifies a connect error; nil for anything else (a timeout, a reset), which is retried.
+    init?(_ error: any Error, host: String, port: Int) {
+        guard let failure = error as? NIOConnectionError else { return nil }
+        if failure.connectionErrors.isEmpty, failure.dnsAError != nil || failure.dnsAAAAError != nil {
+            reason = .hostNotFound
+        } else if !failure.connectionErrors.isEmpty, failure.connectionErrors.allSatisfy({
+            ($0.error as? IOError)?.errnoCode == ECONNREFUSED
+        }) {
+            reason = .connectionRefused
+        } else {
+            return nil
+        }
+        self.host = host
+        self.port = port
+    }
+
+    public var code: String {
+        switch reason {
+        case .connectionRefused: "CONNECTION_REFUSED"
+        case .hostNotFound: "HOST_NOT_FOUND"
+        }
+    }
+
+    public var description: String {
+        switch reason {
+        case .connectionRefused: "connection refused by \(host):\(port): no hub is listening there (check --hub host:port, or start the hub)"
+        case .hostNotFound: "host \(host) not found (check --hub host:port)"
         }
     }
 }

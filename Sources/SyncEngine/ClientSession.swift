@@ -81,6 +81,8 @@ public struct ClientSession {
     let store: ReplicaStore
     let credential: Credential
     let configuration: ClientConfiguration
+    /// Where the hub was reached; recorded with the hub's id once it has welcomed this replica.
+    let hubAddress: String?
     private var hub: ReplicaID?
     private var nextBatch: UInt64 = 1
     /// What the welcome said the hub holds of this replica's own origin.
@@ -92,11 +94,12 @@ public struct ClientSession {
     public private(set) var maxFrameBody: Int
 
     public init(store: ReplicaStore, credential: Credential, configuration: ClientConfiguration = ClientConfiguration(),
-                random: RandomSource = .system) {
+                random: RandomSource = .system, hubAddress: String? = nil) {
         self.store = store
         self.credential = credential
         self.configuration = configuration
         self.random = random
+        self.hubAddress = hubAddress
         maxFrameBody = configuration.maxFrameBody
     }
 
@@ -165,7 +168,8 @@ public struct ClientSession {
             hub = welcome.hub
             summary.hub = welcome.hub
             summary.enrolled = !welcome.issuedCredential.isEmpty
-            try store.recordHub(welcome.hub, credential: welcome.issuedCredential.isEmpty ? nil : welcome.issuedCredential)
+            try store.recordHub(welcome.hub, address: hubAddress,
+                                credential: welcome.issuedCredential.isEmpty ? nil : welcome.issuedCredential)
             ownDurable = welcome.ownDurable
             return [.send(.heartbeat(try health()))] + (try afterHandshake())
         case let (.recovering(origin, after), .recovered(answered, next, more, changes)):

@@ -84,6 +84,18 @@ public struct ReadView {
         return raw.map { HybridTimestamp(rawValue: UInt64(bitPattern: $0)) }
     }
 
+    /// Every author in the change log of a row who created (or deleted) it or wrote one of
+    /// `columns`, as recorded: for rules about who took part in a record's content.
+    public func authors(_ table: String, id: String, columns: [String]) throws -> Set<String> {
+        let placeholders = columns.isEmpty ? "NULL" : columns.map { _ in "?" }.joined(separator: ", ")
+        let names = try String.fetchAll(db, sql: """
+            SELECT DISTINCT a.name FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
+            JOIN sync_name a ON a.id = c.author LEFT JOIN sync_name col ON col.id = c.column_name
+            WHERE t.name = ? AND r.key = ? AND (c.column_name IS NULL OR col.name IN (\(placeholders)))
+            """, arguments: StatementArguments([table, id] + columns))
+        return Set(names)
+    }
+
     /// The timestamp of the write that set the field's current value.
     public func fieldTimestamp(_ table: String, id: String, column: String) throws -> HybridTimestamp? {
         let raw = try Int64.fetchOne(db, sql: """

@@ -38,17 +38,21 @@ extension ReplicaStore {
     /// Sets the hub address. The credential and cursor stay: a hub may move (a new port, a new
     /// host name); if a different hub answers, `recordHub` resets the cursor.
     public func setHubAddress(_ address: String) throws {
-        try writeContext { context in
-            try context.db.execute(sql: """
-                INSERT INTO sync_hub (id, address, pull_cursor) VALUES (1, ?, 0)
-                ON CONFLICT (id) DO UPDATE SET address = excluded.address
-                """, arguments: [address])
-        }
+        try writeContext { context in try Self.saveHubAddress(address, in: context.db) }
     }
 
-    /// Records the hub's identity and, at enrolment, the device secret it issued.
-    public func recordHub(_ hubID: ReplicaID, credential: [UInt8]?) throws {
+    static func saveHubAddress(_ address: String, in db: Database) throws {
+        try db.execute(sql: """
+            INSERT INTO sync_hub (id, address, pull_cursor) VALUES (1, ?, 0)
+            ON CONFLICT (id) DO UPDATE SET address = excluded.address
+            """, arguments: [address])
+    }
+
+    /// Records the hub's identity, the address it answered on and, at enrolment, the device
+    /// secret it issued: one transaction, run only after that hub's welcome.
+    public func recordHub(_ hubID: ReplicaID, address: String? = nil, credential: [UInt8]?) throws {
         try writeContext { context in
+            if let address { try Self.saveHubAddress(address, in: context.db) }
             if let existing = try String.fetchOne(context.db, sql: "SELECT hub_id FROM sync_hub"), existing != hubID.hex {
                 // A different hub behind the same address: its cursor means nothing here.
                 try context.db.execute(sql: "UPDATE sync_hub SET pull_cursor = 0")

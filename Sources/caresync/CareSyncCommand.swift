@@ -25,10 +25,15 @@ struct CareSyncCommand: AsyncParsableCommand {
               caresync sync --hub 127.0.0.1:7700 --token <token from `caresync hub enroll`>
               caresync export for-usb.bundle
 
-            Exit codes: 0 success; 1 refused by a care rule (the message says which); 2 could not \
-            read a bundle or other input file (nothing applied); 3 replica or storage problem; \
-            4 clock skew (a change is too far in the future); 5 sync failed (the message gives the hub's \
-            error code); 64 bad arguments.
+            Exit codes: 0 success; 1 refused by a care rule or a field value out of its range (the \
+            message says which); 2 could not read a bundle or other input file (nothing applied); \
+            3 replica or storage problem; 4 clock skew (a change is too far in the future); 5 sync \
+            failed (the message gives the code: the hub's, or CONNECTION_REFUSED / HOST_NOT_FOUND); \
+            64 bad arguments (an unknown option, a malformed field=value, a bad worker id or address). \
+            A refused command writes nothing.
+
+            Help is `--help` (or `caresync help <command>`); there is no `-h`, so a value that starts \
+            with a dash, such as an alert named -high-risk, is taken as a value.
             """,
         subcommands: [
             InitCommand.self, KindsCommand.self, AddCommand.self, EditCommand.self, SetAddCommand.self,
@@ -36,7 +41,8 @@ struct CareSyncCommand: AsyncParsableCommand {
             PlanVersionCommand.self, CatalogueCommand.self, RequestAwardCommand.self, ConflictsCommand.self,
             ResolveCommand.self, HistoryCommand.self, StatusCommand.self, ExportCommand.self, ImportCommand.self,
             SyncCommand.self, HubCommand.self,
-        ])
+        ],
+        helpNames: [.long])
 }
 
 /// Options every command that touches a replica takes.
@@ -59,6 +65,15 @@ struct ReplicaOptions: ParsableArguments {
         author ?? ProcessInfo.processInfo.environment["CARESYNC_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "unknown"
     }
 
+    /// A bad worker id is a bad argument (exit 64), refused before anything is opened.
+    func validate() throws {
+        do {
+            _ = try WorkerID.canonical(worker)
+        } catch let error as CareError {
+            throw ValidationError("\(author == nil ? "$CARESYNC_USER/$USER" : "--as"): \(error.message)")
+        }
+    }
+
     func open() throws -> CareReplica {
         Output.bootstrapLogging(verbose: verbose)
         return try Output.run { try CareReplica.open(at: path, wallClock: SystemWallClock()) }
@@ -74,6 +89,9 @@ enum Assignments {
     static func parse(_ arguments: [String]) throws -> [String: String] {
         var fields: [String: String] = [:]
         for argument in arguments {
+            if argument.hasPrefix("-") {
+                throw ValidationError("unknown option '\(argument.prefix(40))'; fields are given as field=value, help is --help")
+            }
             guard let equals = argument.firstIndex(of: "="), equals != argument.startIndex else {
                 throw ValidationError("expected field=value, got '\(argument.prefix(40))'")
             }

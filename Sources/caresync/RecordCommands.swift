@@ -123,7 +123,17 @@ struct SetElementArguments: ParsableArguments {
     @Argument(help: "Record kind.") var kind: String
     @Argument(help: "Record id.") var id: String
     @Argument(help: "Set field (alerts, involved_teams, consent_to_share).") var field: String
-    @Argument(help: "The element.") var element: String
+    // Captures a value that starts with a dash too (`-dash-first` is an element, not options).
+    @Argument(parsing: .allUnrecognized, help: ArgumentHelp("The element (it may start with a dash).", valueName: "element"))
+    var elements: [String] = []
+
+    var element: String { elements[0] }
+
+    func validate() throws {
+        guard elements.count == 1 else {
+            throw ValidationError(elements.isEmpty ? "give the element to add or remove" : "give one element (got \(elements.count)); run the command once per element")
+        }
+    }
 }
 
 struct SetAddCommand: ParsableCommand {

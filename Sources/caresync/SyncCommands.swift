@@ -66,16 +66,20 @@ struct SyncCommand: AsyncParsableCommand {
                 }
                 Output.line("synced with hub \(summary.hub?.short ?? "?")\(summary.enrolled ? " (enrolled)" : ""): pushed \(summary.pushed), pulled \(summary.pulled) (\(summary.applied) applied, \(summary.conflictsOpened) conflict(s) opened); \(report.bytesSent) bytes sent, \(report.bytesReceived) received, \(summary.roundTrips) round trips, \(String(format: "%.2f", report.durationSeconds)) s")
             }
+        } catch let unreachable as HubUnreachable {
+            if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
+            Output.fail("sync failed: \(unreachable.description)", code: unreachable.code, exit: 5)
         } catch let failure as SyncFailure {
             if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
-            Output.fail("sync failed: \(failure.description)", code: failure.code.name, exit: failure.code == .clockSkew ? 4 : 5)
+            Output.fail("sync failed: \(failure.message)", code: failure.code.name, exit: failure.code == .clockSkew ? 4 : 5)
         }
     }
 }
 
 enum HubAddress {
     static func parse(_ text: String) throws -> (String, Int) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+        guard let colon = text.lastIndex(of: ":"), colon != text.startIndex, let port = Int(text[text.index(after: colon)...]),
+              (1...65535).contains(port) else {
             throw ValidationError("hub address must be host:port, e.g. 127.0.0.1:7700")
         }
         return (String(text[..<colon]), port)
@@ -85,6 +89,11 @@ enum HubAddress {
 struct HubCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hub", abstract: "Run and operate the hub: serve, enrol replicas, see their health, revoke.",
+        discussion: """
+            Examples:
+              caresync hub serve --db hub.db --host 0.0.0.0 --port 7700
+              caresync hub enroll --db hub.db --team PERM-THROUGHCARE
+            """,
         subcommands: [HubServeCommand.self, HubEnrollCommand.self, HubReplicasCommand.self, HubEquivocationsCommand.self,
                       HubRevokeCommand.self])
 }
@@ -108,6 +117,12 @@ struct HubServeCommand: AsyncParsableCommand {
     @Option(help: "TCP port (0 picks a free one and prints it).") var port = 7700
     @Option(help: "Most connections served at once; more are refused with BUSY.") var maxConnections = 256
     @Flag(help: "Log each session (ids and counts only).") var verbose = false
+
+    func validate() throws {
+        // NIO would take a port above 65535 modulo 2^16 and listen somewhere unexpected.
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535") }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
+    }
 
     func run() async throws {
         Output.bootstrapLogging(verbose: verbose)
@@ -147,9 +162,22 @@ struct HubEnrollCommand: ParsableCommand {
     @Option(help: "Hours until the token expires.") var expiresInHours = 72
     @Flag(help: "Print machine-readable JSON.") var json = false
 
+    /// A year at most: a token is for a replica being set up now, and hours beyond that would
+    /// overflow the expiry time.
+    static let maxExpiryHours = 24 * 366
+
+    func validate() throws {
+        // The team is shown to operators and matched on every session: no blank or invisible ids.
+        guard !team.trimmingCharacters(in: .whitespaces).isEmpty, team.count <= 64,
+              !team.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw ValidationError("--team must be a team id of 1 to 64 visible characters, e.g. PERM-THROUGHCARE")
+        }
+        guard (1...Self.maxExpiryHours).contains(expiresInHours) else {
+            throw ValidationError("--expires-in-hours must be from 1 to \(Self.maxExpiryHours)")
+        }
+    }
+
     func run() throws {
-        // Bounded, so the expiry cannot overflow (a year is the longest a token may wait).
-        guard (1...8_760).contains(expiresInHours) else { throw ValidationError("--expires-in-hours must be 1 to 8760") }
         let store = try hub.open()
         var random = SystemRandomNumberGenerator()
         let expires = UInt64(Date().timeIntervalSince1970 * 1000) + UInt64(expiresInHours) * 3_600_000

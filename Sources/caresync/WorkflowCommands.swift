@@ -135,7 +135,8 @@ struct ResolveCommand: ParsableCommand {
     @Argument var id: String
     @Argument var field: String
     @Option(help: "Choose candidate N (1-based, as listed by `caresync conflicts`).") var pick: Int?
-    @Option(help: "Resolve with this new value.") var value: String?
+    @Option(parsing: .unconditional, help: "Resolve with this new value (it may start with a dash; an empty value clears the field).")
+    var value: String?
 
     func validate() throws {
         if (pick == nil) == (value == nil) { throw ValidationError("give exactly one of --pick N or --value TEXT") }

@@ -29,7 +29,7 @@ struct CLITests {
     }()
 
     @discardableResult
-    func run(_ arguments: [String], replica: String? = "a.db") throws -> Result {
+    func run(_ arguments: [String], replica: String? = "a.db", timeout seconds: Double = 60) throws -> Result {
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = arguments
@@ -43,6 +43,10 @@ struct CLITests {
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        // A command that should have been refused must not hang the suite (a hub serving forever).
+        let watchdog = DispatchWorkItem { [process] in if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: watchdog)
+        defer { watchdog.cancel() }
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -54,18 +58,48 @@ struct CLITests {
         try JSONSerialization.jsonObject(with: Data(text.utf8))
     }
 
-    @Test("help explains every command with an example")
+    @Test("--help of every command and subcommand shows an example of that command")
     func help() throws {
         let top = try run(["--help"])
         #expect(top.status == 0)
-        for command in ["init", "add", "edit", "show", "list", "conflicts", "resolve", "history", "status", "export", "import",
-                        "catalogue", "request-award", "approve"] {
-            #expect(top.stdout.contains(command), "top-level help lists \(command)")
-            let help = try run([command, "--help"])
-            #expect(help.status == 0)
-            #expect(help.stdout.contains("caresync "), "\(command) --help shows an example")
-        }
         #expect(top.stdout.contains("Exit codes"))
+        #expect(!Self.examples(in: top.stdout, of: []).isEmpty, "caresync --help shows an example")
+        // Every command the parser lists, found from the help itself, so a new command is covered.
+        var commands = Self.subcommands(in: top.stdout).map { [$0] }
+        #expect(commands.count >= 20 && commands.contains(["hub"]))
+        var index = 0
+        while index < commands.count {
+            let path = commands[index]
+            index += 1
+            let help = try run(path + ["--help"])
+            #expect(help.status == 0)
+            commands += Self.subcommands(in: help.stdout).map { path + [$0] }
+            #expect(!Self.examples(in: help.stdout, of: path).isEmpty,
+                    "caresync \(path.joined(separator: " ")) --help shows an example line of its own")
+        }
+        #expect(commands.contains(["hub", "replicas"]) && commands.count >= 25, "\(commands.count) commands checked")
+    }
+
+    /// The names under SUBCOMMANDS (the parser's own `help` command excluded).
+    static func subcommands(in help: String) -> [String] {
+        guard let section = help.components(separatedBy: "SUBCOMMANDS:\n").dropFirst().first else { return [] }
+        return section.split(separator: "\n", omittingEmptySubsequences: false).prefix { !$0.isEmpty }.compactMap { line in
+            guard line.hasPrefix("  "), !line.hasPrefix("   "), let name = line.split(separator: " ").first,
+                  name.allSatisfy({ $0.isLowercase || $0 == "-" }), name != "help" else { return nil }
+            return String(name)
+        }
+    }
+
+    /// Example lines of ours for the command at `path`: in the discussion (above the parser's
+    /// USAGE line), either `Example: caresync <path> …` or an indented `caresync <path> …` line.
+    static func examples(in help: String, of path: [String]) -> [String] {
+        let invocation = (["caresync"] + path).joined(separator: " ")
+        let discussion = help.components(separatedBy: "\nUSAGE:").first ?? ""
+        return discussion.split(separator: "\n").map(String.init).filter { line in
+            let example = line.hasPrefix("Example: ") ? String(line.dropFirst("Example: ".count))
+                : line.hasPrefix("  ") ? line.trimmingCharacters(in: .whitespaces) : ""
+            return example == invocation || example.hasPrefix(invocation + " ")
+        }
     }
 
     @Test("bad arguments: one clear line and a non-zero exit")
@@ -79,9 +113,16 @@ struct CLITests {
             (["show", "plan", "missing-id"], 1),
             (["resolve", "goal", "x", "statement"], 64),
             (["import", "\(directory)/nonexistent.bundle"], 2),
+            (["hub", "enroll", "--db", "\(directory)/hub.db", "--team", "T", "--expires-in-hours", "9999999999999999"], 64),
+            (["hub", "enroll", "--db", "\(directory)/hub.db", "--team", "T", "--expires-in-hours", "0"], 64),
+            (["hub", "serve", "--db", "\(directory)/hub.db", "--port", "70000"], 64),
+            (["hub", "enroll", "--db", "\(directory)/hub.db", "--team", ""], 64),
+            (["hub", "enroll", "--db", "\(directory)/hub.db", "--team", "T\u{1B}[2J"], 64),
+            (["sync", "--hub", ":7700"], 64),
+            (["resolve", "goal", "x", "statement", "--pick", "1", "--as", ""], 64),
         ]
         for (arguments, expected) in cases {
-            let result = try run(arguments)
+            let result = try run(arguments, timeout: 10)
             #expect(result.status == expected, "\(arguments) exited \(result.status): \(result.stderr)")
             #expect(!result.stderr.isEmpty)
         }
