@@ -95,12 +95,23 @@ extension CareReplica {
             default: 0
             }
             var total = totals[item + "|" + period] ?? (item, period, 0, 0)
-            total.pence += sign * (entry["amount_pence"]?.integerValue ?? 0)
-            total.count += sign * (entry["count"]?.integerValue ?? 0)
+            // Entries can come from any replica: saturate rather than trap on extreme values.
+            total.pence = Self.saturating(total.pence, sign, entry["amount_pence"]?.integerValue ?? 0)
+            total.count = Self.saturating(total.count, sign, entry["count"]?.integerValue ?? 0)
             totals[item + "|" + period] = total
         }
         return totals.values.sorted { ($0.item, $0.period) < ($1.item, $1.period) }
             .map { EntitlementBalance(itemCode: $0.item, periodKey: $0.period, committedPence: $0.pence, committedCount: $0.count) }
+    }
+}
+
+extension CareReplica {
+    /// `total + sign × amount`, held at the ends of Int64 instead of overflowing.
+    static func saturating(_ total: Int64, _ sign: Int64, _ amount: Int64) -> Int64 {
+        let (term, termOverflow) = amount.multipliedReportingOverflow(by: sign)
+        let delta = termOverflow ? (sign < 0 ? Int64.max : Int64.min) : term
+        let (sum, overflow) = total.addingReportingOverflow(delta)
+        return overflow ? (delta > 0 ? Int64.max : Int64.min) : sum
     }
 }
 
