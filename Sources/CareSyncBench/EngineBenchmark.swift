@@ -1,5 +1,6 @@
 // Engine benchmarks, each beside a plain-SQLite baseline measured in the same run
-// with the same library (GRDB), the same pragmas (WAL, synchronous=FULL) and the same transaction
+// with the same library (GRDB), the same pragmas (WAL, synchronous=FULL, opened by the stores' own
+// StoreFile.openDurableQueue, which reads FULL back) and the same transaction
 // pattern. Run with `swift run -c release caresync-bench` (see docs/BENCHMARKS.md).
 import Foundation
 import GRDB
@@ -43,10 +44,8 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
     func value(_ row: Int, _ field: Int, _ generation: Int) -> String { "value \(generation)-\(row)-\(field) lorem ipsum" }
 
     func plainQueue(_ name: String) throws -> DatabaseQueue {
-        var configuration = Configuration()
-        configuration.journalMode = .wal
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        let queue = try DatabaseQueue(path: "\(work)/\(name).db", configuration: configuration)
+        // The stores' own opening (WAL + synchronous=FULL, read back), so the baselines pay the same syncs.
+        let queue = try StoreFile.openDurableQueue(path: "\(work)/\(name).db", label: "bench.plain")
         try queue.write { db in try db.execute(sql: table.createStatement) }
         return queue
     }

@@ -15,9 +15,13 @@ public struct StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case wrongType = "WRONG_TYPE"
         case clockSkew = "CLOCK_SKEW"
         case notAReplica = "NOT_A_REPLICA"
+        case notAHub = "NOT_A_HUB"
         case alreadyExists = "ALREADY_EXISTS"
         case schemaTooNew = "SCHEMA_TOO_NEW"
+        case schemaTooOld = "SCHEMA_TOO_OLD"
         case corrupt = "CORRUPT"
+        /// The connection is not as durable as an acknowledgement promises (WAL, synchronous=FULL).
+        case notDurable = "NOT_DURABLE"
         case database = "DATABASE"
     }
 

@@ -59,9 +59,10 @@ struct ReplicaOptions: ParsableArguments {
         author ?? ProcessInfo.processInfo.environment["CARESYNC_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "unknown"
     }
 
-    func open() throws -> CareReplica {
+    /// Opens the replica; commands that only read pass `.readOnly`, so a read never changes the file.
+    func open(_ access: StoreAccess = .readWrite) throws -> CareReplica {
         Output.bootstrapLogging(verbose: verbose)
-        return try Output.run { try CareReplica.open(at: path, wallClock: SystemWallClock()) }
+        return try Output.run { try CareReplica.open(at: path, wallClock: SystemWallClock(), access: access) }
     }
 }
 
