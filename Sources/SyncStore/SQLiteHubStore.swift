@@ -43,7 +43,7 @@ public final class SQLiteHubStore: HubStore {
                   last_error TEXT, changes_stored INTEGER NOT NULL DEFAULT 0);
                 """)
         }
-        migrator.registerMigration("file-identity-v1") { db in try StoreFile.stamp(db, .hub) }
+        migrator.registerMigration(StoreFile.stampMigration) { db in try StoreFile.stamp(db, .hub) }
         try ReplicaStore.guarded { try migrator.migrate(queue) }
         let generated = ReplicaID.random(using: &random)
         let stored = try ReplicaStore.guarded {

@@ -134,6 +134,8 @@ package enum StoreFile {
     /// The migration that stamps a file as ours. Registered after a store's table migrations, so
     /// it runs in the same transaction as them on a new file and adopts an unstamped file (made
     /// before stamping existed, recognised by its tables) the first time it is opened for writing.
+    static let stampMigration = "file-identity-v1"
+
     static func stamp(_ db: Database, _ kind: StoreFileKind) throws {
         try db.execute(sql: "PRAGMA application_id = \(kind.applicationID)")
         try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
