@@ -178,7 +178,10 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     } else {
-        print("CareSync engine benchmark (\(quick ? "quick" : "full") run; SQLite \(try plain.read { try String.fetchOne($0, sql: "select sqlite_version()") ?? "?" }), WAL, synchronous=FULL)")
+        // Read back, not assumed: both sides must run at WAL + FULL (2) for the ratios to mean anything.
+        let trackedPragmas = try tracked.connectionPragmas()
+        let plainPragmas = try StoreFile.pragmas(plain)
+        print("CareSync engine benchmark (\(quick ? "quick" : "full") run; SQLite \(try plain.read { try String.fetchOne($0, sql: "select sqlite_version()") ?? "?" }); read back: tracked \(trackedPragmas.journalMode) synchronous=\(trackedPragmas.synchronous), plain \(plainPragmas.journalMode) synchronous=\(plainPragmas.synchronous); 2 = FULL)")
         print("")
         func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
         print(pad("measure", 62) + pad("tracked", 11) + pad("plain", 11) + pad("ratio", 8) + "target")
