@@ -211,6 +211,13 @@ package enum StoreFile {
 /// POSIX read lock on SQLite's shared-lock bytes is held meanwhile so no other process can take the
 /// exclusive lock its closing checkpoint needs: the main file cannot change under the reader. When
 /// side files exist (a writer is live, or one crashed), the ordinary read-only mode uses them.
+/// What the lock cannot stop: a writer that starts during the read and fills 1,000 WAL pages runs
+/// an automatic checkpoint without the exclusive lock; an immutable read overlapping that could
+/// fail or mix versions (never change the file). The CLI's reads last milliseconds.
+///
+/// POSIX locks belong to the process: closing the lock's descriptor drops every lock this process
+/// holds on the file. That is harmless here because the immutable path is only taken when no
+/// connection (ours included) has the file open in WAL mode.
 final class ReadOnlyConnection: Sendable {
     let queue: DatabaseQueue
     let lock: SharedLock?
