@@ -165,7 +165,7 @@ package enum StoreFile {
     }
 
     /// Refuses a connection whose durability is not what was asked for.
-    static func verify(_ queue: DatabaseQueue, path: String, expected: StoreConnectionOptions.Synchronous,
+    package static func verify(_ queue: DatabaseQueue, path: String, expected: StoreConnectionOptions.Synchronous,
                        readOnly: Bool = false) throws {
         let (synchronous, mode) = try pragmas(queue)
         guard synchronous == expected.rawValue else {

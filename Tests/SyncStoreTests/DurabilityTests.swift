@@ -68,6 +68,15 @@ struct DurabilityTests {
         #expect(try SQLiteHubStore(readingAt: hubPath).connectionPragmas().synchronous == 2)
     }
 
+    @Test("a connection that does not read back synchronous=FULL is refused with NOT_DURABLE")
+    func notFullRefused() throws {
+        let path = TestFiles.directory() + "/weak.db"
+        let weak = try StoreFile.openDurableQueue(path: path, label: "test", options: StoreConnectionOptions(synchronous: .normal))
+        let error = #expect(throws: StoreError.self) { try StoreFile.verify(weak, path: path, expected: .full) }
+        #expect(error?.code == .notDurable)
+        #expect(error?.message.contains("PRAGMA synchronous reads back 1") == true)
+    }
+
     @Test("every acknowledged commit (local write, apply, hub append) reached xSync on the WAL; at NORMAL they do not",
           arguments: [StoreConnectionOptions.Synchronous.full, .normal])
     func everyAcknowledgementSyncsTheWAL(_ synchronous: StoreConnectionOptions.Synchronous) throws {
