@@ -76,7 +76,9 @@ let package = Package(
         .testTarget(name: "SyncWireTests", dependencies: [
             "SyncCore", "SyncWire", "SyncTesting", .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .testTarget(name: "SyncStoreTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "SyncTesting"]),
+        // Test-only SQLite VFS that counts syncs and simulates power loss (never linked into a product).
+        .target(name: "CSQLiteFaultVFS", path: "Tests/CSQLiteFaultVFS", linkerSettings: [.linkedLibrary("sqlite3")]),
+        .testTarget(name: "SyncStoreTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "SyncTesting", "CSQLiteFaultVFS"]),
         .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),
         .testTarget(name: "SyncIntegrationTests", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncClient", "SyncHub", "caresync",

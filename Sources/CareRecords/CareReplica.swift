@@ -29,10 +29,12 @@ public final class CareReplica: Sendable {
         return CareReplica(store: store, wallClock: wallClock, ids: ids ?? RecordIDGenerator(wallClock: wallClock))
     }
 
+    /// Opens an existing replica; `.readOnly` for commands that only read, so they never change the file.
     public static func open(at path: String, wallClock: any WallClock, ids: RecordIDGenerator? = nil,
-                            maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis) throws -> CareReplica {
+                            maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis,
+                            access: StoreAccess = .readWrite) throws -> CareReplica {
         let store = try ReplicaStore.open(at: path, schema: CareSchema.schema, wallClock: wallClock,
-                                          maxClockSkewMillis: maxClockSkewMillis)
+                                          maxClockSkewMillis: maxClockSkewMillis, access: access)
         return CareReplica(store: store, wallClock: wallClock, ids: ids ?? RecordIDGenerator(wallClock: wallClock))
     }
 

@@ -1,5 +1,6 @@
 // Engine benchmarks, each beside a plain-SQLite baseline measured in the same run
-// with the same library (GRDB), the same pragmas (WAL, synchronous=FULL) and the same transaction
+// with the same library (GRDB), the same pragmas (WAL, synchronous=FULL, opened by the stores' own
+// StoreFile.openDurableQueue, which reads FULL back) and the same transaction
 // pattern. Run with `swift run -c release caresync-bench` (see docs/BENCHMARKS.md).
 import Foundation
 import GRDB
@@ -43,10 +44,8 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
     func value(_ row: Int, _ field: Int, _ generation: Int) -> String { "value \(generation)-\(row)-\(field) lorem ipsum" }
 
     func plainQueue(_ name: String) throws -> DatabaseQueue {
-        var configuration = Configuration()
-        configuration.journalMode = .wal
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        let queue = try DatabaseQueue(path: "\(work)/\(name).db", configuration: configuration)
+        // The stores' own opening (WAL + synchronous=FULL, read back), so the baselines pay the same syncs.
+        let queue = try StoreFile.openDurableQueue(path: "\(work)/\(name).db", label: "bench.plain")
         try queue.write { db in try db.execute(sql: table.createStatement) }
         return queue
     }
@@ -179,7 +178,10 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     } else {
-        print("CareSync engine benchmark (\(quick ? "quick" : "full") run; SQLite \(try plain.read { try String.fetchOne($0, sql: "select sqlite_version()") ?? "?" }), WAL, synchronous=FULL)")
+        // Read back, not assumed: both sides must run at WAL + FULL (2) for the ratios to mean anything.
+        let trackedPragmas = try tracked.connectionPragmas()
+        let plainPragmas = try StoreFile.pragmas(plain)
+        print("CareSync engine benchmark (\(quick ? "quick" : "full") run; SQLite \(try plain.read { try String.fetchOne($0, sql: "select sqlite_version()") ?? "?" }); read back: tracked \(trackedPragmas.journalMode) synchronous=\(trackedPragmas.synchronous), plain \(plainPragmas.journalMode) synchronous=\(plainPragmas.synchronous); 2 = FULL)")
         print("")
         func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
         print(pad("measure", 62) + pad("tracked", 11) + pad("plain", 11) + pad("ratio", 8) + "target")

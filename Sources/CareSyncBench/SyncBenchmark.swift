@@ -87,12 +87,7 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
                                 "push_bytes_per_change": wirePush, "pull_bytes_per_change": wirePull]
         if compressed {
             // Baseline: the same field values upserted into plain SQLite in one transaction.
-            let plain = try DatabaseQueue(path: "\(work)/plain-e2e.db", configuration: {
-                var configuration = Configuration()
-                configuration.journalMode = .wal
-                configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-                return configuration
-            }())
+            let plain = try StoreFile.openDurableQueue(path: "\(work)/plain-e2e.db", label: "bench.plain")
             try await plain.write { db in try db.execute(sql: table.createStatement) }
             let batch = try a.changes(notIn: VersionVector()).filter { !$0.isRowLife }
             let baselineStart = now()
@@ -130,12 +125,7 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
         let report = try await SyncClient.sync(store: big, host: "127.0.0.1", port: port, enrolmentToken: nil, logger: Logger(label: "bench"))
         task.cancel()
         // Baseline: ten plain upserts into a plain table of the same size.
-        let plain = try DatabaseQueue(path: "\(work)/plain-big.db", configuration: {
-            var configuration = Configuration()
-            configuration.journalMode = .wal
-            configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-            return configuration
-        }())
+        let plain = try StoreFile.openDurableQueue(path: "\(work)/plain-big.db", label: "bench.plain")
         try await plain.write { db in
             try db.execute(sql: table.createStatement)
             let insert = try db.makeStatement(sql: "INSERT INTO record (id, f1) VALUES (?, ?)")

@@ -3,7 +3,8 @@ import GRDB
 import Logging
 import SyncCore
 
-/// One replica: a plain SQLite file in WAL mode with `synchronous=FULL`, written by one connection.
+/// One replica: a plain SQLite file in WAL mode with `synchronous=FULL` (read back at open),
+/// written by one connection, stamped with the replica `application_id`.
 ///
 /// Domain tables hold current values as ordinary rows (`sqlite3 replica.db 'select * from plan'`
 /// shows the truth). Beside them, `sync_*` tables hold per-field clocks and merge state
@@ -17,28 +18,38 @@ public final class ReplicaStore: Sendable {
     let identity: IdentityCell
     public let schema: ReplicaSchema
     let queue: DatabaseQueue
+    /// Set when opened `.readOnly`: the connection (and lock) `queue` belongs to.
+    let reader: ReadOnlyConnection?
     let wallClock: any WallClock
     let maxClockSkewMillis: UInt64
     static let logger = Logger(label: "caresync.store")
 
-    private init(path: String, queue: DatabaseQueue, replicaID: ReplicaID, schema: ReplicaSchema,
+    private init(path: String, queue: DatabaseQueue, reader: ReadOnlyConnection?, replicaID: ReplicaID, schema: ReplicaSchema,
                  wallClock: any WallClock, maxClockSkewMillis: UInt64) {
         self.path = path
         self.queue = queue
         self.identity = IdentityCell(replicaID)
+        self.reader = reader
         self.schema = schema
         self.wallClock = wallClock
         self.maxClockSkewMillis = maxClockSkewMillis
     }
 
-    /// Creates a new replica file. Fails if one exists at `path`.
+    /// Creates a new replica file. Fails if anything exists at `path`, even an empty file.
     public static func create(at path: String, schema: ReplicaSchema, replicaID: ReplicaID, name: String,
                               wallClock: any WallClock,
                               maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis) throws -> ReplicaStore {
+        try create(at: path, schema: schema, replicaID: replicaID, name: name, wallClock: wallClock,
+                   maxClockSkewMillis: maxClockSkewMillis, options: StoreConnectionOptions())
+    }
+
+    package static func create(at path: String, schema: ReplicaSchema, replicaID: ReplicaID, name: String,
+                               wallClock: any WallClock, maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis,
+                               options: StoreConnectionOptions) throws -> ReplicaStore {
         guard !FileManager.default.fileExists(atPath: path) else {
             throw StoreError(.alreadyExists, "a file already exists at \(path); choose another path")
         }
-        let queue = try openQueue(path)
+        let queue = try guarded { try StoreFile.openDurableQueue(path: path, label: "caresync.replica", options: options) }
         try migrate(queue, schema: schema)
         try guarded {
             try queue.write { db in
@@ -49,57 +60,59 @@ public final class ReplicaStore: Sendable {
             }
         }
         logger.debug("replica created", metadata: ["replica": "\(replicaID.short)", "schema": "\(schema.version)"])
-        return ReplicaStore(path: path, queue: queue, replicaID: replicaID, schema: schema, wallClock: wallClock,
+        return ReplicaStore(path: path, queue: queue, reader: nil, replicaID: replicaID, schema: schema, wallClock: wallClock,
                             maxClockSkewMillis: maxClockSkewMillis)
     }
 
-    /// Opens an existing replica, running any migrations its schema has not yet had, and applying
-    /// kept changes that the upgraded schema now understands.
+    /// Opens an existing replica. For writing, runs any migrations its schema has not yet had and
+    /// applies kept changes that the upgraded schema now understands; `.readOnly` changes nothing
+    /// in the file (and refuses a replica that needs an upgrade first).
+    ///
+    /// The file is identified before anything writes to it: a file that is not a replica (another
+    /// application's SQLite database, an empty file, a hub database) is refused and left as it was.
     public static func open(at path: String, schema: ReplicaSchema, wallClock: any WallClock,
-                            maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis) throws -> ReplicaStore {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw StoreError(.notAReplica, "no replica at \(path); create one with `caresync init`")
-        }
-        let queue = try openQueue(path)
-        let replicaHex = try guarded {
-            try queue.read { db -> String? in
-                guard try db.tableExists("sync_state") else { return nil }
-                return try String.fetchOne(db, sql: "SELECT replica_id FROM sync_state WHERE id = 1")
+                            maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis,
+                            access: StoreAccess = .readWrite) throws -> ReplicaStore {
+        try open(at: path, schema: schema, wallClock: wallClock, maxClockSkewMillis: maxClockSkewMillis, access: access,
+                 options: StoreConnectionOptions())
+    }
+
+    package static func open(at path: String, schema: ReplicaSchema, wallClock: any WallClock,
+                             maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis,
+                             access: StoreAccess = .readWrite, options: StoreConnectionOptions) throws -> ReplicaStore {
+        _ = try StoreFile.expect(.replica, at: path, options: options)
+        let reader = access == .readOnly ? try guarded { try ReadOnlyConnection(path: path, options: options) } : nil
+        let queue = try reader?.queue ?? guarded { try StoreFile.openDurableQueue(path: path, label: "caresync.replica", options: options) }
+        if reader != nil { try guarded { try StoreFile.verify(queue, path: path, expected: .full, readOnly: true) } }
+        let (replicaHex, stored) = try guarded {
+            try queue.read { db -> (String?, Int) in
+                let row = try Row.fetchOne(db, sql: "SELECT replica_id, schema_version FROM sync_state WHERE id = 1")
+                return (row?[0], row?[1] ?? 0)
             }
         }
         guard let replicaHex, let replicaID = ReplicaID(hex: replicaHex) else {
-            throw StoreError(.notAReplica, "\(path) is an SQLite file but not a CareSync replica")
+            throw StoreError(.notAReplica, "\(path) is a CareSync replica without its identity row; it may be damaged")
         }
-        let stored = try guarded { try queue.read { db in try Int.fetchOne(db, sql: "SELECT schema_version FROM sync_state") ?? 0 } }
         guard stored <= schema.version else {
             throw StoreError(.schemaTooNew, "replica schema v\(stored) is newer than this program's v\(schema.version); upgrade caresync")
         }
-        try migrate(queue, schema: schema)
-        let store = ReplicaStore(path: path, queue: queue, replicaID: replicaID, schema: schema, wallClock: wallClock,
-                                 maxClockSkewMillis: maxClockSkewMillis)
-        if stored < schema.version { try store.upgradeSchemaVersion() }
+        if reader != nil {
+            // Stamping an unstamped file is the one migration a read may skip: it changes no table.
+            let migrator = migrator(schema)
+            let needed = Set(migrator.migrations).subtracting([StoreFile.stampMigration])
+            guard stored == schema.version, try guarded({ try queue.read { needed.isSubset(of: try migrator.appliedIdentifiers($0)) } }) else {
+                throw StoreError(.schemaTooOld, "replica schema v\(stored) needs an upgrade to v\(schema.version) before it can be read; run a command that writes (e.g. `caresync sync`) once")
+            }
+        } else {
+            try migrate(queue, schema: schema)
+        }
+        let store = ReplicaStore(path: path, queue: queue, reader: reader, replicaID: replicaID, schema: schema,
+                                 wallClock: wallClock, maxClockSkewMillis: maxClockSkewMillis)
+        if reader == nil && stored < schema.version { try store.upgradeSchemaVersion() }
         return store
     }
 
-    private static func openQueue(_ path: String) throws -> DatabaseQueue {
-        var configuration = Configuration()
-        configuration.journalMode = .wal
-        configuration.busyMode = .timeout(10)
-        configuration.label = "caresync.replica"
-        configuration.prepareDatabase { db in
-            // An acknowledgement means the commit reached the disk.
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
-        return try guarded {
-            do {
-                return try DatabaseQueue(path: path, configuration: configuration)
-            } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB {
-                throw StoreError(.notAReplica, "\(path) is not an SQLite database")
-            }
-        }
-    }
-
-    private static func migrate(_ queue: DatabaseQueue, schema: ReplicaSchema) throws {
+    private static func migrator(_ schema: ReplicaSchema) -> DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("sync-v1") { db in try StoreTables.create(db) }
         migrator.registerMigration("sync-v2-hub-link") { db in try StoreTables.createHubLink(db) }
@@ -107,11 +120,19 @@ public final class ReplicaStore: Sendable {
             // The identity this replica had before a fork, while the hub's changes of it are still owed.
             try db.execute(sql: "ALTER TABLE sync_hub ADD COLUMN forked_from TEXT")
         }
+        migrator.registerMigration(StoreFile.stampMigration) { db in try StoreFile.stamp(db, .replica) }
         for migration in schema.migrations {
             migrator.registerMigration(migration.identifier) { db in try db.execute(sql: migration.sql) }
         }
-        try guarded { try migrator.migrate(queue) }
+        return migrator
     }
+
+    private static func migrate(_ queue: DatabaseQueue, schema: ReplicaSchema) throws {
+        try guarded { try migrator(schema).migrate(queue) }
+    }
+
+    /// What this store's connection reports for `synchronous` and `journal_mode` (for tests).
+    package func connectionPragmas() throws -> (synchronous: Int, journalMode: String) { try StoreFile.pragmas(queue) }
 
     private func upgradeSchemaVersion() throws {
         try writeContext { context in

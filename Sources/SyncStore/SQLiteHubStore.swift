@@ -2,7 +2,8 @@ import Foundation
 import GRDB
 import SyncCore
 
-/// The hub's embedded store: one SQLite file (WAL, `synchronous=FULL`, one writer).
+/// The hub's embedded store: one SQLite file (WAL, `synchronous=FULL` read back at open, one
+/// writer), stamped with the hub `application_id`.
 ///
 /// `hub_change` is the hub log: every change once, in arrival order; its sequence is the pull
 /// cursor, so a sync costs what its changes cost, not the size of the database. Changes are kept
@@ -12,19 +13,19 @@ public final class SQLiteHubStore: HubStore {
     public let hubID: ReplicaID
     let queue: DatabaseQueue
 
-    public init(path: String, random: inout some RandomNumberGenerator) throws {
+    /// Set when opened read-only: the connection (and lock) `queue` belongs to.
+    let reader: ReadOnlyConnection?
+
+    /// Opens the hub database at `path` for writing, creating it if nothing is there. An existing
+    /// file is identified first and refused unchanged unless it is a hub database.
+    public convenience init(path: String, random: inout some RandomNumberGenerator) throws {
+        try self.init(path: path, random: &random, options: StoreConnectionOptions())
+    }
+
+    package init(path: String, random: inout some RandomNumberGenerator, options: StoreConnectionOptions) throws {
         self.path = path
-        var configuration = Configuration()
-        configuration.journalMode = .wal
-        configuration.busyMode = .timeout(10)
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        let queue = try ReplicaStore.guarded {
-            do {
-                return try DatabaseQueue(path: path, configuration: configuration)
-            } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB {
-                throw StoreError(.notAReplica, "\(path) is not an SQLite database")
-            }
-        }
+        _ = try StoreFile.expect(.hub, at: path, options: options, allowMissing: true)
+        let queue = try ReplicaStore.guarded { try StoreFile.openDurableQueue(path: path, label: "caresync.hub", options: options) }
         var migrator = DatabaseMigrator()
         migrator.registerMigration("hub-v1") { db in
             try db.execute(sql: """
@@ -51,6 +52,7 @@ public final class SQLiteHubStore: HubStore {
                 ALTER TABLE hub_replica ADD COLUMN forked_from TEXT;
                 """)
         }
+        migrator.registerMigration(StoreFile.stampMigration) { db in try StoreFile.stamp(db, .hub) }
         try ReplicaStore.guarded { try migrator.migrate(queue) }
         let generated = ReplicaID.random(using: &random)
         let stored = try ReplicaStore.guarded {
@@ -63,8 +65,30 @@ public final class SQLiteHubStore: HubStore {
         }
         guard let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable") }
         self.queue = queue
+        reader = nil
         hubID = id
     }
+
+    /// Opens an existing hub database read-only (for the operator's views): nothing is created,
+    /// migrated or written, and no side file is left behind.
+    public convenience init(readingAt path: String) throws {
+        try self.init(readingAt: path, options: StoreConnectionOptions())
+    }
+
+    package init(readingAt path: String, options: StoreConnectionOptions) throws {
+        self.path = path
+        _ = try StoreFile.expect(.hub, at: path, options: options)
+        let reader = try ReplicaStore.guarded { try ReadOnlyConnection(path: path, options: options) }
+        try ReplicaStore.guarded { try StoreFile.verify(reader.queue, path: path, expected: .full, readOnly: true) }
+        let stored = try ReplicaStore.guarded { try reader.queue.read { db in try String.fetchOne(db, sql: "SELECT hub_id FROM hub_state") } }
+        guard let stored, let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable") }
+        self.reader = reader
+        queue = reader.queue
+        hubID = id
+    }
+
+    /// What this store's connection reports for `synchronous` and `journal_mode` (for tests).
+    package func connectionPragmas() throws -> (synchronous: Int, journalMode: String) { try StoreFile.pragmas(queue) }
 
     /// A batch holding a change id the hub has with other bytes: the batch's transaction is rolled
     /// back, then the evidence is kept.

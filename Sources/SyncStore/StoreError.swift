@@ -15,11 +15,15 @@ public struct StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case wrongType = "WRONG_TYPE"
         case clockSkew = "CLOCK_SKEW"
         case notAReplica = "NOT_A_REPLICA"
+        case notAHub = "NOT_A_HUB"
         case alreadyExists = "ALREADY_EXISTS"
         case schemaTooNew = "SCHEMA_TOO_NEW"
+        case schemaTooOld = "SCHEMA_TOO_OLD"
         case corrupt = "CORRUPT"
         /// A local edit that would make a change over ChangeLimits: it could never be synced.
         case limitExceeded = "LIMIT_EXCEEDED"
+        /// The connection is not as durable as an acknowledgement promises (WAL, synchronous=FULL).
+        case notDurable = "NOT_DURABLE"
         case database = "DATABASE"
         /// A change id already held here arrived with different content: the replica that made it was
         /// restored from a backup or copied, and reused its counters.

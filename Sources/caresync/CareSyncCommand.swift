@@ -74,9 +74,10 @@ struct ReplicaOptions: ParsableArguments {
         }
     }
 
-    func open() throws -> CareReplica {
+    /// Opens the replica; commands that only read pass `.readOnly`, so a read never changes the file.
+    func open(_ access: StoreAccess = .readWrite) throws -> CareReplica {
         Output.bootstrapLogging(verbose: verbose)
-        return try Output.run { try CareReplica.open(at: path, wallClock: SystemWallClock()) }
+        return try Output.run { try CareReplica.open(at: path, wallClock: SystemWallClock(), access: access) }
     }
 }
 

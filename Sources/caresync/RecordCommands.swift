@@ -200,7 +200,7 @@ struct ShowCommand: ParsableCommand {
     @Argument var id: String
 
     func run() throws {
-        let replica = try options.open()
+        let replica = try options.open(.readOnly)
         let record = try Output.run { try replica.describe(kind, id: id) }
         if options.json {
             Output.json([
@@ -236,7 +236,7 @@ struct ListCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Filters as field=value.", valueName: "field=value")) var filters: [String] = []
 
     func run() throws {
-        let replica = try options.open()
+        let replica = try options.open(.readOnly)
         let rows = try Output.run { try replica.list(kind, where: try Assignments.parse(filters)) }
         if options.json { Output.json(rows.map(Output.record)); return }
         guard let recordKind = CareSchema.kind(kind) else { return }

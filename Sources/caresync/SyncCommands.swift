@@ -105,6 +105,11 @@ struct HubOptions: ParsableArguments {
         var random = SystemRandomNumberGenerator()
         return try Output.run { try SQLiteHubStore(path: db, random: &random) }
     }
+
+    /// For commands that only read: nothing is created or written, not even a missing file.
+    func openReadOnly() throws -> SQLiteHubStore {
+        try Output.run { try SQLiteHubStore(readingAt: db) }
+    }
 }
 
 struct HubServeCommand: AsyncParsableCommand {
@@ -212,7 +217,7 @@ struct HubReplicasCommand: ParsableCommand {
     @Flag(help: "Print machine-readable JSON.") var json = false
 
     func run() throws {
-        let store = try hub.open()
+        let store = try hub.openReadOnly()
         let replicas = try Output.run { try store.replicaSummaries() }
         func time(_ millis: UInt64?) -> String { millis.map { Output.iso($0) } ?? "–" }
         func count(_ value: UInt64?) -> String { value.map(String.init) ?? "–" }
@@ -272,7 +277,7 @@ struct HubEquivocationsCommand: ParsableCommand {
     @Flag(help: "Print machine-readable JSON.") var json = false
 
     func run() throws {
-        let store = try hub.open()
+        let store = try hub.openReadOnly()
         let records = try Output.run { try store.equivocations() }
         if json {
             Output.json(records.map { record -> [String: Any] in

@@ -45,7 +45,7 @@ struct CatalogueCommand: ParsableCommand {
     @OptionGroup var options: ReplicaOptions
 
     func run() throws {
-        let replica = try options.open()
+        let replica = try options.open(.readOnly)
         let items = try Output.run { try replica.list("entitlement_item") }
         if options.json { Output.json(items.map(Output.record)); return }
         Output.table(["ITEM", "V", "NAME", "CAP", "PERIOD", "AGES", "IN FORCE"], items.map { item in
@@ -99,7 +99,7 @@ struct ConflictsCommand: ParsableCommand {
     }
 
     func run() throws {
-        let replica = try options.open()
+        let replica = try options.open(.readOnly)
         let conflicts = try Output.run { try replica.conflicts() }
         if options.json {
             Output.json(conflicts.map {
@@ -160,7 +160,7 @@ struct HistoryCommand: ParsableCommand {
     @Option(help: "Only this field.") var field: String?
 
     func run() throws {
-        let replica = try options.open()
+        let replica = try options.open(.readOnly)
         let entries = try Output.run { try replica.history(kind, id: id, field: field) }
         func describe(_ operation: FieldOperation) -> (String, FieldValue) {
             switch operation {
@@ -198,7 +198,7 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var options: ReplicaOptions
 
     func run() throws {
-        let replica = try options.open()
+        let replica = try options.open(.readOnly)
         let status = try Output.run { try replica.store.status() }
         if options.json {
             Output.json([
@@ -237,7 +237,7 @@ struct ExportCommand: ParsableCommand {
     @Option(name: .customLong("for"), help: ArgumentHelp("Replica id of the receiving peer.", valueName: "replica-id")) var peer: String?
 
     func run() throws {
-        let replica = try options.open()
+        let replica = try options.open(.readOnly)
         var peerID: ReplicaID?
         if let peer {
             guard let id = ReplicaID(hex: peer) else { throw ValidationError("--for needs a 32-hex-digit replica id") }
