@@ -218,41 +218,6 @@ extension Integration {
 }
 
 extension Integration.LoopbackTests {
-    @Test("deadlines: a silent peer and a half-sent frame are told TIMEOUT and disconnected")
-    func deadlines() async throws {
-        let harness = try await Harness {
-            $0.handshake = .milliseconds(200)
-            $0.frameCompletion = .milliseconds(200)
-        }
-        defer { harness.stop() }
-        let codec = MessageCodec()
-        for halfFrame in [false, true] {
-            let started = Date()
-            let raw = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connect(host: "127.0.0.1", port: harness.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
-                        return try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    }
-                }
-            let frames = try await raw.executeThenClose { inbound, outbound in
-                if halfFrame { try await outbound.write(ByteBuffer(bytes: [0x00, 0x00, 0x00, 0x40, 0x01])) }
-                var received: [Frame] = []
-                for try await frame in inbound { received.append(frame) }
-                return received
-            }
-            #expect(Date().timeIntervalSince(started) < 5, "the hub closed the connection at its deadline")
-            let message = try codec.decode(try #require(frames.first, "the hub says why before closing"))
-            guard case let .error(code, fatal, _) = message else {
-                Issue.record("expected an error frame, got \(message)")
-                continue
-            }
-            #expect(code == .timeout && fatal)
-        }
-    }
-}
-
-extension Integration.LoopbackTests {
     @Test("graceful shutdown: open connections are told goodbye (reason 1) and the hub returns")
     func gracefulShutdown() async throws {
         let directory = NSTemporaryDirectory() + "caresync-shutdown-" + UUID().uuidString
