@@ -14,15 +14,24 @@ extension HubServer {
     /// What a replaced session is told: another session of its replica id began.
     static let replacedReason: UInt64 = 2
 
-    func admit(_ channel: any Channel) -> Entry {
-        let (admission, evicted) = registry.admit(channel)
-        if let evicted {
+    /// In the channel initializer: the admission decision, the handler that reports the first
+    /// frame, and the end of the unauthenticated connection this one displaces.
+    func admit(_ channel: any Channel, pipeline: ChannelPipeline.SynchronousOperations) throws {
+        let admission = registry.admit(channel)
+        guard case let .admitted(id, _, evicting) = admission else { return }
+        let registry = self.registry
+        try pipeline.addHandler(FirstFrameHandler { registry.helloReceived(id) })
+        if let evicting, let evicted = registry.end(evicting) {
             logger.notice("unauthenticated connection ended to admit a newer one", metadata: ["budget": "\(configuration.maxUnauthenticated)"])
             evicted.sayThenClose(MessageCodec().frame(.error(code: .timeout, fatal: true, message: "no hello in time while the hub is admitting newer connections")))
         }
-        switch admission {
-        case let .admitted(id, handshakeMillis, _): return .admitted(id, handshake: .milliseconds(Int64(clamping: handshakeMillis)))
-        case .busy: return .busy
+    }
+
+    /// In the accept loop: what `admit` decided for this connection.
+    func entry(_ channel: any Channel) -> Entry {
+        switch registry.decision(for: channel) {
+        case let .admitted(id, handshakeMillis, _): .admitted(id, handshake: .milliseconds(Int64(clamping: handshakeMillis)))
+        case .busy: .busy
         }
     }
 

@@ -89,6 +89,7 @@ public final class HubServer: Service, Sendable {
                     try pipeline.addHandler(IdleCloseHandler(farewell: idleFarewell))
                     try pipeline.addHandler(FrameDeadlineHandler(deadline: configuration.frameCompletion, farewell: frameFarewell))
                     try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxBody: configuration.session.maxFrameBody)))
+                    try self.admit(channel, pipeline: pipeline)
                     try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
                     // Back-pressure: the inbound stream stops reading from the socket when the
                     // session falls behind, instead of buffering without bound.
@@ -106,7 +107,7 @@ public final class HubServer: Service, Sendable {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { connections in
                     for try await connection in connections {
-                        switch self.admit(connection.channel) {
+                        switch self.entry(connection.channel) {
                         case let .admitted(id, handshake):
                             group.addTask { await self.serve(connection, id: id, handshake: handshake) }
                         case .busy:
@@ -134,6 +135,7 @@ public final class HubServer: Service, Sendable {
 
     /// Runs one session to its end. Every exit path closes the connection.
     private func serve(_ connection: NIOAsyncChannel<Frame, Frame>, id: AdmissionControl.ConnectionID, handshake deadline: TimeAmount) async {
+        defer { registry.forget(id) }
         var session = HubSession(store: store, configuration: configuration.session)
         let codec = MessageCodec(maxBody: configuration.session.maxFrameBody, compressionThreshold: configuration.compressionThreshold)
         let greeted = NIOLockedValueBox(false)
@@ -154,15 +156,19 @@ public final class HubServer: Service, Sendable {
                         do {
                             let message = try codec.decode(frame)
                             greeted.withLockedValue { $0 = true }
-                            if case .hello = message { registry.helloReceived(id) }
                             if case .hello = message, let wait = registry.retryAfter(source: source, nowMillis: now) {
                                 actions = Self.failureBudgetRefusal(retryAfterMillis: wait)
                             } else {
                                 (session, actions) = await onStoreQueue(session) { [registry] session in
-                                    // Ended from outside (revoked, replaced) while this frame waited:
+                                    // Ended by the hub (revoked, replaced) while this frame waited:
                                     // checked on the store queue, where the revocation poll runs too.
-                                    guard registry.isOpen(id) else { return [.close] }
+                                    guard !registry.wasEnded(id) else { return [] }
                                     return session.receive(message, nowMillis: now)
+                                }
+                                if registry.wasEnded(id) {
+                                    // Whoever ended it says why and closes; closing here could cut that short.
+                                    try? await channel.closeFuture.get()
+                                    return
                                 }
                                 admitted(session, message, actions, id: id, source: source, nowMillis: now)
                             }
