@@ -64,7 +64,9 @@ enum RawPeer {
             welcomed()
             var counter: UInt64 = 0
             var writable = true
-            reading: while true {
+            let started = Date()
+            // Bounded: a hub that never ends the session fails the test after 10 s, not never.
+            reading: while Date().timeIntervalSince(started) < 10 {
                 if writable {
                     counter += 1
                     do {
@@ -210,7 +212,8 @@ extension Integration {
 
         @Test("one live session per replica: a second session replaces the first, which is told goodbye (reason 2)")
         func secondSessionReplacesFirst() async throws {
-            let harness = try await Harness()
+            // (A short idle deadline bounds the test when the hub does not replace the session.)
+            let harness = try await Harness { $0.idle = .seconds(5) }
             defer { harness.stop() }
             let replica = try harness.replica("a")
             _ = try await harness.sync(replica, token: try harness.token())
