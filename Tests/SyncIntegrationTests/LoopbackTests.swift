@@ -197,22 +197,36 @@ extension Integration {
                 return ""
             }()))
 
-            // Two idle connections fill the cap; the third is refused with BUSY.
-            let first = try await connect()
-            let second = try await connect()
-            try await Task.sleep(nanoseconds: 100_000_000)
-            let third = try await connect()
-            let refusal = try await third.executeThenClose { inbound, _ in
-                var iterator = inbound.makeAsyncIterator()
-                return try await iterator.next()
+            // Two sessions fill the cap; the third connection is refused with BUSY. (Idle,
+            // unauthenticated connections would instead be ended to make room: AdmissionTests.)
+            let replicas = try [harness.replica("a"), harness.replica("b")]
+            for replica in replicas { _ = try await harness.sync(replica, token: try harness.token()) }
+            for _ in 0..<500 where harness.server.activeConnections > 0 { try await Task.sleep(nanoseconds: 5_000_000) }
+            func session(_ index: Int, _ body: () async throws -> Void) async throws {
+                let secret = try #require(try replicas[index].hubLink()?.credential)
+                try await connect().executeThenClose { inbound, outbound in
+                    var iterator = inbound.makeAsyncIterator()
+                    try await outbound.write(RawPeer.hello(replicas[index].replicaID, .device(secret)))
+                    guard case .welcome = try codec.decode(try #require(try await iterator.next())) else {
+                        Issue.record("session \(index) was refused")
+                        return
+                    }
+                    try await body()
+                }
             }
-            guard case let .reject(code, retryAfter, _) = try codec.decode(try #require(refusal)) else {
-                Issue.record("expected a reject")
-                return
+            try await session(0) {
+                try await session(1) {
+                    let refusal = try await connect().executeThenClose { inbound, _ in
+                        var iterator = inbound.makeAsyncIterator()
+                        return try await iterator.next()
+                    }
+                    guard case let .reject(code, retryAfter, _) = try codec.decode(try #require(refusal)) else {
+                        Issue.record("expected a reject")
+                        return
+                    }
+                    #expect(code == .busy && retryAfter > 0)
+                }
             }
-            #expect(code == .busy && retryAfter > 0)
-            try await first.channel.close()
-            try await second.channel.close()
         }
     }
 }
