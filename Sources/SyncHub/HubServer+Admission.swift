@@ -37,7 +37,7 @@ extension HubServer {
 
     /// Bookkeeping after a hello was handled: a refused credential counts against its source; an
     /// accepted one makes this connection its replica's only session.
-    func admitted(_ session: HubSession, _ message: Message, _ actions: [SessionAction], id: AdmissionControl.ConnectionID,
+    func afterHello(_ session: HubSession, _ message: Message, _ actions: [SessionAction], id: AdmissionControl.ConnectionID,
                   source: String, nowMillis: UInt64) {
         guard case .hello = message else { return }
         if case let .send(.reject(code, _, _))? = actions.first, code == .authenticationFailed || code == .enrolmentInvalid {

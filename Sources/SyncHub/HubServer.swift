@@ -170,7 +170,7 @@ public final class HubServer: Service, Sendable {
                                     try? await channel.closeFuture.get()
                                     return
                                 }
-                                admitted(session, message, actions, id: id, source: source, nowMillis: now)
+                                afterHello(session, message, actions, id: id, source: source, nowMillis: now)
                             }
                         } catch let error as WireError {
                             actions = session.protocolError(error, nowMillis: now)
