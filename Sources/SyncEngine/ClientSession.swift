@@ -144,6 +144,24 @@ public struct ClientSession {
             state = .failed
             try? store.recordSyncOutcome(error: code.name)
             return [.close]
+        case let (_, .goodbye(reason)):
+            // The hub closes the session; a goodbye is never answered (Protocol/session.md).
+            state = .failed
+            switch reason {
+            case 2:
+                // Replaced by a newer session of this replica: not this device's own retry if the
+                // user did not start one, so it is said, and not retried automatically.
+                failure = SyncFailure(.authenticationFailed, """
+                    the hub ended this session: a newer session of this replica replaced it (another copy of this \
+                    replica file, or its credential, is in use elsewhere)
+                    """)
+            case 1:
+                failure = SyncFailure(.shuttingDown, "the hub is shutting down; the sync resumes when it is back")
+            default:
+                failure = SyncFailure(.timeout, "the hub closed the session (goodbye \(reason))")
+            }
+            try? store.recordSyncOutcome(error: failure?.code.name)
+            return [.close]
         case let (_, .error(code, fatal, text)):
             // Fatal or not, the attempt ends here; the shell retries retryable codes with backoff,
             // and the next attempt resumes from what the hub acknowledged. An error frame is never

@@ -33,6 +33,8 @@ public struct HubSession: Sendable {
     /// one (Protocol/framing.md, "The limit"). The shell applies it to its decoder and codec.
     public private(set) var maxFrameBody: Int
     private var lastBatch: UInt64 = 0
+    /// Enrolled in this session, and the replica has not yet shown it received the secret.
+    private var enrolmentUnconfirmed = false
     let store: any HubStore
     let configuration: HubConfiguration
     var random: RandomSource
@@ -50,6 +52,12 @@ public struct HubSession: Sendable {
     }
 
     public mutating func receive(_ message: Message, nowMillis: UInt64) -> [SessionAction] {
+        if enrolmentUnconfirmed, case let .ready(replica, _) = state {
+            // A client stores its issued secret before it sends anything after the welcome, so any
+            // frame now proves the welcome arrived: the token can no longer be redeemed again.
+            enrolmentUnconfirmed = false
+            try? store.spendEnrolmentTokens(of: replica, nowMillis: nowMillis)
+        }
         switch (state, message) {
         case (.closed, _):
             return []
@@ -114,13 +122,15 @@ public struct HubSession: Sendable {
                 case let .enrolled(enrolledTeam, secret):
                     team = enrolledTeam
                     issued = secret
-                case .unknownToken: return reject(.enrolmentInvalid, "enrolment token is not known to this hub")
-                case .alreadyUsed: return reject(.enrolmentInvalid, "enrolment token was already used; ask the operator for a new one")
-                case .expired: return reject(.enrolmentInvalid, "enrolment token has expired; ask the operator for a new one")
+                case .unknownToken, .alreadyUsed, .expired:
+                    // One text for every case: a guesser must not learn that a token exists.
+                    return reject(.enrolmentInvalid, Self.enrolmentRefusal)
                 }
             case let .device(secret):
                 switch try store.authenticate(replica: hello.replica, secret: secret) {
-                case let .accepted(acceptedTeam): team = acceptedTeam
+                case let .accepted(acceptedTeam):
+                    team = acceptedTeam
+                    try store.spendEnrolmentTokens(of: hello.replica, nowMillis: nowMillis)
                 case .unknown: return reject(.authenticationFailed, "this replica's credential is not known to this hub")
                 case .revoked: return reject(.authenticationFailed, "this replica's credential has been revoked")
                 }
@@ -135,6 +145,7 @@ public struct HubSession: Sendable {
             return reject(.storageFailure, "the hub could not read its store; retry later")
         }
         state = .ready(replica: hello.replica, team: team)
+        enrolmentUnconfirmed = !issued.isEmpty
         maxFrameBody = min(configuration.maxFrameBody, Int(clamping: hello.maxFrameBody))
         return [.send(.welcome(Welcome(protocolVersion: ProtocolLimits.version, schemaVersion: configuration.schemaVersion,
                                        hub: store.hubID, maxFrameBody: UInt64(maxFrameBody), issuedCredential: issued,
@@ -250,6 +261,8 @@ public struct HubSession: Sendable {
             return fail(.storageFailure, "the hub could not store the fork; retry later", nowMillis: nowMillis)
         }
     }
+
+    static let enrolmentRefusal = "enrolment token is not valid (unknown, used or expired); ask the operator for a new one"
 
     private func record(_ event: HubSessionEvent, _ replica: ReplicaID, _ nowMillis: UInt64) {
         // Bookkeeping for the operator view must not break a sync.

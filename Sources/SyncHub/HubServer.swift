@@ -15,7 +15,17 @@ public struct HubServerConfiguration: Sendable {
     /// 0 picks a free port (tests); `HubServer.boundPort` tells which.
     public var port = 7700
     public var maxConnections = 256
+    /// Connections that have not completed a hello (a smaller budget inside `maxConnections`).
+    public var maxUnauthenticated = 64
     public var handshake = TimeAmount.milliseconds(Int64(ProtocolLimits.handshakeMillis))
+    /// The handshake deadline of connections accepted while over half of `maxUnauthenticated` is in use.
+    public var pressuredHandshake = TimeAmount.seconds(2)
+    /// How often the store is asked which replicas with open sessions have been revoked (the
+    /// file is shared with `caresync hub revoke`, another process).
+    public var revocationPoll = TimeAmount.seconds(1)
+    /// Failed hellos (authentication or enrolment) allowed per source address per window.
+    public var authenticationFailuresPerSource = 10
+    public var authenticationFailureWindow = TimeAmount.seconds(60)
     public var frameCompletion = TimeAmount.milliseconds(Int64(ProtocolLimits.frameCompletionMillis))
     public var idle = TimeAmount.milliseconds(Int64(ProtocolLimits.idleMillis))
     public var session = HubConfiguration()
@@ -36,9 +46,9 @@ public final class HubServer: Service, Sendable {
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
     let storeQueue = DispatchQueue(label: "caresync.hub.store")
-    let active = NIOLockedValueBox(0)
-    /// Open connections, so a graceful shutdown can say goodbye to each.
-    let open = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    /// Open connections: admission, one session per replica, and so that a graceful shutdown
+    /// can say goodbye to each.
+    let registry: ConnectionRegistry
     let bound = NIOLockedValueBox<Int?>(nil)
     let clock: @Sendable () -> UInt64
 
@@ -49,13 +59,19 @@ public final class HubServer: Service, Sendable {
         self.logger = logger
         self.group = group
         self.clock = clock
+        registry = ConnectionRegistry(
+            limits: AdmissionControl.Limits(maxConnections: configuration.maxConnections, maxUnauthenticated: configuration.maxUnauthenticated,
+                                            handshakeMillis: UInt64(max(0, configuration.handshake.nanoseconds / 1_000_000)),
+                                            pressuredHandshakeMillis: UInt64(max(0, configuration.pressuredHandshake.nanoseconds / 1_000_000))),
+            failures: AuthenticationFailureBudget(limit: max(1, configuration.authenticationFailuresPerSource),
+                                                  windowMillis: UInt64(max(0, configuration.authenticationFailureWindow.nanoseconds / 1_000_000))))
     }
 
     /// The port actually bound, once listening.
     public var boundPort: Int? { bound.withLockedValue { $0 } }
 
     /// Connections currently open.
-    public var activeConnections: Int { active.withLockedValue { $0 } }
+    public var activeConnections: Int { registry.count }
 
     public func run() async throws {
         let configuration = self.configuration
@@ -75,6 +91,7 @@ public final class HubServer: Service, Sendable {
                     // The session lowers the limit to the negotiated one at the welcome.
                     let limit = FrameLimit(configuration.session.maxFrameBody, eventLoop: channel.eventLoop)
                     try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
+                    try self.admit(channel, pipeline: pipeline)
                     try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
                     // Back-pressure: the inbound stream stops reading from the socket when the
                     // session falls behind, instead of buffering without bound.
@@ -86,22 +103,17 @@ public final class HubServer: Service, Sendable {
         bound.withLockedValue { $0 = server.channel.localAddress?.port }
         logger.info("hub listening", metadata: ["address": "\(configuration.host):\(server.channel.localAddress?.port ?? 0)",
                                                 "hub": "\(store.hubID.short)"])
+        let revocations = Task { await self.pollRevocations() }
+        defer { revocations.cancel() }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { connections in
                     for try await (connection, limit) in connections {
-                        let admitted = active.withLockedValue { count -> Bool in
-                            guard count < configuration.maxConnections else { return false }
-                            count += 1
-                            return true
-                        }
-                        group.addTask {
-                            if admitted {
-                                await self.serve(connection, limit: limit)
-                                self.active.withLockedValue { $0 -= 1 }
-                            } else {
-                                await self.refuseBusy(connection)
-                            }
+                        switch self.entry(connection.channel) {
+                        case let .admitted(id, handshake):
+                            group.addTask { await self.serve(connection, limit: limit, id: id, handshake: handshake) }
+                        case .busy:
+                            group.addTask { await self.refuseBusy(connection) }
                         }
                     }
                 }
@@ -112,9 +124,7 @@ public final class HubServer: Service, Sendable {
             // A request being stored still commits; its acknowledgement may be lost, and the
             // replica's next sync re-sends it (the hub ignores changes it holds).
             let goodbye = MessageCodec().frame(.goodbye(reason: 1))
-            for channel in self.open.withLockedValue({ Array($0.values) }) {
-                channel.writeAndFlush(goodbye).whenComplete { _ in channel.close(promise: nil) }
-            }
+            for channel in self.registry.channels { channel.sayThenClose(goodbye) }
         }
         logger.info("hub stopped")
     }
@@ -126,16 +136,16 @@ public final class HubServer: Service, Sendable {
     }
 
     /// Runs one session to its end. Every exit path closes the connection.
-    private func serve(_ connection: NIOAsyncChannel<Frame, Frame>, limit: FrameLimit) async {
-        let key = ObjectIdentifier(connection.channel)
-        open.withLockedValue { $0[key] = connection.channel }
-        defer { open.withLockedValue { _ = $0.removeValue(forKey: key) } }
+    private func serve(_ connection: NIOAsyncChannel<Frame, Frame>, limit: FrameLimit, id: AdmissionControl.ConnectionID,
+                       handshake deadline: TimeAmount) async {
+        defer { registry.forget(id) }
         var session = HubSession(store: store, configuration: configuration.session)
         var codec = MessageCodec(maxBody: configuration.session.maxFrameBody, compressionThreshold: configuration.compressionThreshold)
         let greeted = NIOLockedValueBox(false)
         let channel = connection.channel
         let farewell = codec.frame(.error(code: .timeout, fatal: true, message: "no hello within the handshake deadline"))
-        let handshake = channel.eventLoop.scheduleTask(in: configuration.handshake) {
+        let source = channel.remoteAddress?.ipAddress ?? "unknown"
+        let handshake = channel.eventLoop.scheduleTask(in: deadline) {
             guard !greeted.withLockedValue({ $0 }) else { return }
             channel.writeAndFlush(farewell).whenComplete { _ in channel.close(promise: nil) }
         }
@@ -149,7 +159,22 @@ public final class HubServer: Service, Sendable {
                         do {
                             let message = try codec.decode(frame)
                             greeted.withLockedValue { $0 = true }
-                            (session, actions) = await onStoreQueue(session) { session in session.receive(message, nowMillis: now) }
+                            if case .hello = message, let wait = registry.retryAfter(source: source, nowMillis: now) {
+                                actions = Self.failureBudgetRefusal(retryAfterMillis: wait)
+                            } else {
+                                (session, actions) = await onStoreQueue(session) { [registry] session in
+                                    // Ended by the hub (revoked, replaced) while this frame waited:
+                                    // checked on the store queue, where the revocation poll runs too.
+                                    guard !registry.wasEnded(id) else { return [] }
+                                    return session.receive(message, nowMillis: now)
+                                }
+                                if registry.wasEnded(id) {
+                                    // Whoever ended it says why and closes; closing here could cut that short.
+                                    try? await channel.closeFuture.get()
+                                    return
+                                }
+                                afterHello(session, message, actions, id: id, source: source, nowMillis: now)
+                            }
                         } catch let error as WireError {
                             actions = session.protocolError(error, nowMillis: now)
                             logger.notice("protocol error", metadata: ["code": "\(error.code.name)"])

@@ -37,12 +37,22 @@ public protocol HubStore: Sendable {
     /// Every equivocation the hub refused: a change id it holds that arrived again with other bytes.
     func equivocations() throws -> [EquivocationRecord]
 
-    /// Issues a one-time enrolment token for a team; only its hash is stored.
-    func issueEnrolmentToken(team: String, expiresAtMillis: UInt64, random: inout some RandomNumberGenerator) throws -> String
+    /// Issues a one-time enrolment token for a team; only its hash is stored. A token bound to a
+    /// replica id (`replica`) can be redeemed only by that id, and may re-enrol it (new secret,
+    /// revocation lifted); an unbound token enrols only a replica id the hub does not know.
+    func issueEnrolmentToken(team: String, replica: ReplicaID?, expiresAtMillis: UInt64,
+                             random: inout some RandomNumberGenerator) throws -> String
 
     /// Exchanges an unused, unexpired enrolment token for a device secret bound to the replica.
+    /// The same replica may redeem it again only until `spendEnrolmentTokens` (the lost welcome).
     func redeemEnrolmentToken(_ token: String, replica: ReplicaID, nowMillis: UInt64,
                               random: inout some RandomNumberGenerator) throws -> EnrolmentResult
+
+    /// The replica has shown it holds its issued secret: the tokens it redeemed are spent for good.
+    func spendEnrolmentTokens(of replica: ReplicaID, nowMillis: UInt64) throws
+
+    /// Which of these replicas are revoked now (polled by the hub to end their open sessions).
+    func revokedReplicas(among replicas: [ReplicaID]) throws -> Set<ReplicaID>
 
     /// Checks a device secret; returns the replica's team, or why it was refused.
     func authenticate(replica: ReplicaID, secret: [UInt8]) throws -> AuthenticationResult
@@ -138,8 +148,17 @@ public struct HubPage: Sendable {
 public enum EnrolmentResult: Equatable, Sendable {
     case enrolled(team: String, secret: [UInt8])
     case unknownToken
+    /// Used (by another replica, or spent), bound to another replica id, or presented with a
+    /// replica id the hub already knows.
     case alreadyUsed
     case expired
+}
+
+extension HubStore {
+    /// Issues a token for a new replica.
+    public func issueEnrolmentToken(team: String, expiresAtMillis: UInt64, random: inout some RandomNumberGenerator) throws -> String {
+        try issueEnrolmentToken(team: team, replica: nil, expiresAtMillis: expiresAtMillis, random: &random)
+    }
 }
 
 public enum AuthenticationResult: Equatable, Sendable {

@@ -52,6 +52,14 @@ public final class SQLiteHubStore: HubStore {
                 ALTER TABLE hub_replica ADD COLUMN forked_from TEXT;
                 """)
         }
+        // An enrolment token may be bound by the operator to one replica id (re-enrolment), and is
+        // spent for good once the replica it enrolled has shown it holds the issued secret.
+        migrator.registerMigration("hub-v2-enrolment") { db in
+            try db.execute(sql: """
+                ALTER TABLE hub_token ADD COLUMN replica_id TEXT;
+                ALTER TABLE hub_token ADD COLUMN spent_at INTEGER;
+                """)
+        }
         migrator.registerMigration(StoreFile.stampMigration) { db in try StoreFile.stamp(db, .hub) }
         try ReplicaStore.guarded { try migrator.migrate(queue) }
         let generated = ReplicaID.random(using: &random)
@@ -312,19 +320,25 @@ public final class SQLiteHubStore: HubStore {
 
     static func hash(_ bytes: [UInt8]) -> String { SHA256.hash(bytes).hexString }
 
-    public func issueEnrolmentToken(team: String, expiresAtMillis: UInt64, random: inout some RandomNumberGenerator) throws -> String {
+    public func issueEnrolmentToken(team: String, replica: ReplicaID?, expiresAtMillis: UInt64,
+                                    random: inout some RandomNumberGenerator) throws -> String {
         var bytes: [UInt8] = []
         for _ in 0..<4 { withUnsafeBytes(of: random.next()) { bytes.append(contentsOf: $0) } }
         let token = "cse1-" + bytes.hexString
         try ReplicaStore.guarded {
             try queue.write { db in
-                try db.execute(sql: "INSERT INTO hub_token (hash, team, expires_at) VALUES (?, ?, ?)",
-                               arguments: [Self.hash(Array(token.utf8)), team, Int64(clamping: expiresAtMillis)])
+                try db.execute(sql: "INSERT INTO hub_token (hash, team, expires_at, replica_id) VALUES (?, ?, ?, ?)",
+                               arguments: [Self.hash(Array(token.utf8)), team, Int64(clamping: expiresAtMillis), replica?.hex])
             }
         }
         return token
     }
 
+    /// A token binds one replica id once. It is redeemable again only by that replica id, and only
+    /// until the replica shows it received the secret (a request after the welcome, or a hello with
+    /// the secret): if the welcome carrying the secret was lost, the replica would otherwise be
+    /// locked out. An existing replica id is never re-bound, except by a token the operator bound to
+    /// it (`hub enroll --replica`), which is how a revoked device is re-enrolled.
     public func redeemEnrolmentToken(_ token: String, replica: ReplicaID, nowMillis: UInt64,
                                      random: inout some RandomNumberGenerator) throws -> EnrolmentResult {
         var secret: [UInt8] = []
@@ -332,21 +346,52 @@ public final class SQLiteHubStore: HubStore {
         return try ReplicaStore.guarded {
             try queue.write { db in
                 let hash = Self.hash(Array(token.utf8))
-                guard let row = try Row.fetchOne(db, sql: "SELECT team, expires_at, used_by FROM hub_token WHERE hash = ?", arguments: [hash]) else {
-                    return .unknownToken
-                }
-                if UInt64(clamping: row[1] as Int64) < nowMillis { return .expired }
-                // The same replica may redeem again (with a new secret) while the token is valid:
-                // if the welcome carrying its secret was lost, it would otherwise be locked out.
-                if let usedBy = row[2] as String?, usedBy != replica.hex { return .alreadyUsed }
+                guard let row = try Row.fetchOne(db, sql: """
+                    SELECT team, expires_at, used_by, replica_id, spent_at FROM hub_token WHERE hash = ?
+                    """, arguments: [hash]) else { return .unknownToken }
+                if UInt64(max(0, row[1] as Int64)) < nowMillis { return .expired }
                 let team: String = row[0]
-                try db.execute(sql: "UPDATE hub_token SET used_by = ?, used_at = ? WHERE hash = ?",
-                               arguments: [replica.hex, Int64(clamping: nowMillis), hash])
-                try db.execute(sql: """
-                    INSERT INTO hub_replica (replica_id, team, secret_hash, first_seen) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (replica_id) DO UPDATE SET team = excluded.team, secret_hash = excluded.secret_hash, revoked_at = NULL
-                    """, arguments: [replica.hex, team, Self.hash(secret), Int64(clamping: nowMillis)])
+                let boundTo: String? = row[3]
+                if let boundTo, boundTo != replica.hex { return .alreadyUsed }
+                let existing = try Row.fetchOne(db, sql: "SELECT revoked_at FROM hub_replica WHERE replica_id = ?", arguments: [replica.hex])
+                let now = Int64(clamping: nowMillis)
+                if let usedBy = row[2] as String? {
+                    // The lost-welcome retry: same replica, secret never shown, not revoked since.
+                    guard usedBy == replica.hex, (row[4] as Int64?) == nil, let existing, (existing[0] as Int64?) == nil else {
+                        return .alreadyUsed
+                    }
+                    try db.execute(sql: "UPDATE hub_replica SET secret_hash = ? WHERE replica_id = ?", arguments: [Self.hash(secret), replica.hex])
+                    return .enrolled(team: team, secret: secret)
+                }
+                if existing != nil {
+                    guard boundTo == replica.hex else { return .alreadyUsed }
+                    // The operator's re-enrolment: a new secret (the old one stops working), the
+                    // token's team, and the revocation lifted; older tokens of this replica are spent.
+                    try db.execute(sql: "UPDATE hub_replica SET team = ?, secret_hash = ?, revoked_at = NULL WHERE replica_id = ?",
+                                   arguments: [team, Self.hash(secret), replica.hex])
+                    try db.execute(sql: "UPDATE hub_token SET spent_at = ? WHERE used_by = ? AND spent_at IS NULL",
+                                   arguments: [now, replica.hex])
+                } else {
+                    try db.execute(sql: "INSERT INTO hub_replica (replica_id, team, secret_hash, first_seen) VALUES (?, ?, ?, ?)",
+                                   arguments: [replica.hex, team, Self.hash(secret), now])
+                }
+                try db.execute(sql: "UPDATE hub_token SET used_by = ?, used_at = ? WHERE hash = ?", arguments: [replica.hex, now, hash])
                 return .enrolled(team: team, secret: secret)
+            }
+        }
+    }
+
+    public func spendEnrolmentTokens(of replica: ReplicaID, nowMillis: UInt64) throws {
+        try ReplicaStore.guarded {
+            // Read first: almost every hello finds nothing to spend, and a read takes no write lock.
+            let unspent = try queue.read { db in
+                try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM hub_token WHERE used_by = ? AND spent_at IS NULL)",
+                                  arguments: [replica.hex]) ?? false
+            }
+            guard unspent else { return }
+            try queue.write { db in
+                try db.execute(sql: "UPDATE hub_token SET spent_at = ? WHERE used_by = ? AND spent_at IS NULL",
+                               arguments: [Int64(clamping: nowMillis), replica.hex])
             }
         }
     }
@@ -367,9 +412,31 @@ public final class SQLiteHubStore: HubStore {
     public func revoke(replica: ReplicaID, nowMillis: UInt64) throws -> Bool {
         try ReplicaStore.guarded {
             try queue.write { db in
+                let now = Int64(clamping: nowMillis)
                 try db.execute(sql: "UPDATE hub_replica SET revoked_at = ? WHERE replica_id = ? AND revoked_at IS NULL",
-                               arguments: [Int64(clamping: nowMillis), replica.hex])
-                return db.changesCount > 0
+                               arguments: [now, replica.hex])
+                let revoked = db.changesCount > 0
+                // Final until the operator re-enrols: the replica's old token cannot undo it.
+                try db.execute(sql: "UPDATE hub_token SET spent_at = ? WHERE used_by = ? AND spent_at IS NULL", arguments: [now, replica.hex])
+                return revoked
+            }
+        }
+    }
+
+    public func revokedReplicas(among replicas: [ReplicaID]) throws -> Set<ReplicaID> {
+        guard !replicas.isEmpty else { return [] }
+        return try ReplicaStore.guarded {
+            try queue.read { db in
+                var revoked: Set<ReplicaID> = []
+                // Chunks keep each statement under SQLite's bound-parameter limit.
+                for start in stride(from: 0, to: replicas.count, by: 500) {
+                    let chunk = replicas[start..<min(start + 500, replicas.count)]
+                    let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                    let rows = try String.fetchAll(db, sql: "SELECT replica_id FROM hub_replica WHERE revoked_at IS NOT NULL AND replica_id IN (\(marks))",
+                                                   arguments: StatementArguments(chunk.map(\.hex)))
+                    revoked.formUnion(rows.compactMap(ReplicaID.init(hex:)))
+                }
+                return revoked
             }
         }
     }

@@ -160,10 +160,18 @@ struct HubServeCommand: AsyncParsableCommand {
 struct HubEnrollCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enroll", abstract: "Issue a one-time enrolment token for a team; a replica exchanges it for its own credential.",
-        discussion: "Example: caresync hub enroll --db hub.db --team PERM-THROUGHCARE\nGive the token to the replica's user: caresync sync --hub host:port --token <token>")
+        discussion: """
+            Example: caresync hub enroll --db hub.db --team PERM-THROUGHCARE
+            Give the token to the replica's user: caresync sync --hub host:port --token <token>
+            A token enrols one new replica id, once; it never takes over a replica the hub knows.
+            To re-enrol a known replica (revoked, or its secret lost), bind the token to its id:
+              caresync hub enroll --db hub.db --team PERM-THROUGHCARE --replica <replica id>
+            Its next `caresync sync --token <token>` gets a new secret and the revocation is lifted.
+            """)
 
     @OptionGroup var hub: HubOptions
     @Option(help: "Team the replica will belong to.") var team: String
+    @Option(help: "Re-enrol this known replica id (32 hex digits): only it can redeem the token.") var replica: String?
     @Option(help: "Hours until the token expires.") var expiresInHours = 72
     @Flag(help: "Print machine-readable JSON.") var json = false
 
@@ -183,18 +191,28 @@ struct HubEnrollCommand: ParsableCommand {
     }
 
     func run() throws {
+        let bound = try replica.map { text in
+            guard let id = ReplicaID(hex: text) else { throw ValidationError("--replica must be 32 hex digits") }
+            return id
+        }
         let store = try hub.open()
         var random = SystemRandomNumberGenerator()
         let expires = UInt64(Date().timeIntervalSince1970 * 1000) + UInt64(expiresInHours) * 3_600_000
-        let token = try Output.run { try store.issueEnrolmentToken(team: team, expiresAtMillis: expires, random: &random) }
-        if json { Output.json(["token": token, "team": team, "expires_at": Output.iso(expires)]) } else { Output.line(token) }
+        let token = try Output.run { try store.issueEnrolmentToken(team: team, replica: bound, expiresAtMillis: expires, random: &random) }
+        var fields = ["token": token, "team": team, "expires_at": Output.iso(expires)]
+        if let bound { fields["replica"] = bound.hex }
+        if json { Output.json(fields) } else { Output.line(token) }
     }
 }
 
 struct HubRevokeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "revoke", abstract: "Revoke a replica's credential; its next hello is refused.",
-        discussion: "Example: caresync hub revoke --db hub.db <replica id>")
+        discussion: """
+            Example: caresync hub revoke --db hub.db <replica id>
+            A running hub ends the replica's open session within a few seconds. Revocation is final:
+            to let the device back in, re-enrol it with `caresync hub enroll --replica <replica id>`.
+            """)
 
     @OptionGroup var hub: HubOptions
     @Argument(help: "Replica id (32 hex digits).") var replica: String

@@ -76,7 +76,7 @@ struct HubSessionTests {
         #expect(try store.head() == 0, "nothing was stored")
     }
 
-    @Test("before the hello only a hello is accepted; a revoked device is refused")
+    @Test("before the hello only a hello is accepted; a revoked device is refused, though it presents its right secret")
     func handshakeRules() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var random = SeededGenerator(seed: 3)
@@ -85,14 +85,38 @@ struct HubSessionTests {
         let early = session.receive(.pull(cursor: 0, byteBudget: 1024), nowMillis: 0)
         #expect(early.last == .close)
         let replica = ReplicaID(high: 7, low: 7)
-        _ = try readySession(store, replica: replica, now: 1_000)
+        let secret = try Self.enrol(store, replica: replica, now: 1_000)
+        func hello() -> [SessionAction] {
+            var again = HubSession(store: store, random: RandomSource { 1 })
+            return again.receive(.hello(Hello(protocolMin: 1, protocolMax: 1, schemaVersion: 1, replica: replica, appVersion: "t",
+                                              credential: .device(secret), maxFrameBody: 65_536)), nowMillis: 3_000)
+        }
+        // The control: the same hello is welcomed before the revocation.
+        guard case .send(.welcome) = hello().first else {
+            Issue.record("the right secret was refused before any revocation")
+            return
+        }
         #expect(try store.revoke(replica: replica, nowMillis: 2_000))
-        var again = HubSession(store: store, random: RandomSource { 1 })
-        let refused = again.receive(.hello(Hello(protocolMin: 1, protocolMax: 1, schemaVersion: 1, replica: replica, appVersion: "t",
-                                                 credential: .device([UInt8](repeating: 1, count: 32)), maxFrameBody: 65_536)), nowMillis: 3_000)
-        guard case .send(.reject(.authenticationFailed, _, _)) = refused.first else {
+        let refused = hello()
+        guard case let .send(.reject(.authenticationFailed, _, text)) = refused.first else {
             Issue.record("expected AUTHENTICATION_FAILED, got \(refused)")
             return
         }
+        #expect(text.contains("revoked"), "refused because of the revocation: \(text)")
     }
+
+    /// Enrols `replica` with a fresh token and returns its issued secret; the session then sends
+    /// a heartbeat, as a client does after storing the secret.
+    static func enrol(_ store: SQLiteHubStore, replica: ReplicaID, now: UInt64, team: String = "T") throws -> [UInt8] {
+        var random = SeededGenerator(seed: 11)
+        let token = try store.issueEnrolmentToken(team: team, expiresAtMillis: now + 60_000, random: &random)
+        var session = HubSession(store: store, random: RandomSource { UInt64.random(in: 0 ... .max) })
+        let actions = session.receive(.hello(Hello(protocolMin: 1, protocolMax: 1, schemaVersion: 1, replica: replica, appVersion: "test",
+                                                   credential: .enrolmentToken(token), maxFrameBody: 65_536)), nowMillis: now)
+        guard case let .send(.welcome(welcome)) = actions.first else { throw HubSessionTests.Refused(actions: actions) }
+        _ = session.receive(.heartbeat(ReplicaHealth(pendingChanges: 0, oldestUnsyncedAgeMillis: 0, openConflicts: 0, schemaVersion: 1)), nowMillis: now)
+        return welcome.issuedCredential
+    }
+
+    struct Refused: Error { let actions: [SessionAction] }
 }

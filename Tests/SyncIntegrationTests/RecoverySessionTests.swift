@@ -159,3 +159,22 @@ struct RecoverySessionTests {
         }
     }
 }
+
+@Suite("Client session: goodbye from the hub")
+struct ClientGoodbyeTests {
+    @Test("a goodbye from the hub is never answered; reason 1 is retried, reason 2 (replaced) is not")
+    func goodbyeClosesQuietly() throws {
+        let directory = NSTemporaryDirectory() + "caresync-goodbye-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let replica = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema, replicaID: ReplicaID(high: 3, low: 3),
+                                              name: "r", wallClock: RecoverySessionTests.Clock(millis: 1_750_000_000_000))
+        for (reason, retryable) in [(UInt64(1), true), (2, false)] {
+            var client = ClientSession(store: replica, credential: .device([1]), random: RandomSource { 1 })
+            _ = client.start()
+            #expect(client.receive(.goodbye(reason: reason)) == [.close], "no error frame in answer to goodbye \(reason)")
+            #expect(client.state == .failed)
+            #expect(client.failure?.retryable == retryable, "goodbye \(reason)")
+        }
+    }
+}

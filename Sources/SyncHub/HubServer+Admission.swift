@@ -1,0 +1,79 @@
+import NIOCore
+import SyncCore
+import SyncEngine
+import SyncWire
+
+/// Admission, one session per replica, revocation of open sessions and the failed-hello budget:
+/// the shell around `ConnectionRegistry`'s decisions (Protocol/session.md, "Admission").
+extension HubServer {
+    enum Entry {
+        case admitted(AdmissionControl.ConnectionID, handshake: TimeAmount)
+        case busy
+    }
+
+    /// What a replaced session is told: another session of its replica id began.
+    static let replacedReason: UInt64 = 2
+
+    /// In the channel initializer: the admission decision, the handler that reports the first
+    /// frame, and the end of the unauthenticated connection this one displaces.
+    func admit(_ channel: any Channel, pipeline: ChannelPipeline.SynchronousOperations) throws {
+        let admission = registry.admit(channel)
+        guard case let .admitted(id, _, evicting) = admission else { return }
+        let registry = self.registry
+        try pipeline.addHandler(FirstFrameHandler { registry.helloReceived(id) })
+        if let evicting, let evicted = registry.end(evicting) {
+            logger.notice("unauthenticated connection ended to admit a newer one", metadata: ["budget": "\(configuration.maxUnauthenticated)"])
+            evicted.sayThenClose(MessageCodec().frame(.error(code: .timeout, fatal: true, message: "no hello in time while the hub is admitting newer connections")))
+        }
+    }
+
+    /// In the accept loop: what `admit` decided for this connection.
+    func entry(_ channel: any Channel) -> Entry {
+        switch registry.decision(for: channel) {
+        case let .admitted(id, handshakeMillis, _): .admitted(id, handshake: .milliseconds(Int64(clamping: handshakeMillis)))
+        case .busy: .busy
+        }
+    }
+
+    /// Bookkeeping after a hello was handled: a refused credential counts against its source; an
+    /// accepted one makes this connection its replica's only session.
+    func afterHello(_ session: HubSession, _ message: Message, _ actions: [SessionAction], id: AdmissionControl.ConnectionID,
+                  source: String, nowMillis: UInt64) {
+        guard case .hello = message else { return }
+        if case let .send(.reject(code, _, _))? = actions.first, code == .authenticationFailed || code == .enrolmentInvalid {
+            registry.recordFailure(source: source, nowMillis: nowMillis)
+        }
+        if let replica = session.replica, let previous = registry.authenticated(id, as: replica) {
+            logger.notice("session replaced by a newer one of the same replica", metadata: ["replica": "\(replica.short)"])
+            previous.sayThenClose(MessageCodec().frame(.goodbye(reason: Self.replacedReason)))
+        }
+    }
+
+    /// A hello from a source past its failed-hello budget: refused before the store is touched.
+    static func failureBudgetRefusal(retryAfterMillis: UInt64) -> [SessionAction] {
+        [.send(.reject(code: .busy, retryAfterMillis: retryAfterMillis, message: "too many failed hellos from this address; retry later")), .close]
+    }
+
+    /// Until cancelled: asks the store which replicas with a live session are revoked (another
+    /// process may have revoked them) and ends those sessions with `AUTHENTICATION_FAILED`.
+    func pollRevocations() async {
+        let farewell = MessageCodec().frame(.error(code: .authenticationFailed, fatal: true, message: "this replica's credential has been revoked"))
+        while true {
+            do { try await Task.sleep(nanoseconds: UInt64(max(1, configuration.revocationPoll.nanoseconds))) } catch { return }
+            let live = registry.liveReplicas
+            guard !live.isEmpty else { continue }
+            let ended: [(ReplicaID, any Channel)] = await withCheckedContinuation { continuation in
+                // On the store queue: a frame of the session that waits behind this check finds
+                // its connection ended and is not handled (HubServer.serve).
+                storeQueue.async {
+                    let revoked = (try? self.store.revokedReplicas(among: live)) ?? []
+                    continuation.resume(returning: revoked.compactMap { replica in self.registry.endSession(of: replica).map { (replica, $0) } })
+                }
+            }
+            for (replica, channel) in ended {
+                logger.notice("session ended: the replica's credential was revoked", metadata: ["replica": "\(replica.short)"])
+                channel.sayThenClose(farewell)
+            }
+        }
+    }
+}
