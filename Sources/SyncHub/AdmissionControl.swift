@@ -86,6 +86,8 @@ package struct AdmissionControl: Sendable {
     package mutating func authenticated(_ id: ConnectionID, as replica: ReplicaID) -> ConnectionID? {
         guard open.contains(id) else { return nil }
         unauthenticated.removeAll { $0 == id }
+        // A session that forked goes on as its new identity: it no longer holds the old one's slot.
+        if let earlier = replicaOf[id], earlier != replica, sessions[earlier] == id { sessions[earlier] = nil }
         let previous = sessions[replica].flatMap { $0 == id ? nil : $0 }
         if let previous { end(previous) }
         sessions[replica] = id

@@ -39,6 +39,13 @@ extension HubServer {
     /// accepted one makes this connection its replica's only session.
     func afterHello(_ session: HubSession, _ message: Message, _ actions: [SessionAction], id: AdmissionControl.ConnectionID,
                   source: String, nowMillis: UInt64) {
+        if case .fork = message, case let .send(.forked(newReplica, _))? = actions.first {
+            // The session goes on as the forked identity: one live session per replica holds for it.
+            if let previous = registry.authenticated(id, as: newReplica) {
+                previous.sayThenClose(MessageCodec().frame(.goodbye(reason: Self.replacedReason)))
+            }
+            return
+        }
         guard case .hello = message else { return }
         if case let .send(.reject(code, _, _))? = actions.first, code == .authenticationFailed || code == .enrolmentInvalid {
             registry.recordFailure(source: source, nowMillis: nowMillis)

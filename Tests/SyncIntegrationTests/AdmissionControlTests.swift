@@ -67,6 +67,19 @@ struct AdmissionControlTests {
         #expect(control.liveReplicas.isEmpty && control.count == 0)
     }
 
+    @Test("a session that forks goes on as its new identity and no longer holds the old one's slot")
+    func forkMovesTheSession() throws {
+        var control = control()
+        let old = ReplicaID(high: 4, low: 4)
+        let forked = ReplicaID(high: 5, low: 5)
+        let session = try #require(admitted(control.admit()))
+        _ = control.authenticated(session.id, as: old)
+        #expect(control.authenticated(session.id, as: forked) == nil)
+        #expect(control.connection(of: forked) == session.id)
+        #expect(control.connection(of: old) == nil, "the other copy's next session of the old id replaces nothing of this one")
+        #expect(control.liveReplicas == [forked])
+    }
+
     @Test("failed hellos: after the limit a source waits out its window; the table stays bounded")
     func failureBudget() {
         var budget = AuthenticationFailureBudget(limit: 3, windowMillis: 60_000, maxSources: 100)
