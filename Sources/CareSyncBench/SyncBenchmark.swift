@@ -193,7 +193,7 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
                                     "baseline_grdb_ms": baseline * 1000, "baseline_c_api_ms": capiBaseline * 1000,
                                     "ratio_c_api": report.sessionSeconds / capiBaseline, "ratio_grdb": report.sessionSeconds / baseline,
                                     "target_ms": 5, "met": met]
-        lines.append(String(format: "10 new rows (%d changes) synced into a replica of %d rows: %.1f ms excluding connect (%.1f ms with it)",
+        lines.append(String(format: "10 new rows (%d changes) synced into a replica of %d rows: %.2f ms excluding connect (%.2f ms with it)",
                             report.summary.pulled, bigRows, report.sessionSeconds * 1000, report.durationSeconds * 1000))
         lines.append(String(format: "  plain upsert of the same 10 rows, one transaction: C API %.2f ms → ratio %.1f×; GRDB %.2f ms → ratio %.1f×",
                             capiBaseline * 1000, report.sessionSeconds / capiBaseline, baseline * 1000, report.sessionSeconds / baseline))
