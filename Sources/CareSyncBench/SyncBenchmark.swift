@@ -87,9 +87,10 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
                                              configuration: configuration, logger: Logger(label: "bench"))
         let end = now()
         task.cancel()
-        record("replica a-\(compressed)", try a.connectionPragmas())
-        record("replica b-\(compressed)", try b.connectionPragmas())
-        try recordHub("hub-\(compressed)", server)
+        let run = compressed ? "compressed" : "uncompressed"
+        record("replica a \(run)", try a.connectionPragmas())
+        record("replica b \(run)", try b.connectionPragmas())
+        try recordHub("hub \(run)", server)
         let changes = pull.summary.pulled
         let fieldChanges = rows * 5
         let seconds = Double(end - start) / 1e9
@@ -112,13 +113,13 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
                 }
             }
             let baseline = Double(now() - baselineStart) / 1e9
-            record("GRDB plain-e2e", try StoreFile.pragmas(plain))
+            record("GRDB plain e2e", try StoreFile.pragmas(plain))
             let capi = try PlainSQLiteConnection(path: "\(work)/capi-e2e.db")
             try capi.execute(table.createStatement)
             let capiStart = now()
             try upsertThroughCAPI(batch, columns: columns, into: capi)
             let capiBaseline = Double(now() - capiStart) / 1e9
-            record("C API capi-e2e", try capi.pragmas())
+            record("C API plain e2e", try capi.pragmas())
             let fieldChangesPerSecond = Double(fieldChanges) / seconds
             let met = fieldChangesPerSecond >= 100_000
             json["e2e_baseline_plain_upsert_s"] = baseline
@@ -156,7 +157,7 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
         task.cancel()
         record("replica big", try big.connectionPragmas())
         record("replica small", try small.connectionPragmas())
-        try recordHub("hub-big", server)
+        try recordHub("hub big", server)
         // Baseline: ten plain upserts into a plain table of the same size.
         let plain = try StoreFile.openDurableQueue(path: "\(work)/plain-big.db", label: "bench.plain")
         try await plain.write { db in
@@ -172,7 +173,7 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
             }
         }
         let baseline = Double(now() - baselineStart) / 1e9
-        record("GRDB plain-big", try StoreFile.pragmas(plain))
+        record("GRDB plain big", try StoreFile.pragmas(plain))
         // The same table, rows and upserts through the C API.
         let capi = try PlainSQLiteConnection(path: "\(work)/capi-big.db")
         try capi.execute(table.createStatement)
@@ -186,7 +187,7 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
             for row in 0..<10 { try capiUpsert.run("new\(row)", "ten new values \(row)") }
         }
         let capiBaseline = Double(now() - capiStart) / 1e9
-        record("C API capi-big", try capi.pragmas())
+        record("C API plain big", try capi.pragmas())
         let met = report.sessionSeconds * 1000 <= 5
         json["small_into_large"] = ["rows": bigRows, "changes": report.summary.pulled, "session_ms": report.sessionSeconds * 1000,
                                     "total_ms": report.durationSeconds * 1000, "baseline_ms": baseline * 1000, "fill_s": fillSeconds,
