@@ -66,10 +66,12 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // Release-build benchmark with same-run plain-SQLite baselines (not a test).
+        // Release-build benchmark with same-run plain-SQLite baselines, C API and GRDB (not a test).
         .executableTarget(name: "caresync-bench", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub",
             .product(name: "GRDB", package: "GRDB.swift"),
+            // The SQLite C API itself, for the headline plain baseline (PlainSQLiteConnection).
+            .product(name: "GRDBSQLite", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CareSyncBench"),
         .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore", "SyncTesting"]),

@@ -7,9 +7,12 @@ import SyncEngine
 import SyncHub
 import SyncStore
 
-/// End to end over loopback: replica A → hub → replica B, beside a plain-SQLite upsert of the
-/// same values; a small sync into a large replica; bytes per change on the wire; and the peak
-/// memory of separate hub and client processes while a large backlog syncs.
+/// End to end over loopback: replica A → hub → replica B, beside plain-SQLite upserts of the same
+/// values (through the C API, the headline, and through GRDB); a small sync into a large replica
+/// beside the same plain upserts; bytes per change on the wire; and the peak memory of separate hub
+/// and client processes while a large backlog syncs. Every in-process connection's
+/// `PRAGMA synchronous` is read back and reported; the CLI processes open through the same
+/// `StoreFile` path, which refuses anything but FULL.
 func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
     let work = NSTemporaryDirectory() + "caresync-syncbench-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
@@ -19,7 +22,15 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
     let schema = ReplicaSchema(version: 1, tables: [table], migrations: [SchemaMigration("bench-v1", sql: table.createStatement)])
     var lines: [String] = []
     var json: [String: Any] = [:]
+    var readBack: [(name: String, synchronous: Int, journalMode: String)] = []
     func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    func record(_ name: String, _ pragmas: (synchronous: Int, journalMode: String)) {
+        readBack.append((name, pragmas.synchronous, pragmas.journalMode))
+    }
+    func recordHub(_ name: String, _ server: HubServer) throws {
+        guard let store = server.store as? SQLiteHubStore else { throw CocoaError(.featureUnsupported) }
+        record(name, try store.connectionPragmas())
+    }
 
     func replica(_ name: String, _ id: UInt64) throws -> ReplicaStore {
         try ReplicaStore.create(at: "\(work)/\(name).db", schema: schema, replicaID: ReplicaID(high: id, low: id), name: name, wallClock: Clock())
@@ -76,6 +87,10 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
                                              configuration: configuration, logger: Logger(label: "bench"))
         let end = now()
         task.cancel()
+        let run = compressed ? "compressed" : "uncompressed"
+        record("replica a \(run)", try a.connectionPragmas())
+        record("replica b \(run)", try b.connectionPragmas())
+        try recordHub("hub \(run)", server)
         let changes = pull.summary.pulled
         let fieldChanges = rows * 5
         let seconds = Double(end - start) / 1e9
@@ -98,11 +113,27 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
                 }
             }
             let baseline = Double(now() - baselineStart) / 1e9
+            record("GRDB plain e2e", try StoreFile.pragmas(plain))
+            let capi = try PlainSQLiteConnection(path: "\(work)/capi-e2e.db")
+            try capi.execute(table.createStatement)
+            let capiStart = now()
+            try upsertThroughCAPI(batch, columns: columns, into: capi)
+            let capiBaseline = Double(now() - capiStart) / 1e9
+            record("C API plain e2e", try capi.pragmas())
+            let fieldChangesPerSecond = Double(fieldChanges) / seconds
+            let met = fieldChangesPerSecond >= 100_000
             json["e2e_baseline_plain_upsert_s"] = baseline
-            lines.append(String(format: "end to end A → hub → B over loopback: %d changes (%d field changes + row creations) in %.2f s = %.0f changes/s (push %.2f s, pull %.2f s)",
-                                changes, fieldChanges, seconds, Double(changes) / seconds, Double(middle - start) / 1e9, Double(end - middle) / 1e9))
-            lines.append(String(format: "  plain SQLite upsert of the same %d field values, one transaction: %.2f s → ratio %.1f×   (target ≥ 100,000 changes/s)",
-                                batch.count, baseline, seconds / baseline))
+            json["e2e_baseline_c_api_upsert_s"] = capiBaseline
+            json["e2e_ratio_c_api"] = seconds / capiBaseline
+            json["e2e_ratio_grdb"] = seconds / baseline
+            json["e2e_field_changes_per_s"] = fieldChangesPerSecond
+            json["e2e_target_field_changes_per_s"] = 100_000
+            json["e2e_met"] = met
+            lines.append(String(format: "end to end A → hub → B over loopback: %d changes (%d field changes + row creations) in %.2f s = %.0f changes/s, %.0f field changes/s (push %.2f s, pull %.2f s)",
+                                changes, fieldChanges, seconds, Double(changes) / seconds, fieldChangesPerSecond, Double(middle - start) / 1e9, Double(end - middle) / 1e9))
+            lines.append(String(format: "  plain SQLite upsert of the same %d field values, one transaction: C API %.3f s → ratio %.1f×; GRDB %.3f s → ratio %.1f×",
+                                batch.count, capiBaseline, seconds / capiBaseline, baseline, seconds / baseline))
+            lines.append(String(format: "  target ≥ 100,000 field changes/s: %@ (%.0f/s)", met ? "met" : "not met", fieldChangesPerSecond))
         }
         lines.append(String(format: "  bytes on the wire per change, %@: push %.1f, pull %.1f", label, wirePush, wirePull))
     }
@@ -124,6 +155,9 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
         _ = try await SyncClient.sync(store: small, host: "127.0.0.1", port: port, enrolmentToken: nil, logger: Logger(label: "bench"))
         let report = try await SyncClient.sync(store: big, host: "127.0.0.1", port: port, enrolmentToken: nil, logger: Logger(label: "bench"))
         task.cancel()
+        record("replica big", try big.connectionPragmas())
+        record("replica small", try small.connectionPragmas())
+        try recordHub("hub big", server)
         // Baseline: ten plain upserts into a plain table of the same size.
         let plain = try StoreFile.openDurableQueue(path: "\(work)/plain-big.db", label: "bench.plain")
         try await plain.write { db in
@@ -139,10 +173,32 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
             }
         }
         let baseline = Double(now() - baselineStart) / 1e9
+        record("GRDB plain big", try StoreFile.pragmas(plain))
+        // The same table, rows and upserts through the C API.
+        let capi = try PlainSQLiteConnection(path: "\(work)/capi-big.db")
+        try capi.execute(table.createStatement)
+        let capiInsert = try capi.prepare("INSERT INTO record (id, f1) VALUES (?, ?)")
+        try capi.transaction {
+            for row in 0..<bigRows { try capiInsert.run("r\(row)", "value 0-\(row)-0 lorem ipsum") }
+        }
+        let capiUpsert = try capi.prepare("INSERT INTO record (id, f1) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET f1 = excluded.f1")
+        let capiStart = now()
+        try capi.transaction {
+            for row in 0..<10 { try capiUpsert.run("new\(row)", "ten new values \(row)") }
+        }
+        let capiBaseline = Double(now() - capiStart) / 1e9
+        record("C API plain big", try capi.pragmas())
+        let met = report.sessionSeconds * 1000 <= 5
         json["small_into_large"] = ["rows": bigRows, "changes": report.summary.pulled, "session_ms": report.sessionSeconds * 1000,
-                                    "total_ms": report.durationSeconds * 1000, "baseline_ms": baseline * 1000, "fill_s": fillSeconds]
-        lines.append(String(format: "10 new rows (%d changes) synced into a replica of %d rows: %.1f ms excluding connect (%.1f ms with it); plain upsert of 10 rows: %.2f ms   (target ≤ 10 ms)",
-                            report.summary.pulled, bigRows, report.sessionSeconds * 1000, report.durationSeconds * 1000, baseline * 1000))
+                                    "total_ms": report.durationSeconds * 1000, "baseline_ms": baseline * 1000, "fill_s": fillSeconds,
+                                    "baseline_grdb_ms": baseline * 1000, "baseline_c_api_ms": capiBaseline * 1000,
+                                    "ratio_c_api": report.sessionSeconds / capiBaseline, "ratio_grdb": report.sessionSeconds / baseline,
+                                    "target_ms": 5, "met": met]
+        lines.append(String(format: "10 new rows (%d changes) synced into a replica of %d rows: %.2f ms excluding connect (%.2f ms with it)",
+                            report.summary.pulled, bigRows, report.sessionSeconds * 1000, report.durationSeconds * 1000))
+        lines.append(String(format: "  plain upsert of the same 10 rows, one transaction: C API %.2f ms → ratio %.1f×; GRDB %.2f ms → ratio %.1f×",
+                            capiBaseline * 1000, report.sessionSeconds / capiBaseline, baseline * 1000, report.sessionSeconds / baseline))
+        lines.append(String(format: "  target ≤ 5 ms excluding connect: %@", met ? "met" : "not met"))
     }
 
     // 3. Peak memory of separate hub and client processes while a large backlog syncs.
@@ -179,11 +235,13 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
         }
     }
 
+    json["synchronous_read_back"] = Dictionary(readBack.map { ($0.name, $0.synchronous) }, uniquingKeysWith: { first, _ in first })
     if emitJSON {
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     } else {
-        print("CareSync sync benchmark (\(quick ? "quick" : "full") run, loopback TCP, WAL, synchronous=FULL)\n")
+        let allFull = readBack.allSatisfy { $0.synchronous == 2 && $0.journalMode == "wal" }
+        print("CareSync sync benchmark (\(quick ? "quick" : "full") run, loopback TCP; read back on \(readBack.count) in-process connections: \(allFull ? "all wal synchronous=2 (FULL)" : readBack.map { "\($0.name) \($0.journalMode) synchronous=\($0.synchronous)" }.joined(separator: ", ")))\n")
         for line in lines { print(line) }
     }
 }

@@ -1,6 +1,7 @@
-// caresync-bench: release-build benchmarks, every figure beside a plain-SQLite baseline measured
-// in the same run. `caresync-bench` runs the engine benchmark, `caresync-bench sync` the
-// end-to-end sync benchmark; `--quick` for smaller runs, `--json` for scripts.
+// caresync-bench: release-build benchmarks, every figure beside plain-SQLite baselines measured
+// in the same run (through the C API, the headline, and through GRDB). `caresync-bench` runs the
+// engine benchmark, `caresync-bench sync` the end-to-end sync benchmark; `--quick` for smaller
+// runs, `--json` for scripts.
 import Foundation
 import Logging
 
