@@ -81,7 +81,7 @@ struct RoundTripPropertyTests {
 extension Message {
     var hasNaN: Bool {
         let changes: [Change] = switch self {
-        case let .push(_, changes), let .batch(_, _, changes): changes
+        case let .push(_, changes), let .batch(_, _, changes), let .recovered(_, _, _, changes): changes
         default: []
         }
         return changes.contains { change in
