@@ -24,13 +24,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VECTORS = os.path.join(ROOT, "Protocol", "vectors")
 
 TYPES = {"hello": 0x01, "welcome": 0x02, "reject": 0x03, "push": 0x10, "push_ack": 0x11,
-         "pull": 0x20, "batch": 0x21, "heartbeat": 0x30, "error": 0x7E, "goodbye": 0x7F}
+         "fork": 0x12, "forked": 0x13, "pull": 0x20, "batch": 0x21, "recover": 0x22, "recovered": 0x23,
+         "heartbeat": 0x30, "error": 0x7E, "goodbye": 0x7F}
 CODES = {"MALFORMED_FRAME": 1, "FRAME_TOO_LARGE": 2, "UNKNOWN_MESSAGE": 3, "RESERVED_BITS": 4,
          "TRAILING_BYTES": 5, "BAD_COMPRESSION": 6, "DECOMPRESSION_LIMIT": 7,
          "UNEXPECTED_MESSAGE": 8, "UNSUPPORTED_VERSION": 9, "SCHEMA_MISMATCH": 10,
          "AUTHENTICATION_FAILED": 11, "ENROLMENT_INVALID": 12, "TIMEOUT": 13, "BUSY": 14,
          "CLOCK_SKEW": 15, "STORAGE_FAILURE": 16, "SHUTTING_DOWN": 17, "LIMIT_EXCEEDED": 18,
-         "MALFORMED_MESSAGE": 19}
+         "MALFORMED_MESSAGE": 19, "EQUIVOCATION": 20}
 VALUE_TAGS = {"null": 0, "integer": 1, "real": 2, "text": 3, "blob": 4}
 OPERATIONS = {"assign": 1, "add": 2, "remove": 3, "increment": 4}
 
@@ -168,6 +169,7 @@ def payload(message):
         put_bytes(out, bytes.fromhex(message["issued_credential"]), "issued_credential")
         put_varint(out, message["hub_time_ms"], "hub_time_ms")
         put_varint(out, message["heartbeat_interval_ms"], "heartbeat_interval_ms")
+        put_varint(out, message["own_durable"], "own_durable")
     elif kind in ("reject", "error"):
         code = message["code"]
         out.add(varint(CODES[code]), f"code = {CODES[code]} ({code})")
@@ -196,6 +198,20 @@ def payload(message):
         put_varint(out, message["next_cursor"], "next_cursor")
         out.add([1 if message["more"] else 0], f"more = {int(message['more'])}")
         put_changes(out, message["changes"])
+    elif kind == "recover":
+        put_replica(out, message["origin"], "origin")
+        put_varint(out, message["after"], "after")
+        put_varint(out, message["byte_budget"], "byte_budget")
+    elif kind == "recovered":
+        put_replica(out, message["origin"], "origin")
+        put_varint(out, message["next_counter"], "next_counter")
+        out.add([1 if message["more"] else 0], f"more = {int(message['more'])}")
+        put_changes(out, message["changes"])
+    elif kind == "fork":
+        put_replica(out, message["new_replica"], "new_replica")
+    elif kind == "forked":
+        put_replica(out, message["new_replica"], "new_replica")
+        put_bytes(out, bytes.fromhex(message["issued_credential"]), "issued_credential")
     elif kind == "heartbeat":
         for field in ("pending_changes", "oldest_unsynced_age_ms", "open_conflicts", "schema_version"):
             put_varint(out, message[field], field)
@@ -240,6 +256,8 @@ R2 = "1f2e3d4c5b6a79880796a5b4c3d2e1f0"   # a colleague's laptop (sorts before R
 R3 = "f0000000000000000000000000000003"
 HUB = "5d1e0000000000000000000000000001"
 SECRET = "9c0e4f1a7b3d58e26a1f0c9d8e7b6a5948372615a4b3c2d1e0f9a8b7c6d5e4f3"
+FORKED = "4a91d2e07c3b5f1886e2a0d9b7c4f513"   # the new identity a diverged copy of R1 draws
+FORKED_SECRET = "e1d2c3b4a5968778695a4b3c2d1e0ff0f1e2d3c4b5a6978879605a4b3c2d1e0f"
 T0 = 1_750_000_000_000  # 2025-06-15T15:06:40Z, in ms
 
 
@@ -308,10 +326,13 @@ MESSAGES = [
          credential={"none": None}, max_frame_body=65536)),
     ("welcome-enrolled", "The hub accepts an enrolment and issues the device secret.",
      msg("welcome", protocol_version=1, schema_version=4, hub=HUB, max_frame_body=4194304, issued_credential=SECRET,
-         hub_time_ms=T0 + 123, heartbeat_interval_ms=30000)),
+         hub_time_ms=T0 + 123, heartbeat_interval_ms=30000, own_durable=0)),
     ("welcome-returning", "The hub accepts a device secret: nothing is issued.",
      msg("welcome", protocol_version=1, schema_version=3, hub=HUB, max_frame_body=1048576, issued_credential="",
-         hub_time_ms=T0 + 5000, heartbeat_interval_ms=30000)),
+         hub_time_ms=T0 + 5000, heartbeat_interval_ms=30000, own_durable=44)),
+    ("welcome-own-durable-largest", "own_durable at 2^64 - 1, ten bytes: decodes; the session compares it like any counter.",
+     msg("welcome", protocol_version=1, schema_version=3, hub=HUB, max_frame_body=65536, issued_credential="",
+         hub_time_ms=T0 + 6000, heartbeat_interval_ms=30000, own_durable=18446744073709551615)),
     ("reject-busy", "The hub is at its connection cap: retry in 5 s.",
      msg("reject", code="BUSY", retry_after_ms=5000, message="connection limit reached")),
     ("reject-enrolment-invalid", "The enrolment token has been used already.",
@@ -354,12 +375,26 @@ MESSAGES = [
      msg("batch", next_cursor=1246, more=True, changes=[LEDGER_CREDIT])),
     ("batch-empty", "Up to date: no changes, more = 0.",
      msg("batch", next_cursor=1250, more=False, changes=[])),
+    ("recover-own-origin", "A restored replica that knows the hub holds R1 up to 40 asks for the rest of its own origin.",
+     msg("recover", origin=R1, after=40, byte_budget=1048576)),
+    ("recover-largest-values", "after and byte_budget at 2^64 - 1: decodes; the hub answers an empty page.",
+     msg("recover", origin=R1, after=18446744073709551615, byte_budget=18446744073709551615)),
+    ("recovered-two-changes", "R1's changes 41 and 42, answering recover(R1, after 40); the hub holds 43 too (more = 1).",
+     msg("recovered", origin=R1, next_counter=42, more=True, changes=[GOAL_TITLE, GOAL_CREATED])),
+    ("recovered-empty", "Nothing of R1 after 44: next_counter = after, more = 0.",
+     msg("recovered", origin=R1, next_counter=44, more=False, changes=[])),
+    ("fork-new-identity", "A copy of R1 that diverged from what the hub holds asks to become FORKED.",
+     msg("fork", new_replica=FORKED)),
+    ("forked-new-identity", "The hub registered FORKED in R1's team and issues its device secret.",
+     msg("forked", new_replica=FORKED, issued_credential=FORKED_SECRET)),
     ("heartbeat", "A replica's health: 3 pending, oldest 90 s, 1 open conflict, schema 3.",
      msg("heartbeat", pending_changes=3, oldest_unsynced_age_ms=90000, open_conflicts=1, schema_version=3)),
     ("error-unexpected-message", "A fatal error: the connection closes after it.",
      msg("error", code="UNEXPECTED_MESSAGE", fatal=True, message="pull before welcome")),
     ("error-storage-failure", "A non-fatal error answering a push: retry with backoff.",
      msg("error", code="STORAGE_FAILURE", fatal=False, message="disk full")),
+    ("error-equivocation", "A non-fatal error answering a push that reuses a held change id with other content.",
+     msg("error", code="EQUIVOCATION", fatal=False, message="change 8f3c2a1b:45 is held with other content; nothing stored")),
     ("goodbye-done", "Normal end of a session.",
      msg("goodbye", reason=0)),
     ("goodbye-going-away", "The sender is shutting down.",
@@ -373,6 +408,8 @@ COMPRESSED = [
      msg("push", compressed=True, batch=9, changes=visit_notes(8))),
     ("batch-compressed-empty", "Compression of a tiny payload is allowed, if pointless.",
      msg("batch", compressed=True, next_cursor=5, more=False, changes=[])),
+    ("recovered-compressed", "R2's changes 100 to 111 (twelve similar visit notes) answering recover(R2, after 99), compressed.",
+     msg("recovered", compressed=True, origin=R2, next_counter=111, more=False, changes=visit_notes(12))),
 ]
 
 
@@ -410,6 +447,9 @@ GOODBYE_PAYLOAD = b"\x00"
 BATCH_PAYLOAD = payload_of("batch-compressed")
 BATCH_STREAM = zlib.compress(BATCH_PAYLOAD, 9)
 ZEROS_STREAM = zlib.compress(bytes(20000), 9)
+RECOVERED_PAYLOAD = payload_of("recovered-compressed")
+RECOVERED_STREAM = zlib.compress(RECOVERED_PAYLOAD, 9)
+REPLICA_FORKED = h(FORKED)
 
 FRAMING = [
     ("frame-length-zero", "MALFORMED_FRAME", "Length 0: below the 2-byte minimum.", h("00000000")),
@@ -430,10 +470,18 @@ FRAMING = [
     ("reserved-flag-bit-1", "RESERVED_BITS", "Flag bit 1 set on a goodbye.", raw_frame(0x7f, 0x02, h("00"))),
     ("reserved-flag-bit-7", "RESERVED_BITS", "Flag bit 7 set on a compressed batch.",
      raw_frame(0x21, 0x81, varint(len(BATCH_PAYLOAD)) + BATCH_STREAM)),
-    ("compressed-hello", "BAD_COMPRESSION", "Only push and batch may be compressed.",
+    ("compressed-hello", "BAD_COMPRESSION", "Only push, batch and recovered may be compressed.",
      raw_frame(0x01, 1, varint(len(payload_of("hello-no-credential"))) + zlib.compress(payload_of("hello-no-credential"), 9))),
     ("compressed-pull", "BAD_COMPRESSION", "A compressed pull.",
      raw_frame(0x20, 1, varint(4) + zlib.compress(payload_of("pull-from-start"), 9))),
+    ("compressed-fork", "BAD_COMPRESSION", "A compressed fork: it may not be compressed.",
+     raw_frame(0x12, 1, varint(16) + zlib.compress(payload_of("fork-new-identity"), 9))),
+    ("compressed-forked", "BAD_COMPRESSION", "A compressed forked: it may not be compressed.",
+     raw_frame(0x13, 1, varint(len(payload_of("forked-new-identity"))) + zlib.compress(payload_of("forked-new-identity"), 9))),
+    ("compressed-recover", "BAD_COMPRESSION", "A compressed recover: a request, never compressed (its answer may be).",
+     raw_frame(0x22, 1, varint(len(payload_of("recover-own-origin"))) + zlib.compress(payload_of("recover-own-origin"), 9))),
+    ("unknown-message-type-0x14", "UNKNOWN_MESSAGE", "Type 0x14, the one after forked (0x13), is not defined.",
+     raw_frame(0x14, 0x00, h("00"))),
     ("bytes-after-frame", "TRAILING_BYTES", "A vector holds exactly one frame: a byte after it is refused.",
      h("00000003 7f 00 00 00")),
 ]
@@ -481,6 +529,25 @@ PAYLOAD = [
      raw_frame(0x11, 0, b"\x01\x02" + REPLICA_R2 + b"\x01" + REPLICA_R2 + b"\x02" + b"\x00")),
     ("version-vector-counter-zero", "MALFORMED_MESSAGE", "A durable counter of 0 (an origin with nothing is omitted).",
      raw_frame(0x11, 0, b"\x01\x01" + REPLICA_R2 + b"\x00" + b"\x00")),
+    ("welcome-without-own-durable", "MALFORMED_MESSAGE", "A welcome that ends after heartbeat_interval_ms: own_durable is missing.",
+     raw_frame(0x02, 0, payload_of("welcome-returning")[:-1])),
+    ("welcome-own-durable-overlong", "MALFORMED_MESSAGE", "own_durable 0 spelt 80 00: not canonical.",
+     raw_frame(0x02, 0, payload_of("welcome-enrolled")[:-1] + h("80 00"))),
+    ("fork-empty", "MALFORMED_MESSAGE", "A fork with no payload.", raw_frame(0x12, 0x00, h(""))),
+    ("fork-truncated", "MALFORMED_MESSAGE", "A fork whose new_replica has 15 of its 16 bytes.",
+     raw_frame(0x12, 0x00, REPLICA_FORKED[:15])),
+    ("fork-trailing-byte", "TRAILING_BYTES", "A fork with a byte after new_replica.",
+     raw_frame(0x12, 0x00, REPLICA_FORKED + h("00"))),
+    ("forked-truncated-credential", "MALFORMED_MESSAGE", "A forked whose issued_credential claims 32 bytes and has 31.",
+     raw_frame(0x13, 0x00, payload_of("forked-new-identity")[:-1])),
+    ("recover-truncated", "MALFORMED_MESSAGE", "A recover without its byte_budget.",
+     raw_frame(0x22, 0x00, REPLICA_R1 + h("28"))),
+    ("recovered-bad-more", "MALFORMED_MESSAGE", "recovered.more is 2.",
+     raw_frame(0x23, 0x00, REPLICA_R1 + h("2c 02 00"))),
+    ("recovered-change-count-too-large", "MALFORMED_MESSAGE", "A recovered announcing 1000 changes with one byte left.",
+     raw_frame(0x23, 0x00, REPLICA_R1 + h("2c 00 e8 07 00"))),
+    ("recovered-change-counter-zero", "MALFORMED_MESSAGE", "A recovered change with counter 0.",
+     raw_frame(0x23, 0x00, REPLICA_R1 + h("01 01 01") + change_bytes(counter=b"\x00"))),
 ]
 
 COMPRESSION = [
@@ -509,6 +576,10 @@ COMPRESSION = [
      compressed(0x21, 4, zlib.compress(b"\x05\x00\x00\x00", 9))),
     ("compressed-content-malformed", "MALFORMED_MESSAGE", "Inflates correctly to a batch whose more flag is 2.",
      compressed(0x21, 3, zlib.compress(b"\x05\x02\x00", 9))),
+    ("compressed-recovered-size-too-small", "BAD_COMPRESSION", "A compressed recovered declaring one byte less than it inflates to.",
+     compressed(0x23, len(RECOVERED_PAYLOAD) - 1, RECOVERED_STREAM)),
+    ("compressed-recovered-content-malformed", "MALFORMED_MESSAGE", "Inflates correctly to a recovered whose more flag is 2.",
+     compressed(0x23, 19, zlib.compress(REPLICA_R1 + b"\x2c\x02\x00", 9))),
 ]
 
 
@@ -559,7 +630,7 @@ def files():
             "vectors": [negative(entry) for entry in PAYLOAD],
         },
         "compression.json": {
-            "description": "Compressed push and batch payloads, and every way a compressed payload is refused.",
+            "description": "Compressed push, batch and recovered payloads, and every way a compressed payload is refused.",
             "vectors": [positive(*entry) for entry in COMPRESSED] + [negative(entry) for entry in COMPRESSION],
         },
     }

@@ -29,9 +29,10 @@ MAX_RATIO = 100                           # framing.md: compression ratio limit
 # messages.md: type byte -> name, and whether it may be compressed.
 MESSAGE_TYPES = {
     0x01: ("hello", False), 0x02: ("welcome", False), 0x03: ("reject", False),
-    0x10: ("push", True), 0x11: ("push_ack", False), 0x20: ("pull", False),
-    0x21: ("batch", True), 0x30: ("heartbeat", False), 0x7E: ("error", False),
-    0x7F: ("goodbye", False),
+    0x10: ("push", True), 0x11: ("push_ack", False), 0x12: ("fork", False),
+    0x13: ("forked", False), 0x20: ("pull", False), 0x21: ("batch", True),
+    0x22: ("recover", False), 0x23: ("recovered", True), 0x30: ("heartbeat", False),
+    0x7E: ("error", False), 0x7F: ("goodbye", False),
 }
 
 # errors.md
@@ -40,7 +41,7 @@ ERROR_NAMES = {
     5: "TRAILING_BYTES", 6: "BAD_COMPRESSION", 7: "DECOMPRESSION_LIMIT", 8: "UNEXPECTED_MESSAGE",
     9: "UNSUPPORTED_VERSION", 10: "SCHEMA_MISMATCH", 11: "AUTHENTICATION_FAILED",
     12: "ENROLMENT_INVALID", 13: "TIMEOUT", 14: "BUSY", 15: "CLOCK_SKEW", 16: "STORAGE_FAILURE",
-    17: "SHUTTING_DOWN", 18: "LIMIT_EXCEEDED", 19: "MALFORMED_MESSAGE",
+    17: "SHUTTING_DOWN", 18: "LIMIT_EXCEEDED", 19: "MALFORMED_MESSAGE", 20: "EQUIVOCATION",
 }
 
 # README.md: smallest encodings, for refusing list counts that cannot fit.
@@ -222,6 +223,7 @@ def read_fields(name, r):
         m["issued_credential"] = r.bytes_field().hex()
         m["hub_time_ms"] = r.varint()
         m["heartbeat_interval_ms"] = r.varint()
+        m["own_durable"] = r.varint()
     elif name == "reject":
         m["code"] = read_code(r)
         m["retry_after_ms"] = r.varint()
@@ -240,6 +242,20 @@ def read_fields(name, r):
         m["next_cursor"] = r.varint()
         m["more"] = r.boolean()
         m["changes"] = read_changes(r)
+    elif name == "recover":
+        m["origin"] = r.replica()
+        m["after"] = r.varint()
+        m["byte_budget"] = r.varint()
+    elif name == "recovered":
+        m["origin"] = r.replica()
+        m["next_counter"] = r.varint()
+        m["more"] = r.boolean()
+        m["changes"] = read_changes(r)
+    elif name == "fork":
+        m["new_replica"] = r.replica()
+    elif name == "forked":
+        m["new_replica"] = r.replica()
+        m["issued_credential"] = r.bytes_field().hex()
     elif name == "heartbeat":
         m["pending_changes"] = r.varint()
         m["oldest_unsynced_age_ms"] = r.varint()

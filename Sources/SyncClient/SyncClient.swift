@@ -165,5 +165,8 @@ extension SyncSummary {
         roundTrips += other.roundTrips
         enrolled = enrolled || other.enrolled
         hub = other.hub ?? hub
+        recovered += other.recovered
+        reissued += other.reissued
+        forkedFrom = other.forkedFrom ?? forkedFrom
     }
 }

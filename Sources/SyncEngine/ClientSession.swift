@@ -30,6 +30,12 @@ public struct SyncSummary: Equatable, Sendable {
     public var roundTrips = 0
     public var enrolled = false
     public var hub: ReplicaID?
+    /// Own changes the hub held and this replica lacked (it was restored from a backup or copied).
+    public var recovered = 0
+    /// Set when this replica diverged from what the hub holds of its origin and took a new identity.
+    public var forkedFrom: ReplicaID?
+    /// Own changes re-issued under the new identity.
+    public var reissued = 0
 
     public init() {}
 }
@@ -58,6 +64,11 @@ public struct ClientSession {
     public enum State: Equatable, Sendable {
         case idle
         case awaitingWelcome
+        /// Receiving the hub's changes of `origin` above `after`: this replica's own (it knows less of
+        /// its origin than the hub holds), or, after a fork, its old identity's.
+        case recovering(origin: ReplicaID, after: UInt64)
+        /// Asked the hub for a new identity; own changes from `divergentFrom` on will be re-issued.
+        case forking(newReplica: ReplicaID, divergentFrom: UInt64)
         case pushing(batch: UInt64, until: [ReplicaID: UInt64])
         case pulling(cursor: UInt64)
         case done
@@ -72,11 +83,17 @@ public struct ClientSession {
     let configuration: ClientConfiguration
     private var hub: ReplicaID?
     private var nextBatch: UInt64 = 1
+    /// What the welcome said the hub holds of this replica's own origin.
+    private var ownDurable: UInt64 = 0
+    /// Draws a new identity when this replica must fork.
+    var random: RandomSource
 
-    public init(store: ReplicaStore, credential: Credential, configuration: ClientConfiguration = ClientConfiguration()) {
+    public init(store: ReplicaStore, credential: Credential, configuration: ClientConfiguration = ClientConfiguration(),
+                random: RandomSource = .system) {
         self.store = store
         self.credential = credential
         self.configuration = configuration
+        self.random = random
     }
 
     public var isFinished: Bool { state == .done || state == .failed }
@@ -135,7 +152,19 @@ public struct ClientSession {
             summary.hub = welcome.hub
             summary.enrolled = !welcome.issuedCredential.isEmpty
             try store.recordHub(welcome.hub, credential: welcome.issuedCredential.isEmpty ? nil : welcome.issuedCredential)
-            return [.send(.heartbeat(try health()))] + (try nextPush())
+            ownDurable = welcome.ownDurable
+            return [.send(.heartbeat(try health()))] + (try afterHandshake())
+        case let (.recovering(origin, after), .recovered(answered, next, more, changes)):
+            return try recovered(origin, after: after, answered, next: next, more: more, changes)
+        case let (.forking(newReplica, divergentFrom), .forked(answered, credential)):
+            guard answered == newReplica, !credential.isEmpty else {
+                throw SyncFailure(.unexpectedMessage, "hub answered a fork for another identity")
+            }
+            summary.forkedFrom = store.replicaID
+            summary.reissued += try store.fork(into: newReplica, credential: credential, divergentFrom: divergentFrom)
+            // The hub now serves this session as the new identity, which it holds nothing of.
+            ownDurable = 0
+            return try afterHandshake()
         case let (.pushing(batch, until), .pushAck(acked, durable, _)):
             guard acked == batch, let hub else { throw SyncFailure(.unexpectedMessage, "acknowledgement for batch \(acked), expected \(batch)") }
             for (origin, counter) in until where durable[origin] < counter {
@@ -163,6 +192,67 @@ public struct ClientSession {
         default:
             throw SyncFailure(.unexpectedMessage, "unexpected \(message.kind) from the hub")
         }
+    }
+
+    /// Before pushing: does the hub hold more of this replica's own origin than the hub is known to
+    /// hold from here? Then this file is a restored backup or a copy (or an acknowledgement was
+    /// lost): get those changes back and compare them with the log before writing over them.
+    /// After the handshake (or a fork), before pushing: first the hub's changes of an identity this
+    /// replica forked from (its pull never carried them while it had that identity), then a check
+    /// of its own origin.
+    private mutating func afterHandshake() throws -> [SessionAction] {
+        guard let hub else { throw SyncFailure(.unexpectedMessage, "push before welcome") }
+        if let old = try store.hubLink()?.forkedFrom {
+            let after = try store.peerKnowledge(hub)[old]
+            state = .recovering(origin: old, after: after)
+            return [.send(.recover(origin: old, after: after, byteBudget: configuration.pullBudget))]
+        }
+        return try checkOwnOrigin(hub, hubHolds: ownDurable)
+    }
+
+    private mutating func checkOwnOrigin(_ hub: ReplicaID, hubHolds: UInt64) throws -> [SessionAction] {
+        let own = store.replicaID
+        let acknowledged = try store.peerKnowledge(hub)[own]
+        if hubHolds > acknowledged {
+            state = .recovering(origin: own, after: acknowledged)
+            return [.send(.recover(origin: own, after: acknowledged, byteBudget: configuration.pullBudget))]
+        }
+        if hubHolds < acknowledged {
+            // The hub lost what it acknowledged (restored from a backup of its own): push it again.
+            try store.forgetHubKnowledge(hub, ownAbove: hubHolds)
+        }
+        return try nextPush()
+    }
+
+    private mutating func recovered(_ origin: ReplicaID, after: UInt64, _ answered: ReplicaID, next: UInt64, more: Bool,
+                                    _ changes: [Change]) throws -> [SessionAction] {
+        guard let hub else { throw SyncFailure(.unexpectedMessage, "recovered before welcome") }
+        guard answered == origin, next >= after, next - after == UInt64(changes.count),
+              changes.enumerated().allSatisfy({ $1.id.replica == origin && $1.id.counter == after + UInt64($0) + 1 })
+        else { throw SyncFailure(.malformedMessage, "recovered changes are not the contiguous run of \(origin.short) asked for") }
+        summary.roundTrips += 1
+        if origin == store.replicaID {
+            let check = try store.recoverOwnChanges(changes, hub: hub)
+            summary.recovered += check.recovered
+            if let divergent = check.firstDivergent {
+                let newReplica = ReplicaID.random(using: &random)
+                state = .forking(newReplica: newReplica, divergentFrom: divergent)
+                return [.send(.fork(newReplica: newReplica))]
+            }
+        } else {
+            let result = try store.applyFromHub(changes, hub: hub, nextCursor: nil)
+            summary.applied += result.applied
+            summary.conflictsOpened += result.conflictsOpened
+        }
+        if more && !changes.isEmpty {
+            state = .recovering(origin: origin, after: next)
+            return [.send(.recover(origin: origin, after: next, byteBudget: configuration.pullBudget))]
+        }
+        if origin != store.replicaID {
+            try store.finishForkRecovery()
+            return try checkOwnOrigin(hub, hubHolds: ownDurable)
+        }
+        return try nextPush()
     }
 
     private mutating func nextPush() throws -> [SessionAction] {

@@ -57,6 +57,10 @@ public struct HubSession: Sendable {
             return push(batch, changes, from: replica, nowMillis: nowMillis)
         case let (.ready(replica, _), .pull(cursor, budget)):
             return pull(cursor, budget, for: replica, nowMillis: nowMillis)
+        case let (.ready, .recover(origin, after, budget)):
+            return recover(origin, after: after, budget, nowMillis: nowMillis)
+        case let (.ready(replica, team), .fork(newReplica)):
+            return fork(replica, team: team, into: newReplica, nowMillis: nowMillis)
         case let (.ready(replica, _), .heartbeat(health)):
             record(.health(pendingChanges: health.pendingChanges, oldestUnsyncedAgeMillis: health.oldestUnsyncedAgeMillis,
                            openConflicts: health.openConflicts, schemaVersion: health.schemaVersion), replica, nowMillis)
@@ -118,11 +122,16 @@ public struct HubSession: Sendable {
         } catch {
             return reject(.storageFailure, "the hub could not read its store; retry later")
         }
+        let ownDurable: UInt64
+        do { ownDurable = try store.ownDurable(hello.replica) } catch {
+            return reject(.storageFailure, "the hub could not read its store; retry later")
+        }
         state = .ready(replica: hello.replica, team: team)
         let maxBody = UInt64(min(configuration.maxFrameBody, Int(clamping: hello.maxFrameBody)))
         return [.send(.welcome(Welcome(protocolVersion: ProtocolLimits.version, schemaVersion: configuration.schemaVersion,
                                        hub: store.hubID, maxFrameBody: maxBody, issuedCredential: issued,
-                                       hubTimeMillis: nowMillis, heartbeatIntervalMillis: configuration.heartbeatIntervalMillis)))]
+                                       hubTimeMillis: nowMillis, heartbeatIntervalMillis: configuration.heartbeatIntervalMillis,
+                                       ownDurable: ownDurable)))]
     }
 
     private mutating func push(_ batch: UInt64, _ changes: [Change], from replica: ReplicaID, nowMillis: UInt64) -> [SessionAction] {
@@ -145,6 +154,15 @@ public struct HubSession: Sendable {
         do {
             // Committed (fsync) before the acknowledgement is created: an ack means durable.
             let result = try store.append(changes, from: replica, receivedAtMillis: nowMillis)
+            if let first = result.equivocations.first {
+                // Never acknowledged: the hub keeps the version it holds (and the refused one as
+                // evidence); the replica learns at its next handshake what the hub holds of its origin.
+                record(.error(code: WireErrorCode.equivocation.name), replica, nowMillis)
+                return [.send(.error(code: .equivocation, fatal: false, message: """
+                    change \(first) (and \(result.equivocations.count - 1) more) is already held with other content; \
+                    nothing of batch \(batch) stored; reconnect to recover this replica's own changes
+                    """))]
+            }
             return [.send(.pushAck(batch: batch, durable: result.durable, hubHead: result.head))]
         } catch {
             record(.error(code: WireErrorCode.storageFailure.name), replica, nowMillis)
@@ -161,6 +179,39 @@ public struct HubSession: Sendable {
             return [.send(.batch(nextCursor: page.nextCursor, more: page.more, changes: page.changes))]
         } catch {
             return fail(.storageFailure, "the hub could not read its store; retry later", nowMillis: nowMillis)
+        }
+    }
+
+    /// A replica restored from a backup, or a copy, gets back what the hub holds of an origin.
+    private mutating func recover(_ origin: ReplicaID, after: UInt64, _ budget: UInt64, nowMillis: UInt64) -> [SessionAction] {
+        do {
+            let page = try store.changes(ofOrigin: origin, after: after,
+                                         byteBudget: min(Int(clamping: budget), configuration.maxPullBudget),
+                                         maxCount: configuration.maxPullChanges)
+            return [.send(.recovered(origin: origin, nextCounter: page.nextCounter, more: page.more, changes: page.changes))]
+        } catch {
+            return fail(.storageFailure, "the hub could not read its store; retry later", nowMillis: nowMillis)
+        }
+    }
+
+    /// A copy that diverged from what the hub holds of its origin takes a new identity in the same
+    /// team; the session goes on as that identity.
+    private mutating func fork(_ replica: ReplicaID, team: String, into newReplica: ReplicaID, nowMillis: UInt64) -> [SessionAction] {
+        do {
+            switch try store.fork(replica, into: newReplica, nowMillis: nowMillis, random: &random) {
+            case let .forked(secret):
+                state = .ready(replica: newReplica, team: team)
+                record(.hello(appVersion: "fork of \(replica.short)", schemaVersion: 1), newReplica, nowMillis)
+                return [.send(.forked(newReplica: newReplica, issuedCredential: secret))]
+            case .idTaken:
+                return fail(.enrolmentInvalid, "replica id \(newReplica.short) is already known to this hub", nowMillis: nowMillis)
+            case .tooManyForks:
+                return fail(.limitExceeded, "this replica has forked as often as the hub allows; ask the operator", nowMillis: nowMillis)
+            case .unknownReplica:
+                return fail(.authenticationFailed, "this replica's credential is not valid for a fork", nowMillis: nowMillis)
+            }
+        } catch {
+            return fail(.storageFailure, "the hub could not store the fork; retry later", nowMillis: nowMillis)
         }
     }
 

@@ -20,6 +20,23 @@ public protocol HubStore: Sendable {
     /// The highest hub sequence.
     func head() throws -> UInt64
 
+    /// The contiguous durable counter of one origin: the highest `c` such that the hub holds changes
+    /// 1…`c` of it (0 if none). Sent in the welcome, so a restored or copied replica learns that the
+    /// hub holds more of its own origin than it does.
+    func ownDurable(_ origin: ReplicaID) throws -> UInt64
+
+    /// Changes of one origin with counters above `after`, ascending and contiguous (stopping at a
+    /// gap), until `byteBudget` (at least one change if any) or `maxCount`.
+    func changes(ofOrigin origin: ReplicaID, after: UInt64, byteBudget: Int, maxCount: Int) throws -> HubOriginPage
+
+    /// Registers `newReplica` for the team of `replica` with a new device secret, recording where it
+    /// came from: a copy of `replica` that diverged from what the hub holds is re-identified.
+    func fork(_ replica: ReplicaID, into newReplica: ReplicaID, nowMillis: UInt64,
+              random: inout some RandomNumberGenerator) throws -> ForkResult
+
+    /// Every equivocation the hub refused: a change id it holds that arrived again with other bytes.
+    func equivocations() throws -> [EquivocationRecord]
+
     /// Issues a one-time enrolment token for a team; only its hash is stored.
     func issueEnrolmentToken(team: String, expiresAtMillis: UInt64, random: inout some RandomNumberGenerator) throws -> String
 
@@ -45,12 +62,59 @@ public struct HubAppendResult: Equatable, Sendable {
     public let head: UInt64
     public let stored: Int
     public let duplicates: Int
+    /// Change ids the hub holds with other content. When not empty, nothing of the batch was
+    /// stored (the second contents are kept as evidence, see `equivocations()`).
+    public let equivocations: [ChangeID]
 
-    public init(durable: VersionVector, head: UInt64, stored: Int, duplicates: Int) {
+    public init(durable: VersionVector, head: UInt64, stored: Int, duplicates: Int, equivocations: [ChangeID] = []) {
         self.durable = durable
         self.head = head
         self.stored = stored
         self.duplicates = duplicates
+        self.equivocations = equivocations
+    }
+}
+
+public struct HubOriginPage: Sendable {
+    public let changes: [Change]
+    /// The last counter included (`after` when nothing is).
+    public let nextCounter: UInt64
+    public let more: Bool
+
+    public init(changes: [Change], nextCounter: UInt64, more: Bool) {
+        self.changes = changes
+        self.nextCounter = nextCounter
+        self.more = more
+    }
+}
+
+public enum ForkResult: Equatable, Sendable {
+    case forked(secret: [UInt8])
+    /// The new id is already known to the hub (as a replica or an origin).
+    case idTaken
+    /// The replica has forked as often as a hub allows (`SQLiteHubStore.maxForks`).
+    case tooManyForks
+    case unknownReplica
+}
+
+/// A refused second version of a change id. Only ids, sizes and digests: never contents.
+public struct EquivocationRecord: Sendable, Equatable {
+    public let change: ChangeID
+    /// The replica whose push carried the second version.
+    public let from: ReplicaID
+    public let receivedAtMillis: UInt64
+    /// SHA-256 of the version the hub holds and relays, and of the refused one (both kept).
+    public let heldDigest: String
+    public let refusedDigest: String
+    public let refusedBytes: Int
+
+    public init(change: ChangeID, from: ReplicaID, receivedAtMillis: UInt64, heldDigest: String, refusedDigest: String, refusedBytes: Int) {
+        self.change = change
+        self.from = from
+        self.receivedAtMillis = receivedAtMillis
+        self.heldDigest = heldDigest
+        self.refusedDigest = refusedDigest
+        self.refusedBytes = refusedBytes
     }
 }
 
@@ -106,4 +170,8 @@ public struct ReplicaSummary: Sendable {
     public let lastError: String?
     public let revoked: Bool
     public let changesStored: UInt64
+    /// The replica this one was forked from (a copy or a restored backup that diverged).
+    public let forkedFrom: ReplicaID?
+    /// Pushes of this replica refused as equivocations.
+    public let equivocations: UInt64
 }

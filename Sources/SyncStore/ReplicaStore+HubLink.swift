@@ -10,6 +10,9 @@ public struct HubLink: Equatable, Sendable {
     public let pullCursor: UInt64
     public let lastSyncAtMillis: UInt64?
     public let lastError: String?
+    /// The identity this replica had before it forked, while the hub's changes of that origin
+    /// (written by the other copy) are still to be received.
+    public let forkedFrom: ReplicaID?
 }
 
 /// The replica's own health, as it reports it to the hub: counts and ages, never contents.
@@ -23,12 +26,12 @@ public struct LocalHealth: Equatable, Sendable {
 extension ReplicaStore {
     public func hubLink() throws -> HubLink? {
         try readDatabase { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT address, hub_id, credential, pull_cursor, last_sync_at, last_error FROM sync_hub") else {
-                return nil
-            }
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT address, hub_id, credential, pull_cursor, last_sync_at, last_error, forked_from FROM sync_hub
+                """) else { return nil }
             return HubLink(address: row[0], hubID: (row[1] as String?).flatMap(ReplicaID.init(hex:)), credential: (row[2] as Data?).map(Array.init),
-                           pullCursor: UInt64(row[3] as Int64), lastSyncAtMillis: (row[4] as Int64?).map { UInt64(max(0, $0)) },
-                           lastError: row[5])
+                           pullCursor: UInt64(bitPattern: row[3] as Int64), lastSyncAtMillis: (row[4] as Int64?).map { UInt64(max(0, $0)) },
+                           lastError: row[5], forkedFrom: (row[6] as String?).flatMap(ReplicaID.init(hex:)))
         }
     }
 
@@ -59,15 +62,25 @@ extension ReplicaStore {
 
     /// Applies a batch pulled from the hub and advances the pull cursor in the same transaction,
     /// so an interrupted sync resumes after the last batch applied, never from zero.
-    public func applyFromHub(_ changes: [Change], hub: ReplicaID, nextCursor: UInt64) throws -> ApplySummary {
+    ///
+    /// Without a cursor (changes answering a recover), only the changes are applied.
+    public func applyFromHub(_ changes: [Change], hub: ReplicaID, nextCursor: UInt64?) throws -> ApplySummary {
         var pulled: [ReplicaID: UInt64] = [:]
         for change in changes { pulled[change.id.replica] = max(pulled[change.id.replica] ?? 0, change.id.counter) }
-        let summary = try apply(changes) { context in
-            try context.db.execute(sql: "UPDATE sync_hub SET pull_cursor = max(pull_cursor, ?)", arguments: [Int64(bitPattern: nextCursor)])
+        return try apply(changes) { context in
+            if let nextCursor {
+                try context.db.execute(sql: "UPDATE sync_hub SET pull_cursor = max(pull_cursor, ?)",
+                                       arguments: [Int64(bitPattern: nextCursor)])
+            }
+            // What came from the hub is on the hub: never push it back. Recorded in the same
+            // transaction as the changes, so a crash cannot leave them marked but missing.
+            try Self.mergePeerKnowledge(context, hub, VersionVector(pulled))
         }
-        // What came from the hub is on the hub: never push it back.
-        try recordPeerKnowledge(hub, VersionVector(pulled))
-        return summary
+    }
+
+    /// The hub's changes of the identity this replica forked from have all been received.
+    public func finishForkRecovery() throws {
+        try writeContext { context in try context.db.execute(sql: "UPDATE sync_hub SET forked_from = NULL") }
     }
 
     public func recordSyncOutcome(error: String?) throws {

@@ -116,16 +116,22 @@ extension ReplicaStore {
     /// Remembers what a peer has seen (from the vector it sent), so exports to it skip those changes.
     public func recordPeerKnowledge(_ peer: ReplicaID, _ vector: VersionVector) throws {
         guard peer != replicaID else { return }
+        try writeContext { context in try Self.mergePeerKnowledge(context, peer, vector) }
+    }
+
+    static func mergePeerKnowledge(_ context: StoreContext, _ peer: ReplicaID, _ vector: VersionVector) throws {
+        var known = try peerVector(context.db, peer) ?? VersionVector()
+        known.merge(vector)
+        try storePeerVector(context, peer, known)
+    }
+
+    static func storePeerVector(_ context: StoreContext, _ peer: ReplicaID, _ vector: VersionVector) throws {
         var writer = ByteWriter()
-        try writeContext { context in
-            var known = try Self.peerVector(context.db, peer) ?? VersionVector()
-            known.merge(vector)
-            known.encode(into: &writer)
-            try context.db.execute(sql: """
-                INSERT INTO sync_peer (replica_id, vector, updated_at) VALUES (?, ?, ?)
-                ON CONFLICT (replica_id) DO UPDATE SET vector = excluded.vector, updated_at = excluded.updated_at
-                """, arguments: [peer.hex, Data(writer.bytes), context.recordedAt])
-        }
+        vector.encode(into: &writer)
+        try context.db.execute(sql: """
+            INSERT INTO sync_peer (replica_id, vector, updated_at) VALUES (?, ?, ?)
+            ON CONFLICT (replica_id) DO UPDATE SET vector = excluded.vector, updated_at = excluded.updated_at
+            """, arguments: [peer.hex, Data(writer.bytes), context.recordedAt])
     }
 
     /// What this replica last learned a peer has seen; empty if the peer is unknown.

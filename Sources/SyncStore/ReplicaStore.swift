@@ -11,7 +11,10 @@ import SyncCore
 /// which is both the history and the source of what other replicas have not yet seen.
 public final class ReplicaStore: Sendable {
     public let path: String
-    public let replicaID: ReplicaID
+    /// This replica's identity: the origin of its own changes. It changes only when a copy that
+    /// diverged from what the hub holds is re-identified (`fork(into:credential:divergentFrom:)`).
+    public var replicaID: ReplicaID { identity.value }
+    let identity: IdentityCell
     public let schema: ReplicaSchema
     let queue: DatabaseQueue
     let wallClock: any WallClock
@@ -22,7 +25,7 @@ public final class ReplicaStore: Sendable {
                  wallClock: any WallClock, maxClockSkewMillis: UInt64) {
         self.path = path
         self.queue = queue
-        self.replicaID = replicaID
+        self.identity = IdentityCell(replicaID)
         self.schema = schema
         self.wallClock = wallClock
         self.maxClockSkewMillis = maxClockSkewMillis
@@ -100,6 +103,10 @@ public final class ReplicaStore: Sendable {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("sync-v1") { db in try StoreTables.create(db) }
         migrator.registerMigration("sync-v2-hub-link") { db in try StoreTables.createHubLink(db) }
+        migrator.registerMigration("sync-v3-fork") { db in
+            // The identity this replica had before a fork, while the hub's changes of it are still owed.
+            try db.execute(sql: "ALTER TABLE sync_hub ADD COLUMN forked_from TEXT")
+        }
         for migration in schema.migrations {
             migrator.registerMigration(migration.identifier) { db in try db.execute(sql: migration.sql) }
         }
@@ -137,8 +144,13 @@ public final class ReplicaStore: Sendable {
     public func write<T>(author: String, _ body: (inout LocalTransaction) throws -> T) throws -> T {
         try writeContext { context in
             let state = try Row.fetchOne(context.db, sql: "SELECT counter, hlc FROM sync_state WHERE id = 1")!
+            // Never reuse a counter the log already holds: a restored replica may have received its
+            // own later changes back (from the hub or in a bundle) while its counter stayed behind.
+            let ownMax = try Int64.fetchOne(context.db, sql: """
+                SELECT max(counter) FROM sync_change WHERE origin = (SELECT id FROM sync_origin WHERE replica_id = ?)
+                """, arguments: [replicaID.hex]) ?? 0
             var transaction = LocalTransaction(
-                context: context, replicaID: replicaID, author: author, counter: UInt64(state[0] as Int64),
+                context: context, replicaID: replicaID, author: author, counter: UInt64(max(state[0] as Int64, ownMax)),
                 clock: HybridClock(last: HybridTimestamp(rawValue: UInt64(bitPattern: state[1])), maxForwardDriftMillis: maxClockSkewMillis),
                 wallMillis: UInt64(context.recordedAt))
             let result = try body(&transaction)
@@ -203,6 +215,20 @@ public final class ReplicaStore: Sendable {
             // (which never contains bound values) are passed on.
             throw StoreError(.database, "SQLite error \(error.resultCode.rawValue): \(error.message ?? "unknown")")
         }
+    }
+}
+
+/// The replica's identity, shared by every reader of a `ReplicaStore`.
+final class IdentityCell: @unchecked Sendable {
+    // Safety: `current` is read and written only under `lock`.
+    private let lock = NSLock()
+    private var current: ReplicaID
+
+    init(_ replica: ReplicaID) { current = replica }
+
+    var value: ReplicaID {
+        get { lock.withLock { current } }
+        set { lock.withLock { current = newValue } }
     }
 }
 

@@ -42,6 +42,15 @@ public final class SQLiteHubStore: HubStore {
                   last_error TEXT, changes_stored INTEGER NOT NULL DEFAULT 0);
                 """)
         }
+        migrator.registerMigration("hub-v2-recovery") { db in
+            // Evidence of refused second versions of a change id, and where forked replicas came from.
+            try db.execute(sql: """
+                CREATE TABLE hub_equivocation (
+                  id INTEGER PRIMARY KEY, origin TEXT NOT NULL, counter INTEGER NOT NULL, bytes BLOB NOT NULL, digest TEXT NOT NULL,
+                  from_replica TEXT NOT NULL, received_at INTEGER NOT NULL, UNIQUE (origin, counter, digest));
+                ALTER TABLE hub_replica ADD COLUMN forked_from TEXT;
+                """)
+        }
         try ReplicaStore.guarded { try migrator.migrate(queue) }
         let generated = ReplicaID.random(using: &random)
         let stored = try ReplicaStore.guarded {
@@ -57,21 +66,47 @@ public final class SQLiteHubStore: HubStore {
         hubID = id
     }
 
+    /// A batch holding a change id the hub has with other bytes: the batch's transaction is rolled
+    /// back, then the evidence is kept.
+    private struct Equivocations: Error {
+        let found: [(change: ChangeID, bytes: [UInt8])]
+    }
+
     public func append(_ changes: [Change], from replica: ReplicaID, receivedAtMillis: UInt64) throws -> HubAppendResult {
+        do {
+            return try appendChecked(changes, from: replica, receivedAtMillis: receivedAtMillis)
+        } catch let refused as Equivocations {
+            try keepEvidence(refused, from: replica, receivedAtMillis: receivedAtMillis)
+            return HubAppendResult(durable: VersionVector(), head: try head(), stored: 0, duplicates: 0,
+                                   equivocations: refused.found.map(\.change))
+        }
+    }
+
+    private func appendChecked(_ changes: [Change], from replica: ReplicaID, receivedAtMillis: UInt64) throws -> HubAppendResult {
         try ReplicaStore.guarded {
             try queue.write { db in
                 var origins: [ReplicaID: Int64] = [:]
                 var stored = 0
+                var equivocations: [(change: ChangeID, bytes: [UInt8])] = []
                 let insert = try db.cachedStatement(sql: """
                     INSERT OR IGNORE INTO hub_change (origin, counter, bytes, received_at) VALUES (?, ?, ?, ?)
                     """)
+                let held = try db.cachedStatement(sql: "SELECT bytes FROM hub_change WHERE origin = ? AND counter = ?")
                 for change in changes {
                     let origin = try originID(db, change.id.replica, &origins)
                     var writer = ByteWriter()
                     change.encode(into: &writer)
-                    try insert.execute(arguments: [origin, Int64(bitPattern: change.id.counter), Data(writer.bytes), Int64(receivedAtMillis)])
-                    stored += db.changesCount
+                    let counter = Int64(bitPattern: change.id.counter)
+                    try insert.execute(arguments: [origin, counter, Data(writer.bytes), Int64(receivedAtMillis)])
+                    if db.changesCount > 0 {
+                        stored += 1
+                    } else if let existing = try Data.fetchOne(held, arguments: [origin, counter]), Array(existing) != writer.bytes {
+                        // The same id with other content: a restored or copied replica reused its
+                        // counters. Acknowledging it would tell the sender the hub holds its write.
+                        equivocations.append((change.id, writer.bytes))
+                    }
                 }
+                if !equivocations.isEmpty { throw Equivocations(found: equivocations) }
                 var durable: [ReplicaID: UInt64] = [:]
                 for (replicaID, origin) in origins {
                     durable[replicaID] = try advance(db, origin)
@@ -81,6 +116,20 @@ public final class SQLiteHubStore: HubStore {
                 let head = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM hub_change") ?? 0
                 return HubAppendResult(durable: VersionVector(durable), head: UInt64(head), stored: stored,
                                        duplicates: changes.count - stored)
+            }
+        }
+    }
+
+    private func keepEvidence(_ refused: Equivocations, from replica: ReplicaID, receivedAtMillis: UInt64) throws {
+        try ReplicaStore.guarded {
+            try queue.write { db in
+                for (change, bytes) in refused.found {
+                    try db.execute(sql: """
+                        INSERT OR IGNORE INTO hub_equivocation (origin, counter, bytes, digest, from_replica, received_at)
+                        VALUES (?, ?, ?, ?, ?, ?)
+                        """, arguments: [change.replica.hex, Int64(bitPattern: change.counter), Data(bytes), Self.hash(bytes), replica.hex,
+                                          Int64(clamping: receivedAtMillis)])
+                }
             }
         }
     }
@@ -139,6 +188,96 @@ public final class SQLiteHubStore: HubStore {
                     next = seq
                 }
                 return HubPage(changes: changes, nextCursor: next, more: more, bytes: bytes)
+            }
+        }
+    }
+
+    public func ownDurable(_ origin: ReplicaID) throws -> UInt64 {
+        try ReplicaStore.guarded {
+            try queue.read { db in
+                let contiguous = try Int64.fetchOne(db, sql: "SELECT contiguous FROM hub_origin WHERE replica_id = ?", arguments: [origin.hex])
+                return UInt64(max(0, contiguous ?? 0))
+            }
+        }
+    }
+
+    public func changes(ofOrigin origin: ReplicaID, after: UInt64, byteBudget: Int, maxCount: Int) throws -> HubOriginPage {
+        try ReplicaStore.guarded {
+            try queue.read { db in
+                guard after < UInt64(Int64.max),
+                      let originID = try Int64.fetchOne(db, sql: "SELECT id FROM hub_origin WHERE replica_id = ?", arguments: [origin.hex])
+                else { return HubOriginPage(changes: [], nextCounter: after, more: false) }
+                let rows = try Row.fetchCursor(db, sql: """
+                    SELECT counter, bytes FROM hub_change WHERE origin = ? AND counter > ? ORDER BY counter
+                    """, arguments: [originID, Int64(after)])
+                var changes: [Change] = []
+                var bytes = 0
+                var next = after
+                var more = false
+                while let row = try rows.next() {
+                    let counter = UInt64(row[0] as Int64)
+                    // Contiguous only: what the hub holds after a gap is not yet part of the origin's log.
+                    guard counter == next + 1 else { break }
+                    let data = row[1] as Data
+                    if !changes.isEmpty && (bytes + data.count > byteBudget || changes.count >= maxCount) {
+                        more = true
+                        break
+                    }
+                    var reader = ByteReader(Array(data))
+                    do {
+                        changes.append(try Change.decode(from: &reader))
+                    } catch {
+                        throw StoreError(.corrupt, "hub change \(origin.short):\(counter) is unreadable: \(error)")
+                    }
+                    bytes += data.count
+                    next = counter
+                }
+                return HubOriginPage(changes: changes, nextCounter: next, more: more)
+            }
+        }
+    }
+
+    /// How many identities one replica may fork into. A fork needs an authenticated session of the
+    /// replica; the cap bounds what a stolen secret can mint.
+    public static let maxForks = 16
+
+    public func fork(_ replica: ReplicaID, into newReplica: ReplicaID, nowMillis: UInt64,
+                     random: inout some RandomNumberGenerator) throws -> ForkResult {
+        var secret: [UInt8] = []
+        for _ in 0..<4 { withUnsafeBytes(of: random.next()) { secret.append(contentsOf: $0) } }
+        return try ReplicaStore.guarded {
+            try queue.write { db in
+                guard let team = try String.fetchOne(db, sql: "SELECT team FROM hub_replica WHERE replica_id = ? AND revoked_at IS NULL",
+                                                     arguments: [replica.hex])
+                else { return .unknownReplica }
+                let taken = try Int.fetchOne(db, sql: """
+                    SELECT (SELECT count(*) FROM hub_replica WHERE replica_id = ?1) + (SELECT count(*) FROM hub_origin WHERE replica_id = ?1)
+                    """, arguments: [newReplica.hex]) ?? 0
+                guard taken == 0 else { return .idTaken }
+                let forks = try Int.fetchOne(db, sql: "SELECT count(*) FROM hub_replica WHERE forked_from = ?", arguments: [replica.hex]) ?? 0
+                guard forks < Self.maxForks else { return .tooManyForks }
+                try db.execute(sql: """
+                    INSERT INTO hub_replica (replica_id, team, secret_hash, forked_from) VALUES (?, ?, ?, ?)
+                    """, arguments: [newReplica.hex, team, Self.hash(secret), replica.hex])
+                return .forked(secret: secret)
+            }
+        }
+    }
+
+    public func equivocations() throws -> [EquivocationRecord] {
+        try ReplicaStore.guarded {
+            try queue.read { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT e.origin, e.counter, e.digest, length(e.bytes), e.from_replica, e.received_at, c.bytes
+                    FROM hub_equivocation e LEFT JOIN hub_origin o ON o.replica_id = e.origin
+                    LEFT JOIN hub_change c ON c.origin = o.id AND c.counter = e.counter ORDER BY e.id
+                    """).compactMap { row in
+                    guard let origin = ReplicaID(hex: row[0]), let from = ReplicaID(hex: row[4]) else { return nil }
+                    let held = (row[6] as Data?).map { Self.hash(Array($0)) } ?? ""
+                    return EquivocationRecord(change: ChangeID(replica: origin, counter: UInt64(max(0, row[1] as Int64))), from: from,
+                                              receivedAtMillis: UInt64(max(0, row[5] as Int64)), heldDigest: held,
+                                              refusedDigest: row[2], refusedBytes: row[3])
+                }
             }
         }
     }
@@ -253,7 +392,10 @@ public final class SQLiteHubStore: HubStore {
                         lagChanges: UInt64(lag), pendingChanges: optional("pending"), oldestUnsyncedAgeMillis: optional("oldest_unsynced_ms"),
                         openConflicts: optional("open_conflicts"), schemaVersion: optional("schema_version"), appVersion: row["app_version"],
                         lastError: row["last_error"], revoked: (row["revoked_at"] as Int64?) != nil,
-                        changesStored: UInt64(row["changes_stored"] as Int64))
+                        changesStored: UInt64(max(0, row["changes_stored"] as Int64)),
+                        forkedFrom: (row["forked_from"] as String?).flatMap(ReplicaID.init(hex:)),
+                        equivocations: UInt64(try Int64.fetchOne(db, sql: "SELECT count(*) FROM hub_equivocation WHERE from_replica = ?",
+                                                                 arguments: [replica.hex]) ?? 0))
                 }
             }
         }

@@ -139,18 +139,23 @@ final class StoreContext {
 
     /// Records and merges one change from another replica. Returns false if it was already known
     /// (idempotence by change id).
+    ///
+    /// `recorded` merges a change the log already holds without recording it again: how the state
+    /// is rebuilt from the log.
     @discardableResult
-    func apply(_ change: Change) throws -> Bool {
+    func apply(_ change: Change, recorded: Bool = false) throws -> Bool {
         let origin = try originID(change.id.replica)
         let table = schema.table(change.table)
         let column = change.isRowLife ? nil : table?.column(change.column)
         let known = table != nil && (change.isRowLife || column != nil)
         var ref = try rowRef(table: change.table, key: change.row)
-        guard try record(change, origin: origin, row: ref.id, known: known) else {
-            summary.duplicates += 1
-            return false
+        if !recorded {
+            guard try record(change, origin: origin, row: ref.id, known: known) else {
+                summary.duplicates += 1
+                return false
+            }
+            touchedOrigins.insert(origin)
         }
-        touchedOrigins.insert(origin)
         guard known, let table else {
             // Kept, not dropped: a replica with a newer schema wrote it. `replayKept` applies it
             // once this replica's schema learns the table or column.
@@ -204,7 +209,17 @@ final class StoreContext {
         let key = ChangeKey(origin: origin, counter: Int64(bitPattern: write.id.counter))
         if !isNew {
             if recordedChanges.contains(key) { return false }
-            if try isStored(key) { return false }
+            if try isStored(key) {
+                // The same id must mean the same change. Another version is an equivocation: its
+                // origin was restored from a backup or copied and reused a counter.
+                if let held = try storedChange(origin: origin, counter: key.counter, replica: write.id.replica), held != change {
+                    throw StoreError(.equivocation, """
+                        change \(write.id) is already held here with other content; nothing applied (its replica was restored \
+                        from a backup or copied; syncing that replica with the hub recovers it)
+                        """)
+                }
+                return false
+            }
         }
         recordedChanges.insert(key)
         var supersedes: FieldValue = .null
@@ -221,6 +236,18 @@ final class StoreContext {
             write.value, supersedes, .integer(recordedAt), .integer(known ? 1 : 0),
         ])
         return true
+    }
+
+    /// The change the log holds under an id, as it travels.
+    func storedChange(origin: Int64, counter: Int64, replica: ReplicaID) throws -> Change? {
+        let select = try db.cachedStatement(sql: """
+            SELECT c.counter, c.hlc, r.key, t.name, col.name, c.causal_length, a.name, c.op, c.value, c.supersedes
+            FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
+            LEFT JOIN sync_name col ON col.id = c.column_name JOIN sync_name a ON a.id = c.author
+            WHERE c.origin = ? AND c.counter = ?
+            """)
+        guard let row = try Row.fetchOne(select, arguments: [origin, counter]) else { return nil }
+        return try ReplicaStore.change(from: row, replica: replica)
     }
 
     /// Whether the log already holds a change, answered from one range query per origin and batch.
@@ -448,6 +475,9 @@ final class StoreContext {
             setDomainValue(table: table, column: column, key: key, value: value)
         }
     }
+
+    /// Marks an origin whose contiguous counter must be recomputed at commit.
+    func touch(origin: Int64) { touchedOrigins.insert(origin) }
 
     /// Advances each touched origin's contiguous counter over the changes now present.
     func advanceContiguous() throws {

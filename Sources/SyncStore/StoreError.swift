@@ -19,6 +19,9 @@ public struct StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case schemaTooNew = "SCHEMA_TOO_NEW"
         case corrupt = "CORRUPT"
         case database = "DATABASE"
+        /// A change id already held here arrived with different content: the replica that made it was
+        /// restored from a backup or copied, and reused its counters.
+        case equivocation = "EQUIVOCATION"
     }
 
     public let code: Code

@@ -22,6 +22,12 @@ public final class Simulation {
         public var cuts = 0
         public var restarts = 0
         public var partitions = 0
+        /// Replica files restored from a backup, and copies started as a second device.
+        public var restores = 0
+        public var clones = 0
+        /// Own changes recovered from the hub, and forks of copies that diverged.
+        public var recovered = 0
+        public var forks = 0
         /// Failures found; empty means the run passed.
         public var violations: [String] = []
     }
@@ -46,7 +52,12 @@ public final class Simulation {
 
     public let seed: UInt64
     let directory: String
-    let replicaCount: Int
+    var replicaCount: Int
+    /// The latest backup of each replica's file, for restores.
+    var backups: [Int: String] = [:]
+    var backupCount = 0
+    /// Copies of a replica file join as extra devices, up to this many.
+    let maxClones = 2
     let steps: Int
     var random: SeededGenerator
     var world: UInt64 = 1_750_000_000_000
@@ -90,7 +101,7 @@ public final class Simulation {
     /// Runs the faulty phase, heals, and checks convergence and durability.
     public func run() throws -> Report {
         var tokens: [String] = []
-        for _ in 0..<replicaCount {
+        for _ in 0..<(replicaCount + maxClones) {
             tokens.append(try hubStore.issueEnrolmentToken(team: "SIM", expiresAtMillis: world + 86_400_000 * 60, random: &random))
         }
         self.tokens = tokens
@@ -126,8 +137,14 @@ public final class Simulation {
             if try editors[replica].edit(replicas[replica], author: "w\(replica)", random: &random) { report.edits += 1 }
         case 28..<40:
             try startSync(replica, step: step)
-        case 40..<88:
+        case 40..<85:
             for _ in 0..<(1 + random.index(below: 4)) { try deliverSomewhere() }
+        case 85..<87:
+            try backUp(replica)
+        case 87:
+            try restoreReplica(replica)
+        case 88 where random.index(below: 3) == 0:
+            try cloneReplica(replica)
         case 88..<91:
             cut(replica, reason: "cut mid-stream")
         case 91..<93:
@@ -149,7 +166,8 @@ public final class Simulation {
             .enrolmentToken(tokens[replica])
         }
         try replicas[replica].setHubAddress("sim-hub")
-        var client = ClientSession(store: replicas[replica], credential: credential, configuration: clientConfiguration)
+        var client = ClientSession(store: replicas[replica], credential: credential, configuration: clientConfiguration,
+                                   random: Self.randomSource(seed: random.next()))
         let hub = HubSession(store: hubStore, configuration: hubConfiguration, random: Self.randomSource(seed: random.next()))
         let connection = Connection(replica: replica, client: client, hub: hub)
         perform(client.start(), from: .client, on: connection)
@@ -225,6 +243,8 @@ public final class Simulation {
         var client = connection.client
         client.connectionLost("connection closed")
         if client.state == .done { report.syncsCompleted += 1 }
+        report.recovered += client.summary.recovered
+        if client.summary.forkedFrom != nil { report.forks += 1 }
         connections[connection.replica] = nil
     }
 
@@ -243,6 +263,45 @@ public final class Simulation {
         replicas[replica] = try ReplicaStore.open(at: "\(directory)/r\(replica).db", schema: SimulationSchema.schema,
                                                   wallClock: clocks[replica])
         report.restarts += 1
+    }
+
+    /// A user's backup of the replica file (SQLite's online backup), kept for a later restore.
+    func backUp(_ replica: Int) throws {
+        guard try replicas[replica].hubLink()?.credential != nil else { return }
+        backupCount += 1
+        let path = "\(directory)/backup-\(replica)-\(backupCount).db"
+        try replicas[replica].backup(to: path)
+        if let previous = backups[replica] { try? FileManager.default.removeItem(atPath: previous) }
+        backups[replica] = path
+    }
+
+    /// The replica file is replaced by its latest backup: whatever was written since is gone from
+    /// this file, and the hub may hold some of it.
+    func restoreReplica(_ replica: Int) throws {
+        guard let backup = backups[replica] else { return }
+        cut(replica, reason: "restore")
+        try replicas[replica].close()
+        let path = "\(directory)/r\(replica).db"
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        try FileManager.default.copyItem(atPath: backup, toPath: path)
+        replicas[replica] = try ReplicaStore.open(at: path, schema: SimulationSchema.schema, wallClock: clocks[replica])
+        report.restores += 1
+    }
+
+    /// The replica file is copied to a second machine, which goes on using it: two live devices
+    /// with one identity, one credential and one counter.
+    func cloneReplica(_ replica: Int) throws {
+        // Only an enrolled replica: a copy made before enrolment has no credential, and its token
+        // binds one device (the second is refused and needs a new replica).
+        guard replicaCount < tokens.count, report.clones < maxClones, try replicas[replica].hubLink()?.credential != nil else { return }
+        let index = replicaCount
+        let path = "\(directory)/r\(index).db"
+        try replicas[replica].backup(to: path)
+        clocks.append(SimulatedClock(world: world, offset: Int64(random.index(below: 60_001)) - 30_000))
+        replicas.append(try ReplicaStore.open(at: path, schema: SimulationSchema.schema, wallClock: clocks[index]))
+        editors.append(editors[replica])
+        replicaCount += 1
+        report.clones += 1
     }
 
     func restartHub() throws {
@@ -310,12 +369,31 @@ public final class Simulation {
         for index in 1..<snapshots.count where snapshots[index] != snapshots[0] {
             report.violations.append("replicas 0 and \(index) differ: \(ReplicaSnapshot.difference(snapshots[0], snapshots[index]).prefix(600))")
         }
-        let stored = try hubChangeIDs()
+        let held = try hubChanges()
         for (index, replica) in replicas.enumerated() {
-            for change in try replica.changes(notIn: VersionVector()) where change.id.replica == replica.replicaID && !stored.contains(change.id) {
-                report.violations.append("replica \(index): local change \(change.id) never reached the hub")
-                break
+            for change in try replica.changes(notIn: VersionVector()) {
+                guard let hubVersion = held[change.id] else {
+                    report.violations.append("replica \(index): change \(change.id) never reached the hub")
+                    break
+                }
+                // One id, one content everywhere: a restored or copied file must not keep its own
+                // version of an id the hub holds differently.
+                if hubVersion != change {
+                    report.violations.append("replica \(index): change \(change.id) differs from the hub's version")
+                    break
+                }
             }
+        }
+    }
+
+    func hubChanges() throws -> [ChangeID: Change] {
+        var changes: [ChangeID: Change] = [:]
+        var cursor: UInt64 = 0
+        while true {
+            let page = try hubStore.changes(after: cursor, excludingOrigin: ReplicaID(high: 0, low: 0), byteBudget: 1 << 24, maxCount: 100_000)
+            for change in page.changes { changes[change.id] = change }
+            cursor = page.nextCursor
+            if !page.more { return changes }
         }
     }
 }

@@ -39,9 +39,13 @@ public struct Welcome: Equatable, Sendable {
     public var issuedCredential: [UInt8]
     public var hubTimeMillis: UInt64
     public var heartbeatIntervalMillis: UInt64
+    /// The hub's contiguous durable counter for the hello's replica id: the highest `c` such that
+    /// the hub holds changes 1…`c` of that origin. A replica that knows less of its own origin than
+    /// this was restored from a backup or copied, and recovers before it writes again.
+    public var ownDurable: UInt64
 
     public init(protocolVersion: UInt64, schemaVersion: UInt64, hub: ReplicaID, maxFrameBody: UInt64, issuedCredential: [UInt8],
-                hubTimeMillis: UInt64, heartbeatIntervalMillis: UInt64) {
+                hubTimeMillis: UInt64, heartbeatIntervalMillis: UInt64, ownDurable: UInt64 = 0) {
         self.protocolVersion = protocolVersion
         self.schemaVersion = schemaVersion
         self.hub = hub
@@ -49,6 +53,7 @@ public struct Welcome: Equatable, Sendable {
         self.issuedCredential = issuedCredential
         self.hubTimeMillis = hubTimeMillis
         self.heartbeatIntervalMillis = heartbeatIntervalMillis
+        self.ownDurable = ownDurable
     }
 }
 
@@ -81,6 +86,17 @@ public enum Message: Equatable, Sendable {
     case heartbeat(ReplicaHealth)
     case error(code: WireErrorCode, fatal: Bool, message: String)
     case goodbye(reason: UInt64)
+    /// Asks for the hub's changes of one origin with counters above `after`, in counter order: how a
+    /// restored or copied replica gets back what the hub holds of its own origin.
+    case recover(origin: ReplicaID, after: UInt64, byteBudget: UInt64)
+    /// The answer to a recover: changes of `origin` in ascending counter order, contiguous from
+    /// the request's `after + 1`; `nextCounter` is the last counter included.
+    case recovered(origin: ReplicaID, nextCounter: UInt64, more: Bool, changes: [Change])
+    /// Asks for a new identity: this copy of the replica diverged from what the hub holds of its
+    /// origin, so its own unsynced writes are re-issued under `newReplica`.
+    case fork(newReplica: ReplicaID)
+    /// The answer to a fork: the new identity is registered for the same team, with its own secret.
+    case forked(newReplica: ReplicaID, issuedCredential: [UInt8])
 
     public enum Kind: UInt8, Sendable, CaseIterable {
         case hello = 0x01
@@ -88,14 +104,18 @@ public enum Message: Equatable, Sendable {
         case reject = 0x03
         case push = 0x10
         case pushAck = 0x11
+        case fork = 0x12
+        case forked = 0x13
         case pull = 0x20
         case batch = 0x21
+        case recover = 0x22
+        case recovered = 0x23
         case heartbeat = 0x30
         case error = 0x7E
         case goodbye = 0x7F
 
         /// Only batches of changes may be compressed.
-        public var mayCompress: Bool { self == .push || self == .batch }
+        public var mayCompress: Bool { self == .push || self == .batch || self == .recovered }
     }
 
     public var kind: Kind {
@@ -110,6 +130,10 @@ public enum Message: Equatable, Sendable {
         case .heartbeat: .heartbeat
         case .error: .error
         case .goodbye: .goodbye
+        case .recover: .recover
+        case .recovered: .recovered
+        case .fork: .fork
+        case .forked: .forked
         }
     }
 }

@@ -54,6 +54,7 @@ public struct MessageCodec: Sendable {
             writer.lengthPrefixed(welcome.issuedCredential)
             writer.varint(welcome.hubTimeMillis)
             writer.varint(welcome.heartbeatIntervalMillis)
+            writer.varint(welcome.ownDurable)
         case let .reject(code, retryAfter, text):
             writer.varint(UInt64(code.rawValue))
             writer.varint(retryAfter)
@@ -83,6 +84,20 @@ public struct MessageCodec: Sendable {
             writer.string(text)
         case let .goodbye(reason):
             writer.varint(reason)
+        case let .recover(origin, after, budget):
+            writer.replica(origin)
+            writer.varint(after)
+            writer.varint(budget)
+        case let .recovered(origin, next, more, changes):
+            writer.replica(origin)
+            writer.varint(next)
+            writer.byte(more ? 1 : 0)
+            changeList(changes, &writer)
+        case let .fork(newReplica):
+            writer.replica(newReplica)
+        case let .forked(newReplica, credential):
+            writer.replica(newReplica)
+            writer.lengthPrefixed(credential)
         }
         return writer.bytes
     }
@@ -154,7 +169,8 @@ public struct MessageCodec: Sendable {
         case .welcome:
             return .welcome(Welcome(protocolVersion: try reader.varint(), schemaVersion: try reader.varint(), hub: try reader.replica(),
                                     maxFrameBody: try reader.varint(), issuedCredential: try reader.lengthPrefixed(),
-                                    hubTimeMillis: try reader.varint(), heartbeatIntervalMillis: try reader.varint()))
+                                    hubTimeMillis: try reader.varint(), heartbeatIntervalMillis: try reader.varint(),
+                                    ownDurable: try reader.varint()))
         case .reject:
             return .reject(code: try errorCode(&reader), retryAfterMillis: try reader.varint(), message: try reader.string())
         case .push:
@@ -174,6 +190,17 @@ public struct MessageCodec: Sendable {
             return .error(code: try errorCode(&reader), fatal: try boolean(&reader), message: try reader.string())
         case .goodbye:
             return .goodbye(reason: try reader.varint())
+        case .recover:
+            return .recover(origin: try reader.replica(), after: try reader.varint(), byteBudget: try reader.varint())
+        case .recovered:
+            let origin = try reader.replica()
+            let next = try reader.varint()
+            let more = try boolean(&reader)
+            return .recovered(origin: origin, nextCounter: next, more: more, changes: try changeList(&reader))
+        case .fork:
+            return .fork(newReplica: try reader.replica())
+        case .forked:
+            return .forked(newReplica: try reader.replica(), issuedCredential: try reader.lengthPrefixed())
         }
     }
 

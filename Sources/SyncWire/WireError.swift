@@ -20,6 +20,9 @@ public enum WireErrorCode: UInt16, Sendable, CaseIterable {
     case shuttingDown = 17
     case limitExceeded = 18
     case malformedMessage = 19
+    /// A change id the hub already holds arrived with different content (a restored or copied
+    /// replica reused its counters). Nothing of the push is stored; the replica recovers.
+    case equivocation = 20
 
     public var name: String {
         switch self {
@@ -42,13 +45,16 @@ public enum WireErrorCode: UInt16, Sendable, CaseIterable {
         case .shuttingDown: "SHUTTING_DOWN"
         case .limitExceeded: "LIMIT_EXCEEDED"
         case .malformedMessage: "MALFORMED_MESSAGE"
+        case .equivocation: "EQUIVOCATION"
         }
     }
 
     /// Whether a client may retry later (with backoff) after this error.
     public var retryable: Bool {
         switch self {
-        case .timeout, .busy, .storageFailure, .shuttingDown: true
+        // EQUIVOCATION: the next session's handshake shows the replica what the hub holds of its own
+        // origin, and it recovers (Protocol/session.md), so reconnecting is the way forward.
+        case .timeout, .busy, .storageFailure, .shuttingDown, .equivocation: true
         default: false
         }
     }

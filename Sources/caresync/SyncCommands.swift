@@ -53,9 +53,17 @@ struct SyncCommand: AsyncParsableCommand {
                     "pulled": summary.pulled, "applied": summary.applied, "duplicates": summary.duplicates,
                     "conflicts_opened": summary.conflictsOpened, "bytes_sent": report.bytesSent,
                     "bytes_received": report.bytesReceived, "round_trips": summary.roundTrips, "attempts": report.attempts,
-                    "duration_s": report.durationSeconds,
+                    "duration_s": report.durationSeconds, "recovered": summary.recovered,
+                    "forked_from": summary.forkedFrom?.hex ?? NSNull(), "reissued": summary.reissued,
+                    "replica_id": replica.store.replicaID.hex,
                 ])
             } else {
+                if summary.recovered > 0 {
+                    Output.line("recovered \(summary.recovered) change(s) of this replica's own that the hub held and this file did not (restored from a backup?)")
+                }
+                if let old = summary.forkedFrom {
+                    Output.line("this file had diverged from what the hub holds of replica \(old.short) (a copy, or a restored backup written to): it now has a new identity \(replica.store.replicaID.short); \(summary.reissued) own change(s) re-issued under it, nothing lost")
+                }
                 Output.line("synced with hub \(summary.hub?.short ?? "?")\(summary.enrolled ? " (enrolled)" : ""): pushed \(summary.pushed), pulled \(summary.pulled) (\(summary.applied) applied, \(summary.conflictsOpened) conflict(s) opened); \(report.bytesSent) bytes sent, \(report.bytesReceived) received, \(summary.roundTrips) round trips, \(String(format: "%.2f", report.durationSeconds)) s")
             }
         } catch let failure as SyncFailure {
@@ -77,7 +85,8 @@ enum HubAddress {
 struct HubCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hub", abstract: "Run and operate the hub: serve, enrol replicas, see their health, revoke.",
-        subcommands: [HubServeCommand.self, HubEnrollCommand.self, HubReplicasCommand.self, HubRevokeCommand.self])
+        subcommands: [HubServeCommand.self, HubEnrollCommand.self, HubReplicasCommand.self, HubEquivocationsCommand.self,
+                      HubRevokeCommand.self])
 }
 
 struct HubOptions: ParsableArguments {
@@ -191,6 +200,8 @@ struct HubReplicasCommand: ParsableCommand {
                 object["schema_version"] = summary.schemaVersion ?? NSNull() as Any
                 object["app_version"] = summary.appVersion ?? NSNull()
                 object["last_error"] = summary.lastError ?? NSNull()
+                object["forked_from"] = summary.forkedFrom?.hex ?? NSNull()
+                object["equivocations"] = summary.equivocations
                 return object
             })
             return
@@ -203,5 +214,45 @@ struct HubReplicasCommand: ParsableCommand {
                           count(summary.schemaVersion), summary.appVersion ?? "–", summary.lastError ?? "–"]
                      })
         Output.line("\(replicas.count) replica(s); hub head \((try? store.head()) ?? 0)")
+        for summary in replicas where summary.forkedFrom != nil || summary.equivocations > 0 {
+            if let parent = summary.forkedFrom { Output.line("\(summary.replica.short) was forked from \(parent.short) (a copy or restored backup that diverged)") }
+            if summary.equivocations > 0 {
+                Output.line("\(summary.replica.short) pushed \(summary.equivocations) refused second version(s) of a change id: caresync hub equivocations")
+            }
+        }
+    }
+}
+
+struct HubEquivocationsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "equivocations",
+        abstract: "Second versions of a change id the hub refused: ids, digests and sizes, never contents.",
+        discussion: """
+            Example: caresync hub equivocations --db hub.db --json
+            A replica restored from a backup or copied to a second machine can reuse a change id with other \
+            content. The hub never acknowledges such a push: it keeps the version it holds (and relays) and \
+            this second version as evidence. The replica recovers at its next sync and, if it diverged, takes a \
+            new identity (see `hub replicas`, column forked_from).
+            """)
+
+    @OptionGroup var hub: HubOptions
+    @Flag(help: "Print machine-readable JSON.") var json = false
+
+    func run() throws {
+        let store = try hub.open()
+        let records = try Output.run { try store.equivocations() }
+        if json {
+            Output.json(records.map { record -> [String: Any] in
+                ["change": record.change.description, "origin": record.change.replica.hex, "counter": record.change.counter,
+                 "from_replica": record.from.hex, "received_at": Output.iso(record.receivedAtMillis),
+                 "held_sha256": record.heldDigest, "refused_sha256": record.refusedDigest, "refused_bytes": record.refusedBytes]
+            })
+            return
+        }
+        Output.table(["CHANGE", "FROM", "RECEIVED", "HELD SHA-256", "REFUSED SHA-256", "BYTES"], records.map {
+            [$0.change.description, $0.from.short, Output.iso($0.receivedAtMillis), String($0.heldDigest.prefix(16)),
+             String($0.refusedDigest.prefix(16)), String($0.refusedBytes)]
+        })
+        Output.line("\(records.count) refused second version(s)")
     }
 }

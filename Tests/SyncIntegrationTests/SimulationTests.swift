@@ -50,6 +50,10 @@ extension Integration {
             let underFaults = reports.reduce(0) { $0 + $1.syncsCompletedUnderFaults }
             let cuts = reports.reduce(0) { $0 + $1.cuts }
             let restarts = reports.reduce(0) { $0 + $1.restarts }
+            let restores = reports.reduce(0) { $0 + $1.restores }
+            let clones = reports.reduce(0) { $0 + $1.clones }
+            let recovered = reports.reduce(0) { $0 + $1.recovered }
+            let forks = reports.reduce(0) { $0 + $1.forks }
             // The faults and the work must actually have happened, or the run proves nothing.
             #expect(reports.count == perShard)
             #expect(edits > perShard * 20)
@@ -57,7 +61,9 @@ extension Integration {
             #expect(underFaults > 2, "some syncs complete while faults are injected (typically ~20 per 50 seeds)")
             #expect(cuts > perShard / 2)
             #expect(restarts > 0)
-            print("SimulationTests shard \(shard): \(reports.count) seeds, \(edits) edits, \(syncs) completed syncs (\(underFaults) under faults), \(cuts) cuts, \(restarts) restarts")
+            #expect(restores > 0 && clones > 0, "backups are restored and files copied to second devices")
+            #expect(recovered > 0 && forks > 0, "restored replicas recover their own changes; diverged copies fork")
+            print("SimulationTests shard \(shard): \(reports.count) seeds, \(edits) edits, \(syncs) completed syncs (\(underFaults) under faults), \(cuts) cuts, \(restarts) restarts, \(restores) restores, \(clones) clones, \(recovered) own changes recovered, \(forks) forks")
         }
     }
 }

@@ -27,6 +27,7 @@ enum MessageJSON {
             fields["issued_credential"] = .string(welcome.issuedCredential.hexString)
             fields["hub_time_ms"] = .uint(welcome.hubTimeMillis)
             fields["heartbeat_interval_ms"] = .uint(welcome.heartbeatIntervalMillis)
+            fields["own_durable"] = .uint(welcome.ownDurable)
         case let .reject(code, retryAfter, text):
             fields["code"] = .string(code.name)
             fields["retry_after_ms"] = .uint(retryAfter)
@@ -58,6 +59,20 @@ enum MessageJSON {
             fields["message"] = .string(text)
         case let .goodbye(reason):
             fields["reason"] = .uint(reason)
+        case let .recover(origin, after, budget):
+            fields["origin"] = .string(origin.hex)
+            fields["after"] = .uint(after)
+            fields["byte_budget"] = .uint(budget)
+        case let .recovered(origin, next, more, changes):
+            fields["origin"] = .string(origin.hex)
+            fields["next_counter"] = .uint(next)
+            fields["more"] = .bool(more)
+            fields["changes"] = .array(changes.map(json))
+        case let .fork(newReplica):
+            fields["new_replica"] = .string(newReplica.hex)
+        case let .forked(newReplica, credential):
+            fields["new_replica"] = .string(newReplica.hex)
+            fields["issued_credential"] = .string(credential.hexString)
         }
         return .object(fields)
     }
@@ -74,6 +89,10 @@ enum MessageJSON {
         case .heartbeat: "heartbeat"
         case .error: "error"
         case .goodbye: "goodbye"
+        case .recover: "recover"
+        case .recovered: "recovered"
+        case .fork: "fork"
+        case .forked: "forked"
         }
     }
 

@@ -166,7 +166,7 @@ struct MessageGenerator {
     mutating func code() -> WireErrorCode { WireErrorCode.allCases.randomElement(using: &random)! }
 
     mutating func message(large: Bool) -> Message {
-        let kind = large ? [Message.Kind.push, .batch].randomElement(using: &random)! : Message.Kind.allCases.randomElement(using: &random)!
+        let kind = large ? [Message.Kind.push, .batch, .recovered].randomElement(using: &random)! : Message.Kind.allCases.randomElement(using: &random)!
         switch kind {
         case .hello:
             let credential: Credential = switch Int.random(in: 0..<3, using: &random) {
@@ -178,7 +178,8 @@ struct MessageGenerator {
                                 appVersion: text(), credential: credential, maxFrameBody: number()))
         case .welcome:
             return .welcome(Welcome(protocolVersion: number(), schemaVersion: number(), hub: replica(), maxFrameBody: number(),
-                                    issuedCredential: blob(maxLength: 64), hubTimeMillis: number(), heartbeatIntervalMillis: number()))
+                                    issuedCredential: blob(maxLength: 64), hubTimeMillis: number(), heartbeatIntervalMillis: number(),
+                                    ownDurable: number()))
         case .reject:
             return .reject(code: code(), retryAfterMillis: number(), message: text(maxLength: 40))
         case .push:
@@ -198,6 +199,14 @@ struct MessageGenerator {
             return .error(code: code(), fatal: Bool.random(using: &random), message: text(maxLength: 40))
         case .goodbye:
             return .goodbye(reason: number())
+        case .recover:
+            return .recover(origin: replica(), after: number(), byteBudget: number())
+        case .recovered:
+            return .recovered(origin: replica(), nextCounter: number(), more: Bool.random(using: &random), changes: changes(large: large))
+        case .fork:
+            return .fork(newReplica: replica())
+        case .forked:
+            return .forked(newReplica: replica(), issuedCredential: blob(maxLength: 64))
         }
     }
 }
