@@ -39,25 +39,25 @@ enum BundleFuzzTarget {
         } catch {
             return .invariantBroken("the fuzz replica could not be set up: \(error)")
         }
-        let before = fingerprint(store)
+        let before = storeSummary(store)
         do {
             _ = try BundleExchange.apply(bundle, to: store)
         } catch {
-            guard fingerprint(store) == before else { return .invariantBroken("a refused bundle changed the replica") }
+            guard storeSummary(store) == before else { return .invariantBroken("a refused bundle changed the replica") }
             return .refusal(error)
         }
-        let after = fingerprint(store)
+        let after = storeSummary(store)
         do {
             _ = try BundleExchange.apply(bundle, to: store)
         } catch {
             return .invariantBroken("a bundle applied once is refused the second time: \(error)")
         }
-        guard fingerprint(store) == after else { return .invariantBroken("applying a bundle twice changed the replica again") }
+        guard storeSummary(store) == after else { return .invariantBroken("applying a bundle twice changed the replica again") }
         return .accepted
     }
 
     /// What a bundle import may change, as one comparable string (counts and clocks, no contents).
-    static func fingerprint(_ store: ReplicaStore) -> String {
+    static func storeSummary(_ store: ReplicaStore) -> String {
         guard let status = try? store.status() else { return "unreadable" }
         let vector = status.knownVector.counters.sorted { $0.key.hex < $1.key.hex }.map { "\($0.key.hex)=\($0.value)" }
         let rows = status.rowCounts.map { "\($0.table)=\($0.rows)" }

@@ -353,21 +353,24 @@ public final class SQLiteHubStore: HubStore {
     public func recordSession(_ event: HubSessionEvent, replica: ReplicaID, nowMillis: UInt64) throws {
         try ReplicaStore.guarded {
             try queue.write { db in
-                let now = Int64(nowMillis)
+                // Every number here came from the peer: SQLite integers are signed 64-bit, so
+                // values from 2^63 are stored saturated (the fuzz corpus holds the inputs that trapped).
+                let now = Int64(clamping: nowMillis)
                 switch event {
                 case let .hello(app, schema):
                     try db.execute(sql: """
                         UPDATE hub_replica SET app_version = ?, schema_version = ?, last_seen = ?, first_seen = coalesce(first_seen, ?)
                         WHERE replica_id = ?
-                        """, arguments: [app, Int64(schema), now, now, replica.hex])
+                        """, arguments: [app, Int64(clamping: schema), now, now, replica.hex])
                 case let .pulled(cursor):
                     try db.execute(sql: "UPDATE hub_replica SET pull_cursor = max(pull_cursor, ?), last_seen = ? WHERE replica_id = ?",
-                                   arguments: [Int64(cursor), now, replica.hex])
+                                   arguments: [Int64(clamping: cursor), now, replica.hex])
                 case let .health(pending, oldest, conflicts, schema):
                     try db.execute(sql: """
                         UPDATE hub_replica SET pending = ?, oldest_unsynced_ms = ?, open_conflicts = ?, schema_version = ?, last_seen = ?
                         WHERE replica_id = ?
-                        """, arguments: [Int64(pending), Int64(oldest), Int64(conflicts), Int64(schema), now, replica.hex])
+                        """, arguments: [Int64(clamping: pending), Int64(clamping: oldest), Int64(clamping: conflicts),
+                                         Int64(clamping: schema), now, replica.hex])
                 case let .error(code):
                     try db.execute(sql: "UPDATE hub_replica SET last_error = ?, last_seen = ? WHERE replica_id = ?",
                                    arguments: [code, now, replica.hex])

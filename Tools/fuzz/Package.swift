@@ -2,7 +2,8 @@
 // libFuzzer executables for CareSync, one per fuzz target. Kept out of the main package so the
 // ordinary build and Tools/test.sh are not slowed. Build and run with Tools/fuzz/run.sh, which
 // passes --sanitize=fuzzer --sanitize=address (plain `-Xswiftc -sanitize=fuzzer` does not link:
-// SwiftPM renames the executable's main and libFuzzer supplies its own).
+// SwiftPM renames the executable's main and libFuzzer supplies its own) and asks for coverage
+// instrumentation with -sanitize-coverage, which SwiftPM's --sanitize=fuzzer leaves out.
 import PackageDescription
 
 let targets = ["frame", "message", "bundle", "hub"]
