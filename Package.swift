@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "SyncCore", targets: ["SyncCore"]),
         .library(name: "SyncStore", targets: ["SyncStore"]),
         .library(name: "CareRecords", targets: ["CareRecords"]),
+        // The fuzz entry points, for the libFuzzer package in Tools/fuzz.
+        .library(name: "SyncFuzzTargets", targets: ["SyncFuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -60,6 +62,12 @@ let package = Package(
         .target(name: "CareRecords", dependencies: ["SyncCore", "SyncStore", "SyncEngine"]),
         // Seeded generators and helpers that drive production code in tests and the simulator.
         .target(name: "SyncTesting", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords"]),
+        // The fuzz targets' entry points, shared by the libFuzzer executables (Tools/fuzz) and the
+        // corpus replay test, so both run the same code.
+        .target(name: "SyncFuzzTargets", dependencies: [
+            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .executableTarget(name: "caresync", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -90,6 +98,8 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "TidyTests"),
+        // Replays every committed fuzz input (Tests/Fuzz/corpus) through the fuzzers' entry points.
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["SyncFuzzTargets"]),
         .testTarget(name: "CLITests", dependencies: ["caresync"]),
     ]
 )

@@ -27,6 +27,17 @@ public struct Change: Hashable, Sendable {
     }
 
     public var id: ChangeID { write.id }
+
+    /// The change's canonical bytes: what one id must always mean. Compared as bytes, so a NaN
+    /// value (never equal to itself as a Double) is the same change when it comes back.
+    public var canonicalBytes: [UInt8] {
+        var writer = ByteWriter()
+        encode(into: &writer)
+        return writer.bytes
+    }
+
+    /// Whether `other` is this change, byte for byte.
+    public func isSameVersion(as other: Change) -> Bool { canonicalBytes == other.canonicalBytes }
     public var isRowLife: Bool { column.isEmpty }
 
     public func encode(into writer: inout ByteWriter) {

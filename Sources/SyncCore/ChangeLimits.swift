@@ -23,7 +23,26 @@ public enum ChangeLimits {
     public static let maxInteger = UInt64(Int64.max)
 
     /// Why `change` breaks a limit, without its contents (sizes and counts only); nil if it fits.
-    public static func violation(of change: Change) -> String? { rangeViolation(of: change) ?? sizeViolation(of: change) }
+    public static func violation(of change: Change) -> String? {
+        rangeViolation(of: change) ?? contentViolation(of: change) ?? sizeViolation(of: change)
+    }
+
+    /// A U+0000 in a name, row id, author or text value, or a NaN real. SQLite's text readers stop at
+    /// a U+0000 and it stores NaN as NULL, so the change could not be stored and read back as it was
+    /// written: a replica would relay other content than its origin wrote, and see its own copy as
+    /// another version when it came back.
+    public static func contentViolation(of change: Change) -> String? {
+        func hasNul(_ text: String) -> Bool { text.utf8.contains(0) }
+        if hasNul(change.table) || hasNul(change.column) || hasNul(change.row) || hasNul(change.write.author) {
+            return "a name, row id or author holding U+0000"
+        }
+        switch change.write.value {
+        case let .text(text) where hasNul(text): return "a text value holding U+0000"
+        // SQLite stores a NaN real as NULL: the same kind of change that cannot be kept as written.
+        case let .real(number) where number.isNaN: return "a NaN real value"
+        default: return nil
+        }
+    }
 
     /// A name, value or list over its size limit, or an encoding over `maxEncodedBytes`.
     public static func sizeViolation(of change: Change) -> String? {

@@ -165,7 +165,7 @@ public struct HubSession: Sendable {
         // negotiate, would block every replica's pull behind it: refuse it here, before it is
         // stored and relayed (Protocol/messages.md, "Limits on a change").
         for change in changes {
-            if let violation = ChangeLimits.rangeViolation(of: change) {
+            if let violation = ChangeLimits.rangeViolation(of: change) ?? ChangeLimits.contentViolation(of: change) {
                 return fail(.malformedMessage, "change \(change.id) has \(violation); nothing stored", nowMillis: nowMillis)
             }
             if let violation = ChangeLimits.sizeViolation(of: change) {

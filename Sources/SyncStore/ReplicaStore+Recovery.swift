@@ -32,7 +32,7 @@ extension ReplicaStore {
                     throw StoreError(.corrupt, "recovered change \(change.id) is not of this replica's origin")
                 }
                 if let held = try context.storedChange(origin: origin, counter: Int64(bitPattern: change.id.counter), replica: own) {
-                    guard held == change else {
+                    guard held.isSameVersion(as: change) else {
                         check.firstDivergent = change.id.counter
                         break
                     }

@@ -207,6 +207,10 @@ public final class ReplicaStore: Sendable {
             guard change.write.causalLength <= UInt64(Int64.max) else {
                 throw StoreError(.corrupt, "batch refused, nothing applied: change \(change.id) has an impossible causal length")
             }
+            // Counters past 2^63 - 1 cannot be stored; a U+0000 in a string would not read back.
+            if let violation = ChangeLimits.rangeViolation(of: change) ?? ChangeLimits.contentViolation(of: change) {
+                throw StoreError(.corrupt, "batch refused, nothing applied: change \(change.id) has \(violation)")
+            }
             newest = max(newest, change.write.timestamp)
         }
         let summary = try writeContext { context -> ApplySummary in

@@ -209,11 +209,19 @@ final class StoreContext {
         let write = change.write
         let key = ChangeKey(origin: origin, counter: Int64(bitPattern: write.id.counter))
         if !isNew {
-            if recordedChanges.contains(key) { return false }
+            if recordedChanges.contains(key) {
+                // The same id twice in one transaction (a batch or bundle repeating it): the second
+                // must be the same version. Rare, so the log is flushed to compare with what it holds.
+                try flushChanges()
+                if let held = try storedChange(origin: origin, counter: key.counter, replica: write.id.replica), !held.isSameVersion(as: change) {
+                    throw StoreError(.equivocation, "change \(write.id) appears twice with different content; nothing applied")
+                }
+                return false
+            }
             if try isStored(key) {
                 // The same id must mean the same change. Another version is an equivocation: its
                 // origin was restored from a backup or copied and reused a counter.
-                if let held = try storedChange(origin: origin, counter: key.counter, replica: write.id.replica), held != change {
+                if let held = try storedChange(origin: origin, counter: key.counter, replica: write.id.replica), !held.isSameVersion(as: change) {
                     throw StoreError(.equivocation, """
                         change \(write.id) is already held here with other content; nothing applied (its replica was restored \
                         from a backup or copied; syncing that replica with the hub recovers it)

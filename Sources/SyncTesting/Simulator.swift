@@ -378,7 +378,7 @@ public final class Simulation {
                 }
                 // One id, one content everywhere: a restored or copied file must not keep its own
                 // version of an id the hub holds differently.
-                if hubVersion != change {
+                if !hubVersion.isSameVersion(as: change) {
                     report.violations.append("replica \(index): change \(change.id) differs from the hub's version")
                     break
                 }

@@ -141,3 +141,53 @@ struct RestoredReplicaTests {
         #expect(next.first == ChangeID(replica: newID, counter: UInt64(reissued) + 1))
     }
 }
+
+/// What one change id means must survive storage byte for byte, or a replica relays other content
+/// than its origin wrote and refuses its own copy when it comes back.
+@Suite("One id, one version")
+struct OneVersionTests {
+    let directory = TestFiles.directory()
+    let clock = ManualClock()
+
+    func make(_ name: String, id: UInt64) throws -> ReplicaStore {
+        try ReplicaStore.create(at: "\(directory)/\(name).db", schema: TestSchema.v1, replicaID: ReplicaID(high: id, low: id),
+                                name: name, wallClock: clock)
+    }
+
+    func change(_ counter: UInt64, table: String = "note", row: String = "n", column: String = "text", author: String = "ann",
+                _ value: FieldValue) -> Change {
+        Change(table: table, row: row, column: column, write: FieldWrite(
+            id: ChangeID(replica: ReplicaID(high: 7, low: 7), counter: counter),
+            timestamp: HybridTimestamp(physicalMillis: 1_750_000_000_000, logical: UInt16(counter)), author: author,
+            operation: .assign(value)))
+    }
+
+    @Test("a U+0000 in a name, row id, author or text value is refused whole at import and at a local edit")
+    func nulRefused() throws {
+        let store = try make("a", id: 1)
+        let poisoned = [change(1, column: "\u{0}\u{0}st", .text("x")), change(2, row: "n\u{0}", .text("x")),
+                        change(3, author: "a\u{0}b", .text("x")), change(4, .text("before\u{0}after"))]
+        for bad in poisoned {
+            #expect(throws: StoreError.self, "\(bad.id)") { try store.apply([change(9, .text("fine")), bad]) }
+        }
+        #expect(try store.changes(notIn: VersionVector()).isEmpty, "nothing of a refused batch applied")
+        #expect(throws: StoreError.self) {
+            try store.write(author: "ann") { try $0.create("note", id: "n", values: ["text": .text("a\u{0}b")]) }
+        }
+    }
+
+    @Test("a NaN real is refused whole: SQLite would keep it as NULL, another version of the change")
+    func nanRefused() throws {
+        let store = try make("a", id: 1)
+        #expect(throws: StoreError.self) { try store.apply([change(1, table: "item", row: "i", column: "size", .real(.nan))]) }
+        #expect(try store.changes(notIn: VersionVector()).isEmpty)
+    }
+
+    @Test("the same id twice in one batch with different content is refused whole")
+    func twiceInOneBatch() throws {
+        let store = try make("a", id: 1)
+        #expect(throws: StoreError.self) { try store.apply([change(1, .text("one")), change(1, .text("two"))]) }
+        #expect(try store.changes(notIn: VersionVector()).isEmpty)
+        #expect(try store.apply([change(1, .text("one")), change(1, .text("one"))]).duplicates == 1, "the same version twice is fine")
+    }
+}

@@ -17,6 +17,7 @@ struct TidyTests {
                        "NIOConcurrencyHelpers"],
         "SyncHub": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "Foundation", "Dispatch", "Logging", "NIOCore", "NIOPosix",
                     "NIOConcurrencyHelpers", "ServiceLifecycle"],
+        "SyncFuzzTargets": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting", "Foundation", "NIOCore"],
         "SyncTesting": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "Foundation"],
         "caresync": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "ArgumentParser",
                      "Foundation", "Logging", "ServiceLifecycle"],

@@ -1,0 +1,9 @@
+import SyncFuzzTargets
+
+/// libFuzzer's entry point for the message target: the same code the corpus replay test runs.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let outcome = FuzzTarget.message.run(Array(UnsafeBufferPointer(start: data, count: size)))
+    if case let .invariantBroken(why) = outcome { fatalError("invariant broken: \(why)") }
+    return 0
+}
