@@ -2,7 +2,9 @@
 # The CareSync demo: a hub on loopback, two team replicas that edit the same pathway-plan goal
 # offline and sync over TCP (and, at the end, carry a change on a bundle file). A last-writer-wins date merges silently, the narrative text becomes a
 # conflict with both candidates, a manager resolves it, every replica converges, the history shows
-# who changed what from where and when, and the operator view shows health without contents.
+# who changed what from where and when, a replica restored from a backup loses nothing (its lost
+# edit comes back from the hub, a write on the restored file is re-issued under a new identity),
+# and the operator view shows health without contents.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Tools/check-deps.sh
@@ -86,6 +88,27 @@ run export alex-usb.bundle --replica alex.db
 run import alex-usb.bundle --replica morgan.db
 run import alex-usb.bundle --replica morgan.db
 echo "(the second import changes nothing: imports are idempotent by change id)"
+
+say "Alex's laptop is restored from last night's backup: nothing written is lost"
+run sync --replica alex.db
+printf '$ sqlite3 alex.db ".backup alex-backup.db"\n'; sqlite3 alex.db ".backup alex-backup.db"
+echo "Alex edits the goal's target date and syncs; then the laptop is restored from the backup:"
+alex edit goal "$goal" target_date=2025-11-15 >/dev/null
+run sync --replica alex.db
+rm -f alex.db-wal alex.db-shm; cp alex-backup.db alex.db
+printf '$ sqlite3 alex.db "select target_date from goal"   # the backup predates the edit\n'
+sqlite3 alex.db "select target_date from goal"
+echo "Before syncing, Alex writes again on the restored file (its counters collide with the lost edit's):"
+alex edit goal "$goal" statement="Move to own studio by Nov; viewing booked" >/dev/null
+run sync --replica alex.db
+run sync --replica morgan.db
+run sync --replica alex.db
+for db in alex.db morgan.db; do
+  printf '$ sqlite3 %s "select statement, target_date from goal"\n' "$db"
+  sqlite3 "$db" "select statement, target_date from goal"
+done
+a=$(sqlite3 alex.db "select statement, target_date from goal"); m=$(sqlite3 morgan.db "select statement, target_date from goal")
+if [ "$a" = "$m" ] && [ "${a##*|}" = "2025-11-15" ]; then echo "both edits kept, replicas agree: yes"; else echo "restore lost a write: NO"; exit 1; fi
 
 say "The hub operator's view: health per replica, no record contents"
 run hub replicas --db hub.db
