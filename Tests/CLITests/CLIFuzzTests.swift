@@ -1,6 +1,12 @@
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A bounded black-box fuzz of `caresync` argument vectors: random commands, options and values
 /// (dash-first, huge numbers, unicode and control characters, missing files, directories, read-only
 /// and foreign files). Each run must end with an exit code from the documented set (never a
@@ -30,7 +36,7 @@ extension CLITests {
         let directory: String
         var watched: [String] { ["a.db", "hub.db", "readonly.db", "foreign.db", "empty.db", "a.bundle"].map { "\(directory)/\($0)" } }
         var paths: [String] {
-            watched + ["\(directory)/missing.db", "\(directory)/sub", "\(directory)/sub/", "/", "/dev/null", "", "-", "--",
+            watched + ["\(directory)/missing.db", "\(directory)/sub", "\(directory)/sub/", "\(directory)/fifo", "", "-", "--",
                        "\(directory)/new-\(UUID().uuidString.prefix(4)).db"]
         }
 
@@ -62,6 +68,7 @@ extension CLITests {
         try FileManager.default.createDirectory(atPath: "\(directory)/sub", withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: "\(directory)/empty.db", contents: Data())
         _ = FileManager.default.createFile(atPath: "\(directory)/foreign.db", contents: Data("SQLite format 3\u{0}not really".utf8))
+        #expect(mkfifo("\(directory)/fifo", 0o600) == 0)
         return files
     }
 
@@ -81,6 +88,30 @@ extension CLITests {
         let options = ["--json", "--verbose", "--quiet", "--as", "--pick", "--db", "--hub", "--port", "--team", "--field", "--for",
                        "--replica", "--token", "--attempts", "--expires-in-hours", "--decision", "--bogus", "-h", "-x"]
         func pick<T>(_ items: [T]) -> T { items[random.index(below: items.count)] }
+        // Half the runs are commands of the right shape with one hostile value, so they get past
+        // the parser and reach the store.
+        if random.index(below: 2) == 0 {
+            let value = pick(texts + numbers + paths)
+            let shaped: [[String]] = [
+                ["add", pick(kinds), "\(pick(fields))=\(value)"],
+                ["add", "young_person", "legal_given_name=A", "legal_family_name=B", "date_of_birth=\(value)"],
+                ["edit", "young_person", person, "\(pick(fields))=\(value)"],
+                ["set-add", "young_person", person, "alerts", value], ["set-remove", "young_person", person, pick(fields), value],
+                ["show", pick(kinds), value], ["list", pick(kinds), "\(pick(fields))=\(value)"], ["delete", "reminder", value],
+                ["history", "young_person", person, "--field", value], ["resolve", "young_person", person, pick(fields), "--pick", value],
+                ["export", value], ["import", value], ["init", value], ["status", "--replica", value], ["conflicts", "--replica", value],
+                ["hub", "replicas", "--db", value], ["hub", "equivocations", "--db", value], ["hub", "revoke", "--db", pick(paths), value],
+                ["hub", "enroll", "--db", pick(paths), "--team", value], ["hub", "enroll", "--team", "T", "--expires-in-hours", value],
+                ["sync", "--hub", value, "--attempts", "1"], ["sync", "--token", value, "--attempts", "1", "--hub", "127.0.0.1:1"],
+                ["edit", "young_person", person, "seen_alone=\(value)", "--as", pick(texts)],
+            ]
+            var arguments = pick(shaped)
+            if random.index(below: 3) == 0 { arguments.append(pick(["--json", "--verbose", "--quiet"])) }
+            if arguments.first == "sync", arguments[2].isEmpty || !arguments[2].contains(":") || arguments[2].hasSuffix(":7700") {
+                arguments[2] = "127.0.0.1:1"
+            }
+            return arguments
+        }
         var arguments = pick(commands)
         for _ in 0..<random.index(below: 7) {
             switch random.index(below: 9) {
@@ -167,5 +198,34 @@ extension CLITests {
         process.waitUntilExit()
         return CheckedResult(status: process.terminationStatus, exitedNormally: process.terminationReason == .exit,
                              stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
+
+extension CLITests {
+    @Test("export never replaces a replica, a hub database, a directory or a pipe; import refuses a directory or pipe at once; a bundle is re-exported")
+    func exportAndImportTargets() throws {
+        #expect(try run(["init", "\(directory)/a.db"]).status == 0)
+        #expect(try run(["add", "reminder", "text=\(Self.storedMarker)"]).status == 0)
+        #expect(try run(["init", "\(directory)/b.db"]).status == 0)
+        #expect(try run(["hub", "enroll", "--db", "\(directory)/hub.db", "--team", "T"]).status == 0)
+        try FileManager.default.createDirectory(atPath: "\(directory)/sub", withIntermediateDirectories: true)
+        #expect(mkfifo("\(directory)/fifo", 0o600) == 0)
+        for target in ["b.db", "hub.db", "sub", "fifo"] {
+            let before = FileManager.default.contents(atPath: "\(directory)/\(target)")
+            let result = try run(["export", "\(directory)/\(target)"], timeout: 10)
+            #expect(result.status == 2 && result.stderr.contains("left as it is"), "export over \(target): \(result.status) \(result.stderr)")
+            #expect(FileManager.default.contents(atPath: "\(directory)/\(target)") == before, "\(target) unchanged")
+            #expect(!FileManager.default.fileExists(atPath: "\(directory)/\(target).partial"))
+        }
+        #expect(try run(["status"], replica: "b.db").status == 0, "b.db is still a replica")
+        for source in ["sub", "fifo"] {
+            let result = try run(["import", "\(directory)/\(source)"], replica: "b.db", timeout: 10)
+            #expect(result.status == 2 && result.stderr.contains("not a regular file"), "import of \(source): \(result.status) \(result.stderr)")
+        }
+        #expect(try run(["export", "\(directory)/a.bundle"]).status == 0)
+        #expect(try run(["export", "\(directory)/a.bundle"]).status == 0, "an earlier bundle is replaced")
+        _ = FileManager.default.createFile(atPath: "\(directory)/empty.bundle", contents: Data())
+        #expect(try run(["export", "\(directory)/empty.bundle"]).status == 0, "an empty file is replaced")
+        #expect(try run(["import", "\(directory)/empty.bundle"], replica: "b.db").status == 0)
     }
 }
