@@ -148,7 +148,7 @@ extension CLITests {
             runs += 1
             let arguments = Self.fuzzArguments(&random, paths: files.paths, person: person)
             let before = files.snapshot()
-            let result = try runChecked(arguments)
+            let result = try run(arguments, timeout: 15)
             let context = "seed \(seed), run \(runs): caresync \(arguments.map { $0.debugDescription }.joined(separator: " "))"
             #expect(result.exitedNormally, "\(context) ended by signal \(result.status)")
             #expect(Self.documentedExitCodes.contains(result.status), "\(context) exited \(result.status): \(result.stderr.prefix(300))")
@@ -168,36 +168,6 @@ extension CLITests {
         }
         print("CLI fuzz: \(runs) runs in \(Int(Date().timeIntervalSince(started))) s (seed \(seed))")
         try? FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: "\(directory)/readonly.db")
-    }
-
-    struct CheckedResult {
-        let status: Int32
-        let exitedNormally: Bool
-        let stderr: String
-    }
-
-    /// Like `run`, but tells an exit from a signal.
-    func runChecked(_ arguments: [String]) throws -> CheckedResult {
-        let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        var environment = ProcessInfo.processInfo.environment
-        environment["CARESYNC_USER"] = "alex"
-        environment["CARESYNC_REPLICA"] = "\(directory)/a.db"
-        process.environment = environment
-        let err = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let watchdog = DispatchWorkItem { [process] in if process.isRunning { process.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 15, execute: watchdog)
-        defer { watchdog.cancel() }
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CheckedResult(status: process.terminationStatus, exitedNormally: process.terminationReason == .exit,
-                             stderr: String(decoding: stderr, as: UTF8.self))
     }
 }
 
