@@ -193,3 +193,19 @@ extension Integration.LoopbackTests {
         #expect(try harness.store.ownDurable(replica) == 0)
     }
 }
+
+extension Integration.LoopbackTests {
+    @Test("a hello under the hub's own id is refused (ENROLMENT_INVALID) and the token stays unused")
+    func helloAsTheHub() async throws {
+        let harness = try await Harness()
+        defer { harness.stop() }
+        let token = try harness.token()
+        let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(harness.store.hubID, .enrolmentToken(token)),
+                                                                      Self.frame(.goodbye(reason: 0))])
+        guard case let .reject(code, _, _)? = answers.first else { throw SyncFailure(.unexpectedMessage, "expected a reject, got \(answers)") }
+        #expect(code == .enrolmentInvalid)
+        #expect(try harness.store.replicaSummaries().isEmpty, "nothing is registered under the hub's id")
+        let replica = try harness.replica("after")
+        #expect(try await harness.sync(replica, token: token).summary.enrolled, "the token was not used up")
+    }
+}
