@@ -121,11 +121,21 @@ extension Integration.LoopbackTests {
     func forkChainCapped() async throws {
         let harness = try await Harness()
         defer { harness.stop() }
-        let root = Self.randomID()
-        let chain = (0..<24).map { _ in Self.randomID() }
-        let frames = [Self.hello(root, .enrolmentToken(try harness.token()))] + chain.map { Self.frame(.fork(newReplica: $0)) }
-            + [Self.frame(.goodbye(reason: 0))]
-        let answers = try await RawPeer.exchange(port: harness.port, frames, readUpTo: 40)
+        let channel = try await RawPeer.connect(port: harness.port)
+        // One request at a time, each answer read before the next fork: the hub closes after the
+        // refused one, and frames still in flight then would reset the connection.
+        let answers = try await channel.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            var received: [Message] = []
+            try await outbound.write(Self.hello(Self.randomID(), .enrolmentToken(try harness.token())))
+            for _ in 0..<24 {
+                guard let frame = try await iterator.next() else { break }
+                received.append(try MessageCodec().decode(frame))
+                if case .error = received.last { break }
+                try await outbound.write(Self.frame(.fork(newReplica: Self.randomID())))
+            }
+            return received
+        }
         let forked = answers.filter { if case .forked = $0 { true } else { false } }.count
         #expect(forked == SQLiteHubStore.maxForks, "one enrolment mints at most \(SQLiteHubStore.maxForks) identities")
         Self.fatal(answers, .limitExceeded, "fork \(SQLiteHubStore.maxForks + 1) of a chain")
