@@ -33,7 +33,7 @@ public enum BundleExchange {
     public static func export(from store: ReplicaStore, for peer: ReplicaID?, to path: String) throws -> ExportSummary {
         let (bundle, incremental) = try makeBundle(from: store, for: peer)
         let bytes = bundle.encoded()
-        try DurableFile.write(bytes, to: path)
+        try DurableFile.write(bytes, to: path, replacing: ChangeBundle.magic)
         return ExportSummary(changes: bundle.changes.count, bytes: bytes.count, incremental: incremental)
     }
 
@@ -59,6 +59,10 @@ public enum DurableFile {
     }
 
     public static func read(_ path: String, limit: Int) throws -> [UInt8] {
+        // A directory reports a size of 2^63 - 1 and a pipe or device blocks or never ends.
+        if let kind = kind(of: URL(fileURLWithPath: path).resolvingSymlinksInPath().path), kind != .typeRegular {
+            throw FileError(description: "\(path) is not a regular file (\(describe(kind))); nothing read")
+        }
         guard let handle = FileHandle(forReadingAtPath: path) else { throw FileError(description: "cannot read \(path)") }
         defer { try? handle.close() }
         let size = try handle.seekToEnd()
@@ -67,7 +71,23 @@ public enum DurableFile {
         return Array(try handle.readToEnd() ?? Data())
     }
 
-    public static func write(_ bytes: [UInt8], to path: String) throws {
+    /// Writes `bytes` to `path` atomically (a temporary file, fsync, rename). What is already at
+    /// `path` is replaced only if it is an empty regular file or one starting with `replacing`
+    /// (an earlier file of the same kind): a mistyped path must not turn a replica, a hub
+    /// database or a device into a bundle.
+    public static func write(_ bytes: [UInt8], to path: String, replacing magic: [UInt8]) throws {
+        if let kind = kind(of: path) {
+            guard kind == .typeRegular else {
+                throw FileError(description: "\(path) exists and is not a regular file (\(describe(kind))); left as it is; choose another path")
+            }
+            let head = FileHandle(forReadingAtPath: path).flatMap { handle in
+                defer { try? handle.close() }
+                return try? handle.read(upToCount: magic.count)
+            } ?? Data()
+            guard head.isEmpty || Array(head) == magic else {
+                throw FileError(description: "\(path) exists and is not a CareSync bundle; left as it is; choose another path")
+            }
+        }
         let temporary = path + ".partial"
         guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
             throw FileError(description: "cannot create \(temporary)")
@@ -85,6 +105,21 @@ public enum DurableFile {
         if rename(temporary, path) != 0 {
             try? FileManager.default.removeItem(atPath: temporary)
             throw FileError(description: "cannot move \(temporary) to \(path)")
+        }
+    }
+
+    /// The type of what is at `path` (a symbolic link is not followed), or nil if nothing is.
+    static func kind(of path: String) -> FileAttributeType? {
+        (try? FileManager.default.attributesOfItem(atPath: path))?[.type] as? FileAttributeType
+    }
+
+    static func describe(_ kind: FileAttributeType) -> String {
+        switch kind {
+        case .typeDirectory: "a directory"
+        case .typeSymbolicLink: "a symbolic link"
+        case .typeCharacterSpecial, .typeBlockSpecial: "a device"
+        case .typeSocket: "a socket"
+        default: "a pipe or special file"
         }
     }
 }

@@ -111,6 +111,8 @@ public struct HubSession: Sendable {
         guard hello.maxFrameBody >= ProtocolLimits.minimumFrameBody else {
             return reject(.limitExceeded, "max_frame_body must be at least \(ProtocolLimits.minimumFrameBody)")
         }
+        // The hub's id names the hub in every welcome: no replica may take it.
+        guard hello.replica != store.hubID else { return reject(.enrolmentInvalid, "that replica id is the hub's own; draw another") }
         let team: String
         var issued: [UInt8] = []
         do {

@@ -105,7 +105,7 @@ public enum ForkResult: Equatable, Sendable {
     case forked(secret: [UInt8])
     /// The new id is already known to the hub (as a replica or an origin).
     case idTaken
-    /// The replica has forked as often as a hub allows (`SQLiteHubStore.maxForks`).
+    /// The replica's lineage has forked as often as a hub allows (`SQLiteHubStore.maxForks`).
     case tooManyForks
     case unknownReplica
 }

@@ -155,7 +155,12 @@ public final class SQLiteHubStore: HubStore {
     private func keepEvidence(_ refused: Equivocations, from replica: ReplicaID, receivedAtMillis: UInt64) throws {
         try ReplicaStore.guarded {
             try queue.write { db in
-                for (change, bytes) in refused.found {
+                // Bounded: a replica pushing ever new versions of held ids would otherwise fill the
+                // disk with evidence. Beyond the cap the push is still refused, and `last_error`
+                // still shows it; the first versions kept are enough for the operator to act.
+                let kept = try Int.fetchOne(db, sql: "SELECT count(*) FROM hub_equivocation WHERE from_replica = ?",
+                                            arguments: [replica.hex]) ?? 0
+                for (change, bytes) in refused.found.prefix(max(0, Self.maxEvidencePerReplica - kept)) {
                     try db.execute(sql: """
                         INSERT OR IGNORE INTO hub_equivocation (origin, counter, bytes, digest, from_replica, received_at)
                         VALUES (?, ?, ?, ?, ?, ?)
@@ -273,6 +278,9 @@ public final class SQLiteHubStore: HubStore {
     /// replica; the cap bounds what a stolen secret can mint.
     public static let maxForks = 16
 
+    /// How many refused versions (evidence of equivocations) the hub keeps per submitting replica.
+    public static let maxEvidencePerReplica = 256
+
     public func fork(_ replica: ReplicaID, into newReplica: ReplicaID, nowMillis: UInt64,
                      random: inout some RandomNumberGenerator) throws -> ForkResult {
         var secret: [UInt8] = []
@@ -285,15 +293,35 @@ public final class SQLiteHubStore: HubStore {
                 let taken = try Int.fetchOne(db, sql: """
                     SELECT (SELECT count(*) FROM hub_replica WHERE replica_id = ?1) + (SELECT count(*) FROM hub_origin WHERE replica_id = ?1)
                     """, arguments: [newReplica.hex]) ?? 0
-                guard taken == 0 else { return .idTaken }
-                let forks = try Int.fetchOne(db, sql: "SELECT count(*) FROM hub_replica WHERE forked_from = ?", arguments: [replica.hex]) ?? 0
-                guard forks < Self.maxForks else { return .tooManyForks }
+                // The hub's own id names the hub in every welcome: a replica under it would be
+                // mistaken for the hub.
+                guard taken == 0, newReplica != hubID else { return .idTaken }
+                guard try Self.forksInLineage(db, of: replica) < Self.maxForks else { return .tooManyForks }
                 try db.execute(sql: """
                     INSERT INTO hub_replica (replica_id, team, secret_hash, forked_from) VALUES (?, ?, ?, ?)
                     """, arguments: [newReplica.hex, team, Self.hash(secret), replica.hex])
                 return .forked(secret: secret)
             }
         }
+    }
+
+    /// Replicas forked, directly or through other forks, from the enrolled replica `replica`
+    /// descends from. Counted over the whole lineage: a session goes on as the replica it forked
+    /// into, which could fork again, so a count per replica would bound nothing.
+    private static func forksInLineage(_ db: Database, of replica: ReplicaID) throws -> Int {
+        // Each fork registers an id unknown to the hub, so the lineage is a tree (no cycles) of at
+        // most `maxForks + 1` replicas: both walks are bounded.
+        let root = try String.fetchOne(db, sql: """
+            WITH RECURSIVE up(id, parent) AS (
+              SELECT replica_id, forked_from FROM hub_replica WHERE replica_id = ?
+              UNION SELECT r.replica_id, r.forked_from FROM hub_replica r JOIN up ON r.replica_id = up.parent)
+            SELECT id FROM up WHERE parent IS NULL OR parent NOT IN (SELECT replica_id FROM hub_replica) LIMIT 1
+            """, arguments: [replica.hex]) ?? replica.hex
+        return try Int.fetchOne(db, sql: """
+            WITH RECURSIVE down(id) AS (
+              SELECT ? UNION SELECT r.replica_id FROM hub_replica r JOIN down ON r.forked_from = down.id)
+            SELECT count(*) - 1 FROM down
+            """, arguments: [root]) ?? 0
     }
 
     public func equivocations() throws -> [EquivocationRecord] {

@@ -9,6 +9,8 @@ struct CLITests {
         let status: Int32
         let stdout: String
         let stderr: String
+        /// False when a signal ended the process (`status` is then the signal's number).
+        var exitedNormally = true
     }
 
     static let binary: URL = {
@@ -39,19 +41,29 @@ struct CLITests {
         environment["CARESYNC_REPLICA"] = replica.map { "\(directory)/\($0)" }
         process.environment = environment
         let out = Pipe()
-        let err = Pipe()
+        // Standard error goes to a file: with two pipes, a child filling the stderr pipe (an error
+        // echoing a 70,000-byte argument) blocks while this reads stdout to its end.
+        let errorPath = NSTemporaryDirectory() + "caresync-cli-stderr-" + UUID().uuidString
+        guard FileManager.default.createFile(atPath: errorPath, contents: nil), let err = FileHandle(forWritingAtPath: errorPath) else {
+            throw CocoaError(.fileWriteUnknown)
+        }
+        defer {
+            try? err.close()
+            try? FileManager.default.removeItem(atPath: errorPath)
+        }
         process.standardOutput = out
         process.standardError = err
+        process.standardInput = FileHandle.nullDevice
         try process.run()
         // A command that should have been refused must not hang the suite (a hub serving forever).
         let watchdog = DispatchWorkItem { [process] in if process.isRunning { process.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: watchdog)
         defer { watchdog.cancel() }
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
+        let stderr = FileManager.default.contents(atPath: errorPath) ?? Data()
         return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderr, as: UTF8.self))
+                      stderr: String(decoding: stderr, as: UTF8.self), exitedNormally: process.terminationReason == .exit)
     }
 
     func json(_ text: String) throws -> Any {

@@ -137,7 +137,7 @@ struct StoreTests {
         #expect(throws: BundleError.checksumMismatch) { try ChangeBundle.decode(flipped) }
         #expect(throws: BundleError.self) { try ChangeBundle.decode(Array(bytes.prefix(bytes.count - 7))) }
         #expect(throws: BundleError.notABundle) { try ChangeBundle.decode(Array("not a bundle at all, just text....................................".utf8)) }
-        try DurableFile.write(Array(bytes.prefix(bytes.count / 2)), to: "\(directory)/truncated.bundle")
+        try DurableFile.write(Array(bytes.prefix(bytes.count / 2)), to: "\(directory)/truncated.bundle", replacing: ChangeBundle.magic)
         #expect(throws: BundleError.self) { try BundleExchange.importBundle(into: b, from: "\(directory)/truncated.bundle") }
         #expect(try b.status().totalChanges == 0)
 

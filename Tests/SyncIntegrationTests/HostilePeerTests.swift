@@ -1,0 +1,221 @@
+import Foundation
+import NIOCore
+import SyncCore
+import SyncEngine
+import SyncStore
+import SyncTesting
+import SyncWire
+import Testing
+
+/// A hostile client against the real hub on loopback: the recovery messages (recover, fork, the
+/// hub-only recovered and forked) and equivocations, sent as no real replica would.
+extension Integration.LoopbackTests {
+    /// A hello for `replica` with an enrolment token or a device secret.
+    static func hello(_ replica: ReplicaID, _ credential: Credential, maxFrameBody: UInt64 = UInt64(Frame.defaultMaxBody)) -> Frame {
+        MessageCodec().frame(.hello(Hello(protocolMin: 1, protocolMax: 1, schemaVersion: 1, replica: replica, appVersion: "hostile",
+                                          credential: credential, maxFrameBody: maxFrameBody)))
+    }
+
+    static func note(_ origin: ReplicaID, _ counter: UInt64, _ text: String) -> Change {
+        Change(table: "note", row: "n\(counter)", column: "text", write: FieldWrite(
+            id: ChangeID(replica: origin, counter: counter), timestamp: HybridTimestamp(physicalMillis: Wall().nowMillis(), logical: 0),
+            author: "w", operation: .assign(.text(text))))
+    }
+
+    static func frame(_ message: Message) -> Frame { MessageCodec().frame(message) }
+
+    static func randomID() -> ReplicaID {
+        var random = SystemRandomNumberGenerator()
+        return .random(using: &random)
+    }
+
+    static func fatal(_ answers: [Message], _ expected: WireErrorCode, _ context: String) {
+        guard case let .error(code, fatal, text)? = answers.last else {
+            Issue.record("\(context): expected a fatal \(expected.name), got \(answers)")
+            return
+        }
+        #expect(code == expected && fatal, "\(context): \(code.name) \(text)")
+    }
+
+    @Test("recover before the welcome, and recovered or forked sent by a client, are UNEXPECTED_MESSAGE and store nothing")
+    func hubOnlyMessagesRefused() async throws {
+        let harness = try await Harness()
+        defer { harness.stop() }
+        let origin = ReplicaID(high: 1, low: 1)
+        let early = try await RawPeer.exchange(port: harness.port, [Self.frame(.recover(origin: origin, after: 0, byteBudget: .max))])
+        #expect(early.count == 1)
+        Self.fatal(early, .unexpectedMessage, "recover before hello")
+        for message in [Message.recovered(origin: origin, nextCounter: 1, more: false, changes: [Self.note(origin, 1, "forged")]),
+                        .forked(newReplica: origin, issuedCredential: [1, 2, 3])] {
+            let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(Self.randomID(), .enrolmentToken(try harness.token())),
+                                                                          Self.frame(message)])
+            #expect(answers.count == 2)
+            Self.fatal(answers, .unexpectedMessage, "\(message.kind) from a client")
+        }
+        #expect(try harness.store.head() == 0)
+        #expect(try harness.store.ownDurable(origin) == 0)
+        #expect(try harness.store.replicaSummaries().allSatisfy { $0.forkedFrom == nil })
+    }
+
+    @Test("recover with after = 2^63, UInt64.max and 2^63 - 1 gets an empty answer; a huge budget over a large origin fits the negotiated 65,536")
+    func recoverExtremes() async throws {
+        let harness = try await Harness()
+        defer { harness.stop() }
+        // 600 changes of ~1 KB held for one origin: far more than one 65,536-byte frame.
+        let origin = ReplicaID(high: 2, low: 2)
+        var random = SeededGenerator(seed: 2_063)
+        let held = (1...600).map { Self.note(origin, UInt64($0), RawPeer.incompressible(1_000, &random)) }
+        _ = try harness.store.append(held, from: origin, receivedAtMillis: Wall().nowMillis())
+        let extremes: [UInt64] = [1 << 63, .max, UInt64(Int64.max), 600]
+        var frames = [Self.hello(Self.randomID(), .enrolmentToken(try harness.token()), maxFrameBody: 65_536)]
+        frames += extremes.map { Self.frame(.recover(origin: origin, after: $0, byteBudget: .max)) }
+        frames.append(Self.frame(.recover(origin: origin, after: 0, byteBudget: .max)))
+        frames.append(Self.frame(.goodbye(reason: 0)))
+        // The peer's decoder refuses any frame above 65,536: a recovered over the limit fails the exchange.
+        let channel = try await RawPeer.connect(port: harness.port, maxBody: 65_536)
+        let answers = try await channel.executeThenClose { inbound, outbound in
+            for frame in frames { try await outbound.write(frame) }
+            var received: [Message] = []
+            for try await frame in inbound {
+                received.append(try MessageCodec().decode(frame))
+                if received.count == frames.count - 1 { break }
+            }
+            return received
+        }
+        guard answers.count == 6, case .welcome = answers[0] else { throw SyncFailure(.unexpectedMessage, "got \(answers)") }
+        for (index, after) in extremes.enumerated() {
+            #expect(answers[index + 1] == .recovered(origin: origin, nextCounter: after, more: false, changes: []), "after = \(after)")
+        }
+        guard case let .recovered(answerOrigin, next, more, changes) = answers[5] else {
+            throw SyncFailure(.unexpectedMessage, "expected recovered, got \(answers[5])")
+        }
+        #expect(answerOrigin == origin && more && !changes.isEmpty && changes.count < 600)
+        #expect(next == UInt64(changes.count) && changes == Array(held.prefix(changes.count)))
+    }
+
+    @Test("fork into the hub's own id, an existing replica's id or another team's replica is ENROLMENT_INVALID; nothing is registered")
+    func forkIntoTakenIDs() async throws {
+        let harness = try await Harness()
+        defer { harness.stop() }
+        var random = SeededGenerator(seed: 5)
+        let other = ReplicaID.random(using: &random)
+        let otherToken = try harness.store.issueEnrolmentToken(team: "U", expiresAtMillis: Wall().nowMillis() + 60_000, random: &random)
+        guard case .enrolled = try harness.store.redeemEnrolmentToken(otherToken, replica: other, nowMillis: Wall().nowMillis(),
+                                                                       random: &random) else { throw SyncFailure(.unexpectedMessage, "no enrolment") }
+        let relayed = ReplicaID.random(using: &random)
+        _ = try harness.store.append([Self.note(relayed, 1, "x")], from: other, receivedAtMillis: Wall().nowMillis())
+        for taken in [harness.store.hubID, other, relayed] {
+            let replica = ReplicaID.random(using: &random)
+            let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(replica, .enrolmentToken(try harness.token())),
+                                                                          Self.frame(.fork(newReplica: taken)), Self.frame(.goodbye(reason: 0))])
+            #expect(answers.count == 2)
+            Self.fatal(answers, .enrolmentInvalid, "fork into \(taken.short)")
+        }
+        let summaries = try harness.store.replicaSummaries()
+        #expect(!summaries.contains { $0.replica == harness.store.hubID }, "the hub's own id is never a replica")
+        #expect(summaries.first { $0.replica == other }?.team == "U")
+        #expect(summaries.allSatisfy { $0.forkedFrom == nil })
+    }
+
+    @Test("the fork cap holds across a chain of forks in one session (each fork forking again), not only per replica")
+    func forkChainCapped() async throws {
+        let harness = try await Harness()
+        defer { harness.stop() }
+        let channel = try await RawPeer.connect(port: harness.port)
+        // One request at a time, each answer read before the next fork: the hub closes after the
+        // refused one, and frames still in flight then would reset the connection.
+        let answers = try await channel.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            var received: [Message] = []
+            try await outbound.write(Self.hello(Self.randomID(), .enrolmentToken(try harness.token())))
+            for _ in 0..<24 {
+                guard let frame = try await iterator.next() else { break }
+                received.append(try MessageCodec().decode(frame))
+                if case .error = received.last { break }
+                try await outbound.write(Self.frame(.fork(newReplica: Self.randomID())))
+            }
+            return received
+        }
+        let forked = answers.filter { if case .forked = $0 { true } else { false } }.count
+        #expect(forked == SQLiteHubStore.maxForks, "one enrolment mints at most \(SQLiteHubStore.maxForks) identities")
+        Self.fatal(answers, .limitExceeded, "fork \(SQLiteHubStore.maxForks + 1) of a chain")
+        #expect(try harness.store.replicaSummaries().count == 1 + SQLiteHubStore.maxForks)
+    }
+
+    @Test("after a fork the old identity keeps its secret (the other copy still uses it); the fork's secret works as the new one")
+    func forkKeepsOldSecret() async throws {
+        let harness = try await Harness()
+        defer { harness.stop() }
+        let old = Self.randomID()
+        let new = Self.randomID()
+        let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(old, .enrolmentToken(try harness.token())),
+                                                                      Self.frame(.fork(newReplica: new)), Self.frame(.goodbye(reason: 0))])
+        guard answers.count == 2, case let .welcome(welcome) = answers[0], case let .forked(forkedID, secret) = answers[1] else {
+            throw SyncFailure(.unexpectedMessage, "got \(answers)")
+        }
+        #expect(forkedID == new)
+        #expect(try harness.store.authenticate(replica: old, secret: welcome.issuedCredential) == .accepted(team: "T"))
+        #expect(try harness.store.authenticate(replica: new, secret: secret) == .accepted(team: "T"))
+        #expect(try harness.store.authenticate(replica: new, secret: welcome.issuedCredential) == .unknown)
+        #expect(try harness.store.replicaSummaries().first { $0.replica == new }?.forkedFrom == old)
+    }
+
+    @Test("an equivocation flood (distinct versions of held ids, push after push) keeps bounded evidence and is never acknowledged")
+    func equivocationFloodBounded() async throws {
+        let harness = try await Harness()
+        defer { harness.stop() }
+        let replica = Self.randomID()
+        let batchSize = 400
+        let held = (1...batchSize).map { Self.note(replica, UInt64($0), "v0") }
+        var frames = [Self.hello(replica, .enrolmentToken(try harness.token())), Self.frame(.push(batch: 1, changes: held))]
+        for batch in 2...4 {
+            frames.append(Self.frame(.push(batch: UInt64(batch), changes: (1...batchSize).map { Self.note(replica, UInt64($0), "v\(batch)") })))
+        }
+        frames.append(Self.frame(.goodbye(reason: 0)))
+        let answers = try await RawPeer.exchange(port: harness.port, frames)
+        guard answers.count == 5, case .pushAck = answers[1] else { throw SyncFailure(.unexpectedMessage, "got \(answers)") }
+        for answer in answers[2...] {
+            guard case .error(.equivocation, false, _) = answer else {
+                Issue.record("expected a non-fatal EQUIVOCATION, got \(answer)")
+                continue
+            }
+        }
+        let evidence = try harness.store.equivocations()
+        #expect(evidence.count <= SQLiteHubStore.maxEvidencePerReplica, "\(evidence.count) refused versions kept")
+        #expect(evidence.count == SQLiteHubStore.maxEvidencePerReplica, "evidence is kept up to the cap")
+        #expect(try harness.store.ownDurable(replica) == UInt64(batchSize), "the held versions stay")
+        #expect(try harness.store.replicaSummaries().first?.lastError == "EQUIVOCATION")
+    }
+
+    @Test("a push whose change ids collide inside the batch with different contents is refused whole and never acknowledged")
+    func collidingIDsInOneBatch() async throws {
+        let harness = try await Harness()
+        defer { harness.stop() }
+        let replica = Self.randomID()
+        let batch = [Self.note(replica, 1, "a"), Self.note(replica, 2, "b"), Self.note(replica, 1, "a-again-but-different")]
+        let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(replica, .enrolmentToken(try harness.token())),
+                                                                      Self.frame(.push(batch: 1, changes: batch)),
+                                                                      Self.frame(.goodbye(reason: 0))])
+        guard answers.count == 2, case .error(.equivocation, false, _) = answers[1] else {
+            throw SyncFailure(.unexpectedMessage, "expected EQUIVOCATION for the batch, got \(answers)")
+        }
+        #expect(try harness.store.head() == 0, "nothing of the batch is stored")
+        #expect(try harness.store.ownDurable(replica) == 0)
+    }
+}
+
+extension Integration.LoopbackTests {
+    @Test("a hello under the hub's own id is refused (ENROLMENT_INVALID) and the token stays unused")
+    func helloAsTheHub() async throws {
+        let harness = try await Harness()
+        defer { harness.stop() }
+        let token = try harness.token()
+        let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(harness.store.hubID, .enrolmentToken(token)),
+                                                                      Self.frame(.goodbye(reason: 0))])
+        guard case let .reject(code, _, _)? = answers.first else { throw SyncFailure(.unexpectedMessage, "expected a reject, got \(answers)") }
+        #expect(code == .enrolmentInvalid)
+        #expect(try harness.store.replicaSummaries().isEmpty, "nothing is registered under the hub's id")
+        let replica = try harness.replica("after")
+        #expect(try await harness.sync(replica, token: token).summary.enrolled, "the token was not used up")
+    }
+}
