@@ -203,28 +203,19 @@ public final class SQLiteHubStore: HubStore {
                 let rows = try Row.fetchCursor(db, sql: """
                     SELECT seq, origin, bytes FROM hub_change WHERE seq > ? ORDER BY seq
                     """, arguments: [Int64(clamping: cursor)])
-                var changes: [Change] = []
-                var bytes = 0
+                var page = PageBuilder(byteBudget: byteBudget, maxCount: maxCount)
                 var next = cursor
                 var more = false
                 while let row = try rows.next() {
                     let seq = UInt64(clamping: row[0] as Int64)
                     if (row[1] as Int64) == excluded { next = seq; continue }
-                    let data = row[2] as Data
-                    if !changes.isEmpty && (bytes + data.count > byteBudget || changes.count >= maxCount) {
+                    guard try page.add(row[2] as Data, named: "\(seq)") else {
                         more = true
                         break
                     }
-                    var reader = ByteReader(Array(data))
-                    do {
-                        changes.append(try Change.decode(from: &reader))
-                    } catch {
-                        throw StoreError(.corrupt, "hub change \(seq) is unreadable: \(error)")
-                    }
-                    bytes += data.count
                     next = seq
                 }
-                return HubPage(changes: changes, nextCursor: next, more: more, bytes: bytes)
+                return HubPage(changes: page.changes, nextCursor: next, more: more, bytes: page.bytes)
             }
         }
     }
@@ -247,29 +238,20 @@ public final class SQLiteHubStore: HubStore {
                 let rows = try Row.fetchCursor(db, sql: """
                     SELECT counter, bytes FROM hub_change WHERE origin = ? AND counter > ? ORDER BY counter
                     """, arguments: [originID, Int64(after)])
-                var changes: [Change] = []
-                var bytes = 0
+                var page = PageBuilder(byteBudget: byteBudget, maxCount: maxCount)
                 var next = after
                 var more = false
                 while let row = try rows.next() {
-                    let counter = UInt64(row[0] as Int64)
+                    let counter = UInt64(clamping: row[0] as Int64)
                     // Contiguous only: what the hub holds after a gap is not yet part of the origin's log.
                     guard counter == next + 1 else { break }
-                    let data = row[1] as Data
-                    if !changes.isEmpty && (bytes + data.count > byteBudget || changes.count >= maxCount) {
+                    guard try page.add(row[1] as Data, named: "\(origin.short):\(counter)") else {
                         more = true
                         break
                     }
-                    var reader = ByteReader(Array(data))
-                    do {
-                        changes.append(try Change.decode(from: &reader))
-                    } catch {
-                        throw StoreError(.corrupt, "hub change \(origin.short):\(counter) is unreadable: \(error)")
-                    }
-                    bytes += data.count
                     next = counter
                 }
-                return HubOriginPage(changes: changes, nextCounter: next, more: more, bytes: bytes)
+                return HubOriginPage(changes: page.changes, nextCounter: next, more: more, bytes: page.bytes)
             }
         }
     }
@@ -522,5 +504,32 @@ public final class SQLiteHubStore: HubStore {
                 }
             }
         }
+    }
+}
+
+/// Decodes stored changes into one page: within a byte budget and a count, and always at least one
+/// change, so a small budget still makes progress (Protocol/session.md, "Answering a pull").
+struct PageBuilder {
+    let byteBudget: Int
+    let maxCount: Int
+    private(set) var changes: [Change] = []
+    private(set) var bytes = 0
+
+    init(byteBudget: Int, maxCount: Int) {
+        self.byteBudget = byteBudget
+        self.maxCount = maxCount
+    }
+
+    /// Adds one stored change; false (and nothing added) when the page is full.
+    mutating func add(_ data: Data, named name: @autoclosure () -> String) throws -> Bool {
+        if !changes.isEmpty && (bytes + data.count > byteBudget || changes.count >= maxCount) { return false }
+        var reader = ByteReader(Array(data))
+        do {
+            changes.append(try Change.decode(from: &reader))
+        } catch {
+            throw StoreError(.corrupt, "hub change \(name()) is unreadable: \(error)")
+        }
+        bytes += data.count
+        return true
     }
 }
