@@ -24,6 +24,15 @@ extension Integration {
             return try ReplicaStore.open(at: path, schema: SimulationSchema.schema, wallClock: wall)
         }
 
+        /// Two replicas enrolled with the hub, r1 and r2.
+        static func enrolledPair(_ harness: Harness) async throws -> (ReplicaStore, ReplicaStore) {
+            let r1 = try harness.replica("r1")
+            let r2 = try harness.replica("r2")
+            _ = try await harness.sync(r1, token: try harness.token())
+            _ = try await harness.sync(r2, token: try harness.token())
+            return (r1, r2)
+        }
+
         static func noteText(_ store: ReplicaStore, _ id: String) throws -> FieldValue? {
             try store.read { view in try view.rows("note").first { $0["id"] == .text(id) }?["text"] }
         }
@@ -32,10 +41,7 @@ extension Integration {
         func restoredRecovers() async throws {
             let harness = try await Harness()
             defer { harness.stop() }
-            var r1: ReplicaStore? = try harness.replica("r1")
-            let r2 = try harness.replica("r2")
-            _ = try await harness.sync(r1!, token: try harness.token())
-            _ = try await harness.sync(r2, token: try harness.token())
+            var (r1, r2): (ReplicaStore?, ReplicaStore) = try await Self.enrolledPair(harness)
             try r1!.write(author: "w1") { try $0.create("note", id: "n", values: ["text": .text("before backup")]) }
             _ = try await harness.sync(r1!)
             try r1!.backup(to: "\(harness.directory)/backup.db")
@@ -65,10 +71,7 @@ extension Integration {
         func restoredAndWrittenForks() async throws {
             let harness = try await Harness()
             defer { harness.stop() }
-            var r1: ReplicaStore? = try harness.replica("r1")
-            let r2 = try harness.replica("r2")
-            _ = try await harness.sync(r1!, token: try harness.token())
-            _ = try await harness.sync(r2, token: try harness.token())
+            var (r1, r2): (ReplicaStore?, ReplicaStore) = try await Self.enrolledPair(harness)
             try r1!.write(author: "w1") {
                 try $0.create("item", id: "i", values: ["code": .text("i"), "title": .text("t"), "status": .text("draft")])
             }

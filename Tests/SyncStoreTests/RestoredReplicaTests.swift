@@ -13,7 +13,9 @@ struct RestoredReplicaTests {
     let directory = TestFiles.directory()
     let clock = ManualClock()
 
-    func make(_ name: String, id: UInt64) throws -> ReplicaStore {
+    func make(_ name: String, id: UInt64) throws -> ReplicaStore { try Self.make(name, id: id, in: directory, clock: clock) }
+
+    static func make(_ name: String, id: UInt64, in directory: String, clock: ManualClock) throws -> ReplicaStore {
         try ReplicaStore.create(at: "\(directory)/\(name).db", schema: TestSchema.v1, replicaID: ReplicaID(high: id, low: id),
                                 name: name, wallClock: clock)
     }
@@ -149,10 +151,7 @@ struct OneVersionTests {
     let directory = TestFiles.directory()
     let clock = ManualClock()
 
-    func make(_ name: String, id: UInt64) throws -> ReplicaStore {
-        try ReplicaStore.create(at: "\(directory)/\(name).db", schema: TestSchema.v1, replicaID: ReplicaID(high: id, low: id),
-                                name: name, wallClock: clock)
-    }
+    func make(_ name: String, id: UInt64) throws -> ReplicaStore { try RestoredReplicaTests.make(name, id: id, in: directory, clock: clock) }
 
     func change(_ counter: UInt64, table: String = "note", row: String = "n", column: String = "text", author: String = "ann",
                 _ value: FieldValue) -> Change {
