@@ -196,8 +196,9 @@ public struct ClientSession {
             guard answered == newReplica, !credential.isEmpty else {
                 throw SyncFailure(.unexpectedMessage, "hub answered a fork for another identity")
             }
-            summary.forkedFrom = store.replicaID
+            let old = store.replicaID
             summary.reissued += try store.fork(into: newReplica, credential: credential, divergentFrom: divergentFrom)
+            summary.forkedFrom = old
             // The hub now serves this session as the new identity, which it holds nothing of.
             ownDurable = 0
             return try afterHandshake()
@@ -232,9 +233,6 @@ public struct ClientSession {
         }
     }
 
-    /// Before pushing: does the hub hold more of this replica's own origin than the hub is known to
-    /// hold from here? Then this file is a restored backup or a copy (or an acknowledgement was
-    /// lost): get those changes back and compare them with the log before writing over them.
     /// After the handshake (or a fork), before pushing: first the hub's changes of an identity this
     /// replica forked from (its pull never carried them while it had that identity), then a check
     /// of its own origin.
@@ -248,6 +246,9 @@ public struct ClientSession {
         return try checkOwnOrigin(hub, hubHolds: ownDurable)
     }
 
+    /// Before pushing: does the hub hold more of this replica's own origin than the hub is known to
+    /// hold from here? Then this file is a restored backup or a copy (or an acknowledgement was
+    /// lost): get those changes back and compare them with the log before writing over them.
     private mutating func checkOwnOrigin(_ hub: ReplicaID, hubHolds: UInt64) throws -> [SessionAction] {
         let own = store.replicaID
         let acknowledged = try store.peerKnowledge(hub)[own]

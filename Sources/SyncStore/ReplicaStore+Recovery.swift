@@ -23,6 +23,12 @@ extension ReplicaStore {
     /// content differs, applying nothing from there on.
     public func recoverOwnChanges(_ changes: [Change], hub: ReplicaID) throws -> OwnOriginCheck {
         let own = replicaID
+        for change in changes {
+            // What no replica could store as written is refused whole, as for any batch.
+            if let violation = ChangeLimits.rangeViolation(of: change) ?? ChangeLimits.contentViolation(of: change) {
+                throw StoreError(.corrupt, "recovered changes refused, nothing applied: change \(change.id) has \(violation)")
+            }
+        }
         var check = OwnOriginCheck()
         var consistent: UInt64?
         try writeContext { context in

@@ -175,6 +175,16 @@ struct OneVersionTests {
         }
     }
 
+    @Test("recovered own changes a hub could not have accepted (U+0000, NaN) are refused whole")
+    func recoveredContentChecked() throws {
+        let store = try make("a", id: 7)
+        let hub = ReplicaID(high: 0xAB, low: 0xAB)
+        for bad in [change(1, .text("a\u{0}b")), change(1, table: "item", row: "i", column: "size", .real(.nan))] {
+            #expect(throws: StoreError.self) { try store.recoverOwnChanges([bad], hub: hub) }
+        }
+        #expect(try store.changes(notIn: VersionVector()).isEmpty)
+    }
+
     @Test("a NaN real is refused whole: SQLite would keep it as NULL, another version of the change")
     func nanRefused() throws {
         let store = try make("a", id: 1)
