@@ -55,12 +55,21 @@ enum FuzzScratch {
     static func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
 
     /// Replaces `destination` (and its WAL and shared-memory files) with a copy of `template`.
+    /// A copy interrupted by a signal (libFuzzer's timers: EINTR) is tried again, a few times: an
+    /// interrupted set-up is not a finding (one stopped a 9-minute hub run).
     static func copy(_ template: String, to destination: String) throws {
         let manager = FileManager.default
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let target = destination + suffix
-            if manager.fileExists(atPath: target) { try manager.removeItem(atPath: target) }
-            if manager.fileExists(atPath: template + suffix) { try manager.copyItem(atPath: template + suffix, toPath: target) }
+            for attempt in 1...5 {
+                do {
+                    if manager.fileExists(atPath: target) { try manager.removeItem(atPath: target) }
+                    if manager.fileExists(atPath: template + suffix) { try manager.copyItem(atPath: template + suffix, toPath: target) }
+                    break
+                } catch where attempt < 5 {
+                    continue
+                }
+            }
         }
     }
 }
