@@ -64,9 +64,7 @@ extension ReplicaStore {
             for origin in origins {
                 guard let replica = ReplicaID(hex: origin[1]) else { throw StoreError(.corrupt, "bad origin replica id") }
                 let rows = try Row.fetchAll(db, sql: """
-                    SELECT c.counter, c.hlc, r.key, t.name, col.name, c.causal_length, a.name, c.op, c.value, c.supersedes
-                    FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
-                    LEFT JOIN sync_name col ON col.id = c.column_name JOIN sync_name a ON a.id = c.author
+                    \(ReplicaStore.changeSelect)
                     WHERE c.origin = ? AND c.counter > ? ORDER BY c.counter LIMIT ?
                     """, arguments: [origin[0] as Int64, Int64(bitPattern: seen[replica]), min(limit - result.count, Int(Int32.max))])
                 for row in rows { result.append(try Self.change(from: row, replica: replica)) }
@@ -75,6 +73,13 @@ extension ReplicaStore {
             return result
         }
     }
+
+    /// The columns `change(from:replica:)` reads, with their joins; a query adds its WHERE clause.
+    static let changeSelect = """
+        SELECT c.counter, c.hlc, r.key, t.name, col.name, c.causal_length, a.name, c.op, c.value, c.supersedes
+        FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
+        LEFT JOIN sync_name col ON col.id = c.column_name JOIN sync_name a ON a.id = c.author
+        """
 
     static func change(from row: Row, replica: ReplicaID) throws -> Change {
         let id = ChangeID(replica: replica, counter: UInt64(bitPattern: row[0]))

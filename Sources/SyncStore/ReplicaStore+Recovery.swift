@@ -148,9 +148,7 @@ extension ReplicaStore {
                 // A fresh context per page: its caches and write buffers stay bounded.
                 let context = StoreContext(db: db, schema: schema, recordedAt: recordedAt)
                 let rows = try Row.fetchAll(db, sql: """
-                    SELECT c.counter, c.hlc, r.key, t.name, col.name, c.causal_length, a.name, c.op, c.value, c.supersedes
-                    FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
-                    LEFT JOIN sync_name col ON col.id = c.column_name JOIN sync_name a ON a.id = c.author
+                    \(ReplicaStore.changeSelect)
                     WHERE c.origin = ? AND c.counter > ? AND c.known = 1 ORDER BY c.counter LIMIT 5000
                     """, arguments: [origin[0] as Int64, after])
                 for row in rows { try context.apply(try change(from: row, replica: replica), recorded: true) }

@@ -250,9 +250,7 @@ final class StoreContext {
     /// The change the log holds under an id, as it travels.
     func storedChange(origin: Int64, counter: Int64, replica: ReplicaID) throws -> Change? {
         let select = try db.cachedStatement(sql: """
-            SELECT c.counter, c.hlc, r.key, t.name, col.name, c.causal_length, a.name, c.op, c.value, c.supersedes
-            FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
-            LEFT JOIN sync_name col ON col.id = c.column_name JOIN sync_name a ON a.id = c.author
+            \(ReplicaStore.changeSelect)
             WHERE c.origin = ? AND c.counter = ?
             """)
         guard let row = try Row.fetchOne(select, arguments: [origin, counter]) else { return nil }
