@@ -207,7 +207,10 @@ public struct ClientSession {
             for (origin, counter) in until where durable[origin] < counter {
                 throw SyncFailure(.storageFailure, "hub acknowledged batch \(batch) without storing all of it")
             }
-            try store.recordPeerKnowledge(hub, durable)
+            // Only what this batch carried is known to be on the hub as this replica has it: the hub's
+            // durable counter may run further on changes another copy of this replica pushed there,
+            // and those must still be compared (recovered) before they count as held.
+            try store.recordPeerKnowledge(hub, VersionVector(until))
             return try nextPush()
         case let (.pulling(cursor), .batch(next, more, changes)):
             guard let hub else { throw SyncFailure(.unexpectedMessage, "batch before welcome") }

@@ -67,6 +67,8 @@ public final class Simulation {
     var hubStore: SQLiteHubStore
     var connections: [Int: Connection] = [:]
     var partitionedUntil: [Int: Int] = [:]
+    /// The last failure of each replica's session (ids and codes only), for violation reports.
+    var lastFailure: [Int: String] = [:]
     var report: Report
     let codec = MessageCodec(maxBody: 64 * 1024, compressionThreshold: 512)
     var clientConfiguration = ClientConfiguration()
@@ -243,6 +245,7 @@ public final class Simulation {
         var client = connection.client
         client.connectionLost("connection closed")
         if client.state == .done { report.syncsCompleted += 1 }
+        if let failure = client.failure { lastFailure[connection.replica] = failure.description }
         report.recovered += client.summary.recovered
         if client.summary.forkedFrom != nil { report.forks += 1 }
         connections[connection.replica] = nil
@@ -333,7 +336,7 @@ public final class Simulation {
                 }
                 let link = try replicas[replica].hubLink()
                 if let error = link?.lastError {
-                    report.violations.append("replica \(replica) healed sync failed: \(error)")
+                    report.violations.append("replica \(replica) healed sync failed: \(error) (\(lastFailure[replica] ?? "-"))")
                 }
             }
         }
