@@ -13,6 +13,9 @@ public protocol HubStore: Sendable {
     /// contiguous durable counter for each origin in the batch and the new head sequence.
     func append(_ changes: [Change], from replica: ReplicaID, receivedAtMillis: UInt64) throws -> HubAppendResult
 
+    /// Group commit: several sessions' pushes, one result each (see the default below).
+    func append(_ pushes: [HubPush]) -> [Result<HubAppendResult, any Error>]
+
     /// Changes with hub sequence above `cursor`, in sequence order, excluding `excludedOrigin`,
     /// until `byteBudget` (at least one change is returned if any is pending) or `maxCount`.
     func changes(after cursor: UInt64, excludingOrigin excludedOrigin: ReplicaID, byteBudget: Int, maxCount: Int) throws -> HubPage
