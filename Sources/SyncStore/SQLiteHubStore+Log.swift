@@ -102,7 +102,7 @@ extension SQLiteHubStore {
             let origin = try originID(db, change.id.replica, &origins)
             let bytes = change.canonicalBytes
             let counter = Int64(change.id.counter)
-            try insert.execute(arguments: [origin, counter, change.table, change.row, Self.scope(of: change), Data(bytes), receivedAt])
+            try insert.execute(arguments: [origin, counter, change.table, change.row, change.scope, Data(bytes), receivedAt])
             if db.changesCount > 0 {
                 stored += 1
             } else if let existing = try Data.fetchOne(held, arguments: [origin, counter]), !existing.elementsEqual(bytes) {
@@ -122,13 +122,6 @@ extension SQLiteHubStore {
         }
         return HubAppendResult(durable: VersionVector(durable), head: try Self.head(db), stored: stored,
                                duplicates: push.changes.count - stored)
-    }
-
-    /// The partition a stored change belongs to, kept as a column for team-scoped pulls.
-    static func scope(of change: Change) -> String {
-        // The per-field change of this base carries no scope; the row-edit model's `Change.scope`
-        // replaces this once merged.
-        ""
     }
 
     private func keepEvidence(_ db: Database, _ refused: Equivocations, from replica: ReplicaID, receivedAtMillis: UInt64) throws {
@@ -269,9 +262,10 @@ struct PageBuilder {
 }
 
 /// The hub log before it kept relay columns (`hub_change` of hub-v1/v2): each change once, in
-/// arrival order, as the per-field encoding of its day.
+/// arrival order, as the per-field (v1) encoding of its day.
 enum LegacyHubLog {
-    /// The change a stored per-field encoding (table, row, column, then the field write) holds.
+    /// The row edit a stored v1 encoding (table, row, column, then the field write) becomes:
+    /// `ChangeV1.rowEdit`, the mapping replicas migrate with, so both hold the same bytes per id.
     static func change(from bytes: [UInt8]) throws(DecodingError) -> Change {
         var reader = ByteReader(bytes)
         let table = try reader.string()
@@ -279,7 +273,7 @@ enum LegacyHubLog {
         let column = try reader.string()
         let write = try FieldWrite.decode(from: &reader)
         try reader.expectEnd()
-        return Change(table: table, row: row, column: column, write: write)
+        return ChangeV1.rowEdit(table: table, row: row, column: column, write: write)
     }
 
     /// Copies `hub_change` into `hub_log` with the same sequence numbers (every replica's pull
@@ -301,7 +295,7 @@ enum LegacyHubLog {
             guard Int64(bitPattern: change.id.counter) == (row[2] as Int64) else {
                 throw StoreError(.corrupt, "hub change at sequence \(seq) holds counter \(change.id.counter), stored as \(row[2] as Int64); the hub file was left as it was")
             }
-            try insert.execute(arguments: [seq, row[1] as Int64, row[2] as Int64, change.table, change.row, SQLiteHubStore.scope(of: change),
+            try insert.execute(arguments: [seq, row[1] as Int64, row[2] as Int64, change.table, change.row, change.scope,
                                            Data(change.canonicalBytes), row[4] as Int64])
         }
         try db.execute(sql: "DROP TABLE hub_change")

@@ -10,11 +10,12 @@ enum HubFixture {
     static let author = "ann"
 
     /// One change of `origin`, editing the title of `row`.
-    static func change(_ origin: ReplicaID, _ counter: UInt64, row: String, text: String = "t") -> Change {
+    static func change(_ origin: ReplicaID, _ counter: UInt64, row: String, text: String = "t", scope: String = "") -> Change {
         Change(table: "item", row: row, column: "title",
                write: FieldWrite(id: ChangeID(replica: origin, counter: counter),
                                  timestamp: HybridTimestamp(physicalMillis: 1_750_000_000_000 + counter % 1000, logical: 0),
-                                 author: author, operation: .assign(.text(text))))
+                                 author: author, operation: .assign(.text(text))),
+               scope: scope)
     }
 
     /// The per-field encoding hub-v1/v2 files hold (table, row, column, field write).
@@ -29,7 +30,7 @@ enum HubFixture {
 
     /// The change a migrated legacy row must become.
     static func migrated(table: String, row: String, column: String, write: FieldWrite) -> Change {
-        Change(table: table, row: row, column: column, write: write)
+        ChangeV1.rowEdit(table: table, row: row, column: column, write: write)
     }
 
     /// Runs the `sqlite3` shell on `path` (to build old files and look at tables no API shows).
@@ -86,7 +87,7 @@ struct HubStoreTests {
     func relaysStoredBytes() throws {
         let path = TestFiles.directory() + "/hub.db"
         let hub = try openHub(path)
-        let changes = (1...4).map { HubFixture.change(Self.a, $0, row: "r\($0 % 2)", text: "v\($0)") }
+        let changes = (1...4).map { HubFixture.change(Self.a, $0, row: "r\($0 % 2)", text: "v\($0)", scope: $0 == 4 ? "" : "yp-\($0 % 2)") }
         _ = try hub.append(changes, from: Self.a, receivedAtMillis: 5)
         #expect(try HubFixture.all(hub).encoded == changes.map(\.canonicalBytes))
         let recovered = try hub.changes(ofOrigin: Self.a, after: 1, byteBudget: 1 << 20, maxCount: 2)
@@ -94,7 +95,7 @@ struct HubStoreTests {
         #expect(recovered.nextCounter == 3 && recovered.more)
         #expect(try recovered.decodeChanges() == Array(changes[1...2]))
         #expect(try HubFixture.sqlite(path, "SELECT table_name, row_key, scope, counter FROM hub_log ORDER BY seq")
-            == "item|r1||1\nitem|r0||2\nitem|r1||3\nitem|r0||4")
+            == "item|r1|yp-1|1\nitem|r0|yp-0|2\nitem|r1|yp-1|3\nitem|r0||4")
         // Served without decoding: bytes put there behind the store's back come out as they are
         // (a replica's strict decode refuses them; the hub only relays).
         try HubFixture.sqlite(path, "UPDATE hub_log SET bytes = X'01020304' WHERE counter = 2")
