@@ -3,8 +3,9 @@ import SyncCore
 /// The hub's storage, behind an interface of its own so that a PostgreSQL store can stand beside
 /// the embedded SQLite default (`SQLiteHubStore`) when one machine is outgrown.
 ///
-/// Every method is synchronous and durable on return: `append` returns only after its
-/// transaction has committed with `synchronous=FULL`, which is what lets the hub acknowledge.
+/// Every method is synchronous and, but for `recordSession`, durable on return: `append` returns
+/// only after its transaction has committed with `synchronous=FULL`, which is what lets the hub
+/// acknowledge.
 public protocol HubStore: Sendable {
     /// The hub's own id (sent in the welcome).
     var hubID: ReplicaID { get }
@@ -63,7 +64,9 @@ public protocol HubStore: Sendable {
     /// Revokes a replica's credential: later hellos are refused.
     func revoke(replica: ReplicaID, nowMillis: UInt64) throws -> Bool
 
-    /// Operator-view bookkeeping: counts, times, versions and error codes, never contents.
+    /// Operator-view bookkeeping: counts, times, versions and error codes, never contents. One
+    /// write per event, which no acknowledgement depends on: a store may commit it without a sync
+    /// of its own (it becomes durable with the next synced commit), so a power cut may lose it.
     func recordSession(_ event: HubSessionEvent, replica: ReplicaID, nowMillis: UInt64) throws
 
     /// One row per known replica for the operator view.

@@ -156,6 +156,20 @@ struct HubStoreTests {
         #expect(try hub.equivocations().map(\.change) == [held.id], "the refused version is kept as evidence")
     }
 
+    @Test("a group whose transaction cannot be written fails every push, in order, and stores nothing")
+    func unwritableGroupFailsEveryPush() throws {
+        let path = TestFiles.directory() + "/hub.db"
+        _ = try openHub(path).append([HubFixture.change(Self.a, 1, row: "a")], from: Self.a, receivedAtMillis: 1)
+        let readOnly = try SQLiteHubStore(readingAt: path)
+        let results = readOnly.append([
+            HubPush(changes: [HubFixture.change(Self.a, 2, row: "a")], replica: Self.a, receivedAtMillis: 2),
+            HubPush(changes: [HubFixture.change(Self.b, 1, row: "b")], replica: Self.b, receivedAtMillis: 2),
+        ])
+        #expect(results.count == 2)
+        for result in results { #expect(throws: StoreError.self) { try result.get() } }
+        #expect(try HubFixture.all(openHub(path)).encoded == [HubFixture.change(Self.a, 1, row: "a").canonicalBytes])
+    }
+
     @Test("pulls, recoveries, head and summaries are served while the writer connection is held")
     func readsDoNotWaitForTheWriter() throws {
         let hub = try openHub(TestFiles.directory() + "/hub.db")
