@@ -361,7 +361,7 @@ public final class Simulation {
         var cursor: UInt64 = 0
         while true {
             let page = try hubStore.changes(after: cursor, excludingOrigin: ReplicaID(high: 0, low: 0), byteBudget: 1 << 24, maxCount: 100_000)
-            for change in page.changes { ids.insert(change.id) }
+            for change in try page.decodeChanges() { ids.insert(change.id) }
             cursor = page.nextCursor
             if !page.more { return ids }
         }
@@ -394,7 +394,7 @@ public final class Simulation {
         var cursor: UInt64 = 0
         while true {
             let page = try hubStore.changes(after: cursor, excludingOrigin: ReplicaID(high: 0, low: 0), byteBudget: 1 << 24, maxCount: 100_000)
-            for change in page.changes { changes[change.id] = change }
+            for change in try page.decodeChanges() { changes[change.id] = change }
             cursor = page.nextCursor
             if !page.more { return changes }
         }
