@@ -11,7 +11,9 @@ import SyncCore
 public final class SQLiteHubStore: HubStore {
     public let path: String
     public let hubID: ReplicaID
-    let queue: DatabaseQueue
+    /// The one connection; reached through `queue`, which refuses once the store is closed.
+    let connection: DatabaseQueue
+    let closed = CloseFlag()
 
     /// Set when opened read-only: the connection (and lock) `queue` belongs to.
     let reader: ReadOnlyConnection?
@@ -72,7 +74,7 @@ public final class SQLiteHubStore: HubStore {
             }
         }
         guard let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable") }
-        self.queue = queue
+        connection = queue
         reader = nil
         hubID = id
     }
@@ -91,8 +93,25 @@ public final class SQLiteHubStore: HubStore {
         let stored = try ReplicaStore.guarded { try reader.queue.read { db in try String.fetchOne(db, sql: "SELECT hub_id FROM hub_state") } }
         guard let stored, let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable") }
         self.reader = reader
-        queue = reader.queue
+        connection = reader.queue
         hubID = id
+    }
+
+    /// The connection, unless the store was closed: GRDB's queue must not be used after its
+    /// `close()`, so every call asks here first and a late one is refused with an error.
+    var queue: DatabaseQueue {
+        get throws(StoreError) {
+            guard !closed.isSet else { throw StoreError(.database, "the hub store is closed") }
+            return connection
+        }
+    }
+
+    /// Closes the connection (SQLite checkpoints the WAL); later calls fail with a storage error,
+    /// and a second close does nothing. Callers stop using the store first: the hub closes it after
+    /// its last session ended.
+    public func close() throws {
+        guard closed.set() else { return }
+        try ReplicaStore.guarded { try connection.close() }
     }
 
     /// What this store's connection reports for `synchronous` and `journal_mode` (for tests).
@@ -531,5 +550,22 @@ struct PageBuilder {
         }
         bytes += data.count
         return true
+    }
+}
+
+/// Set once, by `SQLiteHubStore.close()`.
+// Safety: `value` is read and written only while holding `lock`.
+final class CloseFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    var isSet: Bool { lock.withLock { value } }
+
+    /// Sets the flag; true if it was not set before.
+    func set() -> Bool {
+        lock.withLock {
+            defer { value = true }
+            return !value
+        }
     }
 }
