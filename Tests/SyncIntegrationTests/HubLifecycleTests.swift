@@ -121,6 +121,11 @@ extension Integration {
                 let server = hub.server
                 async let first: Void = server.shutdownGracefully()
                 async let second: Void = server.shutdownGracefully()
+                _ = await (first, second)
+                // Both returned only once every session had ended and the store was closed (the
+                // hub closes its side; what it said waits in the peers' buffers).
+                #expect(hub.server.activeConnections == 0)
+                #expect(hub.storeIsClosed)
                 var afterWelcome: [Frame] = []
                 while let frame = try await iterator.next() { afterWelcome.append(frame) }
                 let unauthenticated = try await silent.executeThenClose { inbound, _ in
@@ -128,10 +133,6 @@ extension Integration {
                     for try await frame in inbound { received.append(frame) }
                     return received
                 }
-                _ = await (first, second)
-                // Both returned only once every session had ended and the store was closed.
-                #expect(hub.server.activeConnections == 0)
-                #expect(hub.storeIsClosed)
                 return [afterWelcome, unauthenticated]
             }
             for received in frames {
