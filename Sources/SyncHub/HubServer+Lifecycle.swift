@@ -56,7 +56,7 @@ extension HubServer {
         case .shuttingDown: throw HubServerError(code: .shuttingDown)
         case .shutdown: throw HubServerError(code: .shutDown)
         }
-        let server: NIOAsyncChannel<(NIOAsyncChannel<Frame, Frame>, FrameLimit), Never>
+        let server: Listener
         do {
             server = try await bind()
         } catch {

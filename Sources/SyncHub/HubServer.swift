@@ -79,9 +79,12 @@ public actor HubServer: Service {
     /// Connections currently open.
     public nonisolated var activeConnections: Int { registry.count }
 
+    /// The listening channel: each accepted connection with its frame limit.
+    typealias Listener = NIOAsyncChannel<(NIOAsyncChannel<Frame, Frame>, FrameLimit), Never>
+
     /// The listening channel, with each connection's pipeline: deadlines, the frame decoder,
     /// admission, the frame encoder and back-pressure.
-    nonisolated func bind() async throws -> NIOAsyncChannel<(NIOAsyncChannel<Frame, Frame>, FrameLimit), Never> {
+    nonisolated func bind() async throws -> Listener {
         let configuration = self.configuration
         // What a peer is told before a deadline closes its connection (Protocol/session.md).
         let idleFarewell = MessageCodec().encode(.error(code: .timeout, fatal: true, message: "idle deadline passed"))
@@ -114,7 +117,7 @@ public actor HubServer: Service {
     }
 
     /// Accepts until the listening channel closes; returns when every session has ended.
-    nonisolated func accept(_ server: NIOAsyncChannel<(NIOAsyncChannel<Frame, Frame>, FrameLimit), Never>) async throws {
+    nonisolated func accept(_ server: Listener) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { connections in
                 for try await (connection, limit) in connections {

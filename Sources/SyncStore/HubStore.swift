@@ -96,28 +96,6 @@ extension HubStore {
     }
 }
 
-/// One session's push, for a group commit (`append(_ pushes:)`).
-public struct HubPush: Sendable {
-    public let changes: [Change]
-    public let replica: ReplicaID
-    public let receivedAtMillis: UInt64
-
-    public init(changes: [Change], replica: ReplicaID, receivedAtMillis: UInt64) {
-        self.changes = changes
-        self.replica = replica
-        self.receivedAtMillis = receivedAtMillis
-    }
-}
-
-extension HubStore {
-    /// Stores several sessions' pushes; the result for each, in order. A store commits them
-    /// together (one transaction, one fsync) where it can: one push's failure never fails another,
-    /// and each result is durable when this returns. This default commits them one by one.
-    public func append(_ pushes: [HubPush]) -> [Result<HubAppendResult, any Error>] {
-        pushes.map { push in Result { try append(push.changes, from: push.replica, receivedAtMillis: push.receivedAtMillis) } }
-    }
-}
-
 public struct HubAppendResult: Equatable, Sendable {
     public let durable: VersionVector
     public let head: UInt64
