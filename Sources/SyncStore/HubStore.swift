@@ -71,6 +71,10 @@ public protocol HubStore: Sendable {
 
     /// One row per known replica for the operator view.
     func replicaSummaries() throws -> [ReplicaSummary]
+
+    /// Closes the store; every later call fails with a storage error. The hub shell calls it once,
+    /// after its last session has ended (`HubServer`'s graceful shutdown).
+    func close() throws
 }
 
 /// One session's push, for a group commit (`append(_ pushes:)`).

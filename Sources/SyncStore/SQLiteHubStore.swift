@@ -15,10 +15,12 @@ import SyncCore
 public final class SQLiteHubStore: HubStore {
     public let path: String
     public let hubID: ReplicaID
-    /// The one writer connection.
-    let queue: DatabaseQueue
-    /// The reader connection (`query_only`); the same as `queue` when opened read-only.
-    let reads: DatabaseQueue
+    /// The one writer connection; reached through `queue`, which refuses once the store is closed.
+    let connection: DatabaseQueue
+    /// The reader connection (`query_only`); the same as `connection` when opened read-only.
+    /// Reached through `reads`, which refuses once the store is closed.
+    let readConnection: DatabaseQueue
+    let closed = CloseFlag()
     /// `PRAGMA synchronous` for commits an acknowledgement depends on (FULL but in tests).
     let synchronous: StoreConnectionOptions.Synchronous
 
@@ -92,8 +94,8 @@ public final class SQLiteHubStore: HubStore {
             }
         }
         guard let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable") }
-        self.queue = queue
-        reads = try ReplicaStore.guarded { try Self.openReads(path: path, options: options) }
+        connection = queue
+        readConnection = try ReplicaStore.guarded { try Self.openReads(path: path, options: options) }
         synchronous = options.synchronous
         reader = nil
         hubID = id
@@ -113,10 +115,38 @@ public final class SQLiteHubStore: HubStore {
         let stored = try ReplicaStore.guarded { try reader.queue.read { db in try String.fetchOne(db, sql: "SELECT hub_id FROM hub_state") } }
         guard let stored, let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable") }
         self.reader = reader
-        queue = reader.queue
-        reads = reader.queue
+        connection = reader.queue
+        readConnection = reader.queue
         synchronous = options.synchronous
         hubID = id
+    }
+
+    /// The writer connection, unless the store was closed: GRDB's queue must not be used after its
+    /// `close()`, so every call asks here first and a late one is refused with an error.
+    var queue: DatabaseQueue {
+        get throws(StoreError) {
+            guard !closed.isSet else { throw StoreError(.database, "the hub store is closed") }
+            return connection
+        }
+    }
+
+    /// The reader connection, unless the store was closed.
+    var reads: DatabaseQueue {
+        get throws(StoreError) {
+            guard !closed.isSet else { throw StoreError(.database, "the hub store is closed") }
+            return readConnection
+        }
+    }
+
+    /// Closes both connections (SQLite checkpoints the WAL); later calls fail with a storage
+    /// error, and a second close does nothing. Callers stop using the store first: the hub closes
+    /// it after its last session ended.
+    public func close() throws {
+        guard closed.set() else { return }
+        try ReplicaStore.guarded {
+            if readConnection !== connection { try readConnection.close() }
+            try connection.close()
+        }
     }
 
     /// The reader connection. `query_only`, so nothing can write through it; its `synchronous`
@@ -428,6 +458,23 @@ public final class SQLiteHubStore: HubStore {
                                                                  arguments: [replica.hex]) ?? 0))
                 }
             }
+        }
+    }
+}
+
+/// Set once, by `SQLiteHubStore.close()`.
+// Safety: `value` is read and written only while holding `lock`.
+final class CloseFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    var isSet: Bool { lock.withLock { value } }
+
+    /// Sets the flag; true if it was not set before.
+    func set() -> Bool {
+        lock.withLock {
+            defer { value = true }
+            return !value
         }
     }
 }
