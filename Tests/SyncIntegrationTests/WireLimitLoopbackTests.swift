@@ -164,7 +164,8 @@ extension Integration.CrashTests {
         // A row written raw (as a hub from before the sanitising would have) is escaped when shown.
         let sqlite = Process()
         sqlite.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        sqlite.arguments = ["sqlite3", hubPath, "UPDATE hub_replica SET last_error = 'E' || char(27) || '[31m' || char(7) WHERE pending = 1"]
+        // The hub is live: wait for its write lock rather than fail at once with SQLITE_BUSY.
+        sqlite.arguments = ["sqlite3", "-cmd", ".timeout 10000", hubPath, "UPDATE hub_replica SET last_error = 'E' || char(27) || '[31m' || char(7) WHERE pending = 1"]
         try sqlite.run()
         sqlite.waitUntilExit()
         #expect(sqlite.terminationStatus == 0)
