@@ -169,4 +169,33 @@ struct V1FixtureTests {
             #expect(Self.holds(new, everythingIn: old), "\(file): today's `caresync \(arguments.joined(separator: " "))` lost something the v1 file showed")
         }
     }
+
+    @Test("a v1 hub file migrates: it holds every change it held, as the same row edits a v1 replica migrates to, and its operator view keeps every replica")
+    func hubMigrates() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let hubPath = try copy("hub-v1.db")
+        let replicaPath = try copy("replica-v1.db")
+        var random = SystemRandomNumberGenerator()
+        let hub = try SQLiteHubStore(path: hubPath, random: &random)
+        let page = try hub.changes(after: 0, excludingOrigin: ReplicaID(high: 0, low: 1), byteBudget: .max, maxCount: 100_000)
+        let held = try page.decodeChanges()
+        #expect(!page.more)
+        #expect(held.count == 167, "the v1 hub held 167 changes (`hub replicas` showed them stored)")
+        #expect(try hub.head() == UInt64(held.count), "sequences kept, so every replica's pull cursor still means the same")
+        try hub.close()
+        // Replica a synced last, so it holds everything the hub does: both migrated every v1 change
+        // to the same bytes, or a hub relaying them would look like an equivocation to the replica.
+        let replica = try CareReplica.open(at: replicaPath, wallClock: Wall())
+        let local = Dictionary(uniqueKeysWithValues: try replica.store.changes(notIn: VersionVector()).map { ($0.id, $0) })
+        var differing: [ChangeID] = []
+        for change in held where !(local[change.id]?.isSameVersion(as: change) ?? false) { differing.append(change.id) }
+        #expect(differing.isEmpty, "hub and replica migrated these v1 changes differently: \(differing.prefix(5))")
+
+        let old = try #require(try Self.expected("hub-replicas.json") as? [[String: Any]])
+        let new = try #require(try Self.json(["hub", "replicas", "--json", "--db", hubPath]) as? [[String: Any]])
+        // Times of the last session and lag move on with the clock; identities, teams and counts must not.
+        let kept = ["replica_id", "team", "changes_stored", "revoked", "forked_from", "equivocations", "open_conflicts", "schema_version"]
+        func view(_ rows: [[String: Any]]) -> [Any] { rows.map { $0.filter { kept.contains($0.key) } } }
+        #expect(Self.holds(view(new), everythingIn: view(old)), "`hub replicas` lost something the v1 hub showed")
+    }
 }
