@@ -77,7 +77,7 @@ extension ReplicaStore {
 
     /// The columns `change(from:replica:name:)` reads, with their joins; a query adds its WHERE clause.
     static let changeSelect = """
-        SELECT c.counter, c.hlc, r.key, t.name, r.scope, c.causal_length, a.name, c.life, c.fields
+        SELECT c.counter, c.hlc, r.key, t.name, ifnull(c.scope, r.scope), c.causal_length, a.name, c.life, c.fields
         FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
         JOIN sync_name a ON a.id = c.author
         """
@@ -259,7 +259,7 @@ extension StoreContext {
     /// Applies kept changes whose table and columns the schema now knows (after an upgrade).
     func replayKept() throws {
         let rows = try Row.fetchAll(db, sql: """
-            SELECT c.counter, c.hlc, r.key, t.name, r.scope, c.causal_length, a.name, c.life, c.fields, o.replica_id
+            SELECT c.counter, c.hlc, r.key, t.name, ifnull(c.scope, r.scope), c.causal_length, a.name, c.life, c.fields, o.replica_id
             FROM sync_change c JOIN sync_origin o ON o.id = c.origin JOIN sync_row r ON r.id = c.row
             JOIN sync_name t ON t.id = r.table_name JOIN sync_name a ON a.id = c.author WHERE c.known = 0 ORDER BY c.hlc
             """)

@@ -282,7 +282,7 @@ enum StoreTables {
             CREATE TABLE sync_change_v4 (
               origin INTEGER NOT NULL, counter INTEGER NOT NULL, hlc INTEGER NOT NULL, row INTEGER NOT NULL,
               causal_length INTEGER NOT NULL, life INTEGER NOT NULL, author INTEGER NOT NULL, fields BLOB NOT NULL,
-              recorded_at INTEGER NOT NULL, known INTEGER NOT NULL,
+              recorded_at INTEGER NOT NULL, known INTEGER NOT NULL, scope TEXT,
               PRIMARY KEY (origin, counter)) WITHOUT ROWID;
             """)
         let insert = try db.makeStatement(sql: """

@@ -61,7 +61,8 @@ final class StoreContext {
         let key: String
     }
 
-    /// A row's reference: its life, the partition it belongs to, the versions of its
+    /// A row's reference: its life, the partition it belongs to (from the first change seen of
+    /// it, never changed), the versions of its
     /// last-writer-wins fields, and its domain-row write waiting for the flush. One object per row
     /// per transaction, changed in place.
     final class RowRef {
@@ -194,7 +195,7 @@ final class StoreContext {
         let known = table.map { table in change.fields.allSatisfy { table.column($0.column) != nil } } ?? false
         let ref = try rowRef(table: change.table, key: change.row, scope: change.scope)
         if !recorded {
-            guard try record(change, origin: origin, row: ref.id, known: known, isNew: knownToWin) else {
+            guard try record(change, origin: origin, row: ref, known: known, isNew: knownToWin) else {
                 summary.duplicates += 1
                 return false
             }
@@ -210,7 +211,6 @@ final class StoreContext {
         if change.setsLife && change.causalLength > ref.causalLength {
             let existed = ref.exists
             ref.causalLength = change.causalLength
-            if ref.scope.isEmpty { ref.scope = change.scope }
             markDirty(ref)
             if ref.exists && !existed {
                 try materialize(table: table, ref: ref)
@@ -229,7 +229,7 @@ final class StoreContext {
     }
 
     /// Queues the change for the log; false if its id is already there (or queued).
-    private func record(_ change: Change, origin: Int64, row: Int64, known: Bool, isNew: Bool) throws -> Bool {
+    private func record(_ change: Change, origin: Int64, row ref: RowRef, known: Bool, isNew: Bool) throws -> Bool {
         let key = ChangeKey(origin: origin, counter: Int64(bitPattern: change.id.counter))
         if !isNew {
             if recordedChanges.contains(key) {
@@ -254,9 +254,12 @@ final class StoreContext {
         }
         recordedChanges.insert(key)
         pendingChanges.append(contentsOf: [
-            .integer(origin), .integer(key.counter), .integer(Int64(bitPattern: change.timestamp.rawValue)), .integer(row),
+            .integer(origin), .integer(key.counter), .integer(Int64(bitPattern: change.timestamp.rawValue)), .integer(ref.id),
             .integer(Int64(change.causalLength)), .integer(change.setsLife ? 1 : 0), .integer(try nameID(change.author)),
             .blob(try LogFields.encode(change.fields, nameID: nameID)), .integer(recordedAt), .integer(known ? 1 : 0),
+            // The row's scope is written once, in `sync_row`; a change that names another (a broken
+            // or hostile peer's) keeps its own here, so it is relayed as its origin wrote it.
+            change.scope == ref.scope ? .null : .text(change.scope),
         ])
         pendingChangeCount += 1
         return true
@@ -307,7 +310,7 @@ final class StoreContext {
         }
     }
 
-    private static let changeColumns = 10
+    private static let changeColumns = 11
 
     /// Writes queued log entries with multi-row INSERTs: one statement per few hundred changes
     /// instead of one per change.
@@ -318,7 +321,7 @@ final class StoreContext {
         for start in stride(from: 0, to: pendingChangeCount, by: chunk) {
             let count = min(chunk, pendingChangeCount - start)
             let statement = try db.cachedStatement(sql: """
-                INSERT INTO sync_change (origin, counter, hlc, row, causal_length, life, author, fields, recorded_at, known)
+                INSERT INTO sync_change (origin, counter, hlc, row, causal_length, life, author, fields, recorded_at, known, scope)
                 VALUES \(marks(rows: count, columns: columns))
                 """)
             try BulkStatement.execute(statement, in: db, values: Array(pendingChanges[(start * columns)..<((start + count) * columns)]))

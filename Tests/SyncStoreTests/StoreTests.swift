@@ -244,4 +244,24 @@ struct StoreTests {
         #expect(measured.fields == 400)
         #expect(measured.bytes > 0)
     }
+
+    @Test("changes of one row naming different scopes are each held and relayed as their origin wrote them")
+    func scopeKeptPerChange() throws {
+        let store = try make()
+        let origin = ReplicaID(high: 7, low: 7)
+        let time = HybridTimestamp(physicalMillis: clock.nowMillis(), logical: 0)
+        let create = Change(id: ChangeID(replica: origin, counter: 1), timestamp: time, author: "ann", table: "note", row: "n",
+                            scope: "yp-1", causalLength: 1, setsLife: true, fields: [FieldEdit(column: "text", operation: .assign(.text("a")))])
+        // A broken or hostile peer names another scope for the same row.
+        let update = Change(id: ChangeID(replica: origin, counter: 2), timestamp: time, author: "ann", table: "note", row: "n",
+                            scope: "yp-2", causalLength: 1, fields: [FieldEdit(column: "text", operation: .assign(.text("b")))])
+        _ = try store.apply([create, update])
+        let held = try store.changes(notIn: VersionVector())
+        #expect(held.map(\.canonicalBytes) == [create.canonicalBytes, update.canonicalBytes])
+        // Re-applying what it relays is a duplicate, never an equivocation.
+        #expect(try store.apply(held).duplicates == 2)
+        // Local edits of the row carry the row's scope: the one it was first seen with.
+        try store.write(author: "ann") { try $0.update("note", id: "n", values: ["text": .text("c")]) }
+        #expect(try store.changes(notIn: VersionVector([origin: 2])).map(\.scope) == ["yp-1"])
+    }
 }
