@@ -21,7 +21,7 @@ struct TidyTests {
         "SyncTesting": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "Foundation"],
         "caresync": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "ArgumentParser",
                      "Foundation", "Logging", "ServiceLifecycle"],
-        "CareSyncBench": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "GRDB", "GRDBSQLite",
+        "CareSyncBench": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "SyncTesting", "GRDB", "GRDBSQLite",
                           "Foundation", "Logging", "NIOCore", "NIOPosix"],
     ]
 
