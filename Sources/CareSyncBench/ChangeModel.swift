@@ -1,7 +1,7 @@
 import SyncCore
 
-/// The one place the benchmarks read the change model: the field edits a batch of changes carries,
-/// each as the (row, column, value) a plain upsert would write. Row-life changes carry none.
+/// The one place the benchmarks read the change model: the field edits a batch of changes (row
+/// edits) carries, each as the (row, column, value) a plain upsert would write. A delete carries none.
 struct FieldChange {
     let row: String
     let column: String
@@ -19,5 +19,5 @@ struct FieldChange {
 }
 
 func fieldChanges(_ changes: [Change]) -> [FieldChange] {
-    changes.filter { !$0.isRowLife }.map { FieldChange(row: $0.row, column: $0.column, value: $0.write.value) }
+    changes.flatMap { change in change.fields.map { FieldChange(row: change.row, column: $0.column, value: $0.value) } }
 }

@@ -47,7 +47,9 @@ func runLoadBenchmark(_ options: LoadOptions, emitJSON: Bool) async throws {
         let level = try await runLoadLevel(replicas: replicas, options: options, binary: binary)
         let measure = level.measure(fieldsPerSync: options.fieldsPerSync)
         measures.append(measure)
-        if !emitJSON { print(level.line + "   " + measure.verdict) }
+        // Each level as it finishes (on standard error under --json), so a long run that fails late still reports.
+        let line = level.line + "   " + measure.verdict
+        if emitJSON { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
     }
     if emitJSON {
         try printJSON(benchmark: "load", context: context, measures: measures, extra: ["seed": options.seed])
@@ -172,7 +174,7 @@ private func runLoadLevel(replicas: Int, options: LoadOptions, binary: String) a
     let perf = options.perfHub.map { path in PerfRecording(pid: hubPID, output: "\(path).\(replicas)") }
     let measuring = Task {
         try await Task.sleep(nanoseconds: windowStart - DispatchTime.now().uptimeNanoseconds)
-        try perf?.start()
+        try perf?.start(seconds: options.seconds)
         return (cpuSeconds(of: hubPID), ownCPUSeconds())
     }
     await withTaskGroup(of: Void.self) { group in
@@ -207,7 +209,7 @@ private func runLoadLevel(replicas: Int, options: LoadOptions, binary: String) a
         }
     }
     let ended = DispatchTime.now().uptimeNanoseconds
-    perf?.stop()
+    perf?.wait()
     let (hubCPUStart, ownCPUStart) = try await measuring.value
     // The last syncs started before the window's end finish after it; the window counts until then.
     let windowSeconds = Double(ended - windowStart) / 1e9
@@ -258,9 +260,11 @@ func memory(of pid: Int32, _ key: String) -> Int {
     return line.flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") } ?? 0
 }
 
-/// `perf record -g` of one process for as long as it runs, for the profiles in docs/BENCHMARKS.md.
+/// `perf record -g` of one process for a fixed time (`-- sleep`): perf ends by itself, because a
+/// child started by Foundation's `Process` here inherits a signal mask that blocks SIGINT, so
+/// interrupting it does not stop it.
 final class PerfRecording: @unchecked Sendable {
-    // Safety: started and stopped from one task in sequence; `process` is not shared otherwise.
+    // Safety: started and waited for from one task in sequence; `process` is not shared otherwise.
     let pid: Int32
     let output: String
     private var process: Process?
@@ -270,19 +274,15 @@ final class PerfRecording: @unchecked Sendable {
         self.output = output
     }
 
-    func start() throws {
+    func start(seconds: Double) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/perf")
-        process.arguments = ["record", "-F", "499", "-g", "-p", "\(pid)", "-o", output]
+        process.arguments = ["record", "-F", "199", "-g", "-p", "\(pid)", "-o", output, "--", "sleep", String(format: "%.1f", seconds)]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
         self.process = process
     }
 
-    func stop() {
-        guard let process, process.isRunning else { return }
-        process.interrupt()
-        process.waitUntilExit()
-    }
+    func wait() { process?.waitUntilExit() }
 }

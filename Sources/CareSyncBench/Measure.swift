@@ -93,10 +93,20 @@ struct RunContext {
 
 /// Prints one JSON document: the run's context, then one object per measure.
 func printJSON(benchmark: String, context: RunContext, measures: [Measure], extra: [String: Any] = [:]) throws {
-    var document = extra
+    var document: [String: Any] = extra
     document["benchmark"] = benchmark
     document["run"] = context.object
     document["measures"] = measures.map(\.object)
-    let data = try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
+    let data = try JSONSerialization.data(withJSONObject: jsonSafe(document), options: [.prettyPrinted, .sortedKeys])
     print(String(decoding: data, as: UTF8.self))
+}
+
+/// JSON has no NaN or infinity (a level where no sync finished has no percentile): they become null.
+func jsonSafe(_ value: Any) -> Any {
+    switch value {
+    case let number as Double: number.isFinite ? number : NSNull()
+    case let object as [String: Any]: object.mapValues(jsonSafe)
+    case let array as [Any]: array.map(jsonSafe)
+    default: value
+    }
 }

@@ -160,7 +160,7 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
 
     // 3. Peak memory of separate hub and client processes while a large backlog syncs.
     do {
-        let backlogRows = quick ? 50_000 : 500_000
+        let backlogRows = quick ? 50_000 : 1_000_000
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("caresync").path
         if FileManager.default.isExecutableFile(atPath: binary) {
             let source = try replica("backlog-source", 5)
