@@ -96,6 +96,9 @@ struct LoadLevel {
                                  "syncs": latencies.count, "failed": failures.values.reduce(0, +), "failures": failures,
                                  "window_s": windowSeconds, "hub_cpu_percent_of_core": hubCPUSeconds / windowSeconds * 100,
                                  "clients_cpu_percent_of_core": clientCPUSeconds / windowSeconds * 100,
+                                 // Per sync, so that a figure measured on a loaded machine still says what a sync costs.
+                                 "hub_cpu_ms_per_sync": hubCPUSeconds * 1000 / Double(max(latencies.count, 1)),
+                                 "clients_cpu_ms_per_sync": clientCPUSeconds * 1000 / Double(max(latencies.count, 1)),
                                  "hub_rss_mb": hubRSSMB, "hub_peak_rss_mb": hubPeakRSSMB, "pulled_changes_per_sync": pulledPerSync,
                                  "fields_per_sync": fieldsPerSync, "load_average_at_end": loadAverage,
                                  "latency_measured": "new TCP connection → hello/welcome → push → ack → pull → caught up → goodbye"])
@@ -260,14 +263,14 @@ func memory(of pid: Int32, _ key: String) -> Int {
     return line.flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") } ?? 0
 }
 
-/// `perf record -g` of one process for a fixed time (`-- sleep`): perf ends by itself, because a
-/// child started by Foundation's `Process` here inherits a signal mask that blocks SIGINT, so
-/// interrupting it does not stop it.
+/// `perf record -g` of one process for a fixed time (`perf record … -- sleep S`), spawned with an
+/// empty signal mask: a child started by Foundation's `Process` here inherits a mask that blocks
+/// SIGINT and SIGCHLD, and perf then neither stops on an interrupt nor sees its `sleep` end.
 final class PerfRecording: @unchecked Sendable {
-    // Safety: started and waited for from one task in sequence; `process` is not shared otherwise.
+    // Safety: started and waited for from one task in sequence; `child` is not shared otherwise.
     let pid: Int32
     let output: String
-    private var process: Process?
+    private var child: pid_t = 0
 
     init(pid: Int32, output: String) {
         self.pid = pid
@@ -275,14 +278,28 @@ final class PerfRecording: @unchecked Sendable {
     }
 
     func start(seconds: Double) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/perf")
-        process.arguments = ["record", "-F", "199", "-g", "-p", "\(pid)", "-o", output, "--", "sleep", String(format: "%.1f", seconds)]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        self.process = process
+        let arguments = ["/usr/bin/perf", "record", "-F", "199", "-g", "-p", "\(pid)", "-o", output, "--", "sleep", String(format: "%.1f", seconds)]
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let status = posix_spawn(&child, arguments[0], &actions, &attributes, argv, environ)
+        guard status == 0 else { throw BenchFailure("could not start perf (errno \(status)): install it (apt-get install linux-perf)") }
     }
 
-    func wait() { process?.waitUntilExit() }
+    func wait() {
+        guard child > 0 else { return }
+        var status: Int32 = 0
+        waitpid(child, &status, 0)
+    }
 }
