@@ -63,11 +63,12 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
         let pull = try await SyncClient.sync(store: b, host: "127.0.0.1", port: hub.port, enrolmentToken: nil,
                                              configuration: configuration, logger: logger)
         let end = now()
-        hub.stop()
         let label = compressed ? "compressed" : "uncompressed"
+        // Read before the hub stops: it closes its store when it does.
+        record("hub \(label)", try hub.pragmas())
+        hub.stop()
         record("replica a \(label)", try a.connectionPragmas())
         record("replica b \(label)", try b.connectionPragmas())
-        record("hub \(label)", try hub.pragmas())
         let batch = fieldChanges(try a.changes(notIn: VersionVector()))
         let seconds = Double(end - start) / 1e9
         let pullSeconds = Double(end - middle) / 1e9
@@ -121,10 +122,10 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
         }
         _ = try await SyncClient.sync(store: small, host: "127.0.0.1", port: hub.port, enrolmentToken: nil, logger: logger)
         let report = try await SyncClient.sync(store: big, host: "127.0.0.1", port: hub.port, enrolmentToken: nil, logger: logger)
+        record("hub big", try hub.pragmas())
         hub.stop()
         record("replica big", try big.connectionPragmas())
         record("replica small", try small.connectionPragmas())
-        record("hub big", try hub.pragmas())
         // Baseline: ten plain upserts into a plain table of the same size.
         let plain = try StoreFile.openDurableQueue(path: "\(work)/plain-big.db", label: "bench.plain")
         try await plain.write { db in
