@@ -80,7 +80,7 @@ let package = Package(
         ]),
         // Release-build benchmark with same-run plain-SQLite baselines, C API and GRDB (not a test).
         .executableTarget(name: "caresync-bench", dependencies: [
-            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub",
+            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "SyncTesting",
             .product(name: "GRDB", package: "GRDB.swift"),
             // The SQLite C API itself, for the headline plain baseline (PlainSQLiteConnection).
             .product(name: "GRDBSQLite", package: "GRDB.swift"),

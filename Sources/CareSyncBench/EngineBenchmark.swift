@@ -13,19 +13,26 @@ struct Clock: WallClock {
     func nowMillis() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
 }
 
-/// One measure: the tracked store's time beside both plain baselines of the same workload.
-struct Figure {
-    let name: String
-    let tracked: Double
-    /// Plain SQLite through the C API: the baseline the targets are set against.
-    let cAPI: Double
-    /// Plain SQLite through GRDB, our stores' library.
-    let grdb: Double
-    /// Issue 7's target: tracked time at most this multiple of the C-API baseline.
-    let targetRatio: Double
-    var ratioCAPI: Double { tracked / cAPI }
-    var ratioGRDB: Double { tracked / grdb }
-    var met: Bool { ratioCAPI <= targetRatio }
+/// Runs `body`; with CARESYNC_BENCH_PHASES set, prints its CLOCK_MONOTONIC start and end to
+/// standard error, for `perf record -k CLOCK_MONOTONIC` and `perf report --time start,end`.
+func phase<Result>(_ name: String, _ body: () throws -> Result) rethrows -> Result {
+    guard ProcessInfo.processInfo.environment["CARESYNC_BENCH_PHASES"] != nil else { return try body() }
+    func monotonic() -> String {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return String(format: "%d.%06d", time.tv_sec, time.tv_nsec / 1_000)
+    }
+    let start = monotonic()
+    let result = try body()
+    FileHandle.standardError.write(Data("phase \(name): \(start),\(monotonic())\n".utf8))
+    return result
+}
+
+/// One timed measure: the tracked store's seconds beside both plain baselines of the same workload,
+/// its target a ratio to the C-API baseline.
+func timed(_ name: String, tracked: Double, cAPI: Double, grdb: Double, targetRatio: Double, stretch: Double) -> Measure {
+    Measure(name: name, figure: tracked, unit: "s", baselineCAPI: cAPI, baselineGRDB: grdb, targetOn: "ratio_c_api",
+            target: targetRatio, stretch: stretch)
 }
 
 /// Local writes, batch apply and metadata size, each beside plain SQLite in the same run.
@@ -69,7 +76,8 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
         }
     }
 
-    var figures: [Figure] = []
+    var figures: [Measure] = []
+    let context = RunContext()
 
     // 1. Tracked local writes vs plain SQLite, batched (1,000 edits per transaction).
     let tracked = try ReplicaStore.create(at: "\(work)/tracked.db", schema: schema, replicaID: ReplicaID(high: 1, low: 1),
@@ -79,7 +87,7 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
     let insertColumns = (["id"] + columns).joined(separator: ", ")
     let insertMarks = Array(repeating: "?", count: fieldsPerRow + 1).joined(separator: ", ")
 
-    let trackedInsert = try seconds {
+    let trackedInsert = try phase("tracked insert") { try seconds {
         for start in stride(from: 0, to: rows, by: batchSize) {
             try tracked.write(author: "bench") { tx in
                 for row in start..<min(start + batchSize, rows) {
@@ -89,7 +97,7 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
                 }
             }
         }
-    }
+    } }
     let plainInsert = try seconds {
         for start in stride(from: 0, to: rows, by: batchSize) {
             try plain.write { db in
@@ -112,8 +120,7 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
             }
         }
     }
-    figures.append(Figure(name: "insert \(rows) rows × \(fieldsPerRow) fields, \(batchSize)/txn", tracked: trackedInsert,
-                          cAPI: capiInsert, grdb: plainInsert, targetRatio: 2.0))
+    figures.append(timed("insert \(rows) rows × \(fieldsPerRow) fields, \(batchSize)/txn", tracked: trackedInsert, cAPI: capiInsert, grdb: plainInsert, targetRatio: 2.0, stretch: 1.5))
 
     let trackedUpdate = try seconds {
         for start in stride(from: 0, to: rows, by: batchSize) {
@@ -140,8 +147,7 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
             }
         }
     }
-    figures.append(Figure(name: "update \(rows) single fields, \(batchSize)/txn", tracked: trackedUpdate,
-                          cAPI: capiUpdate, grdb: plainUpdate, targetRatio: 2.0))
+    figures.append(timed("update \(rows) single fields, \(batchSize)/txn", tracked: trackedUpdate, cAPI: capiUpdate, grdb: plainUpdate, targetRatio: 2.0, stretch: 1.5))
 
     // 1b. One edit per transaction, as a social worker saves: each commit is fsynced.
     let trackedSingle = try seconds {
@@ -160,8 +166,7 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
             try capi.transaction { try capiSingleStatement.run(value(row, 3, 2), "r\(row)") }
         }
     }
-    figures.append(Figure(name: "update, one edit per transaction (\(singleTransactions) commits)", tracked: trackedSingle,
-                          cAPI: capiSingle, grdb: plainSingle, targetRatio: 1.2))
+    figures.append(timed("update, one edit per transaction (\(singleTransactions) commits)", tracked: trackedSingle, cAPI: capiSingle, grdb: plainSingle, targetRatio: 1.2, stretch: 1.1))
 
     // 2. Applying a 100,000-field-change batch vs a plain upsert of the same values.
     let source = try ReplicaStore.create(at: "\(work)/source.db", schema: schema, replicaID: ReplicaID(high: 2, low: 2),
@@ -174,30 +179,29 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
             }
         }
     }
-    // Row edits: each create carries its row's five field changes.
-    let batch = try source.changes(notIn: VersionVector())
+    let allChanges = try source.changes(notIn: VersionVector())
+    let batch = fieldChanges(allChanges)
     let receiver = try ReplicaStore.create(at: "\(work)/receiver.db", schema: schema, replicaID: ReplicaID(high: 3, low: 3),
                                            name: "receiver", wallClock: Clock())
-    let allChanges = batch
-    let trackedApply = try seconds { _ = try receiver.apply(allChanges) }
+    let trackedApply = try phase("tracked apply") { try seconds { _ = try receiver.apply(allChanges) } }
     let upsertTarget = try plainQueue("upsert")
     let plainApply = try seconds {
         try upsertTarget.write { db in
             var statements: [String: Statement] = [:]
             for column in columns {
-                statements[column] = try db.makeStatement(sql: "INSERT INTO record (id, \(column)) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET \(column) = excluded.\(column)")
+                statements[column] = try db.makeStatement(sql: upsertStatement(column))
             }
             for change in batch {
-                for field in change.fields {
-                    try statements[field.column]!.execute(arguments: [change.row, field.value.textValue])
-                }
+                try statements[change.column]!.execute(arguments: [change.row, change.value.textValue])
             }
         }
     }
     let capiUpsertTarget = try plainConnection("capi-upsert")
     let capiApply = try seconds { try upsertThroughCAPI(batch, columns: columns, into: capiUpsertTarget) }
-    figures.append(Figure(name: "apply \(batch.reduce(0) { $0 + $1.fields.count }) field changes (\(batch.count) row edits) in one txn",
-                          tracked: trackedApply, cAPI: capiApply, grdb: plainApply, targetRatio: 2.0))
+    var apply = timed("apply \(batch.count) field changes, one txn", tracked: trackedApply, cAPI: capiApply, grdb: plainApply,
+                      targetRatio: 2.0, stretch: 1.5)
+    apply.details["changes"] = allChanges.count
+    figures.append(apply)
 
     // 3. Metadata bytes per tracked field.
     let fieldCount = rows * fieldsPerRow
@@ -210,65 +214,59 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
     // 4. Bundle size per field change.
     let bundleBytes = ChangeBundle(sender: source.replicaID, schemaVersion: 1, senderKnowledge: VersionVector(), changes: allChanges).encoded().count
 
-    if emitJSON {
-        var object: [String: Any] = [:]
-        for figure in figures {
-            // `baseline_s` and `ratio` keep their old meaning (the GRDB baseline) for older scripts.
-            object[figure.name] = ["tracked_s": figure.tracked, "baseline_c_api_s": figure.cAPI, "ratio_c_api": figure.ratioCAPI,
-                                   "baseline_grdb_s": figure.grdb, "ratio_grdb": figure.ratioGRDB,
-                                   "baseline_s": figure.grdb, "ratio": figure.ratioGRDB,
-                                   "target_ratio_c_api": figure.targetRatio, "met": figure.met]
-        }
-        object["synchronous_read_back"] = ["tracked": try tracked.connectionPragmas().synchronous, "receiver": try receiver.connectionPragmas().synchronous,
-                                           "grdb": try StoreFile.pragmas(plain).synchronous, "c_api": try capi.pragmas().synchronous,
-                                           "c_api_upsert": try capiUpsertTarget.pragmas().synchronous]
-        if let perField { object["sync_field_bytes_per_field"] = Double(perField.bytes) / Double(perField.fields) }
-        object["file_overhead_bytes_per_field_local"] = Double(trackedBytes - plainBytes) / Double(fieldCount)
-        object["file_overhead_bytes_per_field_applied"] = Double(receiverBytes - upsertBytes) / Double(batch.count)
-        object["bundle_bytes_per_change"] = Double(bundleBytes) / Double(allChanges.count)
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-        print(String(decoding: data, as: UTF8.self))
-    } else {
-        // Read back, not assumed: every side must run at WAL + FULL (2) for the ratios to mean anything.
-        let readBack = [("tracked", try tracked.connectionPragmas()), ("receiver", try receiver.connectionPragmas()),
-                        ("GRDB plain", try StoreFile.pragmas(plain)), ("GRDB upsert", try StoreFile.pragmas(upsertTarget)),
-                        ("C API plain", try capi.pragmas()), ("C API upsert", try capiUpsertTarget.pragmas())]
-            .map { "\($0) \($1.journalMode) synchronous=\($1.synchronous)" }.joined(separator: ", ")
-        print("CareSync engine benchmark (\(quick ? "quick" : "full") run; SQLite \(try capi.text("select sqlite_version()") ?? "?"); read back: \(readBack); 2 = FULL)")
-        print("")
-        func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
-        print(pad("measure", 62) + pad("tracked", 10) + pad("C API", 10) + pad("vs C API", 10) + pad("GRDB", 10) + pad("vs GRDB", 9) + "target (vs C API)")
-        for figure in figures {
-            print(pad(figure.name, 62) + pad(String(format: "%.3f s", figure.tracked), 10) + pad(String(format: "%.3f s", figure.cAPI), 10)
-                  + pad(String(format: "%.2f×", figure.ratioCAPI), 10) + pad(String(format: "%.3f s", figure.grdb), 10)
-                  + pad(String(format: "%.2f×", figure.ratioGRDB), 9) + String(format: "≤ %.1f× %@", figure.targetRatio, figure.met ? "met" : "not met"))
-        }
-        print("")
-        if let perField {
-            print(String(format: "per-field clock metadata (sync_field pages via dbstat): %.1f bytes/field  (SQLite Sync publishes 60–100 bytes per metadata row)",
-                         Double(perField.bytes) / Double(perField.fields)))
-        }
-        print(String(format: "whole-file overhead incl. change log, local writes:      %.1f bytes/field (%d vs %d bytes for %d fields)",
-                     Double(trackedBytes - plainBytes) / Double(fieldCount), trackedBytes, plainBytes, fieldCount))
-        print(String(format: "whole-file overhead incl. change log, applied batch:     %.1f bytes/field", Double(receiverBytes - upsertBytes) / Double(batch.count)))
-        print(String(format: "bundle size: %.1f bytes per change (%d changes, %d bytes)", Double(bundleBytes) / Double(allChanges.count), allChanges.count, bundleBytes))
-        print(String(format: "throughput: tracked inserts %.0f fields/s; batch apply %.0f changes/s", Double(fieldCount) / trackedInsert, Double(allChanges.count) / trackedApply))
+    // Read back, not assumed: every side must run at WAL + FULL (2) for the ratios to mean anything.
+    let readBack = [("tracked", try tracked.connectionPragmas()), ("receiver", try receiver.connectionPragmas()),
+                    ("GRDB plain", try StoreFile.pragmas(plain)), ("GRDB upsert", try StoreFile.pragmas(upsertTarget)),
+                    ("C API plain", try capi.pragmas()), ("C API upsert", try capiUpsertTarget.pragmas())]
+    let localOverhead = Double(trackedBytes - plainBytes) / Double(fieldCount)
+    figures.append(Measure(name: "replica file overhead incl. history, local writes", figure: localOverhead, unit: "B per field",
+                           target: 80, stretch: 50, details: ["tracked_bytes": trackedBytes, "plain_bytes": plainBytes, "fields": fieldCount]))
+    figures.append(Measure(name: "replica file overhead incl. history, applied batch", figure: Double(receiverBytes - upsertBytes) / Double(batch.count),
+                           unit: "B per field", details: ["tracked_bytes": receiverBytes, "plain_bytes": upsertBytes, "fields": batch.count]))
+    figures.append(Measure(name: "bundle bytes per field change", figure: Double(bundleBytes) / Double(batch.count), unit: "B",
+                           details: ["bundle_bytes": bundleBytes, "changes": allChanges.count, "field_changes": batch.count]))
+    if let perField {
+        figures.append(Measure(name: "per-field clock metadata (dbstat)", figure: Double(perField.bytes) / Double(perField.fields), unit: "B per field"))
     }
+    if emitJSON {
+        let synchronous = Dictionary(readBack.map { ($0.0, $0.1.synchronous) }, uniquingKeysWith: { first, _ in first })
+        try printJSON(benchmark: "engine", context: context, measures: figures, extra: ["synchronous_read_back": synchronous, "quick": quick])
+        return
+    }
+    let pragmas = readBack.map { "\($0) \($1.journalMode) synchronous=\($1.synchronous)" }.joined(separator: ", ")
+    print("CareSync engine benchmark (\(quick ? "quick" : "full") run; \(context.line); SQLite \(try capi.text("select sqlite_version()") ?? "?"); read back: \(pragmas); 2 = FULL)")
+    print("")
+    func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+    print(pad("measure", 52) + pad("tracked", 10) + pad("C API", 10) + pad("vs C API", 10) + pad("GRDB", 10) + pad("vs GRDB", 9) + "target")
+    for figure in figures {
+        guard let capiSeconds = figure.baselineCAPI, let grdbSeconds = figure.baselineGRDB, let ratio = figure.ratioCAPI,
+              let grdbRatio = figure.ratioGRDB else { continue }
+        print(pad(figure.name, 52) + pad(String(format: "%.3f s", figure.figure), 10) + pad(String(format: "%.3f s", capiSeconds), 10)
+              + pad(String(format: "%.2f×", ratio), 10) + pad(String(format: "%.3f s", grdbSeconds), 10)
+              + pad(String(format: "%.2f×", grdbRatio), 9) + figure.verdict)
+    }
+    print("")
+    printMeasures(figures.filter { $0.baselineCAPI == nil })
+    print(String(format: "throughput: tracked inserts %.0f fields/s; batch apply %.0f field changes/s", Double(fieldCount) / trackedInsert,
+                 Double(batch.count) / trackedApply))
+}
+
+/// Upserts one column of the benchmark table.
+func upsertStatement(_ column: String) -> String {
+    "INSERT INTO record (id, \(column)) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET \(column) = excluded.\(column)"
 }
 
 /// The plain baseline of applying a batch: each field change upserted into its column through the
 /// C API, one statement prepared per column, all in one transaction (as the tracked apply is).
-func upsertThroughCAPI(_ changes: [Change], columns: [String], into connection: PlainSQLiteConnection) throws {
+func upsertThroughCAPI(_ changes: [FieldChange], columns: [String], into connection: PlainSQLiteConnection) throws {
     var statements: [String: PlainSQLiteStatement] = [:]
     for column in columns {
-        statements[column] = try connection.prepare("INSERT INTO record (id, \(column)) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET \(column) = excluded.\(column)")
+        statements[column] = try connection.prepare(upsertStatement(column))
     }
     try connection.transaction {
         for change in changes {
-            for field in change.fields {
-                guard let statement = statements[field.column] else { throw PlainSQLiteError("a change names a column outside the benchmark table") }
-                try statement.run(change.row, field.value.textValue)
-            }
+            guard let statement = statements[change.column] else { throw PlainSQLiteError("a change names a column outside the benchmark table") }
+            try statement.run(change.row, change.value.textValue)
         }
     }
 }

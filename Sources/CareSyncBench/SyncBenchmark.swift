@@ -8,28 +8,24 @@ import SyncHub
 import SyncStore
 
 /// End to end over loopback: replica A → hub → replica B, beside plain-SQLite upserts of the same
-/// values (through the C API, the headline, and through GRDB); a small sync into a large replica
-/// beside the same plain upserts; bytes per change on the wire; and the peak memory of separate hub
-/// and client processes while a large backlog syncs. Every in-process connection's
-/// `PRAGMA synchronous` is read back and reported; the CLI processes open through the same
-/// `StoreFile` path, which refuses anything but FULL.
+/// values (through the C API, the headline, and through GRDB); a fresh replica's catch-up (B's
+/// pull); a small sync into a large replica beside the same plain upserts; bytes per change on the
+/// wire; the peak memory of separate hub and client processes while a large backlog syncs; and the
+/// care-records workload. Every in-process connection's `PRAGMA synchronous` is read back and
+/// reported; the CLI processes open through the same `StoreFile` path, which refuses anything but FULL.
 func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
+    let context = RunContext()
     let work = NSTemporaryDirectory() + "caresync-syncbench-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: work) }
     let columns = (1...5).map { "f\($0)" }
     let table = TableSchema("record", columns: columns.map { ColumnSchema($0, .text, .lastWriterWins) })
     let schema = ReplicaSchema(version: 1, tables: [table], migrations: [SchemaMigration("bench-v1", sql: table.createStatement)])
-    var lines: [String] = []
-    var json: [String: Any] = [:]
+    var measures: [Measure] = []
     var readBack: [(name: String, synchronous: Int, journalMode: String)] = []
     func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
     func record(_ name: String, _ pragmas: (synchronous: Int, journalMode: String)) {
         readBack.append((name, pragmas.synchronous, pragmas.journalMode))
-    }
-    func recordHub(_ name: String, _ server: HubServer) throws {
-        guard let store = server.store as? SQLiteHubStore else { throw CocoaError(.featureUnsupported) }
-        record(name, try store.connectionPragmas())
     }
 
     func replica(_ name: String, _ id: UInt64) throws -> ReplicaStore {
@@ -47,98 +43,67 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
             }
         }
     }
+    let logger = Logger(label: "bench")
 
-    func startHub(_ name: String, compression: Int?) async throws -> (HubServer, Task<Void, Error>, Int) {
-        var random = SystemRandomNumberGenerator()
-        let store = try SQLiteHubStore(path: "\(work)/\(name).db", random: &random)
-        var configuration = HubServerConfiguration()
-        configuration.port = 0
-        configuration.compressionThreshold = compression
-        let server = HubServer(store: store, configuration: configuration, logger: Logger(label: "bench.hub")) {
-            UInt64(Date().timeIntervalSince1970 * 1000)
-        }
-        let task = Task { try await server.run() }
-        for _ in 0..<500 where server.boundPort == nil { try await Task.sleep(nanoseconds: 5_000_000) }
-        guard let port = server.boundPort else { throw CocoaError(.featureUnsupported) }
-        return (server, task, port)
-    }
-
-    func token(_ server: HubServer) throws -> String {
-        var random = SystemRandomNumberGenerator()
-        return try server.store.issueEnrolmentToken(team: "BENCH", expiresAtMillis: Clock().nowMillis() + 3_600_000, random: &random)
-    }
-
-    // 1. End to end: 100,000 field changes (20,000 rows × 5 fields, plus their row creations).
+    // 1. End to end: 100,000 field changes (20,000 rows × 5 fields).
     for compressed in [true, false] {
         let rows = quick ? 2_000 : 20_000
         let a = try replica("a-\(compressed)", 1)
         let b = try replica("b-\(compressed)", 2)
         try fill(a, rows: rows, fields: 5, generation: 0)
-        let (server, task, port) = try await startHub("hub-\(compressed)", compression: compressed ? 1024 : nil)
+        let hub = try await InProcessHub.start(path: "\(work)/hub-\(compressed).db", compression: compressed ? 1024 : nil)
         var configuration = ClientConfiguration()
         configuration.compressionThreshold = compressed ? 1024 : nil
-        _ = try await SyncClient.sync(store: b, host: "127.0.0.1", port: port, enrolmentToken: try token(server),
-                                      configuration: configuration, logger: Logger(label: "bench"))
+        _ = try await SyncClient.sync(store: b, host: "127.0.0.1", port: hub.port, enrolmentToken: try hub.token(),
+                                      configuration: configuration, logger: logger)
         let start = now()
-        let push = try await SyncClient.sync(store: a, host: "127.0.0.1", port: port, enrolmentToken: try token(server),
-                                             configuration: configuration, logger: Logger(label: "bench"))
+        let push = try await SyncClient.sync(store: a, host: "127.0.0.1", port: hub.port, enrolmentToken: try hub.token(),
+                                             configuration: configuration, logger: logger)
         let middle = now()
-        let pull = try await SyncClient.sync(store: b, host: "127.0.0.1", port: port, enrolmentToken: nil,
-                                             configuration: configuration, logger: Logger(label: "bench"))
+        let pull = try await SyncClient.sync(store: b, host: "127.0.0.1", port: hub.port, enrolmentToken: nil,
+                                             configuration: configuration, logger: logger)
         let end = now()
-        let run = compressed ? "compressed" : "uncompressed"
-        // Read before the hub stops: it closes its store when it does.
-        try recordHub("hub \(run)", server)
-        task.cancel()
-        record("replica a \(run)", try a.connectionPragmas())
-        record("replica b \(run)", try b.connectionPragmas())
-        let changes = pull.summary.pulled
-        let fieldChanges = rows * 5
-        let seconds = Double(end - start) / 1e9
         let label = compressed ? "compressed" : "uncompressed"
-        let wirePush = Double(push.bytesSent) / Double(push.summary.pushed)
-        let wirePull = Double(pull.bytesReceived) / Double(max(changes, 1))
-        json["e2e_\(label)"] = ["changes": changes, "seconds": seconds, "changes_per_s": Double(changes) / seconds,
-                                "push_s": Double(middle - start) / 1e9, "pull_s": Double(end - middle) / 1e9,
-                                "push_bytes_per_change": wirePush, "pull_bytes_per_change": wirePull]
-        if compressed {
-            // Baseline: the same field values upserted into plain SQLite in one transaction.
-            let plain = try StoreFile.openDurableQueue(path: "\(work)/plain-e2e.db", label: "bench.plain")
-            try await plain.write { db in try db.execute(sql: table.createStatement) }
-            let batch = try a.changes(notIn: VersionVector())
-            let baselineStart = now()
-            try await plain.write { db in
-                for change in batch {
-                    for field in change.fields {
-                        try db.cachedStatement(sql: "INSERT INTO record (id, \(field.column)) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET \(field.column) = excluded.\(field.column)")
-                            .execute(arguments: [change.row, field.value.textValue])
-                    }
-                }
+        // Read before the hub stops: it closes its store when it does.
+        record("hub \(label)", try hub.pragmas())
+        hub.stop()
+        record("replica a \(label)", try a.connectionPragmas())
+        record("replica b \(label)", try b.connectionPragmas())
+        let batch = fieldChanges(try a.changes(notIn: VersionVector()))
+        let seconds = Double(end - start) / 1e9
+        let pullSeconds = Double(end - middle) / 1e9
+        let details: [String: Any] = ["changes": pull.summary.pulled, "field_changes": batch.count, "seconds": seconds,
+                                      "push_s": Double(middle - start) / 1e9, "pull_s": pullSeconds,
+                                      "push_bytes": push.bytesSent, "pull_bytes": pull.bytesReceived]
+        measures.append(Measure(name: "synthetic workload: wire bytes per field change, \(label) (pull)",
+                                figure: Double(pull.bytesReceived) / Double(batch.count), unit: "B", details: details))
+        guard compressed else { continue }
+        // Baselines: the same field values upserted into plain SQLite in one transaction.
+        let plain = try StoreFile.openDurableQueue(path: "\(work)/plain-e2e.db", label: "bench.plain")
+        try await plain.write { db in try db.execute(sql: table.createStatement) }
+        let baselineStart = now()
+        try await plain.write { db in
+            for change in batch {
+                try db.cachedStatement(sql: upsertStatement(change.column)).execute(arguments: [change.row, change.value.textValue])
             }
-            let baseline = Double(now() - baselineStart) / 1e9
-            record("GRDB plain e2e", try StoreFile.pragmas(plain))
-            let capi = try PlainSQLiteConnection(path: "\(work)/capi-e2e.db")
-            try capi.execute(table.createStatement)
-            let capiStart = now()
-            try upsertThroughCAPI(batch, columns: columns, into: capi)
-            let capiBaseline = Double(now() - capiStart) / 1e9
-            record("C API plain e2e", try capi.pragmas())
-            let fieldChangesPerSecond = Double(fieldChanges) / seconds
-            let met = fieldChangesPerSecond >= 100_000
-            json["e2e_baseline_plain_upsert_s"] = baseline
-            json["e2e_baseline_c_api_upsert_s"] = capiBaseline
-            json["e2e_ratio_c_api"] = seconds / capiBaseline
-            json["e2e_ratio_grdb"] = seconds / baseline
-            json["e2e_field_changes_per_s"] = fieldChangesPerSecond
-            json["e2e_target_field_changes_per_s"] = 100_000
-            json["e2e_met"] = met
-            lines.append(String(format: "end to end A → hub → B over loopback: %d changes (%d field changes + row creations) in %.2f s = %.0f changes/s, %.0f field changes/s (push %.2f s, pull %.2f s)",
-                                changes, fieldChanges, seconds, Double(changes) / seconds, fieldChangesPerSecond, Double(middle - start) / 1e9, Double(end - middle) / 1e9))
-            lines.append(String(format: "  plain SQLite upsert of the same %d field values, one transaction: C API %.3f s → ratio %.1f×; GRDB %.3f s → ratio %.1f×",
-                                batch.count, capiBaseline, seconds / capiBaseline, baseline, seconds / baseline))
-            lines.append(String(format: "  target ≥ 100,000 field changes/s: %@ (%.0f/s)", met ? "met" : "not met", fieldChangesPerSecond))
         }
-        lines.append(String(format: "  bytes on the wire per change, %@: push %.1f, pull %.1f", label, wirePush, wirePull))
+        let grdbSeconds = Double(now() - baselineStart) / 1e9
+        record("GRDB plain e2e", try StoreFile.pragmas(plain))
+        let capi = try PlainSQLiteConnection(path: "\(work)/capi-e2e.db")
+        try capi.execute(table.createStatement)
+        let capiStart = now()
+        try upsertThroughCAPI(batch, columns: columns, into: capi)
+        let capiSeconds = Double(now() - capiStart) / 1e9
+        record("C API plain e2e", try capi.pragmas())
+        let perSecond = Double(batch.count)
+        measures.append(Measure(name: "end to end A → hub → B, fsync on all three files", figure: perSecond / seconds, unit: "field changes/s",
+                                baselineCAPI: perSecond / capiSeconds, baselineGRDB: perSecond / grdbSeconds,
+                                target: 100_000, bound: .atLeast, stretch: 200_000,
+                                details: details.merging(["baseline_c_api_upsert_s": capiSeconds, "baseline_grdb_upsert_s": grdbSeconds],
+                                                         uniquingKeysWith: { first, _ in first })))
+        measures.append(Measure(name: "fresh replica catch-up (B's pull)", figure: perSecond / pullSeconds, unit: "field changes/s",
+                                baselineCAPI: perSecond / capiSeconds, baselineGRDB: perSecond / grdbSeconds,
+                                target: 150_000, bound: .atLeast, stretch: 300_000, details: details))
     }
 
     // 2. Ten changes synced into a replica holding 1,000,000 rows (excluding connect).
@@ -149,16 +114,16 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
         try fill(big, rows: bigRows, fields: 1, generation: 0)
         let fillSeconds = Double(now() - bigStart) / 1e9
         let small = try replica("small", 4)
-        let (server, task, port) = try await startHub("hub-big", compression: 1024)
-        _ = try await SyncClient.sync(store: big, host: "127.0.0.1", port: port, enrolmentToken: try token(server), logger: Logger(label: "bench"))
-        _ = try await SyncClient.sync(store: small, host: "127.0.0.1", port: port, enrolmentToken: try token(server), logger: Logger(label: "bench"))
+        let hub = try await InProcessHub.start(path: "\(work)/hub-big.db", compression: 1024)
+        _ = try await SyncClient.sync(store: big, host: "127.0.0.1", port: hub.port, enrolmentToken: try hub.token(), logger: logger)
+        _ = try await SyncClient.sync(store: small, host: "127.0.0.1", port: hub.port, enrolmentToken: try hub.token(), logger: logger)
         try small.write(author: "bench") { tx in
             for row in 0..<10 { try tx.create("record", id: "new\(row)", values: ["f1": .text("ten new values \(row)")]) }
         }
-        _ = try await SyncClient.sync(store: small, host: "127.0.0.1", port: port, enrolmentToken: nil, logger: Logger(label: "bench"))
-        let report = try await SyncClient.sync(store: big, host: "127.0.0.1", port: port, enrolmentToken: nil, logger: Logger(label: "bench"))
-        try recordHub("hub big", server)
-        task.cancel()
+        _ = try await SyncClient.sync(store: small, host: "127.0.0.1", port: hub.port, enrolmentToken: nil, logger: logger)
+        let report = try await SyncClient.sync(store: big, host: "127.0.0.1", port: hub.port, enrolmentToken: nil, logger: logger)
+        record("hub big", try hub.pragmas())
+        hub.stop()
         record("replica big", try big.connectionPragmas())
         record("replica small", try small.connectionPragmas())
         // Baseline: ten plain upserts into a plain table of the same size.
@@ -170,12 +135,9 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
         }
         let baselineStart = now()
         try await plain.write { db in
-            for row in 0..<10 {
-                try db.execute(sql: "INSERT INTO record (id, f1) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET f1 = excluded.f1",
-                               arguments: ["new\(row)", "ten new values \(row)"])
-            }
+            for row in 0..<10 { try db.execute(sql: upsertStatement("f1"), arguments: ["new\(row)", "ten new values \(row)"]) }
         }
-        let baseline = Double(now() - baselineStart) / 1e9
+        let grdbSeconds = Double(now() - baselineStart) / 1e9
         record("GRDB plain big", try StoreFile.pragmas(plain))
         // The same table, rows and upserts through the C API.
         let capi = try PlainSQLiteConnection(path: "\(work)/capi-big.db")
@@ -184,29 +146,22 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
         try capi.transaction {
             for row in 0..<bigRows { try capiInsert.run("r\(row)", "value 0-\(row)-0 lorem ipsum") }
         }
-        let capiUpsert = try capi.prepare("INSERT INTO record (id, f1) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET f1 = excluded.f1")
+        let capiUpsert = try capi.prepare(upsertStatement("f1"))
         let capiStart = now()
         try capi.transaction {
             for row in 0..<10 { try capiUpsert.run("new\(row)", "ten new values \(row)") }
         }
-        let capiBaseline = Double(now() - capiStart) / 1e9
+        let capiSeconds = Double(now() - capiStart) / 1e9
         record("C API plain big", try capi.pragmas())
-        let met = report.sessionSeconds * 1000 <= 5
-        json["small_into_large"] = ["rows": bigRows, "changes": report.summary.pulled, "session_ms": report.sessionSeconds * 1000,
-                                    "total_ms": report.durationSeconds * 1000, "baseline_ms": baseline * 1000, "fill_s": fillSeconds,
-                                    "baseline_grdb_ms": baseline * 1000, "baseline_c_api_ms": capiBaseline * 1000,
-                                    "ratio_c_api": report.sessionSeconds / capiBaseline, "ratio_grdb": report.sessionSeconds / baseline,
-                                    "target_ms": 5, "met": met]
-        lines.append(String(format: "10 new rows (%d changes) synced into a replica of %d rows: %.2f ms excluding connect (%.2f ms with it)",
-                            report.summary.pulled, bigRows, report.sessionSeconds * 1000, report.durationSeconds * 1000))
-        lines.append(String(format: "  plain upsert of the same 10 rows, one transaction: C API %.2f ms → ratio %.1f×; GRDB %.2f ms → ratio %.1f×",
-                            capiBaseline * 1000, report.sessionSeconds / capiBaseline, baseline * 1000, report.sessionSeconds / baseline))
-        lines.append(String(format: "  target ≤ 5 ms excluding connect: %@", met ? "met" : "not met"))
+        measures.append(Measure(name: "10 changes into a replica of \(bigRows) rows, excl. connect", figure: report.sessionSeconds * 1000, unit: "ms",
+                                baselineCAPI: capiSeconds * 1000, baselineGRDB: grdbSeconds * 1000, target: 5, stretch: 2,
+                                details: ["rows": bigRows, "changes": report.summary.pulled, "total_ms": report.durationSeconds * 1000,
+                                          "fill_s": fillSeconds]))
     }
 
     // 3. Peak memory of separate hub and client processes while a large backlog syncs.
     do {
-        let backlogRows = quick ? 50_000 : 500_000
+        let backlogRows = quick ? 50_000 : 1_000_000
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("caresync").path
         if FileManager.default.isExecutableFile(atPath: binary) {
             let source = try replica("backlog-source", 5)
@@ -221,31 +176,32 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
                     .trimmingCharacters(in: .whitespacesAndNewlines)
             }
             try ProcessProbe.run(binary, ["init", "\(work)/receiver.db"], work: work)
-            // The backlog goes up from a CLI replica? The source uses a benchmark schema, so it is
-            // pushed in-process; the receiving client is a separate `caresync sync` process.
+            // The source uses the benchmark schema, so it is pushed in-process; the receiving
+            // client is a separate `caresync sync` process (a care-records replica, which keeps
+            // the unknown-table changes rather than merging them).
             let pushReport = try await SyncClient.sync(store: source, host: "127.0.0.1", port: Int(address.split(separator: ":").last!)!,
-                                                       enrolmentToken: try enroll(), logger: Logger(label: "bench"))
+                                                       enrolmentToken: try enroll(), logger: logger)
             let client = try ProcessProbe.start(binary, ["sync", "--replica", "\(work)/receiver.db", "--hub", address, "--token", try enroll(),
                                                          "--json", "--quiet"], work: work)
-            let clientPeak = client.waitAndPeak()
-            let hubPeak = hub.peakSoFar()
-            json["peak_memory"] = ["backlog_changes": sourceChanges, "hub_peak_rss_mb": Double(hubPeak) / 1024,
-                                   "client_peak_rss_mb": Double(clientPeak) / 1024, "push_s": pushReport.durationSeconds]
-            lines.append(String(format: "peak RSS while a %d-change backlog syncs (separate processes): hub %.1f MB, pulling client %.1f MB   (target flat, < 64 MB)",
-                                sourceChanges, Double(hubPeak) / 1024, Double(clientPeak) / 1024))
-        } else {
-            lines.append("peak memory: skipped (build the caresync product beside caresync-bench)")
+            let clientPeak = Double(client.waitAndPeak()) / 1024
+            let hubPeak = Double(hub.peakSoFar()) / 1024
+            let details: [String: Any] = ["backlog_changes": sourceChanges, "backlog_rows": backlogRows, "push_s": pushReport.durationSeconds]
+            measures.append(Measure(name: "peak RSS, hub, \(sourceChanges)-change backlog", figure: hubPeak, unit: "MB", target: 64, stretch: 32, details: details))
+            measures.append(Measure(name: "peak RSS, client, \(sourceChanges)-change backlog", figure: clientPeak, unit: "MB", target: 64, stretch: 32, details: details))
         }
     }
 
-    json["synchronous_read_back"] = Dictionary(readBack.map { ($0.name, $0.synchronous) }, uniquingKeysWith: { first, _ in first })
+    // 4. The care-records workload (wire bytes per field change, end to end).
+    measures += try await careMeasures(quick: quick, seed: 20261201)
+
+    let allFull = readBack.allSatisfy { $0.synchronous == 2 && $0.journalMode == "wal" }
     if emitJSON {
-        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
-        print(String(decoding: data, as: UTF8.self))
+        let synchronous = Dictionary(readBack.map { ($0.name, $0.synchronous) }, uniquingKeysWith: { first, _ in first })
+        try printJSON(benchmark: "sync", context: context, measures: measures, extra: ["synchronous_read_back": synchronous, "quick": quick])
     } else {
-        let allFull = readBack.allSatisfy { $0.synchronous == 2 && $0.journalMode == "wal" }
-        print("CareSync sync benchmark (\(quick ? "quick" : "full") run, loopback TCP; read back on \(readBack.count) in-process connections: \(allFull ? "all wal synchronous=2 (FULL)" : readBack.map { "\($0.name) \($0.journalMode) synchronous=\($0.synchronous)" }.joined(separator: ", ")))\n")
-        for line in lines { print(line) }
+        let pragmas = allFull ? "all wal synchronous=2 (FULL)" : readBack.map { "\($0.name) \($0.journalMode) synchronous=\($0.synchronous)" }.joined(separator: ", ")
+        print("CareSync sync benchmark (\(quick ? "quick" : "full") run, loopback TCP; \(context.line); read back on \(readBack.count) in-process connections: \(pragmas))\n")
+        printMeasures(measures)
     }
 }
 

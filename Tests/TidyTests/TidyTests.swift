@@ -22,7 +22,7 @@ struct TidyTests {
                         "NIOCore"],
         "caresync": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "ArgumentParser",
                      "Foundation", "Logging", "ServiceLifecycle"],
-        "CareSyncBench": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "GRDB", "GRDBSQLite",
+        "CareSyncBench": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "SyncTesting", "GRDB", "GRDBSQLite",
                           "Foundation", "Logging", "NIOCore", "NIOPosix"],
     ]
 

@@ -1,0 +1,305 @@
+import Foundation
+import Logging
+import SyncClient
+import SyncCore
+import SyncEngine
+import SyncStore
+import SyncTesting
+
+/// Options of `caresync-bench load`.
+struct LoadOptions {
+    var replicaCounts = [50, 250, 500, 1_000]
+    var seconds = 20.0
+    var warmUpSeconds = 3.0
+    var fieldsPerSync = 3
+    var seed = UInt64.random(in: 1...UInt64.max)
+    /// `perf record` the hub child process over each measured window into this file (N appended).
+    var perfHub: String?
+}
+
+/// Hub load: N simulated replicas in this one process, each a real `ReplicaStore` driven by the
+/// real `ClientSession` (through `SyncClient.sync`, as the CLI syncs) over real loopback TCP to a
+/// real hub in a child process (`caresync hub serve`, whose store opens at WAL + synchronous=FULL
+/// and refuses anything else). Each replica waits a uniform random 0–2 s (seeded), writes one row
+/// edit of a few fields, and syncs.
+///
+/// A sync, as timed here: connect (a new TCP connection per sync, as `caresync sync` makes) →
+/// hello/welcome → push → ack → pull → caught up → goodbye. Syncs that start inside the measured
+/// window (after a warm-up) are counted; the figures are syncs/s completed, latency p50/p99/max,
+/// the hub process's CPU (utime + stime from /proc, % of one core) and RSS, and this process's CPU
+/// (the clients), because on a shared 2-core machine the clients compete with the hub.
+///
+/// The replicas' files live on tmpfs (/dev/shm): their fdatasyncs cost no disk time, so the disk
+/// is the hub's alone; the hub's file is on the benchmark's work directory (the real disk).
+func runLoadBenchmark(_ options: LoadOptions, emitJSON: Bool) async throws {
+    raiseFileLimit()
+    let context = RunContext()
+    let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("caresync").path
+    guard FileManager.default.isExecutableFile(atPath: binary) else {
+        throw BenchFailure("the load benchmark runs the hub as `caresync hub serve`: build the caresync product beside caresync-bench (swift build -c release)")
+    }
+    if !emitJSON {
+        print("CareSync hub load benchmark (seed \(options.seed); \(context.line); \(options.seconds) s measured per level after \(options.warmUpSeconds) s warm-up)")
+        print("a sync = new TCP connection → hello/welcome → push → ack → pull → caught up → goodbye; one row edit of \(options.fieldsPerSync) fields per sync\n")
+    }
+    var measures: [Measure] = []
+    for replicas in options.replicaCounts {
+        let level = try await runLoadLevel(replicas: replicas, options: options, binary: binary)
+        let measure = level.measure(fieldsPerSync: options.fieldsPerSync)
+        measures.append(measure)
+        // Each level as it finishes (on standard error under --json), so a long run that fails late still reports.
+        let line = level.line + "   " + measure.verdict
+        if emitJSON { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
+    }
+    if emitJSON {
+        try printJSON(benchmark: "load", context: context, measures: measures, extra: ["seed": options.seed])
+    }
+}
+
+/// What one level (one replica count) measured.
+struct LoadLevel {
+    let replicas: Int
+    let windowSeconds: Double
+    let latencies: [Double]
+    let failures: [String: Int]
+    let hubCPUSeconds: Double
+    let clientCPUSeconds: Double
+    let hubRSSMB: Double
+    let hubPeakRSSMB: Double
+    let pulledPerSync: Double
+    let loadAverage: [Double]
+
+    var syncsPerSecond: Double { Double(latencies.count) / windowSeconds }
+
+    func percentile(_ fraction: Double) -> Double {
+        guard !latencies.isEmpty else { return .nan }
+        let sorted = latencies.sorted()
+        // Nearest rank.
+        let rank = Int((fraction * Double(sorted.count)).rounded(.up))
+        return sorted[min(max(rank, 1), sorted.count) - 1]
+    }
+
+    var line: String {
+        String(format: "%5d replicas: %6.1f syncs/s (offered ~%d/s), p50 %7.1f ms, p99 %8.1f ms, max %8.1f ms, failed %d%@; hub CPU %3.0f %% of a core, RSS %.1f MB (peak %.1f); clients' CPU %3.0f %%; pulled %.0f changes/sync; load %@",
+               replicas, syncsPerSecond, replicas, percentile(0.5) * 1000, percentile(0.99) * 1000, (latencies.max() ?? .nan) * 1000,
+               failures.values.reduce(0, +), failures.isEmpty ? "" : " \(failures)", hubCPUSeconds / windowSeconds * 100,
+               hubRSSMB, hubPeakRSSMB, clientCPUSeconds / windowSeconds * 100, pulledPerSync,
+               loadAverage.map { String(format: "%.2f", $0) }.joined(separator: " "))
+    }
+
+    func measure(fieldsPerSync: Int) -> Measure {
+        // Issue 7: 500 replicas p99 < 250 ms (target), 1,000 replicas p99 < 250 ms (stretch).
+        Measure(name: "hub load: \(replicas) replicas syncing every 0–2 s, FULL", figure: percentile(0.99) * 1000, unit: "ms p99",
+                target: replicas == 500 ? 250 : nil, stretch: replicas == 1_000 ? 250 : nil,
+                       details: ["replicas": replicas, "syncs_per_s": syncsPerSecond, "p50_ms": percentile(0.5) * 1000,
+                                 "p99_ms": percentile(0.99) * 1000, "max_ms": (latencies.max() ?? .nan) * 1000,
+                                 "syncs": latencies.count, "failed": failures.values.reduce(0, +), "failures": failures,
+                                 "window_s": windowSeconds, "hub_cpu_percent_of_core": hubCPUSeconds / windowSeconds * 100,
+                                 "clients_cpu_percent_of_core": clientCPUSeconds / windowSeconds * 100,
+                                 // Per sync, so that a figure measured on a loaded machine still says what a sync costs.
+                                 "hub_cpu_ms_per_sync": hubCPUSeconds * 1000 / Double(max(latencies.count, 1)),
+                                 "clients_cpu_ms_per_sync": clientCPUSeconds * 1000 / Double(max(latencies.count, 1)),
+                                 "hub_rss_mb": hubRSSMB, "hub_peak_rss_mb": hubPeakRSSMB, "pulled_changes_per_sync": pulledPerSync,
+                                 "fields_per_sync": fieldsPerSync, "load_average_at_end": loadAverage,
+                                 "latency_measured": "new TCP connection → hello/welcome → push → ack → pull → caught up → goodbye"])
+    }
+}
+
+/// What the replica tasks record, shared between them.
+private actor LoadRecorder {
+    var latencies: [Double] = []
+    var failures: [String: Int] = [:]
+    var pulled = 0
+
+    func record(seconds: Double, pulled: Int) {
+        latencies.append(seconds)
+        self.pulled += pulled
+    }
+
+    func fail(_ code: String) { failures[code, default: 0] += 1 }
+}
+
+private func runLoadLevel(replicas: Int, options: LoadOptions, binary: String) async throws -> LoadLevel {
+    let work = NSTemporaryDirectory() + "caresync-load-\(UUID().uuidString)"
+    let replicaDirectory = "/dev/shm/caresync-load-\(UUID().uuidString)"
+    for directory in [work, replicaDirectory] { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+    defer {
+        try? FileManager.default.removeItem(atPath: work)
+        try? FileManager.default.removeItem(atPath: replicaDirectory)
+    }
+    let hubPath = "\(work)/hub.db"
+    // Tokens are issued before the hub process opens the file: one writer per SQLite file.
+    var tokens: [String] = []
+    do {
+        var random = SystemRandomNumberGenerator()
+        let store = try SQLiteHubStore(path: hubPath, random: &random)
+        let pragmas = try store.connectionPragmas()
+        guard pragmas.synchronous == 2, pragmas.journalMode == "wal" else { throw BenchFailure("the hub store did not open at WAL + FULL") }
+        for _ in 0..<replicas {
+            tokens.append(try store.issueEnrolmentToken(team: "LOAD", expiresAtMillis: Clock().nowMillis() + 3_600_000, random: &random))
+        }
+    }
+    let hub = try ProcessProbe.start(binary, ["hub", "serve", "--db", hubPath, "--port", "0", "--max-connections", "\(replicas + 64)"], work: work)
+    defer { hub.terminate() }
+    let address = try hub.waitForLine(containing: "listening on").components(separatedBy: "listening on ").last!
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+    guard let port = address.split(separator: ":").last.flatMap({ Int($0) }) else { throw BenchFailure("the hub printed no port") }
+
+    let table = TableSchema("record", columns: (1...max(options.fieldsPerSync, 1)).map { ColumnSchema("f\($0)", .text, .lastWriterWins) })
+    let schema = ReplicaSchema(version: 1, tables: [table], migrations: [SchemaMigration("bench-v1", sql: table.createStatement)])
+    var stores: [ReplicaStore] = []
+    for index in 0..<replicas {
+        stores.append(try ReplicaStore.create(at: "\(replicaDirectory)/r\(index).db", schema: schema,
+                                              replicaID: ReplicaID(high: 0x10AD, low: UInt64(index + 1)), name: "r\(index)", wallClock: Clock()))
+    }
+    let logger = Logger(label: "bench.load")
+    // One attempt per sync: a failure is counted, not hidden behind a backoff.
+    let single = RetryPolicy(attempts: 1)
+    let enrolment = tokens
+    // Enrol every replica (one sync each, nothing to push or pull yet), a few at a time.
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for (index, store) in stores.enumerated() {
+            if index >= 16 { try await group.next() }
+            group.addTask {
+                _ = try await SyncClient.sync(store: store, host: "127.0.0.1", port: port, enrolmentToken: enrolment[index], logger: logger)
+            }
+        }
+        try await group.waitForAll()
+    }
+
+    let recorder = LoadRecorder()
+    let root = SeededGenerator(seed: options.seed).stream("load-\(replicas)")
+    let start = DispatchTime.now().uptimeNanoseconds
+    let windowStart = start + UInt64(options.warmUpSeconds * 1e9)
+    let windowEnd = windowStart + UInt64(options.seconds * 1e9)
+    let fields = options.fieldsPerSync
+    let hubPID = hub.process.processIdentifier
+    let perf = options.perfHub.map { path in PerfRecording(pid: hubPID, output: "\(path).\(replicas)") }
+    let measuring = Task {
+        try await Task.sleep(nanoseconds: windowStart - DispatchTime.now().uptimeNanoseconds)
+        try perf?.start(seconds: options.seconds)
+        return (cpuSeconds(of: hubPID), ownCPUSeconds())
+    }
+    await withTaskGroup(of: Void.self) { group in
+        for (index, store) in stores.enumerated() {
+            let stream = root.stream("replica-\(index)")
+            group.addTask {
+                var random = stream
+                var sequence = 0
+                while true {
+                    let wait = UInt64(random.index(below: 2_000_001)) * 1_000  // 0–2 s, in ns
+                    try? await Task.sleep(nanoseconds: wait)
+                    let began = DispatchTime.now().uptimeNanoseconds
+                    guard began < windowEnd else { return }
+                    sequence += 1
+                    do {
+                        try store.write(author: "load") { tx in
+                            var values: [String: FieldValue] = [:]
+                            for field in 1...fields { values["f\(field)"] = .text("replica \(index) edit \(sequence) field \(field)") }
+                            try tx.create("record", id: "r\(index)-\(sequence)", values: values)
+                        }
+                        let report = try await SyncClient.sync(store: store, host: "127.0.0.1", port: port, enrolmentToken: nil,
+                                                               retry: single, logger: logger)
+                        let seconds = Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9
+                        if began >= windowStart { await recorder.record(seconds: seconds, pulled: report.summary.pulled) }
+                    } catch let failure as SyncFailure {
+                        if began >= windowStart { await recorder.fail(failure.code.name) }
+                    } catch {
+                        if began >= windowStart { await recorder.fail(String(describing: type(of: error))) }
+                    }
+                }
+            }
+        }
+    }
+    let ended = DispatchTime.now().uptimeNanoseconds
+    perf?.wait()
+    let (hubCPUStart, ownCPUStart) = try await measuring.value
+    // The last syncs started before the window's end finish after it; the window counts until then.
+    let windowSeconds = Double(ended - windowStart) / 1e9
+    let latencies = await recorder.latencies
+    return LoadLevel(replicas: replicas, windowSeconds: windowSeconds, latencies: latencies, failures: await recorder.failures,
+                     hubCPUSeconds: cpuSeconds(of: hubPID) - hubCPUStart, clientCPUSeconds: ownCPUSeconds() - ownCPUStart,
+                     hubRSSMB: Double(memory(of: hubPID, "VmRSS:")) / 1024, hubPeakRSSMB: Double(memory(of: hubPID, "VmHWM:")) / 1024,
+                     pulledPerSync: Double(await recorder.pulled) / Double(max(latencies.count, 1)), loadAverage: RunContext.readLoadAverage())
+}
+
+/// A benchmark set-up that could not run, with what to do about it.
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Each replica holds its SQLite file (three descriptors with WAL) and a socket; the hub a socket
+/// per replica. The soft limit is raised to the hard one, which the hub child inherits.
+func raiseFileLimit() {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+    limit.rlim_cur = limit.rlim_max
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+}
+
+/// utime + stime of a process, in seconds (Linux /proc/<pid>/stat, fields 14 and 15).
+func cpuSeconds(of pid: Int32) -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = text.lastIndex(of: ")") else { return .nan }
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return .nan }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// This process's CPU (user + system), in seconds.
+func ownCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// A /proc/<pid>/status memory line (VmRSS:, VmHWM:) in KiB.
+func memory(of pid: Int32, _ key: String) -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+    let line = status.split(separator: "\n").first { $0.hasPrefix(key) }
+    return line.flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") } ?? 0
+}
+
+/// `perf record -g` of one process for a fixed time (`perf record … -- sleep S`), spawned with an
+/// empty signal mask: a child started by Foundation's `Process` here inherits a mask that blocks
+/// SIGINT and SIGCHLD, and perf then neither stops on an interrupt nor sees its `sleep` end.
+final class PerfRecording: @unchecked Sendable {
+    // Safety: started and waited for from one task in sequence; `child` is not shared otherwise.
+    let pid: Int32
+    let output: String
+    private var child: pid_t = 0
+
+    init(pid: Int32, output: String) {
+        self.pid = pid
+        self.output = output
+    }
+
+    func start(seconds: Double) throws {
+        let arguments = ["/usr/bin/perf", "record", "-F", "199", "-g", "-p", "\(pid)", "-o", output, "--", "sleep", String(format: "%.1f", seconds)]
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let status = posix_spawn(&child, arguments[0], &actions, &attributes, argv, environ)
+        guard status == 0 else { throw BenchFailure("could not start perf (errno \(status)): install it (apt-get install linux-perf)") }
+    }
+
+    func wait() {
+        guard child > 0 else { return }
+        var status: Int32 = 0
+        waitpid(child, &status, 0)
+    }
+}
