@@ -29,7 +29,7 @@ struct WireLimitSessionTests {
         func hello(_ replica: ReplicaID, schema: UInt64 = 1, app: String = "test", maxFrameBody: UInt64 = 65_536) throws -> Hello {
             var random = SeededGenerator(seed: replica.low)
             let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: WireLimitSessionTests.now + 60_000, random: &random)
-            return Hello(protocolMin: 1, protocolMax: 1, schemaVersion: schema, replica: replica, appVersion: app,
+            return Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: schema, replica: replica, appVersion: app,
                          credential: .enrolmentToken(token), maxFrameBody: maxFrameBody)
         }
 
@@ -243,7 +243,7 @@ struct WireLimitSessionTests {
     }
 
     func welcome(maxFrameBody: UInt64) -> Message {
-        .welcome(Welcome(protocolVersion: 1, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: maxFrameBody,
+        .welcome(Welcome(protocolVersion: ProtocolLimits.version, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: maxFrameBody,
                          issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000))
     }
 

@@ -8,11 +8,16 @@ import Testing
 /// same frames, and a huge announced length is refused from the header alone.
 @Suite("FrameParser: drip-feed and limits")
 struct FrameParserTests {
-    /// Every positive vector's bytes, back to back, and the frames they must yield.
+    /// The positive vectors up to 16 KiB. The 50–61 KB changes of limits.json are left out:
+    /// drip-fed a byte at a time they cost minutes (the buffer is compacted after every chunk) and
+    /// add no framing case a small frame lacks; VectorConformanceTests decodes them whole.
+    static var streamed: [Vector] { Vectors.positive.filter { $0.bytes.count <= 16_384 } }
+
+    /// Every streamed vector's bytes, back to back, and the frames they must yield.
     static func stream() throws -> (bytes: [UInt8], frames: [Frame]) {
         var bytes: [UInt8] = []
         var frames: [Frame] = []
-        for vector in Vectors.positive {
+        for vector in streamed {
             var buffer = ByteBuffer(bytes: vector.bytes)
             let frame = try #require(try FrameParser().next(from: &buffer), "\(vector.name) is one whole frame")
             #expect(buffer.readableBytes == 0)
@@ -37,7 +42,7 @@ struct FrameParserTests {
     @Test("byte by byte, every positive vector comes out as the same frame")
     func byteByByte() throws {
         let (bytes, expected) = try Self.stream()
-        #expect(expected.count == Vectors.positive.count && expected.count > 20)
+        #expect(expected.count == Self.streamed.count && expected.count > 20)
         let (frames, left) = try Self.feed(bytes.indices.map { bytes[$0...$0] })
         #expect(frames == expected)
         #expect(left == 0)
@@ -63,7 +68,7 @@ struct FrameParserTests {
             #expect(left == 0, "seed \(seed), round \(round)")
         }
         let codec = MessageCodec()
-        for (frame, vector) in zip(expected, Vectors.positive) {
+        for (frame, vector) in zip(expected, Self.streamed) {
             #expect(try codec.decode(frame) == codec.decode(bytes: vector.bytes), "\(vector.name)")
         }
     }
