@@ -149,9 +149,23 @@ struct WireLimitSessionTests {
                                 operation: .assign(.blob([UInt8](repeating: 0xFF, count: ChangeLimits.maxValueBytes))),
                                 supersedes: (1...UInt64(ChangeLimits.maxSupersedes)).map { ChangeID(replica: replica, counter: UInt64(Int64.max) - $0) }))
         #expect(ChangeLimits.violation(of: largest) == nil)
-        #expect(ChangeLimits.encodedSize(largest) == 55_993, "the figure Protocol/README.md gives")
         #expect(ChangeLimits.encodedSize(largest) <= ChangeLimits.maxEncodedBytes)
         #expect(ChangeLimits.maxEncodedBytes <= FrameBudget.changeBytes(maxBody: Int(ProtocolLimits.minimumFrameBody)))
+        // A row edit of several fields can pass the encoding limit with every field within its own
+        // (Protocol/README.md, "Limits on a change"): the size rule alone refuses it.
+        let wide = Change(id: ChangeID(replica: replica, counter: 2), timestamp: HybridTimestamp(physicalMillis: Self.now, logical: 0),
+                          author: "w", table: "note", row: "r", causalLength: 1, fields: [
+                              FieldEdit(column: "body", operation: .assign(.text(String(repeating: "x", count: 40_000)))),
+                              FieldEdit(column: "summary", operation: .assign(.text(String(repeating: "y", count: 21_400)))),
+                          ])
+        #expect(ChangeLimits.encodedSize(wide) > ChangeLimits.maxEncodedBytes)
+        var fresh = try fixture.ready(ReplicaID(high: 4, low: 99))
+        let refusedWide = fresh.receive(.push(batch: 1, changes: [wide]), nowMillis: Self.now)
+        guard case .send(.error(.limitExceeded, true, _)) = refusedWide.first else {
+            Issue.record("expected LIMIT_EXCEEDED for a \(ChangeLimits.encodedSize(wide))-byte row edit, got \(refusedWide)")
+            return
+        }
+        #expect(try fixture.store.head() == 1, "nothing of the refused push was stored")
     }
 
     @Test("property: every batch frame the hub builds fits the negotiated limit, for random change sizes, budgets and limits")
@@ -259,6 +273,17 @@ struct WireLimitSessionTests {
             #expect(session.failure?.code == .limitExceeded, "welcome max_frame_body \(bad)")
             #expect(actions.last == .close)
         }
+    }
+
+    @Test("client: a welcome naming protocol version 1 is refused with UNSUPPORTED_VERSION, naming both versions")
+    func clientRefusesVersionOne() throws {
+        let fixture = try Fixture()
+        var session = try clientSession(fixture)
+        let actions = session.receive(.welcome(Welcome(protocolVersion: 1, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: 65_536,
+                                                       issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000)))
+        #expect(session.failure?.code == .unsupportedVersion)
+        #expect(session.failure?.message.contains("hub chose protocol version 1; this client speaks 2 only") == true, "\(String(describing: session.failure))")
+        #expect(actions.last == .close)
     }
 
     @Test("client: a fatal error frame is answered by closing, never by an error frame")
