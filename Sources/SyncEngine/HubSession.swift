@@ -213,13 +213,13 @@ public struct HubSession: Sendable {
             let page = try store.changes(after: cursor, excludingOrigin: replica,
                                          byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
                                          maxCount: configuration.maxPullChanges)
-            if page.bytes > room, let first = page.changes.first {
+            if page.bytes > room, let first = try page.decodeChanges().first {
                 record(.error(code: WireErrorCode.limitExceeded.name), replica, nowMillis)
                 return [.send(.error(code: .limitExceeded, fatal: false,
                                      message: "hub change \(first.id) of \(page.bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit"))]
             }
             try store.recordSession(.pulled(cursor: page.nextCursor), replica: replica, nowMillis: nowMillis)
-            return [.send(.batch(nextCursor: page.nextCursor, more: page.more, changes: page.changes))]
+            return [.send(.batch(nextCursor: page.nextCursor, more: page.more, changes: try page.decodeChanges()))]
         } catch {
             return fail(.storageFailure, "the hub could not read its store; retry later", nowMillis: nowMillis)
         }
@@ -234,11 +234,11 @@ public struct HubSession: Sendable {
             let page = try store.changes(ofOrigin: origin, after: after,
                                          byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
                                          maxCount: configuration.maxPullChanges)
-            if page.bytes > room, let first = page.changes.first {
+            if page.bytes > room, let first = try page.decodeChanges().first {
                 return [.send(.error(code: .limitExceeded, fatal: false,
                                      message: "hub change \(first.id) of \(page.bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit"))]
             }
-            return [.send(.recovered(origin: origin, nextCounter: page.nextCounter, more: page.more, changes: page.changes))]
+            return [.send(.recovered(origin: origin, nextCounter: page.nextCounter, more: page.more, changes: try page.decodeChanges()))]
         } catch {
             return fail(.storageFailure, "the hub could not read its store; retry later", nowMillis: nowMillis)
         }

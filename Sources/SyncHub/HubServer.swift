@@ -38,11 +38,15 @@ public struct HubServerConfiguration: Sendable {
 /// The hub: a SwiftNIO listener run as a swift-service-lifecycle `Service`, so SIGTERM/SIGINT
 /// stop accepting, let running sessions finish (each bounded by its deadlines) and then return.
 ///
+/// A lifecycle actor, as Hummingbird's `Server` is (`HubServer+Lifecycle.swift`): `run()` once,
+/// `shutdownGracefully()` any time; illegal calls throw `HubServerError`. The per-connection work
+/// below is `nonisolated`: sessions never wait on the actor.
+///
 /// Each connection runs the sans-IO `HubSession`; storage calls (SQLite with fsync) run on one
 /// serial queue, which is also the store's single writer.
-public final class HubServer: Service, Sendable {
-    public let store: any HubStore
-    public let configuration: HubServerConfiguration
+public actor HubServer: Service {
+    public nonisolated let store: any HubStore
+    public nonisolated let configuration: HubServerConfiguration
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
     let storeQueue = DispatchQueue(label: "caresync.hub.store")
@@ -51,6 +55,8 @@ public final class HubServer: Service, Sendable {
     let registry: ConnectionRegistry
     let bound = NIOLockedValueBox<Int?>(nil)
     let clock: @Sendable () -> UInt64
+    /// Where the lifecycle is (`HubServer+Lifecycle.swift`); only the actor changes it.
+    var state = State.initial
 
     public init(store: any HubStore, configuration: HubServerConfiguration, logger: Logger,
                 group: MultiThreadedEventLoopGroup = .singleton, clock: @escaping @Sendable () -> UInt64) {
@@ -68,17 +74,22 @@ public final class HubServer: Service, Sendable {
     }
 
     /// The port actually bound, once listening.
-    public var boundPort: Int? { bound.withLockedValue { $0 } }
+    public nonisolated var boundPort: Int? { bound.withLockedValue { $0 } }
 
     /// Connections currently open.
-    public var activeConnections: Int { registry.count }
+    public nonisolated var activeConnections: Int { registry.count }
 
-    public func run() async throws {
+    /// The listening channel: each accepted connection with its frame limit.
+    typealias Listener = NIOAsyncChannel<(NIOAsyncChannel<Frame, Frame>, FrameLimit), Never>
+
+    /// The listening channel, with each connection's pipeline: deadlines, the frame decoder,
+    /// admission, the frame encoder and back-pressure.
+    nonisolated func bind() async throws -> Listener {
         let configuration = self.configuration
         // What a peer is told before a deadline closes its connection (Protocol/session.md).
         let idleFarewell = MessageCodec().encode(.error(code: .timeout, fatal: true, message: "idle deadline passed"))
         let frameFarewell = MessageCodec().encode(.error(code: .timeout, fatal: true, message: "frame was not completed in time"))
-        let server = try await ServerBootstrap(group: group)
+        return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -87,10 +98,13 @@ public final class HubServer: Service, Sendable {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.addHandler(IdleStateHandler(readTimeout: configuration.idle))
                     try pipeline.addHandler(IdleCloseHandler(farewell: idleFarewell))
-                    try pipeline.addHandler(FrameDeadlineHandler(deadline: configuration.frameCompletion, farewell: frameFarewell))
                     // The session lowers the limit to the negotiated one at the welcome.
                     let limit = FrameLimit(configuration.session.maxFrameBody, eventLoop: channel.eventLoop)
-                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
+                    // The decoder says whether a frame is unfinished; the deadline handler keeps the time.
+                    let progress = FrameProgress(eventLoop: channel.eventLoop)
+                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit, progress: progress)))
+                    try pipeline.addHandler(FrameDeadlineHandler(deadline: configuration.frameCompletion, progress: progress,
+                                                                 farewell: frameFarewell))
                     try self.admit(channel, pipeline: pipeline)
                     try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
                     // Back-pressure: the inbound stream stops reading from the socket when the
@@ -100,43 +114,32 @@ public final class HubServer: Service, Sendable {
                         configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))), limit)
                 }
             }
-        bound.withLockedValue { $0 = server.channel.localAddress?.port }
-        logger.info("hub listening", metadata: ["address": "\(configuration.host):\(server.channel.localAddress?.port ?? 0)",
-                                                "hub": "\(store.hubID.short)"])
-        let revocations = Task { await self.pollRevocations() }
-        defer { revocations.cancel() }
-        try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { group in
-                try await server.executeThenClose { connections in
-                    for try await (connection, limit) in connections {
-                        switch self.entry(connection.channel) {
-                        case let .admitted(id, handshake):
-                            group.addTask { await self.serve(connection, limit: limit, id: id, handshake: handshake) }
-                        case .busy:
-                            group.addTask { await self.refuseBusy(connection) }
-                        }
+    }
+
+    /// Accepts until the listening channel closes; returns when every session has ended.
+    nonisolated func accept(_ server: Listener) async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            try await server.executeThenClose { connections in
+                for try await (connection, limit) in connections {
+                    switch self.entry(connection.channel) {
+                    case let .admitted(id, handshake):
+                        group.addTask { await self.serve(connection, limit: limit, id: id, handshake: handshake) }
+                    case .busy:
+                        group.addTask { await self.refuseBusy(connection) }
                     }
                 }
             }
-        } onGracefulShutdown: {
-            self.logger.info("hub shutting down: no new connections; sessions are told goodbye")
-            server.channel.close(promise: nil)
-            // A request being stored still commits; its acknowledgement may be lost, and the
-            // replica's next sync re-sends it (the hub ignores changes it holds).
-            let goodbye = MessageCodec().frame(.goodbye(reason: 1))
-            for channel in self.registry.channels { channel.sayThenClose(goodbye) }
         }
-        logger.info("hub stopped")
     }
 
-    private func refuseBusy(_ connection: NIOAsyncChannel<Frame, Frame>) async {
+    private nonisolated func refuseBusy(_ connection: NIOAsyncChannel<Frame, Frame>) async {
         logger.warning("connection refused: at the connection cap", metadata: ["cap": "\(configuration.maxConnections)"])
         let frame = MessageCodec().frame(.reject(code: .busy, retryAfterMillis: 2_000, message: "hub is at its connection limit"))
         try? await connection.executeThenClose { _, outbound in try await outbound.write(frame) }
     }
 
     /// Runs one session to its end. Every exit path closes the connection.
-    private func serve(_ connection: NIOAsyncChannel<Frame, Frame>, limit: FrameLimit, id: AdmissionControl.ConnectionID,
+    private nonisolated func serve(_ connection: NIOAsyncChannel<Frame, Frame>, limit: FrameLimit, id: AdmissionControl.ConnectionID,
                        handshake deadline: TimeAmount) async {
         defer { registry.forget(id) }
         var session = HubSession(store: store, configuration: configuration.session)
@@ -208,7 +211,7 @@ public final class HubServer: Service, Sendable {
 
     /// Runs a session step on the store's serial queue: SQLite calls (with fsync) must not block
     /// the cooperative thread pool, and the store has one writer.
-    private func onStoreQueue(_ session: HubSession,
+    private nonisolated func onStoreQueue(_ session: HubSession,
                               _ body: @escaping @Sendable (inout HubSession) -> [SessionAction]) async -> (HubSession, [SessionAction]) {
         await withCheckedContinuation { continuation in
             storeQueue.async {

@@ -231,14 +231,21 @@ extension ReplicaStore {
     }
 
     /// Bytes of merge metadata per tracked field, measured with SQLite's dbstat virtual table when
-    /// available (page bytes of `sync_field` and its index, divided by the number of fields).
+    /// available: page bytes of `sync_row` (each row's reference and its last-writer-wins versions)
+    /// and `sync_field` (the fields with merge state), with their indexes, divided by the tracked
+    /// fields (a version in a row's record, or a field with merge state).
     public func metadataBytesPerField() throws -> (fields: Int, bytes: Int)? {
         try readDatabase { db in
-            let fields = try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_field") ?? 0
+            // Since row edits a last-writer-wins field has no `sync_field` row: its version is an
+            // entry of its row's `clocks` record, so both are counted.
+            var fields = try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_field") ?? 0
+            let clocks = try Data.fetchCursor(db, sql: "SELECT clocks FROM sync_row WHERE clocks IS NOT NULL")
+            while let blob = try clocks.next() { fields += try RowClocks(stored: blob).entries.count }
             guard fields > 0 else { return nil }
             do {
                 let bytes = try Int.fetchOne(db, sql: """
-                    SELECT sum(pgsize) FROM dbstat WHERE name IN ('sync_field', 'sync_field_open_conflict')
+                    SELECT sum(pgsize) FROM dbstat
+                    WHERE name IN ('sync_row', 'sqlite_autoindex_sync_row_1', 'sync_field', 'sync_field_open_conflict')
                     """) ?? 0
                 return (fields, bytes)
             } catch {

@@ -20,10 +20,10 @@ final class StoreContext {
     private var namesByID: [Int64: String] = [:]
     private var originIDs: [ReplicaID: Int64] = [:]
     private var rowRefs: [RowKey: RowRef] = [:]
-    /// Row references by id, for the rows this transaction changed (written on flush).
+    /// Every row reference this transaction has met, by id.
     private var rowsByID: [Int64: RowRef] = [:]
-    private var dirtyRows: [Int64] = []
-    private var dirtyRowSet: Set<Int64> = []
+    /// Row references to write on flush.
+    private var dirtyRows: [RowRef] = []
     private var nextRowID: Int64?
 
     struct ChangeKey: Hashable {
@@ -61,16 +61,32 @@ final class StoreContext {
         let key: String
     }
 
-    /// A row's reference: its life, the partition it belongs to, and the versions of its
-    /// last-writer-wins fields.
-    struct RowRef {
+    /// A row's reference: its life, the partition it belongs to, the versions of its
+    /// last-writer-wins fields, and its domain-row write waiting for the flush. One object per row
+    /// per transaction, changed in place.
+    final class RowRef {
         let id: Int64
+        let table: String
+        let key: String
         var causalLength: UInt64
         var scope: String
         var clocks: RowClocks
         /// Not yet in `sync_row`: inserted on flush.
         var fresh: Bool
+        var dirty = false
+        /// The domain-row write waiting for the flush.
+        var domain: PendingRow?
         var exists: Bool { causalLength % 2 == 1 }
+
+        init(id: Int64, table: String, key: String, causalLength: UInt64, scope: String, clocks: RowClocks, fresh: Bool) {
+            self.id = id
+            self.table = table
+            self.key = key
+            self.causalLength = causalLength
+            self.scope = scope
+            self.clocks = clocks
+            self.fresh = fresh
+        }
     }
 
     init(db: Database, schema: ReplicaSchema, recordedAt: Int64) {
@@ -132,38 +148,34 @@ final class StoreContext {
         let id = nextRowID!
         nextRowID = id + 1
         _ = try nameID(table)
-        let ref = RowRef(id: id, causalLength: 0, scope: scope, clocks: RowClocks(), fresh: true)
+        let ref = RowRef(id: id, table: table, key: key, causalLength: 0, scope: scope, clocks: RowClocks(), fresh: true)
         rowRefs[RowKey(table: table, key: key)] = ref
         rowsByID[id] = ref
-        rowTables[id] = RowKey(table: table, key: key)
-        markDirty(id)
+        markDirty(ref)
         return ref
     }
-
-    private var rowTables: [Int64: RowKey] = [:]
 
     /// The row's reference if the row has ever been seen; no insert.
     func existingRowRef(table: String, key: String) throws -> RowRef? {
         let rowKey = RowKey(table: table, key: key)
-        if let ref = rowRefs[rowKey] { return rowsByID[ref.id] ?? ref }
+        if let ref = rowRefs[rowKey] { return ref }
         let tableID = try nameID(table)
         let select = try db.cachedStatement(sql: "SELECT id, causal_length, scope, clocks FROM sync_row WHERE table_name = ? AND key = ?")
-        guard let row = try Row.fetchOne(select, arguments: [tableID, key]) else { return nil }
-        let clocks = try RowClocks(stored: row[3] as Data?)
-        let ref = RowRef(id: row[0], causalLength: UInt64(clamping: row[1] as Int64), scope: row[2], clocks: clocks, fresh: false)
+        guard let found = try BulkStatement.queryOne(select, in: db, values: [.integer(tableID), .text(key)], { row in
+            (id: row.int64(0), causalLength: row.int64(1), scope: row.text(2), clocks: row.blob(3))
+        }) else { return nil }
+        let ref = RowRef(id: found.id, table: table, key: key, causalLength: UInt64(clamping: found.causalLength), scope: found.scope,
+                         clocks: try RowClocks(stored: found.clocks), fresh: false)
         rowRefs[rowKey] = ref
-        rowTables[ref.id] = rowKey
+        rowsByID[ref.id] = ref
         return ref
     }
 
-    private func markDirty(_ id: Int64) {
-        if dirtyRowSet.insert(id).inserted { dirtyRows.append(id) }
-    }
-
-    private func save(_ ref: RowRef) {
-        rowsByID[ref.id] = ref
-        if let key = rowTables[ref.id] { rowRefs[key] = ref }
-        markDirty(ref.id)
+    private func markDirty(_ ref: RowRef) {
+        if !ref.dirty {
+            ref.dirty = true
+            dirtyRows.append(ref)
+        }
     }
 
     // MARK: applying changes
@@ -180,7 +192,7 @@ final class StoreContext {
         let origin = try originID(change.id.replica)
         let table = schema.table(change.table)
         let known = table.map { table in change.fields.allSatisfy { table.column($0.column) != nil } } ?? false
-        var ref = try rowRef(table: change.table, key: change.row, scope: change.scope)
+        let ref = try rowRef(table: change.table, key: change.row, scope: change.scope)
         if !recorded {
             guard try record(change, origin: origin, row: ref.id, known: known, isNew: knownToWin) else {
                 summary.duplicates += 1
@@ -199,20 +211,18 @@ final class StoreContext {
             let existed = ref.exists
             ref.causalLength = change.causalLength
             if ref.scope.isEmpty { ref.scope = change.scope }
-            save(ref)
+            markDirty(ref)
             if ref.exists && !existed {
-                try materialize(table: table, key: change.row, ref: ref)
+                try materialize(table: table, ref: ref)
             } else if !ref.exists && existed {
-                let key = RowKey(table: table.name, key: change.row)
-                if pending.removeValue(forKey: key) != nil { pendingOrder.removeAll { $0 == key } }
+                ref.domain = nil
                 try db.cachedStatement(sql: "DELETE FROM \(table.name) WHERE id = ?").execute(arguments: [change.row])
             }
         }
         for field in change.fields {
             // A column this replica's schema does not know yet waits in the log (`known = 0`).
             guard let column = table.column(field.column) else { continue }
-            try applyField(change.write(of: field), table: table, column: column, key: change.row, rowID: ref.id,
-                           knownToWin: knownToWin)
+            try applyField(change.write(of: field), table: table, column: column, ref: ref, knownToWin: knownToWin)
         }
         if known { summary.applied += 1 }
         return true
@@ -273,8 +283,8 @@ final class StoreContext {
     /// Whether the log already holds a change, answered from one range query per origin and batch.
     private func isStored(_ key: ChangeKey) throws -> Bool {
         if let range = prefetchedRanges[key.origin], range.contains(key.counter) { return prefetchedChanges.contains(key) }
-        return try Int64.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM sync_change WHERE origin = ? AND counter = ?"),
-                                  arguments: [key.origin, key.counter]) != nil
+        return try BulkStatement.queryOne(db.cachedStatement(sql: "SELECT 1 FROM sync_change WHERE origin = ? AND counter = ?"), in: db,
+                                          values: [.integer(key.origin), .integer(key.counter)]) { _ in true } ?? false
     }
 
     /// Loads which of a batch's change ids the log already holds, with one query per origin.
@@ -353,24 +363,21 @@ final class StoreContext {
             insertCount = 0
         }
         let update = try db.cachedStatement(sql: "UPDATE sync_row SET causal_length = ?, scope = ?, clocks = ? WHERE id = ?")
-        for id in dirtyRows {
-            guard var ref = rowsByID[id], let key = rowTables[id] else { continue }
+        for ref in dirtyRows {
+            ref.dirty = false
             let clocks: FieldValue = ref.clocks.isEmpty ? .null : .blob(ref.clocks.encoded())
             if ref.fresh {
-                inserts += [.integer(id), .integer(try nameID(key.table)), .text(key.key), .integer(Int64(ref.causalLength)),
+                inserts += [.integer(ref.id), .integer(try nameID(ref.table)), .text(ref.key), .integer(Int64(ref.causalLength)),
                             .text(ref.scope), clocks]
                 insertCount += 1
                 if insertCount == 150 { try flushInserts() }
                 ref.fresh = false
-                rowsByID[id] = ref
-                rowRefs[key] = ref
             } else {
-                try BulkStatement.execute(update, in: db, values: [.integer(Int64(ref.causalLength)), .text(ref.scope), clocks, .integer(id)])
+                try BulkStatement.execute(update, in: db, values: [.integer(Int64(ref.causalLength)), .text(ref.scope), clocks, .integer(ref.id)])
             }
         }
         try flushInserts()
         dirtyRows.removeAll(keepingCapacity: true)
-        dirtyRowSet.removeAll(keepingCapacity: true)
     }
 
     /// The stored merge state of a field that keeps one: from this transaction's overlay, else
@@ -381,8 +388,9 @@ final class StoreContext {
         // A row first seen in this transaction has no stored fields yet.
         if rowsByID[row]?.fresh ?? false { return nil }
         let select = try db.cachedStatement(sql: "SELECT state, conflict FROM sync_field WHERE row = ? AND column_name = ?")
-        guard let stored = try Row.fetchOne(select, arguments: [row, key.column]) else { return nil }
-        return StoredField(state: stored[0], conflict: (stored[1] as Int64) != 0)
+        return try BulkStatement.queryOne(select, in: db, values: [.integer(row), .integer(key.column)]) { stored in
+            StoredField(state: stored.blob(0).map { Data($0) }, conflict: stored.int64(1) != 0)
+        }
     }
 
     func storedState(_ stored: StoredField, _ column: ColumnSchema) throws -> FieldState? {
@@ -390,12 +398,8 @@ final class StoreContext {
         return try decodeState(Array(blob), column: column)
     }
 
-    private func applyField(_ write: FieldWrite, table: TableSchema, column: ColumnSchema, key: String, rowID: Int64,
-                            knownToWin: Bool) throws {
+    private func applyField(_ write: FieldWrite, table: TableSchema, column: ColumnSchema, ref: RowRef, knownToWin: Bool) throws {
         let columnID = try nameID(column.name)
-        guard var ref = rowsByID[rowID] ?? rowRefs[RowKey(table: table.name, key: key)] else {
-            throw StoreError(.corrupt, "row reference vanished")
-        }
         if !column.policy.keepsState {
             // Last writer wins needs only the winning version, kept in the row's clocks; the value
             // lives in the domain row (and in the change log, from which a re-created row is rebuilt).
@@ -407,11 +411,11 @@ final class StoreContext {
             }
             ref.clocks[columnID] = RowClocks.Clock(causalLength: write.causalLength, timestamp: write.timestamp, origin: origin,
                                                    counter: write.id.counter)
-            save(ref)
-            if ref.exists { setDomainValue(table: table, column: column, key: key, value: write.value) }
+            markDirty(ref)
+            if ref.exists { setDomainValue(ref, column: column.name, value: write.value) }
             return
         }
-        let stored = try loadField(rowID, column.name)
+        let stored = try loadField(ref.id, column.name)
         let state = try stored.flatMap { try storedState($0, column) } ?? FieldState.empty(for: column.policy)
         let next = state.applying(write, policy: column.policy)
         guard next != state else { return }
@@ -420,8 +424,8 @@ final class StoreContext {
         let inConflict = resolution.inConflict || !resolution.quarantined.isEmpty
         if inConflict && !wasInConflict { summary.conflictsOpened += 1 }
         if !inConflict && wasInConflict { summary.conflictsClosed += 1 }
-        saveField(row: rowID, column: columnID, write: write, state: Data(next.encoded()), conflict: inConflict)
-        if ref.exists { setDomainValue(table: table, column: column, key: key, value: resolution.value) }
+        saveField(row: ref.id, column: columnID, write: write, state: Data(next.encoded()), conflict: inConflict)
+        if ref.exists { setDomainValue(ref, column: column.name, value: resolution.value) }
     }
 
     func decodeState(_ bytes: [UInt8], column: ColumnSchema) throws -> FieldState {
@@ -476,44 +480,70 @@ final class StoreContext {
 
     // MARK: domain rows
 
-    /// Domain-row writes are buffered per row and flushed as one statement per row (before any
-    /// read of domain tables, and before commit): a five-field edit is one UPDATE, not five.
+    /// Domain-row writes are buffered per row and flushed before any read of domain tables and
+    /// before commit: a five-field edit is one UPDATE, not five, and rows made in one transaction
+    /// are inserted a few hundred per statement.
     struct PendingRow {
         var insert: Bool
-        var values: [String: FieldValue]
+        /// Few columns per row: an array beats a dictionary.
+        var values: [(column: String, value: FieldValue)] = []
+
+        mutating func set(_ column: String, _ value: FieldValue) {
+            if let index = values.firstIndex(where: { $0.column == column }) {
+                values[index].value = value
+            } else {
+                values.append((column, value))
+            }
+        }
     }
 
-    private var pending: [RowKey: PendingRow] = [:]
-    private var pendingOrder: [RowKey] = []
+    private var pendingDomain: [RowRef] = []
 
-    private func setDomainValue(table: TableSchema, column: ColumnSchema, key: String, value: FieldValue) {
-        let rowKey = RowKey(table: table.name, key: key)
-        if pending[rowKey] == nil {
-            pending[rowKey] = PendingRow(insert: false, values: [:])
-            pendingOrder.append(rowKey)
+    private func setDomainValue(_ ref: RowRef, column: String, value: FieldValue) {
+        if ref.domain == nil {
+            ref.domain = PendingRow(insert: false)
+            pendingDomain.append(ref)
         }
-        pending[rowKey]!.values[column.name] = value
+        ref.domain!.set(column, value)
     }
 
     func flushDomain() throws {
-        guard !pendingOrder.isEmpty else { return }
-        for rowKey in pendingOrder {
-            guard let row = pending[rowKey] else { continue }
-            let columns = row.values.keys.sorted()
-            let arguments = columns.map { row.values[$0]! }
+        guard !pendingDomain.isEmpty else { return }
+        // Consecutive inserts into one table with the same columns share a multi-row statement.
+        var batch: [FieldValue] = []
+        var batchRows = 0
+        var batchShape: (table: String, columns: [String])?
+        func flushBatch() throws {
+            guard let shape = batchShape, batchRows > 0 else { return }
+            let statement = try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO \(shape.table) (\((["id"] + shape.columns).joined(separator: ", ")))
+                VALUES \(marks(rows: batchRows, columns: shape.columns.count + 1))
+                """)
+            try BulkStatement.execute(statement, in: db, values: batch)
+            batch.removeAll(keepingCapacity: true)
+            batchRows = 0
+        }
+        for ref in pendingDomain {
+            guard var row = ref.domain else { continue }
+            ref.domain = nil
+            row.values.sort { $0.column < $1.column }
+            let columns = row.values.map(\.column)
             if row.insert {
-                let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
-                let statement = try db.cachedStatement(
-                    sql: "INSERT OR REPLACE INTO \(rowKey.table) (\((["id"] + columns).joined(separator: ", "))) VALUES (\(marks))")
-                try BulkStatement.execute(statement, in: db, values: [.text(rowKey.key)] + arguments)
+                if let shape = batchShape, shape.table != ref.table || shape.columns != columns || batchRows >= 100 {
+                    try flushBatch()
+                }
+                batchShape = (ref.table, columns)
+                batch.append(.text(ref.key))
+                for (_, value) in row.values { batch.append(value) }
+                batchRows += 1
             } else if !columns.isEmpty {
                 let statement = try db.cachedStatement(
-                    sql: "UPDATE \(rowKey.table) SET \(columns.map { "\($0) = ?" }.joined(separator: ", ")) WHERE id = ?")
-                try BulkStatement.execute(statement, in: db, values: arguments + [.text(rowKey.key)])
+                    sql: "UPDATE \(ref.table) SET \(columns.map { "\($0) = ?" }.joined(separator: ", ")) WHERE id = ?")
+                try BulkStatement.execute(statement, in: db, values: row.values.map(\.value) + [.text(ref.key)])
             }
         }
-        pending.removeAll(keepingCapacity: true)
-        pendingOrder.removeAll(keepingCapacity: true)
+        try flushBatch()
+        pendingDomain.removeAll(keepingCapacity: true)
     }
 
     private var replicaByOrigin: [Int64: ReplicaID] = [:]
@@ -530,10 +560,9 @@ final class StoreContext {
 
     /// (Re)builds a domain row from its merged field states, when a row comes into existence after
     /// some of its fields arrived, or is re-created after a delete. The row is written on flush.
-    func materialize(table: TableSchema, key: String, ref: RowRef) throws {
-        let rowKey = RowKey(table: table.name, key: key)
-        if pending[rowKey] == nil { pendingOrder.append(rowKey) }
-        pending[rowKey] = PendingRow(insert: true, values: [:])
+    func materialize(table: TableSchema, ref: RowRef) throws {
+        if ref.domain == nil { pendingDomain.append(ref) }
+        ref.domain = PendingRow(insert: true)
         // A row first seen in this transaction has no fields yet unless some arrived before the
         // edit that made it (out of order, in this transaction).
         guard !ref.fresh || !ref.clocks.isEmpty || freshStateful.contains(ref.id) else { return }
@@ -546,9 +575,7 @@ final class StoreContext {
             guard let column = table.column(try name(columnID)), !column.policy.keepsState else { continue }
             guard let blob = try Data.fetchOne(select, arguments: [clock.origin, Int64(bitPattern: clock.counter)]) else { continue }
             let fields = try LogFields.decode(Array(blob), name: name)
-            if let field = fields.first(where: { $0.column == column.name }) {
-                setDomainValue(table: table, column: column, key: key, value: field.value)
-            }
+            if let field = fields.first(where: { $0.column == column.name }) { setDomainValue(ref, column: column.name, value: field.value) }
         }
         let fields = try Row.fetchAll(db.cachedStatement(sql: """
             SELECT n.name, f.state FROM sync_field f JOIN sync_name n ON n.id = f.column_name WHERE f.row = ?
@@ -556,7 +583,7 @@ final class StoreContext {
         for field in fields {
             guard let column = table.column(field[0]), let blob = field[1] as Data? else { continue }
             let value = try decodeState(Array(blob), column: column).resolution(policy: column.policy).value
-            setDomainValue(table: table, column: column, key: key, value: value)
+            setDomainValue(ref, column: column.name, value: value)
         }
     }
 
@@ -583,7 +610,7 @@ final class StoreContext {
 
 /// The versions of a row's last-writer-wins fields, in one compact record beside the row
 /// (`sync_row.clocks`): for each written column, by name id, the causal length, hybrid timestamp,
-/// origin id and counter of the write that wins, as varints. A column never written has no entry
+/// origin id and counter of the write that wins, as varints, columns of one version together. A column never written has no entry
 /// and reads as never written, so adding a column costs nothing per existing row.
 struct RowClocks {
     struct Clock: Equatable {
@@ -598,22 +625,25 @@ struct RowClocks {
 
     init() {}
 
-    init(stored: Data?) throws {
+    init(stored: Data?) throws { try self.init(stored: stored.map { Array($0) }) }
+
+    /// Groups of columns sharing one version (an edit's fields usually do) are stored once: a
+    /// count of groups, then per group the version (causal length, hybrid timestamp, origin id,
+    /// counter) and its columns (a count and the column ids, ascending).
+    init(stored: [UInt8]?) throws {
         guard let stored, !stored.isEmpty else { return }
-        var reader = ByteReader(Array(stored))
+        var reader = ByteReader(stored)
         do {
-            let count = try reader.count(minimumItemSize: 5)
-            entries.reserveCapacity(count)
-            for _ in 0..<count {
-                let column = Int64(clamping: try reader.varint())
+            for _ in 0..<(try reader.count(minimumItemSize: 6)) {
                 let clock = Clock(causalLength: try reader.varint(), timestamp: HybridTimestamp(rawValue: try reader.varint()),
                                   origin: Int64(clamping: try reader.varint()), counter: try reader.varint())
-                entries.append((column, clock))
+                for _ in 0..<(try reader.count(minimumItemSize: 1)) { entries.append((Int64(clamping: try reader.varint()), clock)) }
             }
             try reader.expectEnd()
         } catch {
             throw StoreError(.corrupt, "a row's field versions are unreadable: \(error)")
         }
+        entries.sort { $0.column < $1.column }
     }
 
     var isEmpty: Bool { entries.isEmpty }
@@ -631,14 +661,24 @@ struct RowClocks {
     }
 
     func encoded() -> [UInt8] {
-        var writer = ByteWriter(capacity: 1 + entries.count * 14)
-        writer.varint(UInt64(entries.count))
+        // Groups in the order of their first column; few entries per row, so a linear search.
+        var groups: [(clock: Clock, columns: [Int64])] = []
         for (column, clock) in entries {
-            writer.varint(UInt64(column))
+            if let index = groups.firstIndex(where: { $0.clock == clock }) {
+                groups[index].columns.append(column)
+            } else {
+                groups.append((clock, [column]))
+            }
+        }
+        var writer = ByteWriter(capacity: 2 + groups.count * 14 + entries.count)
+        writer.varint(UInt64(groups.count))
+        for (clock, columns) in groups {
             writer.varint(clock.causalLength)
             writer.varint(clock.timestamp.rawValue)
             writer.varint(UInt64(clock.origin))
             writer.varint(clock.counter)
+            writer.varint(UInt64(columns.count))
+            for column in columns { writer.varint(UInt64(column)) }
         }
         return writer.bytes
     }

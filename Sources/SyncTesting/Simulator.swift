@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SyncCore
 import SyncEngine
 import SyncStore
@@ -38,15 +39,18 @@ public final class Simulation {
         var hub: HubSession?
         var toHub: [UInt8] = []
         var toClient: [UInt8] = []
-        var hubInbox = ByteBufferShim([])
-        var clientInbox = ByteBufferShim([])
+        /// Bytes arrived and not yet whole frames, each side parsed by the production frame decoder.
+        let hubInbox: NIOSingleStepByteToMessageProcessor<FrameDecoder>
+        let clientInbox: NIOSingleStepByteToMessageProcessor<FrameDecoder>
         var clientClosing = false
         var hubClosing = false
 
-        init(replica: Int, client: ClientSession, hub: HubSession) {
+        init(replica: Int, client: ClientSession, hub: HubSession, hubMaxBody: Int, clientMaxBody: Int) {
             self.replica = replica
             self.client = client
             self.hub = hub
+            hubInbox = NIOSingleStepByteToMessageProcessor(FrameDecoder(maxBody: hubMaxBody))
+            clientInbox = NIOSingleStepByteToMessageProcessor(FrameDecoder(maxBody: clientMaxBody))
         }
     }
 
@@ -171,7 +175,8 @@ public final class Simulation {
         var client = ClientSession(store: replicas[replica], credential: credential, configuration: clientConfiguration,
                                    random: Self.randomSource(seed: random.next()))
         let hub = HubSession(store: hubStore, configuration: hubConfiguration, random: Self.randomSource(seed: random.next()))
-        let connection = Connection(replica: replica, client: client, hub: hub)
+        let connection = Connection(replica: replica, client: client, hub: hub, hubMaxBody: hubConfiguration.maxFrameBody,
+                                    clientMaxBody: clientConfiguration.maxFrameBody)
         perform(client.start(), from: .client, on: connection)
         connection.client = client
         connections[replica] = connection
@@ -202,30 +207,32 @@ public final class Simulation {
     func deliver(on connection: Connection, towardsHub: Bool) throws {
         if towardsHub, !connection.toHub.isEmpty, var hub = connection.hub {
             let count = 1 + random.index(below: connection.toHub.count)
-            connection.hubInbox.append(Array(connection.toHub.prefix(count)))
+            let arrived = ByteBuffer(bytes: connection.toHub.prefix(count))
             connection.toHub.removeFirst(count)
-            do {
-                while let frame = try connection.hubInbox.frame(maxBody: hubConfiguration.maxFrameBody) {
+            do throws(WireError) {
+                // A hub that closed reads nothing more (HubServer.serve returns at `.close`).
+                try connection.hubInbox.frames(in: arrived) { frame in
+                    guard !connection.hubClosing else { return }
                     let actions: [SessionAction]
-                    do { actions = hub.receive(try codec.decode(frame), nowMillis: world) } catch {
+                    do throws(WireError) { actions = hub.receive(try codec.decode(frame), nowMillis: world) } catch {
                         actions = hub.protocolError(error, nowMillis: world)
                     }
                     perform(actions, from: .hub, on: connection)
-                    if connection.hubClosing { break }
                 }
             } catch {
-                perform(hub.protocolError(error, nowMillis: world), from: .hub, on: connection)
+                if !connection.hubClosing { perform(hub.protocolError(error, nowMillis: world), from: .hub, on: connection) }
             }
             connection.hub = hub
         } else if !connection.toClient.isEmpty {
             let count = 1 + random.index(below: connection.toClient.count)
-            connection.clientInbox.append(Array(connection.toClient.prefix(count)))
+            let arrived = ByteBuffer(bytes: connection.toClient.prefix(count))
             connection.toClient.removeFirst(count)
             var client = connection.client
-            do {
-                while !client.isFinished, let frame = try connection.clientInbox.frame(maxBody: clientConfiguration.maxFrameBody) {
+            do throws(WireError) {
+                try connection.clientInbox.frames(in: arrived) { frame in
+                    guard !client.isFinished else { return }
                     let actions: [SessionAction]
-                    do { actions = client.receive(try codec.decode(frame)) } catch {
+                    do throws(WireError) { actions = client.receive(try codec.decode(frame)) } catch {
                         actions = client.protocolError(error)
                     }
                     perform(actions, from: .client, on: connection)
@@ -361,7 +368,7 @@ public final class Simulation {
         var cursor: UInt64 = 0
         while true {
             let page = try hubStore.changes(after: cursor, excludingOrigin: ReplicaID(high: 0, low: 0), byteBudget: 1 << 24, maxCount: 100_000)
-            for change in page.changes { ids.insert(change.id) }
+            for change in try page.decodeChanges() { ids.insert(change.id) }
             cursor = page.nextCursor
             if !page.more { return ids }
         }
@@ -394,7 +401,7 @@ public final class Simulation {
         var cursor: UInt64 = 0
         while true {
             let page = try hubStore.changes(after: cursor, excludingOrigin: ReplicaID(high: 0, low: 0), byteBudget: 1 << 24, maxCount: 100_000)
-            for change in page.changes { changes[change.id] = change }
+            for change in try page.decodeChanges() { changes[change.id] = change }
             cursor = page.nextCursor
             if !page.more { return changes }
         }

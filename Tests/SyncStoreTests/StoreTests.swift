@@ -32,8 +32,8 @@ struct StoreTests {
             try tx.create("item", id: "x", values: ["title": .text("t")])
             return tx.changeIDs
         }
-        #expect(ids.map(\.counter) == [1, 2], "row life then one field, counters from 1")
-        #expect(try store.status().localChanges == 2)
+        #expect(ids.map(\.counter) == [1], "a create with its field is one row edit, counters from 1")
+        #expect(try store.status().localChanges == 1)
     }
 
     @Test("applying a batch twice changes nothing the second time")
@@ -70,7 +70,7 @@ struct StoreTests {
         }
         let error = #expect(throws: StoreError.self) { try store.write(author: "ann", body) }
         #expect(error?.code == expected)
-        #expect(try store.status().localChanges == 3, "nothing written by the refused edit")
+        #expect(try store.status().localChanges == 1, "nothing written by the refused edit")
     }
 
     @Test("changes to a column this schema does not know are kept and applied after upgrade")
@@ -193,6 +193,56 @@ struct StoreTests {
         _ = try make("exists")
         let exists = #expect(throws: StoreError.self) { try make("exists") }
         #expect(exists?.code == .alreadyExists)
+    }
+
+    @Test("an edit of several fields over the change size limit, each field within its own, is refused whole and uses no counter")
+    func multiFieldEditOverSizeLimit() throws {
+        let store = try make()
+        // Each value is within `maxValueBytes`; the two together are over `maxEncodedBytes`.
+        let half = String(repeating: "a", count: ChangeLimits.maxEncodedBytes / 2 + 1)
+        #expect(half.utf8.count <= ChangeLimits.maxValueBytes)
+        let create = #expect(throws: StoreError.self) {
+            try store.write(author: "ann") { try $0.create("item", id: "x", values: ["title": .text(half), "body": .text(half)]) }
+        }
+        #expect(create?.code == .limitExceeded)
+        #expect(create?.message.contains("aaaa") == false, "the error names sizes, not contents")
+        #expect(try store.read { try $0.row("item", id: "x") } == nil)
+        #expect(try store.status().localChanges == 0)
+        let created = try store.write(author: "ann") { tx in
+            try tx.create("item", id: "x", values: ["title": .text(half)])
+            return tx.changeIDs
+        }
+        #expect(created.map(\.counter) == [1], "the refused edit consumed no counter")
+        let update = #expect(throws: StoreError.self) {
+            try store.write(author: "ann") { tx in
+                try tx.update("item", id: "x", values: ["size": .integer(1)])
+                try tx.update("item", id: "x", values: ["title": .text(half + "b"), "body": .text(half)])
+            }
+        }
+        #expect(update?.code == .limitExceeded)
+        #expect(try store.read { try $0.row("item", id: "x")?["size"] } == .null, "the whole transaction is refused")
+        #expect(try store.read { try $0.row("item", id: "x")?["title"] } == .text(half))
+        #expect(try store.status().localChanges == 1)
+        let updated = try store.write(author: "ann") { tx in
+            try tx.update("item", id: "x", values: ["size": .integer(2)])
+            return tx.changeIDs
+        }
+        #expect(updated.map(\.counter) == [2])
+        // A caller that catches the refusal and goes on in the same transaction: the next edit
+        // takes the next counter, so the origin's counters keep no gap.
+        let caught = try store.write(author: "ann") { tx in
+            do {
+                try tx.update("item", id: "x", values: ["title": .text(half + "c"), "body": .text(half)])
+                Issue.record("an edit over the size limit was accepted")
+            } catch let error as StoreError {
+                #expect(error.code == .limitExceeded)
+            }
+            try tx.update("item", id: "x", values: ["size": .integer(3)])
+            return tx.changeIDs
+        }
+        #expect(caught.map(\.counter) == [3])
+        #expect(try store.read { try $0.row("item", id: "x")?["size"] } == .integer(3))
+        #expect(try store.changes(notIn: VersionVector()).map(\.id.counter) == [1, 2, 3], "the log has no gap and nothing refused")
     }
 
     @Test("metadata bytes per tracked field are measurable")
