@@ -109,30 +109,52 @@ def put_value(out, value, label):
         put_bytes(out, bytes.fromhex(payload), f"{label} blob")
 
 
-def put_change(out, change, label):
-    put_string(out, change["table"], f"{label} table")
-    put_string(out, change["row"], f"{label} row")
-    if change["column"]:
-        put_string(out, change["column"], f"{label} column")
-    else:
-        out.add(b"\x00", f"{label} column: length 0, empty: a row-life change")
-    put_change_id(out, change["id"], f"{label} id")
-    ts = change["timestamp"]
-    out.add(varint(ts), f"{label} timestamp = {ts} (ms {ts >> 16}, logical {ts & 0xFFFF})")
-    put_varint(out, change["causal_length"], f"{label} causal length")
-    put_string(out, change["author"], f"{label} author")
-    (op, payload), = change["operation"].items()
+def utf8_key(text):
+    return text.encode("utf-8")
+
+
+def put_field(out, field, label):
+    put_string(out, field["column"], f"{label} column")
+    (op, payload), = field["operation"].items()
     out.add([OPERATIONS[op]], f"{label} operation {OPERATIONS[op]} ({op})")
     if op == "increment":
         out.add(svarint(payload), f"{label} delta = {payload} (zig-zag)")
     else:
         put_value(out, payload, f"{label} value")
-    supersedes = change["supersedes"]
+    supersedes = field["supersedes"]
     keys = [(bytes.fromhex(s["replica"]), s["counter"]) for s in supersedes]
     assert keys == sorted(set(keys)), "supersedes must be strictly ascending"
     out.add(varint(len(supersedes)), f"{label} supersedes: count {len(supersedes)}")
     for index, change_id in enumerate(supersedes):
         put_change_id(out, change_id, f"{label} supersedes[{index}]")
+
+
+def put_change(out, change, label):
+    """README.md, "A change": one edit of one row."""
+    put_change_id(out, change["id"], f"{label} id")
+    ts = change["timestamp"]
+    out.add(varint(ts), f"{label} timestamp = {ts} (ms {ts >> 16}, logical {ts & 0xFFFF})")
+    put_string(out, change["author"], f"{label} author")
+    put_string(out, change["table"], f"{label} table")
+    put_string(out, change["row"], f"{label} row")
+    put_string(out, change["scope"], f"{label} scope")
+    length = change["causal_length"]
+    life = "exists" if length % 2 else "deleted"
+    put_varint(out, length, f"{label} causal length")
+    out.parts[-1] = (out.parts[-1][0], out.parts[-1][1] + f" (row {life})")
+    fields = change["fields"]
+    if change["sets_life"]:
+        kind = "delete" if length % 2 == 0 else ("create" if length == 1 else "re-create")
+        out.add([1], f"{label} flags 0x01 (sets life: a {kind})")
+    else:
+        out.add([0], f"{label} flags 0x00 (an edit)")
+    columns = [utf8_key(field["column"]) for field in fields]
+    assert columns == sorted(set(columns)), "columns must be strictly ascending by UTF-8 bytes"
+    assert not (change["sets_life"] and length % 2 == 0 and fields), "a delete carries no field"
+    assert change["sets_life"] or fields, "an edit edits a field"
+    out.add(varint(len(fields)), f"{label} fields: count {len(fields)}")
+    for index, field in enumerate(fields):
+        put_field(out, field, f"{label} field[{index}]")
 
 
 def put_changes(out, changes):
@@ -269,86 +291,126 @@ def cid(replica, counter):
     return {"replica": replica, "counter": counter}
 
 
-def change(table, row, column, change_id, timestamp, author, operation, causal_length=1, supersedes=()):
-    return {"table": table, "row": row, "column": column, "id": change_id, "timestamp": timestamp,
-            "causal_length": causal_length, "author": author, "operation": operation,
-            "supersedes": list(supersedes)}
+def field(column, operation, supersedes=()):
+    return {"column": column, "operation": operation, "supersedes": list(supersedes)}
+
+
+def edit(change_id, timestamp, author, table, row, scope, fields, causal_length=1, sets_life=False):
+    """One row edit; its fields in wire order (ascending UTF-8 bytes of the column)."""
+    return {"id": change_id, "timestamp": timestamp, "author": author, "table": table, "row": row, "scope": scope,
+            "causal_length": causal_length, "sets_life": sets_life,
+            "fields": sorted(fields, key=lambda f: utf8_key(f["column"]))}
+
+
+def text(value):
+    return {"assign": {"text": value}}
 
 
 def msg(kind, compressed=False, **fields):
     return {"type": kind, "compressed": compressed, **fields}
 
 
-GOAL_TITLE = change("goal", "g-7f3a", "title", cid(R1, 41), ts(0), "w-ayo", {"assign": {"text": "Enrol at college"}})
-GOAL_CREATED = change("goal", "g-7f3a", "", cid(R1, 42), ts(0, 1), "w-ayo", {"assign": {"null": None}})
-VISIT_DELETED = change("visit", "v-0192", "", cid(R2, 7), ts(5_000), "w-ben", {"assign": {"null": None}},
-                       causal_length=2)
-TAG_ADD = change("person", "p-11", "needs", cid(R1, 43), ts(60_000), "w-ayo", {"add": {"text": "dental check"}})
-TAG_REMOVE = change("person", "p-11", "needs", cid(R2, 9), ts(61_000, 2), "w-ben", {"remove": {"text": "dental check"}},
-                    supersedes=[cid(R2, 3), cid(R1, 43)])
-STATUS_RESOLVE = change("plan", "pl-3", "status", cid(R1, 44), ts(62_000), "w-ayo", {"assign": {"text": "approved"}},
-                        causal_length=3, supersedes=[cid(R2, 8), cid(R1, 40), cid(R3, 1)])
-LEDGER_DEBIT = change("award", "aw-5", "balance_pence", cid(R2, 10), ts(63_000), "w-ben", {"increment": -2500})
-LEDGER_CREDIT = change("award", "aw-5", "balance_pence", cid(R3, 2), ts(63_500), "w-cat", {"increment": 150000})
-AGE = change("person", "p-11", "age_years", cid(R3, 3), ts(70_000), "w-cat", {"assign": {"integer": 17}})
-NEGATIVE = change("award", "aw-5", "adjustment", cid(R3, 4), ts(70_001), "w-cat", {"assign": {"integer": -9223372036854775808}})
-LARGEST = change("award", "aw-5", "cap", cid(R3, 5), ts(70_002), "w-cat", {"assign": {"integer": 9223372036854775807}})
-REAL = change("visit", "v-0192", "distance_km", cid(R3, 6), ts(70_003), "w-cat", {"assign": {"real": 12.75}})
-REAL_NEG = change("visit", "v-0192", "offset", cid(R3, 7), ts(70_004), "w-cat", {"assign": {"real": -0.1}})
-BLOB = change("note", "n-9", "attachment", cid(R3, 8), ts(70_005), "w-cat", {"assign": {"blob": "89504e470d0a1a0a"}})
-EMPTY_BLOB = change("note", "n-9", "signature", cid(R3, 9), ts(70_006), "w-cat", {"assign": {"blob": ""}})
-NULL_FIELD = change("note", "n-9", "summary", cid(R3, 10), ts(70_007), "w-cat", {"assign": {"null": None}})
-UNICODE = change("note", "n-9", "text", cid(R3, 11), ts(70_008), "w-cat",
-                 {"assign": {"text": "Zoë’s café visit ✓ 👍"}})
-EMPTY_TEXT = change("note", "n-9", "title", cid(R3, 12), ts(70_009), "w-cat", {"assign": {"text": ""}})
-ADD_INTEGER = change("person", "p-11", "school_years", cid(R3, 13), ts(70_010), "w-cat", {"add": {"integer": 2024}})
-REMOVE_REAL = change("person", "p-11", "weights", cid(R3, 14), ts(70_011), "w-cat", {"remove": {"real": 1.5}})
-INCREMENT_ZERO = change("award", "aw-5", "visits", cid(R3, 15), ts(70_012), "w-cat", {"increment": 0})
-UNKNOWN_COLUMN = change("goal", "g-7f3a", "added_in_schema_9", cid(R3, 16), ts(70_013), "w-cat",
-                        {"assign": {"text": "kept by older replicas"}})
+YP = "p-11"   # the young person these records are about: the scope of their rows
+
+GOAL_CREATED = edit(cid(R1, 41), ts(0), "w-ayo", "goal", "g-7f3a", YP,
+                    [field("title", text("Enrol at college")), field("status", text("open"))], sets_life=True)
+GOAL_TITLE = edit(cid(R1, 42), ts(0, 1), "w-ayo", "goal", "g-7f3a", YP, [field("title", text("Enrol at Leeds college"))])
+VISIT_DELETED = edit(cid(R2, 7), ts(5_000), "w-ben", "visit", "v-0192", YP, [], causal_length=2, sets_life=True)
+VISIT_RECREATED = edit(cid(R2, 11), ts(9_000), "w-ben", "visit", "v-0192", YP, [field("notes", text("Visit rebooked"))],
+                       causal_length=3, sets_life=True)
+GOAL_BARE = edit(cid(R3, 18), ts(9_500), "w-cat", "goal", "g-80", YP, [], sets_life=True)
+TAG_ADD = edit(cid(R1, 43), ts(60_000), "w-ayo", "person", "p-11", YP, [field("needs", {"add": {"text": "dental check"}})])
+TAG_REMOVE = edit(cid(R2, 9), ts(61_000, 2), "w-ben", "person", "p-11", YP,
+                  [field("needs", {"remove": {"text": "dental check"}}, supersedes=[cid(R2, 3), cid(R1, 43)])])
+STATUS_RESOLVE = edit(cid(R1, 44), ts(62_000), "w-ayo", "plan", "pl-3", YP,
+                      [field("status", text("approved"), supersedes=[cid(R2, 8), cid(R1, 40), cid(R3, 1)])], causal_length=3)
+LEDGER_DEBIT = edit(cid(R2, 10), ts(63_000), "w-ben", "award", "aw-5", YP, [field("balance_pence", {"increment": -2500})])
+LEDGER_CREDIT = edit(cid(R3, 2), ts(63_500), "w-cat", "award", "aw-5", YP, [field("balance_pence", {"increment": 150000})])
+AGE_AND_HEIGHT = edit(cid(R3, 3), ts(70_000), "w-cat", "person", "p-11", YP,
+                      [field("age_years", {"assign": {"integer": 17}}), field("height_m", {"assign": {"real": 1.72}})])
+NOTE_VALUES = edit(cid(R3, 4), ts(70_001), "w-cat", "note", "n-9", YP, [
+    field("floor", {"assign": {"integer": -9223372036854775808}}),
+    field("cap", {"assign": {"integer": 9223372036854775807}}),
+    field("visits", {"assign": {"integer": 17}}),
+    field("distance_km", {"assign": {"real": 12.75}}),
+    field("offset", {"assign": {"real": -0.1}}),
+    field("attachment", {"assign": {"blob": "89504e470d0a1a0a00"}}),
+    field("signature", {"assign": {"blob": ""}}),
+    field("summary", {"assign": {"null": None}}),
+    field("text", text("Zoë’s café visit ✓ 👍")),
+    field("title", text("")),
+])
+BLOB = edit(cid(R3, 8), ts(70_005), "w-cat", "note", "n-9", YP, [field("attachment", {"assign": {"blob": "89504e470d0a1a0a"}})])
+ADD_INTEGER = edit(cid(R3, 13), ts(70_010), "w-cat", "person", "p-11", YP, [field("school_years", {"add": {"integer": 2024}})])
+REMOVE_REAL = edit(cid(R3, 14), ts(70_011), "w-cat", "person", "p-11", YP, [field("weights", {"remove": {"real": 1.5}})])
+INCREMENT_ZERO = edit(cid(R3, 15), ts(70_012), "w-cat", "award", "aw-5", YP, [field("visits", {"increment": 0})])
+UNKNOWN_COLUMN = edit(cid(R3, 16), ts(70_013), "w-cat", "goal", "g-7f3a", YP,
+                      [field("added_in_schema_9", text("kept by older replicas"))])
+EVERY_OPERATION = edit(cid(R1, 46), ts(80_000), "w-ayo", "person", "p-11", YP, [
+    field("placement", text("foster care"), supersedes=[cid(R2, 8)]),
+    field("needs", {"add": {"text": "bus pass"}}),
+    field("weights", {"remove": {"real": 1.5}}, supersedes=[cid(R1, 43), cid(R3, 14)]),
+    field("contact_count", {"increment": 1}),
+])
+ENTITLEMENT = edit(cid(R1, 45), ts(81_000), "w-ayo", "entitlement", "ent-bus", "",
+                   [field("name", text("Bus pass")), field("amount_pence", {"assign": {"integer": 2500}})], sets_life=True)
+# Columns are ordered by their UTF-8 bytes: upper case before lower, a prefix before what extends it,
+# ASCII before any multi-byte character.
+COLUMN_ORDER = edit(cid(R3, 17), ts(82_000), "w-cat", "note", "n-9", YP,
+                    [field("zoë", text("3")), field("zone", text("2")), field("Zone", text("0")), field("zon", text("1"))])
 
 
 def visit_notes(count):
-    return [change("visit", f"v-{1000 + i}", "notes", cid(R2, 100 + i), ts(100_000 + i), "w-ben",
-                   {"assign": {"text": "Visited at home. Young person well, room tidy, no concerns raised. " * 2}})
+    return [edit(cid(R2, 100 + i), ts(100_000 + i), "w-ben", "visit", f"v-{1000 + i}", YP,
+                 [field("notes", text("Visited at home. Young person well, room tidy, no concerns raised. " * 2))])
             for i in range(count)]
 
 
 MESSAGES = [
     ("hello-enrolment-token", "First connection of a new replica, enrolling with a one-time token.",
-     msg("hello", protocol_min=1, protocol_max=1, schema_version=3, replica=R1, app_version="caresync/0.4.0",
+     msg("hello", protocol_min=2, protocol_max=2, schema_version=3, replica=R1, app_version="caresync/0.4.0",
          credential={"enrolment_token": "K7Q2-9XWD-4M3P"}, max_frame_body=4194304)),
-    ("hello-device-secret", "A returning replica offering protocol versions 1 to 2 and a 1 MiB frame limit.",
-     msg("hello", protocol_min=1, protocol_max=2, schema_version=3, replica=R1, app_version="caresync/0.5.1",
+    ("hello-device-secret", "A returning replica offering protocol versions 2 to 3 and a 1 MiB frame limit.",
+     msg("hello", protocol_min=2, protocol_max=3, schema_version=3, replica=R1, app_version="caresync/0.5.1",
          credential={"device_secret": SECRET}, max_frame_body=1048576)),
     ("hello-no-credential", "No credential (refused by any hub not configured for open testing).",
-     msg("hello", protocol_min=1, protocol_max=1, schema_version=1, replica=R2, app_version="",
+     msg("hello", protocol_min=2, protocol_max=2, schema_version=1, replica=R2, app_version="",
          credential={"none": None}, max_frame_body=65536)),
+    ("hello-version-1", "A replica of protocol version 1 (one field per change): decodes, and the hub rejects it with "
+                        "UNSUPPORTED_VERSION (vector reject-unsupported-version).",
+     msg("hello", protocol_min=1, protocol_max=1, schema_version=3, replica=R1, app_version="caresync/0.4.0",
+         credential={"device_secret": SECRET}, max_frame_body=4194304)),
     ("welcome-enrolled", "The hub accepts an enrolment and issues the device secret.",
-     msg("welcome", protocol_version=1, schema_version=4, hub=HUB, max_frame_body=4194304, issued_credential=SECRET,
+     msg("welcome", protocol_version=2, schema_version=4, hub=HUB, max_frame_body=4194304, issued_credential=SECRET,
          hub_time_ms=T0 + 123, heartbeat_interval_ms=30000, own_durable=0)),
     ("welcome-returning", "The hub accepts a device secret: nothing is issued.",
-     msg("welcome", protocol_version=1, schema_version=3, hub=HUB, max_frame_body=1048576, issued_credential="",
+     msg("welcome", protocol_version=2, schema_version=3, hub=HUB, max_frame_body=1048576, issued_credential="",
          hub_time_ms=T0 + 5000, heartbeat_interval_ms=30000, own_durable=44)),
     ("welcome-own-durable-largest", "own_durable at 2^64 - 1, ten bytes: decodes; the session compares it like any counter.",
-     msg("welcome", protocol_version=1, schema_version=3, hub=HUB, max_frame_body=65536, issued_credential="",
+     msg("welcome", protocol_version=2, schema_version=3, hub=HUB, max_frame_body=65536, issued_credential="",
          hub_time_ms=T0 + 6000, heartbeat_interval_ms=30000, own_durable=18446744073709551615)),
     ("reject-busy", "The hub is at its connection cap: retry in 5 s.",
      msg("reject", code="BUSY", retry_after_ms=5000, message="connection limit reached")),
     ("reject-enrolment-invalid", "The enrolment token has been used already.",
      msg("reject", code="ENROLMENT_INVALID", retry_after_ms=0, message="enrolment token already used")),
-    ("reject-unsupported-version", "No protocol version in common.",
-     msg("reject", code="UNSUPPORTED_VERSION", retry_after_ms=0, message="hub speaks protocol 1 only")),
-    ("push-field-and-row-life", "A field write and a row-life change (empty column).",
-     msg("push", batch=1, changes=[GOAL_TITLE, GOAL_CREATED])),
+    ("reject-unsupported-version", "No protocol version in common: the answer to hello-version-1.",
+     msg("reject", code="UNSUPPORTED_VERSION", retry_after_ms=0,
+         message="this hub speaks protocol version 2 only; the client offered 1 to 1: update the client")),
+    ("push-create-and-edit", "A row created with two fields (sets life, causal length 1), then one field of it edited.",
+     msg("push", batch=1, changes=[GOAL_CREATED, GOAL_TITLE])),
     ("push-set-add-and-remove", "A set add and a set remove that supersedes two add tags.",
      msg("push", batch=2, changes=[TAG_ADD, TAG_REMOVE])),
     ("push-resolve-and-debit", "A status write superseding three candidates, and a negative increment.",
      msg("push", batch=3, changes=[STATUS_RESOLVE, LEDGER_DEBIT])),
-    ("push-integer-and-real", "An integer and a real assigned.",
-     msg("push", batch=4, changes=[AGE, REAL])),
+    ("push-integer-and-real", "One edit assigning an integer and a real.",
+     msg("push", batch=4, changes=[AGE_AND_HEIGHT])),
     ("push-blob", "A blob assigned.",
      msg("push", batch=5, changes=[BLOB])),
+    ("push-every-operation", "One edit of four fields: an assign superseding a candidate, a set add, a set remove "
+                             "superseding two tags, an increment.",
+     msg("push", batch=6, changes=[EVERY_OPERATION])),
+    ("push-no-scope", "A row that belongs to no young person (the entitlement catalogue): empty scope.",
+     msg("push", batch=8, changes=[ENTITLEMENT])),
     ("push-empty", "An empty push: valid, acknowledged like any other.",
      msg("push", batch=7, changes=[])),
     ("push-ack", "The hub holds R2 up to 12 and R1 up to 44 durably; its head is 1234.",
@@ -361,13 +423,17 @@ MESSAGES = [
      msg("pull", cursor=1234, byte_budget=1048576)),
     ("pull-largest-values", "The largest varint: 2^64 - 1, ten bytes.",
      msg("pull", cursor=18446744073709551615, byte_budget=18446744073709551615)),
-    ("batch-values", "Every value type, including the extreme integers.",
-     msg("batch", next_cursor=1240, more=True, changes=[AGE, NEGATIVE, LARGEST, REAL, REAL_NEG, BLOB, EMPTY_BLOB,
-                                                         NULL_FIELD, UNICODE, EMPTY_TEXT])),
+    ("batch-values", "One edit of ten fields holding every value type, including the extreme integers.",
+     msg("batch", next_cursor=1240, more=True, changes=[NOTE_VALUES])),
+    ("batch-column-order", "Columns in ascending order of their UTF-8 bytes: Zone, zon, zone, zoë.",
+     msg("batch", next_cursor=1241, more=True, changes=[COLUMN_ORDER])),
+    ("batch-row-life", "A row deleted (no fields), re-created with a field (causal length 3), and a row created "
+                       "with no field set.",
+     msg("batch", next_cursor=1242, more=True, changes=[VISIT_DELETED, VISIT_RECREATED, GOAL_BARE])),
     ("batch-operations", "Add, remove and increment with values of other types; a column this schema may not know.",
      msg("batch", next_cursor=1250, more=True, changes=[ADD_INTEGER, REMOVE_REAL, INCREMENT_ZERO, LEDGER_CREDIT,
                                                          UNKNOWN_COLUMN])),
-    ("batch-two-changes", "A row deleted (causal length 2) and a field write.",
+    ("batch-two-changes", "A row deleted (causal length 2) and an edit of another row.",
      msg("batch", next_cursor=1236, more=False, changes=[VISIT_DELETED, GOAL_TITLE])),
     ("batch-add-and-remove", "A set add of an integer and a set remove of a real.",
      msg("batch", next_cursor=1245, more=True, changes=[ADD_INTEGER, REMOVE_REAL])),
@@ -380,7 +446,7 @@ MESSAGES = [
     ("recover-largest-values", "after and byte_budget at 2^64 - 1: decodes; the hub answers an empty page.",
      msg("recover", origin=R1, after=18446744073709551615, byte_budget=18446744073709551615)),
     ("recovered-two-changes", "R1's changes 41 and 42, answering recover(R1, after 40); the hub holds 43 too (more = 1).",
-     msg("recovered", origin=R1, next_counter=42, more=True, changes=[GOAL_TITLE, GOAL_CREATED])),
+     msg("recovered", origin=R1, next_counter=42, more=True, changes=[GOAL_CREATED, GOAL_TITLE])),
     ("recovered-empty", "Nothing of R1 after 44: next_counter = after, more = 0.",
      msg("recovered", origin=R1, next_counter=44, more=False, changes=[])),
     ("fork-new-identity", "A copy of R1 that diverged from what the hub holds asks to become FORKED.",
@@ -430,9 +496,15 @@ REPLICA_R1 = h(R1)
 REPLICA_R2 = h(R2)
 
 
-def change_bytes(counter=b"\x01", supersedes=b"\x00", value=b"\x01\x00", author=b"\x01a"):
-    """table "t", row "r", column "c", id R1:counter, ts 1, causal length 1."""
-    return b"\x01t\x01r\x01c" + REPLICA_R1 + counter + b"\x01\x01" + author + value + supersedes
+def field_bytes(column=b"c", value=b"\x01\x00", supersedes=b"\x00"):
+    """One field edit: column, operation (default: assign null), supersedes (default: none)."""
+    return varint(len(column)) + column + value + supersedes
+
+
+def change_bytes(counter=b"\x01", scope=b"\x00", length=b"\x01", flags=b"\x00", fields=(field_bytes(),), count=None):
+    """id R1:counter, ts 1, author "a", table "t", row "r", then scope, causal length, flags and fields."""
+    return (REPLICA_R1 + counter + b"\x01" + b"\x01a" + b"\x01t" + b"\x01r" + scope + length + flags
+            + varint(len(fields) if count is None else count) + b"".join(fields))
 
 
 def push(changes_bytes, count=1):
@@ -507,21 +579,42 @@ PAYLOAD = [
     ("invalid-utf8-overlong", "MALFORMED_MESSAGE", "An overlong UTF-8 spelling of NUL (c0 80) in an error message.",
      raw_frame(0x7e, 0x00, h("13 01 02 c0 80"))),
     ("invalid-utf8-surrogate", "MALFORMED_MESSAGE", "A UTF-16 surrogate (ed a0 80) in a change's text value.",
-     push(change_bytes(value=b"\x01\x03\x03\xed\xa0\x80"))),
+     push(change_bytes(fields=[field_bytes(value=b"\x01\x03\x03\xed\xa0\x80")]))),
     ("bad-boolean", "MALFORMED_MESSAGE", "batch.more is 2.", raw_frame(0x21, 0x00, h("05 02 00"))),
     ("bad-boolean-error", "MALFORMED_MESSAGE", "error.fatal is ff.", raw_frame(0x7e, 0x00, h("08 ff 00"))),
-    ("unknown-value-tag", "MALFORMED_MESSAGE", "Value tag 5.", push(change_bytes(value=b"\x01\x05"))),
-    ("unknown-operation", "MALFORMED_MESSAGE", "Operation 5.", push(change_bytes(value=b"\x05\x00"))),
-    ("unknown-operation-zero", "MALFORMED_MESSAGE", "Operation 0.", push(change_bytes(value=b"\x00\x00"))),
+    ("unknown-value-tag", "MALFORMED_MESSAGE", "Value tag 5.", push(change_bytes(fields=[field_bytes(value=b"\x01\x05")]))),
+    ("unknown-operation", "MALFORMED_MESSAGE", "Operation 5.", push(change_bytes(fields=[field_bytes(value=b"\x05\x00")]))),
+    ("unknown-operation-zero", "MALFORMED_MESSAGE", "Operation 0.", push(change_bytes(fields=[field_bytes(value=b"\x00\x00")]))),
     ("unknown-credential-kind", "MALFORMED_MESSAGE", "Credential kind 3.",
      raw_frame(0x01, 0, b"\x01\x01\x01" + REPLICA_R1 + b"\x00" + b"\x03\x00" + varint(65536))),
     ("change-counter-zero", "MALFORMED_MESSAGE", "A change id with counter 0.", push(change_bytes(counter=b"\x00"))),
     ("supersedes-counter-zero", "MALFORMED_MESSAGE", "A superseded change id with counter 0.",
-     push(change_bytes(supersedes=b"\x01" + REPLICA_R2 + b"\x00"))),
+     push(change_bytes(fields=[field_bytes(supersedes=b"\x01" + REPLICA_R2 + b"\x00")]))),
     ("supersedes-out-of-order", "MALFORMED_MESSAGE", "Superseded ids must be strictly ascending: R1 before R2 is not.",
-     push(change_bytes(supersedes=b"\x02" + REPLICA_R1 + b"\x01" + REPLICA_R2 + b"\x01"))),
+     push(change_bytes(fields=[field_bytes(supersedes=b"\x02" + REPLICA_R1 + b"\x01" + REPLICA_R2 + b"\x01")]))),
     ("supersedes-duplicate", "MALFORMED_MESSAGE", "The same superseded id twice.",
-     push(change_bytes(supersedes=b"\x02" + REPLICA_R2 + b"\x03" + REPLICA_R2 + b"\x03"))),
+     push(change_bytes(fields=[field_bytes(supersedes=b"\x02" + REPLICA_R2 + b"\x03" + REPLICA_R2 + b"\x03")]))),
+    ("change-columns-out-of-order", "MALFORMED_MESSAGE", "Field columns must be strictly ascending: b before a is not.",
+     push(change_bytes(fields=[field_bytes(column=b"b"), field_bytes(column=b"a")]))),
+    ("change-column-duplicate", "MALFORMED_MESSAGE", "Two edits of column a in one change.",
+     push(change_bytes(fields=[field_bytes(column=b"a"), field_bytes(column=b"a", value=b"\x01\x01\x02")]))),
+    ("change-columns-not-byte-order", "MALFORMED_MESSAGE", "zoë (7a 6f c3 ab) before zone (7a 6f 6e 65): not ascending by UTF-8 bytes.",
+     push(change_bytes(fields=[field_bytes(column="zoë".encode()), field_bytes(column=b"zone")]))),
+    ("change-delete-with-fields", "MALFORMED_MESSAGE", "A delete (sets life, causal length 2) carrying a field edit.",
+     push(change_bytes(length=b"\x02", flags=b"\x01"))),
+    ("change-empty-edit", "MALFORMED_MESSAGE", "An edit that neither sets the row's life nor edits a field: it would do nothing.",
+     push(change_bytes(fields=[]))),
+    ("change-unknown-flag-bit-1", "MALFORMED_MESSAGE", "Change flag bit 1: only bit 0 (sets life) is defined.", push(change_bytes(flags=b"\x02"))),
+    ("change-unknown-flag-bit-7", "MALFORMED_MESSAGE", "Change flags 0x81: bit 7 set beside sets life.", push(change_bytes(flags=b"\x81"))),
+    ("change-causal-length-zero", "MALFORMED_MESSAGE", "Causal length 0: a row's life starts at 1.", push(change_bytes(length=b"\x00", flags=b"\x01"))),
+    ("change-field-count-too-large", "MALFORMED_MESSAGE", "A change announcing 1000 field edits with one field's bytes left.",
+     push(change_bytes(count=1000))),
+    ("change-field-truncated", "MALFORMED_MESSAGE", "A field edit that ends before its supersedes count.",
+     raw_frame(0x10, 0, b"\x01\x01" + change_bytes(fields=[field_bytes(supersedes=b"")]))),
+    ("change-invalid-utf8-column", "MALFORMED_MESSAGE", "A column holding the byte ff.", push(change_bytes(fields=[field_bytes(column=b"\xff")]))),
+    ("change-invalid-utf8-scope", "MALFORMED_MESSAGE", "A scope holding the byte ff.", push(change_bytes(scope=b"\x01\xff"))),
+    ("change-truncated-scope", "MALFORMED_MESSAGE", "A change that ends inside its scope: the push ends after 2 of 9 announced bytes.",
+     raw_frame(0x10, 0, b"\x01\x01" + change_bytes(scope=b"\x09p-", fields=[], count=0)[:-3])),
     ("change-count-too-large", "MALFORMED_MESSAGE", "A push announcing 1000 changes with one byte left.", raw_frame(0x10, 0x00, h("01 e8 07 00"))),
     ("version-vector-out-of-order", "MALFORMED_MESSAGE", "push-ack durable entries R1 then R2: not ascending.",
      raw_frame(0x11, 0, b"\x01\x02" + REPLICA_R1 + b"\x01" + REPLICA_R2 + b"\x01" + b"\x00")),
@@ -583,6 +676,105 @@ COMPRESSION = [
 ]
 
 
+# ---------------------------------------------------------------- limits on a change
+
+# README.md, "Limits on a change". These changes decode (the decoder checks encodings only); the
+# limits are the session's: a hub refuses a push holding a change over one with `refused`.
+MAX_NAME, MAX_ROW, MAX_AUTHOR, MAX_VALUE, MAX_SUPERSEDES, MAX_FIELDS, MAX_ENCODED = 64, 128, 128, 49_152, 256, 64, 61_440
+MAX_INTEGER = (1 << 63) - 1
+
+
+def encoded_size(change):
+    out = Out()
+    put_change(out, change, "change")
+    return len(out.bytes())
+
+
+def narrative(length):
+    """Case-note text of exactly `length` bytes (ASCII), not one repeated character."""
+    sentence = "Met at the drop-in centre; talked about college, money and the new flat. "
+    return (sentence * (length // len(sentence) + 1))[:length]
+
+
+def small(counter, **overrides):
+    """A one-field edit of a case note, with one thing changed."""
+    base = dict(change_id=cid(R3, counter), timestamp=ts(90_000 + counter), author="w-cat", table="note", row="n-9",
+                scope=YP, fields=[field("summary", text("Seen at home."))])
+    base.update(overrides)
+    return edit(**base)
+
+
+def padded_to(size, counter, first_value=40_000):
+    """A case note of two text fields whose change encodes to exactly `size` bytes."""
+    second = size - first_value
+    while True:
+        change = small(counter, fields=[field("narrative", text(narrative(first_value))), field("summary", text(narrative(second)))])
+        excess = encoded_size(change) - size
+        if excess == 0:
+            return change
+        second -= excess
+
+
+def at_every_limit():
+    """Every name at its longest, 64 fields, 256 supersedes, the largest counters, a value at its
+    largest, and the whole change exactly 61,440 bytes."""
+    columns = [f"c{index:02d}".ljust(MAX_NAME, "_") for index in range(MAX_FIELDS)]
+    supersedes = [cid(R2, counter) for counter in range(1, MAX_SUPERSEDES)] + [cid(R3, MAX_INTEGER)]
+    fields = [field(column, {"assign": {"integer": index}}) for index, column in enumerate(columns[:-2])]
+    fields[0] = field(columns[0], {"assign": {"blob": "00ff00"}}, supersedes=supersedes)
+    largest = field(columns[-1], text(narrative(MAX_VALUE)))
+    base = dict(change_id=cid(R3, MAX_INTEGER), timestamp=(1 << 64) - 1, author="w" * MAX_AUTHOR, table="t" * MAX_NAME,
+                row="r" * MAX_ROW, scope="s" * MAX_ROW, causal_length=MAX_INTEGER)
+    filler = 0
+    while True:
+        change = edit(fields=fields + [field(columns[-2], text(narrative(filler))), largest], **base)
+        excess = encoded_size(change) - MAX_ENCODED
+        if excess == 0:
+            return change
+        filler -= excess
+
+
+def limit_vector(name, note, change, refused=None):
+    vector = positive(name, note, msg("push", batch=1, changes=[change]))
+    if refused:
+        vector["refused"] = refused
+    return vector
+
+
+def limit_vectors():
+    over_fields = [field(f"c{index:02d}", {"assign": {"integer": index}}) for index in range(MAX_FIELDS + 1)]
+    over_supersedes = [cid(R2, counter) for counter in range(1, MAX_SUPERSEDES + 2)]
+    too_big = "LIMIT_EXCEEDED"
+    malformed = "MALFORMED_MESSAGE"
+    return [
+        limit_vector("limits-at-every-limit", "Names at their longest, 64 fields, 256 supersedes, counters and causal length "
+                     "2^63 - 1, a 49,152-byte value, 61,440 bytes in all: accepted.", at_every_limit()),
+        limit_vector("limits-table-over", "A 65-byte table name.", small(1, table="t" * 65), too_big),
+        limit_vector("limits-column-over", "A 65-byte column name.", small(2, fields=[field("c" * 65, text("x"))]), too_big),
+        limit_vector("limits-row-over", "A 129-byte row id.", small(3, row="r" * 129), too_big),
+        limit_vector("limits-scope-over", "A 129-byte scope.", small(4, scope="s" * 129), too_big),
+        limit_vector("limits-author-over", "A 129-byte author.", small(5, author="w" * 129), too_big),
+        limit_vector("limits-fields-over", "65 field edits in one change.", small(6, fields=over_fields), too_big),
+        limit_vector("limits-supersedes-over", "257 superseded ids.",
+                     small(7, fields=[field("status", text("closed"), supersedes=over_supersedes)]), too_big),
+        limit_vector("limits-value-over", "A 49,153-byte text value (the change is below 61,440 bytes).",
+                     small(8, fields=[field("narrative", text(narrative(MAX_VALUE + 1)))]), too_big),
+        limit_vector("limits-encoding-over", "Two values within their limit, 61,441 bytes in all: the size rule alone "
+                     "refuses it.", padded_to(MAX_ENCODED + 1, 9), too_big),
+        limit_vector("limits-counter-over", "Change counter 2^63.", small(10, change_id=cid(R3, 1 << 63)), malformed),
+        limit_vector("limits-supersedes-counter-over", "A superseded counter 2^63.",
+                     small(11, fields=[field("status", text("closed"), supersedes=[cid(R2, 1 << 63)])]), malformed),
+        limit_vector("limits-causal-length-over", "Causal length 2^64 - 1.", small(12, causal_length=(1 << 64) - 1), malformed),
+        limit_vector("limits-nul-in-scope", "A U+0000 in the scope.", small(13, scope="p-\u0000"), malformed),
+        limit_vector("limits-nul-in-table", "A U+0000 in the table.", small(14, table="no\u0000te"), malformed),
+        limit_vector("limits-nul-in-row", "A U+0000 in the row id.", small(15, row="n-\u00009"), malformed),
+        limit_vector("limits-nul-in-author", "A U+0000 in the author.", small(16, author="w-\u0000"), malformed),
+        limit_vector("limits-nul-in-column", "A U+0000 in a column.", small(17, fields=[field("sum\u0000", text("x"))]), malformed),
+        limit_vector("limits-nul-in-text", "A U+0000 in a text value (a blob may hold 00).",
+                     small(18, fields=[field("summary", text("Seen\u0000"))]), malformed),
+    ]
+
+
 # ---------------------------------------------------------------- output
 
 def positive(name, note, message, max_body=None):
@@ -608,7 +800,7 @@ def unknown_code_vector():
     # A newer peer's error code is read as MALFORMED_MESSAGE (errors.md), so this vector is
     # not canonical: re-encoding gives code 19.
     data = raw_frame(0x7E, 0, varint(200) + b"\x01" + varint(11) + b"newer error")
-    return {"name": "error-unknown-code", "note": "Code 200 is unknown to version 1: read as MALFORMED_MESSAGE.",
+    return {"name": "error-unknown-code", "note": "Code 200 is unknown to version 2: read as MALFORMED_MESSAGE.",
             "hex": data.hex(), "canonical": False,
             "decoded": {"type": "error", "compressed": False, "code": "MALFORMED_MESSAGE", "fatal": True,
                         "message": "newer error"}}
@@ -628,6 +820,11 @@ def files():
         "payload.json": {
             "description": "Payload faults: varints, strings, booleans, tags, counters and orderings.",
             "vectors": [negative(entry) for entry in PAYLOAD],
+        },
+        "limits.json": {
+            "description": "Changes at and over the limits of README.md, \"Limits on a change\", each in a push. Every one "
+                           "decodes; `refused` names the error a hub answers the push with (none: accepted).",
+            "vectors": limit_vectors(),
         },
         "compression.json": {
             "description": "Compressed push, batch and recovered payloads, and every way a compressed payload is refused.",

@@ -46,8 +46,14 @@ ERROR_NAMES = {
 }
 
 # README.md: smallest encodings, for refusing list counts that cannot fit.
-MIN_CHANGE_SIZE = 26
+MIN_CHANGE_SIZE = 25
+MIN_FIELD_SIZE = 4
 MIN_CHANGE_ID_SIZE = 17
+SETS_LIFE = 0x01                          # README.md, "A change": the only defined flag bit
+
+# README.md, "Limits on a change" (checked by the session, not the decoder).
+MAX_NAME, MAX_ROW, MAX_VALUE, MAX_SUPERSEDES, MAX_FIELDS, MAX_ENCODED = 64, 128, 49_152, 256, 64, 61_440
+MAX_INTEGER = (1 << 63) - 1
 
 
 class ProtocolError(Exception):
@@ -65,6 +71,7 @@ class Reader:
     def __init__(self, data):
         self.data = data
         self.pos = 0
+        self.change_sizes = []   # the encoded size of each change read, in order
 
     def remaining(self):
         return len(self.data) - self.pos
@@ -152,30 +159,84 @@ def read_value(r):
     raise PayloadError(f"unknown value tag {tag}")
 
 
-def read_change(r):
-    change = {"table": r.string(), "row": r.string(), "column": r.string(), "id": r.change_id(),
-              "timestamp": r.varint(), "causal_length": r.varint(), "author": r.string()}
+def read_operation(r):
     operation = r.u8()
     if operation == 1:
-        change["operation"] = {"assign": read_value(r)}
-    elif operation == 2:
-        change["operation"] = {"add": read_value(r)}
-    elif operation == 3:
-        change["operation"] = {"remove": read_value(r)}
-    elif operation == 4:
-        change["operation"] = {"increment": r.svarint()}
-    else:
-        raise PayloadError(f"unknown operation {operation}")
+        return {"assign": read_value(r)}
+    if operation == 2:
+        return {"add": read_value(r)}
+    if operation == 3:
+        return {"remove": read_value(r)}
+    if operation == 4:
+        return {"increment": r.svarint()}
+    raise PayloadError(f"unknown operation {operation}")
+
+
+def read_field(r):
+    field = {"column": r.string(), "operation": read_operation(r)}
     supersedes = [r.change_id() for _ in range(r.count(MIN_CHANGE_ID_SIZE))]
     for before, after in zip(supersedes, supersedes[1:]):
         if not id_key(before) < id_key(after):
             raise PayloadError("supersedes not strictly ascending")
-    change["supersedes"] = supersedes
+    field["supersedes"] = supersedes
+    return field
+
+
+def read_change(r):
+    """README.md, "A change": one edit of one row, checked strictly."""
+    start = r.pos
+    change = {"id": r.change_id(), "timestamp": r.varint(), "author": r.string(), "table": r.string(),
+              "row": r.string(), "scope": r.string(), "causal_length": r.varint()}
+    if change["causal_length"] == 0:
+        raise PayloadError("causal length 0")
+    flags = r.u8()
+    if flags & ~SETS_LIFE:
+        raise PayloadError(f"unknown change flags 0x{flags:02x}")
+    change["sets_life"] = bool(flags & SETS_LIFE)
+    fields = [read_field(r) for _ in range(r.count(MIN_FIELD_SIZE))]
+    columns = [field["column"].encode("utf-8") for field in fields]
+    for before, after in zip(columns, columns[1:]):
+        if not before < after:
+            raise PayloadError("field columns not strictly ascending by their UTF-8 bytes")
+    if change["sets_life"] and change["causal_length"] % 2 == 0 and fields:
+        raise PayloadError("a delete carries field edits")
+    if not change["sets_life"] and not fields:
+        raise PayloadError("an edit that neither sets the row's life nor edits a field")
+    change["fields"] = fields
+    r.change_sizes.append(r.pos - start)
     return change
 
 
 def read_changes(r):
     return [read_change(r) for _ in range(r.count(MIN_CHANGE_SIZE))]
+
+
+def limit_refusal(change, size):
+    """README.md, "Limits on a change": the error a hub refuses a push holding `change` with
+    (range and content first, then sizes), or None if it is within every limit."""
+    names = [change["table"], change["row"], change["scope"], change["author"]] + [f["column"] for f in change["fields"]]
+    counters = [change["id"]["counter"], change["causal_length"]] + [s["counter"] for f in change["fields"] for s in f["supersedes"]]
+    if any(counter > MAX_INTEGER for counter in counters):
+        return "MALFORMED_MESSAGE"
+    values = [next(iter(f["operation"].values())) for f in change["fields"]]
+    values = [value for value in values if isinstance(value, dict)]   # an increment's delta is a number
+    if any("\0" in name for name in names) or any("\0" in value.get("text", "") for value in values):
+        return "MALFORMED_MESSAGE"
+    if any(value.get("real") is not None and value["real"] != value["real"] for value in values):  # NaN
+        return "MALFORMED_MESSAGE"
+    utf8 = lambda text: len(text.encode("utf-8"))
+    if utf8(change["table"]) > MAX_NAME or any(utf8(f["column"]) > MAX_NAME for f in change["fields"]):
+        return "LIMIT_EXCEEDED"
+    if max(utf8(change["row"]), utf8(change["scope"]), utf8(change["author"])) > MAX_ROW:
+        return "LIMIT_EXCEEDED"
+    if len(change["fields"]) > MAX_FIELDS or any(len(f["supersedes"]) > MAX_SUPERSEDES for f in change["fields"]):
+        return "LIMIT_EXCEEDED"
+    for value in values:
+        if utf8(value.get("text", "")) > MAX_VALUE or len(value.get("blob", "")) // 2 > MAX_VALUE:
+            return "LIMIT_EXCEEDED"
+    if size > MAX_ENCODED:
+        return "LIMIT_EXCEEDED"
+    return None
 
 
 def read_version_vector(r):
@@ -297,8 +358,9 @@ def inflate(payload, limit):
     return out
 
 
-def decode_frame(data, limit=DEFAULT_LIMIT):
-    """Decodes bytes holding exactly one frame (framing.md, Order of checks)."""
+def decode_frame(data, limit=DEFAULT_LIMIT, change_sizes=None):
+    """Decodes bytes holding exactly one frame (framing.md, Order of checks); appends the encoded
+    size of each change it holds to `change_sizes`, if given."""
     if len(data) < 4:
         raise ProtocolError("MALFORMED_FRAME", "the stream ends inside the length field")
     length = struct.unpack(">I", data[:4])[0]
@@ -329,6 +391,8 @@ def decode_frame(data, limit=DEFAULT_LIMIT):
         raise ProtocolError("MALFORMED_MESSAGE", f"{name}: {error}") from None
     if r.remaining():
         raise ProtocolError("TRAILING_BYTES", f"{r.remaining()} bytes after the {name} payload")
+    if change_sizes is not None:
+        change_sizes.extend(r.change_sizes)
     return {"type": name, "compressed": compressed, **fields}
 
 
@@ -354,8 +418,11 @@ def check_vector(vector):
     """None if the vector passes, else why not."""
     if ("decoded" in vector) == ("error" in vector):
         return "a vector needs exactly one of 'decoded' and 'error'"
+    if "refused" in vector and "error" in vector:
+        return "'refused' belongs to a vector that decodes"
+    sizes = []
     try:
-        decoded = decode_frame(parse_hex(vector["hex"]), vector.get("max_body", DEFAULT_LIMIT))
+        decoded = decode_frame(parse_hex(vector["hex"]), vector.get("max_body", DEFAULT_LIMIT), sizes)
     except ProtocolError as error:
         if vector.get("error") == error.code:
             return None
@@ -364,6 +431,9 @@ def check_vector(vector):
         return f"expected {vector['error']}, but it decoded to {json.dumps(decoded)}"
     if decoded != vector["decoded"]:
         return f"decoded to {json.dumps(decoded)}, expected {json.dumps(vector['decoded'])}"
+    refusals = [code for code in (limit_refusal(change, size) for change, size in zip(decoded.get("changes", []), sizes)) if code]
+    if refusals[:1] != ([vector["refused"]] if "refused" in vector else []):
+        return f"the limits refuse it with {refusals[:1] or 'nothing'}, expected {vector.get('refused', 'nothing')}"
     return None
 
 

@@ -89,7 +89,12 @@ public struct Change: Hashable, Sendable {
     /// Flag bits of the encoding; any other bit set is refused.
     static let setsLifeFlag: UInt8 = 1
 
-    /// Protocol/messages.md, "Change": id, timestamp, author, table, row, scope, causal length,
+    /// The smallest encoding of a change (Protocol/README.md, "A change"): a 17-byte id, one byte
+    /// each for the timestamp, the four empty strings, the causal length, the flags and the field
+    /// count (a create with no field). Lists of changes refuse a count that could not fit.
+    public static let minimumEncodedSize = 25
+
+    /// Protocol/README.md, "A change": id, timestamp, author, table, row, scope, causal length,
     /// flags, then the field edits in ascending column order.
     public func encode(into writer: inout ByteWriter) {
         id.encode(into: &writer)

@@ -8,7 +8,7 @@ import SyncCore
 /// | offset | size | field |
 /// |---|---|---|
 /// | 0 | 8 | magic `CSBUNDLE` |
-/// | 8 | 2 | format version (1) |
+/// | 8 | 2 | format version (2: row edits; 1 held single field writes and is refused) |
 /// | 10 | 16 | sender replica id |
 /// | 26 | varint | sender schema version |
 /// | … | … | sender's version vector (what it has seen; the receiver remembers it) |
@@ -19,7 +19,7 @@ import SyncCore
 /// is applied.
 public struct ChangeBundle: Equatable, Sendable {
     public static let magic: [UInt8] = Array("CSBUNDLE".utf8)
-    public static let formatVersion: UInt16 = 1
+    public static let formatVersion: UInt16 = 2
     /// Refuse absurd files before reading them into memory.
     public static let maxBytes = 1 << 30
 
@@ -66,7 +66,7 @@ public struct ChangeBundle: Equatable, Sendable {
             let schemaVersion = try reader.varint()
             let knowledge = try VersionVector.decode(from: &reader)
             var changes: [Change] = []
-            let count = try reader.count(minimumItemSize: 24)
+            let count = try reader.count(minimumItemSize: Change.minimumEncodedSize)
             changes.reserveCapacity(count)
             for _ in 0..<count { changes.append(try Change.decode(from: &reader)) }
             try reader.expectEnd()
@@ -104,7 +104,10 @@ public enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notABundle: "not a CareSync bundle (wrong magic or too short); nothing applied"
         case let .tooLarge(bytes): "bundle of \(bytes) bytes exceeds the \(ChangeBundle.maxBytes) byte limit; nothing applied"
         case .checksumMismatch: "bundle checksum does not match: the file is truncated or corrupt; nothing applied"
-        case let .unsupportedVersion(version): "bundle format version \(version) is not supported (this program reads 1); nothing applied"
+        case let .unsupportedVersion(version):
+            "bundle format version \(version) is not supported (this program reads \(ChangeBundle.formatVersion)"
+                + (version < ChangeBundle.formatVersion ? ", row edits: export it again with this version of caresync" : "")
+                + "); nothing applied"
         case let .malformed(error): "bundle is malformed (\(error)); nothing applied"
         }
     }

@@ -177,7 +177,8 @@ public struct ClientSession {
             return fatal ? [.close] : [.send(.goodbye(reason: 0)), .close]
         case let (.awaitingWelcome, .welcome(welcome)):
             guard welcome.protocolVersion == ProtocolLimits.version else {
-                throw SyncFailure(.unsupportedVersion, "hub chose protocol version \(welcome.protocolVersion)")
+                throw SyncFailure(.unsupportedVersion, "hub chose protocol version \(welcome.protocolVersion); "
+                                  + "this client speaks \(ProtocolLimits.version) only: update the hub or the client")
             }
             guard welcome.maxFrameBody >= ProtocolLimits.minimumFrameBody, welcome.maxFrameBody <= UInt64(configuration.maxFrameBody) else {
                 throw SyncFailure(.limitExceeded, "hub chose max_frame_body \(welcome.maxFrameBody), outside \(ProtocolLimits.minimumFrameBody)...\(configuration.maxFrameBody)")

@@ -105,7 +105,8 @@ public struct HubSession: Sendable {
 
     private mutating func handshake(_ hello: Hello, nowMillis: UInt64) -> [SessionAction] {
         guard hello.protocolMin >= 1, hello.protocolMin <= ProtocolLimits.version, ProtocolLimits.version <= hello.protocolMax else {
-            return reject(.unsupportedVersion, "this hub speaks protocol version \(ProtocolLimits.version) only")
+            return reject(.unsupportedVersion, "this hub speaks protocol version \(ProtocolLimits.version) only; "
+                          + "the client offered \(hello.protocolMin) to \(hello.protocolMax): update the client")
         }
         guard hello.schemaVersion >= 1 else { return reject(.schemaMismatch, "schema version must be 1 or more") }
         guard hello.maxFrameBody >= ProtocolLimits.minimumFrameBody else {

@@ -21,7 +21,10 @@ public struct RandomSource: RandomNumberGenerator, Sendable {
 
 /// Protocol constants shared by both ends (Protocol/session.md).
 public enum ProtocolLimits {
-    public static let version: UInt64 = 1
+    /// The protocol version this code speaks, and the only one: version 2 carries row edits
+    /// (Protocol/README.md, "Versioning"); version 1's changes were single field writes, which a
+    /// version-2 peer cannot read, so a version-1 peer is refused with `UNSUPPORTED_VERSION`.
+    public static let version: UInt64 = 2
     public static let handshakeMillis: UInt64 = 10_000
     public static let frameCompletionMillis: UInt64 = 30_000
     public static let idleMillis: UInt64 = 120_000

@@ -227,7 +227,7 @@ public struct MessageCodec: Sendable {
 
     static func changeList(_ reader: inout ByteReader) throws -> [Change] {
         var changes: [Change] = []
-        let count = try reader.count(minimumItemSize: 24)
+        let count = try reader.count(minimumItemSize: Change.minimumEncodedSize)
         changes.reserveCapacity(count)
         for _ in 0..<count { changes.append(try Change.decode(from: &reader)) }
         return changes

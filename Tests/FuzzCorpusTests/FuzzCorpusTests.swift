@@ -32,4 +32,42 @@ struct FuzzCorpusTests {
         // The seeds are valid inputs: they reach the code past the decoder, not only its refusals.
         #expect(accepted > 0, "no \(target.rawValue) input was accepted")
     }
+
+    /// The names of Protocol/vectors' positive vectors (those with a `decoded` message).
+    static func positiveVectorNames() throws -> Set<String> {
+        struct File: Decodable { let vectors: [Entry] }
+        struct Entry: Decodable {
+            let name: String
+            let decoded: Decoded?
+        }
+        struct Decoded: Decodable {}
+        let directory = corpus.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Protocol/vectors")
+        var names: Set<String> = []
+        for file in try FileManager.default.contentsOfDirectory(atPath: directory.path) where file.hasSuffix(".json") {
+            let content = try JSONDecoder().decode(File.self, from: Data(contentsOf: directory.appendingPathComponent(file)))
+            names.formUnion(content.vectors.filter { $0.decoded != nil }.map(\.name))
+        }
+        return names
+    }
+
+    /// Seeds are made by Tools/fuzz/make_seeds.py from the vectors; when the protocol changes they
+    /// must be made again, or the fuzzers start from inputs that stop at the decoder.
+    @Test("the seeds of valid messages and bundles are accepted: they speak the current protocol")
+    func validSeedsAccepted() throws {
+        let positive = try Self.positiveVectorNames()
+        #expect(positive.count > 40, "found \(positive.count) positive vectors")
+        var checked = 0
+        for target in [FuzzTarget.message, .bundle] {
+            for input in try Self.inputs(target) where input.name.hasPrefix("seed-") {
+                let vector = String(input.name.dropFirst("seed-".count))
+                guard target == .bundle || positive.contains(vector) else { continue }
+                checked += 1
+                if case let .refused(why) = target.run(input.bytes) {
+                    Issue.record("\(target.rawValue)/\(input.name) is meant to be valid, and is refused: \(why)")
+                }
+            }
+        }
+        #expect(checked > 50, "only \(checked) seeds checked")
+    }
 }

@@ -19,7 +19,7 @@ struct HubSessionTests {
         var random = SeededGenerator(seed: 7)
         let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: now + 60_000, random: &random)
         var session = HubSession(store: store, random: RandomSource { 42 })
-        let actions = session.receive(.hello(Hello(protocolMin: 1, protocolMax: 1, schemaVersion: 1, replica: replica, appVersion: "test",
+        let actions = session.receive(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "test",
                                                    credential: .enrolmentToken(token), maxFrameBody: 65_536)), nowMillis: now)
         guard case .send(.welcome) = actions.first else {
             Issue.record("expected a welcome, got \(actions)")
@@ -88,7 +88,7 @@ struct HubSessionTests {
         let secret = try Self.enrol(store, replica: replica, now: 1_000)
         func hello() -> [SessionAction] {
             var again = HubSession(store: store, random: RandomSource { 1 })
-            return again.receive(.hello(Hello(protocolMin: 1, protocolMax: 1, schemaVersion: 1, replica: replica, appVersion: "t",
+            return again.receive(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "t",
                                               credential: .device(secret), maxFrameBody: 65_536)), nowMillis: 3_000)
         }
         // The control: the same hello is welcomed before the revocation.
@@ -105,13 +105,41 @@ struct HubSessionTests {
         #expect(text.contains("revoked"), "refused because of the revocation: \(text)")
     }
 
+    @Test("a hello of protocol version 1 (single-field changes) is rejected UNSUPPORTED_VERSION, naming both versions; 1 to 2 is welcomed with 2")
+    func versionOneRejected() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var random = SeededGenerator(seed: 4)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+        let replica = ReplicaID(high: 8, low: 8)
+        let secret = try Self.enrol(store, replica: replica, now: 1_000)
+        func hello(_ min: UInt64, _ max: UInt64) -> [SessionAction] {
+            var session = HubSession(store: store, random: RandomSource { 1 })
+            return session.receive(.hello(Hello(protocolMin: min, protocolMax: max, schemaVersion: 1, replica: replica, appVersion: "caresync/0.4.0",
+                                                credential: .device(secret), maxFrameBody: 65_536)), nowMillis: 2_000)
+        }
+        let old = hello(1, 1)
+        guard case let .send(.reject(.unsupportedVersion, retryAfter, text)) = old.first else {
+            Issue.record("expected UNSUPPORTED_VERSION, got \(old)")
+            return
+        }
+        #expect(old.last == .close)
+        #expect(retryAfter == 0, "an old client must be updated, not retried")
+        #expect(text == "this hub speaks protocol version 2 only; the client offered 1 to 1: update the client")
+        #expect(text.utf8.count <= 256)
+        guard case let .send(.welcome(welcome)) = hello(1, 2).first else {
+            Issue.record("a client speaking 1 to 2 was refused")
+            return
+        }
+        #expect(welcome.protocolVersion == 2)
+    }
+
     /// Enrols `replica` with a fresh token and returns its issued secret; the session then sends
     /// a heartbeat, as a client does after storing the secret.
     static func enrol(_ store: SQLiteHubStore, replica: ReplicaID, now: UInt64, team: String = "T") throws -> [UInt8] {
         var random = SeededGenerator(seed: 11)
         let token = try store.issueEnrolmentToken(team: team, expiresAtMillis: now + 60_000, random: &random)
         var session = HubSession(store: store, random: RandomSource { UInt64.random(in: 0 ... .max) })
-        let actions = session.receive(.hello(Hello(protocolMin: 1, protocolMax: 1, schemaVersion: 1, replica: replica, appVersion: "test",
+        let actions = session.receive(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "test",
                                                    credential: .enrolmentToken(token), maxFrameBody: 65_536)), nowMillis: now)
         guard case let .send(.welcome(welcome)) = actions.first else { throw HubSessionTests.Refused(actions: actions) }
         _ = session.receive(.heartbeat(ReplicaHealth(pendingChanges: 0, oldestUnsyncedAgeMillis: 0, openConflicts: 0, schemaVersion: 1)), nowMillis: now)

@@ -29,7 +29,7 @@ struct WireLimitSessionTests {
         func hello(_ replica: ReplicaID, schema: UInt64 = 1, app: String = "test", maxFrameBody: UInt64 = 65_536) throws -> Hello {
             var random = SeededGenerator(seed: replica.low)
             let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: WireLimitSessionTests.now + 60_000, random: &random)
-            return Hello(protocolMin: 1, protocolMax: 1, schemaVersion: schema, replica: replica, appVersion: app,
+            return Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: schema, replica: replica, appVersion: app,
                          credential: .enrolmentToken(token), maxFrameBody: maxFrameBody)
         }
 
@@ -256,7 +256,7 @@ struct WireLimitSessionTests {
     }
 
     func welcome(maxFrameBody: UInt64) -> Message {
-        .welcome(Welcome(protocolVersion: 1, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: maxFrameBody,
+        .welcome(Welcome(protocolVersion: ProtocolLimits.version, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: maxFrameBody,
                          issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000))
     }
 
@@ -272,6 +272,17 @@ struct WireLimitSessionTests {
             #expect(session.failure?.code == .limitExceeded, "welcome max_frame_body \(bad)")
             #expect(actions.last == .close)
         }
+    }
+
+    @Test("client: a welcome naming protocol version 1 is refused with UNSUPPORTED_VERSION, naming both versions")
+    func clientRefusesVersionOne() throws {
+        let fixture = try Fixture()
+        var session = try clientSession(fixture)
+        let actions = session.receive(.welcome(Welcome(protocolVersion: 1, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: 65_536,
+                                                       issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000)))
+        #expect(session.failure?.code == .unsupportedVersion)
+        #expect(session.failure?.message.contains("hub chose protocol version 1; this client speaks 2 only") == true, "\(String(describing: session.failure))")
+        #expect(actions.last == .close)
     }
 
     @Test("client: a fatal error frame is answered by closing, never by an error frame")

@@ -137,6 +137,17 @@ struct StoreTests {
         #expect(throws: BundleError.checksumMismatch) { try ChangeBundle.decode(flipped) }
         #expect(throws: BundleError.self) { try ChangeBundle.decode(Array(bytes.prefix(bytes.count - 7))) }
         #expect(throws: BundleError.notABundle) { try ChangeBundle.decode(Array("not a bundle at all, just text....................................".utf8)) }
+        // A bundle of format 1 (single-field changes, written before row edits) is refused by its
+        // version, checksum intact, before anything after it is read.
+        var older = Array(bytes.dropLast(32))
+        older[8] = 0
+        older[9] = 1
+        older += SHA256.hash(older)
+        #expect(throws: BundleError.unsupportedVersion(1)) { try ChangeBundle.decode(older) }
+        let message = "\(BundleError.unsupportedVersion(1))"
+        #expect(message.contains("format version 1 is not supported (this program reads 2, row edits") && message.hasSuffix("nothing applied"), "\(message)")
+        try DurableFile.write(older, to: "\(directory)/older.bundle", replacing: ChangeBundle.magic)
+        #expect(throws: BundleError.unsupportedVersion(1)) { try BundleExchange.importBundle(into: b, from: "\(directory)/older.bundle") }
         try DurableFile.write(Array(bytes.prefix(bytes.count / 2)), to: "\(directory)/truncated.bundle", replacing: ChangeBundle.magic)
         #expect(throws: BundleError.self) { try BundleExchange.importBundle(into: b, from: "\(directory)/truncated.bundle") }
         #expect(try b.status().totalChanges == 0)

@@ -97,24 +97,27 @@ enum MessageJSON {
     }
 
     static func json(_ change: Change) -> JSONValue {
-        let write = change.write
-        let operation: JSONValue = switch write.operation {
+        .object([
+            "id": json(change.id),
+            "timestamp": .uint(change.timestamp.rawValue),
+            "author": .string(change.author),
+            "table": .string(change.table),
+            "row": .string(change.row),
+            "scope": .string(change.scope),
+            "causal_length": .uint(change.causalLength),
+            "sets_life": .bool(change.setsLife),
+            "fields": .array(change.fields.map(json)),
+        ])
+    }
+
+    static func json(_ field: FieldEdit) -> JSONValue {
+        let operation: JSONValue = switch field.operation {
         case let .assign(value): .object(["assign": json(value)])
         case let .add(value): .object(["add": json(value)])
         case let .remove(value): .object(["remove": json(value)])
         case let .increment(delta): .object(["increment": .int(delta)])
         }
-        return .object([
-            "table": .string(change.table),
-            "row": .string(change.row),
-            "column": .string(change.column),
-            "id": json(write.id),
-            "timestamp": .uint(write.timestamp.rawValue),
-            "causal_length": .uint(write.causalLength),
-            "author": .string(write.author),
-            "operation": operation,
-            "supersedes": .array(write.supersedes.map(json)),
-        ])
+        return .object(["column": .string(field.column), "operation": operation, "supersedes": .array(field.supersedes.map(json))])
     }
 
     static func json(_ id: ChangeID) -> JSONValue {

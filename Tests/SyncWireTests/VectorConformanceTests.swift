@@ -15,9 +15,10 @@ struct VectorConformanceTests {
         for vector in vectors {
             #expect((vector.decoded == nil) != (vector.error == nil), "\(vector.name): exactly one of decoded and error")
             #expect(Hex.bytes(vector.hex) != nil, "\(vector.name): hex is well-formed")
-            if let error = vector.error {
-                #expect(WireErrorCode.allCases.contains { $0.name == error }, "\(vector.name): \(error) is a WireErrorCode name")
+            for code in [vector.error, vector.refused].compactMap({ $0 }) {
+                #expect(WireErrorCode.allCases.contains { $0.name == code }, "\(vector.name): \(code) is a WireErrorCode name")
             }
+            #expect(vector.refused == nil || vector.decoded != nil, "\(vector.name): only a vector that decodes is refused by the limits")
         }
     }
 
@@ -29,6 +30,7 @@ struct VectorConformanceTests {
         }
         #expect(Vectors.positive.filter(\.isCompressed).count >= 2)
         #expect(Vectors.negative.count >= 40)
+        #expect(Vectors.loaded.filter { $0.refused != nil }.count >= 15, "limits.json: a vector over each limit")
     }
 
     @Test("positive vectors decode to their `decoded` object and re-encode to the same bytes", arguments: Vectors.positive)
@@ -38,6 +40,8 @@ struct VectorConformanceTests {
         let expected = try #require(vector.decoded)
         let actual = MessageJSON.json(message, compressed: vector.isCompressed)
         #expect(actual == expected, "\(vector.name):\n  codec  \(actual)\n  vector \(expected)")
+        #expect(Self.refusal(of: message.changes) == vector.refused,
+                "\(vector.name): the limits refuse it with \(Self.refusal(of: message.changes) ?? "nothing"), the vector says \(vector.refused ?? "nothing")")
 
         // The frame's flag must match what the vector says.
         var buffer = ByteBuffer(bytes: vector.bytes)
@@ -53,6 +57,31 @@ struct VectorConformanceTests {
             #expect(try codec.decode(bytes: uncompressed) == message)
             #expect(try codec.decode(bytes: MessageCodec(maxBody: vector.limit, compressionThreshold: 0).encode(message)) == message)
         }
+    }
+
+    @Test("the other way: each positive vector's `decoded` object, built into a message without the decoder, encodes to its bytes",
+          arguments: Vectors.positive)
+    func encodesFromJSON(_ vector: Vector) throws {
+        let message = try MessageFromJSON.message(try #require(vector.decoded))
+        let codec = MessageCodec(maxBody: vector.limit, compressionThreshold: nil)
+        if !vector.isCompressed, vector.canonical ?? true {
+            #expect(codec.encode(message).hexString == vector.hex, "\(vector.name): the encoder differs from the vector")
+        } else {
+            // zlib output is not pinned, and a non-canonical vector reads an unknown code as another.
+            #expect(try MessageCodec(maxBody: vector.limit).decode(bytes: vector.bytes) == message, "\(vector.name)")
+        }
+    }
+
+    /// What a hub answers a push holding `changes` with, by the limits of Protocol/README.md,
+    /// "Limits on a change", in the order HubSession checks them (range and content, then sizes).
+    static func refusal(of changes: [Change]) -> String? {
+        for change in changes {
+            if ChangeLimits.rangeViolation(of: change) ?? ChangeLimits.contentViolation(of: change) != nil {
+                return WireErrorCode.malformedMessage.name
+            }
+            if ChangeLimits.sizeViolation(of: change) != nil { return WireErrorCode.limitExceeded.name }
+        }
+        return nil
     }
 
     @Test("negative vectors are refused with the named error", arguments: Vectors.negative)

@@ -99,11 +99,14 @@ struct Vector: Decodable, CustomTestStringConvertible {
     let hex: String
     let decoded: JSONValue?
     let error: String?
+    /// The error a hub answers a push holding the vector's change with (a limit, checked by the
+    /// session; the bytes decode).
+    let refused: String?
     let maxBody: Int?
     let canonical: Bool?
 
     enum CodingKeys: String, CodingKey {
-        case name, note, hex, decoded, error, canonical
+        case name, note, hex, decoded, error, refused, canonical
         case maxBody = "max_body"
     }
 

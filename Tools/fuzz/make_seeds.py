@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Writes the seed inputs of Tests/Fuzz/corpus from Protocol/vectors (stdlib only).
+
+    python3 Tools/fuzz/make_seeds.py
+
+Seeds are the valid (and some deliberately invalid) inputs the fuzzers start from, so they follow
+the protocol: when the vectors change (a new protocol version), run this again. It rewrites every
+`seed-*` file it owns and removes those of vectors that no longer exist. It never touches what a
+fuzzer found (`crash-*`, `timeout-*`, `edge-*`, and any other name not starting `seed-`): those must
+simply keep not crashing. Nor does it write the bundle seeds taken from real replicas
+(`bundle/seed-care-records-*`, `bundle/seed-catalogue-*`), which `caresync export` makes.
+
+Input formats (Tools/fuzz/README.md):
+  frame    one byte choosing the frame limit (0: 4 MiB, 1: 64 KiB, 2: 64, 3: 2), then a byte stream
+  message  a frame body: type | flags | payload
+  bundle   a bundle without its SHA-256 trailer
+  hub      chunks split on F5 5A C3 3C: mode | hello payload, then frame bodies
+"""
+
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+VECTORS = os.path.join(ROOT, "Protocol", "vectors")
+CORPUS = os.path.join(ROOT, "Tests", "Fuzz", "corpus")
+SEPARATOR = bytes.fromhex("f55ac33c")
+BUNDLE_VERSION = 2                      # Protocol/README.md, "Change bundle file"
+R1 = bytes.fromhex("8f3c2a1b4d5e6f708192a3b4c5d6e7f8")
+MAX_SEED = 4096                         # limits.json's 50-61 KB changes would only slow the fuzzers
+REAL_BUNDLES = ("seed-care-records-", "seed-catalogue-")
+
+
+def load():
+    files = {}
+    for name in sorted(os.listdir(VECTORS)):
+        if name.endswith(".json"):
+            with open(os.path.join(VECTORS, name), encoding="utf-8") as handle:
+                files[name[:-5]] = {v["name"]: bytes.fromhex(v["hex"]) for v in json.load(handle)["vectors"]}
+    return files
+
+
+def body(frame):
+    """A one-frame vector without its 4-byte length."""
+    return frame[4:]
+
+
+def bundle_from_push(push_body):
+    """A bundle from R1 (schema 1, empty version vector) holding the changes of a push."""
+    payload = push_body[2:]
+    batch_end = next(index for index, byte in enumerate(payload) if byte < 0x80) + 1
+    return b"CSBUNDLE" + BUNDLE_VERSION.to_bytes(2, "big") + R1 + b"\x01" + b"\x00" + payload[batch_end:]
+
+
+def hub_script(hello_mode, hello, frames):
+    return SEPARATOR.join([bytes([hello_mode]) + body(hello)[2:]] + [body(frame) for frame in frames])
+
+
+def seeds(files):
+    every = {name: data for content in files.values() for name, data in content.items()}
+    out = {"frame": {}, "message": {}, "bundle": {}, "hub": {}}
+    for name, data in {**files["messages"], **files["framing"]}.items():
+        out["frame"][f"seed-{name}"] = b"\x00" + data
+    out["frame"]["seed-small-limit"] = b"\x02" + every["pull-resume"] + every["hello-enrolment-token"]
+    out["frame"]["seed-two-frames"] = b"\x00" + every["heartbeat"] + every["goodbye-done"]
+    for file in ("messages", "payload", "compression", "limits"):
+        for name, data in files[file].items():
+            if len(data) <= MAX_SEED:
+                out["message"][f"seed-{name}"] = body(data)
+    for name, data in files["messages"].items():
+        if data[4] == 0x10:  # a push
+            out["bundle"][f"seed-from-{name}"] = bundle_from_push(body(data))
+    token, device, none = every["hello-enrolment-token"], every["hello-device-secret"], every["hello-no-credential"]
+    scripts = {
+        # mode bit 0: an enrolled device's secret (else an unused enrolment token); bit 1: the
+        # protocol versions of the fuzzed hello too.
+        "seed-device-batch-from-replica": (1, device, ["batch-values", "frame-at-negotiated-limit"]),
+        "seed-device-compressed-push-pull": (1, device, ["push-compressed", "pull-from-start", "pull-resume", "goodbye-going-away"]),
+        "seed-device-fork": (1, device, ["push-create-and-edit", "fork-new-identity", "push-set-add-and-remove", "pull-from-start"]),
+        "seed-device-pushes-in-order": (1, device, ["push-create-and-edit", "push-set-add-and-remove", "push-resolve-and-debit",
+                                                    "push-integer-and-real", "push-blob", "push-every-operation",
+                                                    "push-no-scope", "pull-from-start"]),
+        "seed-device-recover-own-origin": (1, device, ["recover-own-origin", "recover-largest-values", "pull-from-start"]),
+        "seed-device-limits": (1, device, ["limits-table-over", "pull-from-start"]),
+        "seed-token-fork": (0, token, ["fork-new-identity", "heartbeat"]),
+        "seed-token-push-pull-heartbeat-goodbye": (0, token, ["push-create-and-edit", "pull-from-start", "heartbeat",
+                                                              "frame-at-negotiated-limit"]),
+        "seed-token-versions-from-hello": (2, none, ["push-blob", "pull-largest-values", "error-unexpected-message"]),
+        "seed-token-version-1-hello": (2, every["hello-version-1"], ["push-blob", "pull-from-start"]),
+    }
+    for name, (mode, hello, frames) in scripts.items():
+        out["hub"][name] = hub_script(mode, hello, [every[frame] for frame in frames])
+    return out
+
+
+def main():
+    written = removed = 0
+    for target, files in seeds(load()).items():
+        directory = os.path.join(CORPUS, target)
+        for name in os.listdir(directory):
+            owned = name.startswith("seed-") and not name.startswith(REAL_BUNDLES)
+            if owned and name not in files:
+                os.remove(os.path.join(directory, name))
+                removed += 1
+        for name, data in files.items():
+            with open(os.path.join(directory, name), "wb") as handle:
+                handle.write(data)
+            written += 1
+    print(f"wrote {written} seeds, removed {removed} stale ones, under {os.path.relpath(CORPUS, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
