@@ -596,6 +596,8 @@ PAYLOAD = [
      push(change_bytes(fields=[field_bytes(supersedes=b"\x02" + REPLICA_R2 + b"\x03" + REPLICA_R2 + b"\x03")]))),
     ("change-columns-out-of-order", "MALFORMED_MESSAGE", "Field columns must be strictly ascending: b before a is not.",
      push(change_bytes(fields=[field_bytes(column=b"b"), field_bytes(column=b"a")]))),
+    ("change-column-empty", "MALFORMED_MESSAGE", "A field edit must name a column: an empty name is refused.",
+     push(change_bytes(fields=[field_bytes(column=b"")]))),
     ("change-column-duplicate", "MALFORMED_MESSAGE", "Two edits of column a in one change.",
      push(change_bytes(fields=[field_bytes(column=b"a"), field_bytes(column=b"a", value=b"\x01\x01\x02")]))),
     ("change-columns-not-byte-order", "MALFORMED_MESSAGE", "zoë (7a 6f c3 ab) before zone (7a 6f 6e 65): not ascending by UTF-8 bytes.",

@@ -174,6 +174,8 @@ def read_operation(r):
 
 def read_field(r):
     field = {"column": r.string(), "operation": read_operation(r)}
+    if field["column"] == "":
+        raise PayloadError("a field edit with an empty column name")
     supersedes = [r.change_id() for _ in range(r.count(MIN_CHANGE_ID_SIZE))]
     for before, after in zip(supersedes, supersedes[1:]):
         if not id_key(before) < id_key(after):

@@ -73,7 +73,7 @@ public struct Change: Hashable, Sendable {
     }
 
     /// The edit of one column, if this change has one.
-    public func field(_ column: String) -> FieldEdit? { fields.first { $0.column == column } }
+    public func field(_ column: String) -> FieldEdit? { fields.first { $0.column.utf8.elementsEqual(column.utf8) } }
 
     /// The change's canonical bytes: what one id must always mean. Compared as bytes, so a NaN
     /// value (never equal to itself as a Double) is the same change when it comes back.
@@ -137,6 +137,9 @@ public struct Change: Hashable, Sendable {
         for _ in 0..<(try reader.count(minimumItemSize: 4)) {
             let columnAt = reader.offset
             let column = try reader.string()
+            // A field edit names a column; an empty name meant a row-life change in v1 and means
+            // nothing now.
+            guard !column.isEmpty else { throw DecodingError(.invalidValue, offset: columnAt, "a field edit with an empty column name") }
             if let previous = fields.last, !previous.column.utf8.lexicographicallyPrecedes(column.utf8) {
                 throw DecodingError(.invalidValue, offset: columnAt, "field columns not strictly ascending")
             }

@@ -167,15 +167,21 @@ struct MessageGenerator {
                          supersedes: supersedes)
     }
 
+    /// A column name: any text but the empty one, which names no column.
+    mutating func columnName() -> String {
+        let name = text(maxLength: 6)
+        return name.isEmpty ? "c" : name
+    }
+
     /// A row edit as the decoder accepts it: 0 to 6 fields on distinct columns (none for a
     /// delete, at least one for an edit that does not set the row's life), every operation,
     /// supersedes lists, any causal length and flag.
     mutating func change(large: Bool = false) -> Change {
         let setsLife = Int.random(in: 0..<3, using: &random) == 0
         let causalLength = max(1, number())
-        var columns = Set((0..<Int.random(in: 0...6, using: &random)).map { _ in text(maxLength: 6) })
+        var columns = Set((0..<Int.random(in: 0...6, using: &random)).map { _ in columnName() })
         if setsLife && causalLength % 2 == 0 { columns = [] }
-        if !setsLife && columns.isEmpty { columns = [text(maxLength: 6)] }
+        if !setsLife && columns.isEmpty { columns = [columnName()] }
         let largeColumn = large ? columns.randomElement(using: &random) : nil
         return Change(id: changeID(), timestamp: HybridTimestamp(rawValue: number()), author: text(), table: text(), row: text(),
                       scope: text(), causalLength: causalLength, setsLife: setsLife,
