@@ -1,32 +1,28 @@
 import NIOCore
 
-/// Closes a connection whose peer started a frame and did not finish it in time: a slow-drip
-/// peer cannot hold a connection (and its buffer) open indefinitely.
-public final class FrameDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
+/// Reports when a frame is in progress on a connection (its first byte arrived, its last not yet)
+/// and when it is complete, so that the session's frame deadline can start and stop
+/// (Protocol/session.md, "Timeouts"). It only follows the 4-byte lengths; the deadline itself is
+/// the session's, scheduled by the shell.
+public final class FrameProgressHandler: ChannelInboundHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
-    public typealias OutboundIn = NIOAny
 
-    private let deadline: TimeAmount
-    private let farewell: [UInt8]?
+    private let report: @Sendable (_ inFrame: Bool) -> Void
     private var pending = 0
     private var expected: Int?
-    private var timer: Scheduled<Void>?
+    private var lengthBytes: [UInt8] = []
+    private var inFrame = false
 
-    /// `farewell` (an encoded error frame) is written before the connection is closed.
-    public init(deadline: TimeAmount, farewell: [UInt8]? = nil) {
-        self.deadline = deadline
-        self.farewell = farewell
-    }
+    public init(report: @escaping @Sendable (_ inFrame: Bool) -> Void) { self.report = report }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buffer = unwrapInboundIn(data)
-        track(buffer, context: context)
+        track(unwrapInboundIn(data))
         context.fireChannelRead(data)
     }
 
     /// Follows frame boundaries (only the 4-byte lengths) to know whether a frame is in progress.
-    private func track(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+    private func track(_ buffer: ByteBuffer) {
         var view = buffer
         while view.readableBytes > 0 {
             if let needed = expected {
@@ -37,7 +33,7 @@ public final class FrameDeadlineHandler: ChannelDuplexHandler, RemovableChannelH
             } else {
                 // Collect the 4-byte length (it may itself arrive in pieces).
                 let take = min(4 - pending, view.readableBytes)
-                lengthBytes.append(contentsOf: view.readBytes(length: take)!)
+                lengthBytes.append(contentsOf: view.readBytes(length: take) ?? [])
                 pending += take
                 if pending == 4 {
                     let length = lengthBytes.reduce(0) { $0 << 8 | Int($1) }
@@ -47,57 +43,154 @@ public final class FrameDeadlineHandler: ChannelDuplexHandler, RemovableChannelH
                 }
             }
         }
-        let inFrame = expected != nil || pending > 0
-        if inFrame && timer == nil {
-            // Written from this handler's place in the pipeline (below the frame encoder): the
-            // farewell is already an encoded frame.
-            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            let farewell = self.farewell
-            timer = context.eventLoop.scheduleTask(in: deadline) {
-                let context = bound.value
-                let channel = context.channel
-                if let farewell {
-                    context.writeAndFlush(NIOAny(ByteBuffer(bytes: farewell))).whenComplete { _ in channel.close(promise: nil) }
-                } else {
-                    channel.close(promise: nil)
-                }
-            }
-        } else if !inFrame {
-            timer?.cancel()
-            timer = nil
+        let now = expected != nil || pending > 0
+        if now != inFrame {
+            inFrame = now
+            report(now)
         }
-    }
-
-    private var lengthBytes: [UInt8] = []
-
-    public func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
-        context.fireChannelInactive()
     }
 }
 
-/// Closes a connection when the idle-state handler reports no reads for too long, after writing
-/// `farewell` (an encoded error frame) if given.
-public final class IdleCloseHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    public typealias InboundIn = NIOAny
-    public typealias OutboundIn = NIOAny
-    public typealias OutboundOut = ByteBuffer
+/// One connection's events for its session, handed to the shell's loop one at a time: frames
+/// from the peer, deadlines that passed, frame progress, and the end of the inbound stream.
+///
+/// The reader hands over one frame and waits until the loop has taken it, so a session busy with
+/// storage stops the reading (NIOAsyncChannel's back-pressure then stops the socket). The state is
+/// confined to the channel's event loop, where the deadlines run too; a deadline cancelled or
+/// restarted after it fired but before the loop took it is not reported (each schedule has its
+/// own generation).
+public final class SessionEvents<Timer: Hashable & Sendable>: Sendable {
+    public enum Event: Sendable {
+        case frame(Frame)
+        /// The inbound stream ended: nil when the peer closed, else what broke it.
+        case ended((any Error)?)
+        case timer(Timer)
+        case frameProgress(inFrame: Bool)
+    }
 
-    private let farewell: [UInt8]?
+    private final class State {
+        var frame: (Frame, CheckedContinuation<Void, Never>)?
+        var ended: Event?
+        var fired: [Timer] = []
+        var progress: Bool?
+        var consumer: CheckedContinuation<Event, Never>?
+        var generations: [Timer: UInt64] = [:]
+        var nextGeneration: UInt64 = 0
+        var scheduled: [Timer: Scheduled<Void>] = [:]
+        var shutDown = false
 
-    public init(farewell: [UInt8]? = nil) { self.farewell = farewell }
-
-    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard event is IdleStateHandler.IdleStateEvent else {
-            context.fireUserInboundEventTriggered(event)
-            return
+        /// The next event if one is waiting: frame progress, then a frame, then deadlines, then the end.
+        func take() -> Event? {
+            if let inFrame = progress {
+                progress = nil
+                return .frameProgress(inFrame: inFrame)
+            }
+            if let (frame, producer) = frame {
+                self.frame = nil
+                producer.resume()
+                return .frame(frame)
+            }
+            if !fired.isEmpty { return .timer(fired.removeFirst()) }
+            return ended
         }
-        if let farewell {
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: farewell))).whenComplete { _ in channel.close(promise: nil) }
-        } else {
-            context.close(promise: nil)
+
+        /// Wakes a waiting loop if there is an event for it now.
+        func wake() {
+            guard let consumer, let event = take() else { return }
+            self.consumer = nil
+            consumer.resume(returning: event)
         }
+    }
+
+    private let state: NIOLoopBound<State>
+    private let eventLoop: any EventLoop
+
+    /// Call on `eventLoop` (a channel initializer runs there).
+    public init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+        state = NIOLoopBound(State(), eventLoop: eventLoop)
+    }
+
+    /// The next event; waits for one.
+    public func next() async -> Event {
+        await withCheckedContinuation { continuation in
+            onLoop { state in
+                if let event = state.take() { continuation.resume(returning: event) } else { state.consumer = continuation }
+            }
+        }
+    }
+
+    /// From the reader: waits until the loop has taken the frame (or the loop has stopped).
+    public func deliver(_ frame: Frame) async {
+        await withCheckedContinuation { (producer: CheckedContinuation<Void, Never>) in
+            onLoop { state in
+                guard !state.shutDown else { return producer.resume() }
+                state.frame = (frame, producer)
+                state.wake()
+            }
+        }
+    }
+
+    /// From the reader: the inbound stream ended.
+    public func finish(_ error: (any Error)?) {
+        onLoop { state in
+            state.ended = .ended(error)
+            state.wake()
+        }
+    }
+
+    /// From the pipeline (`FrameProgressHandler`): only the latest state counts.
+    public func frameProgress(inFrame: Bool) {
+        onLoop { state in
+            state.progress = inFrame
+            state.wake()
+        }
+    }
+
+    /// Starts `timer`, or restarts it if running.
+    public func schedule(_ timer: Timer, afterMillis: UInt64) {
+        let amount = TimeAmount.milliseconds(Int64(clamping: afterMillis))
+        onLoop { [eventLoop] state in
+            guard !state.shutDown else { return }
+            state.scheduled[timer]?.cancel()
+            state.nextGeneration += 1
+            let generation = state.nextGeneration
+            state.generations[timer] = generation
+            state.scheduled[timer] = eventLoop.scheduleTask(in: amount) { self.fire(timer, generation: generation) }
+        }
+    }
+
+    public func cancel(_ timer: Timer) {
+        onLoop { state in
+            state.scheduled.removeValue(forKey: timer)?.cancel()
+            state.generations[timer] = nil
+            state.fired.removeAll { $0 == timer }
+        }
+    }
+
+    /// The loop stopped: every deadline is cancelled, and a reader waiting to hand over a frame is released.
+    public func shutDown() {
+        onLoop { state in
+            state.shutDown = true
+            for (_, task) in state.scheduled { task.cancel() }
+            state.scheduled = [:]
+            state.generations = [:]
+            state.frame?.1.resume()
+            state.frame = nil
+        }
+    }
+
+    private func fire(_ timer: Timer, generation: UInt64) {
+        let state = self.state.value
+        guard state.generations[timer] == generation else { return }
+        state.generations[timer] = nil
+        state.scheduled[timer] = nil
+        state.fired.append(timer)
+        state.wake()
+    }
+
+    private func onLoop(_ body: @escaping @Sendable (State) -> Void) {
+        let state = self.state
+        if eventLoop.inEventLoop { body(state.value) } else { eventLoop.execute { body(state.value) } }
     }
 }
