@@ -37,6 +37,7 @@ public final class Simulation {
         public var lostWrites = 0
         /// Pushes committed with others in one group commit.
         public var groupedPushes = 0
+
         /// Failures found; empty means the run passed.
         public var violations: [String] = []
     }
@@ -87,6 +88,9 @@ public final class Simulation {
     let storageFaults: StorageFaults
     /// Hub storage requests answered late (slow storage), with when.
     var slowStorage: [(connection: Connection, request: HubStoreRequest, due: UInt64)] = []
+    /// The hub's one writer is busy with a slow request until then: later requests wait behind
+    /// it, and the appends among them are committed together when it is free (group commit).
+    var writerBusyUntil: UInt64 = 0
     /// Set when a write was lost before it was synced: the hub process dies (and restarts).
     var hubCrashed = false
     var healing = false
@@ -263,7 +267,13 @@ public final class Simulation {
             }
             if roll < storageFaults.lostPerMille + storageFaults.failingPerMille + storageFaults.slowPerMille {
                 report.slowWrites += 1
-                slowStorage.append((connection, request, world &+ 1 &+ UInt64(random.index(below: Int(storageFaults.maxDelayMillis)))))
+                let due = max(writerBusyUntil, world &+ 1 &+ UInt64(random.index(below: Int(storageFaults.maxDelayMillis))))
+                writerBusyUntil = due
+                slowStorage.append((connection, request, due))
+                return
+            }
+            if writerBusyUntil > world {
+                slowStorage.append((connection, request, writerBusyUntil))
                 return
             }
         }
@@ -467,6 +477,7 @@ public final class Simulation {
         for replica in connections.keys.sorted() { cut(replica, reason: "hub restart") }
         // What the hub process held in memory, requests it had not yet performed, is gone.
         slowStorage = []
+        writerBusyUntil = 0
         var hubSeed = SeededGenerator(seed: random.next())
         hubStore = try SQLiteHubStore(path: "\(directory)/hub.db", random: &hubSeed)
         report.restarts += 1
@@ -586,8 +597,8 @@ public struct StorageFaults: Sendable, Equatable {
     /// A mix drawn from a seed (VOPR's swarm testing: each run its own proportions).
     public static func drawn(seed: UInt64) -> StorageFaults {
         var random = SeededGenerator(seed: seed ^ 0x5354_4F52)
-        return StorageFaults(slowPerMille: random.index(below: 400), maxDelayMillis: UInt64(1 + random.index(below: 8_000)),
-                             failingPerMille: random.index(below: 120), lostPerMille: random.index(below: 40))
+        return StorageFaults(slowPerMille: 50 + random.index(below: 500), maxDelayMillis: UInt64(1_000 + random.index(below: 10_000)),
+                             failingPerMille: random.index(below: 120), lostPerMille: random.index(below: 60))
     }
 }
 
