@@ -49,7 +49,7 @@ extension CareReplica {
                 break
             }
             values["period_key"] = .text(try periodKey(item: item, person: values["yp_id"]!.textValue!, on: date, view: view))
-            try transaction.create("award", id: id, values: values)
+            try transaction.createRecord("award", id: id, values: values)
         }
         return id
     }

@@ -151,7 +151,7 @@ extension CareReplica {
                 throw CareError("FOUR_EYES", "\(author) wrote part of this plan's content (the plan, a goal or an action); ask a team manager who did not")
             }
             let hash = try contentHash(plan: id, view: view)
-            try transaction.create("approval", id: approvalID, values: [
+            try transaction.createRecord("approval", id: approvalID, values: [
                 "yp_id": plan["yp_id"] ?? .null, "subject_type": .text("plan"), "subject_id": .text(id),
                 "subject_content_hash": .text(hash), "approver_id": .text(author), "decision": .text(decision),
                 "decided_at": .text(today.description),
@@ -184,21 +184,21 @@ extension CareReplica {
                 "status": .text("draft"), "created_by": .text(author),
             ]
             for field in Self.planContentFields { values[field] = plan[field] ?? .null }
-            try transaction.create("plan", id: newID, values: values.filter { !$0.value.isNull })
+            try transaction.createRecord("plan", id: newID, values: values.filter { !$0.value.isNull })
             for goal in try view.rows("goal", where: ["plan_id": .text(id)]) {
                 let goalID = ids.next()
                 var copy = goal.filter { ["domain", "statement", "success_measure", "target_date", "sort_key", "yp_id"].contains($0.key) }
                 copy["plan_id"] = .text(newID)
                 copy["status"] = goal["status"] ?? .text("open")
                 copy["created_by"] = .text(author)
-                try transaction.create("goal", id: goalID, values: copy.filter { !$0.value.isNull })
+                try transaction.createRecord("goal", id: goalID, values: copy.filter { !$0.value.isNull })
                 for action in try view.rows("action", where: ["goal_id": goal["id"]!]) {
                     var actionCopy = action.filter { ["description", "responsible", "due_date", "yp_id"].contains($0.key) }
                     actionCopy["goal_id"] = .text(goalID)
                     actionCopy["plan_id"] = .text(newID)
                     actionCopy["status"] = action["status"] ?? .text("open")
                     actionCopy["created_by"] = .text(author)
-                    try transaction.create("action", id: ids.next(), values: actionCopy.filter { !$0.value.isNull })
+                    try transaction.createRecord("action", id: ids.next(), values: actionCopy.filter { !$0.value.isNull })
                 }
             }
         }

@@ -62,7 +62,7 @@ public final class CareReplica: Sendable {
         try store.write(author: author) { transaction in
             try checkReferences(kind, values, transaction.view)
             try prepareNew(kind, id: id, values: &values, author: author, view: transaction.view)
-            try transaction.create(kind.name, id: id, values: values)
+            try transaction.createRecord(kind.name, id: id, values: values)
         }
         return id
     }

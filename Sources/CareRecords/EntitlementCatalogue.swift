@@ -54,7 +54,10 @@ public enum EntitlementCatalogue {
              maxAge: 25, capKind: "none", capAmount: nil, capCount: nil, period: "lifetime", requires: nil, from: "2020-01-01", to: nil),
     ]
 
-    /// The catalogue as changes from the publisher.
+    /// The catalogue as changes from the publisher. Every replica seeds the same changes under the
+    /// same ids, and replicas made before row edits hold them as `ChangeV1` migrated them, so they
+    /// stay in that shape (one edit per field) rather than one edit per item: another shape under
+    /// the same ids would be an equivocation.
     public static func publishedChanges() -> [Change] {
         var changes: [Change] = []
         var counter: UInt64 = 0
@@ -68,7 +71,8 @@ public enum EntitlementCatalogue {
         for item in items {
             let row = "\(item.code)@\(item.version)"
             let (id, time) = next()
-            changes.append(.rowLife(table: "entitlement_item", row: row, id: id, timestamp: time, author: "hub", causalLength: 1))
+            changes.append(ChangeV1.rowEdit(table: "entitlement_item", row: row, column: "",
+                                            write: FieldWrite(id: id, timestamp: time, causalLength: 1, author: "hub", operation: .assign(.null))))
             let fields: [(String, FieldValue)] = [
                 ("item_code", .text(item.code)), ("version", .integer(item.version)), ("name", .text(item.name)),
                 ("category", .text(item.category)), ("eligible_statuses", .text("care_leaver")),
@@ -80,8 +84,8 @@ public enum EntitlementCatalogue {
             ]
             for (column, value) in fields where !value.isNull {
                 let (id, time) = next()
-                changes.append(Change(table: "entitlement_item", row: row, column: column,
-                                      write: FieldWrite(id: id, timestamp: time, author: "hub", operation: .assign(value))))
+                changes.append(ChangeV1.rowEdit(table: "entitlement_item", row: row, column: column,
+                                                write: FieldWrite(id: id, timestamp: time, author: "hub", operation: .assign(value))))
             }
         }
         return changes

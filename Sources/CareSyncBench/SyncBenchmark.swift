@@ -104,12 +104,14 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
             // Baseline: the same field values upserted into plain SQLite in one transaction.
             let plain = try StoreFile.openDurableQueue(path: "\(work)/plain-e2e.db", label: "bench.plain")
             try await plain.write { db in try db.execute(sql: table.createStatement) }
-            let batch = try a.changes(notIn: VersionVector()).filter { !$0.isRowLife }
+            let batch = try a.changes(notIn: VersionVector())
             let baselineStart = now()
             try await plain.write { db in
                 for change in batch {
-                    try db.cachedStatement(sql: "INSERT INTO record (id, \(change.column)) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET \(change.column) = excluded.\(change.column)")
-                        .execute(arguments: [change.row, change.write.value.textValue])
+                    for field in change.fields {
+                        try db.cachedStatement(sql: "INSERT INTO record (id, \(field.column)) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET \(field.column) = excluded.\(field.column)")
+                            .execute(arguments: [change.row, field.value.textValue])
+                    }
                 }
             }
             let baseline = Double(now() - baselineStart) / 1e9

@@ -1,57 +1,160 @@
-/// One change as it travels between replicas: a write to one field of one row, or a change in a
-/// row's life (create, delete, re-create) when `column` is empty.
+/// What one row edit does to one field: the operation, and the earlier writes its author had seen
+/// and meant to replace (MVR and MON: the candidates seen; an add-wins remove: the add tags
+/// observed; a remove-wins add: the removes observed).
+public struct FieldEdit: Hashable, Sendable {
+    public let column: String
+    public let operation: FieldOperation
+    /// Sorted ascending, no duplicates.
+    public let supersedes: [ChangeID]
+
+    public init(column: String, operation: FieldOperation, supersedes: [ChangeID] = []) {
+        self.column = column
+        self.operation = operation
+        self.supersedes = supersedes.count < 2 ? supersedes : Array(Set(supersedes)).sorted()
+    }
+
+    /// The value assigned, added or removed; `.integer(delta)` for an increment.
+    public var value: FieldValue {
+        switch operation {
+        case let .assign(value), let .add(value), let .remove(value): value
+        case let .increment(delta): .integer(delta)
+        }
+    }
+}
+
+/// One change as it travels between replicas: one edit of one row. It has one id
+/// `(origin, counter)`, one hybrid timestamp and one author, and carries the field operations of
+/// that edit (at most one per column, sorted by column name). An edit that creates, deletes or
+/// re-creates the row sets the row's causal length (`setsLife`): odd means the row exists, even
+/// means it is deleted; causal lengths merge by maximum, so delete / re-create / delete converges.
+///
+/// Every merge law holds per field: each field operation merges as a `FieldWrite` with the edit's
+/// id, timestamp, author and causal length (`write(of:)`).
 ///
 /// Tables and columns travel by name, not by number, so a replica whose schema does not know a
 /// column can still keep the change and apply it after it upgrades.
 public struct Change: Hashable, Sendable {
+    public let id: ChangeID
+    public let timestamp: HybridTimestamp
+    public let author: String
     public let table: String
     public let row: String
-    /// The column written; empty for a row-lifecycle change.
-    public let column: String
-    public let write: FieldWrite
+    /// The partition the row belongs to (for care records, the young person the record is
+    /// about); empty when the row belongs to none. Carried in every edit of the row so a hub can
+    /// filter changes without decoding values.
+    public let scope: String
+    /// The life of the row this edit belongs to (or, with `setsLife`, the life it starts or ends).
+    public let causalLength: UInt64
+    /// Whether the edit sets the row's causal length: a create, delete or re-create.
+    public let setsLife: Bool
+    /// Sorted by column name, at most one per column.
+    public let fields: [FieldEdit]
 
-    public init(table: String, row: String, column: String, write: FieldWrite) {
+    public init(id: ChangeID, timestamp: HybridTimestamp, author: String, table: String, row: String, scope: String = "",
+                causalLength: UInt64, setsLife: Bool = false, fields: [FieldEdit]) {
+        self.id = id
+        self.timestamp = timestamp
+        self.author = author
         self.table = table
         self.row = row
-        self.column = column
-        self.write = write
+        self.scope = scope
+        self.causalLength = causalLength
+        self.setsLife = setsLife
+        self.fields = fields.sorted { $0.column.utf8.lexicographicallyPrecedes($1.column.utf8) }
     }
 
-    /// A row-lifecycle change sets the row's causal length: odd means the row exists, even means
-    /// it is deleted. Causal lengths merge by maximum, so delete / re-create / delete converges.
-    public static func rowLife(table: String, row: String, id: ChangeID, timestamp: HybridTimestamp,
-                               author: String, causalLength: UInt64) -> Change {
-        Change(table: table, row: row, column: "",
-               write: FieldWrite(id: id, timestamp: timestamp, causalLength: causalLength, author: author,
-                                 operation: .assign(.null)))
+    /// Whether the edit deletes the row (sets an even causal length).
+    public var deletesRow: Bool { setsLife && causalLength % 2 == 0 }
+
+    /// The edit's operation on one field, as the merge algebra sees it.
+    public func write(of field: FieldEdit) -> FieldWrite {
+        FieldWrite(id: id, timestamp: timestamp, causalLength: causalLength, author: author, operation: field.operation,
+                   supersedes: field.supersedes)
     }
 
-    public var id: ChangeID { write.id }
+    /// The edit of one column, if this change has one.
+    public func field(_ column: String) -> FieldEdit? { fields.first { $0.column == column } }
 
     /// The change's canonical bytes: what one id must always mean. Compared as bytes, so a NaN
     /// value (never equal to itself as a Double) is the same change when it comes back.
     public var canonicalBytes: [UInt8] {
-        var writer = ByteWriter()
+        var writer = ByteWriter(capacity: 128)
         encode(into: &writer)
         return writer.bytes
     }
 
     /// Whether `other` is this change, byte for byte.
     public func isSameVersion(as other: Change) -> Bool { canonicalBytes == other.canonicalBytes }
-    public var isRowLife: Bool { column.isEmpty }
 
+    /// Flag bits of the encoding; any other bit set is refused.
+    static let setsLifeFlag: UInt8 = 1
+
+    /// Protocol/messages.md, "Change": id, timestamp, author, table, row, scope, causal length,
+    /// flags, then the field edits in ascending column order.
     public func encode(into writer: inout ByteWriter) {
+        id.encode(into: &writer)
+        writer.varint(timestamp.rawValue)
+        writer.string(author)
         writer.string(table)
         writer.string(row)
-        writer.string(column)
-        write.encode(into: &writer)
+        writer.string(scope)
+        writer.varint(causalLength)
+        writer.byte(setsLife ? Self.setsLifeFlag : 0)
+        writer.varint(UInt64(fields.count))
+        for field in fields {
+            writer.string(field.column)
+            field.operation.encode(into: &writer)
+            writer.varint(UInt64(field.supersedes.count))
+            for id in field.supersedes { id.encode(into: &writer) }
+        }
     }
 
+    /// Strict: one change has exactly one encoding. Columns strictly ascending, supersedes strictly
+    /// ascending, no unknown flag, causal length ≥ 1, a delete carries no fields, and an edit that
+    /// neither sets the row's life nor edits a field is refused (it would do nothing).
     public static func decode(from reader: inout ByteReader) throws(DecodingError) -> Change {
+        let start = reader.offset
+        let id = try ChangeID.decode(from: &reader)
+        let timestamp = HybridTimestamp(rawValue: try reader.varint())
+        let author = try reader.string()
         let table = try reader.string()
         let row = try reader.string()
-        let column = try reader.string()
-        return Change(table: table, row: row, column: column, write: try FieldWrite.decode(from: &reader))
+        let scope = try reader.string()
+        let lengthAt = reader.offset
+        let causalLength = try reader.varint()
+        guard causalLength >= 1 else { throw DecodingError(.invalidValue, offset: lengthAt, "causal length 0") }
+        let flagsAt = reader.offset
+        let flags = try reader.byte()
+        guard flags & ~setsLifeFlag == 0 else { throw DecodingError(.invalidValue, offset: flagsAt, "unknown change flags \(flags)") }
+        let setsLife = flags & setsLifeFlag != 0
+        var fields: [FieldEdit] = []
+        // A field is at least a 1-byte column length, an operation tag, a value tag and a count.
+        for _ in 0..<(try reader.count(minimumItemSize: 4)) {
+            let columnAt = reader.offset
+            let column = try reader.string()
+            if let previous = fields.last, !previous.column.utf8.lexicographicallyPrecedes(column.utf8) {
+                throw DecodingError(.invalidValue, offset: columnAt, "field columns not strictly ascending")
+            }
+            let operation = try FieldOperation.decode(from: &reader)
+            var supersedes: [ChangeID] = []
+            for _ in 0..<(try reader.count(minimumItemSize: 17)) {
+                let at = reader.offset
+                let superseded = try ChangeID.decode(from: &reader)
+                // Strictly ascending, so one change has one encoding: `FieldEdit.init` would
+                // otherwise sort a list sent out of order and the bytes would not survive a round trip.
+                if let previous = supersedes.last, !(previous < superseded) {
+                    throw DecodingError(.invalidValue, offset: at, "supersedes not strictly ascending")
+                }
+                supersedes.append(superseded)
+            }
+            fields.append(FieldEdit(column: column, operation: operation, supersedes: supersedes))
+        }
+        if setsLife && causalLength % 2 == 0 && !fields.isEmpty {
+            throw DecodingError(.invalidValue, offset: start, "a delete carries field edits")
+        }
+        if !setsLife && fields.isEmpty { throw DecodingError(.invalidValue, offset: start, "an edit with no field and no row life") }
+        return Change(id: id, timestamp: timestamp, author: author, table: table, row: row, scope: scope,
+                      causalLength: causalLength, setsLife: setsLife, fields: fields)
     }
 }
 

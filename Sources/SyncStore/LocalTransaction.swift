@@ -33,18 +33,17 @@ public struct LocalTransaction {
         }
     }
 
-    /// Creates a row (or re-creates a deleted row of a deletable table) with the given fields.
-    public mutating func create(_ table: String, id: String, values: [String: FieldValue]) throws {
+    /// Creates a row (or re-creates a deleted row of a deletable table) with the given fields, in
+    /// one row edit. `scope` is the partition the row belongs to (for care records, the young
+    /// person); a re-created row keeps the scope it had.
+    public mutating func create(_ table: String, id: String, values: [String: FieldValue], scope: String = "") throws {
         let schema = try tableSchema(table)
-        let ref = try context.rowRef(table: table, key: id)
+        let ref = try context.rowRef(table: table, key: id, scope: scope)
         if ref.exists { throw StoreError(.rowExists, "\(table) \(id) already exists") }
         if ref.causalLength > 0 && !schema.deletable {
             throw StoreError(.notDeletable, "\(table) \(id) cannot be re-created")
         }
-        let causalLength = ref.causalLength + 1
-        let life = Change.rowLife(table: table, row: id, id: nextID(), timestamp: tick(), author: author, causalLength: causalLength)
-        try StoreContext.checkLimits(life)
-        try context.apply(life)
+        var fields: [FieldEdit] = []
         for name in values.keys.sorted() {
             let column = try columnSchema(schema, name)
             let value = values[name]!
@@ -55,15 +54,19 @@ public struct LocalTransaction {
                 throw StoreError(.wrongOperation, "\(table).\(name) is a counter: increment it after creating the row")
             default:
                 try checkType(column, value, table: table)
-                try emit(table: table, id: id, column: column, operation: .assign(value), causalLength: causalLength)
+                fields.append(try edit(ref, column, .assign(value)))
             }
         }
+        try emit(schema, key: id, causalLength: ref.causalLength + 1, setsLife: true, fields: fields,
+                 scope: ref.scope.isEmpty ? scope : ref.scope)
     }
 
-    /// Sets fields of an existing row. Immutable fields cannot change; statuses only move forward.
+    /// Sets fields of an existing row, in one row edit. Immutable fields cannot change; statuses
+    /// only move forward.
     public mutating func update(_ table: String, id: String, values: [String: FieldValue]) throws {
         let schema = try tableSchema(table)
         let ref = try requireRow(table, id)
+        var fields: [FieldEdit] = []
         for name in values.keys.sorted() {
             let column = try columnSchema(schema, name)
             let value = values[name]!
@@ -91,8 +94,10 @@ public struct LocalTransaction {
             case .lastWriterWins, .multiValue:
                 break
             }
-            try emit(table: table, id: id, column: column, operation: .assign(value), causalLength: ref.causalLength)
+            fields.append(try edit(ref, column, .assign(value)))
         }
+        guard !fields.isEmpty else { return }
+        try emit(schema, key: id, causalLength: ref.causalLength, setsLife: false, fields: fields, scope: ref.scope)
     }
 
     /// Deletes a row of a deletable table; statutory records refuse.
@@ -100,8 +105,7 @@ public struct LocalTransaction {
         let schema = try tableSchema(table)
         guard schema.deletable else { throw StoreError(.notDeletable, "\(table) records are never deleted; void them instead") }
         let ref = try requireRow(table, id)
-        try context.apply(.rowLife(table: table, row: id, id: nextID(), timestamp: tick(), author: author,
-                                   causalLength: ref.causalLength + 1))
+        try emit(schema, key: id, causalLength: ref.causalLength + 1, setsLife: true, fields: [], scope: ref.scope)
     }
 
     public mutating func add(_ table: String, id: String, column name: String, element: FieldValue) throws {
@@ -119,7 +123,8 @@ public struct LocalTransaction {
             throw StoreError(.wrongOperation, "\(table).\(name) is \(column.policy.name), not a counter")
         }
         let ref = try requireRow(table, id)
-        try emit(table: table, id: id, column: column, operation: .increment(delta), causalLength: ref.causalLength)
+        try emit(schema, key: id, causalLength: ref.causalLength, setsLife: false, fields: [try edit(ref, column, .increment(delta))],
+                 scope: ref.scope)
     }
 
     private mutating func setOperation(_ table: String, _ id: String, _ name: String, _ operation: FieldOperation) throws {
@@ -130,14 +135,38 @@ public struct LocalTransaction {
         default: throw StoreError(.wrongOperation, "\(table).\(name) is \(column.policy.name), not a set")
         }
         let ref = try requireRow(table, id)
-        try emit(table: table, id: id, column: column, operation: operation, causalLength: ref.causalLength)
+        try emit(schema, key: id, causalLength: ref.causalLength, setsLife: false, fields: [try edit(ref, column, operation)],
+                 scope: ref.scope)
     }
 
-    private mutating func emit(table: String, id: String, column: ColumnSchema, operation: FieldOperation,
-                               causalLength: UInt64) throws {
-        guard let schema = context.schema.table(table) else { throw StoreError(.unknownTable, "unknown record kind \(table)") }
-        try context.applyLocal(table: schema, key: id, column: column, operation: operation, causalLength: causalLength,
-                               id: nextID(), timestamp: tick(), author: author)
+    /// One field's operation in a local edit: it supersedes everything its author can see, so that
+    /// a local write resolves a conflict and a local remove removes what was observed.
+    private func edit(_ ref: StoreContext.RowRef, _ column: ColumnSchema, _ operation: FieldOperation) throws -> FieldEdit {
+        var supersedes: [ChangeID] = []
+        if column.policy.keepsState, let stored = try context.loadField(ref.id, column.name),
+           let state = try context.storedState(stored, column) {
+            supersedes = state.supersededByLocalWrite(operation, policy: column.policy)
+        }
+        return FieldEdit(column: column.name, operation: operation, supersedes: supersedes)
+    }
+
+    /// Makes the row edit, refuses it whole if it breaks a limit (nothing of it written, and its
+    /// counter not used, so the origin's counters keep no gap), and merges it through the same
+    /// path as a remote change. Every last-writer-wins field of it wins: the local clock is past
+    /// every timestamp seen, and the edit is in the row's current life.
+    private mutating func emit(_ table: TableSchema, key: String, causalLength: UInt64, setsLife: Bool, fields: [FieldEdit],
+                               scope: String) throws {
+        let saved = (counter, clock, changeIDs.count)
+        let change = Change(id: nextID(), timestamp: tick(), author: author, table: table.name, row: key, scope: scope,
+                            causalLength: causalLength, setsLife: setsLife, fields: fields)
+        do {
+            try StoreContext.checkLimits(change)
+        } catch {
+            (counter, clock) = (saved.0, saved.1)
+            changeIDs.removeLast(changeIDs.count - saved.2)
+            throw error
+        }
+        try context.apply(change, knownToWin: true)
     }
 
     /// The merged value of a field that keeps state (every policy but last-writer-wins).

@@ -79,7 +79,7 @@ public struct ReadView {
     public func createdAt(_ table: String, id: String) throws -> HybridTimestamp? {
         let raw = try Int64.fetchOne(db, sql: """
             SELECT c.hlc FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
-            WHERE t.name = ? AND r.key = ? AND c.column_name IS NULL AND c.causal_length = r.causal_length
+            WHERE t.name = ? AND r.key = ? AND c.life = 1 AND c.causal_length = r.causal_length
             """, arguments: [table, id])
         return raw.map { HybridTimestamp(rawValue: UInt64(bitPattern: $0)) }
     }
@@ -88,20 +88,35 @@ public struct ReadView {
     /// `columns`, as recorded: for rules about who took part in a record's content.
     public func authors(_ table: String, id: String, columns: [String]) throws -> Set<String> {
         let placeholders = columns.isEmpty ? "NULL" : columns.map { _ in "?" }.joined(separator: ", ")
-        let names = try String.fetchAll(db, sql: """
-            SELECT DISTINCT a.name FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
-            JOIN sync_name a ON a.id = c.author LEFT JOIN sync_name col ON col.id = c.column_name
-            WHERE t.name = ? AND r.key = ? AND (c.column_name IS NULL OR col.name IN (\(placeholders)))
-            """, arguments: StatementArguments([table, id] + columns))
-        return Set(names)
+        let columnIDs = Set(try Int64.fetchAll(db, sql: "SELECT id FROM sync_name WHERE name IN (\(placeholders))",
+                                               arguments: StatementArguments(columns)))
+        var authors: Set<String> = []
+        for row in try Row.fetchAll(db, sql: """
+            SELECT a.name, c.life, c.fields FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
+            JOIN sync_name a ON a.id = c.author WHERE t.name = ? AND r.key = ?
+            """, arguments: [table, id]) {
+            let author: String = row[0]
+            if authors.contains(author) { continue }
+            let fields = try LogFields.decodeRaw(Array(row[2] as Data? ?? Data()))
+            if (row[1] as Int64) != 0 || fields.contains(where: { columnIDs.contains($0.column) }) { authors.insert(author) }
+        }
+        return authors
     }
 
     /// The timestamp of the write that set the field's current value.
     public func fieldTimestamp(_ table: String, id: String, column: String) throws -> HybridTimestamp? {
-        let raw = try Int64.fetchOne(db, sql: """
-            SELECT f.hlc FROM sync_field f JOIN sync_row r ON r.id = f.row JOIN sync_name t ON t.id = r.table_name
-            JOIN sync_name c ON c.id = f.column_name WHERE t.name = ? AND r.key = ? AND c.name = ?
-            """, arguments: [table, id, column])
-        return raw.map { HybridTimestamp(rawValue: UInt64(bitPattern: $0)) }
+        guard let policy = schema.table(table)?.column(column)?.policy else { return nil }
+        if policy.keepsState {
+            let raw = try Int64.fetchOne(db, sql: """
+                SELECT f.hlc FROM sync_field f JOIN sync_row r ON r.id = f.row JOIN sync_name t ON t.id = r.table_name
+                JOIN sync_name c ON c.id = f.column_name WHERE t.name = ? AND r.key = ? AND c.name = ?
+                """, arguments: [table, id, column])
+            return raw.map { HybridTimestamp(rawValue: UInt64(bitPattern: $0)) }
+        }
+        guard let row = try Row.fetchOne(db, sql: """
+            SELECT r.clocks, (SELECT id FROM sync_name WHERE name = ?) FROM sync_row r JOIN sync_name t ON t.id = r.table_name
+            WHERE t.name = ? AND r.key = ?
+            """, arguments: [column, table, id]), let columnID = row[1] as Int64? else { return nil }
+        return try RowClocks(stored: row[0] as Data?)[columnID]?.timestamp
     }
 }

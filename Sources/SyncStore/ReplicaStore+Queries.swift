@@ -59,6 +59,7 @@ extension ReplicaStore {
     /// and counter (so a receiver's contiguous counters advance without gaps).
     public func changes(notIn seen: VersionVector, limit: Int = .max) throws -> [Change] {
         try readDatabase { db in
+            let names = NameLookup(db)
             let origins = try Row.fetchAll(db, sql: "SELECT id, replica_id FROM sync_origin ORDER BY replica_id")
             var result: [Change] = []
             for origin in origins {
@@ -67,44 +68,27 @@ extension ReplicaStore {
                     \(ReplicaStore.changeSelect)
                     WHERE c.origin = ? AND c.counter > ? ORDER BY c.counter LIMIT ?
                     """, arguments: [origin[0] as Int64, Int64(bitPattern: seen[replica]), min(limit - result.count, Int(Int32.max))])
-                for row in rows { result.append(try Self.change(from: row, replica: replica)) }
+                for row in rows { result.append(try Self.change(from: row, replica: replica, name: names.name)) }
                 if result.count >= limit { break }
             }
             return result
         }
     }
 
-    /// The columns `change(from:replica:)` reads, with their joins; a query adds its WHERE clause.
+    /// The columns `change(from:replica:name:)` reads, with their joins; a query adds its WHERE clause.
     static let changeSelect = """
-        SELECT c.counter, c.hlc, r.key, t.name, col.name, c.causal_length, a.name, c.op, c.value, c.supersedes
+        SELECT c.counter, c.hlc, r.key, t.name, r.scope, c.causal_length, a.name, c.life, c.fields
         FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
-        LEFT JOIN sync_name col ON col.id = c.column_name JOIN sync_name a ON a.id = c.author
+        JOIN sync_name a ON a.id = c.author
         """
 
-    static func change(from row: Row, replica: ReplicaID) throws -> Change {
+    /// A change from a row of `changeSelect`; `name` resolves column name ids.
+    static func change(from row: Row, replica: ReplicaID, name: (Int64) throws -> String) throws -> Change {
         let id = ChangeID(replica: replica, counter: UInt64(bitPattern: row[0]))
-        let value = FieldValue(databaseValue: row[8])
-        let operation: FieldOperation
-        switch row[7] as Int64 {
-        case 1: operation = .assign(value)
-        case 2: operation = .add(value)
-        case 3: operation = .remove(value)
-        case 4: operation = .increment(value.integerValue ?? 0)
-        default: throw StoreError(.corrupt, "change \(id) has an unknown operation")
-        }
-        var supersedes: [ChangeID] = []
-        if let blob = row[9] as Data? {
-            var reader = ByteReader(Array(blob))
-            do {
-                for _ in 0..<(try reader.count(minimumItemSize: 17)) { supersedes.append(try ChangeID.decode(from: &reader)) }
-            } catch {
-                throw StoreError(.corrupt, "change \(id) has unreadable supersedes: \(error)")
-            }
-        }
-        let write = FieldWrite(id: id, timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: row[1])),
-                               causalLength: UInt64(clamping: row[5] as Int64), author: row[6], operation: operation,
-                               supersedes: supersedes)
-        return Change(table: row[3], row: row[2], column: (row[4] as String?) ?? "", write: write)
+        let fields = try LogFields.decode(Array(row[8] as Data? ?? Data()), name: name)
+        return Change(id: id, timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: row[1])), author: row[6], table: row[3],
+                      row: row[2], scope: row[4], causalLength: UInt64(clamping: row[5] as Int64),
+                      setsLife: (row[7] as Int64) != 0, fields: fields)
     }
 
     /// For each origin, the counter up to which this replica has every change.
@@ -185,31 +169,35 @@ extension ReplicaStore {
         }
     }
 
-    /// Every change to a row (or one of its fields), oldest first by hybrid timestamp.
+    /// Every change to a row (or one of its fields), oldest first by hybrid timestamp: one entry
+    /// per field an edit wrote (and one, with no column, for an edit that created, deleted or
+    /// re-created the row), read from the row edits themselves.
     public func history(table: String, row key: String, column: String? = nil) throws -> [HistoryEntry] {
         try readDatabase { db in
+            let names = NameLookup(db)
             let rows = try Row.fetchAll(db, sql: """
-                SELECT o.replica_id, c.counter, col.name, a.name, c.hlc, c.recorded_at, c.op, c.value, c.causal_length
+                SELECT o.replica_id, c.counter, c.fields, a.name, c.hlc, c.recorded_at, c.life, c.causal_length
                 FROM sync_change c JOIN sync_row r ON r.id = c.row JOIN sync_name t ON t.id = r.table_name
                 JOIN sync_origin o ON o.id = c.origin JOIN sync_name a ON a.id = c.author
-                LEFT JOIN sync_name col ON col.id = c.column_name
                 WHERE t.name = ? AND r.key = ? ORDER BY c.hlc, o.replica_id, c.counter
                 """, arguments: [table, key])
-            return try rows.compactMap { row -> HistoryEntry? in
-                let columnName: String? = row[2]
-                if let column, columnName != column { return nil }
+            var entries: [HistoryEntry] = []
+            for row in rows {
                 guard let replica = ReplicaID(hex: row[0]) else { throw StoreError(.corrupt, "bad origin replica id") }
-                let value = FieldValue(databaseValue: row[7])
-                let operation: FieldOperation = switch row[6] as Int64 {
-                case 2: .add(value)
-                case 3: .remove(value)
-                case 4: .increment(value.integerValue ?? 0)
-                default: .assign(value)
+                let id = ChangeID(replica: replica, counter: UInt64(bitPattern: row[1]))
+                let timestamp = HybridTimestamp(rawValue: UInt64(bitPattern: row[4]))
+                let causalLength = UInt64(clamping: row[7] as Int64)
+                func entry(_ columnName: String?, _ operation: FieldOperation) -> HistoryEntry {
+                    HistoryEntry(change: id, column: columnName, author: row[3], timestamp: timestamp, recordedAtMillis: row[5],
+                                 operation: operation, causalLength: causalLength)
                 }
-                return HistoryEntry(change: ChangeID(replica: replica, counter: UInt64(bitPattern: row[1])), column: columnName,
-                                    author: row[3], timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: row[4])),
-                                    recordedAtMillis: row[5], operation: operation, causalLength: UInt64(clamping: row[8] as Int64))
+                if (row[6] as Int64) != 0 && column == nil { entries.append(entry(nil, .assign(.null))) }
+                for field in try LogFields.decode(Array(row[2] as Data? ?? Data()), name: names.name)
+                where column == nil || field.column == column {
+                    entries.append(entry(field.column, field.operation))
+                }
             }
+            return entries
         }
     }
 
@@ -261,22 +249,37 @@ extension ReplicaStore {
 }
 
 extension StoreContext {
-    /// Applies kept changes whose table and column the schema now knows (after an upgrade).
+    /// Applies kept changes whose table and columns the schema now knows (after an upgrade).
     func replayKept() throws {
         let rows = try Row.fetchAll(db, sql: """
-            SELECT c.counter, c.hlc, r.key, t.name, col.name, c.causal_length, a.name, c.op, c.value, c.supersedes,
-                   o.replica_id
+            SELECT c.counter, c.hlc, r.key, t.name, r.scope, c.causal_length, a.name, c.life, c.fields, o.replica_id
             FROM sync_change c JOIN sync_origin o ON o.id = c.origin JOIN sync_row r ON r.id = c.row
-            JOIN sync_name t ON t.id = r.table_name LEFT JOIN sync_name col ON col.id = c.column_name
-            JOIN sync_name a ON a.id = c.author WHERE c.known = 0 ORDER BY c.hlc
+            JOIN sync_name t ON t.id = r.table_name JOIN sync_name a ON a.id = c.author WHERE c.known = 0 ORDER BY c.hlc
             """)
         for row in rows {
-            guard let replica = ReplicaID(hex: row[10]) else { continue }
-            let change = try ReplicaStore.change(from: row, replica: replica)
-            guard let table = schema.table(change.table), change.isRowLife || table.column(change.column) != nil else { continue }
+            guard let replica = ReplicaID(hex: row[9]) else { continue }
+            let change = try change(from: row, replica: replica)
+            guard let table = schema.table(change.table), change.fields.allSatisfy({ table.column($0.column) != nil }) else { continue }
             try db.execute(sql: "DELETE FROM sync_change WHERE origin = ? AND counter = ?",
                            arguments: [try originID(replica), Int64(bitPattern: change.id.counter)])
             try apply(change)
         }
+    }
+}
+
+/// Resolves name ids (`sync_name`) on a read connection, caching what it has looked up.
+final class NameLookup {
+    private let db: Database
+    private var names: [Int64: String] = [:]
+
+    init(_ db: Database) { self.db = db }
+
+    func name(_ id: Int64) throws -> String {
+        if let name = names[id] { return name }
+        guard let name = try String.fetchOne(db.cachedStatement(sql: "SELECT name FROM sync_name WHERE id = ?"), arguments: [id]) else {
+            throw StoreError(.corrupt, "name \(id) is missing from the dictionary")
+        }
+        names[id] = name
+        return name
     }
 }

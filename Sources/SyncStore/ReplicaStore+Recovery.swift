@@ -53,7 +53,7 @@ extension ReplicaStore {
                 try Self.mergePeerKnowledge(context, hub, VersionVector([own: consistent]))
             }
             // A later local edit must be stamped after the recovered ones it is made on top of.
-            let newest = changes.prefix(check.identical + check.recovered).map(\.write.timestamp).max() ?? .zero
+            let newest = changes.prefix(check.identical + check.recovered).map(\.timestamp).max() ?? .zero
             try context.db.execute(sql: "UPDATE sync_state SET hlc = max(hlc, ?) WHERE id = 1",
                                    arguments: [Int64(bitPattern: newest.rawValue)])
         }
@@ -110,24 +110,13 @@ extension ReplicaStore {
             return ChangeID(replica: new, counter: counter)
         }
         for counter in counters {
-            let blob = try Data.fetchOne(db, sql: "SELECT supersedes FROM sync_change WHERE origin = ? AND counter = ?",
+            let blob = try Data.fetchOne(db, sql: "SELECT fields FROM sync_change WHERE origin = ? AND counter = ?",
                                          arguments: [oldOrigin, counter])
-            var supersedes: Data?
-            if let blob {
-                var reader = ByteReader(Array(blob))
-                var ids: [ChangeID] = []
-                do {
-                    for _ in 0..<(try reader.count(minimumItemSize: 17)) { ids.append(remap(try ChangeID.decode(from: &reader))) }
-                } catch {
-                    throw StoreError(.corrupt, "change \(old.short):\(counter) has unreadable supersedes: \(error)")
-                }
-                var writer = ByteWriter()
-                writer.varint(UInt64(ids.count))
-                for id in ids.sorted() { id.encode(into: &writer) }
-                supersedes = Data(writer.bytes)
-            }
-            try db.execute(sql: "UPDATE sync_change SET origin = ?, counter = ?, supersedes = ? WHERE origin = ? AND counter = ?",
-                           arguments: [newOrigin, Int64(renumbered[UInt64(bitPattern: counter)]!), supersedes, oldOrigin, counter])
+            var fields = try LogFields.decodeRaw(Array(blob ?? Data()))
+            for index in fields.indices { fields[index].supersedes = fields[index].supersedes.map(remap).sorted() }
+            try db.execute(sql: "UPDATE sync_change SET origin = ?, counter = ?, fields = ? WHERE origin = ? AND counter = ?",
+                           arguments: [newOrigin, Int64(renumbered[UInt64(bitPattern: counter)]!), Data(LogFields.encode(fields)),
+                                       oldOrigin, counter])
         }
         return counters.count
     }
@@ -139,7 +128,7 @@ extension ReplicaStore {
     static func rebuildFromLog(_ db: Database, schema: ReplicaSchema, recordedAt: Int64, origins: [Int64]) throws {
         for table in schema.tables { try db.execute(sql: "DELETE FROM \(table.name)") }
         try db.execute(sql: "DELETE FROM sync_field")
-        try db.execute(sql: "UPDATE sync_row SET causal_length = 0")
+        try db.execute(sql: "UPDATE sync_row SET causal_length = 0, clocks = NULL")
         let origins = try Row.fetchAll(db, sql: "SELECT id, replica_id FROM sync_origin ORDER BY id")
         for origin in origins {
             guard let replica = ReplicaID(hex: origin[1]) else { throw StoreError(.corrupt, "bad origin replica id") }
@@ -151,7 +140,7 @@ extension ReplicaStore {
                     \(ReplicaStore.changeSelect)
                     WHERE c.origin = ? AND c.counter > ? AND c.known = 1 ORDER BY c.counter LIMIT 5000
                     """, arguments: [origin[0] as Int64, after])
-                for row in rows { try context.apply(try change(from: row, replica: replica), recorded: true) }
+                for row in rows { try context.apply(try context.change(from: row, replica: replica), recorded: true) }
                 try context.flushAll()
                 guard let last = rows.last else { break }
                 after = last[0]

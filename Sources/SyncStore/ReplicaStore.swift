@@ -121,6 +121,7 @@ public final class ReplicaStore: Sendable {
             try db.execute(sql: "ALTER TABLE sync_hub ADD COLUMN forked_from TEXT")
         }
         migrator.registerMigration(StoreFile.stampMigration) { db in try StoreFile.stamp(db, .replica) }
+        migrator.registerMigration("sync-v4-row-edits") { db in try StoreTables.migrateToRowEdits(db) }
         for migration in schema.migrations {
             migrator.registerMigration(migration.identifier) { db in try db.execute(sql: migration.sql) }
         }
@@ -198,20 +199,20 @@ public final class ReplicaStore: Sendable {
         var newest = HybridTimestamp.zero
         for change in changes {
             do {
-                try HybridClock.check(change.write.timestamp, wallMillis: now, maxForwardDriftMillis: maxClockSkewMillis)
+                try HybridClock.check(change.timestamp, wallMillis: now, maxForwardDriftMillis: maxClockSkewMillis)
             } catch {
                 throw StoreError(.clockSkew, "batch refused, nothing applied: change \(change.id) \(error)")
             }
             // SQLite integers are signed 64-bit; a larger causal length can only come from a
             // broken or hostile peer (a row would need 2^63 deletes).
-            guard change.write.causalLength <= UInt64(Int64.max) else {
+            guard change.causalLength <= UInt64(Int64.max) else {
                 throw StoreError(.corrupt, "batch refused, nothing applied: change \(change.id) has an impossible causal length")
             }
             // Counters past 2^63 - 1 cannot be stored; a U+0000 in a string would not read back.
             if let violation = ChangeLimits.rangeViolation(of: change) ?? ChangeLimits.contentViolation(of: change) {
                 throw StoreError(.corrupt, "batch refused, nothing applied: change \(change.id) has \(violation)")
             }
-            newest = max(newest, change.write.timestamp)
+            newest = max(newest, change.timestamp)
         }
         let summary = try writeContext { context -> ApplySummary in
             try context.prefetch(changes)
@@ -267,6 +268,84 @@ enum StoreTables {
             CREATE TABLE sync_hub (
               id INTEGER PRIMARY KEY CHECK (id = 1), address TEXT NOT NULL, hub_id TEXT, credential BLOB,
               pull_cursor INTEGER NOT NULL DEFAULT 0, last_sync_at INTEGER, last_error TEXT);
+            """)
+    }
+
+    /// From one log row per field write to one per row edit, and from one clock row per field to
+    /// the versions of a row's last-writer-wins fields in one record beside the row. Each v1
+    /// change becomes the row edit `ChangeV1.rowEdit` makes of it (same id): the hub migrates its
+    /// copies the same way, so both keep one content per id. Nothing is dropped.
+    static func migrateToRowEdits(_ db: Database) throws {
+        try db.execute(sql: """
+            ALTER TABLE sync_row ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+            ALTER TABLE sync_row ADD COLUMN clocks BLOB;
+            CREATE TABLE sync_change_v4 (
+              origin INTEGER NOT NULL, counter INTEGER NOT NULL, hlc INTEGER NOT NULL, row INTEGER NOT NULL,
+              causal_length INTEGER NOT NULL, life INTEGER NOT NULL, author INTEGER NOT NULL, fields BLOB NOT NULL,
+              recorded_at INTEGER NOT NULL, known INTEGER NOT NULL,
+              PRIMARY KEY (origin, counter)) WITHOUT ROWID;
+            """)
+        let insert = try db.makeStatement(sql: """
+            INSERT INTO sync_change_v4 (origin, counter, hlc, row, causal_length, life, author, fields, recorded_at, known)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        let old = try Row.fetchCursor(db, sql: """
+            SELECT origin, counter, hlc, row, column_name, causal_length, author, op, value, supersedes, recorded_at, known
+            FROM sync_change ORDER BY origin, counter
+            """)
+        while let row = try old.next() {
+            let life = (row[4] as Int64?) == nil
+            var fields: [LogFields.Raw] = []
+            if let column = row[4] as Int64? {
+                let value = FieldValue(databaseValue: row[8])
+                let operation: FieldOperation
+                switch row[7] as Int64 {
+                case 1: operation = .assign(value)
+                case 2: operation = .add(value)
+                case 3: operation = .remove(value)
+                case 4: operation = .increment(value.integerValue ?? 0)
+                default: throw StoreError(.corrupt, "a v1 change has an unknown operation")
+                }
+                var supersedes: [ChangeID] = []
+                if let blob = row[9] as Data? {
+                    var reader = ByteReader(Array(blob))
+                    do {
+                        for _ in 0..<(try reader.count(minimumItemSize: 17)) { supersedes.append(try ChangeID.decode(from: &reader)) }
+                    } catch {
+                        throw StoreError(.corrupt, "a v1 change has unreadable supersedes: \(error)")
+                    }
+                }
+                fields = [LogFields.Raw(column: column, operation: operation, supersedes: supersedes.sorted())]
+            }
+            try insert.execute(arguments: [row[0], row[1], row[2], row[3], max(row[5] as Int64, 1), life ? 1 : 0, row[6],
+                                           Data(LogFields.encode(fields)), row[10], row[11]])
+        }
+        // Last-writer-wins clocks (no merge state) move into their row's record.
+        let update = try db.makeStatement(sql: "UPDATE sync_row SET clocks = ? WHERE id = ?")
+        let clocks = try Row.fetchCursor(db, sql: """
+            SELECT row, column_name, causal_length, hlc, origin, counter FROM sync_field WHERE state IS NULL ORDER BY row, column_name
+            """)
+        var current: (row: Int64, clocks: RowClocks)?
+        func save() throws {
+            if let current { try update.execute(arguments: [Data(current.clocks.encoded()), current.row]) }
+        }
+        while let field = try clocks.next() {
+            let row: Int64 = field[0]
+            if current?.row != row {
+                try save()
+                current = (row, RowClocks())
+            }
+            current!.clocks[field[1]] = RowClocks.Clock(
+                causalLength: UInt64(clamping: field[2] as Int64), timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: field[3])),
+                origin: field[4], counter: UInt64(bitPattern: field[5]))
+        }
+        try save()
+        try db.execute(sql: """
+            DELETE FROM sync_field WHERE state IS NULL;
+            DROP TABLE sync_change;
+            ALTER TABLE sync_change_v4 RENAME TO sync_change;
+            CREATE INDEX sync_change_by_row ON sync_change (row);
+            CREATE INDEX sync_change_kept ON sync_change (known) WHERE known = 0;
             """)
     }
 

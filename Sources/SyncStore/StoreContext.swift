@@ -6,16 +6,25 @@ import SyncCore
 /// and caches of dictionary ids. Local edits and remote batches both go through `apply(_:)`, so a
 /// change has one meaning whichever way it arrives.
 ///
+/// Storage per row edit: one log row (`sync_change`, the edit's field operations in one blob), the
+/// row's reference with the versions of its last-writer-wins fields in one compact record
+/// (`sync_row.clocks`), the domain row, and for fields with larger merge state (MVR candidates,
+/// set tags, counter parts) a `sync_field` row each.
+///
 /// Lives only for the duration of one transaction; never escapes the `write` closure.
 final class StoreContext {
     let db: Database
     let schema: ReplicaSchema
     let recordedAt: Int64
     private var nameIDs: [String: Int64] = [:]
+    private var namesByID: [Int64: String] = [:]
     private var originIDs: [ReplicaID: Int64] = [:]
     private var rowRefs: [RowKey: RowRef] = [:]
-    /// Rows first seen in this transaction: they have no stored fields yet.
-    private var freshRows: Set<Int64> = []
+    /// Every row reference this transaction has met, by id.
+    private var rowsByID: [Int64: RowRef] = [:]
+    /// Row references to write on flush.
+    private var dirtyRows: [RowRef] = []
+    private var nextRowID: Int64?
 
     struct ChangeKey: Hashable {
         let origin: Int64
@@ -27,19 +36,17 @@ final class StoreContext {
         let column: Int64
     }
 
-    /// A field's clock as stored in `sync_field`.
+    /// The merge state of a field that keeps one (every policy but last-writer-wins), as stored in
+    /// `sync_field`.
     struct StoredField {
-        var causalLength: Int64
-        var hlc: Int64
-        var origin: Int64
-        var counter: Int64
         var state: Data?
         var conflict: Bool
     }
 
-    // Write buffers: log entries and field clocks are written in multi-row statements when the
+    // Write buffers: log entries and field states are written in multi-row statements when the
     // transaction ends or before SQL reads them (`flushAll`); reads of fields go through the overlay.
-    private var pendingChanges: [[FieldValue]] = []
+    private var pendingChanges: [FieldValue] = []
+    private var pendingChangeCount = 0
     private var recordedChanges: Set<ChangeKey> = []
     private var prefetchedChanges: Set<ChangeKey> = []
     private var prefetchedRanges: [Int64: ClosedRange<Int64>] = [:]
@@ -54,10 +61,32 @@ final class StoreContext {
         let key: String
     }
 
-    struct RowRef {
+    /// A row's reference: its life, the partition it belongs to, the versions of its
+    /// last-writer-wins fields, and its domain-row write waiting for the flush. One object per row
+    /// per transaction, changed in place.
+    final class RowRef {
         let id: Int64
+        let table: String
+        let key: String
         var causalLength: UInt64
+        var scope: String
+        var clocks: RowClocks
+        /// Not yet in `sync_row`: inserted on flush.
+        var fresh: Bool
+        var dirty = false
+        /// The domain-row write waiting for the flush.
+        var domain: PendingRow?
         var exists: Bool { causalLength % 2 == 1 }
+
+        init(id: Int64, table: String, key: String, causalLength: UInt64, scope: String, clocks: RowClocks, fresh: Bool) {
+            self.id = id
+            self.table = table
+            self.key = key
+            self.causalLength = causalLength
+            self.scope = scope
+            self.clocks = clocks
+            self.fresh = fresh
+        }
     }
 
     init(db: Database, schema: ReplicaSchema, recordedAt: Int64) {
@@ -79,7 +108,18 @@ final class StoreContext {
             id = db.lastInsertedRowID
         }
         nameIDs[name] = id
+        namesByID[id] = name
         return id
+    }
+
+    func name(_ id: Int64) throws -> String {
+        if let name = namesByID[id] { return name }
+        guard let name = try String.fetchOne(db.cachedStatement(sql: "SELECT name FROM sync_name WHERE id = ?"), arguments: [id]) else {
+            throw StoreError(.corrupt, "name \(id) is missing from the dictionary")
+        }
+        namesByID[id] = name
+        nameIDs[name] = id
+        return name
     }
 
     func originID(_ replica: ReplicaID) throws -> Int64 {
@@ -94,30 +134,24 @@ final class StoreContext {
             id = db.lastInsertedRowID
         }
         originIDs[replica] = id
+        replicaByOrigin[id] = replica
         return id
     }
 
-    /// The row's reference, created (with causal length 0: never existed) when first seen.
-    func rowRef(table: String, key: String) throws -> RowRef {
-        let rowKey = RowKey(table: table, key: key)
-        if let ref = rowRefs[rowKey] { return ref }
-        let tableID = try nameID(table)
-        // Most rows met here are new (creations, first changes of a row): try the insert first,
-        // and look the row up only when it already existed. One statement instead of two.
-        let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO sync_row (table_name, key, causal_length) VALUES (?, ?, 0)")
-        try BulkStatement.execute(insert, in: db, values: [.integer(tableID), .text(key)])
-        var ref: RowRef
-        if db.changesCount > 0 {
-            ref = RowRef(id: db.lastInsertedRowID, causalLength: 0)
-            freshRows.insert(ref.id)
-        } else {
-            let select = try db.cachedStatement(sql: "SELECT id, causal_length FROM sync_row WHERE table_name = ? AND key = ?")
-            guard let row = try Row.fetchOne(select, arguments: [tableID, key]) else {
-                throw StoreError(.corrupt, "row reference for \(table) \(key) vanished")
-            }
-            ref = RowRef(id: row[0], causalLength: UInt64(clamping: row[1] as Int64))
+    /// The row's reference, created (with causal length 0: never existed) when first seen. A new
+    /// row is written to `sync_row` on flush, with its clocks: one insert per new row.
+    func rowRef(table: String, key: String, scope: String) throws -> RowRef {
+        if let ref = try existingRowRef(table: table, key: key) { return ref }
+        if nextRowID == nil {
+            nextRowID = (try Int64.fetchOne(db.cachedStatement(sql: "SELECT max(id) FROM sync_row")) ?? 0) + 1
         }
-        rowRefs[rowKey] = ref
+        let id = nextRowID!
+        nextRowID = id + 1
+        _ = try nameID(table)
+        let ref = RowRef(id: id, table: table, key: key, causalLength: 0, scope: scope, clocks: RowClocks(), fresh: true)
+        rowRefs[RowKey(table: table, key: key)] = ref
+        rowsByID[id] = ref
+        markDirty(ref)
         return ref
     }
 
@@ -125,105 +159,92 @@ final class StoreContext {
     func existingRowRef(table: String, key: String) throws -> RowRef? {
         let rowKey = RowKey(table: table, key: key)
         if let ref = rowRefs[rowKey] { return ref }
-        let select = try db.cachedStatement(sql: """
-            SELECT r.id, r.causal_length FROM sync_row r JOIN sync_name n ON n.id = r.table_name
-            WHERE n.name = ? AND r.key = ?
-            """)
-        guard let row = try Row.fetchOne(select, arguments: [table, key]) else { return nil }
-        let ref = RowRef(id: row[0], causalLength: UInt64(clamping: row[1] as Int64))
+        let tableID = try nameID(table)
+        let select = try db.cachedStatement(sql: "SELECT id, causal_length, scope, clocks FROM sync_row WHERE table_name = ? AND key = ?")
+        guard let row = try Row.fetchOne(select, arguments: [tableID, key]) else { return nil }
+        let clocks = try RowClocks(stored: row[3] as Data?)
+        let ref = RowRef(id: row[0], table: table, key: key, causalLength: UInt64(clamping: row[1] as Int64), scope: row[2],
+                         clocks: clocks, fresh: false)
         rowRefs[rowKey] = ref
+        rowsByID[ref.id] = ref
         return ref
+    }
+
+    private func markDirty(_ ref: RowRef) {
+        if !ref.dirty {
+            ref.dirty = true
+            dirtyRows.append(ref)
+        }
     }
 
     // MARK: applying changes
 
-    /// Records and merges one change from another replica. Returns false if it was already known
-    /// (idempotence by change id).
+    /// Records and merges one row edit. Returns false if it was already known (idempotence by
+    /// change id).
     ///
     /// `recorded` merges a change the log already holds without recording it again: how the state
-    /// is rebuilt from the log.
+    /// is rebuilt from the log. `knownToWin` (local edits only) says every last-writer-wins field of
+    /// the edit wins without comparing versions: the local clock is past every timestamp seen and
+    /// the edit is in the row's current life.
     @discardableResult
-    func apply(_ change: Change, recorded: Bool = false) throws -> Bool {
+    func apply(_ change: Change, recorded: Bool = false, knownToWin: Bool = false) throws -> Bool {
         let origin = try originID(change.id.replica)
         let table = schema.table(change.table)
-        let column = change.isRowLife ? nil : table?.column(change.column)
-        let known = table != nil && (change.isRowLife || column != nil)
-        var ref = try rowRef(table: change.table, key: change.row)
+        let known = table.map { table in change.fields.allSatisfy { table.column($0.column) != nil } } ?? false
+        let ref = try rowRef(table: change.table, key: change.row, scope: change.scope)
         if !recorded {
-            guard try record(change, origin: origin, row: ref.id, known: known) else {
+            guard try record(change, origin: origin, row: ref.id, known: known, isNew: knownToWin) else {
                 summary.duplicates += 1
                 return false
             }
             touchedOrigins.insert(origin)
         }
-        guard known, let table else {
+        guard let table else {
             // Kept, not dropped: a replica with a newer schema wrote it. `replayKept` applies it
-            // once this replica's schema learns the table or column.
+            // once this replica's schema learns the table.
             summary.kept += 1
             return true
         }
-        if let column {
-            try applyField(change.write, table: table, column: column, ref: ref, key: change.row, stored: try loadField(ref.id, column.name),
-                           knownToWin: false)
-        } else if change.write.causalLength > ref.causalLength {
+        if !known { summary.kept += 1 }
+        if change.setsLife && change.causalLength > ref.causalLength {
             let existed = ref.exists
-            ref.causalLength = change.write.causalLength
-            rowRefs[RowKey(table: change.table, key: change.row)] = ref
-            try db.cachedStatement(sql: "UPDATE sync_row SET causal_length = ? WHERE id = ?")
-                .execute(arguments: [Int64(ref.causalLength), ref.id])
+            ref.causalLength = change.causalLength
+            if ref.scope.isEmpty { ref.scope = change.scope }
+            markDirty(ref)
             if ref.exists && !existed {
-                try materialize(table: table, key: change.row, ref: ref)
+                try materialize(table: table, ref: ref)
             } else if !ref.exists && existed {
-                let key = RowKey(table: table.name, key: change.row)
-                if pending.removeValue(forKey: key) != nil { pendingOrder.removeAll { $0 == key } }
+                ref.domain = nil
                 try db.cachedStatement(sql: "DELETE FROM \(table.name) WHERE id = ?").execute(arguments: [change.row])
             }
         }
-        summary.applied += 1
+        for field in change.fields {
+            // A column this replica's schema does not know yet waits in the log (`known = 0`).
+            guard let column = table.column(field.column) else { continue }
+            try applyField(change.write(of: field), table: table, column: column, ref: ref, knownToWin: knownToWin)
+        }
+        if known { summary.applied += 1 }
         return true
     }
 
-    /// Makes and merges a local write: its supersedes are everything the author can see, and a
-    /// last-writer-wins write is known to win (the local clock is past every timestamp seen, and
-    /// the write is in the row's current life), so no stored version needs reading.
-    func applyLocal(table: TableSchema, key: String, column: ColumnSchema, operation: FieldOperation, causalLength: UInt64,
-                    id: ChangeID, timestamp: HybridTimestamp, author: String) throws {
-        let ref = try rowRef(table: table.name, key: key)
-        let stored = column.policy.keepsState ? try loadField(ref.id, column.name) : nil
-        var supersedes: [ChangeID] = []
-        if let stored, let state = try storedState(stored, column) {
-            supersedes = state.supersededByLocalWrite(operation, policy: column.policy)
-        }
-        let write = FieldWrite(id: id, timestamp: timestamp, causalLength: causalLength, author: author, operation: operation,
-                               supersedes: supersedes)
-        let change = Change(table: table.name, row: key, column: column.name, write: write)
-        try Self.checkLimits(change)
-        let origin = try originID(id.replica)
-        _ = try record(change, origin: origin, row: ref.id, known: true, isNew: true)
-        touchedOrigins.insert(origin)
-        try applyField(write, table: table, column: column, ref: ref, key: key, stored: stored, knownToWin: true)
-    }
-
     /// Queues the change for the log; false if its id is already there (or queued).
-    private func record(_ change: Change, origin: Int64, row: Int64, known: Bool, isNew: Bool = false) throws -> Bool {
-        let write = change.write
-        let key = ChangeKey(origin: origin, counter: Int64(bitPattern: write.id.counter))
+    private func record(_ change: Change, origin: Int64, row: Int64, known: Bool, isNew: Bool) throws -> Bool {
+        let key = ChangeKey(origin: origin, counter: Int64(bitPattern: change.id.counter))
         if !isNew {
             if recordedChanges.contains(key) {
                 // The same id twice in one transaction (a batch or bundle repeating it): the second
                 // must be the same version. Rare, so the log is flushed to compare with what it holds.
-                try flushChanges()
-                if let held = try storedChange(origin: origin, counter: key.counter, replica: write.id.replica), !held.isSameVersion(as: change) {
-                    throw StoreError(.equivocation, "change \(write.id) appears twice with different content; nothing applied")
+                if let held = try storedChange(origin: origin, counter: key.counter, replica: change.id.replica), !held.isSameVersion(as: change) {
+                    throw StoreError(.equivocation, "change \(change.id) appears twice with different content; nothing applied")
                 }
                 return false
             }
             if try isStored(key) {
                 // The same id must mean the same change. Another version is an equivocation: its
                 // origin was restored from a backup or copied and reused a counter.
-                if let held = try storedChange(origin: origin, counter: key.counter, replica: write.id.replica), !held.isSameVersion(as: change) {
+                if let held = try storedChange(origin: origin, counter: key.counter, replica: change.id.replica), !held.isSameVersion(as: change) {
                     throw StoreError(.equivocation, """
-                        change \(write.id) is already held here with other content; nothing applied (its replica was restored \
+                        change \(change.id) is already held here with other content; nothing applied (its replica was restored \
                         from a backup or copied; syncing that replica with the hub recovers it)
                         """)
                 }
@@ -231,30 +252,31 @@ final class StoreContext {
             }
         }
         recordedChanges.insert(key)
-        var supersedes: FieldValue = .null
-        if !write.supersedes.isEmpty {
-            var writer = ByteWriter()
-            writer.varint(UInt64(write.supersedes.count))
-            for id in write.supersedes { id.encode(into: &writer) }
-            supersedes = .blob(writer.bytes)
-        }
-        let columnID: FieldValue = change.isRowLife ? .null : .integer(try nameID(change.column))
-        pendingChanges.append([
-            .integer(origin), .integer(key.counter), .integer(Int64(bitPattern: write.timestamp.rawValue)), .integer(row), columnID,
-            .integer(Int64(write.causalLength)), .integer(try nameID(write.author)), .integer(Int64(write.operation.code)),
-            write.value, supersedes, .integer(recordedAt), .integer(known ? 1 : 0),
+        pendingChanges.append(contentsOf: [
+            .integer(origin), .integer(key.counter), .integer(Int64(bitPattern: change.timestamp.rawValue)), .integer(row),
+            .integer(Int64(change.causalLength)), .integer(change.setsLife ? 1 : 0), .integer(try nameID(change.author)),
+            .blob(try LogFields.encode(change.fields, nameID: nameID)), .integer(recordedAt), .integer(known ? 1 : 0),
         ])
+        pendingChangeCount += 1
         return true
     }
 
     /// The change the log holds under an id, as it travels.
     func storedChange(origin: Int64, counter: Int64, replica: ReplicaID) throws -> Change? {
+        // The log joins the row references: both must be written first.
+        try flushRows()
+        try flushChanges()
         let select = try db.cachedStatement(sql: """
             \(ReplicaStore.changeSelect)
             WHERE c.origin = ? AND c.counter = ?
             """)
         guard let row = try Row.fetchOne(select, arguments: [origin, counter]) else { return nil }
-        return try ReplicaStore.change(from: row, replica: replica)
+        return try change(from: row, replica: replica)
+    }
+
+    /// A change from a row of `ReplicaStore.changeSelect`.
+    func change(from row: Row, replica: ReplicaID) throws -> Change {
+        try ReplicaStore.change(from: row, replica: replica, name: name)
     }
 
     /// Whether the log already holds a change, answered from one range query per origin and batch.
@@ -284,68 +306,114 @@ final class StoreContext {
         }
     }
 
+    private static let changeColumns = 10
+
     /// Writes queued log entries with multi-row INSERTs: one statement per few hundred changes
     /// instead of one per change.
     func flushChanges() throws {
-        guard !pendingChanges.isEmpty else { return }
-        let columns = 12
+        guard pendingChangeCount > 0 else { return }
+        let columns = Self.changeColumns
         let chunk = 400
-        for start in stride(from: 0, to: pendingChanges.count, by: chunk) {
-            let rows = pendingChanges[start..<min(start + chunk, pendingChanges.count)]
-            let marks = Array(repeating: "(" + Array(repeating: "?", count: columns).joined(separator: ", ") + ")", count: rows.count)
-                .joined(separator: ", ")
+        for start in stride(from: 0, to: pendingChangeCount, by: chunk) {
+            let count = min(chunk, pendingChangeCount - start)
             let statement = try db.cachedStatement(sql: """
-                INSERT INTO sync_change (origin, counter, hlc, row, column_name, causal_length, author, op, value, supersedes,
-                                         recorded_at, known) VALUES \(marks)
+                INSERT INTO sync_change (origin, counter, hlc, row, causal_length, life, author, fields, recorded_at, known)
+                VALUES \(marks(rows: count, columns: columns))
                 """)
-            try BulkStatement.execute(statement, in: db, values: rows.flatMap { $0 })
+            try BulkStatement.execute(statement, in: db, values: Array(pendingChanges[(start * columns)..<((start + count) * columns)]))
         }
         pendingChanges.removeAll(keepingCapacity: true)
+        pendingChangeCount = 0
     }
 
-    /// Flushes every buffer (domain rows, log entries, field clocks) before SQL reads them.
+    private var markCache: [Int: String] = [:]
+
+    /// `(?, ?, …), (?, ?, …)` for a multi-row statement.
+    func marks(rows: Int, columns: Int) -> String {
+        let key = rows << 8 | columns
+        if let cached = markCache[key] { return cached }
+        let row = "(" + Array(repeating: "?", count: columns).joined(separator: ", ") + ")"
+        let marks = Array(repeating: row, count: rows).joined(separator: ", ")
+        markCache[key] = marks
+        return marks
+    }
+
+    /// Flushes every buffer (row references, domain rows, log entries, field states) before SQL
+    /// reads them.
     func flushAll() throws {
+        try flushRows()
         try flushDomain()
         try flushChanges()
         try flushFields()
     }
 
-    /// The stored clock of a field: from this transaction's overlay, else from `sync_field`.
+    /// Writes new row references (multi-row INSERT) and changed ones (one UPDATE each).
+    func flushRows() throws {
+        guard !dirtyRows.isEmpty else { return }
+        var inserts: [FieldValue] = []
+        var insertCount = 0
+        func flushInserts() throws {
+            guard insertCount > 0 else { return }
+            let statement = try db.cachedStatement(sql: """
+                INSERT INTO sync_row (id, table_name, key, causal_length, scope, clocks) VALUES \(marks(rows: insertCount, columns: 6))
+                """)
+            try BulkStatement.execute(statement, in: db, values: inserts)
+            inserts.removeAll(keepingCapacity: true)
+            insertCount = 0
+        }
+        let update = try db.cachedStatement(sql: "UPDATE sync_row SET causal_length = ?, scope = ?, clocks = ? WHERE id = ?")
+        for ref in dirtyRows {
+            ref.dirty = false
+            let clocks: FieldValue = ref.clocks.isEmpty ? .null : .blob(ref.clocks.encoded())
+            if ref.fresh {
+                inserts += [.integer(ref.id), .integer(try nameID(ref.table)), .text(ref.key), .integer(Int64(ref.causalLength)),
+                            .text(ref.scope), clocks]
+                insertCount += 1
+                if insertCount == 150 { try flushInserts() }
+                ref.fresh = false
+            } else {
+                try BulkStatement.execute(update, in: db, values: [.integer(Int64(ref.causalLength)), .text(ref.scope), clocks, .integer(ref.id)])
+            }
+        }
+        try flushInserts()
+        dirtyRows.removeAll(keepingCapacity: true)
+    }
+
+    /// The stored merge state of a field that keeps one: from this transaction's overlay, else
+    /// from `sync_field`.
     func loadField(_ row: Int64, _ column: String) throws -> StoredField? {
         let key = FieldKey(row: row, column: try nameID(column))
         if let overlaid = fieldOverlay[key] { return overlaid }
         // A row first seen in this transaction has no stored fields yet.
-        if freshRows.contains(row) { return nil }
-        let select = try db.cachedStatement(sql: """
-            SELECT causal_length, hlc, origin, counter, state, conflict FROM sync_field WHERE row = ? AND column_name = ?
-            """)
+        if rowsByID[row]?.fresh ?? false { return nil }
+        let select = try db.cachedStatement(sql: "SELECT state, conflict FROM sync_field WHERE row = ? AND column_name = ?")
         guard let stored = try Row.fetchOne(select, arguments: [row, key.column]) else { return nil }
-        return StoredField(causalLength: stored[0], hlc: stored[1], origin: stored[2], counter: stored[3], state: stored[4],
-                           conflict: (stored[5] as Int64) != 0)
+        return StoredField(state: stored[0], conflict: (stored[1] as Int64) != 0)
     }
 
-    private func storedState(_ stored: StoredField, _ column: ColumnSchema) throws -> FieldState? {
+    func storedState(_ stored: StoredField, _ column: ColumnSchema) throws -> FieldState? {
         guard let blob = stored.state else { return nil }
         return try decodeState(Array(blob), column: column)
     }
 
-    private func applyField(_ write: FieldWrite, table: TableSchema, column: ColumnSchema, ref: RowRef, key: String, stored: StoredField?,
-                            knownToWin: Bool) throws {
+    private func applyField(_ write: FieldWrite, table: TableSchema, column: ColumnSchema, ref: RowRef, knownToWin: Bool) throws {
         let columnID = try nameID(column.name)
-        let origin = try originID(write.id.replica)
         if !column.policy.keepsState {
-            // Last writer wins needs only the winning version; the value lives in the domain row
-            // (and in the change log, from which a re-created row is rebuilt).
-            if !knownToWin, let stored {
-                let current = WriteVersion(
-                    causalLength: UInt64(clamping: stored.causalLength), timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: stored.hlc)),
-                    id: ChangeID(replica: try replica(forOrigin: stored.origin), counter: UInt64(bitPattern: stored.counter)))
+            // Last writer wins needs only the winning version, kept in the row's clocks; the value
+            // lives in the domain row (and in the change log, from which a re-created row is rebuilt).
+            let origin = try originID(write.id.replica)
+            if !knownToWin, let stored = ref.clocks[columnID] {
+                let current = WriteVersion(causalLength: stored.causalLength, timestamp: stored.timestamp,
+                                           id: ChangeID(replica: try replica(forOrigin: stored.origin), counter: stored.counter))
                 guard LastWriterWinsRegister.wins(write.version, over: current) else { return }
             }
-            try saveField(ref: ref.id, column: columnID, write: write, origin: origin, state: nil, conflict: false)
-            if ref.exists { setDomainValue(table: table, column: column, key: key, value: write.value) }
+            ref.clocks[columnID] = RowClocks.Clock(causalLength: write.causalLength, timestamp: write.timestamp, origin: origin,
+                                                   counter: write.id.counter)
+            markDirty(ref)
+            if ref.exists { setDomainValue(ref, column: column.name, value: write.value) }
             return
         }
+        let stored = try loadField(ref.id, column.name)
         let state = try stored.flatMap { try storedState($0, column) } ?? FieldState.empty(for: column.policy)
         let next = state.applying(write, policy: column.policy)
         guard next != state else { return }
@@ -354,8 +422,8 @@ final class StoreContext {
         let inConflict = resolution.inConflict || !resolution.quarantined.isEmpty
         if inConflict && !wasInConflict { summary.conflictsOpened += 1 }
         if !inConflict && wasInConflict { summary.conflictsClosed += 1 }
-        try saveField(ref: ref.id, column: columnID, write: write, origin: origin, state: Data(next.encoded()), conflict: inConflict)
-        if ref.exists { setDomainValue(table: table, column: column, key: key, value: resolution.value) }
+        saveField(row: ref.id, column: columnID, write: write, state: Data(next.encoded()), conflict: inConflict)
+        if ref.exists { setDomainValue(ref, column: column.name, value: resolution.value) }
     }
 
     func decodeState(_ bytes: [UInt8], column: ColumnSchema) throws -> FieldState {
@@ -366,26 +434,29 @@ final class StoreContext {
         }
     }
 
-    private func saveField(ref: Int64, column: Int64, write: FieldWrite, origin: Int64, state: Data?, conflict: Bool) throws {
-        freshRows.remove(ref)
-        let key = FieldKey(row: ref, column: column)
-        if fieldOverlay[key] == nil || !dirtyFieldSet.contains(key) {
-            dirtyFields.append(key)
-            dirtyFieldSet.insert(key)
-        }
-        fieldOverlay[key] = StoredField(causalLength: Int64(write.causalLength), hlc: Int64(bitPattern: write.timestamp.rawValue),
-                                        origin: origin, counter: Int64(bitPattern: write.id.counter), state: state, conflict: conflict)
+    private var lastWrites: [FieldKey: FieldWrite] = [:]
+
+    /// Rows new in this transaction that have a field with merge state.
+    private var freshStateful: Set<Int64> = []
+
+    private func saveField(row: Int64, column: Int64, write: FieldWrite, state: Data, conflict: Bool) {
+        if rowsByID[row]?.fresh ?? false { freshStateful.insert(row) }
+        let key = FieldKey(row: row, column: column)
+        if dirtyFieldSet.insert(key).inserted { dirtyFields.append(key) }
+        fieldOverlay[key] = StoredField(state: state, conflict: conflict)
+        lastWrites[key] = write
     }
 
-    /// Writes changed field clocks with multi-row upserts.
+    /// Writes changed field states with multi-row upserts. `sync_field` keeps, beside the state,
+    /// the version of the last write merged into it (when the field last changed).
     func flushFields() throws {
         guard !dirtyFields.isEmpty else { return }
         let chunk = 500
         for start in stride(from: 0, to: dirtyFields.count, by: chunk) {
             let keys = dirtyFields[start..<min(start + chunk, dirtyFields.count)]
-            let marks = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?)", count: keys.count).joined(separator: ", ")
             let statement = try db.cachedStatement(sql: """
-                INSERT INTO sync_field (row, column_name, causal_length, hlc, origin, counter, conflict, state) VALUES \(marks)
+                INSERT INTO sync_field (row, column_name, causal_length, hlc, origin, counter, conflict, state)
+                VALUES \(marks(rows: keys.count, columns: 8))
                 ON CONFLICT (row, column_name) DO UPDATE SET causal_length = excluded.causal_length, hlc = excluded.hlc,
                   origin = excluded.origin, counter = excluded.counter, conflict = excluded.conflict, state = excluded.state
                 """)
@@ -393,8 +464,10 @@ final class StoreContext {
             arguments.reserveCapacity(keys.count * 8)
             for key in keys {
                 let field = fieldOverlay[key]!
-                arguments += [.integer(key.row), .integer(key.column), .integer(field.causalLength), .integer(field.hlc),
-                              .integer(field.origin), .integer(field.counter), .integer(field.conflict ? 1 : 0),
+                let write = lastWrites[key]!
+                arguments += [.integer(key.row), .integer(key.column), .integer(Int64(write.causalLength)),
+                              .integer(Int64(bitPattern: write.timestamp.rawValue)), .integer(try originID(write.id.replica)),
+                              .integer(Int64(bitPattern: write.id.counter)), .integer(field.conflict ? 1 : 0),
                               field.state.map { .blob(Array($0)) } ?? .null]
             }
             try BulkStatement.execute(statement, in: db, values: arguments)
@@ -405,44 +478,70 @@ final class StoreContext {
 
     // MARK: domain rows
 
-    /// Domain-row writes are buffered per row and flushed as one statement per row (before any
-    /// read of domain tables, and before commit): a five-field edit is one UPDATE, not five.
+    /// Domain-row writes are buffered per row and flushed before any read of domain tables and
+    /// before commit: a five-field edit is one UPDATE, not five, and rows made in one transaction
+    /// are inserted a few hundred per statement.
     struct PendingRow {
         var insert: Bool
-        var values: [String: FieldValue]
+        /// Few columns per row: an array beats a dictionary.
+        var values: [(column: String, value: FieldValue)] = []
+
+        mutating func set(_ column: String, _ value: FieldValue) {
+            if let index = values.firstIndex(where: { $0.column == column }) {
+                values[index].value = value
+            } else {
+                values.append((column, value))
+            }
+        }
     }
 
-    private var pending: [RowKey: PendingRow] = [:]
-    private var pendingOrder: [RowKey] = []
+    private var pendingDomain: [RowRef] = []
 
-    private func setDomainValue(table: TableSchema, column: ColumnSchema, key: String, value: FieldValue) {
-        let rowKey = RowKey(table: table.name, key: key)
-        if pending[rowKey] == nil {
-            pending[rowKey] = PendingRow(insert: false, values: [:])
-            pendingOrder.append(rowKey)
+    private func setDomainValue(_ ref: RowRef, column: String, value: FieldValue) {
+        if ref.domain == nil {
+            ref.domain = PendingRow(insert: false)
+            pendingDomain.append(ref)
         }
-        pending[rowKey]!.values[column.name] = value
+        ref.domain!.set(column, value)
     }
 
     func flushDomain() throws {
-        guard !pendingOrder.isEmpty else { return }
-        for rowKey in pendingOrder {
-            guard let row = pending[rowKey] else { continue }
-            let columns = row.values.keys.sorted()
-            let arguments = columns.map { row.values[$0]! }
+        guard !pendingDomain.isEmpty else { return }
+        // Consecutive inserts into one table with the same columns share a multi-row statement.
+        var batch: [FieldValue] = []
+        var batchRows = 0
+        var batchShape: (table: String, columns: [String])?
+        func flushBatch() throws {
+            guard let shape = batchShape, batchRows > 0 else { return }
+            let statement = try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO \(shape.table) (\((["id"] + shape.columns).joined(separator: ", ")))
+                VALUES \(marks(rows: batchRows, columns: shape.columns.count + 1))
+                """)
+            try BulkStatement.execute(statement, in: db, values: batch)
+            batch.removeAll(keepingCapacity: true)
+            batchRows = 0
+        }
+        for ref in pendingDomain {
+            guard var row = ref.domain else { continue }
+            ref.domain = nil
+            row.values.sort { $0.column < $1.column }
+            let columns = row.values.map(\.column)
             if row.insert {
-                let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
-                let statement = try db.cachedStatement(
-                    sql: "INSERT OR REPLACE INTO \(rowKey.table) (\((["id"] + columns).joined(separator: ", "))) VALUES (\(marks))")
-                try BulkStatement.execute(statement, in: db, values: [.text(rowKey.key)] + arguments)
+                if let shape = batchShape, shape.table != ref.table || shape.columns != columns || batchRows >= 100 {
+                    try flushBatch()
+                }
+                batchShape = (ref.table, columns)
+                batch.append(.text(ref.key))
+                for (_, value) in row.values { batch.append(value) }
+                batchRows += 1
             } else if !columns.isEmpty {
                 let statement = try db.cachedStatement(
-                    sql: "UPDATE \(rowKey.table) SET \(columns.map { "\($0) = ?" }.joined(separator: ", ")) WHERE id = ?")
-                try BulkStatement.execute(statement, in: db, values: arguments + [.text(rowKey.key)])
+                    sql: "UPDATE \(ref.table) SET \(columns.map { "\($0) = ?" }.joined(separator: ", ")) WHERE id = ?")
+                try BulkStatement.execute(statement, in: db, values: row.values.map(\.value) + [.text(ref.key)])
             }
         }
-        pending.removeAll(keepingCapacity: true)
-        pendingOrder.removeAll(keepingCapacity: true)
+        try flushBatch()
+        pendingDomain.removeAll(keepingCapacity: true)
     }
 
     private var replicaByOrigin: [Int64: ReplicaID] = [:]
@@ -459,27 +558,30 @@ final class StoreContext {
 
     /// (Re)builds a domain row from its merged field states, when a row comes into existence after
     /// some of its fields arrived, or is re-created after a delete. The row is written on flush.
-    func materialize(table: TableSchema, key: String, ref: RowRef) throws {
-        let rowKey = RowKey(table: table.name, key: key)
-        if pending[rowKey] == nil { pendingOrder.append(rowKey) }
-        pending[rowKey] = PendingRow(insert: true, values: [:])
-        guard !freshRows.contains(ref.id) else { return }
+    func materialize(table: TableSchema, ref: RowRef) throws {
+        if ref.domain == nil { pendingDomain.append(ref) }
+        ref.domain = PendingRow(insert: true)
+        // A row first seen in this transaction has no fields yet unless some arrived before the
+        // edit that made it (out of order, in this transaction).
+        guard !ref.fresh || !ref.clocks.isEmpty || freshStateful.contains(ref.id) else { return }
+        try flushRows()
         try flushChanges()
         try flushFields()
+        // Last-writer-wins fields: the winning edit's value, from the log.
+        let select = try db.cachedStatement(sql: "SELECT fields FROM sync_change WHERE origin = ? AND counter = ?")
+        for (columnID, clock) in ref.clocks.entries {
+            guard let column = table.column(try name(columnID)), !column.policy.keepsState else { continue }
+            guard let blob = try Data.fetchOne(select, arguments: [clock.origin, Int64(bitPattern: clock.counter)]) else { continue }
+            let fields = try LogFields.decode(Array(blob), name: name)
+            if let field = fields.first(where: { $0.column == column.name }) { setDomainValue(ref, column: column.name, value: field.value) }
+        }
         let fields = try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT n.name, f.state, c.value FROM sync_field f JOIN sync_name n ON n.id = f.column_name
-            LEFT JOIN sync_change c ON c.origin = f.origin AND c.counter = f.counter
-            WHERE f.row = ?
+            SELECT n.name, f.state FROM sync_field f JOIN sync_name n ON n.id = f.column_name WHERE f.row = ?
             """), arguments: [ref.id])
         for field in fields {
-            guard let column = table.column(field[0]) else { continue }
-            let value: FieldValue
-            if let blob = field[1] as Data? {
-                value = try decodeState(Array(blob), column: column).resolution(policy: column.policy).value
-            } else {
-                value = FieldValue(databaseValue: field[2])
-            }
-            setDomainValue(table: table, column: column, key: key, value: value)
+            guard let column = table.column(field[0]), let blob = field[1] as Data? else { continue }
+            let value = try decodeState(Array(blob), column: column).resolution(policy: column.policy).value
+            setDomainValue(ref, column: column.name, value: value)
         }
     }
 
@@ -501,6 +603,118 @@ final class StoreContext {
             }
             try db.execute(sql: "UPDATE sync_origin SET contiguous = ? WHERE id = ?", arguments: [contiguous, origin])
         }
+    }
+}
+
+/// The versions of a row's last-writer-wins fields, in one compact record beside the row
+/// (`sync_row.clocks`): for each written column, by name id, the causal length, hybrid timestamp,
+/// origin id and counter of the write that wins, as varints. A column never written has no entry
+/// and reads as never written, so adding a column costs nothing per existing row.
+struct RowClocks {
+    struct Clock: Equatable {
+        var causalLength: UInt64
+        var timestamp: HybridTimestamp
+        var origin: Int64
+        var counter: UInt64
+    }
+
+    /// Sorted by column id.
+    private(set) var entries: [(column: Int64, clock: Clock)] = []
+
+    init() {}
+
+    init(stored: Data?) throws {
+        guard let stored, !stored.isEmpty else { return }
+        var reader = ByteReader(Array(stored))
+        do {
+            let count = try reader.count(minimumItemSize: 5)
+            entries.reserveCapacity(count)
+            for _ in 0..<count {
+                let column = Int64(clamping: try reader.varint())
+                let clock = Clock(causalLength: try reader.varint(), timestamp: HybridTimestamp(rawValue: try reader.varint()),
+                                  origin: Int64(clamping: try reader.varint()), counter: try reader.varint())
+                entries.append((column, clock))
+            }
+            try reader.expectEnd()
+        } catch {
+            throw StoreError(.corrupt, "a row's field versions are unreadable: \(error)")
+        }
+    }
+
+    var isEmpty: Bool { entries.isEmpty }
+
+    subscript(column: Int64) -> Clock? {
+        get { entries.first { $0.column == column }?.clock }
+        set {
+            let index = entries.firstIndex { $0.column >= column } ?? entries.endIndex
+            if index < entries.endIndex, entries[index].column == column {
+                if let newValue { entries[index].clock = newValue } else { entries.remove(at: index) }
+            } else if let newValue {
+                entries.insert((column, newValue), at: index)
+            }
+        }
+    }
+
+    func encoded() -> [UInt8] {
+        var writer = ByteWriter(capacity: 1 + entries.count * 14)
+        writer.varint(UInt64(entries.count))
+        for (column, clock) in entries {
+            writer.varint(UInt64(column))
+            writer.varint(clock.causalLength)
+            writer.varint(clock.timestamp.rawValue)
+            writer.varint(UInt64(clock.origin))
+            writer.varint(clock.counter)
+        }
+        return writer.bytes
+    }
+}
+
+/// A row edit's field operations as the log stores them (`sync_change.fields`): a count, then per
+/// field the column's name id, the operation (as on the wire) and the superseded ids (a count and
+/// the ids as on the wire).
+enum LogFields {
+    struct Raw {
+        var column: Int64
+        var operation: FieldOperation
+        var supersedes: [ChangeID]
+    }
+
+    static func encode(_ fields: [FieldEdit], nameID: (String) throws -> Int64) throws -> [UInt8] {
+        encode(try fields.map { Raw(column: try nameID($0.column), operation: $0.operation, supersedes: $0.supersedes) })
+    }
+
+    static func encode(_ fields: [Raw]) -> [UInt8] {
+        var writer = ByteWriter(capacity: 16 * fields.count + 1)
+        writer.varint(UInt64(fields.count))
+        for field in fields {
+            writer.varint(UInt64(field.column))
+            field.operation.encode(into: &writer)
+            writer.varint(UInt64(field.supersedes.count))
+            for id in field.supersedes { id.encode(into: &writer) }
+        }
+        return writer.bytes
+    }
+
+    static func decode(_ bytes: [UInt8], name: (Int64) throws -> String) throws -> [FieldEdit] {
+        try decodeRaw(bytes).map { FieldEdit(column: try name($0.column), operation: $0.operation, supersedes: $0.supersedes) }
+    }
+
+    static func decodeRaw(_ bytes: [UInt8]) throws -> [Raw] {
+        var reader = ByteReader(bytes)
+        var fields: [Raw] = []
+        do {
+            for _ in 0..<(try reader.count(minimumItemSize: 3)) {
+                let column = Int64(clamping: try reader.varint())
+                let operation = try FieldOperation.decode(from: &reader)
+                var supersedes: [ChangeID] = []
+                for _ in 0..<(try reader.count(minimumItemSize: 17)) { supersedes.append(try ChangeID.decode(from: &reader)) }
+                fields.append(Raw(column: column, operation: operation, supersedes: supersedes))
+            }
+            try reader.expectEnd()
+        } catch {
+            throw StoreError(.corrupt, "a logged change's field edits are unreadable: \(error)")
+        }
+        return fields
     }
 }
 
@@ -554,7 +768,7 @@ extension StoreContext {
     /// before anything of the transaction is written.
     static func checkLimits(_ change: Change) throws {
         if let violation = ChangeLimits.violation(of: change) {
-            throw StoreError(.limitExceeded, "\(change.table).\(change.column.isEmpty ? "id" : change.column): \(violation); shorten it")
+            throw StoreError(.limitExceeded, "\(change.table): \(violation); shorten it")
         }
     }
 }

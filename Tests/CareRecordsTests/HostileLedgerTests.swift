@@ -1,6 +1,7 @@
 import CareRecords
 import Foundation
 import SyncCore
+import SyncTesting
 import SyncStore
 import Testing
 
