@@ -5,8 +5,8 @@ import SyncWire
 
 /// A `HubSession` with a shell of the simplest kind, for tests and fuzzing: every storage request
 /// is performed on `store` at once, in line, and its outcome fed straight back. What it returns
-/// are the actions left for a network: sends and closes (deadlines are dropped; tests of
-/// deadlines drive `HubSession` itself).
+/// are the actions left for a network: sends (relayed batches as a client decodes them) and closes
+/// (deadlines are dropped; tests of deadlines drive `HubSession` itself).
 public struct InlineHubSession {
     public private(set) var session: HubSession
     public let store: any HubStore
@@ -40,7 +40,10 @@ public struct InlineHubSession {
         var queue = actions[...]
         while let action = queue.popFirst() {
             switch action {
-            case .send, .close:
+            case let .send(message):
+                // A relayed batch holds stored bytes: handed back as the peer decodes it.
+                output.append(.send(message.decoded ?? message))
+            case .close:
                 output.append(action)
             case .schedule, .cancel:
                 break

@@ -202,4 +202,33 @@ struct SessionActionTests {
         #expect(waiting.timerFired(.request) == [.close])
         #expect(waiting.failure?.message.contains("request deadline") == true)
     }
+
+    @Test("a relayed batch or recovered answer (stored bytes, not re-encoded) has exactly the bytes of the decoded message, and decodes to it")
+    func relayedMessagesKeepTheBytes() throws {
+        let changes = (1...3).map { counter in
+            Change(table: "note", row: "n\(counter)", column: "text", write: FieldWrite(
+                id: ChangeID(replica: ReplicaID(high: 4, low: 4), counter: UInt64(counter)),
+                timestamp: HybridTimestamp(physicalMillis: Self.now, logical: 0), author: "w",
+                operation: .assign(.text(String(repeating: "x", count: 400 * counter)))))
+        }
+        let encoded = changes.map { change in
+            var writer = ByteWriter()
+            change.encode(into: &writer)
+            return writer.bytes
+        }
+        for threshold in [nil, 64] as [Int?] {
+            let codec = MessageCodec(compressionThreshold: threshold)
+            let batch = Message.batch(nextCursor: 9, more: true, changes: changes)
+            let relayed = Message.relayedBatch(nextCursor: 9, more: true, encodedChanges: encoded)
+            #expect(codec.encode(relayed) == codec.encode(batch), "compression threshold \(String(describing: threshold))")
+            #expect(try codec.decode(codec.frame(relayed)) == batch)
+            #expect(relayed.decoded == batch)
+            let origin = ReplicaID(high: 4, low: 4)
+            let recovered = Message.recovered(origin: origin, nextCounter: 3, more: false, changes: changes)
+            let relayedRecovered = Message.relayedRecovered(origin: origin, nextCounter: 3, more: false, encodedChanges: encoded)
+            #expect(codec.encode(relayedRecovered) == codec.encode(recovered))
+            #expect(try codec.decode(codec.frame(relayedRecovered)) == recovered)
+        }
+        #expect(Message.relayedBatch(nextCursor: 1, more: false, encodedChanges: [[0xFF]]).decoded == nil, "bytes that do not decode")
+    }
 }
