@@ -61,7 +61,11 @@ let package = Package(
         // The domain: care records, their merge policies and invariants.
         .target(name: "CareRecords", dependencies: ["SyncCore", "SyncStore", "SyncEngine"]),
         // Seeded generators and helpers that drive production code in tests and the simulator.
-        .target(name: "SyncTesting", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords"]),
+        .target(name: "SyncTesting", dependencies: [
+            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords",
+            // The frame decoder's NIOSingleStepByteToMessageProcessor, so the simulator parses frames as the pipelines do.
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         // The fuzz targets' entry points, shared by the libFuzzer executables (Tools/fuzz) and the
         // corpus replay test, so both run the same code.
         .target(name: "SyncFuzzTargets", dependencies: [
@@ -85,6 +89,9 @@ let package = Package(
         .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore", "SyncTesting"]),
         .testTarget(name: "SyncWireTests", dependencies: [
             "SyncCore", "SyncWire", "SyncTesting", .product(name: "NIOCore", package: "swift-nio"),
+            // ByteToMessageDecoderVerifier, for the frame decoder (test target only).
+            .product(name: "NIOTestUtils", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         // Test-only SQLite VFS that counts syncs and simulates power loss (never linked into a product).
         .target(name: "CSQLiteFaultVFS", path: "Tests/CSQLiteFaultVFS", linkerSettings: [.linkedLibrary("sqlite3")]),

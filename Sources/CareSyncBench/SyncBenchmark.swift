@@ -86,11 +86,12 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
         let pull = try await SyncClient.sync(store: b, host: "127.0.0.1", port: port, enrolmentToken: nil,
                                              configuration: configuration, logger: Logger(label: "bench"))
         let end = now()
-        task.cancel()
         let run = compressed ? "compressed" : "uncompressed"
+        // Read before the hub stops: it closes its store when it does.
+        try recordHub("hub \(run)", server)
+        task.cancel()
         record("replica a \(run)", try a.connectionPragmas())
         record("replica b \(run)", try b.connectionPragmas())
-        try recordHub("hub \(run)", server)
         let changes = pull.summary.pulled
         let fieldChanges = rows * 5
         let seconds = Double(end - start) / 1e9
@@ -156,10 +157,10 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
         }
         _ = try await SyncClient.sync(store: small, host: "127.0.0.1", port: port, enrolmentToken: nil, logger: Logger(label: "bench"))
         let report = try await SyncClient.sync(store: big, host: "127.0.0.1", port: port, enrolmentToken: nil, logger: Logger(label: "bench"))
+        try recordHub("hub big", server)
         task.cancel()
         record("replica big", try big.connectionPragmas())
         record("replica small", try small.connectionPragmas())
-        try recordHub("hub big", server)
         // Baseline: ten plain upserts into a plain table of the same size.
         let plain = try StoreFile.openDurableQueue(path: "\(work)/plain-big.db", label: "bench.plain")
         try await plain.write { db in

@@ -117,10 +117,12 @@ public enum SyncClient {
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
                     let events = SessionEvents<SessionTimer>(eventLoop: channel.eventLoop)
-                    try pipeline.addHandler(FrameProgressHandler { events.frameProgress(inFrame: $0) })
                     // Lowered to the welcome's max_frame_body once it arrives.
                     let limit = FrameLimit(maxBody, eventLoop: channel.eventLoop)
-                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
+                    // The decoder says whether a frame is unfinished; the session keeps the time.
+                    let progress = FrameProgress(eventLoop: channel.eventLoop)
+                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit, progress: progress)))
+                    try pipeline.addHandler(FrameProgressHandler(progress: progress) { events.frameProgress(inFrame: $0) })
                     try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
                     return (try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), limit, events)
                 }

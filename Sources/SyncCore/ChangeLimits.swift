@@ -35,7 +35,11 @@ public enum ChangeLimits {
     /// it was written: a replica would relay other content than its origin wrote, and see its own
     /// copy as another version when it came back.
     public static func contentViolation(of change: Change) -> String? {
-        func hasNul(_ text: String) -> Bool { text.utf8.contains(0) }
+        func hasNul(_ text: String) -> Bool {
+            // A native string's bytes scanned in place; the generic `utf8.contains` was visible in profiles.
+            var text = text
+            return text.withUTF8 { $0.contains(0) }
+        }
         if hasNul(change.table) || hasNul(change.row) || hasNul(change.scope) || hasNul(change.author)
             || change.fields.contains(where: { hasNul($0.column) }) {
             return "a name, row id, scope or author holding U+0000"

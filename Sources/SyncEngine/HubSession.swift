@@ -309,13 +309,13 @@ public struct HubSession: Sendable {
         // Every change in a multi-change batch fits `room`, so the frame (with its envelope) fits
         // the negotiated limit; only a first change alone can be larger.
         let room = FrameBudget.changeBytes(maxBody: maxFrameBody)
-        if page.bytes > room, let first = page.changes.first {
+        if page.bytes > room, let first = page.encoded.first {
             return [record(.error(code: WireErrorCode.limitExceeded.name), replica, nowMillis),
-                    .send(.error(code: .limitExceeded, fatal: false,
-                                 message: "hub change \(first.id) of \(page.bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit"))]
+                    .send(.error(code: .limitExceeded, fatal: false, message: Self.tooLarge(first, page.bytes, maxFrameBody)))]
         }
+        // The stored bytes go out as they are: the hub neither decodes nor re-encodes values.
         return [record(.pulled(cursor: page.nextCursor), replica, nowMillis),
-                .send(.batch(nextCursor: page.nextCursor, more: page.more, changes: page.changes))]
+                .send(.relayedBatch(nextCursor: page.nextCursor, more: page.more, encodedChanges: page.encoded))]
     }
 
     /// A replica restored from a backup, or a copy, gets back what the hub holds of an origin.
@@ -326,11 +326,10 @@ public struct HubSession: Sendable {
         // As for a pull: every change of a multi-change answer fits `room`, so the frame fits the
         // negotiated limit.
         let room = FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody)
-        if page.bytes > room, let first = page.changes.first {
-            return [.send(.error(code: .limitExceeded, fatal: false,
-                                 message: "hub change \(first.id) of \(page.bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit"))]
+        if page.bytes > room, let first = page.encoded.first {
+            return [.send(.error(code: .limitExceeded, fatal: false, message: Self.tooLarge(first, page.bytes, maxFrameBody)))]
         }
-        return [.send(.recovered(origin: origin, nextCounter: page.nextCounter, more: page.more, changes: page.changes))]
+        return [.send(.relayedRecovered(origin: origin, nextCounter: page.nextCounter, more: page.more, encodedChanges: page.encoded))]
     }
 
     /// A copy that diverged from what the hub holds of its origin takes a new identity in the same
@@ -351,6 +350,14 @@ public struct HubSession: Sendable {
         case .failure:
             return fail(.storageFailure, "the hub could not store the fork; retry later", nowMillis: nowMillis)
         }
+    }
+
+    /// Why a stored change cannot be relayed under the negotiated limit. Only its id is read from
+    /// its bytes (the encoding starts with it).
+    static func tooLarge(_ encoded: [UInt8], _ bytes: Int, _ maxFrameBody: Int) -> String {
+        var reader = ByteReader(encoded)
+        let id = (try? ChangeID.decode(from: &reader)).map { "\($0)" } ?? "of unreadable id"
+        return "hub change \(id) of \(bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit"
     }
 
     static let enrolmentRefusal = "enrolment token is not valid (unknown, used or expired); ask the operator for a new one"

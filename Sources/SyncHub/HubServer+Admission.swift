@@ -16,7 +16,7 @@ extension HubServer {
 
     /// In the channel initializer: the admission decision, the handler that reports the first
     /// frame, and the end of the unauthenticated connection this one displaces.
-    func admit(_ channel: any Channel, pipeline: ChannelPipeline.SynchronousOperations) throws {
+    nonisolated func admit(_ channel: any Channel, pipeline: ChannelPipeline.SynchronousOperations) throws {
         let admission = registry.admit(channel)
         guard case let .admitted(id, _, evicting) = admission else { return }
         let registry = self.registry
@@ -28,7 +28,7 @@ extension HubServer {
     }
 
     /// In the accept loop: what `admit` decided for this connection.
-    func entry(_ channel: any Channel) -> Entry {
+    nonisolated func entry(_ channel: any Channel) -> Entry {
         switch registry.decision(for: channel) {
         case let .admitted(id, handshakeMillis, _): .admitted(id, handshake: .milliseconds(Int64(clamping: handshakeMillis)))
         case .busy: .busy
@@ -37,7 +37,7 @@ extension HubServer {
 
     /// Bookkeeping before a hello's or fork's answer is sent: a refused credential counts
     /// against its source; an accepted one makes this connection its replica's only session.
-    func afterAnswer(_ session: HubSession, to message: Message, answer: Message, id: AdmissionControl.ConnectionID, source: String) {
+    nonisolated func afterAnswer(_ session: HubSession, to message: Message, answer: Message, id: AdmissionControl.ConnectionID, source: String) {
         switch (message, answer) {
         case let (.fork, .forked(newReplica, _)):
             // The session goes on as the forked identity: one live session per replica holds for it.
@@ -63,7 +63,7 @@ extension HubServer {
 
     /// Until cancelled: asks the store which replicas with a live session are revoked (another
     /// process may have revoked them) and ends those sessions with `AUTHENTICATION_FAILED`.
-    func pollRevocations() async {
+    nonisolated func pollRevocations() async {
         let farewell = MessageCodec().frame(.error(code: .authenticationFailed, fatal: true, message: "this replica's credential has been revoked"))
         while true {
             do { try await Task.sleep(nanoseconds: UInt64(max(1, configuration.revocationPoll.nanoseconds))) } catch { return }

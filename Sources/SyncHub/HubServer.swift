@@ -38,21 +38,29 @@ public struct HubServerConfiguration: Sendable {
 /// The hub: a SwiftNIO listener run as a swift-service-lifecycle `Service`, so SIGTERM/SIGINT
 /// stop accepting, let running sessions finish (each bounded by its deadlines) and then return.
 ///
+/// A lifecycle actor, as Hummingbird's `Server` is (`HubServer+Lifecycle.swift`): `run()` once,
+/// `shutdownGracefully()` any time; illegal calls throw `HubServerError`. The per-connection work
+/// below is `nonisolated`: sessions never wait on the actor.
+///
 /// Each connection runs the sans-IO `HubSession`: this shell feeds it frames, deadlines and storage
 /// outcomes, and performs its actions. Storage runs on `HubWriter`, the store's single writer,
 /// which commits pushes of concurrent sessions together.
-public final class HubServer: Service, Sendable {
-    public let store: any HubStore
-    public let configuration: HubServerConfiguration
+public actor HubServer: Service {
+    public nonisolated let store: any HubStore
+    public nonisolated let configuration: HubServerConfiguration
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
     /// The store's one writer, which also commits concurrent sessions' pushes together.
-    let writer: HubWriter
+    nonisolated let writer: HubWriter
+    /// The writer's queue: every store call runs there.
+    nonisolated var storeQueue: DispatchQueue { writer.queue }
     /// Open connections: admission, one session per replica, and so that a graceful shutdown
     /// can say goodbye to each.
     let registry: ConnectionRegistry
     let bound = NIOLockedValueBox<Int?>(nil)
     let clock: @Sendable () -> UInt64
+    /// Where the lifecycle is (`HubServer+Lifecycle.swift`); only the actor changes it.
+    var state = State.initial
 
     public init(store: any HubStore, configuration: HubServerConfiguration, logger: Logger,
                 group: MultiThreadedEventLoopGroup = .singleton, clock: @escaping @Sendable () -> UInt64) {
@@ -71,26 +79,33 @@ public final class HubServer: Service, Sendable {
     }
 
     /// The port actually bound, once listening.
-    public var boundPort: Int? { bound.withLockedValue { $0 } }
+    public nonisolated var boundPort: Int? { bound.withLockedValue { $0 } }
 
     /// Connections currently open.
-    public var activeConnections: Int { registry.count }
+    public nonisolated var activeConnections: Int { registry.count }
 
-    public func run() async throws {
+    /// The listening channel: each accepted connection with its frame limit and its session's events.
+    typealias Listener = NIOAsyncChannel<(NIOAsyncChannel<Frame, Frame>, FrameLimit, SessionEvents<SessionTimer>), Never>
+
+    /// The listening channel, with each connection's pipeline: deadlines, the frame decoder,
+    /// admission, the frame encoder and back-pressure.
+    nonisolated func bind() async throws -> Listener {
         let configuration = self.configuration
-        let server = try await ServerBootstrap(group: group)
+        return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
-                    // The session's deadlines run on this loop; the frame deadline follows the bytes.
+                    // The session's deadlines run on this loop.
                     let events = SessionEvents<SessionTimer>(eventLoop: channel.eventLoop)
-                    try pipeline.addHandler(FrameProgressHandler { events.frameProgress(inFrame: $0) })
                     // The session lowers the limit to the negotiated one at the welcome.
                     let limit = FrameLimit(configuration.session.maxFrameBody, eventLoop: channel.eventLoop)
-                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
+                    // The decoder says whether a frame is unfinished; the session keeps the time.
+                    let progress = FrameProgress(eventLoop: channel.eventLoop)
+                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit, progress: progress)))
+                    try pipeline.addHandler(FrameProgressHandler(progress: progress) { events.frameProgress(inFrame: $0) })
                     try self.admit(channel, pipeline: pipeline)
                     try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
                     // Back-pressure: the inbound stream stops reading from the socket when the
@@ -100,43 +115,32 @@ public final class HubServer: Service, Sendable {
                         configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))), limit, events)
                 }
             }
-        bound.withLockedValue { $0 = server.channel.localAddress?.port }
-        logger.info("hub listening", metadata: ["address": "\(configuration.host):\(server.channel.localAddress?.port ?? 0)",
-                                                "hub": "\(store.hubID.short)"])
-        let revocations = Task { await self.pollRevocations() }
-        defer { revocations.cancel() }
-        try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { group in
-                try await server.executeThenClose { connections in
-                    for try await (connection, limit, events) in connections {
-                        switch self.entry(connection.channel) {
-                        case let .admitted(id, handshake):
-                            group.addTask { await self.serve(connection, limit: limit, events: events, id: id, handshake: handshake) }
-                        case .busy:
-                            group.addTask { await self.refuseBusy(connection) }
-                        }
+    }
+
+    /// Accepts until the listening channel closes; returns when every session has ended.
+    nonisolated func accept(_ server: Listener) async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            try await server.executeThenClose { connections in
+                for try await (connection, limit, events) in connections {
+                    switch self.entry(connection.channel) {
+                    case let .admitted(id, handshake):
+                        group.addTask { await self.serve(connection, limit: limit, events: events, id: id, handshake: handshake) }
+                    case .busy:
+                        group.addTask { await self.refuseBusy(connection) }
                     }
                 }
             }
-        } onGracefulShutdown: {
-            self.logger.info("hub shutting down: no new connections; sessions are told goodbye")
-            server.channel.close(promise: nil)
-            // A request being stored still commits; its acknowledgement may be lost, and the
-            // replica's next sync re-sends it (the hub ignores changes it holds).
-            let goodbye = MessageCodec().frame(.goodbye(reason: 1))
-            for channel in self.registry.channels { channel.sayThenClose(goodbye) }
         }
-        logger.info("hub stopped")
     }
 
-    private func refuseBusy(_ connection: NIOAsyncChannel<Frame, Frame>) async {
+    private nonisolated func refuseBusy(_ connection: NIOAsyncChannel<Frame, Frame>) async {
         logger.warning("connection refused: at the connection cap", metadata: ["cap": "\(configuration.maxConnections)"])
         let frame = MessageCodec().frame(.reject(code: .busy, retryAfterMillis: 2_000, message: "hub is at its connection limit"))
         try? await connection.executeThenClose { _, outbound in try await outbound.write(frame) }
     }
 
     /// Runs one session to its end. Every exit path closes the connection.
-    private func serve(_ connection: NIOAsyncChannel<Frame, Frame>, limit: FrameLimit, events: SessionEvents<SessionTimer>,
+    private nonisolated func serve(_ connection: NIOAsyncChannel<Frame, Frame>, limit: FrameLimit, events: SessionEvents<SessionTimer>,
                        id: AdmissionControl.ConnectionID, handshake deadline: TimeAmount) async {
         defer { registry.forget(id) }
         var sessionConfiguration = configuration.session
@@ -186,7 +190,7 @@ public final class HubServer: Service, Sendable {
     }
 
     /// Feeds the session its events until it closes or the connection ends.
-    private func drive(_ state: inout ConnectionState, events: SessionEvents<SessionTimer>, limit: FrameLimit,
+    private nonisolated func drive(_ state: inout ConnectionState, events: SessionEvents<SessionTimer>, limit: FrameLimit,
                        outbound: NIOAsyncChannelOutboundWriter<Frame>, start: [SessionAction]) async throws {
         var actions = start
         while true {
@@ -229,7 +233,7 @@ public final class HubServer: Service, Sendable {
 
     /// Executes the session's actions in order; storage outcomes feed the session at once, and
     /// their actions run before anything else. Returns false once the connection is to close.
-    private func perform(_ actions: [SessionAction], _ state: inout ConnectionState, events: SessionEvents<SessionTimer>, limit: FrameLimit,
+    private nonisolated func perform(_ actions: [SessionAction], _ state: inout ConnectionState, events: SessionEvents<SessionTimer>, limit: FrameLimit,
                          outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws -> Bool {
         var queue = actions[...]
         while let action = queue.popFirst() {

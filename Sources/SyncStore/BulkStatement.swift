@@ -14,6 +14,45 @@ enum BulkStatement {
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
     static func execute(_ statement: Statement, in db: Database, values: [FieldValue]) throws {
+        let handle = try bind(statement, in: db, values: values)
+        let step = sqlite3_step(handle)
+        sqlite3_reset(handle)
+        guard step == SQLITE_DONE else { throw failure(step, db) }
+    }
+
+    /// Runs a query with bound values and hands its first row (if any) to `read`, which reads
+    /// columns through the given accessors; the statement is reset before this returns.
+    static func queryOne<T>(_ statement: Statement, in db: Database, values: [FieldValue], _ read: (Columns) throws -> T) throws -> T? {
+        let handle = try bind(statement, in: db, values: values)
+        defer { sqlite3_reset(handle) }
+        switch sqlite3_step(handle) {
+        case SQLITE_ROW: return try read(Columns(handle: handle))
+        case SQLITE_DONE: return nil
+        case let code: throw failure(code, db)
+        }
+    }
+
+    /// Column accessors of the current row of a query.
+    struct Columns {
+        let handle: OpaquePointer
+
+        func int64(_ index: Int32) -> Int64 { sqlite3_column_int64(handle, index) }
+
+        func text(_ index: Int32) -> String {
+            guard let text = sqlite3_column_text(handle, index) else { return "" }
+            return String(cString: text)
+        }
+
+        /// Nil for NULL.
+        func blob(_ index: Int32) -> [UInt8]? {
+            guard sqlite3_column_type(handle, index) != SQLITE_NULL else { return nil }
+            let count = Int(sqlite3_column_bytes(handle, index))
+            guard count > 0, let bytes = sqlite3_column_blob(handle, index) else { return [] }
+            return Array(UnsafeRawBufferPointer(start: bytes, count: count))
+        }
+    }
+
+    private static func bind(_ statement: Statement, in db: Database, values: [FieldValue]) throws -> OpaquePointer {
         let handle = statement.sqliteStatement
         sqlite3_reset(handle)
         sqlite3_clear_bindings(handle)
@@ -31,9 +70,7 @@ enum BulkStatement {
             }
             guard code == SQLITE_OK else { throw failure(code, db) }
         }
-        let step = sqlite3_step(handle)
-        sqlite3_reset(handle)
-        guard step == SQLITE_DONE else { throw failure(step, db) }
+        return handle
     }
 
     private static func failure(_ code: Int32, _ db: Database) -> StoreError {

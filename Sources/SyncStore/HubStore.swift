@@ -3,8 +3,9 @@ import SyncCore
 /// The hub's storage, behind an interface of its own so that a PostgreSQL store can stand beside
 /// the embedded SQLite default (`SQLiteHubStore`) when one machine is outgrown.
 ///
-/// Every method is synchronous and durable on return: `append` returns only after its
-/// transaction has committed with `synchronous=FULL`, which is what lets the hub acknowledge.
+/// Every method is synchronous and, but for `recordSession`, durable on return: `append` returns
+/// only after its transaction has committed with `synchronous=FULL`, which is what lets the hub
+/// acknowledge.
 public protocol HubStore: Sendable {
     /// The hub's own id (sent in the welcome).
     var hubID: ReplicaID { get }
@@ -63,11 +64,17 @@ public protocol HubStore: Sendable {
     /// Revokes a replica's credential: later hellos are refused.
     func revoke(replica: ReplicaID, nowMillis: UInt64) throws -> Bool
 
-    /// Operator-view bookkeeping: counts, times, versions and error codes, never contents.
+    /// Operator-view bookkeeping: counts, times, versions and error codes, never contents. One
+    /// write per event, which no acknowledgement depends on: a store may commit it without a sync
+    /// of its own (it becomes durable with the next synced commit), so a power cut may lose it.
     func recordSession(_ event: HubSessionEvent, replica: ReplicaID, nowMillis: UInt64) throws
 
     /// One row per known replica for the operator view.
     func replicaSummaries() throws -> [ReplicaSummary]
+
+    /// Closes the store; every later call fails with a storage error. The hub shell calls it once,
+    /// after its last session has ended (`HubServer`'s graceful shutdown).
+    func close() throws
 }
 
 /// One session's push, for a group commit (`append(_ pushes:)`).
@@ -110,20 +117,26 @@ public struct HubAppendResult: Equatable, Sendable {
     }
 }
 
+/// A page of one origin's changes (a recovery), as the hub stores and relays them.
 public struct HubOriginPage: Sendable {
-    public let changes: [Change]
+    /// Each change's canonical encoding (Protocol/messages.md, "Change"), in counter order:
+    /// the bytes are relayed as they are, never decoded or re-encoded by the hub.
+    public let encoded: [[UInt8]]
     /// The last counter included (`after` when nothing is).
     public let nextCounter: UInt64
     public let more: Bool
     /// Encoded bytes of the changes.
     public let bytes: Int
 
-    public init(changes: [Change], nextCounter: UInt64, more: Bool, bytes: Int) {
-        self.changes = changes
+    public init(encoded: [[UInt8]], nextCounter: UInt64, more: Bool, bytes: Int) {
+        self.encoded = encoded
         self.nextCounter = nextCounter
         self.more = more
         self.bytes = bytes
     }
+
+    /// The changes, decoded strictly (for callers that need them as values).
+    public func decodeChanges() throws(DecodingError) -> [Change] { try HubPage.decode(encoded) }
 }
 
 public enum ForkResult: Equatable, Sendable {
@@ -156,17 +169,35 @@ public struct EquivocationRecord: Sendable, Equatable {
     }
 }
 
+/// A page of a pull, as the hub stores and relays it.
 public struct HubPage: Sendable {
-    public let changes: [Change]
+    /// Each change's canonical encoding (Protocol/messages.md, "Change"), in hub sequence order:
+    /// the bytes are relayed as they are, never decoded or re-encoded by the hub.
+    public let encoded: [[UInt8]]
     public let nextCursor: UInt64
     public let more: Bool
+    /// Encoded bytes of the changes.
     public let bytes: Int
 
-    public init(changes: [Change], nextCursor: UInt64, more: Bool, bytes: Int) {
-        self.changes = changes
+    public init(encoded: [[UInt8]], nextCursor: UInt64, more: Bool, bytes: Int) {
+        self.encoded = encoded
         self.nextCursor = nextCursor
         self.more = more
         self.bytes = bytes
+    }
+
+    /// The changes, decoded strictly (for callers that need them as values).
+    public func decodeChanges() throws(DecodingError) -> [Change] { try Self.decode(encoded) }
+
+    static func decode(_ encoded: [[UInt8]]) throws(DecodingError) -> [Change] {
+        var changes: [Change] = []
+        changes.reserveCapacity(encoded.count)
+        for bytes in encoded {
+            var reader = ByteReader(bytes)
+            changes.append(try Change.decode(from: &reader))
+            try reader.expectEnd()
+        }
+        return changes
     }
 }
 

@@ -3,15 +3,26 @@ import GRDB
 import SyncCore
 
 /// The hub's embedded store: one SQLite file (WAL, `synchronous=FULL` read back at open, one
-/// writer), stamped with the hub `application_id`.
+/// writer connection and one reader connection), stamped with the hub `application_id`.
 ///
-/// `hub_change` is the hub log: every change once, in arrival order; its sequence is the pull
+/// `hub_log` is the hub log: every change once, in arrival order; its sequence is the pull
 /// cursor, so a sync costs what its changes cost, not the size of the database. Changes are kept
-/// as their canonical encoding: the hub relays and orders, replicas merge.
+/// as their canonical encoding and served as those bytes (`SQLiteHubStore+Log.swift`).
+///
+/// Reads (pulls, recoveries, head, authentication, summaries) go to a second connection: in WAL
+/// mode it reads the last commit without waiting for the writer, so a pull never queues behind a
+/// group commit's fsync.
 public final class SQLiteHubStore: HubStore {
     public let path: String
     public let hubID: ReplicaID
-    let queue: DatabaseQueue
+    /// The one writer connection; reached through `queue`, which refuses once the store is closed.
+    let connection: DatabaseQueue
+    /// The reader connection (`query_only`); the same as `connection` when opened read-only.
+    /// Reached through `reads`, which refuses once the store is closed.
+    let readConnection: DatabaseQueue
+    let closed = CloseFlag()
+    /// `PRAGMA synchronous` for commits an acknowledgement depends on (FULL but in tests).
+    let synchronous: StoreConnectionOptions.Synchronous
 
     /// Set when opened read-only: the connection (and lock) `queue` belongs to.
     let reader: ReadOnlyConnection?
@@ -61,6 +72,17 @@ public final class SQLiteHubStore: HubStore {
                 """)
         }
         migrator.registerMigration(StoreFile.stampMigration) { db in try StoreFile.stamp(db, .hub) }
+        // The hub relays bytes: each change's canonical encoding beside the columns filtering
+        // needs without decoding a value. Rows of `hub_change` move over with their sequences.
+        migrator.registerMigration("hub-v3-relay") { db in
+            try db.execute(sql: """
+                CREATE TABLE hub_log (
+                  seq INTEGER PRIMARY KEY, origin INTEGER NOT NULL, counter INTEGER NOT NULL, table_name TEXT NOT NULL,
+                  row_key TEXT NOT NULL, scope TEXT NOT NULL, bytes BLOB NOT NULL, received_at INTEGER NOT NULL,
+                  UNIQUE (origin, counter));
+                """)
+            try LegacyHubLog.migrate(db)
+        }
         try ReplicaStore.guarded { try migrator.migrate(queue) }
         let generated = ReplicaID.random(using: &random)
         let stored = try ReplicaStore.guarded {
@@ -72,7 +94,9 @@ public final class SQLiteHubStore: HubStore {
             }
         }
         guard let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable") }
-        self.queue = queue
+        connection = queue
+        readConnection = try ReplicaStore.guarded { try Self.openReads(path: path, options: options) }
+        synchronous = options.synchronous
         reader = nil
         hubID = id
     }
@@ -91,170 +115,105 @@ public final class SQLiteHubStore: HubStore {
         let stored = try ReplicaStore.guarded { try reader.queue.read { db in try String.fetchOne(db, sql: "SELECT hub_id FROM hub_state") } }
         guard let stored, let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable") }
         self.reader = reader
-        queue = reader.queue
+        connection = reader.queue
+        readConnection = reader.queue
+        synchronous = options.synchronous
         hubID = id
+    }
+
+    /// The writer connection, unless the store was closed: GRDB's queue must not be used after its
+    /// `close()`, so every call asks here first and a late one is refused with an error.
+    var queue: DatabaseQueue {
+        get throws(StoreError) {
+            guard !closed.isSet else { throw StoreError(.database, "the hub store is closed") }
+            return connection
+        }
+    }
+
+    /// The reader connection, unless the store was closed.
+    var reads: DatabaseQueue {
+        get throws(StoreError) {
+            guard !closed.isSet else { throw StoreError(.database, "the hub store is closed") }
+            return readConnection
+        }
+    }
+
+    /// Closes both connections (SQLite checkpoints the WAL); later calls fail with a storage
+    /// error, and a second close does nothing. Callers stop using the store first: the hub closes
+    /// it after its last session ended.
+    public func close() throws {
+        guard closed.set() else { return }
+        try ReplicaStore.guarded {
+            if readConnection !== connection { try readConnection.close() }
+            try connection.close()
+        }
+    }
+
+    /// The reader connection. `query_only`, so nothing can write through it; its `synchronous`
+    /// matters only if it is the last connection to close and checkpoints the WAL.
+    private static func openReads(path: String, options: StoreConnectionOptions) throws -> DatabaseQueue {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.label = "caresync.hub.read"
+        let synchronous = options.synchronous.rawValue
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+            try db.execute(sql: "PRAGMA query_only = 1")
+        }
+        return try DatabaseQueue(path: StoreFile.uri(path, options: options), configuration: configuration)
+    }
+
+    /// A write an acknowledgement or an answer depends on (pushes, enrolment, forks, revocation):
+    /// one transaction committed at the configured `synchronous` (FULL: the WAL is synced before
+    /// this returns). Set before every such commit, so nothing `unsyncedWrite` did, or failed to
+    /// undo, can leave an acknowledged commit unsynced.
+    func durableWrite<T>(_ body: (Database) throws -> T) throws -> T {
+        try ReplicaStore.guarded {
+            try queue.inDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
+                return try Self.transaction(db, body)
+            }
+        }
+    }
+
+    /// Bookkeeping no acknowledgement depends on (operator-view times, versions, health, cursors):
+    /// one transaction committed without a WAL sync of its own.
+    ///
+    /// Why that is safe: after a power cut SQLite replays WAL frames only up to the last intact
+    /// commit, in order. An unsynced commit can be lost, or kept, but the next `durableWrite`
+    /// syncs the WAL up to and including itself, so an acknowledged push never depends on an
+    /// unsynced write and is never lost with one. What a cut can lose is a `last_seen`, a health
+    /// report or a pull cursor the operator view shows; the replica reports them again.
+    func unsyncedWrite(_ body: (Database) throws -> Void) throws {
+        try ReplicaStore.guarded {
+            try queue.inDatabase { db in
+                // `synchronous` cannot change inside a transaction, so it is set around it.
+                try db.execute(sql: "PRAGMA synchronous = \(StoreConnectionOptions.Synchronous.normal.rawValue)")
+                let outcome = Result { try Self.transaction(db, body) }
+                try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
+                try outcome.get()
+            }
+        }
+    }
+
+    private static func transaction<T>(_ db: Database, _ body: (Database) throws -> T) throws -> T {
+        var result: T?
+        try db.inTransaction(.immediate) {
+            result = try body(db)
+            return .commit
+        }
+        guard let result else { throw StoreError(.database, "a hub transaction ended without a result") }
+        return result
+    }
+
+    /// Runs `body` while holding the writer connection, as a long commit would (for tests: reads
+    /// must not wait for it).
+    package func holdingWriter<T>(_ body: () throws -> T) throws -> T {
+        try ReplicaStore.guarded { try queue.inDatabase { _ in try body() } }
     }
 
     /// What this store's connection reports for `synchronous` and `journal_mode` (for tests).
     package func connectionPragmas() throws -> (synchronous: Int, journalMode: String) { try StoreFile.pragmas(queue) }
-
-    /// A batch holding a change id the hub has with other bytes: the batch's transaction is rolled
-    /// back, then the evidence is kept.
-    private struct Equivocations: Error {
-        let found: [(change: ChangeID, bytes: [UInt8])]
-    }
-
-    public func append(_ changes: [Change], from replica: ReplicaID, receivedAtMillis: UInt64) throws -> HubAppendResult {
-        do {
-            return try appendChecked(changes, from: replica, receivedAtMillis: receivedAtMillis)
-        } catch let refused as Equivocations {
-            try keepEvidence(refused, from: replica, receivedAtMillis: receivedAtMillis)
-            return HubAppendResult(durable: VersionVector(), head: try head(), stored: 0, duplicates: 0,
-                                   equivocations: refused.found.map(\.change))
-        }
-    }
-
-    private func appendChecked(_ changes: [Change], from replica: ReplicaID, receivedAtMillis: UInt64) throws -> HubAppendResult {
-        try ReplicaStore.guarded {
-            try queue.write { db in
-                var origins: [ReplicaID: Int64] = [:]
-                var stored = 0
-                var equivocations: [(change: ChangeID, bytes: [UInt8])] = []
-                let insert = try db.cachedStatement(sql: """
-                    INSERT OR IGNORE INTO hub_change (origin, counter, bytes, received_at) VALUES (?, ?, ?, ?)
-                    """)
-                let held = try db.cachedStatement(sql: "SELECT bytes FROM hub_change WHERE origin = ? AND counter = ?")
-                for change in changes {
-                    let origin = try originID(db, change.id.replica, &origins)
-                    var writer = ByteWriter()
-                    change.encode(into: &writer)
-                    let counter = Int64(bitPattern: change.id.counter)
-                    try insert.execute(arguments: [origin, counter, Data(writer.bytes), Int64(clamping: receivedAtMillis)])
-                    if db.changesCount > 0 {
-                        stored += 1
-                    } else if let existing = try Data.fetchOne(held, arguments: [origin, counter]), Array(existing) != writer.bytes {
-                        // The same id with other content: a restored or copied replica reused its
-                        // counters. Acknowledging it would tell the sender the hub holds its write.
-                        equivocations.append((change.id, writer.bytes))
-                    }
-                }
-                if !equivocations.isEmpty { throw Equivocations(found: equivocations) }
-                var durable: [ReplicaID: UInt64] = [:]
-                for (replicaID, origin) in origins {
-                    durable[replicaID] = try advance(db, origin)
-                }
-                try db.execute(sql: "UPDATE hub_replica SET changes_stored = changes_stored + ? WHERE replica_id = ?",
-                               arguments: [stored, replica.hex])
-                let head = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM hub_change") ?? 0
-                return HubAppendResult(durable: VersionVector(durable), head: UInt64(head), stored: stored,
-                                       duplicates: changes.count - stored)
-            }
-        }
-    }
-
-    private func keepEvidence(_ refused: Equivocations, from replica: ReplicaID, receivedAtMillis: UInt64) throws {
-        try ReplicaStore.guarded {
-            try queue.write { db in
-                // Bounded: a replica pushing ever new versions of held ids would otherwise fill the
-                // disk with evidence. Beyond the cap the push is still refused, and `last_error`
-                // still shows it; the first versions kept are enough for the operator to act.
-                let kept = try Int.fetchOne(db, sql: "SELECT count(*) FROM hub_equivocation WHERE from_replica = ?",
-                                            arguments: [replica.hex]) ?? 0
-                for (change, bytes) in refused.found.prefix(max(0, Self.maxEvidencePerReplica - kept)) {
-                    try db.execute(sql: """
-                        INSERT OR IGNORE INTO hub_equivocation (origin, counter, bytes, digest, from_replica, received_at)
-                        VALUES (?, ?, ?, ?, ?, ?)
-                        """, arguments: [change.replica.hex, Int64(bitPattern: change.counter), Data(bytes), Self.hash(bytes), replica.hex,
-                                          Int64(clamping: receivedAtMillis)])
-                }
-            }
-        }
-    }
-
-    private func originID(_ db: Database, _ replica: ReplicaID, _ cache: inout [ReplicaID: Int64]) throws -> Int64 {
-        if let id = cache[replica] { return id }
-        try db.cachedStatement(sql: "INSERT OR IGNORE INTO hub_origin (replica_id, contiguous) VALUES (?, 0)").execute(arguments: [replica.hex])
-        let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM hub_origin WHERE replica_id = ?"), arguments: [replica.hex])!
-        cache[replica] = id
-        return id
-    }
-
-    /// Moves the origin's contiguous counter over the changes now stored and returns it.
-    private func advance(_ db: Database, _ origin: Int64) throws -> UInt64 {
-        var contiguous = try Int64.fetchOne(db, sql: "SELECT contiguous FROM hub_origin WHERE id = ?", arguments: [origin]) ?? 0
-        let next = try db.cachedStatement(sql: "SELECT counter FROM hub_change WHERE origin = ? AND counter > ? ORDER BY counter LIMIT 1000")
-        scan: while true {
-            let counters = try Int64.fetchAll(next, arguments: [origin, contiguous])
-            for counter in counters {
-                guard counter == contiguous + 1 else { break scan }
-                contiguous = counter
-            }
-            if counters.count < 1000 { break }
-        }
-        try db.execute(sql: "UPDATE hub_origin SET contiguous = ? WHERE id = ?", arguments: [contiguous, origin])
-        return UInt64(contiguous)
-    }
-
-    public func changes(after cursor: UInt64, excludingOrigin excludedOrigin: ReplicaID, byteBudget: Int,
-                        maxCount: Int) throws -> HubPage {
-        try ReplicaStore.guarded {
-            try queue.read { db in
-                let excluded = try Int64.fetchOne(db, sql: "SELECT id FROM hub_origin WHERE replica_id = ?", arguments: [excludedOrigin.hex]) ?? -1
-                let rows = try Row.fetchCursor(db, sql: """
-                    SELECT seq, origin, bytes FROM hub_change WHERE seq > ? ORDER BY seq
-                    """, arguments: [Int64(clamping: cursor)])
-                var page = PageBuilder(byteBudget: byteBudget, maxCount: maxCount)
-                var next = cursor
-                var more = false
-                while let row = try rows.next() {
-                    let seq = UInt64(clamping: row[0] as Int64)
-                    if (row[1] as Int64) == excluded { next = seq; continue }
-                    guard try page.add(row[2] as Data, named: "\(seq)") else {
-                        more = true
-                        break
-                    }
-                    next = seq
-                }
-                return HubPage(changes: page.changes, nextCursor: next, more: more, bytes: page.bytes)
-            }
-        }
-    }
-
-    public func ownDurable(_ origin: ReplicaID) throws -> UInt64 {
-        try ReplicaStore.guarded {
-            try queue.read { db in
-                let contiguous = try Int64.fetchOne(db, sql: "SELECT contiguous FROM hub_origin WHERE replica_id = ?", arguments: [origin.hex])
-                return UInt64(max(0, contiguous ?? 0))
-            }
-        }
-    }
-
-    public func changes(ofOrigin origin: ReplicaID, after: UInt64, byteBudget: Int, maxCount: Int) throws -> HubOriginPage {
-        try ReplicaStore.guarded {
-            try queue.read { db in
-                guard after < UInt64(Int64.max),
-                      let originID = try Int64.fetchOne(db, sql: "SELECT id FROM hub_origin WHERE replica_id = ?", arguments: [origin.hex])
-                else { return HubOriginPage(changes: [], nextCounter: after, more: false, bytes: 0) }
-                let rows = try Row.fetchCursor(db, sql: """
-                    SELECT counter, bytes FROM hub_change WHERE origin = ? AND counter > ? ORDER BY counter
-                    """, arguments: [originID, Int64(after)])
-                var page = PageBuilder(byteBudget: byteBudget, maxCount: maxCount)
-                var next = after
-                var more = false
-                while let row = try rows.next() {
-                    let counter = UInt64(clamping: row[0] as Int64)
-                    // Contiguous only: what the hub holds after a gap is not yet part of the origin's log.
-                    guard counter == next + 1 else { break }
-                    guard try page.add(row[1] as Data, named: "\(origin.short):\(counter)") else {
-                        more = true
-                        break
-                    }
-                    next = counter
-                }
-                return HubOriginPage(changes: page.changes, nextCounter: next, more: more, bytes: page.bytes)
-            }
-        }
-    }
 
     /// How many identities one replica may fork into. A fork needs an authenticated session of the
     /// replica; the cap bounds what a stolen secret can mint.
@@ -268,7 +227,7 @@ public final class SQLiteHubStore: HubStore {
         var secret: [UInt8] = []
         for _ in 0..<4 { withUnsafeBytes(of: random.next()) { secret.append(contentsOf: $0) } }
         return try ReplicaStore.guarded {
-            try queue.write { db in
+            try durableWrite { db in
                 guard let team = try String.fetchOne(db, sql: "SELECT team FROM hub_replica WHERE replica_id = ? AND revoked_at IS NULL",
                                                      arguments: [replica.hex])
                 else { return .unknownReplica }
@@ -308,11 +267,11 @@ public final class SQLiteHubStore: HubStore {
 
     public func equivocations() throws -> [EquivocationRecord] {
         try ReplicaStore.guarded {
-            try queue.read { db in
+            try reads.read { db in
                 try Row.fetchAll(db, sql: """
                     SELECT e.origin, e.counter, e.digest, length(e.bytes), e.from_replica, e.received_at, c.bytes
                     FROM hub_equivocation e LEFT JOIN hub_origin o ON o.replica_id = e.origin
-                    LEFT JOIN hub_change c ON c.origin = o.id AND c.counter = e.counter ORDER BY e.id
+                    LEFT JOIN hub_log c ON c.origin = o.id AND c.counter = e.counter ORDER BY e.id
                     """).compactMap { row in
                     guard let origin = ReplicaID(hex: row[0]), let from = ReplicaID(hex: row[4]) else { return nil }
                     let held = (row[6] as Data?).map { Self.hash(Array($0)) } ?? ""
@@ -324,10 +283,6 @@ public final class SQLiteHubStore: HubStore {
         }
     }
 
-    public func head() throws -> UInt64 {
-        try ReplicaStore.guarded { try queue.read { db in UInt64(try Int64.fetchOne(db, sql: "SELECT max(seq) FROM hub_change") ?? 0) } }
-    }
-
     static func hash(_ bytes: [UInt8]) -> String { SHA256.hash(bytes).hexString }
 
     public func issueEnrolmentToken(team: String, replica: ReplicaID?, expiresAtMillis: UInt64,
@@ -336,7 +291,7 @@ public final class SQLiteHubStore: HubStore {
         for _ in 0..<4 { withUnsafeBytes(of: random.next()) { bytes.append(contentsOf: $0) } }
         let token = "cse1-" + bytes.hexString
         try ReplicaStore.guarded {
-            try queue.write { db in
+            try durableWrite { db in
                 try db.execute(sql: "INSERT INTO hub_token (hash, team, expires_at, replica_id) VALUES (?, ?, ?, ?)",
                                arguments: [Self.hash(Array(token.utf8)), team, Int64(clamping: expiresAtMillis), replica?.hex])
             }
@@ -354,7 +309,7 @@ public final class SQLiteHubStore: HubStore {
         var secret: [UInt8] = []
         for _ in 0..<4 { withUnsafeBytes(of: random.next()) { secret.append(contentsOf: $0) } }
         return try ReplicaStore.guarded {
-            try queue.write { db in
+            try durableWrite { db in
                 let hash = Self.hash(Array(token.utf8))
                 guard let row = try Row.fetchOne(db, sql: """
                     SELECT team, expires_at, used_by, replica_id, spent_at FROM hub_token WHERE hash = ?
@@ -394,12 +349,12 @@ public final class SQLiteHubStore: HubStore {
     public func spendEnrolmentTokens(of replica: ReplicaID, nowMillis: UInt64) throws {
         try ReplicaStore.guarded {
             // Read first: almost every hello finds nothing to spend, and a read takes no write lock.
-            let unspent = try queue.read { db in
+            let unspent = try reads.read { db in
                 try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM hub_token WHERE used_by = ? AND spent_at IS NULL)",
                                   arguments: [replica.hex]) ?? false
             }
             guard unspent else { return }
-            try queue.write { db in
+            try durableWrite { db in
                 try db.execute(sql: "UPDATE hub_token SET spent_at = ? WHERE used_by = ? AND spent_at IS NULL",
                                arguments: [Int64(clamping: nowMillis), replica.hex])
             }
@@ -408,7 +363,7 @@ public final class SQLiteHubStore: HubStore {
 
     public func authenticate(replica: ReplicaID, secret: [UInt8]) throws -> AuthenticationResult {
         try ReplicaStore.guarded {
-            try queue.read { db in
+            try reads.read { db in
                 guard let row = try Row.fetchOne(db, sql: "SELECT team, secret_hash, revoked_at FROM hub_replica WHERE replica_id = ?",
                                                  arguments: [replica.hex]),
                       (row[1] as String) == Self.hash(secret)
@@ -421,7 +376,7 @@ public final class SQLiteHubStore: HubStore {
 
     public func revoke(replica: ReplicaID, nowMillis: UInt64) throws -> Bool {
         try ReplicaStore.guarded {
-            try queue.write { db in
+            try durableWrite { db in
                 let now = Int64(clamping: nowMillis)
                 try db.execute(sql: "UPDATE hub_replica SET revoked_at = ? WHERE replica_id = ? AND revoked_at IS NULL",
                                arguments: [now, replica.hex])
@@ -436,7 +391,7 @@ public final class SQLiteHubStore: HubStore {
     public func revokedReplicas(among replicas: [ReplicaID]) throws -> Set<ReplicaID> {
         guard !replicas.isEmpty else { return [] }
         return try ReplicaStore.guarded {
-            try queue.read { db in
+            try reads.read { db in
                 var revoked: Set<ReplicaID> = []
                 // Chunks keep each statement under SQLite's bound-parameter limit.
                 for start in stride(from: 0, to: replicas.count, by: 500) {
@@ -453,7 +408,7 @@ public final class SQLiteHubStore: HubStore {
 
     public func recordSession(_ event: HubSessionEvent, replica: ReplicaID, nowMillis: UInt64) throws {
         try ReplicaStore.guarded {
-            try queue.write { db in
+            try unsyncedWrite { db in
                 // Every number here came from the peer: SQLite integers are signed 64-bit, so
                 // values from 2^63 are stored saturated (Protocol/messages.md, heartbeat).
                 let now = Int64(clamping: nowMillis)
@@ -483,13 +438,13 @@ public final class SQLiteHubStore: HubStore {
 
     public func replicaSummaries() throws -> [ReplicaSummary] {
         try ReplicaStore.guarded {
-            try queue.read { db in
+            try reads.read { db in
                 try Row.fetchAll(db, sql: "SELECT * FROM hub_replica ORDER BY team, replica_id").compactMap { row in
                     guard let replica = ReplicaID(hex: row["replica_id"]) else { return nil }
                     let cursor: Int64 = row["pull_cursor"]
                     // Lag: hub changes after this replica's cursor that came from other replicas.
                     let lag = try Int64.fetchOne(db, sql: """
-                        SELECT count(*) FROM hub_change WHERE seq > ? AND origin NOT IN (SELECT id FROM hub_origin WHERE replica_id = ?)
+                        SELECT count(*) FROM hub_log WHERE seq > ? AND origin NOT IN (SELECT id FROM hub_origin WHERE replica_id = ?)
                         """, arguments: [cursor, replica.hex]) ?? 0
                     func optional(_ name: String) -> UInt64? { (row[name] as Int64?).map { UInt64(max(0, $0)) } }
                     return ReplicaSummary(
@@ -507,29 +462,19 @@ public final class SQLiteHubStore: HubStore {
     }
 }
 
-/// Decodes stored changes into one page: within a byte budget and a count, and always at least one
-/// change, so a small budget still makes progress (Protocol/session.md, "Answering a pull").
-struct PageBuilder {
-    let byteBudget: Int
-    let maxCount: Int
-    private(set) var changes: [Change] = []
-    private(set) var bytes = 0
+/// Set once, by `SQLiteHubStore.close()`.
+// Safety: `value` is read and written only while holding `lock`.
+final class CloseFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
 
-    init(byteBudget: Int, maxCount: Int) {
-        self.byteBudget = byteBudget
-        self.maxCount = maxCount
-    }
+    var isSet: Bool { lock.withLock { value } }
 
-    /// Adds one stored change; false (and nothing added) when the page is full.
-    mutating func add(_ data: Data, named name: @autoclosure () -> String) throws -> Bool {
-        if !changes.isEmpty && (bytes + data.count > byteBudget || changes.count >= maxCount) { return false }
-        var reader = ByteReader(Array(data))
-        do {
-            changes.append(try Change.decode(from: &reader))
-        } catch {
-            throw StoreError(.corrupt, "hub change \(name()) is unreadable: \(error)")
+    /// Sets the flag; true if it was not set before.
+    func set() -> Bool {
+        lock.withLock {
+            defer { value = true }
+            return !value
         }
-        bytes += data.count
-        return true
     }
 }

@@ -161,10 +161,11 @@ final class StoreContext {
         if let ref = rowRefs[rowKey] { return ref }
         let tableID = try nameID(table)
         let select = try db.cachedStatement(sql: "SELECT id, causal_length, scope, clocks FROM sync_row WHERE table_name = ? AND key = ?")
-        guard let row = try Row.fetchOne(select, arguments: [tableID, key]) else { return nil }
-        let clocks = try RowClocks(stored: row[3] as Data?)
-        let ref = RowRef(id: row[0], table: table, key: key, causalLength: UInt64(clamping: row[1] as Int64), scope: row[2],
-                         clocks: clocks, fresh: false)
+        guard let found = try BulkStatement.queryOne(select, in: db, values: [.integer(tableID), .text(key)], { row in
+            (id: row.int64(0), causalLength: row.int64(1), scope: row.text(2), clocks: row.blob(3))
+        }) else { return nil }
+        let ref = RowRef(id: found.id, table: table, key: key, causalLength: UInt64(clamping: found.causalLength), scope: found.scope,
+                         clocks: try RowClocks(stored: found.clocks), fresh: false)
         rowRefs[rowKey] = ref
         rowsByID[ref.id] = ref
         return ref
@@ -282,8 +283,8 @@ final class StoreContext {
     /// Whether the log already holds a change, answered from one range query per origin and batch.
     private func isStored(_ key: ChangeKey) throws -> Bool {
         if let range = prefetchedRanges[key.origin], range.contains(key.counter) { return prefetchedChanges.contains(key) }
-        return try Int64.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM sync_change WHERE origin = ? AND counter = ?"),
-                                  arguments: [key.origin, key.counter]) != nil
+        return try BulkStatement.queryOne(db.cachedStatement(sql: "SELECT 1 FROM sync_change WHERE origin = ? AND counter = ?"), in: db,
+                                          values: [.integer(key.origin), .integer(key.counter)]) { _ in true } ?? false
     }
 
     /// Loads which of a batch's change ids the log already holds, with one query per origin.
@@ -387,8 +388,9 @@ final class StoreContext {
         // A row first seen in this transaction has no stored fields yet.
         if rowsByID[row]?.fresh ?? false { return nil }
         let select = try db.cachedStatement(sql: "SELECT state, conflict FROM sync_field WHERE row = ? AND column_name = ?")
-        guard let stored = try Row.fetchOne(select, arguments: [row, key.column]) else { return nil }
-        return StoredField(state: stored[0], conflict: (stored[1] as Int64) != 0)
+        return try BulkStatement.queryOne(select, in: db, values: [.integer(row), .integer(key.column)]) { stored in
+            StoredField(state: stored.blob(0).map { Data($0) }, conflict: stored.int64(1) != 0)
+        }
     }
 
     func storedState(_ stored: StoredField, _ column: ColumnSchema) throws -> FieldState? {
@@ -608,7 +610,7 @@ final class StoreContext {
 
 /// The versions of a row's last-writer-wins fields, in one compact record beside the row
 /// (`sync_row.clocks`): for each written column, by name id, the causal length, hybrid timestamp,
-/// origin id and counter of the write that wins, as varints. A column never written has no entry
+/// origin id and counter of the write that wins, as varints, columns of one version together. A column never written has no entry
 /// and reads as never written, so adding a column costs nothing per existing row.
 struct RowClocks {
     struct Clock: Equatable {
@@ -623,22 +625,25 @@ struct RowClocks {
 
     init() {}
 
-    init(stored: Data?) throws {
+    init(stored: Data?) throws { try self.init(stored: stored.map { Array($0) }) }
+
+    /// Groups of columns sharing one version (an edit's fields usually do) are stored once: a
+    /// count of groups, then per group the version (causal length, hybrid timestamp, origin id,
+    /// counter) and its columns (a count and the column ids, ascending).
+    init(stored: [UInt8]?) throws {
         guard let stored, !stored.isEmpty else { return }
-        var reader = ByteReader(Array(stored))
+        var reader = ByteReader(stored)
         do {
-            let count = try reader.count(minimumItemSize: 5)
-            entries.reserveCapacity(count)
-            for _ in 0..<count {
-                let column = Int64(clamping: try reader.varint())
+            for _ in 0..<(try reader.count(minimumItemSize: 6)) {
                 let clock = Clock(causalLength: try reader.varint(), timestamp: HybridTimestamp(rawValue: try reader.varint()),
                                   origin: Int64(clamping: try reader.varint()), counter: try reader.varint())
-                entries.append((column, clock))
+                for _ in 0..<(try reader.count(minimumItemSize: 1)) { entries.append((Int64(clamping: try reader.varint()), clock)) }
             }
             try reader.expectEnd()
         } catch {
             throw StoreError(.corrupt, "a row's field versions are unreadable: \(error)")
         }
+        entries.sort { $0.column < $1.column }
     }
 
     var isEmpty: Bool { entries.isEmpty }
@@ -656,14 +661,24 @@ struct RowClocks {
     }
 
     func encoded() -> [UInt8] {
-        var writer = ByteWriter(capacity: 1 + entries.count * 14)
-        writer.varint(UInt64(entries.count))
+        // Groups in the order of their first column; few entries per row, so a linear search.
+        var groups: [(clock: Clock, columns: [Int64])] = []
         for (column, clock) in entries {
-            writer.varint(UInt64(column))
+            if let index = groups.firstIndex(where: { $0.clock == clock }) {
+                groups[index].columns.append(column)
+            } else {
+                groups.append((clock, [column]))
+            }
+        }
+        var writer = ByteWriter(capacity: 2 + groups.count * 14 + entries.count)
+        writer.varint(UInt64(groups.count))
+        for (clock, columns) in groups {
             writer.varint(clock.causalLength)
             writer.varint(clock.timestamp.rawValue)
             writer.varint(UInt64(clock.origin))
             writer.varint(clock.counter)
+            writer.varint(UInt64(columns.count))
+            for column in columns { writer.varint(UInt64(column)) }
         }
         return writer.bytes
     }

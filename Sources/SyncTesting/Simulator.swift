@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SyncCore
 import SyncEngine
 import SyncStore
@@ -48,8 +49,16 @@ public final class Simulation {
         var hub: HubSession?
         var toHub: [UInt8] = []
         var toClient: [UInt8] = []
-        var hubInbox = ByteBufferShim([])
-        var clientInbox = ByteBufferShim([])
+        /// Bytes arrived and not yet whole frames, each side parsed by the production frame decoder.
+        let hubInbox: NIOSingleStepByteToMessageProcessor<FrameDecoder>
+        let clientInbox: NIOSingleStepByteToMessageProcessor<FrameDecoder>
+        /// Frames (or the framing error) the hub has received and not yet handled: its session
+        /// takes none while it waits for storage, as the TCP shell stops reading then.
+        var hubFrames: [Result<Frame, WireError>] = []
+        /// Bytes arrived on each side and bytes of the whole frames among them: a difference is a
+        /// frame in progress, for the frame deadline.
+        var hubBytes = (arrived: 0, framed: 0)
+        var clientBytes = (arrived: 0, framed: 0)
         var clientClosing = false
         var hubClosing = false
         /// Deadlines running on each side, due at these virtual times.
@@ -58,10 +67,12 @@ public final class Simulation {
         var clientInFrame = false
         var hubInFrame = false
 
-        init(replica: Int, client: ClientSession, hub: HubSession) {
+        init(replica: Int, client: ClientSession, hub: HubSession, hubMaxBody: Int, clientMaxBody: Int) {
             self.replica = replica
             self.client = client
             self.hub = hub
+            hubInbox = NIOSingleStepByteToMessageProcessor(FrameDecoder(maxBody: hubMaxBody))
+            clientInbox = NIOSingleStepByteToMessageProcessor(FrameDecoder(maxBody: clientMaxBody))
         }
     }
 
@@ -203,7 +214,8 @@ public final class Simulation {
         var client = ClientSession(store: replicas[replica], credential: credential, configuration: clientConfiguration,
                                    random: Self.randomSource(seed: random.next()))
         let hub = HubSession(hub: hubStore.hubID, configuration: hubConfiguration)
-        let connection = Connection(replica: replica, client: client, hub: hub)
+        let connection = Connection(replica: replica, client: client, hub: hub, hubMaxBody: hubConfiguration.maxFrameBody,
+                                    clientMaxBody: clientConfiguration.maxFrameBody)
         connections[replica] = connection
         hubAct(connection) { $0.start(handshakeMillis: ProtocolLimits.handshakeMillis) }
         perform(client.start(), from: .client, on: connection)
@@ -349,29 +361,43 @@ public final class Simulation {
     func deliver(on connection: Connection, towardsHub: Bool) throws {
         if towardsHub, !connection.toHub.isEmpty, connection.hub != nil {
             let count = 1 + random.index(below: connection.toHub.count)
-            connection.hubInbox.append(Array(connection.toHub.prefix(count)))
+            let arrived = ByteBuffer(bytes: connection.toHub.prefix(count))
             connection.toHub.removeFirst(count)
+            if !connection.hubClosing {
+                connection.hubBytes.arrived += count
+                do throws(WireError) {
+                    try connection.hubInbox.frames(in: arrived) { frame in
+                        connection.hubBytes.framed += frame.payload.count + Frame.headerSize
+                        connection.hubFrames.append(.success(frame))
+                    }
+                } catch {
+                    connection.hubFrames.append(.failure(error))
+                }
+            }
             processHubInbox(connection)
         } else if !connection.toClient.isEmpty {
             let count = 1 + random.index(below: connection.toClient.count)
-            connection.clientInbox.append(Array(connection.toClient.prefix(count)))
+            let arrived = ByteBuffer(bytes: connection.toClient.prefix(count))
             connection.toClient.removeFirst(count)
+            connection.clientBytes.arrived += count
             var client = connection.client
-            do {
-                while !client.isFinished, let frame = try connection.clientInbox.frame(maxBody: clientConfiguration.maxFrameBody) {
+            do throws(WireError) {
+                try connection.clientInbox.frames(in: arrived) { frame in
+                    connection.clientBytes.framed += frame.payload.count + Frame.headerSize
+                    guard !client.isFinished else { return }
                     let actions: [SessionAction]
-                    do { actions = client.receive(try codec.decode(frame)) } catch {
+                    do throws(WireError) { actions = client.receive(try codec.decode(frame)) } catch {
                         actions = client.protocolError(error)
                     }
                     perform(actions, from: .client, on: connection)
                 }
-                let inFrame = !connection.clientInbox.isEmpty
+                let inFrame = connection.clientBytes.arrived > connection.clientBytes.framed
                 if inFrame != connection.clientInFrame {
                     connection.clientInFrame = inFrame
                     perform(client.frameProgress(inFrame: inFrame), from: .client, on: connection)
                 }
             } catch {
-                perform(client.protocolError(error), from: .client, on: connection)
+                if !client.isFinished { perform(client.protocolError(error), from: .client, on: connection) }
             }
             connection.client = client
         }
@@ -381,25 +407,24 @@ public final class Simulation {
         }
     }
 
-    /// Hands the hub session the frames in its inbox, one at a time, while it is not waiting for
-    /// storage (as the TCP shell stops reading then).
+    /// Hands the hub session the frames it has received, one at a time, while it is not waiting
+    /// for storage (as the TCP shell stops reading then). A hub that closed reads nothing more.
     func processHubInbox(_ connection: Connection) {
-        while !connection.hubClosing, let hub = connection.hub, !hub.isAwaitingStorage {
-            let frame: Frame?
-            do { frame = try connection.hubInbox.frame(maxBody: hubConfiguration.maxFrameBody) } catch {
+        while !connection.hubClosing, let hub = connection.hub, !hub.isAwaitingStorage, !connection.hubFrames.isEmpty {
+            switch connection.hubFrames.removeFirst() {
+            case let .failure(error):
                 hubAct(connection) { $0.protocolError(error, nowMillis: world) }
-                return
+            case let .success(frame):
+                let message: Message
+                do throws(WireError) { message = try codec.decode(frame) } catch {
+                    hubAct(connection) { $0.protocolError(error, nowMillis: world) }
+                    continue
+                }
+                hubAct(connection) { $0.receive(message, nowMillis: world) }
             }
-            guard let frame else { break }
-            let message: Message
-            do { message = try codec.decode(frame) } catch {
-                hubAct(connection) { $0.protocolError(error, nowMillis: world) }
-                continue
-            }
-            hubAct(connection) { $0.receive(message, nowMillis: world) }
         }
-        guard !connection.hubClosing, connection.hub?.isAwaitingStorage == false else { return }
-        let inFrame = !connection.hubInbox.isEmpty
+        guard !connection.hubClosing, connection.hub?.isAwaitingStorage == false, connection.hubFrames.isEmpty else { return }
+        let inFrame = connection.hubBytes.arrived > connection.hubBytes.framed
         if inFrame != connection.hubInFrame {
             connection.hubInFrame = inFrame
             hubAct(connection) { $0.frameProgress(inFrame: inFrame) }
@@ -533,7 +558,7 @@ public final class Simulation {
         var cursor: UInt64 = 0
         while true {
             let page = try hubStore.changes(after: cursor, excludingOrigin: ReplicaID(high: 0, low: 0), byteBudget: 1 << 24, maxCount: 100_000)
-            for change in page.changes { ids.insert(change.id) }
+            for change in try page.decodeChanges() { ids.insert(change.id) }
             cursor = page.nextCursor
             if !page.more { return ids }
         }
@@ -566,7 +591,7 @@ public final class Simulation {
         var cursor: UInt64 = 0
         while true {
             let page = try hubStore.changes(after: cursor, excludingOrigin: ReplicaID(high: 0, low: 0), byteBudget: 1 << 24, maxCount: 100_000)
-            for change in page.changes { changes[change.id] = change }
+            for change in try page.decodeChanges() { changes[change.id] = change }
             cursor = page.nextCursor
             if !page.more { return changes }
         }

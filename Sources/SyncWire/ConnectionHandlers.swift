@@ -1,55 +1,45 @@
 import NIOCore
 
-/// Reports when a frame is in progress on a connection (its first byte arrived, its last not yet)
-/// and when it is complete, so that the session's frame deadline can start and stop
-/// (Protocol/session.md, "Timeouts"). It only follows the 4-byte lengths; the deadline itself is
-/// the session's, scheduled by the shell.
+/// Tells a session when a frame is in progress on its connection (its first byte arrived, its
+/// last not yet) and when it is complete, so that the session's frame deadline (Protocol/session.md:
+/// from a frame's first byte to its last) starts and stops. The deadline is the session's, run by
+/// the shell; whether a frame is unfinished is the frame decoder's to say: this handler sits just
+/// after the decoder's `ByteToMessageHandler` and reads the `FrameProgress` the decoder writes. A
+/// completed frame ends the one in progress; the end of a read that leaves part of a frame
+/// buffered starts one, unless one is already in progress.
 public final class FrameProgressHandler: ChannelInboundHandler, RemovableChannelHandler {
-    public typealias InboundIn = ByteBuffer
-    public typealias InboundOut = ByteBuffer
+    public typealias InboundIn = Frame
+    public typealias InboundOut = Frame
 
+    private let progress: FrameProgress
     private let report: @Sendable (_ inFrame: Bool) -> Void
-    private var pending = 0
-    private var expected: Int?
-    private var lengthBytes: [UInt8] = []
     private var inFrame = false
 
-    public init(report: @escaping @Sendable (_ inFrame: Bool) -> Void) { self.report = report }
+    /// `progress` is the one given to the connection's `FrameDecoder`.
+    public init(progress: FrameProgress, report: @escaping @Sendable (_ inFrame: Bool) -> Void) {
+        self.progress = progress
+        self.report = report
+    }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        track(unwrapInboundIn(data))
+        if inFrame {
+            inFrame = false
+            report(false)
+        }
         context.fireChannelRead(data)
     }
 
-    /// Follows frame boundaries (only the 4-byte lengths) to know whether a frame is in progress.
-    private func track(_ buffer: ByteBuffer) {
-        var view = buffer
-        while view.readableBytes > 0 {
-            if let needed = expected {
-                let take = min(needed - pending, view.readableBytes)
-                view.moveReaderIndex(forwardBy: take)
-                pending += take
-                if pending == needed { expected = nil; pending = 0 }
-            } else {
-                // Collect the 4-byte length (it may itself arrive in pieces).
-                let take = min(4 - pending, view.readableBytes)
-                lengthBytes.append(contentsOf: view.readBytes(length: take) ?? [])
-                pending += take
-                if pending == 4 {
-                    let length = lengthBytes.reduce(0) { $0 << 8 | Int($1) }
-                    lengthBytes.removeAll()
-                    pending = 0
-                    expected = length == 0 ? nil : length
-                }
-            }
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        if progress.isInsideFrame != inFrame {
+            inFrame.toggle()
+            report(inFrame)
         }
-        let now = expected != nil || pending > 0
-        if now != inFrame {
-            inFrame = now
-            report(now)
-        }
+        context.fireChannelReadComplete()
     }
 }
+
+@available(*, unavailable)
+extension FrameProgressHandler: Sendable {}
 
 /// One connection's events for its session, handed to the shell's loop one at a time: frames
 /// from the peer, deadlines that passed, frame progress, and the end of the inbound stream.

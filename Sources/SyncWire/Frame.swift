@@ -38,62 +38,78 @@ public struct Frame: Equatable, Sendable {
     }
 }
 
-/// Incremental frame decoding with the length checked against the limit before anything is
-/// buffered: a peer announcing a 2 GiB frame is refused after four bytes.
-public struct FrameParser: Sendable {
-    public var maxBody: Int
+/// The one frame parser (Protocol/framing.md): the hub's and the client's pipelines drive it
+/// through `ByteToMessageHandler`, the simulator, the fuzz targets and `MessageCodec.decode(bytes:)`
+/// through `NIOSingleStepByteToMessageProcessor` or `decode(buffer:)` directly, so every path
+/// checks frames with the same code.
+///
+/// The length is checked against the limit as soon as its four bytes are in, before anything is
+/// buffered for the frame: a peer announcing a 2 GiB frame is refused after four bytes. Nothing
+/// is consumed until a whole frame is present.
+public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
+    public typealias InboundOut = Frame
 
-    public init(maxBody: Int = Frame.defaultMaxBody) { self.maxBody = maxBody }
+    /// The largest frame body (type + flags + payload) accepted; read from `limit` before each
+    /// frame when one is given.
+    public private(set) var maxBody: Int
+    /// When set, the limit is read from it before each frame, so it can change after the handshake.
+    let limit: FrameLimit?
+    /// When set, told after every step how many bytes of an unfinished frame are buffered (for the
+    /// frame deadline, which keeps its timing apart from parsing).
+    let progress: FrameProgress?
 
-    /// The next complete frame in `buffer`, consuming it; nil if more bytes are needed.
-    public func next(from buffer: inout ByteBuffer) throws(WireError) -> Frame? {
+    public init(maxBody: Int = Frame.defaultMaxBody) {
+        self.maxBody = maxBody
+        limit = nil
+        progress = nil
+    }
+
+    /// Call on `limit`'s event loop (a channel initializer runs there).
+    public init(limit: FrameLimit, progress: FrameProgress? = nil) {
+        maxBody = limit.current
+        self.limit = limit
+        self.progress = progress
+    }
+
+    /// The next complete frame in `buffer`, consuming exactly its bytes; nil if more are needed.
+    public mutating func decode(buffer: inout ByteBuffer) throws(WireError) -> Frame? {
+        if let limit { maxBody = limit.current }
+        defer { progress?.record(pendingBytes: buffer.readableBytes) }
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
         guard length >= 2 else { throw WireError(.malformedFrame, "frame length \(length) is below the 2-byte minimum") }
         guard length <= UInt32(maxBody) else {
             throw WireError(.frameTooLarge, "frame of \(length) bytes exceeds the \(maxBody)-byte limit")
         }
-        guard buffer.readableBytes >= 4 + Int(length) else { return nil }
-        buffer.moveReaderIndex(forwardBy: 4)
-        let type: UInt8 = buffer.readInteger()!
-        let flags: UInt8 = buffer.readInteger()!
-        let payload = buffer.readBytes(length: Int(length) - 2)!
+        guard buffer.readableBytes >= 4 + Int(length),
+              let (_, type, flags) = buffer.readMultipleIntegers(as: (UInt32, UInt8, UInt8).self),
+              let payload = buffer.readBytes(length: Int(length) - 2)
+        else { return nil }
         return Frame(type: type, flags: flags, payload: payload)
     }
 
-    /// True when `buffer` holds the start of a frame but not all of it (for frame deadlines).
-    public func hasPartialFrame(_ buffer: ByteBuffer) -> Bool { buffer.readableBytes > 0 }
-}
-
-/// The NIO adapter: turns inbound bytes into frames with `FrameParser`'s checks.
-public struct FrameDecoder: ByteToMessageDecoder {
-    public typealias InboundOut = Frame
-    public private(set) var parser: FrameParser
-    /// When set, the limit is read from it before each frame, so it can change after the handshake.
-    let limit: FrameLimit?
-
-    public init(maxBody: Int = Frame.defaultMaxBody) {
-        parser = FrameParser(maxBody: maxBody)
-        limit = nil
-    }
-
-    public init(limit: FrameLimit) {
-        parser = FrameParser(maxBody: limit.current)
-        self.limit = limit
-    }
-
-    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        if let limit { parser.maxBody = limit.current }
-        guard let frame = try parser.next(from: &buffer) else { return .needMoreData }
-        context.fireChannelRead(wrapInboundOut(frame))
-        return .continue
-    }
-
-    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        while try decode(context: context, buffer: &buffer) == .continue {}
-        if buffer.readableBytes > 0 {
+    /// At the end of the stream: the frames still buffered, then a refusal if a frame was cut.
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws(WireError) -> Frame? {
+        if let frame = try decode(buffer: &buffer) { return frame }
+        guard buffer.readableBytes == 0 else {
             throw WireError(.malformedFrame, "connection closed inside a frame (\(buffer.readableBytes) bytes pending)")
         }
-        return .needMoreData
+        return nil
+    }
+}
+
+extension NIOSingleStepByteToMessageProcessor where Decoder == FrameDecoder {
+    /// Appends `bytes` and hands over every frame now complete, in order; the frame decoder's one
+    /// error type. Bytes of an unfinished frame stay for the next call; after an error the bytes
+    /// from the refused frame on stay unconsumed, as the pipeline's decoder leaves them.
+    public func frames(in bytes: ByteBuffer, _ receive: (Frame) -> Void) throws(WireError) {
+        do {
+            try process(buffer: bytes, receive)
+        } catch let error as WireError {
+            throw error
+        } catch {
+            // Only the decoder throws here (no buffer maximum is set and `receive` cannot).
+            throw WireError(.malformedFrame, "frame processing failed: \(type(of: error))")
+        }
     }
 }
 

@@ -26,6 +26,27 @@ public final class FrameLimit: Sendable {
     }
 }
 
+/// How many bytes of an unfinished frame a connection's `FrameDecoder` holds: written by the
+/// decoder after every step and read for the frame deadline (`FrameProgressHandler`), both on the
+/// channel's event loop, so no lock is needed. The parser says where frames end; whoever keeps
+/// the time only asks.
+public final class FrameProgress: Sendable {
+    private let pending: NIOLoopBoundBox<Int>
+
+    /// Call on `eventLoop` (a channel initializer runs there).
+    public init(eventLoop: any EventLoop) {
+        pending = NIOLoopBoundBox(0, eventLoop: eventLoop)
+    }
+
+    func record(pendingBytes: Int) { pending.value = pendingBytes }
+
+    /// Bytes of a frame that has started and not finished; only on the event loop.
+    public var pendingBytes: Int { pending.value }
+
+    /// A frame has started and not finished; only on the event loop.
+    public var isInsideFrame: Bool { pending.value > 0 }
+}
+
 /// How much room a push or batch frame leaves for its changes.
 public enum FrameBudget {
     /// The most a push or batch frame body holds besides its changes' encodings: type and flags

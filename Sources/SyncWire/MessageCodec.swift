@@ -1,3 +1,4 @@
+import NIOCore
 import SyncCore
 
 /// Strict, canonical encoding of messages to frames and back. Unknown types, reserved flag bits,
@@ -162,9 +163,10 @@ public struct MessageCodec: Sendable {
     }
 
     public func decode(bytes: [UInt8]) throws(WireError) -> Message {
-        var buffer = ByteBufferShim(bytes)
-        guard let frame = try buffer.frame(maxBody: maxBody) else { throw WireError(.malformedFrame, "incomplete frame") }
-        guard buffer.isEmpty else { throw WireError(.trailingBytes, "bytes after the frame") }
+        var buffer = ByteBuffer(bytes: bytes)
+        var decoder = FrameDecoder(maxBody: maxBody)
+        guard let frame = try decoder.decode(buffer: &buffer) else { throw WireError(.malformedFrame, "incomplete frame") }
+        guard buffer.readableBytes == 0 else { throw WireError(.trailingBytes, "bytes after the frame") }
         return try decode(frame)
     }
 
@@ -244,33 +246,5 @@ public struct MessageCodec: Sendable {
         changes.reserveCapacity(count)
         for _ in 0..<count { changes.append(try Change.decode(from: &reader)) }
         return changes
-    }
-}
-
-/// Frame parsing over plain bytes (for tests, vectors and the simulator), with the same checks
-/// as `FrameParser` over a ByteBuffer.
-public struct ByteBufferShim {
-    var bytes: [UInt8]
-    var offset = 0
-
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
-
-    public var isEmpty: Bool { offset == bytes.count }
-
-    public mutating func append(_ more: [UInt8]) {
-        if offset > 0 { bytes.removeFirst(offset); offset = 0 }
-        bytes.append(contentsOf: more)
-    }
-
-    public mutating func frame(maxBody: Int) throws(WireError) -> Frame? {
-        guard bytes.count - offset >= 4 else { return nil }
-        let length = bytes[offset..<offset + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-        guard length >= 2 else { throw WireError(.malformedFrame, "frame length \(length) is below the 2-byte minimum") }
-        guard length <= UInt32(maxBody) else { throw WireError(.frameTooLarge, "frame of \(length) bytes exceeds the \(maxBody)-byte limit") }
-        guard bytes.count - offset >= 4 + Int(length) else { return nil }
-        let start = offset + 4
-        let frame = Frame(type: bytes[start], flags: bytes[start + 1], payload: Array(bytes[start + 2..<start + Int(length)]))
-        offset = start + Int(length)
-        return frame
     }
 }

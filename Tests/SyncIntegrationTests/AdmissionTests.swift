@@ -100,7 +100,7 @@ enum AdmissionPeer {
     /// The counters of `replica`'s changes held in a hub file.
     static func held(_ store: SQLiteHubStore, of replica: ReplicaID) throws -> Set<UInt64> {
         let page = try store.changes(after: 0, excludingOrigin: ReplicaID(high: 0, low: 0), byteBudget: 1 << 24, maxCount: 100_000)
-        return Set(page.changes.filter { $0.id.replica == replica }.map(\.id.counter))
+        return Set(try page.decodeChanges().filter { $0.id.replica == replica }.map(\.id.counter))
     }
 }
 

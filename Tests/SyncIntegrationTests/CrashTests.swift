@@ -106,7 +106,7 @@ extension Integration {
             var cursor: UInt64 = 0
             while true {
                 let page = try store.changes(after: cursor, excludingOrigin: ReplicaID(high: 0, low: 0), byteBudget: 1 << 24, maxCount: 50_000)
-                for change in page.changes where change.id.replica == replica.replicaID { held.insert(change.id.counter) }
+                for change in try page.decodeChanges() where change.id.replica == replica.replicaID { held.insert(change.id.counter) }
                 cursor = page.nextCursor
                 if !page.more { break }
             }

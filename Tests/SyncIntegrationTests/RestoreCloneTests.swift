@@ -157,7 +157,7 @@ extension Integration {
             #expect(evidence.count == forged.count)
             #expect(evidence.allSatisfy { !$0.heldDigest.isEmpty && $0.heldDigest != $0.refusedDigest })
             let relayed = try harness.store.changes(after: 0, excludingOrigin: ReplicaID(high: 0, low: 0), byteBudget: 1 << 20, maxCount: 100)
-            #expect(relayed.changes.filter { $0.id.replica == replica.replicaID } == held, "the hub relays the version it held")
+            #expect(try relayed.decodeChanges().filter { $0.id.replica == replica.replicaID } == held, "the hub relays the version it held")
         }
     }
 }

@@ -69,6 +69,7 @@ final class CountingHubStore: HubStore {
         try inner.recordSession(event, replica: replica, nowMillis: nowMillis)
     }
     func replicaSummaries() throws -> [ReplicaSummary] { try inner.replicaSummaries() }
+    func close() throws { try inner.close() }
 }
 
 @Suite("Session actions: storage requests, group commit, deadlines")

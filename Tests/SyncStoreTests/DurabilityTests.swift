@@ -151,9 +151,9 @@ struct DurabilityTests {
         let reopened = try SQLiteHubStore(path: path, random: &random)
         let page = try reopened.changes(after: 0, excludingOrigin: ReplicaID(high: 9, low: 9), byteBudget: 1 << 24, maxCount: 10_000)
         if synchronous == .full {
-            #expect(page.changes.count == Int(acknowledged), "every change acknowledged as durable before the cut")
+            #expect(page.encoded.count == Int(acknowledged), "every change acknowledged as durable before the cut")
         } else {
-            #expect(page.changes.count < Int(acknowledged), "negative control: at NORMAL acknowledged appends are lost (kept \(page.changes.count))")
+            #expect(page.encoded.count < Int(acknowledged), "negative control: at NORMAL acknowledged appends are lost (kept \(page.encoded.count))")
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SyncCore
 import SyncWire
 import Testing
@@ -39,8 +40,9 @@ struct VectorConformanceTests {
         #expect(actual == expected, "\(vector.name):\n  codec  \(actual)\n  vector \(expected)")
 
         // The frame's flag must match what the vector says.
-        var shim = ByteBufferShim(vector.bytes)
-        let frame = try #require(try shim.frame(maxBody: vector.limit))
+        var buffer = ByteBuffer(bytes: vector.bytes)
+        var decoder = FrameDecoder(maxBody: vector.limit)
+        let frame = try #require(try decoder.decode(buffer: &buffer))
         #expect(frame.isCompressed == vector.isCompressed)
 
         let uncompressed = MessageCodec(maxBody: vector.limit, compressionThreshold: nil).encode(message)

@@ -1,0 +1,144 @@
+import NIOCore
+import ServiceLifecycle
+import SyncStore
+import SyncWire
+
+/// A lifecycle call the hub's state does not allow: a second `run()`, or `run()` once shutdown
+/// has begun. The hub is not changed by it.
+public struct HubServerError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        /// `run()` while the hub is starting or running: a hub runs once.
+        case alreadyRunning = "ALREADY_RUNNING"
+        /// `run()` while a graceful shutdown is in progress.
+        case shuttingDown = "SHUTTING_DOWN"
+        /// `run()` after the hub shut down (or was shut down before it started).
+        case shutDown = "SHUT_DOWN"
+    }
+
+    public let code: Code
+
+    public var description: String {
+        switch code {
+        case .alreadyRunning: "\(code.rawValue): the hub is already running; a HubServer runs once"
+        case .shuttingDown: "\(code.rawValue): the hub is shutting down; make a new HubServer to serve again"
+        case .shutDown: "\(code.rawValue): the hub has shut down; make a new HubServer to serve again"
+        }
+    }
+}
+
+/// The lifecycle, after Hummingbird's `Server`: a `State` enum that only the actor changes, each
+/// transition checked again after every `await`, and a graceful shutdown that stops accepting,
+/// tells every open session goodbye, waits until the sessions have ended and then closes the store.
+///
+/// ```
+/// initial ──run──▶ starting ──bound──▶ running ──shutdownGracefully──▶ shuttingDown ──drained──▶ shutdown
+///    │                │ shutdownGracefully: run closes the listener once bound ──▶ shuttingDown ──▶ shutdown
+///    └─ shutdownGracefully ──▶ shutdown (run then throws SHUT_DOWN)
+/// ```
+extension HubServer {
+    enum State {
+        case initial
+        /// `run()` is binding the listener.
+        case starting
+        /// Accepting connections on the listening channel.
+        case running(listener: any Channel)
+        /// No longer accepting; `drained` succeeds once every session has ended and the store is closed.
+        case shuttingDown(drained: EventLoopPromise<Void>)
+        case shutdown
+    }
+
+    /// Listens and serves until a graceful shutdown (or cancellation), then closes the store. Runs
+    /// once: a second call, or one after shutdown, throws `HubServerError` and changes nothing.
+    public func run() async throws {
+        switch state {
+        case .initial: state = .starting
+        case .starting, .running: throw HubServerError(code: .alreadyRunning)
+        case .shuttingDown: throw HubServerError(code: .shuttingDown)
+        case .shutdown: throw HubServerError(code: .shutDown)
+        }
+        let server: Listener
+        do {
+            server = try await bind()
+        } catch {
+            await finish()
+            throw error
+        }
+        // Checked again after the await: a shutdown asked for while binding ends the run here.
+        guard case .starting = state else {
+            try? await server.channel.close()
+            await finish()
+            return
+        }
+        state = .running(listener: server.channel)
+        bound.withLockedValue { $0 = server.channel.localAddress?.port }
+        logger.info("hub listening", metadata: ["address": "\(configuration.host):\(server.channel.localAddress?.port ?? 0)",
+                                                "hub": "\(store.hubID.short)"])
+        let revocations = Task { await self.pollRevocations() }
+        do {
+            try await withGracefulShutdownHandler {
+                try await self.accept(server)
+            } onGracefulShutdown: {
+                Task { await self.shutdownGracefully() }
+            }
+        } catch {
+            revocations.cancel()
+            await revocations.value
+            await finish()
+            throw error
+        }
+        revocations.cancel()
+        await revocations.value
+        await finish()
+    }
+
+    /// Stops accepting, tells every open session goodbye, and returns once the sessions have
+    /// ended and the store is closed. Before `run()`, the hub goes straight to `shutdown` (closing
+    /// the store; a later `run()` throws); while starting, `run()` stops as soon as it is bound; a
+    /// second call waits for the first to finish.
+    public func shutdownGracefully() async {
+        switch state {
+        case .initial:
+            state = .shutdown
+            await closeStore()
+        case .starting:
+            let drained = group.next().makePromise(of: Void.self)
+            state = .shuttingDown(drained: drained)
+            try? await drained.futureResult.get()
+        case let .running(listener):
+            let drained = listener.eventLoop.makePromise(of: Void.self)
+            state = .shuttingDown(drained: drained)
+            logger.info("hub shutting down: no new connections; sessions are told goodbye")
+            listener.close(promise: nil)
+            // A request being stored still commits; its acknowledgement may be lost, and the
+            // replica's next sync re-sends it (the hub ignores changes it holds).
+            let goodbye = MessageCodec().frame(.goodbye(reason: 1))
+            for channel in registry.channels { channel.sayThenClose(goodbye) }
+            try? await drained.futureResult.get()
+        case let .shuttingDown(drained):
+            try? await drained.futureResult.get()
+        case .shutdown:
+            return
+        }
+    }
+
+    /// The end of every run: no session is left, so the store is closed, and whoever waits for
+    /// the shutdown is told.
+    private func finish() async {
+        await closeStore()
+        let previous = state
+        state = .shutdown
+        if case let .shuttingDown(drained) = previous { drained.succeed() }
+        logger.info("hub stopped")
+    }
+
+    /// On the store queue, its single writer: anything still queued there (nothing should be) runs first.
+    private func closeStore() async {
+        let store = self.store
+        let closed: Result<Void, any Error> = await withCheckedContinuation { continuation in
+            storeQueue.async { continuation.resume(returning: Result { try store.close() }) }
+        }
+        if case let .failure(error) = closed {
+            logger.error("hub store did not close cleanly", metadata: ["error": "\(type(of: error))"])
+        }
+    }
+}
