@@ -132,19 +132,7 @@ public enum SyncClient {
         let connected = DispatchTime.now().uptimeNanoseconds
         defer { sessionNanos += DispatchTime.now().uptimeNanoseconds - connected }
         try await channel.executeThenClose { inbound, outbound in
-            try await withThrowingDiscardingTaskGroup { group in
-                group.addTask {
-                    do {
-                        for try await frame in inbound { await events.deliver(frame) }
-                        events.finish(nil)
-                    } catch {
-                        events.finish(error)
-                    }
-                }
-                defer {
-                    events.shutDown()
-                    group.cancelAll()
-                }
+            try await events.feeding(from: inbound) {
                 var pending = session.start()
                 while true {
                     for action in pending {

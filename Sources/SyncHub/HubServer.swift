@@ -153,21 +153,9 @@ public actor HubServer: Service {
                                               channel: connection.channel)
         do {
             try await connection.executeThenClose { inbound, outbound in
-                try await withThrowingDiscardingTaskGroup { group in
-                    group.addTask {
-                        // Hands frames over one at a time: while the session waits for storage,
-                        // reading stops and the channel's back-pressure holds the socket.
-                        do {
-                            for try await frame in inbound { await events.deliver(frame) }
-                            events.finish(nil)
-                        } catch {
-                            events.finish(error)
-                        }
-                    }
-                    defer {
-                        events.shutDown()
-                        group.cancelAll()
-                    }
+                // Frames are handed over one at a time: while the session waits for storage, reading
+                // stops and the channel's back-pressure holds the socket.
+                try await events.feeding(from: inbound) {
                     try await drive(&connectionState, events: events, limit: limit, outbound: outbound,
                                     start: connectionState.session.start(handshakeMillis: Self.millis(deadline)))
                 }

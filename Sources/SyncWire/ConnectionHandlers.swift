@@ -101,6 +101,26 @@ public final class SessionEvents<Timer: Hashable & Sendable>: Sendable {
         state = NIOLoopBound(State(), eventLoop: eventLoop)
     }
 
+    /// Runs `body` (the shell's loop, which takes events with `next()`) while a reader hands it
+    /// the frames of `inbound`; when `body` returns, the deadlines are cancelled and the reader stops.
+    public func feeding(from inbound: NIOAsyncChannelInboundStream<Frame>, _ body: () async throws -> Void) async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                do {
+                    for try await frame in inbound { await self.deliver(frame) }
+                    self.finish(nil)
+                } catch {
+                    self.finish(error)
+                }
+            }
+            defer {
+                shutDown()
+                group.cancelAll()
+            }
+            try await body()
+        }
+    }
+
     /// The next event; waits for one.
     public func next() async -> Event {
         await withCheckedContinuation { continuation in
