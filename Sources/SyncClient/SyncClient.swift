@@ -1,7 +1,6 @@
 import Dispatch
 import Foundation  // ECONNREFUSED
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SyncCore
@@ -107,7 +106,8 @@ public enum SyncClient {
         throw SyncFailure(.timeout, "no attempt finished")
     }
 
-    /// One connection: hello, then frames in and out until the session finishes.
+    /// One connection: hello, then frames in and out until the session finishes. The session's
+    /// deadlines (handshake, request, frame) run on the channel's event loop.
     static func run(_ session: inout ClientSession, host: String, port: Int, maxBody: Int, compressionThreshold: Int?,
                     sessionNanos: inout UInt64, traffic: (Int, Int, SyncSummary) -> Void) async throws {
         let opened = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -116,55 +116,62 @@ public enum SyncClient {
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
-                    try pipeline.addHandler(IdleStateHandler(readTimeout: .milliseconds(Int64(ProtocolLimits.responseMillis))))
-                    try pipeline.addHandler(IdleCloseHandler(farewell: nil))
+                    let events = SessionEvents<SessionTimer>(eventLoop: channel.eventLoop)
                     // Lowered to the welcome's max_frame_body once it arrives.
                     let limit = FrameLimit(maxBody, eventLoop: channel.eventLoop)
-                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
+                    // The decoder says whether a frame is unfinished; the session keeps the time.
+                    let progress = FrameProgress(eventLoop: channel.eventLoop)
+                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit, progress: progress)))
+                    try pipeline.addHandler(FrameProgressHandler(progress: progress) { events.frameProgress(inFrame: $0) })
                     try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
-                    return (try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), limit)
+                    return (try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), limit, events)
                 }
             }
-        let (channel, limit) = opened
+        let (channel, limit, events) = opened
         var codec = MessageCodec(maxBody: maxBody, compressionThreshold: compressionThreshold)
         let connected = DispatchTime.now().uptimeNanoseconds
         defer { sessionNanos += DispatchTime.now().uptimeNanoseconds - connected }
-        // Handshake deadline (Protocol/session.md): no welcome or reject in time, close.
-        let welcomed = NIOLockedValueBox(false)
-        let underlying = channel.channel
-        let handshake = underlying.eventLoop.scheduleTask(in: .milliseconds(Int64(ProtocolLimits.handshakeMillis))) {
-            if !welcomed.withLockedValue({ $0 }) { underlying.close(promise: nil) }
-        }
-        defer { handshake.cancel() }
         try await channel.executeThenClose { inbound, outbound in
-            var pending = session.start()
-            var iterator = inbound.makeAsyncIterator()
-            while true {
-                for action in pending {
-                    switch action {
-                    case let .send(message):
-                        let frame = codec.frame(message)
-                        try await outbound.write(frame)
-                        traffic(frame.payload.count + Frame.headerSize, 0, session.summary)
-                    case .close:
-                        return
+            try await events.feeding(from: inbound) {
+                var pending = session.start()
+                while true {
+                    for action in pending {
+                        switch action {
+                        case let .send(message):
+                            let frame = codec.frame(message)
+                            try await outbound.write(frame)
+                            traffic(frame.payload.count + Frame.headerSize, 0, session.summary)
+                        case .close:
+                            return
+                        case let .schedule(timer, afterMillis):
+                            events.schedule(timer, afterMillis: afterMillis)
+                        case let .cancel(timer):
+                            events.cancel(timer)
+                        case .store:
+                            preconditionFailure("a client session asks for no hub storage")
+                        }
                     }
-                }
-                guard !session.isFinished else { return }
-                do {
-                    guard let frame = try await iterator.next() else {
+                    guard !session.isFinished else { return }
+                    switch await events.next() {
+                    case let .frame(frame):
+                        traffic(0, frame.payload.count + Frame.headerSize, session.summary)
+                        do { pending = session.receive(try codec.decode(frame)) } catch let error as WireError {
+                            pending = session.protocolError(error)
+                        }
+                    case let .ended(error as WireError):
+                        pending = session.protocolError(error)
+                    case .ended:
                         session.connectionLost("the hub closed the connection")
                         return
+                    case let .timer(timer):
+                        pending = session.timerFired(timer)
+                    case let .frameProgress(inFrame):
+                        pending = session.frameProgress(inFrame: inFrame)
                     }
-                    traffic(0, frame.payload.count + Frame.headerSize, session.summary)
-                    welcomed.withLockedValue { $0 = true }
-                    pending = session.receive(try codec.decode(frame))
-                } catch let error as WireError {
-                    pending = session.protocolError(error)
-                }
-                if session.maxFrameBody != codec.maxBody {
-                    codec.maxBody = session.maxFrameBody
-                    try await limit.set(session.maxFrameBody).get()
+                    if session.maxFrameBody != codec.maxBody {
+                        codec.maxBody = session.maxFrameBody
+                        try await limit.set(session.maxFrameBody).get()
+                    }
                 }
             }
         }

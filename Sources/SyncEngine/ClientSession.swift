@@ -14,6 +14,10 @@ public struct ClientConfiguration: Sendable {
     public var pullBudget: UInt64 = 512 * 1024
     /// Compress push payloads at or above this many bytes; nil sends them uncompressed.
     public var compressionThreshold: Int? = 1024
+    /// Deadlines (Protocol/session.md, "Timeouts").
+    public var handshakeMillis = ProtocolLimits.handshakeMillis
+    public var responseMillis = ProtocolLimits.responseMillis
+    public var frameCompletionMillis = ProtocolLimits.frameCompletionMillis
 
     public init() {}
 }
@@ -59,7 +63,9 @@ public struct SyncFailure: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 /// The replica's side of a sync, as a state machine: push until every local change is
-/// acknowledged as durable, then pull until caught up, then report health and say goodbye.
+/// acknowledged as durable, then pull until caught up, then report health and say goodbye. Its
+/// deadlines (handshake, request, frame) are timer actions; the shell reports them through
+/// `timerFired(_:)`.
 public struct ClientSession {
     public enum State: Equatable, Sendable {
         case idle
@@ -110,7 +116,39 @@ public struct ClientSession {
         return [.send(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version,
                                    schemaVersion: UInt64(store.schema.version), replica: store.replicaID,
                                    appVersion: configuration.appVersion, credential: credential,
-                                   maxFrameBody: UInt64(configuration.maxFrameBody))))]
+                                   maxFrameBody: UInt64(configuration.maxFrameBody)))),
+                .schedule(.handshake, afterMillis: configuration.handshakeMillis)]
+    }
+
+    /// The first byte of a frame from the hub arrived (`true`) or its last byte did (`false`).
+    public func frameProgress(inFrame: Bool) -> [SessionAction] {
+        guard !isFinished else { return [] }
+        return inFrame ? [.schedule(.frame, afterMillis: configuration.frameCompletionMillis)] : [.cancel(.frame)]
+    }
+
+    /// A deadline passed: the handshake or request deadline closes the connection (the shell
+    /// retries with backoff); a frame left unfinished is told `TIMEOUT` first (Protocol/session.md).
+    public mutating func timerFired(_ timer: SessionTimer) -> [SessionAction] {
+        guard !isFinished else { return [] }
+        switch (state, timer) {
+        case (.awaitingWelcome, .handshake):
+            failure = SyncFailure(.timeout, "no welcome from the hub within the handshake deadline")
+        case (.recovering, .request), (.forking, .request), (.pushing, .request), (.pulling, .request):
+            failure = SyncFailure(.timeout, "the hub did not answer within the request deadline")
+        case (_, .frame):
+            return fail(SyncFailure(.timeout, "frame was not completed in time"))
+        default:
+            return []
+        }
+        state = .failed
+        try? store.recordSyncOutcome(error: WireErrorCode.timeout.name)
+        return [.close]
+    }
+
+    /// A request is sent with its deadline: the answer is due within `responseMillis` (the
+    /// deadline is started as the request goes out, so the send is the last action).
+    private func request(_ message: Message) -> [SessionAction] {
+        [.schedule(.request, afterMillis: configuration.responseMillis), .send(message)]
     }
 
     public mutating func receive(_ message: Message) -> [SessionAction] {
@@ -190,7 +228,7 @@ public struct ClientSession {
             try store.recordHub(welcome.hub, address: hubAddress,
                                 credential: welcome.issuedCredential.isEmpty ? nil : welcome.issuedCredential)
             ownDurable = welcome.ownDurable
-            return [.send(.heartbeat(try health()))] + (try afterHandshake())
+            return [.cancel(.handshake), .send(.heartbeat(try health()))] + (try afterHandshake())
         case let (.recovering(origin, after), .recovered(answered, next, more, changes)):
             return try recovered(origin, after: after, answered, next: next, more: more, changes)
         case let (.forking(newReplica, divergentFrom), .forked(answered, credential)):
@@ -227,7 +265,7 @@ public struct ClientSession {
             summary.conflictsOpened += result.conflictsOpened
             if more && !changes.isEmpty {
                 state = .pulling(cursor: next)
-                return [.send(.pull(cursor: next, byteBudget: configuration.pullBudget))]
+                return request(.pull(cursor: next, byteBudget: configuration.pullBudget))
             }
             try store.recordSyncOutcome(error: nil)
             state = .done
@@ -245,7 +283,7 @@ public struct ClientSession {
         if let old = try store.hubLink()?.forkedFrom {
             let after = try store.peerKnowledge(hub)[old]
             state = .recovering(origin: old, after: after)
-            return [.send(.recover(origin: old, after: after, byteBudget: configuration.pullBudget))]
+            return request(.recover(origin: old, after: after, byteBudget: configuration.pullBudget))
         }
         return try checkOwnOrigin(hub, hubHolds: ownDurable)
     }
@@ -258,7 +296,7 @@ public struct ClientSession {
         let acknowledged = try store.peerKnowledge(hub)[own]
         if hubHolds > acknowledged {
             state = .recovering(origin: own, after: acknowledged)
-            return [.send(.recover(origin: own, after: acknowledged, byteBudget: configuration.pullBudget))]
+            return request(.recover(origin: own, after: acknowledged, byteBudget: configuration.pullBudget))
         }
         if hubHolds < acknowledged {
             // The hub lost what it acknowledged (restored from a backup of its own): push it again,
@@ -283,7 +321,7 @@ public struct ClientSession {
             if let divergent = check.firstDivergent {
                 let newReplica = ReplicaID.random(using: &random)
                 state = .forking(newReplica: newReplica, divergentFrom: divergent)
-                return [.send(.fork(newReplica: newReplica))]
+                return request(.fork(newReplica: newReplica))
             }
         } else {
             let result = try store.applyFromHub(changes, hub: hub, nextCursor: nil)
@@ -292,7 +330,7 @@ public struct ClientSession {
         }
         if more && !changes.isEmpty {
             state = .recovering(origin: origin, after: next)
-            return [.send(.recover(origin: origin, after: next, byteBudget: configuration.pullBudget))]
+            return request(.recover(origin: origin, after: next, byteBudget: configuration.pullBudget))
         }
         if origin != store.replicaID {
             try store.finishForkRecovery()
@@ -323,7 +361,7 @@ public struct ClientSession {
         guard !changes.isEmpty else {
             let cursor = try store.hubLink()?.pullCursor ?? 0
             state = .pulling(cursor: cursor)
-            return [.send(.pull(cursor: cursor, byteBudget: configuration.pullBudget))]
+            return request(.pull(cursor: cursor, byteBudget: configuration.pullBudget))
         }
         var until: [ReplicaID: UInt64] = [:]
         for change in changes { until[change.id.replica] = max(until[change.id.replica] ?? 0, change.id.counter) }
@@ -333,7 +371,7 @@ public struct ClientSession {
         summary.pushed += changes.count
         summary.pushBatches += 1
         summary.roundTrips += 1
-        return [.send(.push(batch: batch, changes: changes))]
+        return request(.push(batch: batch, changes: changes))
     }
 
     private func health() throws -> ReplicaHealth {

@@ -14,18 +14,35 @@ public struct HubConfiguration: Sendable {
     public var heartbeatIntervalMillis: UInt64 = 30_000
     /// Pushed changes further ahead of the hub's clock than this are refused (CLOCK_SKEW).
     public var maxClockSkewMillis: UInt64 = 300_000
+    /// Deadlines (Protocol/session.md, "Timeouts"). The handshake deadline is the shell's to
+    /// choose per connection (it is shorter under admission pressure): see `HubSession.start`.
+    public var frameCompletionMillis = ProtocolLimits.frameCompletionMillis
+    public var idleMillis = ProtocolLimits.idleMillis
 
     public init() {}
 }
 
-/// The hub's side of one connection, as a state machine: a message in, actions out. Storage is
-/// called synchronously (a push is committed before its acknowledgement is returned), so the same
-/// code runs over TCP and in the simulator.
+/// The hub's side of one connection, as a state machine: events in (a message, a storage
+/// outcome, a deadline, a frame begun or completed), actions out. The session never touches the
+/// store: it asks for storage work with `.store` and hears the outcome in `storageCompleted`, as
+/// NIO's `ProtocolNegotiationHandlerStateMachine` asks for user work. An acknowledgement is only
+/// ever created from an append's outcome, so it follows its commit; the same code runs over TCP
+/// (with concurrent sessions' pushes committed together) and in the simulator.
 public struct HubSession: Sendable {
     public enum State: Equatable, Sendable {
         case awaitingHello
         case ready(replica: ReplicaID, team: String)
         case closed
+    }
+
+    /// The storage request whose outcome the session waits for, with what it needs to answer.
+    enum Pending: Equatable, Sendable {
+        case credential(Hello)
+        case opening(Hello, team: String, issued: [UInt8])
+        case push(batch: UInt64)
+        case pull(cursor: UInt64)
+        case recover(origin: ReplicaID)
+        case fork(from: ReplicaID, into: ReplicaID, team: String)
     }
 
     public private(set) var state: State = .awaitingHello
@@ -35,14 +52,13 @@ public struct HubSession: Sendable {
     private var lastBatch: UInt64 = 0
     /// Enrolled in this session, and the replica has not yet shown it received the secret.
     private var enrolmentUnconfirmed = false
-    let store: any HubStore
+    private(set) var pending: Pending?
+    let hubID: ReplicaID
     let configuration: HubConfiguration
-    var random: RandomSource
 
-    public init(store: any HubStore, configuration: HubConfiguration = HubConfiguration(), random: RandomSource = .system) {
-        self.store = store
+    public init(hub: ReplicaID, configuration: HubConfiguration = HubConfiguration()) {
+        hubID = hub
         self.configuration = configuration
-        self.random = random
         maxFrameBody = configuration.maxFrameBody
     }
 
@@ -51,18 +67,62 @@ public struct HubSession: Sendable {
         return nil
     }
 
+    /// Whether the session waits for a storage outcome; the shell hands it no frame meanwhile.
+    public var isAwaitingStorage: Bool { pending != nil }
+
+    /// The connection was accepted: the handshake deadline starts (Protocol/session.md; the shell
+    /// picks its length, 10 s or 2 s under admission pressure).
+    public func start(handshakeMillis: UInt64) -> [SessionAction] {
+        [.schedule(.handshake, afterMillis: handshakeMillis)]
+    }
+
+    /// The first byte of a frame arrived (`true`) or its last byte did (`false`).
+    public func frameProgress(inFrame: Bool) -> [SessionAction] {
+        guard state != .closed else { return [] }
+        return inFrame ? [.schedule(.frame, afterMillis: configuration.frameCompletionMillis)] : [.cancel(.frame)]
+    }
+
+    /// A deadline passed.
+    public mutating func timerFired(_ timer: SessionTimer, nowMillis: UInt64) -> [SessionAction] {
+        switch (state, timer) {
+        case (.closed, _): return []
+        case (.awaitingHello, .handshake):
+            // A hello being checked has arrived: the handshake deadline ended with it.
+            guard pending == nil else { return [] }
+            return fail(.timeout, "no hello within the handshake deadline", nowMillis: nowMillis)
+        case (_, .frame): return fail(.timeout, "frame was not completed in time", nowMillis: nowMillis)
+        case (.ready, .idle):
+            // The replica waits for this hub's answer: not idle.
+            guard pending == nil else { return [.schedule(.idle, afterMillis: configuration.idleMillis)] }
+            return fail(.timeout, "idle deadline passed", nowMillis: nowMillis)
+        case (_, .handshake), (_, .idle), (_, .request): return []
+        }
+    }
+
     public mutating func receive(_ message: Message, nowMillis: UInt64) -> [SessionAction] {
+        guard state != .closed else { return [] }
+        guard pending == nil else {
+            // The shell hands no frame to a session waiting for storage; a peer that could get one
+            // in has sent a request before the last was answered.
+            return fail(.limitExceeded, "\(message.kind) arrived while a request was still being handled", nowMillis: nowMillis)
+        }
+        var actions: [SessionAction] = []
+        if case .ready = state { actions.append(.schedule(.idle, afterMillis: configuration.idleMillis)) }
         if enrolmentUnconfirmed, case let .ready(replica, _) = state {
             // A client stores its issued secret before it sends anything after the welcome, so any
             // frame now proves the welcome arrived: the token can no longer be redeemed again.
             enrolmentUnconfirmed = false
-            try? store.spendEnrolmentTokens(of: replica, nowMillis: nowMillis)
+            actions.append(.store(.spendTokens(replica: replica, nowMillis: nowMillis)))
         }
+        return actions + handle(message, nowMillis: nowMillis)
+    }
+
+    private mutating func handle(_ message: Message, nowMillis: UInt64) -> [SessionAction] {
         switch (state, message) {
         case (.closed, _):
             return []
         case let (.awaitingHello, .hello(hello)):
-            return handshake(hello, nowMillis: nowMillis)
+            return [.cancel(.handshake)] + handshake(hello, nowMillis: nowMillis)
         case (.awaitingHello, .error):
             // Never answer an error frame with an error frame (Protocol/framing.md): just close.
             state = .closed
@@ -72,22 +132,29 @@ public struct HubSession: Sendable {
         case let (.ready(replica, _), .push(batch, changes)):
             return push(batch, changes, from: replica, nowMillis: nowMillis)
         case let (.ready(replica, _), .pull(cursor, budget)):
-            return pull(cursor, budget, for: replica, nowMillis: nowMillis)
+            pending = .pull(cursor: cursor)
+            let room = FrameBudget.changeBytes(maxBody: maxFrameBody)
+            return [.store(.readPage(cursor: cursor, excludingOrigin: replica,
+                                     byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
+                                     maxCount: configuration.maxPullChanges))]
         case let (.ready, .recover(origin, after, budget)):
-            return recover(origin, after: after, budget, nowMillis: nowMillis)
+            pending = .recover(origin: origin)
+            let room = FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody)
+            return [.store(.readOrigin(origin: origin, after: after,
+                                       byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
+                                       maxCount: configuration.maxPullChanges))]
         case let (.ready(replica, team), .fork(newReplica)):
-            return fork(replica, team: team, into: newReplica, nowMillis: nowMillis)
+            pending = .fork(from: replica, into: newReplica, team: team)
+            return [.store(.fork(replica: replica, into: newReplica, nowMillis: nowMillis))]
         case let (.ready(replica, _), .heartbeat(health)):
-            record(.health(pendingChanges: health.pendingChanges, oldestUnsyncedAgeMillis: health.oldestUnsyncedAgeMillis,
-                           openConflicts: health.openConflicts, schemaVersion: health.schemaVersion), replica, nowMillis)
-            return []
+            return [record(.health(pendingChanges: health.pendingChanges, oldestUnsyncedAgeMillis: health.oldestUnsyncedAgeMillis,
+                                   openConflicts: health.openConflicts, schemaVersion: health.schemaVersion), replica, nowMillis)]
         case (.ready, .goodbye):
             state = .closed
             return [.close]
         case let (.ready(replica, _), .error(code, _, _)):
-            record(.error(code: "client:\(code.name)"), replica, nowMillis)
             state = .closed
-            return [.close]
+            return [record(.error(code: "client:\(code.name)"), replica, nowMillis), .close]
         case (.ready, _):
             return fail(.unexpectedMessage, "\(message.kind) is not a client message", nowMillis: nowMillis)
         }
@@ -98,9 +165,28 @@ public struct HubSession: Sendable {
         fail(error.code, error.detail, nowMillis: nowMillis)
     }
 
-    /// A deadline passed (handshake, frame completion, idle).
-    public mutating func timedOut(_ what: String, nowMillis: UInt64) -> [SessionAction] {
-        fail(.timeout, "\(what) deadline passed", nowMillis: nowMillis)
+    /// The outcome of the storage request the session asked for.
+    public mutating func storageCompleted(_ outcome: HubStoreOutcome, nowMillis: UInt64) -> [SessionAction] {
+        guard state != .closed, let pending else { return [] }
+        self.pending = nil
+        var actions: [SessionAction] = []
+        if case .ready = state { actions.append(.schedule(.idle, afterMillis: configuration.idleMillis)) }
+        switch (pending, outcome) {
+        case let (.credential(hello), .credential(result)):
+            return credentialChecked(hello, result, nowMillis: nowMillis)
+        case let (.opening(hello, team, issued), .opened(result)):
+            return opened(hello, team: team, issued: issued, result, nowMillis: nowMillis)
+        case let (.push(batch), .appended(result)):
+            return actions + appended(batch, result, nowMillis: nowMillis)
+        case let (.pull(cursor), .page(result)):
+            return actions + pulled(cursor, result, nowMillis: nowMillis)
+        case let (.recover(origin), .originPage(result)):
+            return actions + recovered(origin, result, nowMillis: nowMillis)
+        case let (.fork(replica, newReplica, team), .forked(result)):
+            return actions + forked(replica, into: newReplica, team: team, result, nowMillis: nowMillis)
+        default:
+            preconditionFailure("storage outcome \(outcome) does not answer the request pending (\(pending))")
+        }
     }
 
     private mutating func handshake(_ hello: Hello, nowMillis: UInt64) -> [SessionAction] {
@@ -113,47 +199,52 @@ public struct HubSession: Sendable {
             return reject(.limitExceeded, "max_frame_body must be at least \(ProtocolLimits.minimumFrameBody)")
         }
         // The hub's id names the hub in every welcome: no replica may take it.
-        guard hello.replica != store.hubID else { return reject(.enrolmentInvalid, "that replica id is the hub's own; draw another") }
+        guard hello.replica != hubID else { return reject(.enrolmentInvalid, "that replica id is the hub's own; draw another") }
+        if case .none = hello.credential {
+            return reject(.authenticationFailed, "a credential is required: enrol with a token from the hub operator")
+        }
+        pending = .credential(hello)
+        return [.store(.checkCredential(replica: hello.replica, credential: hello.credential, nowMillis: nowMillis))]
+    }
+
+    private mutating func credentialChecked(_ hello: Hello, _ result: Result<CredentialCheck, any Error>, nowMillis: UInt64) -> [SessionAction] {
         let team: String
         var issued: [UInt8] = []
-        do {
-            switch hello.credential {
-            case .none:
-                return reject(.authenticationFailed, "a credential is required: enrol with a token from the hub operator")
-            case let .enrolmentToken(token):
-                switch try store.redeemEnrolmentToken(token, replica: hello.replica, nowMillis: nowMillis, random: &random) {
-                case let .enrolled(enrolledTeam, secret):
-                    team = enrolledTeam
-                    issued = secret
-                case .unknownToken, .alreadyUsed, .expired:
-                    // One text for every case: a guesser must not learn that a token exists.
-                    return reject(.enrolmentInvalid, Self.enrolmentRefusal)
-                }
-            case let .device(secret):
-                switch try store.authenticate(replica: hello.replica, secret: secret) {
-                case let .accepted(acceptedTeam):
-                    team = acceptedTeam
-                    try store.spendEnrolmentTokens(of: hello.replica, nowMillis: nowMillis)
-                case .unknown: return reject(.authenticationFailed, "this replica's credential is not known to this hub")
-                case .revoked: return reject(.authenticationFailed, "this replica's credential has been revoked")
-                }
-            }
-            try store.recordSession(.hello(appVersion: String(hello.appVersion.prefix(64)), schemaVersion: hello.schemaVersion),
-                                    replica: hello.replica, nowMillis: nowMillis)
-        } catch {
+        switch result {
+        case .failure:
             return reject(.storageFailure, "the hub could not read its store; retry later")
+        case let .success(.enrolment(.enrolled(enrolledTeam, secret))):
+            team = enrolledTeam
+            issued = secret
+        case .success(.enrolment(.unknownToken)), .success(.enrolment(.alreadyUsed)), .success(.enrolment(.expired)):
+            // One text for every case: a guesser must not learn that a token exists.
+            return reject(.enrolmentInvalid, Self.enrolmentRefusal)
+        case let .success(.device(.accepted(acceptedTeam))):
+            team = acceptedTeam
+        case .success(.device(.unknown)):
+            return reject(.authenticationFailed, "this replica's credential is not known to this hub")
+        case .success(.device(.revoked)):
+            return reject(.authenticationFailed, "this replica's credential has been revoked")
         }
-        let ownDurable: UInt64
-        do { ownDurable = try store.ownDurable(hello.replica) } catch {
+        pending = .opening(hello, team: team, issued: issued)
+        // A hello with the device secret shows the replica holds it: its tokens are spent.
+        return [.store(.openSession(replica: hello.replica, spendTokens: issued.isEmpty, appVersion: String(hello.appVersion.prefix(64)),
+                                    schemaVersion: hello.schemaVersion, nowMillis: nowMillis))]
+    }
+
+    private mutating func opened(_ hello: Hello, team: String, issued: [UInt8], _ result: Result<UInt64, any Error>,
+                                 nowMillis: UInt64) -> [SessionAction] {
+        guard case let .success(ownDurable) = result else {
             return reject(.storageFailure, "the hub could not read its store; retry later")
         }
         state = .ready(replica: hello.replica, team: team)
         enrolmentUnconfirmed = !issued.isEmpty
         maxFrameBody = min(configuration.maxFrameBody, Int(clamping: hello.maxFrameBody))
         return [.send(.welcome(Welcome(protocolVersion: ProtocolLimits.version, schemaVersion: configuration.schemaVersion,
-                                       hub: store.hubID, maxFrameBody: UInt64(maxFrameBody), issuedCredential: issued,
+                                       hub: hubID, maxFrameBody: UInt64(maxFrameBody), issuedCredential: issued,
                                        hubTimeMillis: nowMillis, heartbeatIntervalMillis: configuration.heartbeatIntervalMillis,
-                                       ownDurable: ownDurable)))]
+                                       ownDurable: ownDurable))),
+                .schedule(.idle, afterMillis: configuration.idleMillis)]
     }
 
     private mutating func push(_ batch: UInt64, _ changes: [Change], from replica: ReplicaID, nowMillis: UInt64) -> [SessionAction] {
@@ -179,97 +270,101 @@ public struct HubSession: Sendable {
             return [.send(.error(code: .clockSkew, fatal: false,
                                  message: "change \(change.id) is more than \(configuration.maxClockSkewMillis / 1000) s ahead of the hub's clock; nothing stored"))]
         }
-        do {
-            // Committed (fsync) before the acknowledgement is created: an ack means durable.
-            let result = try store.append(changes, from: replica, receivedAtMillis: nowMillis)
+        // Acknowledged only from the append's outcome, which the shell reports after the commit
+        // (fsync) returned: an ack means durable.
+        pending = .push(batch: batch)
+        return [.store(.append(changes: changes, replica: replica, receivedAtMillis: nowMillis))]
+    }
+
+    private mutating func appended(_ batch: UInt64, _ result: Result<HubAppendResult, any Error>, nowMillis: UInt64) -> [SessionAction] {
+        guard let replica else { return [] }
+        switch result {
+        case let .success(result):
             if let first = result.equivocations.first {
                 // Never acknowledged: the hub keeps the version it holds (and the refused one as
                 // evidence); the replica learns at its next handshake what the hub holds of its origin.
-                record(.error(code: WireErrorCode.equivocation.name), replica, nowMillis)
-                return [.send(.error(code: .equivocation, fatal: false, message: """
+                return [record(.error(code: WireErrorCode.equivocation.name), replica, nowMillis),
+                        .send(.error(code: .equivocation, fatal: false, message: """
                     change \(first) (and \(result.equivocations.count - 1) more) is already held with other content; \
                     nothing of batch \(batch) stored; reconnect to recover this replica's own changes
                     """))]
             }
             return [.send(.pushAck(batch: batch, durable: result.durable, hubHead: result.head))]
-        } catch {
-            record(.error(code: WireErrorCode.storageFailure.name), replica, nowMillis)
-            return [.send(.error(code: .storageFailure, fatal: false, message: "the hub could not store the batch; nothing stored; retry later"))]
+        case .failure:
+            return [record(.error(code: WireErrorCode.storageFailure.name), replica, nowMillis),
+                    .send(.error(code: .storageFailure, fatal: false, message: "the hub could not store the batch; nothing stored; retry later"))]
         }
     }
 
-    private mutating func pull(_ cursor: UInt64, _ budget: UInt64, for replica: ReplicaID, nowMillis: UInt64) -> [SessionAction] {
-        do {
-            // A cursor is a hub sequence this hub gave out: one above the head was forged, or
-            // comes from before this hub's store was restored from an older backup. Answering it
-            // would either wrap (≥ 2^63 in SQLite) and replay everything or skip what is to come.
-            let head = try store.head()
-            guard cursor <= head else {
-                return fail(.cursorAhead, "pull cursor \(cursor) is above this hub's last sequence \(head)", nowMillis: nowMillis)
-            }
-            // Every change in a multi-change batch fits `room`, so the frame (with its envelope)
-            // fits the negotiated limit; only a first change alone can be larger.
-            let room = FrameBudget.changeBytes(maxBody: maxFrameBody)
-            let page = try store.changes(after: cursor, excludingOrigin: replica,
-                                         byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
-                                         maxCount: configuration.maxPullChanges)
-            if page.bytes > room, let first = try page.decodeChanges().first {
-                record(.error(code: WireErrorCode.limitExceeded.name), replica, nowMillis)
-                return [.send(.error(code: .limitExceeded, fatal: false,
-                                     message: "hub change \(first.id) of \(page.bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit"))]
-            }
-            try store.recordSession(.pulled(cursor: page.nextCursor), replica: replica, nowMillis: nowMillis)
-            return [.send(.batch(nextCursor: page.nextCursor, more: page.more, changes: try page.decodeChanges()))]
-        } catch {
+    private mutating func pulled(_ cursor: UInt64, _ result: Result<HubPullRead, any Error>, nowMillis: UInt64) -> [SessionAction] {
+        guard let replica else { return [] }
+        guard case let .success(read) = result else {
             return fail(.storageFailure, "the hub could not read its store; retry later", nowMillis: nowMillis)
         }
+        // A cursor is a hub sequence this hub gave out: one above the head was forged, or comes
+        // from before this hub's store was restored from an older backup. Answering it would either
+        // wrap (≥ 2^63 in SQLite) and replay everything or skip what is to come.
+        guard let page = read.page else {
+            return fail(.cursorAhead, "pull cursor \(cursor) is above this hub's last sequence \(read.head)", nowMillis: nowMillis)
+        }
+        // Every change in a multi-change batch fits `room`, so the frame (with its envelope) fits
+        // the negotiated limit; only a first change alone can be larger.
+        let room = FrameBudget.changeBytes(maxBody: maxFrameBody)
+        if page.bytes > room, let first = page.encoded.first {
+            return [record(.error(code: WireErrorCode.limitExceeded.name), replica, nowMillis),
+                    .send(.error(code: .limitExceeded, fatal: false, message: Self.tooLarge(first, page.bytes, maxFrameBody)))]
+        }
+        // The stored bytes go out as they are: the hub neither decodes nor re-encodes values.
+        return [record(.pulled(cursor: page.nextCursor), replica, nowMillis),
+                .send(.relayedBatch(nextCursor: page.nextCursor, more: page.more, encodedChanges: page.encoded))]
     }
 
     /// A replica restored from a backup, or a copy, gets back what the hub holds of an origin.
-    private mutating func recover(_ origin: ReplicaID, after: UInt64, _ budget: UInt64, nowMillis: UInt64) -> [SessionAction] {
-        do {
-            // As for a pull: every change of a multi-change answer fits `room`, so the frame fits
-            // the negotiated limit.
-            let room = FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody)
-            let page = try store.changes(ofOrigin: origin, after: after,
-                                         byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
-                                         maxCount: configuration.maxPullChanges)
-            if page.bytes > room, let first = try page.decodeChanges().first {
-                return [.send(.error(code: .limitExceeded, fatal: false,
-                                     message: "hub change \(first.id) of \(page.bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit"))]
-            }
-            return [.send(.recovered(origin: origin, nextCounter: page.nextCounter, more: page.more, changes: try page.decodeChanges()))]
-        } catch {
+    private mutating func recovered(_ origin: ReplicaID, _ result: Result<HubOriginPage, any Error>, nowMillis: UInt64) -> [SessionAction] {
+        guard case let .success(page) = result else {
             return fail(.storageFailure, "the hub could not read its store; retry later", nowMillis: nowMillis)
         }
+        // As for a pull: every change of a multi-change answer fits `room`, so the frame fits the
+        // negotiated limit.
+        let room = FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody)
+        if page.bytes > room, let first = page.encoded.first {
+            return [.send(.error(code: .limitExceeded, fatal: false, message: Self.tooLarge(first, page.bytes, maxFrameBody)))]
+        }
+        return [.send(.relayedRecovered(origin: origin, nextCounter: page.nextCounter, more: page.more, encodedChanges: page.encoded))]
     }
 
     /// A copy that diverged from what the hub holds of its origin takes a new identity in the same
     /// team; the session goes on as that identity.
-    private mutating func fork(_ replica: ReplicaID, team: String, into newReplica: ReplicaID, nowMillis: UInt64) -> [SessionAction] {
-        do {
-            switch try store.fork(replica, into: newReplica, nowMillis: nowMillis, random: &random) {
-            case let .forked(secret):
-                state = .ready(replica: newReplica, team: team)
-                record(.hello(appVersion: "fork of \(replica.short)", schemaVersion: 1), newReplica, nowMillis)
-                return [.send(.forked(newReplica: newReplica, issuedCredential: secret))]
-            case .idTaken:
-                return fail(.enrolmentInvalid, "replica id \(newReplica.short) is already known to this hub", nowMillis: nowMillis)
-            case .tooManyForks:
-                return fail(.limitExceeded, "this replica has forked as often as the hub allows; ask the operator", nowMillis: nowMillis)
-            case .unknownReplica:
-                return fail(.authenticationFailed, "this replica's credential is not valid for a fork", nowMillis: nowMillis)
-            }
-        } catch {
+    private mutating func forked(_ replica: ReplicaID, into newReplica: ReplicaID, team: String, _ result: Result<ForkResult, any Error>,
+                                 nowMillis: UInt64) -> [SessionAction] {
+        switch result {
+        case let .success(.forked(secret)):
+            state = .ready(replica: newReplica, team: team)
+            return [record(.hello(appVersion: "fork of \(replica.short)", schemaVersion: 1), newReplica, nowMillis),
+                    .send(.forked(newReplica: newReplica, issuedCredential: secret))]
+        case .success(.idTaken):
+            return fail(.enrolmentInvalid, "replica id \(newReplica.short) is already known to this hub", nowMillis: nowMillis)
+        case .success(.tooManyForks):
+            return fail(.limitExceeded, "this replica has forked as often as the hub allows; ask the operator", nowMillis: nowMillis)
+        case .success(.unknownReplica):
+            return fail(.authenticationFailed, "this replica's credential is not valid for a fork", nowMillis: nowMillis)
+        case .failure:
             return fail(.storageFailure, "the hub could not store the fork; retry later", nowMillis: nowMillis)
         }
     }
 
+    /// Why a stored change cannot be relayed under the negotiated limit. Only its id is read from
+    /// its bytes (the encoding starts with it).
+    static func tooLarge(_ encoded: [UInt8], _ bytes: Int, _ maxFrameBody: Int) -> String {
+        var reader = ByteReader(encoded)
+        let id = (try? ChangeID.decode(from: &reader)).map { "\($0)" } ?? "of unreadable id"
+        return "hub change \(id) of \(bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit"
+    }
+
     static let enrolmentRefusal = "enrolment token is not valid (unknown, used or expired); ask the operator for a new one"
 
-    private func record(_ event: HubSessionEvent, _ replica: ReplicaID, _ nowMillis: UInt64) {
-        // Bookkeeping for the operator view must not break a sync.
-        try? store.recordSession(event, replica: replica, nowMillis: nowMillis)
+    private func record(_ event: HubSessionEvent, _ replica: ReplicaID, _ nowMillis: UInt64) -> SessionAction {
+        .store(.record(event, replica: replica, nowMillis: nowMillis))
     }
 
     private mutating func reject(_ code: WireErrorCode, _ text: String) -> [SessionAction] {
@@ -278,8 +373,10 @@ public struct HubSession: Sendable {
     }
 
     private mutating func fail(_ code: WireErrorCode, _ text: String, nowMillis: UInt64) -> [SessionAction] {
-        if case let .ready(replica, _) = state { record(.error(code: code.name), replica, nowMillis) }
+        var actions: [SessionAction] = []
+        if case let .ready(replica, _) = state { actions.append(record(.error(code: code.name), replica, nowMillis)) }
         state = .closed
-        return [.send(.error(code: code, fatal: true, message: text)), .close]
+        pending = nil
+        return actions + [.send(.error(code: code, fatal: true, message: text)), .close]
     }
 }

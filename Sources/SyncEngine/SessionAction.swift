@@ -1,11 +1,35 @@
 import SyncCore
+import SyncStore
 import SyncWire
 
-/// What a session asks its shell to do. The shell (TCP or the simulator) only executes.
+/// What a session asks its shell to do. The shell (TCP or the simulator) only executes, and
+/// reports back through the session's event methods: a storage request's outcome through
+/// `HubSession.storageCompleted(_:nowMillis:)`, a deadline through `timerFired(_:nowMillis:)`.
 public enum SessionAction: Equatable, Sendable {
     case send(Message)
-    /// Close the connection after everything before it has been sent.
+    /// Close the connection after everything before it has been sent. The shell cancels every
+    /// deadline of the session with it.
     case close
+    /// Start a deadline, or restart it if it is running: after `afterMillis` without a
+    /// `.cancel` of it, the shell calls the session's `timerFired`.
+    case schedule(SessionTimer, afterMillis: UInt64)
+    case cancel(SessionTimer)
+    /// Hub only: perform this storage work on the hub's one writer. When the request expects an
+    /// answer (`HubStoreRequest.expectsAnswer`), the session handles no other frame until the
+    /// shell reports its outcome through `storageCompleted`; bookkeeping needs no answer.
+    case store(HubStoreRequest)
+}
+
+/// The five deadlines of Protocol/session.md, "Timeouts". Each session runs its own.
+public enum SessionTimer: Hashable, Sendable, CaseIterable {
+    /// Hub: accepted until hello received. Client: hello sent until welcome or reject received.
+    case handshake
+    /// Both: first byte of a frame received until its last byte received.
+    case frame
+    /// Hub: last complete frame received until the next one.
+    case idle
+    /// Client: a request sent until its answer received.
+    case request
 }
 
 /// Randomness for sessions, injected so the simulator is deterministic.

@@ -66,7 +66,7 @@ enum HubFuzzTarget {
             return .invariantBroken("the fuzz hub could not be set up: \(error)")
         }
         // Fixed "randomness": secrets only need to be stable for a replayable run.
-        var session = HubSession(store: store, random: RandomSource { 0x5EED })
+        var session = InlineHubSession(store: store, random: RandomSource { 0x5EED })
         let hello = forcedHello(mode: mode, payload: Array(first.dropFirst()), template)
         var limit = Frame.defaultMaxBody
         var outcome = FuzzOutcome.accepted

@@ -35,24 +35,24 @@ extension HubServer {
         }
     }
 
-    /// Bookkeeping after a hello was handled: a refused credential counts against its source; an
-    /// accepted one makes this connection its replica's only session.
-    nonisolated func afterHello(_ session: HubSession, _ message: Message, _ actions: [SessionAction], id: AdmissionControl.ConnectionID,
-                  source: String, nowMillis: UInt64) {
-        if case .fork = message, case let .send(.forked(newReplica, _))? = actions.first {
+    /// Bookkeeping before a hello's or fork's answer is sent: a refused credential counts
+    /// against its source; an accepted one makes this connection its replica's only session.
+    nonisolated func afterAnswer(_ session: HubSession, to message: Message, answer: Message, id: AdmissionControl.ConnectionID, source: String) {
+        switch (message, answer) {
+        case let (.fork, .forked(newReplica, _)):
             // The session goes on as the forked identity: one live session per replica holds for it.
             if let previous = registry.authenticated(id, as: newReplica) {
                 previous.sayThenClose(MessageCodec().frame(.goodbye(reason: Self.replacedReason)))
             }
-            return
-        }
-        guard case .hello = message else { return }
-        if case let .send(.reject(code, _, _))? = actions.first, code == .authenticationFailed || code == .enrolmentInvalid {
-            registry.recordFailure(source: source, nowMillis: nowMillis)
-        }
-        if let replica = session.replica, let previous = registry.authenticated(id, as: replica) {
-            logger.notice("session replaced by a newer one of the same replica", metadata: ["replica": "\(replica.short)"])
-            previous.sayThenClose(MessageCodec().frame(.goodbye(reason: Self.replacedReason)))
+        case let (.hello, .reject(code, _, _)) where code == .authenticationFailed || code == .enrolmentInvalid:
+            registry.recordFailure(source: source, nowMillis: clock())
+        case (.hello, .welcome):
+            if let replica = session.replica, let previous = registry.authenticated(id, as: replica) {
+                logger.notice("session replaced by a newer one of the same replica", metadata: ["replica": "\(replica.short)"])
+                previous.sayThenClose(MessageCodec().frame(.goodbye(reason: Self.replacedReason)))
+            }
+        default:
+            break
         }
     }
 
@@ -72,7 +72,7 @@ extension HubServer {
             let ended: [(ReplicaID, any Channel)] = await withCheckedContinuation { continuation in
                 // On the store queue: a frame of the session that waits behind this check finds
                 // its connection ended and is not handled (HubServer.serve).
-                storeQueue.async {
+                writer.queue.async {
                     let revoked = (try? self.store.revokedReplicas(among: live)) ?? []
                     continuation.resume(returning: revoked.compactMap { replica in self.registry.endSession(of: replica).map { (replica, $0) } })
                 }

@@ -42,14 +42,18 @@ public struct HubServerConfiguration: Sendable {
 /// `shutdownGracefully()` any time; illegal calls throw `HubServerError`. The per-connection work
 /// below is `nonisolated`: sessions never wait on the actor.
 ///
-/// Each connection runs the sans-IO `HubSession`; storage calls (SQLite with fsync) run on one
-/// serial queue, which is also the store's single writer.
+/// Each connection runs the sans-IO `HubSession`: this shell feeds it frames, deadlines and storage
+/// outcomes, and performs its actions. Storage runs on `HubWriter`, the store's single writer,
+/// which commits pushes of concurrent sessions together.
 public actor HubServer: Service {
     public nonisolated let store: any HubStore
     public nonisolated let configuration: HubServerConfiguration
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
-    let storeQueue = DispatchQueue(label: "caresync.hub.store")
+    /// The store's one writer, which also commits concurrent sessions' pushes together.
+    nonisolated let writer: HubWriter
+    /// The writer's queue: every store call runs there.
+    nonisolated var storeQueue: DispatchQueue { writer.queue }
     /// Open connections: admission, one session per replica, and so that a graceful shutdown
     /// can say goodbye to each.
     let registry: ConnectionRegistry
@@ -65,6 +69,7 @@ public actor HubServer: Service {
         self.logger = logger
         self.group = group
         self.clock = clock
+        writer = HubWriter(store: store)
         registry = ConnectionRegistry(
             limits: AdmissionControl.Limits(maxConnections: configuration.maxConnections, maxUnauthenticated: configuration.maxUnauthenticated,
                                             handshakeMillis: UInt64(max(0, configuration.handshake.nanoseconds / 1_000_000)),
@@ -79,16 +84,13 @@ public actor HubServer: Service {
     /// Connections currently open.
     public nonisolated var activeConnections: Int { registry.count }
 
-    /// The listening channel: each accepted connection with its frame limit.
-    typealias Listener = NIOAsyncChannel<(NIOAsyncChannel<Frame, Frame>, FrameLimit), Never>
+    /// The listening channel: each accepted connection with its frame limit and its session's events.
+    typealias Listener = NIOAsyncChannel<(NIOAsyncChannel<Frame, Frame>, FrameLimit, SessionEvents<SessionTimer>), Never>
 
     /// The listening channel, with each connection's pipeline: deadlines, the frame decoder,
     /// admission, the frame encoder and back-pressure.
     nonisolated func bind() async throws -> Listener {
         let configuration = self.configuration
-        // What a peer is told before a deadline closes its connection (Protocol/session.md).
-        let idleFarewell = MessageCodec().encode(.error(code: .timeout, fatal: true, message: "idle deadline passed"))
-        let frameFarewell = MessageCodec().encode(.error(code: .timeout, fatal: true, message: "frame was not completed in time"))
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -96,22 +98,21 @@ public actor HubServer: Service {
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
-                    try pipeline.addHandler(IdleStateHandler(readTimeout: configuration.idle))
-                    try pipeline.addHandler(IdleCloseHandler(farewell: idleFarewell))
+                    // The session's deadlines run on this loop.
+                    let events = SessionEvents<SessionTimer>(eventLoop: channel.eventLoop)
                     // The session lowers the limit to the negotiated one at the welcome.
                     let limit = FrameLimit(configuration.session.maxFrameBody, eventLoop: channel.eventLoop)
-                    // The decoder says whether a frame is unfinished; the deadline handler keeps the time.
+                    // The decoder says whether a frame is unfinished; the session keeps the time.
                     let progress = FrameProgress(eventLoop: channel.eventLoop)
                     try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit, progress: progress)))
-                    try pipeline.addHandler(FrameDeadlineHandler(deadline: configuration.frameCompletion, progress: progress,
-                                                                 farewell: frameFarewell))
+                    try pipeline.addHandler(FrameProgressHandler(progress: progress) { events.frameProgress(inFrame: $0) })
                     try self.admit(channel, pipeline: pipeline)
                     try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
                     // Back-pressure: the inbound stream stops reading from the socket when the
                     // session falls behind, instead of buffering without bound.
                     return (try NIOAsyncChannel<Frame, Frame>(
                         wrappingChannelSynchronously: channel,
-                        configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))), limit)
+                        configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))), limit, events)
                 }
             }
     }
@@ -120,10 +121,10 @@ public actor HubServer: Service {
     nonisolated func accept(_ server: Listener) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { connections in
-                for try await (connection, limit) in connections {
+                for try await (connection, limit, events) in connections {
                     switch self.entry(connection.channel) {
                     case let .admitted(id, handshake):
-                        group.addTask { await self.serve(connection, limit: limit, id: id, handshake: handshake) }
+                        group.addTask { await self.serve(connection, limit: limit, events: events, id: id, handshake: handshake) }
                     case .busy:
                         group.addTask { await self.refuseBusy(connection) }
                     }
@@ -139,86 +140,124 @@ public actor HubServer: Service {
     }
 
     /// Runs one session to its end. Every exit path closes the connection.
-    private nonisolated func serve(_ connection: NIOAsyncChannel<Frame, Frame>, limit: FrameLimit, id: AdmissionControl.ConnectionID,
-                       handshake deadline: TimeAmount) async {
+    private nonisolated func serve(_ connection: NIOAsyncChannel<Frame, Frame>, limit: FrameLimit, events: SessionEvents<SessionTimer>,
+                       id: AdmissionControl.ConnectionID, handshake deadline: TimeAmount) async {
         defer { registry.forget(id) }
-        var session = HubSession(store: store, configuration: configuration.session)
-        var codec = MessageCodec(maxBody: configuration.session.maxFrameBody, compressionThreshold: configuration.compressionThreshold)
-        let greeted = NIOLockedValueBox(false)
-        let channel = connection.channel
-        let farewell = codec.frame(.error(code: .timeout, fatal: true, message: "no hello within the handshake deadline"))
-        let source = channel.remoteAddress?.ipAddress ?? "unknown"
-        let handshake = channel.eventLoop.scheduleTask(in: deadline) {
-            guard !greeted.withLockedValue({ $0 }) else { return }
-            channel.writeAndFlush(farewell).whenComplete { _ in channel.close(promise: nil) }
-        }
-        defer { handshake.cancel() }
+        var sessionConfiguration = configuration.session
+        sessionConfiguration.idleMillis = Self.millis(configuration.idle)
+        sessionConfiguration.frameCompletionMillis = Self.millis(configuration.frameCompletion)
+        var connectionState = ConnectionState(session: HubSession(hub: store.hubID, configuration: sessionConfiguration),
+                                              codec: MessageCodec(maxBody: configuration.session.maxFrameBody,
+                                                                  compressionThreshold: configuration.compressionThreshold),
+                                              id: id, source: connection.channel.remoteAddress?.ipAddress ?? "unknown",
+                                              channel: connection.channel)
         do {
             try await connection.executeThenClose { inbound, outbound in
-                do {
-                    for try await frame in inbound {
-                        let now = clock()
-                        var actions: [SessionAction]
-                        do {
-                            let message = try codec.decode(frame)
-                            greeted.withLockedValue { $0 = true }
-                            if case .hello = message, let wait = registry.retryAfter(source: source, nowMillis: now) {
-                                actions = Self.failureBudgetRefusal(retryAfterMillis: wait)
-                            } else {
-                                (session, actions) = await onStoreQueue(session) { [registry] session in
-                                    // Ended by the hub (revoked, replaced) while this frame waited:
-                                    // checked on the store queue, where the revocation poll runs too.
-                                    guard !registry.wasEnded(id) else { return [] }
-                                    return session.receive(message, nowMillis: now)
-                                }
-                                if registry.wasEnded(id) {
-                                    // Whoever ended it says why and closes; closing here could cut that short.
-                                    try? await channel.closeFuture.get()
-                                    return
-                                }
-                                afterHello(session, message, actions, id: id, source: source, nowMillis: now)
-                            }
-                        } catch let error as WireError {
-                            actions = session.protocolError(error, nowMillis: now)
-                            logger.notice("protocol error", metadata: ["code": "\(error.code.name)"])
-                        }
-                        if session.maxFrameBody != codec.maxBody {
-                            // Negotiated at the welcome, applied before it is sent: every later
-                            // frame either way is held to it (Protocol/framing.md, "The limit").
-                            codec.maxBody = session.maxFrameBody
-                            try await limit.set(session.maxFrameBody).get()
-                        }
-                        for action in actions {
-                            switch action {
-                            case let .send(message): try await outbound.write(codec.frame(message))
-                            case .close: return
-                            }
-                        }
-                    }
-                } catch let error as WireError {
-                    // Raised by the frame decoder (e.g. a frame over the limit): say why, then close.
-                    logger.notice("framing error", metadata: ["code": "\(error.code.name)"])
-                    for case let .send(message) in session.protocolError(error, nowMillis: clock()) {
-                        try? await outbound.write(codec.frame(message))
-                    }
+                // Frames are handed over one at a time: while the session waits for storage, reading
+                // stops and the channel's back-pressure holds the socket.
+                try await events.feeding(from: inbound) {
+                    try await drive(&connectionState, events: events, limit: limit, outbound: outbound,
+                                    start: connectionState.session.start(handshakeMillis: Self.millis(deadline)))
                 }
             }
         } catch {
             logger.debug("connection ended", metadata: ["reason": "\(type(of: error))"])
         }
-        if let replica = session.replica { logger.info("session ended", metadata: ["replica": "\(replica.short)"]) }
+        if let replica = connectionState.session.replica { logger.info("session ended", metadata: ["replica": "\(replica.short)"]) }
     }
 
-    /// Runs a session step on the store's serial queue: SQLite calls (with fsync) must not block
-    /// the cooperative thread pool, and the store has one writer.
-    private nonisolated func onStoreQueue(_ session: HubSession,
-                              _ body: @escaping @Sendable (inout HubSession) -> [SessionAction]) async -> (HubSession, [SessionAction]) {
-        await withCheckedContinuation { continuation in
-            storeQueue.async {
-                var session = session
-                let actions = body(&session)
-                continuation.resume(returning: (session, actions))
+    /// What one connection's loop keeps between events.
+    struct ConnectionState {
+        var session: HubSession
+        var codec: MessageCodec
+        let id: AdmissionControl.ConnectionID
+        let source: String
+        let channel: any Channel
+        /// The frame being handled, for the admission bookkeeping on its answer.
+        var handling: Message?
+    }
+
+    /// Feeds the session its events until it closes or the connection ends.
+    private nonisolated func drive(_ state: inout ConnectionState, events: SessionEvents<SessionTimer>, limit: FrameLimit,
+                       outbound: NIOAsyncChannelOutboundWriter<Frame>, start: [SessionAction]) async throws {
+        var actions = start
+        while true {
+            guard try await perform(actions, &state, events: events, limit: limit, outbound: outbound) else { return }
+            let now = clock()
+            state.handling = nil
+            switch await events.next() {
+            case let .frame(frame):
+                if registry.wasEnded(state.id) {
+                    // Ended by the hub (revoked, replaced): whoever ended it says why and closes;
+                    // closing here could cut that short. Frames still queued are not handled.
+                    try? await state.channel.closeFuture.get()
+                    return
+                }
+                do {
+                    let message = try state.codec.decode(frame)
+                    state.handling = message
+                    if case .hello = message, let wait = registry.retryAfter(source: state.source, nowMillis: now) {
+                        actions = Self.failureBudgetRefusal(retryAfterMillis: wait)
+                    } else {
+                        actions = state.session.receive(message, nowMillis: now)
+                    }
+                } catch {
+                    actions = state.session.protocolError(error, nowMillis: now)
+                    logger.notice("protocol error", metadata: ["code": "\(error.code.name)"])
+                }
+            case let .ended(error as WireError):
+                // Raised by the frame decoder (e.g. a frame over the limit): say why, then close.
+                logger.notice("framing error", metadata: ["code": "\(error.code.name)"])
+                actions = state.session.protocolError(error, nowMillis: now)
+            case .ended:
+                return
+            case let .timer(timer):
+                actions = state.session.timerFired(timer, nowMillis: now)
+            case let .frameProgress(inFrame):
+                actions = state.session.frameProgress(inFrame: inFrame)
             }
         }
     }
+
+    /// Executes the session's actions in order; storage outcomes feed the session at once, and
+    /// their actions run before anything else. Returns false once the connection is to close.
+    private nonisolated func perform(_ actions: [SessionAction], _ state: inout ConnectionState, events: SessionEvents<SessionTimer>, limit: FrameLimit,
+                         outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws -> Bool {
+        var queue = actions[...]
+        while let action = queue.popFirst() {
+            switch action {
+            case let .send(message):
+                if state.session.maxFrameBody != state.codec.maxBody {
+                    // Negotiated at the welcome, applied before it is sent: every later frame
+                    // either way is held to it (Protocol/framing.md, "The limit").
+                    state.codec.maxBody = state.session.maxFrameBody
+                    try await limit.set(state.session.maxFrameBody).get()
+                }
+                if let handling = state.handling { afterAnswer(state.session, to: handling, answer: message, id: state.id, source: state.source) }
+                try await outbound.write(state.codec.frame(message))
+            case .close:
+                return false
+            case let .schedule(timer, afterMillis):
+                events.schedule(timer, afterMillis: afterMillis)
+            case let .cancel(timer):
+                events.cancel(timer)
+            case let .store(request):
+                guard request.expectsAnswer else {
+                    writer.enqueue(request)
+                    continue
+                }
+                let id = state.id
+                guard let outcome = await writer.perform(request, unless: { [registry] in registry.wasEnded(id) }) else {
+                    // Ended by the hub while the request waited: nothing of it was stored, and
+                    // whoever ended the session says why and closes.
+                    try? await state.channel.closeFuture.get()
+                    return false
+                }
+                queue = state.session.storageCompleted(outcome, nowMillis: clock())[...] + queue
+            }
+        }
+        return true
+    }
+
+    static func millis(_ amount: TimeAmount) -> UInt64 { UInt64(max(0, amount.nanoseconds / 1_000_000)) }
 }

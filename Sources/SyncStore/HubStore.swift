@@ -224,7 +224,7 @@ public enum AuthenticationResult: Equatable, Sendable {
 }
 
 /// What the hub records about sessions for the operator view.
-public enum HubSessionEvent: Sendable {
+public enum HubSessionEvent: Equatable, Sendable {
     case hello(appVersion: String, schemaVersion: UInt64)
     case pulled(cursor: UInt64)
     case health(pendingChanges: UInt64, oldestUnsyncedAgeMillis: UInt64, openConflicts: UInt64, schemaVersion: UInt64)

@@ -10,8 +10,10 @@ import SyncWire
 /// SQLite stores; only sockets, time and chance are simulated, all from one seed.
 ///
 /// Faults: connections cut mid-frame, partitions, hub and replica restarts (the files survive),
-/// clocks that drift, and the re-sending of batches whose acknowledgement was lost. After the
-/// faults, the network heals and every replica syncs to quiescence.
+/// clocks that drift, the re-sending of batches whose acknowledgement was lost, and (with
+/// `StorageFaults`) hub storage that is slow, fails, or loses a write before it is synced. The
+/// sessions' deadlines fire on the virtual clock. After the faults, the network heals and every
+/// replica syncs to quiescence.
 public final class Simulation {
     public struct Report: Sendable {
         public let seed: UInt64
@@ -29,6 +31,14 @@ public final class Simulation {
         /// Own changes recovered from the hub, and forks of copies that diverged.
         public var recovered = 0
         public var forks = 0
+        /// Deadlines that passed (either side), and storage faults injected at the hub.
+        public var timeouts = 0
+        public var slowWrites = 0
+        public var failedWrites = 0
+        public var lostWrites = 0
+        /// Pushes committed with others in one group commit.
+        public var groupedPushes = 0
+
         /// Failures found; empty means the run passed.
         public var violations: [String] = []
     }
@@ -42,8 +52,20 @@ public final class Simulation {
         /// Bytes arrived and not yet whole frames, each side parsed by the production frame decoder.
         let hubInbox: NIOSingleStepByteToMessageProcessor<FrameDecoder>
         let clientInbox: NIOSingleStepByteToMessageProcessor<FrameDecoder>
+        /// Frames (or the framing error) the hub has received and not yet handled: its session
+        /// takes none while it waits for storage, as the TCP shell stops reading then.
+        var hubFrames: [Result<Frame, WireError>] = []
+        /// Bytes arrived on each side and bytes of the whole frames among them: a difference is a
+        /// frame in progress, for the frame deadline.
+        var hubBytes = (arrived: 0, framed: 0)
+        var clientBytes = (arrived: 0, framed: 0)
         var clientClosing = false
         var hubClosing = false
+        /// Deadlines running on each side, due at these virtual times.
+        var clientTimers: [SessionTimer: UInt64] = [:]
+        var hubTimers: [SessionTimer: UInt64] = [:]
+        var clientInFrame = false
+        var hubInFrame = false
 
         init(replica: Int, client: ClientSession, hub: HubSession, hubMaxBody: Int, clientMaxBody: Int) {
             self.replica = replica
@@ -74,19 +96,32 @@ public final class Simulation {
     /// The last failure of each replica's session (ids and codes only), for violation reports.
     var lastFailure: [Int: String] = [:]
     var report: Report
+    let storageFaults: StorageFaults
+    /// Hub storage requests answered late (slow storage), with when.
+    var slowStorage: [(connection: Connection, request: HubStoreRequest, due: UInt64)] = []
+    /// The hub's one writer is busy with a slow request until then: later requests wait behind
+    /// it, and the appends among them are committed together when it is free (group commit).
+    var writerBusyUntil: UInt64 = 0
+    /// Set when a write was lost before it was synced: the hub process dies (and restarts).
+    var hubCrashed = false
+    var healing = false
+    /// The hub's randomness for secrets, as the shell's.
+    var hubRandom = RandomSource { 0 }
     let codec = MessageCodec(maxBody: 64 * 1024, compressionThreshold: 512)
     var clientConfiguration = ClientConfiguration()
     let hubConfiguration: HubConfiguration
 
-    public init(seed: UInt64, replicas: Int = 3, steps: Int = 250, directory: String) throws {
+    public init(seed: UInt64, replicas: Int = 3, steps: Int = 250, storageFaults: StorageFaults = .none, directory: String) throws {
         self.seed = seed
+        self.storageFaults = storageFaults
         self.directory = directory
         self.replicaCount = replicas
         self.steps = steps
         self.random = SeededGenerator(seed: seed)
         self.report = Report(seed: seed)
-        var hubRandom = SeededGenerator(seed: seed ^ 0x4855_4221)
-        hubStore = try SQLiteHubStore(path: "\(directory)/hub.db", random: &hubRandom)
+        var hubSeed = SeededGenerator(seed: seed ^ 0x4855_4221)
+        hubStore = try SQLiteHubStore(path: "\(directory)/hub.db", random: &hubSeed)
+        hubRandom = Self.randomSource(seed: hubSeed.next())
         var configuration = HubConfiguration()
         configuration.maxFrameBody = 64 * 1024
         configuration.maxPullBudget = 8 * 1024
@@ -113,6 +148,7 @@ public final class Simulation {
         self.tokens = tokens
         for step in 0..<steps {
             try tick(step)
+            try afterStep()
             try checkAcknowledgedWrites()
         }
         try heal()
@@ -137,6 +173,9 @@ public final class Simulation {
             clock.set(world: world)
             clock.drift(by: Int64(random.index(below: 201)) - 100, bound: 90_000)
         }
+        fireTimers()
+        completeSlowStorage(all: false)
+        try afterStep()
         let replica = random.index(below: replicaCount)
         switch random.index(below: 100) {
         case 0..<28:
@@ -174,12 +213,13 @@ public final class Simulation {
         try replicas[replica].setHubAddress("sim-hub")
         var client = ClientSession(store: replicas[replica], credential: credential, configuration: clientConfiguration,
                                    random: Self.randomSource(seed: random.next()))
-        let hub = HubSession(store: hubStore, configuration: hubConfiguration, random: Self.randomSource(seed: random.next()))
+        let hub = HubSession(hub: hubStore.hubID, configuration: hubConfiguration)
         let connection = Connection(replica: replica, client: client, hub: hub, hubMaxBody: hubConfiguration.maxFrameBody,
                                     clientMaxBody: clientConfiguration.maxFrameBody)
+        connections[replica] = connection
+        hubAct(connection) { $0.start(handshakeMillis: ProtocolLimits.handshakeMillis) }
         perform(client.start(), from: .client, on: connection)
         connection.client = client
-        connections[replica] = connection
         report.syncsStarted += 1
     }
 
@@ -192,9 +232,123 @@ public final class Simulation {
                 if !connection.clientClosing { connection.toHub += codec.encode(message) }
             case let (.send(message), .hub):
                 if !connection.hubClosing { connection.toClient += codec.encode(message) }
-            case (.close, .client): connection.clientClosing = true
-            case (.close, .hub): connection.hubClosing = true
+            case (.close, .client):
+                connection.clientClosing = true
+                connection.clientTimers = [:]
+            case (.close, .hub):
+                connection.hubClosing = true
+                connection.hubTimers = [:]
+            case let (.schedule(timer, afterMillis), .client): connection.clientTimers[timer] = world &+ afterMillis
+            case let (.schedule(timer, afterMillis), .hub): connection.hubTimers[timer] = world &+ afterMillis
+            case let (.cancel(timer), .client): connection.clientTimers[timer] = nil
+            case let (.cancel(timer), .hub): connection.hubTimers[timer] = nil
+            case let (.store(request), .hub): store(request, for: connection)
+            case (.store, .client): preconditionFailure("a client session asks for no hub storage")
             }
+        }
+    }
+
+    /// One event into a connection's hub session, and its actions performed.
+    func hubAct(_ connection: Connection, _ event: (inout HubSession) -> [SessionAction]) {
+        guard var hub = connection.hub else { return }
+        let actions = event(&hub)
+        connection.hub = hub
+        perform(actions, from: .hub, on: connection)
+    }
+
+    /// The hub shell's storage: performed at once, or (with storage faults, before the heal) late,
+    /// failed, or lost with the hub process.
+    func store(_ request: HubStoreRequest, for connection: Connection) {
+        guard request.expectsAnswer else {
+            _ = request.perform(on: hubStore, random: &hubRandom)
+            return
+        }
+        if !healing, storageFaults.any {
+            let roll = random.index(below: 1_000)
+            if request.push != nil, roll < storageFaults.lostPerMille {
+                // The commit never reached the disk and the hub died: nothing stored, nothing acked.
+                report.lostWrites += 1
+                hubCrashed = true
+                connection.hubClosing = true
+                return
+            }
+            if roll < storageFaults.lostPerMille + storageFaults.failingPerMille {
+                report.failedWrites += 1
+                if let outcome = HubStoreOutcome.failure(of: request, SimulatedStorageFault()) { completeStorage(outcome, for: connection) }
+                return
+            }
+            if roll < storageFaults.lostPerMille + storageFaults.failingPerMille + storageFaults.slowPerMille {
+                report.slowWrites += 1
+                let due = max(writerBusyUntil, world &+ 1 &+ UInt64(random.index(below: Int(storageFaults.maxDelayMillis))))
+                writerBusyUntil = due
+                slowStorage.append((connection, request, due))
+                return
+            }
+            if writerBusyUntil > world {
+                slowStorage.append((connection, request, writerBusyUntil))
+                return
+            }
+        }
+        if let outcome = request.perform(on: hubStore, random: &hubRandom) { completeStorage(outcome, for: connection) }
+    }
+
+    func completeStorage(_ outcome: HubStoreOutcome, for connection: Connection) {
+        hubAct(connection) { $0.storageCompleted(outcome, nowMillis: world) }
+        processHubInbox(connection)
+    }
+
+    /// Slow requests now due (or all): the appends among them are committed together, as the hub
+    /// shell's writer groups pushes that waited for it. A request of a connection that was cut is
+    /// still performed (a push still commits), its answer lost.
+    func completeSlowStorage(all: Bool) {
+        let due = slowStorage.filter { all || $0.due <= world }
+        guard !due.isEmpty else { return }
+        slowStorage.removeAll { all || $0.due <= world }
+        let appends = due.filter { $0.request.push != nil }
+        let results = hubStore.append(appends.compactMap(\.request.push))
+        if appends.count > 1 { report.groupedPushes += appends.count }
+        for (index, entry) in appends.enumerated() {
+            deliverStorage(.appended(results[index]), to: entry.connection)
+        }
+        for entry in due where entry.request.push == nil {
+            if let outcome = entry.request.perform(on: hubStore, random: &hubRandom) { deliverStorage(outcome, to: entry.connection) }
+        }
+    }
+
+    private func deliverStorage(_ outcome: HubStoreOutcome, to connection: Connection) {
+        guard connections[connection.replica] === connection else { return }
+        completeStorage(outcome, for: connection)
+    }
+
+    /// Deadlines due on the virtual clock fire, in order of connection and due time.
+    func fireTimers() {
+        for key in connections.keys.sorted() {
+            guard let connection = connections[key] else { continue }
+            for (timer, due) in connection.hubTimers.sorted(by: { ($0.value, "\($0.key)") < ($1.value, "\($1.key)") }) where due <= world {
+                guard connection.hubTimers[timer] == due else { continue }
+                connection.hubTimers[timer] = nil
+                report.timeouts += 1
+                hubAct(connection) { $0.timerFired(timer, nowMillis: world) }
+            }
+            for (timer, due) in connection.clientTimers.sorted(by: { ($0.value, "\($0.key)") < ($1.value, "\($1.key)") }) where due <= world {
+                guard connection.clientTimers[timer] == due else { continue }
+                connection.clientTimers[timer] = nil
+                report.timeouts += 1
+                var client = connection.client
+                let actions = client.timerFired(timer)
+                connection.client = client
+                perform(actions, from: .client, on: connection)
+            }
+            // A client that closed its socket on a deadline: the connection is gone, in flight or not.
+            if connection.clientClosing && connection.client.isFinished { finish(connection) }
+        }
+    }
+
+    /// After each step: a hub that lost a write before syncing it restarts.
+    func afterStep() throws {
+        if hubCrashed {
+            hubCrashed = false
+            try restartHub()
         }
     }
 
@@ -205,31 +359,31 @@ public final class Simulation {
     }
 
     func deliver(on connection: Connection, towardsHub: Bool) throws {
-        if towardsHub, !connection.toHub.isEmpty, var hub = connection.hub {
+        if towardsHub, !connection.toHub.isEmpty, connection.hub != nil {
             let count = 1 + random.index(below: connection.toHub.count)
             let arrived = ByteBuffer(bytes: connection.toHub.prefix(count))
             connection.toHub.removeFirst(count)
-            do throws(WireError) {
-                // A hub that closed reads nothing more (HubServer.serve returns at `.close`).
-                try connection.hubInbox.frames(in: arrived) { frame in
-                    guard !connection.hubClosing else { return }
-                    let actions: [SessionAction]
-                    do throws(WireError) { actions = hub.receive(try codec.decode(frame), nowMillis: world) } catch {
-                        actions = hub.protocolError(error, nowMillis: world)
+            if !connection.hubClosing {
+                connection.hubBytes.arrived += count
+                do throws(WireError) {
+                    try connection.hubInbox.frames(in: arrived) { frame in
+                        connection.hubBytes.framed += frame.payload.count + Frame.headerSize
+                        connection.hubFrames.append(.success(frame))
                     }
-                    perform(actions, from: .hub, on: connection)
+                } catch {
+                    connection.hubFrames.append(.failure(error))
                 }
-            } catch {
-                if !connection.hubClosing { perform(hub.protocolError(error, nowMillis: world), from: .hub, on: connection) }
             }
-            connection.hub = hub
+            processHubInbox(connection)
         } else if !connection.toClient.isEmpty {
             let count = 1 + random.index(below: connection.toClient.count)
             let arrived = ByteBuffer(bytes: connection.toClient.prefix(count))
             connection.toClient.removeFirst(count)
+            connection.clientBytes.arrived += count
             var client = connection.client
             do throws(WireError) {
                 try connection.clientInbox.frames(in: arrived) { frame in
+                    connection.clientBytes.framed += frame.payload.count + Frame.headerSize
                     guard !client.isFinished else { return }
                     let actions: [SessionAction]
                     do throws(WireError) { actions = client.receive(try codec.decode(frame)) } catch {
@@ -237,8 +391,13 @@ public final class Simulation {
                     }
                     perform(actions, from: .client, on: connection)
                 }
+                let inFrame = connection.clientBytes.arrived > connection.clientBytes.framed
+                if inFrame != connection.clientInFrame {
+                    connection.clientInFrame = inFrame
+                    perform(client.frameProgress(inFrame: inFrame), from: .client, on: connection)
+                }
             } catch {
-                perform(client.protocolError(error), from: .client, on: connection)
+                if !client.isFinished { perform(client.protocolError(error), from: .client, on: connection) }
             }
             connection.client = client
         }
@@ -248,7 +407,32 @@ public final class Simulation {
         }
     }
 
+    /// Hands the hub session the frames it has received, one at a time, while it is not waiting
+    /// for storage (as the TCP shell stops reading then). A hub that closed reads nothing more.
+    func processHubInbox(_ connection: Connection) {
+        while !connection.hubClosing, let hub = connection.hub, !hub.isAwaitingStorage, !connection.hubFrames.isEmpty {
+            switch connection.hubFrames.removeFirst() {
+            case let .failure(error):
+                hubAct(connection) { $0.protocolError(error, nowMillis: world) }
+            case let .success(frame):
+                let message: Message
+                do throws(WireError) { message = try codec.decode(frame) } catch {
+                    hubAct(connection) { $0.protocolError(error, nowMillis: world) }
+                    continue
+                }
+                hubAct(connection) { $0.receive(message, nowMillis: world) }
+            }
+        }
+        guard !connection.hubClosing, connection.hub?.isAwaitingStorage == false, connection.hubFrames.isEmpty else { return }
+        let inFrame = connection.hubBytes.arrived > connection.hubBytes.framed
+        if inFrame != connection.hubInFrame {
+            connection.hubInFrame = inFrame
+            hubAct(connection) { $0.frameProgress(inFrame: inFrame) }
+        }
+    }
+
     func finish(_ connection: Connection) {
+        guard connections[connection.replica] === connection else { return }
         var client = connection.client
         client.connectionLost("connection closed")
         if client.state == .done { report.syncsCompleted += 1 }
@@ -316,8 +500,11 @@ public final class Simulation {
 
     func restartHub() throws {
         for replica in connections.keys.sorted() { cut(replica, reason: "hub restart") }
-        var hubRandom = SeededGenerator(seed: random.next())
-        hubStore = try SQLiteHubStore(path: "\(directory)/hub.db", random: &hubRandom)
+        // What the hub process held in memory, requests it had not yet performed, is gone.
+        slowStorage = []
+        writerBusyUntil = 0
+        var hubSeed = SeededGenerator(seed: random.next())
+        hubStore = try SQLiteHubStore(path: "\(directory)/hub.db", random: &hubSeed)
         report.restarts += 1
     }
 
@@ -327,6 +514,9 @@ public final class Simulation {
     /// every replica.
     func heal() throws {
         report.syncsCompletedUnderFaults = report.syncsCompleted
+        completeSlowStorage(all: true)
+        try afterStep()
+        healing = true
         for replica in connections.keys.sorted() { cut(replica, reason: "heal") }
         partitionedUntil = [:]
         for _ in 0..<2 {
@@ -406,6 +596,40 @@ public final class Simulation {
             if !page.more { return changes }
         }
     }
+}
+
+/// Hub storage faults for a simulation, in thousandths of the storage requests that expect an answer.
+public struct StorageFaults: Sendable, Equatable {
+    /// Answered late, by up to `maxDelayMillis` of virtual time (other sessions go on meanwhile).
+    public var slowPerMille = 0
+    public var maxDelayMillis: UInt64 = 5_000
+    /// Failed: the store raised an error and nothing was stored.
+    public var failingPerMille = 0
+    /// Appends lost before they were synced: the hub process dies before its commit is durable.
+    public var lostPerMille = 0
+
+    public init(slowPerMille: Int = 0, maxDelayMillis: UInt64 = 5_000, failingPerMille: Int = 0, lostPerMille: Int = 0) {
+        self.slowPerMille = slowPerMille
+        self.maxDelayMillis = max(1, maxDelayMillis)
+        self.failingPerMille = failingPerMille
+        self.lostPerMille = lostPerMille
+    }
+
+    public static let none = StorageFaults()
+
+    var any: Bool { slowPerMille + failingPerMille + lostPerMille > 0 }
+
+    /// A mix drawn from a seed (VOPR's swarm testing: each run its own proportions).
+    public static func drawn(seed: UInt64) -> StorageFaults {
+        var random = SeededGenerator(seed: seed ^ 0x5354_4F52)
+        return StorageFaults(slowPerMille: 50 + random.index(below: 500), maxDelayMillis: UInt64(1_000 + random.index(below: 10_000)),
+                             failingPerMille: random.index(below: 120), lostPerMille: random.index(below: 60))
+    }
+}
+
+/// The error an injected storage fault reports.
+struct SimulatedStorageFault: Error, CustomStringConvertible {
+    var description: String { "simulated storage fault" }
 }
 
 /// A seeded generator shared by a `RandomSource` closure.

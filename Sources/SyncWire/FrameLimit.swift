@@ -27,7 +27,7 @@ public final class FrameLimit: Sendable {
 }
 
 /// How many bytes of an unfinished frame a connection's `FrameDecoder` holds: written by the
-/// decoder after every step and read by the frame deadline (`FrameDeadlineHandler`), both on the
+/// decoder after every step and read for the frame deadline (`FrameProgressHandler`), both on the
 /// channel's event loop, so no lock is needed. The parser says where frames end; whoever keeps
 /// the time only asks.
 public final class FrameProgress: Sendable {

@@ -97,6 +97,12 @@ public enum Message: Equatable, Sendable {
     case fork(newReplica: ReplicaID)
     /// The answer to a fork: the new identity is registered for the same team, with its own secret.
     case forked(newReplica: ReplicaID, issuedCredential: [UInt8])
+    /// A batch as the hub relays it: each change is its stored canonical encoding, written to the
+    /// wire as it is, never decoded or re-encoded (the bytes are exactly a `batch`'s). Only ever
+    /// sent: decoding the frame yields `batch`.
+    case relayedBatch(nextCursor: UInt64, more: Bool, encodedChanges: [[UInt8]])
+    /// A recovered answer as the hub relays it, as `relayedBatch` is a batch; decodes as `recovered`.
+    case relayedRecovered(origin: ReplicaID, nextCounter: UInt64, more: Bool, encodedChanges: [[UInt8]])
 
     public enum Kind: UInt8, Sendable, CaseIterable {
         case hello = 0x01
@@ -118,6 +124,32 @@ public enum Message: Equatable, Sendable {
         public var mayCompress: Bool { self == .push || self == .batch || self == .recovered }
     }
 
+    /// The message a peer decodes from this one's frame: a relayed batch or recovered answer with
+    /// its changes decoded (nil if a relayed change does not decode); any other message as it is.
+    public var decoded: Message? {
+        switch self {
+        case let .relayedBatch(next, more, encoded):
+            guard let changes = Self.decodeChanges(encoded) else { return nil }
+            return .batch(nextCursor: next, more: more, changes: changes)
+        case let .relayedRecovered(origin, next, more, encoded):
+            guard let changes = Self.decodeChanges(encoded) else { return nil }
+            return .recovered(origin: origin, nextCounter: next, more: more, changes: changes)
+        default:
+            return self
+        }
+    }
+
+    private static func decodeChanges(_ encoded: [[UInt8]]) -> [Change]? {
+        var changes: [Change] = []
+        changes.reserveCapacity(encoded.count)
+        for bytes in encoded {
+            var reader = ByteReader(bytes)
+            guard let change = try? Change.decode(from: &reader), reader.isAtEnd else { return nil }
+            changes.append(change)
+        }
+        return changes
+    }
+
     public var kind: Kind {
         switch self {
         case .hello: .hello
@@ -126,12 +158,12 @@ public enum Message: Equatable, Sendable {
         case .push: .push
         case .pushAck: .pushAck
         case .pull: .pull
-        case .batch: .batch
+        case .batch, .relayedBatch: .batch
         case .heartbeat: .heartbeat
         case .error: .error
         case .goodbye: .goodbye
         case .recover: .recover
-        case .recovered: .recovered
+        case .recovered, .relayedRecovered: .recovered
         case .fork: .fork
         case .forked: .forked
         }

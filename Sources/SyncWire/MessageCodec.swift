@@ -94,6 +94,15 @@ public struct MessageCodec: Sendable {
             writer.varint(next)
             writer.byte(more ? 1 : 0)
             changeList(changes, &writer)
+        case let .relayedBatch(next, more, encoded):
+            writer.varint(next)
+            writer.byte(more ? 1 : 0)
+            encodedChangeList(encoded, &writer)
+        case let .relayedRecovered(origin, next, more, encoded):
+            writer.replica(origin)
+            writer.varint(next)
+            writer.byte(more ? 1 : 0)
+            encodedChangeList(encoded, &writer)
         case let .fork(newReplica):
             writer.replica(newReplica)
         case let .forked(newReplica, credential):
@@ -106,6 +115,12 @@ public struct MessageCodec: Sendable {
     static func changeList(_ changes: [Change], _ writer: inout ByteWriter) {
         writer.varint(UInt64(changes.count))
         for change in changes { change.encode(into: &writer) }
+    }
+
+    /// Stored canonical encodings, as they are: the same bytes `changeList` writes for the changes.
+    static func encodedChangeList(_ encoded: [[UInt8]], _ writer: inout ByteWriter) {
+        writer.varint(UInt64(encoded.count))
+        for bytes in encoded { writer.raw(bytes) }
     }
 
     // MARK: decoding

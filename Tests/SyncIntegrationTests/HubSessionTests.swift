@@ -15,10 +15,10 @@ struct HubSessionTests {
         return path
     }()
 
-    func readySession(_ store: SQLiteHubStore, replica: ReplicaID, now: UInt64) throws -> HubSession {
+    func readySession(_ store: SQLiteHubStore, replica: ReplicaID, now: UInt64) throws -> InlineHubSession {
         var random = SeededGenerator(seed: 7)
         let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: now + 60_000, random: &random)
-        var session = HubSession(store: store, random: RandomSource { 42 })
+        var session = InlineHubSession(store: store, random: RandomSource { 42 })
         let actions = session.receive(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "test",
                                                    credential: .enrolmentToken(token), maxFrameBody: 65_536)), nowMillis: now)
         guard case .send(.welcome) = actions.first else {
@@ -81,13 +81,13 @@ struct HubSessionTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var random = SeededGenerator(seed: 3)
         let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
-        var session = HubSession(store: store, random: RandomSource { 1 })
+        var session = InlineHubSession(store: store, random: RandomSource { 1 })
         let early = session.receive(.pull(cursor: 0, byteBudget: 1024), nowMillis: 0)
         #expect(early.last == .close)
         let replica = ReplicaID(high: 7, low: 7)
         let secret = try Self.enrol(store, replica: replica, now: 1_000)
         func hello() -> [SessionAction] {
-            var again = HubSession(store: store, random: RandomSource { 1 })
+            var again = InlineHubSession(store: store, random: RandomSource { 1 })
             return again.receive(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "t",
                                               credential: .device(secret), maxFrameBody: 65_536)), nowMillis: 3_000)
         }
@@ -113,7 +113,7 @@ struct HubSessionTests {
         let replica = ReplicaID(high: 8, low: 8)
         let secret = try Self.enrol(store, replica: replica, now: 1_000)
         func hello(_ min: UInt64, _ max: UInt64) -> [SessionAction] {
-            var session = HubSession(store: store, random: RandomSource { 1 })
+            var session = InlineHubSession(store: store, random: RandomSource { 1 })
             return session.receive(.hello(Hello(protocolMin: min, protocolMax: max, schemaVersion: 1, replica: replica, appVersion: "caresync/0.4.0",
                                                 credential: .device(secret), maxFrameBody: 65_536)), nowMillis: 2_000)
         }
@@ -138,7 +138,7 @@ struct HubSessionTests {
     static func enrol(_ store: SQLiteHubStore, replica: ReplicaID, now: UInt64, team: String = "T") throws -> [UInt8] {
         var random = SeededGenerator(seed: 11)
         let token = try store.issueEnrolmentToken(team: team, expiresAtMillis: now + 60_000, random: &random)
-        var session = HubSession(store: store, random: RandomSource { UInt64.random(in: 0 ... .max) })
+        var session = InlineHubSession(store: store, random: RandomSource { UInt64.random(in: 0 ... .max) })
         let actions = session.receive(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "test",
                                                    credential: .enrolmentToken(token), maxFrameBody: 65_536)), nowMillis: now)
         guard case let .send(.welcome(welcome)) = actions.first else { throw HubSessionTests.Refused(actions: actions) }

@@ -28,7 +28,7 @@ struct RecoverySessionTests {
         let credential: Credential = if let token { .enrolmentToken(token) } else { .device(try #require(try replica.hubLink()?.credential)) }
         try replica.setHubAddress("test")
         var client = ClientSession(store: replica, credential: credential, random: RandomSource { 99 })
-        var server = HubSession(store: hub, random: RandomSource { 7 })
+        var server = InlineHubSession(store: hub, random: RandomSource { 7 })
         var toHub = client.start()
         var fromHub: [Message] = []
         for _ in 0..<1_000 {
@@ -106,7 +106,7 @@ struct RecoverySessionTests {
     func equivocationAnswered() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let hub = try hubStore("hub.db")
-        var session = HubSession(store: hub, random: RandomSource { 5 })
+        var session = InlineHubSession(store: hub, random: RandomSource { 5 })
         let replica = ReplicaID(high: 8, low: 8)
         let welcome = session.receive(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "t",
                                                    credential: .enrolmentToken(try token(hub)), maxFrameBody: 65_536)), nowMillis: now)

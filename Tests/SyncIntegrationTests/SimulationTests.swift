@@ -67,5 +67,37 @@ extension Integration {
             #expect(forks > 0, "diverged copies fork")
             print("SimulationTests shard \(shard): \(reports.count) seeds, \(edits) edits, \(syncs) completed syncs (\(underFaults) under faults), \(cuts) cuts, \(restarts) restarts, \(restores) restores, \(clones) clones, \(recovered) own changes recovered, \(forks) forks")
         }
+
+        @Test("storage faults (slow, failing, lost before sync) and the sessions' deadlines: convergence and no lost acknowledged write")
+        func seedsWithStorageFaults() async throws {
+            let count = 40
+            let firstSeed = Self.firstSeed &+ 1_000_003
+            print("SimulationTests storage-fault first seed \(firstSeed) (replay with CARESYNC_SEED=\(firstSeed &- 1_000_003))")
+            let reports = try await Self.offPool { () throws -> [Simulation.Report] in
+                var reports: [Simulation.Report] = []
+                for offset in 0..<count {
+                    let seed = firstSeed &+ UInt64(offset)
+                    let directory = NSTemporaryDirectory() + "caresync-simfault-\(seed)-\(UUID().uuidString)"
+                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                    defer { try? FileManager.default.removeItem(atPath: directory) }
+                    let report = try Simulation(seed: seed, replicas: 5, storageFaults: .drawn(seed: seed), directory: directory).run()
+                    reports.append(report)
+                    if !report.violations.isEmpty { break }
+                }
+                return reports
+            }
+            for report in reports {
+                #expect(report.violations.isEmpty, "seed \(report.seed) with storage faults \(StorageFaults.drawn(seed: report.seed)): \(report.violations.prefix(3))")
+            }
+            func total(_ field: (Simulation.Report) -> Int) -> Int { reports.reduce(0) { $0 + field($1) } }
+            // The faults must actually have happened, or the run proves nothing.
+            #expect(reports.count == count)
+            #expect(total(\.syncsCompleted) > count)
+            #expect(total(\.slowWrites) > 0 && total(\.failedWrites) > 0 && total(\.lostWrites) > 0, "every kind of storage fault injected")
+            // Pushes of two sessions rarely wait for one slow commit here (most pushes happen in the
+            // heal, without faults); group commit itself is proven by SessionActionTests.groupCommit.
+            #expect(total(\.timeouts) > 0, "deadlines fire on the virtual clock")
+            print("SimulationTests storage faults: \(reports.count) seeds, \(total(\.syncsCompleted)) completed syncs, \(total(\.slowWrites)) slow, \(total(\.failedWrites)) failed and \(total(\.lostWrites)) lost writes, \(total(\.groupedPushes)) pushes committed in groups, \(total(\.timeouts)) deadlines fired")
+        }
     }
 }

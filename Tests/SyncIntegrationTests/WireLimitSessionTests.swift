@@ -34,8 +34,8 @@ struct WireLimitSessionTests {
         }
 
         func ready(_ replica: ReplicaID, schema: UInt64 = 1, app: String = "test", maxFrameBody: UInt64 = 65_536,
-                   configuration: HubConfiguration = HubConfiguration()) throws -> HubSession {
-            var session = HubSession(store: store, configuration: configuration, random: RandomSource { 42 })
+                   configuration: HubConfiguration = HubConfiguration()) throws -> InlineHubSession {
+            var session = InlineHubSession(store: store, configuration: configuration, random: RandomSource { 42 })
             let actions = session.receive(.hello(try hello(replica, schema: schema, app: app, maxFrameBody: maxFrameBody)),
                                           nowMillis: WireLimitSessionTests.now)
             guard case .send(.welcome) = actions.first else { throw SyncFailure(.unexpectedMessage, "no welcome: \(actions)") }
@@ -105,7 +105,7 @@ struct WireLimitSessionTests {
     @Test("an error frame is never answered with an error frame, before or after the hello")
     func errorNotAnswered() throws {
         let fixture = try Fixture()
-        var early = HubSession(store: fixture.store, random: RandomSource { 1 })
+        var early = InlineHubSession(store: fixture.store, random: RandomSource { 1 })
         #expect(early.receive(.error(code: .timeout, fatal: true, message: "x"), nowMillis: Self.now) == [.close])
         var ready = try fixture.ready(ReplicaID(high: 3, low: 1))
         #expect(ready.receive(.error(code: .malformedMessage, fatal: false, message: "x"), nowMillis: Self.now) == [.close])
@@ -222,7 +222,7 @@ struct WireLimitSessionTests {
             var hello = try fixture.hello(replica, schema: pick(), maxFrameBody: pick())
             hello.protocolMin = random.coin() ? 1 : pick()
             hello.protocolMax = random.coin() ? 1 : pick()
-            var session = HubSession(store: fixture.store, random: RandomSource { 7 })
+            var session = InlineHubSession(store: fixture.store, random: RandomSource { 7 })
             _ = session.receive(.hello(hello), nowMillis: random.coin() ? Self.now : pick())
             let write = FieldWrite(id: ChangeID(replica: replica, counter: max(1, pick())), timestamp: HybridTimestamp(rawValue: pick()),
                                    causalLength: pick(), author: "w", operation: random.coin() ? .increment(Int64(bitPattern: pick())) : .assign(.integer(Int64(bitPattern: pick()))),

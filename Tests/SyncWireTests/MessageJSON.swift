@@ -6,7 +6,10 @@ import SyncWire
 enum MessageJSON {
     static func json(_ message: Message, compressed: Bool) -> JSONValue {
         var fields: [String: JSONValue] = ["type": .string(typeName(message.kind)), "compressed": .bool(compressed)]
-        switch message {
+        // A relayed batch has a batch's bytes, and reads as the batch it decodes to.
+        switch message.decoded ?? message {
+        case .relayedBatch, .relayedRecovered:
+            fields["undecodable"] = .bool(true)
         case let .hello(hello):
             fields["protocol_min"] = .uint(hello.protocolMin)
             fields["protocol_max"] = .uint(hello.protocolMax)
