@@ -227,6 +227,24 @@ extension FieldOperation {
     }
 }
 
+extension ChangeID {
+    /// A `supersedes` list: a count, then ids strictly ascending, so one list has one encoding
+    /// (an initialiser would otherwise sort a list sent out of order and the bytes would not
+    /// survive a round trip).
+    public static func decodeSupersedes(from reader: inout ByteReader) throws(DecodingError) -> [ChangeID] {
+        var supersedes: [ChangeID] = []
+        for _ in 0..<(try reader.count(minimumItemSize: 17)) {
+            let start = reader.offset
+            let superseded = try ChangeID.decode(from: &reader)
+            if let previous = supersedes.last, !(previous < superseded) {
+                throw DecodingError(.invalidValue, offset: start, "supersedes not strictly ascending")
+            }
+            supersedes.append(superseded)
+        }
+        return supersedes
+    }
+}
+
 extension FieldWrite {
     public func encode(into writer: inout ByteWriter) {
         id.encode(into: &writer)
@@ -244,17 +262,7 @@ extension FieldWrite {
         let causalLength = try reader.varint()
         let author = try reader.string()
         let operation = try FieldOperation.decode(from: &reader)
-        var supersedes: [ChangeID] = []
-        for _ in 0..<(try reader.count(minimumItemSize: 17)) {
-            let start = reader.offset
-            let superseded = try ChangeID.decode(from: &reader)
-            // Strictly ascending, so one write has one encoding: `FieldWrite.init` would otherwise
-            // sort a list sent out of order and the bytes would not survive a round trip.
-            if let previous = supersedes.last, !(previous < superseded) {
-                throw DecodingError(.invalidValue, offset: start, "supersedes not strictly ascending")
-            }
-            supersedes.append(superseded)
-        }
+        let supersedes = try ChangeID.decodeSupersedes(from: &reader)
         return FieldWrite(id: id, timestamp: timestamp, causalLength: causalLength, author: author,
                           operation: operation, supersedes: supersedes)
     }

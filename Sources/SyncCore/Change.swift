@@ -144,17 +144,7 @@ public struct Change: Hashable, Sendable {
                 throw DecodingError(.invalidValue, offset: columnAt, "field columns not strictly ascending")
             }
             let operation = try FieldOperation.decode(from: &reader)
-            var supersedes: [ChangeID] = []
-            for _ in 0..<(try reader.count(minimumItemSize: 17)) {
-                let at = reader.offset
-                let superseded = try ChangeID.decode(from: &reader)
-                // Strictly ascending, so one change has one encoding: `FieldEdit.init` would
-                // otherwise sort a list sent out of order and the bytes would not survive a round trip.
-                if let previous = supersedes.last, !(previous < superseded) {
-                    throw DecodingError(.invalidValue, offset: at, "supersedes not strictly ascending")
-                }
-                supersedes.append(superseded)
-            }
+            let supersedes = try ChangeID.decodeSupersedes(from: &reader)
             fields.append(FieldEdit(column: column, operation: operation, supersedes: supersedes))
         }
         if setsLife && causalLength % 2 == 0 && !fields.isEmpty {

@@ -150,16 +150,9 @@ extension SQLiteHubStore {
 
     /// Moves the origin's contiguous counter over the changes now stored and returns it.
     private func advance(_ db: Database, _ origin: Int64) throws -> UInt64 {
-        var contiguous = try Int64.fetchOne(db.cachedStatement(sql: "SELECT contiguous FROM hub_origin WHERE id = ?"), arguments: [origin]) ?? 0
+        let held = try Int64.fetchOne(db.cachedStatement(sql: "SELECT contiguous FROM hub_origin WHERE id = ?"), arguments: [origin]) ?? 0
         let next = try db.cachedStatement(sql: "SELECT counter FROM hub_log WHERE origin = ? AND counter > ? ORDER BY counter LIMIT 1000")
-        scan: while true {
-            let counters = try Int64.fetchAll(next, arguments: [origin, contiguous])
-            for counter in counters {
-                guard counter == contiguous + 1 else { break scan }
-                contiguous = counter
-            }
-            if counters.count < 1000 { break }
-        }
+        let contiguous = try Contiguous.advance(from: held, origin: origin, counters: next)
         try db.cachedStatement(sql: "UPDATE hub_origin SET contiguous = ? WHERE id = ?").execute(arguments: [contiguous, origin])
         return UInt64(contiguous)
     }

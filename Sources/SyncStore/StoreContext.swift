@@ -596,18 +596,29 @@ final class StoreContext {
     /// Advances each touched origin's contiguous counter over the changes now present.
     func advanceContiguous() throws {
         for origin in touchedOrigins {
-            var contiguous = try Int64.fetchOne(db, sql: "SELECT contiguous FROM sync_origin WHERE id = ?", arguments: [origin]) ?? 0
+            let held = try Int64.fetchOne(db, sql: "SELECT contiguous FROM sync_origin WHERE id = ?", arguments: [origin]) ?? 0
             let next = try db.cachedStatement(sql: "SELECT counter FROM sync_change WHERE origin = ? AND counter > ? ORDER BY counter LIMIT 1000")
-            scan: while true {
-                let counters = try Int64.fetchAll(next, arguments: [origin, contiguous])
-                for counter in counters {
-                    guard counter == contiguous + 1 else { break scan }
-                    contiguous = counter
-                }
-                if counters.count < 1000 { break }
-            }
+            let contiguous = try Contiguous.advance(from: held, origin: origin, counters: next)
             try db.execute(sql: "UPDATE sync_origin SET contiguous = ? WHERE id = ?", arguments: [contiguous, origin])
         }
+    }
+}
+
+/// An origin's contiguous counter: the highest `c` such that changes 1…`c` are all held.
+enum Contiguous {
+    /// Moves `held` up over the counters that follow it without a gap; `counters` selects an origin's
+    /// counters above a value, ascending, 1,000 at a time.
+    static func advance(from held: Int64, origin: Int64, counters: Statement) throws -> Int64 {
+        var contiguous = held
+        scan: while true {
+            let page = try Int64.fetchAll(counters, arguments: [origin, contiguous])
+            for counter in page {
+                guard counter == contiguous + 1 else { break scan }
+                contiguous = counter
+            }
+            if page.count < 1000 { break }
+        }
+        return contiguous
     }
 }
 

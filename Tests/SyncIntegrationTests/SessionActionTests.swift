@@ -195,7 +195,7 @@ struct SessionActionTests {
         #expect(client.failure?.code == .timeout && client.failure?.retryable == true)
         var waiting = ClientSession(store: replica, credential: .device([1]))
         _ = waiting.start()
-        let afterWelcome = waiting.receive(.welcome(Welcome(protocolVersion: 1, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9),
+        let afterWelcome = waiting.receive(.welcome(Welcome(protocolVersion: ProtocolLimits.version, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9),
                                                             maxFrameBody: 65_536, issuedCredential: [], hubTimeMillis: Self.now,
                                                             heartbeatIntervalMillis: 30_000)))
         #expect(afterWelcome.first == .cancel(.handshake))
