@@ -52,7 +52,20 @@ enum FuzzScratch {
         return path
     }()
 
-    static func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
+    /// A scratch file of the calling thread: the corpus replay runs targets on several threads at
+    /// once (two tests replaying bundle inputs shared one file, and one's copy pulled the other's
+    /// replica from under it), while a fuzzer's single thread reuses its one file.
+    static func path(_ name: String) -> String {
+        (directory as NSString).appendingPathComponent("\(threadID())-\(name)")
+    }
+
+    private static func threadID() -> UInt {
+        #if canImport(Darwin)
+        UInt(bitPattern: pthread_self())
+        #else
+        UInt(pthread_self())
+        #endif
+    }
 
     /// Replaces `destination` (and its WAL and shared-memory files) with a copy of `template`.
     /// A copy interrupted by a signal (libFuzzer's timers: EINTR) is tried again, a few times: an
