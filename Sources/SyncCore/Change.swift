@@ -60,7 +60,10 @@ public struct Change: Hashable, Sendable {
         self.scope = scope
         self.causalLength = causalLength
         self.setsLife = setsLife
-        self.fields = fields.sorted { $0.column.utf8.lexicographicallyPrecedes($1.column.utf8) }
+        // Decoded and locally built edits arrive in order already: checked without a copy, sorted
+        // only when they are not.
+        func precedes(_ a: FieldEdit, _ b: FieldEdit) -> Bool { a.column.utf8.lexicographicallyPrecedes(b.column.utf8) }
+        self.fields = zip(fields, fields.dropFirst()).allSatisfy { !precedes($1, $0) } ? fields : fields.sorted(by: precedes)
     }
 
     /// Whether the edit deletes the row (sets an even causal length).

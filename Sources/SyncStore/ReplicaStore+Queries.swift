@@ -274,7 +274,8 @@ extension StoreContext {
     }
 }
 
-/// Resolves name ids (`sync_name`) on a read connection, caching what it has looked up.
+/// Resolves name ids (`sync_name`), caching what it has looked up: on a read connection, and for
+/// a write transaction's `StoreContext`.
 final class NameLookup {
     private let db: Database
     private var names: [Int64: String] = [:]
@@ -289,4 +290,7 @@ final class NameLookup {
         names[id] = name
         return name
     }
+
+    /// Records a name already known (just looked up or inserted by id), so it is never read back.
+    func remember(_ id: Int64, _ name: String) { names[id] = name }
 }

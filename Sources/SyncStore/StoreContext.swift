@@ -17,7 +17,8 @@ final class StoreContext {
     let schema: ReplicaSchema
     let recordedAt: Int64
     private var nameIDs: [String: Int64] = [:]
-    private var namesByID: [Int64: String] = [:]
+    /// Names by id, for reading the log (and what `nameID` met, so it is never read back).
+    private let names: NameLookup
     private var originIDs: [ReplicaID: Int64] = [:]
     private var rowRefs: [RowKey: RowRef] = [:]
     /// Every row reference this transaction has met, by id.
@@ -94,6 +95,7 @@ final class StoreContext {
         self.db = db
         self.schema = schema
         self.recordedAt = recordedAt
+        names = NameLookup(db)
     }
 
     // MARK: dictionaries
@@ -109,19 +111,11 @@ final class StoreContext {
             id = db.lastInsertedRowID
         }
         nameIDs[name] = id
-        namesByID[id] = name
+        names.remember(id, name)
         return id
     }
 
-    func name(_ id: Int64) throws -> String {
-        if let name = namesByID[id] { return name }
-        guard let name = try String.fetchOne(db.cachedStatement(sql: "SELECT name FROM sync_name WHERE id = ?"), arguments: [id]) else {
-            throw StoreError(.corrupt, "name \(id) is missing from the dictionary")
-        }
-        namesByID[id] = name
-        nameIDs[name] = id
-        return name
-    }
+    func name(_ id: Int64) throws -> String { try names.name(id) }
 
     func originID(_ replica: ReplicaID) throws -> Int64 {
         if let id = originIDs[replica] { return id }
