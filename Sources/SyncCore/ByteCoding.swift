@@ -1,5 +1,5 @@
 /// Why bytes could not be decoded. Content-free: positions and sizes only.
-public struct DecodingError: Error, Equatable, Sendable, CustomStringConvertible {
+public struct ByteDecodingError: Error, Equatable, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable {
         case truncated = "TRUNCATED"
         case overlongVarint = "OVERLONG_VARINT"
@@ -82,86 +82,86 @@ public struct ByteReader: Sendable {
     public var isAtEnd: Bool { offset == bytes.count }
     public var remaining: Int { bytes.count - offset }
 
-    public mutating func byte() throws(DecodingError) -> UInt8 {
-        guard offset < bytes.count else { throw DecodingError(.truncated, offset: offset, "expected 1 more byte") }
+    public mutating func byte() throws(ByteDecodingError) -> UInt8 {
+        guard offset < bytes.count else { throw ByteDecodingError(.truncated, offset: offset, "expected 1 more byte") }
         defer { offset += 1 }
         return bytes[offset]
     }
 
-    public mutating func varint() throws(DecodingError) -> UInt64 {
+    public mutating func varint() throws(ByteDecodingError) -> UInt64 {
         let start = offset
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {
             let next = try byte()
-            if shift == 63 && next > 1 { throw DecodingError(.varintOverflow, offset: start, "varint exceeds 64 bits") }
+            if shift == 63 && next > 1 { throw ByteDecodingError(.varintOverflow, offset: start, "varint exceeds 64 bits") }
             result |= UInt64(next & 0x7F) << shift
             if next & 0x80 == 0 {
                 // Canonical: the last byte may be zero only when it is the only byte.
                 if next == 0 && offset - start > 1 {
-                    throw DecodingError(.overlongVarint, offset: start, "varint has redundant trailing zero bytes")
+                    throw ByteDecodingError(.overlongVarint, offset: start, "varint has redundant trailing zero bytes")
                 }
                 return result
             }
             shift += 7
-            if shift > 63 { throw DecodingError(.varintOverflow, offset: start, "varint longer than 10 bytes") }
+            if shift > 63 { throw ByteDecodingError(.varintOverflow, offset: start, "varint longer than 10 bytes") }
         }
     }
 
-    public mutating func signedVarint() throws(DecodingError) -> Int64 {
+    public mutating func signedVarint() throws(ByteDecodingError) -> Int64 {
         let raw = try varint()
         return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
     }
 
-    public mutating func fixed64() throws(DecodingError) -> UInt64 {
+    public mutating func fixed64() throws(ByteDecodingError) -> UInt64 {
         var value: UInt64 = 0
         for _ in 0..<8 { value = value << 8 | UInt64(try byte()) }
         return value
     }
 
-    public mutating func raw(count: Int) throws(DecodingError) -> [UInt8] {
+    public mutating func raw(count: Int) throws(ByteDecodingError) -> [UInt8] {
         guard count >= 0, count <= remaining else {
-            throw DecodingError(.truncated, offset: offset, "expected \(count) bytes, \(remaining) left")
+            throw ByteDecodingError(.truncated, offset: offset, "expected \(count) bytes, \(remaining) left")
         }
         defer { offset += count }
         return Array(bytes[offset..<offset + count])
     }
 
-    public mutating func lengthPrefixed() throws(DecodingError) -> [UInt8] {
+    public mutating func lengthPrefixed() throws(ByteDecodingError) -> [UInt8] {
         let start = offset
         let length = try varint()
         guard length <= UInt64(maxFieldLength) else {
-            throw DecodingError(.limitExceeded, offset: start, "field of \(length) bytes exceeds limit \(maxFieldLength)")
+            throw ByteDecodingError(.limitExceeded, offset: start, "field of \(length) bytes exceeds limit \(maxFieldLength)")
         }
         return try raw(count: Int(length))
     }
 
-    public mutating func string() throws(DecodingError) -> String {
+    public mutating func string() throws(ByteDecodingError) -> String {
         let start = offset
         let data = try lengthPrefixed()
         guard let text = String(validating: data, as: UTF8.self) else {
-            throw DecodingError(.invalidUTF8, offset: start, "string is not valid UTF-8")
+            throw ByteDecodingError(.invalidUTF8, offset: start, "string is not valid UTF-8")
         }
         return text
     }
 
-    public mutating func replica() throws(DecodingError) -> ReplicaID {
+    public mutating func replica() throws(ByteDecodingError) -> ReplicaID {
         let high = try fixed64()
         return ReplicaID(high: high, low: try fixed64())
     }
 
     /// A count of list items, refused if it could not possibly fit in what is left.
-    public mutating func count(minimumItemSize: Int = 1, limit: Int = 1 << 24) throws(DecodingError) -> Int {
+    public mutating func count(minimumItemSize: Int = 1, limit: Int = 1 << 24) throws(ByteDecodingError) -> Int {
         let start = offset
         let value = try varint()
         guard value <= UInt64(limit), value * UInt64(max(minimumItemSize, 1)) <= UInt64(remaining) else {
-            throw DecodingError(.limitExceeded, offset: start, "list of \(value) items cannot fit")
+            throw ByteDecodingError(.limitExceeded, offset: start, "list of \(value) items cannot fit")
         }
         return Int(value)
     }
 
-    public func expectEnd() throws(DecodingError) {
-        guard isAtEnd else { throw DecodingError(.trailingBytes, offset: offset, "\(remaining) unexpected trailing bytes") }
+    public func expectEnd() throws(ByteDecodingError) {
+        guard isAtEnd else { throw ByteDecodingError(.trailingBytes, offset: offset, "\(remaining) unexpected trailing bytes") }
     }
 }
 
@@ -178,7 +178,7 @@ extension FieldValue {
         }
     }
 
-    public static func decode(from reader: inout ByteReader) throws(DecodingError) -> FieldValue {
+    public static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> FieldValue {
         let start = reader.offset
         switch try reader.byte() {
         case 0: return .null
@@ -186,7 +186,7 @@ extension FieldValue {
         case 2: return .real(Double(bitPattern: try reader.fixed64()))
         case 3: return .text(try reader.string())
         case 4: return .blob(try reader.lengthPrefixed())
-        case let tag: throw DecodingError(.invalidTag, offset: start, "unknown value tag \(tag)")
+        case let tag: throw ByteDecodingError(.invalidTag, offset: start, "unknown value tag \(tag)")
         }
     }
 }
@@ -197,11 +197,11 @@ extension ChangeID {
         writer.varint(counter)
     }
 
-    public static func decode(from reader: inout ByteReader) throws(DecodingError) -> ChangeID {
+    public static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> ChangeID {
         let replica = try reader.replica()
         let start = reader.offset
         let counter = try reader.varint()
-        guard counter > 0 else { throw DecodingError(.invalidValue, offset: start, "change counter 0") }
+        guard counter > 0 else { throw ByteDecodingError(.invalidValue, offset: start, "change counter 0") }
         return ChangeID(replica: replica, counter: counter)
     }
 }
@@ -215,14 +215,14 @@ extension FieldOperation {
         }
     }
 
-    public static func decode(from reader: inout ByteReader) throws(DecodingError) -> FieldOperation {
+    public static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> FieldOperation {
         let start = reader.offset
         switch try reader.byte() {
         case 1: return .assign(try FieldValue.decode(from: &reader))
         case 2: return .add(try FieldValue.decode(from: &reader))
         case 3: return .remove(try FieldValue.decode(from: &reader))
         case 4: return .increment(try reader.signedVarint())
-        case let tag: throw DecodingError(.invalidTag, offset: start, "unknown operation \(tag)")
+        case let tag: throw ByteDecodingError(.invalidTag, offset: start, "unknown operation \(tag)")
         }
     }
 }
@@ -231,13 +231,13 @@ extension ChangeID {
     /// A `supersedes` list: a count, then ids strictly ascending, so one list has one encoding
     /// (an initialiser would otherwise sort a list sent out of order and the bytes would not
     /// survive a round trip).
-    public static func decodeSupersedes(from reader: inout ByteReader) throws(DecodingError) -> [ChangeID] {
+    public static func decodeSupersedes(from reader: inout ByteReader) throws(ByteDecodingError) -> [ChangeID] {
         var supersedes: [ChangeID] = []
         for _ in 0..<(try reader.count(minimumItemSize: 17)) {
             let start = reader.offset
             let superseded = try ChangeID.decode(from: &reader)
             if let previous = supersedes.last, !(previous < superseded) {
-                throw DecodingError(.invalidValue, offset: start, "supersedes not strictly ascending")
+                throw ByteDecodingError(.invalidValue, offset: start, "supersedes not strictly ascending")
             }
             supersedes.append(superseded)
         }
@@ -256,7 +256,7 @@ extension FieldWrite {
         for id in supersedes { id.encode(into: &writer) }
     }
 
-    public static func decode(from reader: inout ByteReader) throws(DecodingError) -> FieldWrite {
+    public static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> FieldWrite {
         let id = try ChangeID.decode(from: &reader)
         let timestamp = HybridTimestamp(rawValue: try reader.varint())
         let causalLength = try reader.varint()
@@ -300,14 +300,14 @@ extension FieldState {
         return writer.bytes
     }
 
-    public static func decode(_ bytes: [UInt8], policy: MergePolicy) throws(DecodingError) -> FieldState {
+    public static func decode(_ bytes: [UInt8], policy: MergePolicy) throws(ByteDecodingError) -> FieldState {
         var reader = ByteReader(bytes)
-        func writes() throws(DecodingError) -> [FieldWrite] {
+        func writes() throws(ByteDecodingError) -> [FieldWrite] {
             var list: [FieldWrite] = []
             for _ in 0..<(try reader.count(minimumItemSize: 20)) { list.append(try FieldWrite.decode(from: &reader)) }
             return list
         }
-        func ids() throws(DecodingError) -> [ChangeID] {
+        func ids() throws(ByteDecodingError) -> [ChangeID] {
             var list: [ChangeID] = []
             for _ in 0..<(try reader.count(minimumItemSize: 17)) { list.append(try ChangeID.decode(from: &reader)) }
             return list
@@ -337,7 +337,7 @@ extension FieldState {
             }
             state = .counter(counter)
         default:
-            throw DecodingError(.invalidTag, offset: 0, "state tag \(tag) does not match policy \(policy.name)")
+            throw ByteDecodingError(.invalidTag, offset: 0, "state tag \(tag) does not match policy \(policy.name)")
         }
         try reader.expectEnd()
         return state

@@ -120,7 +120,7 @@ public struct Change: Hashable, Sendable {
     /// Strict: one change has exactly one encoding. Columns strictly ascending, supersedes strictly
     /// ascending, no unknown flag, causal length ≥ 1, a delete carries no fields, and an edit that
     /// neither sets the row's life nor edits a field is refused (it would do nothing).
-    public static func decode(from reader: inout ByteReader) throws(DecodingError) -> Change {
+    public static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> Change {
         let start = reader.offset
         let id = try ChangeID.decode(from: &reader)
         let timestamp = HybridTimestamp(rawValue: try reader.varint())
@@ -130,10 +130,10 @@ public struct Change: Hashable, Sendable {
         let scope = try reader.string()
         let lengthAt = reader.offset
         let causalLength = try reader.varint()
-        guard causalLength >= 1 else { throw DecodingError(.invalidValue, offset: lengthAt, "causal length 0") }
+        guard causalLength >= 1 else { throw ByteDecodingError(.invalidValue, offset: lengthAt, "causal length 0") }
         let flagsAt = reader.offset
         let flags = try reader.byte()
-        guard flags & ~setsLifeFlag == 0 else { throw DecodingError(.invalidValue, offset: flagsAt, "unknown change flags \(flags)") }
+        guard flags & ~setsLifeFlag == 0 else { throw ByteDecodingError(.invalidValue, offset: flagsAt, "unknown change flags \(flags)") }
         let setsLife = flags & setsLifeFlag != 0
         var fields: [FieldEdit] = []
         // A field is at least a 1-byte column length, an operation tag, a value tag and a count.
@@ -142,18 +142,18 @@ public struct Change: Hashable, Sendable {
             let column = try reader.string()
             // A field edit names a column; an empty name meant a row-life change in v1 and means
             // nothing now.
-            guard !column.isEmpty else { throw DecodingError(.invalidValue, offset: columnAt, "a field edit with an empty column name") }
+            guard !column.isEmpty else { throw ByteDecodingError(.invalidValue, offset: columnAt, "a field edit with an empty column name") }
             if let previous = fields.last, !previous.column.utf8.lexicographicallyPrecedes(column.utf8) {
-                throw DecodingError(.invalidValue, offset: columnAt, "field columns not strictly ascending")
+                throw ByteDecodingError(.invalidValue, offset: columnAt, "field columns not strictly ascending")
             }
             let operation = try FieldOperation.decode(from: &reader)
             let supersedes = try ChangeID.decodeSupersedes(from: &reader)
             fields.append(FieldEdit(column: column, operation: operation, supersedes: supersedes))
         }
         if setsLife && causalLength % 2 == 0 && !fields.isEmpty {
-            throw DecodingError(.invalidValue, offset: start, "a delete carries field edits")
+            throw ByteDecodingError(.invalidValue, offset: start, "a delete carries field edits")
         }
-        if !setsLife && fields.isEmpty { throw DecodingError(.invalidValue, offset: start, "an edit with no field and no row life") }
+        if !setsLife && fields.isEmpty { throw ByteDecodingError(.invalidValue, offset: start, "an edit with no field and no row life") }
         return Change(id: id, timestamp: timestamp, author: author, table: table, row: row, scope: scope,
                       causalLength: causalLength, setsLife: setsLife, fields: fields)
     }
@@ -192,21 +192,21 @@ public struct VersionVector: Hashable, Sendable {
 
     /// Strict: entries must be in ascending replica order with no duplicates and counters ≥ 1, so
     /// one vector has exactly one encoding.
-    public static func decode(from reader: inout ByteReader) throws(DecodingError) -> VersionVector {
+    public static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> VersionVector {
         var counters: [ReplicaID: UInt64] = [:]
         var previous: ReplicaID?
         for _ in 0..<(try reader.count(minimumItemSize: 17)) {
             let start = reader.offset
             let replica = try reader.replica()
             if let previous, !(previous < replica) {
-                throw DecodingError(.invalidValue, offset: start, "version vector entries out of order")
+                throw ByteDecodingError(.invalidValue, offset: start, "version vector entries out of order")
             }
             previous = replica
             let counterStart = reader.offset
             let counter = try reader.varint()
             // A zero entry means "nothing seen", the same as no entry: accepting it would give one
             // vector two encodings.
-            guard counter > 0 else { throw DecodingError(.invalidValue, offset: counterStart, "version vector counter 0") }
+            guard counter > 0 else { throw ByteDecodingError(.invalidValue, offset: counterStart, "version vector counter 0") }
             counters[replica] = counter
         }
         return VersionVector(counters)

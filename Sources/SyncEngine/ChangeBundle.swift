@@ -72,7 +72,7 @@ public struct ChangeBundle: Equatable, Sendable {
             try reader.expectEnd()
             return ChangeBundle(sender: sender, schemaVersion: Int(clamping: schemaVersion), senderKnowledge: knowledge,
                                 changes: changes)
-        } catch let error as DecodingError {
+        } catch let error as ByteDecodingError {
             throw .malformed(error)
         } catch let error as BundleError {
             throw error
@@ -87,7 +87,7 @@ public enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooLarge(bytes: Int)
     case checksumMismatch
     case unsupportedVersion(UInt16)
-    case malformed(DecodingError)
+    case malformed(ByteDecodingError)
 
     public var code: String {
         switch self {

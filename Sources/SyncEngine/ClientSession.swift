@@ -15,9 +15,9 @@ public struct ClientConfiguration: Sendable {
     /// Compress push payloads at or above this many bytes; nil sends them uncompressed.
     public var compressionThreshold: Int? = 1024
     /// Deadlines (Protocol/session.md, "Timeouts").
-    public var handshakeMillis = ProtocolLimits.handshakeMillis
-    public var responseMillis = ProtocolLimits.responseMillis
-    public var frameCompletionMillis = ProtocolLimits.frameCompletionMillis
+    public var handshakeMillis = ProtocolConstants.handshakeMillis
+    public var responseMillis = ProtocolConstants.responseMillis
+    public var frameCompletionMillis = ProtocolConstants.frameCompletionMillis
 
     public init() {}
 }
@@ -113,7 +113,7 @@ public struct ClientSession {
 
     public mutating func start() -> [SessionAction] {
         state = .awaitingWelcome
-        return [.send(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version,
+        return [.send(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version,
                                    schemaVersion: UInt64(store.schema.version), replica: store.replicaID,
                                    appVersion: configuration.appVersion, credential: credential,
                                    maxFrameBody: UInt64(configuration.maxFrameBody)))),
@@ -214,12 +214,12 @@ public struct ClientSession {
             }
             return fatal ? [.close] : [.send(.goodbye(reason: 0)), .close]
         case let (.awaitingWelcome, .welcome(welcome)):
-            guard welcome.protocolVersion == ProtocolLimits.version else {
+            guard welcome.protocolVersion == ProtocolConstants.version else {
                 throw SyncFailure(.unsupportedVersion, "hub chose protocol version \(welcome.protocolVersion); "
-                                  + "this client speaks \(ProtocolLimits.version) only: update the hub or the client")
+                                  + "this client speaks \(ProtocolConstants.version) only: update the hub or the client")
             }
-            guard welcome.maxFrameBody >= ProtocolLimits.minimumFrameBody, welcome.maxFrameBody <= UInt64(configuration.maxFrameBody) else {
-                throw SyncFailure(.limitExceeded, "hub chose max_frame_body \(welcome.maxFrameBody), outside \(ProtocolLimits.minimumFrameBody)...\(configuration.maxFrameBody)")
+            guard welcome.maxFrameBody >= ProtocolConstants.minimumFrameBody, welcome.maxFrameBody <= UInt64(configuration.maxFrameBody) else {
+                throw SyncFailure(.limitExceeded, "hub chose max_frame_body \(welcome.maxFrameBody), outside \(ProtocolConstants.minimumFrameBody)...\(configuration.maxFrameBody)")
             }
             maxFrameBody = Int(welcome.maxFrameBody)
             hub = welcome.hub

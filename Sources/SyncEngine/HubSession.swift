@@ -16,8 +16,8 @@ public struct HubConfiguration: Sendable {
     public var maxClockSkewMillis: UInt64 = 300_000
     /// Deadlines (Protocol/session.md, "Timeouts"). The handshake deadline is the shell's to
     /// choose per connection (it is shorter under admission pressure): see `HubSession.start`.
-    public var frameCompletionMillis = ProtocolLimits.frameCompletionMillis
-    public var idleMillis = ProtocolLimits.idleMillis
+    public var frameCompletionMillis = ProtocolConstants.frameCompletionMillis
+    public var idleMillis = ProtocolConstants.idleMillis
 
     public init() {}
 }
@@ -190,13 +190,13 @@ public struct HubSession: Sendable {
     }
 
     private mutating func handshake(_ hello: Hello, nowMillis: UInt64) -> [SessionAction] {
-        guard hello.protocolMin >= 1, hello.protocolMin <= ProtocolLimits.version, ProtocolLimits.version <= hello.protocolMax else {
-            return reject(.unsupportedVersion, "this hub speaks protocol version \(ProtocolLimits.version) only; "
+        guard hello.protocolMin >= 1, hello.protocolMin <= ProtocolConstants.version, ProtocolConstants.version <= hello.protocolMax else {
+            return reject(.unsupportedVersion, "this hub speaks protocol version \(ProtocolConstants.version) only; "
                           + "the client offered \(hello.protocolMin) to \(hello.protocolMax): update the client")
         }
         guard hello.schemaVersion >= 1 else { return reject(.schemaMismatch, "schema version must be 1 or more") }
-        guard hello.maxFrameBody >= ProtocolLimits.minimumFrameBody else {
-            return reject(.limitExceeded, "max_frame_body must be at least \(ProtocolLimits.minimumFrameBody)")
+        guard hello.maxFrameBody >= ProtocolConstants.minimumFrameBody else {
+            return reject(.limitExceeded, "max_frame_body must be at least \(ProtocolConstants.minimumFrameBody)")
         }
         // The hub's id names the hub in every welcome: no replica may take it.
         guard hello.replica != hubID else { return reject(.enrolmentInvalid, "that replica id is the hub's own; draw another") }
@@ -240,7 +240,7 @@ public struct HubSession: Sendable {
         state = .ready(replica: hello.replica, team: team)
         enrolmentUnconfirmed = !issued.isEmpty
         maxFrameBody = min(configuration.maxFrameBody, Int(clamping: hello.maxFrameBody))
-        return [.send(.welcome(Welcome(protocolVersion: ProtocolLimits.version, schemaVersion: configuration.schemaVersion,
+        return [.send(.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: configuration.schemaVersion,
                                        hub: hubID, maxFrameBody: UInt64(maxFrameBody), issuedCredential: issued,
                                        hubTimeMillis: nowMillis, heartbeatIntervalMillis: configuration.heartbeatIntervalMillis,
                                        ownDurable: ownDurable))),

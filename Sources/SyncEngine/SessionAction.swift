@@ -44,7 +44,7 @@ public struct RandomSource: RandomNumberGenerator, Sendable {
 }
 
 /// Protocol constants shared by both ends (Protocol/session.md).
-public enum ProtocolLimits {
+public enum ProtocolConstants {
     /// The protocol version this code speaks, and the only one: version 2 carries row edits
     /// (Protocol/README.md, "Versioning"); version 1's changes were single field writes, which a
     /// version-2 peer cannot read, so a version-1 peer is refused with `UNSUPPORTED_VERSION`.

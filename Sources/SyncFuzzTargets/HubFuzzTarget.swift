@@ -107,7 +107,7 @@ enum HubFuzzTarget {
 
     static func forcedHello(mode: UInt8, payload: [UInt8], _ template: Template) -> Hello {
         let device = mode & 1 == 1
-        var hello = Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: device ? template.device : template.newcomer,
+        var hello = Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: device ? template.device : template.newcomer,
                           appVersion: "fuzz/1", credential: device ? .device(template.secret) : .enrolmentToken(template.token),
                           maxFrameBody: UInt64(Frame.defaultMaxBody))
         if case let .hello(fuzzed)? = try? MessageCodec().decode(Frame(type: Message.Kind.hello.rawValue, payload: payload)) {

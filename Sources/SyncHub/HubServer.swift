@@ -17,7 +17,7 @@ public struct HubServerConfiguration: Sendable {
     public var maxConnections = 256
     /// Connections that have not completed a hello (a smaller budget inside `maxConnections`).
     public var maxUnauthenticated = 64
-    public var handshake = TimeAmount.milliseconds(Int64(ProtocolLimits.handshakeMillis))
+    public var handshake = TimeAmount.milliseconds(Int64(ProtocolConstants.handshakeMillis))
     /// The handshake deadline of connections accepted while over half of `maxUnauthenticated` is in use.
     public var pressuredHandshake = TimeAmount.seconds(2)
     /// How often the store is asked which replicas with open sessions have been revoked (the
@@ -26,8 +26,8 @@ public struct HubServerConfiguration: Sendable {
     /// Failed hellos (authentication or enrolment) allowed per source address per window.
     public var authenticationFailuresPerSource = 10
     public var authenticationFailureWindow = TimeAmount.seconds(60)
-    public var frameCompletion = TimeAmount.milliseconds(Int64(ProtocolLimits.frameCompletionMillis))
-    public var idle = TimeAmount.milliseconds(Int64(ProtocolLimits.idleMillis))
+    public var frameCompletion = TimeAmount.milliseconds(Int64(ProtocolConstants.frameCompletionMillis))
+    public var idle = TimeAmount.milliseconds(Int64(ProtocolConstants.idleMillis))
     public var session = HubConfiguration()
     /// Compress batch payloads at or above this many bytes; nil sends them uncompressed.
     public var compressionThreshold: Int? = 1024

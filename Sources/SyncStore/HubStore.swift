@@ -136,7 +136,7 @@ public struct HubOriginPage: Sendable {
     }
 
     /// The changes, decoded strictly (for callers that need them as values).
-    public func decodeChanges() throws(DecodingError) -> [Change] { try HubPage.decode(encoded) }
+    public func decodeChanges() throws(ByteDecodingError) -> [Change] { try HubPage.decode(encoded) }
 }
 
 public enum ForkResult: Equatable, Sendable {
@@ -187,9 +187,9 @@ public struct HubPage: Sendable {
     }
 
     /// The changes, decoded strictly (for callers that need them as values).
-    public func decodeChanges() throws(DecodingError) -> [Change] { try Self.decode(encoded) }
+    public func decodeChanges() throws(ByteDecodingError) -> [Change] { try Self.decode(encoded) }
 
-    static func decode(_ encoded: [[UInt8]]) throws(DecodingError) -> [Change] {
+    static func decode(_ encoded: [[UInt8]]) throws(ByteDecodingError) -> [Change] {
         var changes: [Change] = []
         changes.reserveCapacity(encoded.count)
         for bytes in encoded {

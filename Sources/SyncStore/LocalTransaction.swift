@@ -7,7 +7,7 @@ import SyncCore
 ///
 /// Only valid inside `ReplicaStore.write`; it must not escape the closure.
 public struct LocalTransaction {
-    let context: StoreContext
+    let context: MergeTransaction
     public let replicaID: ReplicaID
     public let author: String
     private(set) var counter: UInt64
@@ -16,7 +16,7 @@ public struct LocalTransaction {
     /// Ids of the changes made so far in this transaction.
     public private(set) var changeIDs: [ChangeID] = []
 
-    init(context: StoreContext, replicaID: ReplicaID, author: String, counter: UInt64, clock: HybridClock, wallMillis: UInt64) {
+    init(context: MergeTransaction, replicaID: ReplicaID, author: String, counter: UInt64, clock: HybridClock, wallMillis: UInt64) {
         self.context = context
         self.replicaID = replicaID
         self.author = author
@@ -141,7 +141,7 @@ public struct LocalTransaction {
 
     /// One field's operation in a local edit: it supersedes everything its author can see, so that
     /// a local write resolves a conflict and a local remove removes what was observed.
-    private func edit(_ ref: StoreContext.RowRef, _ column: ColumnSchema, _ operation: FieldOperation) throws -> FieldEdit {
+    private func edit(_ ref: MergeTransaction.RowRef, _ column: ColumnSchema, _ operation: FieldOperation) throws -> FieldEdit {
         var supersedes: [ChangeID] = []
         if column.policy.keepsState, let stored = try context.loadField(ref.id, column.name),
            let state = try context.storedState(stored, column) {
@@ -160,7 +160,7 @@ public struct LocalTransaction {
         let change = Change(id: nextID(), timestamp: tick(), author: author, table: table.name, row: key, scope: scope,
                             causalLength: causalLength, setsLife: setsLife, fields: fields)
         do {
-            try StoreContext.checkLimits(change)
+            try MergeTransaction.checkLimits(change)
         } catch {
             (counter, clock) = (saved.0, saved.1)
             changeIDs.removeLast(changeIDs.count - saved.2)
@@ -170,7 +170,7 @@ public struct LocalTransaction {
     }
 
     /// The merged value of a field that keeps state (every policy but last-writer-wins).
-    private func currentResolution(_ ref: StoreContext.RowRef, _ column: ColumnSchema) throws -> FieldResolution? {
+    private func currentResolution(_ ref: MergeTransaction.RowRef, _ column: ColumnSchema) throws -> FieldResolution? {
         guard column.policy.keepsState, let stored = try context.loadField(ref.id, column.name), let blob = stored.state else {
             return nil
         }
@@ -198,7 +198,7 @@ public struct LocalTransaction {
         return column
     }
 
-    private func requireRow(_ table: String, _ id: String) throws -> StoreContext.RowRef {
+    private func requireRow(_ table: String, _ id: String) throws -> MergeTransaction.RowRef {
         guard let ref = try context.existingRowRef(table: table, key: id), ref.exists else {
             throw StoreError(.rowNotFound, "no \(table) with id \(id)")
         }

@@ -108,13 +108,13 @@ extension ReplicaStore {
         try writeContext { context in try Self.mergePeerKnowledge(context, peer, vector) }
     }
 
-    static func mergePeerKnowledge(_ context: StoreContext, _ peer: ReplicaID, _ vector: VersionVector) throws {
+    static func mergePeerKnowledge(_ context: MergeTransaction, _ peer: ReplicaID, _ vector: VersionVector) throws {
         var known = try peerVector(context.db, peer) ?? VersionVector()
         known.merge(vector)
         try storePeerVector(context, peer, known)
     }
 
-    static func storePeerVector(_ context: StoreContext, _ peer: ReplicaID, _ vector: VersionVector) throws {
+    static func storePeerVector(_ context: MergeTransaction, _ peer: ReplicaID, _ vector: VersionVector) throws {
         var writer = ByteWriter()
         vector.encode(into: &writer)
         try context.db.execute(sql: """
@@ -255,7 +255,7 @@ extension ReplicaStore {
     }
 }
 
-extension StoreContext {
+extension MergeTransaction {
     /// Applies kept changes whose table and columns the schema now knows (after an upgrade).
     func replayKept() throws {
         let rows = try Row.fetchAll(db, sql: """
@@ -275,7 +275,7 @@ extension StoreContext {
 }
 
 /// Resolves name ids (`sync_name`), caching what it has looked up: on a read connection, and for
-/// a write transaction's `StoreContext`.
+/// a write transaction's `MergeTransaction`.
 final class NameLookup {
     private let db: Database
     private var names: [Int64: String] = [:]

@@ -78,7 +78,7 @@ extension ReplicaStore {
         precondition(newReplica != old, "a fork needs a new identity")
         let reissued = try Self.guarded {
             try queue.write { db -> Int in
-                let renaming = StoreContext(db: db, schema: schema, recordedAt: Int64(wallClock.nowMillis()))
+                let renaming = MergeTransaction(db: db, schema: schema, recordedAt: Int64(wallClock.nowMillis()))
                 let oldOrigin = try renaming.originID(old)
                 let newOrigin = try renaming.originID(newReplica)
                 let count = try Self.reissue(db, from: oldOrigin, to: newOrigin, old: old, new: newReplica,
@@ -135,7 +135,7 @@ extension ReplicaStore {
             var after: Int64 = 0
             while true {
                 // A fresh context per page: its caches and write buffers stay bounded.
-                let context = StoreContext(db: db, schema: schema, recordedAt: recordedAt)
+                let context = MergeTransaction(db: db, schema: schema, recordedAt: recordedAt)
                 let rows = try Row.fetchAll(db, sql: """
                     \(ReplicaStore.changeSelect)
                     WHERE c.origin = ? AND c.counter > ? AND c.known = 1 ORDER BY c.counter LIMIT 5000
@@ -146,7 +146,7 @@ extension ReplicaStore {
                 after = last[0]
             }
         }
-        let context = StoreContext(db: db, schema: schema, recordedAt: recordedAt)
+        let context = MergeTransaction(db: db, schema: schema, recordedAt: recordedAt)
         for origin in origins { context.touch(origin: origin[0]) }
         try context.advanceContiguous()
     }

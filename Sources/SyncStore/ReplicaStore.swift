@@ -145,10 +145,10 @@ public final class ReplicaStore: Sendable {
     // MARK: transactions
 
     /// Runs `body` in one immediate write transaction with a fresh context.
-    func writeContext<T>(_ body: (StoreContext) throws -> T) throws -> T {
+    func writeContext<T>(_ body: (MergeTransaction) throws -> T) throws -> T {
         try Self.guarded {
             try queue.write { db in
-                let context = StoreContext(db: db, schema: schema, recordedAt: Int64(wallClock.nowMillis()))
+                let context = MergeTransaction(db: db, schema: schema, recordedAt: Int64(wallClock.nowMillis()))
                 let result = try body(context)
                 try context.flushAll()
                 try context.advanceContiguous()
@@ -194,7 +194,7 @@ public final class ReplicaStore: Sendable {
     public func apply(_ changes: [Change]) throws -> ApplySummary { try apply(changes) { _ in } }
 
     /// Applies a batch and runs `also` in the same transaction (e.g. advancing a pull cursor).
-    func apply(_ changes: [Change], also: (StoreContext) throws -> Void) throws -> ApplySummary {
+    func apply(_ changes: [Change], also: (MergeTransaction) throws -> Void) throws -> ApplySummary {
         let now = wallClock.nowMillis()
         var newest = HybridTimestamp.zero
         for change in changes {

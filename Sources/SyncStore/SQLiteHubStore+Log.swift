@@ -259,7 +259,7 @@ struct PageBuilder {
 enum LegacyHubLog {
     /// The row edit a stored v1 encoding (table, row, column, then the field write) becomes:
     /// `ChangeV1.rowEdit`, the mapping replicas migrate with, so both hold the same bytes per id.
-    static func change(from bytes: [UInt8]) throws(DecodingError) -> Change {
+    static func change(from bytes: [UInt8]) throws(ByteDecodingError) -> Change {
         var reader = ByteReader(bytes)
         let table = try reader.string()
         let row = try reader.string()

@@ -217,7 +217,7 @@ public final class Simulation {
         let connection = Connection(replica: replica, client: client, hub: hub, hubMaxBody: hubConfiguration.maxFrameBody,
                                     clientMaxBody: clientConfiguration.maxFrameBody)
         connections[replica] = connection
-        hubAct(connection) { $0.start(handshakeMillis: ProtocolLimits.handshakeMillis) }
+        hubAct(connection) { $0.start(handshakeMillis: ProtocolConstants.handshakeMillis) }
         perform(client.start(), from: .client, on: connection)
         connection.client = client
         report.syncsStarted += 1

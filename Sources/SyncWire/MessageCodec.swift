@@ -152,7 +152,7 @@ public struct MessageCodec: Sendable {
             let message = try Self.message(kind, &reader)
             try reader.expectEnd()
             return message
-        } catch let error as DecodingError {
+        } catch let error as ByteDecodingError {
             if error.code == .trailingBytes { throw WireError(.trailingBytes, error.description) }
             throw WireError(.malformedMessage, "\(kind): \(error)")
         } catch let error as WireError {

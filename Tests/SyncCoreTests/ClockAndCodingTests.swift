@@ -157,7 +157,7 @@ struct ByteCodingTests {
     ] as [[UInt8]])
     func overlong(_ bytes: [UInt8]) {
         var reader = ByteReader(bytes + [0x2A])
-        #expect(throws: DecodingError(.overlongVarint, offset: 0, "varint has redundant trailing zero bytes")) {
+        #expect(throws: ByteDecodingError(.overlongVarint, offset: 0, "varint has redundant trailing zero bytes")) {
             try reader.varint()
         }
     }
@@ -170,7 +170,7 @@ struct ByteCodingTests {
     ] as [[UInt8]])
     func overflow(_ bytes: [UInt8]) {
         var reader = ByteReader(bytes)
-        let error = #expect(throws: DecodingError.self) { try reader.varint() }
+        let error = #expect(throws: ByteDecodingError.self) { try reader.varint() }
         #expect(error?.code == .varintOverflow)
         #expect(error?.offset == 0)
     }
@@ -180,18 +180,18 @@ struct ByteCodingTests {
     ] as [[UInt8]])
     func truncatedVarint(_ bytes: [UInt8]) {
         var reader = ByteReader(bytes)
-        #expect(throws: DecodingError(.truncated, offset: bytes.count, "expected 1 more byte")) { try reader.varint() }
+        #expect(throws: ByteDecodingError(.truncated, offset: bytes.count, "expected 1 more byte")) { try reader.varint() }
     }
 
     @Test("Fixed-width and raw reads past the end are truncated")
     func truncatedFixed() {
         var reader = ByteReader([1, 2, 3, 4, 5, 6, 7])
-        #expect(throws: DecodingError(.truncated, offset: 7, "expected 1 more byte")) { try reader.fixed64() }
+        #expect(throws: ByteDecodingError(.truncated, offset: 7, "expected 1 more byte")) { try reader.fixed64() }
         var raw = ByteReader([1, 2])
-        #expect(throws: DecodingError(.truncated, offset: 0, "expected 3 bytes, 2 left")) { try raw.raw(count: 3) }
+        #expect(throws: ByteDecodingError(.truncated, offset: 0, "expected 3 bytes, 2 left")) { try raw.raw(count: 3) }
         var replica = ByteReader(Array(repeating: 0xAB, count: 15))
-        #expect(throws: DecodingError.self) { try replica.replica() }
-        #expect(throws: DecodingError(.truncated, offset: 0, "expected 1 more byte")) {
+        #expect(throws: ByteDecodingError.self) { try replica.replica() }
+        #expect(throws: ByteDecodingError(.truncated, offset: 0, "expected 1 more byte")) {
             var empty = ByteReader([])
             _ = try empty.byte()
         }
@@ -200,13 +200,13 @@ struct ByteCodingTests {
     @Test("Length-prefixed fields: truncated, over the limit, invalid UTF-8")
     func lengthPrefixed() throws {
         var truncated = ByteReader([5, 0x61, 0x62])
-        #expect(throws: DecodingError(.truncated, offset: 1, "expected 5 bytes, 2 left")) { try truncated.lengthPrefixed() }
+        #expect(throws: ByteDecodingError(.truncated, offset: 1, "expected 5 bytes, 2 left")) { try truncated.lengthPrefixed() }
 
         var overLimit = ByteReader([4, 1, 2, 3, 4], maxFieldLength: 3)
-        #expect(throws: DecodingError(.limitExceeded, offset: 0, "field of 4 bytes exceeds limit 3")) { try overLimit.lengthPrefixed() }
+        #expect(throws: ByteDecodingError(.limitExceeded, offset: 0, "field of 4 bytes exceeds limit 3")) { try overLimit.lengthPrefixed() }
 
         var badText = ByteReader([2, 0xC3, 0x28])
-        #expect(throws: DecodingError(.invalidUTF8, offset: 0, "string is not valid UTF-8")) { try badText.string() }
+        #expect(throws: ByteDecodingError(.invalidUTF8, offset: 0, "string is not valid UTF-8")) { try badText.string() }
 
         var writer = ByteWriter()
         writer.string("Zoë 🧸")
@@ -220,29 +220,29 @@ struct ByteCodingTests {
     @Test("List counts that cannot fit and trailing bytes are refused")
     func countsAndTrailing() throws {
         var tooMany = ByteReader([3, 0, 0, 0, 0, 0])
-        #expect(throws: DecodingError(.limitExceeded, offset: 0, "list of 3 items cannot fit")) { try tooMany.count(minimumItemSize: 2) }
+        #expect(throws: ByteDecodingError(.limitExceeded, offset: 0, "list of 3 items cannot fit")) { try tooMany.count(minimumItemSize: 2) }
         var fits = ByteReader([3, 0, 0, 0, 0, 0, 0])
         #expect(try fits.count(minimumItemSize: 2, limit: 3) == 3)
         var overLimit = ByteReader([4, 0, 0, 0, 0])
-        #expect(throws: DecodingError.self) { try overLimit.count(limit: 3) }
+        #expect(throws: ByteDecodingError.self) { try overLimit.count(limit: 3) }
         var huge = ByteReader([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01])
-        #expect(throws: DecodingError.self) { try huge.count() }
+        #expect(throws: ByteDecodingError.self) { try huge.count() }
 
         var trailing = ByteReader([0x01, 0x02])
         _ = try trailing.byte()
-        #expect(throws: DecodingError(.trailingBytes, offset: 1, "1 unexpected trailing bytes")) { try trailing.expectEnd() }
+        #expect(throws: ByteDecodingError(.trailingBytes, offset: 1, "1 unexpected trailing bytes")) { try trailing.expectEnd() }
     }
 
     @Test("Unknown tags and a zero change counter are refused")
     func invalidValues() {
         var value = ByteReader([9])
-        #expect(throws: DecodingError(.invalidTag, offset: 0, "unknown value tag 9")) { try FieldValue.decode(from: &value) }
+        #expect(throws: ByteDecodingError(.invalidTag, offset: 0, "unknown value tag 9")) { try FieldValue.decode(from: &value) }
         var operation = ByteReader([0, 0])
-        #expect(throws: DecodingError(.invalidTag, offset: 0, "unknown operation 0")) { try FieldOperation.decode(from: &operation) }
+        #expect(throws: ByteDecodingError(.invalidTag, offset: 0, "unknown operation 0")) { try FieldOperation.decode(from: &operation) }
         var change = ByteReader(Array(repeating: 0, count: 17))
-        #expect(throws: DecodingError(.invalidValue, offset: 16, "change counter 0")) { try ChangeID.decode(from: &change) }
-        #expect(throws: DecodingError.self) { try FieldState.decode([2, 0], policy: .counter) }
-        #expect(throws: DecodingError.self) { try FieldState.decode([], policy: .counter) }
+        #expect(throws: ByteDecodingError(.invalidValue, offset: 16, "change counter 0")) { try ChangeID.decode(from: &change) }
+        #expect(throws: ByteDecodingError.self) { try FieldState.decode([2, 0], policy: .counter) }
+        #expect(throws: ByteDecodingError.self) { try FieldState.decode([], policy: .counter) }
     }
 
     @Test("Every field value kind round-trips, keeping the bits of reals")
@@ -372,7 +372,7 @@ struct VersionVectorTests {
     ] as [[(ReplicaID, UInt64)]])
     func outOfOrder(_ entries: [(ReplicaID, UInt64)]) {
         var reader = ByteReader(encoded(entries))
-        #expect(throws: DecodingError(.invalidValue, offset: 1 + 16 + 1, "version vector entries out of order")) {
+        #expect(throws: ByteDecodingError(.invalidValue, offset: 1 + 16 + 1, "version vector entries out of order")) {
             try VersionVector.decode(from: &reader)
         }
     }
@@ -380,7 +380,7 @@ struct VersionVectorTests {
     @Test("A zero counter is refused: it would give the same vector a second encoding")
     func zeroCounter() {
         var reader = ByteReader(encoded([(a, 1), (b, 0)]))
-        #expect(throws: DecodingError(.invalidValue, offset: 1 + 17 + 16, "version vector counter 0")) {
+        #expect(throws: ByteDecodingError(.invalidValue, offset: 1 + 17 + 16, "version vector counter 0")) {
             try VersionVector.decode(from: &reader)
         }
     }

@@ -231,11 +231,11 @@ struct MergeLawTests {
             // Strictness, on a sample: no proper prefix decodes, nor the encoding with a byte more.
             if index % 100 == 0 {
                 for length in 0..<bytes.count {
-                    #expect(throws: DecodingError.self, run.comment("prefix of \(length) bytes decoded", case: index, writes: writes)) {
+                    #expect(throws: ByteDecodingError.self, run.comment("prefix of \(length) bytes decoded", case: index, writes: writes)) {
                         try FieldState.decode(Array(bytes.prefix(length)), policy: subject.policy)
                     }
                 }
-                #expect(throws: DecodingError(.trailingBytes, offset: bytes.count, "1 unexpected trailing bytes")) {
+                #expect(throws: ByteDecodingError(.trailingBytes, offset: bytes.count, "1 unexpected trailing bytes")) {
                     try FieldState.decode(bytes + [0], policy: subject.policy)
                 }
             }

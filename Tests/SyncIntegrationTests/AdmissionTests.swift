@@ -28,7 +28,7 @@ enum AdmissionPeer {
     }
 
     static func hello(_ replica: ReplicaID, _ credential: Credential) -> Frame {
-        codec.frame(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "raw",
+        codec.frame(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "raw",
                                  credential: credential, maxFrameBody: 65_536)))
     }
 
@@ -440,7 +440,7 @@ extension Integration.LoopbackTests {
         _ = try await harness.sync(replica, token: try harness.token())
         let secret = try #require(try replica.hubLink()?.credential)
         let halfFrame = ByteBuffer(bytes: [0x00, 0x00, 0x00, 0x40, 0x01])
-        let hello = ByteBuffer(bytes: MessageCodec().encode(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica.replicaID,
+        let hello = ByteBuffer(bytes: MessageCodec().encode(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica.replicaID,
                                                                           appVersion: "raw", credential: .device(secret), maxFrameBody: 65_536))))
         // (what is sent, the farewell expected, the bounds on when it comes)
         let cases: [(String, [ByteBuffer], String, ClosedRange<Double>)] = [

@@ -12,7 +12,7 @@ import Testing
 extension Integration.LoopbackTests {
     /// A hello for `replica` with an enrolment token or a device secret.
     static func hello(_ replica: ReplicaID, _ credential: Credential, maxFrameBody: UInt64 = UInt64(Frame.defaultMaxBody)) -> Frame {
-        MessageCodec().frame(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "hostile",
+        MessageCodec().frame(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "hostile",
                                           credential: credential, maxFrameBody: maxFrameBody)))
     }
 

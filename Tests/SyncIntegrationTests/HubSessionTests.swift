@@ -19,7 +19,7 @@ struct HubSessionTests {
         var random = SeededGenerator(seed: 7)
         let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: now + 60_000, random: &random)
         var session = InlineHubSession(store: store, random: RandomSource { 42 })
-        let actions = session.receive(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "test",
+        let actions = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "test",
                                                    credential: .enrolmentToken(token), maxFrameBody: 65_536)), nowMillis: now)
         guard case .send(.welcome) = actions.first else {
             Issue.record("expected a welcome, got \(actions)")
@@ -88,7 +88,7 @@ struct HubSessionTests {
         let secret = try Self.enrol(store, replica: replica, now: 1_000)
         func hello() -> [SessionAction] {
             var again = InlineHubSession(store: store, random: RandomSource { 1 })
-            return again.receive(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "t",
+            return again.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "t",
                                               credential: .device(secret), maxFrameBody: 65_536)), nowMillis: 3_000)
         }
         // The control: the same hello is welcomed before the revocation.
@@ -139,7 +139,7 @@ struct HubSessionTests {
         var random = SeededGenerator(seed: 11)
         let token = try store.issueEnrolmentToken(team: team, expiresAtMillis: now + 60_000, random: &random)
         var session = InlineHubSession(store: store, random: RandomSource { UInt64.random(in: 0 ... .max) })
-        let actions = session.receive(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "test",
+        let actions = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "test",
                                                    credential: .enrolmentToken(token), maxFrameBody: 65_536)), nowMillis: now)
         guard case let .send(.welcome(welcome)) = actions.first else { throw HubSessionTests.Refused(actions: actions) }
         _ = session.receive(.heartbeat(ReplicaHealth(pendingChanges: 0, oldestUnsyncedAgeMillis: 0, openConflicts: 0, schemaVersion: 1)), nowMillis: now)

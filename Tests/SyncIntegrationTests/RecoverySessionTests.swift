@@ -108,7 +108,7 @@ struct RecoverySessionTests {
         let hub = try hubStore("hub.db")
         var session = InlineHubSession(store: hub, random: RandomSource { 5 })
         let replica = ReplicaID(high: 8, low: 8)
-        let welcome = session.receive(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "t",
+        let welcome = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "t",
                                                    credential: .enrolmentToken(try token(hub)), maxFrameBody: 65_536)), nowMillis: now)
         guard case let .send(.welcome(details)) = welcome.first else {
             Issue.record("expected a welcome, got \(welcome)")
@@ -146,7 +146,7 @@ struct RecoverySessionTests {
         for changes in bad {
             var client = ClientSession(store: replica, credential: .device([1]), random: RandomSource { 1 })
             _ = client.start()
-            let afterWelcome = client.receive(.welcome(Welcome(protocolVersion: ProtocolLimits.version, schemaVersion: 1, hub: hubID, maxFrameBody: 65_536,
+            let afterWelcome = client.receive(.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: hubID, maxFrameBody: 65_536,
                                                                issuedCredential: [], hubTimeMillis: now, heartbeatIntervalMillis: 30_000,
                                                                ownDurable: 5)))
             #expect(afterWelcome.contains(.send(.recover(origin: replica.replicaID, after: 0, byteBudget: ClientConfiguration().pullBudget))))

@@ -136,7 +136,7 @@ struct SessionActionTests {
         let replica = ReplicaID(high: 5, low: 5)
         var session = HubSession(hub: store.hubID)
         #expect(session.start(handshakeMillis: 10_000) == [.schedule(.handshake, afterMillis: 10_000)])
-        let hello = session.receive(.hello(Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: 1, replica: replica, appVersion: "t",
+        let hello = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "t",
                                                  credential: .enrolmentToken(token), maxFrameBody: 65_536)), nowMillis: Self.now)
         #expect(hello == [.cancel(.handshake), .store(.checkCredential(replica: replica, credential: .enrolmentToken(token), nowMillis: Self.now))])
         #expect(session.isAwaitingStorage)
@@ -159,7 +159,7 @@ struct SessionActionTests {
             Issue.record("expected a welcome, got \(welcome)")
             return
         }
-        #expect(welcome.contains(.schedule(.idle, afterMillis: ProtocolLimits.idleMillis)))
+        #expect(welcome.contains(.schedule(.idle, afterMillis: ProtocolConstants.idleMillis)))
         let push = session.receive(.push(batch: 1, changes: []), nowMillis: Self.now)
         #expect(!push.contains { if case .send = $0 { true } else { false } }, "no answer before the commit: \(push)")
         #expect(push.contains(.store(.append(changes: [], replica: replica, receivedAtMillis: Self.now))))
@@ -180,7 +180,7 @@ struct SessionActionTests {
             == [.send(.error(code: .timeout, fatal: true, message: "no hello within the handshake deadline")), .close])
         #expect(silent.timerFired(.handshake, nowMillis: Self.now).isEmpty, "a closed session ignores later deadlines")
         var dripping = HubSession(hub: ReplicaID(high: 1, low: 1))
-        #expect(dripping.frameProgress(inFrame: true) == [.schedule(.frame, afterMillis: ProtocolLimits.frameCompletionMillis)])
+        #expect(dripping.frameProgress(inFrame: true) == [.schedule(.frame, afterMillis: ProtocolConstants.frameCompletionMillis)])
         #expect(dripping.frameProgress(inFrame: false) == [.cancel(.frame)])
         #expect(dripping.timerFired(.frame, nowMillis: Self.now)
             == [.send(.error(code: .timeout, fatal: true, message: "frame was not completed in time")), .close])
@@ -189,17 +189,17 @@ struct SessionActionTests {
                                               name: "r", wallClock: FixedWallClock(millis: Self.now))
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var client = ClientSession(store: replica, credential: .device([1]))
-        #expect(client.start().last == .schedule(.handshake, afterMillis: ProtocolLimits.handshakeMillis))
+        #expect(client.start().last == .schedule(.handshake, afterMillis: ProtocolConstants.handshakeMillis))
         #expect(client.timerFired(.request).isEmpty, "no request is outstanding before the welcome")
         #expect(client.timerFired(.handshake) == [.close])
         #expect(client.failure?.code == .timeout && client.failure?.retryable == true)
         var waiting = ClientSession(store: replica, credential: .device([1]))
         _ = waiting.start()
-        let afterWelcome = waiting.receive(.welcome(Welcome(protocolVersion: ProtocolLimits.version, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9),
+        let afterWelcome = waiting.receive(.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9),
                                                             maxFrameBody: 65_536, issuedCredential: [], hubTimeMillis: Self.now,
                                                             heartbeatIntervalMillis: 30_000)))
         #expect(afterWelcome.first == .cancel(.handshake))
-        #expect(afterWelcome.contains(.schedule(.request, afterMillis: ProtocolLimits.responseMillis)), "\(afterWelcome)")
+        #expect(afterWelcome.contains(.schedule(.request, afterMillis: ProtocolConstants.responseMillis)), "\(afterWelcome)")
         #expect(waiting.timerFired(.request) == [.close])
         #expect(waiting.failure?.message.contains("request deadline") == true)
     }

@@ -29,7 +29,7 @@ struct WireLimitSessionTests {
         func hello(_ replica: ReplicaID, schema: UInt64 = 1, app: String = "test", maxFrameBody: UInt64 = 65_536) throws -> Hello {
             var random = SeededGenerator(seed: replica.low)
             let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: WireLimitSessionTests.now + 60_000, random: &random)
-            return Hello(protocolMin: ProtocolLimits.version, protocolMax: ProtocolLimits.version, schemaVersion: schema, replica: replica, appVersion: app,
+            return Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: schema, replica: replica, appVersion: app,
                          credential: .enrolmentToken(token), maxFrameBody: maxFrameBody)
         }
 
@@ -164,7 +164,7 @@ struct WireLimitSessionTests {
         // 55,993 bytes before row edits, plus the empty scope, the flags byte and the field count.
         #expect(ChangeLimits.encodedSize(largest) == 55_996)
         #expect(ChangeLimits.encodedSize(largest) <= ChangeLimits.maxEncodedBytes)
-        #expect(ChangeLimits.maxEncodedBytes <= FrameBudget.changeBytes(maxBody: Int(ProtocolLimits.minimumFrameBody)))
+        #expect(ChangeLimits.maxEncodedBytes <= FrameBudget.changeBytes(maxBody: Int(ProtocolConstants.minimumFrameBody)))
     }
 
     @Test("property: every batch frame the hub builds fits the negotiated limit, for random change sizes, budgets and limits")
@@ -256,7 +256,7 @@ struct WireLimitSessionTests {
     }
 
     func welcome(maxFrameBody: UInt64) -> Message {
-        .welcome(Welcome(protocolVersion: ProtocolLimits.version, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: maxFrameBody,
+        .welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: maxFrameBody,
                          issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000))
     }
 

@@ -10,7 +10,7 @@ import Testing
 struct ChangeCodingPropertyTests {
     static let cases = 3_000
 
-    static func decode(_ bytes: [UInt8]) throws(DecodingError) -> (change: Change, length: Int) {
+    static func decode(_ bytes: [UInt8]) throws(ByteDecodingError) -> (change: Change, length: Int) {
         var reader = ByteReader(bytes)
         let change = try Change.decode(from: &reader)
         return (change, reader.offset)

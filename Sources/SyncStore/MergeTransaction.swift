@@ -12,7 +12,7 @@ import SyncCore
 /// set tags, counter parts) a `sync_field` row each.
 ///
 /// Lives only for the duration of one transaction; never escapes the `write` closure.
-final class StoreContext {
+final class MergeTransaction {
     let db: Database
     let schema: ReplicaSchema
     let recordedAt: Int64
@@ -786,7 +786,7 @@ extension StatementArguments {
     }
 }
 
-extension StoreContext {
+extension MergeTransaction {
     /// A local edit may not make a change that could never be synced (ChangeLimits): refused
     /// before anything of the transaction is written.
     static func checkLimits(_ change: Change) throws {
