@@ -73,8 +73,12 @@ enum BulkStatement {
         return handle
     }
 
+    /// SQLite's failure as GRDB would report it: the connection's extended result code (a
+    /// step's return value is only the primary code) and message, without the bound values.
     private static func failure(_ code: Int32, _ db: Database) -> StoreError {
-        let message = db.sqliteConnection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) } ?? "unknown"
-        return StoreError(.database, "SQLite error \(code): \(message)")
+        let connection = db.sqliteConnection
+        let message = connection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) }
+        let extended = connection.map { sqlite3_extended_errcode($0) } ?? code
+        return StoreError.database(DatabaseError(resultCode: ResultCode(rawValue: extended), message: message, sql: nil))
     }
 }

@@ -39,23 +39,20 @@ public struct LocalTransaction {
     public mutating func create(_ table: String, id: String, values: [String: FieldValue], scope: String = "") throws {
         let schema = try tableSchema(table)
         let ref = try context.rowRef(table: table, key: id, scope: scope)
-        if ref.exists { throw StoreError(.rowExists, "\(table) \(id) already exists") }
+        if ref.exists { throw StoreError(.rowExists, "\(table) \(id) already exists", table: table, row: id) }
         if ref.causalLength > 0 && !schema.deletable {
-            throw StoreError(.notDeletable, "\(table) \(id) cannot be re-created")
+            throw StoreError(.notDeletable, "\(table) \(id) cannot be re-created", table: table, row: id)
         }
         var fields: [FieldEdit] = []
         for name in values.keys.sorted() {
             let column = try columnSchema(schema, name)
             let value = values[name]!
-            switch column.policy {
-            case .addWinsSet, .removeWinsSet:
-                throw StoreError(.wrongOperation, "\(table).\(name) is a set: add elements after creating the row")
-            case .counter:
-                throw StoreError(.wrongOperation, "\(table).\(name) is a counter: increment it after creating the row")
-            default:
-                try checkType(column, value, table: table)
-                fields.append(try edit(ref, column, .assign(value)))
+            guard column.policy.takesAssignment else {
+                let after = if case .counter = column.policy { "a counter: increment it" } else { "a set: add elements" }
+                throw StoreError(.wrongOperation, "\(table).\(name) is \(after) after creating the row", table: table, column: name, row: id)
             }
+            try checkType(column, value, table: table)
+            fields.append(try edit(ref, column, .assign(value)))
         }
         try emit(schema, key: id, causalLength: ref.causalLength + 1, setsLife: true, fields: fields,
                  scope: ref.scope.isEmpty ? scope : ref.scope)
@@ -72,27 +69,20 @@ public struct LocalTransaction {
             let value = values[name]!
             try checkType(column, value, table: table)
             let current = try currentResolution(ref, column)
-            switch column.policy {
-            case .immutable:
-                if current?.value != value && !(current?.value.isNull ?? true) {
-                    throw StoreError(.immutableField, "\(table).\(name) is written once and cannot change")
-                }
-            case let .monotonic(lattice):
-                guard let next = value.textValue, lattice.rank(of: next) != nil else {
-                    throw StoreError(.wrongType, "\(table).\(name) must be one of: \(lattice.order.joined(separator: ", "))")
-                }
-                let resolution = current
-                let inConflict = resolution?.inConflict ?? false
-                // While two terminal statuses conflict, only a terminal status (the resolution) is
-                // accepted; otherwise a status never moves backwards.
-                if !(inConflict && lattice.isTerminal(next)) && !lattice.allows(from: resolution?.value.textValue, to: next) {
-                    throw StoreError(.statusBackwards,
-                                     "\(table).\(name) cannot move from \(resolution?.value.textValue ?? "none") to \(next)")
-                }
-            case .addWinsSet, .removeWinsSet, .counter:
-                throw StoreError(.wrongOperation, "\(table).\(name) is a \(column.policy.name): use add/remove/increment")
-            case .lastWriterWins, .multiValue:
+            switch column.policy.admitsAssignment(value, over: current) {
+            case .admitted:
                 break
+            case .writtenOnce:
+                throw StoreError(.immutableField, "\(table).\(name) is written once and cannot change", table: table, column: name, row: id)
+            case .outsideLattice:
+                let order = if case let .monotonic(lattice) = column.policy { lattice.order.joined(separator: ", ") } else { "" }
+                throw StoreError(.wrongType, "\(table).\(name) must be one of: \(order)", table: table, column: name, row: id)
+            case .backwards:
+                throw StoreError(.statusBackwards, "\(table).\(name) cannot move from \(current?.value.textValue ?? "none") to \(value.textValue ?? "none")",
+                                 table: table, column: name, row: id)
+            case .notAnAssignment:
+                throw StoreError(.wrongOperation, "\(table).\(name) is a \(column.policy.name): use add/remove/increment",
+                                 table: table, column: name, row: id)
             }
             fields.append(try edit(ref, column, .assign(value)))
         }
@@ -103,7 +93,7 @@ public struct LocalTransaction {
     /// Deletes a row of a deletable table; statutory records refuse.
     public mutating func delete(_ table: String, id: String) throws {
         let schema = try tableSchema(table)
-        guard schema.deletable else { throw StoreError(.notDeletable, "\(table) records are never deleted; void them instead") }
+        guard schema.deletable else { throw StoreError(.notDeletable, "\(table) records are never deleted; void them instead", table: table, row: id) }
         let ref = try requireRow(table, id)
         try emit(schema, key: id, causalLength: ref.causalLength + 1, setsLife: true, fields: [], scope: ref.scope)
     }
@@ -120,7 +110,7 @@ public struct LocalTransaction {
         let schema = try tableSchema(table)
         let column = try columnSchema(schema, name)
         guard case .counter = column.policy else {
-            throw StoreError(.wrongOperation, "\(table).\(name) is \(column.policy.name), not a counter")
+            throw StoreError(.wrongOperation, "\(table).\(name) is \(column.policy.name), not a counter", table: table, column: name)
         }
         let ref = try requireRow(table, id)
         try emit(schema, key: id, causalLength: ref.causalLength, setsLife: false, fields: [try edit(ref, column, .increment(delta))],
@@ -132,7 +122,7 @@ public struct LocalTransaction {
         let column = try columnSchema(schema, name)
         switch column.policy {
         case .addWinsSet, .removeWinsSet: break
-        default: throw StoreError(.wrongOperation, "\(table).\(name) is \(column.policy.name), not a set")
+        default: throw StoreError(.wrongOperation, "\(table).\(name) is \(column.policy.name), not a set", table: table, column: name)
         }
         let ref = try requireRow(table, id)
         try emit(schema, key: id, causalLength: ref.causalLength, setsLife: false, fields: [try edit(ref, column, operation)],
@@ -144,7 +134,7 @@ public struct LocalTransaction {
     private func edit(_ ref: MergeTransaction.RowRef, _ column: ColumnSchema, _ operation: FieldOperation) throws -> FieldEdit {
         var supersedes: [ChangeID] = []
         if column.policy.keepsState, let stored = try context.loadField(ref.id, column.name),
-           let state = try context.storedState(stored, column) {
+           let state = try context.storedState(stored, column, of: ref) {
             supersedes = state.supersededByLocalWrite(operation, policy: column.policy)
         }
         return FieldEdit(column: column.name, operation: operation, supersedes: supersedes)
@@ -174,7 +164,7 @@ public struct LocalTransaction {
         guard column.policy.keepsState, let stored = try context.loadField(ref.id, column.name), let blob = stored.state else {
             return nil
         }
-        return try context.decodeState(Array(blob), column: column).resolution(policy: column.policy)
+        return try context.decodeState(Array(blob), column: column, of: ref).resolution(policy: column.policy)
     }
 
     private mutating func nextID() -> ChangeID {
@@ -187,20 +177,20 @@ public struct LocalTransaction {
     private mutating func tick() -> HybridTimestamp { clock.tick(wallMillis: wallMillis) }
 
     private func tableSchema(_ table: String) throws -> TableSchema {
-        guard let schema = context.schema.table(table) else { throw StoreError(.unknownTable, "unknown record kind \(table)") }
+        guard let schema = context.schema.table(table) else { throw StoreError(.unknownTable, "unknown record kind \(table)", table: table) }
         return schema
     }
 
     private func columnSchema(_ table: TableSchema, _ name: String) throws -> ColumnSchema {
         guard let column = table.column(name) else {
-            throw StoreError(.unknownColumn, "\(table.name) has no field \(name)")
+            throw StoreError(.unknownColumn, "\(table.name) has no field \(name)", table: table.name, column: name)
         }
         return column
     }
 
     private func requireRow(_ table: String, _ id: String) throws -> MergeTransaction.RowRef {
         guard let ref = try context.existingRowRef(table: table, key: id), ref.exists else {
-            throw StoreError(.rowNotFound, "no \(table) with id \(id)")
+            throw StoreError(.rowNotFound, "no \(table) with id \(id)", table: table, row: id)
         }
         return ref
     }
@@ -210,6 +200,9 @@ public struct LocalTransaction {
         case (_, .null), (.text, .text), (.integer, .integer), (.real, .real), (.real, .integer), (.blob, .blob): true
         default: false
         }
-        if !matches { throw StoreError(.wrongType, "\(table).\(column.name) takes \(column.type.rawValue.lowercased()), not \(value.shape)") }
+        if !matches {
+            throw StoreError(.wrongType, "\(table).\(column.name) takes \(column.type.rawValue.lowercased()), not \(value.shape)",
+                             table: table, column: column.name)
+        }
     }
 }

@@ -78,7 +78,7 @@ final class MergeTransaction {
         var dirty = false
         /// The domain-row write waiting for the flush.
         var domain: PendingRow?
-        var exists: Bool { causalLength % 2 == 1 }
+        var exists: Bool { CausalLength.isAlive(causalLength) }
 
         init(id: Int64, table: String, key: String, causalLength: UInt64, scope: String, clocks: RowClocks, fresh: Bool) {
             self.id = id
@@ -179,9 +179,10 @@ final class MergeTransaction {
     /// change id).
     ///
     /// `recorded` merges a change the log already holds without recording it again: how the state
-    /// is rebuilt from the log. `knownToWin` (local edits only) says every last-writer-wins field of
-    /// the edit wins without comparing versions: the local clock is past every timestamp seen and
-    /// the edit is in the row's current life.
+    /// is rebuilt from the log. `knownToWin` (local edits only) says the edit is timestamped after
+    /// every version seen, so each last-writer-wins field is decided by causal length alone
+    /// (`WriteVersion.localWrite(causalLength:beats:)`), without looking up the stored version's
+    /// replica.
     @discardableResult
     func apply(_ change: Change, recorded: Bool = false, knownToWin: Bool = false) throws -> Bool {
         let origin = try originID(change.id.replica)
@@ -196,12 +197,12 @@ final class MergeTransaction {
             touchedOrigins.insert(origin)
         }
         guard let table else {
-            // Kept, not dropped: a replica with a newer schema wrote it. `replayKept` applies it
+            // Parked, not dropped: a replica with a newer schema wrote it. `replayKept` applies it
             // once this replica's schema learns the table.
-            summary.kept += 1
+            summary.parked += 1
             return true
         }
-        if !known { summary.kept += 1 }
+        if !known { summary.parked += 1 }
         if change.setsLife && change.causalLength > ref.causalLength {
             let existed = ref.exists
             ref.causalLength = change.causalLength
@@ -230,7 +231,8 @@ final class MergeTransaction {
                 // The same id twice in one transaction (a batch or bundle repeating it): the second
                 // must be the same version. Rare, so the log is flushed to compare with what it holds.
                 if let held = try storedChange(origin: origin, counter: key.counter, replica: change.id.replica), !held.isSameVersion(as: change) {
-                    throw StoreError(.equivocation, "change \(change.id) appears twice with different content; nothing applied")
+                    throw StoreError(.equivocation, "change \(change.id) appears twice with different content; nothing applied",
+                                     table: change.table, row: change.row, change: change.id)
                 }
                 return false
             }
@@ -241,7 +243,7 @@ final class MergeTransaction {
                     throw StoreError(.equivocation, """
                         change \(change.id) is already held here with other content; nothing applied (its replica was restored \
                         from a backup or copied; syncing that replica with the hub recovers it)
-                        """)
+                        """, table: change.table, row: change.row, change: change.id)
                 }
                 return false
             }
@@ -390,9 +392,9 @@ final class MergeTransaction {
         }
     }
 
-    func storedState(_ stored: StoredField, _ column: ColumnSchema) throws -> FieldState? {
+    func storedState(_ stored: StoredField, _ column: ColumnSchema, of ref: RowRef) throws -> FieldState? {
         guard let blob = stored.state else { return nil }
-        return try decodeState(Array(blob), column: column)
+        return try decodeState(Array(blob), column: column, of: ref)
     }
 
     private func applyField(_ write: FieldWrite, table: TableSchema, column: ColumnSchema, ref: RowRef, knownToWin: Bool) throws {
@@ -401,10 +403,14 @@ final class MergeTransaction {
             // Last writer wins needs only the winning version, kept in the row's clocks; the value
             // lives in the domain row (and in the change log, from which a re-created row is rebuilt).
             let origin = try originID(write.id.replica)
-            if !knownToWin, let stored = ref.clocks[columnID] {
-                let current = WriteVersion(causalLength: stored.causalLength, timestamp: stored.timestamp,
-                                           id: ChangeID(replica: try replica(forOrigin: stored.origin), counter: stored.counter))
-                guard LastWriterWinsRegister.wins(write.version, over: current) else { return }
+            if let stored = ref.clocks[columnID] {
+                if knownToWin {
+                    guard WriteVersion.localWrite(causalLength: write.causalLength, beats: stored.causalLength) else { return }
+                } else {
+                    let current = WriteVersion(causalLength: stored.causalLength, timestamp: stored.timestamp,
+                                               id: ChangeID(replica: try replica(forOrigin: stored.origin), counter: stored.counter))
+                    guard LastWriterWinsRegister.wins(write.version, over: current) else { return }
+                }
             }
             ref.clocks[columnID] = RowClocks.Clock(causalLength: write.causalLength, timestamp: write.timestamp, origin: origin,
                                                    counter: write.id.counter)
@@ -413,23 +419,23 @@ final class MergeTransaction {
             return
         }
         let stored = try loadField(ref.id, column.name)
-        let state = try stored.flatMap { try storedState($0, column) } ?? FieldState.empty(for: column.policy)
+        let state = try stored.flatMap { try storedState($0, column, of: ref) } ?? FieldState.empty(for: column.policy)
         let next = state.applying(write, policy: column.policy)
         guard next != state else { return }
         let resolution = next.resolution(policy: column.policy)
         let wasInConflict = stored?.conflict ?? false
-        let inConflict = resolution.inConflict || !resolution.quarantined.isEmpty
+        let inConflict = resolution.isOpenConflict
         if inConflict && !wasInConflict { summary.conflictsOpened += 1 }
         if !inConflict && wasInConflict { summary.conflictsClosed += 1 }
         saveField(row: ref.id, column: columnID, write: write, state: Data(next.encoded()), conflict: inConflict)
         if ref.exists { setDomainValue(ref, column: column.name, value: resolution.value) }
     }
 
-    func decodeState(_ bytes: [UInt8], column: ColumnSchema) throws -> FieldState {
+    func decodeState(_ bytes: [UInt8], column: ColumnSchema, of ref: RowRef) throws -> FieldState {
         do {
             return try FieldState.decode(bytes, policy: column.policy)
         } catch {
-            throw StoreError(.corrupt, "stored merge state of column \(column.name) is unreadable: \(error)")
+            throw StoreError.unreadableState(table: ref.table, column: column.name, row: ref.key, error)
         }
     }
 
@@ -550,7 +556,7 @@ final class MergeTransaction {
         guard let hex = try String.fetchOne(db.cachedStatement(sql: "SELECT replica_id FROM sync_origin WHERE id = ?"),
                                             arguments: [origin]),
               let replica = ReplicaID(hex: hex)
-        else { throw StoreError(.corrupt, "origin \(origin) has no replica id") }
+        else { throw StoreError(.corrupt, "origin \(origin) has no replica id", table: "sync_origin") }
         replicaByOrigin[origin] = replica
         return replica
     }
@@ -579,7 +585,7 @@ final class MergeTransaction {
             """), arguments: [ref.id])
         for field in fields {
             guard let column = table.column(field[0]), let blob = field[1] as Data? else { continue }
-            let value = try decodeState(Array(blob), column: column).resolution(policy: column.policy).value
+            let value = try decodeState(Array(blob), column: column, of: ref).resolution(policy: column.policy).value
             setDomainValue(ref, column: column.name, value: value)
         }
     }
@@ -649,7 +655,7 @@ struct RowClocks {
             }
             try reader.expectEnd()
         } catch {
-            throw StoreError(.corrupt, "a row's field versions are unreadable: \(error)")
+            throw StoreError.unreadable("a row's field versions", table: "sync_row", column: "clocks", error)
         }
         entries.sort { $0.column < $1.column }
     }
@@ -735,7 +741,7 @@ enum LogFields {
             }
             try reader.expectEnd()
         } catch {
-            throw StoreError(.corrupt, "a logged change's field edits are unreadable: \(error)")
+            throw StoreError.unreadable("a logged change's field edits", table: "sync_change", column: "fields", error)
         }
         return fields
     }
@@ -747,11 +753,21 @@ public struct ApplySummary: Equatable, Sendable {
     public var applied = 0
     /// Changes already known (same change id): nothing done.
     public var duplicates = 0
-    /// Changes to tables or columns this replica's schema does not know: recorded, applied later.
-    public var kept = 0
+    /// Changes to tables or columns this replica's schema does not know: recorded and parked
+    /// until an upgraded schema knows them, then applied (the log's `known = 0` rows).
+    public var parked = 0
+    /// Fields that became open conflicts (`FieldResolution.isOpenConflict`).
     public var conflictsOpened = 0
+    /// Fields whose open conflict this batch settled.
     public var conflictsClosed = 0
 
+    /// The earlier name of ``parked``; kept so earlier callers compile.
+    public var kept: Int {
+        get { parked }
+        set { parked = newValue }
+    }
+
+    /// An empty summary: nothing applied yet.
     public init() {}
 }
 
@@ -791,7 +807,8 @@ extension MergeTransaction {
     /// before anything of the transaction is written.
     static func checkLimits(_ change: Change) throws {
         if let violation = ChangeLimits.violation(of: change) {
-            throw StoreError(.limitExceeded, "\(change.table): \(violation); shorten it")
+            throw StoreError(.limitExceeded, "\(change.table): \(violation); shorten it", table: change.table, row: change.row,
+                             change: change.id)
         }
     }
 }

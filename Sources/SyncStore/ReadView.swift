@@ -20,10 +20,10 @@ public struct ReadView {
 
     /// Domain rows whose columns equal the given values, ordered by id.
     public func rows(_ table: String, where filters: [String: FieldValue] = [:]) throws -> [[String: FieldValue]] {
-        guard let schema = schema.table(table) else { throw StoreError(.unknownTable, "unknown record kind \(table)") }
+        guard let schema = schema.table(table) else { throw StoreError(.unknownTable, "unknown record kind \(table)", table: table) }
         let names = filters.keys.sorted()
         for name in names where name != "id" && schema.column(name) == nil {
-            throw StoreError(.unknownColumn, "\(table) has no field \(name)")
+            throw StoreError(.unknownColumn, "\(table) has no field \(name)", table: table, column: name)
         }
         let clause = names.isEmpty ? "" : " WHERE " + names.map { "\($0) = ?" }.joined(separator: " AND ")
         let arguments = StatementArguments(databaseValues: names.map { filters[$0]!.databaseValue })
@@ -36,7 +36,7 @@ public struct ReadView {
 
     /// Number of rows in a domain table.
     public func count(_ table: String) throws -> Int {
-        guard schema.table(table) != nil else { throw StoreError(.unknownTable, "unknown record kind \(table)") }
+        guard schema.table(table) != nil else { throw StoreError(.unknownTable, "unknown record kind \(table)", table: table) }
         return try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? 0
     }
 
@@ -51,14 +51,14 @@ public struct ReadView {
         do {
             return try FieldState.decode(Array(blob), policy: columnSchema.policy)
         } catch {
-            throw StoreError(.corrupt, "stored merge state of \(table).\(column) is unreadable: \(error)")
+            throw StoreError.unreadableState(table: table, column: column, row: id, error)
         }
     }
 
     /// What the field resolves to, including conflict candidates; nil if the row has no such field.
     public func resolution(_ table: String, id: String, column: String) throws -> FieldResolution? {
         guard let columnSchema = schema.table(table)?.column(column) else {
-            throw StoreError(.unknownColumn, "\(table) has no field \(column)")
+            throw StoreError(.unknownColumn, "\(table) has no field \(column)", table: table, column: column)
         }
         if columnSchema.policy.keepsState {
             return try fieldState(table, id: id, column: column)?.resolution(policy: columnSchema.policy)

@@ -63,7 +63,7 @@ extension ReplicaStore {
             let origins = try Row.fetchAll(db, sql: "SELECT id, replica_id FROM sync_origin ORDER BY replica_id")
             var result: [Change] = []
             for origin in origins {
-                guard let replica = ReplicaID(hex: origin[1]) else { throw StoreError(.corrupt, "bad origin replica id") }
+                guard let replica = ReplicaID(hex: origin[1]) else { throw StoreError(.corrupt, "bad origin replica id", table: "sync_origin") }
                 let rows = try Row.fetchAll(db, sql: """
                     \(ReplicaStore.changeSelect)
                     WHERE c.origin = ? AND c.counter > ? ORDER BY c.counter LIMIT ?
@@ -138,7 +138,7 @@ extension ReplicaStore {
             try reader.expectEnd()
             return vector
         } catch {
-            throw StoreError(.corrupt, "stored knowledge of peer \(peer.short) is unreadable: \(error)")
+            throw StoreError.unreadable("stored knowledge of peer \(peer.short)", table: "sync_peer", column: "vector", error)
         }
     }
 
@@ -156,7 +156,7 @@ extension ReplicaStore {
                 guard let schema = schema.table(table)?.column(column), let blob = row[3] as Data? else { return nil }
                 let state: FieldState
                 do { state = try FieldState.decode(Array(blob), policy: schema.policy) } catch {
-                    throw StoreError(.corrupt, "stored merge state of \(table).\(column) is unreadable: \(error)")
+                    throw StoreError.unreadableState(table: table, column: column, row: row[1], error)
                 }
                 let resolution = state.resolution(policy: schema.policy)
                 if resolution.inConflict {
@@ -183,7 +183,7 @@ extension ReplicaStore {
                 """, arguments: [table, key])
             var entries: [HistoryEntry] = []
             for row in rows {
-                guard let replica = ReplicaID(hex: row[0]) else { throw StoreError(.corrupt, "bad origin replica id") }
+                guard let replica = ReplicaID(hex: row[0]) else { throw StoreError(.corrupt, "bad origin replica id", table: "sync_origin") }
                 let id = ChangeID(replica: replica, counter: UInt64(bitPattern: row[1]))
                 let timestamp = HybridTimestamp(rawValue: UInt64(bitPattern: row[4]))
                 let causalLength = UInt64(clamping: row[7] as Int64)
@@ -285,7 +285,7 @@ final class NameLookup {
     func name(_ id: Int64) throws -> String {
         if let name = names[id] { return name }
         guard let name = try String.fetchOne(db.cachedStatement(sql: "SELECT name FROM sync_name WHERE id = ?"), arguments: [id]) else {
-            throw StoreError(.corrupt, "name \(id) is missing from the dictionary")
+            throw StoreError(.corrupt, "name \(id) is missing from the dictionary", table: "sync_name")
         }
         names[id] = name
         return name

@@ -26,7 +26,8 @@ extension ReplicaStore {
         for change in changes {
             // What no replica could store as written is refused whole, as for any batch.
             if let violation = ChangeLimits.rangeViolation(of: change) ?? ChangeLimits.contentViolation(of: change) {
-                throw StoreError(.corrupt, "recovered changes refused, nothing applied: change \(change.id) has \(violation)")
+                throw StoreError(.corrupt, "recovered changes refused, nothing applied: change \(change.id) has \(violation)",
+                                 table: change.table, row: change.row, change: change.id)
             }
         }
         var check = OwnOriginCheck()
@@ -35,7 +36,7 @@ extension ReplicaStore {
             let origin = try context.originID(own)
             for change in changes {
                 guard change.id.replica == own else {
-                    throw StoreError(.corrupt, "recovered change \(change.id) is not of this replica's origin")
+                    throw StoreError(.corrupt, "recovered change \(change.id) is not of this replica's origin", change: change.id)
                 }
                 if let held = try context.storedChange(origin: origin, counter: Int64(bitPattern: change.id.counter), replica: own) {
                     guard held.isSameVersion(as: change) else {
@@ -58,7 +59,7 @@ extension ReplicaStore {
                                    arguments: [Int64(bitPattern: newest.rawValue)])
         }
         if check.recovered > 0 || check.firstDivergent != nil {
-            Self.logger.notice("own changes checked against the hub", metadata: [
+            logger.notice("own changes checked against the hub", metadata: [
                 "identical": "\(check.identical)", "recovered": "\(check.recovered)",
                 "divergent_from": "\(check.firstDivergent.map(String.init) ?? "-")",
             ])
@@ -92,7 +93,7 @@ extension ReplicaStore {
             }
         }
         identity.value = newReplica
-        Self.logger.notice("replica re-identified after diverging from the hub", metadata: [
+        logger.notice("replica re-identified after diverging from the hub", metadata: [
             "from": "\(old.short)", "to": "\(newReplica.short)", "reissued": "\(reissued)",
         ])
         return reissued
@@ -131,7 +132,7 @@ extension ReplicaStore {
         try db.execute(sql: "UPDATE sync_row SET causal_length = 0, clocks = NULL")
         let origins = try Row.fetchAll(db, sql: "SELECT id, replica_id FROM sync_origin ORDER BY id")
         for origin in origins {
-            guard let replica = ReplicaID(hex: origin[1]) else { throw StoreError(.corrupt, "bad origin replica id") }
+            guard let replica = ReplicaID(hex: origin[1]) else { throw StoreError(.corrupt, "bad origin replica id", table: "sync_origin") }
             var after: Int64 = 0
             while true {
                 // A fresh context per page: its caches and write buffers stay bounded.
@@ -170,7 +171,7 @@ extension ReplicaStore {
     /// backup tool would. A replica restored from it recovers at its next sync what it lost.
     public func backup(to path: String) throws {
         guard !FileManager.default.fileExists(atPath: path) else {
-            throw StoreError(.alreadyExists, "a file already exists at \(path); choose another path")
+            throw StoreError(.alreadyExists, "a file already exists at \(path); choose another path", path: path)
         }
         try Self.guarded {
             let target = try DatabaseQueue(path: path)

@@ -10,22 +10,41 @@ import SyncCore
 /// shows the truth). Beside them, `sync_*` tables hold per-field clocks and merge state
 /// (`sync_field`), row lives (`sync_row`) and every change ever made or received (`sync_change`),
 /// which is both the history and the source of what other replicas have not yet seen.
+///
+/// ```swift
+/// let schema = ReplicaSchema(version: 1, tables: [
+///     TableSchema("plan", deletable: false, columns: [ColumnSchema("title", .text, .lastWriterWins)]),
+/// ], migrations: [])
+/// let store = try ReplicaStore.create(at: "replica.db", schema: schema, replicaID: id, name: "laptop",
+///                                     wallClock: SystemWallClock())
+/// try store.write(author: "ann") { try $0.create("plan", id: "p1", values: ["title": "Pathway plan"]) }
+/// let title = try store.read { try $0.row("plan", id: "p1")?["title"] }
+/// let unseen = try store.changes(notIn: peerVector)   // what a peer lacks, to send it
+/// ```
 public final class ReplicaStore: Sendable {
+    /// The replica file.
     public let path: String
     /// This replica's identity: the origin of its own changes. It changes only when a copy that
     /// diverged from what the hub holds is re-identified (`fork(into:credential:divergentFrom:)`).
     public var replicaID: ReplicaID { identity.value }
     let identity: IdentityCell
+    /// The schema this store was opened with (its tables, columns and merge policies).
     public let schema: ReplicaSchema
     let queue: DatabaseQueue
     /// Set when opened `.readOnly`: the connection (and lock) `queue` belongs to.
     let reader: ReadOnlyConnection?
     let wallClock: any WallClock
     let maxClockSkewMillis: UInt64
-    static let logger = Logger(label: "caresync.store")
+    /// Logs ids and counts only, never field values.
+    let logger: Logger
+
+    /// The logger a store uses when its opener passes none; its level and handler are whatever the
+    /// process bootstrapped.
+    public static func defaultLogger() -> Logger { Logger(label: "caresync.store") }
 
     private init(path: String, queue: DatabaseQueue, reader: ReadOnlyConnection?, replicaID: ReplicaID, schema: ReplicaSchema,
-                 wallClock: any WallClock, maxClockSkewMillis: UInt64) {
+                 wallClock: any WallClock, maxClockSkewMillis: UInt64, logger: Logger) {
+        self.logger = logger
         self.path = path
         self.queue = queue
         self.identity = IdentityCell(replicaID)
@@ -35,19 +54,40 @@ public final class ReplicaStore: Sendable {
         self.maxClockSkewMillis = maxClockSkewMillis
     }
 
-    /// Creates a new replica file. Fails if anything exists at `path`, even an empty file.
+    /// Creates a new replica file: the store's tables and the schema's, in WAL mode with
+    /// `synchronous=FULL`, stamped as a replica. Fails if anything exists at `path`, even an
+    /// empty file.
+    ///
+    /// ```swift
+    /// let store = try ReplicaStore.create(at: "replica.db", schema: schema, replicaID: .random(using: &random),
+    ///                                     name: "ann's laptop", wallClock: SystemWallClock())
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - path: Where to create the file.
+    ///   - schema: The domain tables and their fields' merge policies.
+    ///   - replicaID: The new replica's identity: the origin of its changes. Never reuse one.
+    ///   - name: A display name for the replica (shown in status; not synced).
+    ///   - wallClock: The clock local edits are timestamped with and batches are checked against.
+    ///   - maxClockSkewMillis: How far ahead of `wallClock` a received change may be timestamped
+    ///     before its batch is refused.
+    ///   - logger: Where the store logs (ids and counts only).
+    /// - Returns: The open store.
+    /// - Throws: ``StoreError`` `.alreadyExists` if anything is at `path`; `.notDurable` if the
+    ///   file cannot have WAL with `synchronous=FULL`; `.database` for SQLite's failures.
     public static func create(at path: String, schema: ReplicaSchema, replicaID: ReplicaID, name: String,
                               wallClock: any WallClock,
-                              maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis) throws -> ReplicaStore {
+                              maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis,
+                              logger: Logger = defaultLogger()) throws -> ReplicaStore {
         try create(at: path, schema: schema, replicaID: replicaID, name: name, wallClock: wallClock,
-                   maxClockSkewMillis: maxClockSkewMillis, options: StoreConnectionOptions())
+                   maxClockSkewMillis: maxClockSkewMillis, logger: logger, options: StoreConnectionOptions())
     }
 
     package static func create(at path: String, schema: ReplicaSchema, replicaID: ReplicaID, name: String,
                                wallClock: any WallClock, maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis,
-                               options: StoreConnectionOptions) throws -> ReplicaStore {
+                               logger: Logger = defaultLogger(), options: StoreConnectionOptions) throws -> ReplicaStore {
         guard !FileManager.default.fileExists(atPath: path) else {
-            throw StoreError(.alreadyExists, "a file already exists at \(path); choose another path")
+            throw StoreError(.alreadyExists, "a file already exists at \(path); choose another path", path: path)
         }
         let queue = try guarded { try StoreFile.openDurableQueue(path: path, label: "caresync.replica", options: options) }
         try migrate(queue, schema: schema)
@@ -61,25 +101,44 @@ public final class ReplicaStore: Sendable {
         }
         logger.debug("replica created", metadata: ["replica": "\(replicaID.short)", "schema": "\(schema.version)"])
         return ReplicaStore(path: path, queue: queue, reader: nil, replicaID: replicaID, schema: schema, wallClock: wallClock,
-                            maxClockSkewMillis: maxClockSkewMillis)
+                            maxClockSkewMillis: maxClockSkewMillis, logger: logger)
     }
 
     /// Opens an existing replica. For writing, runs any migrations its schema has not yet had and
-    /// applies kept changes that the upgraded schema now understands; `.readOnly` changes nothing
+    /// applies parked changes that the upgraded schema now understands; `.readOnly` changes nothing
     /// in the file (and refuses a replica that needs an upgrade first).
     ///
     /// The file is identified before anything writes to it: a file that is not a replica (another
     /// application's SQLite database, an empty file, a hub database) is refused and left as it was.
+    ///
+    /// ```swift
+    /// let store = try ReplicaStore.open(at: "replica.db", schema: schema, wallClock: SystemWallClock(), access: .readOnly)
+    /// let status = try store.status()
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - path: The replica file.
+    ///   - schema: The domain tables; a newer version than the file's migrates it (read-write only).
+    ///   - wallClock: The clock local edits are timestamped with and batches are checked against.
+    ///   - maxClockSkewMillis: How far ahead of `wallClock` a received change may be timestamped
+    ///     before its batch is refused.
+    ///   - access: `.readOnly` opens the file so that nothing can change it.
+    ///   - logger: Where the store logs (ids and counts only).
+    /// - Returns: The open store.
+    /// - Throws: ``StoreError`` `.notAReplica` for a missing file or one that is not a replica
+    ///   (left as it was); `.schemaTooNew` for a file of a newer program; `.schemaTooOld` for a
+    ///   read-only open of a file that needs migrating; `.notDurable`; `.database`.
     public static func open(at path: String, schema: ReplicaSchema, wallClock: any WallClock,
                             maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis,
-                            access: StoreAccess = .readWrite) throws -> ReplicaStore {
+                            access: StoreAccess = .readWrite, logger: Logger = defaultLogger()) throws -> ReplicaStore {
         try open(at: path, schema: schema, wallClock: wallClock, maxClockSkewMillis: maxClockSkewMillis, access: access,
-                 options: StoreConnectionOptions())
+                 logger: logger, options: StoreConnectionOptions())
     }
 
     package static func open(at path: String, schema: ReplicaSchema, wallClock: any WallClock,
                              maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis,
-                             access: StoreAccess = .readWrite, options: StoreConnectionOptions) throws -> ReplicaStore {
+                             access: StoreAccess = .readWrite, logger: Logger = defaultLogger(),
+                             options: StoreConnectionOptions) throws -> ReplicaStore {
         _ = try StoreFile.expect(.replica, at: path, options: options)
         let reader = access == .readOnly ? try guarded { try ReadOnlyConnection(path: path, options: options) } : nil
         let queue = try reader?.queue ?? guarded { try StoreFile.openDurableQueue(path: path, label: "caresync.replica", options: options) }
@@ -91,23 +150,26 @@ public final class ReplicaStore: Sendable {
             }
         }
         guard let replicaHex, let replicaID = ReplicaID(hex: replicaHex) else {
-            throw StoreError(.notAReplica, "\(path) is a CareSync replica without its identity row; it may be damaged")
+            throw StoreError(.notAReplica, "\(path) is a CareSync replica without its identity row; it may be damaged", path: path)
         }
         guard stored <= schema.version else {
-            throw StoreError(.schemaTooNew, "replica schema v\(stored) is newer than this program's v\(schema.version); upgrade caresync")
+            throw StoreError(.schemaTooNew, "\(path) has replica schema v\(stored), newer than this program's v\(schema.version)", path: path)
         }
         if reader != nil {
             // Stamping an unstamped file is the one migration a read may skip: it changes no table.
             let migrator = migrator(schema)
             let needed = Set(migrator.migrations).subtracting([StoreFile.stampMigration])
             guard stored == schema.version, try guarded({ try queue.read { needed.isSubset(of: try migrator.appliedIdentifiers($0)) } }) else {
-                throw StoreError(.schemaTooOld, "replica schema v\(stored) needs an upgrade to v\(schema.version) before it can be read; run a command that writes (e.g. `caresync sync`) once")
+                throw StoreError(.schemaTooOld, """
+                    \(path) has replica schema v\(stored), which needs an upgrade to v\(schema.version) before it can be read; \
+                    opening it for writing once upgrades it
+                    """, path: path)
             }
         } else {
             try migrate(queue, schema: schema)
         }
         let store = ReplicaStore(path: path, queue: queue, reader: reader, replicaID: replicaID, schema: schema,
-                                 wallClock: wallClock, maxClockSkewMillis: maxClockSkewMillis)
+                                 wallClock: wallClock, maxClockSkewMillis: maxClockSkewMillis, logger: logger)
         if reader == nil && stored < schema.version { try store.upgradeSchemaVersion() }
         return store
     }
@@ -162,7 +224,22 @@ public final class ReplicaStore: Sendable {
     }
 
     /// Makes local edits in one transaction: every change gets its counter in this transaction, so
-    /// a crash either keeps an edit and its log entry or neither.
+    /// a crash either keeps an edit and its log entry or neither. If `body` throws, nothing of it
+    /// is written.
+    ///
+    /// ```swift
+    /// try store.write(author: "ann") { edits in
+    ///     try edits.create("plan", id: "p1", values: ["title": "Pathway plan", "status": "draft"])
+    ///     try edits.update("plan", id: "p1", values: ["status": "approved"])
+    /// }
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - author: Who makes the edits (recorded with each change).
+    ///   - body: Makes the edits through the ``LocalTransaction``; it must not escape.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws (a ``StoreError`` for a refused edit), or ``StoreError``
+    ///   `.database` if the transaction fails.
     public func write<T>(author: String, _ body: (inout LocalTransaction) throws -> T) throws -> T {
         try writeContext { context in
             let state = try Row.fetchOne(context.db, sql: "SELECT counter, hlc FROM sync_state WHERE id = 1")!
@@ -183,7 +260,11 @@ public final class ReplicaStore: Sendable {
         }
     }
 
-    /// Reads domain rows and merged fields.
+    /// Reads domain rows and merged fields, in one read transaction.
+    ///
+    /// - Parameter body: Reads through the ``ReadView``; it must not escape.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws, or ``StoreError`` `.database`.
     public func read<T>(_ body: (ReadView) throws -> T) throws -> T {
         try readDatabase { db in try body(ReadView(db: db, schema: schema)) }
     }
@@ -191,6 +272,13 @@ public final class ReplicaStore: Sendable {
     /// Applies a batch of changes from other replicas in one transaction. Idempotent by change id:
     /// re-applying a batch changes nothing. A timestamp too far ahead of this machine's clock
     /// refuses the whole batch before anything is written.
+    ///
+    /// - Parameter changes: The batch, in any order.
+    /// - Returns: What was applied, already known, parked for a newer schema, and the conflicts
+    ///   opened and closed.
+    /// - Throws: ``StoreError`` `.clockSkew` (with the change's id), `.corrupt` for a change no
+    ///   honest replica makes, `.equivocation` for a known id with other content; nothing of the
+    ///   batch is applied.
     public func apply(_ changes: [Change]) throws -> ApplySummary { try apply(changes) { _ in } }
 
     /// Applies a batch and runs `also` in the same transaction (e.g. advancing a pull cursor).
@@ -201,16 +289,19 @@ public final class ReplicaStore: Sendable {
             do {
                 try HybridClock.check(change.timestamp, wallMillis: now, maxForwardDriftMillis: maxClockSkewMillis)
             } catch {
-                throw StoreError(.clockSkew, "batch refused, nothing applied: change \(change.id) \(error)")
+                throw StoreError(.clockSkew, "batch refused, nothing applied: change \(change.id) \(error)", table: change.table,
+                                 row: change.row, change: change.id, cause: error)
             }
             // SQLite integers are signed 64-bit; a larger causal length can only come from a
             // broken or hostile peer (a row would need 2^63 deletes).
             guard change.causalLength <= UInt64(Int64.max) else {
-                throw StoreError(.corrupt, "batch refused, nothing applied: change \(change.id) has an impossible causal length")
+                throw StoreError(.corrupt, "batch refused, nothing applied: change \(change.id) has an impossible causal length",
+                                 table: change.table, row: change.row, change: change.id)
             }
             // Counters past 2^63 - 1 cannot be stored; a U+0000 in a string would not read back.
             if let violation = ChangeLimits.rangeViolation(of: change) ?? ChangeLimits.contentViolation(of: change) {
-                throw StoreError(.corrupt, "batch refused, nothing applied: change \(change.id) has \(violation)")
+                throw StoreError(.corrupt, "batch refused, nothing applied: change \(change.id) has \(violation)", table: change.table,
+                                 row: change.row, change: change.id)
             }
             newest = max(newest, change.timestamp)
         }
@@ -224,8 +315,8 @@ public final class ReplicaStore: Sendable {
                                    arguments: [Int64(bitPattern: newest.rawValue)])
             return context.summary
         }
-        Self.logger.debug("batch applied", metadata: [
-            "applied": "\(summary.applied)", "duplicates": "\(summary.duplicates)", "kept": "\(summary.kept)",
+        logger.debug("batch applied", metadata: [
+            "applied": "\(summary.applied)", "duplicates": "\(summary.duplicates)", "parked": "\(summary.parked)",
         ])
         return summary
     }
@@ -237,9 +328,9 @@ public final class ReplicaStore: Sendable {
         } catch let error as StoreError {
             throw error
         } catch let error as DatabaseError {
-            // GRDB's description can include SQL; only the result code and SQLite's own message
-            // (which never contains bound values) are passed on.
-            throw StoreError(.database, "SQLite error \(error.resultCode.rawValue): \(error.message ?? "unknown")")
+            // The message names only the extended result code and SQLite's own message (which
+            // never contains bound values); the error itself, without its arguments, is the cause.
+            throw StoreError.database(error)
         }
     }
 }
@@ -298,13 +389,9 @@ enum StoreTables {
             var fields: [LogFields.Raw] = []
             if let column = row[4] as Int64? {
                 let value = FieldValue(databaseValue: row[8])
-                let operation: FieldOperation
-                switch row[7] as Int64 {
-                case 1: operation = .assign(value)
-                case 2: operation = .add(value)
-                case 3: operation = .remove(value)
-                case 4: operation = .increment(value.integerValue ?? 0)
-                default: throw StoreError(.corrupt, "a v1 change has an unknown operation")
+                guard let code = UInt8(exactly: row[7] as Int64), let operation = FieldOperation(code: code, operand: value) else {
+                    throw StoreError(.corrupt, "v1 change \(row[1] as Int64) of origin \(row[0] as Int64) has an unknown operation \(row[7] as Int64)",
+                                     table: "sync_change", column: "op")
                 }
                 var supersedes: [ChangeID] = []
                 if let blob = row[9] as Data? {
@@ -312,7 +399,7 @@ enum StoreTables {
                     do {
                         for _ in 0..<(try reader.count(minimumItemSize: 17)) { supersedes.append(try ChangeID.decode(from: &reader)) }
                     } catch {
-                        throw StoreError(.corrupt, "a v1 change has unreadable supersedes: \(error)")
+                        throw StoreError.unreadable("a v1 change's supersedes", table: "sync_change", column: "supersedes", error)
                     }
                 }
                 fields = [LogFields.Raw(column: column, operation: operation, supersedes: supersedes.sorted())]

@@ -97,7 +97,8 @@ extension SQLiteHubStore {
             // become contiguous. A session refuses such a change before it gets here; the store
             // does not rely on that.
             guard (1...UInt64(Int64.max)).contains(change.id.counter) else {
-                throw StoreError(.limitExceeded, "change counter \(change.id.counter) of origin \(change.id.replica.short) is outside 1…2^63-1; push refused")
+                throw StoreError(.limitExceeded, "change counter \(change.id.counter) of origin \(change.id.replica.short) is outside 1…2^63-1; push refused",
+                                 table: change.table, row: change.row, change: change.id)
             }
             let origin = try originID(db, change.id.replica, &origins)
             let bytes = change.canonicalBytes
@@ -283,10 +284,12 @@ enum LegacyHubLog {
             do {
                 change = try Self.change(from: Array(row[3] as Data))
             } catch {
-                throw StoreError(.corrupt, "hub change at sequence \(seq) is unreadable (\(error)); the hub file was left as it was")
+                throw StoreError.unreadable("hub change at sequence \(seq) (the hub file was left as it was)", table: "hub_change",
+                                            column: "bytes", error)
             }
             guard Int64(bitPattern: change.id.counter) == (row[2] as Int64) else {
-                throw StoreError(.corrupt, "hub change at sequence \(seq) holds counter \(change.id.counter), stored as \(row[2] as Int64); the hub file was left as it was")
+                throw StoreError(.corrupt, "hub change at sequence \(seq) holds counter \(change.id.counter), stored as \(row[2] as Int64); the hub file was left as it was",
+                                 table: "hub_change", change: change.id)
             }
             try insert.execute(arguments: [seq, row[1] as Int64, row[2] as Int64, change.table, change.row, change.scope,
                                            Data(change.canonicalBytes), row[4] as Int64])

@@ -28,12 +28,41 @@ public final class SQLiteHubStore: HubStore {
     let reader: ReadOnlyConnection?
 
     /// Opens the hub database at `path` for writing, creating it if nothing is there. An existing
-    /// file is identified first and refused unchanged unless it is a hub database.
-    public convenience init(path: String, random: inout some RandomNumberGenerator) throws {
-        try self.init(path: path, random: &random, options: StoreConnectionOptions())
+    /// file is identified first and refused unchanged unless it is a hub database; a file made by
+    /// an earlier version is migrated.
+    ///
+    /// ```swift
+    /// var random = SystemRandomNumberGenerator()
+    /// let hub = try SQLiteHubStore(path: "hub.db", wallClock: SystemWallClock(), random: &random)
+    /// defer { try? hub.close() }
+    /// let token = try hub.issueEnrolmentToken(team: "north", replica: nil, expiresAtMillis: later, random: &random)
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - path: The hub database file.
+    ///   - wallClock: Stamps the creation time of a new file; nothing else reads it (every
+    ///     operation that needs the time takes `nowMillis`).
+    ///   - random: Draws a new hub's id.
+    /// - Throws: ``StoreError`` `.notAHub` for a file that is not a hub database (left as it was),
+    ///   `.schemaTooNew`, `.notDurable` if WAL with `synchronous=FULL` cannot be had, `.database`.
+    public convenience init(path: String, wallClock: any WallClock, random: inout some RandomNumberGenerator) throws {
+        try self.init(path: path, wallClock: wallClock, random: &random, options: StoreConnectionOptions())
     }
 
-    package init(path: String, random: inout some RandomNumberGenerator, options: StoreConnectionOptions) throws {
+    /// Opens the hub database at `path` for writing, as ``init(path:wallClock:random:)`` does, with
+    /// the system clock (``SystemWallClock``) stamping a new file's creation time.
+    ///
+    /// - Throws: As ``init(path:wallClock:random:)``.
+    public convenience init(path: String, random: inout some RandomNumberGenerator) throws {
+        try self.init(path: path, wallClock: SystemWallClock(), random: &random, options: StoreConnectionOptions())
+    }
+
+    package convenience init(path: String, random: inout some RandomNumberGenerator, options: StoreConnectionOptions) throws {
+        try self.init(path: path, wallClock: SystemWallClock(), random: &random, options: options)
+    }
+
+    package init(path: String, wallClock: any WallClock, random: inout some RandomNumberGenerator,
+                 options: StoreConnectionOptions) throws {
         self.path = path
         _ = try StoreFile.expect(.hub, at: path, options: options, allowMissing: true)
         let queue = try ReplicaStore.guarded { try StoreFile.openDurableQueue(path: path, label: "caresync.hub", options: options) }
@@ -89,11 +118,11 @@ public final class SQLiteHubStore: HubStore {
             try queue.write { db -> String in
                 if let existing = try String.fetchOne(db, sql: "SELECT hub_id FROM hub_state") { return existing }
                 try db.execute(sql: "INSERT INTO hub_state (id, hub_id, created_at) VALUES (1, ?, ?)",
-                               arguments: [generated.hex, Int64(Date().timeIntervalSince1970 * 1000)])
+                               arguments: [generated.hex, Int64(clamping: wallClock.nowMillis())])
                 return generated.hex
             }
         }
-        guard let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable") }
+        guard let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable", path: path, table: "hub_state") }
         connection = queue
         readConnection = try ReplicaStore.guarded { try Self.openReads(path: path, options: options) }
         synchronous = options.synchronous
@@ -113,7 +142,9 @@ public final class SQLiteHubStore: HubStore {
         let reader = try ReplicaStore.guarded { try ReadOnlyConnection(path: path, options: options) }
         try ReplicaStore.guarded { try StoreFile.verify(reader.queue, path: path, expected: .full, readOnly: true) }
         let stored = try ReplicaStore.guarded { try reader.queue.read { db in try String.fetchOne(db, sql: "SELECT hub_id FROM hub_state") } }
-        guard let stored, let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable") }
+        guard let stored, let id = ReplicaID(hex: stored) else {
+            throw StoreError(.corrupt, "hub id is unreadable", path: path, table: "hub_state")
+        }
         self.reader = reader
         connection = reader.queue
         readConnection = reader.queue
@@ -125,7 +156,7 @@ public final class SQLiteHubStore: HubStore {
     /// `close()`, so every call asks here first and a late one is refused with an error.
     var queue: DatabaseQueue {
         get throws(StoreError) {
-            guard !closed.isSet else { throw StoreError(.database, "the hub store is closed") }
+            guard !closed.isSet else { throw StoreError(.database, "the hub store is closed", path: path) }
             return connection
         }
     }
@@ -133,7 +164,7 @@ public final class SQLiteHubStore: HubStore {
     /// The reader connection, unless the store was closed.
     var reads: DatabaseQueue {
         get throws(StoreError) {
-            guard !closed.isSet else { throw StoreError(.database, "the hub store is closed") }
+            guard !closed.isSet else { throw StoreError(.database, "the hub store is closed", path: path) }
             return readConnection
         }
     }
@@ -152,11 +183,8 @@ public final class SQLiteHubStore: HubStore {
     /// The reader connection. `query_only`, so nothing can write through it; its `synchronous`
     /// matters only if it is the last connection to close and checkpoints the WAL.
     private static func openReads(path: String, options: StoreConnectionOptions) throws -> DatabaseQueue {
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(10)
-        configuration.label = "caresync.hub.read"
         let synchronous = options.synchronous.rawValue
-        configuration.prepareDatabase { db in
+        let configuration = StoreFile.configuration(label: "caresync.hub.read") { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
             try db.execute(sql: "PRAGMA query_only = 1")
         }

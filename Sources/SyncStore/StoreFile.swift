@@ -107,25 +107,26 @@ package enum StoreFile {
     static func expect(_ kind: StoreFileKind, at path: String, options: StoreConnectionOptions,
                        allowMissing: Bool = false) throws -> Identity {
         let identity = try ReplicaStore.guarded { try identify(path, options: options) }
+        // The messages say what the file is; how to make or use the right one is the caller's
+        // to add (the CLI names its own commands).
         let code: StoreError.Code = kind == .replica ? .notAReplica : .notAHub
-        let creation = kind == .replica ? "create one with `caresync init`" : "`caresync hub enroll --db <new path>` creates one"
         switch identity {
         case .missing where allowMissing:
             return identity
         case .missing:
-            throw StoreError(code, "no file at \(path); \(creation)")
+            throw StoreError(code, "no file at \(path)", path: path)
         case .empty:
-            throw StoreError(code, "\(path) is an empty file, not \(kind.noun); left as it is (\(creation))")
+            throw StoreError(code, "\(path) is an empty file, not \(kind.noun); left as it is", path: path)
         case .notSQLite:
-            throw StoreError(code, "\(path) is not an SQLite database, so not \(kind.noun); left as it is")
+            throw StoreError(code, "\(path) is not an SQLite database, so not \(kind.noun); left as it is", path: path)
         case let .ours(found, _) where found != kind, let .unstamped(found) where found != kind:
-            let hint = kind == .replica ? "use it with `caresync hub … --db`" : "use it with `caresync … --replica`"
-            throw StoreError(code, "\(path) is \(found.noun), not \(kind.noun); \(hint)")
+            throw StoreError(code, "\(path) is \(found.noun), not \(kind.noun); left as it is", path: path)
         case let .ours(_, version) where version > formatVersion:
-            throw StoreError(.schemaTooNew, "\(path) has file format v\(version), newer than this program's v\(formatVersion); upgrade caresync")
+            throw StoreError(.schemaTooNew, "\(path) has file format v\(version), newer than this program's v\(formatVersion)", path: path)
         case let .foreign(applicationID):
             let owner = applicationID == 0 ? "" : String(format: " (application_id 0x%08X)", UInt32(bitPattern: applicationID))
-            throw StoreError(code, "\(path) is an SQLite database of another application\(owner), not \(kind.noun); left as it is")
+            throw StoreError(code, "\(path) is an SQLite database of another application\(owner), not \(kind.noun); left as it is",
+                             path: path)
         case .ours, .unstamped:
             return identity
         }
@@ -149,13 +150,12 @@ package enum StoreFile {
     /// So GRDB is told nothing about the journal mode, and the connection switches itself to WAL.
     package static func openDurableQueue(path: String, label: String,
                                          options: StoreConnectionOptions = StoreConnectionOptions()) throws -> DatabaseQueue {
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(10)
-        configuration.label = label
         let synchronous = options.synchronous.rawValue
-        configuration.prepareDatabase { db in
+        let configuration = Self.configuration(label: label) { db in
             let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
-            guard mode == "wal" else { throw StoreError(.notDurable, "\(path) could not be switched to WAL (journal mode \(mode ?? "?"))") }
+            guard mode == "wal" else {
+                throw StoreError(.notDurable, "\(path) could not be switched to WAL (journal mode \(mode ?? "?"))", path: path)
+            }
             // An acknowledgement means the commit reached the disk: FULL syncs the WAL at every commit.
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
         }
@@ -164,16 +164,30 @@ package enum StoreFile {
         return queue
     }
 
+    /// How every store connection is configured (the writer, the hub's reader, read-only opens):
+    /// a 10 s busy timeout (a second process waits for the writer's commit rather than failing),
+    /// a label for GRDB's diagnostics, and `prepare` run on the new connection.
+    static func configuration(label: String, readonly: Bool = false,
+                              prepare: @escaping @Sendable (Database) throws -> Void) -> Configuration {
+        var configuration = Configuration()
+        configuration.readonly = readonly
+        configuration.busyMode = .timeout(10)
+        configuration.label = label
+        configuration.prepareDatabase(prepare)
+        return configuration
+    }
+
     /// Refuses a connection whose durability is not what was asked for.
     package static func verify(_ queue: DatabaseQueue, path: String, expected: StoreConnectionOptions.Synchronous,
                        readOnly: Bool = false) throws {
         let (synchronous, mode) = try pragmas(queue)
         guard synchronous == expected.rawValue else {
-            throw StoreError(.notDurable, "\(path): PRAGMA synchronous reads back \(synchronous), expected \(expected.rawValue) (FULL = 2); refusing to run")
+            throw StoreError(.notDurable, "\(path): PRAGMA synchronous reads back \(synchronous), expected \(expected.rawValue) (FULL = 2); refusing to run",
+                             path: path)
         }
         // A read-only connection reports the journal mode it reads with ("delete" when immutable).
         guard readOnly || mode == "wal" else {
-            throw StoreError(.notDurable, "\(path): journal mode is \(mode), expected wal; refusing to run")
+            throw StoreError(.notDurable, "\(path): journal mode is \(mode), expected wal; refusing to run", path: path)
         }
     }
 
@@ -223,11 +237,9 @@ final class ReadOnlyConnection: Sendable {
     let lock: SharedLock?
 
     init(path: String, options: StoreConnectionOptions) throws {
-        var configuration = Configuration()
-        configuration.readonly = true
-        configuration.busyMode = .timeout(10)
-        configuration.label = "caresync.read"
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        let configuration = StoreFile.configuration(label: "caresync.read", readonly: true) { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
         let fileManager = FileManager.default
         let quiet = !fileManager.fileExists(atPath: path + "-wal") && !fileManager.fileExists(atPath: path + "-shm")
         let lock = quiet ? SharedLock(path: path) : nil
