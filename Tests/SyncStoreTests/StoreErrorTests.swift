@@ -39,6 +39,17 @@ struct StoreErrorTests {
         #expect(try store.read { try $0.count("gadget") } == 0, "nothing of the refused edit written")
     }
 
+    @Test("a SQLite failure inside GRDB (a migration breaking a UNIQUE constraint) keeps the extended code too")
+    func grdbFailureKeepsExtendedCode() throws {
+        let broken = ReplicaSchema(version: 1, tables: [], migrations: [
+            SchemaMigration("broken-v1", sql: "CREATE TABLE twice (name TEXT UNIQUE); INSERT INTO twice VALUES ('a'), ('a')"),
+        ])
+        let error = #expect(throws: StoreError.self) { try make(schema: broken) }
+        #expect(error?.code == .database)
+        // SQLITE_CONSTRAINT_UNIQUE (2067), where the primary code would be SQLITE_CONSTRAINT (19).
+        #expect(error?.sqliteExtendedCode == 2067)
+    }
+
     @Test("unreadable merge state names its table, column and row and keeps the decoding offset, on reads and merges")
     func unreadableStateKeepsOffset() throws {
         let store = try make()
