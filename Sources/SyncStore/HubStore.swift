@@ -5,7 +5,15 @@ import SyncCore
 ///
 /// Every method is synchronous and, but for `recordSession`, durable on return: `append` returns
 /// only after its transaction has committed with `synchronous=FULL`, which is what lets the hub
-/// acknowledge.
+/// acknowledge. Methods throw ``StoreError`` (`.database` for a storage failure or a closed store;
+/// `.limitExceeded` for a change no store can hold); none of them names record contents.
+///
+/// ```swift
+/// let store: any HubStore = try SQLiteHubStore(path: "hub.db", wallClock: SystemWallClock(), random: &random)
+/// let result = try store.append(changes, from: replica, receivedAtMillis: now)   // durable on return
+/// let page = try store.changes(after: cursor, excludingOrigin: replica, byteBudget: 1 << 20, maxCount: 1_000)
+/// cursor = page.nextCursor
+/// ```
 public protocol HubStore: Sendable {
     /// The hub's own id (sent in the welcome).
     var hubID: ReplicaID { get }
@@ -79,10 +87,19 @@ public protocol HubStore: Sendable {
 
 /// One session's push, for a group commit (`append(_ pushes:)`).
 public struct HubPush: Sendable {
+    /// The batch, as the session received it.
     public let changes: [Change]
+    /// The authenticated replica that pushed it.
     public let replica: ReplicaID
+    /// When the hub received it (stored with each change).
     public let receivedAtMillis: UInt64
 
+    /// A push.
+    ///
+    /// - Parameters:
+    ///   - changes: The batch.
+    ///   - replica: The replica that pushed it.
+    ///   - receivedAtMillis: When the hub received it.
     public init(changes: [Change], replica: ReplicaID, receivedAtMillis: UInt64) {
         self.changes = changes
         self.replica = replica
@@ -99,15 +116,28 @@ extension HubStore {
     }
 }
 
+/// What storing one push did: what the hub now holds durably, and what was new.
 public struct HubAppendResult: Equatable, Sendable {
+    /// For each origin in the push, the hub's contiguous durable counter (what it acknowledges).
     public let durable: VersionVector
+    /// The hub's highest sequence after the push.
     public let head: UInt64
+    /// Changes new to the hub.
     public let stored: Int
+    /// Changes the hub already held with the same bytes.
     public let duplicates: Int
     /// Change ids the hub holds with other content. When not empty, nothing of the batch was
     /// stored (the second contents are kept as evidence, see `equivocations()`).
     public let equivocations: [ChangeID]
 
+    /// A result; for stores other than ``SQLiteHubStore`` and for tests.
+    ///
+    /// - Parameters:
+    ///   - durable: The contiguous durable counter per origin of the push.
+    ///   - head: The highest sequence after the push.
+    ///   - stored: Changes new to the hub.
+    ///   - duplicates: Changes already held.
+    ///   - equivocations: Ids held with other content (then nothing was stored).
     public init(durable: VersionVector, head: UInt64, stored: Int, duplicates: Int, equivocations: [ChangeID] = []) {
         self.durable = durable
         self.head = head
@@ -124,10 +154,18 @@ public struct HubOriginPage: Sendable {
     public let encoded: [[UInt8]]
     /// The last counter included (`after` when nothing is).
     public let nextCounter: UInt64
+    /// Whether more of the origin's changes follow (the budget ran out before them).
     public let more: Bool
     /// Encoded bytes of the changes.
     public let bytes: Int
 
+    /// A page; for stores other than ``SQLiteHubStore`` and for tests.
+    ///
+    /// - Parameters:
+    ///   - encoded: The changes' canonical encodings, in counter order.
+    ///   - nextCounter: The last counter included.
+    ///   - more: Whether more follow.
+    ///   - bytes: The encodings' total size.
     public init(encoded: [[UInt8]], nextCounter: UInt64, more: Bool, bytes: Int) {
         self.encoded = encoded
         self.nextCounter = nextCounter
@@ -136,29 +174,48 @@ public struct HubOriginPage: Sendable {
     }
 
     /// The changes, decoded strictly (for callers that need them as values).
+    ///
+    /// - Returns: The changes, in counter order.
+    /// - Throws: The first change's ``ByteDecodingError`` that is not canonical.
     public func decodeChanges() throws(ByteDecodingError) -> [Change] { try HubPage.decode(encoded) }
 }
 
+/// What a fork request came to (``HubStore/fork(_:into:nowMillis:random:)``).
 public enum ForkResult: Equatable, Sendable {
+    /// The new identity is registered; the device secret for it.
     case forked(secret: [UInt8])
     /// The new id is already known to the hub (as a replica or an origin).
     case idTaken
     /// The replica's lineage has forked as often as a hub allows (`SQLiteHubStore.maxForks`).
     case tooManyForks
+    /// The replica asking is not enrolled, or revoked.
     case unknownReplica
 }
 
 /// A refused second version of a change id. Only ids, sizes and digests: never contents.
 public struct EquivocationRecord: Sendable, Equatable {
+    /// The change id pushed again with other content.
     public let change: ChangeID
     /// The replica whose push carried the second version.
     public let from: ReplicaID
+    /// When the hub refused it.
     public let receivedAtMillis: UInt64
     /// SHA-256 of the version the hub holds and relays, and of the refused one (both kept).
     public let heldDigest: String
+    /// SHA-256 (hex) of the refused version.
     public let refusedDigest: String
+    /// Size of the refused version's encoding.
     public let refusedBytes: Int
 
+    /// A record; for stores other than ``SQLiteHubStore`` and for tests.
+    ///
+    /// - Parameters:
+    ///   - change: The id pushed again with other content.
+    ///   - from: The replica whose push carried it.
+    ///   - receivedAtMillis: When it was refused.
+    ///   - heldDigest: SHA-256 (hex) of the held version.
+    ///   - refusedDigest: SHA-256 (hex) of the refused version.
+    ///   - refusedBytes: Size of the refused version.
     public init(change: ChangeID, from: ReplicaID, receivedAtMillis: UInt64, heldDigest: String, refusedDigest: String, refusedBytes: Int) {
         self.change = change
         self.from = from
@@ -174,11 +231,20 @@ public struct HubPage: Sendable {
     /// Each change's canonical encoding (Protocol/messages.md, "Change"), in hub sequence order:
     /// the bytes are relayed as they are, never decoded or re-encoded by the hub.
     public let encoded: [[UInt8]]
+    /// The sequence of the last change included (the next pull's cursor).
     public let nextCursor: UInt64
+    /// Whether more changes follow (the budget ran out before them).
     public let more: Bool
     /// Encoded bytes of the changes.
     public let bytes: Int
 
+    /// A page; for stores other than ``SQLiteHubStore`` and for tests.
+    ///
+    /// - Parameters:
+    ///   - encoded: The changes' canonical encodings, in sequence order.
+    ///   - nextCursor: The last sequence included.
+    ///   - more: Whether more follow.
+    ///   - bytes: The encodings' total size.
     public init(encoded: [[UInt8]], nextCursor: UInt64, more: Bool, bytes: Int) {
         self.encoded = encoded
         self.nextCursor = nextCursor
@@ -187,6 +253,9 @@ public struct HubPage: Sendable {
     }
 
     /// The changes, decoded strictly (for callers that need them as values).
+    ///
+    /// - Returns: The changes, in sequence order.
+    /// - Throws: The first change's ``ByteDecodingError`` that is not canonical.
     public func decodeChanges() throws(ByteDecodingError) -> [Change] { try Self.decode(encoded) }
 
     static func decode(_ encoded: [[UInt8]]) throws(ByteDecodingError) -> [Change] {
@@ -201,52 +270,83 @@ public struct HubPage: Sendable {
     }
 }
 
+/// What redeeming an enrolment token came to.
 public enum EnrolmentResult: Equatable, Sendable {
+    /// Enrolled into `team`, with the device secret the replica authenticates with from now on.
     case enrolled(team: String, secret: [UInt8])
+    /// No such token was issued.
     case unknownToken
     /// Used (by another replica, or spent), bound to another replica id, or presented with a
     /// replica id the hub already knows.
     case alreadyUsed
+    /// Past its expiry time.
     case expired
 }
 
 extension HubStore {
-    /// Issues a token for a new replica.
+    /// Issues a token for a new replica (bound to no replica id).
+    ///
+    /// - Parameters:
+    ///   - team: The team the enrolled replica joins.
+    ///   - expiresAtMillis: When the token stops being accepted.
+    ///   - random: Draws the token.
+    /// - Returns: The token, to hand to the replica's operator; the hub keeps only its hash.
+    /// - Throws: ``StoreError`` if it cannot be stored.
     public func issueEnrolmentToken(team: String, expiresAtMillis: UInt64, random: inout some RandomNumberGenerator) throws -> String {
         try issueEnrolmentToken(team: team, replica: nil, expiresAtMillis: expiresAtMillis, random: &random)
     }
 }
 
+/// What checking a device secret found.
 public enum AuthenticationResult: Equatable, Sendable {
+    /// The secret is the replica's; its team.
     case accepted(team: String)
+    /// No such replica, or another secret.
     case unknown
+    /// The replica's credential was revoked.
     case revoked
 }
 
 /// What the hub records about sessions for the operator view.
 public enum HubSessionEvent: Equatable, Sendable {
+    /// A session began: the replica's program version and schema version.
     case hello(appVersion: String, schemaVersion: UInt64)
+    /// The replica pulled up to `cursor`.
     case pulled(cursor: UInt64)
+    /// The replica's health report (counts and ages, never contents).
     case health(pendingChanges: UInt64, oldestUnsyncedAgeMillis: UInt64, openConflicts: UInt64, schemaVersion: UInt64)
+    /// A session ended with an error code.
     case error(code: String)
 }
 
 /// The operator's view of one replica: team, times, lag, health as last reported, versions and
 /// the last error code. No record contents, names or dates of birth.
 public struct ReplicaSummary: Sendable {
+    /// The replica.
     public let replica: ReplicaID
+    /// Its team.
     public let team: String
+    /// Its first session.
     public let firstSeenMillis: UInt64?
+    /// Its latest session.
     public let lastSeenMillis: UInt64?
     /// Hub changes from other replicas not yet pulled by this one.
     public let lagChanges: UInt64
+    /// As last reported: its changes not yet on the hub.
     public let pendingChanges: UInt64?
+    /// As last reported: the age of its oldest change not yet on the hub.
     public let oldestUnsyncedAgeMillis: UInt64?
+    /// As last reported: its open conflicts.
     public let openConflicts: UInt64?
+    /// As last reported: its schema version.
     public let schemaVersion: UInt64?
+    /// Its program's version, as its hello named it (sanitised).
     public let appVersion: String?
+    /// The code of the error its last failed session ended with.
     public let lastError: String?
+    /// Whether its credential is revoked.
     public let revoked: Bool
+    /// Changes of its pushes the hub stored.
     public let changesStored: UInt64
     /// The replica this one was forked from (a copy or a restored backup that diverged).
     public let forkedFrom: ReplicaID?

@@ -5,10 +5,24 @@ import SyncCore
 /// Local edits inside one write transaction. Each edit becomes a change with this replica's next
 /// counter and a fresh hybrid timestamp, then merges through the same path as a remote change.
 ///
-/// Only valid inside `ReplicaStore.write`; it must not escape the closure.
+/// Only valid inside `ReplicaStore.write`; it must not escape the closure. Every method throws a
+/// ``StoreError`` naming the table, column and row (never the value) for an edit the schema or a
+/// field's policy refuses (`MergePolicy.admitsAssignment`); a refused edit writes nothing and
+/// uses no counter.
+///
+/// ```swift
+/// try store.write(author: "ann") { edits in
+///     try edits.create("plan", id: "p1", values: ["title": "Pathway plan"], scope: "yp-7")
+///     try edits.add("plan", id: "p1", column: "tags", element: "housing")
+///     try edits.increment("plan", id: "p1", column: "reviews", by: 1)
+///     return edits.changeIDs
+/// }
+/// ```
 public struct LocalTransaction {
     let context: MergeTransaction
+    /// The replica making the edits (their origin).
     public let replicaID: ReplicaID
+    /// Who makes them.
     public let author: String
     private(set) var counter: UInt64
     private(set) var clock: HybridClock
@@ -36,6 +50,15 @@ public struct LocalTransaction {
     /// Creates a row (or re-creates a deleted row of a deletable table) with the given fields, in
     /// one row edit. `scope` is the partition the row belongs to (for care records, the young
     /// person); a re-created row keeps the scope it had.
+    ///
+    /// - Parameters:
+    ///   - table: The row's table.
+    ///   - id: The row's id.
+    ///   - values: Fields to assign (not sets or counters: add and increment after creating).
+    ///   - scope: The partition the row belongs to.
+    /// - Throws: ``StoreError`` `.unknownTable`, `.unknownColumn`, `.rowExists`, `.notDeletable`
+    ///   (re-creating a row of a table whose rows are never deleted), `.wrongOperation`,
+    ///   `.wrongType`, `.limitExceeded`.
     public mutating func create(_ table: String, id: String, values: [String: FieldValue], scope: String = "") throws {
         let schema = try tableSchema(table)
         let ref = try context.rowRef(table: table, key: id, scope: scope)
@@ -60,6 +83,13 @@ public struct LocalTransaction {
 
     /// Sets fields of an existing row, in one row edit. Immutable fields cannot change; statuses
     /// only move forward.
+    ///
+    /// - Parameters:
+    ///   - table: The row's table.
+    ///   - id: The row's id.
+    ///   - values: Fields to assign.
+    /// - Throws: ``StoreError`` `.rowNotFound`, `.unknownColumn`, `.immutableField`,
+    ///   `.statusBackwards`, `.wrongType`, `.wrongOperation`, `.limitExceeded`.
     public mutating func update(_ table: String, id: String, values: [String: FieldValue]) throws {
         let schema = try tableSchema(table)
         let ref = try requireRow(table, id)
@@ -91,6 +121,11 @@ public struct LocalTransaction {
     }
 
     /// Deletes a row of a deletable table; statutory records refuse.
+    ///
+    /// - Parameters:
+    ///   - table: The row's table.
+    ///   - id: The row's id.
+    /// - Throws: ``StoreError`` `.notDeletable`, `.rowNotFound`, `.unknownTable`.
     public mutating func delete(_ table: String, id: String) throws {
         let schema = try tableSchema(table)
         guard schema.deletable else { throw StoreError(.notDeletable, "\(table) records are never deleted; void them instead", table: table, row: id) }
@@ -98,14 +133,40 @@ public struct LocalTransaction {
         try emit(schema, key: id, causalLength: ref.causalLength + 1, setsLife: true, fields: [], scope: ref.scope)
     }
 
+    /// Adds an element to a set field; it removes nothing this replica has seen added.
+    ///
+    /// - Parameters:
+    ///   - table: The row's table.
+    ///   - id: The row's id.
+    ///   - name: The set field.
+    ///   - element: The element.
+    /// - Throws: ``StoreError`` `.wrongOperation` for a field that is not a set, `.rowNotFound`,
+    ///   `.unknownColumn`, `.limitExceeded`.
     public mutating func add(_ table: String, id: String, column name: String, element: FieldValue) throws {
         try setOperation(table, id, name, .add(element))
     }
 
+    /// Removes an element from a set field: every add of it this replica has seen.
+    ///
+    /// - Parameters:
+    ///   - table: The row's table.
+    ///   - id: The row's id.
+    ///   - name: The set field.
+    ///   - element: The element.
+    /// - Throws: As ``add(_:id:column:element:)``.
     public mutating func remove(_ table: String, id: String, column name: String, element: FieldValue) throws {
         try setOperation(table, id, name, .remove(element))
     }
 
+    /// Adds `delta` (which may be negative) to a counter field.
+    ///
+    /// - Parameters:
+    ///   - table: The row's table.
+    ///   - id: The row's id.
+    ///   - name: The counter field.
+    ///   - delta: The amount.
+    /// - Throws: ``StoreError`` `.wrongOperation` for a field that is not a counter, `.rowNotFound`,
+    ///   `.unknownColumn`, `.limitExceeded`.
     public mutating func increment(_ table: String, id: String, column name: String, by delta: Int64) throws {
         let schema = try tableSchema(table)
         let column = try columnSchema(schema, name)

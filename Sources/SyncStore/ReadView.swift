@@ -6,6 +6,7 @@ import SyncCore
 /// state. Valid only inside the closure it is passed to.
 public struct ReadView {
     let db: Database
+    /// The replica's schema.
     public let schema: ReplicaSchema
 
     init(db: Database, schema: ReplicaSchema) {

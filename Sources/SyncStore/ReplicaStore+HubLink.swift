@@ -4,11 +4,17 @@ import SyncCore
 
 /// What a replica remembers about its hub.
 public struct HubLink: Equatable, Sendable {
+    /// The hub's address (`host:port`).
     public let address: String
+    /// The hub's id, once a welcome named it.
     public let hubID: ReplicaID?
+    /// The device secret issued at enrolment, once enrolled.
     public let credential: [UInt8]?
+    /// The hub sequence up to which this replica has pulled (and applied).
     public let pullCursor: UInt64
+    /// When the last sync ended.
     public let lastSyncAtMillis: UInt64?
+    /// The error code the last sync ended with; nil after a clean one.
     public let lastError: String?
     /// The identity this replica had before it forked, while the hub's changes of that origin
     /// (written by the other copy) are still to be received.
@@ -17,13 +23,20 @@ public struct HubLink: Equatable, Sendable {
 
 /// The replica's own health, as it reports it to the hub: counts and ages, never contents.
 public struct LocalHealth: Equatable, Sendable {
+    /// Own changes the hub has not acknowledged.
     public let pendingChanges: UInt64
+    /// The age of the oldest of them (0 if none).
     public let oldestUnsyncedAgeMillis: UInt64
+    /// Fields in open conflict.
     public let openConflicts: UInt64
+    /// The replica's schema version.
     public let schemaVersion: UInt64
 }
 
 extension ReplicaStore {
+    /// The replica's link to its hub, or nil if it never linked one.
+    ///
+    /// - Throws: ``StoreError`` `.database`.
     public func hubLink() throws -> HubLink? {
         try readDatabase { db in
             guard let row = try Row.fetchOne(db, sql: """
@@ -93,6 +106,10 @@ extension ReplicaStore {
         try writeContext { context in try context.db.execute(sql: "UPDATE sync_hub SET forked_from = NULL") }
     }
 
+    /// Records how a sync ended, with this store's clock as its time.
+    ///
+    /// - Parameter error: The error code it ended with (a code, never a message), or nil.
+    /// - Throws: ``StoreError`` `.database`.
     public func recordSyncOutcome(error: String?) throws {
         try writeContext { context in
             try context.db.execute(sql: "UPDATE sync_hub SET last_sync_at = ?, last_error = ?", arguments: [context.recordedAt, error])

@@ -4,6 +4,7 @@ import SyncCore
 
 /// A field whose concurrent writes a person must settle.
 public struct FieldConflict: Sendable {
+    /// Why the field needs a person.
     public enum Kind: String, Sendable {
         /// Concurrent different values of a multi-value field (or two terminal statuses).
         case concurrentValues = "concurrent_values"
@@ -11,9 +12,13 @@ public struct FieldConflict: Sendable {
         case quarantined
     }
 
+    /// The field's table.
     public let table: String
+    /// The row's id.
     public let row: String
+    /// The field.
     public let column: String
+    /// Concurrent values, or a quarantined write.
     public let kind: Kind
     /// The competing writes, oldest first; for a quarantine, the accepted write first.
     public let candidates: [FieldWrite]
@@ -22,41 +27,72 @@ public struct FieldConflict: Sendable {
 /// One entry of a record's history: who changed what, from which replica, when it happened and
 /// when this replica recorded it.
 public struct HistoryEntry: Sendable {
+    /// The change (row edit) the entry is part of.
     public let change: ChangeID
+    /// The field written; nil for the entry of an edit that created, deleted or re-created the row.
     public let column: String?
+    /// Who made the change.
     public let author: String
+    /// When it was made, as its replica's hybrid clock read.
     public let timestamp: HybridTimestamp
+    /// When this replica recorded it, by this replica's wall clock.
     public let recordedAtMillis: Int64
+    /// What it did to the field; `.assign(.null)` for a row-life entry (column nil), whose
+    /// ``causalLength`` says what it did to the row (`CausalLength.isAlive`: created or re-created).
     public let operation: FieldOperation
+    /// The row's life the change was made in (or, for a row-life entry, set).
     public let causalLength: UInt64
 }
 
 /// A replica's own account of itself.
 public struct ReplicaStatus: Sendable {
+    /// The replica's identity.
     public let replicaID: ReplicaID
+    /// Its display name.
     public let name: String
+    /// The schema version the file is at.
     public let schemaVersion: Int
+    /// Changes this replica made (its counter).
     public let localChanges: UInt64
+    /// Changes in the log, from every origin.
     public let totalChanges: Int
-    public let keptUnknownChanges: Int
+    /// Changes parked for tables or columns a newer schema knows (applied after an upgrade).
+    public let parkedChanges: Int
+    /// The earlier name of ``parkedChanges``; kept so earlier callers compile.
+    public var keptUnknownChanges: Int { parkedChanges }
+    /// Fields in open conflict.
     public let openConflicts: Int
+    /// For each origin, the counter up to which this replica holds every change.
     public let knownVector: VersionVector
+    /// Rows per domain table.
     public let rowCounts: [(table: String, rows: Int)]
+    /// What this replica knows of its peers.
     public let peers: [PeerStatus]
+    /// The replica's hybrid clock: after every timestamp it has made or seen.
     public let lastTimestamp: HybridTimestamp
 }
 
 /// What this replica knows about what a peer has seen, and so what it would send the peer.
 public struct PeerStatus: Sendable {
+    /// The peer.
     public let replicaID: ReplicaID
+    /// What the peer has seen, as it last told this replica.
     public let knownVector: VersionVector
+    /// Changes this replica holds that the peer has not seen (saturating).
     public let changesNotSeen: UInt64
+    /// When this replica last learned it.
     public let updatedAtMillis: Int64
 }
 
 extension ReplicaStore {
     /// Every change this replica holds that a peer with knowledge `seen` lacks, ordered by origin
     /// and counter (so a receiver's contiguous counters advance without gaps).
+    ///
+    /// - Parameters:
+    ///   - seen: The peer's knowledge: for each origin, the counter up to which it holds every change.
+    ///   - limit: At most this many changes.
+    /// - Returns: The changes, as they travel.
+    /// - Throws: ``StoreError`` `.corrupt` for an unreadable log entry (with its offset), `.database`.
     public func changes(notIn seen: VersionVector, limit: Int = .max) throws -> [Change] {
         try readDatabase { db in
             let names = NameLookup(db)
@@ -142,7 +178,11 @@ extension ReplicaStore {
         }
     }
 
-    /// Every field with an open conflict or quarantined write.
+    /// Every field with an open conflict or quarantined write (`FieldResolution.isOpenConflict`),
+    /// ordered by table, row and column.
+    ///
+    /// - Throws: ``StoreError`` `.corrupt` for unreadable merge state (with table, column, row and
+    ///   offset), `.database`.
     public func conflicts() throws -> [FieldConflict] {
         try readDatabase { db in
             let rows = try Row.fetchAll(db, sql: """
@@ -172,6 +212,14 @@ extension ReplicaStore {
     /// Every change to a row (or one of its fields), oldest first by hybrid timestamp: one entry
     /// per field an edit wrote (and one, with no column, for an edit that created, deleted or
     /// re-created the row), read from the row edits themselves.
+    ///
+    /// - Parameters:
+    ///   - table: The row's table.
+    ///   - key: The row's id.
+    ///   - column: Only this field's entries (and no row-life entries), or nil for all.
+    /// - Returns: The entries, oldest first.
+    /// - Throws: ``StoreError`` `.corrupt` for a log entry that does not decode (an unknown
+    ///   operation is refused, never shown as another), with its offset; `.database`.
     public func history(table: String, row key: String, column: String? = nil) throws -> [HistoryEntry] {
         try readDatabase { db in
             let names = NameLookup(db)
@@ -201,6 +249,9 @@ extension ReplicaStore {
         }
     }
 
+    /// The replica's account of itself: identity, counts, conflicts, knowledge and peers.
+    ///
+    /// - Throws: ``StoreError`` `.database`.
     public func status() throws -> ReplicaStatus {
         let vector = try versionVector()
         return try readDatabase { db in
@@ -223,7 +274,7 @@ extension ReplicaStore {
             return ReplicaStatus(
                 replicaID: replicaID, name: state[0], schemaVersion: state[1], localChanges: UInt64(clamping: state[2] as Int64),
                 totalChanges: try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_change") ?? 0,
-                keptUnknownChanges: try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_change WHERE known = 0") ?? 0,
+                parkedChanges: try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_change WHERE known = 0") ?? 0,
                 openConflicts: try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_field WHERE conflict = 1") ?? 0,
                 knownVector: vector, rowCounts: counts, peers: peers,
                 lastTimestamp: HybridTimestamp(rawValue: UInt64(bitPattern: state[3])))

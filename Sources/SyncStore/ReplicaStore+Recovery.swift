@@ -13,6 +13,7 @@ public struct OwnOriginCheck: Equatable, Sendable {
     /// hub holds (a copy, or a restored backup written to) and must be re-identified.
     public var firstDivergent: UInt64?
 
+    /// Nothing found yet.
     public init() {}
 }
 

@@ -15,6 +15,10 @@ extension SQLiteHubStore {
         let found: [(change: ChangeID, bytes: [UInt8])]
     }
 
+    /// Stores one push, durable on return (``HubStore/append(_:from:receivedAtMillis:)``).
+    ///
+    /// - Throws: ``StoreError`` `.limitExceeded` for a counter outside 1…2^63-1, `.database`. An
+    ///   equivocation is not thrown: it is ``HubAppendResult/equivocations``.
     public func append(_ changes: [Change], from replica: ReplicaID, receivedAtMillis: UInt64) throws -> HubAppendResult {
         try append([HubPush(changes: changes, replica: replica, receivedAtMillis: receivedAtMillis)])[0].get()
     }
@@ -162,10 +166,12 @@ extension SQLiteHubStore {
         UInt64(try Int64.fetchOne(db.cachedStatement(sql: "SELECT max(seq) FROM hub_log")) ?? 0)
     }
 
+    /// The highest hub sequence (``HubStore/head()``).
     public func head() throws -> UInt64 {
         try ReplicaStore.guarded { try reads.read { db in try Self.head(db) } }
     }
 
+    /// A pull's page from the stored bytes (``HubStore/changes(after:excludingOrigin:byteBudget:maxCount:)``).
     public func changes(after cursor: UInt64, excludingOrigin excludedOrigin: ReplicaID, byteBudget: Int,
                         maxCount: Int) throws -> HubPage {
         try ReplicaStore.guarded {
@@ -191,6 +197,7 @@ extension SQLiteHubStore {
         }
     }
 
+    /// One origin's contiguous durable counter (``HubStore/ownDurable(_:)``).
     public func ownDurable(_ origin: ReplicaID) throws -> UInt64 {
         try ReplicaStore.guarded {
             try reads.read { db in
@@ -200,6 +207,7 @@ extension SQLiteHubStore {
         }
     }
 
+    /// A recovery's page of one origin's changes (``HubStore/changes(ofOrigin:after:byteBudget:maxCount:)``).
     public func changes(ofOrigin origin: ReplicaID, after: UInt64, byteBudget: Int, maxCount: Int) throws -> HubOriginPage {
         try ReplicaStore.guarded {
             try reads.read { db in

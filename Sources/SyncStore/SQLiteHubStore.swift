@@ -13,7 +13,9 @@ import SyncCore
 /// mode it reads the last commit without waiting for the writer, so a pull never queues behind a
 /// group commit's fsync.
 public final class SQLiteHubStore: HubStore {
+    /// The hub database file.
     public let path: String
+    /// The hub's own id, drawn when the file was created.
     public let hubID: ReplicaID
     /// The one writer connection; reached through `queue`, which refuses once the store is closed.
     let connection: DatabaseQueue
@@ -250,6 +252,7 @@ public final class SQLiteHubStore: HubStore {
     /// How many refused versions (evidence of equivocations) the hub keeps per submitting replica.
     public static let maxEvidencePerReplica = 256
 
+    /// Registers a fork of `replica` (``HubStore/fork(_:into:nowMillis:random:)``), durably.
     public func fork(_ replica: ReplicaID, into newReplica: ReplicaID, nowMillis: UInt64,
                      random: inout some RandomNumberGenerator) throws -> ForkResult {
         var secret: [UInt8] = []
@@ -293,6 +296,7 @@ public final class SQLiteHubStore: HubStore {
             """, arguments: [root]) ?? 0
     }
 
+    /// Every refused second version of a change id (``HubStore/equivocations()``).
     public func equivocations() throws -> [EquivocationRecord] {
         try ReplicaStore.guarded {
             try reads.read { db in
@@ -313,6 +317,7 @@ public final class SQLiteHubStore: HubStore {
 
     static func hash(_ bytes: [UInt8]) -> String { SHA256.hash(bytes).hexString }
 
+    /// Issues an enrolment token, storing only its hash (``HubStore/issueEnrolmentToken(team:replica:expiresAtMillis:random:)``).
     public func issueEnrolmentToken(team: String, replica: ReplicaID?, expiresAtMillis: UInt64,
                                     random: inout some RandomNumberGenerator) throws -> String {
         var bytes: [UInt8] = []
@@ -374,6 +379,7 @@ public final class SQLiteHubStore: HubStore {
         }
     }
 
+    /// Spends the tokens a replica redeemed (``HubStore/spendEnrolmentTokens(of:nowMillis:)``).
     public func spendEnrolmentTokens(of replica: ReplicaID, nowMillis: UInt64) throws {
         try ReplicaStore.guarded {
             // Read first: almost every hello finds nothing to spend, and a read takes no write lock.
@@ -389,6 +395,7 @@ public final class SQLiteHubStore: HubStore {
         }
     }
 
+    /// Checks a device secret against its stored hash (``HubStore/authenticate(replica:secret:)``).
     public func authenticate(replica: ReplicaID, secret: [UInt8]) throws -> AuthenticationResult {
         try ReplicaStore.guarded {
             try reads.read { db in
@@ -402,6 +409,7 @@ public final class SQLiteHubStore: HubStore {
         }
     }
 
+    /// Revokes a replica's credential, durably; true if it was not revoked before.
     public func revoke(replica: ReplicaID, nowMillis: UInt64) throws -> Bool {
         try ReplicaStore.guarded {
             try durableWrite { db in
@@ -416,6 +424,7 @@ public final class SQLiteHubStore: HubStore {
         }
     }
 
+    /// Which of these replicas are revoked (``HubStore/revokedReplicas(among:)``).
     public func revokedReplicas(among replicas: [ReplicaID]) throws -> Set<ReplicaID> {
         guard !replicas.isEmpty else { return [] }
         return try ReplicaStore.guarded {
@@ -434,6 +443,7 @@ public final class SQLiteHubStore: HubStore {
         }
     }
 
+    /// Operator-view bookkeeping, committed without a sync of its own (``HubStore/recordSession(_:replica:nowMillis:)``).
     public func recordSession(_ event: HubSessionEvent, replica: ReplicaID, nowMillis: UInt64) throws {
         try ReplicaStore.guarded {
             try unsyncedWrite { db in
@@ -464,6 +474,7 @@ public final class SQLiteHubStore: HubStore {
         }
     }
 
+    /// One row per known replica for the operator view (``HubStore/replicaSummaries()``).
     public func replicaSummaries() throws -> [ReplicaSummary] {
         try ReplicaStore.guarded {
             try reads.read { db in

@@ -57,6 +57,7 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The same as ``name``; kept so callers written against the earlier enum still compile.
         public var rawValue: String { name }
 
+        /// The ``name``.
         public var description: String { name }
 
         /// The schema has no table of that name.
@@ -153,6 +154,7 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     /// the error; nil otherwise.
     public var sqliteExtendedCode: Int32? { (cause as? DatabaseError)?.extendedResultCode.rawValue }
 
+    /// The ``message``.
     public var description: String { message }
 
     /// Code and context; neither the message's wording nor the cause.
