@@ -63,7 +63,7 @@ extension ReplicaStore {
 
     /// Records the hub's identity, the address it answered on and, at enrolment, the device
     /// secret it issued: one transaction, run only after that hub's welcome.
-    public func recordHub(_ hubID: ReplicaID, address: String? = nil, credential: [UInt8]?) throws {
+    package func recordHub(_ hubID: ReplicaID, address: String? = nil, credential: [UInt8]?) throws {
         try writeContext { context in
             if let address { try Self.saveHubAddress(address, in: context.db) }
             if let existing = try String.fetchOne(context.db, sql: "SELECT hub_id FROM sync_hub"), existing != hubID.hex {
@@ -81,7 +81,7 @@ extension ReplicaStore {
     /// so an interrupted sync resumes after the last batch applied, never from zero.
     ///
     /// Without a cursor (changes answering a recover), only the changes are applied.
-    public func applyFromHub(_ changes: [Change], hub: ReplicaID, nextCursor: UInt64?) throws -> ApplySummary {
+    package func applyFromHub(_ changes: [Change], hub: ReplicaID, nextCursor: UInt64?) throws -> ApplySummary {
         var pulled: [ReplicaID: UInt64] = [:]
         for change in changes { pulled[change.id.replica] = max(pulled[change.id.replica] ?? 0, change.id.counter) }
         return try apply(changes) { context in
@@ -97,12 +97,12 @@ extension ReplicaStore {
 
     /// Pulls start again from the beginning of the hub's log (a hub restored from an older backup
     /// hands out its sequence numbers again).
-    public func resetPullCursor() throws {
+    package func resetPullCursor() throws {
         try writeContext { context in try context.db.execute(sql: "UPDATE sync_hub SET pull_cursor = 0") }
     }
 
     /// The hub's changes of the identity this replica forked from have all been received.
-    public func finishForkRecovery() throws {
+    package func finishForkRecovery() throws {
         try writeContext { context in try context.db.execute(sql: "UPDATE sync_hub SET forked_from = NULL") }
     }
 
@@ -110,7 +110,7 @@ extension ReplicaStore {
     ///
     /// - Parameter error: The error code it ended with (a code, never a message), or nil.
     /// - Throws: ``StoreError`` `.database`.
-    public func recordSyncOutcome(error: String?) throws {
+    package func recordSyncOutcome(error: String?) throws {
         try writeContext { context in
             try context.db.execute(sql: "UPDATE sync_hub SET last_sync_at = ?, last_error = ?", arguments: [context.recordedAt, error])
         }
@@ -118,7 +118,7 @@ extension ReplicaStore {
 
     /// Pending changes (not yet on the hub, as far as this replica knows), the age of the oldest,
     /// open conflicts and schema version.
-    public func health(hub: ReplicaID?) throws -> LocalHealth {
+    package func health(hub: ReplicaID?) throws -> LocalHealth {
         let known = try hub.map { try peerKnowledge($0) } ?? VersionVector()
         return try readDatabase { db in
             var pending: UInt64 = 0

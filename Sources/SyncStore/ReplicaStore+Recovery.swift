@@ -4,17 +4,17 @@ import SyncCore
 
 /// What comparing a page of the hub's copies of this replica's own changes with the local log
 /// found.
-public struct OwnOriginCheck: Equatable, Sendable {
+package struct OwnOriginCheck: Equatable, Sendable {
     /// Changes the log holds with the same content.
-    public var identical = 0
+    package var identical = 0
     /// Changes the log lacked (lost with a restored backup), now applied.
-    public var recovered = 0
+    package var recovered = 0
     /// The first counter whose local change differs from the hub's: this file split from what the
     /// hub holds (a copy, or a restored backup written to) and must be re-identified.
-    public var firstDivergent: UInt64?
+    package var firstDivergent: UInt64?
 
     /// Nothing found yet.
-    public init() {}
+    package init() {}
 }
 
 extension ReplicaStore {
@@ -22,7 +22,7 @@ extension ReplicaStore {
     /// in one transaction: changes the log lacks are applied (a restored backup lost them), and the
     /// hub-held counter rises over every change found consistent. Stops at the first change whose
     /// content differs, applying nothing from there on.
-    public func recoverOwnChanges(_ changes: [Change], hub: ReplicaID) throws -> OwnOriginCheck {
+    package func recoverOwnChanges(_ changes: [Change], hub: ReplicaID) throws -> OwnOriginCheck {
         let own = replicaID
         for change in changes {
             // What no replica could store as written is refused whole, as for any batch.
@@ -75,7 +75,7 @@ extension ReplicaStore {
     /// becomes the device secret. The hub's versions of the old origin from `divergentFrom` on are
     /// then received like any other replica's changes. Returns how many changes were re-issued.
     @discardableResult
-    public func fork(into newReplica: ReplicaID, credential: [UInt8], divergentFrom: UInt64) throws -> Int {
+    package func fork(into newReplica: ReplicaID, credential: [UInt8], divergentFrom: UInt64) throws -> Int {
         let old = replicaID
         precondition(newReplica != old, "a fork needs a new identity")
         let reissued = try Self.guarded {
