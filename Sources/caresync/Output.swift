@@ -35,7 +35,7 @@ enum Output {
             case .rowNotFound, .rowExists, .immutableField, .statusBackwards, .notDeletable, .wrongOperation, .wrongType,
                  .unknownTable, .unknownColumn:
                 fail(error.message, code: error.code.rawValue, exit: 1)
-            default: fail(error.message, code: error.code.rawValue, exit: 3)
+            default: fail(error.messageWithHint, code: error.code.rawValue, exit: 3)
             }
         } catch let error as BundleError {
             fail(error.description, code: error.code, exit: 2)
