@@ -12,8 +12,8 @@ import SyncCore
 ///
 /// ```swift
 /// try store.write(author: "ann") { edits in
-///     try edits.create("plan", id: "p1", values: ["title": "Pathway plan"], scope: "yp-7")
-///     try edits.add("plan", id: "p1", column: "tags", element: "housing")
+///     try edits.create("plan", id: "p1", values: ["title": .text("Pathway plan")], scope: "yp-7")
+///     try edits.add("plan", id: "p1", column: "tags", element: .text("housing"))
 ///     try edits.increment("plan", id: "p1", column: "reviews", by: 1)
 ///     return edits.changeIDs
 /// }

@@ -17,7 +17,7 @@ import SyncCore
 /// ], migrations: [])
 /// let store = try ReplicaStore.create(at: "replica.db", schema: schema, replicaID: id, name: "laptop",
 ///                                     wallClock: SystemWallClock())
-/// try store.write(author: "ann") { try $0.create("plan", id: "p1", values: ["title": "Pathway plan"]) }
+/// try store.write(author: "ann") { try $0.create("plan", id: "p1", values: ["title": .text("Pathway plan")]) }
 /// let title = try store.read { try $0.row("plan", id: "p1")?["title"] }
 /// let unseen = try store.changes(notIn: peerVector)   // what a peer lacks, to send it
 /// ```
@@ -229,8 +229,8 @@ public final class ReplicaStore: Sendable {
     ///
     /// ```swift
     /// try store.write(author: "ann") { edits in
-    ///     try edits.create("plan", id: "p1", values: ["title": "Pathway plan", "status": "draft"])
-    ///     try edits.update("plan", id: "p1", values: ["status": "approved"])
+    ///     try edits.create("plan", id: "p1", values: ["title": .text("Pathway plan"), "status": .text("draft")])
+    ///     try edits.update("plan", id: "p1", values: ["status": .text("approved")])
     /// }
     /// ```
     ///
@@ -351,6 +351,11 @@ final class IdentityCell: @unchecked Sendable {
 
 /// The store's own tables. Column and table names are dictionary ids (`sync_name`), replicas are
 /// origin ids (`sync_origin`) and rows are row refs (`sync_row`), so per-field metadata stays small.
+///
+/// `sync_change.known` is 1 when this replica's schema knows the change's table and every column
+/// it writes, and 0 while the change is parked for a newer schema (`ApplySummary.parked`). The
+/// Swift API says "parked"; the column keeps its name, since renaming it would be a migration
+/// (and a file an older program could no longer read) for a name only.
 enum StoreTables {
     /// The replica's link to its hub: address, the device secret issued at enrolment, the pull
     /// cursor (advanced in the same transaction as the batch it follows), and the last outcome.

@@ -13,7 +13,7 @@ import SyncCore
 ///
 /// ```swift
 /// do {
-///     try store.write(author: "ann") { try $0.update("plan", id: "p1", values: ["status": "draft"]) }
+///     try store.write(author: "ann") { try $0.update("plan", id: "p1", values: ["status": .text("draft")]) }
 /// } catch let error as StoreError where error.code == .statusBackwards {
 ///     // error.table == "plan", error.column == "status", error.row == "p1"
 /// } catch let error as StoreError where error.code == .database {
