@@ -72,21 +72,21 @@ extension CareReplica {
 
     /// Two or more open allocations for an exclusive role of one young person (I8).
     func allocationConflicts() throws -> [CareConflict] {
-        let exclusive: Set<String> = ["social_worker", "pa", "iro"]
-        let open = try list("allocation").filter { $0["ended_on"]?.isNull ?? true }
-        let grouped = Dictionary(grouping: open) { ($0["yp_id"]?.textValue ?? "") + "|" + ($0["role"]?.textValue ?? "") }
+        let open = try list("allocation").filter { $0[.endedOn]?.isNull ?? true }
+        let grouped = Dictionary(grouping: open) { ($0[.personID]?.textValue ?? "") + "|" + ($0[.role]?.textValue ?? "") }
         return try grouped.keys.sorted().compactMap { key -> CareConflict? in
             let allocations = grouped[key]!
-            guard allocations.count > 1, let role = allocations[0]["role"]?.textValue, exclusive.contains(role) else { return nil }
+            guard allocations.count > 1, let role = allocations[0][.role]?.textValue,
+                  AllocationRole(rawValue: role)?.isExclusive == true else { return nil }
             let candidates = try allocations.map { allocation -> ConflictCandidate in
-                let id = allocation["id"]!.textValue!
+                let id = allocation[.id]!.textValue!
                 let created = try store.read { try $0.createdAt("allocation", id: id) } ?? .zero
                 let change = try store.history(table: "allocation", row: id).first { $0.column == nil }?.change
-                return ConflictCandidate(value: allocation["worker_id"] ?? .null, author: allocation["created_by"]?.textValue ?? "?",
+                return ConflictCandidate(value: allocation[.workerID] ?? .null, author: allocation[.createdBy]?.textValue ?? "?",
                                          replica: change?.replica ?? store.replicaID, change: change, timestamp: created,
                                          recordID: id)
             }
-            return CareConflict(kind: .allocation, recordKind: "young_person", recordID: allocations[0]["yp_id"]?.textValue ?? "",
+            return CareConflict(kind: .allocation, recordKind: YoungPerson.kindName, recordID: allocations[0][.personID]?.textValue ?? "",
                                 field: "allocation.\(role)", candidates: candidates, assignedRole: "team_manager")
         }
     }
@@ -97,12 +97,14 @@ extension CareReplica {
         let author = try WorkerID.canonical(author)
         let kind = try Self.kind(kindName)
         guard let conflict = try conflicts().first(where: { $0.recordKind == kind.name && $0.recordID == id && $0.field == field })
-        else { throw CareError("NO_CONFLICT", "\(kind.name) \(id) has no open conflict on \(field)") }
+        else { throw CareError(.noConflict, "\(kind.name) \(id) has no open conflict on \(field)", kind: kind.name, id: id, field: field) }
         switch conflict.kind {
         case .allocation:
-            throw CareError("END_ALLOCATION", "end the allocation that should stop: `caresync edit allocation <id> ended_on=YYYY-MM-DD end_reason=…`")
+            throw CareError(.endAllocation, "an allocation conflict is resolved by ending the allocation that should stop (its ended_on and end_reason)",
+                            kind: kind.name, id: id, field: field)
         case .quarantined:
-            throw CareError("QUARANTINED", "\(kind.name).\(field) is immutable: the differing write stays quarantined for an administrator; the earliest value stands")
+            throw CareError(.quarantined, "\(kind.name).\(field) is immutable: the differing write stays quarantined for an administrator; the earliest value stands",
+                            kind: kind.name, id: id, field: field)
         case .concurrentValues:
             break
         }
@@ -114,15 +116,15 @@ extension CareReplica {
         case let (value?, nil): chosen = try Self.parse(definition, value, kind: kind)
         case let (nil, index?):
             guard (1...conflict.candidates.count).contains(index) else {
-                throw CareError("BAD_PICK", "pick a candidate from 1 to \(conflict.candidates.count)")
+                throw CareError(.badPick, "pick a candidate from 1 to \(conflict.candidates.count)", kind: kind.name, id: id, field: field)
             }
             chosen = conflict.candidates[index - 1].value
         default:
-            throw CareError("BAD_RESOLUTION", "give either --pick N or --value TEXT")
+            throw CareError(.badResolution, "give either a candidate to pick or a new value, not both", kind: kind.name, id: id, field: field)
         }
-        if field == "status" {
+        if field == CareColumn.status.rawValue {
             // A status conflict is between terminal states; the resolution is itself terminal.
-            try checkValues(kind, [field: chosen], creating: false)
+            try checkValues(kind, [field: chosen], editing: id)
             try store.write(author: author) { try $0.update(kind.name, id: id, values: [field: chosen]) }
         } else {
             try Self.checkAssignable(kind, [field], editing: true)
@@ -157,7 +159,7 @@ extension CareReplica {
         var values: [(String, String)] = []
         switch kind {
         case "young_person":
-            if let dob = row["date_of_birth"]?.textValue.flatMap(CalendarDate.init) {
+            if let dob = row[.dateOfBirth]?.textValue.flatMap(CalendarDate.init) {
                 values.append(("age", String(today.age(bornOn: dob))))
                 values.append(("care_leaver_support_ends", CalendarDate(year: dob.year + 25, month: dob.month,
                                                                         day: min(dob.day, CalendarDate.daysIn(month: dob.month, year: dob.year + 25))).description))
@@ -177,21 +179,22 @@ extension CareReplica {
 
     /// I6: whether the latest approval still matches the plan's content.
     func approvalState(plan id: String, view: ReadView) throws -> String {
-        let approvals = try view.rows("approval", where: ["subject_id": .text(id), "decision": .text("approved")])
-        guard let latest = approvals.max(by: { ($0["decided_at"]?.textValue ?? "") < ($1["decided_at"]?.textValue ?? "") }) else {
+        let approvals = try view.rows("approval", where: [CareColumn.subjectID.rawValue: .text(id),
+                                                          CareColumn.decision.rawValue: .text(ApprovalDecision.approved.rawValue)])
+        guard let latest = approvals.max(by: { ($0[.decidedAt]?.textValue ?? "") < ($1[.decidedAt]?.textValue ?? "") }) else {
             return "none"
         }
         let hash = try contentHash(plan: id, view: view)
-        return latest["subject_content_hash"]?.textValue == hash ? "valid" : "invalid: content changed since approval"
+        return latest[.subjectContentHash]?.textValue == hash ? "valid" : "invalid: content changed since approval"
     }
 
     /// I4: a goal or action created after its plan was closed (concurrently, on a replica that had
     /// not seen the closure) is kept and flagged, never dropped. "After" is by hybrid timestamp:
     /// the closure had not seen a record created after it.
     func addedAfterClose(_ kind: String, id: String, row: [String: FieldValue], view: ReadView) throws -> Bool {
-        guard let planID = row["plan_id"]?.textValue, let plan = try view.row("plan", id: planID),
-              let status = plan["status"]?.textValue, Self.closedPlanStatuses.contains(status),
-              let closedAt = try view.fieldTimestamp("plan", id: planID, column: "status"),
+        guard let planID = row[.planID]?.textValue, let plan = try view.row(Plan.kindName, id: planID),
+              try Plan(row: plan).status.isClosed,
+              let closedAt = try view.fieldTimestamp(Plan.kindName, id: planID, column: CareColumn.status.rawValue),
               let created = try view.createdAt(kind, id: id) else { return false }
         return created > closedAt
     }

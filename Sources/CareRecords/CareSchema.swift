@@ -1,27 +1,26 @@
 import SyncCore
 import SyncStore
 
-/// Schema v1 of the care records, each field with the merge policy `../shared/DOMAIN.md` and
-/// `reference/domain-research.md` §4 give it. Balances, ages and due dates are derived on read
-/// (`CareReplica+Derived.swift`), never stored as editable fields.
+/// Schema v1 of the care records, each field with the merge policy the domain gives it (the README's
+/// "The care records"). Balances, ages and content hashes are derived on read
+/// (`CareReplica.describe(_:id:)`, `CareReplica.balances(person:)`), never stored as editable fields.
+///
+/// ```swift
+/// let plan = CareSchema.kind("plan")!
+/// plan.field("status")?.policy   // .monotonic(PlanStatus.lattice)
+/// ```
 public enum CareSchema {
+    /// The schema version a replica file made by this program has.
     public static let version = 1
 
-    static let planStatus = StatusLattice(["draft", "submitted", "approved", "superseded", "closed"],
-                                          terminal: ["superseded", "closed"])
-    static let goalStatus = StatusLattice(["open", "in_progress", "achieved", "not_achieved", "withdrawn"],
-                                          terminal: ["achieved", "not_achieved", "withdrawn"])
-    static let actionStatus = StatusLattice(["open", "in_progress", "done", "cancelled", "relocated"],
-                                            terminal: ["done", "cancelled", "relocated"])
-    // A review really held offline outranks a stale cancellation.
-    static let reviewStatus = StatusLattice(["scheduled", "cancelled", "held", "report_draft", "signed_off"],
-                                            terminal: ["signed_off"])
-    static let visitStatus = StatusLattice(["draft", "finalised", "manager_reviewed"], terminal: ["manager_reviewed"])
-    static let awardStatus = StatusLattice(["requested", "approved", "committed", "rejected", "cancelled", "fulfilled"],
-                                           terminal: ["rejected", "cancelled", "fulfilled"])
-    static let verified = StatusLattice(["unverified", "verified"], terminal: ["verified"])
-    // Sticky: only an explicit, privileged unrestrict event (a later issue) clears a restriction.
-    static let restriction = StatusLattice(["no", "yes"], terminal: ["yes"])
+    static let planStatus = PlanStatus.lattice
+    static let goalStatus = GoalStatus.lattice
+    static let actionStatus = ActionStatus.lattice
+    static let reviewStatus = ReviewStatus.lattice
+    static let visitStatus = VisitStatus.lattice
+    static let awardStatus = AwardStatus.lattice
+    static let verified = Verification.lattice
+    static let restriction = Restriction.lattice
 
     static func createdBy() -> CareField {
         CareField("created_by", .text, .immutable, "worker who created the record", automatic: true)
@@ -29,6 +28,7 @@ public enum CareSchema {
 
     static func person() -> CareField { CareField("yp_id", .reference("young_person"), .immutable, "the young person") }
 
+    /// Every record kind, in the order `caresync kinds` lists them.
     public static let kinds: [RecordKind] = [
         RecordKind("young_person", summary: "a child or care leaver", required: ["legal_given_name", "legal_family_name", "date_of_birth"],
                    example: "caresync add young_person legal_given_name=Ava legal_family_name=Le\\ Brun date_of_birth=2007-03-14",
@@ -141,7 +141,7 @@ public enum CareSchema {
                    example: "caresync add allocation yp_id=<person id> role=social_worker worker_id=quinn team_id=CIN-1 from_date=2025-06-16",
                    fields: [
                        person(),
-                       CareField("role", .choice(["social_worker", "pa", "iro", "supervising_sw", "vs_officer"]), .immutable, "role"),
+                       CareField("role", .choice(AllocationRole.allCases.map(\.rawValue)), .immutable, "role"),
                        CareField("worker_id", .text, .immutable, "allocated worker"),
                        CareField("team_id", .text, .immutable, "team"),
                        CareField("from_date", .date, .immutable, "start date"),
@@ -159,7 +159,7 @@ public enum CareSchema {
                        CareField("eligible_statuses", .text, .immutable, "eligible legal statuses"),
                        CareField("min_age_incl", .integer, .immutable, "minimum age (inclusive)"),
                        CareField("max_age_excl", .integer, .immutable, "age limit (exclusive)"),
-                       CareField("cap_kind", .text, .immutable, "none, amount, count, amount_per_period, count_per_period"),
+                       CareField("cap_kind", .text, .immutable, CapKind.allCases.map(\.rawValue).joined(separator: ", ")),
                        CareField("cap_amount_pence", .money, .immutable, "cap in pence"),
                        CareField("cap_count", .integer, .immutable, "cap as a count"),
                        CareField("period", .text, .immutable, "lifetime, per_birthday, academic_year…"),
@@ -206,7 +206,7 @@ public enum CareSchema {
                        CareField("subject_id", .text, .immutable, "record approved"),
                        CareField("subject_content_hash", .text, .immutable, "SHA-256 of the approved content"),
                        CareField("approver_id", .text, .immutable, "approver"),
-                       CareField("decision", .choice(["approved", "rejected", "returned"]), .immutable, "decision"),
+                       CareField("decision", .choice(ApprovalDecision.allCases.map(\.rawValue)), .immutable, "decision"),
                        CareField("decided_at", .date, .immutable, "date of decision"),
                    ]),
         RecordKind("reminder", summary: "a worker's own reminder (not a statutory record: may be deleted)", required: ["text"],
@@ -220,8 +220,10 @@ public enum CareSchema {
                    ]),
     ]
 
+    /// The record kind of that name, if there is one.
     public static func kind(_ name: String) -> RecordKind? { kinds.first { $0.name == name } }
 
+    /// The schema as the store takes it: tables, columns with their policies, and migrations.
     public static let schema: ReplicaSchema = ReplicaSchema(
         version: version, tables: kinds.map(\.table),
         migrations: [SchemaMigration("care-v1", sql: kinds.map { $0.table.createStatement + ";" }.joined(separator: "\n")

@@ -73,7 +73,7 @@ func formatted(_ value: Double) -> String {
 
 /// When and under what load a run was made, printed beside every figure.
 struct RunContext {
-    let date = ISO8601DateFormatter().string(from: Date())
+    let date = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(BenchClock().nowMillis()) / 1000))
     let loadAverage = RunContext.readLoadAverage()
 
     static func readLoadAverage() -> [Double] {

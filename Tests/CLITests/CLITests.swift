@@ -31,7 +31,8 @@ struct CLITests {
     }()
 
     @discardableResult
-    func run(_ arguments: [String], replica: String? = "a.db", timeout seconds: Double = 60) throws -> Result {
+    func run(_ arguments: [String], replica: String? = "a.db", timeout seconds: Double = 60,
+             environment extra: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = arguments
@@ -39,6 +40,7 @@ struct CLITests {
         var environment = ProcessInfo.processInfo.environment
         environment["CARESYNC_USER"] = "alex"
         environment["CARESYNC_REPLICA"] = replica.map { "\(directory)/\($0)" }
+        environment.merge(extra) { $1 }
         process.environment = environment
         let out = Pipe()
         // Standard error goes to a file: with two pipes, a child filling the stderr pipe (an error
