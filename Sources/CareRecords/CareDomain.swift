@@ -50,9 +50,10 @@ public enum CareColumn: String, Sendable, CaseIterable {
     case count
 }
 
+// `package`, not `public`: it would add a member to every importer's `[String: FieldValue]`.
 extension Dictionary where Key == String, Value == FieldValue {
     /// The value of a named column: `row[.status]`.
-    public subscript(_ column: CareColumn) -> FieldValue? {
+    package subscript(_ column: CareColumn) -> FieldValue? {
         get { self[column.rawValue] }
         set { self[column.rawValue] = newValue }
     }
@@ -75,6 +76,7 @@ extension CareStatus {
 /// A plan's status: `draft < submitted < approved < superseded | closed`.
 public enum PlanStatus: String, CareStatus {
     case draft, submitted, approved, superseded, closed
+    /// The values no later value replaces.
     public static let terminal: Set<PlanStatus> = [.superseded, .closed]
 
     /// I4: a closed or superseded plan takes no new goals or actions.
@@ -86,36 +88,42 @@ public enum PlanStatus: String, CareStatus {
 /// A goal's status.
 public enum GoalStatus: String, CareStatus {
     case open, inProgress = "in_progress", achieved, notAchieved = "not_achieved", withdrawn
+    /// The values no later value replaces.
     public static let terminal: Set<GoalStatus> = [.achieved, .notAchieved, .withdrawn]
 }
 
 /// An action's status.
 public enum ActionStatus: String, CareStatus {
     case open, inProgress = "in_progress", done, cancelled, relocated
+    /// The values no later value replaces.
     public static let terminal: Set<ActionStatus> = [.done, .cancelled, .relocated]
 }
 
 /// A review's status. A review really held offline outranks a stale cancellation.
 public enum ReviewStatus: String, CareStatus {
     case scheduled, cancelled, held, reportDraft = "report_draft", signedOff = "signed_off"
+    /// The values no later value replaces.
     public static let terminal: Set<ReviewStatus> = [.signedOff]
 }
 
 /// A visit's status: `draft < finalised < manager_reviewed`; only a draft's record can change.
 public enum VisitStatus: String, CareStatus {
     case draft, finalised, managerReviewed = "manager_reviewed"
+    /// The values no later value replaces.
     public static let terminal: Set<VisitStatus> = [.managerReviewed]
 }
 
 /// An award's status.
 public enum AwardStatus: String, CareStatus {
     case requested, approved, committed, rejected, cancelled, fulfilled
+    /// The values no later value replaces.
     public static let terminal: Set<AwardStatus> = [.rejected, .cancelled, .fulfilled]
 }
 
 /// Whether a date of birth was verified.
 public enum Verification: String, CareStatus {
     case unverified, verified
+    /// The values no later value replaces.
     public static let terminal: Set<Verification> = [.verified]
 }
 
@@ -123,6 +131,7 @@ public enum Verification: String, CareStatus {
 /// issue) clears a restriction.
 public enum Restriction: String, CareStatus {
     case no, yes
+    /// The values no later value replaces.
     public static let terminal: Set<Restriction> = [.yes]
 }
 

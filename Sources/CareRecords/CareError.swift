@@ -62,6 +62,7 @@ public struct CareError: Error, Sendable, CustomStringConvertible {
 
         /// The stable name, as the CLI prints it: `"PLAN_FROZEN"`.
         public var name: String { value.rawValue }
+        /// The stable name.
         public var description: String { name }
 
         /// I14: dated on or after the recorded date of death.
@@ -168,6 +169,7 @@ public struct CareError: Error, Sendable, CustomStringConvertible {
         self.cause = cause
     }
 
+    /// The message.
     public var description: String { message }
 }
 

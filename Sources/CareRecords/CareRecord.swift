@@ -84,6 +84,7 @@ extension Dictionary where Key == String, Value == FieldValue {
 
 /// A young person: the record every other care record belongs to.
 public struct YoungPerson: CareRecord, Equatable {
+    /// The `young_person` kind.
     public static let kindName = "young_person"
     /// The record id, which is also the scope of every record about this person.
     public let id: String
@@ -94,6 +95,9 @@ public struct YoungPerson: CareRecord, Equatable {
     /// Whether the record is restricted (sticky).
     public let restricted: Restriction
 
+    /// Reads a stored row (see `CareRecord.init(row:)`).
+    ///
+    /// - Throws: `CareError` `.badRecord` naming the column that is missing or ill-typed.
     public init(row: [String: FieldValue]) throws {
         let reader = RowReader(kind: Self.kindName, row: row)
         id = try reader.text(.id)
@@ -102,6 +106,7 @@ public struct YoungPerson: CareRecord, Equatable {
         restricted = try reader.value(.restricted, missing: Restriction.no)
     }
 
+    /// The view's values by column name, nil fields left out.
     public var fields: [String: FieldValue] {
         var fields: [String: FieldValue] = [:]
         fields.put(.id, .text(id))
@@ -114,6 +119,7 @@ public struct YoungPerson: CareRecord, Equatable {
 
 /// One version of a plan (care, pathway, PEP…): its identity, lineage and status.
 public struct Plan: CareRecord, Equatable {
+    /// The `plan` kind.
     public static let kindName = "plan"
     /// The record id of this version.
     public let id: String
@@ -142,6 +148,9 @@ public struct Plan: CareRecord, Equatable {
         self.status = status
     }
 
+    /// Reads a stored row (see `CareRecord.init(row:)`).
+    ///
+    /// - Throws: `CareError` `.badRecord` naming the column that is missing or ill-typed.
     public init(row: [String: FieldValue]) throws {
         let reader = RowReader(kind: Self.kindName, row: row)
         id = try reader.text(.id)
@@ -153,6 +162,7 @@ public struct Plan: CareRecord, Equatable {
         status = try reader.value(.status, missing: PlanStatus.draft)
     }
 
+    /// The view's values by column name, nil fields left out.
     public var fields: [String: FieldValue] {
         var fields: [String: FieldValue] = [:]
         fields.put(.id, .text(id))
@@ -168,6 +178,7 @@ public struct Plan: CareRecord, Equatable {
 
 /// One version of an entitlement catalogue item (hub-owned, immutable per version).
 public struct EntitlementItem: CareRecord, Equatable {
+    /// The `entitlement_item` kind.
     public static let kindName = "entitlement_item"
     /// The item code (`DRIVING`), shared by its versions.
     public let code: String
@@ -190,6 +201,9 @@ public struct EntitlementItem: CareRecord, Equatable {
     /// First and last day in force (I16); nil is open-ended.
     public let inForce: (from: CalendarDate?, to: CalendarDate?)
 
+    /// Reads a stored row (see `CareRecord.init(row:)`).
+    ///
+    /// - Throws: `CareError` `.badRecord` naming the column that is missing or ill-typed.
     public init(row: [String: FieldValue]) throws {
         let reader = RowReader(kind: Self.kindName, row: row)
         code = try reader.text(.itemCode)
@@ -204,6 +218,7 @@ public struct EntitlementItem: CareRecord, Equatable {
         inForce = (try reader.date(.effectiveFrom), try reader.date(.effectiveTo))
     }
 
+    /// The view's values by column name, nil fields left out.
     public var fields: [String: FieldValue] {
         var fields: [String: FieldValue] = [:]
         fields.put(.itemCode, .text(code))
@@ -235,5 +250,6 @@ public struct EntitlementItem: CareRecord, Equatable {
         }
     }
 
+    /// Equal when every field is.
     public static func == (lhs: EntitlementItem, rhs: EntitlementItem) -> Bool { lhs.fields == rhs.fields }
 }

@@ -3,10 +3,15 @@ import SyncStore
 
 /// A candidate value in a conflict, with its provenance.
 public struct ConflictCandidate: Sendable {
+    /// The value this candidate would set.
     public let value: FieldValue
+    /// The worker who wrote it.
     public let author: String
+    /// The replica it was written on.
     public let replica: ReplicaID
+    /// The change that wrote it, if known.
     public let change: ChangeID?
+    /// When it was written (hybrid logical clock).
     public let timestamp: HybridTimestamp
     /// For an allocation conflict, the allocation record.
     public let recordID: String?
@@ -15,38 +20,61 @@ public struct ConflictCandidate: Sendable {
 /// Something a person must settle: concurrent values of one field, a quarantined write, or two
 /// open allocations for an exclusive role (I8: until resolved both workers stay responsible).
 public struct CareConflict: Sendable {
+    /// What must be settled; the raw value is the name `caresync conflicts --json` prints.
     public enum Kind: String, Sendable {
         case concurrentValues = "concurrent_values"
         case quarantined
         case allocation = "allocation_conflict"
     }
 
+    /// What must be settled.
     public let kind: Kind
+    /// The kind of the record in conflict.
     public let recordKind: String
+    /// The record in conflict (the young person, for an allocation conflict).
     public let recordID: String
+    /// The field in conflict (`allocation.<role>` for an allocation conflict).
     public let field: String
+    /// The values to choose from, in a stable order (`--pick` counts from 1).
     public let candidates: [ConflictCandidate]
-    /// The role that should resolve it (DOMAIN.md: routed to a named role).
+    /// The role a conflict is routed to for resolution: `team_manager`, or `iro` for a review.
     public let assignedRole: String
 }
 
 /// A record with its fields, their policies, any conflict candidates, and derived values.
 public struct RecordDescription: Sendable {
+    /// One field of the record.
     public struct Field: Sendable {
+        /// The field's name.
         public let name: String
+        /// Its merge policy's short name (`LWW`, `MVR`…).
         public let policy: String
+        /// Its current value.
         public let value: FieldValue
+        /// Its conflict candidates, empty when there is no conflict.
         public let candidates: [ConflictCandidate]
     }
 
+    /// The record kind.
     public let kind: String
+    /// The record id.
     public let id: String
+    /// Every field of the kind, in schema order.
     public let fields: [Field]
     /// Computed on read, never stored as editable: ages, hashes, flags, balances.
     public let derived: [(name: String, value: String)]
 }
 
 extension CareReplica {
+    /// Every open conflict: concurrent values, quarantined writes and allocation conflicts (I8).
+    ///
+    /// ```swift
+    /// for conflict in try replica.conflicts() where conflict.kind == .concurrentValues {
+    ///     try replica.resolve(conflict.recordKind, id: conflict.recordID, field: conflict.field, value: nil, pick: 1, author: "morgan")
+    /// }
+    /// ```
+    ///
+    /// - Throws: `StoreError` when the replica cannot be read.
     public func conflicts() throws -> [CareConflict] {
         var result = try store.conflicts().map { conflict in
             CareConflict(kind: conflict.kind == .quarantined ? .quarantined : .concurrentValues, recordKind: conflict.table,
@@ -93,6 +121,20 @@ extension CareReplica {
 
     /// Resolves a conflicting field with a value that supersedes every candidate: either a chosen
     /// candidate (`pick`, 1-based) or a new value. The write goes through the usual checks.
+    ///
+    /// ```swift
+    /// try replica.resolve("goal", id: goalID, field: "statement", value: nil, pick: 2, author: "morgan")
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - kindName: the record's kind.
+    ///   - id: the record.
+    ///   - field: the field in conflict.
+    ///   - value: a new value as typed, or nil to pick a candidate.
+    ///   - pick: the candidate to keep (1-based, in `conflicts()` order), or nil to give a value.
+    ///   - author: the worker resolving.
+    /// - Throws: `CareError` `.noConflict`, `.badPick`, `.badResolution`, `.endAllocation`,
+    ///   `.quarantined` and the checks of `edit`; `StoreError`.
     public func resolve(_ kindName: String, id: String, field: String, value: String?, pick: Int?, author: String) throws {
         let author = try WorkerID.canonical(author)
         let kind = try Self.kind(kindName)
@@ -133,6 +175,8 @@ extension CareReplica {
     }
 
     /// Every change to a record (optionally one field), oldest first.
+    ///
+    /// - Throws: `CareError` `.unknownKind`, `.unknownField`, `.notFound`; `StoreError`.
     public func history(_ kindName: String, id: String, field: String? = nil) throws -> [HistoryEntry] {
         let kind = try Self.kind(kindName)
         if let field, kind.field(field) == nil { throw Self.unknownField(kind, field) }
@@ -141,7 +185,10 @@ extension CareReplica {
         return entries
     }
 
-    /// A record with conflict candidates per field and its derived values.
+    /// A record with conflict candidates per field and its derived values (ages, a plan's content
+    /// hash and whether its approval still holds, I6).
+    ///
+    /// - Throws: `CareError` `.unknownKind`, `.notFound`; `StoreError`.
     public func describe(_ kindName: String, id: String) throws -> RecordDescription {
         let kind = try Self.kind(kindName)
         return try store.read { view in

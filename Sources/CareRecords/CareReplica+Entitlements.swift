@@ -7,6 +7,18 @@ import SyncStore
 extension CareReplica {
     /// Records an award request for a young person, after checking the catalogue version in force
     /// on the decision date (I16), the age limits (I3, I14) and the item's required fields.
+    ///
+    /// ```swift
+    /// let award = try replica.requestAward(fields: ["yp_id": ava, "item_code": "DRIVING", "requested_count": "2",
+    ///                                               "decision_date": "2025-06-23"], author: "alex")
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - text: the award's fields as typed; its status and catalogue version are set here.
+    ///   - author: the worker requesting.
+    /// - Returns: the new award's id.
+    /// - Throws: `CareError` `.unknownItem`, `.notInForce`, `.ageLimit`, `.dobConflict`,
+    ///   `.noDateOfBirth`, `.afterDeath`, `.requiredField` and the checks of `add`; `StoreError`.
     @discardableResult
     public func requestAward(fields text: [String: String], author: String) throws -> String {
         let author = try WorkerID.canonical(author)
@@ -81,6 +93,10 @@ extension CareReplica {
 
     /// Derived, never stored: committed spend or count per item and period for a young person,
     /// folded from the append-only ledger (commit − release − refund ± adjust).
+    ///
+    /// - Parameter id: the young person.
+    /// - Returns: one balance per item and period, sorted by item then period.
+    /// - Throws: `StoreError` when the replica cannot be read.
     public func balances(person id: String) throws -> [EntitlementBalance] {
         let entries = try list("ledger_entry", where: [CareColumn.personID.rawValue: id])
         var totals: [String: (item: String, period: String, pence: Int64, count: Int64)] = [:]
@@ -113,9 +129,14 @@ extension CareReplica {
     }
 }
 
+/// What has been committed of one entitlement item in one period, folded from the ledger.
 public struct EntitlementBalance: Sendable, Equatable {
+    /// The catalogue item.
     public let itemCode: String
+    /// The cap period (`lifetime`, `age-18`…).
     public let periodKey: String
+    /// Money committed, in pence.
     public let committedPence: Int64
+    /// Count committed.
     public let committedCount: Int64
 }

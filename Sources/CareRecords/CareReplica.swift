@@ -7,6 +7,7 @@ import SyncStore
 /// Every edit runs its checks and its writes in one store transaction, so a check never sees a
 /// state that another edit changes before the write lands.
 public final class CareReplica: Sendable {
+    /// The generic replica underneath: status, sync, bundles, history.
     public let store: ReplicaStore
     let wallClock: any WallClock
     let ids: RecordIDGenerator
@@ -67,11 +68,26 @@ public final class CareReplica: Sendable {
         return CareReplica(store: store, wallClock: wallClock, ids: RecordIDGenerator(wallClock: wallClock, random: random))
     }
 
+    /// Today's UTC date by the replica's clock: the date ages and "not in the future" are judged on.
     public var today: CalendarDate { CalendarDate(unixMillis: wallClock.nowMillis()) }
 
     // MARK: adding and editing
 
-    /// Adds a record of `kind` from `field=value` text, returning its new id.
+    /// Adds a record of `kind` from `field=value` text, returning its new id. The checks and the
+    /// write run in one transaction: required fields, formats and ranges, references, and the
+    /// kind's rules (a goal only on an open plan, I4/I6; a PA allocation only from 14 to 25, I3).
+    ///
+    /// ```swift
+    /// let plan = try replica.add("plan", fields: ["yp_id": ava, "kind": "pathway", "title": "Pathway plan 2025"], author: "alex")
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - kindName: a record kind of `CareSchema.kinds` (awards go through `requestAward`).
+    ///   - text: field values as typed; an empty value is no value.
+    ///   - author: the worker recorded as the author.
+    /// - Returns: the new record's id.
+    /// - Throws: `CareError` naming the rule or check that refused (nothing is written then);
+    ///   `StoreError` when the replica cannot be written.
     @discardableResult
     public func add(_ kindName: String, fields text: [String: String], author: String) throws -> String {
         let author = try WorkerID.canonical(author)
@@ -99,7 +115,16 @@ public final class CareReplica: Sendable {
         return id
     }
 
-    /// Edits fields of a record from `field=value` text (an empty value clears a field).
+    /// Edits fields of a record from `field=value` text (an empty value clears a field), with the
+    /// checks `add` makes and the edit rules (frozen plans, finalised visits, forward-only statuses).
+    ///
+    /// - Parameters:
+    ///   - kindName: the record's kind.
+    ///   - id: the record.
+    ///   - text: the fields to change, at least one.
+    ///   - author: the worker recorded as the author.
+    /// - Throws: `CareError` naming the rule or check that refused; `StoreError` when the replica
+    ///   cannot be written.
     public func edit(_ kindName: String, id: String, fields text: [String: String], author: String) throws {
         let author = try WorkerID.canonical(author)
         let kind = try Self.kind(kindName)
@@ -120,6 +145,8 @@ public final class CareReplica: Sendable {
     }
 
     /// Adds an element to a set field (alerts, involved teams, consent to share).
+    ///
+    /// - Throws: `CareError` `.unknownField`, `.notASet`, `.badValue` (an empty element); `StoreError`.
     public func setAdd(_ kindName: String, id: String, field name: String, element: String, author: String) throws {
         let author = try WorkerID.canonical(author)
         let kind = try Self.kind(kindName)
@@ -130,6 +157,8 @@ public final class CareReplica: Sendable {
     }
 
     /// Removes an element from a set field; only the additions this replica has seen are removed.
+    ///
+    /// - Throws: `CareError` `.unknownField`, `.notASet`, `.badValue` (an empty element); `StoreError`.
     public func setRemove(_ kindName: String, id: String, field name: String, element: String, author: String) throws {
         let author = try WorkerID.canonical(author)
         let kind = try Self.kind(kindName)
@@ -140,6 +169,8 @@ public final class CareReplica: Sendable {
     }
 
     /// Deletes a record of a deletable kind (only reminders; statutory records are never deleted).
+    ///
+    /// - Throws: `CareError` `.notDeletable` (I10); `StoreError` when there is no such record.
     public func delete(_ kindName: String, id: String, author: String) throws {
         let author = try WorkerID.canonical(author)
         let kind = try Self.kind(kindName)
@@ -152,6 +183,9 @@ public final class CareReplica: Sendable {
 
     // MARK: reading
 
+    /// One record's current values by field name.
+    ///
+    /// - Throws: `CareError` `.unknownKind` or `.notFound`; `StoreError` when the replica cannot be read.
     public func record(_ kindName: String, id: String) throws -> [String: FieldValue] {
         let kind = try Self.kind(kindName)
         guard let row = try store.read({ try $0.row(kind.name, id: id) }) else { throw Self.notFound(kind.name, id) }
@@ -159,6 +193,12 @@ public final class CareReplica: Sendable {
     }
 
     /// Records of a kind whose fields equal the given values.
+    ///
+    /// - Parameters:
+    ///   - kindName: the kind to list.
+    ///   - filters: field values as typed (`["plan_id": id]`); `id` filters by record id.
+    /// - Returns: the matching records' values by field name.
+    /// - Throws: `CareError` `.unknownKind`, `.unknownField`, `.badValue`; `StoreError`.
     public func list(_ kindName: String, where filters: [String: String] = [:]) throws -> [[String: FieldValue]] {
         let kind = try Self.kind(kindName)
         var parsed: [String: FieldValue] = [:]
