@@ -113,7 +113,7 @@ func careMeasures(quick: Bool, seed: UInt64) async throws -> [Measure] {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         let label = compressed ? "compressed" : "raw"
         let perField = Double(pull.bytesReceived) / Double(fields.count)
-        let details: [String: Any] = ["people": people, "records": workload.records, "changes": all.count, "field_changes": fields.count,
+        let details: [String: any Encodable] = ["people": people, "records": workload.records, "changes": all.count, "field_changes": fields.count,
                                       "value_bytes_per_field": Double(valueBytes) / Double(fields.count),
                                       "pull_bytes": pull.bytesReceived, "push_bytes": push.bytesSent,
                                       "push_bytes_per_field_change": Double(push.bytesSent) / Double(fields.count),
