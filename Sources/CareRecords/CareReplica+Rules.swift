@@ -232,13 +232,13 @@ extension CareReplica {
             try transaction.createRecord("plan", id: newID, values: values.filter { !$0.value.isNull })
             for goal in try view.rows("goal", where: ["plan_id": .text(id)]) {
                 let goalID = ids.next()
-                var copy = goal.filter { ["domain", "statement", "success_measure", "target_date", "sort_key", "yp_id"].contains($0.key) }
+                var copy = goal.filter { ["domain", "statement", "success_measure", "target_date", "sort_key", CareColumn.personID.rawValue].contains($0.key) }
                 copy[.planID] = .text(newID)
                 copy[.status] = goal[.status] ?? .text(GoalStatus.open.rawValue)
                 copy[.createdBy] = .text(author)
                 try transaction.createRecord("goal", id: goalID, values: copy.filter { !$0.value.isNull })
                 for action in try view.rows("action", where: ["goal_id": goal[.id]!]) {
-                    var actionCopy = action.filter { ["description", "responsible", "due_date", "yp_id"].contains($0.key) }
+                    var actionCopy = action.filter { ["description", "responsible", "due_date", CareColumn.personID.rawValue].contains($0.key) }
                     actionCopy[.goalID] = .text(goalID)
                     actionCopy[.planID] = .text(newID)
                     actionCopy[.status] = action[.status] ?? .text(ActionStatus.open.rawValue)

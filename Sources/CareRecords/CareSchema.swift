@@ -22,11 +22,15 @@ public enum CareSchema {
     static let verified = Verification.lattice
     static let restriction = Restriction.lattice
 
+    /// The columns every rule reads, named once (`CareColumn`).
+    static let personID = CareColumn.personID.rawValue
+    static let status = CareColumn.status.rawValue
+
     static func createdBy() -> CareField {
-        CareField("created_by", .text, .immutable, "worker who created the record", automatic: true)
+        CareField(CareColumn.createdBy.rawValue, .text, .immutable, "worker who created the record", automatic: true)
     }
 
-    static func person() -> CareField { CareField("yp_id", .reference("young_person"), .immutable, "the young person") }
+    static func person() -> CareField { CareField(personID, .reference("young_person"), .immutable, "the young person") }
 
     /// Every record kind, in the order `caresync kinds` lists them.
     public static let kinds: [RecordKind] = [
@@ -50,7 +54,7 @@ public enum CareSchema {
                        createdBy(),
                    ]),
         RecordKind("plan", summary: "a versioned plan: care, placement, pathway, PEP, personal housing or transition",
-                   required: ["yp_id", "kind", "title"],
+                   required: [personID, "kind", "title"],
                    example: "caresync add plan yp_id=<person id> kind=pathway title='Pathway plan 2025'",
                    fields: [
                        person(),
@@ -59,7 +63,7 @@ public enum CareSchema {
                        CareField("lineage_id", .text, .immutable, "shared by every version of the plan", automatic: true),
                        CareField("version_no", .integer, .immutable, "version within the lineage", automatic: true),
                        CareField("supersedes_id", .reference("plan"), .immutable, "the version this one replaces", automatic: true),
-                       CareField("status", .choice(planStatus.order), .monotonic(planStatus),
+                       CareField(status, .choice(planStatus.order), .monotonic(planStatus),
                                  "draft < submitted < approved < superseded | closed; never backwards"),
                        CareField("owning_team_id", .text, .multiValue, "owning team (a change is a handover)"),
                        CareField("owner_worker_id", .text, .multiValue, "owning worker"),
@@ -75,13 +79,13 @@ public enum CareSchema {
                    example: "caresync add goal plan_id=<plan id> domain=accommodation statement='Move to own studio by Sept'",
                    fields: [
                        CareField("plan_id", .reference("plan"), .immutable, "the plan"),
-                       CareField("yp_id", .reference("young_person"), .immutable, "the young person (from the plan)", automatic: true),
+                       CareField(personID, .reference("young_person"), .immutable, "the young person (from the plan)", automatic: true),
                        CareField("domain", .choice(["health", "education", "accommodation", "family", "identity", "emotional",
                                                     "finance", "independent_living"]), .lastWriterWins, "pathway domain"),
                        CareField("statement", .text, .multiValue, "what the goal is (narrative)"),
                        CareField("success_measure", .text, .multiValue, "how success is judged (narrative)"),
                        CareField("target_date", .date, .lastWriterWins, "target date"),
-                       CareField("status", .choice(goalStatus.order), .monotonic(goalStatus), "goal status"),
+                       CareField(status, .choice(goalStatus.order), .monotonic(goalStatus), "goal status"),
                        CareField("sort_key", .text, .lastWriterWins, "ordering key"),
                        createdBy(),
                    ]),
@@ -90,15 +94,15 @@ public enum CareSchema {
                    fields: [
                        CareField("goal_id", .reference("goal"), .immutable, "the goal"),
                        CareField("plan_id", .reference("plan"), .immutable, "the plan (from the goal)", automatic: true),
-                       CareField("yp_id", .reference("young_person"), .immutable, "the young person (from the goal)", automatic: true),
+                       CareField(personID, .reference("young_person"), .immutable, "the young person (from the goal)", automatic: true),
                        CareField("description", .text, .multiValue, "what is to be done (narrative)"),
                        CareField("responsible", .text, .lastWriterWins, "worker id or role (young person, foster carer)"),
                        CareField("due_date", .date, .lastWriterWins, "due date"),
-                       CareField("status", .choice(actionStatus.order), .monotonic(actionStatus), "action status"),
+                       CareField(status, .choice(actionStatus.order), .monotonic(actionStatus), "action status"),
                        CareField("moved_from", .reference("action"), .immutable, "the action this one replaces"),
                        createdBy(),
                    ]),
-        RecordKind("review", summary: "an IRO-chaired review", required: ["yp_id", "kind"],
+        RecordKind("review", summary: "an IRO-chaired review", required: [personID, "kind"],
                    example: "caresync add review yp_id=<person id> kind=cla_review scheduled_for=2025-07-10",
                    fields: [
                        person(),
@@ -108,12 +112,12 @@ public enum CareSchema {
                        CareField("scheduled_for", .date, .lastWriterWins, "date scheduled"),
                        CareField("chair_iro_id", .text, .lastWriterWins, "chairing IRO"),
                        CareField("held_on", .date, .multiValue, "date held (a fact: two values means someone is wrong)"),
-                       CareField("status", .choice(reviewStatus.order), .monotonic(reviewStatus), "review status"),
+                       CareField(status, .choice(reviewStatus.order), .monotonic(reviewStatus), "review status"),
                        CareField("participation_code", .text, .lastWriterWins, "903 participation code"),
                        CareField("child_views", .text, .multiValue, "the child's views"),
                        createdBy(),
                    ]),
-        RecordKind("visit", summary: "a visit to a young person", required: ["yp_id", "kind", "occurred_at"],
+        RecordKind("visit", summary: "a visit to a young person", required: [personID, "kind", "occurred_at"],
                    example: "caresync add visit yp_id=<person id> kind=statutory_cla occurred_at=2025-06-23 seen_alone=1",
                    fields: [
                        person(),
@@ -124,10 +128,10 @@ public enum CareSchema {
                        CareField("location_kind", .text, .lastWriterWins, "where (kind of place)"),
                        CareField("seen_alone", .integer, .lastWriterWins, "1 if the child was seen alone, else 0", range: 0...1),
                        CareField("observations", .text, .multiValue, "observations (fixed once finalised)"),
-                       CareField("status", .choice(visitStatus.order), .monotonic(visitStatus), "draft < finalised < manager_reviewed"),
+                       CareField(status, .choice(visitStatus.order), .monotonic(visitStatus), "draft < finalised < manager_reviewed"),
                        createdBy(),
                    ]),
-        RecordKind("case_note", summary: "a case note or addendum (append-only)", required: ["yp_id", "category", "occurred_at", "body"],
+        RecordKind("case_note", summary: "a case note or addendum (append-only)", required: [personID, "category", "occurred_at", "body"],
                    example: "caresync add case_note yp_id=<person id> category=contact occurred_at=2025-06-23 body='Phoned Ava'",
                    fields: [
                        person(),
@@ -137,7 +141,7 @@ public enum CareSchema {
                        CareField("amends_note_id", .reference("case_note"), .immutable, "the note this addendum amends"),
                        createdBy(),
                    ]),
-        RecordKind("allocation", summary: "who is the social worker, PA, IRO… for a young person", required: ["yp_id", "role", "worker_id", "from_date"],
+        RecordKind("allocation", summary: "who is the social worker, PA, IRO… for a young person", required: [personID, "role", "worker_id", "from_date"],
                    example: "caresync add allocation yp_id=<person id> role=social_worker worker_id=quinn team_id=CIN-1 from_date=2025-06-16",
                    fields: [
                        person(),
@@ -167,7 +171,7 @@ public enum CareSchema {
                        CareField("effective_from", .date, .immutable, "first day in force"),
                        CareField("effective_to", .date, .immutable, "last day in force"),
                    ]),
-        RecordKind("award", summary: "a request or decision for an entitlement", required: ["yp_id", "item_code", "decision_date"],
+        RecordKind("award", summary: "a request or decision for an entitlement", required: [personID, "item_code", "decision_date"],
                    example: "caresync request-award yp_id=<person id> item_code=DRIVING requested_count=2 decision_date=2025-06-23",
                    fields: [
                        person(),
@@ -179,7 +183,7 @@ public enum CareSchema {
                        CareField("purpose", .text, .lastWriterWins, "purpose"),
                        CareField("approved_adult_id", .text, .lastWriterWins, "approved adult (study visits)"),
                        CareField("decision_date", .date, .immutable, "eligibility is judged on this date"),
-                       CareField("status", .choice(awardStatus.order), .monotonic(awardStatus), "award status"),
+                       CareField(status, .choice(awardStatus.order), .monotonic(awardStatus), "award status"),
                        createdBy(),
                    ]),
         RecordKind("ledger_entry", summary: "an append-only money or count movement", required: [],
@@ -214,7 +218,7 @@ public enum CareSchema {
                    example: "caresync add reminder text='Call school' due_on=2025-07-01",
                    fields: [
                        CareField("owner", .text, .immutable, "worker", automatic: true),
-                       CareField("yp_id", .reference("young_person"), .immutable, "the young person, if any"),
+                       CareField(personID, .reference("young_person"), .immutable, "the young person, if any"),
                        CareField("text", .text, .lastWriterWins, "what to remember"),
                        CareField("due_on", .date, .lastWriterWins, "when"),
                    ]),

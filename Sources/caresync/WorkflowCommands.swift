@@ -12,7 +12,7 @@ struct ApproveCommand: ParsableCommand {
 
     @OptionGroup var options: ReplicaOptions
     @Argument(help: "Plan id.") var plan: String
-    @Option(help: "approved, rejected or returned.") var decision = "approved"
+    @Option(help: "approved, rejected or returned.") var decision = ApprovalDecision.approved.rawValue
 
     func run() throws {
         let replica = try options.open()

@@ -89,6 +89,14 @@ struct TidyTests {
                     let above = lines[max(0, number - 3)..<number].joined(separator: "\n")
                     #expect(above.contains("Safety:") || line.contains("Safety:"), "\(file):\(number + 1) needs a // Safety: line")
                 }
+                // Time and randomness are parameters (STYLE principle 5): in the CLI, the domain and
+                // the bench the system clock is read only by a wall clock's nowMillis, and system
+                // randomness is reached only through RandomSource.system.
+                if ["caresync", "CareRecords", "CareSyncBench"].contains(module) {
+                    #expect(!code.contains("Date()") || code.contains("func nowMillis()"), "\(file):\(number + 1) reads Date(); use the injected clock")
+                    #expect(!code.contains(".random(in:") && !code.contains("SystemRandomNumberGenerator("),
+                            "\(file):\(number + 1) draws system randomness; take a RandomSource")
+                }
                 // The domain names no program's commands or flags: the CLI maps codes to its hints.
                 if module == "CareRecords", code.contains("CareError(") || code.contains("throw ") {
                     #expect(!code.contains("caresync ") && !code.contains(" --"), "\(file):\(number + 1) names a CLI command or flag in an error")
