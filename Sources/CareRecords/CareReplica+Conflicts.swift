@@ -20,10 +20,13 @@ public struct ConflictCandidate: Sendable {
 /// Something a person must settle: concurrent values of one field, a quarantined write, or two
 /// open allocations for an exclusive role (I8: until resolved both workers stay responsible).
 public struct CareConflict: Sendable {
-    /// What must be settled; the raw value is the name `caresync conflicts --json` prints.
+    /// What must be settled; the raw value is its stable name (as JSON output prints it).
     public enum Kind: String, Sendable {
+        /// Concurrent values of a field whose policy keeps them for a person (multi-value).
         case concurrentValues = "concurrent_values"
+        /// A differing write to a written-once field, kept aside; the earliest value stands.
         case quarantined
+        /// Two or more open allocations of an exclusive role for one young person (I8).
         case allocation = "allocation_conflict"
     }
 
@@ -35,7 +38,7 @@ public struct CareConflict: Sendable {
     public let recordID: String
     /// The field in conflict (`allocation.<role>` for an allocation conflict).
     public let field: String
-    /// The values to choose from, in a stable order (`--pick` counts from 1).
+    /// The values to choose from, in a stable order (a pick counts from 1).
     public let candidates: [ConflictCandidate]
     /// The role a conflict is routed to for resolution: `team_manager`, or `iro` for a review.
     public let assignedRole: String

@@ -259,7 +259,7 @@ public final class CareReplica: Sendable {
     /// and the per-kind rules that need no other record (a date of birth is not in the future).
     ///
     /// `editing` is the id of the record edited, nil when one is created: an error then carries no
-    /// id, and a program can show how to create one (`RecordKind.example`).
+    /// id, and a program can show how to create one.
     func checkValues(_ kind: RecordKind, _ values: [String: FieldValue], editing id: String?) throws {
         let creating = id == nil
         for name in kind.required {

@@ -32,10 +32,9 @@ public enum CareSchema {
 
     static func person() -> CareField { CareField(personID, .reference("young_person"), .immutable, "the young person") }
 
-    /// Every record kind, in the order `caresync kinds` lists them.
+    /// Every record kind, in the order a listing shows them.
     public static let kinds: [RecordKind] = [
         RecordKind("young_person", summary: "a child or care leaver", required: ["legal_given_name", "legal_family_name", "date_of_birth"],
-                   example: "caresync add young_person legal_given_name=Ava legal_family_name=Le\\ Brun date_of_birth=2007-03-14",
                    fields: [
                        CareField("legal_given_name", .text, .multiValue, "legal given name (concurrent spellings need a person)"),
                        CareField("legal_family_name", .text, .multiValue, "legal family name"),
@@ -55,7 +54,6 @@ public enum CareSchema {
                    ]),
         RecordKind("plan", summary: "a versioned plan: care, placement, pathway, PEP, personal housing or transition",
                    required: [personID, "kind", "title"],
-                   example: "caresync add plan yp_id=<person id> kind=pathway title='Pathway plan 2025'",
                    fields: [
                        person(),
                        CareField("kind", .choice(["care", "placement", "pathway", "pep", "personal_housing", "transition"]),
@@ -76,7 +74,6 @@ public enum CareSchema {
                        createdBy(),
                    ]),
         RecordKind("goal", summary: "a goal under a plan", required: ["plan_id", "statement"],
-                   example: "caresync add goal plan_id=<plan id> domain=accommodation statement='Move to own studio by Sept'",
                    fields: [
                        CareField("plan_id", .reference("plan"), .immutable, "the plan"),
                        CareField(personID, .reference("young_person"), .immutable, "the young person (from the plan)", automatic: true),
@@ -90,7 +87,6 @@ public enum CareSchema {
                        createdBy(),
                    ]),
         RecordKind("action", summary: "an action towards a goal", required: ["goal_id", "description"],
-                   example: "caresync add action goal_id=<goal id> description='Arrange dentist registration' due_date=2025-07-01",
                    fields: [
                        CareField("goal_id", .reference("goal"), .immutable, "the goal"),
                        CareField("plan_id", .reference("plan"), .immutable, "the plan (from the goal)", automatic: true),
@@ -103,7 +99,6 @@ public enum CareSchema {
                        createdBy(),
                    ]),
         RecordKind("review", summary: "an IRO-chaired review", required: [personID, "kind"],
-                   example: "caresync add review yp_id=<person id> kind=cla_review scheduled_for=2025-07-10",
                    fields: [
                        person(),
                        CareField("plan_id", .reference("plan"), .immutable, "the plan reviewed"),
@@ -118,7 +113,6 @@ public enum CareSchema {
                        createdBy(),
                    ]),
         RecordKind("visit", summary: "a visit to a young person", required: [personID, "kind", "occurred_at"],
-                   example: "caresync add visit yp_id=<person id> kind=statutory_cla occurred_at=2025-06-23 seen_alone=1",
                    fields: [
                        person(),
                        CareField("worker_id", .text, .immutable, "visiting worker", automatic: true),
@@ -132,7 +126,6 @@ public enum CareSchema {
                        createdBy(),
                    ]),
         RecordKind("case_note", summary: "a case note or addendum (append-only)", required: [personID, "category", "occurred_at", "body"],
-                   example: "caresync add case_note yp_id=<person id> category=contact occurred_at=2025-06-23 body='Phoned Ava'",
                    fields: [
                        person(),
                        CareField("category", .text, .immutable, "category"),
@@ -142,7 +135,6 @@ public enum CareSchema {
                        createdBy(),
                    ]),
         RecordKind("allocation", summary: "who is the social worker, PA, IRO… for a young person", required: [personID, "role", "worker_id", "from_date"],
-                   example: "caresync add allocation yp_id=<person id> role=social_worker worker_id=quinn team_id=CIN-1 from_date=2025-06-16",
                    fields: [
                        person(),
                        CareField("role", .choice(AllocationRole.allCases.map(\.rawValue)), .immutable, "role"),
@@ -154,7 +146,6 @@ public enum CareSchema {
                        createdBy(),
                    ]),
         RecordKind("entitlement_item", summary: "a catalogue item (hub-owned, immutable per version)", required: [],
-                   example: "caresync catalogue",
                    fields: [
                        CareField("item_code", .text, .immutable, "item code"),
                        CareField("version", .integer, .immutable, "catalogue version"),
@@ -172,7 +163,6 @@ public enum CareSchema {
                        CareField("effective_to", .date, .immutable, "last day in force"),
                    ]),
         RecordKind("award", summary: "a request or decision for an entitlement", required: [personID, "item_code", "decision_date"],
-                   example: "caresync request-award yp_id=<person id> item_code=DRIVING requested_count=2 decision_date=2025-06-23",
                    fields: [
                        person(),
                        CareField("item_code", .text, .immutable, "catalogue item code"),
@@ -187,7 +177,6 @@ public enum CareSchema {
                        createdBy(),
                    ]),
         RecordKind("ledger_entry", summary: "an append-only money or count movement", required: [],
-                   example: "(written by the entitlement engine)",
                    fields: [
                        CareField("award_id", .reference("award"), .immutable, "award"),
                        person(),
@@ -203,7 +192,6 @@ public enum CareSchema {
                        CareField("reverses_entry_id", .reference("ledger_entry"), .immutable, "entry corrected"),
                    ]),
         RecordKind("approval", summary: "an approval bound to a content hash (append-only)", required: [],
-                   example: "caresync approve <plan id>",
                    fields: [
                        person(),
                        CareField("subject_type", .text, .immutable, "kind approved"),
@@ -215,7 +203,6 @@ public enum CareSchema {
                    ]),
         RecordKind("reminder", summary: "a worker's own reminder (not a statutory record: may be deleted)", required: ["text"],
                    deletable: true,
-                   example: "caresync add reminder text='Call school' due_on=2025-07-01",
                    fields: [
                        CareField("owner", .text, .immutable, "worker", automatic: true),
                        CareField(personID, .reference("young_person"), .immutable, "the young person, if any"),

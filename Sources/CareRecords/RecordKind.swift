@@ -25,7 +25,7 @@ public enum FieldFormat: Hashable, Sendable {
         }
     }
 
-    /// How the format is shown in `caresync kinds`: `date`, `pence`, `a|b|c`, `plan id`.
+    /// How the format is shown to a person: `date`, `pence`, `a|b|c`, `plan id`.
     public var name: String {
         switch self {
         case .text: "text"
@@ -81,18 +81,15 @@ public struct RecordKind: Sendable {
     public let required: [String]
     /// Whether records of the kind may be deleted (only reminders: statutory records never are, I10).
     public let deletable: Bool
-    /// An example command line that makes a record of the kind, as the CLI's help shows it.
-    public let example: String
 
     /// A record kind of the schema.
-    package init(_ name: String, summary: String, required: [String], deletable: Bool = false, example: String,
+    package init(_ name: String, summary: String, required: [String], deletable: Bool = false,
                 fields: [CareField]) {
         self.name = name
         self.summary = summary
         self.fields = fields
         self.required = required
         self.deletable = deletable
-        self.example = example
     }
 
     /// The field of that name, if the kind has one.

@@ -122,7 +122,7 @@ enum Hints {
             // Creating (no id): show how a record of the kind is made.
             guard error.recordID == nil, let kind = error.recordKind.flatMap(CareSchema.kind),
                   let field = error.field, kind.required.contains(field) else { return nil }
-            return "e.g. \(kind.example)"
+            return "e.g. \(KindExamples.example(kind))"
         default:
             return nil
         }

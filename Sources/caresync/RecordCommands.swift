@@ -65,7 +65,7 @@ struct KindsCommand: ParsableCommand {
         }
         Output.line("\(recordKind.name): \(recordKind.summary)")
         Output.line("required: \(recordKind.required.isEmpty ? "–" : recordKind.required.joined(separator: ", "))")
-        Output.line("example:  \(recordKind.example)")
+        Output.line("example:  \(KindExamples.example(recordKind))")
         Output.line()
         Output.table(["FIELD", "POLICY", "FORMAT", "MEANING"], recordKind.fields.map {
             [$0.name, $0.policy.name, $0.format.name, $0.help + ($0.automatic ? " (automatic)" : "")]

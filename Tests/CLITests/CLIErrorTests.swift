@@ -1,4 +1,5 @@
 import ArgumentParser
+import CareRecords
 import Foundation
 import Testing
 @testable import caresync
@@ -39,5 +40,11 @@ extension CLITests {
         #expect(throws: ExitCode(3)) { try command.run() }
         let unknown = try #require(try CareSyncCommand.parseAsRoot(["kinds", "spaceship"]) as? KindsCommand)
         #expect(throws: ExitCode(1)) { try unknown.run() }
+    }
+
+    @Test("every record kind has an example command line of the CLI's")
+    func kindExamples() {
+        for kind in CareSchema.kinds { #expect(KindExamples.byKind[kind.name] != nil, "\(kind.name)") }
+        #expect(Set(KindExamples.byKind.keys) == Set(CareSchema.kinds.map(\.name)))
     }
 }
