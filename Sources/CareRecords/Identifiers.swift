@@ -9,20 +9,20 @@ import SyncEngine
 /// let ids = RecordIDGenerator(wallClock: clock, random: RandomSource { seeded.next() })
 /// let id = ids.next()   // "0197a0b4-…"
 /// ```
-public struct RecordIDGenerator: Sendable {
+struct RecordIDGenerator: Sendable {
     let wallClock: any WallClock
     let random: RandomSource
 
     /// - Parameters:
     ///   - wallClock: the time in each id's first 48 bits.
     ///   - random: the source of its 74 random bits (`RandomSource.system` in a program).
-    public init(wallClock: any WallClock, random: RandomSource) {
+    init(wallClock: any WallClock, random: RandomSource) {
         self.wallClock = wallClock
         self.random = random
     }
 
     /// A new id, in the canonical 8-4-4-4-12 hex form.
-    public func next() -> String {
+    func next() -> String {
         var random = random
         let millis = wallClock.nowMillis() & 0xFFFF_FFFF_FFFF
         let randomA = random.next()

@@ -248,7 +248,7 @@ struct ListCommand: ParsableCommand {
         let rows = try Output.run { try replica.list(kind, where: try Assignments.parse(filters)) }
         if options.json { try Output.json(rows.map(Output.record)); return }
         guard let recordKind = CareSchema.kind(kind) else { return }
-        let columns = ["id"] + recordKind.fields.filter { !$0.automatic && $0.name != "created_by" }.prefix(5).map(\.name)
+        let columns = ["id"] + recordKind.fields.filter { !$0.automatic && $0.name != CareColumn.createdBy.rawValue }.prefix(5).map(\.name)
         Output.table(columns.map { $0.uppercased() }, rows.map { row in columns.map { Output.cell(row[$0] ?? .null, width: 36) } })
         Output.line("\(rows.count) \(kind) record(s)")
     }

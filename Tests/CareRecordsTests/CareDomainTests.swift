@@ -1,5 +1,6 @@
 import CareRecords
 import SyncCore
+import SyncEngine
 import Testing
 
 /// The typed domain: record views read rows strictly, column names exist in the schema, and
@@ -69,5 +70,28 @@ struct CareDomainTests {
         #expect(CareError.Code.planFrozen.name == "PLAN_FROZEN" && CareError.Code.noDateOfBirth.name == "NO_DOB")
         let error = CareError(.planFrozen, "plan p1 is approved", kind: "plan", id: "p1")
         #expect(error.code == .planFrozen && error.code != .planClosed && "\(error.code)" == "PLAN_FROZEN")
+    }
+
+    @Test("record and replica ids come from the injected clock and random source: the same inputs make the same ids")
+    func injectedIDs() throws {
+        func ids() throws -> (replica: String, records: [String]) {
+            let team = Team()
+            let replica = try CareReplica.create(at: "\(team.directory)/a.db", name: "a", wallClock: team.clock,
+                                                 random: RandomSource { 0x0123_4567_89AB_CDEF })
+            let records = try (0..<3).map { _ in
+                team.clock.advance(minutes: 1)
+                return try replica.add("reminder", fields: ["text": "t"], author: "alex")
+            }
+            return (replica.store.replicaID.hex, records)
+        }
+        let first = try ids()
+        let second = try ids()
+        #expect(first.replica == second.replica && first.records == second.records)
+        #expect(Set(first.records).count == 3)
+        // UUIDv7: the clock's milliseconds, version 7, then the source's bits.
+        let millis = String(scenarioStart + 60_000, radix: 16)
+        let padded = String(repeating: "0", count: 12 - millis.count) + millis
+        #expect(first.records[0].hasPrefix(padded.prefix(8)), "\(first.records[0])")
+        #expect(first.records[0].split(separator: "-")[2].hasPrefix("7"))
     }
 }
