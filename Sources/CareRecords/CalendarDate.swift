@@ -1,13 +1,21 @@
 /// An ISO-8601 calendar date (`YYYY-MM-DD`), validated, for ages and eligibility.
 public struct CalendarDate: Comparable, Hashable, Sendable, CustomStringConvertible {
+    /// The year, e.g. 2025.
     public let year: Int
+    /// The month, 1 to 12.
     public let month: Int
+    /// The day of the month, from 1.
     public let day: Int
 
     /// Years a date a person types may fall in: every date in these records (births of care
     /// leavers, visits, reviews, plans, awards) lies well inside it, and 0000 or 9999 is a typo.
     public static let plausibleYears = 1900...2100
 
+    /// Parses `YYYY-MM-DD`; nil for anything else or a day the month does not have (`2007-02-30`).
+    ///
+    /// ```swift
+    /// CalendarDate("2007-03-14")?.year   // 2007
+    /// ```
     public init?(_ text: String) {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
         guard text.utf8.count == 10, parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
@@ -19,6 +27,7 @@ public struct CalendarDate: Comparable, Hashable, Sendable, CustomStringConverti
         self.day = day
     }
 
+    /// A date from its parts, which must form a real date (a programmer error otherwise).
     public init(year: Int, month: Int, day: Int) {
         precondition((1...12).contains(month) && day >= 1 && day <= Self.daysIn(month: month, year: year), "invalid date")
         self.year = year
@@ -54,6 +63,7 @@ public struct CalendarDate: Comparable, Hashable, Sendable, CustomStringConverti
         return years
     }
 
+    /// The date as `YYYY-MM-DD`.
     public var description: String {
         func pad(_ value: Int, _ width: Int) -> String {
             let text = String(value)
@@ -62,6 +72,7 @@ public struct CalendarDate: Comparable, Hashable, Sendable, CustomStringConverti
         return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))"
     }
 
+    /// Earlier dates first.
     public static func < (lhs: CalendarDate, rhs: CalendarDate) -> Bool {
         (lhs.year, lhs.month, lhs.day) < (rhs.year, rhs.month, rhs.day)
     }

@@ -7,97 +7,111 @@ import SyncStore
 extension CareReplica {
     /// Records an award request for a young person, after checking the catalogue version in force
     /// on the decision date (I16), the age limits (I3, I14) and the item's required fields.
+    ///
+    /// ```swift
+    /// let award = try replica.requestAward(fields: ["yp_id": ava, "item_code": "DRIVING", "requested_count": "2",
+    ///                                               "decision_date": "2025-06-23"], author: "alex")
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - text: the award's fields as typed; its status and catalogue version are set here.
+    ///   - author: the worker requesting.
+    /// - Returns: the new award's id.
+    /// - Throws: `CareError` `.unknownItem`, `.notInForce`, `.ageLimit`, `.dobConflict`,
+    ///   `.noDateOfBirth`, `.afterDeath`, `.requiredField` and the checks of `add`; `StoreError`.
     @discardableResult
     public func requestAward(fields text: [String: String], author: String) throws -> String {
         let author = try WorkerID.canonical(author)
         let kind = try Self.kind("award")
         for name in text.keys.sorted() {
             guard let field = kind.field(name) else { throw Self.unknownField(kind, name) }
-            if field.automatic || name == "status" {
-                throw CareError("AUTOMATIC_FIELD", "award.\(name) is set by caresync, not by hand")
+            if field.automatic || name == CareColumn.status.rawValue {
+                throw CareError(.automaticField, "award.\(name) is set automatically, not by hand", kind: kind.name, field: name)
             }
         }
         var values = try parse(kind, text)
-        try checkValues(kind, values, creating: true)
+        try checkValues(kind, values, editing: nil)
         let id = ids.next()
-        values["created_by"] = .text(author)
-        values["status"] = .text("requested")
+        values[.createdBy] = .text(author)
+        values[.status] = .text(AwardStatus.requested.rawValue)
         try store.write(author: author) { transaction in
             let view = try transaction.view
             try checkReferences(kind, values, view)
-            let code = values["item_code"]!.textValue!
-            let date = values["decision_date"]!.textValue!
+            let code = values[.itemCode]!.textValue!
+            let date = values[.decisionDate]!.textValue!
             let item = try catalogueItem(code: code, on: date, view: view)
-            values["catalogue_version"] = item["version"]
-            try checkAge(person: values["yp_id"]!.textValue!, on: date, minimum: item["min_age_incl"]?.integerValue.map(Int.init),
-                         limit: item["max_age_excl"]?.integerValue.map(Int.init), what: "an award of \(code)", view: view)
-            if let required = item["requires_fields"]?.textValue {
-                for field in required.split(separator: ",").map(String.init) where values[field]?.isNull ?? true {
-                    throw CareError("REQUIRED_FIELD", "\(code) awards need \(field)=… (I2)")
-                }
+            values[.catalogueVersion] = .integer(item.version)
+            try checkAge(person: values[.personID]!.textValue!, on: date, minimum: item.ages.minimum.map(Int.init),
+                         limit: item.ages.limit.map(Int.init), what: "an award of \(code)", view: view)
+            for field in item.requiredFields where values[field]?.isNull ?? true {
+                throw CareError(.requiredField, "\(code) awards need \(field)=… (I2)", kind: kind.name, field: field)
             }
-            switch item["cap_kind"]?.textValue {
-            case "count", "count_per_period":
-                guard let count = values["requested_count"]?.integerValue, count > 0 else {
-                    throw CareError("REQUIRED_FIELD", "\(code) is counted: give requested_count=N")
+            switch item.capKind {
+            case .count, .countPerPeriod:
+                guard let count = values[.requestedCount]?.integerValue, count > 0 else {
+                    throw CareError(.requiredField, "\(code) is counted: give requested_count=N", kind: kind.name,
+                                    field: CareColumn.requestedCount.rawValue)
                 }
-            case "amount", "amount_per_period":
-                guard let amount = values["requested_amount_pence"]?.integerValue, amount > 0 else {
-                    throw CareError("REQUIRED_FIELD", "\(code) is an amount: give requested_amount_pence=… (pence or £)")
+            case .amount, .amountPerPeriod:
+                guard let amount = values[.requestedAmountPence]?.integerValue, amount > 0 else {
+                    throw CareError(.requiredField, "\(code) is an amount: give requested_amount_pence=… (pence or £)", kind: kind.name,
+                                    field: CareColumn.requestedAmountPence.rawValue)
                 }
-            default:
+            case .none:
                 break
             }
-            values["period_key"] = .text(try periodKey(item: item, person: values["yp_id"]!.textValue!, on: date, view: view))
+            values[.periodKey] = .text(try periodKey(item: item, person: values[.personID]!.textValue!, on: date, view: view))
             try transaction.createRecord("award", id: id, values: values)
         }
         return id
     }
 
     /// The version of an item in force on a date.
-    func catalogueItem(code: String, on dateText: String, view: ReadView) throws -> [String: FieldValue] {
-        guard let date = CalendarDate(dateText) else { throw CareError("BAD_VALUE", "decision_date must be a date like 2025-06-23") }
-        let versions = try view.rows("entitlement_item", where: ["item_code": .text(code)])
-        guard !versions.isEmpty else { throw CareError("UNKNOWN_ITEM", "no entitlement item \(code); see `caresync catalogue`") }
-        let inForce = versions.filter { item in
-            let from = item["effective_from"]?.textValue.flatMap(CalendarDate.init)
-            let to = item["effective_to"]?.textValue.flatMap(CalendarDate.init)
-            return (from.map { $0 <= date } ?? true) && (to.map { date <= $0 } ?? true)
+    func catalogueItem(code: String, on dateText: String, view: ReadView) throws -> EntitlementItem {
+        guard let date = CalendarDate(dateText) else {
+            throw CareError(.badValue, "decision_date must be a date like 2025-06-23", kind: "award", field: CareColumn.decisionDate.rawValue)
         }
-        guard let item = inForce.max(by: { ($0["version"]?.integerValue ?? 0) < ($1["version"]?.integerValue ?? 0) }) else {
-            throw CareError("NOT_IN_FORCE", "no version of \(code) is in force on \(date)")
+        let versions = try view.rows(EntitlementItem.kindName, where: [CareColumn.itemCode.rawValue: .text(code)]).map(EntitlementItem.init(row:))
+        guard !versions.isEmpty else {
+            throw CareError(.unknownItem, "no entitlement item \(code) in the catalogue", kind: EntitlementItem.kindName)
+        }
+        guard let item = versions.filter({ $0.isInForce(on: date) }).max(by: { $0.version < $1.version }) else {
+            throw CareError(.notInForce, "no version of \(code) is in force on \(date)", kind: EntitlementItem.kindName)
         }
         return item
     }
 
-    func periodKey(item: [String: FieldValue], person: String, on dateText: String, view: ReadView) throws -> String {
-        switch item["period"]?.textValue {
+    func periodKey(item: EntitlementItem, person: String, on dateText: String, view: ReadView) throws -> String {
+        switch item.period {
         case "per_birthday":
-            guard let dob = try view.row("young_person", id: person)?["date_of_birth"]?.textValue.flatMap(CalendarDate.init),
+            guard let dob = try view.row(YoungPerson.kindName, id: person)?[.dateOfBirth]?.textValue.flatMap(CalendarDate.init),
                   let date = CalendarDate(dateText) else { return "lifetime" }
             return "age-\(date.age(bornOn: dob))"
-        case let period?: return period
-        case nil: return "lifetime"
+        case let period: return period
         }
     }
 
     /// Derived, never stored: committed spend or count per item and period for a young person,
     /// folded from the append-only ledger (commit − release − refund ± adjust).
+    ///
+    /// - Parameter id: the young person.
+    /// - Returns: one balance per item and period, sorted by item then period.
+    /// - Throws: `StoreError` when the replica cannot be read.
     public func balances(person id: String) throws -> [EntitlementBalance] {
-        let entries = try list("ledger_entry", where: ["yp_id": id])
+        let entries = try list("ledger_entry", where: [CareColumn.personID.rawValue: id])
         var totals: [String: (item: String, period: String, pence: Int64, count: Int64)] = [:]
         for entry in entries {
-            let item = entry["item_code"]?.textValue ?? "?"
-            let period = entry["period_key"]?.textValue ?? "lifetime"
-            let sign: Int64 = switch entry["kind"]?.textValue {
+            let item = entry[.itemCode]?.textValue ?? "?"
+            let period = entry[.periodKey]?.textValue ?? "lifetime"
+            let sign: Int64 = switch entry[.kind]?.textValue {
             case "commit", "adjust": 1
             case "release", "refund": -1
             default: 0
             }
             var total = totals[item + "|" + period] ?? (item, period, 0, 0)
             // Entries can come from any replica: saturate rather than trap on extreme values.
-            total.pence = Self.saturating(total.pence, sign, entry["amount_pence"]?.integerValue ?? 0)
-            total.count = Self.saturating(total.count, sign, entry["count"]?.integerValue ?? 0)
+            total.pence = Self.saturating(total.pence, sign, entry[.amountPence]?.integerValue ?? 0)
+            total.count = Self.saturating(total.count, sign, entry[.count]?.integerValue ?? 0)
             totals[item + "|" + period] = total
         }
         return totals.values.sorted { ($0.item, $0.period) < ($1.item, $1.period) }
@@ -115,9 +129,14 @@ extension CareReplica {
     }
 }
 
+/// What has been committed of one entitlement item in one period, folded from the ledger.
 public struct EntitlementBalance: Sendable, Equatable {
+    /// The catalogue item.
     public let itemCode: String
+    /// The cap period (`lifetime`, `age-18`…).
     public let periodKey: String
+    /// Money committed, in pence.
     public let committedPence: Int64
+    /// Count committed.
     public let committedCount: Int64
 }

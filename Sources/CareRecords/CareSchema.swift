@@ -1,37 +1,40 @@
 import SyncCore
 import SyncStore
 
-/// Schema v1 of the care records, each field with the merge policy `../shared/DOMAIN.md` and
-/// `reference/domain-research.md` §4 give it. Balances, ages and due dates are derived on read
-/// (`CareReplica+Derived.swift`), never stored as editable fields.
+/// Schema v1 of the care records, each field with the merge policy the domain gives it (the README's
+/// "The care records"). Balances, ages and content hashes are derived on read
+/// (`CareReplica.describe(_:id:)`, `CareReplica.balances(person:)`), never stored as editable fields.
+///
+/// ```swift
+/// let plan = CareSchema.kind("plan")!
+/// plan.field("status")?.policy   // .monotonic(PlanStatus.lattice)
+/// ```
 public enum CareSchema {
+    /// The schema version a replica file made by this program has.
     public static let version = 1
 
-    static let planStatus = StatusLattice(["draft", "submitted", "approved", "superseded", "closed"],
-                                          terminal: ["superseded", "closed"])
-    static let goalStatus = StatusLattice(["open", "in_progress", "achieved", "not_achieved", "withdrawn"],
-                                          terminal: ["achieved", "not_achieved", "withdrawn"])
-    static let actionStatus = StatusLattice(["open", "in_progress", "done", "cancelled", "relocated"],
-                                            terminal: ["done", "cancelled", "relocated"])
-    // A review really held offline outranks a stale cancellation.
-    static let reviewStatus = StatusLattice(["scheduled", "cancelled", "held", "report_draft", "signed_off"],
-                                            terminal: ["signed_off"])
-    static let visitStatus = StatusLattice(["draft", "finalised", "manager_reviewed"], terminal: ["manager_reviewed"])
-    static let awardStatus = StatusLattice(["requested", "approved", "committed", "rejected", "cancelled", "fulfilled"],
-                                           terminal: ["rejected", "cancelled", "fulfilled"])
-    static let verified = StatusLattice(["unverified", "verified"], terminal: ["verified"])
-    // Sticky: only an explicit, privileged unrestrict event (a later issue) clears a restriction.
-    static let restriction = StatusLattice(["no", "yes"], terminal: ["yes"])
+    static let planStatus = PlanStatus.lattice
+    static let goalStatus = GoalStatus.lattice
+    static let actionStatus = ActionStatus.lattice
+    static let reviewStatus = ReviewStatus.lattice
+    static let visitStatus = VisitStatus.lattice
+    static let awardStatus = AwardStatus.lattice
+    static let verified = Verification.lattice
+    static let restriction = Restriction.lattice
+
+    /// The columns every rule reads, named once (`CareColumn`).
+    static let personID = CareColumn.personID.rawValue
+    static let status = CareColumn.status.rawValue
 
     static func createdBy() -> CareField {
-        CareField("created_by", .text, .immutable, "worker who created the record", automatic: true)
+        CareField(CareColumn.createdBy.rawValue, .text, .immutable, "worker who created the record", automatic: true)
     }
 
-    static func person() -> CareField { CareField("yp_id", .reference("young_person"), .immutable, "the young person") }
+    static func person() -> CareField { CareField(personID, .reference("young_person"), .immutable, "the young person") }
 
+    /// Every record kind, in the order a listing shows them.
     public static let kinds: [RecordKind] = [
         RecordKind("young_person", summary: "a child or care leaver", required: ["legal_given_name", "legal_family_name", "date_of_birth"],
-                   example: "caresync add young_person legal_given_name=Ava legal_family_name=Le\\ Brun date_of_birth=2007-03-14",
                    fields: [
                        CareField("legal_given_name", .text, .multiValue, "legal given name (concurrent spellings need a person)"),
                        CareField("legal_family_name", .text, .multiValue, "legal family name"),
@@ -50,8 +53,7 @@ public enum CareSchema {
                        createdBy(),
                    ]),
         RecordKind("plan", summary: "a versioned plan: care, placement, pathway, PEP, personal housing or transition",
-                   required: ["yp_id", "kind", "title"],
-                   example: "caresync add plan yp_id=<person id> kind=pathway title='Pathway plan 2025'",
+                   required: [personID, "kind", "title"],
                    fields: [
                        person(),
                        CareField("kind", .choice(["care", "placement", "pathway", "pep", "personal_housing", "transition"]),
@@ -59,7 +61,7 @@ public enum CareSchema {
                        CareField("lineage_id", .text, .immutable, "shared by every version of the plan", automatic: true),
                        CareField("version_no", .integer, .immutable, "version within the lineage", automatic: true),
                        CareField("supersedes_id", .reference("plan"), .immutable, "the version this one replaces", automatic: true),
-                       CareField("status", .choice(planStatus.order), .monotonic(planStatus),
+                       CareField(status, .choice(planStatus.order), .monotonic(planStatus),
                                  "draft < submitted < approved < superseded | closed; never backwards"),
                        CareField("owning_team_id", .text, .multiValue, "owning team (a change is a handover)"),
                        CareField("owner_worker_id", .text, .multiValue, "owning worker"),
@@ -72,34 +74,31 @@ public enum CareSchema {
                        createdBy(),
                    ]),
         RecordKind("goal", summary: "a goal under a plan", required: ["plan_id", "statement"],
-                   example: "caresync add goal plan_id=<plan id> domain=accommodation statement='Move to own studio by Sept'",
                    fields: [
                        CareField("plan_id", .reference("plan"), .immutable, "the plan"),
-                       CareField("yp_id", .reference("young_person"), .immutable, "the young person (from the plan)", automatic: true),
+                       CareField(personID, .reference("young_person"), .immutable, "the young person (from the plan)", automatic: true),
                        CareField("domain", .choice(["health", "education", "accommodation", "family", "identity", "emotional",
                                                     "finance", "independent_living"]), .lastWriterWins, "pathway domain"),
                        CareField("statement", .text, .multiValue, "what the goal is (narrative)"),
                        CareField("success_measure", .text, .multiValue, "how success is judged (narrative)"),
                        CareField("target_date", .date, .lastWriterWins, "target date"),
-                       CareField("status", .choice(goalStatus.order), .monotonic(goalStatus), "goal status"),
+                       CareField(status, .choice(goalStatus.order), .monotonic(goalStatus), "goal status"),
                        CareField("sort_key", .text, .lastWriterWins, "ordering key"),
                        createdBy(),
                    ]),
         RecordKind("action", summary: "an action towards a goal", required: ["goal_id", "description"],
-                   example: "caresync add action goal_id=<goal id> description='Arrange dentist registration' due_date=2025-07-01",
                    fields: [
                        CareField("goal_id", .reference("goal"), .immutable, "the goal"),
                        CareField("plan_id", .reference("plan"), .immutable, "the plan (from the goal)", automatic: true),
-                       CareField("yp_id", .reference("young_person"), .immutable, "the young person (from the goal)", automatic: true),
+                       CareField(personID, .reference("young_person"), .immutable, "the young person (from the goal)", automatic: true),
                        CareField("description", .text, .multiValue, "what is to be done (narrative)"),
                        CareField("responsible", .text, .lastWriterWins, "worker id or role (young person, foster carer)"),
                        CareField("due_date", .date, .lastWriterWins, "due date"),
-                       CareField("status", .choice(actionStatus.order), .monotonic(actionStatus), "action status"),
+                       CareField(status, .choice(actionStatus.order), .monotonic(actionStatus), "action status"),
                        CareField("moved_from", .reference("action"), .immutable, "the action this one replaces"),
                        createdBy(),
                    ]),
-        RecordKind("review", summary: "an IRO-chaired review", required: ["yp_id", "kind"],
-                   example: "caresync add review yp_id=<person id> kind=cla_review scheduled_for=2025-07-10",
+        RecordKind("review", summary: "an IRO-chaired review", required: [personID, "kind"],
                    fields: [
                        person(),
                        CareField("plan_id", .reference("plan"), .immutable, "the plan reviewed"),
@@ -108,13 +107,12 @@ public enum CareSchema {
                        CareField("scheduled_for", .date, .lastWriterWins, "date scheduled"),
                        CareField("chair_iro_id", .text, .lastWriterWins, "chairing IRO"),
                        CareField("held_on", .date, .multiValue, "date held (a fact: two values means someone is wrong)"),
-                       CareField("status", .choice(reviewStatus.order), .monotonic(reviewStatus), "review status"),
+                       CareField(status, .choice(reviewStatus.order), .monotonic(reviewStatus), "review status"),
                        CareField("participation_code", .text, .lastWriterWins, "903 participation code"),
                        CareField("child_views", .text, .multiValue, "the child's views"),
                        createdBy(),
                    ]),
-        RecordKind("visit", summary: "a visit to a young person", required: ["yp_id", "kind", "occurred_at"],
-                   example: "caresync add visit yp_id=<person id> kind=statutory_cla occurred_at=2025-06-23 seen_alone=1",
+        RecordKind("visit", summary: "a visit to a young person", required: [personID, "kind", "occurred_at"],
                    fields: [
                        person(),
                        CareField("worker_id", .text, .immutable, "visiting worker", automatic: true),
@@ -124,11 +122,10 @@ public enum CareSchema {
                        CareField("location_kind", .text, .lastWriterWins, "where (kind of place)"),
                        CareField("seen_alone", .integer, .lastWriterWins, "1 if the child was seen alone, else 0", range: 0...1),
                        CareField("observations", .text, .multiValue, "observations (fixed once finalised)"),
-                       CareField("status", .choice(visitStatus.order), .monotonic(visitStatus), "draft < finalised < manager_reviewed"),
+                       CareField(status, .choice(visitStatus.order), .monotonic(visitStatus), "draft < finalised < manager_reviewed"),
                        createdBy(),
                    ]),
-        RecordKind("case_note", summary: "a case note or addendum (append-only)", required: ["yp_id", "category", "occurred_at", "body"],
-                   example: "caresync add case_note yp_id=<person id> category=contact occurred_at=2025-06-23 body='Phoned Ava'",
+        RecordKind("case_note", summary: "a case note or addendum (append-only)", required: [personID, "category", "occurred_at", "body"],
                    fields: [
                        person(),
                        CareField("category", .text, .immutable, "category"),
@@ -137,11 +134,10 @@ public enum CareSchema {
                        CareField("amends_note_id", .reference("case_note"), .immutable, "the note this addendum amends"),
                        createdBy(),
                    ]),
-        RecordKind("allocation", summary: "who is the social worker, PA, IRO… for a young person", required: ["yp_id", "role", "worker_id", "from_date"],
-                   example: "caresync add allocation yp_id=<person id> role=social_worker worker_id=quinn team_id=CIN-1 from_date=2025-06-16",
+        RecordKind("allocation", summary: "who is the social worker, PA, IRO… for a young person", required: [personID, "role", "worker_id", "from_date"],
                    fields: [
                        person(),
-                       CareField("role", .choice(["social_worker", "pa", "iro", "supervising_sw", "vs_officer"]), .immutable, "role"),
+                       CareField("role", .choice(AllocationRole.allCases.map(\.rawValue)), .immutable, "role"),
                        CareField("worker_id", .text, .immutable, "allocated worker"),
                        CareField("team_id", .text, .immutable, "team"),
                        CareField("from_date", .date, .immutable, "start date"),
@@ -150,7 +146,6 @@ public enum CareSchema {
                        createdBy(),
                    ]),
         RecordKind("entitlement_item", summary: "a catalogue item (hub-owned, immutable per version)", required: [],
-                   example: "caresync catalogue",
                    fields: [
                        CareField("item_code", .text, .immutable, "item code"),
                        CareField("version", .integer, .immutable, "catalogue version"),
@@ -159,7 +154,7 @@ public enum CareSchema {
                        CareField("eligible_statuses", .text, .immutable, "eligible legal statuses"),
                        CareField("min_age_incl", .integer, .immutable, "minimum age (inclusive)"),
                        CareField("max_age_excl", .integer, .immutable, "age limit (exclusive)"),
-                       CareField("cap_kind", .text, .immutable, "none, amount, count, amount_per_period, count_per_period"),
+                       CareField("cap_kind", .text, .immutable, CapKind.allCases.map(\.rawValue).joined(separator: ", ")),
                        CareField("cap_amount_pence", .money, .immutable, "cap in pence"),
                        CareField("cap_count", .integer, .immutable, "cap as a count"),
                        CareField("period", .text, .immutable, "lifetime, per_birthday, academic_year…"),
@@ -167,8 +162,7 @@ public enum CareSchema {
                        CareField("effective_from", .date, .immutable, "first day in force"),
                        CareField("effective_to", .date, .immutable, "last day in force"),
                    ]),
-        RecordKind("award", summary: "a request or decision for an entitlement", required: ["yp_id", "item_code", "decision_date"],
-                   example: "caresync request-award yp_id=<person id> item_code=DRIVING requested_count=2 decision_date=2025-06-23",
+        RecordKind("award", summary: "a request or decision for an entitlement", required: [personID, "item_code", "decision_date"],
                    fields: [
                        person(),
                        CareField("item_code", .text, .immutable, "catalogue item code"),
@@ -179,11 +173,10 @@ public enum CareSchema {
                        CareField("purpose", .text, .lastWriterWins, "purpose"),
                        CareField("approved_adult_id", .text, .lastWriterWins, "approved adult (study visits)"),
                        CareField("decision_date", .date, .immutable, "eligibility is judged on this date"),
-                       CareField("status", .choice(awardStatus.order), .monotonic(awardStatus), "award status"),
+                       CareField(status, .choice(awardStatus.order), .monotonic(awardStatus), "award status"),
                        createdBy(),
                    ]),
         RecordKind("ledger_entry", summary: "an append-only money or count movement", required: [],
-                   example: "(written by the entitlement engine)",
                    fields: [
                        CareField("award_id", .reference("award"), .immutable, "award"),
                        person(),
@@ -199,29 +192,29 @@ public enum CareSchema {
                        CareField("reverses_entry_id", .reference("ledger_entry"), .immutable, "entry corrected"),
                    ]),
         RecordKind("approval", summary: "an approval bound to a content hash (append-only)", required: [],
-                   example: "caresync approve <plan id>",
                    fields: [
                        person(),
                        CareField("subject_type", .text, .immutable, "kind approved"),
                        CareField("subject_id", .text, .immutable, "record approved"),
                        CareField("subject_content_hash", .text, .immutable, "SHA-256 of the approved content"),
                        CareField("approver_id", .text, .immutable, "approver"),
-                       CareField("decision", .choice(["approved", "rejected", "returned"]), .immutable, "decision"),
+                       CareField("decision", .choice(ApprovalDecision.allCases.map(\.rawValue)), .immutable, "decision"),
                        CareField("decided_at", .date, .immutable, "date of decision"),
                    ]),
         RecordKind("reminder", summary: "a worker's own reminder (not a statutory record: may be deleted)", required: ["text"],
                    deletable: true,
-                   example: "caresync add reminder text='Call school' due_on=2025-07-01",
                    fields: [
                        CareField("owner", .text, .immutable, "worker", automatic: true),
-                       CareField("yp_id", .reference("young_person"), .immutable, "the young person, if any"),
+                       CareField(personID, .reference("young_person"), .immutable, "the young person, if any"),
                        CareField("text", .text, .lastWriterWins, "what to remember"),
                        CareField("due_on", .date, .lastWriterWins, "when"),
                    ]),
     ]
 
+    /// The record kind of that name, if there is one.
     public static func kind(_ name: String) -> RecordKind? { kinds.first { $0.name == name } }
 
+    /// The schema as the store takes it: tables, columns with their policies, and migrations.
     public static let schema: ReplicaSchema = ReplicaSchema(
         version: version, tables: kinds.map(\.table),
         migrations: [SchemaMigration("care-v1", sql: kinds.map { $0.table.createStatement + ";" }.joined(separator: "\n")

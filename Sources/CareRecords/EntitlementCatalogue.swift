@@ -6,8 +6,9 @@ import SyncCore
 /// Until the hub publishes the catalogue, each replica seeds it as changes from a fixed publisher
 /// replica id with fixed timestamps: every replica makes byte-identical changes with identical
 /// change ids, so exchanging them is idempotent rather than a source of conflicts.
-public enum EntitlementCatalogue {
-    public static let publisher = ReplicaID(high: 0, low: 0xCA7A_10)
+package enum EntitlementCatalogue {
+    /// The replica id the catalogue's changes are made under.
+    package static let publisher = ReplicaID(high: 0, low: 0xCA7A_10)
     /// 2020-01-01T00:00:00Z, when the offer was published.
     static let publishedAt = HybridTimestamp(physicalMillis: 1_577_836_800_000, logical: 0)
 
@@ -58,7 +59,7 @@ public enum EntitlementCatalogue {
     /// same ids, and replicas made before row edits hold them as `ChangeV1` migrated them, so they
     /// stay in that shape (one edit per field) rather than one edit per item: another shape under
     /// the same ids would be an equivocation.
-    public static func publishedChanges() -> [Change] {
+    package static func publishedChanges() -> [Change] {
         var changes: [Change] = []
         var counter: UInt64 = 0
         var logical: UInt16 = 0

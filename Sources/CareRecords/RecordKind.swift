@@ -3,9 +3,11 @@ import SyncStore
 
 /// How a care-record field is written and checked, beside its merge policy.
 public enum FieldFormat: Hashable, Sendable {
+    /// Free text.
     case text
     /// ISO-8601 calendar date, `YYYY-MM-DD`.
     case date
+    /// A whole number in the field's range.
     case integer
     /// Integer pence (GBP).
     case money
@@ -23,6 +25,7 @@ public enum FieldFormat: Hashable, Sendable {
         }
     }
 
+    /// How the format is shown to a person: `date`, `pence`, `a|b|c`, `plan id`.
     public var name: String {
         switch self {
         case .text: "text"
@@ -38,9 +41,13 @@ public enum FieldFormat: Hashable, Sendable {
 
 /// One field of a record kind: its format, merge policy and what it is for.
 public struct CareField: Sendable {
+    /// The column name.
     public let name: String
+    /// How a value is written and checked.
     public let format: FieldFormat
+    /// How concurrent writes merge.
     public let policy: MergePolicy
+    /// What the field is for, one line.
     public let help: String
     /// Set by the program, not by the user (author, derived keys).
     public let automatic: Bool
@@ -48,7 +55,8 @@ public struct CareField: Sendable {
     /// a version or an amount, so none is negative.
     public let range: ClosedRange<Int64>
 
-    public init(_ name: String, _ format: FieldFormat, _ policy: MergePolicy, _ help: String, automatic: Bool = false,
+    /// A field of the schema.
+    package init(_ name: String, _ format: FieldFormat, _ policy: MergePolicy, _ help: String, automatic: Bool = false,
                 range: ClosedRange<Int64> = 0...Int64.max) {
         self.name = name
         self.format = format
@@ -63,24 +71,28 @@ public struct CareField: Sendable {
 
 /// A kind of care record (a domain table) with its fields.
 public struct RecordKind: Sendable {
+    /// The kind's name, which is also its table's.
     public let name: String
+    /// What a record of the kind is, one line.
     public let summary: String
+    /// Its fields, in display order.
     public let fields: [CareField]
+    /// Fields a new record must have (and an edit cannot clear).
     public let required: [String]
+    /// Whether records of the kind may be deleted (only reminders: statutory records never are, I10).
     public let deletable: Bool
-    /// An example `caresync add` line for `--help`.
-    public let example: String
 
-    public init(_ name: String, summary: String, required: [String], deletable: Bool = false, example: String,
+    /// A record kind of the schema.
+    package init(_ name: String, summary: String, required: [String], deletable: Bool = false,
                 fields: [CareField]) {
         self.name = name
         self.summary = summary
         self.fields = fields
         self.required = required
         self.deletable = deletable
-        self.example = example
     }
 
+    /// The field of that name, if the kind has one.
     public func field(_ name: String) -> CareField? { fields.first { $0.name == name } }
 
     var table: TableSchema { TableSchema(name, deletable: deletable, columns: fields.map(\.column)) }

@@ -6,7 +6,7 @@ import SyncStore
 /// a hub can tell whose record a change is about without decoding values (team-scoped pulls).
 enum RecordScope {
     static func of(_ kind: String, id: String, values: [String: FieldValue]) -> String {
-        kind == "young_person" ? id : values["yp_id"]?.textValue ?? ""
+        kind == YoungPerson.kindName ? id : values[.personID]?.textValue ?? ""
     }
 }
 

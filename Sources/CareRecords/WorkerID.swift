@@ -12,16 +12,16 @@ public enum WorkerID {
     public static func canonical(_ raw: String) throws -> String {
         let trimmed = raw.trimmingWhitespace()
         guard !trimmed.isEmpty else {
-            throw CareError("BAD_WORKER", "the worker id is empty; give --as <worker> or set CARESYNC_USER")
+            throw CareError(.badWorker, "the worker id is empty")
         }
         guard trimmed.count <= maxLength else {
-            throw CareError("BAD_WORKER", "the worker id is longer than \(maxLength) characters")
+            throw CareError(.badWorker, "the worker id is longer than \(maxLength) characters")
         }
         if trimmed.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.isWhitespace }) {
-            throw CareError("BAD_WORKER", "a worker id cannot contain spaces or control characters (e.g. alex or morgan.lee)")
+            throw CareError(.badWorker, "a worker id cannot contain spaces or control characters (e.g. alex or morgan.lee)")
         }
         if trimmed.unicodeScalars.contains(where: { $0.properties.generalCategory == .format }) {
-            throw CareError("BAD_WORKER", "a worker id cannot contain invisible characters")
+            throw CareError(.badWorker, "a worker id cannot contain invisible characters")
         }
         return trimmed.lowercased()
     }

@@ -84,7 +84,7 @@ func careMeasures(quick: Bool, seed: UInt64) async throws -> [Measure] {
     try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: work) }
     let people = quick ? 20 : 150
-    let source = try CareReplica.create(at: "\(work)/a.db", name: "a", wallClock: Clock())
+    let source = try CareReplica.create(at: "\(work)/a.db", name: "a", wallClock: BenchClock(), random: BenchRandom.system)
     let workload = try writeCareWorkload(into: source, people: people, seed: seed)
     // The replica's own changes: the entitlement catalogue every care replica starts with is not the workload.
     let all = try source.store.changes(notIn: VersionVector()).filter { $0.id.replica == source.store.replicaID }
@@ -97,14 +97,14 @@ func careMeasures(quick: Bool, seed: UInt64) async throws -> [Measure] {
         defer { hub.stop() }
         var configuration = ClientConfiguration()
         configuration.compressionThreshold = threshold
-        let receiver = try CareReplica.create(at: "\(work)/b-\(compressed).db", name: "b", wallClock: Clock())
+        let receiver = try CareReplica.create(at: "\(work)/b-\(compressed).db", name: "b", wallClock: BenchClock(), random: BenchRandom.system)
         let logger = Logger(label: "bench.care")
         _ = try await SyncClient.sync(store: receiver.store, host: "127.0.0.1", port: hub.port, enrolmentToken: try hub.token(),
                                       configuration: configuration, logger: logger)
         // Each run pushes from a fresh copy of the same records, so both see the same changes.
         let copy = "\(work)/a-\(compressed).db"
         try source.store.backup(to: copy)
-        let sender = try CareReplica.open(at: copy, wallClock: Clock())
+        let sender = try CareReplica.open(at: copy, wallClock: BenchClock(), random: BenchRandom.system)
         let started = DispatchTime.now().uptimeNanoseconds
         let push = try await SyncClient.sync(store: sender.store, host: "127.0.0.1", port: hub.port, enrolmentToken: try hub.token(),
                                              configuration: configuration, logger: logger)
@@ -113,7 +113,7 @@ func careMeasures(quick: Bool, seed: UInt64) async throws -> [Measure] {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         let label = compressed ? "compressed" : "raw"
         let perField = Double(pull.bytesReceived) / Double(fields.count)
-        let details: [String: Any] = ["people": people, "records": workload.records, "changes": all.count, "field_changes": fields.count,
+        let details: [String: any Encodable] = ["people": people, "records": workload.records, "changes": all.count, "field_changes": fields.count,
                                       "value_bytes_per_field": Double(valueBytes) / Double(fields.count),
                                       "pull_bytes": pull.bytesReceived, "push_bytes": push.bytesSent,
                                       "push_bytes_per_field_change": Double(push.bytesSent) / Double(fields.count),
@@ -145,13 +145,13 @@ final class InProcessHub: Sendable {
     }
 
     static func start(path: String, compression: Int?) async throws -> InProcessHub {
-        var random = SystemRandomNumberGenerator()
+        var random = BenchRandom.system
         let store = try SQLiteHubStore(path: path, random: &random)
         var configuration = HubServerConfiguration()
         configuration.port = 0
         configuration.compressionThreshold = compression
         let server = HubServer(store: store, configuration: configuration, logger: Logger(label: "bench.hub")) {
-            UInt64(Date().timeIntervalSince1970 * 1000)
+            BenchClock().nowMillis()
         }
         let task = Task { try await server.run() }
         for _ in 0..<500 where server.boundPort == nil { try await Task.sleep(nanoseconds: 5_000_000) }
@@ -160,8 +160,8 @@ final class InProcessHub: Sendable {
     }
 
     func token() throws -> String {
-        var random = SystemRandomNumberGenerator()
-        return try server.store.issueEnrolmentToken(team: "BENCH", expiresAtMillis: Clock().nowMillis() + 3_600_000, random: &random)
+        var random = BenchRandom.system
+        return try server.store.issueEnrolmentToken(team: "BENCH", expiresAtMillis: BenchClock().nowMillis() + 3_600_000, random: &random)
     }
 
     func pragmas() throws -> (synchronous: Int, journalMode: String) {

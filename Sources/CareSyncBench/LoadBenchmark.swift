@@ -12,7 +12,7 @@ struct LoadOptions {
     var seconds = 20.0
     var warmUpSeconds = 3.0
     var fieldsPerSync = 3
-    var seed = UInt64.random(in: 1...UInt64.max)
+    var seed = BenchRandom.seed()
     /// `perf record` the hub child process over each measured window into this file (N appended).
     var perfHub: String?
 }
@@ -131,12 +131,12 @@ private func runLoadLevel(replicas: Int, options: LoadOptions, binary: String) a
     // Tokens are issued before the hub process opens the file: one writer per SQLite file.
     var tokens: [String] = []
     do {
-        var random = SystemRandomNumberGenerator()
+        var random = BenchRandom.system
         let store = try SQLiteHubStore(path: hubPath, random: &random)
         let pragmas = try store.connectionPragmas()
         guard pragmas.synchronous == 2, pragmas.journalMode == "wal" else { throw BenchFailure("the hub store did not open at WAL + FULL") }
         for _ in 0..<replicas {
-            tokens.append(try store.issueEnrolmentToken(team: "LOAD", expiresAtMillis: Clock().nowMillis() + 3_600_000, random: &random))
+            tokens.append(try store.issueEnrolmentToken(team: "LOAD", expiresAtMillis: BenchClock().nowMillis() + 3_600_000, random: &random))
         }
     }
     let hub = try ProcessProbe.start(binary, ["hub", "serve", "--db", hubPath, "--port", "0", "--max-connections", "\(replicas + 64)"], work: work)
@@ -150,7 +150,7 @@ private func runLoadLevel(replicas: Int, options: LoadOptions, binary: String) a
     var stores: [ReplicaStore] = []
     for index in 0..<replicas {
         stores.append(try ReplicaStore.create(at: "\(replicaDirectory)/r\(index).db", schema: schema,
-                                              replicaID: ReplicaID(high: 0x10AD, low: UInt64(index + 1)), name: "r\(index)", wallClock: Clock()))
+                                              replicaID: ReplicaID(high: 0x10AD, low: UInt64(index + 1)), name: "r\(index)", wallClock: BenchClock()))
     }
     let logger = Logger(label: "bench.load")
     // One attempt per sync: a failure is counted, not hidden behind a backoff.

@@ -5,7 +5,7 @@ import Foundation
 /// `target_is` ("at_most" or "at_least"), against `target_on` (the figure, or `ratio_c_api`).
 /// `ratio_c_api` says how many times slower than the C-API baseline in the same run (null where a
 /// measure has no plain equivalent, as for wire bytes); baselines are in the figure's unit.
-struct Measure {
+struct Measure: Encodable {
     enum Bound: String { case atMost = "at_most", atLeast = "at_least" }
 
     let name: String
@@ -18,7 +18,8 @@ struct Measure {
     var target: Double?
     var bound: Bound = .atMost
     var stretch: Double?
-    var details: [String: Any] = [:]
+    /// Figures of the run behind the measure (counts, seconds), printed beside its own keys.
+    var details: [String: any Encodable] = [:]
 
     /// How many times slower than the baseline: time over baseline time, or, for a throughput
     /// (a measure whose target is a least value), baseline throughput over ours.
@@ -40,22 +41,22 @@ struct Measure {
         return bound == .atMost ? checked <= stretch : checked >= stretch
     }
 
-    var object: [String: Any] {
-        var object = details
-        object["measure"] = name
-        object["figure"] = figure
-        object["unit"] = unit
-        object["baseline_c_api"] = baselineCAPI ?? NSNull()
-        object["baseline_grdb"] = baselineGRDB ?? NSNull()
-        object["ratio_c_api"] = ratioCAPI ?? NSNull()
-        object["ratio_grdb"] = ratioGRDB ?? NSNull()
-        object["target"] = target ?? NSNull()
-        object["target_on"] = targetOn
-        object["target_is"] = bound.rawValue
-        object["stretch"] = stretch ?? NSNull()
-        object["met"] = met ?? NSNull()
-        object["stretch_met"] = stretchMet ?? NSNull()
-        return object
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: JSONKey.self)
+        for (key, value) in details { try container.encodeFinite(value, forKey: key) }
+        try container.encode(name, forKey: "measure")
+        try container.encodeFinite(figure, forKey: "figure")
+        try container.encode(unit, forKey: "unit")
+        try container.encodeFinite(baselineCAPI, forKey: "baseline_c_api")
+        try container.encodeFinite(baselineGRDB, forKey: "baseline_grdb")
+        try container.encodeFinite(ratioCAPI, forKey: "ratio_c_api")
+        try container.encodeFinite(ratioGRDB, forKey: "ratio_grdb")
+        try container.encodeFinite(target, forKey: "target")
+        try container.encode(targetOn, forKey: "target_on")
+        try container.encode(bound.rawValue, forKey: "target_is")
+        try container.encodeFinite(stretch, forKey: "stretch")
+        try container.encodeFinite(met, forKey: "met")
+        try container.encodeFinite(stretchMet, forKey: "stretch_met")
     }
 
     /// "met", "not met" or "" (no target), for the human-readable tables.
@@ -72,8 +73,8 @@ func formatted(_ value: Double) -> String {
 }
 
 /// When and under what load a run was made, printed beside every figure.
-struct RunContext {
-    let date = ISO8601DateFormatter().string(from: Date())
+struct RunContext: Encodable {
+    let date = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(BenchClock().nowMillis()) / 1000))
     let loadAverage = RunContext.readLoadAverage()
 
     static func readLoadAverage() -> [Double] {
@@ -85,28 +86,53 @@ struct RunContext {
         "\(date), load average \(loadAverage.map { String(format: "%.2f", $0) }.joined(separator: " ")), \(ProcessInfo.processInfo.activeProcessorCount) cores"
     }
 
-    var object: [String: Any] {
-        ["date": date, "load_average_at_start": loadAverage, "load_average_at_end": RunContext.readLoadAverage(),
-         "cores": ProcessInfo.processInfo.activeProcessorCount]
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: JSONKey.self)
+        try container.encode(date, forKey: "date")
+        try container.encodeFinite(loadAverage, forKey: "load_average_at_start")
+        try container.encodeFinite(RunContext.readLoadAverage(), forKey: "load_average_at_end")
+        try container.encode(ProcessInfo.processInfo.activeProcessorCount, forKey: "cores")
     }
 }
 
 /// Prints one JSON document: the run's context, then one object per measure.
-func printJSON(benchmark: String, context: RunContext, measures: [Measure], extra: [String: Any] = [:]) throws {
-    var document: [String: Any] = extra
-    document["benchmark"] = benchmark
-    document["run"] = context.object
-    document["measures"] = measures.map(\.object)
-    let data = try JSONSerialization.data(withJSONObject: jsonSafe(document), options: [.prettyPrinted, .sortedKeys])
+func printJSON(benchmark: String, context: RunContext, measures: [Measure], extra: [String: any Encodable] = [:]) throws {
+    struct Document: Encodable {
+        let benchmark: String, context: RunContext, measures: [Measure], extra: [String: any Encodable]
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: JSONKey.self)
+            for (key, value) in extra { try container.encodeFinite(value, forKey: key) }
+            try container.encode(benchmark, forKey: "benchmark")
+            try container.encode(context, forKey: "run")
+            try container.encode(measures, forKey: "measures")
+        }
+    }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let data = try encoder.encode(Document(benchmark: benchmark, context: context, measures: measures, extra: extra))
     print(String(decoding: data, as: UTF8.self))
 }
 
-/// JSON has no NaN or infinity (a level where no sync finished has no percentile): they become null.
-func jsonSafe(_ value: Any) -> Any {
-    switch value {
-    case let number as Double: number.isFinite ? number : NSNull()
-    case let object as [String: Any]: object.mapValues(jsonSafe)
-    case let array as [Any]: array.map(jsonSafe)
-    default: value
+/// A key given as it is printed (the bench's keys are written snake_case).
+struct JSONKey: CodingKey, ExpressibleByStringLiteral {
+    let stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+    init(stringLiteral value: String) { stringValue = value }
+}
+
+extension KeyedEncodingContainer<JSONKey> {
+    /// JSON has no NaN or infinity (a level where no sync finished has no percentile), and an
+    /// absent value is printed as null: both become null.
+    mutating func encodeFinite(_ value: (any Encodable)?, forKey key: String) throws {
+        let key = JSONKey(stringValue: key)
+        switch value {
+        case nil: try encodeNil(forKey: key)
+        case let number as Double where !number.isFinite: try encodeNil(forKey: key)
+        case let numbers as [Double]: try encode(numbers.map { $0.isFinite ? $0 : nil }, forKey: key)
+        case let value?: try encode(value, forKey: key)
+        }
     }
 }

@@ -29,7 +29,7 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
     }
 
     func replica(_ name: String, _ id: UInt64) throws -> ReplicaStore {
-        try ReplicaStore.create(at: "\(work)/\(name).db", schema: schema, replicaID: ReplicaID(high: id, low: id), name: name, wallClock: Clock())
+        try ReplicaStore.create(at: "\(work)/\(name).db", schema: schema, replicaID: ReplicaID(high: id, low: id), name: name, wallClock: BenchClock())
     }
 
     func fill(_ store: ReplicaStore, rows: Int, fields: Int, generation: Int) throws {
@@ -72,7 +72,7 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
         let batch = fieldChanges(try a.changes(notIn: VersionVector()))
         let seconds = Double(end - start) / 1e9
         let pullSeconds = Double(end - middle) / 1e9
-        let details: [String: Any] = ["changes": pull.summary.pulled, "field_changes": batch.count, "seconds": seconds,
+        let details: [String: any Encodable] = ["changes": pull.summary.pulled, "field_changes": batch.count, "seconds": seconds,
                                       "push_s": Double(middle - start) / 1e9, "pull_s": pullSeconds,
                                       "push_bytes": push.bytesSent, "pull_bytes": pull.bytesReceived]
         measures.append(Measure(name: "synthetic workload: wire bytes per field change, \(label) (pull)",
@@ -185,7 +185,7 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
                                                          "--json", "--quiet"], work: work)
             let clientPeak = Double(client.waitAndPeak()) / 1024
             let hubPeak = Double(hub.peakSoFar()) / 1024
-            let details: [String: Any] = ["backlog_changes": sourceChanges, "backlog_rows": backlogRows, "push_s": pushReport.durationSeconds]
+            let details: [String: any Encodable] = ["backlog_changes": sourceChanges, "backlog_rows": backlogRows, "push_s": pushReport.durationSeconds]
             measures.append(Measure(name: "peak RSS, hub, \(sourceChanges)-change backlog", figure: hubPeak, unit: "MB", target: 64, stretch: 32, details: details))
             measures.append(Measure(name: "peak RSS, client, \(sourceChanges)-change backlog", figure: clientPeak, unit: "MB", target: 64, stretch: 32, details: details))
         }

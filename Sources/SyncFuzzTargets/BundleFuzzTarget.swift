@@ -17,7 +17,7 @@ enum BundleFuzzTarget {
         let path = FuzzScratch.path("template-replica.db")
         do {
             var random = SeededGenerator(seed: 0xB0D1E)
-            _ = try CareReplica.create(at: path, name: "fuzz", wallClock: clock, replicaID: ReplicaID.random(using: &random))
+            _ = try CareReplica.create(at: path, name: "fuzz", wallClock: clock, random: RandomSource { 0xB0D1E }, replicaID: ReplicaID.random(using: &random))
             return .success(path)
         } catch {
             return .failure(StoreSetupError(description: "template replica: \(error)"))

@@ -70,17 +70,19 @@ struct ReplicaOptions: ParsableArguments {
         do {
             _ = try WorkerID.canonical(worker)
         } catch let error as CareError {
-            throw ValidationError("\(author == nil ? "$CARESYNC_USER/$USER" : "--as"): \(error.message)")
+            throw ValidationError("\(author == nil ? "$CARESYNC_USER/$USER" : "--as"): \(error.message)"
+                                  + (Hints.hint(for: error).map { "; \($0)" } ?? ""))
         }
     }
 
     /// Opens the replica; commands that only read pass `.readOnly`, so a read never changes the file.
     func open(_ access: StoreAccess = .readWrite) throws -> CareReplica {
         Output.bootstrapLogging(verbose: verbose)
-        return try Output.run { try CareReplica.open(at: path, wallClock: SystemWallClock(), access: access) }
+        return try Output.run { try CareReplica.open(at: path, wallClock: SystemWallClock(), random: .system, access: access) }
     }
 }
 
+/// The system clock, the CLI's only reading of the time: every command takes its times from it.
 struct SystemWallClock: WallClock {
     func nowMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
 }

@@ -6,8 +6,10 @@ import SyncCore
 import SyncEngine
 import SyncStore
 
-/// Printing, JSON and the mapping of errors to one-line messages and exit codes.
+/// Printing, JSON and the mapping of errors to one-line messages, hints and exit codes.
 enum Output {
+    // Safety: written only by `bootstrapLogging`, which a command calls on its one task before it
+    // starts any other; argument-parser runs one command per process.
     nonisolated(unsafe) private static var loggingReady = false
 
     static func bootstrapLogging(verbose: Bool) {
@@ -21,55 +23,49 @@ enum Output {
     }
 
     /// Runs `body`, turning known errors into a one-line message on standard error and a
-    /// meaningful exit code.
+    /// meaningful exit code (thrown as argument-parser's `ExitCode`).
     static func run<T>(_ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch let error as CareError {
-            fail(error.message, code: error.code, exit: 1)
+            throw fail(error.message, hint: Hints.hint(for: error), code: error.code.name, exit: 1)
         } catch let error as StoreError {
             switch error.code {
-            case .clockSkew: fail(error.message, code: error.code.rawValue, exit: 4)
+            case .clockSkew: throw fail(error.message, code: error.code.name, exit: 4)
             // A value too long to ever sync is a bad argument: the same command with a shorter one works.
-            case .limitExceeded: fail(error.message, code: error.code.rawValue, exit: 64)
+            case .limitExceeded: throw fail(error.message, code: error.code.name, exit: 64)
             case .rowNotFound, .rowExists, .immutableField, .statusBackwards, .notDeletable, .wrongOperation, .wrongType,
                  .unknownTable, .unknownColumn:
-                fail(error.message, code: error.code.rawValue, exit: 1)
-            default: fail(error.messageWithHint, code: error.code.rawValue, exit: 3)
+                throw fail(error.message, code: error.code.name, exit: 1)
+            default: throw fail(error.message, hint: Hints.hint(for: error), code: error.code.name, exit: 3)
             }
         } catch let error as BundleError {
-            fail(error.description, code: error.code, exit: 2)
+            throw fail(error.description, code: error.code, exit: 2)
         } catch let error as DurableFile.FileError {
-            fail(error.description, code: "FILE", exit: 2)
+            throw fail(error.description, code: "FILE", exit: 2)
         }
     }
 
-    static func fail(_ message: String, code: String, exit: Int32) -> Never {
-        FileHandle.standardError.write(Data("error: \(message) [\(code)]\n".utf8))
-        Foundation.exit(exit)
+    /// Writes `error: <message>[; <hint>] [<code>]` to standard error and returns the exit code to throw.
+    static func fail(_ message: String, hint: String? = nil, code: String, exit: Int32) -> ExitCode {
+        FileHandle.standardError.write(Data("error: \(message)\(hint.map { "; \($0)" } ?? "") [\(code)]\n".utf8))
+        return ExitCode(exit)
     }
 
     static func line(_ text: String = "") { print(text) }
 
-    static func json(_ object: Any) {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) else {
-            fail("could not encode JSON output", code: "OUTPUT", exit: 3)
-        }
+    /// Prints `value` as pretty JSON with sorted, snake_case keys (`approvalID` → `approval_id`).
+    /// Record field names, which are already snake_case, pass through the key conversion unchanged.
+    static func json(_ value: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        guard let data = try? encoder.encode(value) else { throw fail("could not encode JSON output", code: "OUTPUT", exit: 3) }
         print(String(decoding: data, as: UTF8.self))
     }
 
-    static func jsonValue(_ value: FieldValue) -> Any {
-        switch value {
-        case .null: NSNull()
-        case let .integer(number): number
-        case let .real(number): number
-        case let .text(text): text
-        case let .blob(bytes): bytes.hexString
-        }
-    }
-
-    static func record(_ row: [String: FieldValue]) -> [String: Any] {
-        row.mapValues(jsonValue)
+    static func record(_ row: [String: FieldValue]) -> [String: JSONField] {
+        row.mapValues(JSONField.init)
     }
 
     /// A hybrid timestamp's physical part as UTC ISO-8601.
@@ -97,5 +93,81 @@ enum Output {
         }
         line(render(header))
         for row in rows { line(render(row)) }
+    }
+}
+
+/// What to run next, for a refusal: CareRecords says what was wrong and names kinds, ids and
+/// fields; only the CLI knows its own subcommands and flags.
+enum Hints {
+    static func hint(for error: CareError) -> String? {
+        let id = error.recordID ?? "<id>"
+        switch error.code {
+        case .badWorker:
+            return "give --as <worker> or set CARESYNC_USER"
+        case .useApprove:
+            return error.recordID.map { "approve it with `caresync approve \($0)`" } ?? "use `caresync approve <plan id>`"
+        case .setField:
+            return "use `caresync set-add \(error.recordKind ?? "<kind>") <id> \(error.field ?? "<field>") <element>` (or set-remove)"
+        case .planApproved, .planFrozen:
+            return error.recordKind == Plan.kindName ? "create a new version with `caresync plan-version \(id)`" : nil
+        case .openConflicts:
+            return "see `caresync conflicts`"
+        case .endAllocation:
+            return "`caresync edit allocation <id> ended_on=YYYY-MM-DD end_reason=…`"
+        case .badResolution:
+            return "give --pick N or --value TEXT"
+        case .unknownItem:
+            return "see `caresync catalogue`"
+        case .requiredField:
+            // Creating (no id): show how a record of the kind is made.
+            guard error.recordID == nil, let kind = error.recordKind.flatMap(CareSchema.kind),
+                  let field = error.field, kind.required.contains(field) else { return nil }
+            return "e.g. \(KindExamples.example(kind))"
+        default:
+            return nil
+        }
+    }
+
+    /// The store says what is wrong with a file; the CLI says which of its commands helps (the
+    /// store names no command or flag of any program).
+    static func hint(for error: StoreError) -> String? {
+        switch error.code {
+        case .notAReplica: "create one with `caresync init`, or name a replica with `--replica` (a hub database goes with `caresync hub … --db`)"
+        case .notAHub: "`caresync hub enroll --db <new path>` creates one (a replica goes with `caresync … --replica`)"
+        case .schemaTooNew: "upgrade caresync"
+        case .schemaTooOld: "run a command that writes (e.g. `caresync sync`) once"
+        default: nil
+        }
+    }
+}
+
+/// A field value as JSON: null, a number, text, or a blob as hex.
+struct JSONField: Encodable {
+    let value: FieldValue
+
+    init(_ value: FieldValue) { self.value = value }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch value {
+        case .null: try container.encodeNil()
+        case let .integer(number): try container.encode(number)
+        case let .real(number): try container.encode(number)
+        case let .text(text): try container.encode(text)
+        case let .blob(bytes): try container.encode(bytes.hexString)
+        }
+    }
+}
+
+/// An optional that is written as JSON `null` when absent, where the synthesised `Encodable`
+/// would leave the key out: keys whose value can be null are always present.
+struct OrNull<Wrapped: Encodable>: Encodable {
+    let value: Wrapped?
+
+    init(_ value: Wrapped?) { self.value = value }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let value { try container.encode(value) } else { try container.encodeNil() }
     }
 }

@@ -19,9 +19,10 @@ struct InitCommand: ParsableCommand {
 
     func run() throws {
         Output.bootstrapLogging(verbose: false)
-        let replica = try Output.run { try CareReplica.create(at: path, name: name, wallClock: SystemWallClock()) }
+        let replica = try Output.run { try CareReplica.create(at: path, name: name, wallClock: SystemWallClock(), random: .system) }
         if json {
-            Output.json(["replica_id": replica.store.replicaID.hex, "path": path, "schema_version": CareSchema.version])
+            struct Created: Encodable { let replicaID: String, path: String, schemaVersion: Int }
+            try Output.json(Created(replicaID: replica.store.replicaID.hex, path: path, schemaVersion: CareSchema.version))
         } else {
             Output.line("created replica \(replica.store.replicaID.hex) at \(path) (schema v\(CareSchema.version))")
         }
@@ -46,24 +47,25 @@ struct KindsCommand: ParsableCommand {
     func run() throws {
         guard let kind else {
             if json {
-                Output.json(CareSchema.kinds.map { ["kind": $0.name, "summary": $0.summary] })
+                try Output.json(CareSchema.kinds.map { ["kind": $0.name, "summary": $0.summary] })
             } else {
                 Output.table(["KIND", "WHAT"], CareSchema.kinds.map { [$0.name, $0.summary] })
             }
             return
         }
         guard let recordKind = CareSchema.kind(kind) else {
-            Output.fail("unknown record kind '\(kind)'; run `caresync kinds`", code: "UNKNOWN_KIND", exit: 1)
+            throw Output.fail("unknown record kind '\(kind)'; run `caresync kinds`", code: "UNKNOWN_KIND", exit: 1)
         }
         if json {
-            Output.json(recordKind.fields.map {
-                ["field": $0.name, "policy": $0.policy.name, "format": $0.format.name, "help": $0.help, "automatic": $0.automatic]
+            struct Field: Encodable { let field: String, policy: String, format: String, help: String, automatic: Bool }
+            try Output.json(recordKind.fields.map {
+                Field(field: $0.name, policy: $0.policy.name, format: $0.format.name, help: $0.help, automatic: $0.automatic)
             })
             return
         }
         Output.line("\(recordKind.name): \(recordKind.summary)")
         Output.line("required: \(recordKind.required.isEmpty ? "–" : recordKind.required.joined(separator: ", "))")
-        Output.line("example:  \(recordKind.example)")
+        Output.line("example:  \(KindExamples.example(recordKind))")
         Output.line()
         Output.table(["FIELD", "POLICY", "FORMAT", "MEANING"], recordKind.fields.map {
             [$0.name, $0.policy.name, $0.format.name, $0.help + ($0.automatic ? " (automatic)" : "")]
@@ -90,7 +92,7 @@ struct AddCommand: ParsableCommand {
         let replica = try options.open()
         let values = try Assignments.parse(fields)
         let id = try Output.run { try replica.add(kind, fields: values, author: options.worker) }
-        if options.json { Output.json(["id": id, "kind": kind]) } else { Output.line(id) }
+        if options.json { try Output.json(["id": id, "kind": kind]) } else { Output.line(id) }
     }
 }
 
@@ -112,7 +114,8 @@ struct EditCommand: ParsableCommand {
         let replica = try options.open()
         let values = try Assignments.parse(fields)
         try Output.run { try replica.edit(kind, id: id, fields: values, author: options.worker) }
-        if options.json { Output.json(["id": id, "kind": kind, "changed": values.keys.sorted()]) } else {
+        struct Edited: Encodable { let id: String, kind: String, changed: [String] }
+        if options.json { try Output.json(Edited(id: id, kind: kind, changed: values.keys.sorted())) } else {
             Output.line("updated \(kind) \(id): \(values.keys.sorted().joined(separator: ", "))")
         }
     }
@@ -149,7 +152,8 @@ struct SetAddCommand: ParsableCommand {
         try Output.run {
             try replica.setAdd(target.kind, id: target.id, field: target.field, element: target.element, author: options.worker)
         }
-        if options.json { Output.json(["id": target.id, "field": target.field, "added": true]) } else {
+        struct Added: Encodable { let id: String, field: String, added = true }
+        if options.json { try Output.json(Added(id: target.id, field: target.field)) } else {
             Output.line("added to \(target.kind).\(target.field)")
         }
     }
@@ -168,7 +172,8 @@ struct SetRemoveCommand: ParsableCommand {
         try Output.run {
             try replica.setRemove(target.kind, id: target.id, field: target.field, element: target.element, author: options.worker)
         }
-        if options.json { Output.json(["id": target.id, "field": target.field, "removed": true]) } else {
+        struct Removed: Encodable { let id: String, field: String, removed = true }
+        if options.json { try Output.json(Removed(id: target.id, field: target.field)) } else {
             Output.line("removed from \(target.kind).\(target.field)")
         }
     }
@@ -186,7 +191,8 @@ struct DeleteCommand: ParsableCommand {
     func run() throws {
         let replica = try options.open()
         try Output.run { try replica.delete(kind, id: id, author: options.worker) }
-        if options.json { Output.json(["id": id, "deleted": true]) } else { Output.line("deleted \(kind) \(id)") }
+        struct Deleted: Encodable { let id: String, deleted = true }
+        if options.json { try Output.json(Deleted(id: id)) } else { Output.line("deleted \(kind) \(id)") }
     }
 }
 
@@ -203,14 +209,16 @@ struct ShowCommand: ParsableCommand {
         let replica = try options.open(.readOnly)
         let record = try Output.run { try replica.describe(kind, id: id) }
         if options.json {
-            Output.json([
-                "kind": record.kind, "id": record.id,
-                "fields": Dictionary(uniqueKeysWithValues: record.fields.map { ($0.name, Output.jsonValue($0.value)) }),
-                "conflicts": Dictionary(uniqueKeysWithValues: record.fields.filter { !$0.candidates.isEmpty }.map {
-                    ($0.name, $0.candidates.map(ConflictsCommand.candidateJSON))
+            struct Shown: Encodable {
+                let kind: String, id: String, fields: [String: JSONField], conflicts: [String: [CandidateJSON]], derived: [String: String]
+            }
+            try Output.json(Shown(
+                kind: record.kind, id: record.id,
+                fields: Dictionary(uniqueKeysWithValues: record.fields.map { ($0.name, JSONField($0.value)) }),
+                conflicts: Dictionary(uniqueKeysWithValues: record.fields.filter { !$0.candidates.isEmpty }.map {
+                    ($0.name, $0.candidates.map(CandidateJSON.init))
                 }),
-                "derived": Dictionary(uniqueKeysWithValues: record.derived.map { ($0.name, $0.value) }),
-            ])
+                derived: Dictionary(uniqueKeysWithValues: record.derived.map { ($0.name, $0.value) })))
             return
         }
         Output.line("\(record.kind) \(record.id)")
@@ -238,9 +246,9 @@ struct ListCommand: ParsableCommand {
     func run() throws {
         let replica = try options.open(.readOnly)
         let rows = try Output.run { try replica.list(kind, where: try Assignments.parse(filters)) }
-        if options.json { Output.json(rows.map(Output.record)); return }
+        if options.json { try Output.json(rows.map(Output.record)); return }
         guard let recordKind = CareSchema.kind(kind) else { return }
-        let columns = ["id"] + recordKind.fields.filter { !$0.automatic && $0.name != "created_by" }.prefix(5).map(\.name)
+        let columns = ["id"] + recordKind.fields.filter { !$0.automatic && $0.name != CareColumn.createdBy.rawValue }.prefix(5).map(\.name)
         Output.table(columns.map { $0.uppercased() }, rows.map { row in columns.map { Output.cell(row[$0] ?? .null, width: 36) } })
         Output.line("\(rows.count) \(kind) record(s)")
     }

@@ -14,11 +14,11 @@ struct SyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sync", abstract: "Sync this replica with the hub over TCP: push until acknowledged, then pull until caught up.",
         discussion: """
-            First time (enrolment, with a token from the hub operator):
+            Examples:
               caresync sync --hub 127.0.0.1:7700 --token cse1-…
-            Afterwards:
               caresync sync
-            An interrupted sync resumes from the last acknowledged batch. Transient failures are retried \
+            The first sync enrols the replica, with a one-time token from the hub operator; later ones \
+            need no options. An interrupted sync resumes from the last acknowledged batch. Transient failures are retried \
             with backoff. Prints a summary (--json for scripts); a progress line on a terminal.
             """)
 
@@ -48,15 +48,14 @@ struct SyncCommand: AsyncParsableCommand {
             if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
             let summary = report.summary
             if options.json {
-                Output.json([
-                    "hub": summary.hub?.hex ?? NSNull(), "enrolled": summary.enrolled, "pushed": summary.pushed,
-                    "pulled": summary.pulled, "applied": summary.applied, "duplicates": summary.duplicates,
-                    "conflicts_opened": summary.conflictsOpened, "bytes_sent": report.bytesSent,
-                    "bytes_received": report.bytesReceived, "round_trips": summary.roundTrips, "attempts": report.attempts,
-                    "duration_s": report.durationSeconds, "recovered": summary.recovered,
-                    "forked_from": summary.forkedFrom?.hex ?? NSNull(), "reissued": summary.reissued,
-                    "replica_id": replica.store.replicaID.hex,
-                ])
+                try Output.json(Synced(
+                    hub: OrNull(summary.hub?.hex), enrolled: summary.enrolled, pushed: summary.pushed,
+                    pulled: summary.pulled, applied: summary.applied, duplicates: summary.duplicates,
+                    conflictsOpened: summary.conflictsOpened, bytesSent: report.bytesSent,
+                    bytesReceived: report.bytesReceived, roundTrips: summary.roundTrips, attempts: report.attempts,
+                    durationS: report.durationSeconds, recovered: summary.recovered,
+                    forkedFrom: OrNull(summary.forkedFrom?.hex), reissued: summary.reissued,
+                    replicaID: replica.store.replicaID.hex))
             } else {
                 if summary.recovered > 0 {
                     Output.line("recovered \(summary.recovered) change(s) of this replica's own that the hub held and this file did not (restored from a backup?)")
@@ -68,12 +67,27 @@ struct SyncCommand: AsyncParsableCommand {
             }
         } catch let unreachable as HubUnreachable {
             if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
-            Output.fail("sync failed: \(unreachable.description)", code: unreachable.code, exit: 5)
+            throw Output.fail("sync failed: \(unreachable.description)", code: unreachable.code, exit: 5)
         } catch let failure as SyncFailure {
             if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
-            Output.fail("sync failed: \(failure.message)", code: failure.code.name, exit: failure.code == .clockSkew ? 4 : 5)
+            throw Output.fail("sync failed: \(failure.message)", code: failure.code.name, exit: failure.code == .clockSkew ? 4 : 5)
         }
     }
+}
+
+/// `caresync sync --json`.
+private struct Synced: Encodable {
+    let hub: OrNull<String>, enrolled: Bool, pushed: Int, pulled: Int, applied: Int, duplicates: Int
+    let conflictsOpened: Int, bytesSent: Int, bytesReceived: Int, roundTrips: Int, attempts: Int
+    let durationS: Double, recovered: Int, forkedFrom: OrNull<String>, reissued: Int, replicaID: String
+}
+
+/// One replica in `caresync hub replicas --json`: what the replica last reported is null until it has.
+private struct ReplicaJSON: Encodable {
+    let replicaID: String, team: String, lagChanges: UInt64, changesStored: UInt64, revoked: Bool
+    let firstSeen: OrNull<String>, lastSeen: OrNull<String>, pendingChanges: OrNull<UInt64>, oldestUnsyncedAgeS: OrNull<UInt64>
+    let openConflicts: OrNull<UInt64>, schemaVersion: OrNull<UInt64>, appVersion: OrNull<String>, lastError: OrNull<String>
+    let forkedFrom: OrNull<String>, equivocations: UInt64
 }
 
 enum HubAddress {
@@ -102,7 +116,7 @@ struct HubOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Hub database file (created if missing).", valueName: "path")) var db = "hub.db"
 
     func open() throws -> SQLiteHubStore {
-        var random = SystemRandomNumberGenerator()
+        var random = RandomSource.system
         return try Output.run { try SQLiteHubStore(path: db, random: &random) }
     }
 
@@ -137,9 +151,8 @@ struct HubServeCommand: AsyncParsableCommand {
         configuration.port = port
         configuration.maxConnections = maxConnections
         let logger = Logger(label: "caresync.hub")
-        let server = HubServer(store: store, configuration: configuration, logger: logger) {
-            UInt64(Date().timeIntervalSince1970 * 1000)
-        }
+        let clock = SystemWallClock()
+        let server = HubServer(store: store, configuration: configuration, logger: logger) { clock.nowMillis() }
         let announce = Task {
             for _ in 0..<200 {
                 if let bound = server.boundPort {
@@ -196,12 +209,12 @@ struct HubEnrollCommand: ParsableCommand {
             return id
         }
         let store = try hub.open()
-        var random = SystemRandomNumberGenerator()
-        let expires = UInt64(Date().timeIntervalSince1970 * 1000) + UInt64(expiresInHours) * 3_600_000
+        var random = RandomSource.system
+        let expires = SystemWallClock().nowMillis() + UInt64(expiresInHours) * 3_600_000
         let token = try Output.run { try store.issueEnrolmentToken(team: team, replica: bound, expiresAtMillis: expires, random: &random) }
         var fields = ["token": token, "team": team, "expires_at": Output.iso(expires)]
         if let bound { fields["replica"] = bound.hex }
-        if json { Output.json(fields) } else { Output.line(token) }
+        if json { try Output.json(fields) } else { Output.line(token) }
     }
 }
 
@@ -220,8 +233,8 @@ struct HubRevokeCommand: ParsableCommand {
     func run() throws {
         guard let id = ReplicaID(hex: replica) else { throw ValidationError("replica id must be 32 hex digits") }
         let store = try hub.open()
-        let revoked = try Output.run { try store.revoke(replica: id, nowMillis: UInt64(Date().timeIntervalSince1970 * 1000)) }
-        guard revoked else { Output.fail("no active replica \(id.hex) on this hub", code: "NOT_FOUND", exit: 1) }
+        let revoked = try Output.run { try store.revoke(replica: id, nowMillis: SystemWallClock().nowMillis()) }
+        guard revoked else { throw Output.fail("no active replica \(id.hex) on this hub", code: "NOT_FOUND", exit: 1) }
         Output.line("revoked \(id.hex)")
     }
 }
@@ -243,22 +256,17 @@ struct HubReplicasCommand: ParsableCommand {
         // operator's terminal, even from a store written before the hub sanitised it.
         func shown(_ text: String?) -> String? { text.map(OperatorText.escaped) }
         if json {
-            Output.json(replicas.map { summary -> [String: Any] in
-                var object: [String: Any] = [
-                    "replica_id": summary.replica.hex, "team": OperatorText.escaped(summary.team), "lag_changes": summary.lagChanges,
-                    "changes_stored": summary.changesStored, "revoked": summary.revoked,
-                ]
-                object["first_seen"] = summary.firstSeenMillis.map { Output.iso($0) } ?? NSNull()
-                object["last_seen"] = summary.lastSeenMillis.map { Output.iso($0) } ?? NSNull()
-                object["pending_changes"] = summary.pendingChanges ?? NSNull() as Any
-                object["oldest_unsynced_age_s"] = summary.oldestUnsyncedAgeMillis.map { $0 / 1000 } ?? NSNull() as Any
-                object["open_conflicts"] = summary.openConflicts ?? NSNull() as Any
-                object["schema_version"] = summary.schemaVersion ?? NSNull() as Any
-                object["app_version"] = shown(summary.appVersion) ?? NSNull()
-                object["last_error"] = shown(summary.lastError) ?? NSNull()
-                object["forked_from"] = summary.forkedFrom?.hex ?? NSNull()
-                object["equivocations"] = summary.equivocations
-                return object
+            try Output.json(replicas.map { summary in
+                ReplicaJSON(
+                    replicaID: summary.replica.hex, team: OperatorText.escaped(summary.team), lagChanges: summary.lagChanges,
+                    changesStored: summary.changesStored, revoked: summary.revoked,
+                    firstSeen: OrNull(summary.firstSeenMillis.map { Output.iso($0) }),
+                    lastSeen: OrNull(summary.lastSeenMillis.map { Output.iso($0) }),
+                    pendingChanges: OrNull(summary.pendingChanges),
+                    oldestUnsyncedAgeS: OrNull(summary.oldestUnsyncedAgeMillis.map { $0 / 1000 }),
+                    openConflicts: OrNull(summary.openConflicts), schemaVersion: OrNull(summary.schemaVersion),
+                    appVersion: OrNull(shown(summary.appVersion)), lastError: OrNull(shown(summary.lastError)),
+                    forkedFrom: OrNull(summary.forkedFrom?.hex), equivocations: summary.equivocations)
             })
             return
         }
@@ -298,10 +306,14 @@ struct HubEquivocationsCommand: ParsableCommand {
         let store = try hub.openReadOnly()
         let records = try Output.run { try store.equivocations() }
         if json {
-            Output.json(records.map { record -> [String: Any] in
-                ["change": record.change.description, "origin": record.change.replica.hex, "counter": record.change.counter,
-                 "from_replica": record.from.hex, "received_at": Output.iso(record.receivedAtMillis),
-                 "held_sha256": record.heldDigest, "refused_sha256": record.refusedDigest, "refused_bytes": record.refusedBytes]
+            struct Equivocation: Encodable {
+                let change: String, origin: String, counter: UInt64, fromReplica: String, receivedAt: String
+                let heldSha256: String, refusedSha256: String, refusedBytes: Int
+            }
+            try Output.json(records.map { record in
+                Equivocation(change: record.change.description, origin: record.change.replica.hex, counter: record.change.counter,
+                             fromReplica: record.from.hex, receivedAt: Output.iso(record.receivedAtMillis),
+                             heldSha256: record.heldDigest, refusedSha256: record.refusedDigest, refusedBytes: record.refusedBytes)
             })
             return
         }

@@ -3,6 +3,7 @@ import CareRecords
 import Foundation
 import SyncCore
 import SyncEngine
+import SyncStore
 
 struct ApproveCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,12 +12,16 @@ struct ApproveCommand: ParsableCommand {
 
     @OptionGroup var options: ReplicaOptions
     @Argument(help: "Plan id.") var plan: String
-    @Option(help: "approved, rejected or returned.") var decision = "approved"
+    @Option(help: "approved, rejected or returned.") var decision = ApprovalDecision.approved.rawValue
 
     func run() throws {
         let replica = try options.open()
-        let id = try Output.run { try replica.approve(plan: plan, decision: decision, author: options.worker) }
-        if options.json { Output.json(["approval_id": id, "plan_id": plan, "decision": decision]) } else {
+        guard let decided = ApprovalDecision(rawValue: decision) else {
+            throw Output.fail("decision must be approved, rejected or returned", code: CareError.Code.badValue.name, exit: 1)
+        }
+        let id = try Output.run { try replica.approve(plan: plan, decision: decided, author: options.worker) }
+        struct Approved: Encodable { let approvalID: String, planID: String, decision: String }
+        if options.json { try Output.json(Approved(approvalID: id, planID: plan, decision: decision)) } else {
             Output.line("plan \(plan) \(decision) (approval \(id))")
         }
     }
@@ -33,7 +38,7 @@ struct PlanVersionCommand: ParsableCommand {
     func run() throws {
         let replica = try options.open()
         let id = try Output.run { try replica.newVersion(plan: plan, author: options.worker) }
-        if options.json { Output.json(["id": id, "supersedes_id": plan]) } else { Output.line(id) }
+        if options.json { try Output.json(["id": id, "supersedes_id": plan]) } else { Output.line(id) }
     }
 }
 
@@ -46,17 +51,13 @@ struct CatalogueCommand: ParsableCommand {
 
     func run() throws {
         let replica = try options.open(.readOnly)
-        let items = try Output.run { try replica.list("entitlement_item") }
-        if options.json { Output.json(items.map(Output.record)); return }
+        let rows = try Output.run { try replica.list(EntitlementItem.kindName) }
+        if options.json { try Output.json(rows.map(Output.record)); return }
+        let items = try Output.run { try rows.map(EntitlementItem.init(row:)) }
         Output.table(["ITEM", "V", "NAME", "CAP", "PERIOD", "AGES", "IN FORCE"], items.map { item in
-            let cap: String = switch item["cap_kind"]?.textValue {
-            case "count", "count_per_period": "\(item["cap_count"]?.integerValue ?? 0)"
-            case "amount", "amount_per_period": "£\((item["cap_amount_pence"]?.integerValue ?? 0) / 100)"
-            default: "–"
-            }
-            return [item["item_code"]?.textValue ?? "", String(item["version"]?.integerValue ?? 0), item["name"]?.textValue ?? "", cap,
-                    item["period"]?.textValue ?? "", "\(item["min_age_incl"]?.integerValue ?? 0)–\(item["max_age_excl"]?.integerValue ?? 0)",
-                    "\(item["effective_from"]?.textValue ?? "") … \(item["effective_to"]?.textValue ?? "")"]
+            [item.code, String(item.version), item.name, item.capDescription, item.period,
+             "\(item.ages.minimum ?? 0)–\(item.ages.limit ?? 0)",
+             "\(item.inForce.from?.description ?? "") … \(item.inForce.to?.description ?? "")"]
         })
     }
 }
@@ -77,7 +78,7 @@ struct RequestAwardCommand: ParsableCommand {
     func run() throws {
         let replica = try options.open()
         let id = try Output.run { try replica.requestAward(fields: try Assignments.parse(fields), author: options.worker) }
-        if options.json { Output.json(["id": id, "status": "requested"]) } else { Output.line(id) }
+        if options.json { try Output.json(["id": id, "status": AwardStatus.requested.rawValue]) } else { Output.line(id) }
     }
 }
 
@@ -88,23 +89,17 @@ struct ConflictsCommand: ParsableCommand {
 
     @OptionGroup var options: ReplicaOptions
 
-    static func candidateJSON(_ candidate: ConflictCandidate) -> [String: Any] {
-        var object: [String: Any] = [
-            "value": Output.jsonValue(candidate.value), "author": candidate.author, "replica": candidate.replica.hex,
-            "hlc": candidate.timestamp.description, "at": Output.iso(candidate.timestamp),
-        ]
-        if let change = candidate.change { object["change"] = "\(change.replica.hex):\(change.counter)" }
-        if let record = candidate.recordID { object["record_id"] = record }
-        return object
+    struct ConflictJSON: Encodable {
+        let kind: String, recordKind: String, recordID: String, field: String, assignedRole: String, candidates: [CandidateJSON]
     }
 
     func run() throws {
         let replica = try options.open(.readOnly)
         let conflicts = try Output.run { try replica.conflicts() }
         if options.json {
-            Output.json(conflicts.map {
-                ["kind": $0.kind.rawValue, "record_kind": $0.recordKind, "record_id": $0.recordID, "field": $0.field,
-                 "assigned_role": $0.assignedRole, "candidates": $0.candidates.map(Self.candidateJSON)] as [String: Any]
+            try Output.json(conflicts.map {
+                ConflictJSON(kind: $0.kind.rawValue, recordKind: $0.recordKind, recordID: $0.recordID, field: $0.field,
+                             assignedRole: $0.assignedRole, candidates: $0.candidates.map(CandidateJSON.init))
             })
             return
         }
@@ -145,7 +140,8 @@ struct ResolveCommand: ParsableCommand {
     func run() throws {
         let replica = try options.open()
         try Output.run { try replica.resolve(kind, id: id, field: field, value: value, pick: pick, author: options.worker) }
-        if options.json { Output.json(["id": id, "field": field, "resolved": true]) } else { Output.line("resolved \(kind).\(field) on \(id)") }
+        struct Resolved: Encodable { let id: String, field: String, resolved = true }
+        if options.json { try Output.json(Resolved(id: id, field: field)) } else { Output.line("resolved \(kind).\(field) on \(id)") }
     }
 }
 
@@ -170,20 +166,25 @@ struct HistoryCommand: ParsableCommand {
             case let .increment(delta): ("increment", .integer(delta))
             }
         }
+        func created(_ entry: HistoryEntry) -> Bool { CausalLength.isAlive(entry.causalLength) }
         if options.json {
-            Output.json(entries.map { entry in
+            struct Entry: Encodable {
+                let change: String, field: OrNull<String>, author: String, replica: String, hlc: String, happenedAt: String
+                let recordedAt: String, operation: String, value: JSONField
+            }
+            try Output.json(entries.map { entry in
                 let (verb, value) = describe(entry.operation)
-                return ["change": "\(entry.change.replica.hex):\(entry.change.counter)", "field": entry.column ?? NSNull(),
-                        "author": entry.author, "replica": entry.change.replica.hex, "hlc": entry.timestamp.description,
-                        "happened_at": Output.iso(entry.timestamp), "recorded_at": Output.iso(UInt64(max(0, entry.recordedAtMillis))),
-                        "operation": entry.column == nil ? (entry.causalLength % 2 == 1 ? "create" : "delete") : verb,
-                        "value": entry.column == nil ? NSNull() : Output.jsonValue(value)] as [String: Any]
+                return Entry(change: "\(entry.change.replica.hex):\(entry.change.counter)", field: OrNull(entry.column),
+                             author: entry.author, replica: entry.change.replica.hex, hlc: entry.timestamp.description,
+                             happenedAt: Output.iso(entry.timestamp), recordedAt: Output.iso(UInt64(max(0, entry.recordedAtMillis))),
+                             operation: entry.column == nil ? (created(entry) ? "create" : "delete") : verb,
+                             value: JSONField(entry.column == nil ? .null : value))
             })
             return
         }
         Output.table(["HAPPENED (HLC)", "RECORDED HERE", "REPLICA", "AUTHOR", "FIELD", "CHANGE"], entries.map { entry in
             let (verb, value) = describe(entry.operation)
-            let change = entry.column == nil ? (entry.causalLength % 2 == 1 ? "created" : "deleted") : "\(verb) \(Output.cell(value, width: 40))"
+            let change = entry.column == nil ? (created(entry) ? "created" : "deleted") : "\(verb) \(Output.cell(value, width: 40))"
             return [Output.iso(entry.timestamp), Output.iso(UInt64(max(0, entry.recordedAtMillis))), entry.change.replica.short,
                     entry.author, entry.column ?? "(record)", change]
         })
@@ -201,14 +202,18 @@ struct StatusCommand: ParsableCommand {
         let replica = try options.open(.readOnly)
         let status = try Output.run { try replica.store.status() }
         if options.json {
-            Output.json([
-                "replica_id": status.replicaID.hex, "name": status.name, "schema_version": status.schemaVersion,
-                "local_changes": status.localChanges, "total_changes": status.totalChanges,
-                "kept_unknown_changes": status.keptUnknownChanges, "open_conflicts": status.openConflicts,
-                "records": Dictionary(uniqueKeysWithValues: status.rowCounts.map { ($0.table, $0.rows) }),
-                "peers": status.peers.map { ["replica_id": $0.replicaID.hex, "changes_not_seen": $0.changesNotSeen,
-                                              "updated_at": Output.iso(UInt64(max(0, $0.updatedAtMillis)))] as [String: Any] },
-            ])
+            struct Peer: Encodable { let replicaID: String, changesNotSeen: UInt64, updatedAt: String }
+            struct Status: Encodable {
+                let replicaID: String, name: String, schemaVersion: Int, localChanges: UInt64, totalChanges: Int
+                let keptUnknownChanges: Int, openConflicts: Int, records: [String: Int], peers: [Peer]
+            }
+            try Output.json(Status(
+                replicaID: status.replicaID.hex, name: status.name, schemaVersion: status.schemaVersion,
+                localChanges: status.localChanges, totalChanges: status.totalChanges,
+                keptUnknownChanges: status.keptUnknownChanges, openConflicts: status.openConflicts,
+                records: Dictionary(uniqueKeysWithValues: status.rowCounts.map { ($0.table, $0.rows) }),
+                peers: status.peers.map { Peer(replicaID: $0.replicaID.hex, changesNotSeen: $0.changesNotSeen,
+                                               updatedAt: Output.iso(UInt64(max(0, $0.updatedAtMillis)))) }))
             return
         }
         Output.line("replica        \(status.replicaID.hex) (\(status.name))")
@@ -245,7 +250,8 @@ struct ExportCommand: ParsableCommand {
         }
         let summary = try Output.run { try BundleExchange.export(from: replica.store, for: peerID, to: file) }
         if options.json {
-            Output.json(["file": file, "changes": summary.changes, "bytes": summary.bytes, "incremental": summary.incremental])
+            struct Exported: Encodable { let file: String, changes: Int, bytes: Int, incremental: Bool }
+            try Output.json(Exported(file: file, changes: summary.changes, bytes: summary.bytes, incremental: summary.incremental))
         } else {
             Output.line("wrote \(summary.changes) change(s), \(summary.bytes) bytes, to \(file)\(summary.incremental ? " (only what the peer lacks)" : "")")
         }
@@ -265,11 +271,30 @@ struct ImportCommand: ParsableCommand {
         let summary = try Output.run { try BundleExchange.importBundle(into: replica.store, from: file) }
         let result = summary.result
         if options.json {
-            Output.json(["sender": summary.sender.hex, "received": summary.received, "applied": result.applied,
-                         "duplicates": result.duplicates, "kept_unknown": result.kept, "conflicts_opened": result.conflictsOpened,
-                         "conflicts_closed": result.conflictsClosed])
+            struct Imported: Encodable {
+                let sender: String, received: Int, applied: Int, duplicates: Int, keptUnknown: Int, conflictsOpened: Int, conflictsClosed: Int
+            }
+            try Output.json(Imported(sender: summary.sender.hex, received: summary.received, applied: result.applied,
+                                     duplicates: result.duplicates, keptUnknown: result.kept, conflictsOpened: result.conflictsOpened,
+                                     conflictsClosed: result.conflictsClosed))
         } else {
             Output.line("from \(summary.sender.short): \(summary.received) change(s), \(result.applied) applied, \(result.duplicates) already known, \(result.conflictsOpened) conflict(s) opened, \(result.conflictsClosed) closed\(result.kept > 0 ? ", \(result.kept) kept for a newer schema" : "")")
         }
+    }
+}
+
+/// One conflict candidate as JSON; `change` and `record_id` are left out when there is none.
+struct CandidateJSON: Encodable {
+    let value: JSONField, author: String, replica: String, hlc: String, at: String
+    let change: String?, recordID: String?
+
+    init(_ candidate: ConflictCandidate) {
+        value = JSONField(candidate.value)
+        author = candidate.author
+        replica = candidate.replica.hex
+        hlc = candidate.timestamp.description
+        at = Output.iso(candidate.timestamp)
+        change = candidate.change.map { "\($0.replica.hex):\($0.counter)" }
+        recordID = candidate.recordID
     }
 }

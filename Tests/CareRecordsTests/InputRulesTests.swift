@@ -21,7 +21,7 @@ struct InputRulesTests {
         let before = try alex.store.status().localChanges
         let bad = ["", "   ", "\n", "al\nex", "al ex", "al\u{7}ex", "al\u{200B}ex", String(repeating: "a", count: WorkerID.maxLength + 1)]
         for worker in bad {
-            #expect(careError { _ = try alex.add("reminder", fields: ["text": "t"], author: worker) }?.code == "BAD_WORKER",
+            #expect(careError { _ = try alex.add("reminder", fields: ["text": "t"], author: worker) }?.code == .badWorker,
                     "\(worker.debugDescription) is refused")
         }
         #expect(try alex.store.status().localChanges == before, "nothing written by a refused worker id")
@@ -46,7 +46,7 @@ struct InputRulesTests {
         _ = try alex.add("goal", fields: ["plan_id": plan, "statement": "added by riley"], author: "riley")
         try alex.edit("plan", id: plan, fields: ["status": "submitted"], author: "jordan")
         for worker in ["alex", "ALEX", " alex", "alex ", "morgan", "Sam", "quinn", "riley"] {
-            #expect(careError { try alex.approve(plan: plan, author: worker) }?.code == "FOUR_EYES", "\(worker.debugDescription) wrote content")
+            #expect(careError { try alex.approve(plan: plan, author: worker) }?.code == .fourEyes, "\(worker.debugDescription) wrote content")
         }
         #expect(try alex.record("plan", id: plan)["status"] == .text("submitted"), "no refused approval changed the plan")
         #expect(try alex.list("approval").isEmpty)
@@ -64,20 +64,20 @@ struct InputRulesTests {
         let plan = try alex.add("plan", fields: ["yp_id": ava, "kind": "pathway", "title": "PP"], author: "alex")
         let goal = try alex.add("goal", fields: ["plan_id": plan, "statement": "g"], author: "alex")
         let snapshot = try alex.store.snapshotRows()
-        let edits: [(String, String, [String: String], String)] = [
-            ("young_person", ava, ["date_of_birth": "2026-01-01"], "BAD_VALUE"),
-            ("young_person", ava, ["date_of_birth": "0000-01-01"], "BAD_VALUE"),
-            ("young_person", ava, ["date_of_birth": "9999-12-31"], "BAD_VALUE"),
-            ("young_person", ava, ["date_of_death": "2030-01-01"], "BAD_VALUE"),
-            ("young_person", ava, ["legal_given_name": ""], "REQUIRED_FIELD"),
-            ("young_person", ava, ["legal_family_name": "   "], "REQUIRED_FIELD"),
-            ("young_person", ava, ["date_of_birth": ""], "REQUIRED_FIELD"),
-            ("visit", visit, ["seen_alone": "-5"], "BAD_VALUE"),
-            ("visit", visit, ["seen_alone": "2"], "BAD_VALUE"),
-            ("visit", visit, ["occurred_at": "1899-12-31"], "BAD_VALUE"),
-            ("goal", goal, ["statement": ""], "REQUIRED_FIELD"),
-            ("goal", goal, ["target_date": "2101-01-01"], "BAD_VALUE"),
-            ("plan", plan, ["title": " "], "REQUIRED_FIELD"),
+        let edits: [(String, String, [String: String], CareError.Code)] = [
+            ("young_person", ava, ["date_of_birth": "2026-01-01"], .badValue),
+            ("young_person", ava, ["date_of_birth": "0000-01-01"], .badValue),
+            ("young_person", ava, ["date_of_birth": "9999-12-31"], .badValue),
+            ("young_person", ava, ["date_of_death": "2030-01-01"], .badValue),
+            ("young_person", ava, ["legal_given_name": ""], .requiredField),
+            ("young_person", ava, ["legal_family_name": "   "], .requiredField),
+            ("young_person", ava, ["date_of_birth": ""], .requiredField),
+            ("visit", visit, ["seen_alone": "-5"], .badValue),
+            ("visit", visit, ["seen_alone": "2"], .badValue),
+            ("visit", visit, ["occurred_at": "1899-12-31"], .badValue),
+            ("goal", goal, ["statement": ""], .requiredField),
+            ("goal", goal, ["target_date": "2101-01-01"], .badValue),
+            ("plan", plan, ["title": " "], .requiredField),
         ]
         for (kind, id, fields, code) in edits {
             let error = careError { try alex.edit(kind, id: id, fields: fields, author: "alex") }
@@ -96,7 +96,7 @@ struct InputRulesTests {
         #expect(careError {
             _ = try alex.requestAward(fields: ["yp_id": ava, "item_code": "DRIVING", "requested_count": "-1",
                                                "decision_date": "2025-06-23"], author: "alex")
-        }?.code == "BAD_VALUE")
+        }?.code == .badValue)
         #expect(try alex.store.snapshotRows() == snapshot, "nothing stored changed")
         // The edges of the window are accepted; clearing an optional field still works.
         try alex.edit("goal", id: goal, fields: ["target_date": "2100-12-31"], author: "alex")
@@ -152,7 +152,7 @@ struct InputRulesTests {
         let (other, yp) = try deathDateConflict("dates-")
         #expect(careError {
             try other.resolve("young_person", id: yp, field: "date_of_death", value: "2999-01-01", pick: nil, author: "alex")
-        }?.code == "BAD_VALUE")
+        }?.code == .badValue)
         #expect(try other.conflicts().count == 1, "a refused resolution leaves the conflict open")
     }
 }

@@ -1,6 +1,7 @@
 import CareRecords
 import Foundation
 import SyncCore
+import SyncEngine
 import SyncStore
 import Testing
 
@@ -135,7 +136,7 @@ struct V1FixtureTests {
         // A read-only command refuses a file that needs the upgrade, and changes nothing.
         let refused = try Self.run(["status", "--json", "--replica", path])
         #expect(refused.status != 0)
-        let replica = try CareReplica.open(at: path, wallClock: Wall())
+        let replica = try CareReplica.open(at: path, wallClock: Wall(), random: .system)
         let migrated = Dictionary(uniqueKeysWithValues: try replica.store.changes(notIn: VersionVector()).map { ($0.id, $0) })
         #expect(migrated.count == v1.count, "one row edit per v1 change, none dropped or added")
         var differing: [ChangeID] = []
@@ -185,7 +186,7 @@ struct V1FixtureTests {
         try hub.close()
         // Replica a synced last, so it holds everything the hub does: both migrated every v1 change
         // to the same bytes, or a hub relaying them would look like an equivocation to the replica.
-        let replica = try CareReplica.open(at: replicaPath, wallClock: Wall())
+        let replica = try CareReplica.open(at: replicaPath, wallClock: Wall(), random: .system)
         let local = Dictionary(uniqueKeysWithValues: try replica.store.changes(notIn: VersionVector()).map { ($0.id, $0) })
         var differing: [ChangeID] = []
         for change in held where !(local[change.id]?.isSameVersion(as: change) ?? false) { differing.append(change.id) }

@@ -78,6 +78,29 @@ struct TidyTests {
                     #expect(!code.contains("print("), "\(file):\(number + 1) prints; use a Logger or return the value")
                 }
                 #expect(!code.contains("try!"), "\(file):\(number + 1) uses try!")
+                // A command ends by throwing argument-parser's `ExitCode`, so it can run in process;
+                // only a top-level entry point (the benchmark's main.swift) may end the process.
+                if file != "CareSyncBench/main.swift" {
+                    #expect(code.range(of: #"(^|[^A-Za-z_.])exit\("#, options: .regularExpression) == nil
+                            && !code.contains("Foundation.exit("), "\(file):\(number + 1) calls exit(); throw ExitCode instead")
+                }
+                if code.contains("nonisolated(unsafe)") {
+                    // The reason goes in the comment just above (it may take a few lines).
+                    let above = lines[max(0, number - 3)..<number].joined(separator: "\n")
+                    #expect(above.contains("Safety:") || line.contains("Safety:"), "\(file):\(number + 1) needs a // Safety: line")
+                }
+                // Time and randomness are parameters (STYLE principle 5): in the CLI, the domain and
+                // the bench the system clock is read only by a wall clock's nowMillis, and system
+                // randomness is reached only through RandomSource.system.
+                if ["caresync", "CareRecords", "CareSyncBench"].contains(module) {
+                    #expect(!code.contains("Date()") || code.contains("func nowMillis()"), "\(file):\(number + 1) reads Date(); use the injected clock")
+                    #expect(!code.contains(".random(in:") && !code.contains("SystemRandomNumberGenerator("),
+                            "\(file):\(number + 1) draws system randomness; take a RandomSource")
+                }
+                // The domain names no program's commands or flags: the CLI maps codes to its hints.
+                if module == "CareRecords", code.contains("CareError(") || code.contains("throw ") {
+                    #expect(!code.contains("caresync ") && !code.contains(" --"), "\(file):\(number + 1) names a CLI command or flag in an error")
+                }
                 if code.contains("@unchecked Sendable") {
                     // The reason goes on the line before the declaration or the first line inside it.
                     let previous = number > 0 ? String(lines[number - 1]) : ""
