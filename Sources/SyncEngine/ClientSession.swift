@@ -140,9 +140,9 @@ public struct ClientSession {
             return fail(failure)
         } catch let error as StoreError {
             let code: WireErrorCode = error.code == .clockSkew ? .clockSkew : .storageFailure
-            return fail(SyncFailure(code, "local replica: \(error.message)"))
+            return fail(SyncFailure(code, "local replica: \(error.message)", cause: error))
         } catch {
-            return fail(SyncFailure(.storageFailure, "local replica: \(error)"))
+            return fail(SyncFailure(.storageFailure, "local replica: \(error)", cause: error))
         }
     }
 
@@ -154,7 +154,7 @@ public struct ClientSession {
     }
 
     public mutating func protocolError(_ error: WireError) -> [SessionAction] {
-        fail(SyncFailure(error.code, "hub sent bad bytes: \(error.detail)"), tell: error.code)
+        fail(SyncFailure(error.code, "hub sent bad bytes: \(error.detail)", cause: error), tell: error.code)
     }
 
     private mutating func handle(_ message: Message) throws -> [SessionAction] {
