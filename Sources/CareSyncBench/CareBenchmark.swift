@@ -84,7 +84,7 @@ func careMeasures(quick: Bool, seed: UInt64) async throws -> [Measure] {
     try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: work) }
     let people = quick ? 20 : 150
-    let source = try CareReplica.create(at: "\(work)/a.db", name: "a", wallClock: BenchClock(), random: BenchRandom.system)
+    let source = try CareReplica.create(at: "\(work)/a.db", name: "a", wallClock: SystemWallClock(), random: BenchRandom.system)
     let workload = try writeCareWorkload(into: source, people: people, seed: seed)
     // The replica's own changes: the entitlement catalogue every care replica starts with is not the workload.
     let all = try source.store.changes(notIn: VersionVector()).filter { $0.id.replica == source.store.replicaID }
@@ -97,14 +97,14 @@ func careMeasures(quick: Bool, seed: UInt64) async throws -> [Measure] {
         defer { hub.stop() }
         var configuration = ClientConfiguration()
         configuration.compressionThreshold = threshold
-        let receiver = try CareReplica.create(at: "\(work)/b-\(compressed).db", name: "b", wallClock: BenchClock(), random: BenchRandom.system)
+        let receiver = try CareReplica.create(at: "\(work)/b-\(compressed).db", name: "b", wallClock: SystemWallClock(), random: BenchRandom.system)
         let logger = Logger(label: "bench.care")
         _ = try await SyncClient.sync(store: receiver.store, host: "127.0.0.1", port: hub.port, enrolmentToken: try hub.token(),
                                       configuration: configuration, logger: logger)
         // Each run pushes from a fresh copy of the same records, so both see the same changes.
         let copy = "\(work)/a-\(compressed).db"
         try source.store.backup(to: copy)
-        let sender = try CareReplica.open(at: copy, wallClock: BenchClock(), random: BenchRandom.system)
+        let sender = try CareReplica.open(at: copy, wallClock: SystemWallClock(), random: BenchRandom.system)
         let started = DispatchTime.now().uptimeNanoseconds
         let push = try await SyncClient.sync(store: sender.store, host: "127.0.0.1", port: hub.port, enrolmentToken: try hub.token(),
                                              configuration: configuration, logger: logger)
@@ -150,18 +150,15 @@ final class InProcessHub: Sendable {
         var configuration = HubServerConfiguration()
         configuration.port = 0
         configuration.compressionThreshold = compression
-        let server = HubServer(store: store, configuration: configuration, logger: Logger(label: "bench.hub")) {
-            BenchClock().nowMillis()
-        }
+        let server = HubServer(store: store, configuration: configuration, logger: Logger(label: "bench.hub"), wallClock: SystemWallClock())
         let task = Task { try await server.run() }
-        for _ in 0..<500 where server.boundPort == nil { try await Task.sleep(nanoseconds: 5_000_000) }
-        guard let port = server.boundPort else { throw BenchFailure("the in-process hub did not bind a port") }
+        let port = try await server.listeningPort()
         return InProcessHub(server: server, task: task, port: port)
     }
 
     func token() throws -> String {
         var random = BenchRandom.system
-        return try server.store.issueEnrolmentToken(team: "BENCH", expiresAtMillis: BenchClock().nowMillis() + 3_600_000, random: &random)
+        return try server.store.issueEnrolmentToken(team: "BENCH", expiresAtMillis: SystemWallClock().nowMillis() + 3_600_000, random: &random)
     }
 
     func pragmas() throws -> (synchronous: Int, journalMode: String) {

@@ -9,12 +9,6 @@ import SyncCore
 import SyncEngine
 import SyncStore
 
-/// The bench's one reading of the system clock: edit times, token expiries, the hub's clock and
-/// the run's date all come from it.
-struct BenchClock: WallClock {
-    func nowMillis() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
-}
-
 /// The bench's one source of unseeded randomness: hub secrets, record ids and, when no `--seed`
 /// is given, the load benchmark's seed (which it prints, so a run can be repeated).
 enum BenchRandom {
@@ -94,7 +88,7 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
 
     // 1. Tracked local writes vs plain SQLite, batched (1,000 edits per transaction).
     let tracked = try ReplicaStore.create(at: "\(work)/tracked.db", schema: schema, replicaID: ReplicaID(high: 1, low: 1),
-                                          name: "bench", wallClock: BenchClock())
+                                          name: "bench", wallClock: SystemWallClock())
     let plain = try plainQueue("plain")
     let capi = try plainConnection("capi")
     let insertColumns = (["id"] + columns).joined(separator: ", ")
@@ -183,7 +177,7 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
 
     // 2. Applying a 100,000-field-change batch vs a plain upsert of the same values.
     let source = try ReplicaStore.create(at: "\(work)/source.db", schema: schema, replicaID: ReplicaID(high: 2, low: 2),
-                                         name: "source", wallClock: BenchClock())
+                                         name: "source", wallClock: SystemWallClock())
     let batchRows = (quick ? 10_000 : 100_000) / fieldsPerRow
     for start in stride(from: 0, to: batchRows, by: 5_000) {
         try source.write(author: "bench") { tx in
@@ -195,7 +189,7 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
     let allChanges = try source.changes(notIn: VersionVector())
     let batch = fieldChanges(allChanges)
     let receiver = try ReplicaStore.create(at: "\(work)/receiver.db", schema: schema, replicaID: ReplicaID(high: 3, low: 3),
-                                           name: "receiver", wallClock: BenchClock())
+                                           name: "receiver", wallClock: SystemWallClock())
     let trackedApply = try phase("tracked apply") { try seconds { _ = try receiver.apply(allChanges) } }
     let upsertTarget = try plainQueue("upsert")
     let plainApply = try seconds {

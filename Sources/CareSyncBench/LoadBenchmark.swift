@@ -136,7 +136,7 @@ private func runLoadLevel(replicas: Int, options: LoadOptions, binary: String) a
         let pragmas = try store.connectionPragmas()
         guard pragmas.synchronous == 2, pragmas.journalMode == "wal" else { throw BenchFailure("the hub store did not open at WAL + FULL") }
         for _ in 0..<replicas {
-            tokens.append(try store.issueEnrolmentToken(team: "LOAD", expiresAtMillis: BenchClock().nowMillis() + 3_600_000, random: &random))
+            tokens.append(try store.issueEnrolmentToken(team: "LOAD", expiresAtMillis: SystemWallClock().nowMillis() + 3_600_000, random: &random))
         }
     }
     let hub = try ProcessProbe.start(binary, ["hub", "serve", "--db", hubPath, "--port", "0", "--max-connections", "\(replicas + 64)"], work: work)
@@ -150,7 +150,7 @@ private func runLoadLevel(replicas: Int, options: LoadOptions, binary: String) a
     var stores: [ReplicaStore] = []
     for index in 0..<replicas {
         stores.append(try ReplicaStore.create(at: "\(replicaDirectory)/r\(index).db", schema: schema,
-                                              replicaID: ReplicaID(high: 0x10AD, low: UInt64(index + 1)), name: "r\(index)", wallClock: BenchClock()))
+                                              replicaID: ReplicaID(high: 0x10AD, low: UInt64(index + 1)), name: "r\(index)", wallClock: SystemWallClock()))
     }
     let logger = Logger(label: "bench.load")
     // One attempt per sync: a failure is counted, not hidden behind a backoff.

@@ -1,4 +1,5 @@
 import Foundation
+import SyncStore
 
 /// One figure of a benchmark run beside its same-run baselines and issue 7's target, as `--json`
 /// prints it: a script checks `met` of every measure, or recomputes it from `figure`, `target` and
@@ -74,7 +75,7 @@ func formatted(_ value: Double) -> String {
 
 /// When and under what load a run was made, printed beside every figure.
 struct RunContext: Encodable {
-    let date = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(BenchClock().nowMillis()) / 1000))
+    let date = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(SystemWallClock().nowMillis()) / 1000))
     let loadAverage = RunContext.readLoadAverage()
 
     static func readLoadAverage() -> [Double] {

@@ -29,7 +29,7 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
     }
 
     func replica(_ name: String, _ id: UInt64) throws -> ReplicaStore {
-        try ReplicaStore.create(at: "\(work)/\(name).db", schema: schema, replicaID: ReplicaID(high: id, low: id), name: name, wallClock: BenchClock())
+        try ReplicaStore.create(at: "\(work)/\(name).db", schema: schema, replicaID: ReplicaID(high: id, low: id), name: name, wallClock: SystemWallClock())
     }
 
     func fill(_ store: ReplicaStore, rows: Int, fields: Int, generation: Int) throws {

@@ -2,66 +2,6 @@ import SyncCore
 import SyncStore
 import SyncWire
 
-/// How a replica syncs.
-public struct ClientConfiguration: Sendable {
-    public var appVersion = "caresync/0.2"
-    public var maxFrameBody: Int = Frame.defaultMaxBody
-    public var pushBatchChanges = 5_000
-    /// Push batches are cut below this many encoded bytes (well under the frame limit).
-    public var pushBatchBytes = 1024 * 1024
-    /// Kept at 512 KiB: a pulled batch is buffered whole before its transaction commits, and the
-    /// client's peak memory follows it.
-    public var pullBudget: UInt64 = 512 * 1024
-    /// Compress push payloads at or above this many bytes; nil sends them uncompressed.
-    public var compressionThreshold: Int? = 1024
-    /// Deadlines (Protocol/session.md, "Timeouts").
-    public var handshakeMillis = ProtocolConstants.handshakeMillis
-    public var responseMillis = ProtocolConstants.responseMillis
-    public var frameCompletionMillis = ProtocolConstants.frameCompletionMillis
-
-    public init() {}
-}
-
-/// Totals of one sync, for the summary the CLI prints.
-public struct SyncSummary: Equatable, Sendable {
-    public var pushed = 0
-    public var pushBatches = 0
-    public var pulled = 0
-    public var pullBatches = 0
-    public var applied = 0
-    public var duplicates = 0
-    public var conflictsOpened = 0
-    public var roundTrips = 0
-    public var enrolled = false
-    public var hub: ReplicaID?
-    /// Own changes the hub held and this replica lacked (it was restored from a backup or copied).
-    public var recovered = 0
-    /// Set when this replica diverged from what the hub holds of its origin and took a new identity.
-    public var forkedFrom: ReplicaID?
-    /// Own changes re-issued under the new identity.
-    public var reissued = 0
-
-    public init() {}
-}
-
-/// Why a sync stopped early. `retryable` failures are retried by the shell with backoff; the
-/// next attempt resumes from the last acknowledged push and the last applied pull.
-public struct SyncFailure: Error, Equatable, Sendable, CustomStringConvertible {
-    public let code: WireErrorCode
-    public let message: String
-    /// The least wait the hub asked for before reconnecting (from a reject).
-    public let retryAfterMillis: UInt64
-
-    public init(_ code: WireErrorCode, _ message: String, retryAfterMillis: UInt64 = 0) {
-        self.code = code
-        self.message = message
-        self.retryAfterMillis = retryAfterMillis
-    }
-
-    public var retryable: Bool { code.retryable }
-    public var description: String { "\(message) [\(code.name)]" }
-}
-
 /// The replica's side of a sync, as a state machine: push until every local change is
 /// acknowledged as durable, then pull until caught up, then report health and say goodbye. Its
 /// deadlines (handshake, request, frame) are timer actions; the shell reports them through
@@ -158,9 +98,9 @@ public struct ClientSession {
             return fail(failure)
         } catch let error as StoreError {
             let code: WireErrorCode = error.code == .clockSkew ? .clockSkew : .storageFailure
-            return fail(SyncFailure(code, "local replica: \(error.message)"))
+            return fail(SyncFailure(code, "local replica: \(error.message)", cause: error))
         } catch {
-            return fail(SyncFailure(.storageFailure, "local replica: \(error)"))
+            return fail(SyncFailure(.storageFailure, "local replica: \(error)", cause: error))
         }
     }
 
@@ -172,7 +112,7 @@ public struct ClientSession {
     }
 
     public mutating func protocolError(_ error: WireError) -> [SessionAction] {
-        fail(SyncFailure(error.code, "hub sent bad bytes: \(error.detail)"), tell: error.code)
+        fail(SyncFailure(error.code, "hub sent bad bytes: \(error.detail)", cause: error), tell: error.code)
     }
 
     private mutating func handle(_ message: Message) throws -> [SessionAction] {

@@ -82,11 +82,6 @@ struct ReplicaOptions: ParsableArguments {
     }
 }
 
-/// The system clock, the CLI's only reading of the time: every command takes its times from it.
-struct SystemWallClock: WallClock {
-    func nowMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
-}
-
 /// Parses `field=value` arguments.
 enum Assignments {
     static func parse(_ arguments: [String]) throws -> [String: String] {

@@ -2,6 +2,7 @@ import ArgumentParser
 import CareRecords
 import Foundation
 import Logging
+import SyncClient
 import SyncCore
 import SyncEngine
 import SyncStore
@@ -40,10 +41,16 @@ enum Output {
             default: throw fail(error.message, hint: Hints.hint(for: error), code: error.code.name, exit: 3)
             }
         } catch let error as BundleError {
-            throw fail(error.description, code: error.code, exit: 2)
+            throw fail(error.description, code: error.code.name, exit: 2)
         } catch let error as DurableFile.FileError {
-            throw fail(error.description, code: "FILE", exit: 2)
+            throw fail(error.description, code: error.code.name, exit: 2)
         }
+    }
+
+    /// `run(_:)` for a body that awaits (file I/O): the same messages and exit codes. (Not an
+    /// overload of `run`: in an async command that would be chosen for every synchronous body too.)
+    static func runAwaiting<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch { return try run { throw error } }
     }
 
     /// Writes `error: <message>[; <hint>] [<code>]` to standard error and returns the exit code to throw.

@@ -2,6 +2,7 @@ import ArgumentParser
 import CareRecords
 import Foundation
 import SyncCore
+import SyncStore
 
 struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -38,7 +38,8 @@ struct SyncCommand: AsyncParsableCommand {
         let logger = Logger(label: "caresync.sync")
         do {
             let report = try await SyncClient.sync(
-                store: replica.store, host: host, port: port, enrolmentToken: token, retry: RetryPolicy(attempts: max(1, attempts)),
+                store: replica.store, host: host, port: port, enrolmentToken: token,
+                configuration: ClientConfiguration(appVersion: "caresync/0.2"), retry: RetryPolicy(attempts: max(1, attempts)),
                 logger: logger
             ) { progress in
                 guard showProgress else { return }
@@ -67,10 +68,14 @@ struct SyncCommand: AsyncParsableCommand {
             }
         } catch let unreachable as HubUnreachable {
             if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
-            throw Output.fail("sync failed: \(unreachable.description)", code: unreachable.code, exit: 5)
+            let hint = unreachable.code == .connectionRefused ? " (check --hub host:port, or start the hub)" : " (check --hub host:port)"
+            throw Output.fail("sync failed: \(unreachable.description)\(hint)", code: unreachable.code.name, exit: 5)
         } catch let failure as SyncFailure {
             if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
-            throw Output.fail("sync failed: \(failure.message)", code: failure.code.name, exit: failure.code == .clockSkew ? 4 : 5)
+            // The engine names no command: the CLI says which one enrols a replica that has no credential.
+            let enrol = failure.code == .authenticationFailed && token == nil && (try? replica.store.hubLink()?.credential) == nil
+                ? ": run `caresync sync --token <token from the hub operator>`" : ""
+            throw Output.fail("sync failed: \(failure.message)\(enrol)", code: failure.code.name, exit: failure.code == .clockSkew ? 4 : 5)
         }
     }
 }
@@ -151,21 +156,13 @@ struct HubServeCommand: AsyncParsableCommand {
         configuration.port = port
         configuration.maxConnections = maxConnections
         let logger = Logger(label: "caresync.hub")
-        let clock = SystemWallClock()
-        let server = HubServer(store: store, configuration: configuration, logger: logger) { clock.nowMillis() }
-        let announce = Task {
-            for _ in 0..<200 {
-                if let bound = server.boundPort {
-                    // Unbuffered, so a script waiting for this line sees it at once.
-                    FileHandle.standardOutput.write(Data("hub \(store.hubID.hex) listening on \(host):\(bound)\n".utf8))
-                    return
-                }
-                try await Task.sleep(nanoseconds: 10_000_000)
-            }
+        let hubID = store.hubID
+        let server = HubServer(store: store, configuration: configuration, logger: logger, wallClock: SystemWallClock()) { [host] bound in
+            // Unbuffered, so a script waiting for this line sees it at once.
+            FileHandle.standardOutput.write(Data("hub \(hubID.hex) listening on \(host):\(bound)\n".utf8))
         }
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
-        announce.cancel()
         Output.line("hub stopped")
     }
 }
