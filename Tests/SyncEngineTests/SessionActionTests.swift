@@ -93,6 +93,7 @@ struct SessionActionTests {
                                                             heartbeatIntervalMillis: 30_000)))
         #expect(afterWelcome.first == .cancel(.handshake))
         #expect(afterWelcome.contains(.schedule(.request, afterMillis: ProtocolConstants.responseMillis)), "\(afterWelcome)")
+        #expect(waiting.timerFired(.handshake).isEmpty, "the handshake deadline, cancelled by the welcome, stays quiet")
         #expect(waiting.timerFired(.request) == [.close])
         #expect(waiting.failure?.message.contains("request deadline") == true)
     }
