@@ -48,6 +48,8 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
+            // Transactional file creation for bundle files (DurableFile).
+            .product(name: "_NIOFileSystem", package: "swift-nio"),
         ]),
         // Async shell for the hub: NIO listener, connection cap, deadlines, graceful shutdown.
         .target(name: "SyncHub", dependencies: [

@@ -29,17 +29,71 @@ public struct SyncReport: Sendable {
 }
 
 /// Retries with exponential backoff and jitter; each attempt resumes where the last stopped.
+///
+/// Its randomness and its sleeps are parameters, so a test runs the loop with a seeded source and
+/// a clock that does not really sleep, and sees the exact delays:
+///
+/// ```swift
+/// let policy = RetryPolicy(attempts: 3, random: RandomSource { 42 }, clock: ContinuousClock())
+/// ```
 public struct RetryPolicy: Sendable {
+    /// Attempts in all, the first included (at least one is made).
     public var attempts = 5
+    /// The bound of the first delay's jitter; it doubles with each attempt.
     public var firstDelayMillis: UInt64 = 1_000
+    /// The largest bound, and the longest `retry_after_ms` from the hub that is waited for (a longer
+    /// one ends the run instead).
     public var maxDelayMillis: UInt64 = 300_000
+    /// Draws each delay.
+    public var random: RandomSource
+    /// Waits out each delay.
+    public var clock: any Clock<Duration>
 
-    public init(attempts: Int = 5) { self.attempts = attempts }
+    /// - Parameters:
+    ///   - attempts: Attempts in all, the first included.
+    ///   - random: Draws each delay; the system's generator unless a test passes a seeded one.
+    ///   - clock: Waits out each delay; the continuous clock unless a test passes one that records.
+    public init(attempts: Int = 5, random: RandomSource = .system, clock: any Clock<Duration> = ContinuousClock()) {
+        self.attempts = attempts
+        self.random = random
+        self.clock = clock
+    }
 
     /// Full jitter (Protocol/session.md): uniform in 0…bound, the bound doubling from 1 s to 5 min.
     func delay(after attempt: Int) -> UInt64 {
         let bound = min(maxDelayMillis, firstDelayMillis << UInt64(min(attempt - 1, 20)))
-        return UInt64.random(in: 0...bound)
+        // A copy: the source's state lives behind its closure, so drawing from the copy advances it.
+        var random = random
+        return UInt64.random(in: 0...bound, using: &random)
+    }
+
+    /// Runs `attempt` until it succeeds, or fails in a way that retrying does not help, or the
+    /// attempts are used up. Between attempts it sleeps `delay(after:)`, or the hub's
+    /// `retry_after_ms` if that is longer.
+    ///
+    /// - Parameters:
+    ///   - logger: Told of each retry (attempt, code, delay).
+    ///   - attempt: One attempt, given its number from 1: the result, or why it stopped.
+    /// - Returns: The first successful attempt's result.
+    /// - Throws: The last `SyncFailure` when it is not retryable or no attempt is left; whatever
+    ///   `attempt` throws, at once; `CancellationError` if cancelled while sleeping.
+    package func run<T>(logger: Logger, _ attempt: (Int) async throws -> Result<T, SyncFailure>) async throws -> T {
+        var number = 1
+        while true {
+            let failure: SyncFailure
+            switch try await attempt(number) {
+            case let .success(result): return result
+            case let .failure(stopped): failure = stopped
+            }
+            // A reject's retry_after_ms comes from the hub: one beyond the longest backoff ends
+            // this run instead of sleeping for it (or overflowing the duration).
+            guard failure.retryable, number < attempts, failure.retryAfterMillis <= maxDelayMillis else { throw failure }
+            let delay = max(delay(after: number), failure.retryAfterMillis)
+            logger.notice("sync attempt failed; retrying", metadata: ["attempt": "\(number)", "code": "\(failure.code.name)",
+                                                                     "delay_ms": "\(delay)"])
+            try await clock.sleep(for: .milliseconds(delay))
+            number += 1
+        }
     }
 }
 
@@ -59,7 +113,7 @@ public enum SyncClient {
         var bytesReceived = 0
         var total = SyncSummary()
         var sessionNanos: UInt64 = 0
-        for attempt in 1...max(retry.attempts, 1) {
+        return try await retry.run(logger: logger) { attempt in
             // A token given for this sync is used first (enrolling again, or with another hub);
             // once a welcome has stored a device secret, later attempts use the secret.
             let credential: Credential
@@ -68,7 +122,7 @@ public enum SyncClient {
             } else if let secret = try store.hubLink()?.credential {
                 credential = .device(secret)
             } else {
-                throw SyncFailure(.authenticationFailed, "this replica is not enrolled: run `caresync sync --token <token from the hub operator>`")
+                throw SyncFailure(.authenticationFailed, "this replica is not enrolled: it has no credential for a hub and no enrolment token was given")
             }
             var session = ClientSession(store: store, credential: credential, configuration: configuration, hubAddress: address)
             do {
@@ -90,20 +144,13 @@ public enum SyncClient {
             total.merge(session.summary)
             if session.state == .done {
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-                return SyncReport(summary: total, bytesSent: bytesSent, bytesReceived: bytesReceived, attempts: attempt,
-                                  durationSeconds: seconds, sessionSeconds: Double(sessionNanos) / 1e9)
+                return .success(SyncReport(summary: total, bytesSent: bytesSent, bytesReceived: bytesReceived, attempts: attempt,
+                                           durationSeconds: seconds, sessionSeconds: Double(sessionNanos) / 1e9))
             }
             let failure = session.failure ?? SyncFailure(.timeout, "the sync stopped before it finished")
             try? store.recordSyncOutcome(error: failure.code.name)
-            // A reject's retry_after_ms comes from the hub: one beyond the longest backoff ends
-            // this run instead of sleeping for it (or overflowing the nanosecond count).
-            guard failure.retryable, attempt < retry.attempts, failure.retryAfterMillis <= retry.maxDelayMillis else { throw failure }
-            let delay = max(retry.delay(after: attempt), failure.retryAfterMillis)
-            logger.notice("sync attempt failed; retrying", metadata: ["attempt": "\(attempt)", "code": "\(failure.code.name)",
-                                                                     "delay_ms": "\(delay)"])
-            try await Task.sleep(nanoseconds: delay * 1_000_000)
+            return .failure(failure)
         }
-        throw SyncFailure(.timeout, "no attempt finished")
     }
 
     /// One connection: hello, then frames in and out until the session finishes. The session's
@@ -181,40 +228,61 @@ public enum SyncClient {
 /// No hub could be reached at the address: the connection was refused or the host name did not
 /// resolve. Reported at once, never as a `TIMEOUT` after retries.
 public struct HubUnreachable: Error, Equatable, Sendable, CustomStringConvertible {
-    public enum Reason: Sendable { case connectionRefused, hostNotFound }
+    /// A stable code, e.g. `CONNECTION_REFUSED`; match on the static members, show `name`.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Kind: String, Sendable {
+            case connectionRefused = "CONNECTION_REFUSED"
+            case hostNotFound = "HOST_NOT_FOUND"
+        }
 
-    public let reason: Reason
+        private let kind: Kind
+        private init(_ kind: Kind) { self.kind = kind }
+
+        /// Every address of the host refused the connection: nothing listens on the port.
+        public static let connectionRefused = Code(.connectionRefused)
+        /// The host name did not resolve.
+        public static let hostNotFound = Code(.hostNotFound)
+
+        /// The code as shown to people and scripts, e.g. `HOST_NOT_FOUND`.
+        public var name: String { kind.rawValue }
+        public var description: String { name }
+    }
+
+    /// Why no hub was reached.
+    public let code: Code
+    /// The host name or address given.
     public let host: String
+    /// The port given.
     public let port: Int
+    /// NIO's connection error, with each address tried. Not part of equality.
+    public let cause: (any Error)?
 
     /// Classifies a connect error; nil for anything else (a timeout, a reset), which is retried.
     init?(_ error: any Error, host: String, port: Int) {
         guard let failure = error as? NIOConnectionError else { return nil }
         if failure.connectionErrors.isEmpty, failure.dnsAError != nil || failure.dnsAAAAError != nil {
-            reason = .hostNotFound
+            code = .hostNotFound
         } else if !failure.connectionErrors.isEmpty, failure.connectionErrors.allSatisfy({
             ($0.error as? IOError)?.errnoCode == ECONNREFUSED
         }) {
-            reason = .connectionRefused
+            code = .connectionRefused
         } else {
             return nil
         }
         self.host = host
         self.port = port
-    }
-
-    public var code: String {
-        switch reason {
-        case .connectionRefused: "CONNECTION_REFUSED"
-        case .hostNotFound: "HOST_NOT_FOUND"
-        }
+        cause = error
     }
 
     public var description: String {
-        switch reason {
-        case .connectionRefused: "connection refused by \(host):\(port): no hub is listening there (check --hub host:port, or start the hub)"
-        case .hostNotFound: "host \(host) not found (check --hub host:port)"
+        switch code {
+        case .connectionRefused: "connection refused by \(host):\(port): no hub is listening there"
+        default: "host \(host) not found"
         }
+    }
+
+    public static func == (lhs: HubUnreachable, rhs: HubUnreachable) -> Bool {
+        lhs.code == rhs.code && lhs.host == rhs.host && lhs.port == rhs.port
     }
 }
 

@@ -81,34 +81,3 @@ public struct ChangeBundle: Equatable, Sendable {
         }
     }
 }
-
-public enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
-    case notABundle
-    case tooLarge(bytes: Int)
-    case checksumMismatch
-    case unsupportedVersion(UInt16)
-    case malformed(ByteDecodingError)
-
-    public var code: String {
-        switch self {
-        case .notABundle: "NOT_A_BUNDLE"
-        case .tooLarge: "BUNDLE_TOO_LARGE"
-        case .checksumMismatch: "BUNDLE_CHECKSUM"
-        case .unsupportedVersion: "BUNDLE_VERSION"
-        case .malformed: "BUNDLE_MALFORMED"
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case .notABundle: "not a CareSync bundle (wrong magic or too short); nothing applied"
-        case let .tooLarge(bytes): "bundle of \(bytes) bytes exceeds the \(ChangeBundle.maxBytes) byte limit; nothing applied"
-        case .checksumMismatch: "bundle checksum does not match: the file is truncated or corrupt; nothing applied"
-        case let .unsupportedVersion(version):
-            "bundle format version \(version) is not supported (this program reads \(ChangeBundle.formatVersion)"
-                + (version < ChangeBundle.formatVersion ? ", row edits: export it again with this version of caresync" : "")
-                + "); nothing applied"
-        case let .malformed(error): "bundle is malformed (\(error)); nothing applied"
-        }
-    }
-}

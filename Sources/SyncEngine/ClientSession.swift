@@ -169,9 +169,9 @@ public struct ClientSession {
             return fail(failure)
         } catch let error as StoreError {
             let code: WireErrorCode = error.code == .clockSkew ? .clockSkew : .storageFailure
-            return fail(SyncFailure(code, "local replica: \(error.message)"))
+            return fail(SyncFailure(code, "local replica: \(error.message)", cause: error))
         } catch {
-            return fail(SyncFailure(.storageFailure, "local replica: \(error)"))
+            return fail(SyncFailure(.storageFailure, "local replica: \(error)", cause: error))
         }
     }
 
@@ -184,7 +184,7 @@ public struct ClientSession {
     /// A frame from the hub did not decode (or broke the framing): tell the hub why, then close.
     public mutating func protocolError(_ error: WireError) -> [SessionAction] {
         guard !isFinished else { return [] }
-        return fail(SyncFailure(error.code, "hub sent bad bytes: \(error.detail)"), tell: error.code)
+        return fail(SyncFailure(error.code, "hub sent bad bytes: \(error.detail)", cause: error), tell: error.code)
     }
 
     /// One switch over every message the protocol has, so a new message type does not compile

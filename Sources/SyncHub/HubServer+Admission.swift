@@ -45,7 +45,7 @@ extension HubServer {
                 previous.sayThenClose(MessageCodec().frame(.goodbye(reason: Self.replacedReason)))
             }
         case let (.hello, .reject(code, _, _)) where code == .authenticationFailed || code == .enrolmentInvalid:
-            registry.recordFailure(source: source, nowMillis: clock())
+            registry.recordFailure(source: source, nowMillis: wallClock.nowMillis())
         case (.hello, .welcome):
             if let replica = session.replica, let previous = registry.authenticated(id, as: replica) {
                 logger.notice("session replaced by a newer one of the same replica", metadata: ["replica": "\(replica.short)"])
@@ -66,7 +66,7 @@ extension HubServer {
     nonisolated func pollRevocations() async {
         let farewell = MessageCodec().frame(.error(code: .authenticationFailed, fatal: true, message: "this replica's credential has been revoked"))
         while true {
-            do { try await Task.sleep(nanoseconds: UInt64(max(1, configuration.revocationPoll.nanoseconds))) } catch { return }
+            do { try await clock.sleep(for: .nanoseconds(max(1, configuration.revocationPoll.nanoseconds))) } catch { return }
             let live = registry.liveReplicas
             guard !live.isEmpty else { continue }
             let ended: [(ReplicaID, any Channel)] = await withCheckedContinuation { continuation in

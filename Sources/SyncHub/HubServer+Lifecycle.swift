@@ -6,22 +6,40 @@ import SyncWire
 /// A lifecycle call the hub's state does not allow: a second `run()`, or `run()` once shutdown
 /// has begun. The hub is not changed by it.
 public struct HubServerError: Error, Equatable, Sendable, CustomStringConvertible {
-    public enum Code: String, Sendable {
+    /// A stable code, e.g. `ALREADY_RUNNING`; match on the static members, show `name`.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Kind: String, Sendable {
+            case alreadyRunning = "ALREADY_RUNNING"
+            case shuttingDown = "SHUTTING_DOWN"
+            case shutDown = "SHUT_DOWN"
+        }
+
+        private let kind: Kind
+        private init(_ kind: Kind) { self.kind = kind }
+
         /// `run()` while the hub is starting or running: a hub runs once.
-        case alreadyRunning = "ALREADY_RUNNING"
+        public static let alreadyRunning = Code(.alreadyRunning)
         /// `run()` while a graceful shutdown is in progress.
-        case shuttingDown = "SHUTTING_DOWN"
-        /// `run()` after the hub shut down (or was shut down before it started).
-        case shutDown = "SHUT_DOWN"
+        public static let shuttingDown = Code(.shuttingDown)
+        /// `run()` after the hub shut down (or was shut down before it started); also what
+        /// `listeningPort()` throws when the hub stopped without listening.
+        public static let shutDown = Code(.shutDown)
+
+        /// The code as shown to people and scripts, e.g. `SHUT_DOWN`.
+        public var name: String { kind.rawValue }
+        public var description: String { name }
     }
 
+    /// Which call was refused, and why.
     public let code: Code
+
+    init(code: Code) { self.code = code }
 
     public var description: String {
         switch code {
-        case .alreadyRunning: "\(code.rawValue): the hub is already running; a HubServer runs once"
-        case .shuttingDown: "\(code.rawValue): the hub is shutting down; make a new HubServer to serve again"
-        case .shutDown: "\(code.rawValue): the hub has shut down; make a new HubServer to serve again"
+        case .alreadyRunning: "\(code.name): the hub is already running; a HubServer runs once"
+        case .shuttingDown: "\(code.name): the hub is shutting down; make a new HubServer to serve again"
+        default: "\(code.name): the hub has shut down; make a new HubServer to serve again"
         }
     }
 }
@@ -70,9 +88,12 @@ extension HubServer {
             return
         }
         state = .running(listener: server.channel)
-        bound.withLockedValue { $0 = server.channel.localAddress?.port }
+        let port = server.channel.localAddress?.port ?? configuration.port
+        bound.withLockedValue { $0 = port }
         logger.info("hub listening", metadata: ["address": "\(configuration.host):\(server.channel.localAddress?.port ?? 0)",
                                                 "hub": "\(store.hubID.short)"])
+        await onServerRunning(port)
+        resumeListeningWaiters(.success(port))
         let revocations = Task { await self.pollRevocations() }
         do {
             try await withGracefulShutdownHandler {
@@ -127,6 +148,7 @@ extension HubServer {
         await closeStore()
         let previous = state
         state = .shutdown
+        resumeListeningWaiters(.failure(HubServerError(code: .shutDown)))
         if case let .shuttingDown(drained) = previous { drained.succeed() }
         logger.info("hub stopped")
     }

@@ -46,7 +46,9 @@ public struct HubServerConfiguration: Sendable {
 /// outcomes, and performs its actions. Storage runs on `HubWriter`, the store's single writer,
 /// which commits pushes of concurrent sessions together.
 public actor HubServer: Service {
+    /// The hub's store; every call to it runs on the store's one writer.
     public nonisolated let store: any HubStore
+    /// Where and how the hub listens, as given.
     public nonisolated let configuration: HubServerConfiguration
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
@@ -58,28 +60,98 @@ public actor HubServer: Service {
     /// can say goodbye to each.
     let registry: ConnectionRegistry
     let bound = NIOLockedValueBox<Int?>(nil)
-    let clock: @Sendable () -> UInt64
+    /// The time of day, for what sessions store (session times, token expiry) and the failed-hello budget.
+    nonisolated let wallClock: any WallClock
+    /// Waits between revocation polls.
+    nonisolated let clock: any Clock<Duration>
+    /// Called with the bound port once the hub is listening, before the first connection is accepted.
+    let onServerRunning: @Sendable (Int) async -> Void
+    /// Callers of `listeningPort()` waiting for the hub to listen (or to stop without listening).
+    var listeningWaiters: [CheckedContinuation<Int, any Error>] = []
     /// Where the lifecycle is (`HubServer+Lifecycle.swift`); only the actor changes it.
     var state = State.initial
 
+    /// A hub serving `store`. Nothing listens until `run()`.
+    ///
+    /// ```swift
+    /// let hub = HubServer(store: try SQLiteHubStore(path: "hub.db", random: &random), configuration: configuration,
+    ///                     logger: logger, wallClock: SystemWallClock()) { port in
+    ///     print("listening on \(port)")
+    /// }
+    /// try await ServiceGroup(services: [hub], gracefulShutdownSignals: [.sigterm], logger: logger).run()
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - store: The hub's store; the hub closes it when it stops.
+    ///   - configuration: Where and how to listen.
+    ///   - logger: Ids, codes and counts only; never record contents.
+    ///   - group: The event loops for the listener and the connections.
+    ///   - wallClock: The time of day (Unix milliseconds), for stored times and the failed-hello budget.
+    ///   - clock: The clock that the revocation poll sleeps on.
+    ///   - random: Draws the secrets and ids the hub issues.
+    ///   - onServerRunning: Called with the bound port once listening (as Hummingbird's
+    ///     `onServerRunning`), before any connection is accepted.
     public init(store: any HubStore, configuration: HubServerConfiguration, logger: Logger,
-                group: MultiThreadedEventLoopGroup = .singleton, clock: @escaping @Sendable () -> UInt64) {
+                group: MultiThreadedEventLoopGroup = .singleton, wallClock: any WallClock, clock: any Clock<Duration> = ContinuousClock(),
+                random: RandomSource = .system, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) {
         self.store = store
         self.configuration = configuration
         self.logger = logger
         self.group = group
+        self.wallClock = wallClock
         self.clock = clock
-        writer = HubWriter(store: store)
+        self.onServerRunning = onServerRunning
+        writer = HubWriter(store: store, random: random)
         registry = ConnectionRegistry(
             limits: AdmissionControl.Limits(maxConnections: configuration.maxConnections, maxUnauthenticated: configuration.maxUnauthenticated,
-                                            handshakeMillis: UInt64(max(0, configuration.handshake.nanoseconds / 1_000_000)),
-                                            pressuredHandshakeMillis: UInt64(max(0, configuration.pressuredHandshake.nanoseconds / 1_000_000))),
+                                            handshakeMillis: Self.millis(configuration.handshake),
+                                            pressuredHandshakeMillis: Self.millis(configuration.pressuredHandshake)),
             failures: AuthenticationFailureBudget(limit: max(1, configuration.authenticationFailuresPerSource),
-                                                  windowMillis: UInt64(max(0, configuration.authenticationFailureWindow.nanoseconds / 1_000_000))))
+                                                  windowMillis: Self.millis(configuration.authenticationFailureWindow)))
     }
 
-    /// The port actually bound, once listening.
+    /// A hub whose time of day is read through a closure (Unix milliseconds); the form before
+    /// `WallClock` was injected, kept so existing callers compile.
+    ///
+    /// - Parameters:
+    ///   - clock: Returns the time of day in Unix milliseconds.
+    public init(store: any HubStore, configuration: HubServerConfiguration, logger: Logger,
+                group: MultiThreadedEventLoopGroup = .singleton, clock: @escaping @Sendable () -> UInt64) {
+        self.init(store: store, configuration: configuration, logger: logger, group: group, wallClock: ClosureWallClock(read: clock))
+    }
+
+    /// The port actually bound, once listening; nil before and after. To wait for it, use
+    /// `listeningPort()` or `onServerRunning`.
     public nonisolated var boundPort: Int? { bound.withLockedValue { $0 } }
+
+    /// The port the hub listens on: returns at once while running, or waits until `run()` has bound it.
+    ///
+    /// ```swift
+    /// let running = Task { try await hub.run() }
+    /// let port = try await hub.listeningPort()
+    /// ```
+    ///
+    /// - Returns: The bound port (the chosen one when the configuration's port is 0).
+    /// - Throws: `HubServerError` with code `shutDown` if the hub stopped, or stops, without listening.
+    public func listeningPort() async throws -> Int {
+        switch state {
+        case .running:
+            if let port = boundPort { return port }
+        case .shuttingDown, .shutdown:
+            throw HubServerError(code: .shutDown)
+        case .initial, .starting:
+            break
+        }
+        return try await withCheckedThrowingContinuation { listeningWaiters.append($0) }
+    }
+
+    /// Tells `listeningPort()`'s callers the outcome: the port once bound, `shutDown` if the hub
+    /// stopped first.
+    func resumeListeningWaiters(_ outcome: Result<Int, any Error>) {
+        let waiters = listeningWaiters
+        listeningWaiters = []
+        for waiter in waiters { waiter.resume(with: outcome) }
+    }
 
     /// Connections currently open.
     public nonisolated var activeConnections: Int { registry.count }
@@ -183,7 +255,7 @@ public actor HubServer: Service {
         var actions = start
         while true {
             guard try await perform(actions, &state, events: events, limit: limit, outbound: outbound) else { return }
-            let now = clock()
+            let now = wallClock.nowMillis()
             state.handling = nil
             switch await events.next() {
             case let .frame(frame):
@@ -253,11 +325,17 @@ public actor HubServer: Service {
                     try? await state.channel.closeFuture.get()
                     return false
                 }
-                queue = state.session.storageCompleted(outcome, nowMillis: clock())[...] + queue
+                queue = state.session.storageCompleted(outcome, nowMillis: wallClock.nowMillis())[...] + queue
             }
         }
         return true
     }
 
     static func millis(_ amount: TimeAmount) -> UInt64 { UInt64(max(0, amount.nanoseconds / 1_000_000)) }
+}
+
+/// A wall clock read through a closure, for `HubServer`'s closure initialiser.
+struct ClosureWallClock: WallClock {
+    let read: @Sendable () -> UInt64
+    func nowMillis() -> UInt64 { read() }
 }

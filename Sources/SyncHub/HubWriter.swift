@@ -22,9 +22,13 @@ package final class HubWriter: Sendable {
     package let store: any HubStore
     let queue = DispatchQueue(label: "caresync.hub.store")
     private let waiting = NIOLockedValueBox(Waiting())
-    private let random = NIOLockedValueBox(RandomSource.system)
+    /// Draws the ids and secrets that storage requests make (device secrets, replica ids).
+    private let random: NIOLockedValueBox<RandomSource>
 
-    package init(store: any HubStore) { self.store = store }
+    package init(store: any HubStore, random: RandomSource = .system) {
+        self.store = store
+        self.random = NIOLockedValueBox(random)
+    }
 
     /// Performs a session's request on the writer. Nil when the request expects no answer, or when
     /// `ended` says (checked on the writer, where revocations are checked too) that the hub ended

@@ -2,6 +2,7 @@ import ArgumentParser
 import CareRecords
 import Foundation
 import Logging
+import SyncClient
 import SyncCore
 import SyncEngine
 import SyncStore
@@ -38,10 +39,16 @@ enum Output {
             default: fail(error.message, code: error.code.rawValue, exit: 3)
             }
         } catch let error as BundleError {
-            fail(error.description, code: error.code, exit: 2)
+            fail(error.description, code: error.code.name, exit: 2)
         } catch let error as DurableFile.FileError {
-            fail(error.description, code: "FILE", exit: 2)
+            fail(error.description, code: error.code.name, exit: 2)
         }
+    }
+
+    /// `run(_:)` for a body that awaits (file I/O): the same messages and exit codes. (Not an
+    /// overload of `run`: in an async command that would be chosen for every synchronous body too.)
+    static func runAwaiting<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch { return try run { throw error } }
     }
 
     static func fail(_ message: String, code: String, exit: Int32) -> Never {

@@ -68,10 +68,14 @@ struct SyncCommand: AsyncParsableCommand {
             }
         } catch let unreachable as HubUnreachable {
             if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
-            Output.fail("sync failed: \(unreachable.description)", code: unreachable.code, exit: 5)
+            let hint = unreachable.code == .connectionRefused ? " (check --hub host:port, or start the hub)" : " (check --hub host:port)"
+            Output.fail("sync failed: \(unreachable.description)\(hint)", code: unreachable.code.name, exit: 5)
         } catch let failure as SyncFailure {
             if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
-            Output.fail("sync failed: \(failure.message)", code: failure.code.name, exit: failure.code == .clockSkew ? 4 : 5)
+            // The engine names no command: the CLI says which one enrols a replica that has no credential.
+            let enrol = failure.code == .authenticationFailed && token == nil && (try? replica.store.hubLink()?.credential) == nil
+                ? ": run `caresync sync --token <token from the hub operator>`" : ""
+            Output.fail("sync failed: \(failure.message)\(enrol)", code: failure.code.name, exit: failure.code == .clockSkew ? 4 : 5)
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CareRecords
 import Foundation
+import SyncClient
 import SyncCore
 import SyncEngine
 
@@ -223,7 +224,7 @@ struct StatusCommand: ParsableCommand {
     }
 }
 
-struct ExportCommand: ParsableCommand {
+struct ExportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export", abstract: "Write the changes a peer has not seen to a bundle file.",
         discussion: """
@@ -236,14 +237,14 @@ struct ExportCommand: ParsableCommand {
     @Argument(help: "Bundle file to write.") var file: String
     @Option(name: .customLong("for"), help: ArgumentHelp("Replica id of the receiving peer.", valueName: "replica-id")) var peer: String?
 
-    func run() throws {
+    func run() async throws {
         let replica = try options.open(.readOnly)
         var peerID: ReplicaID?
         if let peer {
             guard let id = ReplicaID(hex: peer) else { throw ValidationError("--for needs a 32-hex-digit replica id") }
             peerID = id
         }
-        let summary = try Output.run { try BundleExchange.export(from: replica.store, for: peerID, to: file) }
+        let summary = try await Output.runAwaiting { try await BundleExchange.export(from: replica.store, for: peerID, to: file) }
         if options.json {
             Output.json(["file": file, "changes": summary.changes, "bytes": summary.bytes, "incremental": summary.incremental])
         } else {
@@ -252,7 +253,7 @@ struct ExportCommand: ParsableCommand {
     }
 }
 
-struct ImportCommand: ParsableCommand {
+struct ImportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import", abstract: "Verify and apply a bundle file from another replica (all or nothing).",
         discussion: "Example: caresync import from-alex.bundle\nA corrupt or truncated file is refused whole; re-importing a bundle changes nothing.")
@@ -260,9 +261,9 @@ struct ImportCommand: ParsableCommand {
     @OptionGroup var options: ReplicaOptions
     @Argument(help: "Bundle file to read.") var file: String
 
-    func run() throws {
+    func run() async throws {
         let replica = try options.open()
-        let summary = try Output.run { try BundleExchange.importBundle(into: replica.store, from: file) }
+        let summary = try await Output.runAwaiting { try await BundleExchange.importBundle(into: replica.store, from: file) }
         let result = summary.result
         if options.json {
             Output.json(["sender": summary.sender.hex, "received": summary.received, "applied": result.applied,

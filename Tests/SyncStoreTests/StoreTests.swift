@@ -126,9 +126,9 @@ struct StoreTests {
         let a = try make("a", id: 1)
         let b = try make("b", id: 2)
         try a.write(author: "ann") { try $0.create("item", id: "x", values: ["title": .text("t"), "body": .text("b")]) }
-        let path = "\(directory)/a.bundle"
-        let exported = try BundleExchange.export(from: a, for: nil, to: path)
-        var bytes = try DurableFile.read(path, limit: 1 << 20)
+        // In memory: bundle files (DurableFile, in SyncClient) are tested in SyncIntegrationTests' BundleFileTests.
+        let (encoded, exported) = try BundleExchange.export(from: a, for: nil)
+        var bytes = encoded
         #expect(bytes.count == exported.bytes)
         #expect(try ChangeBundle.decode(bytes).changes.count == exported.changes)
 
@@ -146,13 +146,11 @@ struct StoreTests {
         #expect(throws: BundleError.unsupportedVersion(1)) { try ChangeBundle.decode(older) }
         let message = "\(BundleError.unsupportedVersion(1))"
         #expect(message.contains("format version 1 is not supported (this program reads 2, row edits") && message.hasSuffix("nothing applied"), "\(message)")
-        try DurableFile.write(older, to: "\(directory)/older.bundle", replacing: ChangeBundle.magic)
-        #expect(throws: BundleError.unsupportedVersion(1)) { try BundleExchange.importBundle(into: b, from: "\(directory)/older.bundle") }
-        try DurableFile.write(Array(bytes.prefix(bytes.count / 2)), to: "\(directory)/truncated.bundle", replacing: ChangeBundle.magic)
-        #expect(throws: BundleError.self) { try BundleExchange.importBundle(into: b, from: "\(directory)/truncated.bundle") }
+        #expect(throws: BundleError.unsupportedVersion(1)) { try BundleExchange.importBundle(into: b, bytes: older) }
+        #expect(throws: BundleError.self) { try BundleExchange.importBundle(into: b, bytes: Array(bytes.prefix(bytes.count / 2))) }
         #expect(try b.status().totalChanges == 0)
 
-        let summary = try BundleExchange.importBundle(into: b, from: path)
+        let summary = try BundleExchange.importBundle(into: b, bytes: bytes)
         #expect(summary.result.applied == exported.changes)
         #expect(try ReplicaSnapshot.capture(b) == ReplicaSnapshot.capture(a))
         // b now knows what a has seen, so an export for a carries only b's own new changes.

@@ -14,7 +14,7 @@ struct TidyTests {
         "SyncEngine": ["SyncCore", "SyncWire", "SyncStore", "Foundation"],
         "CareRecords": ["SyncCore", "SyncStore", "SyncEngine"],
         "SyncClient": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "Foundation", "Dispatch", "Logging", "NIOCore", "NIOPosix",
-                       "NIOConcurrencyHelpers"],
+                       "NIOConcurrencyHelpers", "NIOFileSystem"],
         "SyncHub": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "Foundation", "Dispatch", "Logging", "NIOCore", "NIOPosix",
                     "NIOConcurrencyHelpers", "ServiceLifecycle"],
         "SyncFuzzTargets": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting", "Foundation", "NIOCore"],
