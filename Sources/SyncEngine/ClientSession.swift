@@ -49,6 +49,22 @@ public struct SyncSummary: Equatable, Sendable {
 /// local change is acknowledged as durable, pull until caught up, then report health and say
 /// goodbye. Messages and deadlines go in, actions come out; its deadlines (handshake, request,
 /// frame) are timer actions, and the shell reports them through `timerFired(_:)`.
+///
+/// A shell performs the actions in order and feeds back what happens (SyncClient over TCP, the
+/// simulator over a simulated network):
+///
+/// ```swift
+/// var session = ClientSession(store: replica, credential: .device(secret))
+/// var actions = session.start()                      // hello, and the handshake deadline
+/// while !session.isFinished {
+///     perform(actions)                               // send, close, schedule or cancel a deadline
+///     actions = session.receive(try codec.decode(nextFrame()))
+/// }
+/// if session.state == .done { /* pushed, pulled to the end, goodbye said */ }
+/// ```
+///
+/// Today the session still reads and writes its replica file itself, in line (the hub's session
+/// asks for storage through actions instead).
 public struct ClientSession {
     /// Where the session is. The spec's `idle` (a heartbeat on entry, then goodbye) is passed in
     /// one step from the last batch to `done`: this client never stays connected, so it never
@@ -56,13 +72,16 @@ public struct ClientSession {
     public enum State: Equatable, Sendable {
         /// Not started: `start()` sends the hello (the spec's `connecting`, once connected).
         case connecting
+        /// The hello is out; the handshake deadline runs until a welcome or reject.
         case awaitingWelcome
         /// Receiving the hub's changes of `origin` above `after`: this replica's own (it knows less of
         /// its origin than the hub holds), or, after a fork, its old identity's.
         case recovering(origin: ReplicaID, after: UInt64)
         /// Asked the hub for a new identity; own changes from `divergentFrom` on will be re-issued.
         case forking(newReplica: ReplicaID, divergentFrom: UInt64)
+        /// Push `batch` is out, carrying each origin's changes up to `until`; its push-ack is awaited.
         case pushing(batch: UInt64, until: [ReplicaID: UInt64])
+        /// A pull from `cursor` is out; its batch is awaited.
         case pulling(cursor: UInt64)
         /// Closed after a whole sync: pushed, pulled to the end, health reported, goodbye sent.
         case done
@@ -70,7 +89,9 @@ public struct ClientSession {
         case failed(SyncFailure)
     }
 
+    /// Where the session is (Protocol/session.md, "Client").
     public private(set) var state: State = .connecting
+    /// What this session has pushed, pulled, applied and recovered so far.
     public private(set) var summary = SyncSummary()
     let store: ReplicaStore
     let credential: Credential
@@ -87,6 +108,14 @@ public struct ClientSession {
     /// welcome's `max_frame_body`. The shell applies it to its decoder and codec.
     public private(set) var maxFrameBody: Int
 
+    /// A session not yet started.
+    ///
+    /// - Parameters:
+    ///   - store: The replica file; the session reads and writes it as the sync goes.
+    ///   - credential: What the hello presents: an enrolment token, or the device secret.
+    ///   - configuration: Batch sizes, budgets, limits and deadlines.
+    ///   - random: Draws a new identity when the replica must fork; injected for determinism.
+    ///   - hubAddress: Where the hub was reached, recorded with its id once it has welcomed this replica.
     public init(store: ReplicaStore, credential: Credential, configuration: ClientConfiguration = ClientConfiguration(),
                 random: RandomSource = .system, hubAddress: String? = nil) {
         self.store = store
@@ -103,6 +132,7 @@ public struct ClientSession {
         return nil
     }
 
+    /// Whether the session has closed, after a whole sync or early.
     public var isFinished: Bool {
         switch state {
         case .done, .failed: true
@@ -110,6 +140,9 @@ public struct ClientSession {
         }
     }
 
+    /// The connection is up: sends the hello and starts the handshake deadline. Called once.
+    ///
+    /// - Returns: The hello to send and the deadline to schedule.
     public mutating func start() -> [SessionAction] {
         precondition(state == .connecting, "a client session is started once")
         state = .awaitingWelcome
@@ -121,6 +154,8 @@ public struct ClientSession {
     }
 
     /// The first byte of a frame from the hub arrived (`true`) or its last byte did (`false`).
+    ///
+    /// - Returns: The frame deadline to start or cancel; nothing once the session has closed.
     public func frameProgress(inFrame: Bool) -> [SessionAction] {
         guard !isFinished else { return [] }
         return inFrame ? [.schedule(.frame, afterMillis: configuration.frameCompletionMillis)] : [.cancel(.frame)]
@@ -128,6 +163,10 @@ public struct ClientSession {
 
     /// A deadline passed: the handshake or request deadline closes the connection (the shell
     /// retries with backoff); a frame left unfinished is told `TIMEOUT` first (Protocol/session.md).
+    /// A deadline that is not running in the current state is ignored.
+    ///
+    /// - Parameter timer: The deadline that passed.
+    /// - Returns: What to send and whether to close.
     public mutating func timerFired(_ timer: SessionTimer) -> [SessionAction] {
         let failure: SyncFailure
         switch (state, timer) {
@@ -160,6 +199,9 @@ public struct ClientSession {
     }
 
     /// A message from the hub. Nothing is read once the session has closed.
+    ///
+    /// - Parameter message: The decoded message.
+    /// - Returns: The answer (the next request, an error, goodbye) and the deadlines to start or cancel.
     public mutating func receive(_ message: Message) -> [SessionAction] {
         guard !isFinished else { return [] }
         precondition(state != .connecting, "a client session handles messages only after start()")
@@ -175,13 +217,18 @@ public struct ClientSession {
         }
     }
 
-    /// The connection broke or a deadline passed before the sync finished.
+    /// The connection broke before the sync finished: the session fails with a retryable `TIMEOUT`.
+    ///
+    /// - Parameter reason: Why, for the failure's message (no record contents).
     public mutating func connectionLost(_ reason: String) {
         guard !isFinished else { return }
         state = .failed(SyncFailure(.timeout, reason))
     }
 
     /// A frame from the hub did not decode (or broke the framing): tell the hub why, then close.
+    ///
+    /// - Parameter error: The codec's error; its code is sent back, fatal.
+    /// - Returns: The error frame and the close.
     public mutating func protocolError(_ error: WireError) -> [SessionAction] {
         guard !isFinished else { return [] }
         return fail(SyncFailure(error.code, "hub sent bad bytes: \(error.detail)", cause: error), tell: error.code)

@@ -28,10 +28,24 @@ public struct HubConfiguration: Sendable {
 /// NIO's `ProtocolNegotiationHandlerStateMachine` asks for user work. An acknowledgement is only
 /// ever created from an append's outcome, so it follows its commit; the same code runs over TCP
 /// (with concurrent sessions' pushes committed together) and in the simulator.
+///
+/// ```swift
+/// var session = HubSession(hub: store.hubID)
+/// var actions = session.start(handshakeMillis: 10_000)
+/// // for each action: send, close, schedule/cancel a deadline, or perform `.store(request)` on the
+/// // writer and hand its outcome back:
+/// actions = session.storageCompleted(request.perform(on: store, random: &random)!, nowMillis: now)
+/// // for each decoded frame, in order, once no storage outcome is awaited:
+/// actions = session.receive(message, nowMillis: now)
+/// ```
 public struct HubSession: Sendable {
+    /// Where the session is (Protocol/session.md, "Hub").
     public enum State: Equatable, Sendable {
+        /// Accepted; the handshake deadline runs until a hello arrives (and while it is checked).
         case awaitingHello
+        /// Welcomed: serving `replica` of `team` (after a fork, the new replica).
         case ready(replica: ReplicaID, team: String)
+        /// Closed, or about to be: nothing more is read.
         case closed
     }
 
@@ -45,6 +59,7 @@ public struct HubSession: Sendable {
         case fork(from: ReplicaID, into: ReplicaID, team: String)
     }
 
+    /// Where the session is.
     public private(set) var state: State = .awaitingHello
     /// The frame limit in both directions: the hub's own until the welcome, then the negotiated
     /// one (Protocol/framing.md, "The limit"). The shell applies it to its decoder and codec.
@@ -56,12 +71,18 @@ public struct HubSession: Sendable {
     let hubID: ReplicaID
     let configuration: HubConfiguration
 
+    /// A session for a connection just accepted.
+    ///
+    /// - Parameters:
+    ///   - hub: The hub's own replica id, named in every welcome.
+    ///   - configuration: Limits, budgets and deadlines.
     public init(hub: ReplicaID, configuration: HubConfiguration = HubConfiguration()) {
         hubID = hub
         self.configuration = configuration
         maxFrameBody = configuration.maxFrameBody
     }
 
+    /// The replica served, once welcomed.
     public var replica: ReplicaID? {
         if case let .ready(replica, _) = state { return replica }
         return nil
@@ -72,11 +93,16 @@ public struct HubSession: Sendable {
 
     /// The connection was accepted: the handshake deadline starts (Protocol/session.md; the shell
     /// picks its length, 10 s or 2 s under admission pressure).
+    ///
+    /// - Parameter handshakeMillis: How long the peer has to send its hello.
+    /// - Returns: The handshake deadline to schedule.
     public func start(handshakeMillis: UInt64) -> [SessionAction] {
         [.schedule(.handshake, afterMillis: handshakeMillis)]
     }
 
     /// The first byte of a frame arrived (`true`) or its last byte did (`false`).
+    ///
+    /// - Returns: The frame deadline to start or cancel; nothing once closed.
     public func frameProgress(inFrame: Bool) -> [SessionAction] {
         guard state != .closed else { return [] }
         return inFrame ? [.schedule(.frame, afterMillis: configuration.frameCompletionMillis)] : [.cancel(.frame)]
@@ -84,6 +110,11 @@ public struct HubSession: Sendable {
 
     /// A deadline passed. Every (state, deadline) pair is listed, so a new state or deadline does
     /// not compile until it is decided here.
+    ///
+    /// - Parameters:
+    ///   - timer: The deadline that passed.
+    ///   - nowMillis: The hub's wall clock, for what is recorded.
+    /// - Returns: The `TIMEOUT` error and the close, a restarted deadline, or nothing.
     public mutating func timerFired(_ timer: SessionTimer, nowMillis: UInt64) -> [SessionAction] {
         switch (state, timer) {
         case (.closed, .handshake), (.closed, .frame), (.closed, .idle), (.closed, .request):
@@ -108,6 +139,12 @@ public struct HubSession: Sendable {
         }
     }
 
+    /// A message from the client. The shell hands none while a storage outcome is awaited.
+    ///
+    /// - Parameters:
+    ///   - message: The decoded message.
+    ///   - nowMillis: The hub's wall clock.
+    /// - Returns: Sends, closes, deadlines and storage requests, in the order to perform them.
     public mutating func receive(_ message: Message, nowMillis: UInt64) -> [SessionAction] {
         guard state != .closed else { return [] }
         guard pending == nil else {
@@ -192,11 +229,21 @@ public struct HubSession: Sendable {
     }
 
     /// A framing or decoding failure on this connection: tell the peer why, then close.
+    ///
+    /// - Parameters:
+    ///   - error: The codec's error; its code is sent back, fatal.
+    ///   - nowMillis: The hub's wall clock, for what is recorded.
+    /// - Returns: The error frame (recorded once ready) and the close.
     public mutating func protocolError(_ error: WireError, nowMillis: UInt64) -> [SessionAction] {
         fail(error.code, error.detail, nowMillis: nowMillis)
     }
 
     /// The outcome of the storage request the session asked for.
+    ///
+    /// - Parameters:
+    ///   - outcome: What the store answered, of the kind the request expects.
+    ///   - nowMillis: The hub's wall clock.
+    /// - Returns: The answer to send (a welcome, a push-ack, a batch…) and what follows it.
     public mutating func storageCompleted(_ outcome: HubStoreOutcome, nowMillis: UInt64) -> [SessionAction] {
         guard state != .closed, let pending else { return [] }
         self.pending = nil

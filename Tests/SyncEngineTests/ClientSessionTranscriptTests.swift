@@ -387,6 +387,15 @@ struct ClientSessionTranscriptTests {
         let actions = session.receive(.forked(newReplica: newReplica, issuedCredential: [8]))
         #expect(fixture.store.replicaID == newReplica && session.summary.forkedFrom == own && session.summary.reissued == 1)
         #expect(actions == [F.request, .send(.recover(origin: own, after: 0, byteBudget: F.budget))])
+        #expect(try fixture.store.hubLink()?.forkedFrom == own)
+        // recovering (forked_from) | recovered: the hub's version arrives as another replica's change; forked_from is
+        // cleared; then rule 2 on the new identity, of which the hub holds nothing: push the re-issued change.
+        let recovered = session.receive(.recovered(origin: own, nextCounter: 1, more: false, changes: [F.change(own, 1, text: "other")]))
+        #expect(try fixture.store.hubLink()?.forkedFrom == nil)
+        #expect(try fixture.store.peerKnowledge(F.hub)[own] == 1)
+        let reissued = try fixture.store.changes(notIn: VersionVector([own: 1]))
+        #expect(reissued.map(\.id) == [ChangeID(replica: newReplica, counter: 1)])
+        #expect(recovered == [F.request, .send(.push(batch: 1, changes: reissued))])
     }
 
     @Test("after the handshake, rule 3: own_durable below A lowers A, so those changes are pushed again, and the log is pulled again from 0")

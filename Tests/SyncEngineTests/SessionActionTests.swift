@@ -15,16 +15,11 @@ struct SessionActionTests {
     }()
     static let now: UInt64 = 1_750_000_000_000
 
-    func hubStore() throws -> SQLiteHubStore {
-        var random = SeededGenerator(seed: 3)
-        return try SQLiteHubStore(path: "\(directory)/hub-\(UUID().uuidString).db", random: &random)
-    }
-
     @Test("the hub session asks for storage and acknowledges only from the append's outcome")
     func pushIsAStorageRequest() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = try hubStore()
         var random = SeededGenerator(seed: 9)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
         let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: Self.now + 60_000, random: &random)
         let replica = ReplicaID(high: 5, low: 5)
         var session = HubSession(hub: store.hubID)
