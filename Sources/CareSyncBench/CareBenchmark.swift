@@ -150,12 +150,9 @@ final class InProcessHub: Sendable {
         var configuration = HubServerConfiguration()
         configuration.port = 0
         configuration.compressionThreshold = compression
-        let server = HubServer(store: store, configuration: configuration, logger: Logger(label: "bench.hub")) {
-            UInt64(Date().timeIntervalSince1970 * 1000)
-        }
+        let server = HubServer(store: store, configuration: configuration, logger: Logger(label: "bench.hub"), wallClock: SystemWallClock())
         let task = Task { try await server.run() }
-        for _ in 0..<500 where server.boundPort == nil { try await Task.sleep(nanoseconds: 5_000_000) }
-        guard let port = server.boundPort else { throw BenchFailure("the in-process hub did not bind a port") }
+        let port = try await server.listeningPort()
         return InProcessHub(server: server, task: task, port: port)
     }
 

@@ -48,6 +48,7 @@ public enum DurableFile {
 
             /// The code as shown to people and scripts, e.g. `FILE_TOO_LARGE`.
             public var name: String { kind.rawValue }
+            /// The code's name.
             public var description: String { name }
         }
 
@@ -80,6 +81,7 @@ public enum DurableFile {
             self.cause = cause
         }
 
+        /// One line for a person, without record contents.
         public var description: String {
             switch code {
             case .notFound: "\(path) does not exist; nothing read"

@@ -10,19 +10,29 @@ import SyncWire
 
 /// Progress of a running sync, for a progress bar.
 public struct SyncProgress: Sendable {
+    /// The attempt running, from 1.
     public let attempt: Int
+    /// Own changes acknowledged so far, over every attempt.
     public let pushed: Int
+    /// Changes received so far, over every attempt.
     public let pulled: Int
+    /// Bytes sent so far (frames, headers included).
     public let bytesSent: Int
+    /// Bytes received so far (frames, headers included).
     public let bytesReceived: Int
 }
 
 /// The outcome of a sync.
 public struct SyncReport: Sendable {
+    /// What the attempts did, added up.
     public let summary: SyncSummary
+    /// Bytes sent over every attempt (frames, headers included).
     public let bytesSent: Int
+    /// Bytes received over every attempt.
     public let bytesReceived: Int
+    /// Attempts made, the successful one included.
     public let attempts: Int
+    /// From the call to its return, backoff sleeps included.
     public let durationSeconds: Double
     /// Time spent in sessions after the TCP connection was established.
     public let sessionSeconds: Double
@@ -100,7 +110,30 @@ public struct RetryPolicy: Sendable {
 /// The replica's async shell: connects to the hub, runs `ClientSession` over TCP, and retries
 /// transient failures. Push resumes from what the hub last acknowledged, pull from the last batch
 /// applied, because both are recorded in the replica file as they happen.
+///
+/// ```swift
+/// let report = try await SyncClient.sync(store: replica, host: "127.0.0.1", port: 7700, enrolmentToken: token,
+///                                        configuration: ClientConfiguration(appVersion: "caresync/0.2"), logger: logger)
+/// print("pushed \(report.summary.pushed), pulled \(report.summary.pulled)")
+/// ```
 public enum SyncClient {
+    /// Syncs `store` with the hub at `host:port`: push until every local change is acknowledged as
+    /// durable, then pull until caught up, retrying transient failures as `retry` says.
+    ///
+    /// - Parameters:
+    ///   - store: The replica; the hub's address and credential are stored in it once welcomed.
+    ///   - host: The hub's host name or address.
+    ///   - port: The hub's port.
+    ///   - enrolmentToken: A one-time token from the hub operator, for the first sync (or to enrol
+    ///     again); nil to use the device secret stored by an earlier welcome.
+    ///   - configuration: The hello's app version, batch sizes and deadlines.
+    ///   - retry: Attempts, backoff, and the randomness and clock it uses.
+    ///   - logger: Ids, codes and counts only.
+    ///   - progress: Called as frames go out and come in.
+    /// - Returns: What the sync did, over every attempt.
+    /// - Throws: `HubUnreachable` at once when nothing listens at the address or the host is
+    ///   unknown; `SyncFailure` when a failure is not retryable or the attempts ran out;
+    ///   `StoreError` when the replica cannot be read.
     public static func sync(store: ReplicaStore, host: String, port: Int, enrolmentToken: String?,
                             configuration: ClientConfiguration = ClientConfiguration(), retry: RetryPolicy = RetryPolicy(),
                             logger: Logger, progress: @escaping @Sendable (SyncProgress) -> Void = { _ in }) async throws -> SyncReport {
@@ -245,6 +278,7 @@ public struct HubUnreachable: Error, Equatable, Sendable, CustomStringConvertibl
 
         /// The code as shown to people and scripts, e.g. `HOST_NOT_FOUND`.
         public var name: String { kind.rawValue }
+        /// The code's name.
         public var description: String { name }
     }
 
@@ -274,6 +308,7 @@ public struct HubUnreachable: Error, Equatable, Sendable, CustomStringConvertibl
         cause = error
     }
 
+    /// One line for a person, without record contents.
     public var description: String {
         switch code {
         case .connectionRefused: "connection refused by \(host):\(port): no hub is listening there"
@@ -281,6 +316,7 @@ public struct HubUnreachable: Error, Equatable, Sendable, CustomStringConvertibl
         }
     }
 
+    /// Equal when what a caller acts on is equal; `cause` is not compared.
     public static func == (lhs: HubUnreachable, rhs: HubUnreachable) -> Bool {
         lhs.code == rhs.code && lhs.host == rhs.host && lhs.port == rhs.port
     }

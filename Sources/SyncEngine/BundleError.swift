@@ -41,6 +41,7 @@ public struct BundleError: Error, Equatable, Sendable, CustomStringConvertible {
 
         /// The code as shown to people and scripts, e.g. `BUNDLE_CHECKSUM`.
         public var name: String { kind.rawValue }
+        /// The code's name.
         public var description: String { name }
     }
 
@@ -75,6 +76,7 @@ public struct BundleError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Contents that do not decode although the checksum matched.
     public static func malformed(_ cause: ByteDecodingError) -> BundleError { BundleError(.malformed, cause: cause) }
 
+    /// One line for a person, without record contents.
     public var description: String {
         switch code {
         case .notABundle: return "not a CareSync bundle (wrong magic or too short); nothing applied"

@@ -18,16 +18,28 @@ import SyncCore
 /// The checksum covers everything, so a truncated or altered file is refused whole and nothing
 /// is applied.
 public struct ChangeBundle: Equatable, Sendable {
+    /// The first 8 bytes of every bundle, `CSBUNDLE`.
     public static let magic: [UInt8] = Array("CSBUNDLE".utf8)
+    /// The format this code writes and the only one it reads.
     public static let formatVersion: UInt16 = 2
     /// Refuse absurd files before reading them into memory.
     public static let maxBytes = 1 << 30
 
+    /// The replica that wrote the bundle.
     public let sender: ReplicaID
+    /// The sender's schema version.
     public let schemaVersion: Int
+    /// What the sender had seen when it wrote the bundle; the receiver remembers it, so its next
+    /// export for the sender carries only what the sender lacks.
     public let senderKnowledge: VersionVector
+    /// The changes, in the sender's log order.
     public let changes: [Change]
 
+    /// - Parameters:
+    ///   - sender: The writing replica.
+    ///   - schemaVersion: Its schema version.
+    ///   - senderKnowledge: Its version vector.
+    ///   - changes: The changes to carry.
     public init(sender: ReplicaID, schemaVersion: Int, senderKnowledge: VersionVector, changes: [Change]) {
         self.sender = sender
         self.schemaVersion = schemaVersion
@@ -35,6 +47,7 @@ public struct ChangeBundle: Equatable, Sendable {
         self.changes = changes
     }
 
+    /// The bundle's bytes, checksum included (the layout above).
     public func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: 64 + changes.count * 64)
         writer.raw(Self.magic)
@@ -50,6 +63,12 @@ public struct ChangeBundle: Equatable, Sendable {
         return writer.bytes
     }
 
+    /// Decodes and verifies a bundle: the size, the magic, the checksum, the format version, then
+    /// every change.
+    ///
+    /// - Parameter bytes: A whole bundle.
+    /// - Returns: The bundle.
+    /// - Throws: `BundleError`; nothing of a refused bundle is returned.
     public static func decode(_ bytes: [UInt8]) throws(BundleError) -> ChangeBundle {
         guard bytes.count <= maxBytes else { throw .tooLarge(bytes: bytes.count) }
         guard bytes.count >= magic.count + 2 + 16 + 32, Array(bytes.prefix(magic.count)) == magic else {

@@ -2,48 +2,6 @@ import SyncCore
 import SyncStore
 import SyncWire
 
-/// How a replica syncs.
-public struct ClientConfiguration: Sendable {
-    public var appVersion = "caresync/0.2"
-    public var maxFrameBody: Int = Frame.defaultMaxBody
-    public var pushBatchChanges = 5_000
-    /// Push batches are cut below this many encoded bytes (well under the frame limit).
-    public var pushBatchBytes = 1024 * 1024
-    /// Kept at 512 KiB: a pulled batch is buffered whole before its transaction commits, and the
-    /// client's peak memory follows it.
-    public var pullBudget: UInt64 = 512 * 1024
-    /// Compress push payloads at or above this many bytes; nil sends them uncompressed.
-    public var compressionThreshold: Int? = 1024
-    /// Deadlines (Protocol/session.md, "Timeouts").
-    public var handshakeMillis = ProtocolConstants.handshakeMillis
-    public var responseMillis = ProtocolConstants.responseMillis
-    public var frameCompletionMillis = ProtocolConstants.frameCompletionMillis
-
-    public init() {}
-}
-
-/// Totals of one sync, for the summary the CLI prints.
-public struct SyncSummary: Equatable, Sendable {
-    public var pushed = 0
-    public var pushBatches = 0
-    public var pulled = 0
-    public var pullBatches = 0
-    public var applied = 0
-    public var duplicates = 0
-    public var conflictsOpened = 0
-    public var roundTrips = 0
-    public var enrolled = false
-    public var hub: ReplicaID?
-    /// Own changes the hub held and this replica lacked (it was restored from a backup or copied).
-    public var recovered = 0
-    /// Set when this replica diverged from what the hub holds of its origin and took a new identity.
-    public var forkedFrom: ReplicaID?
-    /// Own changes re-issued under the new identity.
-    public var reissued = 0
-
-    public init() {}
-}
-
 /// The replica's side of a sync, as a state machine (Protocol/session.md, "Client"): hello, then
 /// recover what the hub holds of this replica's own origin if it knows less, push until every
 /// local change is acknowledged as durable, pull until caught up, then report health and say

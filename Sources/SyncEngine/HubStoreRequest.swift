@@ -17,6 +17,8 @@ public enum HubStoreRequest: Equatable, Sendable {
     case readPage(cursor: UInt64, excludingOrigin: ReplicaID, byteBudget: Int, maxCount: Int)
     /// Answer a recover: one origin's contiguous run after `after`.
     case readOrigin(origin: ReplicaID, after: UInt64, byteBudget: Int, maxCount: Int)
+    /// Give `replica`'s session the new identity `into` (the replica diverged from what the hub
+    /// holds of it), with a new device secret.
     case fork(replica: ReplicaID, into: ReplicaID, nowMillis: UInt64)
     /// Bookkeeping for the operator view; no answer, and a failure must not break a sync.
     case record(HubSessionEvent, replica: ReplicaID, nowMillis: UInt64)
@@ -32,7 +34,7 @@ public enum HubStoreRequest: Equatable, Sendable {
     }
 
     /// The push as the group-commit interface takes it; nil for every other request.
-    public var push: HubPush? {
+    package var push: HubPush? {
         guard case let .append(changes, replica, receivedAt) = self else { return nil }
         return HubPush(changes: changes, replica: replica, receivedAtMillis: receivedAt)
     }
@@ -40,15 +42,22 @@ public enum HubStoreRequest: Equatable, Sendable {
 
 /// What a credential check found.
 public enum CredentialCheck: Equatable, Sendable {
+    /// An enrolment token was presented: redeemed (with the new secret) or refused, and why.
     case enrolment(EnrolmentResult)
+    /// A device secret was presented: authenticated, unknown or revoked.
     case device(AuthenticationResult)
 }
 
 /// What a pull read: the head, and the page unless the cursor is above the head.
 public struct HubPullRead: Sendable {
+    /// The hub log's head when the page was read.
     public let head: UInt64
+    /// The changes after the cursor; nil when the cursor is above the head (`CURSOR_AHEAD`).
     public let page: HubPage?
 
+    /// - Parameters:
+    ///   - head: The hub log's head.
+    ///   - page: The page after the cursor, or nil when the cursor is above `head`.
     public init(head: UInt64, page: HubPage?) {
         self.head = head
         self.page = page
@@ -58,16 +67,22 @@ public struct HubPullRead: Sendable {
 /// The outcome of a `HubStoreRequest`, reported through `HubSession.storageCompleted`. Each
 /// failure is the store's error; the session answers it with `STORAGE_FAILURE`.
 public enum HubStoreOutcome: Sendable {
+    /// For `checkCredential`.
     case credential(Result<CredentialCheck, any Error>)
+    /// For `openSession`: the hub's durable counter of the replica's own origin.
     case opened(Result<UInt64, any Error>)
+    /// For `append`: what was stored, and the durable counters to acknowledge.
     case appended(Result<HubAppendResult, any Error>)
+    /// For `readPage`.
     case page(Result<HubPullRead, any Error>)
+    /// For `readOrigin`.
     case originPage(Result<HubOriginPage, any Error>)
+    /// For `fork`: the new identity's secret.
     case forked(Result<ForkResult, any Error>)
 
     /// The same kind of outcome, as a failure: what a shell reports when the store could not be
     /// reached at all (or, in the simulator, an injected fault).
-    public static func failure(of request: HubStoreRequest, _ error: any Error) -> HubStoreOutcome? {
+    package static func failure(of request: HubStoreRequest, _ error: any Error) -> HubStoreOutcome? {
         switch request {
         case .checkCredential: .credential(.failure(error))
         case .openSession: .opened(.failure(error))
@@ -83,8 +98,9 @@ public enum HubStoreOutcome: Sendable {
 extension HubStoreRequest {
     /// Performs the request on `store`, synchronously (the caller runs it on the writer). Appends
     /// are grouped by the caller through `HubStore.append(_ pushes:)`; performed here one alone.
-    /// Returns nil for requests that expect no answer.
-    public func perform(on store: any HubStore, random: inout RandomSource) -> HubStoreOutcome? {
+    /// Returns nil for requests that expect no answer. For the shells (`HubWriter`, the simulator's
+    /// inline hub), hence `package`.
+    package func perform(on store: any HubStore, random: inout RandomSource) -> HubStoreOutcome? {
         switch self {
         case let .checkCredential(replica, credential, now):
             return .credential(Result {

@@ -36,10 +36,18 @@ public enum SessionTimer: Hashable, Sendable, CaseIterable {
 public struct RandomSource: RandomNumberGenerator, Sendable {
     private let nextValue: @Sendable () -> UInt64
 
+    /// A source that calls `next` for each value. A seeded one keeps its state behind the closure
+    /// (a locked generator), so copies of the source draw from the one sequence.
+    ///
+    /// ```swift
+    /// let fixed = RandomSource { 42 }   // every draw is 42: a test that wants exact values
+    /// ```
     public init(_ next: @escaping @Sendable () -> UInt64) { nextValue = next }
 
+    /// The system's generator: what production uses.
     public static let system = RandomSource { UInt64.random(in: .min ... .max) }
 
+    /// The next value.
     public mutating func next() -> UInt64 { nextValue() }
 }
 
@@ -49,9 +57,13 @@ public enum ProtocolConstants {
     /// (Protocol/README.md, "Versioning"); version 1's changes were single field writes, which a
     /// version-2 peer cannot read, so a version-1 peer is refused with `UNSUPPORTED_VERSION`.
     public static let version: UInt64 = 2
+    /// Hub: accepted until hello; client: hello sent until welcome.
     public static let handshakeMillis: UInt64 = 10_000
+    /// A frame's first byte until its last.
     public static let frameCompletionMillis: UInt64 = 30_000
+    /// Hub: a complete frame until the next one.
     public static let idleMillis: UInt64 = 120_000
+    /// Client: a request until its answer.
     public static let responseMillis: UInt64 = 30_000
     /// The smallest frame limit a peer may ask for (Protocol/session.md, hello check 3).
     public static let minimumFrameBody: UInt64 = 65_536

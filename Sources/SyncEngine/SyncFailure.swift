@@ -36,6 +36,7 @@ public struct SyncFailure: Error, Equatable, Sendable, CustomStringConvertible {
     /// The message with its code, e.g. `hub refused: at capacity [BUSY]`.
     public var description: String { "\(message) [\(code.name)]" }
 
+    /// Equal when what a caller acts on is equal; `cause` is not compared.
     public static func == (lhs: SyncFailure, rhs: SyncFailure) -> Bool {
         lhs.code == rhs.code && lhs.message == rhs.message && lhs.retryAfterMillis == rhs.retryAfterMillis
     }

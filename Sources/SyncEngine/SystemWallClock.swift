@@ -13,6 +13,7 @@ import SyncCore
 /// let server = HubServer(store: store, configuration: configuration, logger: logger, wallClock: SystemWallClock())
 /// ```
 public struct SystemWallClock: WallClock {
+    /// The machine's clock.
     public init() {}
 
     /// Milliseconds since the Unix epoch; 0 for a clock set before 1970.

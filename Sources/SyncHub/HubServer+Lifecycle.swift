@@ -27,6 +27,7 @@ public struct HubServerError: Error, Equatable, Sendable, CustomStringConvertibl
 
         /// The code as shown to people and scripts, e.g. `SHUT_DOWN`.
         public var name: String { kind.rawValue }
+        /// The code's name.
         public var description: String { name }
     }
 
@@ -35,6 +36,7 @@ public struct HubServerError: Error, Equatable, Sendable, CustomStringConvertibl
 
     init(code: Code) { self.code = code }
 
+    /// One line for a person, without record contents.
     public var description: String {
         switch code {
         case .alreadyRunning: "\(code.name): the hub is already running; a HubServer runs once"

@@ -9,29 +9,43 @@ import SyncEngine
 import SyncStore
 import SyncWire
 
-/// Where and how the hub listens.
+/// Where and how the hub listens: its address, its budgets and its deadlines.
+///
+/// ```swift
+/// var configuration = HubServerConfiguration()
+/// configuration.host = "0.0.0.0"
+/// configuration.maxConnections = 512
+/// ```
 public struct HubServerConfiguration: Sendable {
+    /// The address to listen on.
     public var host = "127.0.0.1"
-    /// 0 picks a free port (tests); `HubServer.boundPort` tells which.
+    /// 0 picks a free port (tests); `HubServer.listeningPort()` tells which.
     public var port = 7700
+    /// Connections served at once; more are refused with `BUSY`.
     public var maxConnections = 256
     /// Connections that have not completed a hello (a smaller budget inside `maxConnections`).
     public var maxUnauthenticated = 64
+    /// The handshake deadline: accepted until hello (Protocol/session.md, "Timeouts").
     public var handshake = TimeAmount.milliseconds(Int64(ProtocolConstants.handshakeMillis))
     /// The handshake deadline of connections accepted while over half of `maxUnauthenticated` is in use.
     public var pressuredHandshake = TimeAmount.seconds(2)
     /// How often the store is asked which replicas with open sessions have been revoked (the
-    /// file is shared with `caresync hub revoke`, another process).
+    /// file may be shared with another process that revokes).
     public var revocationPoll = TimeAmount.seconds(1)
     /// Failed hellos (authentication or enrolment) allowed per source address per window.
     public var authenticationFailuresPerSource = 10
+    /// The window of `authenticationFailuresPerSource`.
     public var authenticationFailureWindow = TimeAmount.seconds(60)
+    /// The frame deadline: a frame's first byte until its last.
     public var frameCompletion = TimeAmount.milliseconds(Int64(ProtocolConstants.frameCompletionMillis))
+    /// The idle deadline: a complete frame until the next one.
     public var idle = TimeAmount.milliseconds(Int64(ProtocolConstants.idleMillis))
+    /// What each session negotiates and enforces (frame limit, batch limits, clock skew).
     public var session = HubConfiguration()
     /// Compress batch payloads at or above this many bytes; nil sends them uncompressed.
     public var compressionThreshold: Int? = 1024
 
+    /// The defaults: 127.0.0.1:7700, 256 connections, the protocol's deadlines.
     public init() {}
 }
 

@@ -38,7 +38,8 @@ struct SyncCommand: AsyncParsableCommand {
         let logger = Logger(label: "caresync.sync")
         do {
             let report = try await SyncClient.sync(
-                store: replica.store, host: host, port: port, enrolmentToken: token, retry: RetryPolicy(attempts: max(1, attempts)),
+                store: replica.store, host: host, port: port, enrolmentToken: token,
+                configuration: ClientConfiguration(appVersion: "caresync/0.2"), retry: RetryPolicy(attempts: max(1, attempts)),
                 logger: logger
             ) { progress in
                 guard showProgress else { return }
@@ -141,22 +142,13 @@ struct HubServeCommand: AsyncParsableCommand {
         configuration.port = port
         configuration.maxConnections = maxConnections
         let logger = Logger(label: "caresync.hub")
-        let server = HubServer(store: store, configuration: configuration, logger: logger) {
-            UInt64(Date().timeIntervalSince1970 * 1000)
-        }
-        let announce = Task {
-            for _ in 0..<200 {
-                if let bound = server.boundPort {
-                    // Unbuffered, so a script waiting for this line sees it at once.
-                    FileHandle.standardOutput.write(Data("hub \(store.hubID.hex) listening on \(host):\(bound)\n".utf8))
-                    return
-                }
-                try await Task.sleep(nanoseconds: 10_000_000)
-            }
+        let hubID = store.hubID
+        let server = HubServer(store: store, configuration: configuration, logger: logger, wallClock: SystemWallClock()) { [host] bound in
+            // Unbuffered, so a script waiting for this line sees it at once.
+            FileHandle.standardOutput.write(Data("hub \(hubID.hex) listening on \(host):\(bound)\n".utf8))
         }
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
-        announce.cancel()
         Output.line("hub stopped")
     }
 }
