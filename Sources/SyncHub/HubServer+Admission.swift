@@ -66,7 +66,7 @@ extension HubServer {
     nonisolated func pollRevocations() async {
         let farewell = MessageCodec().frame(.error(code: .authenticationFailed, fatal: true, message: "this replica's credential has been revoked"))
         while true {
-            do { try await clock.sleep(for: .nanoseconds(max(1, configuration.revocationPoll.nanoseconds))) } catch { return }
+            do { try await clock.sleep(for: max(.milliseconds(1), configuration.revocationPoll)) } catch { return }
             let live = registry.liveReplicas
             guard !live.isEmpty else { continue }
             let ended: [(ReplicaID, any Channel)] = await withCheckedContinuation { continuation in

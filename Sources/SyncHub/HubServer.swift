@@ -9,7 +9,8 @@ import SyncEngine
 import SyncStore
 import SyncWire
 
-/// Where and how the hub listens: its address, its budgets and its deadlines.
+/// Where and how the hub listens: its address, its budgets and its deadlines (as `Duration`s:
+/// no NIO type in the configuration).
 ///
 /// ```swift
 /// var configuration = HubServerConfiguration()
@@ -26,20 +27,20 @@ public struct HubServerConfiguration: Sendable {
     /// Connections that have not completed a hello (a smaller budget inside `maxConnections`).
     public var maxUnauthenticated = 64
     /// The handshake deadline: accepted until hello (Protocol/session.md, "Timeouts").
-    public var handshake = TimeAmount.milliseconds(Int64(ProtocolConstants.handshakeMillis))
+    public var handshake = Duration.milliseconds(ProtocolConstants.handshakeMillis)
     /// The handshake deadline of connections accepted while over half of `maxUnauthenticated` is in use.
-    public var pressuredHandshake = TimeAmount.seconds(2)
+    public var pressuredHandshake = Duration.seconds(2)
     /// How often the store is asked which replicas with open sessions have been revoked (the
     /// file may be shared with another process that revokes).
-    public var revocationPoll = TimeAmount.seconds(1)
+    public var revocationPoll = Duration.seconds(1)
     /// Failed hellos (authentication or enrolment) allowed per source address per window.
     public var authenticationFailuresPerSource = 10
     /// The window of `authenticationFailuresPerSource`.
-    public var authenticationFailureWindow = TimeAmount.seconds(60)
+    public var authenticationFailureWindow = Duration.seconds(60)
     /// The frame deadline: a frame's first byte until its last.
-    public var frameCompletion = TimeAmount.milliseconds(Int64(ProtocolConstants.frameCompletionMillis))
+    public var frameCompletion = Duration.milliseconds(ProtocolConstants.frameCompletionMillis)
     /// The idle deadline: a complete frame until the next one.
-    public var idle = TimeAmount.milliseconds(Int64(ProtocolConstants.idleMillis))
+    public var idle = Duration.milliseconds(ProtocolConstants.idleMillis)
     /// What each session negotiates and enforces (frame limit, batch limits, clock skew).
     public var session = HubConfiguration()
     /// Compress batch payloads at or above this many bytes; nil sends them uncompressed.
@@ -346,6 +347,13 @@ public actor HubServer: Service {
     }
 
     static func millis(_ amount: TimeAmount) -> UInt64 { UInt64(max(0, amount.nanoseconds / 1_000_000)) }
+
+    /// Whole milliseconds of a configured duration; 0 for a negative one.
+    static func millis(_ amount: Duration) -> UInt64 {
+        let (seconds, attoseconds) = amount.components
+        guard seconds >= 0, attoseconds >= 0 else { return 0 }
+        return UInt64(seconds).multipliedReportingOverflow(by: 1000).partialValue + UInt64(attoseconds / 1_000_000_000_000_000)
+    }
 }
 
 /// A wall clock read through a closure, for `HubServer`'s closure initialiser.
