@@ -99,6 +99,8 @@ let package = Package(
         .target(name: "CSQLiteFaultVFS", path: "Tests/CSQLiteFaultVFS", linkerSettings: [.linkedLibrary("sqlite3")]),
         .testTarget(name: "SyncStoreTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "SyncTesting", "CSQLiteFaultVFS"]),
         .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),
+        // Session transcripts: messages and events into ClientSession and HubSession, the exact actions out (no network).
+        .testTarget(name: "SyncEngineTests", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting"]),
         .testTarget(name: "SyncIntegrationTests", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncClient", "SyncHub", "CareRecords", "caresync",
             .product(name: "Logging", package: "swift-log"),

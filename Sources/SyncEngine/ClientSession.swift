@@ -2,28 +2,55 @@ import SyncCore
 import SyncStore
 import SyncWire
 
-/// The replica's side of a sync, as a state machine: push until every local change is
-/// acknowledged as durable, then pull until caught up, then report health and say goodbye. Its
-/// deadlines (handshake, request, frame) are timer actions; the shell reports them through
-/// `timerFired(_:)`.
+/// The replica's side of a sync, as a state machine (Protocol/session.md, "Client"): hello, then
+/// recover what the hub holds of this replica's own origin if it knows less, push until every
+/// local change is acknowledged as durable, pull until caught up, then report health and say
+/// goodbye. Messages and deadlines go in, actions come out; its deadlines (handshake, request,
+/// frame) are timer actions, and the shell reports them through `timerFired(_:)`.
+///
+/// A shell performs the actions in order and feeds back what happens (SyncClient over TCP, the
+/// simulator over a simulated network):
+///
+/// ```swift
+/// var session = ClientSession(store: replica, credential: .device(secret))
+/// var actions = session.start()                      // hello, and the handshake deadline
+/// while !session.isFinished {
+///     perform(actions)                               // send, close, schedule or cancel a deadline
+///     actions = session.receive(try codec.decode(nextFrame()))
+/// }
+/// if session.state == .done { /* pushed, pulled to the end, goodbye said */ }
+/// ```
+///
+/// Today the session still reads and writes its replica file itself, in line (the hub's session
+/// asks for storage through actions instead).
 public struct ClientSession {
+    /// Where the session is. The spec's `idle` (a heartbeat on entry, then goodbye) is passed in
+    /// one step from the last batch to `done`: this client never stays connected, so it never
+    /// waits in `idle` for a heartbeat interval or new local changes.
     public enum State: Equatable, Sendable {
-        case idle
+        /// Not started: `start()` sends the hello (the spec's `connecting`, once connected).
+        case connecting
+        /// The hello is out; the handshake deadline runs until a welcome or reject.
         case awaitingWelcome
         /// Receiving the hub's changes of `origin` above `after`: this replica's own (it knows less of
         /// its origin than the hub holds), or, after a fork, its old identity's.
         case recovering(origin: ReplicaID, after: UInt64)
         /// Asked the hub for a new identity; own changes from `divergentFrom` on will be re-issued.
         case forking(newReplica: ReplicaID, divergentFrom: UInt64)
+        /// Push `batch` is out, carrying each origin's changes up to `until`; its push-ack is awaited.
         case pushing(batch: UInt64, until: [ReplicaID: UInt64])
+        /// A pull from `cursor` is out; its batch is awaited.
         case pulling(cursor: UInt64)
+        /// Closed after a whole sync: pushed, pulled to the end, health reported, goodbye sent.
         case done
-        case failed
+        /// Closed early, and why (the shell retries a retryable failure with backoff).
+        case failed(SyncFailure)
     }
 
-    public private(set) var state: State = .idle
+    /// Where the session is (Protocol/session.md, "Client").
+    public private(set) var state: State = .connecting
+    /// What this session has pushed, pulled, applied and recovered so far.
     public private(set) var summary = SyncSummary()
-    public private(set) var failure: SyncFailure?
     let store: ReplicaStore
     let credential: Credential
     let configuration: ClientConfiguration
@@ -39,6 +66,14 @@ public struct ClientSession {
     /// welcome's `max_frame_body`. The shell applies it to its decoder and codec.
     public private(set) var maxFrameBody: Int
 
+    /// A session not yet started.
+    ///
+    /// - Parameters:
+    ///   - store: The replica file; the session reads and writes it as the sync goes.
+    ///   - credential: What the hello presents: an enrolment token, or the device secret.
+    ///   - configuration: Batch sizes, budgets, limits and deadlines.
+    ///   - random: Draws a new identity when the replica must fork; injected for determinism.
+    ///   - hubAddress: Where the hub was reached, recorded with its id once it has welcomed this replica.
     public init(store: ReplicaStore, credential: Credential, configuration: ClientConfiguration = ClientConfiguration(),
                 random: RandomSource = .system, hubAddress: String? = nil) {
         self.store = store
@@ -49,9 +84,25 @@ public struct ClientSession {
         maxFrameBody = configuration.maxFrameBody
     }
 
-    public var isFinished: Bool { state == .done || state == .failed }
+    /// Why the session closed early; nil while it runs and after a whole sync.
+    public var failure: SyncFailure? {
+        if case let .failed(failure) = state { return failure }
+        return nil
+    }
 
+    /// Whether the session has closed, after a whole sync or early.
+    public var isFinished: Bool {
+        switch state {
+        case .done, .failed: true
+        case .connecting, .awaitingWelcome, .recovering, .forking, .pushing, .pulling: false
+        }
+    }
+
+    /// The connection is up: sends the hello and starts the handshake deadline. Called once.
+    ///
+    /// - Returns: The hello to send and the deadline to schedule.
     public mutating func start() -> [SessionAction] {
+        precondition(state == .connecting, "a client session is started once")
         state = .awaitingWelcome
         return [.send(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version,
                                    schemaVersion: UInt64(store.schema.version), replica: store.replicaID,
@@ -61,6 +112,8 @@ public struct ClientSession {
     }
 
     /// The first byte of a frame from the hub arrived (`true`) or its last byte did (`false`).
+    ///
+    /// - Returns: The frame deadline to start or cancel; nothing once the session has closed.
     public func frameProgress(inFrame: Bool) -> [SessionAction] {
         guard !isFinished else { return [] }
         return inFrame ? [.schedule(.frame, afterMillis: configuration.frameCompletionMillis)] : [.cancel(.frame)]
@@ -68,19 +121,31 @@ public struct ClientSession {
 
     /// A deadline passed: the handshake or request deadline closes the connection (the shell
     /// retries with backoff); a frame left unfinished is told `TIMEOUT` first (Protocol/session.md).
+    /// A deadline that is not running in the current state is ignored.
+    ///
+    /// - Parameter timer: The deadline that passed.
+    /// - Returns: What to send and whether to close.
     public mutating func timerFired(_ timer: SessionTimer) -> [SessionAction] {
-        guard !isFinished else { return [] }
+        let failure: SyncFailure
         switch (state, timer) {
+        case (.done, _), (.failed, _):
+            return []
+        case (_, .frame):
+            return fail(SyncFailure(.timeout, "frame was not completed in time"))
         case (.awaitingWelcome, .handshake):
             failure = SyncFailure(.timeout, "no welcome from the hub within the handshake deadline")
         case (.recovering, .request), (.forking, .request), (.pushing, .request), (.pulling, .request):
             failure = SyncFailure(.timeout, "the hub did not answer within the request deadline")
-        case (_, .frame):
-            return fail(SyncFailure(.timeout, "frame was not completed in time"))
-        default:
+        case (.connecting, .handshake), (.connecting, .request),
+             (.awaitingWelcome, .request),
+             (.recovering, .handshake), (.forking, .handshake), (.pushing, .handshake), (.pulling, .handshake):
+            // A deadline that is not running (never started, or cancelled by the answer it waited
+            // for) and reached the session anyway, racing its cancellation: nothing is overdue.
             return []
+        case (_, .idle):
+            preconditionFailure("the idle deadline is the hub's; a client session never schedules it")
         }
-        state = .failed
+        state = .failed(failure)
         try? store.recordSyncOutcome(error: WireErrorCode.timeout.name)
         return [.close]
     }
@@ -91,7 +156,13 @@ public struct ClientSession {
         [.schedule(.request, afterMillis: configuration.responseMillis), .send(message)]
     }
 
+    /// A message from the hub. Nothing is read once the session has closed.
+    ///
+    /// - Parameter message: The decoded message.
+    /// - Returns: The answer (the next request, an error, goodbye) and the deadlines to start or cancel.
     public mutating func receive(_ message: Message) -> [SessionAction] {
+        guard !isFinished else { return [] }
+        precondition(state != .connecting, "a client session handles messages only after start()")
         do {
             return try handle(message)
         } catch let failure as SyncFailure {
@@ -104,76 +175,58 @@ public struct ClientSession {
         }
     }
 
-    /// The connection broke or a deadline passed before the sync finished.
+    /// The connection broke before the sync finished: the session fails with a retryable `TIMEOUT`.
+    ///
+    /// - Parameter reason: Why, for the failure's message (no record contents).
     public mutating func connectionLost(_ reason: String) {
         guard !isFinished else { return }
-        failure = SyncFailure(.timeout, reason)
-        state = .failed
+        state = .failed(SyncFailure(.timeout, reason))
     }
 
+    /// A frame from the hub did not decode (or broke the framing): tell the hub why, then close.
+    ///
+    /// - Parameter error: The codec's error; its code is sent back, fatal.
+    /// - Returns: The error frame and the close.
     public mutating func protocolError(_ error: WireError) -> [SessionAction] {
-        fail(SyncFailure(error.code, "hub sent bad bytes: \(error.detail)", cause: error), tell: error.code)
+        guard !isFinished else { return [] }
+        return fail(SyncFailure(error.code, "hub sent bad bytes: \(error.detail)", cause: error), tell: error.code)
     }
 
+    /// One switch over every message the protocol has, so a new message type does not compile
+    /// until this client says what it does with it; each case checks the state it is allowed in
+    /// (Protocol/session.md, the client table's rows "any").
     private mutating func handle(_ message: Message) throws -> [SessionAction] {
-        switch (state, message) {
-        case let (_, .reject(code, retryAfter, text)):
-            failure = SyncFailure(code, "hub refused: \(OperatorText.sanitised(text, maxBytes: 200))", retryAfterMillis: retryAfter)
-            state = .failed
-            try? store.recordSyncOutcome(error: code.name)
-            return [.close]
-        case let (_, .goodbye(reason)):
+        switch message {
+        case let .reject(code, retryAfter, text):
+            // A reject answers a hello, instead of the welcome; after the handshake it is unexpected.
+            guard state == .awaitingWelcome else { throw unexpected(message) }
+            return closed(SyncFailure(code, "hub refused: \(OperatorText.sanitised(text, maxBytes: 200))", retryAfterMillis: retryAfter))
+        case let .goodbye(reason):
             // The hub closes the session; a goodbye is never answered (Protocol/session.md).
-            state = .failed
-            switch reason {
-            case 2:
-                // Replaced by a newer session of this replica: not this device's own retry if the
-                // user did not start one, so it is said, and not retried automatically.
-                failure = SyncFailure(.authenticationFailed, """
-                    the hub ended this session: a newer session of this replica replaced it (another copy of this \
-                    replica file, or its credential, is in use elsewhere)
-                    """)
-            case 1:
-                failure = SyncFailure(.shuttingDown, "the hub is shutting down; the sync resumes when it is back")
-            default:
-                failure = SyncFailure(.timeout, "the hub closed the session (goodbye \(reason))")
-            }
-            try? store.recordSyncOutcome(error: failure?.code.name)
-            return [.close]
-        case let (_, .error(code, fatal, text)):
+            return closed(Self.goodbyeFailure(reason))
+        case let .error(code, fatal, text):
             // Fatal or not, the attempt ends here; the shell retries retryable codes with backoff,
             // and the next attempt resumes from what the hub acknowledged. An error frame is never
             // answered with an error frame; after a fatal one nothing more is sent.
-            failure = SyncFailure(code, "hub refused: \(OperatorText.sanitised(text, maxBytes: 200))")
-            state = .failed
-            try? store.recordSyncOutcome(error: code.name)
+            let failure = SyncFailure(code, "hub refused: \(OperatorText.sanitised(text, maxBytes: 200))")
             if code == .cursorAhead {
                 // The hub's log is not the one this cursor was given out by (restored from an older
                 // backup): pull it again from the start; merges are idempotent.
                 try? store.resetPullCursor()
             }
-            return fatal ? [.close] : [.send(.goodbye(reason: 0)), .close]
-        case let (.awaitingWelcome, .welcome(welcome)):
-            guard welcome.protocolVersion == ProtocolConstants.version else {
-                throw SyncFailure(.unsupportedVersion, "hub chose protocol version \(welcome.protocolVersion); "
-                                  + "this client speaks \(ProtocolConstants.version) only: update the hub or the client")
-            }
-            guard welcome.maxFrameBody >= ProtocolConstants.minimumFrameBody, welcome.maxFrameBody <= UInt64(configuration.maxFrameBody) else {
-                throw SyncFailure(.limitExceeded, "hub chose max_frame_body \(welcome.maxFrameBody), outside \(ProtocolConstants.minimumFrameBody)...\(configuration.maxFrameBody)")
-            }
-            maxFrameBody = Int(welcome.maxFrameBody)
-            hub = welcome.hub
-            summary.hub = welcome.hub
-            summary.enrolled = !welcome.issuedCredential.isEmpty
-            try store.recordHub(welcome.hub, address: hubAddress,
-                                credential: welcome.issuedCredential.isEmpty ? nil : welcome.issuedCredential)
-            ownDurable = welcome.ownDurable
-            return [.cancel(.handshake), .send(.heartbeat(try health()))] + (try afterHandshake())
-        case let (.recovering(origin, after), .recovered(answered, next, more, changes)):
+            let actions = closed(failure)
+            return fatal ? actions : [.send(.goodbye(reason: 0))] + actions
+        case let .welcome(welcome):
+            guard state == .awaitingWelcome else { throw unexpected(message) }
+            return try welcomed(welcome)
+        case let .recovered(answered, next, more, changes):
+            guard case let .recovering(origin, after) = state else { throw unexpected(message) }
             return try recovered(origin, after: after, answered, next: next, more: more, changes)
-        case let (.forking(newReplica, divergentFrom), .forked(answered, credential)):
+        case let .forked(answered, credential):
+            guard case let .forking(newReplica, divergentFrom) = state else { throw unexpected(message) }
             guard answered == newReplica, !credential.isEmpty else {
-                throw SyncFailure(.unexpectedMessage, "hub answered a fork for another identity")
+                throw SyncFailure(.unexpectedMessage, answered == newReplica ? "hub answered the fork with an empty credential"
+                                                                             : "hub answered a fork for another identity")
             }
             let old = store.replicaID
             summary.reissued += try store.fork(into: newReplica, credential: credential, divergentFrom: divergentFrom)
@@ -181,8 +234,9 @@ public struct ClientSession {
             // The hub now serves this session as the new identity, which it holds nothing of.
             ownDurable = 0
             return try afterHandshake()
-        case let (.pushing(batch, until), .pushAck(acked, durable, _)):
-            guard acked == batch, let hub else { throw SyncFailure(.unexpectedMessage, "acknowledgement for batch \(acked), expected \(batch)") }
+        case let .pushAck(acked, durable, _):
+            guard case let .pushing(batch, until) = state, let hub else { throw unexpected(message) }
+            guard acked == batch else { throw SyncFailure(.unexpectedMessage, "acknowledgement for batch \(acked), expected \(batch)") }
             for (origin, counter) in until where durable[origin] < counter {
                 throw SyncFailure(.storageFailure, "hub acknowledged batch \(batch) without storing all of it")
             }
@@ -191,28 +245,93 @@ public struct ClientSession {
             // and those must still be compared (recovered) before they count as held.
             try store.recordPeerKnowledge(hub, VersionVector(until))
             return try nextPush()
-        case let (.pulling(cursor), .batch(next, more, changes)):
-            guard let hub else { throw SyncFailure(.unexpectedMessage, "batch before welcome") }
-            guard next >= cursor else { throw SyncFailure(.malformedMessage, "hub cursor went backwards") }
-            // Hub sequences are SQLite integers: a larger cursor is not one this hub gave out.
-            guard next <= UInt64(Int64.max) else { throw SyncFailure(.malformedMessage, "hub cursor \(next) is above 2^63 - 1") }
-            let result = try store.applyFromHub(changes, hub: hub, nextCursor: next)
-            summary.pulled += changes.count
-            summary.pullBatches += 1
-            summary.roundTrips += 1
-            summary.applied += result.applied
-            summary.duplicates += result.duplicates
-            summary.conflictsOpened += result.conflictsOpened
-            if more && !changes.isEmpty {
-                state = .pulling(cursor: next)
-                return request(.pull(cursor: next, byteBudget: configuration.pullBudget))
-            }
-            try store.recordSyncOutcome(error: nil)
-            state = .done
-            return [.send(.heartbeat(try health())), .send(.goodbye(reason: 0)), .close]
-        default:
-            throw SyncFailure(.unexpectedMessage, "unexpected \(message.kind) from the hub")
+        case let .batch(next, more, changes):
+            guard case let .pulling(cursor) = state else { throw unexpected(message) }
+            return try pulled(cursor: cursor, next: next, more: more, changes)
+        case .hello, .push, .pull, .recover, .fork, .heartbeat:
+            throw SyncFailure(.unexpectedMessage, "\(message.kind) is not a hub message")
+        case .relayedBatch, .relayedRecovered:
+            // Only ever sent: its frame decodes as a batch or recovered. A shell that hands one over
+            // without the wire (a test's) gets the answer the wire would give.
+            guard let decoded = message.decoded else { throw SyncFailure(.malformedMessage, "a relayed change does not decode") }
+            return try handle(decoded)
         }
+    }
+
+    private func unexpected(_ message: Message) -> SyncFailure {
+        SyncFailure(.unexpectedMessage, "unexpected \(message.kind) from the hub")
+    }
+
+    /// What a goodbye from the hub means for this replica (Protocol/session.md, client row "any | goodbye").
+    static func goodbyeFailure(_ reason: UInt64) -> SyncFailure {
+        switch reason {
+        case 2:
+            // Replaced by a newer session of this replica: not this device's own retry if the
+            // user did not start one, so it is said, and not retried automatically.
+            SyncFailure(.authenticationFailed, """
+                the hub ended this session: a newer session of this replica replaced it (another copy of this \
+                replica file, or its credential, is in use elsewhere)
+                """)
+        case 1:
+            SyncFailure(.shuttingDown, "the hub is shutting down; the sync resumes when it is back")
+        default:
+            SyncFailure(.timeout, "the hub closed the session (goodbye \(reason))")
+        }
+    }
+
+    /// Ends the session quietly: nothing is sent (the hub's reject, goodbye or error ended it).
+    private mutating func closed(_ failure: SyncFailure) -> [SessionAction] {
+        state = .failed(failure)
+        try? store.recordSyncOutcome(error: failure.code.name)
+        return [.close]
+    }
+
+    private mutating func welcomed(_ welcome: Welcome) throws -> [SessionAction] {
+        guard welcome.protocolVersion == ProtocolConstants.version else {
+            throw SyncFailure(.unsupportedVersion, "hub chose protocol version \(welcome.protocolVersion); "
+                              + "this client speaks \(ProtocolConstants.version) only: update the hub or the client")
+        }
+        guard welcome.maxFrameBody >= ProtocolConstants.minimumFrameBody, welcome.maxFrameBody <= UInt64(configuration.maxFrameBody) else {
+            throw SyncFailure(.limitExceeded, "hub chose max_frame_body \(welcome.maxFrameBody), outside \(ProtocolConstants.minimumFrameBody)...\(configuration.maxFrameBody)")
+        }
+        maxFrameBody = Int(welcome.maxFrameBody)
+        hub = welcome.hub
+        summary.hub = welcome.hub
+        summary.enrolled = !welcome.issuedCredential.isEmpty
+        // The issued secret is durable before anything more is sent: the next frame spends the token.
+        try store.recordHub(welcome.hub, address: hubAddress,
+                            credential: welcome.issuedCredential.isEmpty ? nil : welcome.issuedCredential)
+        ownDurable = welcome.ownDurable
+        // Health first, so the operator's view shows this replica's backlog as the session opens,
+        // even when the session is cut before its last pull (Protocol/messages.md, "heartbeat").
+        return [.cancel(.handshake), .send(.heartbeat(try health()))] + (try afterHandshake())
+    }
+
+    private mutating func pulled(cursor: UInt64, next: UInt64, more: Bool, _ changes: [Change]) throws -> [SessionAction] {
+        guard let hub else { throw SyncFailure(.unexpectedMessage, "batch before welcome") }
+        guard next >= cursor else { throw SyncFailure(.malformedMessage, "hub cursor went backwards") }
+        // Hub sequences are SQLite integers: a larger cursor is not one this hub gave out.
+        guard next <= UInt64(Int64.max) else { throw SyncFailure(.malformedMessage, "hub cursor \(next) is above 2^63 - 1") }
+        let result = try store.applyFromHub(changes, hub: hub, nextCursor: next)
+        summary.pulled += changes.count
+        summary.pullBatches += 1
+        summary.roundTrips += 1
+        summary.applied += result.applied
+        summary.duplicates += result.duplicates
+        summary.conflictsOpened += result.conflictsOpened
+        // More to pull, as long as the cursor moves: a batch may carry no change and still move it
+        // past this replica's own changes, which the hub leaves out; one that moves nothing would
+        // be asked again for ever.
+        if more && next > cursor {
+            state = .pulling(cursor: next)
+            return request(.pull(cursor: next, byteBudget: configuration.pullBudget))
+        }
+        try store.recordSyncOutcome(error: nil)
+        // The spec's idle, passed through: health on entry, then goodbye, since this client does
+        // not stay connected.
+        let heartbeat = Message.heartbeat(try health())
+        state = .done
+        return [.send(heartbeat), .send(.goodbye(reason: 0)), .close]
     }
 
     /// After the handshake (or a fork), before pushing: first the hub's changes of an identity this
@@ -321,8 +440,7 @@ public struct ClientSession {
     }
 
     private mutating func fail(_ failure: SyncFailure, tell code: WireErrorCode? = nil) -> [SessionAction] {
-        self.failure = failure
-        state = .failed
+        state = .failed(failure)
         try? store.recordSyncOutcome(error: failure.code.name)
         let notice = code ?? failure.code
         return [.send(.error(code: notice, fatal: true, message: String(failure.message.prefix(200)))), .close]

@@ -28,10 +28,24 @@ public struct HubConfiguration: Sendable {
 /// NIO's `ProtocolNegotiationHandlerStateMachine` asks for user work. An acknowledgement is only
 /// ever created from an append's outcome, so it follows its commit; the same code runs over TCP
 /// (with concurrent sessions' pushes committed together) and in the simulator.
+///
+/// ```swift
+/// var session = HubSession(hub: store.hubID)
+/// var actions = session.start(handshakeMillis: 10_000)
+/// // for each action: send, close, schedule/cancel a deadline, or perform `.store(request)` on the
+/// // writer and hand its outcome back:
+/// actions = session.storageCompleted(request.perform(on: store, random: &random)!, nowMillis: now)
+/// // for each decoded frame, in order, once no storage outcome is awaited:
+/// actions = session.receive(message, nowMillis: now)
+/// ```
 public struct HubSession: Sendable {
+    /// Where the session is (Protocol/session.md, "Hub").
     public enum State: Equatable, Sendable {
+        /// Accepted; the handshake deadline runs until a hello arrives (and while it is checked).
         case awaitingHello
+        /// Welcomed: serving `replica` of `team` (after a fork, the new replica).
         case ready(replica: ReplicaID, team: String)
+        /// Closed, or about to be: nothing more is read.
         case closed
     }
 
@@ -45,6 +59,7 @@ public struct HubSession: Sendable {
         case fork(from: ReplicaID, into: ReplicaID, team: String)
     }
 
+    /// Where the session is.
     public private(set) var state: State = .awaitingHello
     /// The frame limit in both directions: the hub's own until the welcome, then the negotiated
     /// one (Protocol/framing.md, "The limit"). The shell applies it to its decoder and codec.
@@ -56,12 +71,18 @@ public struct HubSession: Sendable {
     let hubID: ReplicaID
     let configuration: HubConfiguration
 
+    /// A session for a connection just accepted.
+    ///
+    /// - Parameters:
+    ///   - hub: The hub's own replica id, named in every welcome.
+    ///   - configuration: Limits, budgets and deadlines.
     public init(hub: ReplicaID, configuration: HubConfiguration = HubConfiguration()) {
         hubID = hub
         self.configuration = configuration
         maxFrameBody = configuration.maxFrameBody
     }
 
+    /// The replica served, once welcomed.
     public var replica: ReplicaID? {
         if case let .ready(replica, _) = state { return replica }
         return nil
@@ -72,38 +93,70 @@ public struct HubSession: Sendable {
 
     /// The connection was accepted: the handshake deadline starts (Protocol/session.md; the shell
     /// picks its length, 10 s or 2 s under admission pressure).
+    ///
+    /// - Parameter handshakeMillis: How long the peer has to send its hello.
+    /// - Returns: The handshake deadline to schedule.
     public func start(handshakeMillis: UInt64) -> [SessionAction] {
         [.schedule(.handshake, afterMillis: handshakeMillis)]
     }
 
     /// The first byte of a frame arrived (`true`) or its last byte did (`false`).
+    ///
+    /// - Returns: The frame deadline to start or cancel; nothing once closed.
     public func frameProgress(inFrame: Bool) -> [SessionAction] {
         guard state != .closed else { return [] }
         return inFrame ? [.schedule(.frame, afterMillis: configuration.frameCompletionMillis)] : [.cancel(.frame)]
     }
 
-    /// A deadline passed.
+    /// A deadline passed. Every (state, deadline) pair is listed, so a new state or deadline does
+    /// not compile until it is decided here.
+    ///
+    /// - Parameters:
+    ///   - timer: The deadline that passed.
+    ///   - nowMillis: The hub's wall clock, for what is recorded.
+    /// - Returns: The `TIMEOUT` error and the close, a restarted deadline, or nothing.
     public mutating func timerFired(_ timer: SessionTimer, nowMillis: UInt64) -> [SessionAction] {
         switch (state, timer) {
-        case (.closed, _): return []
+        case (.closed, .handshake), (.closed, .frame), (.closed, .idle), (.closed, .request):
+            return []
         case (.awaitingHello, .handshake):
             // A hello being checked has arrived: the handshake deadline ended with it.
             guard pending == nil else { return [] }
             return fail(.timeout, "no hello within the handshake deadline", nowMillis: nowMillis)
-        case (_, .frame): return fail(.timeout, "frame was not completed in time", nowMillis: nowMillis)
+        case (.awaitingHello, .frame), (.ready, .frame):
+            return fail(.timeout, "frame was not completed in time", nowMillis: nowMillis)
         case (.ready, .idle):
             // The replica waits for this hub's answer: not idle.
             guard pending == nil else { return [.schedule(.idle, afterMillis: configuration.idleMillis)] }
             return fail(.timeout, "idle deadline passed", nowMillis: nowMillis)
-        case (_, .handshake), (_, .idle), (_, .request): return []
+        case (.ready, .handshake), (.awaitingHello, .idle):
+            // Not running in this state (the handshake's was cancelled by the hello; the idle one
+            // starts at the welcome): one that reached the session anyway raced its cancellation.
+            return []
+        case (.awaitingHello, .request), (.ready, .request):
+            // The request deadline is the client's; this session never schedules it.
+            return []
         }
     }
 
+    /// A message from the client. The shell hands none while a storage outcome is awaited.
+    ///
+    /// - Parameters:
+    ///   - message: The decoded message.
+    ///   - nowMillis: The hub's wall clock.
+    /// - Returns: Sends, closes, deadlines and storage requests, in the order to perform them.
     public mutating func receive(_ message: Message, nowMillis: UInt64) -> [SessionAction] {
         guard state != .closed else { return [] }
         guard pending == nil else {
-            // The shell hands no frame to a session waiting for storage; a peer that could get one
-            // in has sent a request before the last was answered.
+            // The shell hands no frame to a session waiting for storage (so a request sent before
+            // the last was answered waits, in order, behind it); a shell that reads ahead gets
+            // this refusal (Protocol/session.md, hub row "ready | a push, pull, recover or fork…").
+            if case .error = message {
+                // Never answered with an error frame, even here.
+                state = .closed
+                self.pending = nil
+                return [.close]
+            }
             return fail(.limitExceeded, "\(message.kind) arrived while a request was still being handled", nowMillis: nowMillis)
         }
         var actions: [SessionAction] = []
@@ -117,76 +170,111 @@ public struct HubSession: Sendable {
         return actions + handle(message, nowMillis: nowMillis)
     }
 
+    /// One switch over every message the protocol has, so a new message type does not compile
+    /// until the hub says what it does with it; each case checks the state it is allowed in.
     private mutating func handle(_ message: Message, nowMillis: UInt64) -> [SessionAction] {
-        switch (state, message) {
-        case (.closed, _):
-            return []
-        case let (.awaitingHello, .hello(hello)):
+        switch message {
+        case let .hello(hello):
+            guard state == .awaitingHello else { return fail(.unexpectedMessage, "hello after the handshake", nowMillis: nowMillis) }
             return [.cancel(.handshake)] + handshake(hello, nowMillis: nowMillis)
-        case (.awaitingHello, .error):
-            // Never answer an error frame with an error frame (Protocol/framing.md): just close.
+        case let .error(code, fatal, _):
+            // Never answered with an error frame (Protocol/framing.md). Before the hello there is
+            // no session to go on with; once ready, a non-fatal error is the client's report, and
+            // the session continues (Protocol/messages.md, "error": `fatal` = 0).
+            guard case let .ready(replica, _) = state else {
+                state = .closed
+                return [.close]
+            }
+            let recorded = record(.error(code: "client:\(code.name)"), replica, nowMillis)
+            guard fatal else { return [recorded] }
             state = .closed
-            return [.close]
-        case (.awaitingHello, _):
-            return fail(.unexpectedMessage, "expected hello, got \(message.kind)", nowMillis: nowMillis)
-        case let (.ready(replica, _), .push(batch, changes)):
+            return [recorded, .close]
+        case let .push(batch, changes):
+            guard case let .ready(replica, _) = state else { return beforeHello(message, nowMillis: nowMillis) }
             return push(batch, changes, from: replica, nowMillis: nowMillis)
-        case let (.ready(replica, _), .pull(cursor, budget)):
+        case let .pull(cursor, budget):
+            guard case let .ready(replica, _) = state else { return beforeHello(message, nowMillis: nowMillis) }
             pending = .pull(cursor: cursor)
             let room = FrameBudget.changeBytes(maxBody: maxFrameBody)
             return [.store(.readPage(cursor: cursor, excludingOrigin: replica,
                                      byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
                                      maxCount: configuration.maxPullChanges))]
-        case let (.ready, .recover(origin, after, budget)):
+        case let .recover(origin, after, budget):
+            guard case .ready = state else { return beforeHello(message, nowMillis: nowMillis) }
             pending = .recover(origin: origin)
             let room = FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody)
             return [.store(.readOrigin(origin: origin, after: after,
                                        byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
                                        maxCount: configuration.maxPullChanges))]
-        case let (.ready(replica, team), .fork(newReplica)):
+        case let .fork(newReplica):
+            guard case let .ready(replica, team) = state else { return beforeHello(message, nowMillis: nowMillis) }
             pending = .fork(from: replica, into: newReplica, team: team)
             return [.store(.fork(replica: replica, into: newReplica, nowMillis: nowMillis))]
-        case let (.ready(replica, _), .heartbeat(health)):
+        case let .heartbeat(health):
+            guard case let .ready(replica, _) = state else { return beforeHello(message, nowMillis: nowMillis) }
             return [record(.health(pendingChanges: health.pendingChanges, oldestUnsyncedAgeMillis: health.oldestUnsyncedAgeMillis,
                                    openConflicts: health.openConflicts, schemaVersion: health.schemaVersion), replica, nowMillis)]
-        case (.ready, .goodbye):
+        case .goodbye:
+            guard case .ready = state else { return beforeHello(message, nowMillis: nowMillis) }
             state = .closed
             return [.close]
-        case let (.ready(replica, _), .error(code, _, _)):
-            state = .closed
-            return [record(.error(code: "client:\(code.name)"), replica, nowMillis), .close]
-        case (.ready, _):
+        case .welcome, .reject, .pushAck, .batch, .recovered, .forked, .relayedBatch, .relayedRecovered:
             return fail(.unexpectedMessage, "\(message.kind) is not a client message", nowMillis: nowMillis)
         }
     }
 
+    /// A client message before the hello (`receive` hands a closed session nothing).
+    private mutating func beforeHello(_ message: Message, nowMillis: UInt64) -> [SessionAction] {
+        fail(.unexpectedMessage, "expected hello, got \(message.kind)", nowMillis: nowMillis)
+    }
+
     /// A framing or decoding failure on this connection: tell the peer why, then close.
+    ///
+    /// - Parameters:
+    ///   - error: The codec's error; its code is sent back, fatal.
+    ///   - nowMillis: The hub's wall clock, for what is recorded.
+    /// - Returns: The error frame (recorded once ready) and the close.
     public mutating func protocolError(_ error: WireError, nowMillis: UInt64) -> [SessionAction] {
         fail(error.code, error.detail, nowMillis: nowMillis)
     }
 
     /// The outcome of the storage request the session asked for.
+    ///
+    /// - Parameters:
+    ///   - outcome: What the store answered, of the kind the request expects.
+    ///   - nowMillis: The hub's wall clock.
+    /// - Returns: The answer to send (a welcome, a push-ack, a batch…) and what follows it.
     public mutating func storageCompleted(_ outcome: HubStoreOutcome, nowMillis: UInt64) -> [SessionAction] {
         guard state != .closed, let pending else { return [] }
         self.pending = nil
         var actions: [SessionAction] = []
         if case .ready = state { actions.append(.schedule(.idle, afterMillis: configuration.idleMillis)) }
-        switch (pending, outcome) {
-        case let (.credential(hello), .credential(result)):
+        // Over the request asked for, so a new kind of request does not compile until its outcome
+        // is handled; an outcome of another kind is the shell's mistake.
+        switch pending {
+        case let .credential(hello):
+            guard case let .credential(result) = outcome else { mismatched(outcome, pending) }
             return credentialChecked(hello, result, nowMillis: nowMillis)
-        case let (.opening(hello, team, issued), .opened(result)):
+        case let .opening(hello, team, issued):
+            guard case let .opened(result) = outcome else { mismatched(outcome, pending) }
             return opened(hello, team: team, issued: issued, result, nowMillis: nowMillis)
-        case let (.push(batch), .appended(result)):
+        case let .push(batch):
+            guard case let .appended(result) = outcome else { mismatched(outcome, pending) }
             return actions + appended(batch, result, nowMillis: nowMillis)
-        case let (.pull(cursor), .page(result)):
+        case let .pull(cursor):
+            guard case let .page(result) = outcome else { mismatched(outcome, pending) }
             return actions + pulled(cursor, result, nowMillis: nowMillis)
-        case let (.recover(origin), .originPage(result)):
+        case let .recover(origin):
+            guard case let .originPage(result) = outcome else { mismatched(outcome, pending) }
             return actions + recovered(origin, result, nowMillis: nowMillis)
-        case let (.fork(replica, newReplica, team), .forked(result)):
+        case let .fork(replica, newReplica, team):
+            guard case let .forked(result) = outcome else { mismatched(outcome, pending) }
             return actions + forked(replica, into: newReplica, team: team, result, nowMillis: nowMillis)
-        default:
-            preconditionFailure("storage outcome \(outcome) does not answer the request pending (\(pending))")
         }
+    }
+
+    private func mismatched(_ outcome: HubStoreOutcome, _ pending: Pending) -> Never {
+        preconditionFailure("storage outcome \(outcome) does not answer the request pending (\(pending))")
     }
 
     private mutating func handshake(_ hello: Hello, nowMillis: UInt64) -> [SessionAction] {

@@ -95,7 +95,9 @@ struct EnrolmentTests {
     func knownReplicaNotRebound() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try store()
-        let issued = try HubSessionTests.enrol(store, replica: alpha, now: now)
+        var (enrolling, welcome) = hello(store, alpha, .enrolmentToken(try token(store)))
+        let issued = try #require(secret(welcome))
+        _ = enrolling.receive(.heartbeat(ReplicaHealth(pendingChanges: 0, oldestUnsyncedAgeMillis: 0, openConflicts: 0, schemaVersion: 1)), nowMillis: now)
         let other = try token(store, team: "OTHER")
         let (_, answer) = hello(store, alpha, .enrolmentToken(other), at: 1)
         #expect(refusal(answer)?.0 == .enrolmentInvalid)

@@ -173,7 +173,7 @@ struct ClientGoodbyeTests {
             var client = ClientSession(store: replica, credential: .device([1]), random: RandomSource { 1 })
             _ = client.start()
             #expect(client.receive(.goodbye(reason: reason)) == [.close], "no error frame in answer to goodbye \(reason)")
-            #expect(client.state == .failed)
+            #expect(client.failure != nil && client.isFinished)
             #expect(client.failure?.retryable == retryable, "goodbye \(reason)")
         }
     }

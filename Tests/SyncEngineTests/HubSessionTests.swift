@@ -83,7 +83,7 @@ struct HubSessionTests {
         let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
         var session = InlineHubSession(store: store, random: RandomSource { 1 })
         let early = session.receive(.pull(cursor: 0, byteBudget: 1024), nowMillis: 0)
-        #expect(early.last == .close)
+        #expect(early == [.send(.error(code: .unexpectedMessage, fatal: true, message: "expected hello, got pull")), .close])
         let replica = ReplicaID(high: 7, low: 7)
         let secret = try Self.enrol(store, replica: replica, now: 1_000)
         func hello() -> [SessionAction] {
