@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GRDB
 import SyncCore
@@ -283,7 +284,7 @@ public final class SQLiteHubStore: HubStore {
         }
     }
 
-    static func hash(_ bytes: [UInt8]) -> String { SHA256.hash(bytes).hexString }
+    static func hash(_ bytes: [UInt8]) -> String { Array(SHA256.hash(data: bytes)).hexString }
 
     public func issueEnrolmentToken(team: String, replica: ReplicaID?, expiresAtMillis: UInt64,
                                     random: inout some RandomNumberGenerator) throws -> String {

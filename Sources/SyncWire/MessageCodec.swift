@@ -141,7 +141,10 @@ public struct MessageCodec: Sendable {
             guard kind.mayCompress else { throw WireError(.badCompression, "\(kind) frames may not be compressed") }
             var reader = ByteReader(payload)
             let size: UInt64
-            do { size = try reader.varint() } catch { throw WireError(.badCompression, "compressed payload has no valid size: \(error)") }
+            do { size = try reader.varint() } catch {
+                throw WireError(.badCompression, "compressed payload has no valid size: \(error)", kind: kind, offset: error.offset,
+                                field: "uncompressed_size", cause: error)
+            }
             guard size <= UInt64(maxBody) else {
                 throw WireError(.decompressionLimit, "declared size \(size) exceeds the \(maxBody)-byte limit")
             }
@@ -153,12 +156,13 @@ public struct MessageCodec: Sendable {
             try reader.expectEnd()
             return message
         } catch let error as ByteDecodingError {
-            if error.code == .trailingBytes { throw WireError(.trailingBytes, error.description) }
-            throw WireError(.malformedMessage, "\(kind): \(error)")
-        } catch let error as WireError {
+            throw WireError(error.code == .trailingBytes ? .trailingBytes : .malformedMessage, decoding: error, in: kind)
+        } catch var error as WireError {
+            error.kind = error.kind ?? kind
             throw error
         } catch {
-            throw WireError(.malformedMessage, "\(kind): \(error)")
+            // `message` throws only the two above; kept so a new error type cannot escape untyped.
+            throw WireError(.malformedMessage, "\(kind): \(type(of: error))", kind: kind)
         }
     }
 
@@ -183,7 +187,8 @@ public struct MessageCodec: Sendable {
             case 0: credential = .none
             case 1: credential = .enrolmentToken(try reader.string())
             case 2: credential = .device(try reader.lengthPrefixed())
-            case let other: throw WireError(.malformedMessage, "unknown credential kind \(other)")
+            case let other:
+                throw WireError(.malformedMessage, "unknown credential kind \(other)", offset: reader.offset - 1, field: "credential_kind")
             }
             return .hello(Hello(protocolMin: min, protocolMax: max, schemaVersion: schema, replica: replica, appVersion: app,
                                 credential: credential, maxFrameBody: try reader.varint()))
@@ -229,7 +234,7 @@ public struct MessageCodec: Sendable {
         switch try reader.byte() {
         case 0: return false
         case 1: return true
-        case let other: throw WireError(.malformedMessage, "boolean byte \(other) is not 0 or 1")
+        case let other: throw WireError(.malformedMessage, "boolean byte \(other) is not 0 or 1", offset: reader.offset - 1)
         }
     }
 
