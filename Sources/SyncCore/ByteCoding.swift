@@ -1,3 +1,12 @@
+// SyncCore: the pure merge algebra (ids, the hybrid logical clock, typed values, field policies as
+// join-semilattices, changes, version vectors). Swift stdlib only; time and randomness are passed in.
+//
+// The canonical encoding of values, field operations, field writes and stored field states lives
+// here, in SyncCore/ByteCoding.swift, and that of changes and version vectors beside their types in
+// SyncCore/Change.swift: the same bytes go into the hub's log (`hub_change`), the replica's
+// `sync_field.state`, change bundles and the wire. SyncWire owns only framing and messages; the
+// change bytes inside a message are these. Protocol/README.md specifies them.
+
 /// Why bytes could not be decoded: a stable ``code``, the byte ``offset`` where the failing item
 /// starts, the ``field`` (as Protocol/README.md names it) when the decoder knows it, and a
 /// ``detail`` for people. Content-free: positions, sizes and names only, never a decoded value.
@@ -324,7 +333,9 @@ extension FieldWrite {
 }
 
 extension FieldState {
-    /// Storage encoding of a field's merged state (the `state` column of the field clock table).
+    /// Storage encoding of a field's merged state (the `state` column of `sync_field`): a tag
+    /// byte (1 IMM … 7 CTR), then the state's lists of field writes and change ids.
+    /// - Returns: bytes that `decode(_:policy:)` reads back to an equal state.
     public func encoded() -> [UInt8] {
         var writer = ByteWriter()
         func writes(_ list: [FieldWrite]) {
@@ -355,6 +366,17 @@ extension FieldState {
         return writer.bytes
     }
 
+    /// Reads what `encoded()` wrote, strictly (no trailing bytes, a tag matching `policy`).
+    ///
+    /// ```swift
+    /// let stored = state.encoded()
+    /// let back = try FieldState.decode(stored, policy: .multiValue)   // == state
+    /// ```
+    /// - Parameters:
+    ///   - bytes: one stored state.
+    ///   - policy: the field's policy; a state of another policy's tag is refused.
+    /// - Returns: the state.
+    /// - Throws: ``ByteDecodingError`` at the first byte that breaks the encoding.
     public static func decode(_ bytes: [UInt8], policy: MergePolicy) throws(ByteDecodingError) -> FieldState {
         var reader = ByteReader(bytes)
         func writes() throws(ByteDecodingError) -> [FieldWrite] {
@@ -367,7 +389,11 @@ extension FieldState {
             for _ in 0..<(try reader.count(minimumItemSize: 17)) { list.append(try ChangeID.decode(from: &reader)) }
             return list
         }
-        // Rebuild through `applying`, so a decoded state is canonical whatever the stored order.
+        // Tags 1, 2 and 7 are rebuilt through `applying`, so any stored order decodes to the
+        // canonical state. Tags 3 to 6 take their lists as stored: the encoder writes them in the
+        // order the registers keep (candidates by version, ids and set writes by id), so what
+        // `encoded()` wrote decodes to an equal state, but lists stored out of order would not be
+        // re-sorted. Only this store writes these bytes; peers never send them.
         var state = FieldState.empty(for: policy)
         let tag = try reader.byte()
         switch (tag, state) {
@@ -392,7 +418,7 @@ extension FieldState {
             }
             state = .counter(counter)
         default:
-            throw ByteDecodingError(.invalidTag, offset: 0, "state tag \(tag) does not match policy \(policy.name)")
+            throw ByteDecodingError(.invalidTag, offset: 0, field: "state tag", "state tag \(tag) does not match policy \(policy.name)")
         }
         try reader.expectEnd()
         return state

@@ -52,6 +52,8 @@ public enum FieldValue: Hashable, Sendable, Comparable, CustomStringConvertible 
         }
     }
 
+    /// SQLite's order: by type rank first; numbers by value (an integer before an equal real, a NaN
+    /// after every other real), text by UTF-8 bytes, blobs by bytes.
     public static func < (lhs: FieldValue, rhs: FieldValue) -> Bool {
         switch (lhs, rhs) {
         case let (.integer(a), .integer(b)): return a < b

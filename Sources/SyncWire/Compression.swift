@@ -9,6 +9,9 @@ public enum PayloadCompression {
     /// Payloads smaller than this are sent uncompressed: zlib would not pay for itself.
     public static let threshold = 1024
 
+    /// The zlib stream of `input` (without the size prefix, which the codec writes).
+    /// - Parameter input: an uncompressed payload.
+    /// - Returns: the compressed stream, or nil if zlib failed (the caller then sends it uncompressed).
     public static func compress(_ input: [UInt8]) -> [UInt8]? {
         var stream = z_stream()
         guard deflateInit_(&stream, Z_DEFAULT_COMPRESSION, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
@@ -22,6 +25,12 @@ public enum PayloadCompression {
 
     /// Inflates exactly `expectedSize` bytes, refusing a size above `maxSize`, a ratio above
     /// `maxRatio`, a stream that ends early or runs long, and trailing bytes.
+    /// - Parameters:
+    ///   - input: the zlib stream.
+    ///   - expectedSize: the declared uncompressed size.
+    ///   - maxSize: the largest uncompressed payload accepted.
+    /// - Returns: exactly `expectedSize` bytes.
+    /// - Throws: ``WireError`` `DECOMPRESSION_LIMIT`, `BAD_COMPRESSION` or `TRAILING_BYTES`.
     public static func decompress(_ input: [UInt8], expectedSize: Int, maxSize: Int) throws(WireError) -> [UInt8] {
         guard expectedSize <= maxSize else {
             throw WireError(.decompressionLimit, "declared size \(expectedSize) exceeds the \(maxSize)-byte limit")

@@ -9,6 +9,10 @@ public struct MessageCodec: Sendable {
     /// Compress batch payloads at or above this size; nil never compresses.
     public var compressionThreshold: Int?
 
+    /// A codec.
+    /// - Parameters:
+    ///   - maxBody: the largest frame body accepted.
+    ///   - compressionThreshold: compress batch payloads at least this large; nil never compresses.
     public init(maxBody: Int = Frame.defaultMaxBody, compressionThreshold: Int? = PayloadCompression.threshold) {
         self.maxBody = maxBody
         self.compressionThreshold = compressionThreshold
@@ -16,6 +20,10 @@ public struct MessageCodec: Sendable {
 
     // MARK: encoding
 
+    /// The frame for `message`: a push, batch or recovered payload at or above the threshold is
+    /// compressed when that saves space and stays within the ratio a receiver accepts.
+    /// - Parameter message: the message.
+    /// - Returns: its frame.
     public func frame(_ message: Message) -> Frame {
         let payload = Self.payload(message)
         if message.kind.mayCompress, let threshold = compressionThreshold, payload.count >= threshold,
@@ -30,6 +38,13 @@ public struct MessageCodec: Sendable {
         return Frame(type: message.kind.rawValue, payload: payload)
     }
 
+    /// The bytes of `message`'s frame.
+    ///
+    /// ```swift
+    /// let codec = MessageCodec()
+    /// let bytes = codec.encode(.pull(cursor: 0, byteBudget: 1 << 20))
+    /// let back = try codec.decode(bytes: bytes)   // == .pull(cursor: 0, byteBudget: 1 << 20)
+    /// ```
     public func encode(_ message: Message) -> [UInt8] { frame(message).encoded() }
 
     static func payload(_ message: Message) -> [UInt8] {
@@ -125,6 +140,11 @@ public struct MessageCodec: Sendable {
 
     // MARK: decoding
 
+    /// The message in `frame`, decoded strictly.
+    /// - Parameter frame: a frame from the frame decoder.
+    /// - Returns: the message.
+    /// - Throws: ``WireError`` with the code Protocol/errors.md gives the failure, the message kind,
+    ///   and for a payload that does not decode the offset and field (and the ``ByteDecodingError`` as `cause`).
     public func decode(_ frame: Frame) throws(WireError) -> Message {
         // A frame decoded before the limit was lowered (the welcome) is checked again here.
         guard frame.payload.count + 2 <= maxBody else {
@@ -166,6 +186,10 @@ public struct MessageCodec: Sendable {
         }
     }
 
+    /// The message in `bytes`, which must be exactly one frame.
+    /// - Parameter bytes: one frame's bytes.
+    /// - Returns: the message.
+    /// - Throws: ``WireError``, as `decode(_:)`, or `MALFORMED_FRAME`/`TRAILING_BYTES` for a cut or long input.
     public func decode(bytes: [UInt8]) throws(WireError) -> Message {
         var buffer = ByteBuffer(bytes: bytes)
         var decoder = FrameDecoder(maxBody: maxBody)

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// Reads the sources and fails when the architecture's rules are broken (../shared/STYLE.md).
+/// Reads the sources and fails when the architecture's rules are broken (README.md, "How it is built").
 @Suite("Tidy: module layering and source hygiene")
 struct TidyTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -84,6 +84,32 @@ struct TidyTests {
                     let next = number + 1 < lines.count ? String(lines[number + 1]) : ""
                     #expect(previous.contains("Safety:") || line.contains("Safety:") || next.contains("Safety:"),
                             "\(file):\(number + 1) needs a // Safety: line")
+                }
+            }
+        }
+    }
+
+    @Test("cross-module internals of the core stay package: no public member on standard types, byte coding and NIO handlers not public")
+    func packageInternals() throws {
+        let internals = ["struct ByteWriter", "struct ByteReader", "struct FrameDecoder", "class FrameProgressHandler",
+                         "class SessionEvents", "enum OperatorText", "enum ChangeV1"]
+        for (module, file, text) in try Self.sources() where ["SyncCore", "SyncWire"].contains(module) {
+            var extendsStandardType = false
+            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let code = line.trimmingCharacters(in: .whitespaces)
+                if code.hasPrefix("extension ") {
+                    let name = code.dropFirst("extension ".count).prefix { $0.isLetter || $0.isNumber }
+                    extendsStandardType = ["Array", "String", "Int", "UInt64", "UInt8", "Sequence", "Collection", "Dictionary"]
+                        .contains(String(name))
+                    #expect(!code.hasPrefix("public extension"), "\(file):\(number + 1): public extension")
+                }
+                if line == "}" { extendsStandardType = false }
+                if extendsStandardType {
+                    #expect(!code.hasPrefix("public "), "\(file):\(number + 1) adds a public member to every importer's standard type")
+                }
+                for name in internals {
+                    #expect(!code.hasPrefix("public \(name)") && !code.hasPrefix("public final \(name)"),
+                            "\(file):\(number + 1): \(name) is a cross-module internal; make it package")
                 }
             }
         }
