@@ -12,9 +12,8 @@
 /// ``detail`` for people. Content-free: positions, sizes and names only, never a decoded value.
 ///
 /// ```swift
-/// var reader = ByteReader([0x80])          // a varint cut short
-/// do { _ = try reader.varint() } catch {
-///     // error.code == .truncated, error.offset == 1
+/// do { _ = try Change(canonicalBytes: [0x00]) } catch {
+///     // error.code == .truncated, error.offset == 1: the replica id needs 16 bytes
 /// }
 /// ```
 public struct ByteDecodingError: Error, Hashable, Sendable, CustomStringConvertible {

@@ -23,7 +23,8 @@ public struct WireError: Error, Sendable, CustomStringConvertible {
     public var detail: String
     /// The message being decoded, when the failure is inside one.
     public var kind: Message.Kind?
-    /// The byte offset into the message's payload (after decompression) where decoding failed.
+    /// The byte offset into the message's payload where decoding failed: into the inflated payload
+    /// for a compressed frame, except for a bad size prefix, which is at the start of the frame's own.
     public var offset: Int?
     /// The field that failed, as Protocol/messages.md names it, when the decoder knows it.
     public var field: String?

@@ -22,3 +22,17 @@ struct ChangeLimitsTests {
         #expect(ChangeLimits.rangeViolation(of: Self.change(superseding: top + 1)) != nil)
     }
 }
+
+@Suite("Change(canonicalBytes:): the public decoder")
+struct CanonicalBytesTests {
+    @Test("canonical bytes decode to the same change; a cut or a trailing byte is refused at its offset")
+    func roundTrip() throws {
+        let change = ChangeLimitsTests.change(counter: 3, causalLength: 1, superseding: 2)
+        #expect(try Change(canonicalBytes: change.canonicalBytes) == change)
+        #expect(throws: ByteDecodingError(.trailingBytes, offset: change.canonicalBytes.count, "1 unexpected trailing bytes")) {
+            try Change(canonicalBytes: change.canonicalBytes + [0])
+        }
+        let cut = try #require(throws: ByteDecodingError.self) { try Change(canonicalBytes: [0x00]) }
+        #expect(cut.code == .truncated && cut.offset == 1)
+    }
+}
