@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 // CareSync: an offline-first sync engine proven on children's social care records.
 // Layering (enforced by Tests/TidyTests): SyncCore → SyncStore → SyncEngine → shells → caresync,
-// with the domain in CareRecords. See ../shared/STYLE.md.
+// with the domain in CareRecords.
 import PackageDescription
 
 let package = Package(
@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // SHA-256 for bundle checksums, hub token hashes and record content hashes.
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // Pure merge algebra: stdlib only, no Foundation.
@@ -38,9 +40,12 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "GRDBSQLite", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Exchange of changes between replicas (bundles today, sessions with the hub next).
-        .target(name: "SyncEngine", dependencies: ["SyncCore", "SyncWire", "SyncStore"]),
+        .target(name: "SyncEngine", dependencies: [
+            "SyncCore", "SyncWire", "SyncStore", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // Async shell for a replica: connect, retry with backoff, drive the client session.
         .target(name: "SyncClient", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine",
@@ -61,7 +66,9 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The domain: care records, their merge policies and invariants.
-        .target(name: "CareRecords", dependencies: ["SyncCore", "SyncStore", "SyncEngine"]),
+        .target(name: "CareRecords", dependencies: [
+            "SyncCore", "SyncStore", "SyncEngine", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // Seeded generators and helpers that drive production code in tests and the simulator.
         .target(name: "SyncTesting", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords",
@@ -73,6 +80,7 @@ let package = Package(
         .target(name: "SyncFuzzTargets", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "caresync", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub",
@@ -97,7 +105,9 @@ let package = Package(
         ]),
         // Test-only SQLite VFS that counts syncs and simulates power loss (never linked into a product).
         .target(name: "CSQLiteFaultVFS", path: "Tests/CSQLiteFaultVFS", linkerSettings: [.linkedLibrary("sqlite3")]),
-        .testTarget(name: "SyncStoreTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "SyncTesting", "CSQLiteFaultVFS"]),
+        .testTarget(name: "SyncStoreTests", dependencies: [
+            "SyncCore", "SyncStore", "SyncEngine", "SyncTesting", "CSQLiteFaultVFS", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),
         // Session transcripts: messages and events into ClientSession and HubSession, the exact actions out (no network).
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting"]),

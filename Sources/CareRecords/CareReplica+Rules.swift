@@ -1,3 +1,4 @@
+import Crypto
 import SyncCore
 import SyncStore
 
@@ -286,6 +287,6 @@ extension CareReplica {
                 put(action, ["id"] + Self.actionContentFields)
             }
         }
-        return SHA256.hash(writer.bytes).hexString
+        return Array(SHA256.hash(data: writer.bytes)).hexString
     }
 }

@@ -1,38 +1,101 @@
-/// Why bytes could not be decoded. Content-free: positions and sizes only.
-public struct ByteDecodingError: Error, Equatable, Sendable, CustomStringConvertible {
-    public enum Code: String, Sendable {
-        case truncated = "TRUNCATED"
-        case overlongVarint = "OVERLONG_VARINT"
-        case varintOverflow = "VARINT_OVERFLOW"
-        case invalidTag = "INVALID_TAG"
-        case invalidUTF8 = "INVALID_UTF8"
-        case limitExceeded = "LIMIT_EXCEEDED"
-        case trailingBytes = "TRAILING_BYTES"
-        case invalidValue = "INVALID_VALUE"
+// SyncCore: the pure merge algebra (ids, the hybrid logical clock, typed values, field policies as
+// join-semilattices, changes, version vectors). Swift stdlib only; time and randomness are passed in.
+//
+// The canonical encoding of values, field operations, field writes and stored field states lives
+// here, in SyncCore/ByteCoding.swift, and that of changes and version vectors beside their types in
+// SyncCore/Change.swift: the same bytes go into the hub's log (`hub_change`), the replica's
+// `sync_field.state`, change bundles and the wire. SyncWire owns only framing and messages; the
+// change bytes inside a message are these. Protocol/README.md specifies them.
+
+/// Why bytes could not be decoded: a stable ``code``, the byte ``offset`` where the failing item
+/// starts, the ``field`` (as Protocol/README.md names it) when the decoder knows it, and a
+/// ``detail`` for people. Content-free: positions, sizes and names only, never a decoded value.
+///
+/// ```swift
+/// do { _ = try Change(canonicalBytes: [0x00]) } catch {
+///     // error.code == .truncated, error.offset == 1: the replica id needs 16 bytes
+/// }
+/// ```
+public struct ByteDecodingError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What kind of failure: a struct over a private enum, so codes can be added without breaking
+    /// a `switch` in another module.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Wrapped: String, Hashable, Sendable {
+            case truncated = "TRUNCATED"
+            case overlongVarint = "OVERLONG_VARINT"
+            case varintOverflow = "VARINT_OVERFLOW"
+            case invalidTag = "INVALID_TAG"
+            case invalidUTF8 = "INVALID_UTF8"
+            case limitExceeded = "LIMIT_EXCEEDED"
+            case trailingBytes = "TRAILING_BYTES"
+            case invalidValue = "INVALID_VALUE"
+        }
+
+        private let wrapped: Wrapped
+        private init(_ wrapped: Wrapped) { self.wrapped = wrapped }
+
+        /// The input ends before the item does.
+        public static let truncated = Code(.truncated)
+        /// A varint with redundant trailing zero groups (not canonical).
+        public static let overlongVarint = Code(.overlongVarint)
+        /// A varint above 64 bits or longer than 10 bytes.
+        public static let varintOverflow = Code(.varintOverflow)
+        /// An unknown value tag, operation or stored-state tag.
+        public static let invalidTag = Code(.invalidTag)
+        /// A string that is not well-formed UTF-8.
+        public static let invalidUTF8 = Code(.invalidUTF8)
+        /// A length or count over its limit, or one that cannot fit in what is left.
+        public static let limitExceeded = Code(.limitExceeded)
+        /// Bytes after the last item.
+        public static let trailingBytes = Code(.trailingBytes)
+        /// A well-formed item whose value a rule refuses (a counter of 0, a list out of order).
+        public static let invalidValue = Code(.invalidValue)
+
+        /// A stable upper-case name, e.g. `TRUNCATED`.
+        public var name: String { wrapped.rawValue }
+        /// The name.
+        public var description: String { name }
     }
 
+    /// What kind of failure.
     public let code: Code
+    /// The byte offset, from the start of the decoded input, where the failing item starts.
     public let offset: Int
+    /// The failing field's name as Protocol/README.md spells it (`causal length`, `supersedes`),
+    /// when the decoder knows it.
+    public let field: String?
+    /// One line for people: sizes and positions, never a decoded value.
     public let detail: String
 
-    public init(_ code: Code, offset: Int, _ detail: String) {
+    /// A decoding error.
+    /// - Parameters:
+    ///   - code: what kind of failure.
+    ///   - offset: where the failing item starts.
+    ///   - field: the failing field's name, if known.
+    ///   - detail: one line for people, without decoded values.
+    public init(_ code: Code, offset: Int, field: String? = nil, _ detail: String) {
         self.code = code
         self.offset = offset
+        self.field = field
         self.detail = detail
     }
 
-    public var description: String { "\(code.rawValue) at byte \(offset): \(detail)" }
+    /// `CODE at byte N: detail`, with the field when known.
+    public var description: String {
+        if let field { return "\(code.name) at byte \(offset) (\(field)): \(detail)" }
+        return "\(code.name) at byte \(offset): \(detail)"
+    }
 }
 
 /// Appends canonical encodings: unsigned LEB128 varints, length-prefixed strings and bytes.
-public struct ByteWriter: Sendable {
-    public private(set) var bytes: [UInt8] = []
+package struct ByteWriter: Sendable {
+    package private(set) var bytes: [UInt8] = []
 
-    public init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+    package init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
 
-    public mutating func byte(_ value: UInt8) { bytes.append(value) }
+    package mutating func byte(_ value: UInt8) { bytes.append(value) }
 
-    public mutating func varint(_ value: UInt64) {
+    package mutating func varint(_ value: UInt64) {
         var rest = value
         while rest >= 0x80 {
             bytes.append(UInt8(truncatingIfNeeded: rest) | 0x80)
@@ -42,24 +105,24 @@ public struct ByteWriter: Sendable {
     }
 
     /// Zig-zag, so small negative numbers stay small.
-    public mutating func signedVarint(_ value: Int64) {
+    package mutating func signedVarint(_ value: Int64) {
         varint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
     }
 
-    public mutating func fixed64(_ value: UInt64) {
+    package mutating func fixed64(_ value: UInt64) {
         for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
     }
 
-    public mutating func raw(_ data: [UInt8]) { bytes.append(contentsOf: data) }
+    package mutating func raw(_ data: [UInt8]) { bytes.append(contentsOf: data) }
 
-    public mutating func lengthPrefixed(_ data: [UInt8]) {
+    package mutating func lengthPrefixed(_ data: [UInt8]) {
         varint(UInt64(data.count))
         bytes.append(contentsOf: data)
     }
 
-    public mutating func string(_ text: String) { lengthPrefixed(Array(text.utf8)) }
+    package mutating func string(_ text: String) { lengthPrefixed(Array(text.utf8)) }
 
-    public mutating func replica(_ id: ReplicaID) {
+    package mutating func replica(_ id: ReplicaID) {
         fixed64(id.high)
         fixed64(id.low)
     }
@@ -67,28 +130,28 @@ public struct ByteWriter: Sendable {
 
 /// Reads what `ByteWriter` writes, strictly: overlong varints, overflow, invalid UTF-8 and
 /// lengths past the end or past a limit are errors, never guesses.
-public struct ByteReader: Sendable {
-    public let bytes: [UInt8]
-    public private(set) var offset: Int
+package struct ByteReader: Sendable {
+    package let bytes: [UInt8]
+    package private(set) var offset: Int
     /// The largest string or byte field accepted.
-    public let maxFieldLength: Int
+    package let maxFieldLength: Int
 
-    public init(_ bytes: [UInt8], maxFieldLength: Int = 16 << 20) {
+    package init(_ bytes: [UInt8], maxFieldLength: Int = 16 << 20) {
         self.bytes = bytes
         self.offset = 0
         self.maxFieldLength = maxFieldLength
     }
 
-    public var isAtEnd: Bool { offset == bytes.count }
-    public var remaining: Int { bytes.count - offset }
+    package var isAtEnd: Bool { offset == bytes.count }
+    package var remaining: Int { bytes.count - offset }
 
-    public mutating func byte() throws(ByteDecodingError) -> UInt8 {
+    package mutating func byte() throws(ByteDecodingError) -> UInt8 {
         guard offset < bytes.count else { throw ByteDecodingError(.truncated, offset: offset, "expected 1 more byte") }
         defer { offset += 1 }
         return bytes[offset]
     }
 
-    public mutating func varint() throws(ByteDecodingError) -> UInt64 {
+    package mutating func varint() throws(ByteDecodingError) -> UInt64 {
         let start = offset
         var result: UInt64 = 0
         var shift: UInt64 = 0
@@ -108,18 +171,18 @@ public struct ByteReader: Sendable {
         }
     }
 
-    public mutating func signedVarint() throws(ByteDecodingError) -> Int64 {
+    package mutating func signedVarint() throws(ByteDecodingError) -> Int64 {
         let raw = try varint()
         return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
     }
 
-    public mutating func fixed64() throws(ByteDecodingError) -> UInt64 {
+    package mutating func fixed64() throws(ByteDecodingError) -> UInt64 {
         var value: UInt64 = 0
         for _ in 0..<8 { value = value << 8 | UInt64(try byte()) }
         return value
     }
 
-    public mutating func raw(count: Int) throws(ByteDecodingError) -> [UInt8] {
+    package mutating func raw(count: Int) throws(ByteDecodingError) -> [UInt8] {
         guard count >= 0, count <= remaining else {
             throw ByteDecodingError(.truncated, offset: offset, "expected \(count) bytes, \(remaining) left")
         }
@@ -127,7 +190,7 @@ public struct ByteReader: Sendable {
         return Array(bytes[offset..<offset + count])
     }
 
-    public mutating func lengthPrefixed() throws(ByteDecodingError) -> [UInt8] {
+    package mutating func lengthPrefixed() throws(ByteDecodingError) -> [UInt8] {
         let start = offset
         let length = try varint()
         guard length <= UInt64(maxFieldLength) else {
@@ -136,7 +199,7 @@ public struct ByteReader: Sendable {
         return try raw(count: Int(length))
     }
 
-    public mutating func string() throws(ByteDecodingError) -> String {
+    package mutating func string() throws(ByteDecodingError) -> String {
         let start = offset
         let data = try lengthPrefixed()
         guard let text = String(validating: data, as: UTF8.self) else {
@@ -145,13 +208,13 @@ public struct ByteReader: Sendable {
         return text
     }
 
-    public mutating func replica() throws(ByteDecodingError) -> ReplicaID {
+    package mutating func replica() throws(ByteDecodingError) -> ReplicaID {
         let high = try fixed64()
         return ReplicaID(high: high, low: try fixed64())
     }
 
     /// A count of list items, refused if it could not possibly fit in what is left.
-    public mutating func count(minimumItemSize: Int = 1, limit: Int = 1 << 24) throws(ByteDecodingError) -> Int {
+    package mutating func count(minimumItemSize: Int = 1, limit: Int = 1 << 24) throws(ByteDecodingError) -> Int {
         let start = offset
         let value = try varint()
         guard value <= UInt64(limit), value * UInt64(max(minimumItemSize, 1)) <= UInt64(remaining) else {
@@ -160,7 +223,7 @@ public struct ByteReader: Sendable {
         return Int(value)
     }
 
-    public func expectEnd() throws(ByteDecodingError) {
+    package func expectEnd() throws(ByteDecodingError) {
         guard isAtEnd else { throw ByteDecodingError(.trailingBytes, offset: offset, "\(remaining) unexpected trailing bytes") }
     }
 }
@@ -168,7 +231,7 @@ public struct ByteReader: Sendable {
 extension FieldValue {
     /// Tag byte then payload: 0 null, 1 integer (zig-zag varint), 2 real (IEEE-754 big-endian),
     /// 3 text, 4 blob.
-    public func encode(into writer: inout ByteWriter) {
+    package func encode(into writer: inout ByteWriter) {
         switch self {
         case .null: writer.byte(0)
         case let .integer(value): writer.byte(1); writer.signedVarint(value)
@@ -178,7 +241,7 @@ extension FieldValue {
         }
     }
 
-    public static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> FieldValue {
+    package static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> FieldValue {
         let start = reader.offset
         switch try reader.byte() {
         case 0: return .null
@@ -186,28 +249,28 @@ extension FieldValue {
         case 2: return .real(Double(bitPattern: try reader.fixed64()))
         case 3: return .text(try reader.string())
         case 4: return .blob(try reader.lengthPrefixed())
-        case let tag: throw ByteDecodingError(.invalidTag, offset: start, "unknown value tag \(tag)")
+        case let tag: throw ByteDecodingError(.invalidTag, offset: start, field: "value tag", "unknown value tag \(tag)")
         }
     }
 }
 
 extension ChangeID {
-    public func encode(into writer: inout ByteWriter) {
+    package func encode(into writer: inout ByteWriter) {
         writer.replica(replica)
         writer.varint(counter)
     }
 
-    public static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> ChangeID {
+    package static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> ChangeID {
         let replica = try reader.replica()
         let start = reader.offset
         let counter = try reader.varint()
-        guard counter > 0 else { throw ByteDecodingError(.invalidValue, offset: start, "change counter 0") }
+        guard counter > 0 else { throw ByteDecodingError(.invalidValue, offset: start, field: "counter", "change counter 0") }
         return ChangeID(replica: replica, counter: counter)
     }
 }
 
 extension FieldOperation {
-    public func encode(into writer: inout ByteWriter) {
+    package func encode(into writer: inout ByteWriter) {
         writer.byte(code)
         switch self {
         case let .assign(value), let .add(value), let .remove(value): value.encode(into: &writer)
@@ -215,14 +278,14 @@ extension FieldOperation {
         }
     }
 
-    public static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> FieldOperation {
+    package static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> FieldOperation {
         let start = reader.offset
         switch try reader.byte() {
         case 1: return .assign(try FieldValue.decode(from: &reader))
         case 2: return .add(try FieldValue.decode(from: &reader))
         case 3: return .remove(try FieldValue.decode(from: &reader))
         case 4: return .increment(try reader.signedVarint())
-        case let tag: throw ByteDecodingError(.invalidTag, offset: start, "unknown operation \(tag)")
+        case let tag: throw ByteDecodingError(.invalidTag, offset: start, field: "operation", "unknown operation \(tag)")
         }
     }
 }
@@ -231,13 +294,13 @@ extension ChangeID {
     /// A `supersedes` list: a count, then ids strictly ascending, so one list has one encoding
     /// (an initialiser would otherwise sort a list sent out of order and the bytes would not
     /// survive a round trip).
-    public static func decodeSupersedes(from reader: inout ByteReader) throws(ByteDecodingError) -> [ChangeID] {
+    package static func decodeSupersedes(from reader: inout ByteReader) throws(ByteDecodingError) -> [ChangeID] {
         var supersedes: [ChangeID] = []
         for _ in 0..<(try reader.count(minimumItemSize: 17)) {
             let start = reader.offset
             let superseded = try ChangeID.decode(from: &reader)
             if let previous = supersedes.last, !(previous < superseded) {
-                throw ByteDecodingError(.invalidValue, offset: start, "supersedes not strictly ascending")
+                throw ByteDecodingError(.invalidValue, offset: start, field: "supersedes", "supersedes not strictly ascending")
             }
             supersedes.append(superseded)
         }
@@ -246,7 +309,7 @@ extension ChangeID {
 }
 
 extension FieldWrite {
-    public func encode(into writer: inout ByteWriter) {
+    package func encode(into writer: inout ByteWriter) {
         id.encode(into: &writer)
         writer.varint(timestamp.rawValue)
         writer.varint(causalLength)
@@ -256,7 +319,7 @@ extension FieldWrite {
         for id in supersedes { id.encode(into: &writer) }
     }
 
-    public static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> FieldWrite {
+    package static func decode(from reader: inout ByteReader) throws(ByteDecodingError) -> FieldWrite {
         let id = try ChangeID.decode(from: &reader)
         let timestamp = HybridTimestamp(rawValue: try reader.varint())
         let causalLength = try reader.varint()
@@ -269,7 +332,9 @@ extension FieldWrite {
 }
 
 extension FieldState {
-    /// Storage encoding of a field's merged state (the `state` column of the field clock table).
+    /// Storage encoding of a field's merged state (the `state` column of `sync_field`): a tag
+    /// byte (1 IMM … 7 CTR), then the state's lists of field writes and change ids.
+    /// - Returns: bytes that `decode(_:policy:)` reads back to an equal state.
     public func encoded() -> [UInt8] {
         var writer = ByteWriter()
         func writes(_ list: [FieldWrite]) {
@@ -300,6 +365,17 @@ extension FieldState {
         return writer.bytes
     }
 
+    /// Reads what `encoded()` wrote, strictly (no trailing bytes, a tag matching `policy`).
+    ///
+    /// ```swift
+    /// let stored = state.encoded()
+    /// let back = try FieldState.decode(stored, policy: .multiValue)   // == state
+    /// ```
+    /// - Parameters:
+    ///   - bytes: one stored state.
+    ///   - policy: the field's policy; a state of another policy's tag is refused.
+    /// - Returns: the state.
+    /// - Throws: ``ByteDecodingError`` at the first byte that breaks the encoding.
     public static func decode(_ bytes: [UInt8], policy: MergePolicy) throws(ByteDecodingError) -> FieldState {
         var reader = ByteReader(bytes)
         func writes() throws(ByteDecodingError) -> [FieldWrite] {
@@ -312,7 +388,11 @@ extension FieldState {
             for _ in 0..<(try reader.count(minimumItemSize: 17)) { list.append(try ChangeID.decode(from: &reader)) }
             return list
         }
-        // Rebuild through `applying`, so a decoded state is canonical whatever the stored order.
+        // Tags 1, 2 and 7 are rebuilt through `applying`, so any stored order decodes to the
+        // canonical state. Tags 3 to 6 take their lists as stored: the encoder writes them in the
+        // order the registers keep (candidates by version, ids and set writes by id), so what
+        // `encoded()` wrote decodes to an equal state, but lists stored out of order would not be
+        // re-sorted. Only this store writes these bytes; peers never send them.
         var state = FieldState.empty(for: policy)
         let tag = try reader.byte()
         switch (tag, state) {
@@ -337,7 +417,7 @@ extension FieldState {
             }
             state = .counter(counter)
         default:
-            throw ByteDecodingError(.invalidTag, offset: 0, "state tag \(tag) does not match policy \(policy.name)")
+            throw ByteDecodingError(.invalidTag, offset: 0, field: "state tag", "state tag \(tag) does not match policy \(policy.name)")
         }
         try reader.expectEnd()
         return state

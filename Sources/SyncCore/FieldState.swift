@@ -9,27 +9,52 @@ public struct FieldResolution: Hashable, Sendable {
     /// Writes refused by the policy (a differing value for an immutable field); kept, never adopted.
     public let quarantined: [FieldWrite]
 
+    /// A resolution.
+    /// - Parameters:
+    ///   - value: what the domain table shows.
+    ///   - candidates: the writes in conflict, if any.
+    ///   - quarantined: writes the policy refused.
     public init(value: FieldValue, candidates: [FieldWrite] = [], quarantined: [FieldWrite] = []) {
         self.value = value
         self.candidates = candidates
         self.quarantined = quarantined
     }
 
+    /// Whether a person must choose between candidates.
     public var inConflict: Bool { !candidates.isEmpty }
 }
 
 /// The merged state of one field. Every case is a join-semilattice: `applying` a write and
 /// `merged(with:)` are commutative, associative and idempotent, so replicas that have seen the
 /// same writes, in any order and with any duplicates, hold equal states.
+///
+/// ```swift
+/// let policy = MergePolicy.multiValue
+/// let ours = change.write(of: change.fields[0])           // a FieldWrite: id, timestamp, author, operation
+/// let theirs = concurrent.write(of: concurrent.fields[0])  // neither supersedes the other
+/// let state = FieldState.empty(for: policy).applying(ours, policy: policy).applying(theirs, policy: policy)
+/// let shown = state.resolution(policy: policy)             // shown.inConflict: a person picks one
+/// assert(state == FieldState.empty(for: policy).applying(theirs, policy: policy).applying(ours, policy: policy))
+/// ```
 public enum FieldState: Hashable, Sendable {
+    /// Written once (IMM).
     case immutable(ImmutableRegister)
+    /// Last writer wins (LWW).
     case lastWriterWins(LastWriterWinsRegister)
+    /// Concurrent writes kept for a person (MVR).
     case multiValue(MultiValueRegister)
+    /// A status that only moves forward (MON).
     case monotonic(MonotonicRegister)
+    /// Add-wins set (AWS).
     case addWinsSet(AddWinsSet)
+    /// Remove-wins set (RWS).
     case removeWinsSet(RemoveWinsSet)
+    /// Grow-only set of increments (CTR).
     case counter(GrowOnlyCounter)
 
+    /// The state of a field no write has reached: the identity of `merged(with:policy:)`.
+    /// - Parameter policy: the field's merge policy.
+    /// - Returns: the empty state of that policy's case.
     public static func empty(for policy: MergePolicy) -> FieldState {
         switch policy {
         case .immutable: .immutable(ImmutableRegister())
@@ -70,6 +95,9 @@ public enum FieldState: Hashable, Sendable {
         }
     }
 
+    /// What a person and the domain table see: the value, and candidates when in conflict.
+    /// - Parameter policy: the field's merge policy (a monotonic state needs its lattice).
+    /// - Returns: the field's resolution.
     public func resolution(policy: MergePolicy) -> FieldResolution {
         switch (self, policy) {
         case let (.immutable(state), _): state.resolution
@@ -103,19 +131,28 @@ public enum FieldState: Hashable, Sendable {
 
 /// Last writer wins by `WriteVersion`.
 public struct LastWriterWinsRegister: Hashable, Sendable {
+    /// The write with the greatest `WriteVersion`, nil before any.
     public private(set) var winner: FieldWrite?
 
+    /// A register holding `winner`.
     public init(winner: FieldWrite? = nil) { self.winner = winner }
 
+    /// Whether `candidate` replaces `current`: the greater version wins; anything beats nothing.
+    /// - Parameters:
+    ///   - candidate: the arriving write's version.
+    ///   - current: the held winner's version, if any.
+    /// - Returns: true if the candidate becomes the winner.
     public static func wins(_ candidate: WriteVersion, over current: WriteVersion?) -> Bool {
         guard let current else { return true }
         return candidate > current
     }
 
+    /// The register after `write`.
     public func applying(_ write: FieldWrite) -> LastWriterWinsRegister {
         Self.wins(write.version, over: winner?.version) ? LastWriterWinsRegister(winner: write) : self
     }
 
+    /// The join: the greater winner.
     public func merged(with other: LastWriterWinsRegister) -> LastWriterWinsRegister {
         guard let theirs = other.winner else { return self }
         return applying(theirs)
@@ -129,8 +166,10 @@ public struct ImmutableRegister: Hashable, Sendable {
     /// Sorted by version; at most one write per distinct value.
     public private(set) var writes: [FieldWrite] = []
 
+    /// An empty register.
     public init() {}
 
+    /// The register after `write`: kept first if it is the earliest, else quarantined per distinct value.
     public func applying(_ write: FieldWrite) -> ImmutableRegister {
         var next = self
         if let index = writes.firstIndex(where: { $0.value == write.value }) {
@@ -141,10 +180,12 @@ public struct ImmutableRegister: Hashable, Sendable {
         return next
     }
 
+    /// The join of both registers' writes.
     public func merged(with other: ImmutableRegister) -> ImmutableRegister {
         other.writes.reduce(self) { $0.applying($1) }
     }
 
+    /// The earliest write's value, with the other values quarantined.
     public var resolution: FieldResolution {
         FieldResolution(value: writes.first?.value ?? .null, quarantined: Array(writes.dropFirst()))
     }
@@ -158,6 +199,7 @@ public struct MultiValueRegister: Hashable, Sendable {
     /// stays replaced. (Compaction below a hub watermark will prune it.)
     public private(set) var superseded: [ChangeID] = []
 
+    /// An empty register.
     public init() {}
 
     init(candidates: [FieldWrite], superseded: [ChangeID]) {
@@ -165,6 +207,7 @@ public struct MultiValueRegister: Hashable, Sendable {
         self.superseded = superseded
     }
 
+    /// The register after `write`: it replaces what it supersedes, unless it was itself superseded.
     public func applying(_ write: FieldWrite) -> MultiValueRegister {
         if candidates.contains(where: { $0.id == write.id }) { return self }
         // A write that arrives already replaced still replaces what it superseded: when C replaced
@@ -179,6 +222,7 @@ public struct MultiValueRegister: Hashable, Sendable {
         return MultiValueRegister(candidates: live, superseded: replaced)
     }
 
+    /// The join: the union of superseded ids, and the candidates neither side has superseded.
     public func merged(with other: MultiValueRegister) -> MultiValueRegister {
         let replaced = SortedIDs.union(superseded, other.superseded)
         var byID: [ChangeID: FieldWrite] = [:]
@@ -188,6 +232,7 @@ public struct MultiValueRegister: Hashable, Sendable {
         return MultiValueRegister(candidates: byID.values.sorted { $0.version < $1.version }, superseded: replaced)
     }
 
+    /// The newest candidate's value, and every candidate while their values differ.
     public var resolution: FieldResolution {
         guard let newest = candidates.last else { return FieldResolution(value: .null) }
         let distinct = Set(candidates.map(\.value))
@@ -198,9 +243,12 @@ public struct MultiValueRegister: Hashable, Sendable {
 /// Monotonic status: the greatest non-terminal status seen, and the terminal statuses reached
 /// (a multi-value register, so two different terminals are a conflict a person resolves).
 public struct MonotonicRegister: Hashable, Sendable {
+    /// The greatest non-terminal status write seen.
     public private(set) var best: FieldWrite?
+    /// The terminal statuses reached, as a multi-value register.
     public private(set) var terminals = MultiValueRegister()
 
+    /// An empty register.
     public init() {}
 
     init(best: FieldWrite?, terminals: MultiValueRegister) {
@@ -217,6 +265,7 @@ public struct MonotonicRegister: Hashable, Sendable {
         (rank(a, lattice), a.version) > (rank(b, lattice), b.version)
     }
 
+    /// The register after `write`, ordered by `lattice`.
     public func applying(_ write: FieldWrite, lattice: StatusLattice) -> MonotonicRegister {
         if let text = write.value.textValue, lattice.isTerminal(text) {
             return MonotonicRegister(best: best, terminals: terminals.applying(write))
@@ -225,12 +274,14 @@ public struct MonotonicRegister: Hashable, Sendable {
         return Self.greater(write, than: best, lattice) ? MonotonicRegister(best: write, terminals: terminals) : self
     }
 
+    /// The join of two registers under `lattice`.
     public func merged(with other: MonotonicRegister, lattice: StatusLattice) -> MonotonicRegister {
         var next = MonotonicRegister(best: best, terminals: terminals.merged(with: other.terminals))
         if let theirs = other.best { next = next.applying(theirs, lattice: lattice) }
         return next
     }
 
+    /// A reached terminal status (a conflict if two differ), else the best status.
     public func resolution(lattice: StatusLattice) -> FieldResolution {
         let reached = terminals.candidates
         if reached.isEmpty { return FieldResolution(value: best?.value ?? .null) }
@@ -242,9 +293,12 @@ public struct MonotonicRegister: Hashable, Sendable {
 
 /// Add-wins (observed-remove) set: a remove takes away only the add tags its author saw.
 public struct AddWinsSet: Hashable, Sendable {
+    /// Live add writes, sorted by id.
     public private(set) var adds: [FieldWrite] = []
+    /// Add ids removed by an observed remove; sorted.
     public private(set) var removedTags: [ChangeID] = []
 
+    /// An empty set.
     public init() {}
 
     init(adds: [FieldWrite], removedTags: [ChangeID]) {
@@ -252,6 +306,7 @@ public struct AddWinsSet: Hashable, Sendable {
         self.removedTags = removedTags
     }
 
+    /// The set after an add or remove; other operations change nothing.
     public func applying(_ write: FieldWrite) -> AddWinsSet {
         switch write.operation {
         case .add:
@@ -265,6 +320,7 @@ public struct AddWinsSet: Hashable, Sendable {
         }
     }
 
+    /// The join: removed tags united, live adds neither side removed.
     public func merged(with other: AddWinsSet) -> AddWinsSet {
         let removed = SortedIDs.union(removedTags, other.removedTags)
         var byID: [ChangeID: FieldWrite] = [:]
@@ -272,14 +328,18 @@ public struct AddWinsSet: Hashable, Sendable {
         return AddWinsSet(adds: byID.values.sorted { $0.id < $1.id }, removedTags: removed)
     }
 
+    /// The distinct values present, sorted.
     public var elements: [FieldValue] { Set(adds.map(\.value)).sorted() }
 }
 
 /// Remove-wins set: an element is present only if some add has seen every remove of it.
 public struct RemoveWinsSet: Hashable, Sendable {
+    /// Add writes, sorted by id.
     public private(set) var adds: [FieldWrite] = []
+    /// Remove writes, sorted by id.
     public private(set) var removes: [FieldWrite] = []
 
+    /// An empty set.
     public init() {}
 
     init(adds: [FieldWrite], removes: [FieldWrite]) {
@@ -287,6 +347,7 @@ public struct RemoveWinsSet: Hashable, Sendable {
         self.removes = removes
     }
 
+    /// The set after an add or remove; other operations change nothing.
     public func applying(_ write: FieldWrite) -> RemoveWinsSet {
         switch write.operation {
         case .add where !adds.contains { $0.id == write.id }:
@@ -298,10 +359,12 @@ public struct RemoveWinsSet: Hashable, Sendable {
         }
     }
 
+    /// The join of both sets' adds and removes.
     public func merged(with other: RemoveWinsSet) -> RemoveWinsSet {
         other.removes.reduce(other.adds.reduce(self) { $0.applying($1) }) { $0.applying($1) }
     }
 
+    /// The values some add has seen every remove of, distinct and sorted.
     public var elements: [FieldValue] {
         let present = adds.filter { add in
             removes.allSatisfy { $0.value != add.value || SortedIDs.contains(add.supersedes, $0.id) }
@@ -312,10 +375,13 @@ public struct RemoveWinsSet: Hashable, Sendable {
 
 /// A grow-only set of increments, keyed by change id so a duplicate counts once.
 public struct GrowOnlyCounter: Hashable, Sendable {
+    /// Each increment's delta by the change id that made it.
     public private(set) var increments: [ChangeID: Int64] = [:]
 
+    /// A counter at zero.
     public init() {}
 
+    /// The counter after an increment (a duplicate id counts once).
     public func applying(_ write: FieldWrite) -> GrowOnlyCounter {
         guard case let .increment(delta) = write.operation, increments[write.id] == nil else { return self }
         var next = self
@@ -323,12 +389,14 @@ public struct GrowOnlyCounter: Hashable, Sendable {
         return next
     }
 
+    /// The join: every increment of either side, once.
     public func merged(with other: GrowOnlyCounter) -> GrowOnlyCounter {
         var next = self
         next.increments.merge(other.increments) { mine, _ in mine }
         return next
     }
 
+    /// The sum of the increments (wrapping, as every replica wraps alike).
     public var total: Int64 { increments.values.reduce(0, &+) }
 }
 
@@ -353,8 +421,9 @@ enum SortedIDs {
 
 /// Sets are shown in the domain table as a JSON array, so `sqlite3` (and its json functions) can
 /// read them.
-public enum SetRendering {
-    public static func value(of elements: [FieldValue]) -> FieldValue {
+enum SetRendering {
+    /// The elements as one JSON array in a text value.
+    static func value(of elements: [FieldValue]) -> FieldValue {
         .text("[" + elements.map(json).joined(separator: ",") + "]")
     }
 

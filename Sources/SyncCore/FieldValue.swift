@@ -1,15 +1,23 @@
 /// A typed value as SQLite stores it: null, 64-bit integer, double, UTF-8 text or bytes.
 public enum FieldValue: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// SQL NULL.
     case null
+    /// A signed 64-bit integer.
     case integer(Int64)
+    /// An IEEE-754 double, kept bit for bit.
     case real(Double)
+    /// UTF-8 text.
     case text(String)
+    /// Bytes.
     case blob([UInt8])
 
+    /// Whether this is `.null`.
     public var isNull: Bool { if case .null = self { true } else { false } }
 
+    /// The text, if this is `.text`.
     public var textValue: String? { if case let .text(text) = self { text } else { nil } }
 
+    /// The integer, if this is `.integer`.
     public var integerValue: Int64? { if case let .integer(value) = self { value } else { nil } }
 
     /// A short, content-free description (type and size), safe for logs and errors.
@@ -44,6 +52,8 @@ public enum FieldValue: Hashable, Sendable, Comparable, CustomStringConvertible 
         }
     }
 
+    /// SQLite's order: by type rank first; numbers by value (an integer before an equal real, a NaN
+    /// after every other real), text by UTF-8 bytes, blobs by bytes.
     public static func < (lhs: FieldValue, rhs: FieldValue) -> Bool {
         switch (lhs, rhs) {
         case let (.integer(a), .integer(b)): return a < b

@@ -1,4 +1,5 @@
-/// How a field merges concurrent writes. See `../shared/DOMAIN.md` for when each is used.
+/// How a field merges concurrent writes. Which field has which policy is the domain's to declare
+/// (for care records, `CareRecords/CareSchema.swift`; `caresync kinds` lists them).
 public enum MergePolicy: Hashable, Sendable {
     /// Written once at creation; a differing value is a bug and is quarantined, never adopted
     /// silently (the earliest write stays visible).
@@ -34,7 +35,7 @@ public enum MergePolicy: Hashable, Sendable {
         }
     }
 
-    /// The short name used in DOMAIN.md and the CLI.
+    /// The short name the schema and the CLI show (`IMM`, `LWW`, `MVR`, `MON`, `AWS`, `RWS`, `CTR`).
     public var name: String {
         switch self {
         case .immutable: "IMM"
@@ -59,9 +60,15 @@ public enum MergePolicy: Hashable, Sendable {
 /// A declared order of status values. Terminal states absorb: once one is reached, no
 /// non-terminal state shows again.
 public struct StatusLattice: Hashable, Sendable {
+    /// The non-terminal and terminal statuses in their forward order.
     public let order: [String]
+    /// The statuses that absorb: once reached, no non-terminal status shows again.
     public let terminal: Set<String>
 
+    /// A lattice.
+    /// - Parameters:
+    ///   - order: every status, in forward order.
+    ///   - terminal: which of them are terminal.
     public init(_ order: [String], terminal: Set<String>) {
         precondition(terminal.isSubset(of: Set(order)), "terminal states must be in the order")
         precondition(Set(order).count == order.count, "status values must be distinct")
@@ -72,6 +79,7 @@ public struct StatusLattice: Hashable, Sendable {
     /// Position in the declared order; nil for a value this lattice does not know.
     public func rank(of value: String) -> Int? { order.firstIndex(of: value) }
 
+    /// Whether `value` is a terminal status.
     public func isTerminal(_ value: String) -> Bool { terminal.contains(value) }
 
     /// True if moving from `current` to `next` does not go backwards and does not leave a terminal.

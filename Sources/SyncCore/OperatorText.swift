@@ -2,10 +2,10 @@
 /// person: the operator's terminal or JSON, or a worker's. A control or format character there
 /// could move the cursor, recolour or rewrite the screen (ESC, CSI), or reorder what is shown
 /// (bidirectional overrides), so such characters never pass through.
-public enum OperatorText {
+package enum OperatorText {
     /// `text` with every control or format character replaced by U+FFFD and cut to at most
     /// `maxBytes` bytes of UTF-8 on a character boundary. For storing what a peer sent.
-    public static func sanitised(_ text: String, maxBytes: Int) -> String {
+    package static func sanitised(_ text: String, maxBytes: Int) -> String {
         var out = String.UnicodeScalarView()
         var bytes = 0
         for scalar in text.unicodeScalars {
@@ -20,7 +20,7 @@ public enum OperatorText {
 
     /// `text` with every control or format character written as `\u{…}`, so it can be printed
     /// as it is (and read: nothing is hidden). For showing what was stored.
-    public static func escaped(_ text: String) -> String {
+    package static func escaped(_ text: String) -> String {
         var out = ""
         for scalar in text.unicodeScalars {
             if isUnsafe(scalar) || scalar == "\\" {

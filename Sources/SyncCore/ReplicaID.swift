@@ -3,9 +3,12 @@
 /// Replica ids order changes that tie on their hybrid timestamp, so the order is total and the
 /// same on every replica.
 public struct ReplicaID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// The id's upper 64 bits.
     public let high: UInt64
+    /// The id's lower 64 bits.
     public let low: UInt64
 
+    /// The id with these halves.
     public init(high: UInt64, low: UInt64) {
         self.high = high
         self.low = low
@@ -24,15 +27,21 @@ public struct ReplicaID: Hashable, Comparable, Sendable, CustomStringConvertible
         self.init(high: high, low: low)
     }
 
+    /// A new random id.
+    /// - Parameter generator: the randomness, injected so simulations replay.
+    /// - Returns: a fresh id.
     public static func random<G: RandomNumberGenerator>(using generator: inout G) -> ReplicaID {
         ReplicaID(high: generator.next(), low: generator.next())
     }
 
+    /// The 32 lowercase hex digits.
     public var hex: String { HexDigits.string(high, width: 16) + HexDigits.string(low, width: 16) }
+    /// The hex spelling.
     public var description: String { hex }
     /// The first 8 hex digits: enough to tell replicas apart on a screen.
     public var short: String { String(hex.prefix(8)) }
 
+    /// Ordered by the 128-bit value.
     public static func < (lhs: ReplicaID, rhs: ReplicaID) -> Bool {
         (lhs.high, lhs.low) < (rhs.high, rhs.low)
     }
@@ -41,17 +50,22 @@ public struct ReplicaID: Hashable, Comparable, Sendable, CustomStringConvertible
 /// A change's identity: the replica that made it and that replica's change counter.
 /// Counters start at 1 and have no gaps on the origin replica.
 public struct ChangeID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// The origin replica.
     public let replica: ReplicaID
+    /// The origin's change counter, from 1, without gaps.
     public let counter: UInt64
 
+    /// The id of change `counter` of `replica`.
     public init(replica: ReplicaID, counter: UInt64) {
         precondition(counter > 0, "change counters start at 1")
         self.replica = replica
         self.counter = counter
     }
 
+    /// `<first 8 hex digits of the replica>:<counter>`.
     public var description: String { "\(replica.short):\(counter)" }
 
+    /// Ordered by replica, then counter.
     public static func < (lhs: ChangeID, rhs: ChangeID) -> Bool {
         (lhs.replica, lhs.counter) < (rhs.replica, rhs.counter)
     }
@@ -92,5 +106,5 @@ enum HexDigits {
 
 extension Array where Element == UInt8 {
     /// Lowercase hex spelling of these bytes.
-    public var hexString: String { HexDigits.string(self) }
+    package var hexString: String { HexDigits.string(self) }
 }

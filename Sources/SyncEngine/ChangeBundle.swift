@@ -1,3 +1,4 @@
+import Crypto
 import SyncCore
 
 /// A file of changes carried from one replica to another (USB stick, e-mail) when there is no
@@ -58,7 +59,7 @@ public struct ChangeBundle: Equatable, Sendable {
         senderKnowledge.encode(into: &writer)
         writer.varint(UInt64(changes.count))
         for change in changes { change.encode(into: &writer) }
-        let checksum = SHA256.hash(writer.bytes)
+        let checksum = Array(SHA256.hash(data: writer.bytes))
         writer.raw(checksum)
         return writer.bytes
     }
@@ -75,7 +76,7 @@ public struct ChangeBundle: Equatable, Sendable {
             throw .notABundle
         }
         let body = Array(bytes.dropLast(32))
-        guard SHA256.hash(body) == Array(bytes.suffix(32)) else { throw .checksumMismatch }
+        guard SHA256.hash(data: body).elementsEqual(bytes.suffix(32)) else { throw .checksumMismatch }
         var reader = ByteReader(body)
         do {
             _ = try reader.raw(count: magic.count)

@@ -354,7 +354,7 @@ public struct HubSession: Sendable {
                 return fail(.limitExceeded, "change \(change.id): \(violation); nothing stored", nowMillis: nowMillis)
             }
         }
-        for change in changes where change.timestamp.physicalMillis > nowMillis &+ configuration.maxClockSkewMillis {
+        for change in changes where ClockSkew.isTooFarAhead(change.timestamp, nowMillis: nowMillis, limitMillis: configuration.maxClockSkewMillis) {
             return [.send(.error(code: .clockSkew, fatal: false,
                                  message: "change \(change.id) is more than \(configuration.maxClockSkewMillis / 1000) s ahead of the hub's clock; nothing stored"))]
         }

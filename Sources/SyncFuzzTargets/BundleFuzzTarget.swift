@@ -1,4 +1,5 @@
 import CareRecords
+import Crypto
 import SyncCore
 import SyncEngine
 import SyncStore
@@ -27,7 +28,7 @@ enum BundleFuzzTarget {
     static func run(_ input: [UInt8]) -> FuzzOutcome {
         let bundle: ChangeBundle
         do {
-            bundle = try ChangeBundle.decode(input + SHA256.hash(input))
+            bundle = try ChangeBundle.decode(input + SHA256.hash(data: input))
         } catch {
             return .refusal(error)
         }

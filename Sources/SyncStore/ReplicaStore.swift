@@ -292,13 +292,8 @@ public final class ReplicaStore: Sendable {
                 throw StoreError(.clockSkew, "batch refused, nothing applied: change \(change.id) \(error)", table: change.table,
                                  row: change.row, change: change.id, cause: error)
             }
-            // SQLite integers are signed 64-bit; a larger causal length can only come from a
-            // broken or hostile peer (a row would need 2^63 deletes).
-            guard change.causalLength <= UInt64(Int64.max) else {
-                throw StoreError(.corrupt, "batch refused, nothing applied: change \(change.id) has an impossible causal length",
-                                 table: change.table, row: change.row, change: change.id)
-            }
-            // Counters past 2^63 - 1 cannot be stored; a U+0000 in a string would not read back.
+            // Counters and causal lengths past 2^63 - 1 cannot be stored (a row would need 2^63
+            // deletes: only a broken or hostile peer sends one); a U+0000 in a string would not read back.
             if let violation = ChangeLimits.rangeViolation(of: change) ?? ChangeLimits.contentViolation(of: change) {
                 throw StoreError(.corrupt, "batch refused, nothing applied: change \(change.id) has \(violation)", table: change.table,
                                  row: change.row, change: change.id)

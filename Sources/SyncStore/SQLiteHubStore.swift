@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GRDB
 import SyncCore
@@ -315,7 +316,7 @@ public final class SQLiteHubStore: HubStore {
         }
     }
 
-    static func hash(_ bytes: [UInt8]) -> String { SHA256.hash(bytes).hexString }
+    static func hash(_ bytes: [UInt8]) -> String { Array(SHA256.hash(data: bytes)).hexString }
 
     /// Issues an enrolment token, storing only its hash (``HubStore/issueEnrolmentToken(team:replica:expiresAtMillis:random:)``).
     public func issueEnrolmentToken(team: String, replica: ReplicaID?, expiresAtMillis: UInt64,

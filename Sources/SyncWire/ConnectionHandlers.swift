@@ -7,21 +7,21 @@ import NIOCore
 /// after the decoder's `ByteToMessageHandler` and reads the `FrameProgress` the decoder writes. A
 /// completed frame ends the one in progress; the end of a read that leaves part of a frame
 /// buffered starts one, unless one is already in progress.
-public final class FrameProgressHandler: ChannelInboundHandler, RemovableChannelHandler {
-    public typealias InboundIn = Frame
-    public typealias InboundOut = Frame
+package final class FrameProgressHandler: ChannelInboundHandler, RemovableChannelHandler {
+    package typealias InboundIn = Frame
+    package typealias InboundOut = Frame
 
     private let progress: FrameProgress
     private let report: @Sendable (_ inFrame: Bool) -> Void
     private var inFrame = false
 
     /// `progress` is the one given to the connection's `FrameDecoder`.
-    public init(progress: FrameProgress, report: @escaping @Sendable (_ inFrame: Bool) -> Void) {
+    package init(progress: FrameProgress, report: @escaping @Sendable (_ inFrame: Bool) -> Void) {
         self.progress = progress
         self.report = report
     }
 
-    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if inFrame {
             inFrame = false
             report(false)
@@ -29,7 +29,7 @@ public final class FrameProgressHandler: ChannelInboundHandler, RemovableChannel
         context.fireChannelRead(data)
     }
 
-    public func channelReadComplete(context: ChannelHandlerContext) {
+    package func channelReadComplete(context: ChannelHandlerContext) {
         if progress.isInsideFrame != inFrame {
             inFrame.toggle()
             report(inFrame)
@@ -49,8 +49,8 @@ extension FrameProgressHandler: Sendable {}
 /// confined to the channel's event loop, where the deadlines run too; a deadline cancelled or
 /// restarted after it fired but before the loop took it is not reported (each schedule has its
 /// own generation).
-public final class SessionEvents<Timer: Hashable & Sendable>: Sendable {
-    public enum Event: Sendable {
+package final class SessionEvents<Timer: Hashable & Sendable>: Sendable {
+    package enum Event: Sendable {
         case frame(Frame)
         /// The inbound stream ended: nil when the peer closed, else what broke it.
         case ended((any Error)?)
@@ -96,14 +96,14 @@ public final class SessionEvents<Timer: Hashable & Sendable>: Sendable {
     private let eventLoop: any EventLoop
 
     /// Call on `eventLoop` (a channel initializer runs there).
-    public init(eventLoop: any EventLoop) {
+    package init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
         state = NIOLoopBound(State(), eventLoop: eventLoop)
     }
 
     /// Runs `body` (the shell's loop, which takes events with `next()`) while a reader hands it
     /// the frames of `inbound`; when `body` returns, the deadlines are cancelled and the reader stops.
-    public func feeding(from inbound: NIOAsyncChannelInboundStream<Frame>, _ body: () async throws -> Void) async throws {
+    package func feeding(from inbound: NIOAsyncChannelInboundStream<Frame>, _ body: () async throws -> Void) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 do {
@@ -122,7 +122,7 @@ public final class SessionEvents<Timer: Hashable & Sendable>: Sendable {
     }
 
     /// The next event; waits for one.
-    public func next() async -> Event {
+    package func next() async -> Event {
         await withCheckedContinuation { continuation in
             onLoop { state in
                 if let event = state.take() { continuation.resume(returning: event) } else { state.consumer = continuation }
@@ -131,7 +131,7 @@ public final class SessionEvents<Timer: Hashable & Sendable>: Sendable {
     }
 
     /// From the reader: waits until the loop has taken the frame (or the loop has stopped).
-    public func deliver(_ frame: Frame) async {
+    package func deliver(_ frame: Frame) async {
         await withCheckedContinuation { (producer: CheckedContinuation<Void, Never>) in
             onLoop { state in
                 guard !state.shutDown else { return producer.resume() }
@@ -142,7 +142,7 @@ public final class SessionEvents<Timer: Hashable & Sendable>: Sendable {
     }
 
     /// From the reader: the inbound stream ended.
-    public func finish(_ error: (any Error)?) {
+    package func finish(_ error: (any Error)?) {
         onLoop { state in
             state.ended = .ended(error)
             state.wake()
@@ -150,7 +150,7 @@ public final class SessionEvents<Timer: Hashable & Sendable>: Sendable {
     }
 
     /// From the pipeline (`FrameProgressHandler`): only the latest state counts.
-    public func frameProgress(inFrame: Bool) {
+    package func frameProgress(inFrame: Bool) {
         onLoop { state in
             state.progress = inFrame
             state.wake()
@@ -158,7 +158,7 @@ public final class SessionEvents<Timer: Hashable & Sendable>: Sendable {
     }
 
     /// Starts `timer`, or restarts it if running.
-    public func schedule(_ timer: Timer, afterMillis: UInt64) {
+    package func schedule(_ timer: Timer, afterMillis: UInt64) {
         let amount = TimeAmount.milliseconds(Int64(clamping: afterMillis))
         onLoop { [eventLoop] state in
             guard !state.shutDown else { return }
@@ -170,7 +170,7 @@ public final class SessionEvents<Timer: Hashable & Sendable>: Sendable {
         }
     }
 
-    public func cancel(_ timer: Timer) {
+    package func cancel(_ timer: Timer) {
         onLoop { state in
             state.scheduled.removeValue(forKey: timer)?.cancel()
             state.generations[timer] = nil
@@ -179,7 +179,7 @@ public final class SessionEvents<Timer: Hashable & Sendable>: Sendable {
     }
 
     /// The loop stopped: every deadline is cancelled, and a reader waiting to hand over a frame is released.
-    public func shutDown() {
+    package func shutDown() {
         onLoop { state in
             state.shutDown = true
             for (_, task) in state.scheduled { task.cancel() }

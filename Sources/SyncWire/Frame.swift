@@ -4,24 +4,35 @@ import SyncCore
 /// One frame: `u32be length | u8 type | u8 flags | payload` (Protocol/framing.md). The length
 /// counts the type, flags and payload bytes.
 public struct Frame: Equatable, Sendable {
+    /// The length (4 bytes), type and flags before the payload.
     public static let headerSize = 6
     /// Default largest frame body (type + flags + payload); negotiated down in the hello.
     public static let defaultMaxBody = 4 * 1024 * 1024
     /// Bit 0 of flags: the payload is compressed. Bits 1–7 are reserved and must be zero.
     public static let compressedFlag: UInt8 = 0x01
 
+    /// The message type (`Message.Kind`'s raw value).
     public let type: UInt8
+    /// Flag bits; only `compressedFlag` may be set.
     public let flags: UInt8
+    /// The payload, as it travels (compressed if the flag says so).
     public let payload: [UInt8]
 
+    /// A frame.
+    /// - Parameters:
+    ///   - type: the message type.
+    ///   - flags: flag bits, 0 unless compressed.
+    ///   - payload: the payload bytes.
     public init(type: UInt8, flags: UInt8 = 0, payload: [UInt8]) {
         self.type = type
         self.flags = flags
         self.payload = payload
     }
 
+    /// Whether the payload is compressed.
     public var isCompressed: Bool { flags & Self.compressedFlag != 0 }
 
+    /// The frame's bytes: `u32be length | type | flags | payload`.
     public func encoded() -> [UInt8] {
         let length = UInt32(payload.count + 2)
         var bytes: [UInt8] = [UInt8(length >> 24), UInt8(truncatingIfNeeded: length >> 16), UInt8(truncatingIfNeeded: length >> 8),
@@ -30,6 +41,7 @@ public struct Frame: Equatable, Sendable {
         return bytes
     }
 
+    /// Writes the frame's bytes into `buffer`.
     public func write(into buffer: inout ByteBuffer) {
         buffer.writeInteger(UInt32(payload.count + 2))
         buffer.writeInteger(type)
@@ -46,33 +58,33 @@ public struct Frame: Equatable, Sendable {
 /// The length is checked against the limit as soon as its four bytes are in, before anything is
 /// buffered for the frame: a peer announcing a 2 GiB frame is refused after four bytes. Nothing
 /// is consumed until a whole frame is present.
-public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
-    public typealias InboundOut = Frame
+package struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
+    package typealias InboundOut = Frame
 
     /// The largest frame body (type + flags + payload) accepted; read from `limit` before each
     /// frame when one is given.
-    public private(set) var maxBody: Int
+    package private(set) var maxBody: Int
     /// When set, the limit is read from it before each frame, so it can change after the handshake.
     let limit: FrameLimit?
     /// When set, told after every step how many bytes of an unfinished frame are buffered (for the
     /// frame deadline, which keeps its timing apart from parsing).
     let progress: FrameProgress?
 
-    public init(maxBody: Int = Frame.defaultMaxBody) {
+    package init(maxBody: Int = Frame.defaultMaxBody) {
         self.maxBody = maxBody
         limit = nil
         progress = nil
     }
 
     /// Call on `limit`'s event loop (a channel initializer runs there).
-    public init(limit: FrameLimit, progress: FrameProgress? = nil) {
+    package init(limit: FrameLimit, progress: FrameProgress? = nil) {
         maxBody = limit.current
         self.limit = limit
         self.progress = progress
     }
 
     /// The next complete frame in `buffer`, consuming exactly its bytes; nil if more are needed.
-    public mutating func decode(buffer: inout ByteBuffer) throws(WireError) -> Frame? {
+    package mutating func decode(buffer: inout ByteBuffer) throws(WireError) -> Frame? {
         if let limit { maxBody = limit.current }
         defer { progress?.record(pendingBytes: buffer.readableBytes) }
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
@@ -88,7 +100,7 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
     }
 
     /// At the end of the stream: the frames still buffered, then a refusal if a frame was cut.
-    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws(WireError) -> Frame? {
+    package mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws(WireError) -> Frame? {
         if let frame = try decode(buffer: &buffer) { return frame }
         guard buffer.readableBytes == 0 else {
             throw WireError(.malformedFrame, "connection closed inside a frame (\(buffer.readableBytes) bytes pending)")
@@ -101,7 +113,7 @@ extension NIOSingleStepByteToMessageProcessor where Decoder == FrameDecoder {
     /// Appends `bytes` and hands over every frame now complete, in order; the frame decoder's one
     /// error type. Bytes of an unfinished frame stay for the next call; after an error the bytes
     /// from the refused frame on stay unconsumed, as the pipeline's decoder leaves them.
-    public func frames(in bytes: ByteBuffer, _ receive: (Frame) -> Void) throws(WireError) {
+    package func frames(in bytes: ByteBuffer, _ receive: (Frame) -> Void) throws(WireError) {
         do {
             try process(buffer: bytes, receive)
         } catch let error as WireError {
@@ -114,12 +126,12 @@ extension NIOSingleStepByteToMessageProcessor where Decoder == FrameDecoder {
 }
 
 /// Writes frames to the channel.
-public struct FrameEncoder: MessageToByteEncoder {
-    public typealias OutboundIn = Frame
+package struct FrameEncoder: MessageToByteEncoder {
+    package typealias OutboundIn = Frame
 
-    public init() {}
+    package init() {}
 
-    public func encode(data: Frame, out: inout ByteBuffer) throws {
+    package func encode(data: Frame, out: inout ByteBuffer) throws {
         data.write(into: &out)
     }
 }

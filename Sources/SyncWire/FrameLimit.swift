@@ -5,12 +5,12 @@ import SyncCore
 /// welcome the limit is the default, after it the negotiated `max_frame_body`
 /// (Protocol/framing.md, "The limit"). Read by the decoder on the channel's event loop and set
 /// there too, so no lock is needed.
-public final class FrameLimit: Sendable {
+package final class FrameLimit: Sendable {
     private let box: NIOLoopBoundBox<Int>
     private let eventLoop: any EventLoop
 
     /// Call on `eventLoop` (a channel initializer runs there).
-    public init(_ maxBody: Int, eventLoop: any EventLoop) {
+    package init(_ maxBody: Int, eventLoop: any EventLoop) {
         box = NIOLoopBoundBox(maxBody, eventLoop: eventLoop)
         self.eventLoop = eventLoop
     }
@@ -20,7 +20,7 @@ public final class FrameLimit: Sendable {
 
     /// Sets the limit from anywhere; it applies to every frame not yet complete when the returned
     /// future succeeds.
-    public func set(_ maxBody: Int) -> EventLoopFuture<Void> {
+    package func set(_ maxBody: Int) -> EventLoopFuture<Void> {
         let box = self.box
         return eventLoop.submit { box.value = maxBody }
     }
@@ -30,36 +30,36 @@ public final class FrameLimit: Sendable {
 /// decoder after every step and read for the frame deadline (`FrameProgressHandler`), both on the
 /// channel's event loop, so no lock is needed. The parser says where frames end; whoever keeps
 /// the time only asks.
-public final class FrameProgress: Sendable {
+package final class FrameProgress: Sendable {
     private let pending: NIOLoopBoundBox<Int>
 
     /// Call on `eventLoop` (a channel initializer runs there).
-    public init(eventLoop: any EventLoop) {
+    package init(eventLoop: any EventLoop) {
         pending = NIOLoopBoundBox(0, eventLoop: eventLoop)
     }
 
     func record(pendingBytes: Int) { pending.value = pendingBytes }
 
     /// Bytes of a frame that has started and not finished; only on the event loop.
-    public var pendingBytes: Int { pending.value }
+    package var pendingBytes: Int { pending.value }
 
     /// A frame has started and not finished; only on the event loop.
-    public var isInsideFrame: Bool { pending.value > 0 }
+    package var isInsideFrame: Bool { pending.value > 0 }
 }
 
 /// How much room a push or batch frame leaves for its changes.
-public enum FrameBudget {
+package enum FrameBudget {
     /// The most a push or batch frame body holds besides its changes' encodings: type and flags
     /// (2), the batch number or `next_cursor` (a varint, ≤ 10), `more` (1, batch only) and the
     /// change count (a varint, ≤ 10).
-    public static let envelopeBytes = 23
+    package static let envelopeBytes = 23
 
     /// Bytes of change encodings that fit in one push or batch frame under `maxBody`.
-    public static func changeBytes(maxBody: Int) -> Int { max(0, maxBody - envelopeBytes) }
+    package static func changeBytes(maxBody: Int) -> Int { max(0, maxBody - envelopeBytes) }
 
     /// A recovered frame carries the origin (16 bytes) besides a batch's envelope.
-    public static let recoveredEnvelopeBytes = envelopeBytes + 16
+    package static let recoveredEnvelopeBytes = envelopeBytes + 16
 
     /// Bytes of change encodings that fit in one recovered frame under `maxBody`.
-    public static func recoveredChangeBytes(maxBody: Int) -> Int { max(0, maxBody - recoveredEnvelopeBytes) }
+    package static func recoveredChangeBytes(maxBody: Int) -> Int { max(0, maxBody - recoveredEnvelopeBytes) }
 }

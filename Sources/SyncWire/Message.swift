@@ -2,6 +2,7 @@ import SyncCore
 
 /// How a replica proves who it is in a hello.
 public enum Credential: Equatable, Sendable {
+    /// No credential (refused by a hub).
     case none
     /// A one-time enrolment token issued by the hub operator for a team.
     case enrolmentToken(String)
@@ -9,15 +10,24 @@ public enum Credential: Equatable, Sendable {
     case device([UInt8])
 }
 
+/// The client's first message (Protocol/messages.md, "hello").
 public struct Hello: Equatable, Sendable {
+    /// The lowest protocol version the client speaks.
     public var protocolMin: UInt64
+    /// The highest protocol version the client speaks.
     public var protocolMax: UInt64
+    /// The replica's schema version.
     public var schemaVersion: UInt64
+    /// The replica's id.
     public var replica: ReplicaID
+    /// The client software's name and version, for the operator.
     public var appVersion: String
+    /// How the replica proves who it is.
     public var credential: Credential
+    /// The largest frame body the client accepts (at least 65,536).
     public var maxFrameBody: UInt64
 
+    /// A hello; every field as `messages.md` gives it.
     public init(protocolMin: UInt64, protocolMax: UInt64, schemaVersion: UInt64, replica: ReplicaID, appVersion: String,
                 credential: Credential, maxFrameBody: UInt64) {
         self.protocolMin = protocolMin
@@ -30,20 +40,28 @@ public struct Hello: Equatable, Sendable {
     }
 }
 
+/// The hub's answer to an accepted hello (Protocol/messages.md, "welcome").
 public struct Welcome: Equatable, Sendable {
+    /// The protocol version both ends now speak.
     public var protocolVersion: UInt64
+    /// The hub's schema version.
     public var schemaVersion: UInt64
+    /// The hub's replica id.
     public var hub: ReplicaID
+    /// The frame limit both ends use from now on.
     public var maxFrameBody: UInt64
     /// The device secret, issued once at enrolment; empty otherwise.
     public var issuedCredential: [UInt8]
+    /// The hub's wall clock, so a client can see its own skew.
     public var hubTimeMillis: UInt64
+    /// How often the client sends a heartbeat.
     public var heartbeatIntervalMillis: UInt64
     /// The hub's contiguous durable counter for the hello's replica id: the highest `c` such that
     /// the hub holds changes 1…`c` of that origin. A replica that knows less of its own origin than
     /// this was restored from a backup or copied, and recovers before it writes again.
     public var ownDurable: UInt64
 
+    /// A welcome; every field as `messages.md` gives it.
     public init(protocolVersion: UInt64, schemaVersion: UInt64, hub: ReplicaID, maxFrameBody: UInt64, issuedCredential: [UInt8],
                 hubTimeMillis: UInt64, heartbeatIntervalMillis: UInt64, ownDurable: UInt64 = 0) {
         self.protocolVersion = protocolVersion
@@ -59,11 +77,16 @@ public struct Welcome: Equatable, Sendable {
 
 /// The replica's own state, reported to the hub for the operator view. Counts only.
 public struct ReplicaHealth: Equatable, Sendable {
+    /// Local changes the hub has not acknowledged.
     public var pendingChanges: UInt64
+    /// How long the oldest of them has waited.
     public var oldestUnsyncedAgeMillis: UInt64
+    /// Fields waiting for a person to resolve.
     public var openConflicts: UInt64
+    /// The replica's schema version.
     public var schemaVersion: UInt64
 
+    /// A health report; every field as `messages.md` gives it.
     public init(pendingChanges: UInt64, oldestUnsyncedAgeMillis: UInt64, openConflicts: UInt64, schemaVersion: UInt64) {
         self.pendingChanges = pendingChanges
         self.oldestUnsyncedAgeMillis = oldestUnsyncedAgeMillis
@@ -72,19 +95,28 @@ public struct ReplicaHealth: Equatable, Sendable {
     }
 }
 
-/// Every message of protocol version 1 (Protocol/messages.md).
+/// Every message of protocol version 2 (Protocol/messages.md).
 public enum Message: Equatable, Sendable {
+    /// Client → hub: who it is and what it speaks.
     case hello(Hello)
+    /// Hub → client: the hello is accepted.
     case welcome(Welcome)
+    /// Hub → client, instead of a welcome: the hello is refused.
     case reject(code: WireErrorCode, retryAfterMillis: UInt64, message: String)
     /// A batch of changes from a replica; `batch` numbers batches within a session.
     case push(batch: UInt64, changes: [Change])
     /// The hub's contiguous durable counters for the origins of the acknowledged batch.
     case pushAck(batch: UInt64, durable: VersionVector, hubHead: UInt64)
+    /// Client → hub: changes after `cursor`, within `byteBudget` bytes.
     case pull(cursor: UInt64, byteBudget: UInt64)
+    /// Hub → client, answering a pull: changes up to hub sequence `nextCursor`; `more` if the
+    /// budget cut the answer short.
     case batch(nextCursor: UInt64, more: Bool, changes: [Change])
+    /// Client → hub: the replica's health, counts only.
     case heartbeat(ReplicaHealth)
+    /// Either way: a failure; `fatal` ends the connection.
     case error(code: WireErrorCode, fatal: Bool, message: String)
+    /// Either way: the sender is closing.
     case goodbye(reason: UInt64)
     /// Asks for the hub's changes of one origin with counters above `after`, in counter order: how a
     /// restored or copied replica gets back what the hub holds of its own origin.
@@ -104,7 +136,10 @@ public enum Message: Equatable, Sendable {
     /// A recovered answer as the hub relays it, as `relayedBatch` is a batch; decodes as `recovered`.
     case relayedRecovered(origin: ReplicaID, nextCounter: UInt64, more: Bool, encodedChanges: [[UInt8]])
 
+    /// The message type byte: one case per message, its raw value the byte framing.md's table
+    /// gives it (relayed answers travel as `batch` and `recovered`).
     public enum Kind: UInt8, Sendable, CaseIterable {
+        // The rows of framing.md's message-type table.
         case hello = 0x01
         case welcome = 0x02
         case reject = 0x03
@@ -150,6 +185,7 @@ public enum Message: Equatable, Sendable {
         return changes
     }
 
+    /// The type byte this message travels under.
     public var kind: Kind {
         switch self {
         case .hello: .hello

@@ -9,6 +9,10 @@ public struct MessageCodec: Sendable {
     /// Compress batch payloads at or above this size; nil never compresses.
     public var compressionThreshold: Int?
 
+    /// A codec.
+    /// - Parameters:
+    ///   - maxBody: the largest frame body accepted.
+    ///   - compressionThreshold: compress batch payloads at least this large; nil never compresses.
     public init(maxBody: Int = Frame.defaultMaxBody, compressionThreshold: Int? = PayloadCompression.threshold) {
         self.maxBody = maxBody
         self.compressionThreshold = compressionThreshold
@@ -16,6 +20,10 @@ public struct MessageCodec: Sendable {
 
     // MARK: encoding
 
+    /// The frame for `message`: a push, batch or recovered payload at or above the threshold is
+    /// compressed when that saves space and stays within the ratio a receiver accepts.
+    /// - Parameter message: the message.
+    /// - Returns: its frame.
     public func frame(_ message: Message) -> Frame {
         let payload = Self.payload(message)
         if message.kind.mayCompress, let threshold = compressionThreshold, payload.count >= threshold,
@@ -30,6 +38,13 @@ public struct MessageCodec: Sendable {
         return Frame(type: message.kind.rawValue, payload: payload)
     }
 
+    /// The bytes of `message`'s frame.
+    ///
+    /// ```swift
+    /// let codec = MessageCodec()
+    /// let bytes = codec.encode(.pull(cursor: 0, byteBudget: 1 << 20))
+    /// let back = try codec.decode(bytes: bytes)   // == .pull(cursor: 0, byteBudget: 1 << 20)
+    /// ```
     public func encode(_ message: Message) -> [UInt8] { frame(message).encoded() }
 
     static func payload(_ message: Message) -> [UInt8] {
@@ -125,6 +140,11 @@ public struct MessageCodec: Sendable {
 
     // MARK: decoding
 
+    /// The message in `frame`, decoded strictly.
+    /// - Parameter frame: a frame from the frame decoder.
+    /// - Returns: the message.
+    /// - Throws: ``WireError`` with the code Protocol/errors.md gives the failure, the message kind,
+    ///   and for a payload that does not decode the offset and field (and the ``ByteDecodingError`` as `cause`).
     public func decode(_ frame: Frame) throws(WireError) -> Message {
         // A frame decoded before the limit was lowered (the welcome) is checked again here.
         guard frame.payload.count + 2 <= maxBody else {
@@ -141,7 +161,10 @@ public struct MessageCodec: Sendable {
             guard kind.mayCompress else { throw WireError(.badCompression, "\(kind) frames may not be compressed") }
             var reader = ByteReader(payload)
             let size: UInt64
-            do { size = try reader.varint() } catch { throw WireError(.badCompression, "compressed payload has no valid size: \(error)") }
+            do { size = try reader.varint() } catch {
+                throw WireError(.badCompression, "compressed payload has no valid size: \(error)", kind: kind, offset: error.offset,
+                                field: "uncompressed_size", cause: error)
+            }
             guard size <= UInt64(maxBody) else {
                 throw WireError(.decompressionLimit, "declared size \(size) exceeds the \(maxBody)-byte limit")
             }
@@ -153,15 +176,20 @@ public struct MessageCodec: Sendable {
             try reader.expectEnd()
             return message
         } catch let error as ByteDecodingError {
-            if error.code == .trailingBytes { throw WireError(.trailingBytes, error.description) }
-            throw WireError(.malformedMessage, "\(kind): \(error)")
-        } catch let error as WireError {
+            throw WireError(error.code == .trailingBytes ? .trailingBytes : .malformedMessage, decoding: error, in: kind)
+        } catch var error as WireError {
+            error.kind = error.kind ?? kind
             throw error
         } catch {
-            throw WireError(.malformedMessage, "\(kind): \(error)")
+            // `message` throws only the two above; kept so a new error type cannot escape untyped.
+            throw WireError(.malformedMessage, "\(kind): \(type(of: error))", kind: kind)
         }
     }
 
+    /// The message in `bytes`, which must be exactly one frame.
+    /// - Parameter bytes: one frame's bytes.
+    /// - Returns: the message.
+    /// - Throws: ``WireError``, as `decode(_:)`, or `MALFORMED_FRAME`/`TRAILING_BYTES` for a cut or long input.
     public func decode(bytes: [UInt8]) throws(WireError) -> Message {
         var buffer = ByteBuffer(bytes: bytes)
         var decoder = FrameDecoder(maxBody: maxBody)
@@ -183,7 +211,8 @@ public struct MessageCodec: Sendable {
             case 0: credential = .none
             case 1: credential = .enrolmentToken(try reader.string())
             case 2: credential = .device(try reader.lengthPrefixed())
-            case let other: throw WireError(.malformedMessage, "unknown credential kind \(other)")
+            case let other:
+                throw WireError(.malformedMessage, "unknown credential kind \(other)", offset: reader.offset - 1, field: "credential_kind")
             }
             return .hello(Hello(protocolMin: min, protocolMax: max, schemaVersion: schema, replica: replica, appVersion: app,
                                 credential: credential, maxFrameBody: try reader.varint()))
@@ -229,7 +258,7 @@ public struct MessageCodec: Sendable {
         switch try reader.byte() {
         case 0: return false
         case 1: return true
-        case let other: throw WireError(.malformedMessage, "boolean byte \(other) is not 0 or 1")
+        case let other: throw WireError(.malformedMessage, "boolean byte \(other) is not 0 or 1", offset: reader.offset - 1)
         }
     }
 

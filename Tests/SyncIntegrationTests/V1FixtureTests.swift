@@ -183,10 +183,17 @@ struct V1FixtureTests {
         #expect(!page.more)
         #expect(held.count == 167, "the v1 hub held 167 changes (`hub replicas` showed them stored)")
         #expect(try hub.head() == UInt64(held.count), "sequences kept, so every replica's pull cursor still means the same")
+        // The hub stores SHA-256 hashes of device secrets, made by the hand-written SHA-256 the v1
+        // code had: the replica's secret must still hash to what the hub holds, or no enrolled
+        // replica could sync after the change to swift-crypto.
+        let replica = try CareReplica.open(at: replicaPath, wallClock: Wall(), random: .system)
+        let link = try #require(try replica.store.hubLink())
+        let secret = try #require(link.credential)
+        #expect(try hub.authenticate(replica: replica.store.replicaID, secret: secret) == .accepted(team: "north"))
+        #expect(try hub.authenticate(replica: replica.store.replicaID, secret: secret.reversed()) == .unknown)
         try hub.close()
         // Replica a synced last, so it holds everything the hub does: both migrated every v1 change
         // to the same bytes, or a hub relaying them would look like an equivocation to the replica.
-        let replica = try CareReplica.open(at: replicaPath, wallClock: Wall(), random: .system)
         let local = Dictionary(uniqueKeysWithValues: try replica.store.changes(notIn: VersionVector()).map { ($0.id, $0) })
         var differing: [ChangeID] = []
         for change in held where !(local[change.id]?.isSameVersion(as: change) ?? false) { differing.append(change.id) }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import SyncCore
 import SyncEngine
@@ -44,7 +45,7 @@ struct HostileInputTests {
                 default: body.insert(UInt8(truncatingIfNeeded: random.next()), at: position)
                 }
             }
-            let sealed = body + SHA256.hash(body)
+            let sealed = body + SHA256.hash(data: body)
             guard let bundle = try? ChangeBundle.decode(sealed) else { refused += 1; continue }
             decoded += 1
             _ = try? BundleExchange.apply(bundle, to: target)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import SyncCore
 import SyncEngine
@@ -142,7 +143,7 @@ struct StoreTests {
         var older = Array(bytes.dropLast(32))
         older[8] = 0
         older[9] = 1
-        older += SHA256.hash(older)
+        older += SHA256.hash(data: older)
         #expect(throws: BundleError.unsupportedVersion(1)) { try ChangeBundle.decode(older) }
         let message = "\(BundleError.unsupportedVersion(1))"
         #expect(message.contains("format version 1 is not supported (this program reads 2, row edits") && message.hasSuffix("nothing applied"), "\(message)")

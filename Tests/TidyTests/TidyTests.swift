@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// Reads the sources and fails when the architecture's rules are broken (../shared/STYLE.md).
+/// Reads the sources and fails when the architecture's rules are broken (README.md, "How it is built").
 @Suite("Tidy: module layering and source hygiene")
 struct TidyTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -10,14 +10,14 @@ struct TidyTests {
     static let allowedImports: [String: Set<String>] = [
         "SyncCore": [],
         "SyncWire": ["SyncCore", "NIOCore", "CZlib"],
-        "SyncStore": ["SyncCore", "GRDB", "GRDBSQLite", "Foundation", "Logging"],
-        "SyncEngine": ["SyncCore", "SyncWire", "SyncStore", "Foundation"],
-        "CareRecords": ["SyncCore", "SyncStore", "SyncEngine"],
+        "SyncStore": ["SyncCore", "GRDB", "GRDBSQLite", "Foundation", "Logging", "Crypto"],
+        "SyncEngine": ["SyncCore", "SyncWire", "SyncStore", "Foundation", "Crypto"],
+        "CareRecords": ["SyncCore", "SyncStore", "SyncEngine", "Crypto"],
         "SyncClient": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "Foundation", "Dispatch", "Logging", "NIOCore", "NIOPosix",
                        "NIOConcurrencyHelpers", "NIOFileSystem"],
         "SyncHub": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "Foundation", "Dispatch", "Logging", "NIOCore", "NIOPosix",
                     "NIOConcurrencyHelpers", "ServiceLifecycle"],
-        "SyncFuzzTargets": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting", "Foundation", "NIOCore"],
+        "SyncFuzzTargets": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting", "Foundation", "NIOCore", "Crypto"],
         "SyncTesting": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "Foundation",
                         "NIOCore"],
         "caresync": ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub", "ArgumentParser",
@@ -89,24 +89,38 @@ struct TidyTests {
                     let above = lines[max(0, number - 3)..<number].joined(separator: "\n")
                     #expect(above.contains("Safety:") || line.contains("Safety:"), "\(file):\(number + 1) needs a // Safety: line")
                 }
-                // Time and randomness are parameters (STYLE principle 5): in the CLI, the domain and
-                // the bench the system clock is read only by a wall clock's nowMillis, and system
-                // randomness is reached only through RandomSource.system.
-                if ["caresync", "CareRecords", "CareSyncBench"].contains(module) {
-                    #expect(!code.contains("Date()") || code.contains("func nowMillis()"), "\(file):\(number + 1) reads Date(); use the injected clock")
-                    #expect(!code.contains(".random(in:") && !code.contains("SystemRandomNumberGenerator("),
-                            "\(file):\(number + 1) draws system randomness; take a RandomSource")
-                }
-                // The domain names no program's commands or flags: the CLI maps codes to its hints.
-                if module == "CareRecords", code.contains("CareError(") || code.contains("throw ") {
-                    #expect(!code.contains("caresync ") && !code.contains(" --"), "\(file):\(number + 1) names a CLI command or flag in an error")
-                }
                 if code.contains("@unchecked Sendable") {
                     // The reason goes on the line before the declaration or the first line inside it.
                     let previous = number > 0 ? String(lines[number - 1]) : ""
                     let next = number + 1 < lines.count ? String(lines[number + 1]) : ""
                     #expect(previous.contains("Safety:") || line.contains("Safety:") || next.contains("Safety:"),
                             "\(file):\(number + 1) needs a // Safety: line")
+                }
+            }
+        }
+    }
+
+    @Test("cross-module internals of the core stay package: no public member on standard types, byte coding and NIO handlers not public")
+    func packageInternals() throws {
+        let internals = ["struct ByteWriter", "struct ByteReader", "struct FrameDecoder", "class FrameProgressHandler",
+                         "class SessionEvents", "enum OperatorText", "enum ChangeV1"]
+        for (module, file, text) in try Self.sources() where ["SyncCore", "SyncWire"].contains(module) {
+            var extendsStandardType = false
+            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let code = line.trimmingCharacters(in: .whitespaces)
+                if code.hasPrefix("extension ") {
+                    let name = code.dropFirst("extension ".count).prefix { $0.isLetter || $0.isNumber }
+                    extendsStandardType = ["Array", "String", "Int", "UInt64", "UInt8", "Sequence", "Collection", "Dictionary"]
+                        .contains(String(name))
+                    #expect(!code.hasPrefix("public extension"), "\(file):\(number + 1): public extension")
+                }
+                if line == "}" { extendsStandardType = false }
+                if extendsStandardType {
+                    #expect(!code.hasPrefix("public "), "\(file):\(number + 1) adds a public member to every importer's standard type")
+                }
+                for name in internals {
+                    #expect(!code.hasPrefix("public \(name)") && !code.hasPrefix("public final \(name)"),
+                            "\(file):\(number + 1): \(name) is a cross-module internal; make it package")
                 }
             }
         }
