@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 // CareSync: an offline-first sync engine proven on children's social care records.
 // Layering (enforced by Tests/TidyTests): SyncCore → SyncStore → SyncEngine → shells → caresync,
-// with the domain in CareRecords. See ../shared/STYLE.md.
+// with the domain in CareRecords. The README describes the modules.
 import PackageDescription
 
 let package = Package(
@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // Shrinking for the merge-law property tests (test targets only).
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // Pure merge algebra: stdlib only, no Foundation.
@@ -86,7 +88,9 @@ let package = Package(
             .product(name: "GRDBSQLite", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CareSyncBench"),
-        .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore", "SyncTesting"]),
+        .testTarget(name: "SyncCoreTests", dependencies: [
+            "SyncCore", "SyncTesting", .product(name: "PropertyBased", package: "swift-property-based"),
+        ]),
         .testTarget(name: "SyncWireTests", dependencies: [
             "SyncCore", "SyncWire", "SyncTesting", .product(name: "NIOCore", package: "swift-nio"),
             // ByteToMessageDecoderVerifier, for the frame decoder (test target only).
@@ -95,7 +99,10 @@ let package = Package(
         ]),
         // Test-only SQLite VFS that counts syncs and simulates power loss (never linked into a product).
         .target(name: "CSQLiteFaultVFS", path: "Tests/CSQLiteFaultVFS", linkerSettings: [.linkedLibrary("sqlite3")]),
-        .testTarget(name: "SyncStoreTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "SyncTesting", "CSQLiteFaultVFS"]),
+        .testTarget(name: "SyncStoreTests", dependencies: [
+            "SyncCore", "SyncStore", "SyncEngine", "SyncTesting", "CSQLiteFaultVFS",
+            .product(name: "PropertyBased", package: "swift-property-based"),
+        ]),
         .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),
         .testTarget(name: "SyncIntegrationTests", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncClient", "SyncHub", "CareRecords", "caresync",

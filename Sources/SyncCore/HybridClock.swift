@@ -27,7 +27,8 @@ public protocol WallClock: Sendable {
     func nowMillis() -> UInt64
 }
 
-/// A wall clock that returns a fixed or stepped value; for tests and simulations.
+/// A wall clock that always returns the same value; for tests. A test that moves or steps its
+/// clock uses SyncTesting's `SimulatedClock`.
 public struct FixedWallClock: WallClock {
     public let millis: UInt64
     public init(millis: UInt64) { self.millis = millis }

@@ -12,11 +12,7 @@ import Testing
 /// shows it holds its secret.
 @Suite("Enrolment tokens")
 struct EnrolmentTests {
-    let directory: String = {
-        let path = NSTemporaryDirectory() + "caresync-enrolment-" + UUID().uuidString
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }()
+    let directory = TestFiles.directory("enrolment")
     let now: UInt64 = 1_750_000_000_000
     let alpha = ReplicaID(high: 0xA, low: 1)
     let beta = ReplicaID(high: 0xB, low: 2)
