@@ -95,7 +95,7 @@ public struct FaultOptions: Sendable, Equatable, CustomStringConvertible {
         options.maxChunkBytes = random.index(below: 4) == 0 ? draw(8...1_024) : 0
         options.replicaClockBoundMillis = Int64(maybe(1_000...120_000))
         options.replicaDriftPerStepMillis = options.replicaClockBoundMillis == 0 ? 0 : Int64(draw(1...400))
-        options.hubClockBoundMillis = Int64(maybe(1_000...900_000))
+        options.hubClockBoundMillis = Int64(maybe(1_000...1_200_000))
         options.hubDriftPerStepMillis = options.hubClockBoundMillis == 0 ? 0 : Int64(draw(0...2_000))
         options.hubClockJumpPerMille = options.hubClockBoundMillis == 0 ? 0 : maybe(2...30)
         if storageFaults { options.storage = .drawn(seed: seed) }

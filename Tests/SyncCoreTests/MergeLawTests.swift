@@ -71,11 +71,15 @@ struct LawRun: Sendable {
         return generator.writes(count: 2 + random.index(below: 5), using: &random)
     }
 
+    /// The law's other choices tried with each smaller case while shrinking: a failure that needs a
+    /// particular order of the writes left may need other draws to show again.
+    static let shrinkChoices = 8
+
     /// The law's cases as a PropertyBased generator: each drawn from the law's named stream under
     /// the run's seed (PropertyBased's own random source is not used), shrunk by leaving out one
-    /// write at a time (never the last).
+    /// write at a time (never the last), each smaller case tried with its own and other choices.
     func cases(making make: @escaping @Sendable (MergePolicy, inout SeededGenerator) -> [FieldWrite] = Self.fieldWrites)
-        -> Generator<LawCase, LazyMapSequence<Shrink.Omit<[FieldWrite]>, LawCase>> {
+        -> Generator<LawCase, [LawCase]> {
         let stream = GeneratorBox(SeededGenerator(seed: PropertyRun.seed).stream("\(law)/\(policy.name)"))
         let policy = policy
         return Generator(run: { _ in
@@ -83,8 +87,11 @@ struct LawRun: Sendable {
             let writes = make(policy, &random)
             return LawCase(seed: random.seed, writes: writes, choices: random)
         }, shrink: { lawCase in
-            Shrink.omitSingleElement(from: lawCase.writes, lowerBound: 1).lazy.map {
-                LawCase(seed: lawCase.seed, writes: $0, choices: lawCase.choices)
+            Shrink.omitSingleElement(from: lawCase.writes, lowerBound: 1).flatMap { writes in
+                (0..<Self.shrinkChoices).map { variant in
+                    let choices = variant == 0 ? lawCase.choices : SeededGenerator(seed: lawCase.seed).stream("shrink-\(variant)")
+                    return LawCase(seed: lawCase.seed, writes: writes, choices: choices)
+                }
             }
         })
     }

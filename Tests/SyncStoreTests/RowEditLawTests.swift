@@ -119,7 +119,8 @@ struct RowEditLawTests {
         static func describe(_ edit: Change) -> String {
             let life = edit.setsLife ? " sets life" : ""
             let fields: [String] = edit.fields.map { field in "\(field.column) \(field.operation) supersedes \(field.supersedes.count)" }
-            return "  \(edit.id.replica.short):\(edit.id.counter) cl=\(edit.causalLength)\(life) t=\(edit.timestamp) " + fields.joined(separator: ", ")
+            let origin = RowEditLawTests.origins.firstIndex(of: edit.id.replica).map { "o\($0)" } ?? edit.id.replica.short
+            return "  \(origin):\(edit.id.counter) cl=\(edit.causalLength)\(life) t=\(edit.timestamp) " + fields.joined(separator: ", ")
         }
     }
 
@@ -200,11 +201,15 @@ struct RowEditLawTests {
     }
 
     /// A failing case, shrunk by PropertyBased: one edit left out at a time (never the first, the
-    /// row's create) while the case still fails alone; the smallest is reported with the seed.
+    /// row's create) while the case still fails alone, each smaller case delivered in its own and
+    /// three other orders; the smallest is reported with the seed.
     static func shrink(_ rowCase: RowCase, seed: UInt64) async {
         let input = Generator(run: { _ in rowCase }, shrink: { (shrinking: RowCase) in
-            Shrink.omitSingleElement(from: Array(shrinking.edits.dropFirst())).lazy.map {
-                RowCase(table: shrinking.table, row: shrinking.row, edits: [shrinking.edits[0]] + $0, deliverySeed: shrinking.deliverySeed)
+            Shrink.omitSingleElement(from: Array(shrinking.edits.dropFirst())).flatMap { rest in
+                (0..<4 as Range<UInt64>).map { variant in
+                    RowCase(table: shrinking.table, row: shrinking.row, edits: [shrinking.edits[0]] + rest,
+                            deliverySeed: variant == 0 ? shrinking.deliverySeed : SeededGenerator(seed: shrinking.deliverySeed ^ variant).stream("shrink").seed)
+                }
             }
         })
         await propertyCheck(count: 1, input: input) { candidate in
