@@ -184,6 +184,10 @@ public final class Simulation {
     }
 
     /// Runs the faulty phase, heals, and checks convergence and durability.
+    ///
+    /// - Returns: What happened; its `violations` are empty when every check held.
+    /// - Throws: `StoreError` when a store cannot be opened or read (not a check's failure: those
+    ///   are violations).
     public func run() throws -> Report {
         var tokens: [String] = []
         for _ in 0..<(replicaCount + maxClones) {
