@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 // CareSync: an offline-first sync engine proven on children's social care records.
 // Layering (enforced by Tests/TidyTests): SyncCore → SyncStore → SyncEngine → shells → caresync,
-// with the domain in CareRecords.
+// with the domain in CareRecords. The README describes the modules.
 import PackageDescription
 
 let package = Package(
@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // SHA-256 for bundle checksums, hub token hashes and record content hashes.
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        // Shrinking for the merge-law property tests (test targets only).
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // Pure merge algebra: stdlib only, no Foundation.
@@ -96,7 +98,9 @@ let package = Package(
             .product(name: "GRDBSQLite", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CareSyncBench"),
-        .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore", "SyncTesting"]),
+        .testTarget(name: "SyncCoreTests", dependencies: [
+            "SyncCore", "SyncTesting", .product(name: "PropertyBased", package: "swift-property-based"),
+        ]),
         .testTarget(name: "SyncWireTests", dependencies: [
             "SyncCore", "SyncWire", "SyncTesting", .product(name: "NIOCore", package: "swift-nio"),
             // ByteToMessageDecoderVerifier, for the frame decoder (test target only).
@@ -107,6 +111,7 @@ let package = Package(
         .target(name: "CSQLiteFaultVFS", path: "Tests/CSQLiteFaultVFS", linkerSettings: [.linkedLibrary("sqlite3")]),
         .testTarget(name: "SyncStoreTests", dependencies: [
             "SyncCore", "SyncStore", "SyncEngine", "SyncTesting", "CSQLiteFaultVFS", .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
         .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),
         // Session transcripts: messages and events into ClientSession and HubSession, the exact actions out (no network).

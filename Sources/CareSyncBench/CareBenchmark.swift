@@ -146,7 +146,7 @@ final class InProcessHub: Sendable {
 
     static func start(path: String, compression: Int?) async throws -> InProcessHub {
         var random = BenchRandom.system
-        let store = try SQLiteHubStore(path: path, random: &random)
+        let store = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random)
         var configuration = HubServerConfiguration()
         configuration.port = 0
         configuration.compressionThreshold = compression

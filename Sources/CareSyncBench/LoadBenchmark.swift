@@ -132,7 +132,7 @@ private func runLoadLevel(replicas: Int, options: LoadOptions, binary: String) a
     var tokens: [String] = []
     do {
         var random = BenchRandom.system
-        let store = try SQLiteHubStore(path: hubPath, random: &random)
+        let store = try SQLiteHubStore(path: hubPath, wallClock: SystemWallClock(), random: &random)
         let pragmas = try store.connectionPragmas()
         guard pragmas.synchronous == 2, pragmas.journalMode == "wal" else { throw BenchFailure("the hub store did not open at WAL + FULL") }
         for _ in 0..<replicas {

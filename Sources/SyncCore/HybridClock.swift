@@ -37,8 +37,8 @@ public protocol WallClock: Sendable {
     func nowMillis() -> UInt64
 }
 
-/// A wall clock that always returns the same time; for tests and simulations (a test that needs
-/// time to move makes a new one, or its own `WallClock`).
+/// A wall clock that always returns the same value; for tests. A test that moves or steps its
+/// clock uses SyncTesting's `SimulatedClock`.
 public struct FixedWallClock: WallClock {
     /// The time it returns, in milliseconds since the Unix epoch.
     public let millis: UInt64

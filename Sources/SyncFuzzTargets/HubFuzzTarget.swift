@@ -36,7 +36,7 @@ enum HubFuzzTarget {
         let path = FuzzScratch.path("template-hub.db")
         do {
             var random = SeededGenerator(seed: 0x4_0B5E)
-            let store = try SQLiteHubStore(path: path, random: &random)
+            let store = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random)
             let expires = baseMillis + 86_400_000
             let token = try store.issueEnrolmentToken(team: "FUZZ-A", expiresAtMillis: expires, random: &random)
             let deviceToken = try store.issueEnrolmentToken(team: "FUZZ-B", expiresAtMillis: expires, random: &random)
@@ -61,7 +61,7 @@ enum HubFuzzTarget {
             let path = FuzzScratch.path("hub.db")
             try FuzzScratch.copy(template.path, to: path)
             var random = SeededGenerator(seed: 1)
-            store = try SQLiteHubStore(path: path, random: &random)
+            store = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random)
         } catch {
             return .invariantBroken("the fuzz hub could not be set up: \(error)")
         }

@@ -89,7 +89,7 @@ public actor HubServer: Service {
     /// A hub serving `store`. Nothing listens until `run()`.
     ///
     /// ```swift
-    /// let hub = HubServer(store: try SQLiteHubStore(path: "hub.db", random: &random), configuration: configuration,
+    /// let hub = HubServer(store: try SQLiteHubStore(path: "hub.db", wallClock: SystemWallClock(), random: &random), configuration: configuration,
     ///                     logger: logger, wallClock: SystemWallClock()) { port in
     ///     print("listening on \(port)")
     /// }

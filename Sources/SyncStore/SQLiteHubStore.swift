@@ -52,18 +52,6 @@ public final class SQLiteHubStore: HubStore {
         try self.init(path: path, wallClock: wallClock, random: &random, options: StoreConnectionOptions())
     }
 
-    /// Opens the hub database at `path` for writing, as ``init(path:wallClock:random:)`` does, with
-    /// the system clock (``SystemWallClock``) stamping a new file's creation time.
-    ///
-    /// - Throws: As ``init(path:wallClock:random:)``.
-    public convenience init(path: String, random: inout some RandomNumberGenerator) throws {
-        try self.init(path: path, wallClock: SystemWallClock(), random: &random, options: StoreConnectionOptions())
-    }
-
-    package convenience init(path: String, random: inout some RandomNumberGenerator, options: StoreConnectionOptions) throws {
-        try self.init(path: path, wallClock: SystemWallClock(), random: &random, options: options)
-    }
-
     package init(path: String, wallClock: any WallClock, random: inout some RandomNumberGenerator,
                  options: StoreConnectionOptions) throws {
         self.path = path

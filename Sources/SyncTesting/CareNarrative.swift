@@ -10,6 +10,7 @@ import Foundation
 public struct CareNarrative: Sendable {
     private var random: SeededGenerator
 
+    /// A narrative stream: the same seed, the same text.
     public init(seed: UInt64) { random = SeededGenerator(seed: seed) }
 
     static let givenNames = ["Ava", "Noah", "Maya", "Leo", "Zara", "Kai", "Ruby", "Jayden", "Amara", "Finn", "Isla", "Tyler",

@@ -64,6 +64,7 @@ public enum FieldValueGenerator {
 ///   statuses, observed tags for set removes (AWS) and re-adds (RWS), sometimes everything seen,
 ///   sometimes part of it, sometimes ids the policy should ignore.
 public struct FieldWriteGenerator: Sendable {
+    /// The policy of the field written.
     public let policy: MergePolicy
     /// Every write generated so far, in order.
     public private(set) var issued: [FieldWrite] = []
@@ -75,6 +76,7 @@ public struct FieldWriteGenerator: Sendable {
         ReplicaID(high: 0x0000_0000_0000_0001, low: 0x0000_0000_0000_0002),
         ReplicaID(high: 0xFFFF_FFFF_FFFF_FFFF, low: 0x0000_0000_0000_0000),
     ]
+    /// Authors of the writes.
     public static let authors = ["amara.okafor", "ben.hughes", "cat.nguyen"]
     /// 14 Nov 2023, so generated timestamps look like real ones.
     public static let baseMillis: UInt64 = 1_700_000_000_000
@@ -84,6 +86,7 @@ public struct FieldWriteGenerator: Sendable {
     /// Set elements: few, so adds and removes meet.
     public static let elements: [FieldValue] = [.text("team-north"), .text("team-south"), .integer(7)]
 
+    /// A generator of writes to one field under `policy`, with no write issued yet.
     public init(policy: MergePolicy) {
         self.policy = policy
         self.counters = Array(repeating: 0, count: Self.replicas.count)

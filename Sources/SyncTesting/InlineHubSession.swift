@@ -8,28 +8,42 @@ import SyncWire
 /// are the actions left for a network: sends (relayed batches as a client decodes them) and closes
 /// (deadlines are dropped; tests of deadlines drive `HubSession` itself).
 public struct InlineHubSession {
+    /// The production session it drives.
     public private(set) var session: HubSession
+    /// The hub store every storage request is performed on.
     public let store: any HubStore
     var random: RandomSource
 
+    /// A session of the hub `store` serves.
+    ///
+    /// - Parameters:
+    ///   - store: The hub store, which names the hub.
+    ///   - configuration: The session's limits and deadlines.
+    ///   - random: The source of issued secrets.
     public init(store: any HubStore, configuration: HubConfiguration = HubConfiguration(), random: RandomSource = .system) {
         session = HubSession(hub: store.hubID, configuration: configuration)
         self.store = store
         self.random = random
     }
 
+    /// The session's state.
     public var state: HubSession.State { session.state }
+    /// The replica the session authenticated, once it has.
     public var replica: ReplicaID? { session.replica }
+    /// The frame body limit the session agreed.
     public var maxFrameBody: Int { session.maxFrameBody }
 
+    /// A message from the client; returns the sends and closes left after storage was performed.
     public mutating func receive(_ message: Message, nowMillis: UInt64) -> [SessionAction] {
         run(session.receive(message, nowMillis: nowMillis), nowMillis: nowMillis)
     }
 
+    /// Bytes from the client that did not decode; returns the sends and closes for the network.
     public mutating func protocolError(_ error: WireError, nowMillis: UInt64) -> [SessionAction] {
         run(session.protocolError(error, nowMillis: nowMillis), nowMillis: nowMillis)
     }
 
+    /// A deadline passed; returns the sends and closes for the network.
     public mutating func timerFired(_ timer: SessionTimer, nowMillis: UInt64) -> [SessionAction] {
         run(session.timerFired(timer, nowMillis: nowMillis), nowMillis: nowMillis)
     }

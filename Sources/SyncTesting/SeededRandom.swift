@@ -10,11 +10,13 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     public let seed: UInt64
     private var state: UInt64
 
+    /// A generator whose whole future is fixed by `seed`.
     public init(seed: UInt64) {
         self.seed = seed
         self.state = seed
     }
 
+    /// The next 64 random bits (one SplitMix64 step).
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var mixed = state

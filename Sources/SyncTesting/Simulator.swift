@@ -10,34 +10,59 @@ import SyncWire
 /// SQLite stores; only sockets, time and chance are simulated, all from one seed.
 ///
 /// Faults: connections cut mid-frame, partitions, hub and replica restarts (the files survive),
-/// clocks that drift, the re-sending of batches whose acknowledgement was lost, and (with
-/// `StorageFaults`) hub storage that is slow, fails, or loses a write before it is synced. The
-/// sessions' deadlines fire on the virtual clock. After the faults, the network heals and every
-/// replica syncs to quiescence.
+/// replica and hub clocks that drift and jump, the re-sending of batches whose acknowledgement was
+/// lost, and hub storage that is slow, fails, or loses a write before it is synced. Which faults
+/// happen, and how often, is the run's `FaultOptions`, drawn from its seed unless given. The
+/// sessions' deadlines fire on the virtual clock. After the faults, the network heals, the hub's
+/// clock is set right, and every replica syncs to quiescence.
+///
+/// ```swift
+/// let report = try Simulation(seed: 42, directory: scratch).run()
+/// // report.violations is empty; report.faults says what mix seed 42 drew.
+/// ```
 public final class Simulation {
+    /// What one run did, and what went wrong.
     public struct Report: Sendable {
+        /// The run's seed: `CARESYNC_SEED` replays it.
         public let seed: UInt64
+        /// The mix of faults the run used.
+        public let faults: FaultOptions
+        /// Local edits written.
         public var edits = 0
+        /// Syncs started.
         public var syncsStarted = 0
+        /// Syncs that ran to the end.
         public var syncsCompleted = 0
         /// Syncs that completed while faults were still being injected (not counting the heal).
         public var syncsCompletedUnderFaults = 0
+        /// Connections cut: mid-stream, by partitions, by restarts.
         public var cuts = 0
+        /// Restarts of a replica or of the hub.
         public var restarts = 0
+        /// Replicas cut off from the hub for a while.
         public var partitions = 0
-        /// Replica files restored from a backup, and copies started as a second device.
+        /// Replica files restored from a backup.
         public var restores = 0
+        /// Copies of a replica file started as a second device.
         public var clones = 0
-        /// Own changes recovered from the hub, and forks of copies that diverged.
+        /// Own changes recovered from the hub.
         public var recovered = 0
+        /// Forks of copies that diverged.
         public var forks = 0
-        /// Deadlines that passed (either side), and storage faults injected at the hub.
+        /// Deadlines that passed, either side.
         public var timeouts = 0
+        /// Hub storage answers injected late.
         public var slowWrites = 0
+        /// Hub storage requests injected as failed.
         public var failedWrites = 0
+        /// Hub appends lost before they were synced (the hub died).
         public var lostWrites = 0
         /// Pushes committed with others in one group commit.
         public var groupedPushes = 0
+        /// Pushes the hub refused as too far ahead of its clock (CLOCK_SKEW), each tried again later.
+        public var clockSkewRefusals = 0
+        /// Steps in which the hub's clock jumped.
+        public var hubClockJumps = 0
 
         /// Failures found; empty means the run passed.
         public var violations: [String] = []
@@ -76,6 +101,7 @@ public final class Simulation {
         }
     }
 
+    /// The run's seed.
     public let seed: UInt64
     let directory: String
     var replicaCount: Int
@@ -88,6 +114,11 @@ public final class Simulation {
     var random: SeededGenerator
     var world: UInt64 = 1_750_000_000_000
     var clocks: [SimulatedClock] = []
+    /// The hub machine's wall clock, which drifts and jumps as the fault options say.
+    let hubClock: SimulatedClock
+    /// A replica refused for clock skew tries again no earlier than this step, as a user would
+    /// (the shell does not retry CLOCK_SKEW on its own).
+    var retryAfterStep: [Int: Int] = [:]
     var replicas: [ReplicaStore] = []
     var editors: [RandomEditor] = []
     var hubStore: SQLiteHubStore
@@ -96,7 +127,8 @@ public final class Simulation {
     /// The last failure of each replica's session (ids and codes only), for violation reports.
     var lastFailure: [Int: String] = [:]
     var report: Report
-    let storageFaults: StorageFaults
+    let faults: FaultOptions
+    var storageFaults: StorageFaults { faults.storage }
     /// Hub storage requests answered late (slow storage), with when.
     var slowStorage: [(connection: Connection, request: HubStoreRequest, due: UInt64)] = []
     /// The hub's one writer is busy with a slow request until then: later requests wait behind
@@ -111,16 +143,28 @@ public final class Simulation {
     var clientConfiguration = ClientConfiguration()
     let hubConfiguration: HubConfiguration
 
-    public init(seed: UInt64, replicas: Int = 3, steps: Int = 250, storageFaults: StorageFaults = .none, directory: String) throws {
+    /// A run's replicas and hub, in files under `directory` (which the caller removes).
+    ///
+    /// - Parameters:
+    ///   - seed: Every choice of the run comes from it.
+    ///   - replicas: Replicas at the start (copies may join as further devices).
+    ///   - steps: Steps of the faulty phase, before the heal.
+    ///   - faults: The fault mix; `nil` draws the seed's own (`FaultOptions.drawn(seed:)`).
+    ///   - directory: An existing directory for the SQLite files.
+    /// - Throws: `StoreError` when a store cannot be created.
+    public init(seed: UInt64, replicas: Int = 3, steps: Int = 250, faults: FaultOptions? = nil, directory: String) throws {
         self.seed = seed
-        self.storageFaults = storageFaults
+        let faults = faults ?? .drawn(seed: seed)
+        self.faults = faults
         self.directory = directory
         self.replicaCount = replicas
         self.steps = steps
         self.random = SeededGenerator(seed: seed)
-        self.report = Report(seed: seed)
+        self.report = Report(seed: seed, faults: faults)
+        var hubClockStart = SeededGenerator(seed: seed).stream("hub-clock")
+        hubClock = SimulatedClock(world: world, offset: Self.symmetric(faults.hubClockBoundMillis, using: &hubClockStart))
         var hubSeed = SeededGenerator(seed: seed ^ 0x4855_4221)
-        hubStore = try SQLiteHubStore(path: "\(directory)/hub.db", random: &hubSeed)
+        hubStore = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: hubClock, random: &hubSeed)
         hubRandom = Self.randomSource(seed: hubSeed.next())
         var configuration = HubConfiguration()
         configuration.maxFrameBody = 64 * 1024
@@ -131,7 +175,7 @@ public final class Simulation {
         clientConfiguration.pullBudget = 2 * 1024
         clientConfiguration.maxFrameBody = 64 * 1024
         for index in 0..<replicas {
-            let clock = SimulatedClock(world: world, offset: Int64(random.index(below: 60_001)) - 30_000)
+            let clock = SimulatedClock(world: world, offset: Self.startingOffset(faults, using: &random))
             clocks.append(clock)
             self.replicas.append(try ReplicaStore.create(at: "\(directory)/r\(index).db", schema: SimulationSchema.schema,
                                                          replicaID: .random(using: &random), name: "r\(index)", wallClock: clock))
@@ -140,6 +184,10 @@ public final class Simulation {
     }
 
     /// Runs the faulty phase, heals, and checks convergence and durability.
+    ///
+    /// - Returns: What happened; its `violations` are empty when every check held.
+    /// - Throws: `StoreError` when a store cannot be opened or read (not a check's failure: those
+    ///   are violations).
     public func run() throws -> Report {
         var tokens: [String] = []
         for _ in 0..<(replicaCount + maxClones) {
@@ -147,6 +195,7 @@ public final class Simulation {
         }
         self.tokens = tokens
         for step in 0..<steps {
+            currentStep = step
             try tick(step)
             try afterStep()
             try checkAcknowledgedWrites()
@@ -158,6 +207,16 @@ public final class Simulation {
     }
 
     var tokens: [String] = []
+    var currentStep = 0
+
+    /// A replica clock's offset from true time at its start: within a third of the drift bound.
+    static func startingOffset(_ faults: FaultOptions, using random: inout SeededGenerator) -> Int64 {
+        symmetric(faults.replicaClockBoundMillis / 3, using: &random)
+    }
+
+    /// The hub's wall clock now, for its sessions (their deadlines run on the virtual monotonic
+    /// time, as the shell's event-loop timers do).
+    var hubNow: UInt64 { hubClock.nowMillis() }
 
     /// A session's randomness, drawn from the run's seed.
     static func randomSource(seed: UInt64) -> RandomSource {
@@ -168,45 +227,80 @@ public final class Simulation {
     // MARK: the faulty phase
 
     func tick(_ step: Int) throws {
-        world += UInt64(random.index(below: 2_000))
-        for clock in clocks {
-            clock.set(world: world)
-            clock.drift(by: Int64(random.index(below: 201)) - 100, bound: 90_000)
-        }
+        world += UInt64(random.index(below: Int(max(1, faults.maxStepMillis))))
+        moveClocks()
         fireTimers()
         completeSlowStorage(all: false)
         try afterStep()
         let replica = random.index(below: replicaCount)
-        switch random.index(below: 100) {
-        case 0..<28:
+        switch event(random.index(below: max(1, faults.totalWeight))) {
+        case .edit:
             if try editors[replica].edit(replicas[replica], author: "w\(replica)", random: &random) { report.edits += 1 }
-        case 28..<40:
+        case .sync:
             try startSync(replica, step: step)
-        case 40..<85:
+        case .deliver:
             for _ in 0..<(1 + random.index(below: 4)) { try deliverSomewhere() }
-        case 85..<87:
+        case .backup:
             try backUp(replica)
-        case 87:
+        case .restore:
             try restoreReplica(replica)
-        case 88 where random.index(below: 3) == 0:
+        case .clone:
             try cloneReplica(replica)
-        case 88..<91:
+        case .cut:
             cut(replica, reason: "cut mid-stream")
-        case 91..<93:
+        case .partition:
             partitionedUntil[replica] = step + random.index(below: 40)
             cut(replica, reason: "partition")
             report.partitions += 1
-        case 93..<94:
+        case .replicaRestart:
             try restartReplica(replica)
-        case 94..<95:
+        case .hubRestart:
             try restartHub()
-        default:
+        case .learn:
             try editors[replica].learn(from: replicas[replica])
         }
     }
 
+    enum Event { case edit, sync, deliver, learn, backup, restore, clone, cut, partition, replicaRestart, hubRestart }
+
+    /// The event a roll in `0..<faults.totalWeight` picks.
+    func event(_ roll: Int) -> Event {
+        let weighted: [(Event, Int)] = [
+            (.edit, faults.editWeight), (.sync, faults.syncWeight), (.deliver, faults.deliverWeight), (.backup, faults.backupWeight),
+            (.restore, faults.restoreWeight), (.clone, faults.cloneWeight), (.cut, faults.cutWeight), (.partition, faults.partitionWeight),
+            (.replicaRestart, faults.replicaRestartWeight), (.hubRestart, faults.hubRestartWeight), (.learn, faults.learnWeight),
+        ]
+        var rest = roll
+        for (event, weight) in weighted {
+            if rest < weight { return event }
+            rest -= weight
+        }
+        return .learn
+    }
+
+    /// Every clock follows true time, off by its drift; the hub's sometimes jumps.
+    func moveClocks() {
+        for clock in clocks {
+            clock.set(world: world)
+            clock.drift(by: Self.symmetric(faults.replicaDriftPerStepMillis, using: &random), bound: faults.replicaClockBoundMillis)
+        }
+        hubClock.set(world: world)
+        guard faults.hubClockBoundMillis > 0 else { return }
+        if random.index(below: 1_000) < faults.hubClockJumpPerMille {
+            hubClock.jump(to: Self.symmetric(faults.hubClockBoundMillis, using: &random))
+            report.hubClockJumps += 1
+        } else {
+            hubClock.drift(by: Self.symmetric(faults.hubDriftPerStepMillis, using: &random), bound: faults.hubClockBoundMillis)
+        }
+    }
+
+    /// A number in `-bound...bound`.
+    static func symmetric(_ bound: Int64, using random: inout SeededGenerator) -> Int64 {
+        Int64(random.index(below: Int(2 * max(0, bound) + 1))) - max(0, bound)
+    }
+
     func startSync(_ replica: Int, step: Int) throws {
-        guard connections[replica] == nil, (partitionedUntil[replica] ?? -1) < step else { return }
+        guard connections[replica] == nil, (partitionedUntil[replica] ?? -1) < step, (retryAfterStep[replica] ?? -1) < step else { return }
         let credential: Credential = if let secret = try replicas[replica].hubLink()?.credential { .device(secret) } else {
             .enrolmentToken(tokens[replica])
         }
@@ -279,7 +373,7 @@ public final class Simulation {
             }
             if roll < storageFaults.lostPerMille + storageFaults.failingPerMille + storageFaults.slowPerMille {
                 report.slowWrites += 1
-                let due = max(writerBusyUntil, world &+ 1 &+ UInt64(random.index(below: Int(storageFaults.maxDelayMillis))))
+                let due = max(writerBusyUntil, world &+ 1 &+ UInt64(random.index(below: Int(max(1, storageFaults.maxDelayMillis)))))
                 writerBusyUntil = due
                 slowStorage.append((connection, request, due))
                 return
@@ -293,7 +387,7 @@ public final class Simulation {
     }
 
     func completeStorage(_ outcome: HubStoreOutcome, for connection: Connection) {
-        hubAct(connection) { $0.storageCompleted(outcome, nowMillis: world) }
+        hubAct(connection) { $0.storageCompleted(outcome, nowMillis: hubNow) }
         processHubInbox(connection)
     }
 
@@ -328,7 +422,7 @@ public final class Simulation {
                 guard connection.hubTimers[timer] == due else { continue }
                 connection.hubTimers[timer] = nil
                 report.timeouts += 1
-                hubAct(connection) { $0.timerFired(timer, nowMillis: world) }
+                hubAct(connection) { $0.timerFired(timer, nowMillis: hubNow) }
             }
             for (timer, due) in connection.clientTimers.sorted(by: { ($0.value, "\($0.key)") < ($1.value, "\($1.key)") }) where due <= world {
                 guard connection.clientTimers[timer] == due else { continue }
@@ -358,9 +452,14 @@ public final class Simulation {
         try deliver(on: connection, towardsHub: random.coin())
     }
 
+    /// How many bytes a delivery may move of `queued`: the fault options' chunk limit, except in the heal.
+    func chunkLimit(_ queued: Int) -> Int {
+        healing || faults.maxChunkBytes == 0 ? queued : min(queued, faults.maxChunkBytes)
+    }
+
     func deliver(on connection: Connection, towardsHub: Bool) throws {
         if towardsHub, !connection.toHub.isEmpty, connection.hub != nil {
-            let count = 1 + random.index(below: connection.toHub.count)
+            let count = 1 + random.index(below: chunkLimit(connection.toHub.count))
             let arrived = ByteBuffer(bytes: connection.toHub.prefix(count))
             connection.toHub.removeFirst(count)
             if !connection.hubClosing {
@@ -376,7 +475,7 @@ public final class Simulation {
             }
             processHubInbox(connection)
         } else if !connection.toClient.isEmpty {
-            let count = 1 + random.index(below: connection.toClient.count)
+            let count = 1 + random.index(below: chunkLimit(connection.toClient.count))
             let arrived = ByteBuffer(bytes: connection.toClient.prefix(count))
             connection.toClient.removeFirst(count)
             connection.clientBytes.arrived += count
@@ -413,14 +512,14 @@ public final class Simulation {
         while !connection.hubClosing, let hub = connection.hub, !hub.isAwaitingStorage, !connection.hubFrames.isEmpty {
             switch connection.hubFrames.removeFirst() {
             case let .failure(error):
-                hubAct(connection) { $0.protocolError(error, nowMillis: world) }
+                hubAct(connection) { $0.protocolError(error, nowMillis: hubNow) }
             case let .success(frame):
                 let message: Message
                 do throws(WireError) { message = try codec.decode(frame) } catch {
-                    hubAct(connection) { $0.protocolError(error, nowMillis: world) }
+                    hubAct(connection) { $0.protocolError(error, nowMillis: hubNow) }
                     continue
                 }
-                hubAct(connection) { $0.receive(message, nowMillis: world) }
+                hubAct(connection) { $0.receive(message, nowMillis: hubNow) }
             }
         }
         guard !connection.hubClosing, connection.hub?.isAwaitingStorage == false, connection.hubFrames.isEmpty else { return }
@@ -437,6 +536,12 @@ public final class Simulation {
         client.connectionLost("connection closed")
         if client.state == .done { report.syncsCompleted += 1 }
         if let failure = client.failure { lastFailure[connection.replica] = failure.description }
+        if client.failure?.code == .clockSkew {
+            // Not retried by the shell's backoff: the next sync of this replica, some steps on, is
+            // the retry (by then the hub's clock may have been set right, or the replica's caught up).
+            report.clockSkewRefusals += 1
+            retryAfterStep[connection.replica] = currentStep + 5 + random.index(below: 20)
+        }
         report.recovered += client.summary.recovered
         if client.summary.forkedFrom != nil { report.forks += 1 }
         connections[connection.replica] = nil
@@ -491,7 +596,7 @@ public final class Simulation {
         let index = replicaCount
         let path = "\(directory)/r\(index).db"
         try replicas[replica].backup(to: path)
-        clocks.append(SimulatedClock(world: world, offset: Int64(random.index(below: 60_001)) - 30_000))
+        clocks.append(SimulatedClock(world: world, offset: Self.startingOffset(faults, using: &random)))
         replicas.append(try ReplicaStore.open(at: path, schema: SimulationSchema.schema, wallClock: clocks[index]))
         editors.append(editors[replica])
         replicaCount += 1
@@ -504,7 +609,7 @@ public final class Simulation {
         slowStorage = []
         writerBusyUntil = 0
         var hubSeed = SeededGenerator(seed: random.next())
-        hubStore = try SQLiteHubStore(path: "\(directory)/hub.db", random: &hubSeed)
+        hubStore = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: hubClock, random: &hubSeed)
         report.restarts += 1
     }
 
@@ -519,6 +624,9 @@ public final class Simulation {
         healing = true
         for replica in connections.keys.sorted() { cut(replica, reason: "heal") }
         partitionedUntil = [:]
+        retryAfterStep = [:]
+        // The operator sets the hub's clock right: pushes it refused as too far ahead now go through.
+        hubClock.jump(to: 0)
         for _ in 0..<2 {
             for replica in 0..<replicaCount {
                 try startSync(replica, step: Int.max)
@@ -553,16 +661,7 @@ public final class Simulation {
         }
     }
 
-    func hubChangeIDs() throws -> Set<ChangeID> {
-        var ids: Set<ChangeID> = []
-        var cursor: UInt64 = 0
-        while true {
-            let page = try hubStore.changes(after: cursor, excludingOrigin: ReplicaID(high: 0, low: 0), byteBudget: 1 << 24, maxCount: 100_000)
-            for change in try page.decodeChanges() { ids.insert(change.id) }
-            cursor = page.nextCursor
-            if !page.more { return ids }
-        }
-    }
+    func hubChangeIDs() throws -> Set<ChangeID> { Set(try hubChanges().keys) }
 
     func checkConvergence() throws {
         let snapshots = try replicas.map(ReplicaSnapshot.capture)
@@ -602,12 +701,14 @@ public final class Simulation {
 public struct StorageFaults: Sendable, Equatable {
     /// Answered late, by up to `maxDelayMillis` of virtual time (other sessions go on meanwhile).
     public var slowPerMille = 0
+    /// The longest a slow answer takes.
     public var maxDelayMillis: UInt64 = 5_000
     /// Failed: the store raised an error and nothing was stored.
     public var failingPerMille = 0
     /// Appends lost before they were synced: the hub process dies before its commit is durable.
     public var lostPerMille = 0
 
+    /// A mix of storage faults, each in thousandths of the requests that expect an answer.
     public init(slowPerMille: Int = 0, maxDelayMillis: UInt64 = 5_000, failingPerMille: Int = 0, lostPerMille: Int = 0) {
         self.slowPerMille = slowPerMille
         self.maxDelayMillis = max(1, maxDelayMillis)
@@ -615,6 +716,7 @@ public struct StorageFaults: Sendable, Equatable {
         self.lostPerMille = lostPerMille
     }
 
+    /// No storage faults.
     public static let none = StorageFaults()
 
     var any: Bool { slowPerMille + failingPerMille + lostPerMille > 0 }
@@ -632,13 +734,16 @@ struct SimulatedStorageFault: Error, CustomStringConvertible {
     var description: String { "simulated storage fault" }
 }
 
-/// A seeded generator shared by a `RandomSource` closure.
-final class GeneratorBox: @unchecked Sendable {
+/// A seeded generator shared by closures that must be `Sendable` (a session's `RandomSource`, a
+/// property test's case generator), each draw taking the next number of the one stream.
+public final class GeneratorBox: @unchecked Sendable {
     // Safety: every access goes through the lock.
     private let lock = NSLock()
     private var generator: SeededGenerator
 
-    init(_ generator: SeededGenerator) { self.generator = generator }
+    /// A box around `generator`, which it goes on drawing from.
+    public init(_ generator: SeededGenerator) { self.generator = generator }
 
-    func next() -> UInt64 { lock.withLock { generator.next() } }
+    /// The stream's next number.
+    public func next() -> UInt64 { lock.withLock { generator.next() } }
 }

@@ -122,7 +122,7 @@ struct HubOptions: ParsableArguments {
 
     func open() throws -> SQLiteHubStore {
         var random = RandomSource.system
-        return try Output.run { try SQLiteHubStore(path: db, random: &random) }
+        return try Output.run { try SQLiteHubStore(path: db, wallClock: SystemWallClock(), random: &random) }
     }
 
     /// For commands that only read: nothing is created or written, not even a missing file.

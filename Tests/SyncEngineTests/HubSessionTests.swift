@@ -38,7 +38,7 @@ struct HubSessionTests {
     func pushAndResend() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var random = SeededGenerator(seed: 1)
-        let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
         let replica = ReplicaID(high: 5, low: 5)
         let now: UInt64 = 1_750_000_000_000
         var session = try readySession(store, replica: replica, now: now)
@@ -59,7 +59,7 @@ struct HubSessionTests {
     func poisonRefused() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var random = SeededGenerator(seed: 2)
-        let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
         let replica = ReplicaID(high: 6, low: 6)
         let now: UInt64 = 1_750_000_000_000
         var session = try readySession(store, replica: replica, now: now)
@@ -80,7 +80,7 @@ struct HubSessionTests {
     func handshakeRules() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var random = SeededGenerator(seed: 3)
-        let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
         var session = InlineHubSession(store: store, random: RandomSource { 1 })
         let early = session.receive(.pull(cursor: 0, byteBudget: 1024), nowMillis: 0)
         #expect(early == [.send(.error(code: .unexpectedMessage, fatal: true, message: "expected hello, got pull")), .close])
@@ -109,7 +109,7 @@ struct HubSessionTests {
     func versionOneRejected() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var random = SeededGenerator(seed: 4)
-        let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
         let replica = ReplicaID(high: 8, low: 8)
         let secret = try Self.enrol(store, replica: replica, now: 1_000)
         func hello(_ min: UInt64, _ max: UInt64) -> [SessionAction] {

@@ -19,7 +19,7 @@ struct SessionActionTests {
     func pushIsAStorageRequest() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var random = SeededGenerator(seed: 9)
-        let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
         let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: Self.now + 60_000, random: &random)
         let replica = ReplicaID(high: 5, low: 5)
         var session = HubSession(hub: store.hubID)

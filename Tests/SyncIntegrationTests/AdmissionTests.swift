@@ -206,7 +206,7 @@ extension Integration {
             }
             #expect(output.withLockedValue { $0 }.contains("revoked"))
             var seeded = SeededGenerator(seed: 1)
-            let held = try AdmissionPeer.held(try SQLiteHubStore(path: hubPath, random: &seeded), of: id)
+            let held = try AdmissionPeer.held(try SQLiteHubStore(path: hubPath, wallClock: SystemWallClock(), random: &seeded), of: id)
             try Self.expectCutOff(log, revokedAt: try #require(revokedAt.withLockedValue { $0 }), held: held)
         }
 

@@ -101,7 +101,7 @@ extension Integration {
             let hubID = try #require(try replica.hubLink()?.hubID)
             let acknowledged = try replica.peerKnowledge(hubID)[replica.replicaID]
             var seededRandom = SeededGenerator(seed: 1)
-            let store = try SQLiteHubStore(path: hubPath, random: &seededRandom)
+            let store = try SQLiteHubStore(path: hubPath, wallClock: SystemWallClock(), random: &seededRandom)
             var held: Set<UInt64> = []
             var cursor: UInt64 = 0
             while true {

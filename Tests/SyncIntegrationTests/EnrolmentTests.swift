@@ -12,18 +12,14 @@ import Testing
 /// shows it holds its secret.
 @Suite("Enrolment tokens")
 struct EnrolmentTests {
-    let directory: String = {
-        let path = NSTemporaryDirectory() + "caresync-enrolment-" + UUID().uuidString
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }()
+    let directory = TestFiles.directory("enrolment")
     let now: UInt64 = 1_750_000_000_000
     let alpha = ReplicaID(high: 0xA, low: 1)
     let beta = ReplicaID(high: 0xB, low: 2)
 
     func store() throws -> SQLiteHubStore {
         var random = SeededGenerator(seed: 5)
-        return try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+        return try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
     }
 
     func token(_ store: SQLiteHubStore, team: String = "T", replica: ReplicaID? = nil) throws -> String {

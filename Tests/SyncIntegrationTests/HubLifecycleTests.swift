@@ -20,7 +20,7 @@ extension Integration {
             init() throws {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
                 var random = SystemRandomNumberGenerator()
-                store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+                store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
                 var configuration = HubServerConfiguration()
                 configuration.port = 0
                 server = HubServer(store: store, configuration: configuration, logger: Logger(label: "test.hub")) {

@@ -24,7 +24,7 @@ extension Integration {
         static func hub(in directory: String, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> (SQLiteHubStore, HubServer) {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             var random = SystemRandomNumberGenerator()
-            let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+            let store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
             var configuration = HubServerConfiguration()
             configuration.port = 0
             let server = HubServer(store: store, configuration: configuration, logger: Logger(label: "test.hub"),

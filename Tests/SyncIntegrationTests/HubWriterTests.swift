@@ -85,7 +85,7 @@ struct HubWriterTests {
 
     func hubStore() throws -> SQLiteHubStore {
         var random = SeededGenerator(seed: 3)
-        return try SQLiteHubStore(path: "\(directory)/hub-\(UUID().uuidString).db", random: &random)
+        return try SQLiteHubStore(path: "\(directory)/hub-\(UUID().uuidString).db", wallClock: SystemWallClock(), random: &random)
     }
 
     @Test("pushes from concurrent sessions are committed together, and each is answered only after its commit returned")

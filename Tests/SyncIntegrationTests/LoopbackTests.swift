@@ -30,7 +30,7 @@ extension Integration {
             init(configure: (inout HubServerConfiguration) -> Void = { _ in }) async throws {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
                 var random = SystemRandomNumberGenerator()
-                store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+                store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
                 var configuration = HubServerConfiguration()
                 configuration.port = 0
                 configure(&configuration)
@@ -239,7 +239,7 @@ extension Integration.LoopbackTests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var random = SystemRandomNumberGenerator()
-        let store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
         var configuration = HubServerConfiguration()
         configuration.port = 0
         let server = HubServer(store: store, configuration: configuration, logger: Logger(label: "test.hub")) {

@@ -9,17 +9,8 @@ import Testing
 /// The recovery parts of the sessions, driven message by message without a network.
 @Suite("Recovery in the sessions")
 struct RecoverySessionTests {
-    let directory: String = {
-        let path = NSTemporaryDirectory() + "caresync-recovery-" + UUID().uuidString
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }()
+    let directory = TestFiles.directory("recovery")
     let now: UInt64 = 1_750_000_000_000
-
-    struct Clock: WallClock {
-        let millis: UInt64
-        func nowMillis() -> UInt64 { millis }
-    }
 
     /// Runs one client session against one hub session until both are done; returns the messages
     /// the hub sent.
@@ -45,7 +36,7 @@ struct RecoverySessionTests {
 
     func hubStore(_ name: String) throws -> SQLiteHubStore {
         var random = SeededGenerator(seed: 11)
-        return try SQLiteHubStore(path: "\(directory)/\(name)", random: &random)
+        return try SQLiteHubStore(path: "\(directory)/\(name)", wallClock: SystemWallClock(), random: &random)
     }
 
     func token(_ hub: SQLiteHubStore, seed: UInt64 = 12) throws -> String {
@@ -57,7 +48,7 @@ struct RecoverySessionTests {
     func restoredHub() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let replica = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema, replicaID: ReplicaID(high: 3, low: 3),
-                                              name: "r", wallClock: Clock(millis: now))
+                                              name: "r", wallClock: FixedWallClock(millis: now))
         var hub: SQLiteHubStore? = try hubStore("hub.db")
         try sync(replica, hub!, token: try token(hub!))
         try replica.write(author: "w") { try $0.create("note", id: "a", values: ["text": .text("1")]) }
@@ -85,9 +76,9 @@ struct RecoverySessionTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let hub = try hubStore("hub.db")
         let writer = try ReplicaStore.create(at: "\(directory)/w.db", schema: SimulationSchema.schema, replicaID: ReplicaID(high: 4, low: 4),
-                                             name: "w", wallClock: Clock(millis: now))
+                                             name: "w", wallClock: FixedWallClock(millis: now))
         let reader = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema, replicaID: ReplicaID(high: 3, low: 3),
-                                             name: "r", wallClock: Clock(millis: now))
+                                             name: "r", wallClock: FixedWallClock(millis: now))
         try sync(writer, hub, token: try token(hub))
         try sync(reader, hub, token: try token(hub, seed: 13))
         try writer.write(author: "w") { try $0.create("note", id: "a", values: ["text": .text("1")]) }
@@ -135,7 +126,7 @@ struct RecoverySessionTests {
     func recoveredRunChecked() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let replica = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema, replicaID: ReplicaID(high: 3, low: 3),
-                                              name: "r", wallClock: Clock(millis: now))
+                                              name: "r", wallClock: FixedWallClock(millis: now))
         let hubID = ReplicaID(high: 1, low: 1)
         func change(_ counter: UInt64, of origin: ReplicaID = ReplicaID(high: 3, low: 3)) -> Change {
             Change(table: "note", row: "n\(counter)", column: "text", write: FieldWrite(
@@ -168,7 +159,7 @@ struct ClientGoodbyeTests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let replica = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema, replicaID: ReplicaID(high: 3, low: 3),
-                                              name: "r", wallClock: RecoverySessionTests.Clock(millis: 1_750_000_000_000))
+                                              name: "r", wallClock: FixedWallClock(millis: 1_750_000_000_000))
         for (reason, retryable) in [(UInt64(1), true), (2, false)] {
             var client = ClientSession(store: replica, credential: .device([1]), random: RandomSource { 1 })
             _ = client.start()

@@ -5,15 +5,42 @@ import SyncTesting
 import Testing
 
 /// The deterministic simulator: the production session code, real SQLite stores and the real
-/// codec, under cuts mid-frame, partitions, restarts and drifting clocks. Every seed must end with
-/// no lost acknowledged write and full convergence. A failing seed replays exactly with
-/// CARESYNC_SEED=<seed> (the first seed of the run; seeds are consecutive).
+/// codec, under cuts mid-frame, partitions, restarts and drifting clocks, hub's included. Each
+/// seed draws its own fault mix (`FaultOptions.drawn`), some with a fault switched off; every seed
+/// must end with no lost acknowledged write and full convergence, and over the run every fault
+/// must have happened. A failing seed replays exactly with CARESYNC_SEED=<seed> (the first seed of
+/// the run; seeds are consecutive); CARESYNC_FAULTS="cut=0 …" changes options of its mix.
 extension Integration {
     @Suite("Simulation: replicas and a hub under faults")
     struct SimulationTests {
         static let seedsPerRun = 200
         static let shards = 4
         static let firstSeed: UInt64 = SeededGenerator.seedFromEnvironment(default: UInt64.random(in: 1...(UInt64.max / 2)))
+
+        /// The seed's own mix, with any options `CARESYNC_FAULTS` overrides.
+        static func faults(seed: UInt64, storageFaults: Bool = false) -> FaultOptions {
+            let drawn = FaultOptions.drawn(seed: seed, storageFaults: storageFaults)
+            guard let text = ProcessInfo.processInfo.environment[FaultOptions.environmentVariable] else { return drawn }
+            guard let options = FaultOptions(parsing: text, over: drawn) else {
+                preconditionFailure("\(FaultOptions.environmentVariable)=\(text) is not name=value pairs of FaultOptions")
+            }
+            return options
+        }
+
+        /// Runs `count` consecutive seeds from `firstSeed`, each in its own directory, stopping at the first that fails.
+        static func run(count: Int, from firstSeed: UInt64, replicas: Int = 3, storageFaults: Bool = false) throws -> [Simulation.Report] {
+            var reports: [Simulation.Report] = []
+            for offset in 0..<count {
+                let seed = firstSeed &+ UInt64(offset)
+                let report = try TestFiles.withDirectory("sim-\(seed)") { directory in
+                    try Simulation(seed: seed, replicas: replicas, faults: faults(seed: seed, storageFaults: storageFaults),
+                                   directory: directory).run()
+                }
+                reports.append(report)
+                if !report.violations.isEmpty { break }
+            }
+            return reports
+        }
 
         /// Runs a long synchronous body on a Dispatch thread: simulations are CPU-bound for seconds,
         /// and on the cooperative pool (two threads on this machine) they would starve the network
@@ -29,21 +56,9 @@ extension Integration {
             if shard == 0 { print("SimulationTests first seed \(Self.firstSeed) (replay with CARESYNC_SEED=\(Self.firstSeed))") }
             let perShard = Self.seedsPerRun / Self.shards
             let firstSeed = Self.firstSeed
-            let reports = try await Self.offPool { () throws -> [Simulation.Report] in
-                var reports: [Simulation.Report] = []
-                for offset in 0..<perShard {
-                    let seed = firstSeed &+ UInt64(shard * perShard + offset)
-                    let directory = NSTemporaryDirectory() + "caresync-sim-\(seed)-\(UUID().uuidString)"
-                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-                    defer { try? FileManager.default.removeItem(atPath: directory) }
-                    let report = try Simulation(seed: seed, directory: directory).run()
-                    reports.append(report)
-                    if !report.violations.isEmpty { break }
-                }
-                return reports
-            }
+            let reports = try await Self.offPool { try Self.run(count: perShard, from: firstSeed &+ UInt64(shard * perShard)) }
             for report in reports {
-                #expect(report.violations.isEmpty, "seed \(report.seed) (replay: CARESYNC_SEED=\(report.seed)): \(report.violations.prefix(3))")
+                #expect(report.violations.isEmpty, "seed \(report.seed) (replay: CARESYNC_SEED=\(report.seed)) with faults \(report.faults): \(report.violations.prefix(3))")
             }
             let edits = reports.reduce(0) { $0 + $1.edits }
             let syncs = reports.reduce(0) { $0 + $1.syncsCompleted }
@@ -54,6 +69,9 @@ extension Integration {
             let clones = reports.reduce(0) { $0 + $1.clones }
             let recovered = reports.reduce(0) { $0 + $1.recovered }
             let forks = reports.reduce(0) { $0 + $1.forks }
+            let skewRefusals = reports.reduce(0) { $0 + $1.clockSkewRefusals }
+            let hubJumps = reports.reduce(0) { $0 + $1.hubClockJumps }
+            let withoutCuts = reports.filter { $0.faults.cutWeight == 0 }.count
             // The faults and the work must actually have happened, or the run proves nothing.
             #expect(reports.count == perShard)
             #expect(edits > perShard * 20)
@@ -65,7 +83,31 @@ extension Integration {
             // Forks happen in every shard (15–30 per 50 seeds); own changes recovered without a fork are
             // rarer (1–47 per shard seen), so they are reported, and proven by the restore tests.
             #expect(forks > 0, "diverged copies fork")
-            print("SimulationTests shard \(shard): \(reports.count) seeds, \(edits) edits, \(syncs) completed syncs (\(underFaults) under faults), \(cuts) cuts, \(restarts) restarts, \(restores) restores, \(clones) clones, \(recovered) own changes recovered, \(forks) forks")
+            // The mixes differ: some seeds run without cuts, and a drifting hub clock refuses pushes
+            // as too far ahead (CLOCK_SKEW), which the replicas try again later and the heal clears.
+            #expect(withoutCuts > 0 && withoutCuts < reports.count, "the seeds' fault mixes differ")
+            #expect(skewRefusals > 0, "the hub's drifting clock refuses some pushes for clock skew")
+            #expect(hubJumps > 0, "the hub's clock jumps")
+            print("SimulationTests shard \(shard): \(reports.count) seeds (\(withoutCuts) without cuts), \(edits) edits, \(syncs) completed syncs (\(underFaults) under faults), \(cuts) cuts, \(restarts) restarts, \(restores) restores, \(clones) clones, \(recovered) own changes recovered, \(forks) forks, \(skewRefusals) clock-skew refusals, \(hubJumps) hub clock jumps")
+        }
+
+        @Test("fault options: each seed draws its own mix, some with a fault off; the printed form parses back")
+        func faultOptions() throws {
+            let mixes = (0..<200 as Range<UInt64>).map { FaultOptions.drawn(seed: $0, storageFaults: true) }
+            #expect(FaultOptions.drawn(seed: 7) == FaultOptions.drawn(seed: 7), "a seed's mix is the same each time")
+            #expect(Set(mixes.map(\.description)).count == mixes.count, "no two of 200 seeds draw the same mix")
+            for off in [\FaultOptions.cutWeight, \.partitionWeight, \.hubRestartWeight, \.replicaRestartWeight, \.backupWeight,
+                        \.hubClockJumpPerMille] {
+                let count = mixes.filter { $0[keyPath: off] == 0 }.count
+                #expect(count > 20 && count < 120, "\(off) is off in some seeds' mixes and on in others (\(count) of 200 off)")
+            }
+            #expect(mixes.contains { $0.hubClockBoundMillis > 300_000 }, "some hub clocks may run beyond the skew bound")
+            for options in mixes.prefix(20) {
+                #expect(FaultOptions(parsing: options.description) == options)
+            }
+            let changed = try #require(FaultOptions(parsing: "cut=0 hubClockBoundMillis=5", over: mixes[3]))
+            #expect(changed.cutWeight == 0 && changed.hubClockBoundMillis == 5 && changed.editWeight == mixes[3].editWeight)
+            #expect(FaultOptions(parsing: "cuts=1") == nil && FaultOptions(parsing: "cut=-1") == nil && FaultOptions(parsing: "cut") == nil)
         }
 
         @Test("storage faults (slow, failing, lost before sync) and the sessions' deadlines: convergence and no lost acknowledged write")
@@ -73,21 +115,9 @@ extension Integration {
             let count = 40
             let firstSeed = Self.firstSeed &+ 1_000_003
             print("SimulationTests storage-fault first seed \(firstSeed) (replay with CARESYNC_SEED=\(firstSeed &- 1_000_003))")
-            let reports = try await Self.offPool { () throws -> [Simulation.Report] in
-                var reports: [Simulation.Report] = []
-                for offset in 0..<count {
-                    let seed = firstSeed &+ UInt64(offset)
-                    let directory = NSTemporaryDirectory() + "caresync-simfault-\(seed)-\(UUID().uuidString)"
-                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-                    defer { try? FileManager.default.removeItem(atPath: directory) }
-                    let report = try Simulation(seed: seed, replicas: 5, storageFaults: .drawn(seed: seed), directory: directory).run()
-                    reports.append(report)
-                    if !report.violations.isEmpty { break }
-                }
-                return reports
-            }
+            let reports = try await Self.offPool { try Self.run(count: count, from: firstSeed, replicas: 5, storageFaults: true) }
             for report in reports {
-                #expect(report.violations.isEmpty, "seed \(report.seed) with storage faults \(StorageFaults.drawn(seed: report.seed)): \(report.violations.prefix(3))")
+                #expect(report.violations.isEmpty, "seed \(report.seed) with faults \(report.faults): \(report.violations.prefix(3))")
             }
             func total(_ field: (Simulation.Report) -> Int) -> Int { reports.reduce(0) { $0 + field($1) } }
             // The faults must actually have happened, or the run proves nothing.

@@ -177,7 +177,7 @@ struct V1FixtureTests {
         let hubPath = try copy("hub-v1.db")
         let replicaPath = try copy("replica-v1.db")
         var random = SystemRandomNumberGenerator()
-        let hub = try SQLiteHubStore(path: hubPath, random: &random)
+        let hub = try SQLiteHubStore(path: hubPath, wallClock: SystemWallClock(), random: &random)
         let page = try hub.changes(after: 0, excludingOrigin: ReplicaID(high: 0, low: 1), byteBudget: .max, maxCount: 100_000)
         let held = try page.decodeChanges()
         #expect(!page.more)

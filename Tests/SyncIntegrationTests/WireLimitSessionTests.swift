@@ -21,7 +21,7 @@ struct WireLimitSessionTests {
         init() throws {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             var random = SeededGenerator(seed: 11)
-            store = try SQLiteHubStore(path: "\(directory)/hub.db", random: &random)
+            store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
         }
 
         deinit { try? FileManager.default.removeItem(atPath: directory) }

@@ -64,7 +64,7 @@ struct DurabilityTests {
             .connectionPragmas().synchronous == 2)
         var random = SeededGenerator(seed: 1)
         let hubPath = "\(directory)/hub.db"
-        #expect(try SQLiteHubStore(path: hubPath, random: &random).connectionPragmas() == (2, "wal"))
+        #expect(try SQLiteHubStore(path: hubPath, wallClock: SystemWallClock(), random: &random).connectionPragmas() == (2, "wal"))
         #expect(try SQLiteHubStore(readingAt: hubPath).connectionPragmas().synchronous == 2)
     }
 
@@ -85,7 +85,7 @@ struct DurabilityTests {
         let replica = try ReplicaStore.create(at: "\(disk.directory)/r.db", schema: TestSchema.v1, replicaID: ReplicaID(high: 1, low: 1),
                                               name: "r", wallClock: clock, options: disk.options(synchronous))
         var random = SeededGenerator(seed: 2)
-        let hub = try SQLiteHubStore(path: "\(disk.directory)/hub.db", random: &random, options: disk.options(synchronous))
+        let hub = try SQLiteHubStore(path: "\(disk.directory)/hub.db", wallClock: SystemWallClock(), random: &random, options: disk.options(synchronous))
         var unsynced: [String] = []
         func acknowledged(_ what: String, _ file: String, _ commit: () throws -> Void) rethrows {
             let before = disk.walSyncs(file)
@@ -139,8 +139,8 @@ struct DurabilityTests {
         let batches = try batches(8, in: disk.directory)
         let path = "\(disk.directory)/hub.db"
         var random = SeededGenerator(seed: 3)
-        _ = try SQLiteHubStore(path: path, random: &random, options: disk.options())
-        var hub: SQLiteHubStore? = try SQLiteHubStore(path: path, random: &random, options: disk.options(synchronous))
+        _ = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random, options: disk.options())
+        var hub: SQLiteHubStore? = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random, options: disk.options(synchronous))
         var acknowledged: UInt64 = 0
         for batch in batches {
             let result = try #require(try hub?.append(batch, from: Self.author, receivedAtMillis: 1))
@@ -148,7 +148,7 @@ struct DurabilityTests {
         }
         #expect(acknowledged == UInt64(batches.joined().count))
         try disk.powerCut { hub = nil }
-        let reopened = try SQLiteHubStore(path: path, random: &random)
+        let reopened = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random)
         let page = try reopened.changes(after: 0, excludingOrigin: ReplicaID(high: 9, low: 9), byteBudget: 1 << 24, maxCount: 10_000)
         if synchronous == .full {
             #expect(page.encoded.count == Int(acknowledged), "every change acknowledged as durable before the cut")

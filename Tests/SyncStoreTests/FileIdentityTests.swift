@@ -41,7 +41,7 @@ struct FileIdentityTests {
 
     func openHub(_ path: String) throws -> SQLiteHubStore {
         var random = SeededGenerator(seed: 1)
-        return try SQLiteHubStore(path: path, random: &random)
+        return try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random)
     }
 
     func makeReplica(_ name: String = "r.db") throws -> String {

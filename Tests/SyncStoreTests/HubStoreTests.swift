@@ -80,7 +80,7 @@ struct HubStoreTests {
 
     func openHub(_ path: String, seed: UInt64 = 1, options: StoreConnectionOptions = StoreConnectionOptions()) throws -> SQLiteHubStore {
         var random = SeededGenerator(seed: seed)
-        return try SQLiteHubStore(path: path, random: &random, options: options)
+        return try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random, options: options)
     }
 
     @Test("pulls and recoveries hand out each change's canonical bytes as stored, beside its table, row and scope columns")
@@ -201,7 +201,7 @@ struct HubStoreTests {
         let disk = try FaultDisk()
         let path = "\(disk.directory)/hub.db"
         var random = SeededGenerator(seed: 4)
-        var hub: SQLiteHubStore? = try SQLiteHubStore(path: path, random: &random, options: disk.options())
+        var hub: SQLiteHubStore? = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random, options: disk.options())
         try HubFixture.enrol(Self.a, in: try #require(hub), random: &random)
         let before = disk.walSyncs("hub.db")
         try hub?.recordSession(.hello(appVersion: "app-7", schemaVersion: 3), replica: Self.a, nowMillis: 10)
@@ -213,7 +213,7 @@ struct HubStoreTests {
         _ = try hub?.append([HubFixture.change(Self.a, 1, row: "r")], from: Self.a, receivedAtMillis: 13)
         #expect(disk.walSyncs("hub.db") == before + 1, "the push is synced")
         try disk.powerCut { hub = nil }
-        let reopened = try SQLiteHubStore(path: path, random: &random)
+        let reopened = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random)
         #expect(try reopened.ownDurable(Self.a) == 1)
         let summary = try #require(try reopened.replicaSummaries().first)
         #expect(summary.appVersion == "app-7" && summary.pendingChanges == 4 && summary.lastSeenMillis == 12)

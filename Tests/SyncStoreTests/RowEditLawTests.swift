@@ -1,4 +1,5 @@
 import Foundation
+import PropertyBased
 import SyncCore
 import SyncEngine
 import SyncStore
@@ -12,7 +13,9 @@ import Testing
 /// exactly what merging that field's writes alone gives: a row edit is its fields' writes, no more.
 ///
 /// Reproduce a failure with the seed it prints: `CARESYNC_SEED=0x… swift test --filter RowEditLaw`;
-/// `CARESYNC_CASES` asks for more or fewer cases.
+/// `CARESYNC_CASES` asks for more or fewer cases. A failing case is then run alone on fresh
+/// replicas and shrunk (PropertyBased), one edit left out at a time while it still fails; the
+/// smallest is reported.
 @Suite("Merge laws inside row edits")
 struct RowEditLawTests {
     static let origins = (1...3).map { ReplicaID(high: 0x10 + UInt64($0), low: 0xF0 + UInt64($0)) }
@@ -101,93 +104,176 @@ struct RowEditLawTests {
         }
     }
 
-    @Test("property: concurrent row edits of disjoint and overlapping fields, in any order with duplicates, converge; each field merges as its writes alone")
-    func rowEditsConverge() throws {
-        let seed = SeededGenerator.seedFromEnvironment(default: SeededGenerator.freshSeed())
-        let cases = SeededGenerator.caseCountFromEnvironment(default: 1_000)
-        print("RowEditLawTests.rowEditsConverge \(cases) cases, \(SeededGenerator.seedVariable)=\(SeededGenerator.spelling(of: seed))")
-        var random = SeededGenerator(seed: seed)
-        let directory = TestFiles.directory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let clock = ManualClock()
-        let replicas = try (0..<3).map { index in
-            try ReplicaStore.create(at: "\(directory)/r\(index).db", schema: TestSchema.v1, replicaID: ReplicaID(high: 0x99, low: UInt64(index)),
-                                    name: "r\(index)", wallClock: clock)
+    /// One generated case: a row of a table and its edits.
+    struct RowCase: Sendable, CustomTestStringConvertible {
+        let table: TableSchema
+        let row: String
+        var edits: [Change]
+        /// The seed of the order and batches the case is delivered in, when it runs alone.
+        let deliverySeed: UInt64
+
+        var testDescription: String {
+            "\(table.name) \(row), \(edits.count) edits:\n" + edits.map(Self.describe).joined(separator: "\n")
         }
-        // Rows are independent, so the cases share the replicas: case i edits row "c<i>".
-        var counters = Array(repeating: UInt64(0), count: Self.origins.count)
-        var generated: [(table: TableSchema, row: String, edits: [Change])] = []
-        for index in 0..<cases {
-            let table = random.index(below: 10) < 7 ? TestSchema.item : TestSchema.note
-            var generator = CaseGenerator(table: table, row: "c\(index)", now: clock.nowMillis(), counters: counters)
-            let edits = generator.make(using: &random)
-            counters = generator.counters
-            generated.append((table, "c\(index)", edits))
+
+        static func describe(_ edit: Change) -> String {
+            let life = edit.setsLife ? " sets life" : ""
+            let fields: [String] = edit.fields.map { field in "\(field.column) \(field.operation) supersedes \(field.supersedes.count)" }
+            let origin = RowEditLawTests.origins.firstIndex(of: edit.id.replica).map { "o\($0)" } ?? edit.id.replica.short
+            return "  \(origin):\(edit.id.counter) cl=\(edit.causalLength)\(life) t=\(edit.timestamp) " + fields.joined(separator: ", ")
         }
-        let all = generated.flatMap(\.edits)
+    }
+
+    /// Delivers `edits` to each replica: every edit at least once, about one in three twice, in a
+    /// random order and random batches.
+    static func deliver(_ edits: [Change], to replicas: [ReplicaStore], using random: inout SeededGenerator) throws {
         for replica in replicas {
-            // Every edit at least once, about one in three twice, in a random order and random batches.
-            var deliveries = random.shuffled(all + all.filter { _ in random.index(below: 3) == 0 })
+            var deliveries = random.shuffled(edits + edits.filter { _ in random.index(below: 3) == 0 })
             while !deliveries.isEmpty {
                 let size = min(deliveries.count, 1 + random.index(below: random.coin() ? 8 : 200))
                 _ = try replica.apply(Array(deliveries.prefix(size)))
                 deliveries.removeFirst(size)
             }
         }
-        let snapshots = try replicas.map { try ReplicaSnapshot.capture($0) }
-        #expect(snapshots[0] == snapshots[1], "seed \(seed): \(ReplicaSnapshot.difference(snapshots[0], snapshots[1]).prefix(800))")
-        #expect(snapshots[0] == snapshots[2], "seed \(seed): \(ReplicaSnapshot.difference(snapshots[0], snapshots[2]).prefix(800))")
-        let conflicts = try replicas.map { try $0.conflicts().map { "\($0.table) \($0.row) \($0.column) \($0.kind) \($0.candidates.map(\.id))" } }
-        #expect(conflicts[0] == conflicts[1] && conflicts[0] == conflicts[2], "seed \(seed): conflict sets differ")
-        #expect(!conflicts[0].isEmpty, "seed \(seed): the cases made no conflict at all, so they test too little")
-        let vectors = try replicas.map { try $0.versionVector() }
-        #expect(vectors[0] == vectors[1] && vectors[0] == vectors[2], "seed \(seed): version vectors differ")
+    }
 
-        // Per field: exactly the merge of that field's writes alone (FieldState, unchanged).
-        var failures = 0
-        var deleted = 0
-        try replicas[0].read { view in
-            for (index, (table, row, edits)) in generated.enumerated() where failures < 5 {
-                let life = edits.filter(\.setsLife).map(\.causalLength).max() ?? 0
-                let domain = try view.row(table.name, id: row)
-                guard life % 2 == 1 else {
-                    deleted += 1
-                    if domain != nil { failures += 1 }
-                    #expect(domain == nil, "seed \(seed) case \(index): row \(row) at causal length \(life) should be deleted")
-                    continue
-                }
-                guard let domain else {
-                    failures += 1
-                    Issue.record("seed \(seed) case \(index): row \(row) at causal length \(life) is missing")
-                    continue
-                }
-                for column in table.columns {
-                    let writes = edits.compactMap { edit in edit.field(column.name).map { edit.write(of: $0) } }
-                    guard !writes.isEmpty else { continue }
-                    let empty = FieldState.empty(for: column.policy)
-                    let alone = writes.reduce(empty) { $0.applying($1, policy: column.policy) }
-                    if alone == empty {
-                        // Writes that change nothing (removes of an element never added) leave the
-                        // field as never written.
-                        let stored = try view.fieldState(table.name, id: row, column: column.name)
-                        #expect(stored == nil || stored == empty, "seed \(seed) case \(index): \(table.name).\(column.name) of \(row)")
-                        continue
-                    }
-                    let value = alone.resolution(policy: column.policy).value
-                    let stored = column.policy.keepsState ? try view.fieldState(table.name, id: row, column: column.name) : alone
-                    if domain[column.name] != value || stored != alone { failures += 1 }
-                    #expect(domain[column.name] == value, "seed \(seed) case \(index): \(table.name).\(column.name) of \(row)")
-                    #expect(stored == alone, "seed \(seed) case \(index): merge state of \(table.name).\(column.name) of \(row)")
+    static func replicas(in directory: String, clock: ManualClock) throws -> [ReplicaStore] {
+        try (0..<3).map { index in
+            try ReplicaStore.create(at: "\(directory)/r\(index).db", schema: TestSchema.v1, replicaID: ReplicaID(high: 0x99, low: UInt64(index)),
+                                    name: "r\(index)", wallClock: clock)
+        }
+    }
+
+    /// What the replicas disagree on: snapshots, conflicts, version vectors.
+    static func disagreements(_ replicas: [ReplicaStore]) throws -> [String] {
+        var found: [String] = []
+        let snapshots = try replicas.map { try ReplicaSnapshot.capture($0) }
+        for index in 1..<snapshots.count where snapshots[index] != snapshots[0] {
+            found.append("replicas 0 and \(index) differ: \(ReplicaSnapshot.difference(snapshots[0], snapshots[index]).prefix(800))")
+        }
+        let conflicts = try replicas.map { try $0.conflicts().map { "\($0.table) \($0.row) \($0.column) \($0.kind) \($0.candidates.map(\.id))" } }
+        if conflicts.contains(where: { $0 != conflicts[0] }) { found.append("conflict sets differ") }
+        let vectors = try replicas.map { try $0.versionVector() }
+        if vectors.contains(where: { $0 != vectors[0] }) { found.append("version vectors differ") }
+        return found
+    }
+
+    /// Where one case's row, as `view` holds it, is not what merging each field's writes alone
+    /// gives (or a row deleted at its causal length is there, or a live one missing).
+    static func fieldFailures(_ rowCase: RowCase, in view: ReadView) throws -> [String] {
+        let (table, row, edits) = (rowCase.table, rowCase.row, rowCase.edits)
+        let life = edits.filter(\.setsLife).map(\.causalLength).max() ?? 0
+        let domain = try view.row(table.name, id: row)
+        guard life % 2 == 1 else {
+            return domain == nil ? [] : ["row \(row) at causal length \(life) should be deleted"]
+        }
+        guard let domain else { return ["row \(row) at causal length \(life) is missing"] }
+        var failures: [String] = []
+        for column in table.columns {
+            let writes = edits.compactMap { edit in edit.field(column.name).map { edit.write(of: $0) } }
+            guard !writes.isEmpty else { continue }
+            let empty = FieldState.empty(for: column.policy)
+            let alone = writes.reduce(empty) { $0.applying($1, policy: column.policy) }
+            if alone == empty {
+                // Writes that change nothing (removes of an element never added) leave the field
+                // as never written.
+                let stored = try view.fieldState(table.name, id: row, column: column.name)
+                if !(stored == nil || stored == empty) { failures.append("\(table.name).\(column.name) of \(row) was written by no-ops") }
+                continue
+            }
+            let stored = column.policy.keepsState ? try view.fieldState(table.name, id: row, column: column.name) : alone
+            if domain[column.name] != alone.resolution(policy: column.policy).value {
+                failures.append("\(table.name).\(column.name) of \(row)")
+            }
+            if stored != alone { failures.append("merge state of \(table.name).\(column.name) of \(row)") }
+        }
+        return failures
+    }
+
+    /// One case alone on three fresh replicas: everything that fails.
+    static func failuresAlone(_ rowCase: RowCase) throws -> [String] {
+        try TestFiles.withDirectory("row-edit-case") { directory in
+            let replicas = try replicas(in: directory, clock: ManualClock())
+            var random = SeededGenerator(seed: rowCase.deliverySeed)
+            try deliver(rowCase.edits, to: replicas, using: &random)
+            return try disagreements(replicas) + replicas[0].read { try fieldFailures(rowCase, in: $0) }
+        }
+    }
+
+    /// A failing case, shrunk by PropertyBased: one edit left out at a time (never the first, the
+    /// row's create) while the case still fails alone, each smaller case delivered in its own and
+    /// three other orders; the smallest is reported with the seed.
+    static func shrink(_ rowCase: RowCase, seed: UInt64) async {
+        let input = Generator(run: { _ in rowCase }, shrink: { (shrinking: RowCase) in
+            Shrink.omitSingleElement(from: Array(shrinking.edits.dropFirst())).flatMap { rest in
+                (0..<4 as Range<UInt64>).map { variant in
+                    RowCase(table: shrinking.table, row: shrinking.row, edits: [shrinking.edits[0]] + rest,
+                            deliverySeed: variant == 0 ? shrinking.deliverySeed : SeededGenerator(seed: shrinking.deliverySeed ^ variant).stream("shrink").seed)
                 }
             }
+        })
+        await propertyCheck(count: 1, input: input) { candidate in
+            do {
+                let failures = try failuresAlone(candidate)
+                #expect(failures.isEmpty, "seed \(SeededGenerator.spelling(of: seed)), delivery seed \(candidate.deliverySeed): \(failures.prefix(3))")
+            } catch {
+                Issue.record(error, "seed \(SeededGenerator.spelling(of: seed)): the case could not run alone")
+            }
+        }
+    }
+
+    @Test("property: concurrent row edits of disjoint and overlapping fields, in any order with duplicates, converge; each field merges as its writes alone")
+    func rowEditsConverge() async throws {
+        let seed = SeededGenerator.seedFromEnvironment(default: SeededGenerator.freshSeed())
+        let cases = SeededGenerator.caseCountFromEnvironment(default: 1_000)
+        print("RowEditLawTests.rowEditsConverge \(cases) cases, \(SeededGenerator.seedVariable)=\(SeededGenerator.spelling(of: seed))")
+        var random = SeededGenerator(seed: seed)
+        let directory = TestFiles.directory()
+        defer { TestFiles.remove(directory) }
+        let clock = ManualClock()
+        let replicas = try Self.replicas(in: directory, clock: clock)
+        // Rows are independent, so the cases share the replicas: case i edits row "c<i>".
+        var counters = Array(repeating: UInt64(0), count: Self.origins.count)
+        var generated: [RowCase] = []
+        for index in 0..<cases {
+            let table = random.index(below: 10) < 7 ? TestSchema.item : TestSchema.note
+            var generator = CaseGenerator(table: table, row: "c\(index)", now: clock.nowMillis(), counters: counters)
+            let edits = generator.make(using: &random)
+            counters = generator.counters
+            generated.append(RowCase(table: table, row: "c\(index)", edits: edits, deliverySeed: random.next()))
+        }
+        try Self.deliver(generated.flatMap(\.edits), to: replicas, using: &random)
+        let disagreements = try Self.disagreements(replicas)
+        for disagreement in disagreements { Issue.record("seed \(seed): \(disagreement)") }
+        #expect(try !replicas[0].conflicts().isEmpty, "seed \(seed): the cases made no conflict at all, so they test too little")
+
+        // Per field: exactly the merge of that field's writes alone (FieldState, unchanged).
+        var failing: [Int] = []
+        let deleted = try replicas[0].read { view in
+            var deleted = 0
+            for (index, rowCase) in generated.enumerated() where failing.count < 5 {
+                let failures = try Self.fieldFailures(rowCase, in: view)
+                for failure in failures { Issue.record("seed \(seed) case \(index): \(failure)") }
+                if !failures.isEmpty { failing.append(index) }
+                if (rowCase.edits.filter(\.setsLife).map(\.causalLength).max() ?? 0) % 2 == 0 { deleted += 1 }
+            }
+            return deleted
         }
         #expect(deleted > 0, "seed \(seed): no case ended with its row deleted")
+        guard !failing.isEmpty || !disagreements.isEmpty else { return }
+        // Shrink the first case that fails alone: those that failed above, else any.
+        let candidates = failing + generated.indices.filter { !failing.contains($0) }
+        if let index = try candidates.first(where: { try !Self.failuresAlone(generated[$0]).isEmpty }) {
+            await Self.shrink(generated[index], seed: seed)
+        } else {
+            Issue.record("seed \(seed): no case fails alone; the failure needs several rows")
+        }
     }
 
     @Test("a row edit with a column this schema does not know is kept, its known fields applied; after the upgrade the rest applies")
     func unknownColumnInAnEdit() throws {
         let directory = TestFiles.directory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        defer { TestFiles.remove(directory) }
         let clock = ManualClock()
         let newer = try ReplicaStore.create(at: "\(directory)/newer.db", schema: TestSchema.v2, replicaID: ReplicaID(high: 1, low: 1),
                                             name: "newer", wallClock: clock)
