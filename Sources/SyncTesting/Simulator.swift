@@ -725,7 +725,7 @@ public struct StorageFaults: Sendable, Equatable {
     public static func drawn(seed: UInt64) -> StorageFaults {
         var random = SeededGenerator(seed: seed ^ 0x5354_4F52)
         return StorageFaults(slowPerMille: 50 + random.index(below: 500), maxDelayMillis: UInt64(1_000 + random.index(below: 10_000)),
-                             failingPerMille: random.index(below: 120), lostPerMille: random.index(below: 60))
+                             failingPerMille: random.index(below: 120), lostPerMille: 50 + random.index(below: 250))
     }
 }
 
