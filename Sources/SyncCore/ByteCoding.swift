@@ -335,7 +335,7 @@ extension FieldState {
     /// Storage encoding of a field's merged state (the `state` column of `sync_field`): a tag
     /// byte (1 IMM … 7 CTR), then the state's lists of field writes and change ids.
     /// - Returns: bytes that `decode(_:policy:)` reads back to an equal state.
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var writer = ByteWriter()
         func writes(_ list: [FieldWrite]) {
             writer.varint(UInt64(list.count))
@@ -376,7 +376,7 @@ extension FieldState {
     ///   - policy: the field's policy; a state of another policy's tag is refused.
     /// - Returns: the state.
     /// - Throws: ``ByteDecodingError`` at the first byte that breaks the encoding.
-    public static func decode(_ bytes: [UInt8], policy: MergePolicy) throws(ByteDecodingError) -> FieldState {
+    package static func decode(_ bytes: [UInt8], policy: MergePolicy) throws(ByteDecodingError) -> FieldState {
         var reader = ByteReader(bytes)
         func writes() throws(ByteDecodingError) -> [FieldWrite] {
             var list: [FieldWrite] = []

@@ -103,7 +103,7 @@ public struct Change: Hashable, Sendable {
     }
 
     /// Whether the edit deletes the row (sets an even causal length).
-    public var deletesRow: Bool { setsLife && causalLength % 2 == 0 }
+    public var deletesRow: Bool { setsLife && !CausalLength.isAlive(causalLength) }
 
     /// The edit's operation on one field, as the merge algebra sees it.
     public func write(of field: FieldEdit) -> FieldWrite {
@@ -196,7 +196,7 @@ public struct Change: Hashable, Sendable {
             let supersedes = try ChangeID.decodeSupersedes(from: &reader)
             fields.append(FieldEdit(column: column, operation: operation, supersedes: supersedes))
         }
-        if setsLife && causalLength % 2 == 0 && !fields.isEmpty {
+        if setsLife && !CausalLength.isAlive(causalLength) && !fields.isEmpty {
             throw ByteDecodingError(.invalidValue, offset: start, field: "fields", "a delete carries field edits")
         }
         if !setsLife && fields.isEmpty { throw ByteDecodingError(.invalidValue, offset: start, field: "fields", "an edit with no field and no row life") }

@@ -92,7 +92,7 @@ public enum ChangeLimits {
     }
 
     /// The size of the change's canonical encoding.
-    public static func encodedSize(_ change: Change) -> Int {
+    package static func encodedSize(_ change: Change) -> Int {
         var writer = ByteWriter()
         change.encode(into: &writer)
         return writer.bytes.count

@@ -1,5 +1,5 @@
-/// How a field merges concurrent writes. Which field has which policy is the domain's to declare
-/// (for care records, `CareRecords/CareSchema.swift`; `caresync kinds` lists them).
+/// How a field merges concurrent writes. Which field has which policy is the domain's to declare,
+/// in the schema it gives the store.
 public enum MergePolicy: Hashable, Sendable {
     /// Written once at creation; a differing value is a bug and is quarantined, never adopted
     /// silently (the earliest write stays visible).
@@ -20,7 +20,7 @@ public enum MergePolicy: Hashable, Sendable {
     case counter
     // `boundedCounter` (escrow rights under a cap) arrives with the entitlements work: it is a
     // counter whose local increments are admitted only within rights the replica holds, so it will
-    // reuse `Counter`'s state plus a rights ledger.
+    // reuse `GrowOnlyCounter`'s state plus a rights ledger.
 
     /// A stable one-byte code, used in storage and on the wire.
     public var code: UInt8 {

@@ -62,7 +62,7 @@ enum BundleFuzzTarget {
         guard let status = try? store.status() else { return "unreadable" }
         let vector = status.knownVector.counters.sorted { $0.key.hex < $1.key.hex }.map { "\($0.key.hex)=\($0.value)" }
         let rows = status.rowCounts.map { "\($0.table)=\($0.rows)" }
-        return [String(status.totalChanges), String(status.keptUnknownChanges), String(status.openConflicts),
+        return [String(status.totalChanges), String(status.parkedChanges), String(status.openConflicts),
                 String(status.lastTimestamp.rawValue), vector.joined(separator: ","), rows.joined(separator: ",")]
             .joined(separator: ";")
     }

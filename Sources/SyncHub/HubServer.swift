@@ -125,16 +125,6 @@ public actor HubServer: Service {
                                                   windowMillis: Self.millis(configuration.authenticationFailureWindow)))
     }
 
-    /// A hub whose time of day is read through a closure (Unix milliseconds); the form before
-    /// `WallClock` was injected, kept so existing callers compile.
-    ///
-    /// - Parameters:
-    ///   - clock: Returns the time of day in Unix milliseconds.
-    public init(store: any HubStore, configuration: HubServerConfiguration, logger: Logger,
-                group: MultiThreadedEventLoopGroup = .singleton, clock: @escaping @Sendable () -> UInt64) {
-        self.init(store: store, configuration: configuration, logger: logger, group: group, wallClock: ClosureWallClock(read: clock))
-    }
-
     /// The port actually bound, once listening; nil before and after. To wait for it, use
     /// `listeningPort()` or `onServerRunning`.
     public nonisolated var boundPort: Int? { bound.withLockedValue { $0 } }
@@ -357,7 +347,3 @@ public actor HubServer: Service {
 }
 
 /// A wall clock read through a closure, for `HubServer`'s closure initialiser.
-struct ClosureWallClock: WallClock {
-    let read: @Sendable () -> UInt64
-    func nowMillis() -> UInt64 { read() }
-}

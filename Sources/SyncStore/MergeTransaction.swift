@@ -761,12 +761,6 @@ public struct ApplySummary: Equatable, Sendable {
     /// Fields whose open conflict this batch settled.
     public var conflictsClosed = 0
 
-    /// The earlier name of ``parked``; kept so earlier callers compile.
-    public var kept: Int {
-        get { parked }
-        set { parked = newValue }
-    }
-
     /// An empty summary: nothing applied yet.
     public init() {}
 }

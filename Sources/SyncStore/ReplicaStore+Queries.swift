@@ -58,8 +58,6 @@ public struct ReplicaStatus: Sendable {
     public let totalChanges: Int
     /// Changes parked for tables or columns a newer schema knows (applied after an upgrade).
     public let parkedChanges: Int
-    /// The earlier name of ``parkedChanges``; kept so earlier callers compile.
-    public var keptUnknownChanges: Int { parkedChanges }
     /// Fields in open conflict.
     public let openConflicts: Int
     /// For each origin, the counter up to which this replica holds every change.

@@ -325,7 +325,7 @@ public final class SQLiteHubStore: HubStore {
     /// until the replica shows it received the secret (a request after the welcome, or a hello with
     /// the secret): if the welcome carrying the secret was lost, the replica would otherwise be
     /// locked out. An existing replica id is never re-bound, except by a token the operator bound to
-    /// it (`hub enroll --replica`), which is how a revoked device is re-enrolled.
+    /// it (`issueEnrolmentToken(team:replica:…)` with that id), which is how a revoked device is re-enrolled.
     public func redeemEnrolmentToken(_ token: String, replica: ReplicaID, nowMillis: UInt64,
                                      random: inout some RandomNumberGenerator) throws -> EnrolmentResult {
         var secret: [UInt8] = []

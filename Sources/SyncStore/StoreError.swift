@@ -54,9 +54,6 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The code's stable name (`"ROW_NOT_FOUND"`), for machine-readable output.
         public var name: String { wrapped.rawValue }
 
-        /// The same as ``name``; kept so callers written against the earlier enum still compile.
-        public var rawValue: String { name }
-
         /// The ``name``.
         public var description: String { name }
 

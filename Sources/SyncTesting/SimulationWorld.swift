@@ -3,7 +3,7 @@ import SyncCore
 import SyncStore
 
 /// A domain-free schema exercising every merge policy, for simulations and store and engine tests
-/// (the store tests once kept a copy of it as `TestSchema`).
+/// (one schema for all of them, so no test target keeps its own copy).
 public enum SimulationSchema {
     /// The `item.status` order: two terminal states.
     public static let lattice = StatusLattice(["draft", "open", "done", "void"], terminal: ["done", "void"])

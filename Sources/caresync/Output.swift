@@ -29,21 +29,21 @@ enum Output {
         do {
             return try body()
         } catch let error as CareError {
-            throw fail(error.message, hint: Hints.hint(for: error), code: error.code.name, exit: 1)
+            throw fail(error.message, hint: Hints.hint(for: error), code: error.code.name, exit: .refused)
         } catch let error as StoreError {
             switch error.code {
-            case .clockSkew: throw fail(error.message, code: error.code.name, exit: 4)
+            case .clockSkew: throw fail(error.message, code: error.code.name, exit: .clockSkew)
             // A value too long to ever sync is a bad argument: the same command with a shorter one works.
-            case .limitExceeded: throw fail(error.message, code: error.code.name, exit: 64)
+            case .limitExceeded: throw fail(error.message, code: error.code.name, exit: .badArguments)
             case .rowNotFound, .rowExists, .immutableField, .statusBackwards, .notDeletable, .wrongOperation, .wrongType,
                  .unknownTable, .unknownColumn:
-                throw fail(error.message, code: error.code.name, exit: 1)
-            default: throw fail(error.message, hint: Hints.hint(for: error), code: error.code.name, exit: 3)
+                throw fail(error.message, code: error.code.name, exit: .refused)
+            default: throw fail(error.message, hint: Hints.hint(for: error), code: error.code.name, exit: .storage)
             }
         } catch let error as BundleError {
-            throw fail(error.description, code: error.code.name, exit: 2)
+            throw fail(error.description, code: error.code.name, exit: .badInput)
         } catch let error as DurableFile.FileError {
-            throw fail(error.description, code: error.code.name, exit: 2)
+            throw fail(error.description, code: error.code.name, exit: .badInput)
         }
     }
 
@@ -54,9 +54,9 @@ enum Output {
     }
 
     /// Writes `error: <message>[; <hint>] [<code>]` to standard error and returns the exit code to throw.
-    static func fail(_ message: String, hint: String? = nil, code: String, exit: Int32) -> ExitCode {
+    static func fail(_ message: String, hint: String? = nil, code: String, exit: ExitCode) -> ExitCode {
         FileHandle.standardError.write(Data("error: \(message)\(hint.map { "; \($0)" } ?? "") [\(code)]\n".utf8))
-        return ExitCode(exit)
+        return exit
     }
 
     static func line(_ text: String = "") { print(text) }
@@ -67,7 +67,11 @@ enum Output {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.keyEncodingStrategy = .convertToSnakeCase
-        guard let data = try? encoder.encode(value) else { throw fail("could not encode JSON output", code: "OUTPUT", exit: 3) }
+        let data: Data
+        do { data = try encoder.encode(value) } catch {
+            // The encoder names the key path that failed, never a value.
+            throw fail("could not encode JSON output (\(String(describing: error).prefix(200)))", code: "OUTPUT", exit: .storage)
+        }
         print(String(decoding: data, as: UTF8.self))
     }
 
@@ -177,4 +181,20 @@ struct OrNull<Wrapped: Encodable>: Encodable {
         var container = encoder.singleValueContainer()
         if let value { try container.encode(value) } else { try container.encodeNil() }
     }
+}
+
+/// The exit codes `caresync --help` documents, named once (argument-parser's `ExitCode`).
+extension ExitCode {
+    /// Refused by a care rule, or a field value out of its range.
+    static let refused = ExitCode(1)
+    /// A bundle or other input file could not be read; nothing applied.
+    static let badInput = ExitCode(2)
+    /// A replica or storage problem.
+    static let storage = ExitCode(3)
+    /// A change is too far in the future.
+    static let clockSkew = ExitCode(4)
+    /// The sync failed (the message gives the hub's code, or CONNECTION_REFUSED / HOST_NOT_FOUND).
+    static let syncFailed = ExitCode(5)
+    /// Bad arguments: an unknown option, a malformed field=value, a bad worker id or address.
+    static let badArguments = ExitCode(64)
 }

@@ -55,7 +55,7 @@ struct KindsCommand: ParsableCommand {
             return
         }
         guard let recordKind = CareSchema.kind(kind) else {
-            throw Output.fail("unknown record kind '\(kind)'; run `caresync kinds`", code: "UNKNOWN_KIND", exit: 1)
+            throw Output.fail("unknown record kind '\(kind)'; run `caresync kinds`", code: CareError.Code.unknownKind.name, exit: .refused)
         }
         if json {
             struct Field: Encodable { let field: String, policy: String, format: String, help: String, automatic: Bool }

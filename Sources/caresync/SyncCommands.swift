@@ -69,13 +69,13 @@ struct SyncCommand: AsyncParsableCommand {
         } catch let unreachable as HubUnreachable {
             if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
             let hint = unreachable.code == .connectionRefused ? " (check --hub host:port, or start the hub)" : " (check --hub host:port)"
-            throw Output.fail("sync failed: \(unreachable.description)\(hint)", code: unreachable.code.name, exit: 5)
+            throw Output.fail("sync failed: \(unreachable.description)\(hint)", code: unreachable.code.name, exit: .syncFailed)
         } catch let failure as SyncFailure {
             if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
             // The engine names no command: the CLI says which one enrols a replica that has no credential.
             let enrol = failure.code == .authenticationFailed && token == nil && (try? replica.store.hubLink()?.credential) == nil
                 ? ": run `caresync sync --token <token from the hub operator>`" : ""
-            throw Output.fail("sync failed: \(failure.message)\(enrol)", code: failure.code.name, exit: failure.code == .clockSkew ? 4 : 5)
+            throw Output.fail("sync failed: \(failure.message)\(enrol)", code: failure.code.name, exit: failure.code == .clockSkew ? .clockSkew : .syncFailed)
         }
     }
 }
@@ -231,7 +231,7 @@ struct HubRevokeCommand: ParsableCommand {
         guard let id = ReplicaID(hex: replica) else { throw ValidationError("replica id must be 32 hex digits") }
         let store = try hub.open()
         let revoked = try Output.run { try store.revoke(replica: id, nowMillis: SystemWallClock().nowMillis()) }
-        guard revoked else { throw Output.fail("no active replica \(id.hex) on this hub", code: "NOT_FOUND", exit: 1) }
+        guard revoked else { throw Output.fail("no active replica \(id.hex) on this hub", code: CareError.Code.notFound.name, exit: .refused) }
         Output.line("revoked \(id.hex)")
     }
 }

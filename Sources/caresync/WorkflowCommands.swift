@@ -18,7 +18,7 @@ struct ApproveCommand: ParsableCommand {
     func run() throws {
         let replica = try options.open()
         guard let decided = ApprovalDecision(rawValue: decision) else {
-            throw Output.fail("decision must be approved, rejected or returned", code: CareError.Code.badValue.name, exit: 1)
+            throw Output.fail("decision must be approved, rejected or returned", code: CareError.Code.badValue.name, exit: .refused)
         }
         let id = try Output.run { try replica.approve(plan: plan, decision: decided, author: options.worker) }
         struct Approved: Encodable { let approvalID: String, planID: String, decision: String }
@@ -211,7 +211,7 @@ struct StatusCommand: ParsableCommand {
             try Output.json(Status(
                 replicaID: status.replicaID.hex, name: status.name, schemaVersion: status.schemaVersion,
                 localChanges: status.localChanges, totalChanges: status.totalChanges,
-                keptUnknownChanges: status.keptUnknownChanges, openConflicts: status.openConflicts,
+                keptUnknownChanges: status.parkedChanges, openConflicts: status.openConflicts,
                 records: Dictionary(uniqueKeysWithValues: status.rowCounts.map { ($0.table, $0.rows) }),
                 peers: status.peers.map { Peer(replicaID: $0.replicaID.hex, changesNotSeen: $0.changesNotSeen,
                                                updatedAt: Output.iso(UInt64(max(0, $0.updatedAtMillis)))) }))
@@ -221,7 +221,7 @@ struct StatusCommand: ParsableCommand {
         Output.line("schema         v\(status.schemaVersion)")
         Output.line("changes        \(status.localChanges) made here, \(status.totalChanges) held in all")
         Output.line("conflicts      \(status.openConflicts) open field conflict(s)")
-        if status.keptUnknownChanges > 0 { Output.line("kept           \(status.keptUnknownChanges) change(s) for fields a newer schema knows") }
+        if status.parkedChanges > 0 { Output.line("kept           \(status.parkedChanges) change(s) for fields a newer schema knows") }
         Output.line("records        " + status.rowCounts.filter { $0.rows > 0 }.map { "\($0.table) \($0.rows)" }.joined(separator: ", "))
         for peer in status.peers {
             Output.line("peer           \(peer.replicaID.short): \(peer.changesNotSeen) change(s) not yet seen (as of \(Output.iso(UInt64(max(0, peer.updatedAtMillis)))))")
@@ -276,10 +276,10 @@ struct ImportCommand: AsyncParsableCommand {
                 let sender: String, received: Int, applied: Int, duplicates: Int, keptUnknown: Int, conflictsOpened: Int, conflictsClosed: Int
             }
             try Output.json(Imported(sender: summary.sender.hex, received: summary.received, applied: result.applied,
-                                     duplicates: result.duplicates, keptUnknown: result.kept, conflictsOpened: result.conflictsOpened,
+                                     duplicates: result.duplicates, keptUnknown: result.parked, conflictsOpened: result.conflictsOpened,
                                      conflictsClosed: result.conflictsClosed))
         } else {
-            Output.line("from \(summary.sender.short): \(summary.received) change(s), \(result.applied) applied, \(result.duplicates) already known, \(result.conflictsOpened) conflict(s) opened, \(result.conflictsClosed) closed\(result.kept > 0 ? ", \(result.kept) kept for a newer schema" : "")")
+            Output.line("from \(summary.sender.short): \(summary.received) change(s), \(result.applied) applied, \(result.duplicates) already known, \(result.conflictsOpened) conflict(s) opened, \(result.conflictsClosed) closed\(result.parked > 0 ? ", \(result.parked) kept for a newer schema" : "")")
         }
     }
 }

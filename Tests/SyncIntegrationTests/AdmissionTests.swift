@@ -189,7 +189,7 @@ extension Integration {
             let token = try CrashTests.run(["hub", "enroll", "--db", hubPath, "--team", "REVOKE"])
             var random = SystemRandomNumberGenerator()
             let replica = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema,
-                                                  replicaID: .random(using: &random), name: "r", wallClock: CrashTests.Wall())
+                                                  replicaID: .random(using: &random), name: "r", wallClock: SystemWallClock())
             _ = try await SyncClient.sync(store: replica, host: "127.0.0.1", port: port, enrolmentToken: token,
                                           retry: RetryPolicy(attempts: 1), logger: Logger(label: "revoke"))
             let secret = try #require(try replica.hubLink()?.credential)

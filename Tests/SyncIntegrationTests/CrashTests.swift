@@ -24,9 +24,6 @@ extension Integration {
             return ".build/debug/caresync"
         }()
 
-        struct Wall: WallClock {
-            func nowMillis() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
-        }
 
         final class HubProcess {
             let process = Process()
@@ -79,7 +76,7 @@ extension Integration {
             let token = try Self.run(["hub", "enroll", "--db", hubPath, "--team", "CRASH"])
             var random = SystemRandomNumberGenerator()
             let replica = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema,
-                                                  replicaID: .random(using: &random), name: "r", wallClock: Wall())
+                                                  replicaID: .random(using: &random), name: "r", wallClock: SystemWallClock())
             // Enrol with an empty replica first, then make a large backlog.
             _ = try await SyncClient.sync(store: replica, host: "127.0.0.1", port: hub.port, enrolmentToken: token,
                                           retry: RetryPolicy(attempts: 1), logger: Logger(label: "crash"))

@@ -18,7 +18,7 @@ extension Integration.LoopbackTests {
 
     static func note(_ origin: ReplicaID, _ counter: UInt64, _ text: String) -> Change {
         Change(table: "note", row: "n\(counter)", column: "text", write: FieldWrite(
-            id: ChangeID(replica: origin, counter: counter), timestamp: HybridTimestamp(physicalMillis: Wall().nowMillis(), logical: 0),
+            id: ChangeID(replica: origin, counter: counter), timestamp: HybridTimestamp(physicalMillis: SystemWallClock().nowMillis(), logical: 0),
             author: "w", operation: .assign(.text(text))))
     }
 
@@ -65,7 +65,7 @@ extension Integration.LoopbackTests {
         let origin = ReplicaID(high: 2, low: 2)
         var random = SeededGenerator(seed: 2_063)
         let held = (1...600).map { Self.note(origin, UInt64($0), RawPeer.incompressible(1_000, &random)) }
-        _ = try harness.store.append(held, from: origin, receivedAtMillis: Wall().nowMillis())
+        _ = try harness.store.append(held, from: origin, receivedAtMillis: SystemWallClock().nowMillis())
         let extremes: [UInt64] = [1 << 63, .max, UInt64(Int64.max), 600]
         var frames = [Self.hello(Self.randomID(), .enrolmentToken(try harness.token()), maxFrameBody: 65_536)]
         frames += extremes.map { Self.frame(.recover(origin: origin, after: $0, byteBudget: .max)) }
@@ -99,11 +99,11 @@ extension Integration.LoopbackTests {
         defer { harness.stop() }
         var random = SeededGenerator(seed: 5)
         let other = ReplicaID.random(using: &random)
-        let otherToken = try harness.store.issueEnrolmentToken(team: "U", expiresAtMillis: Wall().nowMillis() + 60_000, random: &random)
-        guard case .enrolled = try harness.store.redeemEnrolmentToken(otherToken, replica: other, nowMillis: Wall().nowMillis(),
+        let otherToken = try harness.store.issueEnrolmentToken(team: "U", expiresAtMillis: SystemWallClock().nowMillis() + 60_000, random: &random)
+        guard case .enrolled = try harness.store.redeemEnrolmentToken(otherToken, replica: other, nowMillis: SystemWallClock().nowMillis(),
                                                                        random: &random) else { throw SyncFailure(.unexpectedMessage, "no enrolment") }
         let relayed = ReplicaID.random(using: &random)
-        _ = try harness.store.append([Self.note(relayed, 1, "x")], from: other, receivedAtMillis: Wall().nowMillis())
+        _ = try harness.store.append([Self.note(relayed, 1, "x")], from: other, receivedAtMillis: SystemWallClock().nowMillis())
         for taken in [harness.store.hubID, other, relayed] {
             let replica = ReplicaID.random(using: &random)
             let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(replica, .enrolmentToken(try harness.token())),

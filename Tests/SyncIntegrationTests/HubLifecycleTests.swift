@@ -23,9 +23,7 @@ extension Integration {
                 store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
                 var configuration = HubServerConfiguration()
                 configuration.port = 0
-                server = HubServer(store: store, configuration: configuration, logger: Logger(label: "test.hub")) {
-                    UInt64(Date().timeIntervalSince1970 * 1000)
-                }
+                server = HubServer(store: store, configuration: configuration, logger: Logger(label: "test.hub"), wallClock: SystemWallClock())
             }
 
             /// Starts `run()` and waits until it listens.

@@ -16,9 +16,6 @@ import Testing
 extension Integration {
     @Suite("Loopback: hub and replicas over TCP")
     struct LoopbackTests {
-        struct Wall: WallClock {
-            func nowMillis() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
-        }
 
         final class Harness {
             let directory = NSTemporaryDirectory() + "caresync-loopback-" + UUID().uuidString
@@ -34,9 +31,7 @@ extension Integration {
                 var configuration = HubServerConfiguration()
                 configuration.port = 0
                 configure(&configuration)
-                server = HubServer(store: store, configuration: configuration, logger: Logger(label: "test.hub")) {
-                    UInt64(Date().timeIntervalSince1970 * 1000)
-                }
+                server = HubServer(store: store, configuration: configuration, logger: Logger(label: "test.hub"), wallClock: SystemWallClock())
                 let server = self.server
                 task = Task { try await server.run() }
                 for _ in 0..<500 where server.boundPort == nil { try await Task.sleep(nanoseconds: 5_000_000) }
@@ -46,12 +41,12 @@ extension Integration {
             func replica(_ name: String) throws -> ReplicaStore {
                 var random = SystemRandomNumberGenerator()
                 return try ReplicaStore.create(at: "\(directory)/\(name).db", schema: SimulationSchema.schema,
-                                               replicaID: .random(using: &random), name: name, wallClock: Wall())
+                                               replicaID: .random(using: &random), name: name, wallClock: SystemWallClock())
             }
 
             func token() throws -> String {
                 var random = SystemRandomNumberGenerator()
-                return try store.issueEnrolmentToken(team: "T", expiresAtMillis: Wall().nowMillis() + 3_600_000, random: &random)
+                return try store.issueEnrolmentToken(team: "T", expiresAtMillis: SystemWallClock().nowMillis() + 3_600_000, random: &random)
             }
 
             func sync(_ replica: ReplicaStore, token: String? = nil, configuration: ClientConfiguration = ClientConfiguration(),
@@ -145,7 +140,7 @@ extension Integration {
             let replica = try harness.replica("a")
             await #expect(throws: SyncFailure.self) { _ = try await harness.sync(replica, token: "cse1-not-a-token") }
             _ = try await harness.sync(replica, token: try harness.token())
-            #expect(try harness.store.revoke(replica: replica.replicaID, nowMillis: Wall().nowMillis()))
+            #expect(try harness.store.revoke(replica: replica.replicaID, nowMillis: SystemWallClock().nowMillis()))
             do {
                 _ = try await harness.sync(replica)
                 Issue.record("a revoked replica synced")
@@ -242,9 +237,7 @@ extension Integration.LoopbackTests {
         let store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
         var configuration = HubServerConfiguration()
         configuration.port = 0
-        let server = HubServer(store: store, configuration: configuration, logger: Logger(label: "test.hub")) {
-            UInt64(Date().timeIntervalSince1970 * 1000)
-        }
+        let server = HubServer(store: store, configuration: configuration, logger: Logger(label: "test.hub"), wallClock: SystemWallClock())
         let group = ServiceGroup(services: [server], logger: Logger(label: "test.group"))
         let running = Task { try await group.run() }
         for _ in 0..<500 where server.boundPort == nil { try await Task.sleep(nanoseconds: 5_000_000) }

@@ -18,7 +18,7 @@ extension Integration {
 
         /// Replaces a replica's file with a backup, as a user restoring it would: the store is
         /// closed, the WAL and shared memory files go with it.
-        static func restore(_ backup: String, over path: String, wall: any WallClock = LoopbackTests.Wall()) throws -> ReplicaStore {
+        static func restore(_ backup: String, over path: String, wall: any WallClock = SystemWallClock()) throws -> ReplicaStore {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
             try FileManager.default.copyItem(atPath: backup, toPath: path)
             return try ReplicaStore.open(at: path, schema: SimulationSchema.schema, wallClock: wall)
@@ -63,7 +63,7 @@ extension Integration {
             _ = try await harness.sync(r2)
             #expect(try Self.noteText(r2, "n") == .text("after restore"))
             #expect(try harness.store.equivocations().isEmpty)
-            restored = try ReplicaStore.open(at: "\(harness.directory)/r1.db", schema: SimulationSchema.schema, wallClock: LoopbackTests.Wall())
+            restored = try ReplicaStore.open(at: "\(harness.directory)/r1.db", schema: SimulationSchema.schema, wallClock: SystemWallClock())
             #expect(try ReplicaSnapshot.capture(restored) == ReplicaSnapshot.capture(r2))
         }
 
@@ -117,7 +117,7 @@ extension Integration {
             try original.write(author: "w1") { try $0.create("note", id: "shared", values: ["text": .text("v0")]) }
             _ = try await harness.sync(original)
             try original.backup(to: "\(harness.directory)/copy.db")
-            let copy = try ReplicaStore.open(at: "\(harness.directory)/copy.db", schema: SimulationSchema.schema, wallClock: LoopbackTests.Wall())
+            let copy = try ReplicaStore.open(at: "\(harness.directory)/copy.db", schema: SimulationSchema.schema, wallClock: SystemWallClock())
             #expect(copy.replicaID == original.replicaID)
             for round in 0..<3 {
                 try original.write(author: "w1") { try $0.create("note", id: "o\(round)", values: ["text": .text("original \(round)")]) }

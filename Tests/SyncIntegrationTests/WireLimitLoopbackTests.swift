@@ -154,7 +154,7 @@ extension Integration.CrashTests {
         #expect(hub.process.isRunning, "the hub survived every frame")
         var random = SystemRandomNumberGenerator()
         let replica = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema,
-                                              replicaID: .random(using: &random), name: "r", wallClock: Wall())
+                                              replicaID: .random(using: &random), name: "r", wallClock: SystemWallClock())
         try replica.write(author: "w") { tx in try tx.create("note", id: "n", values: ["text": .text("t")]) }
         let token = try Self.run(["hub", "enroll", "--db", hubPath, "--team", "T"])
         let report = try await SyncClient.sync(store: replica, host: "127.0.0.1", port: hub.port, enrolmentToken: token,
@@ -211,7 +211,7 @@ extension Integration.LoopbackTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var random = SystemRandomNumberGenerator()
         let replica = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema,
-                                              replicaID: .random(using: &random), name: "r", wallClock: Wall())
+                                              replicaID: .random(using: &random), name: "r", wallClock: SystemWallClock())
         let started = Date()
         do {
             _ = try await SyncClient.sync(store: replica, host: "127.0.0.1", port: port, enrolmentToken: "cse1-x",

@@ -11,7 +11,7 @@ import Testing
 @Suite("Convergence of replicas exchanging bundles")
 struct ConvergenceTests {
     struct Fleet {
-        let clock = ManualClock()
+        let clock = SimulatedClock()
         var replicas: [ReplicaStore] = []
     }
 
@@ -19,7 +19,7 @@ struct ConvergenceTests {
         var fleet = Fleet()
         for index in 0..<count {
             var generator = SeededGenerator(seed: UInt64(index + 1) * 7919)
-            fleet.replicas.append(try ReplicaStore.create(at: "\(directory)/r\(index).db", schema: TestSchema.v1,
+            fleet.replicas.append(try ReplicaStore.create(at: "\(directory)/r\(index).db", schema: SimulationSchema.v1,
                                                           replicaID: .random(using: &generator), name: "r\(index)",
                                                           wallClock: fleet.clock))
         }
@@ -34,7 +34,7 @@ struct ConvergenceTests {
         let directory = TestFiles.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let fleet = try Self.makeFleet(3, directory: directory)
-        // The same edit mix as the simulator (TestSchema has SimulationSchema's tables and more).
+        // The same edit mix as the simulator (SimulationSchema has SimulationSchema's tables and more).
         var editors = Array(repeating: RandomEditor(), count: 3)
         for _ in 0..<120 {
             let index = random.index(below: 3)
@@ -88,13 +88,13 @@ struct ConvergenceTests {
         let batches = [try a.changes(notIn: VersionVector()), try b.changes(notIn: VersionVector())]
         var snapshots: Set<String> = []
         for order in [[0, 1], [1, 0], [0, 1, 0], [1, 1, 0, 1]] {
-            let replica = try ReplicaStore.create(at: "\(directory)/order-\(order.map(String.init).joined()).db", schema: TestSchema.v1,
+            let replica = try ReplicaStore.create(at: "\(directory)/order-\(order.map(String.init).joined()).db", schema: SimulationSchema.v1,
                                                   replicaID: ReplicaID(high: 9, low: UInt64(order.count)), name: "o", wallClock: fleet.clock)
             for index in order { _ = try replica.apply(batches[index].reversed()) }
             snapshots.insert(try ReplicaSnapshot.capture(replica))
         }
         #expect(snapshots.count == 1)
-        let merged = try ReplicaStore.open(at: "\(directory)/order-01.db", schema: TestSchema.v1, wallClock: fleet.clock)
+        let merged = try ReplicaStore.open(at: "\(directory)/order-01.db", schema: SimulationSchema.v1, wallClock: fleet.clock)
         let (body, status, row) = try merged.read { view in
             (try view.resolution("item", id: "x", column: "body"), try view.resolution("item", id: "x", column: "status"),
              try view.row("item", id: "x"))

@@ -32,12 +32,12 @@ struct FaultDisk {
 
 @Suite("Durability: synchronous=FULL holds, acknowledged commits survive power loss")
 struct DurabilityTests {
-    let clock = ManualClock()
+    let clock = SimulatedClock()
     static let author = ReplicaID(high: 7, low: 7)
 
     /// `count` independent batches of changes from another replica, one record each.
     func batches(_ count: Int, in directory: String) throws -> [[Change]] {
-        let source = try ReplicaStore.create(at: "\(directory)/source.db", schema: TestSchema.v1, replicaID: Self.author,
+        let source = try ReplicaStore.create(at: "\(directory)/source.db", schema: SimulationSchema.v1, replicaID: Self.author,
                                              name: "source", wallClock: clock)
         var batches: [[Change]] = []
         var seen = VersionVector()
@@ -55,12 +55,12 @@ struct DurabilityTests {
         let directory = TestFiles.directory()
         let replicaPath = "\(directory)/r.db"
         do {
-            let created = try ReplicaStore.create(at: replicaPath, schema: TestSchema.v1, replicaID: ReplicaID(high: 1, low: 1),
+            let created = try ReplicaStore.create(at: replicaPath, schema: SimulationSchema.v1, replicaID: ReplicaID(high: 1, low: 1),
                                                   name: "r", wallClock: clock)
             #expect(try created.connectionPragmas() == (2, "wal"))
         }
-        #expect(try ReplicaStore.open(at: replicaPath, schema: TestSchema.v1, wallClock: clock).connectionPragmas() == (2, "wal"))
-        #expect(try ReplicaStore.open(at: replicaPath, schema: TestSchema.v1, wallClock: clock, access: .readOnly)
+        #expect(try ReplicaStore.open(at: replicaPath, schema: SimulationSchema.v1, wallClock: clock).connectionPragmas() == (2, "wal"))
+        #expect(try ReplicaStore.open(at: replicaPath, schema: SimulationSchema.v1, wallClock: clock, access: .readOnly)
             .connectionPragmas().synchronous == 2)
         var random = SeededGenerator(seed: 1)
         let hubPath = "\(directory)/hub.db"
@@ -82,7 +82,7 @@ struct DurabilityTests {
     func everyAcknowledgementSyncsTheWAL(_ synchronous: StoreConnectionOptions.Synchronous) throws {
         let disk = try FaultDisk()
         let batches = try batches(10, in: disk.directory)
-        let replica = try ReplicaStore.create(at: "\(disk.directory)/r.db", schema: TestSchema.v1, replicaID: ReplicaID(high: 1, low: 1),
+        let replica = try ReplicaStore.create(at: "\(disk.directory)/r.db", schema: SimulationSchema.v1, replicaID: ReplicaID(high: 1, low: 1),
                                               name: "r", wallClock: clock, options: disk.options(synchronous))
         var random = SeededGenerator(seed: 2)
         let hub = try SQLiteHubStore(path: "\(disk.directory)/hub.db", wallClock: SystemWallClock(), random: &random, options: disk.options(synchronous))
@@ -113,9 +113,9 @@ struct DurabilityTests {
         let batches = try batches(5, in: disk.directory)
         let path = "\(disk.directory)/r.db"
         // Created and closed cleanly first, so only the commits under test are at stake.
-        _ = try ReplicaStore.create(at: path, schema: TestSchema.v1, replicaID: ReplicaID(high: 1, low: 1), name: "r",
+        _ = try ReplicaStore.create(at: path, schema: SimulationSchema.v1, replicaID: ReplicaID(high: 1, low: 1), name: "r",
                                     wallClock: clock, options: disk.options())
-        var replica: ReplicaStore? = try ReplicaStore.open(at: path, schema: TestSchema.v1, wallClock: clock,
+        var replica: ReplicaStore? = try ReplicaStore.open(at: path, schema: SimulationSchema.v1, wallClock: clock,
                                                            options: disk.options(synchronous))
         for (index, batch) in batches.enumerated() {
             try replica?.write(author: "ann") { tx in try tx.create("item", id: "w\(index)", values: ["title": .text("x")]) }
@@ -123,7 +123,7 @@ struct DurabilityTests {
         }
         #expect(fault_vfs_unsynced_bytes("\(path)-wal") == 0 || synchronous == .normal)
         try disk.powerCut { replica = nil }
-        let reopened = try ReplicaStore.open(at: path, schema: TestSchema.v1, wallClock: clock)
+        let reopened = try ReplicaStore.open(at: path, schema: SimulationSchema.v1, wallClock: clock)
         let items = try reopened.read { try $0.rows("item") }.count
         if synchronous == .full {
             #expect(items == 10, "5 local writes and 5 applied records acknowledged before the cut")

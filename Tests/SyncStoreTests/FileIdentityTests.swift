@@ -33,10 +33,10 @@ func sqlite3(_ path: String, _ sql: String) throws -> String {
 @Suite("Store files: identified before any write, refused unchanged when not ours")
 struct FileIdentityTests {
     let directory = TestFiles.directory()
-    let clock = ManualClock()
+    let clock = SimulatedClock()
 
     func openReplica(_ path: String, _ access: StoreAccess = .readWrite) throws -> ReplicaStore {
-        try ReplicaStore.open(at: path, schema: TestSchema.v1, wallClock: clock, access: access)
+        try ReplicaStore.open(at: path, schema: SimulationSchema.v1, wallClock: clock, access: access)
     }
 
     func openHub(_ path: String) throws -> SQLiteHubStore {
@@ -46,7 +46,7 @@ struct FileIdentityTests {
 
     func makeReplica(_ name: String = "r.db") throws -> String {
         let path = "\(directory)/\(name)"
-        _ = try ReplicaStore.create(at: path, schema: TestSchema.v1, replicaID: ReplicaID(high: 1, low: 1), name: "r", wallClock: clock)
+        _ = try ReplicaStore.create(at: path, schema: SimulationSchema.v1, replicaID: ReplicaID(high: 1, low: 1), name: "r", wallClock: clock)
         return path
     }
 

@@ -18,8 +18,8 @@ struct HostileInputTests {
         var random = SeededGenerator(seed: seed)
         let directory = TestFiles.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let clock = ManualClock()
-        let source = try ReplicaStore.create(at: "\(directory)/source.db", schema: TestSchema.v1, replicaID: ReplicaID(high: 1, low: 1),
+        let clock = SimulatedClock()
+        let source = try ReplicaStore.create(at: "\(directory)/source.db", schema: SimulationSchema.v1, replicaID: ReplicaID(high: 1, low: 1),
                                              name: "s", wallClock: clock)
         try source.write(author: "ann") { tx in
             try tx.create("item", id: "x", values: ["code": .text("C"), "title": .text("t"), "body": .text("b"), "status": .text("open")])
@@ -27,7 +27,7 @@ struct HostileInputTests {
             try tx.increment("item", id: "x", column: "hits", by: 3)
             try tx.create("note", id: "n", values: ["text": .text("hello")])
         }
-        let target = try ReplicaStore.create(at: "\(directory)/target.db", schema: TestSchema.v1, replicaID: ReplicaID(high: 2, low: 2),
+        let target = try ReplicaStore.create(at: "\(directory)/target.db", schema: SimulationSchema.v1, replicaID: ReplicaID(high: 2, low: 2),
                                              name: "t", wallClock: clock)
         try target.write(author: "bob") { try $0.create("note", id: "mine", values: ["text": .text("kept")]) }
         // The mutations change bytes and then re-seal the checksum, so they reach the decoder and

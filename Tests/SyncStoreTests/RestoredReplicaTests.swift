@@ -11,12 +11,12 @@ import Testing
 @Suite("Restored replica store")
 struct RestoredReplicaTests {
     let directory = TestFiles.directory()
-    let clock = ManualClock()
+    let clock = SimulatedClock()
 
     func make(_ name: String, id: UInt64) throws -> ReplicaStore { try Self.make(name, id: id, in: directory, clock: clock) }
 
-    static func make(_ name: String, id: UInt64, in directory: String, clock: ManualClock) throws -> ReplicaStore {
-        try ReplicaStore.create(at: "\(directory)/\(name).db", schema: TestSchema.v1, replicaID: ReplicaID(high: id, low: id),
+    static func make(_ name: String, id: UInt64, in directory: String, clock: SimulatedClock) throws -> ReplicaStore {
+        try ReplicaStore.create(at: "\(directory)/\(name).db", schema: SimulationSchema.v1, replicaID: ReplicaID(high: id, low: id),
                                 name: name, wallClock: clock)
     }
 
@@ -24,7 +24,7 @@ struct RestoredReplicaTests {
         let path = "\(directory)/\(name).db"
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         try FileManager.default.copyItem(atPath: backup, toPath: path)
-        return try ReplicaStore.open(at: path, schema: TestSchema.v1, wallClock: clock)
+        return try ReplicaStore.open(at: path, schema: SimulationSchema.v1, wallClock: clock)
     }
 
     @Test("a restored replica that imports a bundle of its own later changes keeps writing, past their counters")
@@ -64,7 +64,7 @@ struct RestoredReplicaTests {
         store = nil
         _ = try restore("\(directory)/backup.db", as: "a")
         // The restored machine's clock is behind the lost edit (set back, or another machine).
-        let restored = try ReplicaStore.open(at: "\(directory)/a.db", schema: TestSchema.v1, wallClock: ManualClock(1_750_000_000_010))
+        let restored = try ReplicaStore.open(at: "\(directory)/a.db", schema: SimulationSchema.v1, wallClock: SimulatedClock(1_750_000_000_010))
         let hub = ReplicaID(high: 0xAB, low: 0xAB)
         let check = try restored.recoverOwnChanges(onHub, hub: hub)
         #expect(check == { var expected = OwnOriginCheck(); expected.recovered = 1; return expected }())
@@ -149,7 +149,7 @@ struct RestoredReplicaTests {
 @Suite("One id, one version")
 struct OneVersionTests {
     let directory = TestFiles.directory()
-    let clock = ManualClock()
+    let clock = SimulatedClock()
 
     func make(_ name: String, id: UInt64) throws -> ReplicaStore { try RestoredReplicaTests.make(name, id: id, in: directory, clock: clock) }
 

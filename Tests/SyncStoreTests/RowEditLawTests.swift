@@ -137,9 +137,9 @@ struct RowEditLawTests {
         }
     }
 
-    static func replicas(in directory: String, clock: ManualClock) throws -> [ReplicaStore] {
+    static func replicas(in directory: String, clock: SimulatedClock) throws -> [ReplicaStore] {
         try (0..<3).map { index in
-            try ReplicaStore.create(at: "\(directory)/r\(index).db", schema: TestSchema.v1, replicaID: ReplicaID(high: 0x99, low: UInt64(index)),
+            try ReplicaStore.create(at: "\(directory)/r\(index).db", schema: SimulationSchema.v1, replicaID: ReplicaID(high: 0x99, low: UInt64(index)),
                                     name: "r\(index)", wallClock: clock)
         }
     }
@@ -193,7 +193,7 @@ struct RowEditLawTests {
     /// One case alone on three fresh replicas: everything that fails.
     static func failuresAlone(_ rowCase: RowCase) throws -> [String] {
         try TestFiles.withDirectory("row-edit-case") { directory in
-            let replicas = try replicas(in: directory, clock: ManualClock())
+            let replicas = try replicas(in: directory, clock: SimulatedClock())
             var random = SeededGenerator(seed: rowCase.deliverySeed)
             try deliver(rowCase.edits, to: replicas, using: &random)
             return try disagreements(replicas) + replicas[0].read { try fieldFailures(rowCase, in: $0) }
@@ -230,13 +230,13 @@ struct RowEditLawTests {
         var random = SeededGenerator(seed: seed)
         let directory = TestFiles.directory()
         defer { TestFiles.remove(directory) }
-        let clock = ManualClock()
+        let clock = SimulatedClock()
         let replicas = try Self.replicas(in: directory, clock: clock)
         // Rows are independent, so the cases share the replicas: case i edits row "c<i>".
         var counters = Array(repeating: UInt64(0), count: Self.origins.count)
         var generated: [RowCase] = []
         for index in 0..<cases {
-            let table = random.index(below: 10) < 7 ? TestSchema.item : TestSchema.note
+            let table = random.index(below: 10) < 7 ? SimulationSchema.item : SimulationSchema.note
             var generator = CaseGenerator(table: table, row: "c\(index)", now: clock.nowMillis(), counters: counters)
             let edits = generator.make(using: &random)
             counters = generator.counters
@@ -274,10 +274,10 @@ struct RowEditLawTests {
     func unknownColumnInAnEdit() throws {
         let directory = TestFiles.directory()
         defer { TestFiles.remove(directory) }
-        let clock = ManualClock()
-        let newer = try ReplicaStore.create(at: "\(directory)/newer.db", schema: TestSchema.v2, replicaID: ReplicaID(high: 1, low: 1),
+        let clock = SimulatedClock()
+        let newer = try ReplicaStore.create(at: "\(directory)/newer.db", schema: SimulationSchema.v2, replicaID: ReplicaID(high: 1, low: 1),
                                             name: "newer", wallClock: clock)
-        let older = try ReplicaStore.create(at: "\(directory)/older.db", schema: TestSchema.v1, replicaID: ReplicaID(high: 2, low: 2),
+        let older = try ReplicaStore.create(at: "\(directory)/older.db", schema: SimulationSchema.v1, replicaID: ReplicaID(high: 2, low: 2),
                                             name: "older", wallClock: clock)
         try newer.write(author: "ann") { try $0.create("note", id: "n", values: ["text": .text("hi")]) }
         _ = try older.apply(try newer.changes(notIn: VersionVector()))
@@ -287,17 +287,17 @@ struct RowEditLawTests {
         let edit = try #require(try newer.changes(notIn: VersionVector()).last)
         #expect(edit.fields.map(\.column) == ["colour", "pinned"], "one row edit carries both fields")
         let summary = try older.apply([edit])
-        #expect(summary.kept == 1 && summary.applied == 0)
+        #expect(summary.parked == 1 && summary.applied == 0)
         #expect(try older.read { try $0.row("note", id: "n") } == ["id": .text("n"), "text": .text("hi"), "pinned": .integer(1)])
-        #expect(try older.status().keptUnknownChanges == 1)
+        #expect(try older.status().parkedChanges == 1)
         // Kept whole: the older replica relays the edit as it was written, unknown field included.
         let relayed = try #require(try older.changes(notIn: VersionVector()).first { $0.id == edit.id })
         #expect(relayed.isSameVersion(as: edit))
         // A later edit of the known field from the older replica still wins over the kept one.
         clock.advance(10)
         try older.write(author: "bob") { try $0.update("note", id: "n", values: ["pinned": .integer(2)]) }
-        let upgraded = try ReplicaStore.open(at: "\(directory)/older.db", schema: TestSchema.v2, wallClock: clock)
-        #expect(try upgraded.status().keptUnknownChanges == 0)
+        let upgraded = try ReplicaStore.open(at: "\(directory)/older.db", schema: SimulationSchema.v2, wallClock: clock)
+        #expect(try upgraded.status().parkedChanges == 0)
         #expect(try upgraded.read { try $0.row("note", id: "n") }
             == ["id": .text("n"), "text": .text("hi"), "pinned": .integer(2), "colour": .text("blue")])
         _ = try newer.apply(try upgraded.changes(notIn: VersionVector()))

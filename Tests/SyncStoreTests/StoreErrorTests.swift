@@ -10,7 +10,7 @@ import Testing
 @Suite("Store errors")
 struct StoreErrorTests {
     let directory = TestFiles.directory()
-    let clock = ManualClock()
+    let clock = SimulatedClock()
 
     /// A table whose names SQLite itself refuses past seven characters (a CHECK constraint).
     static let gadget = TableSchema("gadget", columns: [ColumnSchema("name", .text, .lastWriterWins)])
@@ -18,7 +18,7 @@ struct StoreErrorTests {
         SchemaMigration("checked-v1", sql: "CREATE TABLE gadget (id TEXT PRIMARY KEY NOT NULL, name TEXT CHECK (length(name) < 8))"),
     ])
 
-    func make(_ name: String = "a", schema: ReplicaSchema = TestSchema.v1, id: UInt64 = 1) throws -> ReplicaStore {
+    func make(_ name: String = "a", schema: ReplicaSchema = SimulationSchema.v1, id: UInt64 = 1) throws -> ReplicaStore {
         try ReplicaStore.create(at: "\(directory)/\(name).db", schema: schema, replicaID: ReplicaID(high: id, low: id),
                                 name: name, wallClock: clock)
     }
@@ -101,13 +101,13 @@ struct StoreErrorTests {
     @Test("store messages name no command or flag of the CLI")
     func noCommandNames() throws {
         let missing = #expect(throws: StoreError.self) {
-            try ReplicaStore.open(at: "\(directory)/missing.db", schema: TestSchema.v1, wallClock: clock)
+            try ReplicaStore.open(at: "\(directory)/missing.db", schema: SimulationSchema.v1, wallClock: clock)
         }
         #expect(missing?.code == .notAReplica && missing?.path == "\(directory)/missing.db")
         var random = SeededGenerator(seed: 1)
         let hubPath = "\(directory)/hub.db"
         _ = try SQLiteHubStore(path: hubPath, wallClock: clock, random: &random)
-        let asReplica = #expect(throws: StoreError.self) { try ReplicaStore.open(at: hubPath, schema: TestSchema.v1, wallClock: clock) }
+        let asReplica = #expect(throws: StoreError.self) { try ReplicaStore.open(at: hubPath, schema: SimulationSchema.v1, wallClock: clock) }
         _ = try make("r")
         let asHub = #expect(throws: StoreError.self) { try SQLiteHubStore(path: "\(directory)/r.db", wallClock: clock, random: &random) }
         for error in [missing, asReplica, asHub] {
@@ -131,13 +131,13 @@ struct StoreErrorTests {
 @Suite("Local edits over changes that arrived out of order")
 struct LocalEditOrderTests {
     let directory = TestFiles.directory()
-    let clock = ManualClock()
+    let clock = SimulatedClock()
 
     @Test("a local edit in a row's older life does not beat a stored write from its later life")
     func localEditOfOlderLifeLoses() throws {
-        let a = try ReplicaStore.create(at: "\(directory)/a.db", schema: TestSchema.v1, replicaID: ReplicaID(high: 1, low: 1),
+        let a = try ReplicaStore.create(at: "\(directory)/a.db", schema: SimulationSchema.v1, replicaID: ReplicaID(high: 1, low: 1),
                                         name: "a", wallClock: clock)
-        let reference = try ReplicaStore.create(at: "\(directory)/r.db", schema: TestSchema.v1, replicaID: ReplicaID(high: 3, low: 3),
+        let reference = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.v1, replicaID: ReplicaID(high: 3, low: 3),
                                                 name: "r", wallClock: clock)
         try a.write(author: "ann") { try $0.create("note", id: "n", values: ["text": .text("first")]) }
         // Replica b deleted and re-created the note (lives 2 and 3), then wrote its text in life 3.

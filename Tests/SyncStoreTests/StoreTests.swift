@@ -9,9 +9,9 @@ import Testing
 @Suite("Replica store")
 struct StoreTests {
     let directory = TestFiles.directory()
-    let clock = ManualClock()
+    let clock = SimulatedClock()
 
-    func make(_ name: String = "a", schema: ReplicaSchema = TestSchema.v1, id: UInt64 = 1) throws -> ReplicaStore {
+    func make(_ name: String = "a", schema: ReplicaSchema = SimulationSchema.v1, id: UInt64 = 1) throws -> ReplicaStore {
         try ReplicaStore.create(at: "\(directory)/\(name).db", schema: schema, replicaID: ReplicaID(high: id, low: id),
                                 name: name, wallClock: clock)
     }
@@ -76,17 +76,17 @@ struct StoreTests {
 
     @Test("changes to a column this schema does not know are kept and applied after upgrade")
     func unknownColumnsKept() throws {
-        let newer = try make("newer", schema: TestSchema.v2, id: 1)
-        let older = try make("older", schema: TestSchema.v1, id: 2)
+        let newer = try make("newer", schema: SimulationSchema.v2, id: 1)
+        let older = try make("older", schema: SimulationSchema.v1, id: 2)
         try newer.write(author: "ann") { try $0.create("note", id: "n", values: ["text": .text("hi"), "colour": .text("blue")]) }
         let summary = try older.apply(try newer.changes(notIn: VersionVector()))
-        #expect(summary.kept == 1)
+        #expect(summary.parked == 1)
         #expect(try older.read { try $0.row("note", id: "n")?["text"] } == .text("hi"))
         // Kept changes travel on: a third replica hears of them from the older one.
         #expect(try older.changes(notIn: VersionVector()).contains { $0.column == "colour" })
-        let upgraded = try ReplicaStore.open(at: "\(directory)/older.db", schema: TestSchema.v2, wallClock: clock)
+        let upgraded = try ReplicaStore.open(at: "\(directory)/older.db", schema: SimulationSchema.v2, wallClock: clock)
         #expect(try upgraded.read { try $0.row("note", id: "n")?["colour"] } == .text("blue"))
-        #expect(try upgraded.status().keptUnknownChanges == 0)
+        #expect(try upgraded.status().parkedChanges == 0)
     }
 
     @Test("a batch with a timestamp too far ahead is refused whole")
@@ -113,7 +113,7 @@ struct StoreTests {
         try a.write(author: "ann") { try $0.create("note", id: "n", values: ["text": .text("a")]) }
         let ahead = try a.changes(notIn: VersionVector())
         // b's wall clock is a minute behind a's (still within the 5-minute bound).
-        let behind = try ReplicaStore.open(at: "\(directory)/b.db", schema: TestSchema.v1, wallClock: FixedWallClock(millis: clock.nowMillis() - 60_000))
+        let behind = try ReplicaStore.open(at: "\(directory)/b.db", schema: SimulationSchema.v1, wallClock: FixedWallClock(millis: clock.nowMillis() - 60_000))
         _ = try behind.apply(ahead)
         try behind.write(author: "bob") { try $0.update("note", id: "n", values: ["text": .text("b after seeing a")]) }
         _ = b
@@ -186,9 +186,9 @@ struct StoreTests {
     func notAReplica() throws {
         let path = "\(directory)/junk.db"
         _ = FileManager.default.createFile(atPath: path, contents: Data("this is not sqlite at all".utf8))
-        let error = #expect(throws: StoreError.self) { try ReplicaStore.open(at: path, schema: TestSchema.v1, wallClock: clock) }
+        let error = #expect(throws: StoreError.self) { try ReplicaStore.open(at: path, schema: SimulationSchema.v1, wallClock: clock) }
         #expect(error?.code == .notAReplica)
-        #expect(throws: StoreError.self) { try ReplicaStore.open(at: "\(directory)/missing.db", schema: TestSchema.v1, wallClock: clock) }
+        #expect(throws: StoreError.self) { try ReplicaStore.open(at: "\(directory)/missing.db", schema: SimulationSchema.v1, wallClock: clock) }
         _ = try make("exists")
         let exists = #expect(throws: StoreError.self) { try make("exists") }
         #expect(exists?.code == .alreadyExists)
