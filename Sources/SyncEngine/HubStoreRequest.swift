@@ -93,6 +93,22 @@ public enum HubStoreOutcome: Sendable {
         case .record, .spendTokens: nil
         }
     }
+
+    /// The store's error, if the request failed: for the shell to log (its code, never contents)
+    /// before the session answers `STORAGE_FAILURE`, which carries no detail to the peer.
+    package var error: (any Error)? {
+        func failed<T>(_ result: Result<T, any Error>) -> (any Error)? {
+            if case let .failure(error) = result { error } else { nil }
+        }
+        return switch self {
+        case let .credential(result): failed(result)
+        case let .opened(result): failed(result)
+        case let .appended(result): failed(result)
+        case let .page(result): failed(result)
+        case let .originPage(result): failed(result)
+        case let .forked(result): failed(result)
+        }
+    }
 }
 
 extension HubStoreRequest {

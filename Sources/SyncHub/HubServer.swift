@@ -330,10 +330,22 @@ public actor HubServer: Service {
                     try? await state.channel.closeFuture.get()
                     return false
                 }
+                if let error = outcome.error { logStorageFailure(error) }
                 queue = state.session.storageCompleted(outcome, nowMillis: wallClock.nowMillis())[...] + queue
             }
         }
         return true
+    }
+
+    /// A storage failure the session will answer with `STORAGE_FAILURE`: the operator sees the
+    /// store's code and SQLite's extended result code, never record contents.
+    private nonisolated func logStorageFailure(_ error: any Error) {
+        if let error = error as? StoreError {
+            logger.error("storage failed", metadata: ["code": "\(error.code.name)",
+                                                      "sqlite": "\(error.sqliteExtendedCode.map(String.init) ?? "-")"])
+        } else {
+            logger.error("storage failed", metadata: ["error": "\(type(of: error))"])
+        }
     }
 
     static func millis(_ amount: TimeAmount) -> UInt64 { UInt64(max(0, amount.nanoseconds / 1_000_000)) }
