@@ -49,9 +49,7 @@ func runEngineBenchmark(quick: Bool, emitJSON: Bool) throws {
     let singleTransactions = quick ? 50 : 300
     let fieldsPerRow = 5
 
-    let columns = (1...fieldsPerRow).map { "f\($0)" }
-    let table = TableSchema("record", columns: columns.map { ColumnSchema($0, .text, .lastWriterWins) })
-    let schema = ReplicaSchema(version: 1, tables: [table], migrations: [SchemaMigration("bench-v1", sql: table.createStatement)])
+    let (columns, table, schema) = benchSchema(fields: fieldsPerRow)
     let work = NSTemporaryDirectory() + "caresync-bench-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: work) }
@@ -276,4 +274,11 @@ func upsertThroughCAPI(_ changes: [FieldChange], columns: [String], into connect
             try statement.run(change.row, change.value.textValue)
         }
     }
+}
+
+/// The benchmarks' schema: one table `record` of `fields` last-writer-wins text columns f1…fN.
+func benchSchema(fields: Int) -> (columns: [String], table: TableSchema, schema: ReplicaSchema) {
+    let columns = (1...max(fields, 1)).map { "f\($0)" }
+    let table = TableSchema("record", columns: columns.map { ColumnSchema($0, .text, .lastWriterWins) })
+    return (columns, table, ReplicaSchema(version: 1, tables: [table], migrations: [SchemaMigration("bench-v1", sql: table.createStatement)]))
 }

@@ -145,8 +145,7 @@ private func runLoadLevel(replicas: Int, options: LoadOptions, binary: String) a
         .trimmingCharacters(in: .whitespacesAndNewlines)
     guard let port = address.split(separator: ":").last.flatMap({ Int($0) }) else { throw BenchFailure("the hub printed no port") }
 
-    let table = TableSchema("record", columns: (1...max(options.fieldsPerSync, 1)).map { ColumnSchema("f\($0)", .text, .lastWriterWins) })
-    let schema = ReplicaSchema(version: 1, tables: [table], migrations: [SchemaMigration("bench-v1", sql: table.createStatement)])
+    let schema = benchSchema(fields: options.fieldsPerSync).schema
     var stores: [ReplicaStore] = []
     for index in 0..<replicas {
         stores.append(try ReplicaStore.create(at: "\(replicaDirectory)/r\(index).db", schema: schema,

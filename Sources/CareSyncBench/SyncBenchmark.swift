@@ -18,9 +18,7 @@ func runSyncBenchmark(quick: Bool, emitJSON: Bool) async throws {
     let work = NSTemporaryDirectory() + "caresync-syncbench-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: work) }
-    let columns = (1...5).map { "f\($0)" }
-    let table = TableSchema("record", columns: columns.map { ColumnSchema($0, .text, .lastWriterWins) })
-    let schema = ReplicaSchema(version: 1, tables: [table], migrations: [SchemaMigration("bench-v1", sql: table.createStatement)])
+    let (columns, table, schema) = benchSchema(fields: 5)
     var measures: [Measure] = []
     var readBack: [(name: String, synchronous: Int, journalMode: String)] = []
     func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }

@@ -146,7 +146,7 @@ public struct ClientSession {
             preconditionFailure("the idle deadline is the hub's; a client session never schedules it")
         }
         state = .failed(failure)
-        try? store.recordSyncOutcome(error: WireErrorCode.timeout.name)
+        try? store.recordSyncOutcome(error: WireError.Code.timeout.name)
         return [.close]
     }
 
@@ -168,7 +168,7 @@ public struct ClientSession {
         } catch let failure as SyncFailure {
             return fail(failure)
         } catch let error as StoreError {
-            let code: WireErrorCode = error.code == .clockSkew ? .clockSkew : .storageFailure
+            let code: WireError.Code = error.code == .clockSkew ? .clockSkew : .storageFailure
             return fail(SyncFailure(code, "local replica: \(error.message)", cause: error))
         } catch {
             return fail(SyncFailure(.storageFailure, "local replica: \(error)", cause: error))
@@ -439,7 +439,7 @@ public struct ClientSession {
                              openConflicts: health.openConflicts, schemaVersion: health.schemaVersion)
     }
 
-    private mutating func fail(_ failure: SyncFailure, tell code: WireErrorCode? = nil) -> [SessionAction] {
+    private mutating func fail(_ failure: SyncFailure, tell code: WireError.Code? = nil) -> [SessionAction] {
         state = .failed(failure)
         try? store.recordSyncOutcome(error: failure.code.name)
         let notice = code ?? failure.code

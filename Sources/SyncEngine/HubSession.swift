@@ -371,7 +371,7 @@ public struct HubSession: Sendable {
             if let first = result.equivocations.first {
                 // Never acknowledged: the hub keeps the version it holds (and the refused one as
                 // evidence); the replica learns at its next handshake what the hub holds of its origin.
-                return [record(.error(code: WireErrorCode.equivocation.name), replica, nowMillis),
+                return [record(.error(code: WireError.Code.equivocation.name), replica, nowMillis),
                         .send(.error(code: .equivocation, fatal: false, message: """
                     change \(first) (and \(result.equivocations.count - 1) more) is already held with other content; \
                     nothing of batch \(batch) stored; reconnect to recover this replica's own changes
@@ -379,7 +379,7 @@ public struct HubSession: Sendable {
             }
             return [.send(.pushAck(batch: batch, durable: result.durable, hubHead: result.head))]
         case .failure:
-            return [record(.error(code: WireErrorCode.storageFailure.name), replica, nowMillis),
+            return [record(.error(code: WireError.Code.storageFailure.name), replica, nowMillis),
                     .send(.error(code: .storageFailure, fatal: false, message: "the hub could not store the batch; nothing stored; retry later"))]
         }
     }
@@ -399,7 +399,7 @@ public struct HubSession: Sendable {
         // the negotiated limit; only a first change alone can be larger.
         let room = FrameBudget.changeBytes(maxBody: maxFrameBody)
         if page.bytes > room, let first = page.encoded.first {
-            return [record(.error(code: WireErrorCode.limitExceeded.name), replica, nowMillis),
+            return [record(.error(code: WireError.Code.limitExceeded.name), replica, nowMillis),
                     .send(.error(code: .limitExceeded, fatal: false, message: Self.tooLarge(first, page.bytes, maxFrameBody)))]
         }
         // The stored bytes go out as they are: the hub neither decodes nor re-encodes values.
@@ -455,12 +455,12 @@ public struct HubSession: Sendable {
         .store(.record(event, replica: replica, nowMillis: nowMillis))
     }
 
-    private mutating func reject(_ code: WireErrorCode, _ text: String) -> [SessionAction] {
+    private mutating func reject(_ code: WireError.Code, _ text: String) -> [SessionAction] {
         state = .closed
         return [.send(.reject(code: code, retryAfterMillis: code.retryable ? 5_000 : 0, message: text)), .close]
     }
 
-    private mutating func fail(_ code: WireErrorCode, _ text: String, nowMillis: UInt64) -> [SessionAction] {
+    private mutating func fail(_ code: WireError.Code, _ text: String, nowMillis: UInt64) -> [SessionAction] {
         var actions: [SessionAction] = []
         if case let .ready(replica, _) = state { actions.append(record(.error(code: code.name), replica, nowMillis)) }
         state = .closed

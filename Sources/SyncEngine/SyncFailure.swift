@@ -8,7 +8,7 @@ import SyncWire
 /// limits, never record contents, and no command or option of any program.
 public struct SyncFailure: Error, Equatable, Sendable, CustomStringConvertible {
     /// The protocol's error code for what went wrong.
-    public let code: WireErrorCode
+    public let code: WireError.Code
     /// One line for a person: what went wrong and, where it helps, what to do.
     public let message: String
     /// The least wait the hub asked for before reconnecting (from a reject); 0 when it asked none.
@@ -22,7 +22,7 @@ public struct SyncFailure: Error, Equatable, Sendable, CustomStringConvertible {
     ///   - message: One line for a person, without record contents.
     ///   - retryAfterMillis: The least wait before reconnecting, from the hub's reject.
     ///   - cause: The error underneath, kept for a caller that wants more than the code.
-    public init(_ code: WireErrorCode, _ message: String, retryAfterMillis: UInt64 = 0, cause: (any Error)? = nil) {
+    public init(_ code: WireError.Code, _ message: String, retryAfterMillis: UInt64 = 0, cause: (any Error)? = nil) {
         self.code = code
         self.message = message
         self.retryAfterMillis = retryAfterMillis

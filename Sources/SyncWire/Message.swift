@@ -102,7 +102,7 @@ public enum Message: Equatable, Sendable {
     /// Hub → client: the hello is accepted.
     case welcome(Welcome)
     /// Hub → client, instead of a welcome: the hello is refused.
-    case reject(code: WireErrorCode, retryAfterMillis: UInt64, message: String)
+    case reject(code: WireError.Code, retryAfterMillis: UInt64, message: String)
     /// A batch of changes from a replica; `batch` numbers batches within a session.
     case push(batch: UInt64, changes: [Change])
     /// The hub's contiguous durable counters for the origins of the acknowledged batch.
@@ -115,7 +115,7 @@ public enum Message: Equatable, Sendable {
     /// Client → hub: the replica's health, counts only.
     case heartbeat(ReplicaHealth)
     /// Either way: a failure; `fatal` ends the connection.
-    case error(code: WireErrorCode, fatal: Bool, message: String)
+    case error(code: WireError.Code, fatal: Bool, message: String)
     /// Either way: the sender is closing.
     case goodbye(reason: UInt64)
     /// Asks for the hub's changes of one origin with counters above `after`, in counter order: how a

@@ -262,11 +262,11 @@ public struct MessageCodec: Sendable {
         }
     }
 
-    static func errorCode(_ reader: inout ByteReader) throws -> WireErrorCode {
+    static func errorCode(_ reader: inout ByteReader) throws -> WireError.Code {
         let raw = try reader.varint()
         // Unknown codes from a newer peer are read as a generic malformed-message error rather
         // than refused: the peer is closing anyway and the code is informational.
-        return raw <= UInt64(UInt16.max) ? WireErrorCode(rawValue: UInt16(raw)) ?? .malformedMessage : .malformedMessage
+        return raw <= UInt64(UInt16.max) ? WireError.Code(rawValue: UInt16(raw)) ?? .malformedMessage : .malformedMessage
     }
 
     static func changeList(_ reader: inout ByteReader) throws -> [Change] {

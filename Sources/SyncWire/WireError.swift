@@ -68,8 +68,6 @@ extension WireError: Equatable {
     }
 }
 
-/// The code of a ``WireError``: the earlier spelling, kept so call sites read as they did.
-public typealias WireErrorCode = WireError.Code
 
 extension WireError {
     /// An error code on the wire (Protocol/errors.md). Stable numbers: a peer acts on the code,

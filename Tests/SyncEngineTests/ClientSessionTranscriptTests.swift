@@ -72,7 +72,7 @@ struct ClientFixture {
             author: "w", operation: .assign(.text(text))))
     }
 
-    static func fatal(_ code: WireErrorCode, _ actions: [SessionAction]) -> Bool {
+    static func fatal(_ code: WireError.Code, _ actions: [SessionAction]) -> Bool {
         guard actions.count == 2, case let .send(.error(sent, true, _)) = actions[0], actions[1] == .close else { return false }
         return sent == code
     }
@@ -199,7 +199,7 @@ struct ClientSessionTranscriptTests {
         let fixture = try F()
         defer { fixture.remove() }
         try fixture.edit("n1")
-        for (code, retryable) in [(WireErrorCode.storageFailure, true), (.clockSkew, false), (.equivocation, true)] {
+        for (code, retryable) in [(WireError.Code.storageFailure, true), (.clockSkew, false), (.equivocation, true)] {
             var (session, _) = fixture.welcomed()
             #expect(session.receive(.error(code: code, fatal: false, message: "no")) == [.send(.goodbye(reason: 0)), .close], "\(code)")
             #expect(session.failure?.code == code && session.failure?.retryable == retryable)
@@ -289,7 +289,7 @@ struct ClientSessionTranscriptTests {
     func goodbye() throws {
         let fixture = try F()
         defer { fixture.remove() }
-        for (reason, code) in [(UInt64(0), WireErrorCode.timeout), (1, .shuttingDown), (2, .authenticationFailed)] {
+        for (reason, code) in [(UInt64(0), WireError.Code.timeout), (1, .shuttingDown), (2, .authenticationFailed)] {
             var (session, _) = fixture.welcomed()
             #expect(session.receive(.goodbye(reason: reason)) == [.close])
             #expect(session.failure?.code == code, "goodbye \(reason)")

@@ -35,11 +35,11 @@ enum HubFixture {
     }
 
     /// What a fatal error in ready looks like: recorded for the operator view, told, closed.
-    static func fatal(_ code: WireErrorCode, _ text: String) -> [SessionAction] {
+    static func fatal(_ code: WireError.Code, _ text: String) -> [SessionAction] {
         [record(.error(code: code.name)), .send(.error(code: code, fatal: true, message: text)), .close]
     }
 
-    static func rejected(_ actions: [SessionAction]) -> (WireErrorCode, UInt64, String)? {
+    static func rejected(_ actions: [SessionAction]) -> (WireError.Code, UInt64, String)? {
         guard actions.count == 2, case let .send(.reject(code, retryAfter, text)) = actions[0], actions[1] == .close else { return nil }
         return (code, retryAfter, text)
     }
@@ -74,7 +74,7 @@ struct HubSessionTranscriptTests {
 
     @Test("validating a hello: each check in the order of the table, the first failure's reject (retry_after_ms 0), then close")
     func helloChecks() {
-        let cases: [(String, Message, WireErrorCode)] = [
+        let cases: [(String, Message, WireError.Code)] = [
             ("version 1 only", H.hello(min: 1, max: 1), .unsupportedVersion),
             ("min above max", H.hello(min: 2, max: 1), .unsupportedVersion),
             ("version 0", H.hello(min: 0, max: 2), .unsupportedVersion),
@@ -263,7 +263,7 @@ struct HubSessionTranscriptTests {
             == [H.idle, H.record(.hello(appVersion: "fork of \(H.replica.short)", schemaVersion: 1), newReplica),
                 .send(.forked(newReplica: newReplica, issuedCredential: [4]))])
         #expect(forked.replica == newReplica)
-        let refusals: [(Result<ForkResult, any Error>, WireErrorCode)] = [
+        let refusals: [(Result<ForkResult, any Error>, WireError.Code)] = [
             (.success(.idTaken), .enrolmentInvalid), (.success(.tooManyForks), .limitExceeded),
             (.success(.unknownReplica), .authenticationFailed), (.failure(StoreError(.database, "disk")), .storageFailure),
         ]

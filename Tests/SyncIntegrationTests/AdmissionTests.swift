@@ -44,7 +44,7 @@ enum AdmissionPeer {
     /// What a pushing session saw before the hub ended it.
     struct PushLog: Sendable {
         var acknowledged: [UInt64] = []
-        var error: (code: WireErrorCode, fatal: Bool)?
+        var error: (code: WireError.Code, fatal: Bool)?
         var errorAt: Date?
         var acksAfterError = 0
         /// The counter pushed after the hub's error (must not be stored).

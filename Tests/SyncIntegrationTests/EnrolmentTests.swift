@@ -40,7 +40,7 @@ struct EnrolmentTests {
         return nil
     }
 
-    func refusal(_ actions: [SessionAction]) -> (WireErrorCode, String)? {
+    func refusal(_ actions: [SessionAction]) -> (WireError.Code, String)? {
         if case let .send(.reject(code, _, text)) = actions.first { return (code, text) }
         return nil
     }

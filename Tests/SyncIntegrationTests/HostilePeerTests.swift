@@ -29,7 +29,7 @@ extension Integration.LoopbackTests {
         return .random(using: &random)
     }
 
-    static func fatal(_ answers: [Message], _ expected: WireErrorCode, _ context: String) {
+    static func fatal(_ answers: [Message], _ expected: WireError.Code, _ context: String) {
         guard case let .error(code, fatal, text)? = answers.last else {
             Issue.record("\(context): expected a fatal \(expected.name), got \(answers)")
             return

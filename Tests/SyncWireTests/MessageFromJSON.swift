@@ -129,9 +129,9 @@ enum MessageFromJSON {
             return id
         }
 
-        func code() throws -> WireErrorCode {
+        func code() throws -> WireError.Code {
             let name = try string("code")
-            guard let code = WireErrorCode.allCases.first(where: { $0.name == name }) else { throw Unreadable(description: "code \(name)") }
+            guard let code = WireError.Code.allCases.first(where: { $0.name == name }) else { throw Unreadable(description: "code \(name)") }
             return code
         }
 

@@ -193,7 +193,7 @@ struct MessageGenerator {
         return (0..<count).map { _ in change(large: large && Bool.random(using: &random)) }
     }
 
-    mutating func code() -> WireErrorCode { WireErrorCode.allCases.randomElement(using: &random)! }
+    mutating func code() -> WireError.Code { WireError.Code.allCases.randomElement(using: &random)! }
 
     mutating func message(large: Bool) -> Message {
         let kind = large ? [Message.Kind.push, .batch, .recovered].randomElement(using: &random)! : Message.Kind.allCases.randomElement(using: &random)!

@@ -59,8 +59,8 @@ struct SpecTableTests {
             names[code] = row[1].trimmingCharacters(in: CharacterSet(charactersIn: "`"))
             if row[4].hasPrefix("**Retry**") { retryable.insert(code) }
         }
-        #expect(names == Dictionary(uniqueKeysWithValues: WireErrorCode.allCases.map { ($0.rawValue, $0.name) }))
-        #expect(retryable == Set(WireErrorCode.allCases.filter(\.retryable).map(\.rawValue)),
+        #expect(names == Dictionary(uniqueKeysWithValues: WireError.Code.allCases.map { ($0.rawValue, $0.name) }))
+        #expect(retryable == Set(WireError.Code.allCases.filter(\.retryable).map(\.rawValue)),
                 "the codes whose 'what the receiver does' starts **Retry** are not the retryable ones")
     }
 }

@@ -16,7 +16,7 @@ struct VectorConformanceTests {
             #expect((vector.decoded == nil) != (vector.error == nil), "\(vector.name): exactly one of decoded and error")
             #expect(Hex.bytes(vector.hex) != nil, "\(vector.name): hex is well-formed")
             for code in [vector.error, vector.refused].compactMap({ $0 }) {
-                #expect(WireErrorCode.allCases.contains { $0.name == code }, "\(vector.name): \(code) is a WireErrorCode name")
+                #expect(WireError.Code.allCases.contains { $0.name == code }, "\(vector.name): \(code) is a WireError.Code name")
             }
             #expect(vector.refused == nil || vector.decoded != nil, "\(vector.name): only a vector that decodes is refused by the limits")
         }
@@ -77,9 +77,9 @@ struct VectorConformanceTests {
     static func refusal(of changes: [Change]) -> String? {
         for change in changes {
             if ChangeLimits.rangeViolation(of: change) ?? ChangeLimits.contentViolation(of: change) != nil {
-                return WireErrorCode.malformedMessage.name
+                return WireError.Code.malformedMessage.name
             }
-            if ChangeLimits.sizeViolation(of: change) != nil { return WireErrorCode.limitExceeded.name }
+            if ChangeLimits.sizeViolation(of: change) != nil { return WireError.Code.limitExceeded.name }
         }
         return nil
     }

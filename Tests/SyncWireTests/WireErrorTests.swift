@@ -61,6 +61,6 @@ struct WireErrorTests {
         #expect(WireError.Code(rawValue: 19)?.name == "MALFORMED_MESSAGE")
         #expect(WireError.Code(rawValue: 0) == nil)
         #expect(WireError.Code(rawValue: 22) == nil)
-        #expect(WireErrorCode.clockSkew.description == "CLOCK_SKEW")
+        #expect(WireError.Code.clockSkew.description == "CLOCK_SKEW")
     }
 }
