@@ -62,8 +62,12 @@ public struct LocalTransaction {
     public mutating func create(_ table: String, id: String, values: [String: FieldValue], scope: String = "") throws {
         let schema = try tableSchema(table)
         let ref = try context.rowRef(table: table, key: id, scope: scope)
-        if ref.exists { throw StoreError(.rowExists, "\(table) \(id) already exists", table: table, row: id) }
-        if ref.causalLength > 0 && !schema.deletable {
+        let causalLength: UInt64
+        do {
+            causalLength = try CausalLength.afterCreate(ref.causalLength, deletable: schema.deletable)
+        } catch .exists {
+            throw StoreError(.rowExists, "\(table) \(id) already exists", table: table, row: id)
+        } catch .notDeletable {
             throw StoreError(.notDeletable, "\(table) \(id) cannot be re-created", table: table, row: id)
         }
         var fields: [FieldEdit] = []
@@ -77,7 +81,7 @@ public struct LocalTransaction {
             try checkType(column, value, table: table)
             fields.append(try edit(ref, column, .assign(value)))
         }
-        try emit(schema, key: id, causalLength: ref.causalLength + 1, setsLife: true, fields: fields,
+        try emit(schema, key: id, causalLength: causalLength, setsLife: true, fields: fields,
                  scope: ref.scope.isEmpty ? scope : ref.scope)
     }
 
@@ -130,7 +134,10 @@ public struct LocalTransaction {
         let schema = try tableSchema(table)
         guard schema.deletable else { throw StoreError(.notDeletable, "\(table) records are never deleted; void them instead", table: table, row: id) }
         let ref = try requireRow(table, id)
-        try emit(schema, key: id, causalLength: ref.causalLength + 1, setsLife: true, fields: [], scope: ref.scope)
+        guard let causalLength = CausalLength.afterDelete(ref.causalLength) else {
+            throw StoreError(.rowNotFound, "no \(table) with id \(id)", table: table, row: id)
+        }
+        try emit(schema, key: id, causalLength: causalLength, setsLife: true, fields: [], scope: ref.scope)
     }
 
     /// Adds an element to a set field; it removes nothing this replica has seen added.

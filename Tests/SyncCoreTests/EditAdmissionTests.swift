@@ -18,6 +18,17 @@ struct EditAdmissionTests {
         value.map { FieldResolution(value: .text($0), candidates: conflicting.enumerated().map { write(UInt64($0.offset + 1), $0.element) }) }
     }
 
+    @Test("a local create takes the next odd causal length; a live row or a non-deletable table's re-create is refused")
+    func createAndDeleteLengths() throws {
+        #expect(try CausalLength.afterCreate(0, deletable: false) == 1)
+        #expect(try CausalLength.afterCreate(2, deletable: true) == 3)
+        #expect(throws: CausalLength.CreateRefusal.exists) { try CausalLength.afterCreate(1, deletable: true) }
+        #expect(throws: CausalLength.CreateRefusal.exists) { try CausalLength.afterCreate(3, deletable: false) }
+        #expect(throws: CausalLength.CreateRefusal.notDeletable) { try CausalLength.afterCreate(2, deletable: false) }
+        #expect(CausalLength.afterDelete(1) == 2 && CausalLength.afterDelete(5) == 6)
+        #expect(CausalLength.afterDelete(0) == nil && CausalLength.afterDelete(2) == nil)
+    }
+
     @Test("a status moves forward, never back, never out of a terminal status", arguments: [
         (nil, "draft", AssignAdmission.admitted), (nil, "done", .admitted), ("draft", "open", .admitted), ("open", "open", .admitted),
         ("open", "draft", .backwards), ("done", "open", .backwards), ("done", "void", .backwards), ("done", "done", .admitted),
