@@ -36,7 +36,7 @@ public final class CareReplica: Sendable {
     /// - Returns: the open replica.
     /// - Throws: `StoreError` when the file exists or cannot be created.
     public static func create(at path: String, name: String, wallClock: any WallClock, random: RandomSource, replicaID: ReplicaID? = nil,
-                              maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis) throws -> CareReplica {
+                              maxClockSkewMillis: UInt64 = HybridClock.defaultMaxClockSkewMillis) throws -> CareReplica {
         var generator = random
         let store = try ReplicaStore.create(at: path, schema: CareSchema.schema,
                                             replicaID: replicaID ?? ReplicaID.random(using: &generator), name: name,
@@ -61,7 +61,7 @@ public final class CareReplica: Sendable {
     /// - Returns: the open replica.
     /// - Throws: `StoreError` when the file is missing, is not a replica, or has a newer schema.
     public static func open(at path: String, wallClock: any WallClock, random: RandomSource,
-                            maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis,
+                            maxClockSkewMillis: UInt64 = HybridClock.defaultMaxClockSkewMillis,
                             access: StoreAccess = .readWrite) throws -> CareReplica {
         let store = try ReplicaStore.open(at: path, schema: CareSchema.schema, wallClock: wallClock,
                                           maxClockSkewMillis: maxClockSkewMillis, access: access)

@@ -126,7 +126,7 @@ public struct ClockError: Error, Hashable, Sendable, CustomStringConvertible {
 /// Hybrid logical clock (Kulkarni et al.): timestamps never go backwards even when the wall clock
 /// does, and every timestamp observed from a peer is followed by larger local ones.
 ///
-/// Remote timestamps more than `maxForwardDriftMillis` ahead of our wall clock are refused rather
+/// Remote timestamps more than `maxClockSkewMillis` ahead of our wall clock are refused rather
 /// than adopted: adopting one would drag every later local timestamp into the future and let a
 /// single bad clock win every last-writer-wins field for as long as the drift lasts.
 ///
@@ -138,20 +138,20 @@ public struct ClockError: Error, Hashable, Sendable, CustomStringConvertible {
 /// ```
 public struct HybridClock: Sendable, Equatable {
     /// Five minutes: the hub's CLOCK_SKEW bound too (Protocol/errors.md).
-    public static let defaultMaxForwardDriftMillis: UInt64 = 5 * 60 * 1000
+    public static let defaultMaxClockSkewMillis: UInt64 = 5 * 60 * 1000
 
     /// The latest timestamp issued or observed.
     public private(set) var last: HybridTimestamp
     /// How far ahead of the wall clock an observed timestamp may be.
-    public let maxForwardDriftMillis: UInt64
+    public let maxClockSkewMillis: UInt64
 
     /// A clock that continues after `last`.
     /// - Parameters:
     ///   - last: the latest timestamp issued or observed before (persisted by the replica).
-    ///   - maxForwardDriftMillis: how far ahead an observed timestamp may be.
-    public init(last: HybridTimestamp = .zero, maxForwardDriftMillis: UInt64 = defaultMaxForwardDriftMillis) {
+    ///   - maxClockSkewMillis: how far ahead an observed timestamp may be.
+    public init(last: HybridTimestamp = .zero, maxClockSkewMillis: UInt64 = defaultMaxClockSkewMillis) {
         self.last = last
-        self.maxForwardDriftMillis = maxForwardDriftMillis
+        self.maxClockSkewMillis = maxClockSkewMillis
     }
 
     /// A new local timestamp, strictly greater than every one issued or observed before.
@@ -171,10 +171,10 @@ public struct HybridClock: Sendable, Equatable {
     /// - Parameters:
     ///   - remote: a timestamp from another replica.
     ///   - wallMillis: the local wall clock.
-    /// - Throws: ``ClockError`` if `remote` is more than `maxForwardDriftMillis` ahead; the clock
+    /// - Throws: ``ClockError`` if `remote` is more than `maxClockSkewMillis` ahead; the clock
     ///   is then unchanged.
     public mutating func observe(_ remote: HybridTimestamp, wallMillis: UInt64) throws(ClockError) {
-        try Self.check(remote, wallMillis: wallMillis, maxForwardDriftMillis: maxForwardDriftMillis)
+        try Self.check(remote, wallMillis: wallMillis, maxClockSkewMillis: maxClockSkewMillis)
         if remote > last { last = remote }
     }
 
@@ -183,11 +183,11 @@ public struct HybridClock: Sendable, Equatable {
     /// - Parameters:
     ///   - remote: the timestamp from elsewhere.
     ///   - wallMillis: the local wall clock.
-    ///   - maxForwardDriftMillis: how far ahead `remote` may be.
+    ///   - maxClockSkewMillis: how far ahead `remote` may be.
     /// - Throws: ``ClockError`` if `remote` is further ahead than that.
-    public static func check(_ remote: HybridTimestamp, wallMillis: UInt64, maxForwardDriftMillis: UInt64) throws(ClockError) {
-        if ClockSkew.isTooFarAhead(remote, nowMillis: wallMillis, limitMillis: maxForwardDriftMillis) {
-            throw ClockError(remoteMillis: remote.physicalMillis, localMillis: wallMillis, limitMillis: maxForwardDriftMillis)
+    public static func check(_ remote: HybridTimestamp, wallMillis: UInt64, maxClockSkewMillis: UInt64) throws(ClockError) {
+        if ClockSkew.isTooFarAhead(remote, nowMillis: wallMillis, limitMillis: maxClockSkewMillis) {
+            throw ClockError(remoteMillis: remote.physicalMillis, localMillis: wallMillis, limitMillis: maxClockSkewMillis)
         }
     }
 

@@ -77,14 +77,14 @@ public final class ReplicaStore: Sendable {
     ///   file cannot have WAL with `synchronous=FULL`; `.database` for SQLite's failures.
     public static func create(at path: String, schema: ReplicaSchema, replicaID: ReplicaID, name: String,
                               wallClock: any WallClock,
-                              maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis,
+                              maxClockSkewMillis: UInt64 = HybridClock.defaultMaxClockSkewMillis,
                               logger: Logger = defaultLogger()) throws -> ReplicaStore {
         try create(at: path, schema: schema, replicaID: replicaID, name: name, wallClock: wallClock,
                    maxClockSkewMillis: maxClockSkewMillis, logger: logger, options: StoreConnectionOptions())
     }
 
     package static func create(at path: String, schema: ReplicaSchema, replicaID: ReplicaID, name: String,
-                               wallClock: any WallClock, maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis,
+                               wallClock: any WallClock, maxClockSkewMillis: UInt64 = HybridClock.defaultMaxClockSkewMillis,
                                logger: Logger = defaultLogger(), options: StoreConnectionOptions) throws -> ReplicaStore {
         guard !FileManager.default.fileExists(atPath: path) else {
             throw StoreError(.alreadyExists, "a file already exists at \(path); choose another path", path: path)
@@ -129,14 +129,14 @@ public final class ReplicaStore: Sendable {
     ///   (left as it was); `.schemaTooNew` for a file of a newer program; `.schemaTooOld` for a
     ///   read-only open of a file that needs migrating; `.notDurable`; `.database`.
     public static func open(at path: String, schema: ReplicaSchema, wallClock: any WallClock,
-                            maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis,
+                            maxClockSkewMillis: UInt64 = HybridClock.defaultMaxClockSkewMillis,
                             access: StoreAccess = .readWrite, logger: Logger = defaultLogger()) throws -> ReplicaStore {
         try open(at: path, schema: schema, wallClock: wallClock, maxClockSkewMillis: maxClockSkewMillis, access: access,
                  logger: logger, options: StoreConnectionOptions())
     }
 
     package static func open(at path: String, schema: ReplicaSchema, wallClock: any WallClock,
-                             maxClockSkewMillis: UInt64 = HybridClock.defaultMaxForwardDriftMillis,
+                             maxClockSkewMillis: UInt64 = HybridClock.defaultMaxClockSkewMillis,
                              access: StoreAccess = .readWrite, logger: Logger = defaultLogger(),
                              options: StoreConnectionOptions) throws -> ReplicaStore {
         _ = try StoreFile.expect(.replica, at: path, options: options)
@@ -250,7 +250,7 @@ public final class ReplicaStore: Sendable {
                 """, arguments: [replicaID.hex]) ?? 0
             var transaction = LocalTransaction(
                 context: context, replicaID: replicaID, author: author, counter: UInt64(clamping: max(state[0] as Int64, ownMax)),
-                clock: HybridClock(last: HybridTimestamp(rawValue: UInt64(bitPattern: state[1])), maxForwardDriftMillis: maxClockSkewMillis),
+                clock: HybridClock(last: HybridTimestamp(rawValue: UInt64(bitPattern: state[1])), maxClockSkewMillis: maxClockSkewMillis),
                 wallMillis: UInt64(context.recordedAt))
             let result = try body(&transaction)
             try context.db.execute(sql: "UPDATE sync_state SET counter = ?, hlc = ? WHERE id = 1", arguments: [
@@ -287,7 +287,7 @@ public final class ReplicaStore: Sendable {
         var newest = HybridTimestamp.zero
         for change in changes {
             do {
-                try HybridClock.check(change.timestamp, wallMillis: now, maxForwardDriftMillis: maxClockSkewMillis)
+                try HybridClock.check(change.timestamp, wallMillis: now, maxClockSkewMillis: maxClockSkewMillis)
             } catch {
                 throw StoreError(.clockSkew, "batch refused, nothing applied: change \(change.id) \(error)", table: change.table,
                                  row: change.row, change: change.id, cause: error)

@@ -56,7 +56,7 @@ struct HybridClockTests {
         var clock = HybridClock()
         _ = clock.tick(wallMillis: wall)
         let before = clock
-        let bound = HybridClock.defaultMaxForwardDriftMillis
+        let bound = HybridClock.defaultMaxClockSkewMillis
         #expect(bound == 300_000)
         let remote = HybridTimestamp(physicalMillis: wall + bound + 1, logical: 0)
         #expect(throws: ClockError(remoteMillis: wall + bound + 1, localMillis: wall, limitMillis: bound)) {
@@ -85,7 +85,7 @@ struct HybridClockTests {
         #expect(!ClockSkew.isTooFarAhead(ahead(HybridTimestamp.maxPhysicalMillis), nowMillis: wall, limitMillis: .max))
         #expect(!ClockSkew.isTooFarAhead(ahead(HybridTimestamp.maxPhysicalMillis), nowMillis: .max, limitMillis: limit))
         #expect(ClockSkew.isTooFarAhead(ahead(HybridTimestamp.maxPhysicalMillis), nowMillis: 0, limitMillis: limit))
-        var clock = HybridClock(maxForwardDriftMillis: .max)
+        var clock = HybridClock(maxClockSkewMillis: .max)
         #expect(throws: Never.self) { try clock.observe(ahead(HybridTimestamp.maxPhysicalMillis), wallMillis: wall) }
     }
 
@@ -93,7 +93,7 @@ struct HybridClockTests {
     func observeWithinBound() throws {
         var clock = HybridClock()
         _ = clock.tick(wallMillis: wall)
-        let remote = HybridTimestamp(physicalMillis: wall + HybridClock.defaultMaxForwardDriftMillis, logical: 7)
+        let remote = HybridTimestamp(physicalMillis: wall + HybridClock.defaultMaxClockSkewMillis, logical: 7)
         try clock.observe(remote, wallMillis: wall)
         #expect(clock.last == remote)
         #expect(clock.tick(wallMillis: wall) == HybridTimestamp(physicalMillis: remote.physicalMillis, logical: 8))
@@ -109,7 +109,7 @@ struct HybridClockTests {
 
     @Test("The drift bound is configurable")
     func customBound() {
-        var clock = HybridClock(maxForwardDriftMillis: 1_000)
+        var clock = HybridClock(maxClockSkewMillis: 1_000)
         #expect(throws: ClockError.self) { try clock.observe(HybridTimestamp(physicalMillis: wall + 1_001, logical: 0), wallMillis: wall) }
         #expect(throws: Never.self) { try clock.observe(HybridTimestamp(physicalMillis: wall + 1_000, logical: 0), wallMillis: wall) }
     }
