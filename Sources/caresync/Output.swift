@@ -69,8 +69,10 @@ enum Output {
         encoder.keyEncodingStrategy = .convertToSnakeCase
         let data: Data
         do { data = try encoder.encode(value) } catch {
-            // The encoder names the key path that failed, never a value.
-            throw fail("could not encode JSON output (\(String(describing: error).prefix(200)))", code: "OUTPUT", exit: .storage)
+            // Only the key path that failed: an EncodingError's description carries the value.
+            var path = ""
+            if case let EncodingError.invalidValue(_, context) = error { path = context.codingPath.map(\.stringValue).joined(separator: ".") }
+            throw fail("could not encode JSON output\(path.isEmpty ? "" : " at \(path)")", code: "OUTPUT", exit: .storage)
         }
         print(String(decoding: data, as: UTF8.self))
     }
