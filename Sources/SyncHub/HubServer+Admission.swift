@@ -7,7 +7,7 @@ import SyncWire
 /// the shell around `ConnectionRegistry`'s decisions (Protocol/session.md, "Admission").
 extension HubServer {
     enum Entry {
-        case admitted(AdmissionControl.ConnectionID, handshake: TimeAmount)
+        case admitted(AdmissionControl.ConnectionID, handshakeMillis: UInt64)
         case busy
     }
 
@@ -30,7 +30,7 @@ extension HubServer {
     /// In the accept loop: what `admit` decided for this connection.
     nonisolated func entry(_ channel: any Channel) -> Entry {
         switch registry.decision(for: channel) {
-        case let .admitted(id, handshakeMillis, _): .admitted(id, handshake: .milliseconds(Int64(clamping: handshakeMillis)))
+        case let .admitted(id, handshakeMillis, _): .admitted(id, handshakeMillis: handshakeMillis)
         case .busy: .busy
         }
     }

@@ -200,8 +200,8 @@ public actor HubServer: Service {
             try await server.executeThenClose { connections in
                 for try await (connection, limit, events) in connections {
                     switch self.entry(connection.channel) {
-                    case let .admitted(id, handshake):
-                        group.addTask { await self.serve(connection, limit: limit, events: events, id: id, handshake: handshake) }
+                    case let .admitted(id, handshakeMillis):
+                        group.addTask { await self.serve(connection, limit: limit, events: events, id: id, handshakeMillis: handshakeMillis) }
                     case .busy:
                         group.addTask { await self.refuseBusy(connection) }
                     }
@@ -218,7 +218,7 @@ public actor HubServer: Service {
 
     /// Runs one session to its end. Every exit path closes the connection.
     private nonisolated func serve(_ connection: NIOAsyncChannel<Frame, Frame>, limit: FrameLimit, events: SessionEvents<SessionTimer>,
-                       id: AdmissionControl.ConnectionID, handshake deadline: TimeAmount) async {
+                       id: AdmissionControl.ConnectionID, handshakeMillis: UInt64) async {
         defer { registry.forget(id) }
         var sessionConfiguration = configuration.session
         sessionConfiguration.idleMillis = Self.millis(configuration.idle)
@@ -234,7 +234,7 @@ public actor HubServer: Service {
                 // stops and the channel's back-pressure holds the socket.
                 try await events.feeding(from: inbound) {
                     try await drive(&connectionState, events: events, limit: limit, outbound: outbound,
-                                    start: connectionState.session.start(handshakeMillis: Self.millis(deadline)))
+                                    start: connectionState.session.start(handshakeMillis: handshakeMillis))
                 }
             }
         } catch {
@@ -347,8 +347,6 @@ public actor HubServer: Service {
             logger.error("storage failed", metadata: ["error": "\(type(of: error))"])
         }
     }
-
-    static func millis(_ amount: TimeAmount) -> UInt64 { UInt64(max(0, amount.nanoseconds / 1_000_000)) }
 
     /// Whole milliseconds of a configured duration; 0 for a negative one.
     static func millis(_ amount: Duration) -> UInt64 {
