@@ -9,11 +9,7 @@ import Testing
 /// The hub's session state machine without a network: what it accepts, refuses and stores.
 @Suite("Hub session")
 struct HubSessionTests {
-    let directory: String = {
-        let path = NSTemporaryDirectory() + "caresync-hubsession-" + UUID().uuidString
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }()
+    let directory = TestFiles.directory("hubsession")
 
     func readySession(_ store: SQLiteHubStore, replica: ReplicaID, now: UInt64) throws -> InlineHubSession {
         var random = SeededGenerator(seed: 7)

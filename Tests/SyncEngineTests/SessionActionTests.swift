@@ -8,11 +8,7 @@ import Testing
 
 @Suite("Session actions: storage requests, deadlines, relayed bytes")
 struct SessionActionTests {
-    let directory: String = {
-        let path = NSTemporaryDirectory() + "caresync-actions-" + UUID().uuidString
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }()
+    let directory = TestFiles.directory("actions")
     static let now: UInt64 = 1_750_000_000_000
 
     @Test("the hub session asks for storage and acknowledges only from the append's outcome")

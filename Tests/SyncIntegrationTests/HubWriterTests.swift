@@ -76,11 +76,7 @@ final class CountingHubStore: HubStore {
 /// hub ended meanwhile. (The sessions' own storage requests are SyncEngineTests' SessionActionTests.)
 @Suite("Hub writer: group commit")
 struct HubWriterTests {
-    let directory: String = {
-        let path = NSTemporaryDirectory() + "caresync-writer-" + UUID().uuidString
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }()
+    let directory = TestFiles.directory("writer")
     static let now: UInt64 = 1_750_000_000_000
 
     func hubStore() throws -> SQLiteHubStore {
