@@ -130,7 +130,7 @@ struct ClientSessionTranscriptTests {
     func welcomeVersion() throws {
         let fixture = try F()
         defer { fixture.remove() }
-        for version in [1, 3] as [UInt64] {
+        for version in [ProtocolConstants.version - 1, ProtocolConstants.version + 1] {
             var session = fixture.started()
             #expect(F.fatal(.unsupportedVersion, session.receive(F.welcome(version: version, issued: [1]))))
             #expect(try fixture.store.hubLink()?.credential == nil, "the refused welcome's secret is not kept")
@@ -271,7 +271,7 @@ struct ClientSessionTranscriptTests {
             .recovered(origin: own, nextCounter: 0, more: false, changes: [], provenance: .none),
             .forked(newReplica: ReplicaID(high: 6, low: 6), issuedCredential: [1], certificate: nil),
             F.welcome(),
-            .hello(Hello(protocolMin: 2, protocolMax: 2, schemaVersion: 1, replica: own, appVersion: "x", credential: .none, maxFrameBody: 65_536, deviceKey: [])),
+            .hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: own, appVersion: "x", credential: .none, maxFrameBody: 65_536, deviceKey: [])),
             .push(batch: 1, changes: [], provenance: .none), .pull(cursor: 0, byteBudget: 1), .recover(origin: own, after: 0, byteBudget: 1),
             .fork(newReplica: ReplicaID(high: 6, low: 6), deviceKey: [UInt8](repeating: 0, count: 32)),
             .heartbeat(ReplicaHealth(pendingChanges: 0, oldestUnsyncedAgeMillis: 0, openConflicts: 0, schemaVersion: 1)),

@@ -101,7 +101,7 @@ struct HubSessionTests {
         #expect(text.contains("revoked"), "refused because of the revocation: \(text)")
     }
 
-    @Test("a hello of protocol version 1 (single-field changes) is rejected UNSUPPORTED_VERSION, naming both versions; 1 to 2 is welcomed with 2")
+    @Test("a hello of protocol version 1 or 2 (unsigned changes) is rejected UNSUPPORTED_VERSION, naming both versions; 2 to 3 is welcomed with 3")
     func versionOneRejected() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var random = SeededGenerator(seed: 4)
@@ -113,20 +113,22 @@ struct HubSessionTests {
             return session.receive(.hello(Hello(protocolMin: min, protocolMax: max, schemaVersion: 1, replica: replica, appVersion: "caresync/0.4.0",
                                                 credential: .device(secret), maxFrameBody: 65_536, deviceKey: [])), nowMillis: 2_000)
         }
-        let old = hello(1, 1)
-        guard case let .send(.reject(.unsupportedVersion, retryAfter, text)) = old.first else {
-            Issue.record("expected UNSUPPORTED_VERSION, got \(old)")
+        for version in [1, 2] as [UInt64] {
+            let old = hello(version, version)
+            guard case let .send(.reject(.unsupportedVersion, retryAfter, text)) = old.first else {
+                Issue.record("expected UNSUPPORTED_VERSION for version \(version), got \(old)")
+                return
+            }
+            #expect(old.last == .close)
+            #expect(retryAfter == 0, "an old client must be updated, not retried")
+            #expect(text == "this hub speaks protocol version 3 only; the client offered \(version) to \(version): update the client")
+            #expect(text.utf8.count <= 256)
+        }
+        guard case let .send(.welcome(welcome)) = hello(2, 3).first else {
+            Issue.record("a client speaking 2 to 3 was refused")
             return
         }
-        #expect(old.last == .close)
-        #expect(retryAfter == 0, "an old client must be updated, not retried")
-        #expect(text == "this hub speaks protocol version 2 only; the client offered 1 to 1: update the client")
-        #expect(text.utf8.count <= 256)
-        guard case let .send(.welcome(welcome)) = hello(1, 2).first else {
-            Issue.record("a client speaking 1 to 2 was refused")
-            return
-        }
-        #expect(welcome.protocolVersion == 2)
+        #expect(welcome.protocolVersion == 3)
     }
 
     /// Enrols `replica` with a fresh token and returns its issued secret; the session then sends

@@ -175,7 +175,7 @@ struct HubSessionTranscriptTests {
     func unexpected() {
         let messages: [(Message, String)] = [
             (H.hello(), "hello after the handshake"),
-            (.welcome(Welcome(protocolVersion: 2, schemaVersion: 1, hub: H.hub, maxFrameBody: 65_536, issuedCredential: [], hubTimeMillis: 0,
+            (.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: H.hub, maxFrameBody: 65_536, issuedCredential: [], hubTimeMillis: 0,
                               heartbeatIntervalMillis: 1, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil)), "welcome is not a client message"),
             (.reject(code: .busy, retryAfterMillis: 0, message: "x"), "reject is not a client message"),
             (.pushAck(batch: 1, durable: VersionVector(), hubHead: 0), "pushAck is not a client message"),
