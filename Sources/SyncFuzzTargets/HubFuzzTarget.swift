@@ -114,6 +114,8 @@ enum HubFuzzTarget {
             hello.schemaVersion = fuzzed.schemaVersion
             hello.appVersion = fuzzed.appVersion
             hello.maxFrameBody = fuzzed.maxFrameBody
+            // A decoded hello's key is empty below protocol_max 3, so it fits either range below.
+            hello.deviceKey = fuzzed.deviceKey
             if mode & 2 == 2 {
                 hello.protocolMin = fuzzed.protocolMin
                 hello.protocolMax = fuzzed.protocolMax
