@@ -33,6 +33,12 @@ public struct Provenance: Hashable, Sendable {
         self.certificates = certificates
     }
 
+    /// For the decoder, which has checked both orders as it read them.
+    private init(checkedHeads heads: [SignedHead], certificates: [DeviceCertificate]) {
+        self.heads = heads
+        self.certificates = certificates
+    }
+
     /// Whether `heads` are strictly ascending by origin, then counter.
     public static func isAscending(_ heads: [SignedHead]) -> Bool {
         zip(heads, heads.dropFirst()).allSatisfy { precedes($0, $1) }
@@ -105,7 +111,7 @@ public struct Provenance: Hashable, Sendable {
             }
             certificates.append(certificate)
         }
-        return Provenance(heads: heads, certificates: certificates)
+        return Provenance(checkedHeads: heads, certificates: certificates)
     }
 }
 
