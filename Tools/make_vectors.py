@@ -14,6 +14,7 @@ files in git, not by this script: regenerate only when a vector is added or chan
 """
 
 import argparse
+import hashlib
 import json
 import os
 import struct
@@ -31,7 +32,8 @@ CODES = {"MALFORMED_FRAME": 1, "FRAME_TOO_LARGE": 2, "UNKNOWN_MESSAGE": 3, "RESE
          "UNEXPECTED_MESSAGE": 8, "UNSUPPORTED_VERSION": 9, "SCHEMA_MISMATCH": 10,
          "AUTHENTICATION_FAILED": 11, "ENROLMENT_INVALID": 12, "TIMEOUT": 13, "BUSY": 14,
          "CLOCK_SKEW": 15, "STORAGE_FAILURE": 16, "SHUTTING_DOWN": 17, "LIMIT_EXCEEDED": 18,
-         "MALFORMED_MESSAGE": 19, "EQUIVOCATION": 20, "CURSOR_AHEAD": 21}
+         "MALFORMED_MESSAGE": 19, "EQUIVOCATION": 20, "CURSOR_AHEAD": 21, "SIGNATURE_INVALID": 22,
+         "CHAIN_GAP": 23, "UNSIGNED_CHANGES": 24, "UNKNOWN_DEVICE": 25, "HUB_KEY_CHANGED": 26}
 VALUE_TAGS = {"null": 0, "integer": 1, "real": 2, "text": 3, "blob": 4}
 OPERATIONS = {"assign": 1, "add": 2, "remove": 3, "increment": 4}
 
@@ -163,6 +165,69 @@ def put_changes(out, changes):
         put_change(out, change, f"change[{index}]")
 
 
+def put_head(out, head, label):
+    """identity.md, "Signed heads"."""
+    put_replica(out, head["origin"], f"{label} origin")
+    assert head["counter"] >= 1
+    put_varint(out, head["counter"], f"{label} counter")
+    chain = bytes.fromhex(head["chain"])
+    assert len(chain) == 32
+    out.add(chain, f"{label} chain")
+    assert head["signer"] in (0, 1)
+    out.add([head["signer"]], f"{label} signer = {head['signer']} ({'origin' if head['signer'] == 0 else 'hub attestation'})")
+    signature = bytes.fromhex(head["signature"])
+    assert len(signature) == 64
+    out.add(signature, f"{label} signature")
+
+
+def certificate_out(certificate, label):
+    """identity.md, "Device certificates": the certificate's own bytes."""
+    out = Out()
+    put_replica(out, certificate["replica"], f"{label} replica")
+    key = bytes.fromhex(certificate["public_key"])
+    assert len(key) == 32
+    out.add(key, f"{label} public key")
+    assert certificate["team"]
+    put_string(out, certificate["team"], f"{label} team")
+    put_varint(out, certificate["issued_at_ms"], f"{label} issued_at_ms")
+    put_varint(out, certificate["attested_through"], f"{label} attested_through")
+    signature = bytes.fromhex(certificate["signature"])
+    assert len(signature) == 64
+    out.add(signature, f"{label} signature")
+    return out
+
+
+def put_certificate(out, certificate, label):
+    """A `bytes` holding one certificate; empty for none."""
+    if certificate is None:
+        out.add([0], f"{label}: length 0 (none)")
+        return
+    body = certificate_out(certificate, label)
+    out.add(varint(len(body.bytes())), f"{label}: length {len(body.bytes())}")
+    out.extend(body)
+
+
+def put_provenance(out, message):
+    """identity.md, "Messages in protocol version 3": heads, then certificates."""
+    heads, certificates = message["heads"], message["certificates"]
+    keys = [(bytes.fromhex(head["origin"]), head["counter"]) for head in heads]
+    assert keys == sorted(set(keys)), "heads must be strictly ascending by origin, then counter"
+    replicas = [bytes.fromhex(certificate["replica"]) for certificate in certificates]
+    assert replicas == sorted(set(replicas)), "certificates must be strictly ascending by replica"
+    out.add(varint(len(heads)), f"heads: count {len(heads)}")
+    for index, head in enumerate(heads):
+        put_head(out, head, f"head[{index}]")
+    out.add(varint(len(certificates)), f"certificates: count {len(certificates)}")
+    for index, certificate in enumerate(certificates):
+        put_certificate(out, certificate, f"certificate[{index}]")
+
+
+def put_raw(out, hex_text, size, label):
+    data = bytes.fromhex(hex_text)
+    assert len(data) == size, (label, len(data))
+    out.add(data, label)
+
+
 def payload(message):
     """The uncompressed payload of a message in its decoded JSON shape."""
     out = Out()
@@ -183,6 +248,12 @@ def payload(message):
             out.add([2], "credential kind 2 (device secret)")
             put_bytes(out, bytes.fromhex(value), "device secret")
         put_varint(out, message["max_frame_body"], "max_frame_body")
+        key = bytes.fromhex(message["device_key"])
+        if message["protocol_max"] >= 3:
+            assert len(key) in (0, 32)
+            put_bytes(out, key, "device_key")
+        else:
+            assert not key, "a hello below protocol version 3 has no device_key"
     elif kind == "welcome":
         put_varint(out, message["protocol_version"], "protocol_version")
         put_varint(out, message["schema_version"], "schema_version")
@@ -192,6 +263,9 @@ def payload(message):
         put_varint(out, message["hub_time_ms"], "hub_time_ms")
         put_varint(out, message["heartbeat_interval_ms"], "heartbeat_interval_ms")
         put_varint(out, message["own_durable"], "own_durable")
+        put_raw(out, message["hub_key"], 32, "hub_key")
+        put_raw(out, message["incarnation"], 16, "incarnation")
+        put_certificate(out, message["certificate"], "certificate")
     elif kind in ("reject", "error"):
         code = message["code"]
         out.add(varint(CODES[code]), f"code = {CODES[code]} ({code})")
@@ -203,6 +277,7 @@ def payload(message):
     elif kind == "push":
         put_varint(out, message["batch"], "batch")
         put_changes(out, message["changes"])
+        put_provenance(out, message)
     elif kind == "push_ack":
         put_varint(out, message["batch"], "batch")
         durable = message["durable"]
@@ -220,6 +295,7 @@ def payload(message):
         put_varint(out, message["next_cursor"], "next_cursor")
         out.add([1 if message["more"] else 0], f"more = {int(message['more'])}")
         put_changes(out, message["changes"])
+        put_provenance(out, message)
     elif kind == "recover":
         put_replica(out, message["origin"], "origin")
         put_varint(out, message["after"], "after")
@@ -229,11 +305,14 @@ def payload(message):
         put_varint(out, message["next_counter"], "next_counter")
         out.add([1 if message["more"] else 0], f"more = {int(message['more'])}")
         put_changes(out, message["changes"])
+        put_provenance(out, message)
     elif kind == "fork":
         put_replica(out, message["new_replica"], "new_replica")
+        put_raw(out, message["device_key"], 32, "device_key")
     elif kind == "forked":
         put_replica(out, message["new_replica"], "new_replica")
         put_bytes(out, bytes.fromhex(message["issued_credential"]), "issued_credential")
+        put_certificate(out, message["certificate"], "certificate")
     elif kind == "heartbeat":
         for field in ("pending_changes", "oldest_unsynced_age_ms", "open_conflicts", "schema_version"):
             put_varint(out, message[field], field)
@@ -307,7 +386,36 @@ def text(value):
 
 
 def msg(kind, compressed=False, **fields):
+    if kind in ("push", "batch", "recovered"):
+        fields.setdefault("heads", [])
+        fields.setdefault("certificates", [])
     return {"type": kind, "compressed": compressed, **fields}
+
+
+# Keys, chain hashes and signatures below are arbitrary bytes made from a label (SHA-256 for 32
+# bytes, SHA-512 for 64), not real keys or valid signatures: a decoder checks encodings only, and
+# verifying is the session's (identity.md, "Verifying a run of changes").
+def bytes32(label):
+    return hashlib.sha256(label.encode()).hexdigest()
+
+
+def bytes64(label):
+    return hashlib.sha512(label.encode()).hexdigest()
+
+
+def head(origin, counter, signer=0):
+    return {"origin": origin, "counter": counter, "chain": bytes32(f"chain {origin} {counter}"), "signer": signer,
+            "signature": bytes64(f"head {origin} {counter} {signer}")}
+
+
+def certificate(replica, team, issued_at_ms, attested_through=0):
+    return {"replica": replica, "public_key": bytes32(f"device key {replica}"), "team": team, "issued_at_ms": issued_at_ms,
+            "attested_through": attested_through, "signature": bytes64(f"certificate {replica}")}
+
+
+HUB_KEY = bytes32("hub key")
+INCARNATION = "7c0a3e51d2b94f86a1e0c3b5d7f92468"
+TEAM = "leeds-east"
 
 
 YP = "p-11"   # the young person these records are about: the scope of their rows
@@ -368,49 +476,60 @@ def visit_notes(count):
 
 MESSAGES = [
     ("hello-enrolment-token", "First connection of a new replica, enrolling with a one-time token.",
-     msg("hello", protocol_min=2, protocol_max=2, schema_version=3, replica=R1, app_version="caresync/0.4.0",
-         credential={"enrolment_token": "K7Q2-9XWD-4M3P"}, max_frame_body=4194304)),
-    ("hello-device-secret", "A returning replica offering protocol versions 2 to 3 and a 1 MiB frame limit.",
-     msg("hello", protocol_min=2, protocol_max=3, schema_version=3, replica=R1, app_version="caresync/0.5.1",
-         credential={"device_secret": SECRET}, max_frame_body=1048576)),
-    ("hello-no-credential", "No credential (refused by any hub not configured for open testing).",
-     msg("hello", protocol_min=2, protocol_max=2, schema_version=1, replica=R2, app_version="",
-         credential={"none": None}, max_frame_body=65536)),
+     msg("hello", protocol_min=3, protocol_max=3, schema_version=3, replica=R1, app_version="caresync/0.4.0",
+         credential={"enrolment_token": "K7Q2-9XWD-4M3P"}, max_frame_body=4194304, device_key=bytes32(f"device key {R1}"))),
+    ("hello-device-secret", "A returning replica offering protocol versions 3 to 4 and a 1 MiB frame limit, with its registered key.",
+     msg("hello", protocol_min=3, protocol_max=4, schema_version=3, replica=R1, app_version="caresync/0.5.1",
+         credential={"device_secret": SECRET}, max_frame_body=1048576, device_key=bytes32(f"device key {R1}"))),
+    ("hello-no-credential", "No credential and so no device key (refused by any hub not configured for open testing).",
+     msg("hello", protocol_min=3, protocol_max=3, schema_version=1, replica=R2, app_version="",
+         credential={"none": None}, max_frame_body=65536, device_key="")),
+    ("hello-version-2", "A replica of protocol version 2 (no device key: its hello ends at max_frame_body): decodes, and the "
+                        "hub rejects it with UNSUPPORTED_VERSION (vector reject-unsupported-version).",
+     msg("hello", protocol_min=2, protocol_max=2, schema_version=3, replica=R1, app_version="caresync/0.6.0",
+         credential={"device_secret": SECRET}, max_frame_body=4194304, device_key="")),
     ("hello-version-1", "A replica of protocol version 1 (one field per change): decodes, and the hub rejects it with "
-                        "UNSUPPORTED_VERSION (vector reject-unsupported-version).",
+                        "UNSUPPORTED_VERSION.",
      msg("hello", protocol_min=1, protocol_max=1, schema_version=3, replica=R1, app_version="caresync/0.4.0",
-         credential={"device_secret": SECRET}, max_frame_body=4194304)),
-    ("welcome-enrolled", "The hub accepts an enrolment and issues the device secret.",
-     msg("welcome", protocol_version=2, schema_version=4, hub=HUB, max_frame_body=4194304, issued_credential=SECRET,
-         hub_time_ms=T0 + 123, heartbeat_interval_ms=30000, own_durable=0)),
-    ("welcome-returning", "The hub accepts a device secret: nothing is issued.",
-     msg("welcome", protocol_version=2, schema_version=3, hub=HUB, max_frame_body=1048576, issued_credential="",
-         hub_time_ms=T0 + 5000, heartbeat_interval_ms=30000, own_durable=44)),
+         credential={"device_secret": SECRET}, max_frame_body=4194304, device_key="")),
+    ("welcome-enrolled", "The hub accepts an enrolment, issues the device secret and the device's certificate, and gives "
+                         "its key (to pin) and incarnation.",
+     msg("welcome", protocol_version=3, schema_version=4, hub=HUB, max_frame_body=4194304, issued_credential=SECRET,
+         hub_time_ms=T0 + 123, heartbeat_interval_ms=30000, own_durable=0, hub_key=HUB_KEY, incarnation=INCARNATION,
+         certificate=certificate(R1, TEAM, T0 + 120))),
+    ("welcome-returning", "The hub accepts a device secret: nothing is issued, and it has no certificate to give.",
+     msg("welcome", protocol_version=3, schema_version=3, hub=HUB, max_frame_body=1048576, issued_credential="",
+         hub_time_ms=T0 + 5000, heartbeat_interval_ms=30000, own_durable=44, hub_key=HUB_KEY, incarnation=INCARNATION,
+         certificate=None)),
     ("welcome-own-durable-largest", "own_durable at 2^64 - 1, ten bytes: decodes; the session compares it like any counter.",
-     msg("welcome", protocol_version=2, schema_version=3, hub=HUB, max_frame_body=65536, issued_credential="",
-         hub_time_ms=T0 + 6000, heartbeat_interval_ms=30000, own_durable=18446744073709551615)),
+     msg("welcome", protocol_version=3, schema_version=3, hub=HUB, max_frame_body=65536, issued_credential="",
+         hub_time_ms=T0 + 6000, heartbeat_interval_ms=30000, own_durable=18446744073709551615, hub_key=HUB_KEY,
+         incarnation=INCARNATION, certificate=None)),
     ("reject-busy", "The hub is at its connection cap: retry in 5 s.",
      msg("reject", code="BUSY", retry_after_ms=5000, message="connection limit reached")),
     ("reject-enrolment-invalid", "The enrolment token has been used already.",
      msg("reject", code="ENROLMENT_INVALID", retry_after_ms=0, message="enrolment token already used")),
-    ("reject-unsupported-version", "No protocol version in common: the answer to hello-version-1.",
+    ("reject-unsupported-version", "No protocol version in common: the answer to hello-version-2.",
      msg("reject", code="UNSUPPORTED_VERSION", retry_after_ms=0,
-         message="this hub speaks protocol version 2 only; the client offered 1 to 1: update the client")),
+         message="this hub speaks protocol version 3 only; the client offered 2 to 2: update the client")),
     ("push-create-and-edit", "A row created with two fields (sets life, causal length 1), then one field of it edited.",
-     msg("push", batch=1, changes=[GOAL_CREATED, GOAL_TITLE])),
-    ("push-set-add-and-remove", "A set add and a set remove that supersedes two add tags.",
-     msg("push", batch=2, changes=[TAG_ADD, TAG_REMOVE])),
+     msg("push", batch=1, changes=[GOAL_CREATED, GOAL_TITLE], heads=[head(R1, 42)])),
+    ("push-set-add-and-remove", "A set add and a set remove that supersedes two add tags; the remove is R2's, carried "
+                                "in a bundle, so its head and R2's certificate come with it (heads ascending by origin: R2 "
+                                "before R1).",
+     msg("push", batch=2, changes=[TAG_ADD, TAG_REMOVE], heads=[head(R2, 9), head(R1, 43)],
+         certificates=[certificate(R2, TEAM, T0 - 86_400_000)])),
     ("push-resolve-and-debit", "A status write superseding three candidates, and a negative increment.",
-     msg("push", batch=3, changes=[STATUS_RESOLVE, LEDGER_DEBIT])),
+     msg("push", batch=3, changes=[STATUS_RESOLVE, LEDGER_DEBIT], heads=[head(R2, 10), head(R1, 44)])),
     ("push-integer-and-real", "One edit assigning an integer and a real.",
-     msg("push", batch=4, changes=[AGE_AND_HEIGHT])),
+     msg("push", batch=4, changes=[AGE_AND_HEIGHT], heads=[head(R3, 3)])),
     ("push-blob", "A blob assigned.",
-     msg("push", batch=5, changes=[BLOB])),
+     msg("push", batch=5, changes=[BLOB], heads=[head(R3, 8)])),
     ("push-every-operation", "One edit of four fields: an assign superseding a candidate, a set add, a set remove "
                              "superseding two tags, an increment.",
-     msg("push", batch=6, changes=[EVERY_OPERATION])),
+     msg("push", batch=6, changes=[EVERY_OPERATION], heads=[head(R1, 46)])),
     ("push-no-scope", "A row that belongs to no young person (the entitlement catalogue): empty scope.",
-     msg("push", batch=8, changes=[ENTITLEMENT])),
+     msg("push", batch=8, changes=[ENTITLEMENT], heads=[head(R1, 45)])),
     ("push-empty", "An empty push: valid, acknowledged like any other.",
      msg("push", batch=7, changes=[])),
     ("push-ack", "The hub holds R2 up to 12 and R1 up to 44 durably; its head is 1234.",
@@ -424,21 +543,28 @@ MESSAGES = [
     ("pull-largest-values", "The largest varint: 2^64 - 1, ten bytes.",
      msg("pull", cursor=18446744073709551615, byte_budget=18446744073709551615)),
     ("batch-values", "One edit of ten fields holding every value type, including the extreme integers.",
-     msg("batch", next_cursor=1240, more=True, changes=[NOTE_VALUES])),
+     msg("batch", next_cursor=1240, more=True, changes=[NOTE_VALUES], heads=[head(R3, 4)])),
     ("batch-column-order", "Columns in ascending order of their UTF-8 bytes: Zone, zon, zone, zoë.",
-     msg("batch", next_cursor=1241, more=True, changes=[COLUMN_ORDER])),
+     msg("batch", next_cursor=1241, more=True, changes=[COLUMN_ORDER], heads=[head(R3, 17)])),
     ("batch-row-life", "A row deleted (no fields), re-created with a field (causal length 3), and a row created "
                        "with no field set.",
-     msg("batch", next_cursor=1242, more=True, changes=[VISIT_DELETED, VISIT_RECREATED, GOAL_BARE])),
-    ("batch-operations", "Add, remove and increment with values of other types; a column this schema may not know.",
+     msg("batch", next_cursor=1242, more=True, changes=[VISIT_DELETED, VISIT_RECREATED, GOAL_BARE],
+         heads=[head(R2, 7), head(R2, 11), head(R3, 18)])),
+    ("batch-operations", "Add, remove and increment with values of other types; a column this schema may not know. "
+                         "R3's change 2 was written before protocol version 3: its head is the hub's attestation "
+                         "(signer 1), valid up to the certificate's attested_through.",
      msg("batch", next_cursor=1250, more=True, changes=[ADD_INTEGER, REMOVE_REAL, INCREMENT_ZERO, LEDGER_CREDIT,
-                                                         UNKNOWN_COLUMN])),
-    ("batch-two-changes", "A row deleted (causal length 2) and an edit of another row.",
-     msg("batch", next_cursor=1236, more=False, changes=[VISIT_DELETED, GOAL_TITLE])),
+                                                         UNKNOWN_COLUMN],
+         heads=[head(R3, 2, signer=1), head(R3, 15), head(R3, 16)],
+         certificates=[certificate(R3, TEAM, T0 - 3_600_000, attested_through=2)])),
+    ("batch-two-changes", "A row deleted (causal length 2) and an edit of another row, with the heads of both runs and "
+                          "R2's certificate.",
+     msg("batch", next_cursor=1236, more=False, changes=[VISIT_DELETED, GOAL_TITLE], heads=[head(R2, 7), head(R1, 42)],
+         certificates=[certificate(R2, TEAM, T0 - 86_400_000)])),
     ("batch-add-and-remove", "A set add of an integer and a set remove of a real.",
-     msg("batch", next_cursor=1245, more=True, changes=[ADD_INTEGER, REMOVE_REAL])),
-    ("batch-increment", "One counter increment.",
-     msg("batch", next_cursor=1246, more=True, changes=[LEDGER_CREDIT])),
+     msg("batch", next_cursor=1245, more=True, changes=[ADD_INTEGER, REMOVE_REAL], heads=[head(R3, 14)])),
+    ("batch-increment", "One counter increment, under the hub's attestation.",
+     msg("batch", next_cursor=1246, more=True, changes=[LEDGER_CREDIT], heads=[head(R3, 2, signer=1)])),
     ("batch-empty", "Up to date: no changes, more = 0.",
      msg("batch", next_cursor=1250, more=False, changes=[])),
     ("recover-own-origin", "A restored replica that knows the hub holds R1 up to 40 asks for the rest of its own origin.",
@@ -446,13 +572,15 @@ MESSAGES = [
     ("recover-largest-values", "after and byte_budget at 2^64 - 1: decodes; the hub answers an empty page.",
      msg("recover", origin=R1, after=18446744073709551615, byte_budget=18446744073709551615)),
     ("recovered-two-changes", "R1's changes 41 and 42, answering recover(R1, after 40); the hub holds 43 too (more = 1).",
-     msg("recovered", origin=R1, next_counter=42, more=True, changes=[GOAL_CREATED, GOAL_TITLE])),
+     msg("recovered", origin=R1, next_counter=42, more=True, changes=[GOAL_CREATED, GOAL_TITLE], heads=[head(R1, 42)])),
     ("recovered-empty", "Nothing of R1 after 44: next_counter = after, more = 0.",
      msg("recovered", origin=R1, next_counter=44, more=False, changes=[])),
-    ("fork-new-identity", "A copy of R1 that diverged from what the hub holds asks to become FORKED.",
-     msg("fork", new_replica=FORKED)),
-    ("forked-new-identity", "The hub registered FORKED in R1's team and issues its device secret.",
-     msg("forked", new_replica=FORKED, issued_credential=FORKED_SECRET)),
+    ("fork-new-identity", "A copy of R1 that diverged from what the hub holds asks to become FORKED, with FORKED's new key.",
+     msg("fork", new_replica=FORKED, device_key=bytes32(f"device key {FORKED}"))),
+    ("forked-new-identity", "The hub registered FORKED in R1's team and issues its device secret and certificate.",
+     msg("forked", new_replica=FORKED, issued_credential=FORKED_SECRET, certificate=certificate(FORKED, TEAM, T0 + 200_000))),
+    ("forked-no-certificate", "A forked with no certificate (the hub has none to give): an empty certificate field.",
+     msg("forked", new_replica=FORKED, issued_credential=FORKED_SECRET, certificate=None)),
     ("heartbeat", "A replica's health: 3 pending, oldest 90 s, 1 open conflict, schema 3.",
      msg("heartbeat", pending_changes=3, oldest_unsynced_age_ms=90000, open_conflicts=1, schema_version=3)),
     ("error-unexpected-message", "A fatal error: the connection closes after it.",
@@ -469,13 +597,13 @@ MESSAGES = [
 
 COMPRESSED = [
     ("batch-compressed", "Twelve similar visit notes, zlib-compressed.",
-     msg("batch", compressed=True, next_cursor=2000, more=False, changes=visit_notes(12))),
+     msg("batch", compressed=True, next_cursor=2000, more=False, changes=visit_notes(12), heads=[head(R2, 111)])),
     ("push-compressed", "A compressed push.",
-     msg("push", compressed=True, batch=9, changes=visit_notes(8))),
+     msg("push", compressed=True, batch=9, changes=visit_notes(8), heads=[head(R2, 107)])),
     ("batch-compressed-empty", "Compression of a tiny payload is allowed, if pointless.",
      msg("batch", compressed=True, next_cursor=5, more=False, changes=[])),
     ("recovered-compressed", "R2's changes 100 to 111 (twelve similar visit notes) answering recover(R2, after 99), compressed.",
-     msg("recovered", compressed=True, origin=R2, next_counter=111, more=False, changes=visit_notes(12))),
+     msg("recovered", compressed=True, origin=R2, next_counter=111, more=False, changes=visit_notes(12), heads=[head(R2, 111)])),
 ]
 
 
@@ -486,10 +614,25 @@ def h(text):
 
 
 def payload_of(name):
+    return payload_parts(name).bytes()
+
+
+def payload_parts(name):
     for vector_name, _, message in MESSAGES + COMPRESSED:
         if vector_name == name:
-            return payload(dict(message, compressed=False)).bytes()
+            return payload(dict(message, compressed=False))
     raise KeyError(name)
+
+
+def payload_around(name, label, replacement=None):
+    """The payload of vector `name` cut at its field `label`: the bytes before it, then
+    `replacement` and the bytes after it (or nothing after, when `replacement` is None)."""
+    parts = payload_parts(name).parts
+    index = next(i for i, (_, part_label) in enumerate(parts) if part_label.startswith(label))
+    before = b"".join(data for data, _ in parts[:index])
+    if replacement is None:
+        return before
+    return before + replacement + b"".join(data for data, _ in parts[index + 1:])
 
 
 REPLICA_R1 = h(R1)
@@ -507,8 +650,36 @@ def change_bytes(counter=b"\x01", scope=b"\x00", length=b"\x01", flags=b"\x00", 
             + varint(len(fields) if count is None else count) + b"".join(fields))
 
 
-def push(changes_bytes, count=1):
-    return raw_frame(0x10, 0, b"\x01" + varint(count) + changes_bytes)
+NO_PROVENANCE = b"\x00\x00"   # heads: count 0, certificates: count 0
+
+
+def push(changes_bytes, count=1, provenance=NO_PROVENANCE):
+    return raw_frame(0x10, 0, b"\x01" + varint(count) + changes_bytes + provenance)
+
+
+def head_bytes(origin=None, counter=b"\x01", signer=b"\x00"):
+    """identity.md, "Signed heads": origin (default R1), counter, a chain and a signature of filler bytes."""
+    return (REPLICA_R1 if origin is None else origin) + counter + bytes(range(32)) + signer + bytes(range(64, 128))
+
+
+def certificate_bytes(replica=None, team=b"\x01t", issued=b"\x01", attested=b"\x00"):
+    """identity.md, "Device certificates" (default replica R2, team "t")."""
+    return (REPLICA_R2 if replica is None else replica) + bytes(range(128, 160)) + team + issued + attested + bytes(range(160, 224))
+
+
+def in_bytes(data, extra=0):
+    """A `bytes` field around `data`, its length off by `extra`."""
+    return varint(len(data) + extra) + data
+
+
+def provenance(heads=(), certificates=(), head_count=None, certificate_count=None):
+    return (varint(len(heads) if head_count is None else head_count) + b"".join(heads)
+            + varint(len(certificates) if certificate_count is None else certificate_count) + b"".join(in_bytes(c) for c in certificates))
+
+
+def signed_push(**fields):
+    """A push of one valid change of R1 with the given provenance."""
+    return push(change_bytes(), provenance=provenance(**fields))
 
 
 def compressed(type_byte, declared, stream):
@@ -560,8 +731,8 @@ FRAMING = [
 
 PAYLOAD = [
     ("trailing-byte-after-payload", "TRAILING_BYTES", "A goodbye with one byte after its reason.", raw_frame(0x7f, 0x00, h("00 00"))),
-    ("truncated-payload", "MALFORMED_MESSAGE", "A hello without its last field (max_frame_body).",
-     raw_frame(0x01, 0, payload_of("hello-no-credential")[:-3])),
+    ("truncated-payload", "MALFORMED_MESSAGE", "A hello of protocol_max 3 without its last field (device_key).",
+     raw_frame(0x01, 0, payload_around("hello-no-credential", "device_key"))),
     ("empty-payload", "MALFORMED_MESSAGE", "A pull with no payload at all.", raw_frame(0x20, 0x00, h(""))),
     ("truncated-string", "MALFORMED_MESSAGE", "An error whose message claims 16 bytes and has 3.",
      raw_frame(0x7e, 0x00, h("13 01 10 61 62 63"))),
@@ -625,16 +796,73 @@ PAYLOAD = [
     ("version-vector-counter-zero", "MALFORMED_MESSAGE", "A durable counter of 0 (an origin with nothing is omitted).",
      raw_frame(0x11, 0, b"\x01\x01" + REPLICA_R2 + b"\x00" + b"\x00")),
     ("welcome-without-own-durable", "MALFORMED_MESSAGE", "A welcome that ends after heartbeat_interval_ms: own_durable is missing.",
-     raw_frame(0x02, 0, payload_of("welcome-returning")[:-1])),
+     raw_frame(0x02, 0, payload_around("welcome-returning", "own_durable"))),
     ("welcome-own-durable-overlong", "MALFORMED_MESSAGE", "own_durable 0 spelt 80 00: not canonical.",
-     raw_frame(0x02, 0, payload_of("welcome-enrolled")[:-1] + h("80 00"))),
+     raw_frame(0x02, 0, payload_around("welcome-enrolled", "own_durable", h("80 00")))),
+    ("welcome-hub-key-truncated", "MALFORMED_MESSAGE", "A welcome whose hub_key has 31 of its 32 bytes (and nothing after).",
+     raw_frame(0x02, 0, payload_around("welcome-returning", "hub_key") + h(HUB_KEY)[:31])),
+    ("welcome-without-certificate", "MALFORMED_MESSAGE", "A welcome that ends after its incarnation: the certificate field "
+                                                         "(empty: one byte 00) is missing.",
+     raw_frame(0x02, 0, payload_around("welcome-returning", "certificate"))),
+    ("welcome-certificate-length-short", "MALFORMED_MESSAGE", "A welcome whose certificate field says one byte less than the "
+                                                              "certificate it holds.",
+     raw_frame(0x02, 0, payload_around("welcome-returning", "certificate", in_bytes(certificate_bytes(), extra=-1)))),
+    ("hello-device-key-31", "MALFORMED_MESSAGE", "A hello of protocol_max 3 with a 31-byte device_key: a key is 0 or 32 bytes.",
+     raw_frame(0x01, 0, payload_around("hello-no-credential", "device_key", in_bytes(bytes(31))))),
+    ("hello-device-key-33", "MALFORMED_MESSAGE", "A hello with a 33-byte device_key.",
+     raw_frame(0x01, 0, payload_around("hello-no-credential", "device_key", in_bytes(bytes(33))))),
+    ("hello-version-2-trailing-key", "TRAILING_BYTES", "A hello of protocol_max 2 has no device_key: an empty one after "
+                                                       "max_frame_body is a trailing byte.",
+     raw_frame(0x01, 0, payload_of("hello-version-2") + h("00"))),
+    ("push-without-provenance", "MALFORMED_MESSAGE", "A push laid out as in version 2: it ends after its changes, without "
+                                                     "heads and certificates.",
+     push(change_bytes(), provenance=b"")),
+    ("push-without-certificates", "MALFORMED_MESSAGE", "A push that ends after its heads: the certificates count is missing.",
+     push(change_bytes(), provenance=provenance(heads=[head_bytes()])[:-1])),
+    ("head-counter-zero", "MALFORMED_MESSAGE", "A head with counter 0: a head covers at least change 1.",
+     signed_push(heads=[head_bytes(counter=b"\x00")])),
+    ("head-unknown-signer", "MALFORMED_MESSAGE", "A head with signer 2: only 0 (origin) and 1 (hub attestation) exist.",
+     signed_push(heads=[head_bytes(signer=b"\x02")])),
+    ("head-truncated-signature", "MALFORMED_MESSAGE", "A head whose signature has 63 of its 64 bytes, at the end of the payload.",
+     push(change_bytes(), provenance=b"\x01" + head_bytes()[:-1])),
+    ("heads-counter-out-of-order", "MALFORMED_MESSAGE", "Two heads of R1, counter 5 before 4: heads are ascending by origin, "
+                                                        "then counter.",
+     signed_push(heads=[head_bytes(counter=b"\x05"), head_bytes(counter=b"\x04")])),
+    ("heads-origin-out-of-order", "MALFORMED_MESSAGE", "A head of R1 before one of R2 (R2 sorts first).",
+     signed_push(heads=[head_bytes(), head_bytes(origin=REPLICA_R2)])),
+    ("heads-duplicate", "MALFORMED_MESSAGE", "The same (origin, counter) twice.",
+     signed_push(heads=[head_bytes(), head_bytes()])),
+    ("head-count-too-large", "MALFORMED_MESSAGE", "A push announcing 1000 heads with one head's bytes left.",
+     signed_push(heads=[head_bytes()], head_count=1000)),
+    ("certificates-out-of-order", "MALFORMED_MESSAGE", "A certificate of R1 before one of R2: certificates are ascending by replica.",
+     signed_push(heads=[head_bytes()], certificates=[certificate_bytes(replica=REPLICA_R1), certificate_bytes()])),
+    ("certificates-duplicate", "MALFORMED_MESSAGE", "Two certificates of R2.",
+     signed_push(heads=[head_bytes()], certificates=[certificate_bytes(), certificate_bytes()])),
+    ("certificate-count-too-large", "MALFORMED_MESSAGE", "A push announcing 1000 certificates with one certificate's bytes left.",
+     signed_push(heads=[head_bytes()], certificates=[certificate_bytes()], certificate_count=1000)),
+    ("certificate-empty-team", "MALFORMED_MESSAGE", "A certificate with an empty team.",
+     signed_push(heads=[head_bytes()], certificates=[certificate_bytes(team=b"\x00")])),
+    ("certificate-empty-in-list", "MALFORMED_MESSAGE", "An empty certificate field in a certificate list (only a welcome's or "
+                                                       "forked's may be empty).",
+     push(change_bytes(), provenance=b"\x00\x01\x00" + bytes(110))),
+    ("certificate-length-long", "MALFORMED_MESSAGE", "A certificate field one byte longer than the certificate it holds (a "
+                                                     "byte after the signature).",
+     push(change_bytes(), provenance=b"\x00\x01" + in_bytes(certificate_bytes() + b"\x00"))),
+    ("batch-provenance-truncated", "MALFORMED_MESSAGE", "An empty batch that ends after its heads count.",
+     raw_frame(0x21, 0x00, h("05 00 00 00"))),
     ("fork-empty", "MALFORMED_MESSAGE", "A fork with no payload.", raw_frame(0x12, 0x00, h(""))),
     ("fork-truncated", "MALFORMED_MESSAGE", "A fork whose new_replica has 15 of its 16 bytes.",
      raw_frame(0x12, 0x00, REPLICA_FORKED[:15])),
-    ("fork-trailing-byte", "TRAILING_BYTES", "A fork with a byte after new_replica.",
-     raw_frame(0x12, 0x00, REPLICA_FORKED + h("00"))),
+    ("fork-without-device-key", "MALFORMED_MESSAGE", "A fork laid out as in version 2: new_replica and no device_key.",
+     raw_frame(0x12, 0x00, REPLICA_FORKED)),
+    ("fork-device-key-truncated", "MALFORMED_MESSAGE", "A fork whose device_key has 31 of its 32 bytes.",
+     raw_frame(0x12, 0x00, payload_of("fork-new-identity")[:-1])),
+    ("fork-trailing-byte", "TRAILING_BYTES", "A fork with a byte after device_key.",
+     raw_frame(0x12, 0x00, payload_of("fork-new-identity") + h("00"))),
     ("forked-truncated-credential", "MALFORMED_MESSAGE", "A forked whose issued_credential claims 32 bytes and has 31.",
-     raw_frame(0x13, 0x00, payload_of("forked-new-identity")[:-1])),
+     raw_frame(0x13, 0x00, payload_around("forked-no-certificate", "certificate")[:-1])),
+    ("forked-without-certificate", "MALFORMED_MESSAGE", "A forked laid out as in version 2: it ends after issued_credential.",
+     raw_frame(0x13, 0x00, payload_around("forked-no-certificate", "certificate"))),
     ("recover-truncated", "MALFORMED_MESSAGE", "A recover without its byte_budget.",
      raw_frame(0x22, 0x00, REPLICA_R1 + h("28"))),
     ("recovered-bad-more", "MALFORMED_MESSAGE", "recovered.more is 2.",
@@ -668,7 +896,7 @@ COMPRESSION = [
     ("compressed-size-overlong", "BAD_COMPRESSION", "The declared size as an overlong varint.",
      raw_frame(0x21, 1, b"\x83\x80\x00" + zlib.compress(b"\x05\x00\x00", 9))),
     ("compressed-content-trailing", "TRAILING_BYTES", "Inflates correctly to a batch with a byte after it.",
-     compressed(0x21, 4, zlib.compress(b"\x05\x00\x00\x00", 9))),
+     compressed(0x21, 6, zlib.compress(b"\x05\x00\x00\x00\x00\x00", 9))),
     ("compressed-content-malformed", "MALFORMED_MESSAGE", "Inflates correctly to a batch whose more flag is 2.",
      compressed(0x21, 3, zlib.compress(b"\x05\x02\x00", 9))),
     ("compressed-recovered-size-too-small", "BAD_COMPRESSION", "A compressed recovered declaring one byte less than it inflates to.",
@@ -737,7 +965,7 @@ def at_every_limit():
 
 
 def limit_vector(name, note, change, refused=None):
-    vector = positive(name, note, msg("push", batch=1, changes=[change]))
+    vector = positive(name, note, msg("push", batch=1, changes=[change], heads=[head(change["id"]["replica"], change["id"]["counter"])]))
     if refused:
         vector["refused"] = refused
     return vector
@@ -802,7 +1030,7 @@ def unknown_code_vector():
     # A newer peer's error code is read as MALFORMED_MESSAGE (errors.md), so this vector is
     # not canonical: re-encoding gives code 19.
     data = raw_frame(0x7E, 0, varint(200) + b"\x01" + varint(11) + b"newer error")
-    return {"name": "error-unknown-code", "note": "Code 200 is unknown to version 2: read as MALFORMED_MESSAGE.",
+    return {"name": "error-unknown-code", "note": "Code 200 is unknown to version 3: read as MALFORMED_MESSAGE.",
             "hex": data.hex(), "canonical": False,
             "decoded": {"type": "error", "compressed": False, "code": "MALFORMED_MESSAGE", "fatal": True,
                         "message": "newer error"}}

@@ -42,7 +42,8 @@ ERROR_NAMES = {
     9: "UNSUPPORTED_VERSION", 10: "SCHEMA_MISMATCH", 11: "AUTHENTICATION_FAILED",
     12: "ENROLMENT_INVALID", 13: "TIMEOUT", 14: "BUSY", 15: "CLOCK_SKEW", 16: "STORAGE_FAILURE",
     17: "SHUTTING_DOWN", 18: "LIMIT_EXCEEDED", 19: "MALFORMED_MESSAGE", 20: "EQUIVOCATION",
-    21: "CURSOR_AHEAD",
+    21: "CURSOR_AHEAD", 22: "SIGNATURE_INVALID", 23: "CHAIN_GAP", 24: "UNSIGNED_CHANGES",
+    25: "UNKNOWN_DEVICE", 26: "HUB_KEY_CHANGED",
 }
 
 # README.md: smallest encodings, for refusing list counts that cannot fit.
@@ -50,6 +51,11 @@ MIN_CHANGE_SIZE = 25
 MIN_FIELD_SIZE = 4
 MIN_CHANGE_ID_SIZE = 17
 SETS_LIFE = 0x01                          # README.md, "A change": the only defined flag bit
+# identity.md: a head is origin, counter, chain, signer, signature; a certificate replica, key,
+# team, issued_at_ms, attested_through, signature. Smallest sizes, for refusing list counts.
+MIN_HEAD_SIZE = 16 + 1 + 32 + 1 + 64
+MIN_CERTIFICATE_ITEM_SIZE = 1 + 16 + 32 + 1 + 1 + 1 + 64     # in a list, with its `bytes` length
+HEAD_SIGNERS = (0, 1)
 
 # README.md, "Limits on a change" (checked by the session, not the decoder).
 MAX_NAME, MAX_ROW, MAX_VALUE, MAX_SUPERSEDES, MAX_FIELDS, MAX_ENCODED = 64, 128, 49_152, 256, 64, 61_440
@@ -241,6 +247,50 @@ def limit_refusal(change, size):
     return None
 
 
+def read_head(r):
+    head = {"origin": r.replica(), "counter": r.varint(), "chain": r.take(32).hex(), "signer": r.u8()}
+    if head["counter"] == 0:
+        raise PayloadError("head counter 0")
+    if head["signer"] not in HEAD_SIGNERS:
+        raise PayloadError(f"unknown head signer {head['signer']}")
+    head["signature"] = r.take(64).hex()
+    return head
+
+
+def read_certificate_field(r):
+    """A `bytes` holding exactly one certificate, or None when empty."""
+    length = r.varint()
+    if length == 0:
+        return None
+    body = Reader(r.take(length))
+    certificate = {"replica": body.replica(), "public_key": body.take(32).hex(), "team": body.string(),
+                   "issued_at_ms": body.varint(), "attested_through": body.varint(), "signature": body.take(64).hex()}
+    if certificate["team"] == "":
+        raise PayloadError("a certificate with an empty team")
+    if body.remaining():
+        raise PayloadError(f"{body.remaining()} bytes after a certificate inside its field")
+    return certificate
+
+
+def read_provenance(r, m):
+    """identity.md, "Messages in protocol version 3": heads, then certificates, each strictly ascending."""
+    heads = [read_head(r) for _ in range(r.count(MIN_HEAD_SIZE))]
+    keys = [(bytes.fromhex(head["origin"]), head["counter"]) for head in heads]
+    for before, after in zip(keys, keys[1:]):
+        if not before < after:
+            raise PayloadError("heads not strictly ascending by origin, then counter")
+    certificates = []
+    for _ in range(r.count(MIN_CERTIFICATE_ITEM_SIZE)):
+        certificate = read_certificate_field(r)
+        if certificate is None:
+            raise PayloadError("an empty certificate in a certificate list")
+        if certificates and not bytes.fromhex(certificates[-1]["replica"]) < bytes.fromhex(certificate["replica"]):
+            raise PayloadError("certificates not strictly ascending by replica")
+        certificates.append(certificate)
+    m["heads"] = heads
+    m["certificates"] = certificates
+
+
 def read_version_vector(r):
     entries = []
     for _ in range(r.count(MIN_CHANGE_ID_SIZE)):
@@ -279,6 +329,10 @@ def read_fields(name, r):
         m["app_version"] = r.string()
         m["credential"] = read_credential(r)
         m["max_frame_body"] = r.varint()
+        # messages.md: only a hello of protocol_max >= 3 has a device_key.
+        m["device_key"] = r.bytes_field().hex() if m["protocol_max"] >= 3 else ""
+        if len(m["device_key"]) not in (0, 64):
+            raise PayloadError(f"a device key of {len(m['device_key']) // 2} bytes")
     elif name == "welcome":
         m["protocol_version"] = r.varint()
         m["schema_version"] = r.varint()
@@ -288,6 +342,9 @@ def read_fields(name, r):
         m["hub_time_ms"] = r.varint()
         m["heartbeat_interval_ms"] = r.varint()
         m["own_durable"] = r.varint()
+        m["hub_key"] = r.take(32).hex()
+        m["incarnation"] = r.take(16).hex()
+        m["certificate"] = read_certificate_field(r)
     elif name == "reject":
         m["code"] = read_code(r)
         m["retry_after_ms"] = r.varint()
@@ -295,6 +352,7 @@ def read_fields(name, r):
     elif name == "push":
         m["batch"] = r.varint()
         m["changes"] = read_changes(r)
+        read_provenance(r, m)
     elif name == "push_ack":
         m["batch"] = r.varint()
         m["durable"] = read_version_vector(r)
@@ -306,6 +364,7 @@ def read_fields(name, r):
         m["next_cursor"] = r.varint()
         m["more"] = r.boolean()
         m["changes"] = read_changes(r)
+        read_provenance(r, m)
     elif name == "recover":
         m["origin"] = r.replica()
         m["after"] = r.varint()
@@ -315,11 +374,14 @@ def read_fields(name, r):
         m["next_counter"] = r.varint()
         m["more"] = r.boolean()
         m["changes"] = read_changes(r)
+        read_provenance(r, m)
     elif name == "fork":
         m["new_replica"] = r.replica()
+        m["device_key"] = r.take(32).hex()
     elif name == "forked":
         m["new_replica"] = r.replica()
         m["issued_credential"] = r.bytes_field().hex()
+        m["certificate"] = read_certificate_field(r)
     elif name == "heartbeat":
         m["pending_changes"] = r.varint()
         m["oldest_unsynced_age_ms"] = r.varint()

@@ -107,7 +107,7 @@ public struct ClientSession {
         return [.send(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version,
                                    schemaVersion: UInt64(store.schema.version), replica: store.replicaID,
                                    appVersion: configuration.appVersion, credential: credential,
-                                   maxFrameBody: UInt64(configuration.maxFrameBody)))),
+                                   maxFrameBody: UInt64(configuration.maxFrameBody), deviceKey: []))),
                 .schedule(.handshake, afterMillis: configuration.handshakeMillis)]
     }
 
@@ -219,10 +219,10 @@ public struct ClientSession {
         case let .welcome(welcome):
             guard state == .awaitingWelcome else { throw unexpected(message) }
             return try welcomed(welcome)
-        case let .recovered(answered, next, more, changes):
+        case let .recovered(answered, next, more, changes, _):
             guard case let .recovering(origin, after) = state else { throw unexpected(message) }
             return try recovered(origin, after: after, answered, next: next, more: more, changes)
-        case let .forked(answered, credential):
+        case let .forked(answered, credential, _):
             guard case let .forking(newReplica, divergentFrom) = state else { throw unexpected(message) }
             guard answered == newReplica, !credential.isEmpty else {
                 throw SyncFailure(.unexpectedMessage, answered == newReplica ? "hub answered the fork with an empty credential"
@@ -245,7 +245,7 @@ public struct ClientSession {
             // and those must still be compared (recovered) before they count as held.
             try store.recordPeerKnowledge(hub, VersionVector(until))
             return try nextPush()
-        case let .batch(next, more, changes):
+        case let .batch(next, more, changes, _):
             guard case let .pulling(cursor) = state else { throw unexpected(message) }
             return try pulled(cursor: cursor, next: next, more: more, changes)
         case .hello, .push, .pull, .recover, .fork, .heartbeat:
@@ -380,7 +380,8 @@ public struct ClientSession {
             if let divergent = check.firstDivergent {
                 let newReplica = ReplicaID.random(using: &random)
                 state = .forking(newReplica: newReplica, divergentFrom: divergent)
-                return request(.fork(newReplica: newReplica))
+                // Issue 9: the new identity's key comes with SyncIdentity.
+                return request(.fork(newReplica: newReplica, deviceKey: [UInt8](repeating: 0, count: 32)))
             }
         } else {
             let result = try store.applyFromHub(changes, hub: hub, nextCursor: nil)
@@ -405,7 +406,7 @@ public struct ClientSession {
         // Every push frame fits the negotiated limit with its envelope (Protocol/framing.md):
         // changes are cut at `budget`, and a first change too large for any frame is refused
         // here rather than sent to be refused by the hub.
-        let room = FrameBudget.changeBytes(maxBody: maxFrameBody)
+        let room = FrameBudget.changeBytes(maxBody: maxFrameBody, provenance: .none)
         let budget = min(configuration.pushBatchBytes, room)
         var bytes = 0
         if let cut = changes.firstIndex(where: { change in
@@ -430,7 +431,7 @@ public struct ClientSession {
         summary.pushed += changes.count
         summary.pushBatches += 1
         summary.roundTrips += 1
-        return request(.push(batch: batch, changes: changes))
+        return request(.push(batch: batch, changes: changes, provenance: .none))
     }
 
     private func health() throws -> ReplicaHealth {

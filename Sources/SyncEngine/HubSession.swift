@@ -189,24 +189,24 @@ public struct HubSession: Sendable {
             guard fatal else { return [recorded] }
             state = .closed
             return [recorded, .close]
-        case let .push(batch, changes):
+        case let .push(batch, changes, _):
             guard case let .ready(replica, _) = state else { return beforeHello(message, nowMillis: nowMillis) }
             return push(batch, changes, from: replica, nowMillis: nowMillis)
         case let .pull(cursor, budget):
             guard case let .ready(replica, _) = state else { return beforeHello(message, nowMillis: nowMillis) }
             pending = .pull(cursor: cursor)
-            let room = FrameBudget.changeBytes(maxBody: maxFrameBody)
+            let room = FrameBudget.changeBytes(maxBody: maxFrameBody, provenance: .none)
             return [.store(.readPage(cursor: cursor, excludingOrigin: replica,
                                      byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
                                      maxCount: configuration.maxPullChanges))]
         case let .recover(origin, after, budget):
             guard case .ready = state else { return beforeHello(message, nowMillis: nowMillis) }
             pending = .recover(origin: origin)
-            let room = FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody)
+            let room = FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody, provenance: .none)
             return [.store(.readOrigin(origin: origin, after: after,
                                        byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
                                        maxCount: configuration.maxPullChanges))]
-        case let .fork(newReplica):
+        case let .fork(newReplica, _):
             guard case let .ready(replica, team) = state else { return beforeHello(message, nowMillis: nowMillis) }
             pending = .fork(from: replica, into: newReplica, team: team)
             return [.store(.fork(replica: replica, into: newReplica, nowMillis: nowMillis))]
@@ -331,7 +331,10 @@ public struct HubSession: Sendable {
         return [.send(.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: configuration.schemaVersion,
                                        hub: hubID, maxFrameBody: UInt64(maxFrameBody), issuedCredential: issued,
                                        hubTimeMillis: nowMillis, heartbeatIntervalMillis: configuration.heartbeatIntervalMillis,
-                                       ownDurable: ownDurable))),
+                                       ownDurable: ownDurable,
+                                       // Issue 9: the hub key, incarnation and certificate come with SyncIdentity.
+                                       hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16),
+                                       certificate: nil))),
                 .schedule(.idle, afterMillis: configuration.idleMillis)]
     }
 
@@ -397,14 +400,14 @@ public struct HubSession: Sendable {
         }
         // Every change in a multi-change batch fits `room`, so the frame (with its envelope) fits
         // the negotiated limit; only a first change alone can be larger.
-        let room = FrameBudget.changeBytes(maxBody: maxFrameBody)
+        let room = FrameBudget.changeBytes(maxBody: maxFrameBody, provenance: .none)
         if page.bytes > room, let first = page.encoded.first {
             return [record(.error(code: WireError.Code.limitExceeded.name), replica, nowMillis),
                     .send(.error(code: .limitExceeded, fatal: false, message: Self.tooLarge(first, page.bytes, maxFrameBody)))]
         }
         // The stored bytes go out as they are: the hub neither decodes nor re-encodes values.
         return [record(.pulled(cursor: page.nextCursor), replica, nowMillis),
-                .send(.relayedBatch(nextCursor: page.nextCursor, more: page.more, encodedChanges: page.encoded))]
+                .send(.relayedBatch(nextCursor: page.nextCursor, more: page.more, encodedChanges: page.encoded, provenance: .none))]
     }
 
     /// A replica restored from a backup, or a copy, gets back what the hub holds of an origin.
@@ -414,11 +417,12 @@ public struct HubSession: Sendable {
         }
         // As for a pull: every change of a multi-change answer fits `room`, so the frame fits the
         // negotiated limit.
-        let room = FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody)
+        let room = FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody, provenance: .none)
         if page.bytes > room, let first = page.encoded.first {
             return [.send(.error(code: .limitExceeded, fatal: false, message: Self.tooLarge(first, page.bytes, maxFrameBody)))]
         }
-        return [.send(.relayedRecovered(origin: origin, nextCounter: page.nextCounter, more: page.more, encodedChanges: page.encoded))]
+        return [.send(.relayedRecovered(origin: origin, nextCounter: page.nextCounter, more: page.more, encodedChanges: page.encoded,
+                                        provenance: .none))]
     }
 
     /// A copy that diverged from what the hub holds of its origin takes a new identity in the same
@@ -429,7 +433,7 @@ public struct HubSession: Sendable {
         case let .success(.forked(secret)):
             state = .ready(replica: newReplica, team: team)
             return [record(.hello(appVersion: "fork of \(replica.short)", schemaVersion: 1), newReplica, nowMillis),
-                    .send(.forked(newReplica: newReplica, issuedCredential: secret))]
+                    .send(.forked(newReplica: newReplica, issuedCredential: secret, certificate: nil))]
         case .success(.idTaken):
             return fail(.enrolmentInvalid, "replica id \(newReplica.short) is already known to this hub", nowMillis: nowMillis)
         case .success(.tooManyForks):

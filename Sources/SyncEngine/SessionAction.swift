@@ -53,10 +53,11 @@ public struct RandomSource: RandomNumberGenerator, Sendable {
 
 /// Protocol constants shared by both ends (Protocol/session.md).
 public enum ProtocolConstants {
-    /// The protocol version this code speaks, and the only one: version 2 carries row edits
-    /// (Protocol/README.md, "Versioning"); version 1's changes were single field writes, which a
-    /// version-2 peer cannot read, so a version-1 peer is refused with `UNSUPPORTED_VERSION`.
-    public static let version: UInt64 = 2
+    /// The protocol version this code speaks, and the only one: version 3 carries signed heads
+    /// and device certificates with every run of changes (Protocol/identity.md); a version-2 peer
+    /// sends changes nobody signed, which a version-3 peer refuses, so it is refused with
+    /// `UNSUPPORTED_VERSION` at its hello, as version 1 was.
+    public static let version: UInt64 = 3
     /// Hub: accepted until hello; client: hello sent until welcome.
     public static let handshakeMillis: UInt64 = 10_000
     /// A frame's first byte until its last.

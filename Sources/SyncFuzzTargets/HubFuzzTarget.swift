@@ -109,11 +109,13 @@ enum HubFuzzTarget {
         let device = mode & 1 == 1
         var hello = Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: device ? template.device : template.newcomer,
                           appVersion: "fuzz/1", credential: device ? .device(template.secret) : .enrolmentToken(template.token),
-                          maxFrameBody: UInt64(Frame.defaultMaxBody))
+                          maxFrameBody: UInt64(Frame.defaultMaxBody), deviceKey: [])
         if case let .hello(fuzzed)? = try? MessageCodec().decode(Frame(type: Message.Kind.hello.rawValue, payload: payload)) {
             hello.schemaVersion = fuzzed.schemaVersion
             hello.appVersion = fuzzed.appVersion
             hello.maxFrameBody = fuzzed.maxFrameBody
+            // A decoded hello's key is empty below protocol_max 3, so it fits either range below.
+            hello.deviceKey = fuzzed.deviceKey
             if mode & 2 == 2 {
                 hello.protocolMin = fuzzed.protocolMin
                 hello.protocolMax = fuzzed.protocolMax

@@ -39,7 +39,7 @@ extension HubServer {
     /// against its source; an accepted one makes this connection its replica's only session.
     nonisolated func afterAnswer(_ session: HubSession, to message: Message, answer: Message, id: AdmissionControl.ConnectionID, source: String) {
         switch (message, answer) {
-        case let (.fork, .forked(newReplica, _)):
+        case let (.fork, .forked(newReplica, _, _)):
             // The session goes on as the forked identity: one live session per replica holds for it.
             if let previous = registry.authenticated(id, as: newReplica) {
                 previous.sayThenClose(MessageCodec().frame(.goodbye(reason: Self.replacedReason)))

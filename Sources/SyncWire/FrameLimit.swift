@@ -49,17 +49,22 @@ package final class FrameProgress: Sendable {
 
 /// How much room a push or batch frame leaves for its changes.
 package enum FrameBudget {
-    /// The most a push or batch frame body holds besides its changes' encodings: type and flags
-    /// (2), the batch number or `next_cursor` (a varint, ≤ 10), `more` (1, batch only) and the
-    /// change count (a varint, ≤ 10).
+    /// The most a push or batch frame body holds besides its changes' encodings and its
+    /// provenance: type and flags (2), the batch number or `next_cursor` (a varint, ≤ 10), `more`
+    /// (1, batch only) and the change count (a varint, ≤ 10).
     package static let envelopeBytes = 23
 
-    /// Bytes of change encodings that fit in one push or batch frame under `maxBody`.
-    package static func changeBytes(maxBody: Int) -> Int { max(0, maxBody - envelopeBytes) }
+    /// Bytes of change encodings that fit in one push or batch frame under `maxBody` beside
+    /// `provenance` (its heads and certificates travel after the changes, in the same frame).
+    package static func changeBytes(maxBody: Int, provenance: Provenance) -> Int {
+        max(0, maxBody - envelopeBytes - provenance.encodedSize)
+    }
 
     /// A recovered frame carries the origin (16 bytes) besides a batch's envelope.
     package static let recoveredEnvelopeBytes = envelopeBytes + 16
 
-    /// Bytes of change encodings that fit in one recovered frame under `maxBody`.
-    package static func recoveredChangeBytes(maxBody: Int) -> Int { max(0, maxBody - recoveredEnvelopeBytes) }
+    /// Bytes of change encodings that fit in one recovered frame under `maxBody` beside `provenance`.
+    package static func recoveredChangeBytes(maxBody: Int, provenance: Provenance) -> Int {
+        max(0, maxBody - recoveredEnvelopeBytes - provenance.encodedSize)
+    }
 }

@@ -26,10 +26,22 @@ public struct Hello: Equatable, Sendable {
     public var credential: Credential
     /// The largest frame body the client accepts (at least 65,536).
     public var maxFrameBody: UInt64
+    /// The replica's Ed25519 public key: to register (with an enrolment token) or the registered
+    /// one (with a device secret); empty with no credential. Empty or 32 bytes; always empty when
+    /// `protocolMax` is below 3 (see ``carriesDeviceKey(protocolMax:)``).
+    public var deviceKey: [UInt8]
 
-    /// A hello; every field as `messages.md` gives it.
+    /// Whether a hello of this `protocol_max` has a `device_key` field: only from version 3 on. A
+    /// hello of an older client ends at `max_frame_body`, as it did in version 2, so that it still
+    /// decodes and the hub can answer it with `UNSUPPORTED_VERSION` rather than a decoding error.
+    public static func carriesDeviceKey(protocolMax: UInt64) -> Bool { protocolMax >= 3 }
+
+    /// A hello; every field as `messages.md` gives it. `deviceKey` is empty or 32 bytes, and empty
+    /// for a `protocolMax` below 3 (preconditions: the decoder never yields anything else).
     public init(protocolMin: UInt64, protocolMax: UInt64, schemaVersion: UInt64, replica: ReplicaID, appVersion: String,
-                credential: Credential, maxFrameBody: UInt64) {
+                credential: Credential, maxFrameBody: UInt64, deviceKey: [UInt8]) {
+        precondition(deviceKey.isEmpty || deviceKey.count == DeviceCertificate.publicKeySize, "a device key is empty or 32 bytes")
+        precondition(deviceKey.isEmpty || Self.carriesDeviceKey(protocolMax: protocolMax), "a hello below protocol version 3 has no device key")
         self.protocolMin = protocolMin
         self.protocolMax = protocolMax
         self.schemaVersion = schemaVersion
@@ -37,6 +49,7 @@ public struct Hello: Equatable, Sendable {
         self.appVersion = appVersion
         self.credential = credential
         self.maxFrameBody = maxFrameBody
+        self.deviceKey = deviceKey
     }
 }
 
@@ -60,10 +73,24 @@ public struct Welcome: Equatable, Sendable {
     /// the hub holds changes 1…`c` of that origin. A replica that knows less of its own origin than
     /// this was restored from a backup or copied, and recovers before it writes again.
     public var ownDurable: UInt64
+    /// The hub's Ed25519 public key (32 bytes): pinned at enrolment, and any later welcome with
+    /// another is refused (`HUB_KEY_CHANGED`).
+    public var hubKey: [UInt8]
+    /// The hub store's incarnation (16 bytes): it changes when the hub is restored from a backup.
+    public var incarnation: [UInt8]
+    /// The replica's own device certificate, when the hub has one to give.
+    public var certificate: DeviceCertificate?
 
-    /// A welcome; every field as `messages.md` gives it.
+    /// Bytes of a welcome's `incarnation`.
+    public static let incarnationSize = 16
+
+    /// A welcome; every field as `messages.md` gives it. `hubKey` is 32 bytes and `incarnation` 16
+    /// (preconditions).
     public init(protocolVersion: UInt64, schemaVersion: UInt64, hub: ReplicaID, maxFrameBody: UInt64, issuedCredential: [UInt8],
-                hubTimeMillis: UInt64, heartbeatIntervalMillis: UInt64, ownDurable: UInt64 = 0) {
+                hubTimeMillis: UInt64, heartbeatIntervalMillis: UInt64, ownDurable: UInt64 = 0, hubKey: [UInt8], incarnation: [UInt8],
+                certificate: DeviceCertificate?) {
+        precondition(hubKey.count == DeviceCertificate.publicKeySize && incarnation.count == Self.incarnationSize,
+                     "a welcome's hub key is 32 bytes, its incarnation 16")
         self.protocolVersion = protocolVersion
         self.schemaVersion = schemaVersion
         self.hub = hub
@@ -72,6 +99,9 @@ public struct Welcome: Equatable, Sendable {
         self.hubTimeMillis = hubTimeMillis
         self.heartbeatIntervalMillis = heartbeatIntervalMillis
         self.ownDurable = ownDurable
+        self.hubKey = hubKey
+        self.incarnation = incarnation
+        self.certificate = certificate
     }
 }
 
@@ -95,7 +125,7 @@ public struct ReplicaHealth: Equatable, Sendable {
     }
 }
 
-/// Every message of protocol version 2 (Protocol/messages.md).
+/// Every message of protocol version 3 (Protocol/messages.md).
 public enum Message: Equatable, Sendable {
     /// Client → hub: who it is and what it speaks.
     case hello(Hello)
@@ -103,15 +133,17 @@ public enum Message: Equatable, Sendable {
     case welcome(Welcome)
     /// Hub → client, instead of a welcome: the hello is refused.
     case reject(code: WireError.Code, retryAfterMillis: UInt64, message: String)
-    /// A batch of changes from a replica; `batch` numbers batches within a session.
-    case push(batch: UInt64, changes: [Change])
+    /// A batch of changes from a replica; `batch` numbers batches within a session; `provenance`
+    /// holds the heads of its runs and certificates the hub may lack.
+    case push(batch: UInt64, changes: [Change], provenance: Provenance)
     /// The hub's contiguous durable counters for the origins of the acknowledged batch.
     case pushAck(batch: UInt64, durable: VersionVector, hubHead: UInt64)
     /// Client → hub: changes after `cursor`, within `byteBudget` bytes.
     case pull(cursor: UInt64, byteBudget: UInt64)
     /// Hub → client, answering a pull: changes up to hub sequence `nextCursor`; `more` if the
-    /// budget cut the answer short.
-    case batch(nextCursor: UInt64, more: Bool, changes: [Change])
+    /// budget cut the answer short; `provenance` holds the heads of its runs and certificates
+    /// for their origins.
+    case batch(nextCursor: UInt64, more: Bool, changes: [Change], provenance: Provenance)
     /// Client → hub: the replica's health, counts only.
     case heartbeat(ReplicaHealth)
     /// Either way: a failure; `fatal` ends the connection.
@@ -122,19 +154,22 @@ public enum Message: Equatable, Sendable {
     /// restored or copied replica gets back what the hub holds of its own origin.
     case recover(origin: ReplicaID, after: UInt64, byteBudget: UInt64)
     /// The answer to a recover: changes of `origin` in ascending counter order, contiguous from
-    /// the request's `after + 1`; `nextCounter` is the last counter included.
-    case recovered(origin: ReplicaID, nextCounter: UInt64, more: Bool, changes: [Change])
+    /// the request's `after + 1`; `nextCounter` is the last counter included; `provenance` holds
+    /// the heads of the run.
+    case recovered(origin: ReplicaID, nextCounter: UInt64, more: Bool, changes: [Change], provenance: Provenance)
     /// Asks for a new identity: this copy of the replica diverged from what the hub holds of its
-    /// origin, so its own unsynced writes are re-issued under `newReplica`.
-    case fork(newReplica: ReplicaID)
-    /// The answer to a fork: the new identity is registered for the same team, with its own secret.
-    case forked(newReplica: ReplicaID, issuedCredential: [UInt8])
+    /// origin, so its own unsynced writes are re-issued under `newReplica`, whose public key is
+    /// `deviceKey` (32 bytes).
+    case fork(newReplica: ReplicaID, deviceKey: [UInt8])
+    /// The answer to a fork: the new identity is registered for the same team, with its own secret
+    /// and, when the hub has one to give, its device certificate.
+    case forked(newReplica: ReplicaID, issuedCredential: [UInt8], certificate: DeviceCertificate?)
     /// A batch as the hub relays it: each change is its stored canonical encoding, written to the
     /// wire as it is, never decoded or re-encoded (the bytes are exactly a `batch`'s). Only ever
-    /// sent: decoding the frame yields `batch`.
-    case relayedBatch(nextCursor: UInt64, more: Bool, encodedChanges: [[UInt8]])
+    /// sent: decoding the frame yields `batch`. The provenance is encoded as a batch's is.
+    case relayedBatch(nextCursor: UInt64, more: Bool, encodedChanges: [[UInt8]], provenance: Provenance)
     /// A recovered answer as the hub relays it, as `relayedBatch` is a batch; decodes as `recovered`.
-    case relayedRecovered(origin: ReplicaID, nextCounter: UInt64, more: Bool, encodedChanges: [[UInt8]])
+    case relayedRecovered(origin: ReplicaID, nextCounter: UInt64, more: Bool, encodedChanges: [[UInt8]], provenance: Provenance)
 
     /// The message type byte: one case per message, its raw value the byte framing.md's table
     /// gives it (relayed answers travel as `batch` and `recovered`).
@@ -163,12 +198,12 @@ public enum Message: Equatable, Sendable {
     /// its changes decoded (nil if a relayed change does not decode); any other message as it is.
     public var decoded: Message? {
         switch self {
-        case let .relayedBatch(next, more, encoded):
+        case let .relayedBatch(next, more, encoded, provenance):
             guard let changes = Self.decodeChanges(encoded) else { return nil }
-            return .batch(nextCursor: next, more: more, changes: changes)
-        case let .relayedRecovered(origin, next, more, encoded):
+            return .batch(nextCursor: next, more: more, changes: changes, provenance: provenance)
+        case let .relayedRecovered(origin, next, more, encoded, provenance):
             guard let changes = Self.decodeChanges(encoded) else { return nil }
-            return .recovered(origin: origin, nextCounter: next, more: more, changes: changes)
+            return .recovered(origin: origin, nextCounter: next, more: more, changes: changes, provenance: provenance)
         default:
             return self
         }

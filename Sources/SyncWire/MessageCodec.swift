@@ -62,6 +62,11 @@ public struct MessageCodec: Sendable {
             case let .device(secret): writer.byte(2); writer.lengthPrefixed(secret)
             }
             writer.varint(hello.maxFrameBody)
+            if Hello.carriesDeviceKey(protocolMax: hello.protocolMax) {
+                writer.lengthPrefixed(hello.deviceKey)
+            } else {
+                precondition(hello.deviceKey.isEmpty, "a hello of protocol_max \(hello.protocolMax) has no device key")
+            }
         case let .welcome(welcome):
             writer.varint(welcome.protocolVersion)
             writer.varint(welcome.schemaVersion)
@@ -71,13 +76,19 @@ public struct MessageCodec: Sendable {
             writer.varint(welcome.hubTimeMillis)
             writer.varint(welcome.heartbeatIntervalMillis)
             writer.varint(welcome.ownDurable)
+            precondition(welcome.hubKey.count == DeviceCertificate.publicKeySize && welcome.incarnation.count == Welcome.incarnationSize,
+                         "a welcome's hub key is 32 bytes, its incarnation 16")
+            writer.raw(welcome.hubKey)
+            writer.raw(welcome.incarnation)
+            DeviceCertificate.encodeField(welcome.certificate, into: &writer)
         case let .reject(code, retryAfter, text):
             writer.varint(UInt64(code.rawValue))
             writer.varint(retryAfter)
             writer.string(text)
-        case let .push(batch, changes):
+        case let .push(batch, changes, provenance):
             writer.varint(batch)
             changeList(changes, &writer)
+            provenance.encode(into: &writer)
         case let .pushAck(batch, durable, head):
             writer.varint(batch)
             durable.encode(into: &writer)
@@ -85,10 +96,11 @@ public struct MessageCodec: Sendable {
         case let .pull(cursor, budget):
             writer.varint(cursor)
             writer.varint(budget)
-        case let .batch(next, more, changes):
+        case let .batch(next, more, changes, provenance):
             writer.varint(next)
             writer.byte(more ? 1 : 0)
             changeList(changes, &writer)
+            provenance.encode(into: &writer)
         case let .heartbeat(health):
             writer.varint(health.pendingChanges)
             writer.varint(health.oldestUnsyncedAgeMillis)
@@ -104,25 +116,31 @@ public struct MessageCodec: Sendable {
             writer.replica(origin)
             writer.varint(after)
             writer.varint(budget)
-        case let .recovered(origin, next, more, changes):
+        case let .recovered(origin, next, more, changes, provenance):
             writer.replica(origin)
             writer.varint(next)
             writer.byte(more ? 1 : 0)
             changeList(changes, &writer)
-        case let .relayedBatch(next, more, encoded):
+            provenance.encode(into: &writer)
+        case let .relayedBatch(next, more, encoded, provenance):
             writer.varint(next)
             writer.byte(more ? 1 : 0)
             encodedChangeList(encoded, &writer)
-        case let .relayedRecovered(origin, next, more, encoded):
+            provenance.encode(into: &writer)
+        case let .relayedRecovered(origin, next, more, encoded, provenance):
             writer.replica(origin)
             writer.varint(next)
             writer.byte(more ? 1 : 0)
             encodedChangeList(encoded, &writer)
-        case let .fork(newReplica):
+            provenance.encode(into: &writer)
+        case let .fork(newReplica, deviceKey):
+            precondition(deviceKey.count == DeviceCertificate.publicKeySize, "a fork's device key is 32 bytes")
             writer.replica(newReplica)
-        case let .forked(newReplica, credential):
+            writer.raw(deviceKey)
+        case let .forked(newReplica, credential, certificate):
             writer.replica(newReplica)
             writer.lengthPrefixed(credential)
+            DeviceCertificate.encodeField(certificate, into: &writer)
         }
         return writer.bytes
     }
@@ -214,17 +232,25 @@ public struct MessageCodec: Sendable {
             case let other:
                 throw WireError(.malformedMessage, "unknown credential kind \(other)", offset: reader.offset - 1, field: "credential_kind")
             }
+            let maxFrameBody = try reader.varint()
+            let keyAt = reader.offset
+            let deviceKey = Hello.carriesDeviceKey(protocolMax: max) ? try reader.lengthPrefixed() : []
+            guard deviceKey.isEmpty || deviceKey.count == DeviceCertificate.publicKeySize else {
+                throw ByteDecodingError(.invalidValue, offset: keyAt, field: "device_key", "a device key of \(deviceKey.count) bytes, not 0 or 32")
+            }
             return .hello(Hello(protocolMin: min, protocolMax: max, schemaVersion: schema, replica: replica, appVersion: app,
-                                credential: credential, maxFrameBody: try reader.varint()))
+                                credential: credential, maxFrameBody: maxFrameBody, deviceKey: deviceKey))
         case .welcome:
             return .welcome(Welcome(protocolVersion: try reader.varint(), schemaVersion: try reader.varint(), hub: try reader.replica(),
                                     maxFrameBody: try reader.varint(), issuedCredential: try reader.lengthPrefixed(),
                                     hubTimeMillis: try reader.varint(), heartbeatIntervalMillis: try reader.varint(),
-                                    ownDurable: try reader.varint()))
+                                    ownDurable: try reader.varint(), hubKey: try reader.raw(count: DeviceCertificate.publicKeySize),
+                                    incarnation: try reader.raw(count: Welcome.incarnationSize),
+                                    certificate: try DeviceCertificate.decodeField(from: &reader, field: "certificate")))
         case .reject:
             return .reject(code: try errorCode(&reader), retryAfterMillis: try reader.varint(), message: try reader.string())
         case .push:
-            return .push(batch: try reader.varint(), changes: try changeList(&reader))
+            return .push(batch: try reader.varint(), changes: try changeList(&reader), provenance: try Provenance.decode(from: &reader))
         case .pushAck:
             return .pushAck(batch: try reader.varint(), durable: try VersionVector.decode(from: &reader), hubHead: try reader.varint())
         case .pull:
@@ -232,7 +258,7 @@ public struct MessageCodec: Sendable {
         case .batch:
             let next = try reader.varint()
             let more = try boolean(&reader)
-            return .batch(nextCursor: next, more: more, changes: try changeList(&reader))
+            return .batch(nextCursor: next, more: more, changes: try changeList(&reader), provenance: try Provenance.decode(from: &reader))
         case .heartbeat:
             return .heartbeat(ReplicaHealth(pendingChanges: try reader.varint(), oldestUnsyncedAgeMillis: try reader.varint(),
                                             openConflicts: try reader.varint(), schemaVersion: try reader.varint()))
@@ -246,11 +272,13 @@ public struct MessageCodec: Sendable {
             let origin = try reader.replica()
             let next = try reader.varint()
             let more = try boolean(&reader)
-            return .recovered(origin: origin, nextCounter: next, more: more, changes: try changeList(&reader))
+            return .recovered(origin: origin, nextCounter: next, more: more, changes: try changeList(&reader),
+                              provenance: try Provenance.decode(from: &reader))
         case .fork:
-            return .fork(newReplica: try reader.replica())
+            return .fork(newReplica: try reader.replica(), deviceKey: try reader.raw(count: DeviceCertificate.publicKeySize))
         case .forked:
-            return .forked(newReplica: try reader.replica(), issuedCredential: try reader.lengthPrefixed())
+            return .forked(newReplica: try reader.replica(), issuedCredential: try reader.lengthPrefixed(),
+                           certificate: try DeviceCertificate.decodeField(from: &reader, field: "certificate"))
         }
     }
 

@@ -78,7 +78,8 @@ extension WireError {
             case malformedFrame = 1, frameTooLarge, unknownMessage, reservedBits, trailingBytes, badCompression,
                  decompressionLimit, unexpectedMessage, unsupportedVersion, schemaMismatch, authenticationFailed,
                  enrolmentInvalid, timeout, busy, clockSkew, storageFailure, shuttingDown, limitExceeded,
-                 malformedMessage, equivocation, cursorAhead
+                 malformedMessage, equivocation, cursorAhead, signatureInvalid, chainGap, unsignedChanges, unknownDevice,
+                 hubKeyChanged
         }
 
         private let wrapped: Wrapped
@@ -142,6 +143,18 @@ extension WireError {
         public static let equivocation = Code(.equivocation)
         /// 21: a pull cursor above the hub's last sequence.
         public static let cursorAhead = Code(.cursorAhead)
+        /// 22: a head's signature or chain does not verify, or a certificate's signature does not;
+        /// nothing of the message was stored (Protocol/identity.md, "Verifying a run of changes").
+        public static let signatureInvalid = Code(.signatureInvalid)
+        /// 23: a run starts above the receiver's contiguous counter + 1 for its origin.
+        public static let chainGap = Code(.chainGap)
+        /// 24: a run of changes does not end at a signed head.
+        public static let unsignedChanges = Code(.unsignedChanges)
+        /// 25: no key is known for a run's origin, and no certificate for it came with the message.
+        public static let unknownDevice = Code(.unknownDevice)
+        /// 26: a welcome's hub key is not the one pinned at enrolment (the client's refusal; never
+        /// retried).
+        public static let hubKeyChanged = Code(.hubKeyChanged)
 
         /// The name Protocol/errors.md gives the code, e.g. `MALFORMED_MESSAGE`.
         public var name: String {
@@ -167,6 +180,11 @@ extension WireError {
             case .malformedMessage: "MALFORMED_MESSAGE"
             case .equivocation: "EQUIVOCATION"
             case .cursorAhead: "CURSOR_AHEAD"
+            case .signatureInvalid: "SIGNATURE_INVALID"
+            case .chainGap: "CHAIN_GAP"
+            case .unsignedChanges: "UNSIGNED_CHANGES"
+            case .unknownDevice: "UNKNOWN_DEVICE"
+            case .hubKeyChanged: "HUB_KEY_CHANGED"
             }
         }
 
@@ -179,6 +197,8 @@ extension WireError {
             // EQUIVOCATION: the next session's handshake shows the replica what the hub holds of its own
             // origin, and it recovers (Protocol/session.md), so reconnecting is the way forward.
             // CURSOR_AHEAD: the client starts its pulls again from 0 before it retries.
+            // The identity codes (22–26) are not retryable: the same bytes, keys and chain would fail
+            // the same way, so a person (or a re-enrolment) must change something first.
             case .timeout, .busy, .storageFailure, .shuttingDown, .equivocation, .cursorAhead: true
             default: false
             }

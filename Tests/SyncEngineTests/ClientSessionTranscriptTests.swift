@@ -49,7 +49,7 @@ struct ClientFixture {
     static func welcome(version: UInt64 = ProtocolConstants.version, maxFrameBody: UInt64 = 65_536, issued: [UInt8] = [],
                         ownDurable: UInt64 = 0) -> Message {
         .welcome(Welcome(protocolVersion: version, schemaVersion: 1, hub: hub, maxFrameBody: maxFrameBody, issuedCredential: issued,
-                         hubTimeMillis: now, heartbeatIntervalMillis: 30_000, ownDurable: ownDurable))
+                         hubTimeMillis: now, heartbeatIntervalMillis: 30_000, ownDurable: ownDurable, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil))
     }
 
     /// The heartbeat this replica sends, with `pending` changes the hub has not acknowledged.
@@ -92,7 +92,7 @@ struct ClientSessionTranscriptTests {
             .send(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version,
                                schemaVersion: UInt64(SimulationSchema.schema.version), replica: fixture.own,
                                appVersion: ClientConfiguration().appVersion, credential: .device([1, 2]),
-                               maxFrameBody: UInt64(ClientConfiguration().maxFrameBody)))),
+                               maxFrameBody: UInt64(ClientConfiguration().maxFrameBody), deviceKey: []))),
             .schedule(.handshake, afterMillis: ProtocolConstants.handshakeMillis),
         ])
         #expect(session.state == .awaitingWelcome)
@@ -130,7 +130,7 @@ struct ClientSessionTranscriptTests {
     func welcomeVersion() throws {
         let fixture = try F()
         defer { fixture.remove() }
-        for version in [1, 3] as [UInt64] {
+        for version in [ProtocolConstants.version - 1, ProtocolConstants.version + 1] {
             var session = fixture.started()
             #expect(F.fatal(.unsupportedVersion, session.receive(F.welcome(version: version, issued: [1]))))
             #expect(try fixture.store.hubLink()?.credential == nil, "the refused welcome's secret is not kept")
@@ -176,7 +176,7 @@ struct ClientSessionTranscriptTests {
         #expect(changes.count == 1)
         var session = fixture.started()
         #expect(session.receive(F.welcome()) == [.cancel(.handshake), fixture.heartbeat(pending: 1), F.request,
-                                                  .send(.push(batch: 1, changes: changes))])
+                                                  .send(.push(batch: 1, changes: changes, provenance: .none))])
         #expect(session.state == .pushing(batch: 1, until: [fixture.own: 1]))
         #expect(session.receive(.pushAck(batch: 1, durable: VersionVector([fixture.own: 1]), hubHead: 1)) == F.pull(0))
         #expect(try fixture.store.peerKnowledge(F.hub)[fixture.own] == 1, "the hub-held counter rose with the ack, durably")
@@ -215,9 +215,9 @@ struct ClientSessionTranscriptTests {
         defer { fixture.remove() }
         let other = ReplicaID(high: 4, low: 4)
         var (session, _) = fixture.welcomed()
-        #expect(session.receive(.batch(nextCursor: 1, more: true, changes: [F.change(other, 1)])) == F.pull(1))
+        #expect(session.receive(.batch(nextCursor: 1, more: true, changes: [F.change(other, 1)], provenance: .none)) == F.pull(1))
         #expect(try fixture.store.hubLink()?.pullCursor == 1, "the cursor is stored with the batch")
-        #expect(session.receive(.batch(nextCursor: 2, more: false, changes: [F.change(other, 2)]))
+        #expect(session.receive(.batch(nextCursor: 2, more: false, changes: [F.change(other, 2)], provenance: .none))
             == [fixture.heartbeat(), .send(.goodbye(reason: 0)), .close])
         #expect(session.state == .done && session.failure == nil)
         #expect(session.summary.pulled == 2 && session.summary.applied == 2)
@@ -229,9 +229,9 @@ struct ClientSessionTranscriptTests {
         let fixture = try F()
         defer { fixture.remove() }
         var (session, _) = fixture.welcomed()
-        #expect(session.receive(.batch(nextCursor: 40, more: true, changes: [])) == F.pull(40))
+        #expect(session.receive(.batch(nextCursor: 40, more: true, changes: [], provenance: .none)) == F.pull(40))
         // One that moves nothing would be asked again for ever: the sync ends there.
-        #expect(session.receive(.batch(nextCursor: 40, more: true, changes: [])) == [fixture.heartbeat(), .send(.goodbye(reason: 0)), .close])
+        #expect(session.receive(.batch(nextCursor: 40, more: true, changes: [], provenance: .none)) == [fixture.heartbeat(), .send(.goodbye(reason: 0)), .close])
     }
 
     @Test("pulling | batch with next_cursor above 2^63 − 1, or below the pull's cursor: MALFORMED_MESSAGE (fatal); nothing stored")
@@ -240,10 +240,10 @@ struct ClientSessionTranscriptTests {
         defer { fixture.remove() }
         let other = ReplicaID(high: 4, low: 4)
         var (above, _) = fixture.welcomed()
-        #expect(F.fatal(.malformedMessage, above.receive(.batch(nextCursor: UInt64(Int64.max) + 1, more: false, changes: [F.change(other, 1)]))))
+        #expect(F.fatal(.malformedMessage, above.receive(.batch(nextCursor: UInt64(Int64.max) + 1, more: false, changes: [F.change(other, 1)], provenance: .none))))
         var (backwards, _) = fixture.welcomed()
-        _ = backwards.receive(.batch(nextCursor: 5, more: true, changes: []))
-        #expect(F.fatal(.malformedMessage, backwards.receive(.batch(nextCursor: 4, more: false, changes: [F.change(other, 1)]))))
+        _ = backwards.receive(.batch(nextCursor: 5, more: true, changes: [], provenance: .none))
+        #expect(F.fatal(.malformedMessage, backwards.receive(.batch(nextCursor: 4, more: false, changes: [F.change(other, 1)], provenance: .none))))
         #expect(try fixture.store.peerKnowledge(F.hub)[other] == 0, "nothing of either batch applied")
     }
 
@@ -252,7 +252,7 @@ struct ClientSessionTranscriptTests {
         let fixture = try F()
         defer { fixture.remove() }
         var (session, _) = fixture.welcomed()
-        _ = session.receive(.batch(nextCursor: 3, more: true, changes: []))
+        _ = session.receive(.batch(nextCursor: 3, more: true, changes: [], provenance: .none))
         #expect(session.receive(.error(code: .limitExceeded, fatal: false, message: "too large")) == [.send(.goodbye(reason: 0)), .close])
         var (ahead, _) = fixture.welcomed()
         #expect(try fixture.store.hubLink()?.pullCursor == 3)
@@ -268,12 +268,12 @@ struct ClientSessionTranscriptTests {
         let own = fixture.own
         let messages: [Message] = [
             .pushAck(batch: 1, durable: VersionVector(), hubHead: 0),
-            .recovered(origin: own, nextCounter: 0, more: false, changes: []),
-            .forked(newReplica: ReplicaID(high: 6, low: 6), issuedCredential: [1]),
+            .recovered(origin: own, nextCounter: 0, more: false, changes: [], provenance: .none),
+            .forked(newReplica: ReplicaID(high: 6, low: 6), issuedCredential: [1], certificate: nil),
             F.welcome(),
-            .hello(Hello(protocolMin: 2, protocolMax: 2, schemaVersion: 1, replica: own, appVersion: "x", credential: .none, maxFrameBody: 65_536)),
-            .push(batch: 1, changes: []), .pull(cursor: 0, byteBudget: 1), .recover(origin: own, after: 0, byteBudget: 1),
-            .fork(newReplica: ReplicaID(high: 6, low: 6)),
+            .hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: own, appVersion: "x", credential: .none, maxFrameBody: 65_536, deviceKey: [])),
+            .push(batch: 1, changes: [], provenance: .none), .pull(cursor: 0, byteBudget: 1), .recover(origin: own, after: 0, byteBudget: 1),
+            .fork(newReplica: ReplicaID(high: 6, low: 6), deviceKey: [UInt8](repeating: 0, count: 32)),
             .heartbeat(ReplicaHealth(pendingChanges: 0, oldestUnsyncedAgeMillis: 0, openConflicts: 0, schemaVersion: 1)),
         ]
         for message in messages {
@@ -282,7 +282,7 @@ struct ClientSessionTranscriptTests {
             #expect(F.fatal(.unexpectedMessage, session.receive(message)), "\(message.kind) while pulling")
         }
         var early = fixture.started()
-        #expect(F.fatal(.unexpectedMessage, early.receive(.batch(nextCursor: 1, more: false, changes: []))), "a batch before the welcome")
+        #expect(F.fatal(.unexpectedMessage, early.receive(.batch(nextCursor: 1, more: false, changes: [], provenance: .none))), "a batch before the welcome")
     }
 
     @Test("any | goodbye: close, never answered; reason 1 is retried later, reason 2 (replaced) is not")
@@ -301,7 +301,7 @@ struct ClientSessionTranscriptTests {
         let fixture = try F()
         defer { fixture.remove() }
         var (session, _) = fixture.welcomed()
-        _ = session.receive(.batch(nextCursor: 0, more: false, changes: []))
+        _ = session.receive(.batch(nextCursor: 0, more: false, changes: [], provenance: .none))
         #expect(session.state == .done)
         #expect(session.receive(.goodbye(reason: 2)).isEmpty)
         #expect(session.receive(.error(code: .timeout, fatal: true, message: "late")).isEmpty)
@@ -341,7 +341,7 @@ struct ClientSessionTranscriptTests {
         #expect(actions == [.cancel(.handshake), fixture.heartbeat(), F.request, .send(.recover(origin: own, after: 0, byteBudget: F.budget))])
         #expect(session.state == .recovering(origin: own, after: 0))
         // Missing from this file's log (a restored backup): applied; A rises; nothing left to push.
-        #expect(session.receive(.recovered(origin: own, nextCounter: 1, more: false, changes: [F.change(own, 1)])) == F.pull(0))
+        #expect(session.receive(.recovered(origin: own, nextCounter: 1, more: false, changes: [F.change(own, 1)], provenance: .none)) == F.pull(0))
         #expect(session.summary.recovered == 1)
         #expect(try fixture.store.peerKnowledge(F.hub)[own] == 1)
     }
@@ -358,7 +358,7 @@ struct ClientSessionTranscriptTests {
         ]
         for (origin, next, changes) in runs {
             var (session, _) = fixture.welcomed(ownDurable: 2)
-            #expect(F.fatal(.malformedMessage, session.receive(.recovered(origin: origin, nextCounter: next, more: false, changes: changes))))
+            #expect(F.fatal(.malformedMessage, session.receive(.recovered(origin: origin, nextCounter: next, more: false, changes: changes, provenance: .none))))
         }
         #expect(try fixture.store.changes(notIn: VersionVector()).isEmpty, "nothing applied")
     }
@@ -371,31 +371,31 @@ struct ClientSessionTranscriptTests {
         try fixture.edit("n1")
         func forkingSession() -> (ClientSession, ReplicaID?) {
             var (session, _) = fixture.welcomed(ownDurable: 1)
-            let actions = session.receive(.recovered(origin: own, nextCounter: 1, more: false, changes: [F.change(own, 1, text: "other")]))
+            let actions = session.receive(.recovered(origin: own, nextCounter: 1, more: false, changes: [F.change(own, 1, text: "other")], provenance: .none))
             guard case let .forking(newReplica, divergentFrom) = session.state, divergentFrom == 1 else { return (session, nil) }
-            #expect(actions == [F.request, .send(.fork(newReplica: newReplica))])
+            #expect(actions == [F.request, .send(.fork(newReplica: newReplica, deviceKey: [UInt8](repeating: 0, count: 32)))])
             return (session, newReplica)
         }
         var (wrongID, drawn) = forkingSession()
         let newReplica = try #require(drawn, "a differing change leads to a fork")
-        #expect(F.fatal(.unexpectedMessage, wrongID.receive(.forked(newReplica: ReplicaID(high: 6, low: 6), issuedCredential: [1]))))
+        #expect(F.fatal(.unexpectedMessage, wrongID.receive(.forked(newReplica: ReplicaID(high: 6, low: 6), issuedCredential: [1], certificate: nil))))
         var (noSecret, _) = forkingSession()
-        #expect(F.fatal(.unexpectedMessage, noSecret.receive(.forked(newReplica: newReplica, issuedCredential: []))))
+        #expect(F.fatal(.unexpectedMessage, noSecret.receive(.forked(newReplica: newReplica, issuedCredential: [], certificate: nil))))
         #expect(fixture.store.replicaID == own, "nothing was changed locally")
         // forking | forked for the id asked: the new identity, then rule 1: recover the old origin.
         var (session, _) = forkingSession()
-        let actions = session.receive(.forked(newReplica: newReplica, issuedCredential: [8]))
+        let actions = session.receive(.forked(newReplica: newReplica, issuedCredential: [8], certificate: nil))
         #expect(fixture.store.replicaID == newReplica && session.summary.forkedFrom == own && session.summary.reissued == 1)
         #expect(actions == [F.request, .send(.recover(origin: own, after: 0, byteBudget: F.budget))])
         #expect(try fixture.store.hubLink()?.forkedFrom == own)
         // recovering (forked_from) | recovered: the hub's version arrives as another replica's change; forked_from is
         // cleared; then rule 2 on the new identity, of which the hub holds nothing: push the re-issued change.
-        let recovered = session.receive(.recovered(origin: own, nextCounter: 1, more: false, changes: [F.change(own, 1, text: "other")]))
+        let recovered = session.receive(.recovered(origin: own, nextCounter: 1, more: false, changes: [F.change(own, 1, text: "other")], provenance: .none))
         #expect(try fixture.store.hubLink()?.forkedFrom == nil)
         #expect(try fixture.store.peerKnowledge(F.hub)[own] == 1)
         let reissued = try fixture.store.changes(notIn: VersionVector([own: 1]))
         #expect(reissued.map(\.id) == [ChangeID(replica: newReplica, counter: 1)])
-        #expect(recovered == [F.request, .send(.push(batch: 1, changes: reissued))])
+        #expect(recovered == [F.request, .send(.push(batch: 1, changes: reissued, provenance: .none))])
     }
 
     @Test("after the handshake, rule 3: own_durable below A lowers A, so those changes are pushed again, and the log is pulled again from 0")
@@ -405,12 +405,12 @@ struct ClientSessionTranscriptTests {
         try fixture.edit("n1")
         var (first, _) = fixture.welcomed()
         _ = first.receive(.pushAck(batch: 1, durable: VersionVector([fixture.own: 1]), hubHead: 1))
-        _ = first.receive(.batch(nextCursor: 9, more: false, changes: []))
+        _ = first.receive(.batch(nextCursor: 9, more: false, changes: [], provenance: .none))
         #expect(first.state == .done)
         #expect(try fixture.store.hubLink()?.pullCursor == 9)
         let (second, actions) = fixture.welcomed(ownDurable: 0)
         let own = try fixture.store.changes(notIn: VersionVector())
-        #expect(actions == [.cancel(.handshake), fixture.heartbeat(), F.request, .send(.push(batch: 1, changes: own))])
+        #expect(actions == [.cancel(.handshake), fixture.heartbeat(), F.request, .send(.push(batch: 1, changes: own, provenance: .none))])
         #expect(second.state == .pushing(batch: 1, until: [fixture.own: 1]))
         #expect(try fixture.store.hubLink()?.pullCursor == 0)
     }

@@ -16,7 +16,7 @@ struct HubSessionTests {
         let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: now + 60_000, random: &random)
         var session = InlineHubSession(store: store, random: RandomSource { 42 })
         let actions = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "test",
-                                                   credential: .enrolmentToken(token), maxFrameBody: 65_536)), nowMillis: now)
+                                                   credential: .enrolmentToken(token), maxFrameBody: 65_536, deviceKey: [])), nowMillis: now)
         guard case .send(.welcome) = actions.first else {
             Issue.record("expected a welcome, got \(actions)")
             return session
@@ -39,12 +39,12 @@ struct HubSessionTests {
         let now: UInt64 = 1_750_000_000_000
         var session = try readySession(store, replica: replica, now: now)
         let batch = (1...3).map { change(replica, $0, now: now) }
-        let first = session.receive(.push(batch: 1, changes: batch), nowMillis: now)
+        let first = session.receive(.push(batch: 1, changes: batch, provenance: .none), nowMillis: now)
         #expect(first == [.send(.pushAck(batch: 1, durable: VersionVector([replica: 3]), hubHead: 3))])
-        let again = session.receive(.push(batch: 2, changes: batch), nowMillis: now)
+        let again = session.receive(.push(batch: 2, changes: batch, provenance: .none), nowMillis: now)
         #expect(again == [.send(.pushAck(batch: 2, durable: VersionVector([replica: 3]), hubHead: 3))])
         // Out-of-order batch numbers are a protocol error.
-        let wrong = session.receive(.push(batch: 7, changes: []), nowMillis: now)
+        let wrong = session.receive(.push(batch: 7, changes: [], provenance: .none), nowMillis: now)
         guard case .send(.error(.unexpectedMessage, true, _)) = wrong.first else {
             Issue.record("expected UNEXPECTED_MESSAGE, got \(wrong)")
             return
@@ -59,12 +59,12 @@ struct HubSessionTests {
         let replica = ReplicaID(high: 6, low: 6)
         let now: UInt64 = 1_750_000_000_000
         var session = try readySession(store, replica: replica, now: now)
-        let skewed = session.receive(.push(batch: 1, changes: [change(replica, 1, now: now, ahead: 10 * 60_000)]), nowMillis: now)
+        let skewed = session.receive(.push(batch: 1, changes: [change(replica, 1, now: now, ahead: 10 * 60_000)], provenance: .none), nowMillis: now)
         guard case .send(.error(.clockSkew, false, _)) = skewed.first else {
             Issue.record("expected a non-fatal CLOCK_SKEW, got \(skewed)")
             return
         }
-        let impossible = session.receive(.push(batch: 2, changes: [change(replica, 1, now: now, causalLength: .max)]), nowMillis: now)
+        let impossible = session.receive(.push(batch: 2, changes: [change(replica, 1, now: now, causalLength: .max)], provenance: .none), nowMillis: now)
         guard case .send(.error(.malformedMessage, true, _)) = impossible.first else {
             Issue.record("expected MALFORMED_MESSAGE, got \(impossible)")
             return
@@ -85,7 +85,7 @@ struct HubSessionTests {
         func hello() -> [SessionAction] {
             var again = InlineHubSession(store: store, random: RandomSource { 1 })
             return again.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "t",
-                                              credential: .device(secret), maxFrameBody: 65_536)), nowMillis: 3_000)
+                                              credential: .device(secret), maxFrameBody: 65_536, deviceKey: [])), nowMillis: 3_000)
         }
         // The control: the same hello is welcomed before the revocation.
         guard case .send(.welcome) = hello().first else {
@@ -101,7 +101,7 @@ struct HubSessionTests {
         #expect(text.contains("revoked"), "refused because of the revocation: \(text)")
     }
 
-    @Test("a hello of protocol version 1 (single-field changes) is rejected UNSUPPORTED_VERSION, naming both versions; 1 to 2 is welcomed with 2")
+    @Test("a hello of protocol version 1 or 2 (unsigned changes) is rejected UNSUPPORTED_VERSION, naming both versions; 2 to 3 is welcomed with 3")
     func versionOneRejected() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var random = SeededGenerator(seed: 4)
@@ -111,22 +111,24 @@ struct HubSessionTests {
         func hello(_ min: UInt64, _ max: UInt64) -> [SessionAction] {
             var session = InlineHubSession(store: store, random: RandomSource { 1 })
             return session.receive(.hello(Hello(protocolMin: min, protocolMax: max, schemaVersion: 1, replica: replica, appVersion: "caresync/0.4.0",
-                                                credential: .device(secret), maxFrameBody: 65_536)), nowMillis: 2_000)
+                                                credential: .device(secret), maxFrameBody: 65_536, deviceKey: [])), nowMillis: 2_000)
         }
-        let old = hello(1, 1)
-        guard case let .send(.reject(.unsupportedVersion, retryAfter, text)) = old.first else {
-            Issue.record("expected UNSUPPORTED_VERSION, got \(old)")
+        for version in [1, 2] as [UInt64] {
+            let old = hello(version, version)
+            guard case let .send(.reject(.unsupportedVersion, retryAfter, text)) = old.first else {
+                Issue.record("expected UNSUPPORTED_VERSION for version \(version), got \(old)")
+                return
+            }
+            #expect(old.last == .close)
+            #expect(retryAfter == 0, "an old client must be updated, not retried")
+            #expect(text == "this hub speaks protocol version 3 only; the client offered \(version) to \(version): update the client")
+            #expect(text.utf8.count <= 256)
+        }
+        guard case let .send(.welcome(welcome)) = hello(2, 3).first else {
+            Issue.record("a client speaking 2 to 3 was refused")
             return
         }
-        #expect(old.last == .close)
-        #expect(retryAfter == 0, "an old client must be updated, not retried")
-        #expect(text == "this hub speaks protocol version 2 only; the client offered 1 to 1: update the client")
-        #expect(text.utf8.count <= 256)
-        guard case let .send(.welcome(welcome)) = hello(1, 2).first else {
-            Issue.record("a client speaking 1 to 2 was refused")
-            return
-        }
-        #expect(welcome.protocolVersion == 2)
+        #expect(welcome.protocolVersion == 3)
     }
 
     /// Enrols `replica` with a fresh token and returns its issued secret; the session then sends
@@ -136,7 +138,7 @@ struct HubSessionTests {
         let token = try store.issueEnrolmentToken(team: team, expiresAtMillis: now + 60_000, random: &random)
         var session = InlineHubSession(store: store, random: RandomSource { UInt64.random(in: 0 ... .max) })
         let actions = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "test",
-                                                   credential: .enrolmentToken(token), maxFrameBody: 65_536)), nowMillis: now)
+                                                   credential: .enrolmentToken(token), maxFrameBody: 65_536, deviceKey: [])), nowMillis: now)
         guard case let .send(.welcome(welcome)) = actions.first else { throw HubSessionTests.Refused(actions: actions) }
         _ = session.receive(.heartbeat(ReplicaHealth(pendingChanges: 0, oldestUnsyncedAgeMillis: 0, openConflicts: 0, schemaVersion: 1)), nowMillis: now)
         return welcome.issuedCredential

@@ -16,7 +16,7 @@ enum HubFixture {
     static func hello(min: UInt64 = ProtocolConstants.version, max: UInt64 = ProtocolConstants.version, schema: UInt64 = 1,
                       replica: ReplicaID = replica, credential: Credential = .device([1]), maxFrameBody: UInt64 = 100_000) -> Message {
         .hello(Hello(protocolMin: min, protocolMax: max, schemaVersion: schema, replica: replica, appVersion: "t",
-                     credential: credential, maxFrameBody: maxFrameBody))
+                     credential: credential, maxFrameBody: maxFrameBody, deviceKey: []))
     }
 
     /// A session past its welcome, for `replica` in team T.
@@ -66,7 +66,7 @@ struct HubSessionTranscriptTests {
             == [.store(.openSession(replica: H.replica, spendTokens: true, appVersion: "t", schemaVersion: 1, nowMillis: H.now))])
         #expect(session.storageCompleted(.opened(.success(3)), nowMillis: H.now) == [
             .send(.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: H.hub, maxFrameBody: 100_000,
-                                   issuedCredential: [], hubTimeMillis: H.now, heartbeatIntervalMillis: 30_000, ownDurable: 3))),
+                                   issuedCredential: [], hubTimeMillis: H.now, heartbeatIntervalMillis: 30_000, ownDurable: 3, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil))),
             H.idle,
         ])
         #expect(session.state == .ready(replica: H.replica, team: "T") && session.maxFrameBody == 100_000)
@@ -128,7 +128,7 @@ struct HubSessionTranscriptTests {
     func beforeHello() {
         var quiet = HubSession(hub: H.hub)
         #expect(quiet.receive(.error(code: .timeout, fatal: true, message: "x"), nowMillis: H.now) == [.close])
-        for message: Message in [.pull(cursor: 0, byteBudget: 1), .push(batch: 1, changes: []), .goodbye(reason: 0),
+        for message: Message in [.pull(cursor: 0, byteBudget: 1), .push(batch: 1, changes: [], provenance: .none), .goodbye(reason: 0),
                                  .heartbeat(ReplicaHealth(pendingChanges: 0, oldestUnsyncedAgeMillis: 0, openConflicts: 0, schemaVersion: 1))] {
             var session = HubSession(hub: H.hub)
             #expect(session.receive(message, nowMillis: H.now)
@@ -175,13 +175,13 @@ struct HubSessionTranscriptTests {
     func unexpected() {
         let messages: [(Message, String)] = [
             (H.hello(), "hello after the handshake"),
-            (.welcome(Welcome(protocolVersion: 2, schemaVersion: 1, hub: H.hub, maxFrameBody: 65_536, issuedCredential: [], hubTimeMillis: 0,
-                              heartbeatIntervalMillis: 1)), "welcome is not a client message"),
+            (.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: H.hub, maxFrameBody: 65_536, issuedCredential: [], hubTimeMillis: 0,
+                              heartbeatIntervalMillis: 1, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil)), "welcome is not a client message"),
             (.reject(code: .busy, retryAfterMillis: 0, message: "x"), "reject is not a client message"),
             (.pushAck(batch: 1, durable: VersionVector(), hubHead: 0), "pushAck is not a client message"),
-            (.batch(nextCursor: 0, more: false, changes: []), "batch is not a client message"),
-            (.recovered(origin: H.replica, nextCounter: 0, more: false, changes: []), "recovered is not a client message"),
-            (.forked(newReplica: H.replica, issuedCredential: [1]), "forked is not a client message"),
+            (.batch(nextCursor: 0, more: false, changes: [], provenance: .none), "batch is not a client message"),
+            (.recovered(origin: H.replica, nextCounter: 0, more: false, changes: [], provenance: .none), "recovered is not a client message"),
+            (.forked(newReplica: H.replica, issuedCredential: [1], certificate: nil), "forked is not a client message"),
         ]
         for (message, text) in messages {
             var session = H.ready()
@@ -193,13 +193,13 @@ struct HubSessionTranscriptTests {
     func push() {
         var session = H.ready()
         let changes = [H.change(1)]
-        #expect(session.receive(.push(batch: 1, changes: changes), nowMillis: H.now)
+        #expect(session.receive(.push(batch: 1, changes: changes, provenance: .none), nowMillis: H.now)
             == [H.idle, .store(.append(changes: changes, replica: H.replica, receivedAtMillis: H.now))])
         let durable = VersionVector([H.replica: 1])
         var stored = session
         #expect(stored.storageCompleted(.appended(.success(HubAppendResult(durable: durable, head: 1, stored: 1, duplicates: 0))), nowMillis: H.now)
             == [H.idle, .send(.pushAck(batch: 1, durable: durable, hubHead: 1))])
-        #expect(stored.receive(.push(batch: 3, changes: []), nowMillis: H.now) == [H.idle] + H.fatal(.unexpectedMessage, "push batch 3, expected 2"))
+        #expect(stored.receive(.push(batch: 3, changes: [], provenance: .none), nowMillis: H.now) == [H.idle] + H.fatal(.unexpectedMessage, "push batch 3, expected 2"))
         // Storing a push, steps 2 and 3: an equivocation or a failed commit is never acknowledged, and the session goes on.
         var equivocated = session
         let refused = equivocated.storageCompleted(.appended(.success(HubAppendResult(durable: durable, head: 1, stored: 0, duplicates: 0,
@@ -216,12 +216,12 @@ struct HubSessionTranscriptTests {
     @Test("storing a push, step 1: a change more than 5 minutes ahead of the hub's clock: CLOCK_SKEW (non-fatal), nothing asked of the store")
     func clockSkew() {
         var session = H.ready()
-        let actions = session.receive(.push(batch: 1, changes: [H.change(1, aheadMillis: 300_001)]), nowMillis: H.now)
+        let actions = session.receive(.push(batch: 1, changes: [H.change(1, aheadMillis: 300_001)], provenance: .none), nowMillis: H.now)
         #expect(actions.count == 2 && actions[0] == H.idle)
         #expect({ if case .send(.error(.clockSkew, false, _)) = actions[1] { true } else { false } }(), "\(actions)")
         #expect(!session.isAwaitingStorage)
         var atTheEdge = H.ready()
-        #expect(atTheEdge.receive(.push(batch: 1, changes: [H.change(1, aheadMillis: 300_000)]), nowMillis: H.now).last
+        #expect(atTheEdge.receive(.push(batch: 1, changes: [H.change(1, aheadMillis: 300_000)], provenance: .none), nowMillis: H.now).last
             == .store(.append(changes: [H.change(1, aheadMillis: 300_000)], replica: H.replica, receivedAtMillis: H.now)))
     }
 
@@ -233,7 +233,7 @@ struct HubSessionTranscriptTests {
         var answered = session
         #expect(answered.storageCompleted(.page(.success(HubPullRead(head: 9, page: HubPage(encoded: [], nextCursor: 9, more: false, bytes: 0)))),
                                           nowMillis: H.now)
-            == [H.idle, H.record(.pulled(cursor: 9)), .send(.relayedBatch(nextCursor: 9, more: false, encodedChanges: []))])
+            == [H.idle, H.record(.pulled(cursor: 9)), .send(.relayedBatch(nextCursor: 9, more: false, encodedChanges: [], provenance: .none))])
         var ahead = session
         #expect(ahead.storageCompleted(.page(.success(HubPullRead(head: 6, page: nil))), nowMillis: H.now)
             == [H.idle] + H.fatal(.cursorAhead, "pull cursor 7 is above this hub's last sequence 6"))
@@ -256,12 +256,12 @@ struct HubSessionTranscriptTests {
     func fork() {
         let newReplica = ReplicaID(high: 6, low: 6)
         var session = H.ready()
-        #expect(session.receive(.fork(newReplica: newReplica), nowMillis: H.now)
+        #expect(session.receive(.fork(newReplica: newReplica, deviceKey: [UInt8](repeating: 0, count: 32)), nowMillis: H.now)
             == [H.idle, .store(.fork(replica: H.replica, into: newReplica, nowMillis: H.now))])
         var forked = session
         #expect(forked.storageCompleted(.forked(.success(.forked(secret: [4]))), nowMillis: H.now)
             == [H.idle, H.record(.hello(appVersion: "fork of \(H.replica.short)", schemaVersion: 1), newReplica),
-                .send(.forked(newReplica: newReplica, issuedCredential: [4]))])
+                .send(.forked(newReplica: newReplica, issuedCredential: [4], certificate: nil))])
         #expect(forked.replica == newReplica)
         let refusals: [(Result<ForkResult, any Error>, WireError.Code)] = [
             (.success(.idTaken), .enrolmentInvalid), (.success(.tooManyForks), .limitExceeded),

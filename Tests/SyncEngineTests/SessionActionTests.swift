@@ -21,7 +21,7 @@ struct SessionActionTests {
         var session = HubSession(hub: store.hubID)
         #expect(session.start(handshakeMillis: 10_000) == [.schedule(.handshake, afterMillis: 10_000)])
         let hello = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "t",
-                                                 credential: .enrolmentToken(token), maxFrameBody: 65_536)), nowMillis: Self.now)
+                                                 credential: .enrolmentToken(token), maxFrameBody: 65_536, deviceKey: [])), nowMillis: Self.now)
         #expect(hello == [.cancel(.handshake), .store(.checkCredential(replica: replica, credential: .enrolmentToken(token), nowMillis: Self.now))])
         #expect(session.isAwaitingStorage)
         // Nothing more is handled while the request is outstanding.
@@ -44,7 +44,7 @@ struct SessionActionTests {
             return
         }
         #expect(welcome.contains(.schedule(.idle, afterMillis: ProtocolConstants.idleMillis)))
-        let push = session.receive(.push(batch: 1, changes: []), nowMillis: Self.now)
+        let push = session.receive(.push(batch: 1, changes: [], provenance: .none), nowMillis: Self.now)
         #expect(!push.contains { if case .send = $0 { true } else { false } }, "no answer before the commit: \(push)")
         #expect(push.contains(.store(.append(changes: [], replica: replica, receivedAtMillis: Self.now))))
         // A failed commit is never acknowledged.
@@ -81,7 +81,7 @@ struct SessionActionTests {
         _ = waiting.start()
         let afterWelcome = waiting.receive(.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9),
                                                             maxFrameBody: 65_536, issuedCredential: [], hubTimeMillis: Self.now,
-                                                            heartbeatIntervalMillis: 30_000)))
+                                                            heartbeatIntervalMillis: 30_000, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil)))
         #expect(afterWelcome.first == .cancel(.handshake))
         #expect(afterWelcome.contains(.schedule(.request, afterMillis: ProtocolConstants.responseMillis)), "\(afterWelcome)")
         #expect(waiting.timerFired(.handshake).isEmpty, "the handshake deadline, cancelled by the welcome, stays quiet")
@@ -104,17 +104,17 @@ struct SessionActionTests {
         }
         for threshold in [nil, 64] as [Int?] {
             let codec = MessageCodec(compressionThreshold: threshold)
-            let batch = Message.batch(nextCursor: 9, more: true, changes: changes)
-            let relayed = Message.relayedBatch(nextCursor: 9, more: true, encodedChanges: encoded)
+            let batch = Message.batch(nextCursor: 9, more: true, changes: changes, provenance: .none)
+            let relayed = Message.relayedBatch(nextCursor: 9, more: true, encodedChanges: encoded, provenance: .none)
             #expect(codec.encode(relayed) == codec.encode(batch), "compression threshold \(String(describing: threshold))")
             #expect(try codec.decode(codec.frame(relayed)) == batch)
             #expect(relayed.decoded == batch)
             let origin = ReplicaID(high: 4, low: 4)
-            let recovered = Message.recovered(origin: origin, nextCounter: 3, more: false, changes: changes)
-            let relayedRecovered = Message.relayedRecovered(origin: origin, nextCounter: 3, more: false, encodedChanges: encoded)
+            let recovered = Message.recovered(origin: origin, nextCounter: 3, more: false, changes: changes, provenance: .none)
+            let relayedRecovered = Message.relayedRecovered(origin: origin, nextCounter: 3, more: false, encodedChanges: encoded, provenance: .none)
             #expect(codec.encode(relayedRecovered) == codec.encode(recovered))
             #expect(try codec.decode(codec.frame(relayedRecovered)) == recovered)
         }
-        #expect(Message.relayedBatch(nextCursor: 1, more: false, encodedChanges: [[0xFF]]).decoded == nil, "bytes that do not decode")
+        #expect(Message.relayedBatch(nextCursor: 1, more: false, encodedChanges: [[0xFF]], provenance: .none).decoded == nil, "bytes that do not decode")
     }
 }

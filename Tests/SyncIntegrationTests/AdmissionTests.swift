@@ -29,7 +29,7 @@ enum AdmissionPeer {
 
     static func hello(_ replica: ReplicaID, _ credential: Credential) -> Frame {
         codec.frame(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "raw",
-                                 credential: credential, maxFrameBody: 65_536)))
+                                 credential: credential, maxFrameBody: 65_536, deviceKey: [])))
     }
 
     static let heartbeat = codec.frame(.heartbeat(ReplicaHealth(pendingChanges: 0, oldestUnsyncedAgeMillis: 0, openConflicts: 0, schemaVersion: 1)))
@@ -38,7 +38,7 @@ enum AdmissionPeer {
         let now = UInt64(Date().timeIntervalSince1970 * 1000)
         return codec.frame(.push(batch: batch, changes: [Change(table: "note", row: "raw\(counter)", column: "text", write: FieldWrite(
             id: ChangeID(replica: replica, counter: counter), timestamp: HybridTimestamp(physicalMillis: now, logical: 0),
-            causalLength: 1, author: "raw", operation: .assign(.text("x"))))]))
+            causalLength: 1, author: "raw", operation: .assign(.text("x"))))], provenance: .none))
     }
 
     /// What a pushing session saw before the hub ended it.
@@ -443,7 +443,7 @@ extension Integration.LoopbackTests {
         let secret = try #require(try replica.hubLink()?.credential)
         let halfFrame = ByteBuffer(bytes: [0x00, 0x00, 0x00, 0x40, 0x01])
         let hello = ByteBuffer(bytes: MessageCodec().encode(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica.replicaID,
-                                                                          appVersion: "raw", credential: .device(secret), maxFrameBody: 65_536))))
+                                                                          appVersion: "raw", credential: .device(secret), maxFrameBody: 65_536, deviceKey: []))))
         // (what is sent, the farewell expected, the bounds on when it comes)
         let cases: [(String, [ByteBuffer], String, ClosedRange<Double>)] = [
             ("silent peer", [], "no hello within the handshake deadline", 1.3...5),

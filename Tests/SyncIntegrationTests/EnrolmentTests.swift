@@ -31,7 +31,7 @@ struct EnrolmentTests {
     func hello(_ store: SQLiteHubStore, _ replica: ReplicaID, _ credential: Credential, at offset: UInt64 = 0) -> (InlineHubSession, [SessionAction]) {
         var session = InlineHubSession(store: store, random: RandomSource { UInt64.random(in: 0 ... .max) })
         let actions = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "t",
-                                                   credential: credential, maxFrameBody: 65_536)), nowMillis: now + offset)
+                                                   credential: credential, maxFrameBody: 65_536, deviceKey: [])), nowMillis: now + offset)
         return (session, actions)
     }
 

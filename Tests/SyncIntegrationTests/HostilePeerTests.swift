@@ -13,7 +13,7 @@ extension Integration.LoopbackTests {
     /// A hello for `replica` with an enrolment token or a device secret.
     static func hello(_ replica: ReplicaID, _ credential: Credential, maxFrameBody: UInt64 = UInt64(Frame.defaultMaxBody)) -> Frame {
         MessageCodec().frame(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "hostile",
-                                          credential: credential, maxFrameBody: maxFrameBody)))
+                                          credential: credential, maxFrameBody: maxFrameBody, deviceKey: [])))
     }
 
     static func note(_ origin: ReplicaID, _ counter: UInt64, _ text: String) -> Change {
@@ -45,8 +45,8 @@ extension Integration.LoopbackTests {
         let early = try await RawPeer.exchange(port: harness.port, [Self.frame(.recover(origin: origin, after: 0, byteBudget: .max))])
         #expect(early.count == 1)
         Self.fatal(early, .unexpectedMessage, "recover before hello")
-        for message in [Message.recovered(origin: origin, nextCounter: 1, more: false, changes: [Self.note(origin, 1, "forged")]),
-                        .forked(newReplica: origin, issuedCredential: [1, 2, 3])] {
+        for message in [Message.recovered(origin: origin, nextCounter: 1, more: false, changes: [Self.note(origin, 1, "forged")], provenance: .none),
+                        .forked(newReplica: origin, issuedCredential: [1, 2, 3], certificate: nil)] {
             let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(Self.randomID(), .enrolmentToken(try harness.token())),
                                                                           Self.frame(message)])
             #expect(answers.count == 2)
@@ -84,9 +84,9 @@ extension Integration.LoopbackTests {
         }
         guard answers.count == 6, case .welcome = answers[0] else { throw SyncFailure(.unexpectedMessage, "got \(answers)") }
         for (index, after) in extremes.enumerated() {
-            #expect(answers[index + 1] == .recovered(origin: origin, nextCounter: after, more: false, changes: []), "after = \(after)")
+            #expect(answers[index + 1] == .recovered(origin: origin, nextCounter: after, more: false, changes: [], provenance: .none), "after = \(after)")
         }
-        guard case let .recovered(answerOrigin, next, more, changes) = answers[5] else {
+        guard case let .recovered(answerOrigin, next, more, changes, _) = answers[5] else {
             throw SyncFailure(.unexpectedMessage, "expected recovered, got \(answers[5])")
         }
         #expect(answerOrigin == origin && more && !changes.isEmpty && changes.count < 600)
@@ -107,7 +107,7 @@ extension Integration.LoopbackTests {
         for taken in [harness.store.hubID, other, relayed] {
             let replica = ReplicaID.random(using: &random)
             let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(replica, .enrolmentToken(try harness.token())),
-                                                                          Self.frame(.fork(newReplica: taken)), Self.frame(.goodbye(reason: 0))])
+                                                                          Self.frame(.fork(newReplica: taken, deviceKey: [UInt8](repeating: 0, count: 32))), Self.frame(.goodbye(reason: 0))])
             #expect(answers.count == 2)
             Self.fatal(answers, .enrolmentInvalid, "fork into \(taken.short)")
         }
@@ -132,7 +132,7 @@ extension Integration.LoopbackTests {
                 guard let frame = try await iterator.next() else { break }
                 received.append(try MessageCodec().decode(frame))
                 if case .error = received.last { break }
-                try await outbound.write(Self.frame(.fork(newReplica: Self.randomID())))
+                try await outbound.write(Self.frame(.fork(newReplica: Self.randomID(), deviceKey: [UInt8](repeating: 0, count: 32))))
             }
             return received
         }
@@ -149,8 +149,8 @@ extension Integration.LoopbackTests {
         let old = Self.randomID()
         let new = Self.randomID()
         let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(old, .enrolmentToken(try harness.token())),
-                                                                      Self.frame(.fork(newReplica: new)), Self.frame(.goodbye(reason: 0))])
-        guard answers.count == 2, case let .welcome(welcome) = answers[0], case let .forked(forkedID, secret) = answers[1] else {
+                                                                      Self.frame(.fork(newReplica: new, deviceKey: [UInt8](repeating: 0, count: 32))), Self.frame(.goodbye(reason: 0))])
+        guard answers.count == 2, case let .welcome(welcome) = answers[0], case let .forked(forkedID, secret, _) = answers[1] else {
             throw SyncFailure(.unexpectedMessage, "got \(answers)")
         }
         #expect(forkedID == new)
@@ -167,9 +167,9 @@ extension Integration.LoopbackTests {
         let replica = Self.randomID()
         let batchSize = 400
         let held = (1...batchSize).map { Self.note(replica, UInt64($0), "v0") }
-        var frames = [Self.hello(replica, .enrolmentToken(try harness.token())), Self.frame(.push(batch: 1, changes: held))]
+        var frames = [Self.hello(replica, .enrolmentToken(try harness.token())), Self.frame(.push(batch: 1, changes: held, provenance: .none))]
         for batch in 2...4 {
-            frames.append(Self.frame(.push(batch: UInt64(batch), changes: (1...batchSize).map { Self.note(replica, UInt64($0), "v\(batch)") })))
+            frames.append(Self.frame(.push(batch: UInt64(batch), changes: (1...batchSize).map { Self.note(replica, UInt64($0), "v\(batch)") }, provenance: .none)))
         }
         frames.append(Self.frame(.goodbye(reason: 0)))
         let answers = try await RawPeer.exchange(port: harness.port, frames)
@@ -194,7 +194,7 @@ extension Integration.LoopbackTests {
         let replica = Self.randomID()
         let batch = [Self.note(replica, 1, "a"), Self.note(replica, 2, "b"), Self.note(replica, 1, "a-again-but-different")]
         let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(replica, .enrolmentToken(try harness.token())),
-                                                                      Self.frame(.push(batch: 1, changes: batch)),
+                                                                      Self.frame(.push(batch: 1, changes: batch, provenance: .none)),
                                                                       Self.frame(.goodbye(reason: 0))])
         guard answers.count == 2, case .error(.equivocation, false, _) = answers[1] else {
             throw SyncFailure(.unexpectedMessage, "expected EQUIVOCATION for the batch, got \(answers)")

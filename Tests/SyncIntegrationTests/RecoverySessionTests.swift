@@ -100,7 +100,7 @@ struct RecoverySessionTests {
         var session = InlineHubSession(store: hub, random: RandomSource { 5 })
         let replica = ReplicaID(high: 8, low: 8)
         let welcome = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "t",
-                                                   credential: .enrolmentToken(try token(hub)), maxFrameBody: 65_536)), nowMillis: now)
+                                                   credential: .enrolmentToken(try token(hub)), maxFrameBody: 65_536, deviceKey: [])), nowMillis: now)
         guard case let .send(.welcome(details)) = welcome.first else {
             Issue.record("expected a welcome, got \(welcome)")
             return
@@ -111,9 +111,9 @@ struct RecoverySessionTests {
                 id: ChangeID(replica: replica, counter: 1), timestamp: HybridTimestamp(physicalMillis: now, logical: 0), author: "w",
                 operation: .assign(.text(text))))
         }
-        #expect(session.receive(.push(batch: 1, changes: [change("first")]), nowMillis: now)
+        #expect(session.receive(.push(batch: 1, changes: [change("first")], provenance: .none), nowMillis: now)
             == [.send(.pushAck(batch: 1, durable: VersionVector([replica: 1]), hubHead: 1))])
-        let second = session.receive(.push(batch: 2, changes: [change("second")]), nowMillis: now)
+        let second = session.receive(.push(batch: 2, changes: [change("second")], provenance: .none), nowMillis: now)
         guard case .send(.error(.equivocation, false, _)) = second.first, second.count == 1 else {
             Issue.record("expected a non-fatal EQUIVOCATION and no ack, got \(second)")
             return
@@ -139,9 +139,9 @@ struct RecoverySessionTests {
             _ = client.start()
             let afterWelcome = client.receive(.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: hubID, maxFrameBody: 65_536,
                                                                issuedCredential: [], hubTimeMillis: now, heartbeatIntervalMillis: 30_000,
-                                                               ownDurable: 5)))
+                                                               ownDurable: 5, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil)))
             #expect(afterWelcome.contains(.send(.recover(origin: replica.replicaID, after: 0, byteBudget: ClientConfiguration().pullBudget))))
-            let answer = client.receive(.recovered(origin: replica.replicaID, nextCounter: UInt64(changes.count), more: false, changes: changes))
+            let answer = client.receive(.recovered(origin: replica.replicaID, nextCounter: UInt64(changes.count), more: false, changes: changes, provenance: .none))
             guard case .send(.error(.malformedMessage, true, _)) = answer.first else {
                 Issue.record("expected MALFORMED_MESSAGE for \(changes.map(\.id)), got \(answer)")
                 continue

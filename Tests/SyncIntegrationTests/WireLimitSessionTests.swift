@@ -30,7 +30,7 @@ struct WireLimitSessionTests {
             var random = SeededGenerator(seed: replica.low)
             let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: WireLimitSessionTests.now + 60_000, random: &random)
             return Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: schema, replica: replica, appVersion: app,
-                         credential: .enrolmentToken(token), maxFrameBody: maxFrameBody)
+                         credential: .enrolmentToken(token), maxFrameBody: maxFrameBody, deviceKey: [])
         }
 
         func ready(_ replica: ReplicaID, schema: UInt64 = 1, app: String = "test", maxFrameBody: UInt64 = 65_536,
@@ -81,7 +81,7 @@ struct WireLimitSessionTests {
         let fixture = try Fixture()
         let writer = ReplicaID(high: 2, low: 1)
         var pusher = try fixture.ready(writer)
-        let pushed = pusher.receive(.push(batch: 1, changes: (1...3).map { Self.note(writer, $0, textBytes: 5) }), nowMillis: Self.now)
+        let pushed = pusher.receive(.push(batch: 1, changes: (1...3).map { Self.note(writer, $0, textBytes: 5) }, provenance: .none), nowMillis: Self.now)
         guard case .send(.pushAck(_, _, 3)) = pushed.first else { throw SyncFailure(.unexpectedMessage, "push: \(pushed)") }
         for cursor in [4, 1 << 62, 1 << 63, UInt64.max] as [UInt64] {
             var puller = try fixture.ready(ReplicaID(high: 2, low: cursor | 2))
@@ -94,9 +94,9 @@ struct WireLimitSessionTests {
         }
         var atHead = try fixture.ready(ReplicaID(high: 2, low: 99))
         #expect(atHead.receive(.pull(cursor: 3, byteBudget: 1 << 20), nowMillis: Self.now)
-            == [.send(.batch(nextCursor: 3, more: false, changes: []))])
+            == [.send(.batch(nextCursor: 3, more: false, changes: [], provenance: .none))])
         var fromZero = try fixture.ready(ReplicaID(high: 2, low: 98))
-        guard case let .send(.batch(_, _, changes)) = fromZero.receive(.pull(cursor: 0, byteBudget: 1 << 20), nowMillis: Self.now).first else {
+        guard case let .send(.batch(_, _, changes, _)) = fromZero.receive(.pull(cursor: 0, byteBudget: 1 << 20), nowMillis: Self.now).first else {
             throw SyncFailure(.unexpectedMessage, "no batch")
         }
         #expect(changes.count == 3)
@@ -120,7 +120,7 @@ struct WireLimitSessionTests {
         var session = try fixture.ready(replica)
         let atLimit = Self.note(replica, 1, textBytes: ChangeLimits.maxValueBytes)
         #expect(ChangeLimits.violation(of: atLimit) == nil)
-        let accepted = session.receive(.push(batch: 1, changes: [atLimit]), nowMillis: Self.now)
+        let accepted = session.receive(.push(batch: 1, changes: [atLimit], provenance: .none), nowMillis: Self.now)
         #expect(accepted == [.send(.pushAck(batch: 1, durable: VersionVector([replica: 1]), hubHead: 1))])
 
         let over: [Change] = [
@@ -144,7 +144,7 @@ struct WireLimitSessionTests {
         ]
         for (index, change) in over.enumerated() {
             var fresh = try fixture.ready(ReplicaID(high: 4, low: UInt64(index) + 2))
-            let refused = fresh.receive(.push(batch: 1, changes: [Self.note(replica, 3, textBytes: 1), change]), nowMillis: Self.now)
+            let refused = fresh.receive(.push(batch: 1, changes: [Self.note(replica, 3, textBytes: 1), change], provenance: .none), nowMillis: Self.now)
             guard case .send(.error(.limitExceeded, true, _)) = refused.first else {
                 Issue.record("expected LIMIT_EXCEEDED, got \(refused)")
                 continue
@@ -166,7 +166,7 @@ struct WireLimitSessionTests {
         // 55,993 bytes before row edits, plus the empty scope, the flags byte and the field count.
         #expect(ChangeLimits.encodedSize(largest) == 55_996)
         #expect(ChangeLimits.encodedSize(largest) <= ChangeLimits.maxEncodedBytes)
-        #expect(ChangeLimits.maxEncodedBytes <= FrameBudget.changeBytes(maxBody: Int(ProtocolConstants.minimumFrameBody)))
+        #expect(ChangeLimits.maxEncodedBytes <= FrameBudget.changeBytes(maxBody: Int(ProtocolConstants.minimumFrameBody), provenance: .none))
     }
 
     @Test("property: every batch frame the hub builds fits the negotiated limit, for random change sizes, budgets and limits")
@@ -185,7 +185,7 @@ struct WireLimitSessionTests {
                 let size = random.coin() ? random.index(below: 200) : ChangeLimits.maxValueBytes - random.index(below: 2_000)
                 changes.append(Self.note(writer, counter, textBytes: size))
             }
-            let ack = pusher.receive(.push(batch: UInt64(batch), changes: changes), nowMillis: Self.now)
+            let ack = pusher.receive(.push(batch: UInt64(batch), changes: changes, provenance: .none), nowMillis: Self.now)
             guard case .send(.pushAck) = ack.first else { throw SyncFailure(.unexpectedMessage, "seed \(seed): push \(ack)") }
         }
         let codec = MessageCodec(maxBody: Frame.defaultMaxBody, compressionThreshold: nil)
@@ -198,7 +198,7 @@ struct WireLimitSessionTests {
             var received = 0
             while true {
                 let answer = puller.receive(.pull(cursor: cursor, byteBudget: budget), nowMillis: Self.now)
-                guard case let .send(message) = answer.first, case let .batch(next, more, changes) = message else {
+                guard case let .send(message) = answer.first, case let .batch(next, more, changes, _) = message else {
                     Issue.record("seed \(seed): limit \(limit) budget \(budget): expected a batch, got \(answer)")
                     break
                 }
@@ -232,7 +232,7 @@ struct WireLimitSessionTests {
             let messages: [Message] = [
                 .heartbeat(ReplicaHealth(pendingChanges: pick(), oldestUnsyncedAgeMillis: pick(), openConflicts: pick(), schemaVersion: pick())),
                 .pull(cursor: pick(), byteBudget: pick()),
-                .push(batch: random.coin() ? 1 : pick(), changes: [Change(table: "note", row: "r", column: "text", write: write)]),
+                .push(batch: random.coin() ? 1 : pick(), changes: [Change(table: "note", row: "r", column: "text", write: write)], provenance: .none),
                 .error(code: .busy, fatal: random.coin(), message: "x"),
                 .goodbye(reason: pick()),
             ]
@@ -259,7 +259,7 @@ struct WireLimitSessionTests {
 
     func welcome(maxFrameBody: UInt64) -> Message {
         .welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: maxFrameBody,
-                         issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000))
+                         issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil))
     }
 
     @Test("client: a welcome's max_frame_body is adopted, and refused with LIMIT_EXCEEDED above the hello's or below 65,536")
@@ -281,7 +281,7 @@ struct WireLimitSessionTests {
         let fixture = try Fixture()
         var session = try clientSession(fixture)
         let actions = session.receive(.welcome(Welcome(protocolVersion: 1, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: 65_536,
-                                                       issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000)))
+                                                       issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil)))
         #expect(session.failure?.code == .unsupportedVersion)
         #expect(session.failure?.message.contains("hub chose protocol version 1; this client speaks 2 only") == true, "\(String(describing: session.failure))")
         #expect(actions.last == .close)
@@ -310,7 +310,7 @@ struct WireLimitSessionTests {
             let messages: [Message] = [
                 welcome(maxFrameBody: random.coin() ? 65_536 : pick()),
                 .pushAck(batch: pick(), durable: VersionVector([ReplicaID(high: 1, low: 1): max(1, pick())]), hubHead: pick()),
-                .batch(nextCursor: pick(), more: random.coin(), changes: []),
+                .batch(nextCursor: pick(), more: random.coin(), changes: [], provenance: .none),
                 .reject(code: .busy, retryAfterMillis: pick(), message: "x"),
             ]
             for message in messages where !session.isFinished { _ = session.receive(message) }
@@ -318,7 +318,7 @@ struct WireLimitSessionTests {
         }
         var (refused, refusedStore) = try clientAndStore(fixture)
         _ = refused.receive(welcome(maxFrameBody: 65_536))
-        _ = refused.receive(.batch(nextCursor: 1 << 63, more: false, changes: []))
+        _ = refused.receive(.batch(nextCursor: 1 << 63, more: false, changes: [], provenance: .none))
         #expect(refused.failure?.code == .malformedMessage)
         #expect(try refusedStore.hubLink()?.pullCursor == 0, "the forged cursor was not stored")
     }
@@ -341,8 +341,8 @@ struct WireLimitSessionTests {
             }
             var actions = session.receive(welcome(maxFrameBody: UInt64(limit)))
             var pushed = 0
-            while case let .send(.push(batch, changes))? = actions.last {
-                let size = codec.frame(.push(batch: batch, changes: changes)).payload.count + 2
+            while case let .send(.push(batch, changes, _))? = actions.last {
+                let size = codec.frame(.push(batch: batch, changes: changes, provenance: .none)).payload.count + 2
                 #expect(size <= limit, "seed \(seed): a \(size)-byte push frame under a \(limit)-byte limit")
                 pushed += changes.count
                 let top = changes.map(\.id.counter).max() ?? 0
@@ -372,7 +372,7 @@ struct WireLimitSessionTests {
             throw SyncFailure(.unexpectedMessage, "expected a non-fatal LIMIT_EXCEEDED, got \(refused)")
         }
         var large = try fixture.ready(ReplicaID(high: 8, low: 3), maxFrameBody: 1 << 20)
-        guard case let .send(.batch(_, _, changes)) = large.receive(.pull(cursor: 0, byteBudget: 1), nowMillis: Self.now).first else {
+        guard case let .send(.batch(_, _, changes, _)) = large.receive(.pull(cursor: 0, byteBudget: 1), nowMillis: Self.now).first else {
             throw SyncFailure(.unexpectedMessage, "no batch under a 1 MiB limit")
         }
         #expect(changes.count == 1, "a larger limit still gets it")

@@ -21,17 +21,19 @@ enum MessageFromJSON {
             return .hello(Hello(protocolMin: try fields.uint("protocol_min"), protocolMax: try fields.uint("protocol_max"),
                                 schemaVersion: try fields.uint("schema_version"), replica: try fields.replica("replica"),
                                 appVersion: try fields.string("app_version"), credential: credential,
-                                maxFrameBody: try fields.uint("max_frame_body")))
+                                maxFrameBody: try fields.uint("max_frame_body"), deviceKey: try Fields.hex(fields.value("device_key"))))
         case "welcome":
             return .welcome(Welcome(protocolVersion: try fields.uint("protocol_version"), schemaVersion: try fields.uint("schema_version"),
                                     hub: try fields.replica("hub"), maxFrameBody: try fields.uint("max_frame_body"),
                                     issuedCredential: try Fields.hex(fields.value("issued_credential")),
                                     hubTimeMillis: try fields.uint("hub_time_ms"), heartbeatIntervalMillis: try fields.uint("heartbeat_interval_ms"),
-                                    ownDurable: try fields.uint("own_durable")))
+                                    ownDurable: try fields.uint("own_durable"), hubKey: try Fields.hex(fields.value("hub_key")),
+                                    incarnation: try Fields.hex(fields.value("incarnation")),
+                                    certificate: try optionalCertificate(fields.value("certificate"))))
         case "reject":
             return .reject(code: try fields.code(), retryAfterMillis: try fields.uint("retry_after_ms"), message: try fields.string("message"))
         case "push":
-            return .push(batch: try fields.uint("batch"), changes: try fields.changes())
+            return .push(batch: try fields.uint("batch"), changes: try fields.changes(), provenance: try provenance(fields))
         case "push_ack":
             var counters: [ReplicaID: UInt64] = [:]
             for entry in try fields.array("durable") {
@@ -42,16 +44,18 @@ enum MessageFromJSON {
         case "pull":
             return .pull(cursor: try fields.uint("cursor"), byteBudget: try fields.uint("byte_budget"))
         case "batch":
-            return .batch(nextCursor: try fields.uint("next_cursor"), more: try fields.bool("more"), changes: try fields.changes())
+            return .batch(nextCursor: try fields.uint("next_cursor"), more: try fields.bool("more"), changes: try fields.changes(),
+                          provenance: try provenance(fields))
         case "recover":
             return .recover(origin: try fields.replica("origin"), after: try fields.uint("after"), byteBudget: try fields.uint("byte_budget"))
         case "recovered":
             return .recovered(origin: try fields.replica("origin"), nextCounter: try fields.uint("next_counter"), more: try fields.bool("more"),
-                              changes: try fields.changes())
+                              changes: try fields.changes(), provenance: try provenance(fields))
         case "fork":
-            return .fork(newReplica: try fields.replica("new_replica"))
+            return .fork(newReplica: try fields.replica("new_replica"), deviceKey: try Fields.hex(fields.value("device_key")))
         case "forked":
-            return .forked(newReplica: try fields.replica("new_replica"), issuedCredential: try Fields.hex(fields.value("issued_credential")))
+            return .forked(newReplica: try fields.replica("new_replica"), issuedCredential: try Fields.hex(fields.value("issued_credential")),
+                           certificate: try optionalCertificate(fields.value("certificate")))
         case "heartbeat":
             return .heartbeat(ReplicaHealth(pendingChanges: try fields.uint("pending_changes"),
                                             oldestUnsyncedAgeMillis: try fields.uint("oldest_unsynced_age_ms"),
@@ -63,6 +67,31 @@ enum MessageFromJSON {
         case let other:
             throw Unreadable(description: "message type \(other)")
         }
+    }
+
+    static func provenance(_ fields: Fields) throws -> Provenance {
+        Provenance(heads: try fields.array("heads").map(head), certificates: try fields.array("certificates").map(certificate))
+    }
+
+    static func head(_ json: JSONValue) throws -> SignedHead {
+        let fields = Fields(json)
+        let signerNumber = try fields.uint("signer")
+        guard let signer = HeadSigner(rawValue: UInt8(truncatingIfNeeded: signerNumber)), signerNumber <= 0xFF else {
+            throw Unreadable(description: "head signer \(signerNumber)")
+        }
+        return SignedHead(origin: try fields.replica("origin"), counter: try fields.uint("counter"), chain: try Fields.hex(fields.value("chain")),
+                          signer: signer, signature: try Fields.hex(fields.value("signature")))
+    }
+
+    static func certificate(_ json: JSONValue) throws -> DeviceCertificate {
+        let fields = Fields(json)
+        return DeviceCertificate(replica: try fields.replica("replica"), publicKey: try Fields.hex(fields.value("public_key")),
+                                 team: try fields.string("team"), issuedAtMillis: try fields.uint("issued_at_ms"),
+                                 attestedThrough: try fields.uint("attested_through"), signature: try Fields.hex(fields.value("signature")))
+    }
+
+    static func optionalCertificate(_ json: JSONValue) throws -> DeviceCertificate? {
+        json == .null ? nil : try certificate(json)
     }
 
     static func change(_ json: JSONValue) throws -> Change {

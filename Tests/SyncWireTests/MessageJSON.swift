@@ -22,6 +22,7 @@ enum MessageJSON {
             case let .device(secret): .object(["device_secret": .string(secret.hexString)])
             }
             fields["max_frame_body"] = .uint(hello.maxFrameBody)
+            fields["device_key"] = .string(hello.deviceKey.hexString)
         case let .welcome(welcome):
             fields["protocol_version"] = .uint(welcome.protocolVersion)
             fields["schema_version"] = .uint(welcome.schemaVersion)
@@ -31,13 +32,17 @@ enum MessageJSON {
             fields["hub_time_ms"] = .uint(welcome.hubTimeMillis)
             fields["heartbeat_interval_ms"] = .uint(welcome.heartbeatIntervalMillis)
             fields["own_durable"] = .uint(welcome.ownDurable)
+            fields["hub_key"] = .string(welcome.hubKey.hexString)
+            fields["incarnation"] = .string(welcome.incarnation.hexString)
+            fields["certificate"] = welcome.certificate.map(json) ?? .null
         case let .reject(code, retryAfter, text):
             fields["code"] = .string(code.name)
             fields["retry_after_ms"] = .uint(retryAfter)
             fields["message"] = .string(text)
-        case let .push(batch, changes):
+        case let .push(batch, changes, provenance):
             fields["batch"] = .uint(batch)
             fields["changes"] = .array(changes.map(json))
+            add(provenance, to: &fields)
         case let .pushAck(batch, durable, head):
             fields["batch"] = .uint(batch)
             fields["durable"] = .array(durable.counters.sorted { $0.key < $1.key }.map {
@@ -47,10 +52,11 @@ enum MessageJSON {
         case let .pull(cursor, budget):
             fields["cursor"] = .uint(cursor)
             fields["byte_budget"] = .uint(budget)
-        case let .batch(next, more, changes):
+        case let .batch(next, more, changes, provenance):
             fields["next_cursor"] = .uint(next)
             fields["more"] = .bool(more)
             fields["changes"] = .array(changes.map(json))
+            add(provenance, to: &fields)
         case let .heartbeat(health):
             fields["pending_changes"] = .uint(health.pendingChanges)
             fields["oldest_unsynced_age_ms"] = .uint(health.oldestUnsyncedAgeMillis)
@@ -66,18 +72,48 @@ enum MessageJSON {
             fields["origin"] = .string(origin.hex)
             fields["after"] = .uint(after)
             fields["byte_budget"] = .uint(budget)
-        case let .recovered(origin, next, more, changes):
+        case let .recovered(origin, next, more, changes, provenance):
             fields["origin"] = .string(origin.hex)
             fields["next_counter"] = .uint(next)
             fields["more"] = .bool(more)
             fields["changes"] = .array(changes.map(json))
-        case let .fork(newReplica):
+            add(provenance, to: &fields)
+        case let .fork(newReplica, deviceKey):
             fields["new_replica"] = .string(newReplica.hex)
-        case let .forked(newReplica, credential):
+            fields["device_key"] = .string(deviceKey.hexString)
+        case let .forked(newReplica, credential, certificate):
             fields["new_replica"] = .string(newReplica.hex)
             fields["issued_credential"] = .string(credential.hexString)
+            fields["certificate"] = certificate.map(json) ?? .null
         }
         return .object(fields)
+    }
+
+    /// `heads` and `certificates`, the provenance of a push, batch or recovered.
+    static func add(_ provenance: Provenance, to fields: inout [String: JSONValue]) {
+        fields["heads"] = .array(provenance.heads.map(json))
+        fields["certificates"] = .array(provenance.certificates.map(json))
+    }
+
+    static func json(_ head: SignedHead) -> JSONValue {
+        .object([
+            "origin": .string(head.origin.hex),
+            "counter": .uint(head.counter),
+            "chain": .string(head.chain.hexString),
+            "signer": .uint(UInt64(head.signer.rawValue)),
+            "signature": .string(head.signature.hexString),
+        ])
+    }
+
+    static func json(_ certificate: DeviceCertificate) -> JSONValue {
+        .object([
+            "replica": .string(certificate.replica.hex),
+            "public_key": .string(certificate.publicKey.hexString),
+            "team": .string(certificate.team),
+            "issued_at_ms": .uint(certificate.issuedAtMillis),
+            "attested_through": .uint(certificate.attestedThrough),
+            "signature": .string(certificate.signature.hexString),
+        ])
     }
 
     static func typeName(_ kind: Message.Kind) -> String {

@@ -48,7 +48,7 @@ struct RoundTripPropertyTests {
         let change = Change(id: ChangeID(replica: ReplicaID(high: 1, low: 2), counter: 1), timestamp: HybridTimestamp(rawValue: 1),
                             author: "w", table: "note", row: "n", causalLength: 1,
                             fields: [FieldEdit(column: "scan", operation: .assign(.blob([UInt8](repeating: 0, count: 200_000))))])
-        let message = Message.batch(nextCursor: 1, more: false, changes: [change])
+        let message = Message.batch(nextCursor: 1, more: false, changes: [change], provenance: .none)
         let codec = MessageCodec()
         #expect(try codec.decode(bytes: codec.encode(message)) == message)
     }
@@ -81,7 +81,7 @@ extension Message {
     /// The changes a push, batch or recovered carries; none for any other message.
     var changes: [Change] {
         switch self {
-        case let .push(_, changes), let .batch(_, _, changes), let .recovered(_, _, _, changes): changes
+        case let .push(_, changes, _), let .batch(_, _, changes, _), let .recovered(_, _, _, changes, _): changes
         default: []
         }
     }
@@ -193,6 +193,38 @@ struct MessageGenerator {
         return (0..<count).map { _ in change(large: large && Bool.random(using: &random)) }
     }
 
+    mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) } }
+
+    mutating func head() -> SignedHead {
+        SignedHead(origin: replica(), counter: max(1, number()), chain: bytes(SignedHead.chainSize),
+                   signer: HeadSigner.allCases.randomElement(using: &random)!, signature: bytes(SignedHead.signatureSize))
+    }
+
+    mutating func certificate(replica: ReplicaID? = nil) -> DeviceCertificate {
+        let team = text(maxLength: 8)
+        return DeviceCertificate(replica: replica ?? self.replica(), publicKey: bytes(DeviceCertificate.publicKeySize),
+                                 team: team.isEmpty ? "t" : team, issuedAtMillis: number(), attestedThrough: number(),
+                                 signature: bytes(SignedHead.signatureSize))
+    }
+
+    /// Heads and certificates in their canonical order (sorted, one per key), 0 to 4 of each.
+    mutating func provenance() -> Provenance {
+        var heads: [String: SignedHead] = [:]
+        for _ in 0..<Int.random(in: 0...4, using: &random) {
+            let head = head()
+            heads["\(head.origin.hex)/\(head.counter)"] = head
+        }
+        var certificates: [ReplicaID: DeviceCertificate] = [:]
+        for _ in 0..<Int.random(in: 0...3, using: &random) {
+            let certificate = certificate()
+            certificates[certificate.replica] = certificate
+        }
+        return Provenance(heads: heads.values.sorted { ($0.origin, $0.counter) < ($1.origin, $1.counter) },
+                          certificates: certificates.values.sorted { $0.replica < $1.replica })
+    }
+
+    mutating func optionalCertificate() -> DeviceCertificate? { Bool.random(using: &random) ? certificate() : nil }
+
     mutating func code() -> WireError.Code { WireError.Code.allCases.randomElement(using: &random)! }
 
     mutating func message(large: Bool) -> Message {
@@ -204,16 +236,20 @@ struct MessageGenerator {
             case 1: .enrolmentToken(text())
             default: .device(blob(maxLength: 64))
             }
-            return .hello(Hello(protocolMin: number(), protocolMax: number(), schemaVersion: number(), replica: replica(),
-                                appVersion: text(), credential: credential, maxFrameBody: number()))
+            let protocolMax = number()
+            let keyed = Hello.carriesDeviceKey(protocolMax: protocolMax) && Bool.random(using: &random)
+            return .hello(Hello(protocolMin: number(), protocolMax: protocolMax, schemaVersion: number(), replica: replica(),
+                                appVersion: text(), credential: credential, maxFrameBody: number(),
+                                deviceKey: keyed ? bytes(DeviceCertificate.publicKeySize) : []))
         case .welcome:
             return .welcome(Welcome(protocolVersion: number(), schemaVersion: number(), hub: replica(), maxFrameBody: number(),
                                     issuedCredential: blob(maxLength: 64), hubTimeMillis: number(), heartbeatIntervalMillis: number(),
-                                    ownDurable: number()))
+                                    ownDurable: number(), hubKey: bytes(DeviceCertificate.publicKeySize), incarnation: bytes(Welcome.incarnationSize),
+                                    certificate: optionalCertificate()))
         case .reject:
             return .reject(code: code(), retryAfterMillis: number(), message: text(maxLength: 40))
         case .push:
-            return .push(batch: number(), changes: changes(large: large))
+            return .push(batch: number(), changes: changes(large: large), provenance: provenance())
         case .pushAck:
             var counters: [ReplicaID: UInt64] = [:]
             for _ in 0..<Int.random(in: 0...4, using: &random) { counters[replica()] = max(1, number()) }
@@ -221,7 +257,7 @@ struct MessageGenerator {
         case .pull:
             return .pull(cursor: number(), byteBudget: number())
         case .batch:
-            return .batch(nextCursor: number(), more: Bool.random(using: &random), changes: changes(large: large))
+            return .batch(nextCursor: number(), more: Bool.random(using: &random), changes: changes(large: large), provenance: provenance())
         case .heartbeat:
             return .heartbeat(ReplicaHealth(pendingChanges: number(), oldestUnsyncedAgeMillis: number(),
                                             openConflicts: number(), schemaVersion: number()))
@@ -232,11 +268,12 @@ struct MessageGenerator {
         case .recover:
             return .recover(origin: replica(), after: number(), byteBudget: number())
         case .recovered:
-            return .recovered(origin: replica(), nextCounter: number(), more: Bool.random(using: &random), changes: changes(large: large))
+            return .recovered(origin: replica(), nextCounter: number(), more: Bool.random(using: &random), changes: changes(large: large),
+                              provenance: provenance())
         case .fork:
-            return .fork(newReplica: replica())
+            return .fork(newReplica: replica(), deviceKey: bytes(DeviceCertificate.publicKeySize))
         case .forked:
-            return .forked(newReplica: replica(), issuedCredential: blob(maxLength: 64))
+            return .forked(newReplica: replica(), issuedCredential: blob(maxLength: 64), certificate: optionalCertificate())
         }
     }
 }

@@ -56,11 +56,20 @@ struct WireErrorTests {
 
     @Test("codes are numbers and names as errors.md gives them; a number this version lacks is none")
     func codes() {
-        #expect(WireError.Code.allCases.map(\.rawValue) == Array(1...21))
+        #expect(WireError.Code.allCases.map(\.rawValue) == Array(1...26))
         #expect(WireError.Code(rawValue: 19) == .malformedMessage)
         #expect(WireError.Code(rawValue: 19)?.name == "MALFORMED_MESSAGE")
         #expect(WireError.Code(rawValue: 0) == nil)
-        #expect(WireError.Code(rawValue: 22) == nil)
+        #expect(WireError.Code(rawValue: 27) == nil)
         #expect(WireError.Code.clockSkew.description == "CLOCK_SKEW")
+    }
+
+    @Test("the identity codes of protocol version 3 have identity.md's numbers and names, and none is retryable")
+    func identityCodes() {
+        let codes: [WireError.Code] = [.signatureInvalid, .chainGap, .unsignedChanges, .unknownDevice, .hubKeyChanged]
+        #expect(codes.map(\.rawValue) == [22, 23, 24, 25, 26])
+        #expect(codes.map(\.name) == ["SIGNATURE_INVALID", "CHAIN_GAP", "UNSIGNED_CHANGES", "UNKNOWN_DEVICE", "HUB_KEY_CHANGED"])
+        #expect(codes.allSatisfy { !$0.retryable })
+        #expect(codes.allSatisfy { WireError.Code(rawValue: $0.rawValue) == $0 })
     }
 }

@@ -19,6 +19,7 @@ Input formats (Tools/fuzz/README.md):
 
 import json
 import os
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -40,14 +41,33 @@ def load():
     return files
 
 
+def load_decoded():
+    decoded = {}
+    for name in sorted(os.listdir(VECTORS)):
+        if name.endswith(".json"):
+            with open(os.path.join(VECTORS, name), encoding="utf-8") as handle:
+                decoded.update({v["name"]: v["decoded"] for v in json.load(handle)["vectors"] if "decoded" in v})
+    return decoded
+
+
+def provenance_size(message):
+    """Bytes of a push's heads and certificates (protocol version 3), encoded by the spec's encoder."""
+    sys.path.insert(0, os.path.join(ROOT, "Tools"))
+    import make_vectors
+    out = make_vectors.Out()
+    make_vectors.put_provenance(out, message)
+    return len(out.bytes())
+
+
 def body(frame):
     """A one-frame vector without its 4-byte length."""
     return frame[4:]
 
 
-def bundle_from_push(push_body):
-    """A bundle from R1 (schema 1, empty version vector) holding the changes of a push."""
-    payload = push_body[2:]
+def bundle_from_push(push_body, message):
+    """A bundle from R1 (schema 1, empty version vector) holding the changes of a push (without
+    the push's heads and certificates, which bundle format 2 does not hold)."""
+    payload = push_body[2:len(push_body) - provenance_size(message)]
     batch_end = next(index for index, byte in enumerate(payload) if byte < 0x80) + 1
     return b"CSBUNDLE" + BUNDLE_VERSION.to_bytes(2, "big") + R1 + b"\x01" + b"\x00" + payload[batch_end:]
 
@@ -56,7 +76,7 @@ def hub_script(hello_mode, hello, frames):
     return SEPARATOR.join([bytes([hello_mode]) + body(hello)[2:]] + [body(frame) for frame in frames])
 
 
-def seeds(files):
+def seeds(files, decoded):
     every = {name: data for content in files.values() for name, data in content.items()}
     out = {"frame": {}, "message": {}, "bundle": {}, "hub": {}}
     for name, data in {**files["messages"], **files["framing"]}.items():
@@ -69,7 +89,7 @@ def seeds(files):
                 out["message"][f"seed-{name}"] = body(data)
     for name, data in files["messages"].items():
         if data[4] == 0x10:  # a push
-            out["bundle"][f"seed-from-{name}"] = bundle_from_push(body(data))
+            out["bundle"][f"seed-from-{name}"] = bundle_from_push(body(data), decoded[name])
     token, device, none = every["hello-enrolment-token"], every["hello-device-secret"], every["hello-no-credential"]
     scripts = {
         # mode bit 0: an enrolled device's secret (else an unused enrolment token); bit 1: the
@@ -87,6 +107,7 @@ def seeds(files):
                                                               "frame-at-negotiated-limit"]),
         "seed-token-versions-from-hello": (2, none, ["push-blob", "pull-largest-values", "error-unexpected-message"]),
         "seed-token-version-1-hello": (2, every["hello-version-1"], ["push-blob", "pull-from-start"]),
+        "seed-token-version-2-hello": (2, every["hello-version-2"], ["push-blob", "pull-from-start"]),
     }
     for name, (mode, hello, frames) in scripts.items():
         out["hub"][name] = hub_script(mode, hello, [every[frame] for frame in frames])
@@ -95,7 +116,7 @@ def seeds(files):
 
 def main():
     written = removed = 0
-    for target, files in seeds(load()).items():
+    for target, files in seeds(load(), load_decoded()).items():
         directory = os.path.join(CORPUS, target)
         for name in os.listdir(directory):
             owned = name.startswith("seed-") and not name.startswith(REAL_BUNDLES)
