@@ -259,7 +259,8 @@ struct WireLimitSessionTests {
 
     func welcome(maxFrameBody: UInt64) -> Message {
         .welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: maxFrameBody,
-                         issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil))
+                         issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000,
+                         hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil))
     }
 
     @Test("client: a welcome's max_frame_body is adopted, and refused with LIMIT_EXCEEDED above the hello's or below 65,536")
