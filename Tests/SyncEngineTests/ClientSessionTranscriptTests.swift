@@ -49,7 +49,8 @@ struct ClientFixture {
     static func welcome(version: UInt64 = ProtocolConstants.version, maxFrameBody: UInt64 = 65_536, issued: [UInt8] = [],
                         ownDurable: UInt64 = 0) -> Message {
         .welcome(Welcome(protocolVersion: version, schemaVersion: 1, hub: hub, maxFrameBody: maxFrameBody, issuedCredential: issued,
-                         hubTimeMillis: now, heartbeatIntervalMillis: 30_000, ownDurable: ownDurable, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil))
+                         hubTimeMillis: now, heartbeatIntervalMillis: 30_000, ownDurable: ownDurable,
+                         hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil))
     }
 
     /// The heartbeat this replica sends, with `pending` changes the hub has not acknowledged.

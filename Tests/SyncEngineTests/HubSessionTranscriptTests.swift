@@ -66,7 +66,8 @@ struct HubSessionTranscriptTests {
             == [.store(.openSession(replica: H.replica, spendTokens: true, appVersion: "t", schemaVersion: 1, nowMillis: H.now))])
         #expect(session.storageCompleted(.opened(.success(3)), nowMillis: H.now) == [
             .send(.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: H.hub, maxFrameBody: 100_000,
-                                   issuedCredential: [], hubTimeMillis: H.now, heartbeatIntervalMillis: 30_000, ownDurable: 3, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil))),
+                                   issuedCredential: [], hubTimeMillis: H.now, heartbeatIntervalMillis: 30_000, ownDurable: 3,
+                                   hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil))),
             H.idle,
         ])
         #expect(session.state == .ready(replica: H.replica, team: "T") && session.maxFrameBody == 100_000)
@@ -176,7 +177,8 @@ struct HubSessionTranscriptTests {
         let messages: [(Message, String)] = [
             (H.hello(), "hello after the handshake"),
             (.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: H.hub, maxFrameBody: 65_536, issuedCredential: [], hubTimeMillis: 0,
-                              heartbeatIntervalMillis: 1, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil)), "welcome is not a client message"),
+                              heartbeatIntervalMillis: 1,
+                              hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil)), "welcome is not a client message"),
             (.reject(code: .busy, retryAfterMillis: 0, message: "x"), "reject is not a client message"),
             (.pushAck(batch: 1, durable: VersionVector(), hubHead: 0), "pushAck is not a client message"),
             (.batch(nextCursor: 0, more: false, changes: [], provenance: .none), "batch is not a client message"),

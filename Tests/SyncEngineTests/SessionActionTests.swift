@@ -81,7 +81,8 @@ struct SessionActionTests {
         _ = waiting.start()
         let afterWelcome = waiting.receive(.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9),
                                                             maxFrameBody: 65_536, issuedCredential: [], hubTimeMillis: Self.now,
-                                                            heartbeatIntervalMillis: 30_000, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil)))
+                                                            heartbeatIntervalMillis: 30_000,
+                                                            hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil)))
         #expect(afterWelcome.first == .cancel(.handshake))
         #expect(afterWelcome.contains(.schedule(.request, afterMillis: ProtocolConstants.responseMillis)), "\(afterWelcome)")
         #expect(waiting.timerFired(.handshake).isEmpty, "the handshake deadline, cancelled by the welcome, stays quiet")

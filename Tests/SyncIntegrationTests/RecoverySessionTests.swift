@@ -139,7 +139,8 @@ struct RecoverySessionTests {
             _ = client.start()
             let afterWelcome = client.receive(.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: hubID, maxFrameBody: 65_536,
                                                                issuedCredential: [], hubTimeMillis: now, heartbeatIntervalMillis: 30_000,
-                                                               ownDurable: 5, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil)))
+                                                               ownDurable: 5,
+                                                               hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil)))
             #expect(afterWelcome.contains(.send(.recover(origin: replica.replicaID, after: 0, byteBudget: ClientConfiguration().pullBudget))))
             let answer = client.receive(.recovered(origin: replica.replicaID, nextCounter: UInt64(changes.count), more: false, changes: changes, provenance: .none))
             guard case .send(.error(.malformedMessage, true, _)) = answer.first else {

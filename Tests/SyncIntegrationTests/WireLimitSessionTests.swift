@@ -259,7 +259,8 @@ struct WireLimitSessionTests {
 
     func welcome(maxFrameBody: UInt64) -> Message {
         .welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: maxFrameBody,
-                         issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil))
+                         issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000,
+                         hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil))
     }
 
     @Test("client: a welcome's max_frame_body is adopted, and refused with LIMIT_EXCEEDED above the hello's or below 65,536")
@@ -276,14 +277,16 @@ struct WireLimitSessionTests {
         }
     }
 
-    @Test("client: a welcome naming protocol version 1 is refused with UNSUPPORTED_VERSION, naming both versions")
-    func clientRefusesVersionOne() throws {
+    @Test("client: a welcome naming protocol version 2 is refused with UNSUPPORTED_VERSION, naming both versions")
+    func clientRefusesVersionTwo() throws {
         let fixture = try Fixture()
         var session = try clientSession(fixture)
-        let actions = session.receive(.welcome(Welcome(protocolVersion: 1, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: 65_536,
-                                                       issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000, hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil)))
+        let actions = session.receive(.welcome(Welcome(protocolVersion: 2, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: 65_536,
+                                                       issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000,
+                                                       hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16),
+                                                       certificate: nil)))
         #expect(session.failure?.code == .unsupportedVersion)
-        #expect(session.failure?.message.contains("hub chose protocol version 1; this client speaks 2 only") == true, "\(String(describing: session.failure))")
+        #expect(session.failure?.message.contains("hub chose protocol version 2; this client speaks 3 only") == true, "\(String(describing: session.failure))")
         #expect(actions.last == .close)
     }
 
