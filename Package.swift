@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "SyncCoreTests", dependencies: [
             "SyncCore", "SyncTesting", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
-        .testTarget(name: "SyncIdentityTests", dependencies: ["SyncCore", "SyncIdentity"]),
+        .testTarget(name: "SyncIdentityTests", dependencies: ["SyncCore", "SyncIdentity", "SyncTesting"]),
         .testTarget(name: "SyncWireTests", dependencies: [
             "SyncCore", "SyncWire", "SyncTesting", .product(name: "NIOCore", package: "swift-nio"),
             // ByteToMessageDecoderVerifier, for the frame decoder (test target only).

@@ -1,6 +1,6 @@
 import SyncCore
-import Foundation
 import SyncIdentity
+import SyncTesting
 
 /// An origin's log as a test builds it: changes, their bytes and chains, signed heads.
 struct TestLog {
@@ -77,32 +77,11 @@ extension RunVerifier {
 }
 
 func key(seed: UInt64) -> SigningKey {
-    var random = SplitMix(seed: seed)
+    var random = SeededGenerator(seed: seed)
     return SigningKey(random: &random)
 }
 
 func identityError(_ body: () throws -> Void) -> IdentityError? {
     do { try body() } catch let error as IdentityError { return error } catch { return nil }
     return nil
-}
-
-/// SplitMix64, so this target needs nothing above SyncIdentity (SyncTesting's `SeededGenerator` is the same generator).
-struct SplitMix: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed >> 31)
-    }
-    mutating func index(below count: Int) -> Int { Int(next().multipliedFullWidth(by: UInt64(count)).high) }
-    mutating func coin() -> Bool { next() & 1 == 1 }
-
-    /// CARESYNC_SEED if set (decimal or 0x hex), else a fresh seed, which the caller prints.
-    static func seed() -> UInt64 {
-        guard let text = ProcessInfo.processInfo.environment["CARESYNC_SEED"] else { return UInt64.random(in: 1...UInt64.max) }
-        return text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) ?? 1 : UInt64(text) ?? 1
-    }
 }

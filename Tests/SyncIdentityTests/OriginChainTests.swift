@@ -1,5 +1,6 @@
 import SyncCore
 import SyncIdentity
+import SyncTesting
 import Testing
 
 @Suite("SyncIdentity: chains, keys, heads, certificates, checkpoints")
@@ -72,7 +73,7 @@ struct OriginChainTests {
         #expect(Checkpoints.bytesSinceCheckpoint(after: 16_000, nextChangeSize: 384) == 16_384)
         #expect(Checkpoints.indices(sizes: [10_000, 6_384, 1, 20_000, 5]) == [1, 2, 3])
         // Every span between checkpoints is at most 16,384 bytes or one change.
-        var random = SplitMix(seed: 0xC0FFEE)
+        var random = SeededGenerator(seed: 0xC0FFEE)
         let sizes = (0..<2_000).map { _ in 25 + random.index(below: random.coin() ? 200 : 9_000) }
         var start = 0
         for end in Checkpoints.indices(sizes: sizes) + [sizes.count - 1] {

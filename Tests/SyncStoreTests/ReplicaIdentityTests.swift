@@ -36,20 +36,9 @@ struct ReplicaIdentityTests {
 
     func chains(of store: ReplicaStore, _ origin: ReplicaID) throws -> [[UInt8]?] {
         let output = try sqlite3(store.path, """
-            SELECT CASE WHEN chain IS NULL THEN '-' ELSE hex(chain) END FROM sync_change WHERE origin = (SELECT id FROM sync_origin WHERE replica_id = '\(origin.hex)') ORDER BY counter
+            SELECT CASE WHEN chain IS NULL THEN '-' ELSE lower(hex(chain)) END FROM sync_change WHERE origin = (SELECT id FROM sync_origin WHERE replica_id = '\(origin.hex)') ORDER BY counter
             """)
-        return output.split(separator: "\n").map { $0 == "-" ? nil : Self.bytes(String($0)) }
-    }
-
-    static func bytes(_ hex: String) -> [UInt8] {
-        var result: [UInt8] = []
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            let next = hex.index(index, offsetBy: 2)
-            result.append(UInt8(hex[index..<next], radix: 16)!)
-            index = next
-        }
-        return result
+        return output.split(separator: "\n").map { $0 == "-" ? nil : Hex.bytes(String($0)) }
     }
 
     static func expectedChains(_ changes: [Change]) -> [[UInt8]] {
