@@ -291,6 +291,13 @@ final class MergeTransaction {
                                           values: [.integer(key.origin), .integer(key.counter)]) { _ in true } ?? false
     }
 
+    /// Whether the log holds change `counter` of `replica` (from the prefetch when it covers it).
+    func holds(_ replica: ReplicaID, counter: UInt64) throws -> Bool {
+        let key = ChangeKey(origin: try originID(replica), counter: Int64(bitPattern: counter))
+        if recordedChanges.contains(key) { return true }
+        return try isStored(key)
+    }
+
     /// Loads which of a batch's change ids the log already holds, with one query per origin.
     func prefetch(_ changes: [Change]) throws {
         var ranges: [ReplicaID: ClosedRange<UInt64>] = [:]

@@ -265,7 +265,9 @@ extension ReplicaStore {
         func heldChain(origin: ReplicaID, counter: UInt64) throws -> [UInt8]? { try context.heldChain(origin, counter: counter) }
 
         func heldBytes(origin: ReplicaID, counter: UInt64) throws -> [UInt8]? {
-            try context.storedChange(origin: try context.originID(origin), counter: Int64(bitPattern: counter), replica: origin)?.canonicalBytes
+            // New changes (the usual case) are answered from the batch's prefetch, without a read each.
+            guard try context.holds(origin, counter: counter) else { return nil }
+            return try context.storedChange(origin: try context.originID(origin), counter: Int64(bitPattern: counter), replica: origin)?.canonicalBytes
         }
 
         func heldHead(origin: ReplicaID, covering counter: UInt64) throws -> SignedHead? {

@@ -365,6 +365,7 @@ public final class ReplicaStore: Sendable {
         }
         let summary = try writeContext { context -> ApplySummary in
             let chains: [[UInt8]?]
+            try context.prefetch(changes)
             if let provenance {
                 let verified = try verify(changes, provenance: provenance, in: context)
                 chains = verified.chains
@@ -372,7 +373,6 @@ public final class ReplicaStore: Sendable {
             } else {
                 chains = try context.chainsWhereKnown(changes)
             }
-            try context.prefetch(changes)
             for (index, change) in changes.enumerated() { try context.apply(change, chain: chains[index]) }
             try context.extendChains(of: changes)
             try also(context)
