@@ -45,6 +45,9 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
             case notDurable = "NOT_DURABLE"
             case database = "DATABASE"
             case equivocation = "EQUIVOCATION"
+            case identityMissing = "IDENTITY_MISSING"
+            case identityMismatch = "IDENTITY_MISMATCH"
+            case identityUnreadable = "IDENTITY_UNREADABLE"
         }
 
         private let wrapped: Wrapped
@@ -99,6 +102,14 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         /// A change id already held here arrived with different content: the replica that made it
         /// was restored from a backup or copied, and reused its counters.
         public static let equivocation = Code(.equivocation)
+        /// The store has no identity file (or holds no key), so it cannot sign: pushes and exports
+        /// are refused (Protocol/identity.md's `NO_DEVICE_KEY`) until it re-enrols as a new identity.
+        public static let identityMissing = Code(.identityMissing)
+        /// The identity file beside the store names another replica (or hub).
+        public static let identityMismatch = Code(.identityMismatch)
+        /// The identity file is not one this program reads (an unknown version, a missing or extra
+        /// line), or could not be written.
+        public static let identityUnreadable = Code(.identityUnreadable)
     }
 
     /// What went wrong, stable across releases.

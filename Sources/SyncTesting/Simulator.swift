@@ -596,6 +596,8 @@ public final class Simulation {
         let index = replicaCount
         let path = "\(directory)/r\(index).db"
         try replicas[replica].backup(to: path)
+        // The whole machine copied: the identity file (key and secret) with the database.
+        try FileManager.default.copyItem(atPath: replicas[replica].identityPath, toPath: path + ".identity")
         clocks.append(SimulatedClock(world: world, offset: Self.startingOffset(faults, using: &random)))
         replicas.append(try ReplicaStore.open(at: path, schema: SimulationSchema.schema, wallClock: clocks[index]))
         editors.append(editors[replica])

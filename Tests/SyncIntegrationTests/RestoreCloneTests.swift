@@ -117,6 +117,8 @@ extension Integration {
             try original.write(author: "w1") { try $0.create("note", id: "shared", values: ["text": .text("v0")]) }
             _ = try await harness.sync(original)
             try original.backup(to: "\(harness.directory)/copy.db")
+            // The whole device copied: the identity file (key and secret) with the database.
+            try FileManager.default.copyItem(atPath: original.identityPath, toPath: "\(harness.directory)/copy.db.identity")
             let copy = try ReplicaStore.open(at: "\(harness.directory)/copy.db", schema: SimulationSchema.schema, wallClock: SystemWallClock())
             #expect(copy.replicaID == original.replicaID)
             for round in 0..<3 {

@@ -61,6 +61,8 @@ extension Integration.RestoreProcessTests {
             #expect(try Steps.caresync(["init", "r1.db"], in: directory).status == 0)
             try Self.enrol("r1.db", at: address, in: directory)
             try FileManager.default.copyItem(atPath: "\(directory)/r1.db", toPath: "\(directory)/twin.db")
+            // The whole device copied: the identity file (key and secret) with the database.
+            try FileManager.default.copyItem(atPath: "\(directory)/r1.db.identity", toPath: "\(directory)/twin.db.identity")
             #expect(try Steps.caresync(["add", "--replica", "r1.db", "reminder", "text=MARKER-ORIGINAL"], in: directory).status == 0)
             #expect(try Steps.caresync(["add", "--replica", "twin.db", "reminder", "text=MARKER-TWIN"], in: directory).status == 0)
             #expect(try Steps.caresync(["export", "--replica", "twin.db", "twin.bundle"], in: directory).status == 0)

@@ -109,6 +109,8 @@ extension Integration {
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(try Self.caresync(["sync", "--replica", "a.db", "--hub", address, "--token", token, "--quiet"], in: directory).status == 0)
             #expect(try Self.sqlite("a.db", ".backup copy.db", in: directory).isEmpty)
+            // The whole device copied: the identity file (key and secret) with the database.
+            try FileManager.default.copyItem(atPath: "\(directory)/a.db.identity", toPath: "\(directory)/copy.db.identity")
             var people: [String] = []
             for round in 0..<3 {
                 for file in ["a.db", "copy.db"] {
