@@ -45,6 +45,10 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
             case notDurable = "NOT_DURABLE"
             case database = "DATABASE"
             case equivocation = "EQUIVOCATION"
+            case signatureInvalid = "SIGNATURE_INVALID"
+            case chainGap = "CHAIN_GAP"
+            case unsignedChanges = "UNSIGNED_CHANGES"
+            case unknownDevice = "UNKNOWN_DEVICE"
         }
 
         private let wrapped: Wrapped
@@ -99,6 +103,14 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         /// A change id already held here arrived with different content: the replica that made it
         /// was restored from a backup or copied, and reused its counters.
         public static let equivocation = Code(.equivocation)
+        /// A head's signature or chain does not verify (Protocol/identity.md): nothing was stored.
+        public static let signatureInvalid = Code(.signatureInvalid)
+        /// A run starts above the store's contiguous counter + 1 for its origin.
+        public static let chainGap = Code(.chainGap)
+        /// A run of changes does not end at a signed head.
+        public static let unsignedChanges = Code(.unsignedChanges)
+        /// No key is known for a run's origin.
+        public static let unknownDevice = Code(.unknownDevice)
     }
 
     /// What went wrong, stable across releases.
