@@ -32,6 +32,15 @@ struct HubIdentityTests {
         counters.map { HubFixture.change(origin, $0, row: "\(origin.short)-\($0)", text: text) }
     }
 
+    /// The hub's private key, read from its identity file (to forge what only the hub could sign).
+    static func hubPrivateKey(_ database: String) throws -> Curve25519.Signing.PrivateKey {
+        let text = try String(contentsOfFile: database + ".identity", encoding: .utf8)
+        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("device-key: ") })
+        let hex = Array(line.dropFirst("device-key: ".count).utf8)
+        let bytes = stride(from: 0, to: hex.count, by: 2).compactMap { UInt8(String(decoding: hex[$0..<$0 + 2], as: UTF8.self), radix: 16) }
+        return try Curve25519.Signing.PrivateKey(rawRepresentation: bytes)
+    }
+
     func refusal(_ body: () throws -> Void) -> StoreError.Code? {
         do {
             try body()
@@ -214,11 +223,41 @@ struct HubIdentityTests {
         _ = signer.heads(expected)
         let next = try hub.signedAppend([HubFixture.change(HubStoreTests.a, 4, row: "r4")], from: HubStoreTests.a, signer: &signer)
         #expect(next.durable[HubStoreTests.a] == 4)
-        // A replica's attestation-signed head is not accepted past the attested counter.
+        // A hub attestation is not accepted past the attested counter, even signed by the hub key.
         let pushed = HubFixture.change(HubStoreTests.a, 5, row: "r5")
-        let attestation = TestSigner.head(HubStoreTests.a, 5, chain: TestSigner.next(signer.chains[HubStoreTests.a]?.chain ?? [], pushed.canonicalBytes),
-                                          signer: .hubAttestation, key: TestSigner.key(HubStoreTests.a))
+        let chain5 = TestSigner.next(signer.chains[HubStoreTests.a]?.chain ?? [], pushed.canonicalBytes)
+        let attestation = TestSigner.head(HubStoreTests.a, 5, chain: chain5, signer: .hubAttestation, key: try Self.hubPrivateKey(path))
         #expect(refusal { _ = try hub.append([pushed], from: HubStoreTests.a, heads: [attestation], receivedAtMillis: 1) } == .signatureInvalid)
+        #expect(try hub.append([pushed], from: HubStoreTests.a, heads: [TestSigner.head(HubStoreTests.a, 5, chain: chain5)], receivedAtMillis: 1)
+            .durable[HubStoreTests.a] == 5)
+    }
+
+    @Test("a protocol-2 row kept after a gap joins the log (chained, with a new sequence) when the gap is filled")
+    func legacyRowAfterGapJoinsLater() throws {
+        let path = TestFiles.directory() + "/hub.db"
+        let writes = [1, 3].map { counter in
+            FieldWrite(id: ChangeID(replica: HubStoreTests.a, counter: UInt64(counter)),
+                       timestamp: HybridTimestamp(physicalMillis: 1_750_000_000_000, logical: UInt16(counter)), author: "ann",
+                       operation: .assign(.text("x\(counter)")))
+        }
+        try HubStoreTests().legacyHub(at: path, rows: writes.enumerated().map { index, write in
+            (index + 1, 1, write.id.counter, HubFixture.legacyBytes(table: "item", row: "r", column: "title", write: write))
+        })
+        try HubFixture.sqlite(path, "UPDATE hub_origin SET contiguous = 1 WHERE id = 1")
+        let hub = try openHub(path)
+        let migrated = writes.map { HubFixture.migrated(table: "item", row: "r", column: "title", write: $0) }
+        #expect(try HubFixture.all(hub).encoded == [migrated[0].canonicalBytes], "A:3 is not part of A's log yet")
+        try HubFixture.sqlite(path, "UPDATE hub_replica SET secret_hash = '\(Array(SHA256.hash(data: [7])).hexString)'")
+        _ = try hub.authenticate(replica: HubStoreTests.a, secret: [7], deviceKey: TestSigner.publicKey(HubStoreTests.a), nowMillis: 9)
+        var signer = TestSigner()
+        _ = signer.heads([migrated[0]])
+        let two = HubFixture.change(HubStoreTests.a, 2, row: "r2")
+        #expect(try hub.signedAppend([two], from: HubStoreTests.a, signer: &signer).durable[HubStoreTests.a] == 2)
+        // A re-pushes 3 (the hub never acknowledged it): held bytes, now chained and relayed after 2.
+        let result = try hub.signedAppend([migrated[1]], from: HubStoreTests.a, signer: &signer)
+        #expect(result.durable[HubStoreTests.a] == 3 && result.duplicates == 1)
+        let page = try HubFixture.all(hub)
+        #expect(page.encoded == [migrated[0], two, migrated[1]].map(\.canonicalBytes) && page.heads.map(\.counter) == [1, 2, 3])
     }
 
     @Test("the hub's own origins are published with hub-signed heads; a device's push under them is refused")
