@@ -36,9 +36,11 @@ let package = Package(
             "SyncCore", "CZlib",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
+        // Device keys, origin-log chains, signed heads and their verification (Protocol/identity.md): pure, no I/O.
+        .target(name: "SyncIdentity", dependencies: ["SyncCore", .product(name: "Crypto", package: "swift-crypto")]),
         // The SQLite replica. GRDB stays behind this module's API.
         .target(name: "SyncStore", dependencies: [
-            "SyncCore",
+            "SyncCore", "SyncIdentity",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "GRDBSQLite", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
@@ -101,6 +103,7 @@ let package = Package(
         .testTarget(name: "SyncCoreTests", dependencies: [
             "SyncCore", "SyncTesting", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
+        .testTarget(name: "SyncIdentityTests", dependencies: ["SyncCore", "SyncIdentity"]),
         .testTarget(name: "SyncWireTests", dependencies: [
             "SyncCore", "SyncWire", "SyncTesting", .product(name: "NIOCore", package: "swift-nio"),
             // ByteToMessageDecoderVerifier, for the frame decoder (test target only).
@@ -110,7 +113,7 @@ let package = Package(
         // Test-only SQLite VFS that counts syncs and simulates power loss (never linked into a product).
         .target(name: "CSQLiteFaultVFS", path: "Tests/CSQLiteFaultVFS", linkerSettings: [.linkedLibrary("sqlite3")]),
         .testTarget(name: "SyncStoreTests", dependencies: [
-            "SyncCore", "SyncStore", "SyncEngine", "SyncTesting", "CSQLiteFaultVFS", .product(name: "Crypto", package: "swift-crypto"),
+            "SyncCore", "SyncIdentity", "SyncStore", "SyncEngine", "SyncTesting", "CSQLiteFaultVFS", .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
         .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),
