@@ -120,7 +120,7 @@ let package = Package(
         // Session transcripts: messages and events into ClientSession and HubSession, the exact actions out (no network).
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting"]),
         .testTarget(name: "SyncIntegrationTests", dependencies: [
-            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncClient", "SyncHub", "CareRecords", "caresync",
+            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncClient", "SyncHub", "CareRecords", "caresync", "SyncIdentity",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),

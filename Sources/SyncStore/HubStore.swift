@@ -1,4 +1,5 @@
 import SyncCore
+import SyncIdentity
 
 /// The hub's storage, behind an interface of its own so that a PostgreSQL store can stand beside
 /// the embedded SQLite default (`SQLiteHubStore`) when one machine is outgrown.
@@ -29,7 +30,7 @@ public protocol HubStore: Sendable {
     /// origin's run is verified against the heads first (Protocol/identity.md, "Verifying a run
     /// of changes"): a run that does not verify refuses the whole batch with ``StoreError`` code
     /// `.signatureInvalid`, `.chainGap`, `.unsignedChanges` or `.unknownDevice`.
-    func append(_ changes: [Change], from replica: ReplicaID, heads: [SignedHead], receivedAtMillis: UInt64) throws -> HubAppendResult
+    func append(_ changes: [Change], from replica: ReplicaID, provenance: Provenance, receivedAtMillis: UInt64) throws -> HubAppendResult
 
     /// Group commit: several sessions' pushes, one result each (see the default below).
     func append(_ pushes: [HubPush]) -> [Result<HubAppendResult, any Error>]
@@ -111,20 +112,20 @@ public struct HubPush: Sendable {
     public let replica: ReplicaID
     /// When the hub received it (stored with each change).
     public let receivedAtMillis: UInt64
-    /// The signed heads of the batch's runs (Protocol/identity.md): each run ends at one.
-    public let heads: [SignedHead]
+    /// The push's signed heads (each run ends at one) and certificates (Protocol/identity.md).
+    public let provenance: Provenance
 
     /// A push.
     ///
     /// - Parameters:
     ///   - changes: The batch.
     ///   - replica: The replica that pushed it.
-    ///   - heads: The heads of its runs.
+    ///   - provenance: The heads of its runs, and certificates.
     ///   - receivedAtMillis: When the hub received it.
-    public init(changes: [Change], replica: ReplicaID, heads: [SignedHead] = [], receivedAtMillis: UInt64) {
+    public init(changes: [Change], replica: ReplicaID, provenance: Provenance = Provenance(heads: [], certificates: []), receivedAtMillis: UInt64) {
         self.changes = changes
         self.replica = replica
-        self.heads = heads
+        self.provenance = provenance
         self.receivedAtMillis = receivedAtMillis
     }
 }
@@ -134,7 +135,7 @@ extension HubStore {
     /// together (one transaction, one fsync) where it can: one push's failure never fails another,
     /// and each result is durable when this returns. This default commits them one by one.
     public func append(_ pushes: [HubPush]) -> [Result<HubAppendResult, any Error>] {
-        pushes.map { push in Result { try append(push.changes, from: push.replica, heads: push.heads, receivedAtMillis: push.receivedAtMillis) } }
+        pushes.map { push in Result { try append(push.changes, from: push.replica, provenance: push.provenance, receivedAtMillis: push.receivedAtMillis) } }
     }
 }
 
@@ -144,7 +145,7 @@ extension HubStore {
 extension HubStore {
     /// A push without heads (refused unless empty: every run must end at a head).
     public func append(_ changes: [Change], from replica: ReplicaID, receivedAtMillis: UInt64) throws -> HubAppendResult {
-        try append(changes, from: replica, heads: [], receivedAtMillis: receivedAtMillis)
+        try append(changes, from: replica, provenance: Provenance(heads: [], certificates: []), receivedAtMillis: receivedAtMillis)
     }
 
     /// A fork without a device key (refused as `.idTaken`).
@@ -207,10 +208,9 @@ public struct HubOriginPage: Sendable {
     public let more: Bool
     /// Encoded bytes of the changes.
     public let bytes: Int
-    /// The heads the hub holds inside the page's run, ascending; the last is at `nextCounter`.
-    public let heads: [SignedHead]
-    /// The origin's device certificate, when it has one (hub-keyed origins have none).
-    public let certificates: [DeviceCertificate]
+    /// The heads the hub holds inside the page's run, ascending (the last at `nextCounter`), and the
+    /// origin's device certificate when it has one (hub-keyed origins have none).
+    public let provenance: Provenance
 
     /// A page; for stores other than ``SQLiteHubStore`` and for tests.
     ///
@@ -219,16 +219,13 @@ public struct HubOriginPage: Sendable {
     ///   - nextCounter: The last counter included.
     ///   - more: Whether more follow.
     ///   - bytes: The encodings' total size.
-    ///   - heads: The heads inside the run.
-    ///   - certificates: The origin's certificate, if any.
-    public init(encoded: [[UInt8]], nextCounter: UInt64, more: Bool, bytes: Int, heads: [SignedHead] = [],
-                certificates: [DeviceCertificate] = []) {
+    ///   - provenance: The heads inside the run, and the origin's certificate.
+    public init(encoded: [[UInt8]], nextCounter: UInt64, more: Bool, bytes: Int, provenance: Provenance = Provenance(heads: [], certificates: [])) {
         self.encoded = encoded
         self.nextCounter = nextCounter
         self.more = more
         self.bytes = bytes
-        self.heads = heads
-        self.certificates = certificates
+        self.provenance = provenance
     }
 
     /// The changes, decoded strictly (for callers that need them as values).
@@ -300,11 +297,10 @@ public struct HubPage: Sendable {
     public let more: Bool
     /// Encoded bytes of the changes.
     public let bytes: Int
-    /// The heads the hub holds inside the page's runs, ascending by origin then counter: the page
-    /// ends at a valid cut, so every origin's last change in it has one.
-    public let heads: [SignedHead]
-    /// The device certificates of the page's origins that have one.
-    public let certificates: [DeviceCertificate]
+    /// The heads the hub holds inside the page's runs, ascending by origin then counter (the page
+    /// ends at a valid cut, so every origin's last change in it has one), and the device
+    /// certificates of the page's origins that have one, ascending by replica.
+    public let provenance: Provenance
 
     /// A page; for stores other than ``SQLiteHubStore`` and for tests.
     ///
@@ -313,16 +309,13 @@ public struct HubPage: Sendable {
     ///   - nextCursor: The last sequence included.
     ///   - more: Whether more follow.
     ///   - bytes: The encodings' total size.
-    ///   - heads: The heads inside the page's runs.
-    ///   - certificates: The certificates of its origins.
-    public init(encoded: [[UInt8]], nextCursor: UInt64, more: Bool, bytes: Int, heads: [SignedHead] = [],
-                certificates: [DeviceCertificate] = []) {
+    ///   - provenance: The heads inside the page's runs, and the certificates of its origins.
+    public init(encoded: [[UInt8]], nextCursor: UInt64, more: Bool, bytes: Int, provenance: Provenance = Provenance(heads: [], certificates: [])) {
         self.encoded = encoded
         self.nextCursor = nextCursor
         self.more = more
         self.bytes = bytes
-        self.heads = heads
-        self.certificates = certificates
+        self.provenance = provenance
     }
 
     /// The changes, decoded strictly (for callers that need them as values).

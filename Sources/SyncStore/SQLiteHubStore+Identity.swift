@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SyncCore
+import SyncIdentity
 
 /// The hub's identity tables (Protocol/identity.md): chains beside the log, every head received,
 /// device keys and certificates, revoked keys, and the hub's key and incarnation.
@@ -30,11 +31,11 @@ enum HubIdentitySchema {
             guard let replica = ReplicaID(hex: replica) else {
                 throw StoreError(.corrupt, "hub origin \(origin) has an unreadable id", table: "hub_origin")
             }
-            var chain = HubChain.genesis(replica)
+            var chain = OriginChain.genesis(of: replica)
             var expected: Int64 = 1
             let rows = try Row.fetchCursor(db, sql: "SELECT seq, counter, bytes FROM hub_log WHERE origin = ? ORDER BY counter", arguments: [origin])
             while let row = try rows.next(), (row[1] as Int64) == expected {
-                chain = try row.withUnsafeData(atIndex: 2) { data in HubChain.next(chain, data ?? Data()) }
+                chain = OriginChain.next(after: chain, canonicalBytes: Array(row[2] as Data))
                 try update.execute(arguments: [Data(chain), row[0] as Int64])
                 expected += 1
             }
@@ -46,7 +47,7 @@ enum HubIdentitySchema {
     /// every change of each origin's contiguous prefix (a pull may then end after any of them), with
     /// `attested_through` set to that prefix. Later opens check that the identity file holds the
     /// store's key. Returns the incarnation.
-    static func keyed(_ db: Database, key: HubSigningKey, hubKeyed: Set<ReplicaID>, incarnation drawn: [UInt8], path: String) throws -> [UInt8] {
+    static func keyed(_ db: Database, key: SigningKey, hubKeyed: Set<ReplicaID>, incarnation drawn: [UInt8], path: String) throws -> [UInt8] {
         guard let state = try Row.fetchOne(db, sql: "SELECT hub_key, incarnation FROM hub_state") else {
             throw StoreError(.corrupt, "the hub state row is missing", path: path, table: "hub_state")
         }
@@ -64,7 +65,7 @@ enum HubIdentitySchema {
         return drawn
     }
 
-    private static func attest(_ db: Database, key: HubSigningKey, hubKeyed: Set<ReplicaID>) throws {
+    private static func attest(_ db: Database, key: SigningKey, hubKeyed: Set<ReplicaID>) throws {
         let insert = try db.makeStatement(sql: "INSERT OR IGNORE INTO hub_head (origin, counter, signer, signature) VALUES (?, ?, ?, ?)")
         for row in try Row.fetchAll(db, sql: "SELECT id, replica_id, contiguous FROM hub_origin WHERE contiguous > 0") {
             let origin: Int64 = row[0]
@@ -77,8 +78,8 @@ enum HubIdentitySchema {
             while let chainRow = try chains.next() {
                 let counter = UInt64(chainRow[0] as Int64)
                 let chain = Array(chainRow[1] as Data)
-                let signature = key.sign(SignedHead.signedBytes(origin: replica, counter: counter, chain: chain, signer: signer))
-                try insert.execute(arguments: [origin, counter, Int64(signer.rawValue), Data(signature)])
+                let head = key.head(origin: replica, counter: counter, chain: chain, signer: signer)
+                try insert.execute(arguments: [origin, counter, Int64(signer.rawValue), Data(head.signature)])
             }
             try db.execute(sql: "UPDATE hub_origin SET attested_through = ? WHERE id = ?", arguments: [contiguous, origin])
             try db.execute(sql: "UPDATE hub_replica SET attested_through = ? WHERE replica_id = ?", arguments: [contiguous, replica.hex])
@@ -143,10 +144,8 @@ extension SQLiteHubStore {
         else { throw StoreError(.corrupt, "replica \(replica.short) vanished while it was being registered", table: "hub_replica") }
         let team: String = row[0]
         let attested = UInt64(max(0, row[1] as Int64))
-        let signature = signingKey.sign(DeviceCertificate.signedBytes(replica: replica, publicKey: key, team: team, issuedAtMillis: nowMillis,
-                                                                      attestedThrough: attested))
-        let certificate = DeviceCertificate(replica: replica, publicKey: key, team: team, issuedAtMillis: nowMillis, attestedThrough: attested,
-                                            signature: signature)
+        let certificate = signingKey.certificate(replica: replica, publicKey: key, team: team, issuedAtMillis: nowMillis,
+                                                 attestedThrough: attested)
         try db.execute(sql: "UPDATE hub_replica SET public_key = ?, certificate = ? WHERE replica_id = ?",
                        arguments: [Data(key), Data(certificate.encoded), replica.hex])
     }

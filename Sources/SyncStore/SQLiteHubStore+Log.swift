@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SyncCore
+import SyncIdentity
 
 /// The hub log (`hub_log`): appends, group commit, and pages served from the stored bytes.
 ///
@@ -15,13 +16,13 @@ extension SQLiteHubStore {
         let found: [HeldElsewise]
     }
 
-    /// Stores one push, durable on return (``HubStore/append(_:from:heads:receivedAtMillis:)``).
+    /// Stores one push, durable on return (``HubStore/append(_:from:provenance:receivedAtMillis:)``).
     ///
     /// - Throws: ``StoreError`` `.limitExceeded` for a counter outside 1…2^63-1, `.signatureInvalid`,
     ///   `.chainGap`, `.unsignedChanges`, `.unknownDevice` for runs that do not verify, `.database`.
     ///   An equivocation is not thrown: it is ``HubAppendResult/equivocations``.
-    public func append(_ changes: [Change], from replica: ReplicaID, heads: [SignedHead], receivedAtMillis: UInt64) throws -> HubAppendResult {
-        try append([HubPush(changes: changes, replica: replica, heads: heads, receivedAtMillis: receivedAtMillis)])[0].get()
+    public func append(_ changes: [Change], from replica: ReplicaID, provenance: Provenance, receivedAtMillis: UInt64) throws -> HubAppendResult {
+        try append([HubPush(changes: changes, replica: replica, provenance: provenance, receivedAtMillis: receivedAtMillis)])[0].get()
     }
 
     /// Group commit: every push in one write transaction, so one WAL sync makes all of them
@@ -90,20 +91,9 @@ extension SQLiteHubStore {
 
     private func appendOne(_ db: Database, _ push: HubPush) throws -> HubAppendResult {
         var origins: [ReplicaID: Int64] = [:]
-        var stored = 0
-        var equivocations: [HeldElsewise] = []
-        let runs = try Self.runs(of: push.changes, heads: push.heads)
-        let log = try LogStatements(db)
-        let receivedAt = Int64(clamping: push.receivedAtMillis)
-        for run in runs {
-            let origin = try originID(db, run.origin, &origins)
-            let written = try write(db, run, origin: origin, log, receivedAt: receivedAt)
-            stored += written.stored
-            equivocations += written.equivocations
-        }
-        if !equivocations.isEmpty { throw Equivocations(found: equivocations) }
+        let stored = try verifiedWrite(db, push, receivedAt: Int64(clamping: push.receivedAtMillis), origins: &origins)
         var durable: [ReplicaID: UInt64] = [:]
-        for (replicaID, origin) in origins {
+        for (replicaID, origin) in origins where push.changes.contains(where: { $0.id.replica == replicaID }) {
             durable[replicaID] = try advance(db, origin)
         }
         if stored > 0 {
@@ -130,7 +120,7 @@ extension SQLiteHubStore {
         }
     }
 
-    private func originID(_ db: Database, _ replica: ReplicaID, _ cache: inout [ReplicaID: Int64]) throws -> Int64 {
+    func originID(_ db: Database, _ replica: ReplicaID, _ cache: inout [ReplicaID: Int64]) throws -> Int64 {
         if let id = cache[replica] { return id }
         try db.cachedStatement(sql: "INSERT OR IGNORE INTO hub_origin (replica_id, contiguous) VALUES (?, 0)").execute(arguments: [replica.hex])
         guard let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM hub_origin WHERE replica_id = ?"), arguments: [replica.hex])
@@ -189,7 +179,7 @@ extension SQLiteHubStore {
                 }
                 page.finish()
                 return HubPage(encoded: page.encoded, nextCursor: page.position, more: page.more, bytes: page.bytes,
-                               heads: page.sortedHeads, certificates: try origins.certificates(db, page.origins))
+                               provenance: Provenance(heads: page.sortedHeads, certificates: try origins.certificates(db, page.origins)))
             }
         }
     }
@@ -227,7 +217,7 @@ extension SQLiteHubStore {
                 }
                 page.finish()
                 return HubOriginPage(encoded: page.encoded, nextCounter: page.position, more: page.more, bytes: page.bytes,
-                                     heads: page.sortedHeads, certificates: try origins.certificates(db, page.origins))
+                                     provenance: Provenance(heads: page.sortedHeads, certificates: try origins.certificates(db, page.origins)))
             }
         }
     }
@@ -261,15 +251,15 @@ struct OriginDirectory {
         return size
     }
 
-    /// The certificates of `origins` that have one, in their order.
+    /// The certificates of `origins` that have one, ascending by replica.
     func certificates(_ db: Database, _ origins: [Int64]) throws -> [DeviceCertificate] {
-        try origins.compactMap { origin in
+        try origins.compactMap { origin -> DeviceCertificate? in
             guard let replica = replicas[origin], !store.hubKeyed.contains(replica),
                   let data = try Data.fetchOne(db.cachedStatement(sql: "SELECT certificate FROM hub_replica WHERE replica_id = ?"),
                                                arguments: [replica.hex])
             else { return nil }
             return try? DeviceCertificate(encoded: Array(data))
-        }
+        }.sorted { $0.replica < $1.replica }
     }
 }
 

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GRDB
 import SyncCore
+import SyncIdentity
 
 /// The hub's embedded store: one SQLite file (WAL, `synchronous=FULL` read back at open, one
 /// writer connection and one reader connection), stamped with the hub `application_id`.
@@ -34,7 +35,7 @@ public final class SQLiteHubStore: HubStore {
     /// log and attestations. The private key stays in `<hub.db>.identity` (Protocol/identity.md).
     public let hubKey: [UInt8]
     /// The private half; nil when opened read-only (nothing is signed then).
-    let signingKey: HubSigningKey?
+    let signingKey: SigningKey?
     /// Origins whose runs verify under the hub key: the hub's own and those given at open.
     let hubKeyed: Set<ReplicaID>
     /// The hub's incarnation (16 bytes, sent in the welcome): new when the store was created, and
@@ -134,7 +135,7 @@ public final class SQLiteHubStore: HubStore {
         guard let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable", path: path, table: "hub_state") }
         // The key file is made before the database names its key: a crash between the two leaves
         // a file whose key the next open adopts, never a database whose key is lost.
-        let key: HubSigningKey
+        let key: SigningKey
         if let loaded = try HubIdentityFile.load(database: path, hub: id) {
             key = loaded
         } else if keyed {
@@ -142,7 +143,7 @@ public final class SQLiteHubStore: HubStore {
             // pinned it: a new key would be another hub.
             throw StoreError(.corrupt, "the hub identity file is missing; restore it beside the database", path: HubIdentityFile.path(for: path))
         } else {
-            key = HubSigningKey(random: &random)
+            key = SigningKey(random: &random)
             try HubIdentityFile.create(database: path, hub: id, key: key)
         }
         var drawn: [UInt8] = []

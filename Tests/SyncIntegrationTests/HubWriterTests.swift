@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import SyncCore
 import SyncEngine
 import SyncHub
+import SyncIdentity
 import SyncStore
 import SyncTesting
 import SyncWire
@@ -41,8 +42,8 @@ final class CountingHubStore: HubStore {
         return results
     }
 
-    func append(_ changes: [Change], from replica: ReplicaID, heads: [SignedHead], receivedAtMillis: UInt64) throws -> HubAppendResult {
-        try append([HubPush(changes: changes, replica: replica, heads: heads, receivedAtMillis: receivedAtMillis)])[0].get()
+    func append(_ changes: [Change], from replica: ReplicaID, provenance: Provenance, receivedAtMillis: UInt64) throws -> HubAppendResult {
+        try append([HubPush(changes: changes, replica: replica, provenance: provenance, receivedAtMillis: receivedAtMillis)])[0].get()
     }
 
     func changes(after cursor: UInt64, excludingOrigin excludedOrigin: ReplicaID, byteBudget: Int, maxCount: Int) throws -> HubPage {

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import SyncCore
+import SyncIdentity
 import SyncStore
 import SyncTesting
 import Testing
@@ -70,7 +71,7 @@ struct HubIdentityTests {
         #expect(try hub.signedAppend(forged, from: Self.a, signer: &own).durable[Self.a] == 2)
     }
 
-    @Test("a change altered after signing, a reordered run and a head over other bytes are refused with SIGNATURE_INVALID")
+    @Test("a change altered after signing and a head over other bytes are refused with SIGNATURE_INVALID, a reordered run with CHAIN_GAP")
     func alteredRunsRefused() throws {
         let hub = try enrolledHub()
         var signer = TestSigner()
@@ -78,7 +79,7 @@ struct HubIdentityTests {
         let heads = signer.heads(run)
         let altered = [run[0], HubFixture.change(Self.a, 2, row: "\(Self.a.short)-2", text: "edited"), run[2]]
         #expect(refusal { _ = try hub.append(altered, from: Self.a, heads: heads, receivedAtMillis: 1) } == .signatureInvalid)
-        #expect(refusal { _ = try hub.append([run[1], run[0], run[2]], from: Self.a, heads: heads, receivedAtMillis: 1) } == .signatureInvalid)
+        #expect(refusal { _ = try hub.append([run[1], run[0], run[2]], from: Self.a, heads: heads, receivedAtMillis: 1) } == .chainGap)
         var tampered = heads[0].signature
         tampered[0] ^= 1
         let badSignature = SignedHead(origin: Self.a, counter: 3, chain: heads[0].chain, signature: tampered)

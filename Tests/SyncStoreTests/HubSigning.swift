@@ -1,5 +1,6 @@
 import Crypto
 import SyncCore
+import SyncIdentity
 import SyncStore
 import SyncTesting
 import Testing
@@ -59,7 +60,7 @@ struct TestSigner {
 
     /// A push of `changes` with their heads.
     mutating func push(_ changes: [Change], from replica: ReplicaID, receivedAtMillis: UInt64 = 1) -> HubPush {
-        HubPush(changes: changes, replica: replica, heads: heads(changes), receivedAtMillis: receivedAtMillis)
+        HubPush(changes: changes, replica: replica, provenance: .of(heads(changes)), receivedAtMillis: receivedAtMillis)
     }
 
     /// Whether `head` verifies under `publicKey` (a certificate's key, or the hub's).
@@ -69,7 +70,29 @@ struct TestSigner {
     }
 }
 
+extension Provenance {
+    /// `heads` in their canonical order, with no certificates.
+    static func of(_ heads: [SignedHead]) -> Provenance {
+        Provenance(heads: heads.sorted { ($0.origin, $0.counter) < ($1.origin, $1.counter) }, certificates: [])
+    }
+}
+
+extension HubPage {
+    var heads: [SignedHead] { provenance.heads }
+    var certificates: [DeviceCertificate] { provenance.certificates }
+}
+
+extension HubOriginPage {
+    var heads: [SignedHead] { provenance.heads }
+    var certificates: [DeviceCertificate] { provenance.certificates }
+}
+
 extension SQLiteHubStore {
+    /// A push with these heads and no certificates.
+    func append(_ changes: [Change], from replica: ReplicaID, heads: [SignedHead], receivedAtMillis: UInt64) throws -> HubAppendResult {
+        try append(changes, from: replica, provenance: .of(heads), receivedAtMillis: receivedAtMillis)
+    }
+
     /// Enrols `replicas` with their test device keys (team "north").
     func enrolForTests(_ replicas: [ReplicaID], random: inout SeededGenerator) throws {
         for replica in replicas {
@@ -84,6 +107,6 @@ extension SQLiteHubStore {
 
     /// Appends `changes` as `signer` signs them (a head at each origin's last change).
     func signedAppend(_ changes: [Change], from replica: ReplicaID, signer: inout TestSigner, receivedAtMillis: UInt64 = 1) throws -> HubAppendResult {
-        try append(changes, from: replica, heads: signer.heads(changes), receivedAtMillis: receivedAtMillis)
+        try append(changes, from: replica, provenance: .of(signer.heads(changes)), receivedAtMillis: receivedAtMillis)
     }
 }

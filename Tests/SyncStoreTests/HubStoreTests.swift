@@ -1,6 +1,7 @@
 import CSQLiteFaultVFS
 import Foundation
 import SyncCore
+import SyncIdentity
 import SyncStore
 import SyncTesting
 import Testing
