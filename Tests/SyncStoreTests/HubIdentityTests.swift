@@ -300,6 +300,9 @@ struct HubIdentityTests {
         #expect(second.heads.map { "\($0.origin.short):\($0.counter)" } == ["\(Self.a.short):5", "\(Self.b.short):2"], "ascending by origin")
         let provenance = second.heads.count * SignedHead.minimumEncodedSize + second.certificates.map(\.encoded.count).reduce(0, +)
         #expect(second.bytes + provenance <= budget)
+        // Room for nine: B:3 and B:4 would fit, but the page must end at a cut, B:2.
+        let third = try hub.changes(after: 0, excludingOrigin: viewer, byteBudget: budget + 2 * size, maxCount: 1_000)
+        #expect(third.encoded.count == 7 && third.nextCursor == 7 && third.more && third.heads.count == 2)
         // A's own pull skips its changes; B's run alone cuts at B:2 and B:5.
         let own = try hub.changes(after: 0, excludingOrigin: Self.a, byteBudget: 3 * size, maxCount: 1_000)
         #expect(own.encoded.count == 2 && own.heads.map(\.counter) == [2])
