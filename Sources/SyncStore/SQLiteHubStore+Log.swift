@@ -93,7 +93,7 @@ extension SQLiteHubStore {
         var origins: [ReplicaID: Int64] = [:]
         let stored = try verifiedWrite(db, push, receivedAt: Int64(clamping: push.receivedAtMillis), origins: &origins)
         var durable: [ReplicaID: UInt64] = [:]
-        for (replicaID, origin) in origins where push.changes.contains(where: { $0.id.replica == replicaID }) {
+        for (replicaID, origin) in origins {
             durable[replicaID] = try advance(db, origin)
         }
         if stored > 0 {

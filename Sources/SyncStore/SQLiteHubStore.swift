@@ -225,16 +225,15 @@ public final class SQLiteHubStore: HubStore {
     /// it after its last session ended.
     public func close() throws {
         guard closed.set() else { return }
-        if reader == nil {
-            // The lineage as it is at shutdown: a copy of this file taken earlier and put back
-            // will be found behind it.
-            let head = try ReplicaStore.guarded { try connection.read { db in try Self.head(db) } }
-            try HubLineage(incarnation: incarnation, head: head).write(database: path)
-        }
+        // The lineage as it is at shutdown: a copy of this file taken earlier and put back will be
+        // found behind it. Read before the connections close, written after, so a failure to
+        // write it still leaves the store closed.
+        let head = reader == nil ? Result { try ReplicaStore.guarded { try connection.read { db in try Self.head(db) } } } : nil
         try ReplicaStore.guarded {
             if readConnection !== connection { try readConnection.close() }
             try connection.close()
         }
+        if let head { try HubLineage(incarnation: incarnation, head: try head.get()).write(database: path) }
     }
 
     /// The reader connection. `query_only`, so nothing can write through it; its `synchronous`
