@@ -53,7 +53,8 @@ enum HubIdentitySchema {
         }
         if let held = state[0] as Data? {
             guard Array(held) == key.publicKey else {
-                throw StoreError(.corrupt, "the hub identity file holds another key than this hub database's", path: HubIdentityFile.path(for: path))
+                throw StoreError(.identityMismatch, "the hub identity file holds another key than this hub database's",
+                                 path: IdentityFile.path(forStore: path))
             }
             guard let incarnation = state[1] as Data?, incarnation.count == SQLiteHubStore.incarnationSize else {
                 throw StoreError(.corrupt, "the hub incarnation is unreadable", path: path, table: "hub_state")

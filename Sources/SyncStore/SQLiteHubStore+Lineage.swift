@@ -22,7 +22,7 @@ struct HubLineage: Equatable {
             let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard parts.count == 2 else { continue }
             switch parts[0] {
-            case "incarnation": incarnation = HexBytes.decode(parts[1])
+            case "incarnation": incarnation = Hex.bytes(parts[1])
             case "head": head = UInt64(parts[1])
             default: continue
             }
@@ -36,61 +36,15 @@ struct HubLineage: Equatable {
         incarnation == self.incarnation && head >= self.head
     }
 
-    /// Replaces the file durably (a temporary file synced, renamed over, the directory synced).
+    /// Replaces the file durably (a temporary file synced, renamed over, the directory synced),
+    /// owner-only like the identity file beside it.
     func write(database: String) throws {
         let text = "caresync-lineage: 1\nincarnation: \(incarnation.hexString)\nhead: \(head)\n"
-        try DurableSideFile.create(Self.path(for: database), contents: Array(text.utf8), exclusive: false)
-    }
-}
-
-/// Lowercase hex text to bytes.
-enum HexBytes {
-    static func decode(_ text: String) -> [UInt8]? {
-        let digits = Array(text.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(digits.count / 2)
-        for index in stride(from: 0, to: digits.count, by: 2) {
-            guard let high = value(digits[index]), let low = value(digits[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
+        let path = Self.path(for: database)
+        do {
+            try IdentityFile.replace(text: text, at: path, calls: .system)
+        } catch {
+            throw StoreError(.database, "the hub's lineage file \(path) could not be written", path: path, cause: error as? StoreError)
         }
-        return bytes
-    }
-
-    private static func value(_ digit: UInt8) -> UInt8? {
-        switch digit {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
-        default: nil
-        }
-    }
-}
-
-/// Small files beside a store, written so that a power cut leaves the old or the new contents:
-/// owner-only (0600), synced, then their directory synced.
-enum DurableSideFile {
-    /// Writes `contents` at `path`. `exclusive`: create only (refused if something is there);
-    /// otherwise a temporary file is renamed over the old one.
-    static func create(_ path: String, contents: [UInt8], exclusive: Bool) throws {
-        let target = exclusive ? path : path + ".tmp"
-        let flags = O_WRONLY | O_CREAT | (exclusive ? O_EXCL : O_TRUNC)
-        let descriptor = open(target, flags, 0o600)
-        guard descriptor >= 0 else { throw failure("cannot create", target) }
-        let written = contents.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        let synced = fsync(descriptor) == 0
-        close(descriptor)
-        guard written == contents.count, synced else { throw failure("cannot write", target) }
-        if !exclusive {
-            guard rename(target, path) == 0 else { throw failure("cannot replace", path) }
-        }
-        let directory = (path as NSString).deletingLastPathComponent
-        let handle = open(directory.isEmpty ? "." : directory, O_RDONLY)
-        guard handle >= 0 else { throw failure("cannot sync the directory of", path) }
-        defer { close(handle) }
-        guard fsync(handle) == 0 else { throw failure("cannot sync the directory of", path) }
-    }
-
-    private static func failure(_ what: String, _ path: String) -> StoreError {
-        StoreError(.database, "\(what) \(path) (errno \(errno))", path: path)
     }
 }

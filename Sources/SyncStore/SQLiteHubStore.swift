@@ -136,15 +136,16 @@ public final class SQLiteHubStore: HubStore {
         // The key file is made before the database names its key: a crash between the two leaves
         // a file whose key the next open adopts, never a database whose key is lost.
         let key: SigningKey
-        if let loaded = try HubIdentityFile.load(database: path, hub: id) {
-            key = loaded
+        let identityPath = IdentityFile.path(forStore: path)
+        if FileManager.default.fileExists(atPath: identityPath) {
+            key = try IdentityFile.readHub(at: identityPath, expecting: id).hubKey
         } else if keyed {
             // Without its key the hub can neither sign nor be recognised by its replicas, which
             // pinned it: a new key would be another hub.
-            throw StoreError(.corrupt, "the hub identity file is missing; restore it beside the database", path: HubIdentityFile.path(for: path))
+            throw StoreError(.identityMissing, "the hub identity file \(identityPath) is missing; restore it beside the database", path: identityPath)
         } else {
             key = SigningKey(random: &random)
-            try HubIdentityFile.create(database: path, hub: id, key: key)
+            try IdentityFile.create(HubIdentity(hub: id, hubKey: key), at: identityPath)
         }
         var drawn: [UInt8] = []
         for _ in 0..<2 { withUnsafeBytes(of: random.next()) { drawn.append(contentsOf: $0) } }

@@ -49,6 +49,9 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
             case chainGap = "CHAIN_GAP"
             case unsignedChanges = "UNSIGNED_CHANGES"
             case unknownDevice = "UNKNOWN_DEVICE"
+            case identityMissing = "IDENTITY_MISSING"
+            case identityMismatch = "IDENTITY_MISMATCH"
+            case identityUnreadable = "IDENTITY_UNREADABLE"
         }
 
         private let wrapped: Wrapped
@@ -111,6 +114,14 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let unsignedChanges = Code(.unsignedChanges)
         /// No key is known for a run's origin.
         public static let unknownDevice = Code(.unknownDevice)
+        /// The store has no identity file (or holds no key), so it cannot sign: pushes and exports
+        /// are refused (Protocol/identity.md's `NO_DEVICE_KEY`) until it re-enrols as a new identity.
+        public static let identityMissing = Code(.identityMissing)
+        /// The identity file beside the store names another replica (or hub).
+        public static let identityMismatch = Code(.identityMismatch)
+        /// The identity file is not one this program reads (an unknown version, a missing or extra
+        /// line), or could not be written.
+        public static let identityUnreadable = Code(.identityUnreadable)
     }
 
     /// What went wrong, stable across releases.

@@ -100,7 +100,8 @@ struct RunVerifierTests {
         // A certificate the hub did not sign (a replica vouching for its own forged key).
         let forger = key(seed: 666)
         let forged = forger.certificate(replica: Self.alice, publicKey: forger.publicKey, team: "north", issuedAtMillis: 1)
-        let error = identityError { _ = try verifier.verify(log.run(1...2), Provenance(heads: [log.head(at: 2)], certificates: [forged]), empty) }
+        let forgedHead = log.head(at: 2, by: forger)
+        let error = identityError { _ = try verifier.verify(log.run(1...2), Provenance(heads: [forgedHead], certificates: [forged]), empty) }
         #expect(error?.code == .signatureInvalid && error?.origin == Self.alice)
         // Without a pinned hub key no certificate is usable.
         let unpinned = identityError {

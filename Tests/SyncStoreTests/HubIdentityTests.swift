@@ -35,11 +35,8 @@ struct HubIdentityTests {
 
     /// The hub's private key, read from its identity file (to forge what only the hub could sign).
     static func hubPrivateKey(_ database: String) throws -> Curve25519.Signing.PrivateKey {
-        let text = try String(contentsOfFile: database + ".identity", encoding: .utf8)
-        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("device-key: ") })
-        let hex = Array(line.dropFirst("device-key: ".count).utf8)
-        let bytes = stride(from: 0, to: hex.count, by: 2).compactMap { UInt8(String(decoding: hex[$0..<$0 + 2], as: UTF8.self), radix: 16) }
-        return try Curve25519.Signing.PrivateKey(rawRepresentation: bytes)
+        let identity = try IdentityFile.readHub(at: IdentityFile.path(forStore: database), expecting: nil)
+        return try Curve25519.Signing.PrivateKey(rawRepresentation: identity.hubKey.rawRepresentation)
     }
 
     func refusal(_ body: () throws -> Void) -> StoreError.Code? {
@@ -363,6 +360,9 @@ struct HubIdentityTests {
         _ = try openHub(directory + "/other.db", seed: 6)
         try FileManager.default.removeItem(atPath: directory + "/hub.db.identity")
         try FileManager.default.copyItem(atPath: directory + "/other.db.identity", toPath: directory + "/hub.db.identity")
-        #expect(throws: StoreError.self) { try openHub(directory + "/hub.db", seed: 7) }
+        #expect(#expect(throws: StoreError.self) { try openHub(directory + "/hub.db", seed: 7) }?.code == .identityMismatch)
+        try FileManager.default.removeItem(atPath: directory + "/hub.db.identity")
+        #expect(#expect(throws: StoreError.self) { try openHub(directory + "/hub.db", seed: 8) }?.code == .identityMissing,
+                "a hub whose key file is gone is not given a new key")
     }
 }
