@@ -75,7 +75,7 @@ let package = Package(
         ]),
         // Seeded generators and helpers that drive production code in tests and the simulator.
         .target(name: "SyncTesting", dependencies: [
-            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords",
+            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncIdentity",
             // The frame decoder's NIOSingleStepByteToMessageProcessor, so the simulator parses frames as the pipelines do.
             .product(name: "NIOCore", package: "swift-nio"),
         ]),

@@ -7,12 +7,20 @@ import SyncIdentity
 /// Every method is synchronous and, but for `recordSession`, durable on return: `append` returns
 /// only after its transaction has committed with `synchronous=FULL`, which is what lets the hub
 /// acknowledge. Methods throw ``StoreError`` (`.database` for a storage failure or a closed store;
-/// `.limitExceeded` for a change no store can hold); none of them names record contents.
+/// `.limitExceeded` for a change no store can hold; `.signatureInvalid`, `.chainGap`,
+/// `.unsignedChanges`, `.unknownDevice` for a push whose runs do not verify, which the session
+/// sends as the wire codes of the same names); none of them names record contents.
+///
+/// Protocol/identity.md is the store's part of device identity: every change is kept with its
+/// origin's chain hash and every signed head received, device keys are registered at enrolment
+/// and vouched for by certificates the hub key signs, and pages carry the heads and certificates
+/// that let any replica verify what it is relayed.
 ///
 /// ```swift
 /// let store: any HubStore = try SQLiteHubStore(path: "hub.db", wallClock: SystemWallClock(), random: &random)
-/// let result = try store.append(changes, from: replica, receivedAtMillis: now)   // durable on return
+/// let result = try store.append(changes, from: replica, provenance: push.provenance, receivedAtMillis: now)   // verified, durable on return
 /// let page = try store.changes(after: cursor, excludingOrigin: replica, byteBudget: 1 << 20, maxCount: 1_000)
+/// send(page.encoded, page.provenance)   // ends at a valid cut: every origin in it has a head at its last change
 /// cursor = page.nextCursor
 /// ```
 public protocol HubStore: Sendable {

@@ -34,9 +34,8 @@ struct HubIdentityTests {
     }
 
     /// The hub's private key, read from its identity file (to forge what only the hub could sign).
-    static func hubPrivateKey(_ database: String) throws -> Curve25519.Signing.PrivateKey {
-        let identity = try IdentityFile.readHub(at: IdentityFile.path(forStore: database), expecting: nil)
-        return try Curve25519.Signing.PrivateKey(rawRepresentation: identity.hubKey.rawRepresentation)
+    static func hubPrivateKey(_ database: String) throws -> SigningKey {
+        try IdentityFile.readHub(at: IdentityFile.path(forStore: database), expecting: nil).hubKey
     }
 
     func refusal(_ body: () throws -> Void) -> StoreError.Code? {

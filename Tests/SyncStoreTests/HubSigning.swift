@@ -5,22 +5,9 @@ import SyncStore
 import SyncTesting
 import Testing
 
-/// Device keys and signed heads for the hub-store tests, computed here from Protocol/identity.md
-/// alone (not with the store's code): each origin's key is made from its id, and a signer
-/// remembers how far it has chained each origin, so consecutive pushes continue the chain.
-struct TestSigner {
-    private(set) var chains: [ReplicaID: (counter: UInt64, chain: [UInt8])] = [:]
-
-    /// The device key of `origin` (the same in every test).
-    static func key(_ origin: ReplicaID) -> Curve25519.Signing.PrivateKey {
-        let seed = Array(SHA256.hash(data: Array("test-device-\(origin.hex)".utf8)))
-        // A 32-byte seed is always a valid key.
-        return (try? Curve25519.Signing.PrivateKey(rawRepresentation: seed)) ?? Curve25519.Signing.PrivateKey()
-    }
-
-    /// The public key of `origin`'s device key.
-    static func publicKey(_ origin: ReplicaID) -> [UInt8] { Array(key(origin).publicKey.rawRepresentation) }
-
+/// Checks of `TestSigner`'s output computed here from Protocol/identity.md alone, with
+/// swift-crypto directly (not with SyncIdentity's code).
+extension TestSigner {
     /// `chain(0)` of `origin`.
     static func genesis(_ origin: ReplicaID) -> [UInt8] {
         var writer = ByteWriter()
@@ -31,31 +18,9 @@ struct TestSigner {
 
     static func next(_ chain: [UInt8], _ bytes: [UInt8]) -> [UInt8] { Array(SHA256.hash(data: chain + bytes)) }
 
-    /// A head of `origin` at `counter`, signed by `key` (the origin's own unless given).
-    static func head(_ origin: ReplicaID, _ counter: UInt64, chain: [UInt8], signer: HeadSigner = .origin,
-                     key: Curve25519.Signing.PrivateKey? = nil) -> SignedHead {
-        let bytes = SignedHead.signedBytes(origin: origin, counter: counter, chain: chain, signer: signer)
-        let signature = (try? Array((key ?? Self.key(origin)).signature(for: bytes))) ?? []
-        return SignedHead(origin: origin, counter: counter, chain: chain, signer: signer, signature: signature)
-    }
-
-    /// Chains `changes` on from what this signer chained before (from `chain(0)` for an origin it
-    /// has not seen, or whose run starts at 1), and signs a head at each origin's last change and
-    /// at every counter in `alsoAt`.
-    mutating func heads(_ changes: [Change], alsoAt: Set<UInt64> = [], key: Curve25519.Signing.PrivateKey? = nil) -> [SignedHead] {
-        var heads: [SignedHead] = []
-        var last: [ReplicaID: UInt64] = [:]
-        for change in changes { last[change.id.replica] = change.id.counter }
-        for change in changes {
-            let origin = change.id.replica
-            let previous = change.id.counter == 1 ? Self.genesis(origin) : chains[origin]?.chain ?? Self.genesis(origin)
-            let chain = Self.next(previous, change.canonicalBytes)
-            chains[origin] = (change.id.counter, chain)
-            if last[origin] == change.id.counter || alsoAt.contains(change.id.counter) {
-                heads.append(Self.head(origin, change.id.counter, chain: chain, key: key))
-            }
-        }
-        return heads
+    /// A head of `origin` at `counter`, signed by `key` (the origin's test key unless given).
+    static func head(_ origin: ReplicaID, _ counter: UInt64, chain: [UInt8], signer: HeadSigner = .origin, key: SigningKey? = nil) -> SignedHead {
+        (key ?? Self.key(origin)).head(origin: origin, counter: counter, chain: chain, signer: signer)
     }
 
     /// A push of `changes` with their heads.
