@@ -34,9 +34,26 @@ struct LogStatements {
 /// What the hub holds, as ``RunVerifier`` reads it: chained rows of `hub_log`, the heads of
 /// `hub_head`, and the keys of the registry (the hub key for hub-keyed origins; a revoked device's
 /// key still verifies what it signed before, relayed by others).
-struct HubLedger: ChainLedger {
+final class HubLedger: ChainLedger {
     let db: Database
     let store: SQLiteHubStore
+    /// Per origin, the highest counter held: a push's new changes lie above it, and are known new
+    /// without a lookup each (the hot path: one query per origin, not per change).
+    private var highest: [ReplicaID: UInt64] = [:]
+
+    init(db: Database, store: SQLiteHubStore) {
+        self.db = db
+        self.store = store
+    }
+
+    private func highestHeld(_ origin: ReplicaID) throws -> UInt64 {
+        if let known = highest[origin] { return known }
+        let found = try Int64.fetchOne(db.cachedStatement(sql: """
+            SELECT max(l.counter) FROM hub_log l JOIN hub_origin o ON o.id = l.origin WHERE o.replica_id = ?
+            """), arguments: [origin.hex]) ?? 0
+        highest[origin] = UInt64(max(0, found))
+        return UInt64(max(0, found))
+    }
 
     func heldChain(origin: ReplicaID, counter: UInt64) throws -> [UInt8]? {
         guard counter <= UInt64(Int64.max) else { return nil }
@@ -46,7 +63,7 @@ struct HubLedger: ChainLedger {
     }
 
     func heldBytes(origin: ReplicaID, counter: UInt64) throws -> [UInt8]? {
-        guard counter <= UInt64(Int64.max) else { return nil }
+        guard counter <= UInt64(Int64.max), counter <= (try highestHeld(origin)) else { return nil }
         return try Data.fetchOne(db.cachedStatement(sql: """
             SELECT l.bytes FROM hub_log l JOIN hub_origin o ON o.id = l.origin WHERE o.replica_id = ? AND l.counter = ?
             """), arguments: [origin.hex, Int64(counter)]).map(Array.init)
