@@ -71,7 +71,7 @@ let package = Package(
         ]),
         // The domain: care records, their merge policies and invariants.
         .target(name: "CareRecords", dependencies: [
-            "SyncCore", "SyncStore", "SyncEngine", .product(name: "Crypto", package: "swift-crypto"),
+            "SyncCore", "SyncIdentity", "SyncStore", "SyncEngine", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Seeded generators and helpers that drive production code in tests and the simulator.
         .target(name: "SyncTesting", dependencies: [

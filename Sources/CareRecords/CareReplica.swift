@@ -1,4 +1,5 @@
 import SyncCore
+import SyncIdentity
 import SyncEngine
 import SyncStore
 
@@ -40,7 +41,8 @@ public final class CareReplica: Sendable {
         var generator = random
         let store = try ReplicaStore.create(at: path, schema: CareSchema.schema,
                                             replicaID: replicaID ?? ReplicaID.random(using: &generator), name: name,
-                                            wallClock: wallClock, maxClockSkewMillis: maxClockSkewMillis)
+                                            wallClock: wallClock, random: &generator, maxClockSkewMillis: maxClockSkewMillis,
+                                            hubKeyedOrigins: [EntitlementCatalogue.publisher])
         _ = try store.apply(EntitlementCatalogue.publishedChanges())
         return CareReplica(store: store, wallClock: wallClock, ids: RecordIDGenerator(wallClock: wallClock, random: random))
     }
@@ -63,8 +65,11 @@ public final class CareReplica: Sendable {
     public static func open(at path: String, wallClock: any WallClock, random: RandomSource,
                             maxClockSkewMillis: UInt64 = HybridClock.defaultMaxClockSkewMillis,
                             access: StoreAccess = .readWrite) throws -> CareReplica {
+        var generator = random
         let store = try ReplicaStore.open(at: path, schema: CareSchema.schema, wallClock: wallClock,
-                                          maxClockSkewMillis: maxClockSkewMillis, access: access)
+                                          maxClockSkewMillis: maxClockSkewMillis, access: access,
+                                          hubKeyedOrigins: [EntitlementCatalogue.publisher],
+                                          upgradeKey: access == .readWrite ? SigningKey(random: &generator) : nil)
         return CareReplica(store: store, wallClock: wallClock, ids: RecordIDGenerator(wallClock: wallClock, random: random))
     }
 

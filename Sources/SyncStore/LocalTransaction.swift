@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SyncCore
+import SyncIdentity
 
 /// Local edits inside one write transaction. Each edit becomes a change with this replica's next
 /// counter and a fresh hybrid timestamp, then merges through the same path as a remote change.
@@ -29,8 +30,15 @@ public struct LocalTransaction {
     let wallMillis: UInt64
     /// Ids of the changes made so far in this transaction.
     public private(set) var changeIDs: [ChangeID] = []
+    /// `chain(counter)` of this replica's own log; nil when the log below is not held whole.
+    private(set) var chain: [UInt8]?
+    /// Canonical bytes of own changes since the last checkpoint (Protocol/identity.md, "Checkpoints").
+    private(set) var sinceCheckpoint: Int
 
-    init(context: MergeTransaction, replicaID: ReplicaID, author: String, counter: UInt64, clock: HybridClock, wallMillis: UInt64) {
+    init(context: MergeTransaction, replicaID: ReplicaID, author: String, counter: UInt64, clock: HybridClock, wallMillis: UInt64,
+         chain: [UInt8]?, sinceCheckpoint: Int) {
+        self.chain = chain
+        self.sinceCheckpoint = sinceCheckpoint
         self.context = context
         self.replicaID = replicaID
         self.author = author
@@ -224,7 +232,14 @@ public struct LocalTransaction {
             changeIDs.removeLast(changeIDs.count - saved.2)
             throw error
         }
-        try context.apply(change, knownToWin: true)
+        // The log's chain and checkpoints, from the canonical bytes computed once.
+        let bytes = change.canonicalBytes
+        if Checkpoints.previousIsCheckpoint(bytesSinceCheckpoint: sinceCheckpoint, nextChangeSize: bytes.count), change.id.counter > 1 {
+            try context.markCheckpoint(replicaID, counter: change.id.counter - 1)
+        }
+        sinceCheckpoint = Checkpoints.bytesSinceCheckpoint(after: sinceCheckpoint, nextChangeSize: bytes.count)
+        chain = chain.map { OriginChain.next(after: $0, canonicalBytes: bytes) }
+        try context.apply(change, knownToWin: true, chain: chain)
     }
 
     /// The merged value of a field that keeps state (every policy but last-writer-wins).

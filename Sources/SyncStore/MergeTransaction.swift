@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SyncCore
+import SyncIdentity
 
 /// The store's working state inside one write transaction: the database connection, the schema,
 /// and caches of dictionary ids. Local edits and remote batches both go through `apply(_:)`, so a
@@ -184,13 +185,16 @@ final class MergeTransaction {
     /// (`WriteVersion.localWrite(causalLength:beats:)`), without looking up the stored version's
     /// replica.
     @discardableResult
-    func apply(_ change: Change, recorded: Bool = false, knownToWin: Bool = false) throws -> Bool {
+    ///
+    /// `chain` is `chain(counter)` of the change's origin log (Protocol/identity.md), kept beside it
+    /// when known.
+    func apply(_ change: Change, recorded: Bool = false, knownToWin: Bool = false, chain: [UInt8]? = nil) throws -> Bool {
         let origin = try originID(change.id.replica)
         let table = schema.table(change.table)
         let known = table.map { table in change.fields.allSatisfy { table.column($0.column) != nil } } ?? false
         let ref = try rowRef(table: change.table, key: change.row, scope: change.scope)
         if !recorded {
-            guard try record(change, origin: origin, row: ref, known: known, isNew: knownToWin) else {
+            guard try record(change, origin: origin, row: ref, known: known, isNew: knownToWin, chain: chain) else {
                 summary.duplicates += 1
                 return false
             }
@@ -224,7 +228,7 @@ final class MergeTransaction {
     }
 
     /// Queues the change for the log; false if its id is already there (or queued).
-    private func record(_ change: Change, origin: Int64, row ref: RowRef, known: Bool, isNew: Bool) throws -> Bool {
+    private func record(_ change: Change, origin: Int64, row ref: RowRef, known: Bool, isNew: Bool, chain: [UInt8]?) throws -> Bool {
         let key = ChangeKey(origin: origin, counter: Int64(bitPattern: change.id.counter))
         if !isNew {
             if recordedChanges.contains(key) {
@@ -256,6 +260,7 @@ final class MergeTransaction {
             // The row's scope is written once, in `sync_row`; a change that names another (a broken
             // or hostile peer's) keeps its own here, so it is relayed as its origin wrote it.
             change.scope == ref.scope ? .null : .text(change.scope),
+            chain.map { .blob($0) } ?? .null,
         ])
         pendingChangeCount += 1
         return true
@@ -306,7 +311,15 @@ final class MergeTransaction {
         }
     }
 
-    private static let changeColumns = 11
+    private static let changeColumns = 12
+
+    /// Own changes that became checkpoints (Protocol/identity.md, "Checkpoints"), flagged on flush.
+    private var pendingCheckpoints: [ChangeKey] = []
+
+    /// Flags change `counter` of `replica` (this replica's own) as a checkpoint.
+    func markCheckpoint(_ replica: ReplicaID, counter: UInt64) throws {
+        pendingCheckpoints.append(ChangeKey(origin: try originID(replica), counter: Int64(bitPattern: counter)))
+    }
 
     /// Writes queued log entries with multi-row INSERTs: one statement per few hundred changes
     /// instead of one per change.
@@ -317,13 +330,16 @@ final class MergeTransaction {
         for start in stride(from: 0, to: pendingChangeCount, by: chunk) {
             let count = min(chunk, pendingChangeCount - start)
             let statement = try db.cachedStatement(sql: """
-                INSERT INTO sync_change (origin, counter, hlc, row, causal_length, life, author, fields, recorded_at, known, scope)
+                INSERT INTO sync_change (origin, counter, hlc, row, causal_length, life, author, fields, recorded_at, known, scope, chain)
                 VALUES \(marks(rows: count, columns: columns))
                 """)
             try BulkStatement.execute(statement, in: db, values: Array(pendingChanges[(start * columns)..<((start + count) * columns)]))
         }
         pendingChanges.removeAll(keepingCapacity: true)
         pendingChangeCount = 0
+        let flag = try db.cachedStatement(sql: "UPDATE sync_change SET checkpoint = 1 WHERE origin = ? AND counter = ?")
+        for key in pendingCheckpoints { try flag.execute(arguments: [key.origin, key.counter]) }
+        pendingCheckpoints.removeAll()
     }
 
     private var markCache: [Int: String] = [:]

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SyncCore
+import SyncIdentity
 
 /// What a replica remembers about its hub.
 public struct HubLink: Equatable, Sendable {
@@ -8,7 +9,8 @@ public struct HubLink: Equatable, Sendable {
     public let address: String
     /// The hub's id, once a welcome named it.
     public let hubID: ReplicaID?
-    /// The device secret issued at enrolment, once enrolled.
+    /// The device secret issued at enrolment, once enrolled (from the identity file; from the
+    /// database only for a replica that has no identity file).
     public let credential: [UInt8]?
     /// The hub sequence up to which this replica has pulled (and applied).
     public let pullCursor: UInt64
@@ -42,7 +44,8 @@ extension ReplicaStore {
             guard let row = try Row.fetchOne(db, sql: """
                 SELECT address, hub_id, credential, pull_cursor, last_sync_at, last_error, forked_from FROM sync_hub
                 """) else { return nil }
-            return HubLink(address: row[0], hubID: (row[1] as String?).flatMap(ReplicaID.init(hex:)), credential: (row[2] as Data?).map(Array.init),
+            return HubLink(address: row[0], hubID: (row[1] as String?).flatMap(ReplicaID.init(hex:)),
+                           credential: deviceSecret ?? (row[2] as Data?).map(Array.init),
                            pullCursor: UInt64(bitPattern: row[3] as Int64), lastSyncAtMillis: (row[4] as Int64?).map { UInt64(max(0, $0)) },
                            lastError: row[5], forkedFrom: (row[6] as String?).flatMap(ReplicaID.init(hex:)))
         }
@@ -64,6 +67,9 @@ extension ReplicaStore {
     /// Records the hub's identity, the address it answered on and, at enrolment, the device
     /// secret it issued: one transaction, run only after that hub's welcome.
     package func recordHub(_ hubID: ReplicaID, address: String? = nil, credential: [UInt8]?) throws {
+        // The secret goes to the identity file (the database keeps it only for a replica without one).
+        if let credential, device.value != nil { try setDeviceSecret(credential) }
+        let inDatabase = device.value == nil ? credential : nil
         try writeContext { context in
             if let address { try Self.saveHubAddress(address, in: context.db) }
             if let existing = try String.fetchOne(context.db, sql: "SELECT hub_id FROM sync_hub"), existing != hubID.hex {
@@ -71,8 +77,8 @@ extension ReplicaStore {
                 try context.db.execute(sql: "UPDATE sync_hub SET pull_cursor = 0")
             }
             try context.db.execute(sql: "UPDATE sync_hub SET hub_id = ?", arguments: [hubID.hex])
-            if let credential {
-                try context.db.execute(sql: "UPDATE sync_hub SET credential = ?", arguments: [Data(credential)])
+            if let inDatabase {
+                try context.db.execute(sql: "UPDATE sync_hub SET credential = ?", arguments: [Data(inDatabase)])
             }
         }
     }
@@ -81,10 +87,12 @@ extension ReplicaStore {
     /// so an interrupted sync resumes after the last batch applied, never from zero.
     ///
     /// Without a cursor (changes answering a recover), only the changes are applied.
-    package func applyFromHub(_ changes: [Change], hub: ReplicaID, nextCursor: UInt64?) throws -> ApplySummary {
+    /// With `provenance`, the batch is verified first (``apply(_:provenance:)``); without, it is not
+    /// (protocol version 2 sessions, until the engine passes the batch's heads).
+    package func applyFromHub(_ changes: [Change], hub: ReplicaID, nextCursor: UInt64?, provenance: Provenance? = nil) throws -> ApplySummary {
         var pulled: [ReplicaID: UInt64] = [:]
         for change in changes { pulled[change.id.replica] = max(pulled[change.id.replica] ?? 0, change.id.counter) }
-        return try apply(changes) { context in
+        return try apply(changes, provenance: provenance) { context in
             if let nextCursor {
                 try context.db.execute(sql: "UPDATE sync_hub SET pull_cursor = max(pull_cursor, ?)",
                                        arguments: [Int64(bitPattern: nextCursor)])

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SyncCore
+import SyncIdentity
 
 /// What comparing a page of the hub's copies of this replica's own changes with the local log
 /// found.
@@ -51,6 +52,7 @@ extension ReplicaStore {
                 }
                 consistent = change.id.counter
             }
+            try context.extendChains(of: changes)
             if let consistent {
                 try Self.mergePeerKnowledge(context, hub, VersionVector([own: consistent]))
             }
@@ -75,7 +77,11 @@ extension ReplicaStore {
     /// becomes the device secret. The hub's versions of the old origin from `divergentFrom` on are
     /// then received like any other replica's changes. Returns how many changes were re-issued.
     @discardableResult
-    package func fork(into newReplica: ReplicaID, credential: [UInt8], divergentFrom: UInt64) throws -> Int {
+    ///
+    /// The identity file is rewritten for `newReplica` with `deviceKey` (nil keeps the current key,
+    /// until the caller makes a new one as Protocol/identity.md asks) and `credential`, after the
+    /// transaction commits. The re-issued changes are chained and checkpointed anew.
+    package func fork(into newReplica: ReplicaID, credential: [UInt8], divergentFrom: UInt64, deviceKey: SigningKey? = nil) throws -> Int {
         let old = replicaID
         precondition(newReplica != old, "a fork needs a new identity")
         let reissued = try Self.guarded {
@@ -88,12 +94,16 @@ extension ReplicaStore {
                 try db.execute(sql: "UPDATE sync_origin SET contiguous = min(contiguous, ?) WHERE id = ?",
                                arguments: [Int64(bitPattern: divergentFrom) - 1, oldOrigin])
                 try db.execute(sql: "UPDATE sync_state SET replica_id = ?, counter = ? WHERE id = 1", arguments: [newReplica.hex, count])
-                try db.execute(sql: "UPDATE sync_hub SET credential = ?, forked_from = ?", arguments: [Data(credential), old.hex])
+                let inDatabase = device.value == nil ? Data(credential) : nil
+                try db.execute(sql: "UPDATE sync_hub SET credential = ?, forked_from = ?", arguments: [inDatabase, old.hex])
+                try StoreTables.chainLog(db, origin: newOrigin, replica: newReplica, own: true)
+                try db.execute(sql: "DELETE FROM sync_head WHERE origin = ? AND counter >= ?", arguments: [oldOrigin, Int64(bitPattern: divergentFrom)])
                 try Self.rebuildFromLog(db, schema: schema, recordedAt: renaming.recordedAt, origins: [oldOrigin, newOrigin])
                 return count
             }
         }
         identity.value = newReplica
+        try replaceIdentity(replica: newReplica, key: deviceKey, secret: credential)
         logger.notice("replica re-identified after diverging from the hub", metadata: [
             "from": "\(old.short)", "to": "\(newReplica.short)", "reissued": "\(reissued)",
         ])

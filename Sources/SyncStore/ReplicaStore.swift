@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Logging
 import SyncCore
+import SyncIdentity
 
 /// One replica: a plain SQLite file in WAL mode with `synchronous=FULL` (read back at open),
 /// written by one connection, stamped with the replica `application_id`.
@@ -37,14 +38,23 @@ public final class ReplicaStore: Sendable {
     let maxClockSkewMillis: UInt64
     /// Logs ids and counts only, never field values.
     let logger: Logger
+    /// `<path>.identity`: the device key and secret, outside the SQLite file.
+    public let identityPath: String
+    /// What the identity file holds; nil when there is none (the replica cannot sign).
+    let device: DeviceCell
+    /// Origins whose heads verify with the pinned hub key, beside the hub's own (the catalogue publisher).
+    let hubKeyedOrigins: Set<ReplicaID>
 
     /// The logger a store uses when its opener passes none; its level and handler are whatever the
     /// process bootstrapped.
     public static func defaultLogger() -> Logger { Logger(label: "caresync.store") }
 
     private init(path: String, queue: DatabaseQueue, reader: ReadOnlyConnection?, replicaID: ReplicaID, schema: ReplicaSchema,
-                 wallClock: any WallClock, maxClockSkewMillis: UInt64, logger: Logger) {
+                 wallClock: any WallClock, maxClockSkewMillis: UInt64, logger: Logger, device: ReplicaIdentity?, hubKeyedOrigins: Set<ReplicaID>) {
         self.logger = logger
+        self.identityPath = IdentityFile.path(forStore: path)
+        self.device = DeviceCell(device)
+        self.hubKeyedOrigins = hubKeyedOrigins
         self.path = path
         self.queue = queue
         self.identity = IdentityCell(replicaID)
@@ -55,12 +65,13 @@ public final class ReplicaStore: Sendable {
     }
 
     /// Creates a new replica file: the store's tables and the schema's, in WAL mode with
-    /// `synchronous=FULL`, stamped as a replica. Fails if anything exists at `path`, even an
-    /// empty file.
+    /// `synchronous=FULL`, stamped as a replica, and its identity file (`<path>.identity`, mode
+    /// 0600) with a new device key. Fails if anything exists at `path` or at the identity file's
+    /// path, even an empty file.
     ///
     /// ```swift
     /// let store = try ReplicaStore.create(at: "replica.db", schema: schema, replicaID: .random(using: &random),
-    ///                                     name: "ann's laptop", wallClock: SystemWallClock())
+    ///                                     name: "ann's laptop", wallClock: SystemWallClock(), random: &random)
     /// ```
     ///
     /// - Parameters:
@@ -69,39 +80,57 @@ public final class ReplicaStore: Sendable {
     ///   - replicaID: The new replica's identity: the origin of its changes. Never reuse one.
     ///   - name: A display name for the replica (shown in status; not synced).
     ///   - wallClock: The clock local edits are timestamped with and batches are checked against.
+    ///   - random: The source of the device key's 32 bytes.
     ///   - maxClockSkewMillis: How far ahead of `wallClock` a received change may be timestamped
     ///     before its batch is refused.
+    ///   - hubKeyedOrigins: Origins other than the hub's whose heads verify with the hub key (the
+    ///     domain's hub-published records).
     ///   - logger: Where the store logs (ids and counts only).
     /// - Returns: The open store.
-    /// - Throws: ``StoreError`` `.alreadyExists` if anything is at `path`; `.notDurable` if the
-    ///   file cannot have WAL with `synchronous=FULL`; `.database` for SQLite's failures.
+    /// - Throws: ``StoreError`` `.alreadyExists` if anything is at `path` or its identity file's path;
+    ///   `.notDurable` if the file cannot have WAL with `synchronous=FULL`; `.identityUnreadable` if the
+    ///   identity file cannot be written; `.database` for SQLite's failures.
     public static func create(at path: String, schema: ReplicaSchema, replicaID: ReplicaID, name: String,
-                              wallClock: any WallClock,
+                              wallClock: any WallClock, random: inout some RandomNumberGenerator,
                               maxClockSkewMillis: UInt64 = HybridClock.defaultMaxClockSkewMillis,
-                              logger: Logger = defaultLogger()) throws -> ReplicaStore {
+                              hubKeyedOrigins: Set<ReplicaID> = [], logger: Logger = defaultLogger()) throws -> ReplicaStore {
         try create(at: path, schema: schema, replicaID: replicaID, name: name, wallClock: wallClock,
-                   maxClockSkewMillis: maxClockSkewMillis, logger: logger, options: StoreConnectionOptions())
+                   maxClockSkewMillis: maxClockSkewMillis, logger: logger, options: StoreConnectionOptions(),
+                   deviceKey: SigningKey(random: &random), hubKeyedOrigins: hubKeyedOrigins)
     }
 
+    /// For tests and tools: without `deviceKey`, the key is derived from the replica id, so it is
+    /// no secret (anyone can compute it). Production callers use the public `create`, which draws it.
     package static func create(at path: String, schema: ReplicaSchema, replicaID: ReplicaID, name: String,
                                wallClock: any WallClock, maxClockSkewMillis: UInt64 = HybridClock.defaultMaxClockSkewMillis,
-                               logger: Logger = defaultLogger(), options: StoreConnectionOptions) throws -> ReplicaStore {
+                               logger: Logger = defaultLogger(), options: StoreConnectionOptions = StoreConnectionOptions(),
+                               deviceKey: SigningKey? = nil, hubKeyedOrigins: Set<ReplicaID> = []) throws -> ReplicaStore {
         guard !FileManager.default.fileExists(atPath: path) else {
             throw StoreError(.alreadyExists, "a file already exists at \(path); choose another path", path: path)
         }
-        let queue = try guarded { try StoreFile.openDurableQueue(path: path, label: "caresync.replica", options: options) }
-        try migrate(queue, schema: schema)
-        try guarded {
-            try queue.write { db in
-                try db.execute(sql: """
-                    INSERT INTO sync_state (id, replica_id, display_name, counter, hlc, schema_version, created_at)
-                    VALUES (1, ?, ?, 0, 0, ?, ?)
-                    """, arguments: [replicaID.hex, name, schema.version, Int64(wallClock.nowMillis())])
+        var derived = DerivedKeySeed(replicaID)
+        let identity = ReplicaIdentity(replica: replicaID, deviceKey: deviceKey ?? SigningKey(random: &derived))
+        // The identity file first: if the database cannot be made, the file is removed again.
+        try IdentityFile.create(identity, at: IdentityFile.path(forStore: path))
+        let queue: DatabaseQueue
+        do {
+            queue = try guarded { try StoreFile.openDurableQueue(path: path, label: "caresync.replica", options: options) }
+            try migrate(queue, schema: schema)
+            try guarded {
+                try queue.write { db in
+                    try db.execute(sql: """
+                        INSERT INTO sync_state (id, replica_id, display_name, counter, hlc, schema_version, created_at)
+                        VALUES (1, ?, ?, 0, 0, ?, ?)
+                        """, arguments: [replicaID.hex, name, schema.version, Int64(wallClock.nowMillis())])
+                }
             }
+        } catch {
+            _ = unlink(IdentityFile.path(forStore: path))
+            throw error
         }
         logger.debug("replica created", metadata: ["replica": "\(replicaID.short)", "schema": "\(schema.version)"])
         return ReplicaStore(path: path, queue: queue, reader: nil, replicaID: replicaID, schema: schema, wallClock: wallClock,
-                            maxClockSkewMillis: maxClockSkewMillis, logger: logger)
+                            maxClockSkewMillis: maxClockSkewMillis, logger: logger, device: identity, hubKeyedOrigins: hubKeyedOrigins)
     }
 
     /// Opens an existing replica. For writing, runs any migrations its schema has not yet had and
@@ -123,22 +152,29 @@ public final class ReplicaStore: Sendable {
     ///   - maxClockSkewMillis: How far ahead of `wallClock` a received change may be timestamped
     ///     before its batch is refused.
     ///   - access: `.readOnly` opens the file so that nothing can change it.
+    ///   - hubKeyedOrigins: Origins other than the hub's whose heads verify with the hub key.
+    ///   - upgradeKey: A new device key for a replica made before identity files: used only when
+    ///     this open upgrades it (read-write) and it has none, so that it can register a key with
+    ///     its hub. A replica whose identity file went missing later gets none.
     ///   - logger: Where the store logs (ids and counts only).
-    /// - Returns: The open store.
+    /// - Returns: The open store. Without an identity file it reads and writes locally but cannot sign.
     /// - Throws: ``StoreError`` `.notAReplica` for a missing file or one that is not a replica
     ///   (left as it was); `.schemaTooNew` for a file of a newer program; `.schemaTooOld` for a
-    ///   read-only open of a file that needs migrating; `.notDurable`; `.database`.
+    ///   read-only open of a file that needs migrating; `.identityMismatch` when the identity file
+    ///   is another replica's; `.identityUnreadable`; `.notDurable`; `.database`.
     public static func open(at path: String, schema: ReplicaSchema, wallClock: any WallClock,
                             maxClockSkewMillis: UInt64 = HybridClock.defaultMaxClockSkewMillis,
-                            access: StoreAccess = .readWrite, logger: Logger = defaultLogger()) throws -> ReplicaStore {
+                            access: StoreAccess = .readWrite, hubKeyedOrigins: Set<ReplicaID> = [], upgradeKey: SigningKey? = nil,
+                            logger: Logger = defaultLogger()) throws -> ReplicaStore {
         try open(at: path, schema: schema, wallClock: wallClock, maxClockSkewMillis: maxClockSkewMillis, access: access,
-                 logger: logger, options: StoreConnectionOptions())
+                 logger: logger, options: StoreConnectionOptions(), hubKeyedOrigins: hubKeyedOrigins, upgradeKey: upgradeKey)
     }
 
     package static func open(at path: String, schema: ReplicaSchema, wallClock: any WallClock,
                              maxClockSkewMillis: UInt64 = HybridClock.defaultMaxClockSkewMillis,
                              access: StoreAccess = .readWrite, logger: Logger = defaultLogger(),
-                             options: StoreConnectionOptions) throws -> ReplicaStore {
+                             options: StoreConnectionOptions, hubKeyedOrigins: Set<ReplicaID> = [],
+                             upgradeKey: SigningKey? = nil) throws -> ReplicaStore {
         _ = try StoreFile.expect(.replica, at: path, options: options)
         let reader = access == .readOnly ? try guarded { try ReadOnlyConnection(path: path, options: options) } : nil
         let queue = try reader?.queue ?? guarded { try StoreFile.openDurableQueue(path: path, label: "caresync.replica", options: options) }
@@ -165,11 +201,15 @@ public final class ReplicaStore: Sendable {
                     opening it for writing once upgrades it
                     """, path: path)
             }
-        } else {
-            try migrate(queue, schema: schema)
         }
+        let chained = try guarded { try queue.read { try migrator(schema).appliedIdentifiers($0).contains(identityMigration) } }
+        let upgrading = reader == nil && !chained
+        if reader == nil { try migrate(queue, schema: schema) }
+        let device = try openIdentity(path: path, replicaID: replicaID, queue: reader == nil ? queue : nil,
+                                      upgradeKey: upgrading ? upgradeKey : nil)
         let store = ReplicaStore(path: path, queue: queue, reader: reader, replicaID: replicaID, schema: schema,
-                                 wallClock: wallClock, maxClockSkewMillis: maxClockSkewMillis, logger: logger)
+                                 wallClock: wallClock, maxClockSkewMillis: maxClockSkewMillis, logger: logger, device: device,
+                                 hubKeyedOrigins: hubKeyedOrigins)
         if reader == nil && stored < schema.version { try store.upgradeSchemaVersion() }
         return store
     }
@@ -184,6 +224,7 @@ public final class ReplicaStore: Sendable {
         }
         migrator.registerMigration(StoreFile.stampMigration) { db in try StoreFile.stamp(db, .replica) }
         migrator.registerMigration("sync-v4-row-edits") { db in try StoreTables.migrateToRowEdits(db) }
+        migrator.registerMigration(identityMigration) { db in try StoreTables.migrateToIdentity(db) }
         for migration in schema.migrations {
             migrator.registerMigration(migration.identifier) { db in try db.execute(sql: migration.sql) }
         }
@@ -242,19 +283,21 @@ public final class ReplicaStore: Sendable {
     ///   `.database` if the transaction fails.
     public func write<T>(author: String, _ body: (inout LocalTransaction) throws -> T) throws -> T {
         try writeContext { context in
-            let state = try Row.fetchOne(context.db, sql: "SELECT counter, hlc FROM sync_state WHERE id = 1")!
+            let state = try Row.fetchOne(context.db, sql: "SELECT counter, hlc, since_checkpoint FROM sync_state WHERE id = 1")!
             // Never reuse a counter the log already holds: a restored replica may have received its
             // own later changes back (from the hub or in a bundle) while its counter stayed behind.
             let ownMax = try Int64.fetchOne(context.db, sql: """
                 SELECT max(counter) FROM sync_change WHERE origin = (SELECT id FROM sync_origin WHERE replica_id = ?)
                 """, arguments: [replicaID.hex]) ?? 0
+            let counter = UInt64(clamping: max(state[0] as Int64, ownMax))
             var transaction = LocalTransaction(
-                context: context, replicaID: replicaID, author: author, counter: UInt64(clamping: max(state[0] as Int64, ownMax)),
+                context: context, replicaID: replicaID, author: author, counter: counter,
                 clock: HybridClock(last: HybridTimestamp(rawValue: UInt64(bitPattern: state[1])), maxClockSkewMillis: maxClockSkewMillis),
-                wallMillis: UInt64(context.recordedAt))
+                wallMillis: UInt64(context.recordedAt), chain: try context.heldChain(replicaID, counter: counter),
+                sinceCheckpoint: Int(state[2] as Int64))
             let result = try body(&transaction)
-            try context.db.execute(sql: "UPDATE sync_state SET counter = ?, hlc = ? WHERE id = 1", arguments: [
-                Int64(transaction.counter), Int64(bitPattern: transaction.clock.last.rawValue),
+            try context.db.execute(sql: "UPDATE sync_state SET counter = ?, hlc = ?, since_checkpoint = ? WHERE id = 1", arguments: [
+                Int64(transaction.counter), Int64(bitPattern: transaction.clock.last.rawValue), transaction.sinceCheckpoint,
             ])
             return result
         }
@@ -269,9 +312,11 @@ public final class ReplicaStore: Sendable {
         try readDatabase { db in try body(ReadView(db: db, schema: schema)) }
     }
 
-    /// Applies a batch of changes from other replicas in one transaction. Idempotent by change id:
-    /// re-applying a batch changes nothing. A timestamp too far ahead of this machine's clock
-    /// refuses the whole batch before anything is written.
+    /// Applies a batch of changes from other replicas in one transaction, unverified: for tests,
+    /// local tools and the domain's own seed changes. Synced changes go through
+    /// ``apply(_:provenance:)``. Chains are kept wherever the origin's log below is held.
+    /// Idempotent by change id: re-applying a batch changes nothing. A timestamp too far ahead of
+    /// this machine's clock refuses the whole batch before anything is written.
     ///
     /// - Parameter changes: The batch, in any order.
     /// - Returns: What was applied, already known, parked for a newer schema, and the conflicts
@@ -279,10 +324,28 @@ public final class ReplicaStore: Sendable {
     /// - Throws: ``StoreError`` `.clockSkew` (with the change's id), `.corrupt` for a change no
     ///   honest replica makes, `.equivocation` for a known id with other content; nothing of the
     ///   batch is applied.
-    public func apply(_ changes: [Change]) throws -> ApplySummary { try apply(changes) { _ in } }
+    package func apply(_ changes: [Change]) throws -> ApplySummary { try apply(changes, provenance: nil) { _ in } }
 
-    /// Applies a batch and runs `also` in the same transaction (e.g. advancing a pull cursor).
-    func apply(_ changes: [Change], also: (MergeTransaction) throws -> Void) throws -> ApplySummary {
+    /// Applies a batch of changes from other replicas in one transaction, after verifying them
+    /// against `provenance` (Protocol/identity.md, "Verifying a run of changes"): each origin's run
+    /// must continue the log held here and end at a head signed by its key (a held certificate's,
+    /// one that came with the batch and verifies under the pinned hub key, the hub key itself for
+    /// the hub-keyed origins, or this replica's own). The changes' chains, the heads and the
+    /// certificates are kept in the same transaction. Idempotent by change id.
+    ///
+    /// - Parameters:
+    ///   - changes: The batch: each origin's changes consecutive and ascending.
+    ///   - provenance: The batch's heads and certificates.
+    /// - Returns: What was applied, already known, parked for a newer schema, and the conflicts.
+    /// - Throws: `IdentityError` (SyncIdentity) when the batch does not verify, ``StoreError``
+    ///   `.clockSkew`, `.corrupt`, `.database`; nothing of the batch is applied.
+    public func apply(_ changes: [Change], provenance: Provenance) throws -> ApplySummary {
+        try apply(changes, provenance: provenance) { _ in }
+    }
+
+    /// Applies a batch (verified when `provenance` is given) and runs `also` in the same
+    /// transaction (e.g. advancing a pull cursor).
+    func apply(_ changes: [Change], provenance: Provenance?, also: (MergeTransaction) throws -> Void) throws -> ApplySummary {
         let now = wallClock.nowMillis()
         var newest = HybridTimestamp.zero
         for change in changes {
@@ -301,8 +364,17 @@ public final class ReplicaStore: Sendable {
             newest = max(newest, change.timestamp)
         }
         let summary = try writeContext { context -> ApplySummary in
+            let chains: [[UInt8]?]
+            if let provenance {
+                let verified = try verify(changes, provenance: provenance, in: context)
+                chains = verified.chains
+                try keep(verified, in: context)
+            } else {
+                chains = try context.chainsWhereKnown(changes)
+            }
             try context.prefetch(changes)
-            for change in changes { try context.apply(change) }
+            for (index, change) in changes.enumerated() { try context.apply(change, chain: chains[index]) }
+            try context.extendChains(of: changes)
             try also(context)
             // Later local timestamps must exceed everything seen, so a local edit made after a
             // sync beats what it was made on top of.
@@ -312,6 +384,7 @@ public final class ReplicaStore: Sendable {
         }
         logger.debug("batch applied", metadata: [
             "applied": "\(summary.applied)", "duplicates": "\(summary.duplicates)", "parked": "\(summary.parked)",
+            "verified": "\(provenance != nil)",
         ])
         return summary
     }
