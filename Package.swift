@@ -75,7 +75,7 @@ let package = Package(
         ]),
         // Seeded generators and helpers that drive production code in tests and the simulator.
         .target(name: "SyncTesting", dependencies: [
-            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords",
+            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncIdentity",
             // The frame decoder's NIOSingleStepByteToMessageProcessor, so the simulator parses frames as the pipelines do.
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
@@ -120,7 +120,7 @@ let package = Package(
         // Session transcripts: messages and events into ClientSession and HubSession, the exact actions out (no network).
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting"]),
         .testTarget(name: "SyncIntegrationTests", dependencies: [
-            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncClient", "SyncHub", "CareRecords", "caresync",
+            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncClient", "SyncHub", "CareRecords", "caresync", "SyncIdentity",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),

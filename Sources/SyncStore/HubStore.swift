@@ -1,4 +1,5 @@
 import SyncCore
+import SyncIdentity
 
 /// The hub's storage, behind an interface of its own so that a PostgreSQL store can stand beside
 /// the embedded SQLite default (`SQLiteHubStore`) when one machine is outgrown.
@@ -6,21 +7,38 @@ import SyncCore
 /// Every method is synchronous and, but for `recordSession`, durable on return: `append` returns
 /// only after its transaction has committed with `synchronous=FULL`, which is what lets the hub
 /// acknowledge. Methods throw ``StoreError`` (`.database` for a storage failure or a closed store;
-/// `.limitExceeded` for a change no store can hold); none of them names record contents.
+/// `.limitExceeded` for a change no store can hold; `.signatureInvalid`, `.chainGap`,
+/// `.unsignedChanges`, `.unknownDevice` for a push whose runs do not verify, which the session
+/// sends as the wire codes of the same names); none of them names record contents.
+///
+/// Protocol/identity.md is the store's part of device identity: every change is kept with its
+/// origin's chain hash and every signed head received, device keys are registered at enrolment
+/// and vouched for by certificates the hub key signs, and pages carry the heads and certificates
+/// that let any replica verify what it is relayed.
 ///
 /// ```swift
 /// let store: any HubStore = try SQLiteHubStore(path: "hub.db", wallClock: SystemWallClock(), random: &random)
-/// let result = try store.append(changes, from: replica, receivedAtMillis: now)   // durable on return
+/// let result = try store.append(changes, from: replica, provenance: push.provenance, receivedAtMillis: now)   // verified, durable on return
 /// let page = try store.changes(after: cursor, excludingOrigin: replica, byteBudget: 1 << 20, maxCount: 1_000)
+/// send(page.encoded, page.provenance)   // ends at a valid cut: every origin in it has a head at its last change
 /// cursor = page.nextCursor
 /// ```
 public protocol HubStore: Sendable {
     /// The hub's own id (sent in the welcome).
     var hubID: ReplicaID { get }
 
+    /// The hub's Ed25519 public key (sent in the welcome, pinned by replicas at enrolment).
+    var hubKey: [UInt8] { get }
+
+    /// The hub's incarnation: 16 bytes, new when the store is found restored from a backup.
+    var incarnation: [UInt8] { get }
+
     /// Stores a batch in one transaction, idempotent by change id, and returns the hub's
-    /// contiguous durable counter for each origin in the batch and the new head sequence.
-    func append(_ changes: [Change], from replica: ReplicaID, receivedAtMillis: UInt64) throws -> HubAppendResult
+    /// contiguous durable counter for each origin in the batch and the new head sequence. Each
+    /// origin's run is verified against the heads first (Protocol/identity.md, "Verifying a run
+    /// of changes"): a run that does not verify refuses the whole batch with ``StoreError`` code
+    /// `.signatureInvalid`, `.chainGap`, `.unsignedChanges` or `.unknownDevice`.
+    func append(_ changes: [Change], from replica: ReplicaID, provenance: Provenance, receivedAtMillis: UInt64) throws -> HubAppendResult
 
     /// Group commit: several sessions' pushes, one result each (see the default below).
     func append(_ pushes: [HubPush]) -> [Result<HubAppendResult, any Error>]
@@ -43,8 +61,13 @@ public protocol HubStore: Sendable {
 
     /// Registers `newReplica` for the team of `replica` with a new device secret, recording where it
     /// came from: a copy of `replica` that diverged from what the hub holds is re-identified.
-    func fork(_ replica: ReplicaID, into newReplica: ReplicaID, nowMillis: UInt64,
+    /// `deviceKey` is the new identity's public key: registered, with a certificate issued
+    /// (``certificate(for:)``); a key revoked or another replica's is refused as `.idTaken`.
+    func fork(_ replica: ReplicaID, into newReplica: ReplicaID, deviceKey: [UInt8], nowMillis: UInt64,
               random: inout some RandomNumberGenerator) throws -> ForkResult
+
+    /// The device certificate the hub issued for `replica` (nil if it has none).
+    func certificate(for replica: ReplicaID) throws -> DeviceCertificate?
 
     /// Every equivocation the hub refused: a change id it holds that arrived again with other bytes.
     func equivocations() throws -> [EquivocationRecord]
@@ -57,7 +80,9 @@ public protocol HubStore: Sendable {
 
     /// Exchanges an unused, unexpired enrolment token for a device secret bound to the replica.
     /// The same replica may redeem it again only until `spendEnrolmentTokens` (the lost welcome).
-    func redeemEnrolmentToken(_ token: String, replica: ReplicaID, nowMillis: UInt64,
+    /// The token authorises `deviceKey` (32 bytes) as the replica's device key, once; a key that
+    /// was revoked or is another replica's is refused as `.alreadyUsed`.
+    func redeemEnrolmentToken(_ token: String, replica: ReplicaID, deviceKey: [UInt8], nowMillis: UInt64,
                               random: inout some RandomNumberGenerator) throws -> EnrolmentResult
 
     /// The replica has shown it holds its issued secret: the tokens it redeemed are spent for good.
@@ -66,8 +91,10 @@ public protocol HubStore: Sendable {
     /// Which of these replicas are revoked now (polled by the hub to end their open sessions).
     func revokedReplicas(among replicas: [ReplicaID]) throws -> Set<ReplicaID>
 
-    /// Checks a device secret; returns the replica's team, or why it was refused.
-    func authenticate(replica: ReplicaID, secret: [UInt8]) throws -> AuthenticationResult
+    /// Checks a device secret and the device key; returns the replica's team, or why it was
+    /// refused (another key than the registered one: `.unknown`). A replica with no registered key
+    /// (enrolled under protocol 2) has `deviceKey` registered now, once.
+    func authenticate(replica: ReplicaID, secret: [UInt8], deviceKey: [UInt8], nowMillis: UInt64) throws -> AuthenticationResult
 
     /// Revokes a replica's credential: later hellos are refused.
     func revoke(replica: ReplicaID, nowMillis: UInt64) throws -> Bool
@@ -93,16 +120,20 @@ public struct HubPush: Sendable {
     public let replica: ReplicaID
     /// When the hub received it (stored with each change).
     public let receivedAtMillis: UInt64
+    /// The push's signed heads (each run ends at one) and certificates (Protocol/identity.md).
+    public let provenance: Provenance
 
     /// A push.
     ///
     /// - Parameters:
     ///   - changes: The batch.
     ///   - replica: The replica that pushed it.
+    ///   - provenance: The heads of its runs, and certificates.
     ///   - receivedAtMillis: When the hub received it.
-    public init(changes: [Change], replica: ReplicaID, receivedAtMillis: UInt64) {
+    public init(changes: [Change], replica: ReplicaID, provenance: Provenance = Provenance(heads: [], certificates: []), receivedAtMillis: UInt64) {
         self.changes = changes
         self.replica = replica
+        self.provenance = provenance
         self.receivedAtMillis = receivedAtMillis
     }
 }
@@ -112,7 +143,34 @@ extension HubStore {
     /// together (one transaction, one fsync) where it can: one push's failure never fails another,
     /// and each result is durable when this returns. This default commits them one by one.
     public func append(_ pushes: [HubPush]) -> [Result<HubAppendResult, any Error>] {
-        pushes.map { push in Result { try append(push.changes, from: push.replica, receivedAtMillis: push.receivedAtMillis) } }
+        pushes.map { push in Result { try append(push.changes, from: push.replica, provenance: push.provenance, receivedAtMillis: push.receivedAtMillis) } }
+    }
+}
+
+// Transitional: the protocol-2 shapes of the calls, until the sessions pass heads and device keys
+// (the engine's part of issue 9). Without heads a push is refused (`.unsignedChanges`), and
+// without a device key an enrolment is refused.
+extension HubStore {
+    /// A push without heads (refused unless empty: every run must end at a head).
+    public func append(_ changes: [Change], from replica: ReplicaID, receivedAtMillis: UInt64) throws -> HubAppendResult {
+        try append(changes, from: replica, provenance: Provenance(heads: [], certificates: []), receivedAtMillis: receivedAtMillis)
+    }
+
+    /// A fork without a device key (refused as `.idTaken`).
+    public func fork(_ replica: ReplicaID, into newReplica: ReplicaID, nowMillis: UInt64,
+                     random: inout some RandomNumberGenerator) throws -> ForkResult {
+        try fork(replica, into: newReplica, deviceKey: [], nowMillis: nowMillis, random: &random)
+    }
+
+    /// An enrolment without a device key (refused as `.alreadyUsed`).
+    public func redeemEnrolmentToken(_ token: String, replica: ReplicaID, nowMillis: UInt64,
+                                     random: inout some RandomNumberGenerator) throws -> EnrolmentResult {
+        try redeemEnrolmentToken(token, replica: replica, deviceKey: [], nowMillis: nowMillis, random: &random)
+    }
+
+    /// An authentication without a device key: accepted only for a replica with no key registered.
+    public func authenticate(replica: ReplicaID, secret: [UInt8]) throws -> AuthenticationResult {
+        try authenticate(replica: replica, secret: secret, deviceKey: [], nowMillis: 0)
     }
 }
 
@@ -158,6 +216,9 @@ public struct HubOriginPage: Sendable {
     public let more: Bool
     /// Encoded bytes of the changes.
     public let bytes: Int
+    /// The heads the hub holds inside the page's run, ascending (the last at `nextCounter`), and the
+    /// origin's device certificate when it has one (hub-keyed origins have none).
+    public let provenance: Provenance
 
     /// A page; for stores other than ``SQLiteHubStore`` and for tests.
     ///
@@ -166,11 +227,13 @@ public struct HubOriginPage: Sendable {
     ///   - nextCounter: The last counter included.
     ///   - more: Whether more follow.
     ///   - bytes: The encodings' total size.
-    public init(encoded: [[UInt8]], nextCounter: UInt64, more: Bool, bytes: Int) {
+    ///   - provenance: The heads inside the run, and the origin's certificate.
+    public init(encoded: [[UInt8]], nextCounter: UInt64, more: Bool, bytes: Int, provenance: Provenance = Provenance(heads: [], certificates: [])) {
         self.encoded = encoded
         self.nextCounter = nextCounter
         self.more = more
         self.bytes = bytes
+        self.provenance = provenance
     }
 
     /// The changes, decoded strictly (for callers that need them as values).
@@ -206,6 +269,11 @@ public struct EquivocationRecord: Sendable, Equatable {
     public let refusedDigest: String
     /// Size of the refused version's encoding.
     public let refusedBytes: Int
+    /// The signed head covering the held version, when the hub holds one.
+    public var heldHead: SignedHead?
+    /// The signed head that came with the refused version: with `heldHead`, proof that the origin
+    /// signed two histories.
+    public var refusedHead: SignedHead?
 
     /// A record; for stores other than ``SQLiteHubStore`` and for tests.
     ///
@@ -237,6 +305,10 @@ public struct HubPage: Sendable {
     public let more: Bool
     /// Encoded bytes of the changes.
     public let bytes: Int
+    /// The heads the hub holds inside the page's runs, ascending by origin then counter (the page
+    /// ends at a valid cut, so every origin's last change in it has one), and the device
+    /// certificates of the page's origins that have one, ascending by replica.
+    public let provenance: Provenance
 
     /// A page; for stores other than ``SQLiteHubStore`` and for tests.
     ///
@@ -245,11 +317,13 @@ public struct HubPage: Sendable {
     ///   - nextCursor: The last sequence included.
     ///   - more: Whether more follow.
     ///   - bytes: The encodings' total size.
-    public init(encoded: [[UInt8]], nextCursor: UInt64, more: Bool, bytes: Int) {
+    ///   - provenance: The heads inside the page's runs, and the certificates of its origins.
+    public init(encoded: [[UInt8]], nextCursor: UInt64, more: Bool, bytes: Int, provenance: Provenance = Provenance(heads: [], certificates: [])) {
         self.encoded = encoded
         self.nextCursor = nextCursor
         self.more = more
         self.bytes = bytes
+        self.provenance = provenance
     }
 
     /// The changes, decoded strictly (for callers that need them as values).

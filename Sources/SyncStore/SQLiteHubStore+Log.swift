@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SyncCore
+import SyncIdentity
 
 /// The hub log (`hub_log`): appends, group commit, and pages served from the stored bytes.
 ///
@@ -12,15 +13,16 @@ extension SQLiteHubStore {
     /// A batch holding a change id the hub has with other bytes: the push's savepoint is rolled
     /// back, then the evidence is kept.
     struct Equivocations: Error {
-        let found: [(change: ChangeID, bytes: [UInt8])]
+        let found: [HeldElsewise]
     }
 
-    /// Stores one push, durable on return (``HubStore/append(_:from:receivedAtMillis:)``).
+    /// Stores one push, durable on return (``HubStore/append(_:from:provenance:receivedAtMillis:)``).
     ///
-    /// - Throws: ``StoreError`` `.limitExceeded` for a counter outside 1…2^63-1, `.database`. An
-    ///   equivocation is not thrown: it is ``HubAppendResult/equivocations``.
-    public func append(_ changes: [Change], from replica: ReplicaID, receivedAtMillis: UInt64) throws -> HubAppendResult {
-        try append([HubPush(changes: changes, replica: replica, receivedAtMillis: receivedAtMillis)])[0].get()
+    /// - Throws: ``StoreError`` `.limitExceeded` for a counter outside 1…2^63-1, `.signatureInvalid`,
+    ///   `.chainGap`, `.unsignedChanges`, `.unknownDevice` for runs that do not verify, `.database`.
+    ///   An equivocation is not thrown: it is ``HubAppendResult/equivocations``.
+    public func append(_ changes: [Change], from replica: ReplicaID, provenance: Provenance, receivedAtMillis: UInt64) throws -> HubAppendResult {
+        try append([HubPush(changes: changes, replica: replica, provenance: provenance, receivedAtMillis: receivedAtMillis)])[0].get()
     }
 
     /// Group commit: every push in one write transaction, so one WAL sync makes all of them
@@ -89,34 +91,7 @@ extension SQLiteHubStore {
 
     private func appendOne(_ db: Database, _ push: HubPush) throws -> HubAppendResult {
         var origins: [ReplicaID: Int64] = [:]
-        var stored = 0
-        var equivocations: [(change: ChangeID, bytes: [UInt8])] = []
-        let insert = try db.cachedStatement(sql: """
-            INSERT OR IGNORE INTO hub_log (origin, counter, table_name, row_key, scope, bytes, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-            """)
-        let held = try db.cachedStatement(sql: "SELECT bytes FROM hub_log WHERE origin = ? AND counter = ?")
-        let receivedAt = Int64(clamping: push.receivedAtMillis)
-        for change in push.changes {
-            // Counters are stored signed and counted from 1: anything else would wrap or never
-            // become contiguous. A session refuses such a change before it gets here; the store
-            // does not rely on that.
-            guard (1...UInt64(Int64.max)).contains(change.id.counter) else {
-                throw StoreError(.limitExceeded, "change counter \(change.id.counter) of origin \(change.id.replica.short) is outside 1…2^63-1; push refused",
-                                 table: change.table, row: change.row, change: change.id)
-            }
-            let origin = try originID(db, change.id.replica, &origins)
-            let bytes = change.canonicalBytes
-            let counter = Int64(change.id.counter)
-            try insert.execute(arguments: [origin, counter, change.table, change.row, change.scope, Data(bytes), receivedAt])
-            if db.changesCount > 0 {
-                stored += 1
-            } else if let existing = try Data.fetchOne(held, arguments: [origin, counter]), !existing.elementsEqual(bytes) {
-                // The same id with other content: a restored or copied replica reused its
-                // counters. Acknowledging it would tell the sender the hub holds its write.
-                equivocations.append((change.id, bytes))
-            }
-        }
-        if !equivocations.isEmpty { throw Equivocations(found: equivocations) }
+        let stored = try verifiedWrite(db, push, receivedAt: Int64(clamping: push.receivedAtMillis), origins: &origins)
         var durable: [ReplicaID: UInt64] = [:]
         for (replicaID, origin) in origins {
             durable[replicaID] = try advance(db, origin)
@@ -135,16 +110,17 @@ extension SQLiteHubStore {
         // still shows it; the first versions kept are enough for the operator to act.
         let kept = try Int.fetchOne(db, sql: "SELECT count(*) FROM hub_equivocation WHERE from_replica = ?",
                                     arguments: [replica.hex]) ?? 0
-        for (change, bytes) in refused.found.prefix(max(0, Self.maxEvidencePerReplica - kept)) {
+        for found in refused.found.prefix(max(0, Self.maxEvidencePerReplica - kept)) {
             try db.execute(sql: """
-                INSERT OR IGNORE INTO hub_equivocation (origin, counter, bytes, digest, from_replica, received_at)
-                VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [change.replica.hex, Int64(bitPattern: change.counter), Data(bytes), Self.hash(bytes), replica.hex,
-                                  Int64(clamping: receivedAtMillis)])
+                INSERT OR IGNORE INTO hub_equivocation (origin, counter, bytes, digest, from_replica, received_at, held_head, refused_head)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [found.change.replica.hex, Int64(bitPattern: found.change.counter), Data(found.bytes), Self.hash(found.bytes),
+                                  replica.hex, Int64(clamping: receivedAtMillis), found.heldHead.map { Data(Self.encoded($0)) },
+                                  found.refusedHead.map { Data(Self.encoded($0)) }])
         }
     }
 
-    private func originID(_ db: Database, _ replica: ReplicaID, _ cache: inout [ReplicaID: Int64]) throws -> Int64 {
+    func originID(_ db: Database, _ replica: ReplicaID, _ cache: inout [ReplicaID: Int64]) throws -> Int64 {
         if let id = cache[replica] { return id }
         try db.cachedStatement(sql: "INSERT OR IGNORE INTO hub_origin (replica_id, contiguous) VALUES (?, 0)").execute(arguments: [replica.hex])
         guard let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM hub_origin WHERE replica_id = ?"), arguments: [replica.hex])
@@ -156,7 +132,10 @@ extension SQLiteHubStore {
     /// Moves the origin's contiguous counter over the changes now stored and returns it.
     private func advance(_ db: Database, _ origin: Int64) throws -> UInt64 {
         let held = try Int64.fetchOne(db.cachedStatement(sql: "SELECT contiguous FROM hub_origin WHERE id = ?"), arguments: [origin]) ?? 0
-        let next = try db.cachedStatement(sql: "SELECT counter FROM hub_log WHERE origin = ? AND counter > ? ORDER BY counter LIMIT 1000")
+        // Only chained rows count: a protocol-2 row after a gap joins the log when its predecessor does.
+        let next = try db.cachedStatement(sql: """
+            SELECT counter FROM hub_log WHERE origin = ? AND counter > ? AND chain IS NOT NULL ORDER BY counter LIMIT 1000
+            """)
         let contiguous = try Contiguous.advance(from: held, origin: origin, counters: next)
         try db.cachedStatement(sql: "UPDATE hub_origin SET contiguous = ? WHERE id = ?").execute(arguments: [contiguous, origin])
         return UInt64(contiguous)
@@ -172,27 +151,35 @@ extension SQLiteHubStore {
     }
 
     /// A pull's page from the stored bytes (``HubStore/changes(after:excludingOrigin:byteBudget:maxCount:)``).
+    ///
+    /// The page ends at a valid cut (Protocol/identity.md, "Checkpoints"): after a change at which
+    /// every origin in the page has a head. When the budget (which counts the heads and
+    /// certificates too) is reached it ends at the last valid cut, or, if there is none yet, at the
+    /// next one. Unchained rows (a protocol-2 hub's, after a gap) are not part of the log yet.
     public func changes(after cursor: UInt64, excludingOrigin excludedOrigin: ReplicaID, byteBudget: Int,
                         maxCount: Int) throws -> HubPage {
         try ReplicaStore.guarded {
             try reads.read { db in
                 let excluded = try Int64.fetchOne(db, sql: "SELECT id FROM hub_origin WHERE replica_id = ?", arguments: [excludedOrigin.hex]) ?? -1
-                let rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT seq, origin, bytes FROM hub_log WHERE seq > ? ORDER BY seq"),
-                                               arguments: [Int64(clamping: cursor)])
-                var page = PageBuilder(byteBudget: byteBudget, maxCount: maxCount)
-                var next = cursor
-                var more = false
+                let rows = try Row.fetchCursor(db.cachedStatement(sql: """
+                    SELECT l.seq, l.origin, l.counter, l.bytes, l.chain, h.signer, h.signature FROM hub_log l
+                    LEFT JOIN hub_head h ON h.origin = l.origin AND h.counter = l.counter
+                    WHERE l.seq > ? AND l.chain IS NOT NULL ORDER BY l.seq
+                    """), arguments: [Int64(clamping: cursor)])
+                var page = CutPageBuilder(byteBudget: byteBudget, maxCount: maxCount, position: cursor)
+                var origins = OriginDirectory(store: self)
                 while let row = try rows.next() {
                     let seq = UInt64(clamping: row[0] as Int64)
                     // Another copy's own changes are skipped without reading their bytes.
-                    if (row[1] as Int64) == excluded { next = seq; continue }
-                    guard try page.add(row, column: 2) else {
-                        more = true
-                        break
+                    if (row[1] as Int64) == excluded {
+                        page.skip(to: seq)
+                        continue
                     }
-                    next = seq
+                    guard try page.add(db, row, position: seq, &origins) else { break }
                 }
-                return HubPage(encoded: page.encoded, nextCursor: next, more: more, bytes: page.bytes)
+                page.finish()
+                return HubPage(encoded: page.encoded, nextCursor: page.position, more: page.more, bytes: page.bytes,
+                               provenance: Provenance(heads: page.sortedHeads, certificates: try origins.certificates(db, page.origins)))
             }
         }
     }
@@ -207,7 +194,8 @@ extension SQLiteHubStore {
         }
     }
 
-    /// A recovery's page of one origin's changes (``HubStore/changes(ofOrigin:after:byteBudget:maxCount:)``).
+    /// A recovery's page of one origin's changes (``HubStore/changes(ofOrigin:after:byteBudget:maxCount:)``),
+    /// ending at a head of the origin (with the heads inside it and the origin's certificate).
     public func changes(ofOrigin origin: ReplicaID, after: UInt64, byteBudget: Int, maxCount: Int) throws -> HubOriginPage {
         try ReplicaStore.guarded {
             try reads.read { db in
@@ -215,51 +203,164 @@ extension SQLiteHubStore {
                       let originID = try Int64.fetchOne(db, sql: "SELECT id FROM hub_origin WHERE replica_id = ?", arguments: [origin.hex])
                 else { return HubOriginPage(encoded: [], nextCounter: after, more: false, bytes: 0) }
                 let rows = try Row.fetchCursor(db.cachedStatement(sql: """
-                    SELECT counter, bytes FROM hub_log WHERE origin = ? AND counter > ? ORDER BY counter
+                    SELECT l.counter, l.origin, l.counter, l.bytes, l.chain, h.signer, h.signature FROM hub_log l
+                    LEFT JOIN hub_head h ON h.origin = l.origin AND h.counter = l.counter
+                    WHERE l.origin = ? AND l.counter > ? AND l.chain IS NOT NULL ORDER BY l.counter
                     """), arguments: [originID, Int64(after)])
-                var page = PageBuilder(byteBudget: byteBudget, maxCount: maxCount)
-                var next = after
-                var more = false
+                var page = CutPageBuilder(byteBudget: byteBudget, maxCount: maxCount, position: after)
+                var origins = OriginDirectory(store: self)
                 while let row = try rows.next() {
                     let counter = UInt64(clamping: row[0] as Int64)
                     // Contiguous only: what the hub holds after a gap is not yet part of the origin's log.
-                    guard counter == next + 1 else { break }
-                    guard try page.add(row, column: 1) else {
-                        more = true
-                        break
-                    }
-                    next = counter
+                    guard counter == page.position + 1 else { break }
+                    guard try page.add(db, row, position: counter, &origins) else { break }
                 }
-                return HubOriginPage(encoded: page.encoded, nextCounter: next, more: more, bytes: page.bytes)
+                page.finish()
+                return HubOriginPage(encoded: page.encoded, nextCounter: page.position, more: page.more, bytes: page.bytes,
+                                     provenance: Provenance(heads: page.sortedHeads, certificates: try origins.certificates(db, page.origins)))
             }
         }
     }
 }
 
-/// Collects stored encodings into one page: within a byte budget and a count, and always at least
-/// one change, so a small budget still makes progress (Protocol/session.md, "Answering a pull").
-/// Nothing is decoded: the bytes were produced by `Change.canonicalBytes` when stored, and the
-/// replica that receives them decodes them strictly.
-struct PageBuilder {
+/// Origin rows' replica ids and certificates, looked up once per page.
+struct OriginDirectory {
+    let store: SQLiteHubStore
+    private var replicas: [Int64: ReplicaID] = [:]
+    private var certificateSizes: [Int64: Int] = [:]
+
+    init(store: SQLiteHubStore) { self.store = store }
+
+    mutating func replica(_ db: Database, _ origin: Int64) throws -> ReplicaID {
+        if let known = replicas[origin] { return known }
+        guard let hex = try String.fetchOne(db.cachedStatement(sql: "SELECT replica_id FROM hub_origin WHERE id = ?"), arguments: [origin]),
+              let replica = ReplicaID(hex: hex)
+        else { throw StoreError(.corrupt, "hub origin \(origin) has an unreadable id", table: "hub_origin") }
+        replicas[origin] = replica
+        return replica
+    }
+
+    /// Bytes the origin's certificate adds to a page (0 for hub-keyed origins and those without one).
+    mutating func certificateSize(_ db: Database, _ origin: Int64) throws -> Int {
+        if let known = certificateSizes[origin] { return known }
+        let replica = try replica(db, origin)
+        let size = store.hubKeyed.contains(replica) ? 0 : try Int.fetchOne(db.cachedStatement(sql: """
+            SELECT length(certificate) FROM hub_replica WHERE replica_id = ?
+            """), arguments: [replica.hex]) ?? 0
+        certificateSizes[origin] = size
+        return size
+    }
+
+    /// The certificates of `origins` that have one, ascending by replica.
+    func certificates(_ db: Database, _ origins: [Int64]) throws -> [DeviceCertificate] {
+        try origins.compactMap { origin -> DeviceCertificate? in
+            guard let replica = replicas[origin], !store.hubKeyed.contains(replica),
+                  let data = try Data.fetchOne(db.cachedStatement(sql: "SELECT certificate FROM hub_replica WHERE replica_id = ?"),
+                                               arguments: [replica.hex])
+            else { return nil }
+            return try? DeviceCertificate(encoded: Array(data))
+        }.sorted { $0.replica < $1.replica }
+    }
+}
+
+/// Collects stored encodings and their heads into a page that ends at a valid cut: after a
+/// change at which every origin in the page has a head. Within the byte budget (changes, heads and
+/// certificates) and the count, unless no cut has been reached yet: then it goes on to the next one,
+/// which checkpoints keep within 16 KiB and a change (Protocol/identity.md, "Checkpoints").
+struct CutPageBuilder {
     let byteBudget: Int
     let maxCount: Int
     private(set) var encoded: [[UInt8]] = []
     private(set) var bytes = 0
+    private(set) var heads: [SignedHead] = []
+    private(set) var origins: [Int64] = []
+    /// The sequence (or counter) the page has reached: the next request's cursor.
+    private(set) var position: UInt64
+    private(set) var more = false
+    private var size = 0
+    private var unheaded: Set<Int64> = []
+    private var overflowing = false
+    private var cut: Cut
 
-    init(byteBudget: Int, maxCount: Int) {
-        self.byteBudget = byteBudget
-        self.maxCount = maxCount
+    private struct Cut {
+        var count = 0, bytes = 0, heads = 0, origins = 0, size = 0
+        var position: UInt64
     }
 
-    /// Adds the stored change in `column` of `row`; false (and nothing added) when the page is full.
-    mutating func add(_ row: Row, column: Int) throws -> Bool {
-        try row.withUnsafeData(atIndex: column) { data in
-            let size = data?.count ?? 0
-            if !encoded.isEmpty && (bytes + size > byteBudget || encoded.count >= maxCount) { return false }
-            encoded.append(data.map { [UInt8]($0) } ?? [])
-            bytes += size
-            return true
+    init(byteBudget: Int, maxCount: Int, position: UInt64) {
+        self.byteBudget = byteBudget
+        self.maxCount = maxCount
+        self.position = position
+        cut = Cut(position: position)
+    }
+
+    /// The heads, ascending by origin then counter.
+    var sortedHeads: [SignedHead] { heads.sorted { ($0.origin, $0.counter) < ($1.origin, $1.counter) } }
+
+    /// A row not for this page (the requester's own): passed over, and a cut stays one.
+    mutating func skip(to position: UInt64) {
+        self.position = position
+        if unheaded.isEmpty { cut.position = position }
+    }
+
+    /// Adds the row (`origin, counter, bytes, chain, signer, signature` from column 1); false when
+    /// the page is complete (then the row is not part of it).
+    mutating func add(_ db: Database, _ row: Row, position: UInt64, _ directory: inout OriginDirectory) throws -> Bool {
+        let origin: Int64 = row[1]
+        let head = row.hasNull(atIndex: 5) ? nil : SQLiteHubStore.head(try directory.replica(db, origin), row, counter: 2, signer: 5, signature: 6, chain: 4)
+        let newOrigin = !origins.contains(origin)
+        let change = try row.withUnsafeData(atIndex: 3) { data in data.map { [UInt8]($0) } ?? [] }
+        let added = change.count + (head.map { SignedHead.minimumEncodedSize + Self.varintExtra($0.counter) } ?? 0)
+            + (newOrigin ? try directory.certificateSize(db, origin) : 0)
+        if !encoded.isEmpty && (size + added > byteBudget || encoded.count >= maxCount) {
+            if cut.count > 0 {
+                more = true
+                return false
+            }
+            overflowing = true
         }
+        encoded.append(change)
+        bytes += change.count
+        size += added
+        if newOrigin { origins.append(origin) }
+        if let head {
+            heads.append(head)
+            unheaded.remove(origin)
+        } else {
+            unheaded.insert(origin)
+        }
+        self.position = position
+        if unheaded.isEmpty {
+            cut = Cut(count: encoded.count, bytes: bytes, heads: heads.count, origins: origins.count, size: size, position: position)
+            if overflowing {
+                more = true
+                return false
+            }
+        }
+        return true
+    }
+
+    /// Ends the page at its last valid cut (what follows it waits for the next page).
+    mutating func finish() {
+        guard !unheaded.isEmpty else { return }
+        encoded.removeLast(encoded.count - cut.count)
+        heads.removeLast(heads.count - cut.heads)
+        origins.removeLast(origins.count - cut.origins)
+        bytes = cut.bytes
+        size = cut.size
+        position = cut.position
+        more = true
+    }
+
+    /// Bytes a head's counter varint takes beyond one.
+    static func varintExtra(_ value: UInt64) -> Int {
+        var extra = 0
+        var rest = value >> 7
+        while rest > 0 {
+            extra += 1
+            rest >>= 7
+        }
+        return extra
     }
 }
 

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GRDB
 import SyncCore
+import SyncIdentity
 
 /// The hub's embedded store: one SQLite file (WAL, `synchronous=FULL` read back at open, one
 /// writer connection and one reader connection), stamped with the hub `application_id`.
@@ -30,6 +31,20 @@ public final class SQLiteHubStore: HubStore {
     /// Set when opened read-only: the connection (and lock) `queue` belongs to.
     let reader: ReadOnlyConnection?
 
+    /// The hub's Ed25519 public key (32 bytes): it signs device certificates, the hub's own origin
+    /// log and attestations. The private key stays in `<hub.db>.identity` (Protocol/identity.md).
+    public let hubKey: [UInt8]
+    /// The private half; nil when opened read-only (nothing is signed then).
+    let signingKey: SigningKey?
+    /// Origins whose runs verify under the hub key: the hub's own and those given at open.
+    let hubKeyed: Set<ReplicaID>
+    /// The hub's incarnation (16 bytes, sent in the welcome): new when the store was created, and
+    /// again when it was found restored from an older copy (Protocol/identity.md, "Incarnation").
+    public let incarnation: [UInt8]
+    /// Whether this open found the store restored from an older copy and gave it a new incarnation
+    /// (the hub says so in its start-up log).
+    public let renewedIncarnation: Bool
+
     /// Opens the hub database at `path` for writing, creating it if nothing is there. An existing
     /// file is identified first and refused unchanged unless it is a hub database; a file made by
     /// an earlier version is migrated.
@@ -45,15 +60,18 @@ public final class SQLiteHubStore: HubStore {
     ///   - path: The hub database file.
     ///   - wallClock: Stamps the creation time of a new file; nothing else reads it (every
     ///     operation that needs the time takes `nowMillis`).
-    ///   - random: Draws a new hub's id.
+    ///   - random: Draws a new hub's id, its key and its incarnation.
     /// - Throws: ``StoreError`` `.notAHub` for a file that is not a hub database (left as it was),
     ///   `.schemaTooNew`, `.notDurable` if WAL with `synchronous=FULL` cannot be had, `.database`.
-    public convenience init(path: String, wallClock: any WallClock, random: inout some RandomNumberGenerator) throws {
-        try self.init(path: path, wallClock: wallClock, random: &random, options: StoreConnectionOptions())
+    ///   - hubKeyedOrigins: Origins besides the hub's own whose logs only the hub key signs (the
+    ///     entitlement catalogue's publisher): their runs verify under the hub key, never a device's.
+    public convenience init(path: String, wallClock: any WallClock, random: inout some RandomNumberGenerator,
+                            hubKeyedOrigins: Set<ReplicaID> = []) throws {
+        try self.init(path: path, wallClock: wallClock, random: &random, options: StoreConnectionOptions(), hubKeyedOrigins: hubKeyedOrigins)
     }
 
     package init(path: String, wallClock: any WallClock, random: inout some RandomNumberGenerator,
-                 options: StoreConnectionOptions) throws {
+                 options: StoreConnectionOptions, hubKeyedOrigins: Set<ReplicaID> = []) throws {
         self.path = path
         _ = try StoreFile.expect(.hub, at: path, options: options, allowMissing: true)
         let queue = try ReplicaStore.guarded { try StoreFile.openDurableQueue(path: path, label: "caresync.hub", options: options) }
@@ -103,22 +121,54 @@ public final class SQLiteHubStore: HubStore {
                 """)
             try LegacyHubLog.migrate(db)
         }
+        migrator.registerMigration("hub-v4-identity") { db in try HubIdentitySchema.migrate(db) }
         try ReplicaStore.guarded { try migrator.migrate(queue) }
         let generated = ReplicaID.random(using: &random)
-        let stored = try ReplicaStore.guarded {
-            try queue.write { db -> String in
-                if let existing = try String.fetchOne(db, sql: "SELECT hub_id FROM hub_state") { return existing }
+        let (stored, keyed) = try ReplicaStore.guarded {
+            try queue.write { db -> (String, Bool) in
+                if let existing = try Row.fetchOne(db, sql: "SELECT hub_id, hub_key IS NOT NULL FROM hub_state") { return (existing[0], existing[1]) }
                 try db.execute(sql: "INSERT INTO hub_state (id, hub_id, created_at) VALUES (1, ?, ?)",
                                arguments: [generated.hex, Int64(clamping: wallClock.nowMillis())])
-                return generated.hex
+                return (generated.hex, false)
             }
         }
         guard let id = ReplicaID(hex: stored) else { throw StoreError(.corrupt, "hub id is unreadable", path: path, table: "hub_state") }
+        // The key file is made before the database names its key: a crash between the two leaves
+        // a file whose key the next open adopts, never a database whose key is lost.
+        let key: SigningKey
+        let identityPath = IdentityFile.path(forStore: path)
+        if FileManager.default.fileExists(atPath: identityPath) {
+            key = try IdentityFile.readHub(at: identityPath, expecting: id).hubKey
+        } else if keyed {
+            // Without its key the hub can neither sign nor be recognised by its replicas, which
+            // pinned it: a new key would be another hub.
+            throw StoreError(.identityMissing, "the hub identity file \(identityPath) is missing; restore it beside the database", path: identityPath)
+        } else {
+            key = SigningKey(random: &random)
+            try IdentityFile.create(HubIdentity(hub: id, hubKey: key), at: identityPath)
+        }
+        var drawn: [UInt8] = []
+        for _ in 0..<2 { withUnsafeBytes(of: random.next()) { drawn.append(contentsOf: $0) } }
+        let hubKeyed = hubKeyedOrigins.union([id])
+        let incarnation = try ReplicaStore.guarded {
+            try queue.inDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = \(options.synchronous.rawValue)")
+                return try Self.transaction(db) { db in
+                    try HubIdentitySchema.keyed(db, key: key, hubKeyed: hubKeyed, incarnation: drawn, path: path)
+                }
+            }
+        }
         connection = queue
         readConnection = try ReplicaStore.guarded { try Self.openReads(path: path, options: options) }
         synchronous = options.synchronous
         reader = nil
         hubID = id
+        self.hubKeyed = hubKeyed
+        signingKey = key
+        hubKey = key.publicKey
+        let lineage = try Self.continueLineage(connection, path: path, incarnation: incarnation, random: &random)
+        self.incarnation = lineage.incarnation
+        renewedIncarnation = lineage.renewed
     }
 
     /// Opens an existing hub database read-only (for the operator's views): nothing is created,
@@ -136,11 +186,22 @@ public final class SQLiteHubStore: HubStore {
         guard let stored, let id = ReplicaID(hex: stored) else {
             throw StoreError(.corrupt, "hub id is unreadable", path: path, table: "hub_state")
         }
+        let identity = try ReplicaStore.guarded {
+            try reader.queue.read { db in try Row.fetchOne(db, sql: "SELECT hub_key, incarnation FROM hub_state") }
+        }
+        guard let identity, let key = identity[0] as Data?, let incarnation = identity[1] as Data? else {
+            throw StoreError(.schemaTooOld, "the hub database has no hub key yet; open it for writing once", path: path, table: "hub_state")
+        }
         self.reader = reader
         connection = reader.queue
         readConnection = reader.queue
         synchronous = options.synchronous
         hubID = id
+        hubKey = Array(key)
+        signingKey = nil
+        hubKeyed = [id]
+        self.incarnation = Array(incarnation)
+        renewedIncarnation = false
     }
 
     /// The writer connection, unless the store was closed: GRDB's queue must not be used after its
@@ -165,10 +226,15 @@ public final class SQLiteHubStore: HubStore {
     /// it after its last session ended.
     public func close() throws {
         guard closed.set() else { return }
+        // The lineage as it is at shutdown: a copy of this file taken earlier and put back will be
+        // found behind it. Read before the connections close, written after, so a failure to
+        // write it still leaves the store closed.
+        let head = reader == nil ? Result { try ReplicaStore.guarded { try connection.read { db in try Self.head(db) } } } : nil
         try ReplicaStore.guarded {
             if readConnection !== connection { try readConnection.close() }
             try connection.close()
         }
+        if let head { try HubLineage(incarnation: incarnation, head: try head.get()).write(database: path) }
     }
 
     /// The reader connection. `query_only`, so nothing can write through it; its `synchronous`
@@ -215,7 +281,7 @@ public final class SQLiteHubStore: HubStore {
         }
     }
 
-    private static func transaction<T>(_ db: Database, _ body: (Database) throws -> T) throws -> T {
+    static func transaction<T>(_ db: Database, _ body: (Database) throws -> T) throws -> T {
         var result: T?
         try db.inTransaction(.immediate) {
             result = try body(db)
@@ -241,8 +307,10 @@ public final class SQLiteHubStore: HubStore {
     /// How many refused versions (evidence of equivocations) the hub keeps per submitting replica.
     public static let maxEvidencePerReplica = 256
 
-    /// Registers a fork of `replica` (``HubStore/fork(_:into:nowMillis:random:)``), durably.
-    public func fork(_ replica: ReplicaID, into newReplica: ReplicaID, nowMillis: UInt64,
+    /// Registers a fork of `replica` with the new identity's device key
+    /// (``HubStore/fork(_:into:deviceKey:nowMillis:random:)``), durably; its certificate is then
+    /// ``certificate(for:)`` of `newReplica`.
+    public func fork(_ replica: ReplicaID, into newReplica: ReplicaID, deviceKey: [UInt8], nowMillis: UInt64,
                      random: inout some RandomNumberGenerator) throws -> ForkResult {
         var secret: [UInt8] = []
         for _ in 0..<4 { withUnsafeBytes(of: random.next()) { secret.append(contentsOf: $0) } }
@@ -256,11 +324,13 @@ public final class SQLiteHubStore: HubStore {
                     """, arguments: [newReplica.hex]) ?? 0
                 // The hub's own id names the hub in every welcome: a replica under it would be
                 // mistaken for the hub.
-                guard taken == 0, newReplica != hubID else { return .idTaken }
+                guard taken == 0, newReplica != hubID, !hubKeyed.contains(newReplica) else { return .idTaken }
+                guard try Self.keyAvailable(db, deviceKey, for: newReplica) else { return .idTaken }
                 guard try Self.forksInLineage(db, of: replica) < Self.maxForks else { return .tooManyForks }
                 try db.execute(sql: """
                     INSERT INTO hub_replica (replica_id, team, secret_hash, forked_from) VALUES (?, ?, ?, ?)
                     """, arguments: [newReplica.hex, team, Self.hash(secret), replica.hex])
+                try register(db, deviceKey, for: newReplica, nowMillis: nowMillis)
                 return .forked(secret: secret)
             }
         }
@@ -290,15 +360,18 @@ public final class SQLiteHubStore: HubStore {
         try ReplicaStore.guarded {
             try reads.read { db in
                 try Row.fetchAll(db, sql: """
-                    SELECT e.origin, e.counter, e.digest, length(e.bytes), e.from_replica, e.received_at, c.bytes
+                    SELECT e.origin, e.counter, e.digest, length(e.bytes), e.from_replica, e.received_at, c.bytes, e.held_head, e.refused_head
                     FROM hub_equivocation e LEFT JOIN hub_origin o ON o.replica_id = e.origin
                     LEFT JOIN hub_log c ON c.origin = o.id AND c.counter = e.counter ORDER BY e.id
                     """).compactMap { row in
                     guard let origin = ReplicaID(hex: row[0]), let from = ReplicaID(hex: row[4]) else { return nil }
                     let held = (row[6] as Data?).map { Self.hash(Array($0)) } ?? ""
-                    return EquivocationRecord(change: ChangeID(replica: origin, counter: UInt64(max(0, row[1] as Int64))), from: from,
-                                              receivedAtMillis: UInt64(max(0, row[5] as Int64)), heldDigest: held,
-                                              refusedDigest: row[2], refusedBytes: row[3])
+                    var record = EquivocationRecord(change: ChangeID(replica: origin, counter: UInt64(max(0, row[1] as Int64))), from: from,
+                                                    receivedAtMillis: UInt64(max(0, row[5] as Int64)), heldDigest: held,
+                                                    refusedDigest: row[2], refusedBytes: row[3])
+                    record.heldHead = Self.decodedHead(row[7] as Data?)
+                    record.refusedHead = Self.decodedHead(row[8] as Data?)
+                    return record
                 }
             }
         }
@@ -326,7 +399,11 @@ public final class SQLiteHubStore: HubStore {
     /// the secret): if the welcome carrying the secret was lost, the replica would otherwise be
     /// locked out. An existing replica id is never re-bound, except by a token the operator bound to
     /// it (`issueEnrolmentToken(team:replica:…)` with that id), which is how a revoked device is re-enrolled.
-    public func redeemEnrolmentToken(_ token: String, replica: ReplicaID, nowMillis: UInt64,
+    ///
+    /// The token also authorises `deviceKey`, once: it is registered as the replica's device key and
+    /// a certificate issued for it (``certificate(for:)``). A key that was ever revoked, or is
+    /// another replica's, is refused (`.alreadyUsed`, which the session answers as any refused token).
+    public func redeemEnrolmentToken(_ token: String, replica: ReplicaID, deviceKey: [UInt8], nowMillis: UInt64,
                                      random: inout some RandomNumberGenerator) throws -> EnrolmentResult {
         var secret: [UInt8] = []
         for _ in 0..<4 { withUnsafeBytes(of: random.next()) { secret.append(contentsOf: $0) } }
@@ -340,6 +417,8 @@ public final class SQLiteHubStore: HubStore {
                 let team: String = row[0]
                 let boundTo: String? = row[3]
                 if let boundTo, boundTo != replica.hex { return .alreadyUsed }
+                // The hub's own id and the hub-keyed origins are signed by the hub key alone.
+                guard replica != hubID, !hubKeyed.contains(replica), try Self.keyAvailable(db, deviceKey, for: replica) else { return .alreadyUsed }
                 let existing = try Row.fetchOne(db, sql: "SELECT revoked_at FROM hub_replica WHERE replica_id = ?", arguments: [replica.hex])
                 let now = Int64(clamping: nowMillis)
                 if let usedBy = row[2] as String? {
@@ -348,6 +427,7 @@ public final class SQLiteHubStore: HubStore {
                         return .alreadyUsed
                     }
                     try db.execute(sql: "UPDATE hub_replica SET secret_hash = ? WHERE replica_id = ?", arguments: [Self.hash(secret), replica.hex])
+                    try register(db, deviceKey, for: replica, nowMillis: nowMillis)
                     return .enrolled(team: team, secret: secret)
                 }
                 if existing != nil {
@@ -363,6 +443,7 @@ public final class SQLiteHubStore: HubStore {
                                    arguments: [replica.hex, team, Self.hash(secret), now])
                 }
                 try db.execute(sql: "UPDATE hub_token SET used_by = ?, used_at = ? WHERE hash = ?", arguments: [replica.hex, now, hash])
+                try register(db, deviceKey, for: replica, nowMillis: nowMillis)
                 return .enrolled(team: team, secret: secret)
             }
         }
@@ -384,17 +465,22 @@ public final class SQLiteHubStore: HubStore {
         }
     }
 
-    /// Checks a device secret against its stored hash (``HubStore/authenticate(replica:secret:)``).
-    public func authenticate(replica: ReplicaID, secret: [UInt8]) throws -> AuthenticationResult {
+    /// Checks a device secret against its stored hash, and the device key against the registered
+    /// one (``HubStore/authenticate(replica:secret:deviceKey:nowMillis:)``). A replica enrolled
+    /// under protocol 2 has no key yet: the first key it shows with its secret is registered.
+    public func authenticate(replica: ReplicaID, secret: [UInt8], deviceKey: [UInt8], nowMillis: UInt64) throws -> AuthenticationResult {
         try ReplicaStore.guarded {
-            try reads.read { db in
-                guard let row = try Row.fetchOne(db, sql: "SELECT team, secret_hash, revoked_at FROM hub_replica WHERE replica_id = ?",
+            let found = try reads.read { db -> (AuthenticationResult, registered: Data?) in
+                guard let row = try Row.fetchOne(db, sql: "SELECT team, secret_hash, revoked_at, public_key FROM hub_replica WHERE replica_id = ?",
                                                  arguments: [replica.hex]),
                       (row[1] as String) == Self.hash(secret)
-                else { return .unknown }
-                if (row[2] as Int64?) != nil { return .revoked }
-                return .accepted(team: row[0])
+                else { return (.unknown, nil) }
+                if (row[2] as Int64?) != nil { return (.revoked, nil) }
+                return (.accepted(team: row[0]), row[3] as Data?)
             }
+            guard case .accepted = found.0 else { return found.0 }
+            if let registered = found.registered { return Array(registered) == deviceKey ? found.0 : .unknown }
+            return try registerOnFirstUse(replica: replica, deviceKey: deviceKey, nowMillis: nowMillis) ? found.0 : .unknown
         }
     }
 
@@ -406,6 +492,11 @@ public final class SQLiteHubStore: HubStore {
                 try db.execute(sql: "UPDATE hub_replica SET revoked_at = ? WHERE replica_id = ? AND revoked_at IS NULL",
                                arguments: [now, replica.hex])
                 let revoked = db.changesCount > 0
+                // The key is refused for good, whatever the operator does with the replica id later.
+                try db.execute(sql: """
+                    INSERT OR IGNORE INTO hub_revoked_key (public_key, replica_id, revoked_at)
+                    SELECT public_key, replica_id, ? FROM hub_replica WHERE replica_id = ? AND public_key IS NOT NULL
+                    """, arguments: [now, replica.hex])
                 // Final until the operator re-enrols: the replica's old token cannot undo it.
                 try db.execute(sql: "UPDATE hub_token SET spent_at = ? WHERE used_by = ? AND spent_at IS NULL", arguments: [now, replica.hex])
                 return revoked

@@ -45,6 +45,10 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
             case notDurable = "NOT_DURABLE"
             case database = "DATABASE"
             case equivocation = "EQUIVOCATION"
+            case signatureInvalid = "SIGNATURE_INVALID"
+            case chainGap = "CHAIN_GAP"
+            case unsignedChanges = "UNSIGNED_CHANGES"
+            case unknownDevice = "UNKNOWN_DEVICE"
             case identityMissing = "IDENTITY_MISSING"
             case identityMismatch = "IDENTITY_MISMATCH"
             case identityUnreadable = "IDENTITY_UNREADABLE"
@@ -102,6 +106,14 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         /// A change id already held here arrived with different content: the replica that made it
         /// was restored from a backup or copied, and reused its counters.
         public static let equivocation = Code(.equivocation)
+        /// A head's signature or chain does not verify (Protocol/identity.md): nothing was stored.
+        public static let signatureInvalid = Code(.signatureInvalid)
+        /// A run starts above the store's contiguous counter + 1 for its origin.
+        public static let chainGap = Code(.chainGap)
+        /// A run of changes does not end at a signed head.
+        public static let unsignedChanges = Code(.unsignedChanges)
+        /// No key is known for a run's origin.
+        public static let unknownDevice = Code(.unknownDevice)
         /// The store has no identity file (or holds no key), so it cannot sign: pushes and exports
         /// are refused (Protocol/identity.md's `NO_DEVICE_KEY`) until it re-enrols as a new identity.
         public static let identityMissing = Code(.identityMissing)

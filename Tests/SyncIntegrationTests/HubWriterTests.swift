@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import SyncCore
 import SyncEngine
 import SyncHub
+import SyncIdentity
 import SyncStore
 import SyncTesting
 import SyncWire
@@ -26,6 +27,8 @@ final class CountingHubStore: HubStore {
     func committed(_ replica: ReplicaID) -> Bool { state.withLockedValue { $0.committed.contains(replica) } }
 
     var hubID: ReplicaID { inner.hubID }
+    var hubKey: [UInt8] { inner.hubKey }
+    var incarnation: [UInt8] { inner.incarnation }
 
     func append(_ pushes: [HubPush]) -> [Result<HubAppendResult, any Error>] {
         let first = state.withLockedValue { state in
@@ -39,8 +42,8 @@ final class CountingHubStore: HubStore {
         return results
     }
 
-    func append(_ changes: [Change], from replica: ReplicaID, receivedAtMillis: UInt64) throws -> HubAppendResult {
-        try append([HubPush(changes: changes, replica: replica, receivedAtMillis: receivedAtMillis)])[0].get()
+    func append(_ changes: [Change], from replica: ReplicaID, provenance: Provenance, receivedAtMillis: UInt64) throws -> HubAppendResult {
+        try append([HubPush(changes: changes, replica: replica, provenance: provenance, receivedAtMillis: receivedAtMillis)])[0].get()
     }
 
     func changes(after cursor: UInt64, excludingOrigin excludedOrigin: ReplicaID, byteBudget: Int, maxCount: Int) throws -> HubPage {
@@ -51,19 +54,24 @@ final class CountingHubStore: HubStore {
     func changes(ofOrigin origin: ReplicaID, after: UInt64, byteBudget: Int, maxCount: Int) throws -> HubOriginPage {
         try inner.changes(ofOrigin: origin, after: after, byteBudget: byteBudget, maxCount: maxCount)
     }
-    func fork(_ replica: ReplicaID, into newReplica: ReplicaID, nowMillis: UInt64, random: inout some RandomNumberGenerator) throws -> ForkResult {
-        try inner.fork(replica, into: newReplica, nowMillis: nowMillis, random: &random)
+    func fork(_ replica: ReplicaID, into newReplica: ReplicaID, deviceKey: [UInt8], nowMillis: UInt64,
+              random: inout some RandomNumberGenerator) throws -> ForkResult {
+        try inner.fork(replica, into: newReplica, deviceKey: deviceKey, nowMillis: nowMillis, random: &random)
     }
+    func certificate(for replica: ReplicaID) throws -> DeviceCertificate? { try inner.certificate(for: replica) }
     func equivocations() throws -> [EquivocationRecord] { try inner.equivocations() }
     func issueEnrolmentToken(team: String, replica: ReplicaID?, expiresAtMillis: UInt64, random: inout some RandomNumberGenerator) throws -> String {
         try inner.issueEnrolmentToken(team: team, replica: replica, expiresAtMillis: expiresAtMillis, random: &random)
     }
-    func redeemEnrolmentToken(_ token: String, replica: ReplicaID, nowMillis: UInt64, random: inout some RandomNumberGenerator) throws -> EnrolmentResult {
-        try inner.redeemEnrolmentToken(token, replica: replica, nowMillis: nowMillis, random: &random)
+    func redeemEnrolmentToken(_ token: String, replica: ReplicaID, deviceKey: [UInt8], nowMillis: UInt64,
+                              random: inout some RandomNumberGenerator) throws -> EnrolmentResult {
+        try inner.redeemEnrolmentToken(token, replica: replica, deviceKey: deviceKey, nowMillis: nowMillis, random: &random)
     }
     func spendEnrolmentTokens(of replica: ReplicaID, nowMillis: UInt64) throws { try inner.spendEnrolmentTokens(of: replica, nowMillis: nowMillis) }
     func revokedReplicas(among replicas: [ReplicaID]) throws -> Set<ReplicaID> { try inner.revokedReplicas(among: replicas) }
-    func authenticate(replica: ReplicaID, secret: [UInt8]) throws -> AuthenticationResult { try inner.authenticate(replica: replica, secret: secret) }
+    func authenticate(replica: ReplicaID, secret: [UInt8], deviceKey: [UInt8], nowMillis: UInt64) throws -> AuthenticationResult {
+        try inner.authenticate(replica: replica, secret: secret, deviceKey: deviceKey, nowMillis: nowMillis)
+    }
     func revoke(replica: ReplicaID, nowMillis: UInt64) throws -> Bool { try inner.revoke(replica: replica, nowMillis: nowMillis) }
     func recordSession(_ event: HubSessionEvent, replica: ReplicaID, nowMillis: UInt64) throws {
         try inner.recordSession(event, replica: replica, nowMillis: nowMillis)

@@ -86,6 +86,8 @@ struct DurabilityTests {
                                               name: "r", wallClock: clock, options: disk.options(synchronous))
         var random = SeededGenerator(seed: 2)
         let hub = try SQLiteHubStore(path: "\(disk.directory)/hub.db", wallClock: SystemWallClock(), random: &random, options: disk.options(synchronous))
+        try hub.enrolForTests(Array(Set(batches.joined().map(\.id.replica))), random: &random)
+        var signer = TestSigner()
         var unsynced: [String] = []
         func acknowledged(_ what: String, _ file: String, _ commit: () throws -> Void) rethrows {
             let before = disk.walSyncs(file)
@@ -97,7 +99,7 @@ struct DurabilityTests {
                 try replica.write(author: "ann") { tx in try tx.create("item", id: "w\(index)", values: ["title": .text("x")]) }
             }
             try acknowledged("apply \(index)", "r.db") { _ = try replica.apply(batch) }
-            try acknowledged("append \(index)", "hub.db") { _ = try hub.append(batch, from: Self.author, receivedAtMillis: 1) }
+            try acknowledged("append \(index)", "hub.db") { _ = try hub.signedAppend(batch, from: Self.author, signer: &signer) }
         }
         if synchronous == .full {
             #expect(unsynced.isEmpty, "acknowledged without a WAL sync: \(unsynced)")
@@ -141,9 +143,11 @@ struct DurabilityTests {
         var random = SeededGenerator(seed: 3)
         _ = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random, options: disk.options())
         var hub: SQLiteHubStore? = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random, options: disk.options(synchronous))
+        try hub?.enrolForTests(Array(Set(batches.joined().map(\.id.replica))), random: &random)
+        var signer = TestSigner()
         var acknowledged: UInt64 = 0
         for batch in batches {
-            let result = try #require(try hub?.append(batch, from: Self.author, receivedAtMillis: 1))
+            let result = try #require(try hub?.signedAppend(batch, from: Self.author, signer: &signer))
             acknowledged = try #require(result.durable[Self.author])
         }
         #expect(acknowledged == UInt64(batches.joined().count))

@@ -1,6 +1,7 @@
 import CSQLiteFaultVFS
 import Foundation
 import SyncCore
+import SyncIdentity
 import SyncStore
 import SyncTesting
 import Testing
@@ -50,7 +51,8 @@ enum HubFixture {
 
     static func enrol(_ replica: ReplicaID, in hub: SQLiteHubStore, random: inout SeededGenerator) throws {
         let token = try hub.issueEnrolmentToken(team: "north", expiresAtMillis: .max, random: &random)
-        guard case .enrolled = try hub.redeemEnrolmentToken(token, replica: replica, nowMillis: 1, random: &random) else {
+        guard case .enrolled = try hub.redeemEnrolmentToken(token, replica: replica, deviceKey: TestSigner.publicKey(replica), nowMillis: 1,
+                                                            random: &random) else {
             Issue.record("enrolment of \(replica.short) refused")
             return
         }
@@ -87,8 +89,11 @@ struct HubStoreTests {
     func relaysStoredBytes() throws {
         let path = TestFiles.directory() + "/hub.db"
         let hub = try openHub(path)
+        var random = SeededGenerator(seed: 8)
+        try hub.enrolForTests([Self.a], random: &random)
+        var signer = TestSigner()
         let changes = (1...4).map { HubFixture.change(Self.a, $0, row: "r\($0 % 2)", text: "v\($0)", scope: $0 == 4 ? "" : "yp-\($0 % 2)") }
-        _ = try hub.append(changes, from: Self.a, receivedAtMillis: 5)
+        _ = try hub.append(changes, from: Self.a, heads: signer.heads(changes, alsoAt: [3]), receivedAtMillis: 5)
         #expect(try HubFixture.all(hub).encoded == changes.map(\.canonicalBytes))
         let recovered = try hub.changes(ofOrigin: Self.a, after: 1, byteBudget: 1 << 20, maxCount: 2)
         #expect(recovered.encoded == changes[1...2].map(\.canonicalBytes))
@@ -110,11 +115,14 @@ struct HubStoreTests {
         _ = try openHub(path, options: disk.options())
         var hub: SQLiteHubStore? = try openHub(path, options: disk.options())
         let origins = (1...10).map { ReplicaID(high: 0x100 + UInt64($0), low: 1) }
+        var random = SeededGenerator(seed: 8)
+        try hub?.enrolForTests(origins + [Self.a], random: &random)
+        var signer = TestSigner()
         let pushes = origins.map { origin in
-            HubPush(changes: (1...5).map { HubFixture.change(origin, $0, row: "\(origin.short)-\($0)") }, replica: origin, receivedAtMillis: 9)
+            signer.push((1...5).map { HubFixture.change(origin, $0, row: "\(origin.short)-\($0)") }, from: origin, receivedAtMillis: 9)
         }
         // The first commit into a fresh WAL also syncs the WAL header: not what is counted here.
-        _ = try hub?.append([HubFixture.change(Self.a, 1, row: "warm-up")], from: Self.a, receivedAtMillis: 9)
+        _ = try hub?.signedAppend([HubFixture.change(Self.a, 1, row: "warm-up")], from: Self.a, signer: &signer, receivedAtMillis: 9)
         let before = disk.walSyncs("hub.db")
         let results = try #require(hub?.append(pushes))
         #expect(disk.walSyncs("hub.db") - before == 1, "one fsync for all 10 pushes")
@@ -132,9 +140,12 @@ struct HubStoreTests {
     @Test("in a group, a failing push and an equivocating push are rolled back alone: the others are stored, results in order")
     func failingPushLeavesOthersStored() throws {
         let hub = try openHub(TestFiles.directory() + "/hub.db")
+        var random = SeededGenerator(seed: 8)
+        try hub.enrolForTests([Self.a, Self.b, Self.c, Self.d], random: &random)
+        var signer = TestSigner()
         let held = HubFixture.change(Self.c, 1, row: "c", text: "first")
-        _ = try hub.append([held], from: Self.c, receivedAtMillis: 1)
-        let pushes = [
+        _ = try hub.signedAppend([held], from: Self.c, signer: &signer)
+        let unsigned = [
             HubPush(changes: [HubFixture.change(Self.a, 1, row: "a1"), HubFixture.change(Self.a, 2, row: "a2")], replica: Self.a, receivedAtMillis: 2),
             // A counter no store can keep, after a good change that must be rolled back with it.
             HubPush(changes: [HubFixture.change(Self.b, 1, row: "b1"), HubFixture.change(Self.b, UInt64.max, row: "b2")], replica: Self.b, receivedAtMillis: 2),
@@ -142,6 +153,7 @@ struct HubStoreTests {
             HubPush(changes: [HubFixture.change(Self.c, 1, row: "c", text: "second"), HubFixture.change(Self.c, 2, row: "c2")], replica: Self.c, receivedAtMillis: 2),
             HubPush(changes: [HubFixture.change(Self.d, 1, row: "d1")], replica: Self.d, receivedAtMillis: 2),
         ]
+        let pushes = unsigned.map { signer.push($0.changes, from: $0.replica, receivedAtMillis: 2) }
         let results = hub.append(pushes)
         #expect(results.count == 4)
         #expect(try results[0].get().stored == 2)
@@ -153,17 +165,31 @@ struct HubStoreTests {
         let ids = try HubFixture.all(hub).decodeChanges().map(\.id)
         #expect(ids == [held.id, ChangeID(replica: Self.a, counter: 1), ChangeID(replica: Self.a, counter: 2), ChangeID(replica: Self.d, counter: 1)])
         #expect(try hub.ownDurable(Self.b) == 0 && hub.ownDurable(Self.c) == 1)
-        #expect(try hub.equivocations().map(\.change) == [held.id], "the refused version is kept as evidence")
+        let evidence = try hub.equivocations()
+        #expect(evidence.map(\.change) == [held.id], "the refused version is kept as evidence")
+        // Proven: both versions under heads signed by the origin's key, the held one at C:1 and the
+        // refused one at C:2 (the end of its run), which chain through the two contents.
+        let heldHead = try #require(evidence.first?.heldHead)
+        let refusedHead = try #require(evidence.first?.refusedHead)
+        #expect(heldHead.counter == 1 && refusedHead.counter == 2)
+        #expect(TestSigner.verifies(heldHead, publicKey: TestSigner.publicKey(Self.c)) && TestSigner.verifies(refusedHead, publicKey: TestSigner.publicKey(Self.c)))
+        #expect(heldHead.chain == TestSigner.next(TestSigner.genesis(Self.c), held.canonicalBytes))
     }
 
     @Test("a group whose transaction cannot be written fails every push, in order, and stores nothing")
     func unwritableGroupFailsEveryPush() throws {
         let path = TestFiles.directory() + "/hub.db"
-        _ = try openHub(path).append([HubFixture.change(Self.a, 1, row: "a")], from: Self.a, receivedAtMillis: 1)
+        var random = SeededGenerator(seed: 8)
+        var signer = TestSigner()
+        do {
+            let hub = try openHub(path)
+            try hub.enrolForTests([Self.a, Self.b], random: &random)
+            _ = try hub.signedAppend([HubFixture.change(Self.a, 1, row: "a")], from: Self.a, signer: &signer)
+        }
         let readOnly = try SQLiteHubStore(readingAt: path)
         let results = readOnly.append([
-            HubPush(changes: [HubFixture.change(Self.a, 2, row: "a")], replica: Self.a, receivedAtMillis: 2),
-            HubPush(changes: [HubFixture.change(Self.b, 1, row: "b")], replica: Self.b, receivedAtMillis: 2),
+            signer.push([HubFixture.change(Self.a, 2, row: "a")], from: Self.a, receivedAtMillis: 2),
+            signer.push([HubFixture.change(Self.b, 1, row: "b")], from: Self.b, receivedAtMillis: 2),
         ])
         #expect(results.count == 2)
         for result in results { #expect(throws: StoreError.self) { try result.get() } }
@@ -173,7 +199,10 @@ struct HubStoreTests {
     @Test("pulls, recoveries, head and summaries are served while the writer connection is held")
     func readsDoNotWaitForTheWriter() throws {
         let hub = try openHub(TestFiles.directory() + "/hub.db")
-        _ = try hub.append((1...3).map { HubFixture.change(Self.a, $0, row: "r\($0)") }, from: Self.a, receivedAtMillis: 1)
+        var random = SeededGenerator(seed: 8)
+        try hub.enrolForTests([Self.a], random: &random)
+        var signer = TestSigner()
+        _ = try hub.signedAppend((1...3).map { HubFixture.change(Self.a, $0, row: "r\($0)") }, from: Self.a, signer: &signer)
         let holding = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
         let finished = DispatchSemaphore(value: 0)
@@ -190,7 +219,7 @@ struct HubStoreTests {
         #expect(try HubFixture.all(hub).encoded.count == 3)
         #expect(try hub.changes(ofOrigin: Self.a, after: 0, byteBudget: 1 << 20, maxCount: 10).encoded.count == 3)
         #expect(try hub.ownDurable(Self.a) == 3)
-        #expect(try hub.replicaSummaries().isEmpty)
+        #expect(try hub.replicaSummaries().count == 1)
         release.signal()
         finished.wait()
         #expect(!timedOut.isSet, "a read waited for the writer to be released")
@@ -210,7 +239,8 @@ struct HubStoreTests {
                                replica: Self.a, nowMillis: 12)
         #expect(disk.walSyncs("hub.db") == before, "bookkeeping no acknowledgement depends on is not synced")
         #expect(try hub?.connectionPragmas().synchronous == 2, "the writer is back at FULL")
-        _ = try hub?.append([HubFixture.change(Self.a, 1, row: "r")], from: Self.a, receivedAtMillis: 13)
+        var signer = TestSigner()
+        _ = try hub?.signedAppend([HubFixture.change(Self.a, 1, row: "r")], from: Self.a, signer: &signer, receivedAtMillis: 13)
         #expect(disk.walSyncs("hub.db") == before + 1, "the push is synced")
         try disk.powerCut { hub = nil }
         let reopened = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random)
@@ -277,8 +307,12 @@ struct HubStoreTests {
         #expect(try HubFixture.sqlite(path, "SELECT count(*) FROM sqlite_master WHERE name = 'hub_change'") == "0")
         let summary = try #require(try hub.replicaSummaries().first)
         #expect(summary.appVersion == "app-1" && summary.changesStored == 2 && summary.lagChanges == 1)
-        // New pushes go on after the migrated sequence.
-        let next = try hub.append([HubFixture.change(Self.b, 2, row: "r3")], from: Self.b, receivedAtMillis: 1)
+        // New pushes go on after the migrated sequence, chained on from the migrated changes.
+        var random = SeededGenerator(seed: 8)
+        try hub.enrolForTests([Self.b], random: &random)
+        var signer = TestSigner()
+        _ = signer.heads([expected[1]])
+        let next = try hub.signedAppend([HubFixture.change(Self.b, 2, row: "r3")], from: Self.b, signer: &signer)
         #expect(next.head == 10 && next.durable[Self.b] == 2)
     }
 
