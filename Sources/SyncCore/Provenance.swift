@@ -26,7 +26,7 @@ public struct Provenance: Hashable, Sendable {
     /// - Parameters:
     ///   - heads: strictly ascending by origin, then counter.
     ///   - certificates: strictly ascending by replica.
-    public init(heads: [SignedHead], certificates: [DeviceCertificate]) {
+    public init(heads: [SignedHead] = [], certificates: [DeviceCertificate] = []) {
         precondition(Self.isAscending(heads), "heads must be strictly ascending by origin, then counter")
         precondition(Self.isAscending(certificates), "certificates must be strictly ascending by replica")
         self.heads = heads
@@ -37,6 +37,16 @@ public struct Provenance: Hashable, Sendable {
     private init(checkedHeads heads: [SignedHead], certificates: [DeviceCertificate]) {
         self.heads = heads
         self.certificates = certificates
+    }
+
+    /// A provenance from heads and certificates in any order: sorted here (by origin then counter,
+    /// and by replica). Duplicates are a precondition failure, as in `init(heads:certificates:)`.
+    /// - Parameters:
+    ///   - heads: the heads, any order.
+    ///   - certificates: the certificates, any order.
+    public init(sorting heads: [SignedHead], certificates: [DeviceCertificate] = []) {
+        self.init(heads: heads.sorted { ($0.origin, $0.counter) < ($1.origin, $1.counter) },
+                  certificates: certificates.sorted { $0.replica < $1.replica })
     }
 
     /// Whether `heads` are strictly ascending by origin, then counter.

@@ -1,23 +1,5 @@
 import SyncCore
 
-/// What travels with changes to prove who wrote them (Protocol/identity.md, "Messages in protocol
-/// version 3"): the heads of the runs and the certificates of origins the receiver may lack.
-public struct Provenance: Hashable, Sendable {
-    /// Signed heads, ascending by origin, then counter.
-    public var heads: [SignedHead]
-    /// Device certificates for origins other than the sender's and the hub's.
-    public var certificates: [DeviceCertificate]
-
-    /// Heads and certificates.
-    public init(heads: [SignedHead] = [], certificates: [DeviceCertificate] = []) {
-        self.heads = heads
-        self.certificates = certificates
-    }
-
-    /// No heads, no certificates.
-    public static let empty = Provenance()
-}
-
 /// The key an origin's heads must verify with.
 public struct OriginKey: Hashable, Sendable {
     /// The Ed25519 public key: the device's, or the hub's for the hub's own origin and the catalogue publisher.

@@ -231,25 +231,27 @@ extension ReplicaStore {
             let counter = change.id.counter
             ranges[change.id.replica] = ranges[change.id.replica].map { min($0.lowerBound, counter)...max($0.upperBound, counter) } ?? counter...counter
         }
-        var provenance = Provenance()
+        var heads: [SignedHead] = []
+        var certificates: [DeviceCertificate] = []
         let own = replicaID
         let hub = try hubLink()?.hubID
         for (origin, range) in ranges.sorted(by: { $0.key < $1.key }) {
             if origin == own {
-                provenance.heads += try ownHeads(in: range)
+                heads += try ownHeads(in: range)
                 continue
             }
-            let heads = try heldHeads(origin: origin, in: range)
-            guard heads.last?.counter == range.upperBound else {
+            let held = try heldHeads(origin: origin, in: range)
+            guard held.last?.counter == range.upperBound else {
                 throw IdentityError(.unsignedChanges, "origin \(origin.short)'s run ends at \(range.upperBound), where no head is held",
                                     origin: origin, counter: range.upperBound)
             }
-            provenance.heads += heads
+            heads += held
             if origin != hub, !hubKeyedOrigins.contains(origin), let certificate = try certificate(for: origin) {
-                provenance.certificates.append(certificate)
+                certificates.append(certificate)
             }
         }
-        return provenance
+        // Origins in ascending order, each one's heads ascending: the order Provenance requires.
+        return Provenance(heads: heads, certificates: certificates)
     }
 
     // MARK: verifying a batch

@@ -196,7 +196,7 @@ extension SQLiteHubStore {
                 }
             }
         }
-        let provenance = Provenance(heads: heads.sorted { ($0.origin, $0.counter) < ($1.origin, $1.counter) }, certificates: [])
+        let provenance = Provenance(sorting: heads)
         return try append([HubPush(changes: changes, replica: hubID, provenance: provenance, receivedAtMillis: receivedAtMillis)])[0].get()
     }
 

@@ -83,7 +83,7 @@ struct RunVerifierTests {
         let (log, _, ledger) = Self.setup()
         let truncated = identityError { _ = try verifier.verify(log.run(1...2), Provenance(heads: [log.head(at: 3)]), ledger) }
         #expect(truncated?.code == .unsignedChanges && truncated?.counter == 2)
-        #expect(identityError { _ = try verifier.verify(log.run(1...3), .empty, ledger) }?.code == .unsignedChanges)
+        #expect(identityError { _ = try verifier.verify(log.run(1...3), .none, ledger) }?.code == .unsignedChanges)
         // A head inside the run whose chain is not the computed one.
         let wrong = SignedHead(origin: Self.alice, counter: 2, chain: log.chains[0], signature: log.head(at: 2).signature)
         let inside = identityError { _ = try verifier.verify(log.run(1...3), Provenance(heads: [wrong, log.head(at: 3)]), ledger) }
@@ -164,7 +164,7 @@ struct RunVerifierTests {
         bob.append("b2")
         ledger.keys[Self.bob] = OriginKey(publicKey: bob.key.publicKey)
         let batch = [alice.changes[0], bob.changes[0], alice.changes[1], bob.changes[1]]
-        let verified = try verifier.verify(batch, Provenance(heads: [alice.head(at: 2), bob.head(at: 2)], certificates: [aliceCertificate]), ledger)
+        let verified = try verifier.verify(batch, Provenance(sorting: [alice.head(at: 2), bob.head(at: 2)], certificates: [aliceCertificate]), ledger)
         #expect(verified.chains == [alice.chains[0], bob.chains[0], alice.chains[1], bob.chains[1]])
         alice.append("a3")
         _ = alice

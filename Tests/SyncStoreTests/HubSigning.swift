@@ -38,7 +38,7 @@ extension TestSigner {
 extension Provenance {
     /// `heads` in their canonical order, with no certificates.
     static func of(_ heads: [SignedHead]) -> Provenance {
-        Provenance(heads: heads.sorted { ($0.origin, $0.counter) < ($1.origin, $1.counter) }, certificates: [])
+        Provenance(sorting: heads)
     }
 }
 

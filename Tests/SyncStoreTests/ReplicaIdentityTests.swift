@@ -159,7 +159,7 @@ struct ReplicaIdentityTests {
         let stranger = try receiver("stranger", id: 4)
         #expect(Self.identityCode { _ = try stranger.apply(changes, provenance: provenance) } == .unknownDevice)
         #expect(Self.identityCode { _ = try bob.apply(Array(changes.dropFirst()), provenance: provenance) } == .chainGap)
-        #expect(Self.identityCode { _ = try bob.apply(changes, provenance: .empty) } == .unsignedChanges)
+        #expect(Self.identityCode { _ = try bob.apply(changes, provenance: .none) } == .unsignedChanges)
         #expect(try bob.changes(notIn: VersionVector()).isEmpty, "nothing of a refused batch is applied")
         #expect(try bob.heldHeads(origin: alice.replicaID, in: 1...3).isEmpty)
     }
