@@ -126,7 +126,7 @@ struct HubCommand: ParsableCommand {
         discussion: """
             Examples:
               caresync hub init-tls --out tls --host hub.example.org --host 10.0.0.5
-              caresync hub serve --db hub.db --host 0.0.0.0 --port 7700 --tls-cert tls/hub-cert.pem --tls-key tls/hub-key.pem
+              caresync hub serve --host 0.0.0.0 --tls-cert tls/hub-cert.pem --tls-key tls/hub-key.pem
               caresync hub enroll --db hub.db --team PERM-THROUGHCARE
             """,
         subcommands: [HubInitTLSCommand.self, HubServeCommand.self, HubStatusCommand.self, HubEnrollCommand.self, HubReplicasCommand.self, HubEquivocationsCommand.self,
@@ -153,7 +153,7 @@ struct HubServeCommand: AsyncParsableCommand {
         discussion: """
             Examples:
               caresync hub serve --db hub.db --host 127.0.0.1 --port 7700
-              caresync hub serve --db hub.db --host 0.0.0.0 --tls-cert tls/hub-cert.pem --tls-key tls/hub-key.pem
+              caresync hub serve --host 0.0.0.0 --tls-cert tls/hub-cert.pem --tls-key tls/hub-key.pem
             Beyond loopback (127.0.0.0/8, ::1, localhost) the hub serves only TLS 1.3 with client \
             certificates, and refuses to start without --tls-cert and --tls-key (make them with \
             `caresync hub init-tls`). On loopback without them it serves plaintext and says so.
