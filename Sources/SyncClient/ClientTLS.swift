@@ -8,7 +8,7 @@ import X509
 
 /// TLS to the hub: the hub's certificate (or its CA's) pinned as the only trust root, and this
 /// device's client certificate and key. PEM texts only: no TLS library type in the configuration.
-public struct ClientTLSConfiguration: Sendable, Equatable {
+public struct ClientTLSConfiguration: Sendable, Equatable, CustomStringConvertible {
     /// The hub's self-signed certificate or its CA's, PEM: the only roots trusted.
     public var trustRootsPEM: String
     /// This device's certificate, PEM (`ClientTLSConfiguration.device` makes one from the device key).
@@ -33,6 +33,9 @@ public struct ClientTLSConfiguration: Sendable, Equatable {
         let made = try DeviceTLSCertificate.make(deviceKey: deviceKey, replica: replica, nowMillis: nowMillis)
         return ClientTLSConfiguration(trustRootsPEM: trustRootsPEM, certificatePEM: made.certificatePEM, privateKeyPEM: made.privateKeyPEM)
     }
+
+    /// Says that TLS is configured, never the key (nor the certificates' bytes).
+    public var description: String { "ClientTLSConfiguration(TLS 1.3, pinned roots, client certificate, private key redacted)" }
 
     /// Equal when the same roots, certificate and key are configured.
     public static func == (lhs: ClientTLSConfiguration, rhs: ClientTLSConfiguration) -> Bool {
