@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 import SyncCore
@@ -133,5 +134,20 @@ enum ClientTLS {
         case let underlying as BoringSSLError: "\(underlying)"
         default: nil
         }
+    }
+}
+
+/// Keeps the first error the TLS handler raises on a connection, and passes it on.
+final class TLSErrorCapture: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let box = NIOLockedValueBox<(any Error)?>(nil)
+
+    /// The first error seen, if any.
+    var error: (any Error)? { box.withLockedValue { $0 } }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        box.withLockedValue { if $0 == nil { $0 = error } }
+        context.fireErrorCaught(error)
     }
 }

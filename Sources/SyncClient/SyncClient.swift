@@ -197,6 +197,23 @@ public enum SyncClient {
     /// deadlines (handshake, request, frame) run on the channel's event loop.
     static func run(_ session: inout ClientSession, host: String, port: Int, tls: NIOSSLContext?, maxBody: Int, compressionThreshold: Int?,
                     sessionNanos: inout UInt64, traffic: (Int, Int, SyncSummary) -> Void) async throws {
+        // The TLS handler's error, whichever way it reaches this loop first (a failed write, the
+        // inbound stream's end): a refused certificate must be reported as such, not as a lost
+        // connection that is retried.
+        let tlsError = TLSErrorCapture()
+        do {
+            try await connect(&session, host: host, port: port, tls: tls, tlsError: tlsError, maxBody: maxBody,
+                          compressionThreshold: compressionThreshold, sessionNanos: &sessionNanos, traffic: traffic)
+        } catch {
+            if let refused = tlsError.error, ClientTLS.failure(refused) != nil { throw refused }
+            throw error
+        }
+        if let refused = tlsError.error, ClientTLS.failure(refused) != nil { throw refused }
+    }
+
+    private static func connect(_ session: inout ClientSession, host: String, port: Int, tls: NIOSSLContext?, tlsError: TLSErrorCapture,
+                            maxBody: Int, compressionThreshold: Int?,
+                            sessionNanos: inout UInt64, traffic: (Int, Int, SyncSummary) -> Void) async throws {
         let opened = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(10))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -204,7 +221,10 @@ public enum SyncClient {
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
                     // Before the frame handlers: every frame is inside TLS.
-                    if let tls { try pipeline.addHandler(try ClientTLS.handler(tls, host: host)) }
+                    if let tls {
+                        try pipeline.addHandler(try ClientTLS.handler(tls, host: host))
+                        try pipeline.addHandler(tlsError)
+                    }
                     let events = SessionEvents<SessionTimer>(eventLoop: channel.eventLoop)
                     // Lowered to the welcome's max_frame_body once it arrives.
                     let limit = FrameLimit(maxBody, eventLoop: channel.eventLoop)

@@ -192,8 +192,14 @@ extension Integration {
             configuration.host = "0.0.0.0"
             configuration.port = 0
             let server = HubServer(store: store, configuration: configuration, logger: Logger(label: "test.hub"), wallClock: SystemWallClock())
-            await #expect(throws: HubServerError(code: .tlsRequired, host: "0.0.0.0")) { try await server.run() }
-            #expect(server.boundPort == nil, "nothing listened")
+            let running = Task { try await server.run() }
+            // Bounded: a hub that wrongly listens is stopped, not left serving.
+            for _ in 0..<100 where server.boundPort == nil { try await Task.sleep(nanoseconds: 10_000_000) }
+            if server.boundPort != nil {
+                Issue.record("the hub listened on 0.0.0.0 without TLS")
+                await server.shutdownGracefully()
+            }
+            await #expect(throws: HubServerError(code: .tlsRequired, host: "0.0.0.0")) { try await running.value }
         }
 
         @Test("loopback is 127.0.0.0/8, ::1 and localhost only")
