@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import SyncCore
 import SyncEngine
+import SyncIdentity
 import SyncStore
 import SyncTesting
 import SyncWire
@@ -238,6 +239,33 @@ extension Integration.LoopbackTests {
 }
 
 extension Integration.LoopbackTests {
+    @Test("loopback: an enrolled attacker pushing under another replica's origin is refused SIGNATURE_INVALID (its own key) or UNKNOWN_DEVICE (no key); nothing is stored; the victim's own changes still reach another replica, verified")
+    func forgedOriginRefused() async throws {
+        let harness = try await Harness()
+        defer { harness.stop() }
+        let victim = try harness.replica("victim"), reader = try harness.replica("reader")
+        _ = try await harness.sync(victim, token: try harness.token())
+        _ = try await harness.sync(reader, token: try harness.token())
+        let unenrolled = Self.randomID()
+        for (origin, expected) in [(victim.replicaID, WireError.Code.signatureInvalid), (unenrolled, .unknownDevice)] {
+            let attacker = Self.randomID()
+            let forged = [Self.note(origin, 1, "forged")]
+            var signer = TestSigner()
+            // Signed with the attacker's own (registered) key: the only key it has.
+            let heads = Provenance(heads: signer.heads(forged, key: TestSigner.key(attacker)))
+            let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(attacker, .enrolmentToken(try harness.token())),
+                                                                          Self.frame(.push(batch: 1, changes: forged, provenance: heads))])
+            Self.fatal(answers, expected, "a push under \(origin.short)")
+        }
+        #expect(try harness.store.head() == 0, "nothing of a forged push is stored")
+        // The control: the victim's own edit, signed by its key, is relayed and verified by the reader.
+        try victim.write(author: "amara.okafor") { try $0.create("note", id: "real", values: ["text": .text("real")]) }
+        _ = try await harness.sync(victim)
+        let pulled = try await harness.sync(reader)
+        #expect(pulled.summary.applied == 1 && pulled.summary.pulled == 1)
+        #expect(try reader.heldHeads(origin: victim.replicaID, in: 1...1).count == 1, "the reader keeps the victim's signed head, to relay it")
+    }
+
     @Test("a hello under the hub's own id is refused (ENROLMENT_INVALID) and the token stays unused")
     func helloAsTheHub() async throws {
         let harness = try await Harness()
