@@ -51,7 +51,7 @@ let package = Package(
         ]),
         // Exchange of changes between replicas (bundles today, sessions with the hub next).
         .target(name: "SyncEngine", dependencies: [
-            "SyncCore", "SyncWire", "SyncStore", .product(name: "Crypto", package: "swift-crypto"),
+            "SyncCore", "SyncIdentity", "SyncWire", "SyncStore", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Async shell for a replica: connect, retry with backoff, drive the client session.
         .target(name: "SyncClient", dependencies: [
@@ -98,7 +98,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "caresync", dependencies: [
-            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub",
+            "SyncCore", "SyncIdentity", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -131,7 +131,8 @@ let package = Package(
         ]),
         .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),
         // Session transcripts: messages and events into ClientSession and HubSession, the exact actions out (no network).
-        .testTarget(name: "SyncEngineTests", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting"]),
+        .testTarget(name: "SyncEngineTests", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncIdentity",
+                                                            .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "SyncIntegrationTests", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncClient", "SyncHub", "CareRecords", "caresync", "SyncIdentity",
             .product(name: "Logging", package: "swift-log"),
