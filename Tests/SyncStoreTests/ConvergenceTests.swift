@@ -23,6 +23,7 @@ struct ConvergenceTests {
                                                           replicaID: .random(using: &generator), name: "r\(index)",
                                                           wallClock: fleet.clock))
         }
+        try TestEnrolment.enrol(fleet.replicas)
         return fleet
     }
 

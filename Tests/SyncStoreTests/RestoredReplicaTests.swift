@@ -30,6 +30,9 @@ struct RestoredReplicaTests {
     @Test("a restored replica that imports a bundle of its own later changes keeps writing, past their counters")
     func ownChangesInABundle() throws {
         var store: ReplicaStore? = try make("a", id: 1)
+        let peer = try make("peer", id: 2)
+        // Bundles verify between replicas enrolled with one hub (the backup holds the enrolment).
+        try TestEnrolment.enrol([store!, peer])
         try store!.write(author: "ann") { try $0.create("note", id: "n", values: ["text": .text("one")]) }
         try store!.backup(to: "\(directory)/backup.db")
         for word in ["two", "three"] {
@@ -37,7 +40,6 @@ struct RestoredReplicaTests {
             try store!.write(author: "ann") { try $0.update("note", id: "n", values: ["text": .text(word)]) }
         }
         // A peer received everything and sends it back later in a bundle.
-        let peer = try make("peer", id: 2)
         _ = try BundleExchange.apply(try BundleExchange.makeBundle(from: store!, for: nil).0, to: peer)
         store = nil
         let restored = try restore("\(directory)/backup.db", as: "a")

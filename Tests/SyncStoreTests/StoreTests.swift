@@ -126,6 +126,7 @@ struct StoreTests {
     func bundles() throws {
         let a = try make("a", id: 1)
         let b = try make("b", id: 2)
+        try TestEnrolment.enrol([a, b])
         try a.write(author: "ann") { try $0.create("item", id: "x", values: ["title": .text("t"), "body": .text("b")]) }
         // In memory: bundle files (DurableFile, in SyncClient) are tested in SyncIntegrationTests' BundleFileTests.
         let (encoded, exported) = try BundleExchange.export(from: a, for: nil)
@@ -146,7 +147,7 @@ struct StoreTests {
         older += SHA256.hash(data: older)
         #expect(throws: BundleError.unsupportedVersion(1)) { try ChangeBundle.decode(older) }
         let message = "\(BundleError.unsupportedVersion(1))"
-        #expect(message.contains("format version 1 is not supported (this program reads 2, row edits") && message.hasSuffix("nothing applied"), "\(message)")
+        #expect(message.contains("format version 1 is not supported (this program reads 3") && message.hasSuffix("nothing applied"), "\(message)")
         #expect(throws: BundleError.unsupportedVersion(1)) { try BundleExchange.importBundle(into: b, bytes: older) }
         #expect(throws: BundleError.self) { try BundleExchange.importBundle(into: b, bytes: Array(bytes.prefix(bytes.count / 2))) }
         #expect(try b.status().totalChanges == 0)
