@@ -5,6 +5,7 @@ import Logging
 import SyncClient
 import SyncCore
 import SyncEngine
+import SyncIdentity
 import SyncStore
 
 /// Printing, JSON and the mapping of errors to one-line messages, hints and exit codes.
@@ -60,6 +61,9 @@ enum Output {
     }
 
     static func line(_ text: String = "") { print(text) }
+
+    /// A note for the person at the terminal, on standard error (standard output stays the result).
+    static func note(_ text: String) { FileHandle.standardError.write(Data("note: \(text)\n".utf8)) }
 
     /// Prints `value` as pretty JSON with sorted, snake_case keys (`approvalID` → `approval_id`).
     /// Record field names, which are already snake_case, pass through the key conversion unchanged.
@@ -199,4 +203,18 @@ extension ExitCode {
     static let syncFailed = ExitCode(5)
     /// Bad arguments: an unknown option, a malformed field=value, a bad worker id or address.
     static let badArguments = ExitCode(64)
+}
+
+/// Signing needs the device key from the replica's identity file: without it a replica still reads
+/// and writes locally, but nothing it sends could be verified (Protocol/identity.md).
+enum DeviceKeyCheck {
+    /// The replica's device key, or a one-line refusal (exit 3) naming the missing file and the way back.
+    static func require(_ store: ReplicaStore, for action: String) throws -> SigningKey {
+        if let key = store.signingKey { return key }
+        throw Output.fail("cannot \(action): the identity file \(store.identityPath) is missing, so this replica has no device key to sign with",
+                          hint: "restore that file from this device's backup, or re-enrol as a new identity: `caresync init <new path>` "
+                              + "and `caresync sync --replica <new path> --hub <host:port> --token <token from `caresync hub enroll`>` "
+                              + "(edits this file never synced cannot be signed, so they stay here only)",
+                          code: "NO_DEVICE_KEY", exit: .storage)
+    }
 }
