@@ -69,7 +69,7 @@ enum Output {
     /// Record field names, which are already snake_case, pass through the key conversion unchanged.
     static func json(_ value: some Encodable) throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.keyEncodingStrategy = .convertToSnakeCase
         let data: Data
         do { data = try encoder.encode(value) } catch {
