@@ -45,6 +45,10 @@ enum Output {
             throw fail(error.description, code: error.code.name, exit: .badInput)
         } catch let error as DurableFile.FileError {
             throw fail(error.description, code: error.code.name, exit: .badInput)
+        } catch let error as IdentityError {
+            // Changes that do not verify (a bundle edited by hand, or from a device this replica
+            // cannot know): refused whole, nothing applied, like any other bad input file.
+            throw fail("refused, nothing applied: \(error.message)", hint: Hints.hint(for: error), code: error.code.name, exit: .badInput)
         }
     }
 
@@ -142,6 +146,16 @@ enum Hints {
             return "e.g. \(KindExamples.example(kind))"
         default:
             return nil
+        }
+    }
+
+    /// What lets a replica verify a bundle's changes: the certificates a hub issues at enrolment.
+    static func hint(for error: IdentityError) -> String? {
+        switch error.code {
+        case .unknownDevice:
+            "bundles verify between replicas enrolled with the same hub: run `caresync sync` on both (the sender once since it made these edits), then export again"
+        case .chainGap: "export again without --for: the bundle must start where this replica's changes of that device end"
+        default: nil
         }
     }
 

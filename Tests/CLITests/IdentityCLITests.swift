@@ -13,6 +13,61 @@ extension CLITests {
         try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: "\(directory)/\(name)")
     }
 
+    /// Starts `caresync hub serve` on a free loopback port; the caller terminates it.
+    /// - Returns: the process and the address it announced.
+    func serveHub(_ database: String) throws -> (Process, String) {
+        let hub = Process()
+        hub.executableURL = Self.binary
+        hub.arguments = ["hub", "serve", "--db", "\(directory)/\(database)", "--port", "0"]
+        let output = Pipe()
+        hub.standardOutput = output
+        hub.standardError = FileHandle.nullDevice
+        try hub.run()
+        var announced = ""
+        while !announced.contains("\n") {
+            let data = output.fileHandleForReading.availableData
+            if data.isEmpty { break }
+            announced += String(decoding: data, as: UTF8.self)
+        }
+        guard let address = announced.components(separatedBy: "listening on ").last?.trimmingCharacters(in: .whitespacesAndNewlines),
+              !address.isEmpty else {
+            hub.terminate()
+            throw CocoaError(.fileReadUnknown)
+        }
+        return (hub, address)
+    }
+
+    /// Enrols `replicas` with one hub, so that their bundles verify at each other (each holds the
+    /// hub's key and its own certificate, which its bundles carry).
+    func enrol(_ replicas: [String]) throws {
+        let (hub, address) = try serveHub("enrol-hub.db")
+        defer { hub.terminate(); hub.waitUntilExit() }
+        for replica in replicas {
+            let token = try run(["hub", "enroll", "--db", "\(directory)/enrol-hub.db", "--team", "T"]).stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let synced = try run(["sync", "--hub", address, "--token", token], replica: replica)
+            #expect(synced.status == 0, "enrolling \(replica): \(synced.stderr)")
+        }
+    }
+
+    @Test("bundles verify between replicas enrolled with one hub; from a device this replica cannot know, an import is refused whole with the way to fix it")
+    func bundleNeedsEnrolment() throws {
+        #expect(try run(["init", "\(directory)/a.db"]).status == 0)
+        #expect(try run(["init", "\(directory)/b.db"]).status == 0)
+        _ = try run(["add", "reminder", "text=call back"])
+        #expect(try run(["export", "\(directory)/a.bundle"]).status == 0)
+        let refused = try run(["import", "\(directory)/a.bundle"], replica: "b.db")
+        #expect(refused.status == 2, "\(refused.stderr)")
+        #expect(refused.stderr.hasPrefix("error: refused, nothing applied: "), "\(refused.stderr)")
+        #expect(refused.stderr.contains("run `caresync sync` on both") && refused.stderr.contains("[UNKNOWN_DEVICE]"))
+        #expect(try run(["list", "reminder"], replica: "b.db").stdout.contains("call back") == false)
+        try enrol(["a.db", "b.db"])
+        #expect(try run(["export", "\(directory)/a.bundle"]).status == 0)
+        let imported = try run(["import", "\(directory)/a.bundle"], replica: "b.db")
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(try run(["list", "reminder"], replica: "b.db").stdout.contains("call back"))
+    }
+
     @Test("init says where the identity file is and that it must stay private; the file and the database are 0600")
     func initIdentityFile() throws {
         let created = try run(["init", "\(directory)/a.db"])

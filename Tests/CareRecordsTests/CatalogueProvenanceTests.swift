@@ -64,7 +64,8 @@ import Testing
         let page = try hub.changes(ofOrigin: EntitlementCatalogue.publisher, after: Self.seedCount, byteBudget: 1 << 20, maxCount: 1000)
         #expect(page.encoded.count == version.count)
 
-        let alex = try team.replica("alex")
+        // Not the team's enrolled replica: this one pins the real hub's key below.
+        let alex = try CareReplica.create(at: "\(team.directory)/alex.db", name: "alex", wallClock: team.clock, random: .system)
         let request = try olderPerson(alex)
         #expect(throws: (any Error).self, "the hub's key is not yet pinned") {
             try alex.store.applyFromHub(version, hub: hub.hubID, nextCursor: nil, provenance: page.provenance)
