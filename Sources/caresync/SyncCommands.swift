@@ -297,7 +297,7 @@ struct HubStatusCommand: ParsableCommand {
         if identityPrivate == nil { fileWarnings.append("the hub identity file \(identityPath) is missing: the hub cannot sign") }
         if (try? IdentityFile.isPrivate(hub.db)) == false { fileWarnings.append(FilePrivacy.readable(hub.db, "every replica's records")) }
         let equivocations = try Output.run { try store.equivocations() }
-        let incarnation = try Output.run { try store.incarnation.hexString }
+        let incarnation = store.incarnation.hexString
         if json {
             struct Status: Encodable {
                 let hub: String, head: UInt64, replicas: Int, revoked: Int, tlsExpiresAt: OrNull<String>, tlsWarning: OrNull<String>
@@ -438,7 +438,7 @@ struct HubReplicasCommand: ParsableCommand {
                           summary.oldestUnsyncedAgeMillis.map { "\($0 / 1000) s" } ?? "–", count(summary.openConflicts),
                           count(summary.schemaVersion), shown(summary.appVersion) ?? "–", shown(summary.lastError) ?? "–"]
                      })
-        Output.line("\(replicas.count) replica(s); hub head \((try? store.head()) ?? 0)")
+        Output.line("\(replicas.count) replica(s); hub head \((try? store.head()) ?? 0), incarnation \(store.incarnation.hexString)")
         for summary in replicas where summary.forkedFrom != nil || summary.equivocations > 0 {
             if let parent = summary.forkedFrom { Output.line("\(summary.replica.short) was forked from \(parent.short) (a copy or restored backup that diverged)") }
             if summary.equivocations > 0 {

@@ -171,6 +171,30 @@ extension CLITests {
         #expect(try sqlite("hub.db", "SELECT count(*) FROM hub_token WHERE replica_id = '\(replica)'") == "0", "no token issued")
     }
 
+    @Test("the operator sees an equivocation's two signed heads (counter and chain digest, never contents) and the hub's incarnation")
+    func equivocationHeads() throws {
+        let hubDB = "\(directory)/hub.db"
+        #expect(try run(["hub", "enroll", "--db", hubDB, "--team", "T"]).status == 0)
+        let origin = String(repeating: "ab", count: 16)
+        // A head: origin, counter 5 (a one-byte varint), chain, signer 0 (the device), signature.
+        func head(_ chain: String) -> String { "X'" + origin + "05" + String(repeating: chain, count: 32) + "00" + String(repeating: "22", count: 64) + "'" }
+        _ = try sqlite("hub.db", """
+            INSERT INTO hub_equivocation (origin, counter, bytes, digest, from_replica, received_at, held_head, refused_head)
+            VALUES ('\(origin)', 5, X'00', '\(String(repeating: "d", count: 64))', '\(origin)', 0, \(head("11")), \(head("33")))
+            """)
+        let json = try #require(try self.json(try run(["hub", "equivocations", "--db", hubDB, "--json"]).stdout) as? [[String: Any]])
+        let held = try #require(json.first?["held_head"] as? [String: Any])
+        let refused = try #require(json.first?["refused_head"] as? [String: Any])
+        #expect(held["counter"] as? Int == 5 && held["signer"] as? String == "device")
+        #expect(held["chain_sha256"] as? String == String(repeating: "11", count: 32))
+        #expect(refused["chain_sha256"] as? String == String(repeating: "33", count: 32))
+        let table = try run(["hub", "equivocations", "--db", hubDB]).stdout
+        #expect(table.contains("5:111111111111") && table.contains("5:333333333333"), "\(table)")
+        let status = try run(["hub", "status", "--db", hubDB]).stdout
+        #expect(status.contains("1 equivocation(s): caresync hub equivocations"), "\(status)")
+        #expect(try run(["hub", "replicas", "--db", hubDB]).stdout.contains(", incarnation "))
+    }
+
     @Test("sync beyond loopback needs --hub-ca (nothing is sent in clear); --hub-ca that cannot be read is refused")
     func syncBeyondLoopbackNeedsTLS() throws {
         #expect(try run(["init", "\(directory)/a.db"]).status == 0)
