@@ -46,14 +46,10 @@ enum Output {
         } catch let error as IdentityError {
             // Changes that do not verify (a bundle edited by hand, a forged origin): bad input; two
             // signed histories of one origin (a copied replica) are shown as for the hub's refusal.
-            throw fail("\(error.message); nothing applied", code: error.code.name,
+            throw fail("\(error.message); nothing applied", hint: Hints.hint(for: error), code: error.code.name,
                        exit: error.code == .equivocation ? .storage : .badInput)
         } catch let error as DurableFile.FileError {
             throw fail(error.description, code: error.code.name, exit: .badInput)
-        } catch let error as IdentityError {
-            // Changes that do not verify (a bundle edited by hand, or from a device this replica
-            // cannot know): refused whole, nothing applied, like any other bad input file.
-            throw fail("refused, nothing applied: \(error.message)", hint: Hints.hint(for: error), code: error.code.name, exit: .badInput)
         }
     }
 
