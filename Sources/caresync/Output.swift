@@ -67,9 +67,6 @@ enum Output {
 
     static func line(_ text: String = "") { print(text) }
 
-    /// A note for the person at the terminal, on standard error (standard output stays the result).
-    static func note(_ text: String) { FileHandle.standardError.write(Data("note: \(text)\n".utf8)) }
-
     /// Prints `value` as pretty JSON with sorted, snake_case keys (`approvalID` → `approval_id`).
     /// Record field names, which are already snake_case, pass through the key conversion unchanged.
     static func json(_ value: some Encodable) throws {

@@ -60,7 +60,8 @@ struct SyncCommand: AsyncParsableCommand {
                               hint: "give --hub-ca <the hub's hub-cert.pem, from `caresync hub init-tls`>", code: "TLS_REQUIRED",
                               exit: .badArguments)
         }
-        if tls == nil && !options.json && !quiet { Output.note("plaintext sync: loopback only (give --hub-ca for TLS)") }
+        // Said in the summary, so that a refused sync stays one line.
+        let transport = tls == nil ? " (plaintext, loopback only)" : " (TLS 1.3)"
         do {
             let report = try await SyncClient.sync(
                 store: replica.store, host: host, port: port, enrolmentToken: token,
@@ -89,7 +90,7 @@ struct SyncCommand: AsyncParsableCommand {
                 if let old = summary.forkedFrom {
                     Output.line("this file had diverged from what the hub holds of replica \(old.short) (a copy, or a restored backup written to): it now has a new identity \(replica.store.replicaID.short); \(summary.reissued) own change(s) re-issued under it, nothing lost")
                 }
-                Output.line("synced with hub \(summary.hub?.short ?? "?")\(summary.enrolled ? " (enrolled)" : ""): pushed \(summary.pushed), pulled \(summary.pulled) (\(summary.applied) applied, \(summary.conflictsOpened) conflict(s) opened); \(report.bytesSent) bytes sent, \(report.bytesReceived) received, \(summary.roundTrips) round trips, \(String(format: "%.2f", report.durationSeconds)) s")
+                Output.line("synced with hub \(summary.hub?.short ?? "?")\(transport)\(summary.enrolled ? " (enrolled)" : ""): pushed \(summary.pushed), pulled \(summary.pulled) (\(summary.applied) applied, \(summary.conflictsOpened) conflict(s) opened); \(report.bytesSent) bytes sent, \(report.bytesReceived) received, \(summary.roundTrips) round trips, \(String(format: "%.2f", report.durationSeconds)) s")
             }
         } catch let unreachable as HubUnreachable {
             if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
