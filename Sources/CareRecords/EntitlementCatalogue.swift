@@ -12,7 +12,8 @@ package enum EntitlementCatalogue {
     /// 2020-01-01T00:00:00Z, when the offer was published.
     static let publishedAt = HybridTimestamp(physicalMillis: 1_577_836_800_000, logical: 0)
 
-    struct Item {
+    /// One version of a catalogue item, as published.
+    package struct Item: Sendable, Equatable {
         let code: String
         let version: Int64
         let name: String
@@ -26,6 +27,24 @@ package enum EntitlementCatalogue {
         let requires: String?
         let from: String
         let to: String?
+
+        /// An item from its published fields; `nil` fields are left out of the published row.
+        package init(code: String, version: Int64, name: String, category: String, minAge: Int64, maxAge: Int64,
+                     capKind: String, capAmount: Int64?, capCount: Int64?, period: String, requires: String?, from: String, to: String?) {
+            self.code = code
+            self.version = version
+            self.name = name
+            self.category = category
+            self.minAge = minAge
+            self.maxAge = maxAge
+            self.capKind = capKind
+            self.capAmount = capAmount
+            self.capCount = capCount
+            self.period = period
+            self.requires = requires
+            self.from = from
+            self.to = to
+        }
     }
 
     static let items: [Item] = [
@@ -60,14 +79,32 @@ package enum EntitlementCatalogue {
     /// stay in that shape (one edit per field) rather than one edit per item: another shape under
     /// the same ids would be an equivocation.
     package static func publishedChanges() -> [Change] {
+        changes(for: items, after: 0, at: publishedAt.physicalMillis)
+    }
+
+    /// What the hub publishes (Protocol/identity.md: the catalogue is the hub's, signed by its
+    /// key) when it holds `held` changes of the publisher: the seed every replica made, if it
+    /// holds none yet (the same bytes, so replicas only verify them), then `newItems` continuing
+    /// the publisher's counters, stamped `nowMillis`.
+    ///
+    /// - Precondition: `held` is 0 or at least the seed's length (the hub publishes the seed whole).
+    package static func publication(of newItems: [Item], held: UInt64, nowMillis: UInt64) -> [Change] {
+        let seed = publishedChanges()
+        precondition(held == 0 || held >= UInt64(seed.count), "the hub publishes the seed whole")
+        let start = max(held, UInt64(seed.count))
+        return (held == 0 ? seed : []) + changes(for: newItems, after: start, at: max(nowMillis, publishedAt.physicalMillis + 1))
+    }
+
+    /// Items as changes from the publisher, counters from `counter + 1`, one create and one edit
+    /// per field with a value, at `millis` with ascending logical times.
+    static func changes(for items: [Item], after counter: UInt64, at millis: UInt64) -> [Change] {
         var changes: [Change] = []
-        var counter: UInt64 = 0
+        var counter = counter
         var logical: UInt16 = 0
         func next() -> (ChangeID, HybridTimestamp) {
             counter += 1
             logical += 1
-            return (ChangeID(replica: publisher, counter: counter),
-                    HybridTimestamp(physicalMillis: publishedAt.physicalMillis, logical: logical))
+            return (ChangeID(replica: publisher, counter: counter), HybridTimestamp(physicalMillis: millis, logical: logical))
         }
         for item in items {
             let row = "\(item.code)@\(item.version)"

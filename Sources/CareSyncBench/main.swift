@@ -4,6 +4,8 @@
 //   caresync-bench sync [--quick] [--json]        end to end over loopback, small sync into a large
 //                                                 replica, peak memory, and the care-records workload
 //   caresync-bench care [--quick] [--json]        the care-records workload alone
+//   caresync-bench provenance [--quick] [--json]  wire and bundle bytes per change before and after
+//                                                 signed heads (issue 9), sizes only
 //   caresync-bench load [--replicas N] [--seconds S] [--seed S] [--fields F] [--perf-hub PATH] [--json]
 //                                                 hub load at N = 50, 250, 500, 1,000 (or N)
 // `--json` prints one document per run: its context (date, load average) and one object per
@@ -40,6 +42,8 @@ do {
         if let seed = option("--seed", { SeededGenerator.parseSeed($0) }) { options.seed = seed }
         options.perfHub = option("--perf-hub", { $0 })
         try await runLoadBenchmark(options, emitJSON: emitJSON)
+    } else if arguments.contains("provenance") {
+        try runProvenanceBenchmark(quick: quick, emitJSON: emitJSON)
     } else if arguments.contains("care") {
         try await runCareBenchmark(quick: quick, emitJSON: emitJSON, seed: option("--seed", { SeededGenerator.parseSeed($0) }) ?? 20261201)
     } else if arguments.contains("sync") {

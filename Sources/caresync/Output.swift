@@ -46,7 +46,7 @@ enum Output {
         } catch let error as IdentityError {
             // Changes that do not verify (a bundle edited by hand, a forged origin): bad input; two
             // signed histories of one origin (a copied replica) are shown as for the hub's refusal.
-            throw fail("\(error.message); nothing applied", code: error.code.name,
+            throw fail("\(error.message); nothing applied", hint: Hints.hint(for: error), code: error.code.name,
                        exit: error.code == .equivocation ? .storage : .badInput)
         } catch let error as DurableFile.FileError {
             throw fail(error.description, code: error.code.name, exit: .badInput)
@@ -71,7 +71,7 @@ enum Output {
     /// Record field names, which are already snake_case, pass through the key conversion unchanged.
     static func json(_ value: some Encodable) throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.keyEncodingStrategy = .convertToSnakeCase
         let data: Data
         do { data = try encoder.encode(value) } catch {
@@ -147,6 +147,16 @@ enum Hints {
         }
     }
 
+    /// What lets a replica verify a bundle's changes: the certificates a hub issues at enrolment.
+    static func hint(for error: IdentityError) -> String? {
+        switch error.code {
+        case .unknownDevice:
+            "bundles verify between replicas enrolled with the same hub: run `caresync sync` on both (the sender once since it made these edits), then export again"
+        case .chainGap: "export again without --for: the bundle must start where this replica's changes of that device end"
+        default: nil
+        }
+    }
+
     /// The store says what is wrong with a file; the CLI says which of its commands helps (the
     /// store names no command or flag of any program).
     static func hint(for error: StoreError) -> String? {
@@ -205,4 +215,18 @@ extension ExitCode {
     static let syncFailed = ExitCode(5)
     /// Bad arguments: an unknown option, a malformed field=value, a bad worker id or address.
     static let badArguments = ExitCode(64)
+}
+
+/// Signing needs the device key from the replica's identity file: without it a replica still reads
+/// and writes locally, but nothing it sends could be verified (Protocol/identity.md).
+enum DeviceKeyCheck {
+    /// The replica's device key, or a one-line refusal (exit 3) naming the missing file and the way back.
+    static func require(_ store: ReplicaStore, for action: String) throws -> SigningKey {
+        if let key = store.signingKey { return key }
+        throw Output.fail("cannot \(action): the identity file \(store.identityPath) is missing, so this replica has no device key to sign with",
+                          hint: "restore that file from this device's backup, or re-enrol as a new identity: `caresync init <new path>` "
+                              + "and `caresync sync --replica <new path> --hub <host:port> --token <token from `caresync hub enroll`>` "
+                              + "(edits this file never synced cannot be signed, so they stay here only)",
+                          code: "NO_DEVICE_KEY", exit: .storage)
+    }
 }

@@ -7,7 +7,12 @@ import SyncStore
 struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init", abstract: "Create a new replica file.",
-        discussion: "Example: caresync init alex.db --name \"Alex (PA team)\"\nThe file is a plain SQLite database with the published entitlement catalogue.")
+        discussion: """
+            Example: caresync init alex.db --name "Alex (PA team)"
+            The file is a plain SQLite database with the published entitlement catalogue. The device's \
+            signing key goes into PATH.identity beside it (readable by you only): it proves which edits \
+            this replica made. Back it up with the database; a copy of the .db alone is not this device.
+            """)
 
     @Argument(help: ArgumentHelp("Path of the new replica file.", valueName: "path"))
     var path: String
@@ -21,11 +26,18 @@ struct InitCommand: ParsableCommand {
     func run() throws {
         Output.bootstrapLogging(verbose: false)
         let replica = try Output.run { try CareReplica.create(at: path, name: name, wallClock: SystemWallClock(), random: .system) }
+        // The records are the children's: readable by the owner only, like the identity file
+        // (SQLite gives its side files the database's mode).
+        for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
+            try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+        }
         if json {
-            struct Created: Encodable { let replicaID: String, path: String, schemaVersion: Int }
-            try Output.json(Created(replicaID: replica.store.replicaID.hex, path: path, schemaVersion: CareSchema.version))
+            struct Created: Encodable { let replicaID: String, path: String, schemaVersion: Int, identityFile: String }
+            try Output.json(Created(replicaID: replica.store.replicaID.hex, path: path, schemaVersion: CareSchema.version,
+                                    identityFile: replica.store.identityPath))
         } else {
             Output.line("created replica \(replica.store.replicaID.hex) at \(path) (schema v\(CareSchema.version))")
+            Output.line("device key in \(replica.store.identityPath) (mode 0600): keep it private and keep it with \(path); without it this replica cannot sync or export")
         }
     }
 }

@@ -8,6 +8,7 @@ import SyncClient
 import SyncCore
 import SyncEngine
 import SyncHub
+import SyncIdentity
 import SyncStore
 import SyncWire
 
@@ -40,17 +41,27 @@ struct SyncCommand: AsyncParsableCommand {
         let (host, port) = try HubAddress.parse(address)
         let showProgress = !quiet && !options.json && isatty(STDERR_FILENO) != 0
         let logger = Logger(label: "caresync.sync")
+        let key = try DeviceKeyCheck.require(replica.store, for: "sync")
         let tls = try hubCa.map { path in
             guard let roots = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw Output.fail("cannot read --hub-ca \(path)", code: "TLS_UNREADABLE", exit: .badInput)
             }
-            // The device's client certificate is made from its device key. Until the replica's
-            // identity file holds one (Protocol/identity.md), a key made for this sync stands in.
+            // The device's TLS client certificate is made from its device key (the identity
+            // file's), so the hub can check that it is the key the hello registers.
             return try Output.run {
-                try ClientTLSConfiguration.device(trustRootsPEM: roots, deviceKey: Curve25519.Signing.PrivateKey(),
+                try ClientTLSConfiguration.device(trustRootsPEM: roots,
+                                                  deviceKey: Curve25519.Signing.PrivateKey(rawRepresentation: key.rawRepresentation),
                                                   replica: replica.store.replicaID, nowMillis: SystemWallClock().nowMillis())
             }
         }
+        // Beyond loopback the records, the token and the secret travel only inside TLS.
+        guard tls != nil || HubTLS.isLoopback(host) else {
+            throw Output.fail("\(host) is not a loopback address: a sync beyond loopback needs TLS",
+                              hint: "give --hub-ca <the hub's hub-cert.pem, from `caresync hub init-tls`>", code: "TLS_REQUIRED",
+                              exit: .badArguments)
+        }
+        // Said in the summary, so that a refused sync stays one line.
+        let transport = tls == nil ? " (plaintext, loopback only)" : " (TLS 1.3)"
         do {
             let report = try await SyncClient.sync(
                 store: replica.store, host: host, port: port, enrolmentToken: token,
@@ -79,7 +90,7 @@ struct SyncCommand: AsyncParsableCommand {
                 if let old = summary.forkedFrom {
                     Output.line("this file had diverged from what the hub holds of replica \(old.short) (a copy, or a restored backup written to): it now has a new identity \(replica.store.replicaID.short); \(summary.reissued) own change(s) re-issued under it, nothing lost")
                 }
-                Output.line("synced with hub \(summary.hub?.short ?? "?")\(summary.enrolled ? " (enrolled)" : ""): pushed \(summary.pushed), pulled \(summary.pulled) (\(summary.applied) applied, \(summary.conflictsOpened) conflict(s) opened); \(report.bytesSent) bytes sent, \(report.bytesReceived) received, \(summary.roundTrips) round trips, \(String(format: "%.2f", report.durationSeconds)) s")
+                Output.line("synced with hub \(summary.hub?.short ?? "?")\(transport)\(summary.enrolled ? " (enrolled)" : ""): pushed \(summary.pushed), pulled \(summary.pulled) (\(summary.applied) applied, \(summary.conflictsOpened) conflict(s) opened); \(report.bytesSent) bytes sent, \(report.bytesReceived) received, \(summary.roundTrips) round trips, \(String(format: "%.2f", report.durationSeconds)) s")
             }
         } catch let unreachable as HubUnreachable {
             if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
@@ -130,7 +141,7 @@ struct HubCommand: ParsableCommand {
               caresync hub enroll --db hub.db --team PERM-THROUGHCARE
             """,
         subcommands: [HubInitTLSCommand.self, HubServeCommand.self, HubStatusCommand.self, HubEnrollCommand.self, HubReplicasCommand.self, HubEquivocationsCommand.self,
-                      HubRevokeCommand.self])
+                      HubRevokeCommand.self, HubPublishCatalogueCommand.self])
 }
 
 struct HubOptions: ParsableArguments {
@@ -138,7 +149,10 @@ struct HubOptions: ParsableArguments {
 
     func open() throws -> SQLiteHubStore {
         var random = RandomSource.system
-        return try Output.run { try SQLiteHubStore(path: db, wallClock: SystemWallClock(), random: &random) }
+        // The catalogue is the hub's data: its publisher's changes verify with the hub key only.
+        return try Output.run {
+            try SQLiteHubStore(path: db, wallClock: SystemWallClock(), random: &random, hubKeyedOrigins: [EntitlementCatalogue.publisher])
+        }
     }
 
     /// For commands that only read: nothing is created or written, not even a missing file.
@@ -278,17 +292,29 @@ struct HubStatusCommand: ParsableCommand {
             let days = (expiry - now) / 86_400_000
             return days < Self.warningDays ? "the TLS certificate expires in \(days) day(s)" : nil
         }
+        let identityPath = IdentityFile.path(forStore: hub.db)
+        let identityPrivate = try? IdentityFile.isPrivate(identityPath)
+        var fileWarnings = identityPrivate == false ? [FilePrivacy.readable(identityPath, "the hub's signing key")] : []
+        if identityPrivate == nil { fileWarnings.append("the hub identity file \(identityPath) is missing: the hub cannot sign") }
+        if (try? IdentityFile.isPrivate(hub.db)) == false { fileWarnings.append(FilePrivacy.readable(hub.db, "every replica's records")) }
+        let equivocations = try Output.run { try store.equivocations() }
+        let incarnation = store.incarnation.hexString
         if json {
             struct Status: Encodable {
                 let hub: String, head: UInt64, replicas: Int, revoked: Int, tlsExpiresAt: OrNull<String>, tlsWarning: OrNull<String>
+                let incarnation: String, identityFile: String, identityPrivate: OrNull<Bool>, equivocations: Int, warnings: [String]
             }
             try Output.json(Status(hub: store.hubID.hex, head: head, replicas: replicas.count, revoked: replicas.filter(\.revoked).count,
-                                   tlsExpiresAt: OrNull(expiry.map { Output.iso($0) }), tlsWarning: OrNull(warning)))
+                                   tlsExpiresAt: OrNull(expiry.map { Output.iso($0) }), tlsWarning: OrNull(warning),
+                                   incarnation: incarnation, identityFile: identityPath, identityPrivate: OrNull(identityPrivate),
+                                   equivocations: equivocations.count, warnings: fileWarnings + (warning.map { [$0] } ?? [])))
             return
         }
         Output.line("hub \(store.hubID.hex): head \(head), \(replicas.count) replica(s), \(replicas.filter(\.revoked).count) revoked")
+        Output.line("incarnation \(incarnation)")
         if let expiry { Output.line("TLS certificate expires \(Output.iso(expiry))") }
-        if let warning { Output.line("warning: \(warning)") }
+        if !equivocations.isEmpty { Output.line("\(equivocations.count) equivocation(s): caresync hub equivocations") }
+        for text in fileWarnings + (warning.map { [$0] } ?? []) { Output.line("warning: \(text)") }
     }
 }
 
@@ -299,9 +325,10 @@ struct HubEnrollCommand: ParsableCommand {
             Example: caresync hub enroll --db hub.db --team PERM-THROUGHCARE
             Give the token to the replica's user: caresync sync --hub host:port --token <token>
             A token enrols one new replica id, once; it never takes over a replica the hub knows.
-            To re-enrol a known replica (revoked, or its secret lost), bind the token to its id:
+            To re-enrol a known replica whose secret was lost, bind the token to its id:
               caresync hub enroll --db hub.db --team PERM-THROUGHCARE --replica <replica id>
-            Its next `caresync sync --token <token>` gets a new secret and the revocation is lifted.
+            A revoked replica id is never re-enrolled: its device comes back as a new identity \
+            (`caresync init` a new replica and enrol it with an unbound token).
             """)
 
     @OptionGroup var hub: HubOptions
@@ -331,6 +358,11 @@ struct HubEnrollCommand: ParsableCommand {
             return id
         }
         let store = try hub.open()
+        if let bound, try Output.run({ try store.replicaSummaries() }).contains(where: { $0.replica == bound && $0.revoked }) {
+            throw Output.fail("replica \(bound.hex) is revoked, and revocation is final: its key and its id are never accepted again",
+                              hint: "enrol the device as a new identity: `caresync init <new path>` on it, and a token without --replica",
+                              code: "REVOKED", exit: .refused)
+        }
         var random = RandomSource.system
         let expires = SystemWallClock().nowMillis() + UInt64(expiresInHours) * 3_600_000
         let token = try Output.run { try store.issueEnrolmentToken(team: team, replica: bound, expiresAtMillis: expires, random: &random) }
@@ -342,22 +374,30 @@ struct HubEnrollCommand: ParsableCommand {
 
 struct HubRevokeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "revoke", abstract: "Revoke a replica's credential; its next hello is refused.",
+        commandName: "revoke", abstract: "Revoke a replica for good: its next hello is refused and its key is never accepted again.",
         discussion: """
             Example: caresync hub revoke --db hub.db <replica id>
-            A running hub ends the replica's open session within a few seconds. Revocation is final:
-            to let the device back in, re-enrol it with `caresync hub enroll --replica <replica id>`.
+            A running hub ends the replica's open session within a few seconds. Revocation is final: \
+            the device key is never accepted again, and the replica id is never re-enrolled. Changes it \
+            signed before stay valid. To let the device back in, make it a new identity: \
+            `caresync init <new path>` on the device and a new token from `caresync hub enroll`.
             """)
 
     @OptionGroup var hub: HubOptions
     @Argument(help: "Replica id (32 hex digits).") var replica: String
+    @Flag(help: "Print machine-readable JSON.") var json = false
 
     func run() throws {
         guard let id = ReplicaID(hex: replica) else { throw ValidationError("replica id must be 32 hex digits") }
         let store = try hub.open()
         let revoked = try Output.run { try store.revoke(replica: id, nowMillis: SystemWallClock().nowMillis()) }
         guard revoked else { throw Output.fail("no active replica \(id.hex) on this hub", code: CareError.Code.notFound.name, exit: .refused) }
-        Output.line("revoked \(id.hex)")
+        if json {
+            struct Revoked: Encodable { let replicaID: String, revoked: Bool, final: Bool, keyRefusedForever: Bool, reenrol: String }
+            try Output.json(Revoked(replicaID: id.hex, revoked: true, final: true, keyRefusedForever: true, reenrol: "new_identity"))
+        } else {
+            Output.line("revoked \(id.hex): final; its device key is never accepted again, and re-enrolment makes a new identity")
+        }
     }
 }
 
@@ -399,7 +439,7 @@ struct HubReplicasCommand: ParsableCommand {
                           summary.oldestUnsyncedAgeMillis.map { "\($0 / 1000) s" } ?? "–", count(summary.openConflicts),
                           count(summary.schemaVersion), shown(summary.appVersion) ?? "–", shown(summary.lastError) ?? "–"]
                      })
-        Output.line("\(replicas.count) replica(s); hub head \((try? store.head()) ?? 0)")
+        Output.line("\(replicas.count) replica(s); hub head \((try? store.head()) ?? 0), incarnation \(store.incarnation.hexString)")
         for summary in replicas where summary.forkedFrom != nil || summary.equivocations > 0 {
             if let parent = summary.forkedFrom { Output.line("\(summary.replica.short) was forked from \(parent.short) (a copy or restored backup that diverged)") }
             if summary.equivocations > 0 {
@@ -412,7 +452,7 @@ struct HubReplicasCommand: ParsableCommand {
 struct HubEquivocationsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "equivocations",
-        abstract: "Second versions of a change id the hub refused: ids, digests and sizes, never contents.",
+        abstract: "Second versions of a change id the hub refused: ids, digests, sizes and signed heads, never contents.",
         discussion: """
             Example: caresync hub equivocations --db hub.db --json
             A replica restored from a backup or copied to a second machine can reuse a change id with other \
@@ -428,21 +468,85 @@ struct HubEquivocationsCommand: ParsableCommand {
         let store = try hub.openReadOnly()
         let records = try Output.run { try store.equivocations() }
         if json {
+            struct Head: Encodable { let counter: UInt64, chainSha256: String, signer: String }
             struct Equivocation: Encodable {
                 let change: String, origin: String, counter: UInt64, fromReplica: String, receivedAt: String
-                let heldSha256: String, refusedSha256: String, refusedBytes: Int
+                let heldSha256: String, refusedSha256: String, refusedBytes: Int, heldHead: OrNull<Head>, refusedHead: OrNull<Head>
+            }
+            func head(_ head: SignedHead?) -> OrNull<Head> {
+                OrNull(head.map { Head(counter: $0.counter, chainSha256: $0.chain.hexString, signer: $0.signer == .origin ? "device" : "hub") })
             }
             try Output.json(records.map { record in
                 Equivocation(change: record.change.description, origin: record.change.replica.hex, counter: record.change.counter,
                              fromReplica: record.from.hex, receivedAt: Output.iso(record.receivedAtMillis),
-                             heldSha256: record.heldDigest, refusedSha256: record.refusedDigest, refusedBytes: record.refusedBytes)
+                             heldSha256: record.heldDigest, refusedSha256: record.refusedDigest, refusedBytes: record.refusedBytes,
+                             heldHead: head(record.heldHead), refusedHead: head(record.refusedHead))
             })
             return
         }
-        Output.table(["CHANGE", "FROM", "RECEIVED", "HELD SHA-256", "REFUSED SHA-256", "BYTES"], records.map {
+        // The two signed heads prove it: each is the origin's signature over its log to a counter.
+        func head(_ head: SignedHead?) -> String { head.map { "\($0.counter):\($0.chain.hexString.prefix(12))" } ?? "–" }
+        Output.table(["CHANGE", "FROM", "RECEIVED", "HELD SHA-256", "REFUSED SHA-256", "BYTES", "HELD HEAD", "REFUSED HEAD"], records.map {
             [$0.change.description, $0.from.short, Output.iso($0.receivedAtMillis), String($0.heldDigest.prefix(16)),
-             String($0.refusedDigest.prefix(16)), String($0.refusedBytes)]
+             String($0.refusedDigest.prefix(16)), String($0.refusedBytes), head($0.heldHead), head($0.refusedHead)]
         })
         Output.line("\(records.count) refused second version(s)")
+    }
+}
+
+struct HubPublishCatalogueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "publish-catalogue",
+        abstract: "Publish entitlement catalogue versions, signed by the hub key (replicas accept no one else's).",
+        discussion: """
+            Examples:
+              caresync hub publish-catalogue --db hub.db
+              caresync hub publish-catalogue --db hub.db --file home-setup-v3.json
+            Without --file, publishes the built-in catalogue every replica starts with (once; again does \
+            nothing). --file is a JSON array of item versions: {"code", "version", "name", "category", \
+            "min_age", "max_age", "cap_kind", "period", "effective_from"} and optionally "cap_amount_pence", \
+            "cap_count", "requires", "effective_to". Replicas get them at their next sync.
+            """)
+
+    @OptionGroup var hub: HubOptions
+    @Option(help: ArgumentHelp("JSON file of catalogue item versions to publish.", valueName: "path")) var file: String?
+    @Flag(help: "Print machine-readable JSON.") var json = false
+
+    /// One item version of `--file`.
+    struct ItemJSON: Decodable {
+        let code: String, version: Int64, name: String, category: String, minAge: Int64, maxAge: Int64, capKind: String
+        let capAmountPence: Int64?, capCount: Int64?, period: String, requires: String?, effectiveFrom: String, effectiveTo: String?
+    }
+
+    func run() throws {
+        let items = try file.map { path -> [EntitlementCatalogue.Item] in
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw Output.fail("cannot read --file \(path)", code: "FILE_UNREADABLE", exit: .badInput)
+            }
+            do {
+                return try decoder.decode([ItemJSON].self, from: data).map { item in
+                    EntitlementCatalogue.Item(code: item.code, version: item.version, name: item.name, category: item.category,
+                                              minAge: item.minAge, maxAge: item.maxAge, capKind: item.capKind, capAmount: item.capAmountPence,
+                                              capCount: item.capCount, period: item.period, requires: item.requires,
+                                              from: item.effectiveFrom, to: item.effectiveTo)
+                }
+            } catch {
+                throw Output.fail("--file \(path) is not a JSON array of catalogue items (see --help)", code: "BAD_CATALOGUE", exit: .badInput)
+            }
+        } ?? []
+        let store = try hub.open()
+        let now = SystemWallClock().nowMillis()
+        let held = try Output.run { try store.ownDurable(EntitlementCatalogue.publisher) }
+        let changes = EntitlementCatalogue.publication(of: items, held: held, nowMillis: now)
+        if !changes.isEmpty { _ = try Output.run { try store.publish(changes, receivedAtMillis: now) } }
+        if json {
+            struct Published: Encodable { let publisher: String, changes: Int, items: Int, catalogueChanges: UInt64 }
+            try Output.json(Published(publisher: EntitlementCatalogue.publisher.hex, changes: changes.count, items: items.count,
+                                      catalogueChanges: held + UInt64(changes.count)))
+        } else {
+            Output.line("published \(changes.count) catalogue change(s) (\(items.count) new item version(s)), signed by the hub key; the catalogue now has \(held + UInt64(changes.count)) change(s)")
+        }
     }
 }

@@ -148,7 +148,7 @@ struct ResolveCommand: ParsableCommand {
 
 struct HistoryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "history", abstract: "Show who changed a record, from which replica, when it happened and when it was recorded.",
+        commandName: "history", abstract: "Show who changed a record, on which signing device, when it happened and when it was recorded.",
         discussion: "Example: caresync history goal <id> --field statement")
 
     @OptionGroup var options: ReplicaOptions
@@ -170,24 +170,26 @@ struct HistoryCommand: ParsableCommand {
         func created(_ entry: HistoryEntry) -> Bool { CausalLength.isAlive(entry.causalLength) }
         if options.json {
             struct Entry: Encodable {
-                let change: String, field: OrNull<String>, author: String, replica: String, hlc: String, happenedAt: String
+                let change: String, field: OrNull<String>, author: String, replica: String, signedBy: String, hlc: String, happenedAt: String
                 let recordedAt: String, operation: String, value: JSONField
             }
             try Output.json(entries.map { entry in
                 let (verb, value) = describe(entry.operation)
                 return Entry(change: "\(entry.change.replica.hex):\(entry.change.counter)", field: OrNull(entry.column),
-                             author: entry.author, replica: entry.change.replica.hex, hlc: entry.timestamp.description,
+                             author: entry.author, replica: entry.change.replica.hex,
+                             signedBy: "\(entry.author) on replica \(entry.change.replica.short)", hlc: entry.timestamp.description,
                              happenedAt: Output.iso(entry.timestamp), recordedAt: Output.iso(UInt64(max(0, entry.recordedAtMillis))),
                              operation: entry.column == nil ? (created(entry) ? "create" : "delete") : verb,
                              value: JSONField(entry.column == nil ? .null : value))
             })
             return
         }
-        Output.table(["HAPPENED (HLC)", "RECORDED HERE", "REPLICA", "AUTHOR", "FIELD", "CHANGE"], entries.map { entry in
+        // The author is a claim of the device that signed the change (its origin): shown together.
+        Output.table(["HAPPENED (HLC)", "RECORDED HERE", "AUTHOR ON SIGNING DEVICE", "FIELD", "CHANGE"], entries.map { entry in
             let (verb, value) = describe(entry.operation)
             let change = entry.column == nil ? (created(entry) ? "created" : "deleted") : "\(verb) \(Output.cell(value, width: 40))"
-            return [Output.iso(entry.timestamp), Output.iso(UInt64(max(0, entry.recordedAtMillis))), entry.change.replica.short,
-                    entry.author, entry.column ?? "(record)", change]
+            return [Output.iso(entry.timestamp), Output.iso(UInt64(max(0, entry.recordedAtMillis))),
+                    "\(entry.author) on replica \(entry.change.replica.short)", entry.column ?? "(record)", change]
         })
     }
 }
@@ -202,11 +204,16 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         let replica = try options.open(.readOnly)
         let status = try Output.run { try replica.store.status() }
+        let identityPrivate = try Output.run { try replica.store.identityIsPrivate() }
+        let databasePrivate = try Output.run { try IdentityFile.isPrivate(options.path) }
+        let warnings = FilePrivacy.warnings(identity: replica.store.identityPath, identityPrivate: identityPrivate,
+                                            database: options.path, databasePrivate: databasePrivate)
         if options.json {
             struct Peer: Encodable { let replicaID: String, changesNotSeen: UInt64, updatedAt: String }
             struct Status: Encodable {
                 let replicaID: String, name: String, schemaVersion: Int, localChanges: UInt64, totalChanges: Int
                 let keptUnknownChanges: Int, openConflicts: Int, records: [String: Int], peers: [Peer]
+                let identityFile: String, identityPresent: Bool, identityPrivate: OrNull<Bool>, databasePrivate: Bool, warnings: [String]
             }
             try Output.json(Status(
                 replicaID: status.replicaID.hex, name: status.name, schemaVersion: status.schemaVersion,
@@ -214,7 +221,9 @@ struct StatusCommand: ParsableCommand {
                 keptUnknownChanges: status.parkedChanges, openConflicts: status.openConflicts,
                 records: Dictionary(uniqueKeysWithValues: status.rowCounts.map { ($0.table, $0.rows) }),
                 peers: status.peers.map { Peer(replicaID: $0.replicaID.hex, changesNotSeen: $0.changesNotSeen,
-                                               updatedAt: Output.iso(UInt64(max(0, $0.updatedAtMillis)))) }))
+                                               updatedAt: Output.iso(UInt64(max(0, $0.updatedAtMillis)))) },
+                identityFile: replica.store.identityPath, identityPresent: identityPrivate != nil, identityPrivate: OrNull(identityPrivate),
+                databasePrivate: databasePrivate, warnings: warnings))
             return
         }
         Output.line("replica        \(status.replicaID.hex) (\(status.name))")
@@ -226,6 +235,8 @@ struct StatusCommand: ParsableCommand {
         for peer in status.peers {
             Output.line("peer           \(peer.replicaID.short): \(peer.changesNotSeen) change(s) not yet seen (as of \(Output.iso(UInt64(max(0, peer.updatedAtMillis)))))")
         }
+        Output.line("identity       \(replica.store.identityPath)\(identityPrivate == nil ? " (missing)" : "")")
+        for warning in warnings { Output.line("warning: \(warning)") }
     }
 }
 
@@ -244,6 +255,7 @@ struct ExportCommand: AsyncParsableCommand {
 
     func run() async throws {
         let replica = try options.open(.readOnly)
+        _ = try DeviceKeyCheck.require(replica.store, for: "export")
         var peerID: ReplicaID?
         if let peer {
             guard let id = ReplicaID(hex: peer) else { throw ValidationError("--for needs a 32-hex-digit replica id") }
@@ -297,5 +309,25 @@ struct CandidateJSON: Encodable {
         at = Output.iso(candidate.timestamp)
         change = candidate.change.map { "\($0.replica.hex):\($0.counter)" }
         recordID = candidate.recordID
+    }
+}
+
+/// The warnings `status` gives about files that hold secrets or records (Protocol/identity.md:
+/// readable by their owner only).
+enum FilePrivacy {
+    static func warnings(identity: String, identityPrivate: Bool?, database: String, databasePrivate: Bool) -> [String] {
+        var warnings: [String] = []
+        switch identityPrivate {
+        case nil: warnings.append("the identity file \(identity) is missing: this replica cannot sign, so it cannot sync or export")
+        case false?: warnings.append(readable(identity, "the device key"))
+        case true?: break
+        }
+        if !databasePrivate { warnings.append(readable(database, "the records")) }
+        return warnings
+    }
+
+    /// The warning for a file that group or others can read.
+    static func readable(_ path: String, _ what: String) -> String {
+        "\(path) can be read by group or others, and it holds \(what): run `chmod 600 \(path)`"
     }
 }

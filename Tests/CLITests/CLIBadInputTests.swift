@@ -109,6 +109,7 @@ extension CLITests {
     func resolveClearedCandidate() throws {
         let person = try addPerson(["date_of_death=2025-01-01"])
         #expect(try run(["init", "\(directory)/b.db"]).status == 0)
+        try enrol(["a.db", "b.db"])
         #expect(try run(["export", "\(directory)/a.bundle"]).status == 0)
         #expect(try run(["import", "\(directory)/a.bundle"], replica: "b.db").status == 0)
         #expect(try run(["edit", "young_person", person, "date_of_death=2025-02-01", "legal_given_name=X"]).status == 0)
@@ -155,24 +156,10 @@ extension CLITests {
     @Test("a sync to a closed port fails at once with 'refused', exit 5, and keeps the stored hub address")
     func refusedSync() throws {
         _ = try addPerson()
-        let hub = Process()
-        hub.executableURL = Self.binary
-        hub.arguments = ["hub", "serve", "--db", "\(directory)/hub.db", "--port", "0"]
-        let output = Pipe()
-        hub.standardOutput = output
-        hub.standardError = FileHandle.nullDevice
         let token = try run(["hub", "enroll", "--db", "\(directory)/hub.db", "--team", "T"]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        try hub.run()
+        let (hub, address) = try serveHub("hub.db")
         defer { hub.terminate(); hub.waitUntilExit() }
-        var announced = ""
-        while !announced.contains("\n") {
-            let data = output.fileHandleForReading.availableData
-            if data.isEmpty { break }
-            announced += String(decoding: data, as: UTF8.self)
-        }
-        let address = try #require(announced.components(separatedBy: "listening on ").last?
-            .trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(try run(["sync", "--hub", address, "--token", token]).status == 0)
 
         let other = "127.0.0.1:\(try Self.closedPort())"
@@ -182,7 +169,11 @@ extension CLITests {
         #expect(refused.status == 5)
         #expect(refused.stderr.contains("refused") && refused.stderr.contains(other), "\(refused.stderr)")
         #expect(seconds < 2, "reported in \(seconds) s, not after retries")
-        let unknownHost = try run(["sync", "--hub", "no-such-host.invalid:7700"])
+        // Beyond loopback only with TLS: refused before any connection without --hub-ca.
+        let plain = try run(["sync", "--hub", "no-such-host.invalid:7700"])
+        #expect(plain.status == 64 && plain.stderr.contains("[TLS_REQUIRED]"), "\(plain.stderr)")
+        #expect(try run(["hub", "init-tls", "--out", "\(directory)/tls", "--host", "localhost"]).status == 0)
+        let unknownHost = try run(["sync", "--hub", "no-such-host.invalid:7700", "--hub-ca", "\(directory)/tls/hub-cert.pem"])
         #expect(unknownHost.status == 5 && unknownHost.stderr.contains("not found"), "\(unknownHost.stderr)")
 
         // The stored address is still the hub's: a plain `caresync sync` reaches it.

@@ -177,6 +177,7 @@ extension CLITests {
         #expect(try run(["init", "\(directory)/a.db"]).status == 0)
         #expect(try run(["add", "reminder", "text=\(Self.storedMarker)"]).status == 0)
         #expect(try run(["init", "\(directory)/b.db"]).status == 0)
+        try enrol(["a.db", "b.db"])
         #expect(try run(["hub", "enroll", "--db", "\(directory)/hub.db", "--team", "T"]).status == 0)
         try FileManager.default.createDirectory(atPath: "\(directory)/sub", withIntermediateDirectories: true)
         #expect(mkfifo("\(directory)/fifo", 0o600) == 0)

@@ -141,6 +141,7 @@ struct CLITests {
     func roundTrip() throws {
         #expect(try run(["init", "\(directory)/a.db", "--name", "A"]).status == 0)
         #expect(try run(["init", "\(directory)/b.db", "--name", "B"]).status == 0)
+        try enrol(["a.db", "b.db"])
         let person = try run(["add", "young_person", "legal_given_name=MARKER-GIVEN", "legal_family_name=MARKER-FAMILY",
                               "date_of_birth=2007-03-14", "--json"])
         let personID = try #require((try json(person.stdout) as? [String: Any])?["id"] as? String)

@@ -64,6 +64,7 @@ extension CLITests {
                 "operation" : "set",
                 "recorded_at" : "<recorded_at>",
                 "replica" : "\(replica)",
+                "signed_by" : "alex on replica \(replica.prefix(8))",
                 "value" : "\(value)"
               }
             """
@@ -81,12 +82,17 @@ extension CLITests {
                 "operation" : "create",
                 "recorded_at" : "<recorded_at>",
                 "replica" : "\(replica)",
+                "signed_by" : "alex on replica \(replica.prefix(8))",
                 "value" : null
               },
             """), "the record's own entry has null field and value")
 
         #expect(try run(["status", "--json"]).stdout == """
             {
+              "database_private" : true,
+              "identity_file" : "\(directory)/a.db.identity",
+              "identity_present" : true,
+              "identity_private" : true,
               "kept_unknown_changes" : 0,
               "local_changes" : 2,
               "name" : "A",
@@ -111,7 +117,10 @@ extension CLITests {
               },
               "replica_id" : "\(replica)",
               "schema_version" : 1,
-              "total_changes" : 121
+              "total_changes" : 121,
+              "warnings" : [
+
+              ]
             }
 
             """)

@@ -3,6 +3,7 @@ import Foundation
 import SyncCore
 import SyncEngine
 import SyncStore
+import SyncTesting
 import Testing
 
 /// A wall clock fixed at a chosen instant, moved by the test.
@@ -24,8 +25,18 @@ struct Team {
 
     init() { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
 
+    /// The team's hub key: replicas made here are enrolled under it, as a hub enrols them, so
+    /// their bundles verify at each other (each pins it and holds its own certificate).
+    static let hubKey = TestSigner.key(ReplicaID(high: 0x7EA, low: 0x4B))
+
     func replica(_ name: String) throws -> CareReplica {
-        try CareReplica.create(at: "\(directory)/\(name).db", name: name, wallClock: clock, random: .system)
+        let replica = try CareReplica.create(at: "\(directory)/\(name).db", name: name, wallClock: clock, random: .system)
+        let store = replica.store
+        guard let key = store.signingKey else { throw StoreError(.identityMissing, "a new replica has its identity file") }
+        try store.pinHubKey(Self.hubKey.publicKey)
+        try store.saveCertificate(Self.hubKey.certificate(replica: store.replicaID, publicKey: key.publicKey, team: "T",
+                                                          issuedAtMillis: scenarioStart, attestedThrough: 0))
+        return replica
     }
 
     /// Sends everything `from` has that `to` lacks, as a bundle through bytes.
