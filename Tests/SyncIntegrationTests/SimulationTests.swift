@@ -72,6 +72,11 @@ extension Integration {
             let skewRefusals = reports.reduce(0) { $0 + $1.clockSkewRefusals }
             let hubJumps = reports.reduce(0) { $0 + $1.hubClockJumps }
             let withoutCuts = reports.filter { $0.faults.cutWeight == 0 }.count
+            let keylessCopies = reports.reduce(0) { $0 + $1.keylessCopies }
+            let reenrolments = reports.reduce(0) { $0 + $1.reenrolments }
+            let equivocations = reports.reduce(0) { $0 + $1.equivocations }
+            let hubRestores = reports.reduce(0) { $0 + $1.hubRestores }
+            let renewed = reports.reduce(0) { $0 + $1.renewedIncarnations }
             // The faults and the work must actually have happened, or the run proves nothing.
             #expect(reports.count == perShard)
             #expect(edits > perShard * 20)
@@ -88,7 +93,12 @@ extension Integration {
             #expect(withoutCuts > 0 && withoutCuts < reports.count, "the seeds' fault mixes differ")
             #expect(skewRefusals > 0, "the hub's drifting clock refuses some pushes for clock skew")
             #expect(hubJumps > 0, "the hub's clock jumps")
-            print("SimulationTests shard \(shard): \(reports.count) seeds (\(withoutCuts) without cuts), \(edits) edits, \(syncs) completed syncs (\(underFaults) under faults), \(cuts) cuts, \(restarts) restarts, \(restores) restores, \(clones) clones, \(recovered) own changes recovered, \(forks) forks, \(skewRefusals) clock-skew refusals, \(hubJumps) hub clock jumps")
+            // The identity faults (Protocol/identity.md): copies without the identity file re-enrol,
+            // equivocating replicas are refused, and a restored hub makes a new incarnation.
+            #expect(keylessCopies > 0 && reenrolments > 0, "copies made without their identity file re-enrol as new devices")
+            #expect(equivocations > 0, "replicas equivocate, and are refused")
+            #expect(hubRestores > 0 && renewed > 0, "the hub is restored from a backup older than its log, with a new incarnation")
+            print("SimulationTests shard \(shard): \(reports.count) seeds (\(withoutCuts) without cuts), \(edits) edits, \(syncs) completed syncs (\(underFaults) under faults), \(cuts) cuts, \(restarts) restarts, \(restores) restores, \(clones) clones, \(recovered) own changes recovered, \(forks) forks, \(skewRefusals) clock-skew refusals, \(hubJumps) hub clock jumps, \(keylessCopies) copies without identity (\(reenrolments) re-enrolled), \(equivocations) equivocations refused, \(hubRestores) hub restores (\(renewed) new incarnations)")
         }
 
         @Test("fault options: each seed draws its own mix, some with a fault off; the printed form parses back")
@@ -97,11 +107,14 @@ extension Integration {
             #expect(FaultOptions.drawn(seed: 7) == FaultOptions.drawn(seed: 7), "a seed's mix is the same each time")
             #expect(Set(mixes.map(\.description)).count == mixes.count, "no two of 200 seeds draw the same mix")
             for off in [\FaultOptions.cutWeight, \.partitionWeight, \.hubRestartWeight, \.replicaRestartWeight, \.backupWeight,
-                        \.hubClockJumpPerMille] {
+                        \.hubClockJumpPerMille, \.keylessCopyWeight, \.equivocateWeight] {
                 let count = mixes.filter { $0[keyPath: off] == 0 }.count
                 #expect(count > 20 && count < 120, "\(off) is off in some seeds' mixes and on in others (\(count) of 200 off)")
             }
             #expect(mixes.contains { $0.hubClockBoundMillis > 300_000 }, "some hub clocks may run beyond the skew bound")
+            let hubRestores = mixes.filter { $0.hubRestoreWeight > 0 }
+            #expect(hubRestores.count > 20 && hubRestores.count < 180, "hub restores are on in some mixes (\(hubRestores.count) of 200)")
+            #expect(hubRestores.allSatisfy { $0.restoreWeight == 0 }, "never with replica restores, which together could lose a write everywhere")
             for options in mixes.prefix(20) {
                 #expect(FaultOptions(parsing: options.description) == options)
             }
