@@ -25,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         // Shrinking for the merge-law property tests (test targets only).
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        // TLS 1.3 between replicas and the hub (SyncHub, SyncClient) and the certificates they present.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
     ],
     targets: [
         // Pure merge algebra: stdlib only, no Foundation.
@@ -59,6 +62,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             // Transactional file creation for bundle files (DurableFile).
             .product(name: "_NIOFileSystem", package: "swift-nio"),
+            // TLS 1.3 with mutual authentication, and the certificates it presents.
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Async shell for the hub: NIO listener, connection cap, deadlines, graceful shutdown.
         .target(name: "SyncHub", dependencies: [
@@ -68,6 +75,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            // TLS 1.3 with mutual authentication, and the certificates it presents.
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // The domain: care records, their merge policies and invariants.
         .target(name: "CareRecords", dependencies: [
@@ -91,6 +102,8 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            // Curve25519 device keys for the TLS client certificate.
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Release-build benchmark with same-run plain-SQLite baselines, C API and GRDB (not a test).
         .executableTarget(name: "caresync-bench", dependencies: [
@@ -125,6 +138,9 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "TidyTests"),
         // Replays every committed fuzz input (Tests/Fuzz/corpus) through the fuzzers' entry points.

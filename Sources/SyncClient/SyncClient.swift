@@ -3,6 +3,7 @@ import Foundation  // ECONNREFUSED
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SyncCore
 import SyncEngine
 import SyncStore
@@ -127,16 +128,20 @@ public enum SyncClient {
     ///   - enrolmentToken: A one-time token from the hub operator, for the first sync (or to enrol
     ///     again); nil to use the device secret stored by an earlier welcome.
     ///   - configuration: The hello's app version, batch sizes and deadlines.
+    ///   - tls: TLS 1.3 to the hub, with the pinned hub certificate and this device's client
+    ///     certificate; nil connects in plaintext (a hub serves that on loopback only).
     ///   - retry: Attempts, backoff, and the randomness and clock it uses.
     ///   - logger: Ids, codes and counts only.
     ///   - progress: Called as frames go out and come in.
     /// - Returns: What the sync did, over every attempt.
     /// - Throws: `HubUnreachable` at once when nothing listens at the address or the host is
-    ///   unknown; `SyncFailure` when a failure is not retryable or the attempts ran out;
-    ///   `StoreError` when the replica cannot be read.
+    ///   unknown; `SyncFailure` when a failure is not retryable or the attempts ran out (a TLS
+    ///   certificate refused either way is not retried); `StoreError` when the replica cannot be read.
     public static func sync(store: ReplicaStore, host: String, port: Int, enrolmentToken: String?,
-                            configuration: ClientConfiguration = ClientConfiguration(), retry: RetryPolicy = RetryPolicy(),
+                            configuration: ClientConfiguration = ClientConfiguration(), tls: ClientTLSConfiguration? = nil,
+                            retry: RetryPolicy = RetryPolicy(),
                             logger: Logger, progress: @escaping @Sendable (SyncProgress) -> Void = { _ in }) async throws -> SyncReport {
+        let tlsContext = try tls.map(ClientTLS.context)
         // The address is saved by the session with the hub's id, only once that hub has welcomed
         // this replica: a failed sync to a mistyped address leaves the stored one as it was.
         let address = "\(host):\(port)"
@@ -158,8 +163,9 @@ public enum SyncClient {
                 throw SyncFailure(.authenticationFailed, "this replica is not enrolled: it has no credential for a hub and no enrolment token was given")
             }
             var session = ClientSession(store: store, credential: credential, configuration: configuration, hubAddress: address)
+            var tlsFailure: SyncFailure?
             do {
-                try await run(&session, host: host, port: port, maxBody: configuration.maxFrameBody,
+                try await run(&session, host: host, port: port, tls: tlsContext, maxBody: configuration.maxFrameBody,
                               compressionThreshold: configuration.compressionThreshold, sessionNanos: &sessionNanos) { sent, received, current in
                     reachedHub = true
                     bytesSent += sent
@@ -172,6 +178,7 @@ public enum SyncClient {
                 // address or a hub that is down, which retrying for seconds does not fix. Once a
                 // session got through, a refusal is a hub restarting and is retried as usual.
                 if !reachedHub, let unreachable = HubUnreachable(error, host: host, port: port) { throw unreachable }
+                tlsFailure = ClientTLS.failure(error)
                 session.connectionLost("connection to \(host):\(port) failed or broke: \(type(of: error))")
             }
             total.merge(session.summary)
@@ -180,7 +187,7 @@ public enum SyncClient {
                 return .success(SyncReport(summary: total, bytesSent: bytesSent, bytesReceived: bytesReceived, attempts: attempt,
                                            durationSeconds: seconds, sessionSeconds: Double(sessionNanos) / 1e9))
             }
-            let failure = session.failure ?? SyncFailure(.timeout, "the sync stopped before it finished")
+            let failure = tlsFailure ?? session.failure ?? SyncFailure(.timeout, "the sync stopped before it finished")
             try? store.recordSyncOutcome(error: failure.code.name)
             return .failure(failure)
         }
@@ -188,14 +195,36 @@ public enum SyncClient {
 
     /// One connection: hello, then frames in and out until the session finishes. The session's
     /// deadlines (handshake, request, frame) run on the channel's event loop.
-    static func run(_ session: inout ClientSession, host: String, port: Int, maxBody: Int, compressionThreshold: Int?,
+    static func run(_ session: inout ClientSession, host: String, port: Int, tls: NIOSSLContext?, maxBody: Int, compressionThreshold: Int?,
                     sessionNanos: inout UInt64, traffic: (Int, Int, SyncSummary) -> Void) async throws {
+        // The TLS handler's error, whichever way it reaches this loop first (a failed write, the
+        // inbound stream's end): a refused certificate must be reported as such, not as a lost
+        // connection that is retried.
+        let tlsError = TLSErrorCapture()
+        do {
+            try await connect(&session, host: host, port: port, tls: tls, tlsError: tlsError, maxBody: maxBody,
+                          compressionThreshold: compressionThreshold, sessionNanos: &sessionNanos, traffic: traffic)
+        } catch {
+            if let refused = tlsError.error, ClientTLS.failure(refused) != nil { throw refused }
+            throw error
+        }
+        if let refused = tlsError.error, ClientTLS.failure(refused) != nil { throw refused }
+    }
+
+    private static func connect(_ session: inout ClientSession, host: String, port: Int, tls: NIOSSLContext?, tlsError: TLSErrorCapture,
+                            maxBody: Int, compressionThreshold: Int?,
+                            sessionNanos: inout UInt64, traffic: (Int, Int, SyncSummary) -> Void) async throws {
         let opened = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(10))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
+                    // Before the frame handlers: every frame is inside TLS.
+                    if let tls {
+                        try pipeline.addHandler(try ClientTLS.handler(tls, host: host))
+                        try pipeline.addHandler(tlsError)
+                    }
                     let events = SessionEvents<SessionTimer>(eventLoop: channel.eventLoop)
                     // Lowered to the welcome's max_frame_body once it arrives.
                     let limit = FrameLimit(maxBody, eventLoop: channel.eventLoop)
@@ -240,6 +269,9 @@ public enum SyncClient {
                         }
                     case let .ended(error as WireError):
                         pending = session.protocolError(error)
+                    case let .ended(error?) where ClientTLS.failure(error) != nil:
+                        // A certificate refused, by either side: the caller reports it, not retried.
+                        throw error
                     case .ended:
                         session.connectionLost("the hub closed the connection")
                         return

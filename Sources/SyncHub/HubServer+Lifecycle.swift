@@ -3,8 +3,9 @@ import ServiceLifecycle
 import SyncStore
 import SyncWire
 
-/// A lifecycle call the hub's state does not allow: a second `run()`, or `run()` once shutdown
-/// has begun. The hub is not changed by it.
+/// A lifecycle call the hub's state does not allow (a second `run()`, or `run()` once shutdown
+/// has begun), or a configuration it refuses to start with (off loopback without TLS, a
+/// certificate or key it cannot read). The hub is not changed by it.
 public struct HubServerError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A stable code, e.g. `ALREADY_RUNNING`; match on the static members, show `name`.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -12,6 +13,9 @@ public struct HubServerError: Error, Equatable, Sendable, CustomStringConvertibl
             case alreadyRunning = "ALREADY_RUNNING"
             case shuttingDown = "SHUTTING_DOWN"
             case shutDown = "SHUT_DOWN"
+            case tlsRequired = "TLS_REQUIRED"
+            case tlsUnreadable = "TLS_UNREADABLE"
+            case tlsWriteFailed = "TLS_WRITE_FAILED"
         }
 
         private let kind: Kind
@@ -24,6 +28,14 @@ public struct HubServerError: Error, Equatable, Sendable, CustomStringConvertibl
         /// `run()` after the hub shut down (or was shut down before it started); also what
         /// `listeningPort()` throws when the hub stopped without listening.
         public static let shutDown = Code(.shutDown)
+        /// `run()` with a host that is not loopback and no TLS configuration: the hub never
+        /// listens in plaintext beyond loopback.
+        public static let tlsRequired = Code(.tlsRequired)
+        /// The TLS certificate or private key could not be read or used (`path` says which).
+        public static let tlsUnreadable = Code(.tlsUnreadable)
+        /// A new certificate or key file could not be created (it exists already, or the
+        /// directory is not writable); `path` says which.
+        public static let tlsWriteFailed = Code(.tlsWriteFailed)
 
         /// The code as shown to people and scripts, e.g. `SHUT_DOWN`.
         public var name: String { kind.rawValue }
@@ -33,12 +45,34 @@ public struct HubServerError: Error, Equatable, Sendable, CustomStringConvertibl
 
     /// Which call was refused, and why.
     public let code: Code
+    /// The host the hub was to listen on (`TLS_REQUIRED`).
+    public let host: String?
+    /// The file that could not be used (`TLS_UNREADABLE`).
+    public let path: String?
+    /// The TLS library's error underneath, when there was one. Not part of equality.
+    public let cause: (any Error)?
 
-    init(code: Code) { self.code = code }
+    package init(code: Code, host: String? = nil, path: String? = nil, cause: (any Error)? = nil) {
+        self.code = code
+        self.host = host
+        self.path = path
+        self.cause = cause
+    }
 
-    /// One line for a person, without record contents.
+    /// Equal when what a caller acts on is equal; `cause` is not compared.
+    public static func == (lhs: HubServerError, rhs: HubServerError) -> Bool {
+        lhs.code == rhs.code && lhs.host == rhs.host && lhs.path == rhs.path
+    }
+
+    /// One line for a person, without record contents (nor key material).
     public var description: String {
         switch code {
+        case .tlsRequired:
+            "\(code.name): refusing to listen on \(host ?? "?") without TLS: beyond loopback the hub needs its TLS certificate and private key"
+        case .tlsUnreadable:
+            "\(code.name): cannot use the TLS certificate or key at \(path ?? "?")\(cause.map { " (\($0))" } ?? "")"
+        case .tlsWriteFailed:
+            "\(code.name): cannot create \(path ?? "?")\(cause.map { " (\($0))" } ?? ""); an existing file is never replaced"
         case .alreadyRunning: "\(code.name): the hub is already running; a HubServer runs once"
         case .shuttingDown: "\(code.name): the hub is shutting down; make a new HubServer to serve again"
         default: "\(code.name): the hub has shut down; make a new HubServer to serve again"
@@ -78,7 +112,7 @@ extension HubServer {
         }
         let server: Listener
         do {
-            server = try await bind()
+            server = try await bind(tls: try transport())
         } catch {
             await finish()
             throw error
@@ -93,7 +127,8 @@ extension HubServer {
         let port = server.channel.localAddress?.port ?? configuration.port
         bound.withLockedValue { $0 = port }
         logger.info("hub listening", metadata: ["address": "\(configuration.host):\(server.channel.localAddress?.port ?? 0)",
-                                                "hub": "\(store.hubID.short)"])
+                                                "hub": "\(store.hubID.short)",
+                                                "transport": "\(configuration.tls == nil ? "plaintext: loopback only" : "TLS 1.3, client certificates required")"])
         await onServerRunning(port)
         resumeListeningWaiters(.success(port))
         let revocations = Task { await self.pollRevocations() }

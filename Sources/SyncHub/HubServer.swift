@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import SyncCore
 import SyncEngine
@@ -18,8 +19,11 @@ import SyncWire
 /// configuration.maxConnections = 512
 /// ```
 public struct HubServerConfiguration: Sendable {
-    /// The address to listen on.
+    /// The address to listen on. Beyond loopback (127.0.0.0/8, ::1, localhost) `tls` is required.
     public var host = "127.0.0.1"
+    /// TLS 1.3 with client certificates required; nil serves plaintext, which only a loopback
+    /// `host` may (`run()` throws `TLS_REQUIRED` otherwise).
+    public var tls: HubTLSConfiguration?
     /// 0 picks a free port (tests); `HubServer.listeningPort()` tells which.
     public var port = 7700
     /// Connections served at once; more are refused with `BUSY`.
@@ -161,13 +165,28 @@ public actor HubServer: Service {
     /// Connections currently open.
     public nonisolated var activeConnections: Int { registry.count }
 
-    /// The listening channel: each accepted connection with its frame limit and its session's events.
-    typealias Listener = NIOAsyncChannel<(NIOAsyncChannel<Frame, Frame>, FrameLimit, SessionEvents<SessionTimer>), Never>
+    /// One accepted connection: its channel, frame limit, session events and the key of the
+    /// client certificate its TLS handshake verified.
+    typealias Accepted = (NIOAsyncChannel<Frame, Frame>, FrameLimit, SessionEvents<SessionTimer>, PeerCertificateKey)
+    /// The listening channel: each accepted connection.
+    typealias Listener = NIOAsyncChannel<Accepted, Never>
 
-    /// The listening channel, with each connection's pipeline: deadlines, the frame decoder,
-    /// admission, the frame encoder and back-pressure.
-    nonisolated func bind() async throws -> Listener {
+    /// Whether the hub may serve as configured, and the TLS context if it serves TLS: a host
+    /// beyond loopback without TLS is refused before anything listens.
+    nonisolated func transport() throws(HubServerError) -> NIOSSLContext? {
+        guard let tls = configuration.tls else {
+            guard HubTLS.isLoopback(configuration.host) else { throw HubServerError(code: .tlsRequired, host: configuration.host) }
+            return nil
+        }
+        return try HubTLS.serverContext(tls)
+    }
+
+    /// The listening channel, with each connection's pipeline: TLS (when configured), deadlines,
+    /// the frame decoder, admission, the frame encoder and back-pressure.
+    nonisolated func bind(tls: NIOSSLContext?) async throws -> Listener {
         let configuration = self.configuration
+        let wallClock = self.wallClock
+        let logger = self.logger
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -175,6 +194,16 @@ public actor HubServer: Service {
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
+                    let peer = PeerCertificateKey()
+                    if let tls {
+                        // Before the frame handlers: every frame is inside TLS. The handshake is
+                        // bounded by the session's handshake deadline, which runs from admission.
+                        try pipeline.addHandler(NIOSSLServerHandler(
+                            context: tls,
+                            customVerificationCallback: HubTLS.clientCertificateVerifier(wallClock: wallClock, peer: peer) { problem in
+                                logger.notice("client certificate refused", metadata: ["problem": "\(problem)"])
+                            }))
+                    }
                     // The session's deadlines run on this loop.
                     let events = SessionEvents<SessionTimer>(eventLoop: channel.eventLoop)
                     // The session lowers the limit to the negotiated one at the welcome.
@@ -189,7 +218,7 @@ public actor HubServer: Service {
                     // session falls behind, instead of buffering without bound.
                     return (try NIOAsyncChannel<Frame, Frame>(
                         wrappingChannelSynchronously: channel,
-                        configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))), limit, events)
+                        configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))), limit, events, peer)
                 }
             }
     }
@@ -198,10 +227,11 @@ public actor HubServer: Service {
     nonisolated func accept(_ server: Listener) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { connections in
-                for try await (connection, limit, events) in connections {
+                for try await accepted in connections {
+                    let connection = accepted.0
                     switch self.entry(connection.channel) {
                     case let .admitted(id, handshakeMillis):
-                        group.addTask { await self.serve(connection, limit: limit, events: events, id: id, handshakeMillis: handshakeMillis) }
+                        group.addTask { await self.serve(accepted, id: id, handshakeMillis: handshakeMillis) }
                     case .busy:
                         group.addTask { await self.refuseBusy(connection) }
                     }
@@ -217,8 +247,8 @@ public actor HubServer: Service {
     }
 
     /// Runs one session to its end. Every exit path closes the connection.
-    private nonisolated func serve(_ connection: NIOAsyncChannel<Frame, Frame>, limit: FrameLimit, events: SessionEvents<SessionTimer>,
-                       id: AdmissionControl.ConnectionID, handshakeMillis: UInt64) async {
+    private nonisolated func serve(_ accepted: Accepted, id: AdmissionControl.ConnectionID, handshakeMillis: UInt64) async {
+        let (connection, limit, events, peer) = accepted
         defer { registry.forget(id) }
         var sessionConfiguration = configuration.session
         sessionConfiguration.idleMillis = Self.millis(configuration.idle)
@@ -227,7 +257,7 @@ public actor HubServer: Service {
                                               codec: MessageCodec(maxBody: configuration.session.maxFrameBody,
                                                                   compressionThreshold: configuration.compressionThreshold),
                                               id: id, source: connection.channel.remoteAddress?.ipAddress ?? "unknown",
-                                              channel: connection.channel)
+                                              channel: connection.channel, peer: peer)
         do {
             try await connection.executeThenClose { inbound, outbound in
                 // Frames are handed over one at a time: while the session waits for storage, reading
@@ -250,6 +280,9 @@ public actor HubServer: Service {
         let id: AdmissionControl.ConnectionID
         let source: String
         let channel: any Channel
+        /// The key of the client certificate the TLS handshake verified (nil in plaintext): the
+        /// session layer requires it to equal the hello's device key (Protocol/identity.md).
+        let peer: PeerCertificateKey
         /// The frame being handled, for the admission bookkeeping on its answer.
         var handling: Message?
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CareRecords
+import Crypto
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -17,6 +18,7 @@ struct SyncCommand: AsyncParsableCommand {
             Examples:
               caresync sync --hub 127.0.0.1:7700 --token cse1-…
               caresync sync
+              caresync sync --hub hub.example.org:7700 --hub-ca hub-cert.pem
             The first sync enrols the replica, with a one-time token from the hub operator; later ones \
             need no options. An interrupted sync resumes from the last acknowledged batch. Transient failures are retried \
             with backoff. Prints a summary (--json for scripts); a progress line on a terminal.
@@ -26,6 +28,8 @@ struct SyncCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Hub address host:port (default: the last one used by this replica).", valueName: "host:port"))
     var hub: String?
     @Option(help: "One-time enrolment token from the hub operator (first sync only).") var token: String?
+    @Option(help: ArgumentHelp("The hub's TLS certificate (or its CA's), PEM, pinned as the only trust root: connects with TLS 1.3 and this device's client certificate. Give it at every sync with a TLS hub.", valueName: "path"))
+    var hubCa: String?
     @Option(help: "Attempts before giving up on transient failures.") var attempts = 5
     @Flag(help: "No progress line, even on a terminal.") var quiet = false
 
@@ -36,10 +40,21 @@ struct SyncCommand: AsyncParsableCommand {
         let (host, port) = try HubAddress.parse(address)
         let showProgress = !quiet && !options.json && isatty(STDERR_FILENO) != 0
         let logger = Logger(label: "caresync.sync")
+        let tls = try hubCa.map { path in
+            guard let roots = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw Output.fail("cannot read --hub-ca \(path)", code: "TLS_UNREADABLE", exit: .badInput)
+            }
+            // The device's client certificate is made from its device key. Until the replica's
+            // identity file holds one (Protocol/identity.md), a key made for this sync stands in.
+            return try Output.run {
+                try ClientTLSConfiguration.device(trustRootsPEM: roots, deviceKey: Curve25519.Signing.PrivateKey(),
+                                                  replica: replica.store.replicaID, nowMillis: SystemWallClock().nowMillis())
+            }
+        }
         do {
             let report = try await SyncClient.sync(
                 store: replica.store, host: host, port: port, enrolmentToken: token,
-                configuration: ClientConfiguration(appVersion: "caresync/0.2"), retry: RetryPolicy(attempts: max(1, attempts)),
+                configuration: ClientConfiguration(appVersion: "caresync/0.2"), tls: tls, retry: RetryPolicy(attempts: max(1, attempts)),
                 logger: logger
             ) { progress in
                 guard showProgress else { return }
@@ -110,10 +125,11 @@ struct HubCommand: ParsableCommand {
         commandName: "hub", abstract: "Run and operate the hub: serve, enrol replicas, see their health, revoke.",
         discussion: """
             Examples:
-              caresync hub serve --db hub.db --host 0.0.0.0 --port 7700
+              caresync hub init-tls --out tls --host hub.example.org --host 10.0.0.5
+              caresync hub serve --host 0.0.0.0 --tls-cert tls/hub-cert.pem --tls-key tls/hub-key.pem
               caresync hub enroll --db hub.db --team PERM-THROUGHCARE
             """,
-        subcommands: [HubServeCommand.self, HubEnrollCommand.self, HubReplicasCommand.self, HubEquivocationsCommand.self,
+        subcommands: [HubInitTLSCommand.self, HubServeCommand.self, HubStatusCommand.self, HubEnrollCommand.self, HubReplicasCommand.self, HubEquivocationsCommand.self,
                       HubRevokeCommand.self])
 }
 
@@ -134,10 +150,20 @@ struct HubOptions: ParsableArguments {
 struct HubServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve", abstract: "Serve replicas over TCP until SIGTERM or SIGINT (graceful shutdown).",
-        discussion: "Example: caresync hub serve --db hub.db --host 127.0.0.1 --port 7700")
+        discussion: """
+            Examples:
+              caresync hub serve --db hub.db --host 127.0.0.1 --port 7700
+              caresync hub serve --host 0.0.0.0 --tls-cert tls/hub-cert.pem --tls-key tls/hub-key.pem
+            Beyond loopback (127.0.0.0/8, ::1, localhost) the hub serves only TLS 1.3 with client \
+            certificates, and refuses to start without --tls-cert and --tls-key (make them with \
+            `caresync hub init-tls`). On loopback without them it serves plaintext and says so.
+            """)
 
     @OptionGroup var hub: HubOptions
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: ArgumentHelp("The hub's TLS certificate, PEM (from `caresync hub init-tls` or an operator CA).", valueName: "path"))
+    var tlsCert: String?
+    @Option(help: ArgumentHelp("The TLS certificate's private key, PEM.", valueName: "path")) var tlsKey: String?
     @Option(help: "TCP port (0 picks a free one and prints it).") var port = 7700
     @Option(help: "Most connections served at once; more are refused with BUSY.") var maxConnections = 256
     @Flag(help: "Log each session (ids and counts only).") var verbose = false
@@ -146,6 +172,7 @@ struct HubServeCommand: AsyncParsableCommand {
         // NIO would take a port above 65535 modulo 2^16 and listen somewhere unexpected.
         guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("give --tls-cert and --tls-key together") }
     }
 
     func run() async throws {
@@ -155,15 +182,113 @@ struct HubServeCommand: AsyncParsableCommand {
         configuration.host = host
         configuration.port = port
         configuration.maxConnections = maxConnections
+        if let tlsCert, let tlsKey { configuration.tls = HubTLSConfiguration(certificatePath: tlsCert, privateKeyPath: tlsKey) }
         let logger = Logger(label: "caresync.hub")
         let hubID = store.hubID
+        // "listening on host:port" ends the line: scripts read the address from there.
+        let transport = configuration.tls == nil ? "plaintext: loopback only" : "TLS 1.3, client certificates required"
         let server = HubServer(store: store, configuration: configuration, logger: logger, wallClock: SystemWallClock()) { [host] bound in
             // Unbuffered, so a script waiting for this line sees it at once.
-            FileHandle.standardOutput.write(Data("hub \(hubID.hex) listening on \(host):\(bound)\n".utf8))
+            FileHandle.standardOutput.write(Data("hub \(hubID.hex) (\(transport)) listening on \(host):\(bound)\n".utf8))
         }
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as HubServerError where error.code == .tlsRequired {
+            throw Output.fail("\(error.description)", hint: "give --tls-cert and --tls-key (make them with `caresync hub init-tls`), or listen on 127.0.0.1",
+                              code: error.code.name, exit: .badArguments)
+        } catch let error as HubServerError where error.code == .tlsUnreadable {
+            throw Output.fail("\(error.description)", hint: "check --tls-cert and --tls-key", code: error.code.name, exit: .badInput)
+        }
         Output.line("hub stopped")
+    }
+}
+
+struct HubInitTLSCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init-tls", abstract: "Make the hub's self-signed TLS certificate (P-256) and its key (mode 0600).",
+        discussion: """
+            Example: caresync hub init-tls --out tls --host hub.example.org --host 10.0.0.5 --days 365
+            Writes DIR/hub-cert.pem and DIR/hub-key.pem; never replaces an existing file. Every --host \
+            (name or IP address) goes into the certificate's subject alternative name: replicas verify the \
+            address they connect to against it. Serve with \
+            `caresync hub serve --tls-cert DIR/hub-cert.pem --tls-key DIR/hub-key.pem`; give replicas \
+            hub-cert.pem for `caresync sync --hub-ca`.
+            """)
+
+    @Option(help: ArgumentHelp("Directory for hub-cert.pem and hub-key.pem (created if missing).", valueName: "dir")) var out: String
+    @Option(name: .customLong("host"), help: ArgumentHelp("A host name or IP address replicas connect to (repeat for more).", valueName: "name"))
+    var hosts: [String]
+    @Option(help: "Days the certificate is valid.") var days = 365
+    @Flag(help: "Print machine-readable JSON.") var json = false
+
+    func validate() throws {
+        guard !hosts.isEmpty else { throw ValidationError("give at least one --host, the name or address replicas connect to") }
+        guard hosts.allSatisfy({ !$0.isEmpty && !$0.contains(where: { $0.isWhitespace || $0 == "/" }) }) else {
+            throw ValidationError("--host must be a host name or IP address")
+        }
+        guard (1...3650).contains(days) else { throw ValidationError("--days must be from 1 to 3650") }
+    }
+
+    func run() throws {
+        let written: (configuration: HubTLSConfiguration, expiresAtMillis: UInt64)
+        do {
+            written = try HubTLS.writeCertificate(directory: out, hosts: hosts, days: days, nowMillis: SystemWallClock().nowMillis())
+        } catch {
+            throw Output.fail(error.description, code: error.code.name, exit: .badInput)
+        }
+        if json {
+            try Output.json(["certificate": written.configuration.certificatePath, "key": written.configuration.privateKeyPath,
+                             "expires_at": Output.iso(written.expiresAtMillis)])
+        } else {
+            Output.line("wrote \(written.configuration.certificatePath) and \(written.configuration.privateKeyPath) (0600); expires \(Output.iso(written.expiresAtMillis))")
+        }
+    }
+}
+
+struct HubStatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "The operator view of the hub itself: its id, log head, replicas and TLS certificate expiry.",
+        discussion: """
+            Example: caresync hub status --db hub.db --tls-cert tls/hub-cert.pem --json
+            Warns when the certificate expires within 14 days (renew with `caresync hub init-tls` and give \
+            replicas the new hub-cert.pem).
+            """)
+
+    @OptionGroup var hub: HubOptions
+    @Option(help: ArgumentHelp("The hub's TLS certificate, PEM, to show its expiry.", valueName: "path")) var tlsCert: String?
+    @Flag(help: "Print machine-readable JSON.") var json = false
+
+    /// How far ahead an expiry is warned of.
+    static let warningDays: UInt64 = 14
+
+    func run() throws {
+        let store = try hub.openReadOnly()
+        let replicas = try Output.run { try store.replicaSummaries() }
+        let head = try Output.run { try store.head() }
+        let expiry = try tlsCert.map { path in
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8), let millis = HubTLS.expiryMillis(certificatePEM: text) else {
+                throw Output.fail("cannot read a certificate from --tls-cert \(path)", code: "TLS_UNREADABLE", exit: .badInput)
+            }
+            return millis
+        }
+        let now = SystemWallClock().nowMillis()
+        let warning: String? = expiry.flatMap { expiry in
+            if expiry <= now { return "the TLS certificate has expired: replicas cannot connect" }
+            let days = (expiry - now) / 86_400_000
+            return days < Self.warningDays ? "the TLS certificate expires in \(days) day(s)" : nil
+        }
+        if json {
+            struct Status: Encodable {
+                let hub: String, head: UInt64, replicas: Int, revoked: Int, tlsExpiresAt: OrNull<String>, tlsWarning: OrNull<String>
+            }
+            try Output.json(Status(hub: store.hubID.hex, head: head, replicas: replicas.count, revoked: replicas.filter(\.revoked).count,
+                                   tlsExpiresAt: OrNull(expiry.map { Output.iso($0) }), tlsWarning: OrNull(warning)))
+            return
+        }
+        Output.line("hub \(store.hubID.hex): head \(head), \(replicas.count) replica(s), \(replicas.filter(\.revoked).count) revoked")
+        if let expiry { Output.line("TLS certificate expires \(Output.iso(expiry))") }
+        if let warning { Output.line("warning: \(warning)") }
     }
 }
 
