@@ -51,7 +51,7 @@ let package = Package(
         ]),
         // Exchange of changes between replicas (bundles today, sessions with the hub next).
         .target(name: "SyncEngine", dependencies: [
-            "SyncCore", "SyncWire", "SyncStore", .product(name: "Crypto", package: "swift-crypto"),
+            "SyncCore", "SyncIdentity", "SyncWire", "SyncStore", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Async shell for a replica: connect, retry with backoff, drive the client session.
         .target(name: "SyncClient", dependencies: [

@@ -85,7 +85,8 @@ public struct BundleError: Error, Equatable, Sendable, CustomStringConvertible {
         case .unsupportedVersion:
             let version = version ?? 0
             return "bundle format version \(version) is not supported (this program reads \(ChangeBundle.formatVersion)"
-                + (version < ChangeBundle.formatVersion ? ", row edits: the sender exports it again with a current version" : "")
+                + (version < ChangeBundle.formatVersion
+                    ? ", signed: export it again from a replica upgraded to this version" : "")
                 + "); nothing applied"
         default:
             return "bundle is malformed (\(cause.map { "\($0)" } ?? "no detail")); nothing applied"

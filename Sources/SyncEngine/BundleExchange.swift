@@ -47,13 +47,29 @@ public enum BundleExchange {
     /// - Parameters:
     ///   - store: The replica to export from.
     ///   - peer: The receiving replica, if known.
+    /// Its own changes are signed (a head at every checkpoint and at the end of its run); another
+    /// origin's run goes with the heads held inside it, cut at the last one, and that origin's
+    /// certificate. The hub-keyed origins (the catalogue), which every replica has from its hub,
+    /// are left out.
+    ///
     /// - Returns: The bundle, and whether it is incremental (the peer's knowledge was known).
-    /// - Throws: `StoreError` if the replica cannot be read.
+    /// - Throws: `StoreError` if the replica cannot be read, `.identityMissing` without a device key.
     public static func makeBundle(from store: ReplicaStore, for peer: ReplicaID?) throws -> (ChangeBundle, Bool) {
         let knowledge = try peer.map { try store.peerKnowledge($0) } ?? VersionVector()
-        let changes = try store.changes(notIn: knowledge)
+        let hub = try store.hubLink()?.hubID
+        var changes: [Change] = []
+        for change in try store.changes(notIn: knowledge) where change.id.replica != hub && !store.hubKeyedOrigins.contains(change.id.replica) {
+            changes.append(change)
+        }
+        changes = try signedRuns(changes, of: store)
+        var provenance = try store.provenance(for: changes)
+        // The receiver may never have heard of this replica from its hub: its own certificate goes too.
+        if changes.contains(where: { $0.id.replica == store.replicaID }), let own = try store.certificate(for: store.replicaID) {
+            provenance = Provenance(heads: provenance.heads,
+                                    certificates: (provenance.certificates + [own]).sorted { $0.replica < $1.replica })
+        }
         let bundle = ChangeBundle(sender: store.replicaID, schemaVersion: store.schema.version,
-                                  senderKnowledge: try store.versionVector(), changes: changes)
+                                  senderKnowledge: try store.versionVector(), changes: changes, provenance: provenance)
         return (bundle, !knowledge.counters.isEmpty)
     }
 
@@ -76,13 +92,38 @@ public enum BundleExchange {
         try apply(try ChangeBundle.decode(bytes), to: store)
     }
 
-    /// Applies a decoded bundle in one transaction and remembers what its sender has seen, so the
-    /// next export for the sender carries only what it lacks.
+    /// Applies a decoded bundle in one transaction, after verifying its runs against its signed
+    /// heads, and remembers what its sender has seen, so the next export for the sender carries
+    /// only what it lacks.
     ///
-    /// - Throws: `StoreError` if applying fails (then nothing is applied).
+    /// - Throws: `IdentityError` (SyncIdentity) for changes that do not verify (a bundle edited by
+    ///   hand); `StoreError` if applying fails. Either way nothing is applied.
     public static func apply(_ bundle: ChangeBundle, to store: ReplicaStore) throws -> ImportSummary {
-        let result = try store.apply(bundle.changes)
+        let result = try store.apply(bundle.changes, provenance: bundle.provenance)
         try store.recordPeerKnowledge(bundle.sender, bundle.senderKnowledge)
         return ImportSummary(sender: bundle.sender, received: bundle.changes.count, result: result)
+    }
+
+    /// Each run of another origin cut back to its last held head (dropped when it has none): a
+    /// receiver verifies a run only up to a head. Own runs are signed wherever they end.
+    package static func signedRuns(_ changes: [Change], of store: ReplicaStore) throws -> [Change] {
+        var kept: [Change] = []
+        kept.reserveCapacity(changes.count)
+        var start = changes.startIndex
+        while start < changes.endIndex {
+            let origin = changes[start].id.replica
+            var end = start
+            while end < changes.endIndex && changes[end].id.replica == origin { end += 1 }
+            let run = changes[start..<end]
+            start = end
+            if origin == store.replicaID {
+                kept += run
+                continue
+            }
+            guard let first = run.first?.id.counter, let last = run.last?.id.counter,
+                  let head = try store.heldHeads(origin: origin, in: first...last).last?.counter else { continue }
+            kept += run.prefix { $0.id.counter <= head }
+        }
+        return kept
     }
 }

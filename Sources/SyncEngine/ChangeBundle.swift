@@ -9,20 +9,22 @@ import SyncCore
 /// | offset | size | field |
 /// |---|---|---|
 /// | 0 | 8 | magic `CSBUNDLE` |
-/// | 8 | 2 | format version (2: row edits; 1 held single field writes and is refused) |
+/// | 8 | 2 | format version (3: signed; 2 was unsigned row edits, 1 held single field writes: both refused) |
 /// | 10 | 16 | sender replica id |
 /// | 26 | varint | sender schema version |
 /// | … | … | sender's version vector (what it has seen; the receiver remembers it) |
 /// | … | varint | change count, then each change |
+/// | … | … | provenance: the list of signed heads, then the list of certificates (as in a push) |
 /// | end−32 | 32 | SHA-256 of every byte before it |
 ///
-/// The checksum covers everything, so a truncated or altered file is refused whole and nothing
-/// is applied.
+/// The checksum covers everything, so a truncated or damaged file is refused whole and nothing
+/// is applied. It authenticates nothing: a file edited by hand with its checksum recomputed is
+/// refused by the signed heads instead (Protocol/identity.md), when it is imported.
 public struct ChangeBundle: Equatable, Sendable {
     /// The first 8 bytes of every bundle, `CSBUNDLE`.
     public static let magic: [UInt8] = Array("CSBUNDLE".utf8)
     /// The format this code writes and the only one it reads.
-    public static let formatVersion: UInt16 = 2
+    public static let formatVersion: UInt16 = 3
     /// Refuse absurd files before reading them into memory.
     public static let maxBytes = 1 << 30
 
@@ -35,17 +37,21 @@ public struct ChangeBundle: Equatable, Sendable {
     public let senderKnowledge: VersionVector
     /// The changes, in the sender's log order.
     public let changes: [Change]
+    /// The signed heads of the changes' runs and the certificates of the origins in them.
+    public let provenance: Provenance
 
     /// - Parameters:
     ///   - sender: The writing replica.
     ///   - schemaVersion: Its schema version.
     ///   - senderKnowledge: Its version vector.
     ///   - changes: The changes to carry.
-    public init(sender: ReplicaID, schemaVersion: Int, senderKnowledge: VersionVector, changes: [Change]) {
+    ///   - provenance: Their runs' signed heads, and certificates.
+    public init(sender: ReplicaID, schemaVersion: Int, senderKnowledge: VersionVector, changes: [Change], provenance: Provenance = .none) {
         self.sender = sender
         self.schemaVersion = schemaVersion
         self.senderKnowledge = senderKnowledge
         self.changes = changes
+        self.provenance = provenance
     }
 
     /// The bundle's bytes, checksum included (the layout above).
@@ -59,6 +65,7 @@ public struct ChangeBundle: Equatable, Sendable {
         senderKnowledge.encode(into: &writer)
         writer.varint(UInt64(changes.count))
         for change in changes { change.encode(into: &writer) }
+        provenance.encode(into: &writer)
         let checksum = Array(SHA256.hash(data: writer.bytes))
         writer.raw(checksum)
         return writer.bytes
@@ -89,9 +96,10 @@ public struct ChangeBundle: Equatable, Sendable {
             let count = try reader.count(minimumItemSize: Change.minimumEncodedSize)
             changes.reserveCapacity(count)
             for _ in 0..<count { changes.append(try Change.decode(from: &reader)) }
+            let provenance = try Provenance.decode(from: &reader)
             try reader.expectEnd()
             return ChangeBundle(sender: sender, schemaVersion: Int(clamping: schemaVersion), senderKnowledge: knowledge,
-                                changes: changes)
+                                changes: changes, provenance: provenance)
         } catch let error as ByteDecodingError {
             throw .malformed(error)
         } catch let error as BundleError {

@@ -1,4 +1,5 @@
 import SyncCore
+import SyncIdentity
 import SyncStore
 import SyncWire
 
@@ -36,6 +37,7 @@ public struct ClientSession {
         /// its origin than the hub holds), or, after a fork, its old identity's.
         case recovering(origin: ReplicaID, after: UInt64)
         /// Asked the hub for a new identity; own changes from `divergentFrom` on will be re-issued.
+        /// The new identity's device key is held by the session until the hub's `forked` answer.
         case forking(newReplica: ReplicaID, divergentFrom: UInt64)
         /// Push `batch` is out, carrying each origin's changes up to `until`; its push-ack is awaited.
         case pushing(batch: UInt64, until: [ReplicaID: UInt64])
@@ -60,8 +62,12 @@ public struct ClientSession {
     private var nextBatch: UInt64 = 1
     /// What the welcome said the hub holds of this replica's own origin.
     private var ownDurable: UInt64 = 0
-    /// Draws a new identity when this replica must fork.
+    /// Draws a new identity (and its device key) when this replica must fork.
     var random: RandomSource
+    /// The device key made for the identity asked for in a fork, until the hub answers.
+    private var forkKey: SigningKey?
+    /// The hub key this session trusts: the pinned one, or the welcome's once it is pinned.
+    private var hubKey: [UInt8]?
     /// The frame limit in both directions: this replica's own until the welcome, then the
     /// welcome's `max_frame_body`. The shell applies it to its decoder and codec.
     public private(set) var maxFrameBody: Int
@@ -107,7 +113,9 @@ public struct ClientSession {
         return [.send(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version,
                                    schemaVersion: UInt64(store.schema.version), replica: store.replicaID,
                                    appVersion: configuration.appVersion, credential: credential,
-                                   maxFrameBody: UInt64(configuration.maxFrameBody), deviceKey: []))),
+                                   maxFrameBody: UInt64(configuration.maxFrameBody),
+                                   // The key the hub registers at enrolment, or checks against the registered one.
+                                   deviceKey: store.signingKey?.publicKey ?? []))),
                 .schedule(.handshake, afterMillis: configuration.handshakeMillis)]
     }
 
@@ -167,6 +175,12 @@ public struct ClientSession {
             return try handle(message)
         } catch let failure as SyncFailure {
             return fail(failure)
+        } catch let error as IdentityError {
+            // What the hub sent does not verify: nothing of it was applied (Protocol/identity.md).
+            return fail(SyncFailure(Self.wireCode(error.code), "hub sent changes that do not verify: \(error.message); nothing applied",
+                                    cause: error))
+        } catch let error as StoreError where error.code == .identityMissing {
+            return fail(SyncFailure(.authenticationFailed, "local replica: \(error.message)", cause: error))
         } catch let error as StoreError {
             let code: WireError.Code = error.code == .clockSkew ? .clockSkew : .storageFailure
             return fail(SyncFailure(code, "local replica: \(error.message)", cause: error))
@@ -219,17 +233,20 @@ public struct ClientSession {
         case let .welcome(welcome):
             guard state == .awaitingWelcome else { throw unexpected(message) }
             return try welcomed(welcome)
-        case let .recovered(answered, next, more, changes, _):
+        case let .recovered(answered, next, more, changes, provenance):
             guard case let .recovering(origin, after) = state else { throw unexpected(message) }
-            return try recovered(origin, after: after, answered, next: next, more: more, changes)
-        case let .forked(answered, credential, _):
-            guard case let .forking(newReplica, divergentFrom) = state else { throw unexpected(message) }
+            return try recovered(origin, after: after, answered, next: next, more: more, changes, provenance)
+        case let .forked(answered, credential, certificate):
+            guard case let .forking(newReplica, divergentFrom) = state, let forkKey else { throw unexpected(message) }
             guard answered == newReplica, !credential.isEmpty else {
                 throw SyncFailure(.unexpectedMessage, answered == newReplica ? "hub answered the fork with an empty credential"
                                                                              : "hub answered a fork for another identity")
             }
+            if let certificate { try checkOwn(certificate, replica: newReplica, key: forkKey.publicKey) }
             let old = store.replicaID
-            summary.reissued += try store.fork(into: newReplica, credential: credential, divergentFrom: divergentFrom)
+            summary.reissued += try store.fork(into: newReplica, credential: credential, divergentFrom: divergentFrom, deviceKey: forkKey)
+            self.forkKey = nil
+            if let certificate { try store.saveCertificate(certificate) }
             summary.forkedFrom = old
             // The hub now serves this session as the new identity, which it holds nothing of.
             ownDurable = 0
@@ -245,9 +262,9 @@ public struct ClientSession {
             // and those must still be compared (recovered) before they count as held.
             try store.recordPeerKnowledge(hub, VersionVector(until))
             return try nextPush()
-        case let .batch(next, more, changes, _):
+        case let .batch(next, more, changes, provenance):
             guard case let .pulling(cursor) = state else { throw unexpected(message) }
-            return try pulled(cursor: cursor, next: next, more: more, changes)
+            return try pulled(cursor: cursor, next: next, more: more, changes, provenance)
         case .hello, .push, .pull, .recover, .fork, .heartbeat:
             throw SyncFailure(.unexpectedMessage, "\(message.kind) is not a hub message")
         case .relayedBatch, .relayedRecovered:
@@ -294,25 +311,57 @@ public struct ClientSession {
         guard welcome.maxFrameBody >= ProtocolConstants.minimumFrameBody, welcome.maxFrameBody <= UInt64(configuration.maxFrameBody) else {
             throw SyncFailure(.limitExceeded, "hub chose max_frame_body \(welcome.maxFrameBody), outside \(ProtocolConstants.minimumFrameBody)...\(configuration.maxFrameBody)")
         }
+        // The hub must be the one pinned at enrolment before anything of its welcome is kept.
+        let pinned = try store.pinnedHubKey()
+        if let pinned, pinned != welcome.hubKey {
+            throw SyncFailure(.hubKeyChanged, """
+                the hub's key is not the one pinned when this replica enrolled: this may not be its hub; \
+                nothing was sent or stored; ask the hub operator
+                """)
+        }
+        if let certificate = welcome.certificate {
+            guard let own = store.signingKey?.publicKey else {
+                throw SyncFailure(.authenticationFailed, "this replica has no device key: it cannot sign; enrol it again as a new identity")
+            }
+            try checkOwn(certificate, replica: store.replicaID, key: own, hubKey: welcome.hubKey)
+        }
         maxFrameBody = Int(welcome.maxFrameBody)
         hub = welcome.hub
+        hubKey = welcome.hubKey
         summary.hub = welcome.hub
         summary.enrolled = !welcome.issuedCredential.isEmpty
         // The issued secret is durable before anything more is sent: the next frame spends the token.
         try store.recordHub(welcome.hub, address: hubAddress,
                             credential: welcome.issuedCredential.isEmpty ? nil : welcome.issuedCredential)
+        // Pinned at enrolment (or at the first welcome of a replica enrolled before protocol 3).
+        if pinned == nil { try store.pinHubKey(welcome.hubKey) }
+        if let certificate = welcome.certificate { try store.saveCertificate(certificate) }
+        let incarnation = try store.incarnation()
+        if incarnation != welcome.incarnation {
+            try store.setIncarnation(welcome.incarnation)
+            if incarnation != nil {
+                // The hub's store was restored from a backup: what it acknowledged may be gone, and
+                // its sequence numbers name other changes. Pull from the start, and push again
+                // everything the hub does not show it holds (own changes above own_durable, and
+                // every other origin's changes held here); it keeps what it has, by id.
+                try store.forgetHubKnowledge(welcome.hub, keeping: VersionVector([store.replicaID: min(welcome.ownDurable,
+                                                                                                     try store.peerKnowledge(welcome.hub)[store.replicaID])]))
+                try store.resetPullCursor()
+            }
+        }
         ownDurable = welcome.ownDurable
         // Health first, so the operator's view shows this replica's backlog as the session opens,
         // even when the session is cut before its last pull (Protocol/messages.md, "heartbeat").
         return [.cancel(.handshake), .send(.heartbeat(try health()))] + (try afterHandshake())
     }
 
-    private mutating func pulled(cursor: UInt64, next: UInt64, more: Bool, _ changes: [Change]) throws -> [SessionAction] {
+    private mutating func pulled(cursor: UInt64, next: UInt64, more: Bool, _ changes: [Change], _ provenance: Provenance) throws -> [SessionAction] {
         guard let hub else { throw SyncFailure(.unexpectedMessage, "batch before welcome") }
         guard next >= cursor else { throw SyncFailure(.malformedMessage, "hub cursor went backwards") }
         // Hub sequences are SQLite integers: a larger cursor is not one this hub gave out.
         guard next <= UInt64(Int64.max) else { throw SyncFailure(.malformedMessage, "hub cursor \(next) is above 2^63 - 1") }
-        let result = try store.applyFromHub(changes, hub: hub, nextCursor: next)
+        // Verified against the batch's heads and certificates: nothing of it is applied otherwise.
+        let result = try store.applyFromHub(changes, hub: hub, nextCursor: next, provenance: provenance)
         summary.pulled += changes.count
         summary.pullBatches += 1
         summary.roundTrips += 1
@@ -368,7 +417,7 @@ public struct ClientSession {
     }
 
     private mutating func recovered(_ origin: ReplicaID, after: UInt64, _ answered: ReplicaID, next: UInt64, more: Bool,
-                                    _ changes: [Change]) throws -> [SessionAction] {
+                                    _ changes: [Change], _ provenance: Provenance) throws -> [SessionAction] {
         guard let hub else { throw SyncFailure(.unexpectedMessage, "recovered before welcome") }
         guard answered == origin, next >= after, next - after == UInt64(changes.count),
               changes.enumerated().allSatisfy({ $1.id.replica == origin && $1.id.counter == after + UInt64($0) + 1 })
@@ -379,12 +428,14 @@ public struct ClientSession {
             summary.recovered += check.recovered
             if let divergent = check.firstDivergent {
                 let newReplica = ReplicaID.random(using: &random)
+                // A new identity has a new key (Protocol/identity.md, "Keys"): the copy keeps the old one.
+                let key = SigningKey(random: &random)
+                forkKey = key
                 state = .forking(newReplica: newReplica, divergentFrom: divergent)
-                // Issue 9: the new identity's key comes with SyncIdentity.
-                return request(.fork(newReplica: newReplica, deviceKey: [UInt8](repeating: 0, count: 32)))
+                return request(.fork(newReplica: newReplica, deviceKey: key.publicKey))
             }
         } else {
-            let result = try store.applyFromHub(changes, hub: hub, nextCursor: nil)
+            let result = try store.applyFromHub(changes, hub: hub, nextCursor: nil, provenance: provenance)
             summary.applied += result.applied
             summary.conflictsOpened += result.conflictsOpened
         }
@@ -402,21 +453,29 @@ public struct ClientSession {
     private mutating func nextPush() throws -> [SessionAction] {
         guard let hub else { throw SyncFailure(.unexpectedMessage, "push before welcome") }
         let known = try store.peerKnowledge(hub)
-        var changes = try store.changes(notIn: known, limit: configuration.pushBatchChanges)
-        // Every push frame fits the negotiated limit with its envelope (Protocol/framing.md):
-        // changes are cut at `budget`, and a first change too large for any frame is refused
-        // here rather than sent to be refused by the hub.
-        let room = FrameBudget.changeBytes(maxBody: maxFrameBody, provenance: .none)
-        let budget = min(configuration.pushBatchBytes, room)
-        var bytes = 0
-        if let cut = changes.firstIndex(where: { change in
-            bytes += ChangeLimits.encodedSize(change)
-            return bytes > budget
-        }) {
-            if cut == 0 && bytes > room {
-                throw SyncFailure(.limitExceeded, "local change \(changes[0].id) of \(bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit; it cannot be synced")
+        // The hub's own origin and the hub-keyed ones (the catalogue) are signed by the hub alone:
+        // a replica never pushes them (the seed every replica makes is the same bytes everywhere).
+        let candidates = try store.changes(notIn: known, limit: configuration.pushBatchChanges)
+            .filter { $0.id.replica != hub && !store.hubKeyedOrigins.contains($0.id.replica) }
+        // Every push frame fits the negotiated limit with its envelope and provenance
+        // (Protocol/framing.md): changes are cut at `budget`, and a first change too large for any
+        // frame is refused here rather than sent to be refused by the hub.
+        var budget = min(configuration.pushBatchBytes, FrameBudget.changeBytes(maxBody: maxFrameBody, provenance: .none))
+        var changes: [Change] = []
+        var provenance = Provenance.none
+        // The heads take room from the changes: cut, sign, and cut again with what is left (the
+        // heads shrink with the changes, so this settles in a round or two).
+        for _ in 0..<8 {
+            // Each run of another origin must end at a head held of it (Protocol/identity.md, "Where runs may be cut").
+            changes = try BundleExchange.signedRuns(Self.cut(candidates, budget: budget, maxFrameBody: maxFrameBody), of: store)
+            provenance = try store.provenance(for: changes)
+            let room = FrameBudget.changeBytes(maxBody: maxFrameBody, provenance: provenance)
+            let bytes = changes.reduce(0) { $0 + ChangeLimits.encodedSize($1) }
+            if bytes <= room { break }
+            guard changes.count > 1 else {
+                throw SyncFailure(.limitExceeded, "local change \(changes[0].id) of \(bytes) bytes cannot fit a frame with its signed head under the \(maxFrameBody)-byte limit; it cannot be synced")
             }
-            changes.removeSubrange(max(cut, 1)...)
+            budget = min(room, bytes - 1)
         }
         guard !changes.isEmpty else {
             let cursor = try store.hubLink()?.pullCursor ?? 0
@@ -431,7 +490,41 @@ public struct ClientSession {
         summary.pushed += changes.count
         summary.pushBatches += 1
         summary.roundTrips += 1
-        return request(.push(batch: batch, changes: changes, provenance: .none))
+        return request(.push(batch: batch, changes: changes, provenance: provenance))
+    }
+
+    /// The changes up to `budget` bytes (at least the first, unless it cannot fit any frame).
+    static func cut(_ changes: [Change], budget: Int, maxFrameBody: Int) throws -> [Change] {
+        var bytes = 0
+        guard let cut = changes.firstIndex(where: { change in
+            bytes += ChangeLimits.encodedSize(change)
+            return bytes > budget
+        }) else { return changes }
+        if cut == 0 && bytes > FrameBudget.changeBytes(maxBody: maxFrameBody, provenance: .none) {
+            throw SyncFailure(.limitExceeded, "local change \(changes[0].id) of \(bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit; it cannot be synced")
+        }
+        return Array(changes[..<max(cut, 1)])
+    }
+
+    /// Checks a device certificate the hub gave this replica for its own identity: for this
+    /// replica, this key, signed by the hub key.
+    private func checkOwn(_ certificate: DeviceCertificate, replica: ReplicaID, key: [UInt8], hubKey: [UInt8]? = nil) throws {
+        guard let hubKey = hubKey ?? self.hubKey, certificate.replica == replica, certificate.publicKey == key,
+              certificate.verifies(with: hubKey) else {
+            throw SyncFailure(.signatureInvalid, "the hub's device certificate for \(replica.short) does not verify with its key; nothing stored")
+        }
+    }
+
+    /// The wire code of a verification failure (Protocol/errors.md).
+    static func wireCode(_ code: IdentityError.Code) -> WireError.Code {
+        switch code {
+        case .signatureInvalid: .signatureInvalid
+        case .chainGap: .chainGap
+        case .unsignedChanges: .unsignedChanges
+        case .unknownDevice: .unknownDevice
+        case .equivocation: .equivocation
+        default: .storageFailure
+        }
     }
 
     private func health() throws -> ReplicaHealth {

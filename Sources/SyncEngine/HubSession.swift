@@ -1,4 +1,5 @@
 import SyncCore
+import SyncIdentity
 import SyncStore
 import SyncWire
 
@@ -58,6 +59,10 @@ public struct HubSession: Sendable {
         case recover(origin: ReplicaID)
         case fork(from: ReplicaID, into: ReplicaID, team: String)
     }
+
+    /// The device key of the peer's TLS client certificate, as the TLS layer verified it; nil on
+    /// a plaintext (loopback) connection. The hello's device key must be this one.
+    public var tlsDeviceKey: [UInt8]?
 
     /// Where the session is.
     public private(set) var state: State = .awaitingHello
@@ -189,27 +194,27 @@ public struct HubSession: Sendable {
             guard fatal else { return [recorded] }
             state = .closed
             return [recorded, .close]
-        case let .push(batch, changes, _):
+        case let .push(batch, changes, provenance):
             guard case let .ready(replica, _) = state else { return beforeHello(message, nowMillis: nowMillis) }
-            return push(batch, changes, from: replica, nowMillis: nowMillis)
+            return push(batch, changes, provenance, from: replica, nowMillis: nowMillis)
         case let .pull(cursor, budget):
             guard case let .ready(replica, _) = state else { return beforeHello(message, nowMillis: nowMillis) }
             pending = .pull(cursor: cursor)
-            let room = FrameBudget.changeBytes(maxBody: maxFrameBody, provenance: .none)
+            let room = Self.pageBudget(FrameBudget.changeBytes(maxBody: maxFrameBody, provenance: .none))
             return [.store(.readPage(cursor: cursor, excludingOrigin: replica,
                                      byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
                                      maxCount: configuration.maxPullChanges))]
         case let .recover(origin, after, budget):
             guard case .ready = state else { return beforeHello(message, nowMillis: nowMillis) }
             pending = .recover(origin: origin)
-            let room = FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody, provenance: .none)
+            let room = Self.pageBudget(FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody, provenance: .none))
             return [.store(.readOrigin(origin: origin, after: after,
                                        byteBudget: min(Int(clamping: budget), configuration.maxPullBudget, room),
                                        maxCount: configuration.maxPullChanges))]
-        case let .fork(newReplica, _):
+        case let .fork(newReplica, deviceKey):
             guard case let .ready(replica, team) = state else { return beforeHello(message, nowMillis: nowMillis) }
             pending = .fork(from: replica, into: newReplica, team: team)
-            return [.store(.fork(replica: replica, into: newReplica, nowMillis: nowMillis))]
+            return [.store(.fork(replica: replica, into: newReplica, deviceKey: deviceKey, nowMillis: nowMillis))]
         case let .heartbeat(health):
             guard case let .ready(replica, _) = state else { return beforeHello(message, nowMillis: nowMillis) }
             return [record(.health(pendingChanges: health.pendingChanges, oldestUnsyncedAgeMillis: health.oldestUnsyncedAgeMillis,
@@ -268,8 +273,8 @@ public struct HubSession: Sendable {
             guard case let .originPage(result) = outcome else { mismatched(outcome, pending) }
             return actions + recovered(origin, result, nowMillis: nowMillis)
         case let .fork(replica, newReplica, team):
-            guard case let .forked(result) = outcome else { mismatched(outcome, pending) }
-            return actions + forked(replica, into: newReplica, team: team, result, nowMillis: nowMillis)
+            guard case let .forked(result, certificate) = outcome else { mismatched(outcome, pending) }
+            return actions + forked(replica, into: newReplica, team: team, result, certificate: certificate, nowMillis: nowMillis)
         }
     }
 
@@ -291,8 +296,12 @@ public struct HubSession: Sendable {
         if case .none = hello.credential {
             return reject(.authenticationFailed, "a credential is required: enrol with a token from the hub operator")
         }
+        // Under TLS the connection proved the certificate's key: the hello must name that device.
+        if let tlsDeviceKey, tlsDeviceKey != hello.deviceKey {
+            return reject(.authenticationFailed, "the hello's device key is not the key of this connection's client certificate")
+        }
         pending = .credential(hello)
-        return [.store(.checkCredential(replica: hello.replica, credential: hello.credential, nowMillis: nowMillis))]
+        return [.store(.checkCredential(replica: hello.replica, credential: hello.credential, deviceKey: hello.deviceKey, nowMillis: nowMillis))]
     }
 
     private mutating func credentialChecked(_ hello: Hello, _ result: Result<CredentialCheck, any Error>, nowMillis: UInt64) -> [SessionAction] {
@@ -320,9 +329,9 @@ public struct HubSession: Sendable {
                                     schemaVersion: hello.schemaVersion, nowMillis: nowMillis))]
     }
 
-    private mutating func opened(_ hello: Hello, team: String, issued: [UInt8], _ result: Result<UInt64, any Error>,
+    private mutating func opened(_ hello: Hello, team: String, issued: [UInt8], _ result: Result<SessionOpening, any Error>,
                                  nowMillis: UInt64) -> [SessionAction] {
-        guard case let .success(ownDurable) = result else {
+        guard case let .success(opening) = result else {
             return reject(.storageFailure, "the hub could not read its store; retry later")
         }
         state = .ready(replica: hello.replica, team: team)
@@ -331,14 +340,13 @@ public struct HubSession: Sendable {
         return [.send(.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: configuration.schemaVersion,
                                        hub: hubID, maxFrameBody: UInt64(maxFrameBody), issuedCredential: issued,
                                        hubTimeMillis: nowMillis, heartbeatIntervalMillis: configuration.heartbeatIntervalMillis,
-                                       ownDurable: ownDurable,
-                                       // Issue 9: the hub key, incarnation and certificate come with SyncIdentity.
-                                       hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16),
-                                       certificate: nil))),
+                                       ownDurable: opening.ownDurable, hubKey: opening.hubKey, incarnation: opening.incarnation,
+                                       certificate: opening.certificate))),
                 .schedule(.idle, afterMillis: configuration.idleMillis)]
     }
 
-    private mutating func push(_ batch: UInt64, _ changes: [Change], from replica: ReplicaID, nowMillis: UInt64) -> [SessionAction] {
+    private mutating func push(_ batch: UInt64, _ changes: [Change], _ provenance: Provenance, from replica: ReplicaID,
+                               nowMillis: UInt64) -> [SessionAction] {
         guard batch == lastBatch + 1 else {
             return fail(.unexpectedMessage, "push batch \(batch), expected \(lastBatch + 1)", nowMillis: nowMillis)
         }
@@ -364,7 +372,7 @@ public struct HubSession: Sendable {
         // Acknowledged only from the append's outcome, which the shell reports after the commit
         // (fsync) returned: an ack means durable.
         pending = .push(batch: batch)
-        return [.store(.append(changes: changes, replica: replica, receivedAtMillis: nowMillis))]
+        return [.store(.append(changes: changes, replica: replica, provenance: provenance, receivedAtMillis: nowMillis))]
     }
 
     private mutating func appended(_ batch: UInt64, _ result: Result<HubAppendResult, any Error>, nowMillis: UInt64) -> [SessionAction] {
@@ -381,7 +389,12 @@ public struct HubSession: Sendable {
                     """))]
             }
             return [.send(.pushAck(batch: batch, durable: result.durable, hubHead: result.head))]
-        case .failure:
+        case let .failure(error):
+            if let error = error as? StoreError, let code = Self.identityCode(error.code) {
+                // The push does not verify (Protocol/identity.md): refused whole, and fatal, since
+                // sending it again cannot help.
+                return fail(code, "batch \(batch) refused, nothing stored: \(error.message)", nowMillis: nowMillis)
+            }
             return [record(.error(code: WireError.Code.storageFailure.name), replica, nowMillis),
                     .send(.error(code: .storageFailure, fatal: false, message: "the hub could not store the batch; nothing stored; retry later"))]
         }
@@ -400,14 +413,14 @@ public struct HubSession: Sendable {
         }
         // Every change in a multi-change batch fits `room`, so the frame (with its envelope) fits
         // the negotiated limit; only a first change alone can be larger.
-        let room = FrameBudget.changeBytes(maxBody: maxFrameBody, provenance: .none)
+        let room = FrameBudget.changeBytes(maxBody: maxFrameBody, provenance: page.provenance)
         if page.bytes > room, let first = page.encoded.first {
             return [record(.error(code: WireError.Code.limitExceeded.name), replica, nowMillis),
                     .send(.error(code: .limitExceeded, fatal: false, message: Self.tooLarge(first, page.bytes, maxFrameBody)))]
         }
         // The stored bytes go out as they are: the hub neither decodes nor re-encodes values.
         return [record(.pulled(cursor: page.nextCursor), replica, nowMillis),
-                .send(.relayedBatch(nextCursor: page.nextCursor, more: page.more, encodedChanges: page.encoded, provenance: .none))]
+                .send(.relayedBatch(nextCursor: page.nextCursor, more: page.more, encodedChanges: page.encoded, provenance: page.provenance))]
     }
 
     /// A replica restored from a backup, or a copy, gets back what the hub holds of an origin.
@@ -417,25 +430,25 @@ public struct HubSession: Sendable {
         }
         // As for a pull: every change of a multi-change answer fits `room`, so the frame fits the
         // negotiated limit.
-        let room = FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody, provenance: .none)
+        let room = FrameBudget.recoveredChangeBytes(maxBody: maxFrameBody, provenance: page.provenance)
         if page.bytes > room, let first = page.encoded.first {
             return [.send(.error(code: .limitExceeded, fatal: false, message: Self.tooLarge(first, page.bytes, maxFrameBody)))]
         }
         return [.send(.relayedRecovered(origin: origin, nextCounter: page.nextCounter, more: page.more, encodedChanges: page.encoded,
-                                        provenance: .none))]
+                                        provenance: page.provenance))]
     }
 
     /// A copy that diverged from what the hub holds of its origin takes a new identity in the same
     /// team; the session goes on as that identity.
     private mutating func forked(_ replica: ReplicaID, into newReplica: ReplicaID, team: String, _ result: Result<ForkResult, any Error>,
-                                 nowMillis: UInt64) -> [SessionAction] {
+                                 certificate: DeviceCertificate?, nowMillis: UInt64) -> [SessionAction] {
         switch result {
         case let .success(.forked(secret)):
             state = .ready(replica: newReplica, team: team)
             return [record(.hello(appVersion: "fork of \(replica.short)", schemaVersion: 1), newReplica, nowMillis),
-                    .send(.forked(newReplica: newReplica, issuedCredential: secret, certificate: nil))]
+                    .send(.forked(newReplica: newReplica, issuedCredential: secret, certificate: certificate))]
         case .success(.idTaken):
-            return fail(.enrolmentInvalid, "replica id \(newReplica.short) is already known to this hub", nowMillis: nowMillis)
+            return fail(.enrolmentInvalid, "replica id \(newReplica.short) or its device key is already known to this hub", nowMillis: nowMillis)
         case .success(.tooManyForks):
             return fail(.limitExceeded, "this replica has forked as often as the hub allows; ask the operator", nowMillis: nowMillis)
         case .success(.unknownReplica):
@@ -451,6 +464,22 @@ public struct HubSession: Sendable {
         var reader = ByteReader(encoded)
         let id = (try? ChangeID.decode(from: &reader)).map { "\($0)" } ?? "of unreadable id"
         return "hub change \(id) of \(bytes) bytes cannot fit a frame under the \(maxFrameBody)-byte limit"
+    }
+
+    /// The budget a page is read with inside `room`: a page may run up to 16 KiB (one
+    /// checkpoint's span) and its heads past its budget to reach a valid cut (Protocol/identity.md,
+    /// "Checkpoints"), so that margin is left.
+    static func pageBudget(_ room: Int) -> Int { max(1, room - Checkpoints.span - 4_096) }
+
+    /// The wire code of a push the store refused because its runs do not verify; nil for other errors.
+    static func identityCode(_ code: StoreError.Code) -> WireError.Code? {
+        switch code {
+        case .signatureInvalid: .signatureInvalid
+        case .chainGap: .chainGap
+        case .unsignedChanges: .unsignedChanges
+        case .unknownDevice: .unknownDevice
+        default: nil
+        }
     }
 
     static let enrolmentRefusal = "enrolment token is not valid (unknown, used or expired); ask the operator for a new one"

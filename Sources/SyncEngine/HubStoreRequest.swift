@@ -1,4 +1,5 @@
 import SyncCore
+import SyncIdentity
 import SyncStore
 import SyncWire
 
@@ -6,20 +7,23 @@ import SyncWire
 /// the store: the shell performs the request on the hub's one writer (grouping concurrent
 /// sessions' appends into one commit where it can) and hands the outcome back.
 public enum HubStoreRequest: Equatable, Sendable {
-    /// Check a hello's credential: redeem an enrolment token, or authenticate a device secret.
-    case checkCredential(replica: ReplicaID, credential: Credential, nowMillis: UInt64)
+    /// Check a hello's credential: redeem an enrolment token (registering `deviceKey`), or
+    /// authenticate a device secret (with the registered `deviceKey`; a replica enrolled before
+    /// protocol 3 registers it now, once).
+    case checkCredential(replica: ReplicaID, credential: Credential, deviceKey: [UInt8], nowMillis: UInt64)
     /// The hello was accepted: spend its replica's enrolment tokens (a device secret proved it
-    /// holds its secret), record the session, and read the hub's durable counter of its origin.
+    /// holds its secret), record the session, and read the hub's durable counter of its origin and
+    /// the replica's device certificate.
     case openSession(replica: ReplicaID, spendTokens: Bool, appVersion: String, schemaVersion: UInt64, nowMillis: UInt64)
-    /// Store a push, durably, before it is acknowledged.
-    case append(changes: [Change], replica: ReplicaID, receivedAtMillis: UInt64)
+    /// Store a push, durably, before it is acknowledged, once its runs verify against `provenance`.
+    case append(changes: [Change], replica: ReplicaID, provenance: Provenance, receivedAtMillis: UInt64)
     /// Answer a pull: the head, and (when `cursor` is not above it) the page after `cursor`.
     case readPage(cursor: UInt64, excludingOrigin: ReplicaID, byteBudget: Int, maxCount: Int)
     /// Answer a recover: one origin's contiguous run after `after`.
     case readOrigin(origin: ReplicaID, after: UInt64, byteBudget: Int, maxCount: Int)
     /// Give `replica`'s session the new identity `into` (the replica diverged from what the hub
-    /// holds of it), with a new device secret.
-    case fork(replica: ReplicaID, into: ReplicaID, nowMillis: UInt64)
+    /// holds of it), with a new device secret and `deviceKey` registered for it.
+    case fork(replica: ReplicaID, into: ReplicaID, deviceKey: [UInt8], nowMillis: UInt64)
     /// Bookkeeping for the operator view; no answer, and a failure must not break a sync.
     case record(HubSessionEvent, replica: ReplicaID, nowMillis: UInt64)
     /// The enrolling replica showed it received its secret; no answer.
@@ -35,8 +39,8 @@ public enum HubStoreRequest: Equatable, Sendable {
 
     /// The push as the group-commit interface takes it; nil for every other request.
     package var push: HubPush? {
-        guard case let .append(changes, replica, receivedAt) = self else { return nil }
-        return HubPush(changes: changes, replica: replica, receivedAtMillis: receivedAt)
+        guard case let .append(changes, replica, provenance, receivedAt) = self else { return nil }
+        return HubPush(changes: changes, replica: replica, provenance: provenance, receivedAtMillis: receivedAt)
     }
 }
 
@@ -46,6 +50,30 @@ public enum CredentialCheck: Equatable, Sendable {
     case enrolment(EnrolmentResult)
     /// A device secret was presented: authenticated, unknown or revoked.
     case device(AuthenticationResult)
+}
+
+/// What the welcome needs from the store once a hello is accepted.
+public struct SessionOpening: Equatable, Sendable {
+    /// The hub's contiguous durable counter of the replica's own origin.
+    public let ownDurable: UInt64
+    /// The hub's public key (pinned by the replica at enrolment).
+    public let hubKey: [UInt8]
+    /// The hub store's incarnation (16 bytes).
+    public let incarnation: [UInt8]
+    /// The replica's device certificate, if the hub has one for it.
+    public let certificate: DeviceCertificate?
+
+    /// - Parameters:
+    ///   - ownDurable: The hub's durable counter of the replica's origin.
+    ///   - hubKey: The hub's public key.
+    ///   - incarnation: The hub store's incarnation.
+    ///   - certificate: The replica's device certificate, if any.
+    public init(ownDurable: UInt64, hubKey: [UInt8], incarnation: [UInt8], certificate: DeviceCertificate?) {
+        self.ownDurable = ownDurable
+        self.hubKey = hubKey
+        self.incarnation = incarnation
+        self.certificate = certificate
+    }
 }
 
 /// What a pull read: the head, and the page unless the cursor is above the head.
@@ -69,16 +97,17 @@ public struct HubPullRead: Sendable {
 public enum HubStoreOutcome: Sendable {
     /// For `checkCredential`.
     case credential(Result<CredentialCheck, any Error>)
-    /// For `openSession`: the hub's durable counter of the replica's own origin.
-    case opened(Result<UInt64, any Error>)
+    /// For `openSession`: the hub's durable counter of the replica's own origin, its key,
+    /// incarnation and the replica's certificate.
+    case opened(Result<SessionOpening, any Error>)
     /// For `append`: what was stored, and the durable counters to acknowledge.
     case appended(Result<HubAppendResult, any Error>)
     /// For `readPage`.
     case page(Result<HubPullRead, any Error>)
     /// For `readOrigin`.
     case originPage(Result<HubOriginPage, any Error>)
-    /// For `fork`: the new identity's secret.
-    case forked(Result<ForkResult, any Error>)
+    /// For `fork`: the new identity's secret, and its device certificate once forked.
+    case forked(Result<ForkResult, any Error>, certificate: DeviceCertificate? = nil)
 
     /// The same kind of outcome, as a failure: what a shell reports when the store could not be
     /// reached at all (or, in the simulator, an injected fault).
@@ -89,7 +118,7 @@ public enum HubStoreOutcome: Sendable {
         case .append: .appended(.failure(error))
         case .readPage: .page(.failure(error))
         case .readOrigin: .originPage(.failure(error))
-        case .fork: .forked(.failure(error))
+        case .fork: .forked(.failure(error), certificate: nil)
         case .record, .spendTokens: nil
         }
     }
@@ -106,7 +135,7 @@ public enum HubStoreOutcome: Sendable {
         case let .appended(result): failed(result)
         case let .page(result): failed(result)
         case let .originPage(result): failed(result)
-        case let .forked(result): failed(result)
+        case let .forked(result, _): failed(result)
         }
     }
 }
@@ -118,13 +147,14 @@ extension HubStoreRequest {
     /// inline hub), hence `package`.
     package func perform(on store: any HubStore, random: inout RandomSource) -> HubStoreOutcome? {
         switch self {
-        case let .checkCredential(replica, credential, now):
+        case let .checkCredential(replica, credential, deviceKey, now):
             return .credential(Result {
                 switch credential {
                 case let .enrolmentToken(token):
-                    return .enrolment(try store.redeemEnrolmentToken(token, replica: replica, nowMillis: now, random: &random))
+                    return .enrolment(try store.redeemEnrolmentToken(token, replica: replica, deviceKey: deviceKey, nowMillis: now,
+                                                                     random: &random))
                 case let .device(secret):
-                    return .device(try store.authenticate(replica: replica, secret: secret))
+                    return .device(try store.authenticate(replica: replica, secret: secret, deviceKey: deviceKey, nowMillis: now))
                 case .none:
                     // The session refuses a missing credential before asking.
                     return .device(.unknown)
@@ -134,10 +164,11 @@ extension HubStoreRequest {
             return .opened(Result {
                 if spend { try store.spendEnrolmentTokens(of: replica, nowMillis: now) }
                 try store.recordSession(.hello(appVersion: appVersion, schemaVersion: schemaVersion), replica: replica, nowMillis: now)
-                return try store.ownDurable(replica)
+                return SessionOpening(ownDurable: try store.ownDurable(replica), hubKey: store.hubKey, incarnation: store.incarnation,
+                                      certificate: try store.certificate(for: replica))
             })
-        case let .append(changes, replica, receivedAt):
-            let results = store.append([HubPush(changes: changes, replica: replica, receivedAtMillis: receivedAt)])
+        case let .append(changes, replica, provenance, receivedAt):
+            let results = store.append([HubPush(changes: changes, replica: replica, provenance: provenance, receivedAtMillis: receivedAt)])
             return .appended(results.first ?? .failure(StoreError(.database, "the store answered no result for a push")))
         case let .readPage(cursor, excluded, budget, maxCount):
             return .page(Result {
@@ -148,8 +179,10 @@ extension HubStoreRequest {
             })
         case let .readOrigin(origin, after, budget, maxCount):
             return .originPage(Result { try store.changes(ofOrigin: origin, after: after, byteBudget: budget, maxCount: maxCount) })
-        case let .fork(replica, newReplica, now):
-            return .forked(Result { try store.fork(replica, into: newReplica, nowMillis: now, random: &random) })
+        case let .fork(replica, newReplica, deviceKey, now):
+            let result = Result { try store.fork(replica, into: newReplica, deviceKey: deviceKey, nowMillis: now, random: &random) }
+            guard case .success(.forked) = result else { return .forked(result, certificate: nil) }
+            return .forked(result, certificate: try? store.certificate(for: newReplica))
         case let .record(event, replica, now):
             // Bookkeeping for the operator view must not break a sync.
             try? store.recordSession(event, replica: replica, nowMillis: now)

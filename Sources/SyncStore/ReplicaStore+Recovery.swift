@@ -175,6 +175,13 @@ extension ReplicaStore {
             try Self.storePeerVector(context, hub, known)
         }
     }
+
+    /// The hub's store was restored from a backup (a new incarnation): what this replica knows the
+    /// hub holds becomes `kept` (the hub's own_durable of this replica), so everything else is
+    /// pushed again; the hub keeps what it still has, by id.
+    package func forgetHubKnowledge(_ hub: ReplicaID, keeping kept: VersionVector) throws {
+        try writeContext { context in try Self.storePeerVector(context, hub, kept) }
+    }
 }
 
 extension ReplicaStore {

@@ -43,7 +43,7 @@ public final class ReplicaStore: Sendable {
     /// What the identity file holds; nil when there is none (the replica cannot sign).
     let device: DeviceCell
     /// Origins whose heads verify with the pinned hub key, beside the hub's own (the catalogue publisher).
-    let hubKeyedOrigins: Set<ReplicaID>
+    package let hubKeyedOrigins: Set<ReplicaID>
 
     /// The logger a store uses when its opener passes none; its level and handler are whatever the
     /// process bootstrapped.

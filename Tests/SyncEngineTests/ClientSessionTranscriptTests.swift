@@ -1,6 +1,7 @@
 import Foundation
 import SyncCore
 import SyncEngine
+import SyncIdentity
 import SyncStore
 import SyncTesting
 import SyncWire
@@ -12,6 +13,9 @@ import Testing
 struct ClientFixture {
     static let now: UInt64 = 1_750_000_000_000
     static let hub = ReplicaID(high: 9, low: 9)
+    /// The hub's key: welcomes carry its public half, certificates are signed with it.
+    static let hubKey = TestSigner.key(hub)
+    static let incarnation = [UInt8](repeating: 1, count: 16)
     static let budget = ClientConfiguration().pullBudget
     static let request = SessionAction.schedule(.request, afterMillis: ProtocolConstants.responseMillis)
 
@@ -47,10 +51,24 @@ struct ClientFixture {
     }
 
     static func welcome(version: UInt64 = ProtocolConstants.version, maxFrameBody: UInt64 = 65_536, issued: [UInt8] = [],
-                        ownDurable: UInt64 = 0) -> Message {
+                        ownDurable: UInt64 = 0, hubKey: [UInt8] = hubKey.publicKey, incarnation: [UInt8] = incarnation,
+                        certificate: DeviceCertificate? = nil) -> Message {
         .welcome(Welcome(protocolVersion: version, schemaVersion: 1, hub: hub, maxFrameBody: maxFrameBody, issuedCredential: issued,
                          hubTimeMillis: now, heartbeatIntervalMillis: 30_000, ownDurable: ownDurable,
-                         hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil))
+                         hubKey: hubKey, incarnation: incarnation, certificate: certificate))
+    }
+
+    /// The hub's certificate for `replica`'s device key (its test key unless `key` is given).
+    static func certificate(_ replica: ReplicaID, key: [UInt8]? = nil) -> DeviceCertificate {
+        hubKey.certificate(replica: replica, publicKey: key ?? TestSigner.publicKey(replica), team: "T", issuedAtMillis: now, attestedThrough: 0)
+    }
+
+    /// What the hub relays with `changes`: their origins' heads (signed by `signer`'s test keys,
+    /// or `key`) and certificates.
+    static func signed(_ changes: [Change], _ signer: inout TestSigner, key: SigningKey? = nil) -> Provenance {
+        let origins = Set(changes.map(\.id.replica)).sorted()
+        return Provenance(heads: signer.heads(changes, key: key),
+                          certificates: origins.map { certificate($0, key: key?.publicKey) })
     }
 
     /// The heartbeat this replica sends, with `pending` changes the hub has not acknowledged.
@@ -88,12 +106,14 @@ struct ClientSessionTranscriptTests {
         let fixture = try F()
         defer { fixture.remove() }
         var session = ClientSession(store: fixture.store, credential: .device([1, 2]))
+        let key = try #require(fixture.store.signingKey).publicKey
         #expect(session.state == .connecting)
         #expect(session.start() == [
             .send(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version,
                                schemaVersion: UInt64(SimulationSchema.schema.version), replica: fixture.own,
                                appVersion: ClientConfiguration().appVersion, credential: .device([1, 2]),
-                               maxFrameBody: UInt64(ClientConfiguration().maxFrameBody), deviceKey: []))),
+                               maxFrameBody: UInt64(ClientConfiguration().maxFrameBody),
+                               deviceKey: key))),
             .schedule(.handshake, afterMillis: ProtocolConstants.handshakeMillis),
         ])
         #expect(session.state == .awaitingWelcome)
@@ -177,7 +197,7 @@ struct ClientSessionTranscriptTests {
         #expect(changes.count == 1)
         var session = fixture.started()
         #expect(session.receive(F.welcome()) == [.cancel(.handshake), fixture.heartbeat(pending: 1), F.request,
-                                                  .send(.push(batch: 1, changes: changes, provenance: .none))])
+                                                  .send(.push(batch: 1, changes: changes, provenance: try fixture.store.provenance(for: changes)))])
         #expect(session.state == .pushing(batch: 1, until: [fixture.own: 1]))
         #expect(session.receive(.pushAck(batch: 1, durable: VersionVector([fixture.own: 1]), hubHead: 1)) == F.pull(0))
         #expect(try fixture.store.peerKnowledge(F.hub)[fixture.own] == 1, "the hub-held counter rose with the ack, durably")
@@ -216,9 +236,11 @@ struct ClientSessionTranscriptTests {
         defer { fixture.remove() }
         let other = ReplicaID(high: 4, low: 4)
         var (session, _) = fixture.welcomed()
-        #expect(session.receive(.batch(nextCursor: 1, more: true, changes: [F.change(other, 1)], provenance: .none)) == F.pull(1))
+        var signer = TestSigner()
+        let first = [F.change(other, 1)], second = [F.change(other, 2)]
+        #expect(session.receive(.batch(nextCursor: 1, more: true, changes: first, provenance: F.signed(first, &signer))) == F.pull(1))
         #expect(try fixture.store.hubLink()?.pullCursor == 1, "the cursor is stored with the batch")
-        #expect(session.receive(.batch(nextCursor: 2, more: false, changes: [F.change(other, 2)], provenance: .none))
+        #expect(session.receive(.batch(nextCursor: 2, more: false, changes: second, provenance: F.signed(second, &signer)))
             == [fixture.heartbeat(), .send(.goodbye(reason: 0)), .close])
         #expect(session.state == .done && session.failure == nil)
         #expect(session.summary.pulled == 2 && session.summary.applied == 2)
@@ -374,7 +396,11 @@ struct ClientSessionTranscriptTests {
             var (session, _) = fixture.welcomed(ownDurable: 1)
             let actions = session.receive(.recovered(origin: own, nextCounter: 1, more: false, changes: [F.change(own, 1, text: "other")], provenance: .none))
             guard case let .forking(newReplica, divergentFrom) = session.state, divergentFrom == 1 else { return (session, nil) }
-            #expect(actions == [F.request, .send(.fork(newReplica: newReplica, deviceKey: [UInt8](repeating: 0, count: 32)))])
+            guard actions.count == 2, actions[0] == F.request, case let .send(.fork(asked, key)) = actions[1], asked == newReplica else {
+                Issue.record("expected a fork request, got \(actions)")
+                return (session, nil)
+            }
+            #expect(key.count == 32 && key != fixture.store.signingKey?.publicKey, "the new identity has a key of its own")
             return (session, newReplica)
         }
         var (wrongID, drawn) = forkingSession()
@@ -385,18 +411,24 @@ struct ClientSessionTranscriptTests {
         #expect(fixture.store.replicaID == own, "nothing was changed locally")
         // forking | forked for the id asked: the new identity, then rule 1: recover the old origin.
         var (session, _) = forkingSession()
+        let oldKey = try #require(fixture.store.signingKey)
         let actions = session.receive(.forked(newReplica: newReplica, issuedCredential: [8], certificate: nil))
+        #expect(fixture.store.signingKey?.publicKey != oldKey.publicKey, "the identity file holds the new identity's key")
         #expect(fixture.store.replicaID == newReplica && session.summary.forkedFrom == own && session.summary.reissued == 1)
         #expect(actions == [F.request, .send(.recover(origin: own, after: 0, byteBudget: F.budget))])
         #expect(try fixture.store.hubLink()?.forkedFrom == own)
         // recovering (forked_from) | recovered: the hub's version arrives as another replica's change; forked_from is
         // cleared; then rule 2 on the new identity, of which the hub holds nothing: push the re-issued change.
-        let recovered = session.receive(.recovered(origin: own, nextCounter: 1, more: false, changes: [F.change(own, 1, text: "other")], provenance: .none))
+        // The other copy's version, signed by the old key, which the hub vouches for.
+        var signer = TestSigner()
+        let hubVersion = [F.change(own, 1, text: "other")]
+        let recovered = session.receive(.recovered(origin: own, nextCounter: 1, more: false, changes: hubVersion,
+                                                   provenance: F.signed(hubVersion, &signer, key: oldKey)))
         #expect(try fixture.store.hubLink()?.forkedFrom == nil)
         #expect(try fixture.store.peerKnowledge(F.hub)[own] == 1)
         let reissued = try fixture.store.changes(notIn: VersionVector([own: 1]))
         #expect(reissued.map(\.id) == [ChangeID(replica: newReplica, counter: 1)])
-        #expect(recovered == [F.request, .send(.push(batch: 1, changes: reissued, provenance: .none))])
+        #expect(recovered == [F.request, .send(.push(batch: 1, changes: reissued, provenance: try fixture.store.provenance(for: reissued)))])
     }
 
     @Test("after the handshake, rule 3: own_durable below A lowers A, so those changes are pushed again, and the log is pulled again from 0")
@@ -411,7 +443,8 @@ struct ClientSessionTranscriptTests {
         #expect(try fixture.store.hubLink()?.pullCursor == 9)
         let (second, actions) = fixture.welcomed(ownDurable: 0)
         let own = try fixture.store.changes(notIn: VersionVector())
-        #expect(actions == [.cancel(.handshake), fixture.heartbeat(), F.request, .send(.push(batch: 1, changes: own, provenance: .none))])
+        #expect(actions == [.cancel(.handshake), fixture.heartbeat(), F.request,
+                            .send(.push(batch: 1, changes: own, provenance: try fixture.store.provenance(for: own)))])
         #expect(second.state == .pushing(batch: 1, until: [fixture.own: 1]))
         #expect(try fixture.store.hubLink()?.pullCursor == 0)
     }

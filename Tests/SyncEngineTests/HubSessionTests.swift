@@ -16,7 +16,7 @@ struct HubSessionTests {
         let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: now + 60_000, random: &random)
         var session = InlineHubSession(store: store, random: RandomSource { 42 })
         let actions = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "test",
-                                                   credential: .enrolmentToken(token), maxFrameBody: 65_536, deviceKey: [])), nowMillis: now)
+                                                   credential: .enrolmentToken(token), maxFrameBody: 65_536, deviceKey: TestSigner.publicKey(replica))), nowMillis: now)
         guard case .send(.welcome) = actions.first else {
             Issue.record("expected a welcome, got \(actions)")
             return session
@@ -39,9 +39,11 @@ struct HubSessionTests {
         let now: UInt64 = 1_750_000_000_000
         var session = try readySession(store, replica: replica, now: now)
         let batch = (1...3).map { change(replica, $0, now: now) }
-        let first = session.receive(.push(batch: 1, changes: batch, provenance: .none), nowMillis: now)
+        var signer = TestSigner()
+        let heads = Provenance(heads: signer.heads(batch))
+        let first = session.receive(.push(batch: 1, changes: batch, provenance: heads), nowMillis: now)
         #expect(first == [.send(.pushAck(batch: 1, durable: VersionVector([replica: 3]), hubHead: 3))])
-        let again = session.receive(.push(batch: 2, changes: batch, provenance: .none), nowMillis: now)
+        let again = session.receive(.push(batch: 2, changes: batch, provenance: heads), nowMillis: now)
         #expect(again == [.send(.pushAck(batch: 2, durable: VersionVector([replica: 3]), hubHead: 3))])
         // Out-of-order batch numbers are a protocol error.
         let wrong = session.receive(.push(batch: 7, changes: [], provenance: .none), nowMillis: now)
@@ -85,7 +87,7 @@ struct HubSessionTests {
         func hello() -> [SessionAction] {
             var again = InlineHubSession(store: store, random: RandomSource { 1 })
             return again.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "t",
-                                              credential: .device(secret), maxFrameBody: 65_536, deviceKey: [])), nowMillis: 3_000)
+                                              credential: .device(secret), maxFrameBody: 65_536, deviceKey: TestSigner.publicKey(replica))), nowMillis: 3_000)
         }
         // The control: the same hello is welcomed before the revocation.
         guard case .send(.welcome) = hello().first else {
@@ -110,8 +112,10 @@ struct HubSessionTests {
         let secret = try Self.enrol(store, replica: replica, now: 1_000)
         func hello(_ min: UInt64, _ max: UInt64) -> [SessionAction] {
             var session = InlineHubSession(store: store, random: RandomSource { 1 })
+            // A device key is carried only by a hello offering version 3.
             return session.receive(.hello(Hello(protocolMin: min, protocolMax: max, schemaVersion: 1, replica: replica, appVersion: "caresync/0.4.0",
-                                                credential: .device(secret), maxFrameBody: 65_536, deviceKey: [])), nowMillis: 2_000)
+                                                credential: .device(secret), maxFrameBody: 65_536,
+                                                deviceKey: max >= 3 ? TestSigner.publicKey(replica) : [])), nowMillis: 2_000)
         }
         for version in [1, 2] as [UInt64] {
             let old = hello(version, version)
@@ -138,7 +142,7 @@ struct HubSessionTests {
         let token = try store.issueEnrolmentToken(team: team, expiresAtMillis: now + 60_000, random: &random)
         var session = InlineHubSession(store: store, random: RandomSource { UInt64.random(in: 0 ... .max) })
         let actions = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "test",
-                                                   credential: .enrolmentToken(token), maxFrameBody: 65_536, deviceKey: [])), nowMillis: now)
+                                                   credential: .enrolmentToken(token), maxFrameBody: 65_536, deviceKey: TestSigner.publicKey(replica))), nowMillis: now)
         guard case let .send(.welcome(welcome)) = actions.first else { throw HubSessionTests.Refused(actions: actions) }
         _ = session.receive(.heartbeat(ReplicaHealth(pendingChanges: 0, oldestUnsyncedAgeMillis: 0, openConflicts: 0, schemaVersion: 1)), nowMillis: now)
         return welcome.issuedCredential

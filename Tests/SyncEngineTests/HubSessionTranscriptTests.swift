@@ -26,8 +26,14 @@ enum HubFixture {
         _ = session.receive(hello(), nowMillis: now)
         _ = session.storageCompleted(.credential(.success(enrolled ? .enrolment(.enrolled(team: "T", secret: [9])) : .device(.accepted(team: "T")))),
                                      nowMillis: now)
-        _ = session.storageCompleted(.opened(.success(0)), nowMillis: now)
+        _ = session.storageCompleted(opened(0), nowMillis: now)
         return session
+    }
+
+    /// The store's answer to `openSession`: the durable counter, a made-up hub key and incarnation, no certificate.
+    static func opened(_ ownDurable: UInt64) -> HubStoreOutcome {
+        .opened(.success(SessionOpening(ownDurable: ownDurable, hubKey: [UInt8](repeating: 0, count: 32),
+                                        incarnation: [UInt8](repeating: 0, count: 16), certificate: nil)))
     }
 
     static func record(_ event: HubSessionEvent, _ replica: ReplicaID = replica) -> SessionAction {
@@ -60,11 +66,11 @@ struct HubSessionTranscriptTests {
         var session = HubSession(hub: H.hub)
         #expect(session.start(handshakeMillis: 2_000) == [.schedule(.handshake, afterMillis: 2_000)])
         #expect(session.receive(H.hello(), nowMillis: H.now)
-            == [.cancel(.handshake), .store(.checkCredential(replica: H.replica, credential: .device([1]), nowMillis: H.now))])
+            == [.cancel(.handshake), .store(.checkCredential(replica: H.replica, credential: .device([1]), deviceKey: [], nowMillis: H.now))])
         #expect(session.timerFired(.handshake, nowMillis: H.now).isEmpty, "the hello arrived: the handshake deadline ended with it")
         #expect(session.storageCompleted(.credential(.success(.device(.accepted(team: "T")))), nowMillis: H.now)
             == [.store(.openSession(replica: H.replica, spendTokens: true, appVersion: "t", schemaVersion: 1, nowMillis: H.now))])
-        #expect(session.storageCompleted(.opened(.success(3)), nowMillis: H.now) == [
+        #expect(session.storageCompleted(H.opened(3), nowMillis: H.now) == [
             .send(.welcome(Welcome(protocolVersion: ProtocolConstants.version, schemaVersion: 1, hub: H.hub, maxFrameBody: 100_000,
                                    issuedCredential: [], hubTimeMillis: H.now, heartbeatIntervalMillis: 30_000, ownDurable: 3,
                                    hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16), certificate: nil))),
@@ -118,7 +124,7 @@ struct HubSessionTranscriptTests {
         _ = enrolling.receive(H.hello(credential: .enrolmentToken("tok")), nowMillis: H.now)
         #expect(enrolling.storageCompleted(.credential(.success(.enrolment(.enrolled(team: "T", secret: [9])))), nowMillis: H.now)
             == [.store(.openSession(replica: H.replica, spendTokens: false, appVersion: "t", schemaVersion: 1, nowMillis: H.now))])
-        guard case let .send(.welcome(welcome))? = enrolling.storageCompleted(.opened(.success(0)), nowMillis: H.now).first else {
+        guard case let .send(.welcome(welcome))? = enrolling.storageCompleted(H.opened(0), nowMillis: H.now).first else {
             Issue.record("no welcome")
             return
         }
@@ -196,7 +202,7 @@ struct HubSessionTranscriptTests {
         var session = H.ready()
         let changes = [H.change(1)]
         #expect(session.receive(.push(batch: 1, changes: changes, provenance: .none), nowMillis: H.now)
-            == [H.idle, .store(.append(changes: changes, replica: H.replica, receivedAtMillis: H.now))])
+            == [H.idle, .store(.append(changes: changes, replica: H.replica, provenance: .none, receivedAtMillis: H.now))])
         let durable = VersionVector([H.replica: 1])
         var stored = session
         #expect(stored.storageCompleted(.appended(.success(HubAppendResult(durable: durable, head: 1, stored: 1, duplicates: 0))), nowMillis: H.now)
@@ -224,7 +230,7 @@ struct HubSessionTranscriptTests {
         #expect(!session.isAwaitingStorage)
         var atTheEdge = H.ready()
         #expect(atTheEdge.receive(.push(batch: 1, changes: [H.change(1, aheadMillis: 300_000)], provenance: .none), nowMillis: H.now).last
-            == .store(.append(changes: [H.change(1, aheadMillis: 300_000)], replica: H.replica, receivedAtMillis: H.now)))
+            == .store(.append(changes: [H.change(1, aheadMillis: 300_000)], replica: H.replica, provenance: .none, receivedAtMillis: H.now)))
     }
 
     @Test("ready | pull: a page is read and relayed as stored; a cursor above the hub's last sequence: CURSOR_AHEAD (fatal)")
@@ -259,7 +265,7 @@ struct HubSessionTranscriptTests {
         let newReplica = ReplicaID(high: 6, low: 6)
         var session = H.ready()
         #expect(session.receive(.fork(newReplica: newReplica, deviceKey: [UInt8](repeating: 0, count: 32)), nowMillis: H.now)
-            == [H.idle, .store(.fork(replica: H.replica, into: newReplica, nowMillis: H.now))])
+            == [H.idle, .store(.fork(replica: H.replica, into: newReplica, deviceKey: [UInt8](repeating: 0, count: 32), nowMillis: H.now))])
         var forked = session
         #expect(forked.storageCompleted(.forked(.success(.forked(secret: [4]))), nowMillis: H.now)
             == [H.idle, H.record(.hello(appVersion: "fork of \(H.replica.short)", schemaVersion: 1), newReplica),

@@ -21,8 +21,9 @@ struct SessionActionTests {
         var session = HubSession(hub: store.hubID)
         #expect(session.start(handshakeMillis: 10_000) == [.schedule(.handshake, afterMillis: 10_000)])
         let hello = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "t",
-                                                 credential: .enrolmentToken(token), maxFrameBody: 65_536, deviceKey: [])), nowMillis: Self.now)
-        #expect(hello == [.cancel(.handshake), .store(.checkCredential(replica: replica, credential: .enrolmentToken(token), nowMillis: Self.now))])
+                                                 credential: .enrolmentToken(token), maxFrameBody: 65_536, deviceKey: TestSigner.publicKey(replica))), nowMillis: Self.now)
+        #expect(hello == [.cancel(.handshake), .store(.checkCredential(replica: replica, credential: .enrolmentToken(token),
+                                                                       deviceKey: TestSigner.publicKey(replica), nowMillis: Self.now))])
         #expect(session.isAwaitingStorage)
         // Nothing more is handled while the request is outstanding.
         var busy = session
@@ -46,7 +47,7 @@ struct SessionActionTests {
         #expect(welcome.contains(.schedule(.idle, afterMillis: ProtocolConstants.idleMillis)))
         let push = session.receive(.push(batch: 1, changes: [], provenance: .none), nowMillis: Self.now)
         #expect(!push.contains { if case .send = $0 { true } else { false } }, "no answer before the commit: \(push)")
-        #expect(push.contains(.store(.append(changes: [], replica: replica, receivedAtMillis: Self.now))))
+        #expect(push.contains(.store(.append(changes: [], replica: replica, provenance: .none, receivedAtMillis: Self.now))))
         // A failed commit is never acknowledged.
         var failed = session
         let refused = failed.storageCompleted(.appended(.failure(StoreError(.database, "disk full"))), nowMillis: Self.now)

@@ -103,7 +103,7 @@ struct HubWriterTests {
                 group.addTask {
                     // The first push holds the writer; the others arrive while it commits.
                     if index > 0 { try? await Task.sleep(nanoseconds: 50_000_000) }
-                    let outcome = await writer.perform(.append(changes: [], replica: replica, receivedAtMillis: Self.now), unless: { false })
+                    let outcome = await writer.perform(.append(changes: [], replica: replica, provenance: .none, receivedAtMillis: Self.now), unless: { false })
                     guard case .appended(.success)? = outcome else { return (replica, false, false) }
                     return (replica, true, store.committed(replica))
                 }
@@ -128,7 +128,7 @@ struct HubWriterTests {
         let store = CountingHubStore(try hubStore(), holdFirstMillis: 0)
         let writer = HubWriter(store: store)
         let replica = ReplicaID(high: 8, low: 1)
-        let outcome = await writer.perform(.append(changes: [], replica: replica, receivedAtMillis: Self.now), unless: { true })
+        let outcome = await writer.perform(.append(changes: [], replica: replica, provenance: .none, receivedAtMillis: Self.now), unless: { true })
         #expect(outcome == nil)
         #expect(!store.committed(replica) && store.calls == 0)
     }
