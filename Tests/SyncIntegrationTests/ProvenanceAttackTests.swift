@@ -1,9 +1,12 @@
 import CareRecords
 import Foundation
+import NIOCore
 import SyncCore
+import SyncEngine
 import SyncIdentity
 import SyncStore
 import SyncTesting
+import SyncWire
 import Testing
 
 /// Attacks on provenance (issue 9, Protocol/identity.md "Verifying a run of changes"), each against
@@ -102,6 +105,11 @@ extension Integration {
             }
         }
 
+        /// What `replica` says to `changes` relayed with `heads`: "applied", or the refusal's code name.
+        static func apply(_ changes: [Change], heads: [SignedHead], to replica: ReplicaStore) -> String {
+            replicaCode { _ = try replica.apply(changes, provenance: Provenance(sorting: heads, certificates: [])) }
+        }
+
         static func replicaCode(_ body: () throws -> Void) -> String {
             do {
                 try body()
@@ -134,7 +142,7 @@ extension Integration {
 
             // A replica given the forged run (a relayed batch, a bundle) refuses it the same way.
             let replica = try world.replica("r")
-            #expect(Self.replicaCode { _ = try replica.apply(forged, provenance: Provenance(sorting: malloryHeads, certificates: [])) } == "SIGNATURE_INVALID")
+            #expect(Self.apply(forged, heads: malloryHeads, to: replica) == "SIGNATURE_INVALID")
             #expect(try replica.changes(notIn: VersionVector()).isEmpty)
         }
 
@@ -150,11 +158,11 @@ extension Integration {
             #expect(Self.code(world.push(altered, heads: heads, from: world.a)) == "SIGNATURE_INVALID")
             #expect(try world.held(world.a).isEmpty)
             let replica = try world.replica("r")
-            #expect(Self.replicaCode { _ = try replica.apply(altered, provenance: Provenance(sorting: heads, certificates: [])) } == "SIGNATURE_INVALID")
+            #expect(Self.apply(altered, heads: heads, to: replica) == "SIGNATURE_INVALID")
             // The same run unaltered, carried by another device, is a valid relay.
             #expect(Self.code(world.push(original, heads: heads, from: world.mallory)) == "stored")
             #expect(try world.held(world.a).map(\.author) == ["amara.okafor", "amara.okafor", "amara.okafor"])
-            #expect(Self.replicaCode { _ = try replica.apply(original, provenance: Provenance(sorting: heads, certificates: [])) } == "applied")
+            #expect(Self.apply(original, heads: heads, to: replica) == "applied")
         }
 
         @Test("forged catalogue: a device publishing a change under the catalogue's publisher id is refused by the hub and by replicas, whoever it claims signed it; the hub's own publication is accepted")
@@ -172,7 +180,7 @@ extension Integration {
 
             let replica = try world.replica("r")
             for heads in [deviceSigned, claimed] {
-                #expect(Self.replicaCode { _ = try replica.apply(version, provenance: Provenance(sorting: heads, certificates: [])) } == "SIGNATURE_INVALID")
+                #expect(Self.apply(version, heads: heads, to: replica) == "SIGNATURE_INVALID")
             }
             // The hub's publication of the same bytes verifies everywhere.
             _ = try world.hub.publish(version, receivedAtMillis: Self.now)
@@ -221,8 +229,8 @@ extension Integration {
             #expect(try world.held(world.a).count == 2)
 
             let replica = try world.replica("r")
-            #expect(Self.replicaCode { _ = try replica.apply(Array(run.prefix(3)), provenance: Provenance(sorting: heads, certificates: [])) } == "UNSIGNED_CHANGES")
-            #expect(Self.replicaCode { _ = try replica.apply([run[3]], provenance: Provenance(sorting: heads, certificates: [])) } == "CHAIN_GAP")
+            #expect(Self.apply(Array(run.prefix(3)), heads: heads, to: replica) == "UNSIGNED_CHANGES")
+            #expect(Self.apply([run[3]], heads: heads, to: replica) == "CHAIN_GAP")
             #expect(try replica.changes(notIn: VersionVector()).isEmpty)
         }
 
@@ -236,7 +244,7 @@ extension Integration {
             #expect(Self.code(world.push(reordered, heads: heads, from: world.mallory)) == "SIGNATURE_INVALID")
             #expect(try world.held(world.a).isEmpty)
             let replica = try world.replica("r")
-            #expect(Self.replicaCode { _ = try replica.apply(reordered, provenance: Provenance(sorting: heads, certificates: [])) } == "SIGNATURE_INVALID")
+            #expect(Self.apply(reordered, heads: heads, to: replica) == "SIGNATURE_INVALID")
             #expect(try replica.changes(notIn: VersionVector()).isEmpty)
         }
 
@@ -263,9 +271,42 @@ extension Integration {
 
             let replica = try world.replica("r")
             _ = try replica.apply(first, provenance: Provenance(sorting: firstHeads, certificates: []))
-            #expect(Self.replicaCode { _ = try replica.apply(second, provenance: Provenance(sorting: secondHeads, certificates: [])) } == "EQUIVOCATION")
+            #expect(Self.apply(second, heads: secondHeads, to: replica) == "EQUIVOCATION")
             #expect(try replica.changes(notIn: VersionVector()).map(\.canonicalBytes) == first.map(\.canonicalBytes))
         }
+    }
+}
+
+/// A raw-protocol attacker against the real hub on loopback: the refusal reaches the wire as the
+/// specific fatal code, and the hub goes on serving honest relays.
+extension Integration.LoopbackTests {
+    @Test("forged origin over TCP: an enrolled raw-protocol peer pushing another device's origin under its own key gets a fatal SIGNATURE_INVALID; nothing stored; the honest heads relayed by it are acknowledged")
+    func forgedOriginOverTCP() async throws {
+        let harness = try await Harness()
+        defer { harness.stop() }
+        var random = SeededGenerator(seed: 11)
+        let honest = ReplicaID.random(using: &random)
+        let mallory = ReplicaID.random(using: &random)
+        guard case .enrolled = try harness.store.redeemEnrolmentToken(try harness.token(), replica: honest, deviceKey: TestSigner.publicKey(honest),
+                                                                       nowMillis: SystemWallClock().nowMillis(), random: &random) else {
+            throw SyncFailure(.enrolmentInvalid, "the honest device was not enrolled")
+        }
+        let changes = [Self.note(honest, 1, "written by the honest device")]
+        func attempt(_ replica: ReplicaID, heads: [SignedHead]) async throws -> [Message] {
+            let hello = Self.frame(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1,
+                                                replica: replica, appVersion: "attacker", credential: .enrolmentToken(try harness.token()),
+                                                maxFrameBody: UInt64(Frame.defaultMaxBody), deviceKey: TestSigner.publicKey(replica))))
+            return try await RawPeer.exchange(port: harness.port, [hello, Self.frame(.push(batch: 1, changes: changes, provenance: Provenance(sorting: heads))),
+                                                                   Self.frame(.goodbye(reason: 0))], readUpTo: 2)
+        }
+        var forger = TestSigner()
+        let forged = try await attempt(mallory, heads: forger.heads(changes, key: TestSigner.key(mallory)))
+        Self.fatal(forged, .signatureInvalid, "a push of another device's origin signed with the pusher's key")
+        #expect(try harness.store.ownDurable(honest) == 0, "nothing of the forged push is stored")
+        var signer = TestSigner()
+        let relayed = try await attempt(ReplicaID.random(using: &random), heads: signer.heads(changes))
+        #expect(relayed.contains { if case .pushAck = $0 { true } else { false } }, "the honest device's signed change, relayed: \(relayed)")
+        #expect(try harness.store.ownDurable(honest) == 1)
     }
 }
 
