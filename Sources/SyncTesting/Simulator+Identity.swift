@@ -34,7 +34,7 @@ extension Simulation {
 
     /// A key-less copy re-enrolled as a new device, as its user must (Protocol/identity.md,
     /// "Identity file"): first the check that it cannot sign under the old identity; then its own
-    /// writes since the copy are re-issued under a new replica id (the fork's re-issue), a new
+    /// writes the hub lacks are re-issued under a new replica id (the fork's re-issue), a new
     /// identity file with a new key is made for that id, and the next sync enrols it with a token
     /// of its own.
     func reenrol(_ index: Int) throws {
@@ -44,7 +44,7 @@ extension Simulation {
             report.violations.append("replica \(index), a copy without its identity file, can sign under \(store.replicaID.short)")
         }
         let newReplica = ReplicaID.random(using: &random)
-        try store.fork(into: newReplica, credential: [], divergentFrom: copiedAt + 1)
+        try store.fork(into: newReplica, credential: [], divergentFrom: try firstUnsynced(of: store))
         try store.close()
         let path = "\(directory)/r\(index).db"
         try IdentityFile.create(ReplicaIdentity(replica: newReplica, deviceKey: SigningKey(random: &random)), at: IdentityFile.path(forStore: path))
@@ -53,6 +53,20 @@ extension Simulation {
         try replicas[index].setDeviceSecret(nil)
         keylessCopiedAt[index] = nil
         report.reenrolments += 1
+    }
+
+    /// The first counter of `store`'s own log that the hub does not hold as it is: from there on
+    /// its writes are unsynced, and only this copy may hold them (the original may since have been
+    /// restored from an older backup and written other changes under those counters). The
+    /// simulator reads the hub's log directly, as a recovery exchange would.
+    func firstUnsynced(of store: ReplicaStore) throws -> UInt64 {
+        let origin = store.replicaID
+        let own = try store.changes(notIn: VersionVector()).filter { $0.id.replica == origin }.sorted { $0.id.counter < $1.id.counter }
+        let held = try hubStore.changes(ofOrigin: origin, after: 0, byteBudget: 1 << 24, maxCount: own.count).decodeChanges()
+        for (offset, change) in own.enumerated() where offset >= held.count || !held[offset].isSameVersion(as: change) {
+            return change.id.counter
+        }
+        return UInt64(own.count) + 1
     }
 
     /// A malicious replica signs, with its own key, a second change under one of the counters of
@@ -103,9 +117,9 @@ extension Simulation {
         }
     }
 
-    /// The hub is stopped and its database copied aside (a backup); the next time, stopped and
-    /// restored from that copy: its log loses what came after, its store makes a new incarnation,
-    /// and replicas push again what it lost. A backup older than a device's enrolment (or a fork)
+    /// The hub is stopped and its database copied aside (a backup); a later time, once its log has
+    /// grown past the copy, stopped and restored from it: its log loses what came after, its store
+    /// makes a new incarnation, and replicas push again what it lost. A backup older than a device's enrolment (or a fork)
     /// would forget that device, which then needs its operator to enrol it again: that is left to
     /// the operator tests, so such a backup is dropped (and a fresh one taken) rather than restored.
     func backUpOrRestoreHub() throws {
@@ -116,16 +130,17 @@ extension Simulation {
         let path = "\(directory)/hub.db"
         let backup = "\(directory)/hub-backup.db"
         var restored = false
-        if let held = hubBackup, try hubReplicaCount() == held {
+        let now = try hubHeadAndDevices()
+        if let held = hubBackup, now.devices == held.devices, now.head > held.head {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
             try copyDatabase(from: backup, to: path)
             hubBackup = nil
             restored = true
             report.hubRestores += 1
-        } else {
+        } else if hubBackup == nil || now.devices != hubBackup?.devices {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: backup + suffix) }
             try copyDatabase(from: path, to: backup)
-            hubBackup = try hubReplicaCount()
+            hubBackup = now
             report.hubBackups += 1
         }
         var hubSeed = SeededGenerator(seed: random.next())
@@ -134,12 +149,13 @@ extension Simulation {
         report.restarts += 1
     }
 
-    /// Devices the hub has registered, read from the stopped hub's file (the registry a backup must not forget).
-    func hubReplicaCount() throws -> Int {
+    /// The stopped hub's log head and how many devices it has registered (the registry a backup
+    /// must not forget), read from its file.
+    func hubHeadAndDevices() throws -> (head: UInt64, devices: Int) {
         var seed = SeededGenerator(seed: 0)
         let store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: hubClock, random: &seed)
         defer { try? store.close() }
-        return try store.replicaSummaries().count
+        return (try store.head(), try store.replicaSummaries().count)
     }
 
     /// A stopped SQLite database's file and its write-ahead log, if it has one.

@@ -101,6 +101,15 @@ extension Integration {
             print("SimulationTests shard \(shard): \(reports.count) seeds (\(withoutCuts) without cuts), \(edits) edits, \(syncs) completed syncs (\(underFaults) under faults), \(cuts) cuts, \(restarts) restarts, \(restores) restores, \(clones) clones, \(recovered) own changes recovered, \(forks) forks, \(skewRefusals) clock-skew refusals, \(hubJumps) hub clock jumps, \(keylessCopies) copies without identity (\(reenrolments) re-enrolled), \(equivocations) equivocations refused, \(hubRestores) hub restores (\(renewed) new incarnations)")
         }
 
+        /// `CARESYNC_REPLAY=<seed>` runs that one seed alone and prints its whole report.
+        @Test("one seed replayed (CARESYNC_REPLAY)", .enabled(if: ProcessInfo.processInfo.environment["CARESYNC_REPLAY"] != nil))
+        func replay() throws {
+            let seed = try #require(ProcessInfo.processInfo.environment["CARESYNC_REPLAY"].flatMap { UInt64($0) }, "CARESYNC_REPLAY=<seed>")
+            let report = try Self.run(count: 1, from: seed)[0]
+            print("SimulationTests replay of seed \(seed) with faults \(report.faults): \(report)")
+            #expect(report.violations.isEmpty, "seed \(seed): \(report.violations)")
+        }
+
         @Test("fault options: each seed draws its own mix, some with a fault off; the printed form parses back")
         func faultOptions() throws {
             let mixes = (0..<200 as Range<UInt64>).map { FaultOptions.drawn(seed: $0, storageFaults: true) }
