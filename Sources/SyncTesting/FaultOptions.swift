@@ -116,7 +116,7 @@ public struct FaultOptions: Sendable, Equatable, CustomStringConvertible {
         options.equivocateWeight = maybe(1...10)
         // Not with replica restores: a write acknowledged, then lost by a replica restored from its
         // backup and by the hub restored from its own, is lost everywhere (two backups older than it).
-        options.hubRestoreWeight = options.restoreWeight == 0 ? maybe(2...12) : 0
+        options.hubRestoreWeight = options.restoreWeight == 0 ? maybe(10...40) : 0
         return options
     }
 

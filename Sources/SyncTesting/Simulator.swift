@@ -128,8 +128,8 @@ public final class Simulation {
     /// their own changes above it are theirs, re-issued when they re-enrol.
     var keylessCopiedAt: [Int: UInt64] = [:]
     /// Set while a backup of the hub's database is held (`hub-backup.db`, copied while the hub
-    /// was stopped): its log head and how many devices the hub had registered then.
-    var hubBackup: (head: UInt64, devices: Int)?
+    /// was stopped): its log head and the devices' credentials then (`deviceCredentials()`).
+    var hubBackup: (head: UInt64, devices: [[UInt8]])?
     let steps: Int
     var random: SeededGenerator
     var world: UInt64 = 1_750_000_000_000
