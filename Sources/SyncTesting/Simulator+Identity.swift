@@ -117,45 +117,36 @@ extension Simulation {
         }
     }
 
-    /// The hub is stopped and its database copied aside (a backup); a later time, once its log has
-    /// grown past the copy, stopped and restored from it: its log loses what came after, its store
-    /// makes a new incarnation, and replicas push again what it lost. A backup older than a
-    /// device's enrolment, a re-issued secret or a fork would forget that device, which then needs
-    /// its operator to enrol it again (a gap of the design, not simulated): such a backup is
-    /// dropped and a fresh one taken rather than restored.
+    /// The hub's database is backed up while it runs (its file and write-ahead log copied between
+    /// two steps, when no write is in progress: the consistent copy `sqlite3 .backup` makes); a
+    /// later time, once its log has grown past the copy, the hub is stopped and restored from it:
+    /// its log loses what came after, its store makes a new incarnation, and replicas push again
+    /// what it lost. A backup older than a device's enrolment, a re-issued secret or a fork would
+    /// forget that device, which then needs its operator to enrol it again (a gap of the design,
+    /// not simulated): such a backup is dropped and a fresh one taken rather than restored.
     func backUpOrRestoreHub() throws {
-        for replica in connections.keys.sorted() { cut(replica, reason: "hub stopped") }
-        slowStorage = []
-        writerBusyUntil = 0
-        try hubStore.close()
         let path = "\(directory)/hub.db"
         let backup = "\(directory)/hub-backup.db"
-        var restored = false
-        let now = (head: try hubHeadAfterStop(), devices: try deviceCredentials())
+        let now = (head: try hubStore.head(), devices: try deviceCredentials())
         if let held = hubBackup, now.devices == held.devices, now.head > held.head {
+            for replica in connections.keys.sorted() { cut(replica, reason: "hub stopped") }
+            slowStorage = []
+            writerBusyUntil = 0
+            try hubStore.close()
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
             try copyDatabase(from: backup, to: path)
             hubBackup = nil
-            restored = true
+            var hubSeed = SeededGenerator(seed: random.next())
+            hubStore = try SQLiteHubStore(path: path, wallClock: hubClock, random: &hubSeed)
             report.hubRestores += 1
+            if hubStore.renewedIncarnation { report.renewedIncarnations += 1 }
+            report.restarts += 1
         } else if hubBackup == nil || now.devices != hubBackup?.devices {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: backup + suffix) }
             try copyDatabase(from: path, to: backup)
             hubBackup = now
             report.hubBackups += 1
         }
-        var hubSeed = SeededGenerator(seed: random.next())
-        hubStore = try SQLiteHubStore(path: path, wallClock: hubClock, random: &hubSeed)
-        if restored && hubStore.renewedIncarnation { report.renewedIncarnations += 1 }
-        report.restarts += 1
-    }
-
-    /// The stopped hub's log head, read from its file.
-    func hubHeadAfterStop() throws -> UInt64 {
-        var seed = SeededGenerator(seed: 0)
-        let store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: hubClock, random: &seed)
-        defer { try? store.close() }
-        return try store.head()
     }
 
     /// Every replica's id and device secret: what a hub backup must not forget. A restore is done
@@ -217,7 +208,7 @@ extension Simulation {
     /// counter 1, each head among `heads` must carry the chain of those changes and the signature
     /// of `key` (the hub key for an attestation), and, where `mustEndAtHead`, the last change must
     /// be at a head (a relayed log ends at a signed head, or nobody signed its end).
-    static func provenanceProblem(_ changes: [Change], heads: [SignedHead], key: [UInt8]?, hubKey: [UInt8], mustEndAtHead: Bool) -> String? {
+    package static func provenanceProblem(_ changes: [Change], heads: [SignedHead], key: [UInt8]?, hubKey: [UInt8], mustEndAtHead: Bool) -> String? {
         let log = changes.sorted { $0.id.counter < $1.id.counter }
         guard let origin = log.first?.id.replica else { return nil }
         var chains: [[UInt8]] = []

@@ -127,8 +127,8 @@ public final class Simulation {
     /// Key-less copies, by index, with the counter of the original's log they were copied at:
     /// their own changes above it are theirs, re-issued when they re-enrol.
     var keylessCopiedAt: [Int: UInt64] = [:]
-    /// Set while a backup of the hub's database is held (`hub-backup.db`, copied while the hub
-    /// was stopped): its log head and the devices' credentials then (`deviceCredentials()`).
+    /// Set while a backup of the hub's database is held (`hub-backup.db`): its log head and the
+    /// devices' credentials then (`deviceCredentials()`).
     var hubBackup: (head: UInt64, devices: [[UInt8]])?
     let steps: Int
     var random: SeededGenerator
