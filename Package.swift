@@ -98,7 +98,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "caresync", dependencies: [
-            "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub",
+            "SyncCore", "SyncIdentity", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncClient", "SyncHub",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -131,7 +131,8 @@ let package = Package(
         ]),
         .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),
         // Session transcripts: messages and events into ClientSession and HubSession, the exact actions out (no network).
-        .testTarget(name: "SyncEngineTests", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting"]),
+        .testTarget(name: "SyncEngineTests", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncIdentity",
+                                                            .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "SyncIntegrationTests", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncClient", "SyncHub", "CareRecords", "caresync", "SyncIdentity",
             .product(name: "Logging", package: "swift-log"),

@@ -5,6 +5,7 @@ import Logging
 import SyncClient
 import SyncCore
 import SyncEngine
+import SyncIdentity
 import SyncStore
 
 /// Printing, JSON and the mapping of errors to one-line messages, hints and exit codes.
@@ -42,6 +43,11 @@ enum Output {
             }
         } catch let error as BundleError {
             throw fail(error.description, code: error.code.name, exit: .badInput)
+        } catch let error as IdentityError {
+            // Changes that do not verify (a bundle edited by hand, a forged origin): bad input; two
+            // signed histories of one origin (a copied replica) are shown as for the hub's refusal.
+            throw fail("\(error.message); nothing applied", code: error.code.name,
+                       exit: error.code == .equivocation ? .storage : .badInput)
         } catch let error as DurableFile.FileError {
             throw fail(error.description, code: error.code.name, exit: .badInput)
         }

@@ -1,6 +1,7 @@
 import Foundation
 import SyncCore
 import SyncEngine
+import SyncIdentity
 import SyncStore
 import SyncTesting
 import SyncWire
@@ -133,6 +134,107 @@ struct HubSessionTests {
             return
         }
         #expect(welcome.protocolVersion == 3)
+    }
+
+    @Test("the welcome carries the hub key, its incarnation and the replica's certificate for the key its enrolment registered")
+    func welcomeCarriesIdentity() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var random = SeededGenerator(seed: 21)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
+        let replica = ReplicaID(high: 5, low: 9)
+        var session = InlineHubSession(store: store, random: RandomSource { 42 })
+        let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: 70_000, random: &random)
+        let actions = session.receive(.hello(Self.hello(replica, .enrolmentToken(token))), nowMillis: 1_000)
+        guard case let .send(.welcome(welcome))? = actions.first else { throw Refused(actions: actions) }
+        #expect(welcome.hubKey == store.hubKey && welcome.incarnation == store.incarnation)
+        let certificate = try #require(welcome.certificate)
+        #expect(certificate.replica == replica && certificate.publicKey == TestSigner.publicKey(replica) && certificate.verifies(with: store.hubKey))
+    }
+
+    @Test("a device-secret hello with another key than the registered one, or a TLS certificate's key other than the hello's: AUTHENTICATION_FAILED")
+    func deviceKeyChecked() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var random = SeededGenerator(seed: 22)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
+        let replica = ReplicaID(high: 7, low: 9)
+        let secret = try Self.enrol(store, replica: replica, now: 1_000)
+        let stranger = TestSigner.publicKey(ReplicaID(high: 1, low: 2))
+        var wrongKey = InlineHubSession(store: store, random: RandomSource { 1 })
+        guard case .send(.reject(.authenticationFailed, _, _))? = wrongKey.receive(.hello(Self.hello(replica, .device(secret), key: stranger)),
+                                                                                   nowMillis: 2_000).first else {
+            Issue.record("a hello with another device key was not refused")
+            return
+        }
+        var tls = HubSession(hub: store.hubID)
+        tls.tlsDeviceKey = stranger
+        let refused = tls.receive(.hello(Self.hello(replica, .device(secret))), nowMillis: 2_000)
+        guard case .send(.reject(.authenticationFailed, _, _)) = refused.dropFirst().first else {
+            Issue.record("a hello naming another key than its TLS certificate's was not refused: \(refused)")
+            return
+        }
+        var matching = HubSession(hub: store.hubID)
+        matching.tlsDeviceKey = TestSigner.publicKey(replica)
+        #expect(matching.receive(.hello(Self.hello(replica, .device(secret))), nowMillis: 2_000).contains {
+            if case .store(.checkCredential) = $0 { true } else { false }
+        }, "the control: the certificate's key is the hello's")
+    }
+
+    @Test("a push that does not verify is refused fatal with its code and nothing is stored: unsigned, forged origin, forged author, chain gap")
+    func unverifiedPushRefused() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var random = SeededGenerator(seed: 23)
+        let store = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SystemWallClock(), random: &random)
+        let now: UInt64 = 1_750_000_000_000
+        let mallory = ReplicaID(high: 6, low: 1), victim = ReplicaID(high: 6, low: 2), stranger = ReplicaID(high: 6, low: 3)
+        let victimToken = try store.issueEnrolmentToken(team: "T", expiresAtMillis: now + 60_000, random: &random)
+        _ = try store.redeemEnrolmentToken(victimToken, replica: victim, deviceKey: TestSigner.publicKey(victim), nowMillis: now, random: &random)
+        let secret = try Self.enrol(store, replica: mallory, now: now)
+        func session() throws -> InlineHubSession {
+            var session = InlineHubSession(store: store, random: RandomSource { 42 })
+            let actions = session.receive(.hello(Self.hello(mallory, .device(secret))), nowMillis: now)
+            guard case .send(.welcome)? = actions.first else { throw Refused(actions: actions) }
+            return session
+        }
+        let own = (1...2).map { change(mallory, $0, now: now) }
+        var signer = TestSigner()
+        let ownHeads = signer.heads(own)
+        var earlySigner = TestSigner()
+        let early = earlySigner.heads(own, alsoAt: [1]).filter { $0.counter == 1 }
+        var forgedAuthor = own
+        forgedAuthor[1] = Change(id: own[1].id, timestamp: own[1].timestamp, author: "someone.else", table: own[1].table, row: own[1].row,
+                                 causalLength: own[1].causalLength, fields: own[1].fields)
+        // Under the victim's origin, signed by mallory's own key; and under an origin the hub has no key for.
+        let asVictim = (1...2).map { change(victim, $0, now: now) }
+        var forger = TestSigner()
+        let asStranger = [change(stranger, 1, now: now)]
+        var strangerSigner = TestSigner()
+        let cases: [(String, [Change], Provenance, WireError.Code)] = [
+            ("no heads", own, Provenance.none, .unsignedChanges),
+            ("a head before the run's end", own, Provenance(heads: early), .unsignedChanges),
+            ("forged author", forgedAuthor, Provenance(heads: ownHeads), .signatureInvalid),
+            ("forged origin", asVictim, Provenance(heads: forger.heads(asVictim, key: TestSigner.key(mallory))), .signatureInvalid),
+            ("unknown origin", asStranger, Provenance(heads: strangerSigner.heads(asStranger)), .unknownDevice),
+            ("chain gap", [own[1]], Provenance(heads: [ownHeads[ownHeads.count - 1]]), .chainGap),
+        ]
+        for (name, changes, provenance, code) in cases {
+            var session = try session()
+            let actions = session.receive(.push(batch: 1, changes: changes, provenance: provenance), nowMillis: now)
+            guard case let .send(.error(sent, true, _))? = actions.first, actions.last == .close else {
+                Issue.record("\(name): expected a fatal \(code.name), got \(actions)")
+                continue
+            }
+            #expect(sent == code, "\(name)")
+        }
+        #expect(try store.head() == 0, "nothing of a refused push was stored")
+        // The control: the same push, signed by mallory for mallory's own origin, is stored.
+        var control = try session()
+        #expect(control.receive(.push(batch: 1, changes: own, provenance: Provenance(heads: ownHeads)), nowMillis: now)
+            == [.send(.pushAck(batch: 1, durable: VersionVector([mallory: 2]), hubHead: 2))])
+    }
+
+    static func hello(_ replica: ReplicaID, _ credential: Credential, key: [UInt8]? = nil) -> Hello {
+        Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "t",
+              credential: credential, maxFrameBody: 65_536, deviceKey: key ?? TestSigner.publicKey(replica))
     }
 
     /// Enrols `replica` with a fresh token and returns its issued secret; the session then sends

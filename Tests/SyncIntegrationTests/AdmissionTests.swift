@@ -7,6 +7,7 @@ import SyncClient
 import SyncCore
 import SyncEngine
 import SyncHub
+import SyncIdentity
 import SyncStore
 import SyncTesting
 import SyncWire
@@ -27,18 +28,21 @@ enum AdmissionPeer {
             }
     }
 
-    static func hello(_ replica: ReplicaID, _ credential: Credential) -> Frame {
+    /// A hello naming `key` as the device key (a device key is public: a thief knows it too).
+    static func hello(_ replica: ReplicaID, _ credential: Credential, key: [UInt8]) -> Frame {
         codec.frame(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "raw",
-                                 credential: credential, maxFrameBody: 65_536, deviceKey: [])))
+                                 credential: credential, maxFrameBody: 65_536, deviceKey: key)))
     }
 
     static let heartbeat = codec.frame(.heartbeat(ReplicaHealth(pendingChanges: 0, oldestUnsyncedAgeMillis: 0, openConflicts: 0, schemaVersion: 1)))
 
-    static func push(_ replica: ReplicaID, batch: UInt64, counter: UInt64) -> Frame {
+    /// A push of change `counter`, signed with `key`; `signer` chains it on from the last one.
+    static func push(_ replica: ReplicaID, batch: UInt64, counter: UInt64, key: SigningKey, signer: inout TestSigner) -> Frame {
         let now = UInt64(Date().timeIntervalSince1970 * 1000)
-        return codec.frame(.push(batch: batch, changes: [Change(table: "note", row: "raw\(counter)", column: "text", write: FieldWrite(
+        let changes = [Change(table: "note", row: "raw\(counter)", column: "text", write: FieldWrite(
             id: ChangeID(replica: replica, counter: counter), timestamp: HybridTimestamp(physicalMillis: now, logical: 0),
-            causalLength: 1, author: "raw", operation: .assign(.text("x"))))], provenance: .none))
+            causalLength: 1, author: "raw", operation: .assign(.text("x"))))]
+        return codec.frame(.push(batch: batch, changes: changes, provenance: Provenance(heads: signer.heads(changes, key: key))))
     }
 
     /// What a pushing session saw before the hub ended it.
@@ -53,13 +57,14 @@ enum AdmissionPeer {
 
     /// One session that pushes one change at a time (each after the last was acknowledged, every
     /// `intervalMillis`) until the hub ends it; then pushes once more and reads to the end.
-    static func pushUntilEnded(port: Int, replica: ReplicaID, secret: [UInt8], intervalMillis: UInt64 = 100,
+    static func pushUntilEnded(port: Int, replica: ReplicaID, secret: [UInt8], key: SigningKey, intervalMillis: UInt64 = 100,
                                welcomed: @escaping @Sendable () -> Void = {}) async throws -> PushLog {
         let channel = try await connect(port)
         return try await channel.executeThenClose { inbound, outbound in
             var log = PushLog()
             var iterator = inbound.makeAsyncIterator()
-            try await outbound.write(hello(replica, .device(secret)))
+            try await outbound.write(hello(replica, .device(secret), key: key.publicKey))
+            var signer = TestSigner()
             guard let first = try await iterator.next(), case .welcome = try codec.decode(first) else { return log }
             welcomed()
             var counter: UInt64 = 0
@@ -70,7 +75,7 @@ enum AdmissionPeer {
                 if writable {
                     counter += 1
                     do {
-                        try await outbound.write(push(replica, batch: counter, counter: counter))
+                        try await outbound.write(push(replica, batch: counter, counter: counter, key: key, signer: &signer))
                     } catch {
                         // Closed by the hub while we slept: what it said is still to be read.
                         writable = false
@@ -154,7 +159,8 @@ extension Integration {
             let id = replica.replicaID
             let revokedAt = NIOLockedValueBox<Date?>(nil)
             let store = harness.store
-            let log = try await AdmissionPeer.pushUntilEnded(port: harness.port, replica: id, secret: secret) {
+            let log = try await AdmissionPeer.pushUntilEnded(port: harness.port, replica: id, secret: secret,
+                                                             key: try #require(replica.signingKey)) {
                 Task {
                     try await Task.sleep(nanoseconds: 700_000_000)
                     _ = try store.revoke(replica: id, nowMillis: UInt64(Date().timeIntervalSince1970 * 1000))
@@ -196,7 +202,7 @@ extension Integration {
             let id = replica.replicaID
             let revokedAt = NIOLockedValueBox<Date?>(nil)
             let output = NIOLockedValueBox("")
-            let log = try await AdmissionPeer.pushUntilEnded(port: port, replica: id, secret: secret) {
+            let log = try await AdmissionPeer.pushUntilEnded(port: port, replica: id, secret: secret, key: try #require(replica.signingKey)) {
                 Task {
                     try await Task.sleep(nanoseconds: 700_000_000)
                     let printed = try CrashTests.run(["hub", "revoke", "--db", hubPath, id.hex])
@@ -218,11 +224,12 @@ extension Integration {
             let replica = try harness.replica("a")
             _ = try await harness.sync(replica, token: try harness.token())
             let secret = try #require(try replica.hubLink()?.credential)
+            let key = try #require(replica.signingKey)
             let codec = AdmissionPeer.codec
             let first = try await AdmissionPeer.connect(harness.port)
             try await first.executeThenClose { inbound, outbound in
                 var iterator = inbound.makeAsyncIterator()
-                try await outbound.write(AdmissionPeer.hello(replica.replicaID, .device(secret)))
+                try await outbound.write(AdmissionPeer.hello(replica.replicaID, .device(secret), key: key.publicKey))
                 guard case .welcome = try codec.decode(try #require(try await iterator.next())) else {
                     Issue.record("the first session was refused")
                     return
@@ -230,7 +237,7 @@ extension Integration {
                 let second = try await AdmissionPeer.connect(harness.port)
                 try await second.executeThenClose { secondInbound, secondOutbound in
                     var secondIterator = secondInbound.makeAsyncIterator()
-                    try await secondOutbound.write(AdmissionPeer.hello(replica.replicaID, .device(secret)))
+                    try await secondOutbound.write(AdmissionPeer.hello(replica.replicaID, .device(secret), key: key.publicKey))
                     guard case .welcome = try codec.decode(try #require(try await secondIterator.next())) else {
                         Issue.record("the second session was refused")
                         return
@@ -239,7 +246,8 @@ extension Integration {
                     while let frame = try await iterator.next() { told.append(try codec.decode(frame)) }
                     #expect(told == [.goodbye(reason: 2)], "the replaced session is told why, then closed")
                     // The new session works.
-                    try await secondOutbound.write(AdmissionPeer.push(replica.replicaID, batch: 1, counter: 1))
+                    var signer = TestSigner()
+                    try await secondOutbound.write(AdmissionPeer.push(replica.replicaID, batch: 1, counter: 1, key: key, signer: &signer))
                     guard case .pushAck = try codec.decode(try #require(try await secondIterator.next())) else {
                         Issue.record("the new session's push was not acknowledged")
                         return
@@ -266,6 +274,7 @@ extension Integration {
             // The stolen secret: 300 sessions (more than the cap of 128), each heartbeating and kept open.
             let port = harness.port
             let victimID = victim.replicaID
+            let victimKey = try #require(victim.signingKey).publicKey
             let thiefChannels = NIOLockedValueBox<[any Channel]>([])
             let answered = NIOLockedValueBox(0)
             let thief = Task { () throws -> (welcomed: Int, replaced: Int) in
@@ -282,7 +291,7 @@ extension Integration {
                             thiefChannels.withLockedValue { $0.append(channel.channel) }
                             let outcome = (try? await channel.executeThenClose { inbound, outbound -> (Bool, Bool) in
                                 var iterator = inbound.makeAsyncIterator()
-                                try await outbound.write(AdmissionPeer.hello(victimID, .device(stolen)))
+                                try await outbound.write(AdmissionPeer.hello(victimID, .device(stolen), key: victimKey))
                                 let frame = try? await iterator.next()
                                 guard let frame, case .welcome = try AdmissionPeer.codec.decode(frame) else {
                                     if attempt == 4 { answered.withLockedValue { $0 += 1 } }
@@ -410,14 +419,15 @@ extension Integration {
             let stranger = ReplicaID(high: 0xBAD, low: 1)
             for attempt in 0..<10 {
                 let credential: Credential = attempt % 2 == 0 ? .device([UInt8](repeating: 9, count: 32)) : .enrolmentToken("cse1-guess\(attempt)")
-                guard case let .reject(code, _, _) = try await answer(AdmissionPeer.hello(stranger, credential)), code == .authenticationFailed || code == .enrolmentInvalid else {
+                guard case let .reject(code, _, _) = try await answer(AdmissionPeer.hello(stranger, credential, key: TestSigner.publicKey(stranger))), code == .authenticationFailed || code == .enrolmentInvalid else {
                     Issue.record("failed hello \(attempt) was not refused as a credential failure")
                     return
                 }
             }
             // The 11th, and even a right secret from the same address, wait out the window.
             let seenBefore = try harness.store.replicaSummaries().first?.lastSeenMillis
-            for hello in [AdmissionPeer.hello(stranger, .device([UInt8](repeating: 9, count: 32))), AdmissionPeer.hello(replica.replicaID, .device(secret))] {
+            for hello in [AdmissionPeer.hello(stranger, .device([UInt8](repeating: 9, count: 32)), key: TestSigner.publicKey(stranger)),
+                          AdmissionPeer.hello(replica.replicaID, .device(secret), key: try #require(replica.signingKey).publicKey)] {
                 guard case let .reject(code, retryAfter, _) = try await answer(hello) else {
                     Issue.record("a hello past the budget was not rejected")
                     return
@@ -443,7 +453,8 @@ extension Integration.LoopbackTests {
         let secret = try #require(try replica.hubLink()?.credential)
         let halfFrame = ByteBuffer(bytes: [0x00, 0x00, 0x00, 0x40, 0x01])
         let hello = ByteBuffer(bytes: MessageCodec().encode(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica.replicaID,
-                                                                          appVersion: "raw", credential: .device(secret), maxFrameBody: 65_536, deviceKey: []))))
+                                                                          appVersion: "raw", credential: .device(secret), maxFrameBody: 65_536,
+                                                                          deviceKey: try #require(replica.signingKey).publicKey))))
         // (what is sent, the farewell expected, the bounds on when it comes)
         let cases: [(String, [ByteBuffer], String, ClosedRange<Double>)] = [
             ("silent peer", [], "no hello within the handshake deadline", 1.3...5),

@@ -2,6 +2,7 @@ import Foundation
 import SyncClient
 import SyncCore
 import SyncEngine
+import SyncIdentity
 import SyncStore
 import SyncTesting
 import Testing
@@ -32,6 +33,11 @@ extension Integration {
             defer { try? FileManager.default.removeItem(atPath: directory) }
             let a = try replica("a", id: 1)
             let b = try replica("b", id: 2)
+            // Both enrolled with one hub: b verifies a's certificate (which the bundle carries) under its key.
+            let hubKey = TestSigner.key(ReplicaID(high: 9, low: 9))
+            for store in [a, b] { try store.pinHubKey(hubKey.publicKey) }
+            try a.saveCertificate(hubKey.certificate(replica: a.replicaID, publicKey: try #require(a.signingKey).publicKey, team: "T",
+                                                     issuedAtMillis: 0, attestedThrough: 0))
             try a.write(author: "ann") { try $0.create("item", id: "x", values: ["code": .text("c"), "title": .text("t")]) }
             let path = "\(directory)/a.bundle"
             let exported = try await BundleExchange.export(from: a, for: nil, to: path)

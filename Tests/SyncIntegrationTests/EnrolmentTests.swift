@@ -28,10 +28,13 @@ struct EnrolmentTests {
     }
 
     /// One hello on a new session; returns the session (to go on with) and its answer.
-    func hello(_ store: SQLiteHubStore, _ replica: ReplicaID, _ credential: Credential, at offset: UInt64 = 0) -> (InlineHubSession, [SessionAction]) {
+    /// One hello on a new session, with the replica's test device key unless `key` is given.
+    func hello(_ store: SQLiteHubStore, _ replica: ReplicaID, _ credential: Credential, at offset: UInt64 = 0,
+               key: [UInt8]? = nil) -> (InlineHubSession, [SessionAction]) {
         var session = InlineHubSession(store: store, random: RandomSource { UInt64.random(in: 0 ... .max) })
         let actions = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "t",
-                                                   credential: credential, maxFrameBody: 65_536, deviceKey: [])), nowMillis: now + offset)
+                                                   credential: credential, maxFrameBody: 65_536, deviceKey: key ?? TestSigner.publicKey(replica))),
+                                      nowMillis: now + offset)
         return (session, actions)
     }
 
@@ -45,8 +48,10 @@ struct EnrolmentTests {
         return nil
     }
 
-    func accepted(_ store: SQLiteHubStore, _ replica: ReplicaID, _ secret: [UInt8]) throws -> Bool {
-        if case .accepted = try store.authenticate(replica: replica, secret: secret) { return true }
+    func accepted(_ store: SQLiteHubStore, _ replica: ReplicaID, _ secret: [UInt8], key: [UInt8]? = nil) throws -> Bool {
+        if case .accepted = try store.authenticate(replica: replica, secret: secret, deviceKey: key ?? TestSigner.publicKey(replica), nowMillis: now) {
+            return true
+        }
         return false
     }
 
@@ -112,16 +117,19 @@ struct EnrolmentTests {
         let old = try #require(secret(hello(store, alpha, .enrolmentToken(token)).1))
         #expect(try store.revoke(replica: alpha, nowMillis: now + 1))
         #expect(refusal(hello(store, alpha, .enrolmentToken(token), at: 2).1)?.0 == .enrolmentInvalid)
-        #expect(try store.authenticate(replica: alpha, secret: old) == .revoked)
+        #expect(try store.authenticate(replica: alpha, secret: old, deviceKey: TestSigner.publicKey(alpha), nowMillis: now) == .revoked)
         // A fresh unbound token cannot lift it either.
         #expect(refusal(hello(store, alpha, .enrolmentToken(try self.token(store)), at: 3).1)?.0 == .enrolmentInvalid)
         #expect(try store.replicaSummaries().first { $0.replica == alpha }?.revoked == true)
         // The operator's re-enrolment token works for that replica only.
         let bound = try self.token(store, team: "T2", replica: alpha)
         #expect(refusal(hello(store, beta, .enrolmentToken(bound), at: 4).1)?.0 == .enrolmentInvalid)
-        let fresh = try #require(secret(hello(store, alpha, .enrolmentToken(bound), at: 5).1), "re-enrolled")
-        #expect(try accepted(store, alpha, fresh))
-        #expect(try !accepted(store, alpha, old), "the old secret stays dead")
+        // A revoked key is never accepted again: the re-enrolled device comes with a new one.
+        #expect(refusal(hello(store, alpha, .enrolmentToken(bound), at: 5).1)?.0 == .enrolmentInvalid, "the revoked key is refused")
+        let newKey = TestSigner.publicKey(ReplicaID(high: 0xA, low: 99))
+        let fresh = try #require(secret(hello(store, alpha, .enrolmentToken(bound), at: 6, key: newKey).1), "re-enrolled")
+        #expect(try accepted(store, alpha, fresh, key: newKey))
+        #expect(try !accepted(store, alpha, old, key: newKey), "the old secret stays dead")
         #expect(try store.replicaSummaries().first { $0.replica == alpha }?.team == "T2")
     }
 

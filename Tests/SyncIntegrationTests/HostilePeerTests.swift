@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import SyncCore
 import SyncEngine
+import SyncIdentity
 import SyncStore
 import SyncTesting
 import SyncWire
@@ -10,10 +11,25 @@ import Testing
 /// A hostile client against the real hub on loopback: the recovery messages (recover, fork, the
 /// hub-only recovered and forked) and equivocations, sent as no real replica would.
 extension Integration.LoopbackTests {
-    /// A hello for `replica` with an enrolment token or a device secret.
+    /// A hello for `replica` with an enrolment token or a device secret, and its test device key.
     static func hello(_ replica: ReplicaID, _ credential: Credential, maxFrameBody: UInt64 = UInt64(Frame.defaultMaxBody)) -> Frame {
         MessageCodec().frame(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "hostile",
-                                          credential: credential, maxFrameBody: maxFrameBody, deviceKey: [])))
+                                          credential: credential, maxFrameBody: maxFrameBody, deviceKey: TestSigner.publicKey(replica))))
+    }
+
+    /// Heads for `changes` at every change, signed with their origins' test keys, chained on by `signer`.
+    static func signed(_ changes: [Change], _ signer: inout TestSigner) -> Provenance {
+        Provenance(heads: signer.heads(changes, alsoAt: Set(changes.map(\.id.counter))))
+    }
+
+    /// Enrols `replica` with its test device key straight in the store.
+    static func enrol(_ replica: ReplicaID, in store: SQLiteHubStore, team: String = "T") throws {
+        var random = SystemRandomNumberGenerator()
+        let token = try store.issueEnrolmentToken(team: team, expiresAtMillis: SystemWallClock().nowMillis() + 60_000, random: &random)
+        guard case .enrolled = try store.redeemEnrolmentToken(token, replica: replica, deviceKey: TestSigner.publicKey(replica),
+                                                              nowMillis: SystemWallClock().nowMillis(), random: &random) else {
+            throw SyncFailure(.unexpectedMessage, "no enrolment")
+        }
     }
 
     static func note(_ origin: ReplicaID, _ counter: UInt64, _ text: String) -> Change {
@@ -65,7 +81,9 @@ extension Integration.LoopbackTests {
         let origin = ReplicaID(high: 2, low: 2)
         var random = SeededGenerator(seed: 2_063)
         let held = (1...600).map { Self.note(origin, UInt64($0), RawPeer.incompressible(1_000, &random)) }
-        _ = try harness.store.append(held, from: origin, receivedAtMillis: SystemWallClock().nowMillis())
+        try Self.enrol(origin, in: harness.store)
+        var signer = TestSigner()
+        _ = try harness.store.append(held, from: origin, provenance: Self.signed(held, &signer), receivedAtMillis: SystemWallClock().nowMillis())
         let extremes: [UInt64] = [1 << 63, .max, UInt64(Int64.max), 600]
         var frames = [Self.hello(Self.randomID(), .enrolmentToken(try harness.token()), maxFrameBody: 65_536)]
         frames += extremes.map { Self.frame(.recover(origin: origin, after: $0, byteBudget: .max)) }
@@ -99,15 +117,18 @@ extension Integration.LoopbackTests {
         defer { harness.stop() }
         var random = SeededGenerator(seed: 5)
         let other = ReplicaID.random(using: &random)
-        let otherToken = try harness.store.issueEnrolmentToken(team: "U", expiresAtMillis: SystemWallClock().nowMillis() + 60_000, random: &random)
-        guard case .enrolled = try harness.store.redeemEnrolmentToken(otherToken, replica: other, nowMillis: SystemWallClock().nowMillis(),
-                                                                       random: &random) else { throw SyncFailure(.unexpectedMessage, "no enrolment") }
+        try Self.enrol(other, in: harness.store, team: "U")
+        // An origin the hub holds changes of (its device enrolled elsewhere in the team), relayed by `other`.
         let relayed = ReplicaID.random(using: &random)
-        _ = try harness.store.append([Self.note(relayed, 1, "x")], from: other, receivedAtMillis: SystemWallClock().nowMillis())
+        try Self.enrol(relayed, in: harness.store, team: "U")
+        var signer = TestSigner()
+        let note = [Self.note(relayed, 1, "x")]
+        _ = try harness.store.append(note, from: other, provenance: Self.signed(note, &signer), receivedAtMillis: SystemWallClock().nowMillis())
         for taken in [harness.store.hubID, other, relayed] {
             let replica = ReplicaID.random(using: &random)
             let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(replica, .enrolmentToken(try harness.token())),
-                                                                          Self.frame(.fork(newReplica: taken, deviceKey: [UInt8](repeating: 0, count: 32))), Self.frame(.goodbye(reason: 0))])
+                                                                          Self.frame(.fork(newReplica: taken, deviceKey: TestSigner.publicKey(Self.randomID()))),
+                                                                          Self.frame(.goodbye(reason: 0))])
             #expect(answers.count == 2)
             Self.fatal(answers, .enrolmentInvalid, "fork into \(taken.short)")
         }
@@ -132,7 +153,8 @@ extension Integration.LoopbackTests {
                 guard let frame = try await iterator.next() else { break }
                 received.append(try MessageCodec().decode(frame))
                 if case .error = received.last { break }
-                try await outbound.write(Self.frame(.fork(newReplica: Self.randomID(), deviceKey: [UInt8](repeating: 0, count: 32))))
+                let next = Self.randomID()
+                try await outbound.write(Self.frame(.fork(newReplica: next, deviceKey: TestSigner.publicKey(next))))
             }
             return received
         }
@@ -149,14 +171,18 @@ extension Integration.LoopbackTests {
         let old = Self.randomID()
         let new = Self.randomID()
         let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(old, .enrolmentToken(try harness.token())),
-                                                                      Self.frame(.fork(newReplica: new, deviceKey: [UInt8](repeating: 0, count: 32))), Self.frame(.goodbye(reason: 0))])
-        guard answers.count == 2, case let .welcome(welcome) = answers[0], case let .forked(forkedID, secret, _) = answers[1] else {
+                                                                      Self.frame(.fork(newReplica: new, deviceKey: TestSigner.publicKey(new))), Self.frame(.goodbye(reason: 0))])
+        guard answers.count == 2, case let .welcome(welcome) = answers[0], case let .forked(forkedID, secret, certificate) = answers[1] else {
             throw SyncFailure(.unexpectedMessage, "got \(answers)")
         }
         #expect(forkedID == new)
-        #expect(try harness.store.authenticate(replica: old, secret: welcome.issuedCredential) == .accepted(team: "T"))
-        #expect(try harness.store.authenticate(replica: new, secret: secret) == .accepted(team: "T"))
-        #expect(try harness.store.authenticate(replica: new, secret: welcome.issuedCredential) == .unknown)
+        let now = SystemWallClock().nowMillis()
+        #expect(try harness.store.authenticate(replica: old, secret: welcome.issuedCredential, deviceKey: TestSigner.publicKey(old), nowMillis: now)
+            == .accepted(team: "T"))
+        #expect(try harness.store.authenticate(replica: new, secret: secret, deviceKey: TestSigner.publicKey(new), nowMillis: now) == .accepted(team: "T"))
+        #expect(try harness.store.authenticate(replica: new, secret: welcome.issuedCredential, deviceKey: TestSigner.publicKey(new), nowMillis: now)
+            == .unknown)
+        #expect(certificate?.publicKey == TestSigner.publicKey(new), "the forked answer carries the new identity's certificate")
         #expect(try harness.store.replicaSummaries().first { $0.replica == new }?.forkedFrom == old)
     }
 
@@ -167,9 +193,13 @@ extension Integration.LoopbackTests {
         let replica = Self.randomID()
         let batchSize = 400
         let held = (1...batchSize).map { Self.note(replica, UInt64($0), "v0") }
-        var frames = [Self.hello(replica, .enrolmentToken(try harness.token())), Self.frame(.push(batch: 1, changes: held, provenance: .none))]
+        // Every version signed by the replica's own key: each one a proven equivocation.
+        var signer = TestSigner()
+        var frames = [Self.hello(replica, .enrolmentToken(try harness.token())), Self.frame(.push(batch: 1, changes: held, provenance: Self.signed(held, &signer)))]
         for batch in 2...4 {
-            frames.append(Self.frame(.push(batch: UInt64(batch), changes: (1...batchSize).map { Self.note(replica, UInt64($0), "v\(batch)") }, provenance: .none)))
+            var again = TestSigner()
+            let versions = (1...batchSize).map { Self.note(replica, UInt64($0), "v\(batch)") }
+            frames.append(Self.frame(.push(batch: UInt64(batch), changes: versions, provenance: Self.signed(versions, &again))))
         }
         frames.append(Self.frame(.goodbye(reason: 0)))
         let answers = try await RawPeer.exchange(port: harness.port, frames)
@@ -182,7 +212,8 @@ extension Integration.LoopbackTests {
         }
         let evidence = try harness.store.equivocations()
         #expect(evidence.count <= SQLiteHubStore.maxEvidencePerReplica, "\(evidence.count) refused versions kept")
-        #expect(evidence.count == SQLiteHubStore.maxEvidencePerReplica, "evidence is kept up to the cap")
+        // A signed run is refused at its first change held with other bytes: one record per refused push.
+        #expect(evidence.count >= 3, "each refused push leaves its evidence")
         #expect(try harness.store.ownDurable(replica) == UInt64(batchSize), "the held versions stay")
         #expect(try harness.store.replicaSummaries().first?.lastError == "EQUIVOCATION")
     }
@@ -193,11 +224,14 @@ extension Integration.LoopbackTests {
         defer { harness.stop() }
         let replica = Self.randomID()
         let batch = [Self.note(replica, 1, "a"), Self.note(replica, 2, "b"), Self.note(replica, 1, "a-again-but-different")]
+        var signer = TestSigner()
         let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(replica, .enrolmentToken(try harness.token())),
-                                                                      Self.frame(.push(batch: 1, changes: batch, provenance: .none)),
+                                                                      Self.frame(.push(batch: 1, changes: batch, provenance: Self.signed(Array(batch.prefix(2)), &signer))),
                                                                       Self.frame(.goodbye(reason: 0))])
-        guard answers.count == 2, case .error(.equivocation, false, _) = answers[1] else {
-            throw SyncFailure(.unexpectedMessage, "expected EQUIVOCATION for the batch, got \(answers)")
+        // Not a run of consecutive counters: the chain does not verify (or, read as versions, an equivocation).
+        guard answers.count == 2, case let .error(code, _, _) = answers[1],
+              [.equivocation, .signatureInvalid, .chainGap, .unsignedChanges].contains(code) else {
+            throw SyncFailure(.unexpectedMessage, "expected the batch refused, got \(answers)")
         }
         #expect(try harness.store.head() == 0, "nothing of the batch is stored")
         #expect(try harness.store.ownDurable(replica) == 0)
@@ -205,6 +239,33 @@ extension Integration.LoopbackTests {
 }
 
 extension Integration.LoopbackTests {
+    @Test("loopback: an enrolled attacker pushing under another replica's origin is refused SIGNATURE_INVALID (its own key) or UNKNOWN_DEVICE (no key); nothing is stored; the victim's own changes still reach another replica, verified")
+    func forgedOriginRefused() async throws {
+        let harness = try await Harness()
+        defer { harness.stop() }
+        let victim = try harness.replica("victim"), reader = try harness.replica("reader")
+        _ = try await harness.sync(victim, token: try harness.token())
+        _ = try await harness.sync(reader, token: try harness.token())
+        let unenrolled = Self.randomID()
+        for (origin, expected) in [(victim.replicaID, WireError.Code.signatureInvalid), (unenrolled, .unknownDevice)] {
+            let attacker = Self.randomID()
+            let forged = [Self.note(origin, 1, "forged")]
+            var signer = TestSigner()
+            // Signed with the attacker's own (registered) key: the only key it has.
+            let heads = Provenance(heads: signer.heads(forged, key: TestSigner.key(attacker)))
+            let answers = try await RawPeer.exchange(port: harness.port, [Self.hello(attacker, .enrolmentToken(try harness.token())),
+                                                                          Self.frame(.push(batch: 1, changes: forged, provenance: heads))])
+            Self.fatal(answers, expected, "a push under \(origin.short)")
+        }
+        #expect(try harness.store.head() == 0, "nothing of a forged push is stored")
+        // The control: the victim's own edit, signed by its key, is relayed and verified by the reader.
+        try victim.write(author: "amara.okafor") { try $0.create("note", id: "real", values: ["text": .text("real")]) }
+        _ = try await harness.sync(victim)
+        let pulled = try await harness.sync(reader)
+        #expect(pulled.summary.applied == 1 && pulled.summary.pulled == 1)
+        #expect(try reader.heldHeads(origin: victim.replicaID, in: 1...1).count == 1, "the reader keeps the victim's signed head, to relay it")
+    }
+
     @Test("a hello under the hub's own id is refused (ENROLMENT_INVALID) and the token stays unused")
     func helloAsTheHub() async throws {
         let harness = try await Harness()

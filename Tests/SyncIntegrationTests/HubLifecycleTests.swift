@@ -4,6 +4,7 @@ import NIOCore
 import SyncCore
 import SyncHub
 import SyncStore
+import SyncTesting
 import SyncWire
 import Testing
 
@@ -69,7 +70,8 @@ extension Integration {
             var random = SystemRandomNumberGenerator()
             let token = try hub.store.issueEnrolmentToken(team: "T", expiresAtMillis: UInt64(Date().timeIntervalSince1970 * 1000) + 60_000,
                                                           random: &random)
-            let hello = AdmissionPeer.hello(.random(using: &random), .enrolmentToken(token))
+            let stranger = ReplicaID.random(using: &random)
+            let hello = AdmissionPeer.hello(stranger, .enrolmentToken(token), key: TestSigner.publicKey(stranger))
             let reply = try await connection.executeThenClose { inbound, outbound in
                 try await outbound.write(hello)
                 var iterator = inbound.makeAsyncIterator()
@@ -103,7 +105,8 @@ extension Integration {
             let now = UInt64(Date().timeIntervalSince1970 * 1000)
             var random = SystemRandomNumberGenerator()
             let token = try hub.store.issueEnrolmentToken(team: "T", expiresAtMillis: now + 60_000, random: &random)
-            let hello = AdmissionPeer.hello(.random(using: &random), .enrolmentToken(token))
+            let stranger = ReplicaID.random(using: &random)
+            let hello = AdmissionPeer.hello(stranger, .enrolmentToken(token), key: TestSigner.publicKey(stranger))
             // One authenticated session, one connection that has not said hello.
             let session = try await AdmissionPeer.connect(port)
             let silent = try await AdmissionPeer.connect(port)

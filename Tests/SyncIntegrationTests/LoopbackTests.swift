@@ -202,7 +202,8 @@ extension Integration {
                 let secret = try #require(try replicas[index].hubLink()?.credential)
                 try await connect().executeThenClose { inbound, outbound in
                     var iterator = inbound.makeAsyncIterator()
-                    try await outbound.write(AdmissionPeer.hello(replicas[index].replicaID, .device(secret)))
+                    try await outbound.write(AdmissionPeer.hello(replicas[index].replicaID, .device(secret),
+                                                                 key: try #require(replicas[index].signingKey).publicKey))
                     guard case .welcome = try codec.decode(try #require(try await iterator.next())) else {
                         Issue.record("session \(index) was refused")
                         return

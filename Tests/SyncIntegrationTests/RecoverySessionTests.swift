@@ -59,6 +59,9 @@ struct RecoverySessionTests {
         try backup.run()
         backup.waitUntilExit()
         #expect(backup.terminationStatus == 0)
+        // The operator restores the hub's identity file with its database.
+        try FileManager.default.copyItem(atPath: IdentityFile.path(forStore: "\(directory)/hub.db"),
+                                         toPath: IdentityFile.path(forStore: "\(directory)/hub-backup.db"))
         try replica.write(author: "w") { try $0.create("note", id: "b", values: ["text": .text("2")]) }
         try sync(replica, hub!)
         let acknowledged = try replica.peerKnowledge(hub!.hubID)[replica.replicaID]
@@ -100,7 +103,8 @@ struct RecoverySessionTests {
         var session = InlineHubSession(store: hub, random: RandomSource { 5 })
         let replica = ReplicaID(high: 8, low: 8)
         let welcome = session.receive(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: replica, appVersion: "t",
-                                                   credential: .enrolmentToken(try token(hub)), maxFrameBody: 65_536, deviceKey: [])), nowMillis: now)
+                                                   credential: .enrolmentToken(try token(hub)), maxFrameBody: 65_536,
+                                                   deviceKey: TestSigner.publicKey(replica))), nowMillis: now)
         guard case let .send(.welcome(details)) = welcome.first else {
             Issue.record("expected a welcome, got \(welcome)")
             return
@@ -111,9 +115,12 @@ struct RecoverySessionTests {
                 id: ChangeID(replica: replica, counter: 1), timestamp: HybridTimestamp(physicalMillis: now, logical: 0), author: "w",
                 operation: .assign(.text(text))))
         }
-        #expect(session.receive(.push(batch: 1, changes: [change("first")], provenance: .none), nowMillis: now)
+        // Both versions signed by the replica's key: an equivocation, proven by two signed heads.
+        var first = TestSigner(), other = TestSigner()
+        #expect(session.receive(.push(batch: 1, changes: [change("first")], provenance: Provenance(heads: first.heads([change("first")]))), nowMillis: now)
             == [.send(.pushAck(batch: 1, durable: VersionVector([replica: 1]), hubHead: 1))])
-        let second = session.receive(.push(batch: 2, changes: [change("second")], provenance: .none), nowMillis: now)
+        let second = session.receive(.push(batch: 2, changes: [change("second")], provenance: Provenance(heads: other.heads([change("second")]))),
+                                     nowMillis: now)
         guard case .send(.error(.equivocation, false, _)) = second.first, second.count == 1 else {
             Issue.record("expected a non-fatal EQUIVOCATION and no ack, got \(second)")
             return

@@ -152,7 +152,10 @@ extension Integration {
                     id: change.id, timestamp: change.write.timestamp, causalLength: change.write.causalLength, author: "someone else",
                     operation: change.write.operation, supersedes: change.write.supersedes))
             }
-            let result = try harness.store.append(forged, from: replica.replicaID, receivedAtMillis: 1)
+            // Signed by the replica's own key: two signed histories of one origin.
+            var signer = TestSigner()
+            let heads = Provenance(heads: signer.heads(forged, key: try #require(replica.signingKey)))
+            let result = try harness.store.append(forged, from: replica.replicaID, provenance: heads, receivedAtMillis: 1)
             #expect(result.equivocations.map(\.self) == forged.map(\.id))
             #expect(result.stored == 0 && result.durable.counters.isEmpty, "never acknowledged")
             let evidence = try harness.store.equivocations()

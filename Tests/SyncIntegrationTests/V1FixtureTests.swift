@@ -186,8 +186,10 @@ struct V1FixtureTests {
         let replica = try CareReplica.open(at: replicaPath, wallClock: SystemWallClock(), random: .system)
         let link = try #require(try replica.store.hubLink())
         let secret = try #require(link.credential)
-        #expect(try hub.authenticate(replica: replica.store.replicaID, secret: secret) == .accepted(team: "north"))
-        #expect(try hub.authenticate(replica: replica.store.replicaID, secret: secret.reversed()) == .unknown)
+        // Its first protocol-3 hello registers the device key the upgrade gave it.
+        let key = try #require(replica.store.signingKey).publicKey
+        #expect(try hub.authenticate(replica: replica.store.replicaID, secret: secret, deviceKey: key, nowMillis: 1) == .accepted(team: "north"))
+        #expect(try hub.authenticate(replica: replica.store.replicaID, secret: secret.reversed(), deviceKey: key, nowMillis: 1) == .unknown)
         try hub.close()
         // Replica a synced last, so it holds everything the hub does: both migrated every v1 change
         // to the same bytes, or a hub relaying them would look like an equivocation to the replica.

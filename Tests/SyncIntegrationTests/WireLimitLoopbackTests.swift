@@ -45,8 +45,10 @@ struct RawPeer {
 
     static func hello(token: String, schema: UInt64 = 1, app: String = "raw", maxFrameBody: UInt64 = UInt64(Frame.defaultMaxBody)) -> Frame {
         var random = SystemRandomNumberGenerator()
-        return MessageCodec().frame(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: schema, replica: .random(using: &random),
-                                                 appVersion: app, credential: .enrolmentToken(token), maxFrameBody: maxFrameBody, deviceKey: [])))
+        let replica = ReplicaID.random(using: &random)
+        return MessageCodec().frame(.hello(Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: schema, replica: replica,
+                                                 appVersion: app, credential: .enrolmentToken(token), maxFrameBody: maxFrameBody,
+                                                 deviceKey: TestSigner.publicKey(replica))))
     }
 
     static func heartbeats(_ values: [UInt64]) -> [Frame] {

@@ -30,7 +30,7 @@ struct WireLimitSessionTests {
             var random = SeededGenerator(seed: replica.low)
             let token = try store.issueEnrolmentToken(team: "T", expiresAtMillis: WireLimitSessionTests.now + 60_000, random: &random)
             return Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: schema, replica: replica, appVersion: app,
-                         credential: .enrolmentToken(token), maxFrameBody: maxFrameBody, deviceKey: [])
+                         credential: .enrolmentToken(token), maxFrameBody: maxFrameBody, deviceKey: TestSigner.publicKey(replica))
         }
 
         func ready(_ replica: ReplicaID, schema: UInt64 = 1, app: String = "test", maxFrameBody: UInt64 = 65_536,
@@ -47,6 +47,12 @@ struct WireLimitSessionTests {
         Change(table: "note", row: "n\(counter)", column: "text", write: FieldWrite(
             id: ChangeID(replica: replica, counter: counter), timestamp: HybridTimestamp(physicalMillis: now, logical: 0),
             author: author, operation: .assign(.text(String(repeating: "a", count: textBytes)))))
+    }
+
+    /// Heads for a push of `changes`, one at every change (so a page may be cut anywhere), signed
+    /// with the origins' test keys; `signer` chains on from its earlier pushes.
+    static func signed(_ changes: [Change], _ signer: inout TestSigner) -> Provenance {
+        Provenance(heads: signer.heads(changes, alsoAt: Set(changes.map(\.id.counter))))
     }
 
     static func edit(_ replica: ReplicaID, _ counter: UInt64, fields: [FieldEdit]) -> Change {
@@ -81,7 +87,9 @@ struct WireLimitSessionTests {
         let fixture = try Fixture()
         let writer = ReplicaID(high: 2, low: 1)
         var pusher = try fixture.ready(writer)
-        let pushed = pusher.receive(.push(batch: 1, changes: (1...3).map { Self.note(writer, $0, textBytes: 5) }, provenance: .none), nowMillis: Self.now)
+        var signer = TestSigner()
+        let three = (1...3).map { Self.note(writer, $0, textBytes: 5) }
+        let pushed = pusher.receive(.push(batch: 1, changes: three, provenance: Self.signed(three, &signer)), nowMillis: Self.now)
         guard case .send(.pushAck(_, _, 3)) = pushed.first else { throw SyncFailure(.unexpectedMessage, "push: \(pushed)") }
         for cursor in [4, 1 << 62, 1 << 63, UInt64.max] as [UInt64] {
             var puller = try fixture.ready(ReplicaID(high: 2, low: cursor | 2))
@@ -120,7 +128,8 @@ struct WireLimitSessionTests {
         var session = try fixture.ready(replica)
         let atLimit = Self.note(replica, 1, textBytes: ChangeLimits.maxValueBytes)
         #expect(ChangeLimits.violation(of: atLimit) == nil)
-        let accepted = session.receive(.push(batch: 1, changes: [atLimit], provenance: .none), nowMillis: Self.now)
+        var signer = TestSigner()
+        let accepted = session.receive(.push(batch: 1, changes: [atLimit], provenance: Self.signed([atLimit], &signer)), nowMillis: Self.now)
         #expect(accepted == [.send(.pushAck(batch: 1, durable: VersionVector([replica: 1]), hubHead: 1))])
 
         let over: [Change] = [
@@ -178,6 +187,7 @@ struct WireLimitSessionTests {
         let writer = ReplicaID(high: 5, low: 1)
         var pusher = try fixture.ready(writer, maxFrameBody: UInt64(Frame.defaultMaxBody))
         var counter: UInt64 = 0
+        var signer = TestSigner()
         for batch in 1...4 {
             var changes: [Change] = []
             for _ in 0..<40 {
@@ -185,7 +195,7 @@ struct WireLimitSessionTests {
                 let size = random.coin() ? random.index(below: 200) : ChangeLimits.maxValueBytes - random.index(below: 2_000)
                 changes.append(Self.note(writer, counter, textBytes: size))
             }
-            let ack = pusher.receive(.push(batch: UInt64(batch), changes: changes, provenance: .none), nowMillis: Self.now)
+            let ack = pusher.receive(.push(batch: UInt64(batch), changes: changes, provenance: Self.signed(changes, &signer)), nowMillis: Self.now)
             guard case .send(.pushAck) = ack.first else { throw SyncFailure(.unexpectedMessage, "seed \(seed): push \(ack)") }
         }
         let codec = MessageCodec(maxBody: Frame.defaultMaxBody, compressionThreshold: nil)
@@ -344,8 +354,8 @@ struct WireLimitSessionTests {
             }
             var actions = session.receive(welcome(maxFrameBody: UInt64(limit)))
             var pushed = 0
-            while case let .send(.push(batch, changes, _))? = actions.last {
-                let size = codec.frame(.push(batch: batch, changes: changes, provenance: .none)).payload.count + 2
+            while case let .send(.push(batch, changes, provenance))? = actions.last {
+                let size = codec.frame(.push(batch: batch, changes: changes, provenance: provenance)).payload.count + 2
                 #expect(size <= limit, "seed \(seed): a \(size)-byte push frame under a \(limit)-byte limit")
                 pushed += changes.count
                 let top = changes.map(\.id.counter).max() ?? 0
@@ -368,7 +378,10 @@ struct WireLimitSessionTests {
     func legacyOversizedChange() throws {
         let fixture = try Fixture()
         let writer = ReplicaID(high: 8, low: 1)
-        _ = try fixture.store.append([Self.note(writer, 1, textBytes: 70_000)], from: writer, receivedAtMillis: Self.now)
+        _ = try fixture.ready(writer)
+        let oversized = [Self.note(writer, 1, textBytes: 70_000)]
+        var signer = TestSigner()
+        _ = try fixture.store.append(oversized, from: writer, provenance: Self.signed(oversized, &signer), receivedAtMillis: Self.now)
         var small = try fixture.ready(ReplicaID(high: 8, low: 2), maxFrameBody: 65_536)
         let refused = small.receive(.pull(cursor: 0, byteBudget: 1 << 20), nowMillis: Self.now)
         guard case .send(.error(.limitExceeded, false, _)) = refused.first, refused.count == 1 else {
