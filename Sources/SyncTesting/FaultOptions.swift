@@ -26,8 +26,20 @@ public struct FaultOptions: Sendable, Equatable, CustomStringConvertible {
     public var backupWeight = 20
     /// A replica file replaced by its latest backup.
     public var restoreWeight = 10
-    /// A replica file copied to a second device, which goes on using it.
+    /// A replica file copied to a second device, with its identity file (key and secret), which
+    /// goes on using it: two devices signing one origin's log (Protocol/identity.md, "Identity file").
     public var cloneWeight = 3
+    /// A replica's database copied to a second device without its identity file: the copy cannot
+    /// sign, so it cannot push under the old identity; its user re-enrols it as a new device, and
+    /// its unsynced writes are re-issued under the new identity.
+    public var keylessCopyWeight = 0
+    /// A malicious replica signing a second, different change under one of its (origin, counter)
+    /// pairs the hub holds, sent straight to the hub (and to replicas holding the first): refused
+    /// everywhere, both signed heads kept by the hub as evidence.
+    public var equivocateWeight = 0
+    /// The hub's database backed up (while the hub is stopped), and, the next time, restored from
+    /// that backup: its incarnation changes and replicas push again what it lost.
+    public var hubRestoreWeight = 0
     /// A connection cut mid-stream, and a replica partitioned from the hub for up to 40 steps.
     public var cutWeight = 27
     /// A replica cut off from the hub for up to 40 steps.
@@ -99,13 +111,19 @@ public struct FaultOptions: Sendable, Equatable, CustomStringConvertible {
         options.hubDriftPerStepMillis = options.hubClockBoundMillis == 0 ? 0 : Int64(draw(0...2_000))
         options.hubClockJumpPerMille = options.hubClockBoundMillis == 0 ? 0 : maybe(2...30)
         if storageFaults { options.storage = .drawn(seed: seed) }
+        // Drawn after the others, so the rest of each seed's mix is what it was before these faults.
+        options.keylessCopyWeight = maybe(1...6)
+        options.equivocateWeight = maybe(1...10)
+        // Not with replica restores: a write acknowledged, then lost by a replica restored from its
+        // backup and by the hub restored from its own, is lost everywhere (two backups older than it).
+        options.hubRestoreWeight = options.restoreWeight == 0 ? maybe(10...40) : 0
         return options
     }
 
     /// The sum of the event weights.
     var totalWeight: Int {
         editWeight + syncWeight + deliverWeight + learnWeight + backupWeight + restoreWeight + cloneWeight + cutWeight
-            + partitionWeight + replicaRestartWeight + hubRestartWeight
+            + partitionWeight + replicaRestartWeight + hubRestartWeight + keylessCopyWeight + equivocateWeight + hubRestoreWeight
     }
 
     /// Every option as `name=value`, in the form `init(parsing:)` reads.
@@ -160,6 +178,7 @@ public struct FaultOptions: Sendable, Equatable, CustomStringConvertible {
     static let fields: [Field] = [
         Field("edit", \.editWeight), Field("sync", \.syncWeight), Field("deliver", \.deliverWeight), Field("learn", \.learnWeight),
         Field("backup", \.backupWeight), Field("restore", \.restoreWeight), Field("clone", \.cloneWeight),
+        Field("keylessCopy", \.keylessCopyWeight), Field("equivocate", \.equivocateWeight), Field("hubRestore", \.hubRestoreWeight),
         Field("cut", \.cutWeight), Field("partition", \.partitionWeight),
         Field("replicaRestart", \.replicaRestartWeight), Field("hubRestart", \.hubRestartWeight),
         Field("maxStepMillis", \.maxStepMillis), Field("maxChunkBytes", \.maxChunkBytes),

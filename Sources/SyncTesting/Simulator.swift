@@ -63,6 +63,18 @@ public final class Simulation {
         public var clockSkewRefusals = 0
         /// Steps in which the hub's clock jumped.
         public var hubClockJumps = 0
+        /// Copies of a replica's database made without its identity file.
+        public var keylessCopies = 0
+        /// Key-less copies re-enrolled as a new identity, their unsynced writes re-issued under it.
+        public var reenrolments = 0
+        /// Second versions of a held (origin, counter) signed by an equivocating replica, all refused.
+        public var equivocations = 0
+        /// Backups of the hub's database taken, and restores of it from one.
+        public var hubBackups = 0
+        /// Restores of the hub's database from its backup.
+        public var hubRestores = 0
+        /// Restores after which the hub's store made a new incarnation (it had lost changes).
+        public var renewedIncarnations = 0
 
         /// Failures found; empty means the run passed.
         public var violations: [String] = []
@@ -110,6 +122,14 @@ public final class Simulation {
     var backupCount = 0
     /// Copies of a replica file join as extra devices, up to this many.
     let maxClones = 2
+    /// Copies of a replica's database without its identity file, up to this many.
+    let maxKeylessCopies = 1
+    /// Key-less copies, by index, with the counter of the original's log they were copied at:
+    /// their own changes above it are theirs, re-issued when they re-enrol.
+    var keylessCopiedAt: [Int: UInt64] = [:]
+    /// Set while a backup of the hub's database is held (`hub-backup.db`): its log head and the
+    /// devices' credentials then (`deviceCredentials()`).
+    var hubBackup: (head: UInt64, devices: [[UInt8]])?
     let steps: Int
     var random: SeededGenerator
     var world: UInt64 = 1_750_000_000_000
@@ -190,7 +210,7 @@ public final class Simulation {
     ///   are violations).
     public func run() throws -> Report {
         var tokens: [String] = []
-        for _ in 0..<(replicaCount + maxClones) {
+        for _ in 0..<(replicaCount + maxClones + maxKeylessCopies) {
             tokens.append(try hubStore.issueEnrolmentToken(team: "SIM", expiresAtMillis: world + 86_400_000 * 60, random: &random))
         }
         self.tokens = tokens
@@ -203,6 +223,7 @@ public final class Simulation {
         try heal()
         try checkAcknowledgedWrites()
         try checkConvergence()
+        try checkProvenance()
         return report
     }
 
@@ -258,17 +279,26 @@ public final class Simulation {
             try restartHub()
         case .learn:
             try editors[replica].learn(from: replicas[replica])
+        case .keylessCopy:
+            try copyWithoutIdentity(replica)
+        case .equivocate:
+            try equivocate(replica)
+        case .hubRestore:
+            try backUpOrRestoreHub()
         }
     }
 
-    enum Event { case edit, sync, deliver, learn, backup, restore, clone, cut, partition, replicaRestart, hubRestart }
+    enum Event {
+        case edit, sync, deliver, learn, backup, restore, clone, cut, partition, replicaRestart, hubRestart, keylessCopy, equivocate, hubRestore
+    }
 
     /// The event a roll in `0..<faults.totalWeight` picks.
     func event(_ roll: Int) -> Event {
         let weighted: [(Event, Int)] = [
             (.edit, faults.editWeight), (.sync, faults.syncWeight), (.deliver, faults.deliverWeight), (.backup, faults.backupWeight),
             (.restore, faults.restoreWeight), (.clone, faults.cloneWeight), (.cut, faults.cutWeight), (.partition, faults.partitionWeight),
-            (.replicaRestart, faults.replicaRestartWeight), (.hubRestart, faults.hubRestartWeight), (.learn, faults.learnWeight),
+            (.replicaRestart, faults.replicaRestartWeight), (.hubRestart, faults.hubRestartWeight), (.keylessCopy, faults.keylessCopyWeight),
+            (.equivocate, faults.equivocateWeight), (.hubRestore, faults.hubRestoreWeight), (.learn, faults.learnWeight),
         ]
         var rest = roll
         for (event, weight) in weighted {
@@ -301,6 +331,7 @@ public final class Simulation {
 
     func startSync(_ replica: Int, step: Int) throws {
         guard connections[replica] == nil, (partitionedUntil[replica] ?? -1) < step, (retryAfterStep[replica] ?? -1) < step else { return }
+        if keylessCopiedAt[replica] != nil { try reenrol(replica) }
         let credential: Credential = if let secret = try replicas[replica].hubLink()?.credential { .device(secret) } else {
             .enrolmentToken(tokens[replica])
         }
@@ -652,7 +683,11 @@ public final class Simulation {
     /// Durability: every change the hub acknowledged to a replica is in the hub's store.
     func checkAcknowledgedWrites() throws {
         let stored = try hubChangeIDs()
+        let incarnation = hubStore.incarnation
         for (index, replica) in replicas.enumerated() {
+            // After a restore of the hub, a replica that has not yet seen its new incarnation still
+            // counts what the old one acknowledged: it pushes that again when it next connects.
+            if report.hubRestores > 0, try replica.incarnation() != incarnation { continue }
             let acknowledged = try replica.peerKnowledge(hubStore.hubID)
             for (origin, counter) in acknowledged.counters where counter > 0 {
                 for value in 1...counter where !stored.contains(ChangeID(replica: origin, counter: value)) {

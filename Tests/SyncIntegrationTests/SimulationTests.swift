@@ -72,6 +72,11 @@ extension Integration {
             let skewRefusals = reports.reduce(0) { $0 + $1.clockSkewRefusals }
             let hubJumps = reports.reduce(0) { $0 + $1.hubClockJumps }
             let withoutCuts = reports.filter { $0.faults.cutWeight == 0 }.count
+            let keylessCopies = reports.reduce(0) { $0 + $1.keylessCopies }
+            let reenrolments = reports.reduce(0) { $0 + $1.reenrolments }
+            let equivocations = reports.reduce(0) { $0 + $1.equivocations }
+            let hubRestores = reports.reduce(0) { $0 + $1.hubRestores }
+            let renewed = reports.reduce(0) { $0 + $1.renewedIncarnations }
             // The faults and the work must actually have happened, or the run proves nothing.
             #expect(reports.count == perShard)
             #expect(edits > perShard * 20)
@@ -88,7 +93,76 @@ extension Integration {
             #expect(withoutCuts > 0 && withoutCuts < reports.count, "the seeds' fault mixes differ")
             #expect(skewRefusals > 0, "the hub's drifting clock refuses some pushes for clock skew")
             #expect(hubJumps > 0, "the hub's clock jumps")
-            print("SimulationTests shard \(shard): \(reports.count) seeds (\(withoutCuts) without cuts), \(edits) edits, \(syncs) completed syncs (\(underFaults) under faults), \(cuts) cuts, \(restarts) restarts, \(restores) restores, \(clones) clones, \(recovered) own changes recovered, \(forks) forks, \(skewRefusals) clock-skew refusals, \(hubJumps) hub clock jumps")
+            // The identity faults (Protocol/identity.md): copies without the identity file re-enrol,
+            // equivocating replicas are refused, and a restored hub makes a new incarnation.
+            // (Equivocations and hub restores need pushes during the faults, which are rare: some
+            // shards see none; `identityFaults` proves them on seeds whose mix makes them frequent.)
+            #expect(keylessCopies > 0 && reenrolments > 0, "copies made without their identity file re-enrol as new devices")
+            #expect(renewed == hubRestores, "every restore of a backup older than the hub's log makes a new incarnation")
+            print("SimulationTests shard \(shard): \(reports.count) seeds (\(withoutCuts) without cuts), \(edits) edits, \(syncs) completed syncs (\(underFaults) under faults), \(cuts) cuts, \(restarts) restarts, \(restores) restores, \(clones) clones, \(recovered) own changes recovered, \(forks) forks, \(skewRefusals) clock-skew refusals, \(hubJumps) hub clock jumps, \(keylessCopies) copies without identity (\(reenrolments) re-enrolled), \(equivocations) equivocations refused, \(hubRestores) hub restores (\(renewed) new incarnations)")
+        }
+
+        @Test("the simulator's provenance check finds a change outside a signed log: a head of another key, a chain that does not match, an unsigned end, a hole")
+        func provenanceCheck() {
+            let origin = ReplicaID(high: 7, low: 7)
+            let hubKey = TestSigner.publicKey(ReplicaID(high: 1, low: 1))
+            let key = TestSigner.publicKey(origin)
+            let changes = (1...3 as ClosedRange<UInt64>).map { counter in
+                Change(id: ChangeID(replica: origin, counter: counter), timestamp: HybridTimestamp(physicalMillis: 1_000 + counter, logical: 0),
+                       author: "w", table: "note", row: "n\(counter)", causalLength: 1, setsLife: true,
+                       fields: [FieldEdit(column: "text", operation: .assign(.text("t\(counter)")))])
+            }
+            var signer = TestSigner()
+            let heads = signer.heads(changes)
+            #expect(Simulation.provenanceProblem(changes, heads: heads, key: key, hubKey: hubKey, mustEndAtHead: true) == nil)
+            var other = TestSigner()
+            let forged = other.heads(changes, key: TestSigner.key(ReplicaID(high: 9, low: 9)))
+            #expect(Simulation.provenanceProblem(changes, heads: forged, key: key, hubKey: hubKey, mustEndAtHead: true) != nil, "another key's head")
+            var shifted = TestSigner()
+            let wrongChain = shifted.heads(Array(changes.reversed().enumerated().map { offset, change in
+                Change(id: ChangeID(replica: origin, counter: UInt64(offset + 1)), timestamp: change.timestamp, author: change.author, table: change.table,
+                       row: change.row, causalLength: 1, setsLife: true, fields: change.fields)
+            }))
+            #expect(Simulation.provenanceProblem(changes, heads: wrongChain, key: key, hubKey: hubKey, mustEndAtHead: true) != nil, "another chain")
+            #expect(Simulation.provenanceProblem(changes, heads: [], key: key, hubKey: hubKey, mustEndAtHead: true) != nil, "no head at the end")
+            #expect(Simulation.provenanceProblem(changes, heads: [], key: key, hubKey: hubKey, mustEndAtHead: false) == nil, "own unsynced changes")
+            #expect(Simulation.provenanceProblem([changes[0], changes[2]], heads: heads, key: key, hubKey: hubKey, mustEndAtHead: true) != nil, "a hole")
+        }
+
+        @Test("identity faults: equivocating replicas, key-less copies and hub restores, frequent, on fixed seeds: convergence, no lost acknowledged write, every log verifies")
+        func identityFaults() async throws {
+            let firstSeed: UInt64 = 9_000
+            print("SimulationTests identity faults: seeds \(firstSeed)..<\(firstSeed + 12)")
+            let reports = try await Self.offPool {
+                try (0..<12 as Range<UInt64>).map { offset -> Simulation.Report in
+                    let seed = firstSeed + offset
+                    guard var faults = FaultOptions(parsing: "restore=0 equivocate=40 keylessCopy=10 hubRestore=30 sync=250 cut=5 partition=0 hubRestart=0 hubClockBoundMillis=0 hubClockJumpPerMille=0",
+                                                    over: FaultOptions.drawn(seed: seed)) else { preconditionFailure("the options parse") }
+                    if let text = ProcessInfo.processInfo.environment[FaultOptions.environmentVariable], let changed = FaultOptions(parsing: text, over: faults) {
+                        faults = changed
+                    }
+                    return try TestFiles.withDirectory("sim-identity-\(seed)") { directory in
+                        try Simulation(seed: seed, faults: faults, directory: directory).run()
+                    }
+                }
+            }
+            for report in reports {
+                #expect(report.violations.isEmpty, "seed \(report.seed) with faults \(report.faults): \(report.violations.prefix(3))")
+            }
+            func total(_ field: (Simulation.Report) -> Int) -> Int { reports.reduce(0) { $0 + field($1) } }
+            #expect(total(\.equivocations) > 0, "replicas equivocate, and are refused")
+            #expect(total(\.keylessCopies) > 0 && total(\.reenrolments) > 0, "copies without their identity file re-enrol")
+            #expect(total(\.hubRestores) > 0 && total(\.renewedIncarnations) == total(\.hubRestores), "hub restores, each with a new incarnation")
+            print("SimulationTests identity faults: \(total(\.equivocations)) equivocations refused, \(total(\.keylessCopies)) copies without identity (\(total(\.reenrolments)) re-enrolled), \(total(\.hubRestores)) hub restores (\(total(\.renewedIncarnations)) new incarnations), \(total(\.syncsCompleted)) completed syncs")
+        }
+
+        /// `CARESYNC_REPLAY=<seed>` runs that one seed alone and prints its whole report.
+        @Test("one seed replayed (CARESYNC_REPLAY)", .enabled(if: ProcessInfo.processInfo.environment["CARESYNC_REPLAY"] != nil))
+        func replay() throws {
+            let seed = try #require(ProcessInfo.processInfo.environment["CARESYNC_REPLAY"].flatMap { UInt64($0) }, "CARESYNC_REPLAY=<seed>")
+            let report = try Self.run(count: 1, from: seed)[0]
+            print("SimulationTests replay of seed \(seed) with faults \(report.faults): \(report)")
+            #expect(report.violations.isEmpty, "seed \(seed): \(report.violations)")
         }
 
         @Test("fault options: each seed draws its own mix, some with a fault off; the printed form parses back")
@@ -97,11 +171,14 @@ extension Integration {
             #expect(FaultOptions.drawn(seed: 7) == FaultOptions.drawn(seed: 7), "a seed's mix is the same each time")
             #expect(Set(mixes.map(\.description)).count == mixes.count, "no two of 200 seeds draw the same mix")
             for off in [\FaultOptions.cutWeight, \.partitionWeight, \.hubRestartWeight, \.replicaRestartWeight, \.backupWeight,
-                        \.hubClockJumpPerMille] {
+                        \.hubClockJumpPerMille, \.keylessCopyWeight, \.equivocateWeight] {
                 let count = mixes.filter { $0[keyPath: off] == 0 }.count
                 #expect(count > 20 && count < 120, "\(off) is off in some seeds' mixes and on in others (\(count) of 200 off)")
             }
             #expect(mixes.contains { $0.hubClockBoundMillis > 300_000 }, "some hub clocks may run beyond the skew bound")
+            let hubRestores = mixes.filter { $0.hubRestoreWeight > 0 }
+            #expect(hubRestores.count > 20 && hubRestores.count < 180, "hub restores are on in some mixes (\(hubRestores.count) of 200)")
+            #expect(hubRestores.allSatisfy { $0.restoreWeight == 0 }, "never with replica restores, which together could lose a write everywhere")
             for options in mixes.prefix(20) {
                 #expect(FaultOptions(parsing: options.description) == options)
             }
