@@ -12,7 +12,8 @@ import SyncWire
 /// past the handshake), taking its schema version, app version and frame limit from the payload
 /// when it decodes (and, with mode bit 1, its protocol versions too). Mode bit 0 picks the
 /// credential: 0, an unused enrolment token for a new replica; 1, the device secret of a replica
-/// enrolled in the template. Every later chunk is a frame body, `type | flags | payload`, decoded
+/// enrolled in the template (with its test key, `TestSigner.publicKey`, as the hello's device key
+/// unless the decoded hello carries one of its own, which the hub then checks against that key). Every later chunk is a frame body, `type | flags | payload`, decoded
 /// with the negotiated limit and fed to `receive` (or to `protocolError` when it does not decode),
 /// as the TCP shell does, until the session closes.
 ///
@@ -28,6 +29,9 @@ enum HubFuzzTarget {
         let newcomer: ReplicaID
         let device: ReplicaID
         let secret: [UInt8]
+        /// The device's registered key: its test key (SyncTesting's `TestSigner`), so a seed
+        /// generator in Swift can sign its pushes.
+        var deviceKey: [UInt8] { TestSigner.publicKey(device) }
     }
 
     /// A hub store made once per process, copied per input: one unused token, one enrolled
@@ -36,15 +40,18 @@ enum HubFuzzTarget {
         let path = FuzzScratch.path("template-hub.db")
         do {
             var random = SeededGenerator(seed: 0x4_0B5E)
-            let store = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random)
+            let store = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random,
+                                           hubKeyedOrigins: [EntitlementCatalogue.publisher])
             let expires = baseMillis + 86_400_000
             let token = try store.issueEnrolmentToken(team: "FUZZ-A", expiresAtMillis: expires, random: &random)
             let deviceToken = try store.issueEnrolmentToken(team: "FUZZ-B", expiresAtMillis: expires, random: &random)
             let device = ReplicaID.random(using: &random)
-            guard case let .enrolled(_, secret) = try store.redeemEnrolmentToken(deviceToken, replica: device, nowMillis: baseMillis,
-                                                                                 random: &random)
+            // Since protocol 3 an enrolment registers the device's key (Protocol/identity.md).
+            guard case let .enrolled(_, secret) = try store.redeemEnrolmentToken(deviceToken, replica: device, deviceKey: TestSigner.publicKey(device),
+                                                                                 nowMillis: baseMillis, random: &random)
             else { return .failure(StoreSetupError(description: "template hub: the device token was not redeemed")) }
-            _ = try store.append(EntitlementCatalogue.publishedChanges(), from: EntitlementCatalogue.publisher, receivedAtMillis: baseMillis)
+            // The catalogue's origin is hub-keyed: the hub signs its run, as a hub publishing it does.
+            _ = try store.publish(EntitlementCatalogue.publishedChanges(), receivedAtMillis: baseMillis)
             return .success(Template(path: path, token: token, newcomer: ReplicaID.random(using: &random), device: device, secret: secret))
         } catch {
             return .failure(StoreSetupError(description: "template hub: \(error)"))
@@ -61,7 +68,8 @@ enum HubFuzzTarget {
             let path = FuzzScratch.path("hub.db")
             try FuzzScratch.copy(template.path, to: path)
             var random = SeededGenerator(seed: 1)
-            store = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random)
+            store = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random,
+                                       hubKeyedOrigins: [EntitlementCatalogue.publisher])
         } catch {
             return .invariantBroken("the fuzz hub could not be set up: \(error)")
         }
@@ -109,7 +117,7 @@ enum HubFuzzTarget {
         let device = mode & 1 == 1
         var hello = Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: device ? template.device : template.newcomer,
                           appVersion: "fuzz/1", credential: device ? .device(template.secret) : .enrolmentToken(template.token),
-                          maxFrameBody: UInt64(Frame.defaultMaxBody), deviceKey: [])
+                          maxFrameBody: UInt64(Frame.defaultMaxBody), deviceKey: device ? template.deviceKey : [])
         if case let .hello(fuzzed)? = try? MessageCodec().decode(Frame(type: Message.Kind.hello.rawValue, payload: payload)) {
             hello.schemaVersion = fuzzed.schemaVersion
             hello.appVersion = fuzzed.appVersion
