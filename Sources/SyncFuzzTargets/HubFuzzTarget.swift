@@ -34,6 +34,9 @@ enum HubFuzzTarget {
         var deviceKey: [UInt8] { TestSigner.publicKey(device) }
     }
 
+    /// The template's enrolled device.
+    static let deviceID = ReplicaID(high: 0xF022_4B0B, low: 0xDE71CE)
+
     /// A hub store made once per process, copied per input: one unused token, one enrolled
     /// device, and the published entitlement catalogue in the log so that pulls return changes.
     static let template: Result<Template, StoreSetupError> = {
@@ -45,7 +48,9 @@ enum HubFuzzTarget {
             let expires = baseMillis + 86_400_000
             let token = try store.issueEnrolmentToken(team: "FUZZ-A", expiresAtMillis: expires, random: &random)
             let deviceToken = try store.issueEnrolmentToken(team: "FUZZ-B", expiresAtMillis: expires, random: &random)
-            let device = ReplicaID.random(using: &random)
+            // A fixed id, so its test key is fixed too: Tools/fuzz/make_seeds.py puts that key in
+            // the device-mode seeds' hellos, which the hub checks against the registered one.
+            let device = deviceID
             // Since protocol 3 an enrolment registers the device's key (Protocol/identity.md).
             guard case let .enrolled(_, secret) = try store.redeemEnrolmentToken(deviceToken, replica: device, deviceKey: TestSigner.publicKey(device),
                                                                                  nowMillis: baseMillis, random: &random)

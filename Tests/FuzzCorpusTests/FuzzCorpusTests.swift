@@ -33,6 +33,20 @@ struct FuzzCorpusTests {
         #expect(accepted > 0, "no \(target.rawValue) input was accepted")
     }
 
+    /// Since protocol 3 the hub checks a hello's device key against the registered one: the
+    /// device-mode hub seeds must show the template device's key (Tools/fuzz/make_seeds.py), or
+    /// they stop at the hello and never reach push, pull, fork or recover.
+    @Test("the device-mode hub seeds get past authentication: their hello shows the template device's key")
+    func deviceSeedsAuthenticate() throws {
+        let seeds = try Self.inputs(.hub).filter { $0.name.hasPrefix("seed-device-") }
+        #expect(seeds.count >= 3)
+        for seed in seeds {
+            if case let .refused(why) = FuzzTarget.hub.run(seed.bytes), why.hasPrefix("AUTHENTICATION_FAILED") {
+                Issue.record("hub/\(seed.name) is refused at its hello: \(why)")
+            }
+        }
+    }
+
     /// The names of Protocol/vectors' positive vectors (those with a `decoded` message).
     static func positiveVectorNames() throws -> Set<String> {
         struct File: Decodable { let vectors: [Entry] }

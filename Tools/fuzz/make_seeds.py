@@ -32,6 +32,10 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 VECTORS = os.path.join(ROOT, "Protocol", "vectors")
 CORPUS = os.path.join(ROOT, "Tests", "Fuzz", "corpus")
 SEPARATOR = bytes.fromhex("f55ac33c")
+# The hub target's enrolled device (HubFuzzTarget.deviceID, f0224b0b-...-de71ce) registers its
+# test key, SyncTesting's TestSigner.publicKey(deviceID): a device-mode hello must show that key,
+# not the vectors' (FuzzCorpusTests checks the device seeds get past authentication).
+TEMPLATE_DEVICE_KEY = bytes.fromhex("a4bbee97cbf95246a9c98fad24a87fb062e77aec758a8f2ae6ada2a4ab29e712")
 MAX_SEED = 4096                         # limits.json's 50-61 KB changes would only slow the fuzzers
 
 
@@ -65,7 +69,9 @@ def seeds(files):
         for name, data in files[file].items():
             if len(data) <= MAX_SEED:
                 out["message"][f"seed-{name}"] = body(data)
-    token, device, none = every["hello-enrolment-token"], every["hello-device-secret"], every["hello-no-credential"]
+    token, none = every["hello-enrolment-token"], every["hello-no-credential"]
+    # The vector's hello ends with its 32-byte device key: swapped for the template device's.
+    device = every["hello-device-secret"][:-32] + TEMPLATE_DEVICE_KEY
     scripts = {
         # mode bit 0: an enrolled device's secret (else an unused enrolment token); bit 1: the
         # protocol versions of the fuzzed hello too.
