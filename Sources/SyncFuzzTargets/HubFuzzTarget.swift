@@ -13,9 +13,10 @@ import SyncWire
 /// when it decodes (and, with mode bit 1, its protocol versions too). Mode bit 0 picks the
 /// credential: 0, an unused enrolment token for a new replica; 1, the device secret of a replica
 /// enrolled in the template (with its test key, `TestSigner.publicKey`, as the hello's device key
-/// unless the decoded hello carries one of its own, which the hub then checks against that key). Every later chunk is a frame body, `type | flags | payload`, decoded
-/// with the negotiated limit and fed to `receive` (or to `protocolError` when it does not decode),
-/// as the TCP shell does, until the session closes.
+/// unless the decoded hello carries one of its own, which the hub then checks against that key).
+/// Every later chunk is a frame body, `type | flags | payload`, decoded with the negotiated limit
+/// and fed to `receive` (or to `protocolError` when it does not decode), as the TCP shell does,
+/// until the session closes.
 ///
 /// Every message the hub sends must fit the negotiated frame limit, survive encode and decode, and
 /// a fatal error or reject must be followed by a close; an error frame is never answered with one.
@@ -29,8 +30,8 @@ enum HubFuzzTarget {
         let newcomer: ReplicaID
         let device: ReplicaID
         let secret: [UInt8]
-        /// The device's registered key: its test key (SyncTesting's `TestSigner`), so a seed
-        /// generator in Swift can sign its pushes.
+        /// The device's registered key: its test key (SyncTesting's `TestSigner`), which a seed
+        /// generator can know (make_seeds.py holds it) and, in Swift, sign pushes with.
         var deviceKey: [UInt8] { TestSigner.publicKey(device) }
     }
 
