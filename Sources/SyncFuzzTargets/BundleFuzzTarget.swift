@@ -13,12 +13,33 @@ import SyncTesting
 enum BundleFuzzTarget {
     static let clock = FixedWallClock(millis: 1_800_000_000_000)
 
+    /// The replica the valid bundle seeds come from (``BundleSeeds``): a fixed id, and a device key
+    /// drawn from a fixed seed, so the seeds and the certificate the template holds are the same
+    /// in every process.
+    static let senderID = ReplicaID(high: 0xF022_5E4D, low: 0xB0D1E)
+
+    /// Creates the seed sender at `path`, enrolled with SyncTesting's test hub key (which saves its
+    /// own certificate, which its exports carry).
+    static func makeSender(at path: String) throws -> CareReplica {
+        let box = GeneratorBox(SeededGenerator(seed: 0x5E4D))
+        let sender = try CareReplica.create(at: path, name: "fuzz-sender", wallClock: clock, random: RandomSource { box.next() },
+                                            replicaID: senderID)
+        try TestEnrolment.enrol([sender.store])
+        return sender
+    }
+
     /// A replica made once per process (schema, published entitlement catalogue), copied per input.
+    /// Since bundle format 3 an import verifies the sender's signed heads: the template pins the
+    /// test hub key and holds the seed sender's certificate (enrolled together, as replicas of one
+    /// hub are), so the seeds apply and a fuzzed bundle reaches the merge, not only the verifier.
     static let template: Result<String, StoreSetupError> = {
         let path = FuzzScratch.path("template-replica.db")
         do {
             var random = SeededGenerator(seed: 0xB0D1E)
-            _ = try CareReplica.create(at: path, name: "fuzz", wallClock: clock, random: RandomSource { 0xB0D1E }, replicaID: ReplicaID.random(using: &random))
+            let replica = try CareReplica.create(at: path, name: "fuzz", wallClock: clock, random: RandomSource { 0xB0D1E },
+                                                 replicaID: ReplicaID.random(using: &random))
+            let sender = try makeSender(at: FuzzScratch.path("template-sender.db"))
+            try TestEnrolment.enrol([replica.store, sender.store])
             return .success(path)
         } catch {
             return .failure(StoreSetupError(description: "template replica: \(error)"))

@@ -67,12 +67,14 @@ enum FuzzScratch {
         #endif
     }
 
-    /// Replaces `destination` (and its WAL and shared-memory files) with a copy of `template`.
+    /// Replaces `destination` (and its WAL and shared-memory files, and the identity and lineage
+    /// files beside a store: a keyed store without its identity file does not open) with a copy
+    /// of `template`.
     /// A copy interrupted by a signal (libFuzzer's timers: EINTR) is tried again, a few times: an
     /// interrupted set-up is not a finding (one stopped a 9-minute hub run).
     static func copy(_ template: String, to destination: String) throws {
         let manager = FileManager.default
-        for suffix in ["", "-wal", "-shm", "-journal"] {
+        for suffix in ["", "-wal", "-shm", "-journal", ".identity", ".lineage"] {
             let target = destination + suffix
             for attempt in 1...5 {
                 do {

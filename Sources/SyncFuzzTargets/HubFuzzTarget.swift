@@ -12,9 +12,11 @@ import SyncWire
 /// past the handshake), taking its schema version, app version and frame limit from the payload
 /// when it decodes (and, with mode bit 1, its protocol versions too). Mode bit 0 picks the
 /// credential: 0, an unused enrolment token for a new replica; 1, the device secret of a replica
-/// enrolled in the template. Every later chunk is a frame body, `type | flags | payload`, decoded
-/// with the negotiated limit and fed to `receive` (or to `protocolError` when it does not decode),
-/// as the TCP shell does, until the session closes.
+/// enrolled in the template (with its test key, `TestSigner.publicKey`, as the hello's device key
+/// unless the decoded hello carries one of its own, which the hub then checks against that key).
+/// Every later chunk is a frame body, `type | flags | payload`, decoded with the negotiated limit
+/// and fed to `receive` (or to `protocolError` when it does not decode), as the TCP shell does,
+/// until the session closes.
 ///
 /// Every message the hub sends must fit the negotiated frame limit, survive encode and decode, and
 /// a fatal error or reject must be followed by a close; an error frame is never answered with one.
@@ -28,7 +30,13 @@ enum HubFuzzTarget {
         let newcomer: ReplicaID
         let device: ReplicaID
         let secret: [UInt8]
+        /// The device's registered key: its test key (SyncTesting's `TestSigner`), which a seed
+        /// generator can know (make_seeds.py holds it) and, in Swift, sign pushes with.
+        var deviceKey: [UInt8] { TestSigner.publicKey(device) }
     }
+
+    /// The template's enrolled device.
+    static let deviceID = ReplicaID(high: 0xF022_4B0B, low: 0xDE71CE)
 
     /// A hub store made once per process, copied per input: one unused token, one enrolled
     /// device, and the published entitlement catalogue in the log so that pulls return changes.
@@ -36,15 +44,20 @@ enum HubFuzzTarget {
         let path = FuzzScratch.path("template-hub.db")
         do {
             var random = SeededGenerator(seed: 0x4_0B5E)
-            let store = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random)
+            let store = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random,
+                                           hubKeyedOrigins: [EntitlementCatalogue.publisher])
             let expires = baseMillis + 86_400_000
             let token = try store.issueEnrolmentToken(team: "FUZZ-A", expiresAtMillis: expires, random: &random)
             let deviceToken = try store.issueEnrolmentToken(team: "FUZZ-B", expiresAtMillis: expires, random: &random)
-            let device = ReplicaID.random(using: &random)
-            guard case let .enrolled(_, secret) = try store.redeemEnrolmentToken(deviceToken, replica: device, nowMillis: baseMillis,
-                                                                                 random: &random)
+            // A fixed id, so its test key is fixed too: Tools/fuzz/make_seeds.py puts that key in
+            // the device-mode seeds' hellos, which the hub checks against the registered one.
+            let device = deviceID
+            // Since protocol 3 an enrolment registers the device's key (Protocol/identity.md).
+            guard case let .enrolled(_, secret) = try store.redeemEnrolmentToken(deviceToken, replica: device, deviceKey: TestSigner.publicKey(device),
+                                                                                 nowMillis: baseMillis, random: &random)
             else { return .failure(StoreSetupError(description: "template hub: the device token was not redeemed")) }
-            _ = try store.append(EntitlementCatalogue.publishedChanges(), from: EntitlementCatalogue.publisher, receivedAtMillis: baseMillis)
+            // The catalogue's origin is hub-keyed: the hub signs its run, as a hub publishing it does.
+            _ = try store.publish(EntitlementCatalogue.publishedChanges(), receivedAtMillis: baseMillis)
             return .success(Template(path: path, token: token, newcomer: ReplicaID.random(using: &random), device: device, secret: secret))
         } catch {
             return .failure(StoreSetupError(description: "template hub: \(error)"))
@@ -61,7 +74,8 @@ enum HubFuzzTarget {
             let path = FuzzScratch.path("hub.db")
             try FuzzScratch.copy(template.path, to: path)
             var random = SeededGenerator(seed: 1)
-            store = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random)
+            store = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random,
+                                       hubKeyedOrigins: [EntitlementCatalogue.publisher])
         } catch {
             return .invariantBroken("the fuzz hub could not be set up: \(error)")
         }
@@ -109,7 +123,7 @@ enum HubFuzzTarget {
         let device = mode & 1 == 1
         var hello = Hello(protocolMin: ProtocolConstants.version, protocolMax: ProtocolConstants.version, schemaVersion: 1, replica: device ? template.device : template.newcomer,
                           appVersion: "fuzz/1", credential: device ? .device(template.secret) : .enrolmentToken(template.token),
-                          maxFrameBody: UInt64(Frame.defaultMaxBody), deviceKey: [])
+                          maxFrameBody: UInt64(Frame.defaultMaxBody), deviceKey: device ? template.deviceKey : [])
         if case let .hello(fuzzed)? = try? MessageCodec().decode(Frame(type: Message.Kind.hello.rawValue, payload: payload)) {
             hello.schemaVersion = fuzzed.schemaVersion
             hello.appVersion = fuzzed.appVersion

@@ -5,7 +5,7 @@ import Testing
 /// Replays every committed fuzz input — the seeds and every crashing or hanging input the fuzzers
 /// found — through the same entry points the libFuzzer executables call (Tools/fuzz). Each must
 /// end in a clean refusal or be accepted; a trap ends the test run, as it ended the fuzzer.
-@Suite("Fuzz corpus replay")
+@Suite("Fuzz corpus replay", .serialized)
 struct FuzzCorpusTests {
     static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fuzz/corpus")
@@ -33,6 +33,20 @@ struct FuzzCorpusTests {
         #expect(accepted > 0, "no \(target.rawValue) input was accepted")
     }
 
+    /// Since protocol 3 the hub checks a hello's device key against the registered one: the
+    /// device-mode hub seeds must show the template device's key (Tools/fuzz/make_seeds.py), or
+    /// they stop at the hello and never reach push, pull, fork or recover.
+    @Test("the device-mode hub seeds get past authentication: their hello shows the template device's key")
+    func deviceSeedsAuthenticate() throws {
+        let seeds = try Self.inputs(.hub).filter { $0.name.hasPrefix("seed-device-") }
+        #expect(seeds.count >= 3)
+        for seed in seeds {
+            if case let .refused(why) = FuzzTarget.hub.run(seed.bytes), why.hasPrefix("AUTHENTICATION_FAILED") {
+                Issue.record("hub/\(seed.name) is refused at its hello: \(why)")
+            }
+        }
+    }
+
     /// The names of Protocol/vectors' positive vectors (those with a `decoded` message).
     static func positiveVectorNames() throws -> Set<String> {
         struct File: Decodable { let vectors: [Entry] }
@@ -51,8 +65,33 @@ struct FuzzCorpusTests {
         return names
     }
 
-    /// Seeds are made by Tools/fuzz/make_seeds.py from the vectors; when the protocol changes they
-    /// must be made again, or the fuzzers start from inputs that stop at the decoder.
+    /// The bundle seeds are made by `BundleSeeds` (signed by the fuzz sender, which a script
+    /// cannot do): with `CARESYNC_UPDATE_SEEDS=1` this writes them; otherwise the committed ones
+    /// must be exactly what it makes, so they cannot go stale when the bundle format changes.
+    @Test("the committed bundle seeds are the ones BundleSeeds makes (CARESYNC_UPDATE_SEEDS=1 writes them)")
+    func bundleSeedsCurrent() throws {
+        let directory = Self.corpus.appendingPathComponent(FuzzTarget.bundle.rawValue)
+        let made = try BundleSeeds.make()
+        #expect(made.count >= 3)
+        if ProcessInfo.processInfo.environment["CARESYNC_UPDATE_SEEDS"] == "1" {
+            for name in try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            where name.hasPrefix("seed-") && !made.contains(where: { $0.name == name }) {
+                try FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+            }
+            for seed in made { try Data(seed.bytes).write(to: directory.appendingPathComponent(seed.name)) }
+        }
+        let committed = try Self.inputs(.bundle).filter { $0.name.hasPrefix("seed-") }
+        #expect(committed.map(\.name) == made.map(\.name).sorted(), "run with CARESYNC_UPDATE_SEEDS=1 to write the bundle seeds")
+        for seed in made {
+            // A Bool, so a mismatch reports the file, not two kilobytes of bytes.
+            let same = committed.first { $0.name == seed.name }?.bytes == seed.bytes
+            #expect(same, "bundle/\(seed.name) is not what BundleSeeds makes: run with CARESYNC_UPDATE_SEEDS=1")
+        }
+    }
+
+    /// Message seeds are made by Tools/fuzz/make_seeds.py from the vectors, bundle seeds by
+    /// `BundleSeeds`; when the protocol changes they must be made again, or the fuzzers start from
+    /// inputs that stop at the decoder.
     @Test("the seeds of valid messages and bundles are accepted: they speak the current protocol")
     func validSeedsAccepted() throws {
         let positive = try Self.positiveVectorNames()

@@ -7,8 +7,15 @@ Seeds are the valid (and some deliberately invalid) inputs the fuzzers start fro
 the protocol: when the vectors change (a new protocol version), run this again. It rewrites every
 `seed-*` file it owns and removes those of vectors that no longer exist. It never touches what a
 fuzzer found (`crash-*`, `timeout-*`, `edge-*`, and any other name not starting `seed-`): those must
-simply keep not crashing. Nor does it write the bundle seeds taken from real replicas
-(`bundle/seed-care-records-*`, `bundle/seed-catalogue-*`), which `caresync export` makes.
+simply keep not crashing.
+
+It writes no bundle seeds. Since bundle format 3 a valid bundle carries its sender's signed heads
+and device certificate (Protocol/identity.md), which only the sender's key can make: the bundle
+seeds (`bundle/seed-*`) are exports of the bundle target's fuzz sender, made by `BundleSeeds`
+(Sources/SyncFuzzTargets) and written by
+`CARESYNC_UPDATE_SEEDS=1 swift test --filter FuzzCorpusTests`, which otherwise checks the committed
+ones are exactly what it makes. (Bundles made here from the pushes' changes were format 2, and
+unsigned: every one would now be refused.)
 
 Input formats (Tools/fuzz/README.md):
   frame    one byte choosing the frame limit (0: 4 MiB, 1: 64 KiB, 2: 64, 3: 2), then a byte stream
@@ -19,17 +26,17 @@ Input formats (Tools/fuzz/README.md):
 
 import json
 import os
-import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 VECTORS = os.path.join(ROOT, "Protocol", "vectors")
 CORPUS = os.path.join(ROOT, "Tests", "Fuzz", "corpus")
 SEPARATOR = bytes.fromhex("f55ac33c")
-BUNDLE_VERSION = 2                      # Protocol/README.md, "Change bundle file"
-R1 = bytes.fromhex("8f3c2a1b4d5e6f708192a3b4c5d6e7f8")
+# The hub target's enrolled device (HubFuzzTarget.deviceID, f0224b0b-...-de71ce) registers its
+# test key, SyncTesting's TestSigner.publicKey(deviceID): a device-mode hello must show that key,
+# not the vectors' (FuzzCorpusTests checks the device seeds get past authentication).
+TEMPLATE_DEVICE_KEY = bytes.fromhex("a4bbee97cbf95246a9c98fad24a87fb062e77aec758a8f2ae6ada2a4ab29e712")
 MAX_SEED = 4096                         # limits.json's 50-61 KB changes would only slow the fuzzers
-REAL_BUNDLES = ("seed-care-records-", "seed-catalogue-")
 
 
 def load():
@@ -41,44 +48,19 @@ def load():
     return files
 
 
-def load_decoded():
-    decoded = {}
-    for name in sorted(os.listdir(VECTORS)):
-        if name.endswith(".json"):
-            with open(os.path.join(VECTORS, name), encoding="utf-8") as handle:
-                decoded.update({v["name"]: v["decoded"] for v in json.load(handle)["vectors"] if "decoded" in v})
-    return decoded
-
-
-def provenance_size(message):
-    """Bytes of a push's heads and certificates (protocol version 3), encoded by the spec's encoder."""
-    sys.path.insert(0, os.path.join(ROOT, "Tools"))
-    import make_vectors
-    out = make_vectors.Out()
-    make_vectors.put_provenance(out, message)
-    return len(out.bytes())
-
-
 def body(frame):
     """A one-frame vector without its 4-byte length."""
     return frame[4:]
-
-
-def bundle_from_push(push_body, message):
-    """A bundle from R1 (schema 1, empty version vector) holding the changes of a push (without
-    the push's heads and certificates, which bundle format 2 does not hold)."""
-    payload = push_body[2:len(push_body) - provenance_size(message)]
-    batch_end = next(index for index, byte in enumerate(payload) if byte < 0x80) + 1
-    return b"CSBUNDLE" + BUNDLE_VERSION.to_bytes(2, "big") + R1 + b"\x01" + b"\x00" + payload[batch_end:]
 
 
 def hub_script(hello_mode, hello, frames):
     return SEPARATOR.join([bytes([hello_mode]) + body(hello)[2:]] + [body(frame) for frame in frames])
 
 
-def seeds(files, decoded):
+def seeds(files):
     every = {name: data for content in files.values() for name, data in content.items()}
-    out = {"frame": {}, "message": {}, "bundle": {}, "hub": {}}
+    # No "bundle": its seeds are BundleSeeds' (see above), and this leaves that directory alone.
+    out = {"frame": {}, "message": {}, "hub": {}}
     for name, data in {**files["messages"], **files["framing"]}.items():
         out["frame"][f"seed-{name}"] = b"\x00" + data
     out["frame"]["seed-small-limit"] = b"\x02" + every["pull-resume"] + every["hello-enrolment-token"]
@@ -87,10 +69,9 @@ def seeds(files, decoded):
         for name, data in files[file].items():
             if len(data) <= MAX_SEED:
                 out["message"][f"seed-{name}"] = body(data)
-    for name, data in files["messages"].items():
-        if data[4] == 0x10:  # a push
-            out["bundle"][f"seed-from-{name}"] = bundle_from_push(body(data), decoded[name])
-    token, device, none = every["hello-enrolment-token"], every["hello-device-secret"], every["hello-no-credential"]
+    token, none = every["hello-enrolment-token"], every["hello-no-credential"]
+    # The vector's hello ends with its 32-byte device key: swapped for the template device's.
+    device = every["hello-device-secret"][:-32] + TEMPLATE_DEVICE_KEY
     scripts = {
         # mode bit 0: an enrolled device's secret (else an unused enrolment token); bit 1: the
         # protocol versions of the fuzzed hello too.
@@ -116,11 +97,10 @@ def seeds(files, decoded):
 
 def main():
     written = removed = 0
-    for target, files in seeds(load(), load_decoded()).items():
+    for target, files in seeds(load()).items():
         directory = os.path.join(CORPUS, target)
         for name in os.listdir(directory):
-            owned = name.startswith("seed-") and not name.startswith(REAL_BUNDLES)
-            if owned and name not in files:
+            if name.startswith("seed-") and name not in files:
                 os.remove(os.path.join(directory, name))
                 removed += 1
         for name, data in files.items():
