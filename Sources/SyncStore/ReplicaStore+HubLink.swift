@@ -124,15 +124,18 @@ extension ReplicaStore {
         }
     }
 
-    /// Pending changes (not yet on the hub, as far as this replica knows), the age of the oldest,
-    /// open conflicts and schema version.
+    /// Pending changes (not yet on the hub, as far as this replica knows, of origins this replica
+    /// pushes: not the hub's nor the hub-keyed ones), the age of the oldest, open conflicts and
+    /// schema version.
     package func health(hub: ReplicaID?) throws -> LocalHealth {
         let known = try hub.map { try peerKnowledge($0) } ?? VersionVector()
         return try readDatabase { db in
             var pending: UInt64 = 0
             var oldest: Int64?
             for row in try Row.fetchAll(db, sql: "SELECT id, replica_id FROM sync_origin") {
-                guard let replica = ReplicaID(hex: row[1]) else { continue }
+                // Hub-keyed origins (the catalogue's seed, the hub's own changes) are the hub's to
+                // hold: never pushed, so never pending.
+                guard let replica = ReplicaID(hex: row[1]), replica != hub, !hubKeyedOrigins.contains(replica) else { continue }
                 let result = try Row.fetchOne(db, sql: "SELECT count(*), min(hlc) FROM sync_change WHERE origin = ? AND counter > ?",
                                               arguments: [row[0] as Int64, Int64(bitPattern: known[replica])])!
                 pending += UInt64(result[0] as Int64)

@@ -24,6 +24,15 @@ import Testing
         return ["yp_id": id, "item_code": "DRIVING", "requested_count": "1", "decision_date": "2025-06-23"]
     }
 
+    @Test("the catalogue's seed is the hub's data: a new replica has nothing pending for the hub")
+    func seedIsNotPending() throws {
+        let alex = try team.replica("alex")
+        #expect(try alex.store.health(hub: nil).pendingChanges == 0)
+        _ = try alex.add("young_person", fields: ["legal_given_name": "Ava", "legal_family_name": "Le Brun", "date_of_birth": "2008-03-14"],
+                         author: "alex")
+        #expect(try alex.store.health(hub: nil).pendingChanges == 1, "its own edit is")
+    }
+
     @Test("a replica-made catalogue version is refused (signed by its device key or claiming the hub's signer); an award the real catalogue refuses on age stays refused")
     func forgedCatalogueRefused() throws {
         let alex = try team.replica("alex")
