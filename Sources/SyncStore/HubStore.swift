@@ -73,8 +73,9 @@ public protocol HubStore: Sendable {
     func equivocations() throws -> [EquivocationRecord]
 
     /// Issues a one-time enrolment token for a team; only its hash is stored. A token bound to a
-    /// replica id (`replica`) can be redeemed only by that id, and may re-enrol it (new secret,
-    /// revocation lifted); an unbound token enrols only a replica id the hub does not know.
+    /// replica id (`replica`) can be redeemed only by that id, and may re-enrol it with a new secret
+    /// unless it was revoked (revocation is final); an unbound token enrols only a replica id the hub
+    /// does not know.
     func issueEnrolmentToken(team: String, replica: ReplicaID?, expiresAtMillis: UInt64,
                              random: inout some RandomNumberGenerator) throws -> String
 

@@ -398,7 +398,8 @@ public final class SQLiteHubStore: HubStore {
     /// until the replica shows it received the secret (a request after the welcome, or a hello with
     /// the secret): if the welcome carrying the secret was lost, the replica would otherwise be
     /// locked out. An existing replica id is never re-bound, except by a token the operator bound to
-    /// it (`issueEnrolmentToken(team:replica:…)` with that id), which is how a revoked device is re-enrolled.
+    /// it (`issueEnrolmentToken(team:replica:…)` with that id), which is how a device that lost its secret is re-enrolled; a
+    /// revoked replica id never is.
     ///
     /// The token also authorises `deviceKey`, once: it is registered as the replica's device key and
     /// a certificate issued for it (``certificate(for:)``). A key that was ever revoked, or is
@@ -430,10 +431,14 @@ public final class SQLiteHubStore: HubStore {
                     try register(db, deviceKey, for: replica, nowMillis: nowMillis)
                     return .enrolled(team: team, secret: secret)
                 }
-                if existing != nil {
-                    guard boundTo == replica.hex else { return .alreadyUsed }
-                    // The operator's re-enrolment: a new secret (the old one stops working), the
-                    // token's team, and the revocation lifted; older tokens of this replica are spent.
+                if let existing {
+                    // Revocation is final (Protocol/identity.md, "Revocation"): a revoked replica id
+                    // is never enrolled again, whatever the token; its device comes back as a new
+                    // identity. (Peers hold the revoked id's certificate: another key under that
+                    // origin would never verify for them.)
+                    guard boundTo == replica.hex, (existing[0] as Int64?) == nil else { return .alreadyUsed }
+                    // The operator's re-enrolment of a replica that lost its secret: a new secret (the
+                    // old one stops working) and the token's team; older tokens of this replica are spent.
                     try db.execute(sql: "UPDATE hub_replica SET team = ?, secret_hash = ?, revoked_at = NULL WHERE replica_id = ?",
                                    arguments: [team, Self.hash(secret), replica.hex])
                     try db.execute(sql: "UPDATE hub_token SET spent_at = ? WHERE used_by = ? AND spent_at IS NULL",

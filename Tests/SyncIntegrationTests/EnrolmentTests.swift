@@ -108,7 +108,7 @@ struct EnrolmentTests {
         #expect(secret(hello(store, beta, .enrolmentToken(other), at: 2).1) != nil)
     }
 
-    @Test("revocation is final: the replica's old token does not lift it; a token the operator bound to it re-enrols it")
+    @Test("revocation is final: no token re-enrols the revoked replica id, not even one the operator bound to it; its device comes back as a new identity")
     func revocationFinalUntilReEnrolment() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try store()
@@ -124,13 +124,18 @@ struct EnrolmentTests {
         // The operator's re-enrolment token works for that replica only.
         let bound = try self.token(store, team: "T2", replica: alpha)
         #expect(refusal(hello(store, beta, .enrolmentToken(bound), at: 4).1)?.0 == .enrolmentInvalid)
-        // A revoked key is never accepted again: the re-enrolled device comes with a new one.
+        // Revocation is final: neither the revoked key nor a new one re-enrols the revoked id; the
+        // device comes back as a new identity (another replica id, another key).
         #expect(refusal(hello(store, alpha, .enrolmentToken(bound), at: 5).1)?.0 == .enrolmentInvalid, "the revoked key is refused")
         let newKey = TestSigner.publicKey(ReplicaID(high: 0xA, low: 99))
-        let fresh = try #require(secret(hello(store, alpha, .enrolmentToken(bound), at: 6, key: newKey).1), "re-enrolled")
-        #expect(try accepted(store, alpha, fresh, key: newKey))
+        #expect(refusal(hello(store, alpha, .enrolmentToken(bound), at: 6, key: newKey).1)?.0 == .enrolmentInvalid,
+                "a revoked replica id is never enrolled again")
         #expect(try !accepted(store, alpha, old, key: newKey), "the old secret stays dead")
-        #expect(try store.replicaSummaries().first { $0.replica == alpha }?.team == "T2")
+        let gamma = ReplicaID(high: 0xA, low: 99)
+        let fresh = try #require(secret(hello(store, gamma, .enrolmentToken(try self.token(store, team: "T2")), at: 7, key: newKey).1),
+                                 "the device enrols as a new identity")
+        #expect(try accepted(store, gamma, fresh, key: newKey))
+        #expect(try store.replicaSummaries().first { $0.replica == alpha }?.revoked == true)
     }
 
     @Test("refusals do not tell an unknown token from a used or expired one")
