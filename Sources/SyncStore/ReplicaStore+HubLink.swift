@@ -87,8 +87,8 @@ extension ReplicaStore {
     /// so an interrupted sync resumes after the last batch applied, never from zero.
     ///
     /// Without a cursor (changes answering a recover), only the changes are applied.
-    /// With `provenance`, the batch is verified first (``apply(_:provenance:)``); without, it is not
-    /// (protocol version 2 sessions, until the engine passes the batch's heads).
+    /// With `provenance`, the batch is verified first (``apply(_:provenance:)``): the client session
+    /// always passes the batch's. Without, it is not (tests and tools below the sessions).
     package func applyFromHub(_ changes: [Change], hub: ReplicaID, nextCursor: UInt64?, provenance: Provenance? = nil) throws -> ApplySummary {
         var pulled: [ReplicaID: UInt64] = [:]
         for change in changes { pulled[change.id.replica] = max(pulled[change.id.replica] ?? 0, change.id.counter) }
