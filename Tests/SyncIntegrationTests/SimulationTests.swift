@@ -85,9 +85,11 @@ extension Integration {
             #expect(cuts > perShard / 2)
             #expect(restarts > 0)
             #expect(restores > 0 && clones > 0, "backups are restored and files copied to second devices")
-            // Forks happen in every shard (15–30 per 50 seeds); own changes recovered without a fork are
-            // rarer (1–47 per shard seen), so they are reported, and proven by the restore tests.
-            #expect(forks > 0, "diverged copies fork")
+            // Diverged copies fork: 0–8 forks per 50 seeds since the identity faults share the mix
+            // (1–10 clones a shard; a fresh-clone run saw a shard with 1 clone and no fork). A shard
+            // with a few clones must fork. Own changes recovered without a fork are rarer, so they
+            // are reported, and proven by the restore tests.
+            #expect(forks > 0 || clones < 3, "diverged copies fork: \(clones) clones, \(forks) forks")
             // The mixes differ: some seeds run without cuts, and a drifting hub clock refuses pushes
             // as too far ahead (CLOCK_SKEW), which the replicas try again later and the heal clears.
             #expect(withoutCuts > 0 && withoutCuts < reports.count, "the seeds' fault mixes differ")
