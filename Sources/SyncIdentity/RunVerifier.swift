@@ -55,8 +55,8 @@ public struct VerifiedChanges: Sendable {
 /// ``ChainLedger``. One SHA-256 per new change, one Ed25519 verification per head, anchor and
 /// certificate. Any failure refuses the whole message.
 ///
-/// An origin's changes in a message are taken in counter order (the message's order is kept in the
-/// result: merging order is the caller's) and split into maximal runs of consecutive counters, each
+/// An origin's changes in a message must ascend (other origins' may come between them: the result
+/// keeps the message's order) and are split into maximal runs of consecutive counters, each
 /// verified on its own. A run `a…b` starts from `chain(0)` when `a = 1`, else from the held
 /// `chain(a − 1)`, else from an **anchor**: the message's head at `a − 1`, which must verify (the
 /// origin's key, or the hub key for an attestation, at any counter: an anchor only says where the
@@ -74,14 +74,14 @@ public struct RunVerifier: Sendable {
     /// Verifies `changes` (the changes of one push, batch, recovered answer or bundle) against
     /// `provenance` and what `ledger` holds.
     /// - Parameters:
-    ///   - changes: the message's changes, any order; one origin's may form several runs with gaps
-    ///     between them, but no counter may appear twice.
+    ///   - changes: the message's changes; each origin's ascending, as one run or several with gaps
+    ///     between them.
     ///   - canonicalBytes: each change's canonical bytes, in the same order (computed once by the caller).
     ///   - provenance: the message's heads (inside runs, and anchors) and certificates.
     ///   - ledger: the receiver's store.
     /// - Returns: the chains, new-versus-held flags, heads and certificates to keep.
     /// - Throws: ``IdentityError`` (``IdentityError/Code/unknownDevice``, ``IdentityError/Code/chainGap``
-    ///   for a run with neither a held `chain(a − 1)` nor an anchor, or a counter given twice,
+    ///   for a run with neither a held `chain(a − 1)` nor an anchor, or an origin's changes not ascending,
     ///   ``IdentityError/Code/signatureInvalid`` for a head or anchor that does not verify,
     ///   ``IdentityError/Code/unsignedChanges``, ``IdentityError/Code/equivocation``), or whatever `ledger` throws.
     public func verify(_ changes: [Change], canonicalBytes: [[UInt8]], provenance: Provenance,
@@ -141,16 +141,16 @@ public struct RunVerifier: Sendable {
         return VerifiedChanges(chains: chains, isNew: isNew, heads: kept, certificates: Array(vouched.values).sorted { $0.replica < $1.replica })
     }
 
-    /// One origin's changes (indices into `changes`) in counter order, split into maximal runs of
-    /// consecutive counters.
+    /// One origin's changes (indices into `changes`, in the message's order) split into maximal runs
+    /// of consecutive counters. They must ascend: stores append an origin's changes in the order given.
     private static func runs(_ indices: [Int], of origin: ReplicaID, changes: [Change]) throws(IdentityError) -> [[Int]] {
         var runs: [[Int]] = []
-        for index in indices.sorted(by: { changes[$0].id.counter < changes[$1].id.counter }) {
+        for index in indices {
             let counter = changes[index].id.counter
             if let last = runs.last?.last {
                 let previous = changes[last].id.counter
-                guard counter != previous else {
-                    throw IdentityError(.chainGap, "origin \(origin.short)'s change \(counter) appears twice in one message",
+                guard counter > previous else {
+                    throw IdentityError(.chainGap, "origin \(origin.short)'s changes go from \(previous) to \(counter): they must ascend",
                                         origin: origin, counter: counter, expectedCounter: previous + 1)
                 }
                 if counter == previous + 1 {

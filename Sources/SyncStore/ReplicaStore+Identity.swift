@@ -295,7 +295,14 @@ extension ReplicaStore {
         }
 
         func heldHead(origin: ReplicaID, covering counter: UInt64) throws -> SignedHead? {
-            try ReplicaStore.heldHeads(context.db, origin: origin, in: counter...UInt64(Int64.max), limit: 1).first
+            guard let head = try ReplicaStore.heldHeads(context.db, origin: origin, in: counter...UInt64(Int64.max), limit: 1).first else {
+                return nil
+            }
+            // It covers the change only within the same held segment: past a gap, the chain was
+            // taken from an anchor, not computed from this change (Protocol/scope.md).
+            let held = try Int64.fetchOne(context.db.cachedStatement(sql: "SELECT count(*) FROM sync_change WHERE origin = ? AND counter BETWEEN ? AND ?"),
+                                          arguments: [try context.originID(origin), Int64(bitPattern: counter), Int64(bitPattern: head.counter)])
+            return held == Int64(bitPattern: head.counter - counter + 1) ? head : nil
         }
 
         func key(for origin: ReplicaID) throws -> OriginKey? {

@@ -46,9 +46,8 @@ public struct TestSigner: Sendable {
             let previous = change.id.counter == 1 ? OriginChain.genesis(of: origin) : chains[origin]?.chain ?? OriginChain.genesis(of: origin)
             let chain = OriginChain.next(after: previous, canonicalBytes: change.canonicalBytes)
             chains[origin] = (change.id.counter, chain)
-            let boundary = scopes[ChangeID(replica: origin, counter: change.id.counter &+ 1)].map {
-                Checkpoints.isBoundary(previousScope: change.scope, nextScope: $0)
-            } ?? false
+            let boundary = atBoundaries && change.id.counter < .max
+                && Checkpoints.isBoundary(previousScope: change.scope, nextScope: scopes[ChangeID(replica: origin, counter: change.id.counter + 1)] ?? change.scope)
             if last[origin] == change.id.counter || alsoAt.contains(change.id.counter) || boundary {
                 heads.append((key ?? Self.key(origin)).head(origin: origin, counter: change.id.counter, chain: chain))
             }

@@ -113,4 +113,25 @@ extension ReplicaIdentityTests {
         let framed = try frank.changes(notIn: VersionVector())
         #expect(try BundleExchange.signedRuns(Array(framed.prefix(1)) + framed.suffix(2), of: frank).map(\.id.counter) == [])
     }
+
+    @Test("an equivocation's held head is one in the same held segment as the change, never one past a gap")
+    func equivocationEvidenceWithinSegment() throws {
+        let alice = try make("alice", id: 1)
+        try write(alice, scopes: [["A", "A", "B", "A", "A"]])
+        let all = try alice.changes(notIn: VersionVector())
+        let bob = try receiver("bob", id: 2, certified: [alice])
+        _ = try bob.apply(Array(all[0...1]))
+        _ = try bob.apply(Array(all[3...4]), provenance: Provenance(heads: try alice.ownHeads(in: 3...3) + alice.ownHeads(in: 4...5)))
+        let clone = try ReplicaStore.create(at: "\(directory)/clone.db", schema: SimulationSchema.v1, replicaID: alice.replicaID, name: "clone",
+                                            wallClock: clock, deviceKey: alice.signingKey)
+        try write(clone, 2, text: "other")
+        let cloned = try clone.changes(notIn: VersionVector())
+        do {
+            _ = try bob.apply(cloned, provenance: try clone.provenance(for: cloned))
+            Issue.record("the equivocation was applied")
+        } catch let error as IdentityError {
+            #expect(error.code == .equivocation && error.counter == 1)
+            #expect(error.evidence?.heldHead == nil, "the head at 5 does not cover change 1: 3 is not held")
+        }
+    }
 }
