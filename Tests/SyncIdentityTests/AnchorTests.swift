@@ -121,3 +121,23 @@ extension AnchorTests {
         #expect(filled.isNew == [true, true, true, false, false, false])
     }
 }
+
+extension AnchorTests {
+    @Test("TestSigner signs boundary heads on request: at every change followed by its origin's next in another scope")
+    func testSignerBoundaries() throws {
+        let changes = ["A", "A", "B", "A"].enumerated().map { index, scope in
+            let plain = TestLog.change(origin: Self.alice, counter: UInt64(index + 1), text: "visit \(index + 1)")
+            return Change(id: plain.id, timestamp: plain.timestamp, author: plain.author, table: plain.table, row: plain.row, scope: scope,
+                          causalLength: plain.causalLength, setsLife: plain.setsLife, fields: plain.fields)
+        }
+        var plain = TestSigner()
+        #expect(plain.heads(changes).map(\.counter) == [4])
+        var signer = TestSigner()
+        let heads = signer.heads(changes, atBoundaries: true)
+        #expect(heads.map(\.counter) == [2, 3, 4])
+        // They verify as the runs a team replica receives: 1–2, and 4 anchored at 3.
+        var ledger = MemoryLedger()
+        ledger.keys[Self.alice] = OriginKey(publicKey: TestSigner.publicKey(Self.alice))
+        _ = try verifier.verify([changes[0], changes[1], changes[3]], Provenance(heads: heads), ledger)
+    }
+}
