@@ -146,7 +146,8 @@ extension SQLiteHubStore {
         for head in push.provenance.heads { headed.insert(ChangeID(replica: head.origin, counter: head.counter)) }
         var previous: [ReplicaID: Change] = [:]
         for change in push.changes {
-            if let before = previous[change.id.replica], before.id.counter + 1 == change.id.counter, before.scope != change.scope,
+            if let before = previous[change.id.replica], before.id.counter + 1 == change.id.counter,
+               Checkpoints.isBoundary(previousScope: before.scope, nextScope: change.scope),
                !headed.contains(before.id) {
                 throw StoreError(.unsignedChanges, "change \(before.id) of origin \(before.id.replica.short) is followed by another scope's with no head between them; push refused",
                                  change: before.id)
