@@ -55,6 +55,12 @@ extension SQLiteHubStore {
         }
     }
 
+    /// Owes a purge of `scope` to each of `replicas` in a durable transaction of its own: for tools
+    /// and tests that owe one outside a scope out.
+    package func owePurge(_ scope: String, replicas: [ReplicaID], nowMillis: UInt64) throws {
+        try durableWrite { db in try owePurge(scope, replicas: replicas, nowMillis: nowMillis, in: db) }
+    }
+
     /// Cancels the purges of `scope` owed to `replicas` and not yet acknowledged, inside the
     /// caller's write transaction (a scope in: the bundle is sent again). Acknowledged ones stay,
     /// as the record that those replicas purged.
@@ -63,6 +69,11 @@ extension SQLiteHubStore {
             try db.execute(sql: "DELETE FROM hub_purge WHERE replica_id = ? AND scope = ? AND acked_at IS NULL",
                            arguments: [replica.hex, scope])
         }
+    }
+
+    /// Cancels purges of `scope` in a durable transaction of its own (as the owing overload).
+    package func cancelPurge(_ scope: String, replicas: [ReplicaID]) throws {
+        try durableWrite { db in try cancelPurge(scope, replicas: replicas, in: db) }
     }
 
     /// Purges owed to `replica` (not acknowledged), or acknowledged by it: for the operator view.
