@@ -500,16 +500,16 @@ public struct ClientSession {
         return request(.push(batch: batch, changes: changes, provenance: provenance))
     }
 
-    /// After pushing, before pulling: purges each scope the welcome named, unless it holds own
-    /// changes the hub has not acknowledged (they would be lost: that purge waits for a later
-    /// session, whose welcome names it again). Returns the purge-acks naming the scopes purged, each
+    /// After pushing, before pulling: purges each scope the welcome named, unless it holds changes
+    /// the hub does not hold yet (own ones, or others' this replica relays from a bundle: they would
+    /// be lost; that purge waits for a later session, whose welcome names it again). Returns the purge-acks naming the scopes purged, each
     /// within the frame limit. Runs once a session; a purge that fails fails the session, and the
     /// hub, not told, owes it again (purging a scope twice is harmless).
     private mutating func purgeOwed() throws -> [SessionAction] {
         guard !purgesOwed.isEmpty else { return [] }
         var purged: [String] = []
         for scope in purgesOwed {
-            if try store.pendingOwnChanges(scope: scope) > 0 {
+            if try store.pendingChanges(scope: scope) > 0 {
                 summary.purgesWaiting += 1
                 continue
             }
