@@ -30,9 +30,6 @@ enum HubScopeSchema {
             CREATE TABLE hub_scope_state (id INTEGER PRIMARY KEY CHECK (id = 1), built INTEGER NOT NULL);
             INSERT INTO hub_scope_state (id, built) VALUES (1, 0);
             CREATE INDEX hub_log_by_scope ON hub_log (scope, seq);
-            CREATE TABLE IF NOT EXISTS hub_purge (
-              replica_id TEXT NOT NULL, scope TEXT NOT NULL, owed_at INTEGER NOT NULL, acked_at INTEGER,
-              PRIMARY KEY (replica_id, scope));
             """)
     }
 }
@@ -229,12 +226,12 @@ extension SQLiteHubStore {
         let admittedBefore = held ?? Set(members.keys)
         let admittedNow = acl ?? Set(members.keys)
         for replica in admittedBefore.subtracting(admittedNow).sorted() where members[replica] != nil {
-            try owePurge(scope, replica: replica, nowMillis: nowMillis, in: db)
+            try owePurge(scope, replicas: ReplicaID(hex: replica).map { [$0] } ?? [], nowMillis: UInt64(max(0, nowMillis)), in: db)
         }
         var refilled: Set<String> = []
         for replica in admittedNow.subtracting(admittedBefore).sorted() {
             guard let team = members[replica] else { continue }
-            try db.cachedStatement(sql: "DELETE FROM hub_purge WHERE replica_id = ? AND scope = ? AND acked_at IS NULL").execute(arguments: [replica, scope])
+            try cancelPurge(scope, replicas: ReplicaID(hex: replica).map { [$0] } ?? [], in: db)
             if refilled.insert(team).inserted { try feeds.appendHistory(db, of: scope, to: team) }
         }
         return refilled
@@ -255,21 +252,11 @@ extension SQLiteHubStore {
     }
 
     func owePurge(_ scope: String, team: String, nowMillis: Int64, in db: Database) throws {
-        for replica in try Self.replicas(db, of: team) { try owePurge(scope, replica: replica, nowMillis: nowMillis, in: db) }
-    }
-
-    func owePurge(_ scope: String, replica: String, nowMillis: Int64, in db: Database) throws {
-        try db.cachedStatement(sql: """
-            INSERT INTO hub_purge (replica_id, scope, owed_at, acked_at) VALUES (?, ?, ?, NULL)
-            ON CONFLICT (replica_id, scope) DO UPDATE SET owed_at = excluded.owed_at, acked_at = NULL
-            """).execute(arguments: [replica, scope, nowMillis])
+        try owePurge(scope, replicas: try Self.replicas(db, of: team).compactMap(ReplicaID.init(hex:)), nowMillis: UInt64(max(0, nowMillis)), in: db)
     }
 
     func cancelPurge(_ scope: String, team: String, in db: Database) throws {
-        for replica in try Self.replicas(db, of: team) {
-            try db.cachedStatement(sql: "DELETE FROM hub_purge WHERE replica_id = ? AND scope = ? AND acked_at IS NULL")
-                .execute(arguments: [replica, scope])
-        }
+        try cancelPurge(scope, replicas: try Self.replicas(db, of: team).compactMap(ReplicaID.init(hex:)), in: db)
     }
 
     /// Makes sure `team` has a feed; a new one starts with every unscoped change (the catalogue).
@@ -495,18 +482,6 @@ extension SQLiteHubStore {
                     }
                 }
                 try db.execute(sql: "UPDATE hub_scope_state SET built = 1")
-            }
-        }
-    }
-}
-
-extension SQLiteHubStore {
-    /// The scopes the hub owes `replica` a purge of, not yet acknowledged, at most `limit`.
-    public func purgesOwed(replica: ReplicaID, limit: Int) throws -> [String] {
-        try ReplicaStore.guarded {
-            try reads.read { db in
-                try String.fetchAll(db, sql: "SELECT scope FROM hub_purge WHERE replica_id = ? AND acked_at IS NULL ORDER BY scope LIMIT ?",
-                                    arguments: [replica.hex, limit])
             }
         }
     }

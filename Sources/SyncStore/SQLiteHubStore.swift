@@ -128,6 +128,7 @@ public final class SQLiteHubStore: HubStore {
             try LegacyHubLog.migrate(db)
         }
         migrator.registerMigration("hub-v4-identity") { db in try HubIdentitySchema.migrate(db) }
+        migrator.registerMigration("hub-v5-purge") { db in try HubPurgeSchema.migrate(db) }
         migrator.registerMigration("hub-v6-scope") { db in
             try HubScopeSchema.migrate(db)
             try db.execute(sql: "ALTER TABLE hub_replica ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0")
@@ -605,7 +606,9 @@ public final class SQLiteHubStore: HubStore {
                         changesStored: UInt64(clamping: row["changes_stored"] as Int64),
                         forkedFrom: (row["forked_from"] as String?).flatMap(ReplicaID.init(hex:)),
                         equivocations: UInt64(try Int64.fetchOne(db, sql: "SELECT count(*) FROM hub_equivocation WHERE from_replica = ?",
-                                                                 arguments: [replica.hex]) ?? 0))
+                                                                 arguments: [replica.hex]) ?? 0),
+                        purgesOwed: try Self.purgeCount(db, replica: replica, acknowledged: false),
+                        purgesAcknowledged: try Self.purgeCount(db, replica: replica, acknowledged: true))
                 }
             }
         }
