@@ -486,3 +486,12 @@ extension SQLiteHubStore {
         }
     }
 }
+
+extension SQLiteHubStore {
+    /// Whether the hub file's team feeds are built (it scopes): pull cursors are feed positions.
+    /// A file from before team scoping, opened read-only and so not migrated, has none.
+    static func feedsBuilt(_ db: Database) throws -> Bool {
+        guard try db.tableExists("hub_scope_state") else { return false }
+        return try Bool.fetchOne(db, sql: "SELECT built FROM hub_scope_state") ?? false
+    }
+}

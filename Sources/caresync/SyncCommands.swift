@@ -124,7 +124,7 @@ private struct ReplicaJSON: Encodable {
     let replicaID: String, team: String, lagChanges: UInt64, changesStored: UInt64, revoked: Bool
     let firstSeen: OrNull<String>, lastSeen: OrNull<String>, pendingChanges: OrNull<UInt64>, oldestUnsyncedAgeS: OrNull<UInt64>
     let openConflicts: OrNull<UInt64>, schemaVersion: OrNull<UInt64>, appVersion: OrNull<String>, lastError: OrNull<String>
-    let forkedFrom: OrNull<String>, equivocations: UInt64, purgesOwed: UInt64, purgesAcknowledged: UInt64
+    let forkedFrom: OrNull<String>, equivocations: UInt64, purgesOwed: UInt64, purgesAcknowledged: UInt64, quarantined: UInt64
 }
 
 enum HubAddress {
@@ -411,7 +411,7 @@ struct HubRevokeCommand: ParsableCommand {
 struct HubReplicasCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replicas", abstract: "The operator view: every replica's health, never record contents.",
-        discussion: "Example: caresync hub replicas --db hub.db --json\nLag counts hub changes from other replicas the replica has not pulled; pending, oldest unsynced write and open conflicts are as the replica last reported; purges owed counts the young people's records the hub has told the replica to purge and it has not yet acknowledged.")
+        discussion: "Example: caresync hub replicas --db hub.db --json\nLag counts hub changes from other replicas the replica has not pulled; pending, oldest unsynced write and open conflicts are as the replica last reported; purges owed counts the young people's records the hub has told the replica to purge and it has not yet acknowledged; quarantined counts its writes outside its team's scope, which the hub holds and relays to no one.")
 
     @OptionGroup var hub: HubOptions
     @Flag(help: "Print machine-readable JSON.") var json = false
@@ -436,17 +436,17 @@ struct HubReplicasCommand: ParsableCommand {
                     openConflicts: OrNull(summary.openConflicts), schemaVersion: OrNull(summary.schemaVersion),
                     appVersion: OrNull(shown(summary.appVersion)), lastError: OrNull(shown(summary.lastError)),
                     forkedFrom: OrNull(summary.forkedFrom?.hex), equivocations: summary.equivocations,
-                    purgesOwed: summary.purgesOwed, purgesAcknowledged: summary.purgesAcknowledged)
+                    purgesOwed: summary.purgesOwed, purgesAcknowledged: summary.purgesAcknowledged, quarantined: summary.quarantined)
             })
             return
         }
-        Output.table(["REPLICA", "TEAM", "LAST SEEN", "LAG", "PENDING", "OLDEST UNSYNCED", "CONFLICTS", "PURGES OWED", "SCHEMA", "APP",
+        Output.table(["REPLICA", "TEAM", "LAST SEEN", "LAG", "PENDING", "OLDEST UNSYNCED", "CONFLICTS", "PURGES OWED", "QUARANTINED", "SCHEMA", "APP",
                       "LAST ERROR"],
                      replicas.map { summary in
                          [summary.replica.short + (summary.revoked ? " (revoked)" : ""), OperatorText.escaped(summary.team), time(summary.lastSeenMillis),
                           String(summary.lagChanges), count(summary.pendingChanges),
                           summary.oldestUnsyncedAgeMillis.map { "\($0 / 1000) s" } ?? "–", count(summary.openConflicts),
-                          String(summary.purgesOwed), count(summary.schemaVersion), shown(summary.appVersion) ?? "–", shown(summary.lastError) ?? "–"]
+                          String(summary.purgesOwed), String(summary.quarantined), count(summary.schemaVersion), shown(summary.appVersion) ?? "–", shown(summary.lastError) ?? "–"]
                      })
         Output.line("\(replicas.count) replica(s); hub head \((try? store.head()) ?? 0), incarnation \(store.incarnation.hexString)")
         for summary in replicas where summary.forkedFrom != nil || summary.equivocations > 0 {
