@@ -14,14 +14,21 @@ extension CLITests {
     }
 
     /// Starts `caresync hub serve` on a free loopback port; the caller terminates it.
-    /// - Returns: the process and the address it announced.
-    func serveHub(_ database: String) throws -> (Process, String) {
+    /// - Parameters:
+    ///   - options: more `hub serve` options, e.g. `--verbose`.
+    ///   - environment: variables set for the hub beside this process's own.
+    ///   - log: where the hub's standard error goes; discarded when nil.
+    /// - Returns: the process and the address it announced. The rest of its standard output
+    ///   stays unread in its `standardOutput` pipe.
+    func serveHub(_ database: String, options: [String] = [], environment extra: [String: String] = [:],
+                  log: FileHandle? = nil) throws -> (Process, String) {
         let hub = Process()
         hub.executableURL = Self.binary
-        hub.arguments = ["hub", "serve", "--db", "\(directory)/\(database)", "--port", "0"]
+        hub.arguments = ["hub", "serve", "--db", "\(directory)/\(database)", "--port", "0"] + options
+        hub.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
         let output = Pipe()
         hub.standardOutput = output
-        hub.standardError = FileHandle.nullDevice
+        hub.standardError = log ?? FileHandle.nullDevice
         try hub.run()
         var announced = ""
         while !announced.contains("\n") {
@@ -176,13 +183,7 @@ extension CLITests {
     func equivocationHeads() throws {
         let hubDB = "\(directory)/hub.db"
         #expect(try run(["hub", "enroll", "--db", hubDB, "--team", "T"]).status == 0)
-        let origin = String(repeating: "ab", count: 16)
-        // A head: origin, counter 5 (a one-byte varint), chain, signer 0 (the device), signature.
-        func head(_ chain: String) -> String { "X'" + origin + "05" + String(repeating: chain, count: 32) + "00" + String(repeating: "22", count: 64) + "'" }
-        _ = try sqlite("hub.db", """
-            INSERT INTO hub_equivocation (origin, counter, bytes, digest, from_replica, received_at, held_head, refused_head)
-            VALUES ('\(origin)', 5, X'00', '\(String(repeating: "d", count: 64))', '\(origin)', 0, \(head("11")), \(head("33")))
-            """)
+        try insertEquivocation("hub.db", origin: String(repeating: "ab", count: 16), refusedBytes: [0])
         let json = try #require(try self.json(try run(["hub", "equivocations", "--db", hubDB, "--json"]).stdout) as? [[String: Any]])
         let held = try #require(json.first?["held_head"] as? [String: Any])
         let refused = try #require(json.first?["refused_head"] as? [String: Any])
@@ -194,6 +195,19 @@ extension CLITests {
         let status = try run(["hub", "status", "--db", hubDB]).stdout
         #expect(status.contains("1 equivocation(s): caresync hub equivocations"), "\(status)")
         #expect(try run(["hub", "replicas", "--db", hubDB]).stdout.contains(", incarnation "))
+    }
+
+    /// Puts an equivocation into a hub file as a hub records one: `refusedBytes` as the refused
+    /// second version of change `origin`:5, and two signed heads at counter 5 whose chains are
+    /// all 0x11 (held) and all 0x33 (refused) bytes.
+    func insertEquivocation(_ database: String, origin: String, refusedBytes: [UInt8]) throws {
+        // A head: origin, counter 5 (a one-byte varint), chain, signer 0 (the device), signature.
+        func head(_ chain: String) -> String { "X'" + origin + "05" + String(repeating: chain, count: 32) + "00" + String(repeating: "22", count: 64) + "'" }
+        let bytes = refusedBytes.map { String(format: "%02x", $0) }.joined()
+        _ = try sqlite(database, """
+            INSERT INTO hub_equivocation (origin, counter, bytes, digest, from_replica, received_at, held_head, refused_head)
+            VALUES ('\(origin)', 5, X'\(bytes)', '\(String(repeating: "d", count: 64))', '\(origin)', 0, \(head("11")), \(head("33")))
+            """)
     }
 
     @Test("sync beyond loopback needs --hub-ca (nothing is sent in clear); --hub-ca that cannot be read is refused")
