@@ -1,4 +1,5 @@
 import Foundation
+import ProcessHarness
 import Testing
 
 /// Device identity in the CLI (Protocol/identity.md): the identity file, permission warnings,
@@ -13,46 +14,15 @@ extension CLITests {
         try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: "\(directory)/\(name)")
     }
 
-    /// Starts `caresync hub serve` on a free loopback port; the caller terminates it.
-    /// - Parameters:
-    ///   - options: more `hub serve` options, e.g. `--verbose`.
-    ///   - environment: variables set for the hub beside this process's own.
-    ///   - log: where the hub's standard error goes; discarded when nil.
-    /// - Returns: the process and the address it announced. The rest of its standard output
-    ///   stays unread in its `standardOutput` pipe.
-    func serveHub(_ database: String, options: [String] = [], environment extra: [String: String] = [:],
-                  log: FileHandle? = nil) throws -> (Process, String) {
-        let hub = Process()
-        hub.executableURL = Self.binary
-        hub.arguments = ["hub", "serve", "--db", "\(directory)/\(database)", "--port", "0"] + options
-        hub.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
-        let output = Pipe()
-        hub.standardOutput = output
-        hub.standardError = log ?? FileHandle.nullDevice
-        try hub.run()
-        var announced = ""
-        while !announced.contains("\n") {
-            let data = output.fileHandleForReading.availableData
-            if data.isEmpty { break }
-            announced += String(decoding: data, as: UTF8.self)
-        }
-        guard let address = announced.components(separatedBy: "listening on ").last?.trimmingCharacters(in: .whitespacesAndNewlines),
-              !address.isEmpty else {
-            hub.terminate()
-            throw CocoaError(.fileReadUnknown)
-        }
-        return (hub, address)
-    }
-
     /// Enrols `replicas` with one hub, so that their bundles verify at each other (each holds the
     /// hub's key and its own certificate, which its bundles carry).
     func enrol(_ replicas: [String]) throws {
-        let (hub, address) = try serveHub("enrol-hub.db")
-        defer { hub.terminate(); hub.waitUntilExit() }
+        let hub = try HubProcess(database: "\(directory)/enrol-hub.db")
+        defer { hub.stop() }
         for replica in replicas {
             let token = try run(["hub", "enroll", "--db", "\(directory)/enrol-hub.db", "--team", "T"]).stdout
                 .trimmingCharacters(in: .whitespacesAndNewlines)
-            let synced = try run(["sync", "--hub", address, "--token", token], replica: replica)
+            let synced = try run(["sync", "--hub", hub.address, "--token", token], replica: replica)
             #expect(synced.status == 0, "enrolling \(replica): \(synced.stderr)")
             #expect(synced.stdout.contains("(plaintext, loopback only) (enrolled)"), "said so: \(synced.stdout)")
         }

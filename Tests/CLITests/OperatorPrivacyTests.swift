@@ -1,4 +1,5 @@
 import Foundation
+import ProcessHarness
 import Testing
 
 /// Least privilege for the operator (issue 10, item 7): every hub operator command and every line
@@ -182,10 +183,11 @@ extension CLITests {
         let logPath = "\(directory)/hub.log"
         #expect(FileManager.default.createFile(atPath: logPath, contents: nil))
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        let (hub, address) = try serveHub("hub.db", options: ["--verbose"], environment: ["CARESYNC_LOG_LEVEL": "trace"], log: log)
+        let hub = try HubProcess(database: hubDB, options: ["--verbose"], environment: ["CARESYNC_LOG_LEVEL": "trace"], log: log)
+        let address = hub.address
         exercised.insert("serve")
         var stopped = false
-        defer { if !stopped { hub.terminate(); hub.waitUntilExit() } }
+        defer { if !stopped { hub.kill9() } }
 
         // Two teams: a and c (TEAM-A) share a young person; b and d are TEAM-B.
         var replicaIDs: [String: String] = [:]
@@ -261,12 +263,9 @@ extension CLITests {
         try replica("b", ["sync", "--quiet"])
 
         // Graceful shutdown, so that the log has every line the hub writes.
-        hub.terminate()
-        hub.waitUntilExit()
+        outputs.append(("caresync hub serve (stdout after the address)", hub.stop()))
         stopped = true
         try log.close()
-        let announced = (hub.standardOutput as? Pipe)?.fileHandleForReading.readDataToEndOfFile() ?? Data()
-        outputs.append(("caresync hub serve (stdout after the address)", String(decoding: announced, as: UTF8.self)))
         let logged = String(decoding: FileManager.default.contents(atPath: logPath) ?? Data(), as: UTF8.self)
         outputs.append(("caresync hub serve (log)", logged))
         #expect(logged.contains("session ended") && logged.contains("hub stopped"), "the log is the verbose one: \(logged)")
