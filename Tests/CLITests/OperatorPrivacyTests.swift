@@ -6,11 +6,13 @@ import Testing
 /// the hub logs shows health, counts and pseudonymous ids only.
 ///
 /// The real binaries: a hub serving at its most verbose log level (`--verbose` and
-/// `CARESYNC_LOG_LEVEL=trace`), four replicas of two teams whose every record kind has a unique
-/// marker in every free-text field, date and set element, conflicts (one resolved with a new
-/// value, one left open), an approval and a new plan version, an equivocation (a replica file
-/// restored from a backup and written to), a revoked replica that tries again, a sync with a
-/// token that was never issued, and bytes that are no frame. Then every `caresync hub`
+/// `CARESYNC_LOG_LEVEL=trace`); four replicas of two teams, with a unique marker in every
+/// free-text field, date and set element of every record kind a command writes; conflicts (one
+/// resolved with a new value, one with a candidate, one left open); an approval and a new plan
+/// version; scope changes (a young person leaving a team while one of its replicas edits them
+/// offline; a replica writing for another team's young person); a fork (a replica file restored
+/// from a backup and written to); an equivocation's evidence; a revoked replica that tries again;
+/// a sync with a token never issued; bytes that are no frame. Then every `caresync hub`
 /// subcommand, found from `caresync hub --help`, runs with and without `--json`, and its output,
 /// the hub's log and its standard output are searched for every marker: as written (any case),
 /// as UTF-8 hex, as base64 at each alignment, and for the marker prefix alone (a truncated value).
@@ -227,6 +229,32 @@ extension CLITests {
         try replica("a", ["approve", plan, "--as", "w-manager"])
         try replica("a", ["plan-version", plan])
         for name in ["a", "c"] { try replica(name, ["sync", "--quiet"]) }
+
+        // Scope changes (issue 10): a third young person leaves TEAM-A for TEAM-B while c, offline,
+        // edits them (purges owed, a write to quarantine); and b, of TEAM-B, edits TEAM-A's young
+        // person from a bundle it was handed (a write outside its scope).
+        let leaving = try run(["add", "young_person", "legal_given_name=\(Self.marker("young_person", "legal_given_name", "leaving"))",
+                               "legal_family_name=\(Self.marker("young_person", "legal_family_name", "leaving"))", "date_of_birth=2009-02-27"],
+                              replica: "a.db").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        forbidden += [Self.marker("young_person", "legal_given_name", "leaving"), Self.marker("young_person", "legal_family_name", "leaving"), "2009-02-27"]
+        let allocation = try run(["add", "allocation", "yp_id=\(leaving)", "role=social_worker", "worker_id=w-social", "team_id=TEAM-A",
+                                  "from_date=2025-03-01"], replica: "a.db").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try replica("a", ["set-add", "young_person", leaving, "involved_teams", "TEAM-A"])
+        for name in ["a", "c"] { try replica(name, ["sync", "--quiet"]) }
+        let offline = Self.marker("young_person", "preferred_name", "offline")
+        forbidden.append(offline)
+        try replica("c", ["edit", "young_person", leaving, "preferred_name=\(offline)"])
+        try replica("a", ["add", "allocation", "yp_id=\(leaving)", "role=social_worker", "worker_id=w-other", "team_id=TEAM-B", "from_date=2025-03-02"])
+        try replica("a", ["edit", "allocation", allocation, "ended_on=2025-03-02"])
+        try replica("a", ["set-remove", "young_person", leaving, "involved_teams", "TEAM-A"])
+        try replica("a", ["set-add", "young_person", leaving, "involved_teams", "TEAM-B"])
+        for name in ["a", "c", "b"] { try replica(name, ["sync", "--quiet"]) }
+        try replica("a", ["export", "\(directory)/handed.bundle"])
+        try replica("b", ["import", "\(directory)/handed.bundle"])
+        let outside = Self.marker("case_note", "body", "outside")
+        forbidden.append(outside)
+        try replica("b", ["add", "case_note", "yp_id=\(person)", "category=visit", "occurred_at=2025-03-03", "body=\(outside)"])
+        try replica("b", ["sync", "--quiet"])
 
         // c restored from a backup and written to: it reuses a change id with other content, finds
         // out at its next sync, and forks (the hub sees the fork, not the reused id).
