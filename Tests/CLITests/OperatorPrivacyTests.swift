@@ -296,7 +296,9 @@ extension CLITests {
         try log.close()
         let logged = String(decoding: FileManager.default.contents(atPath: logPath) ?? Data(), as: UTF8.self)
         outputs.append(("caresync hub serve (log)", logged))
-        #expect(logged.contains("session ended") && logged.contains("hub stopped"), "the log is the verbose one: \(logged)")
+        for line in ["session ended", "hello refused", "framing error", "hub stopped"] {
+            #expect(logged.contains(line), "the hub logged \(line): \(logged)")
+        }
 
         // A client that pushes the reused id instead: the hub keeps the refused version as evidence
         // (written as the hub writes it; the CLI's client checks first and never sends one).
