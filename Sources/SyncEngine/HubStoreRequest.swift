@@ -172,7 +172,7 @@ extension HubStoreRequest {
             return .appended(results.first ?? .failure(StoreError(.database, "the store answered no result for a push")))
         case let .readPage(cursor, excluded, budget, maxCount):
             return .page(Result {
-                let head = try store.head()
+                let head = try store.head(for: excluded)
                 guard cursor <= head else { return HubPullRead(head: head, page: nil) }
                 return HubPullRead(head: head, page: try store.changes(after: cursor, excludingOrigin: excluded,
                                                                        byteBudget: budget, maxCount: maxCount))

@@ -50,6 +50,10 @@ public protocol HubStore: Sendable {
     /// The highest hub sequence.
     func head() throws -> UInt64
 
+    /// The end of what `replica` pulls: with team-scoped replication, its team feed's
+    /// (Protocol/scope.md); otherwise ``head()``. A pull's cursor never passes it.
+    func head(for replica: ReplicaID) throws -> UInt64
+
     /// The contiguous durable counter of one origin: the highest `c` such that the hub holds changes
     /// 1…`c` of it (0 if none). Sent in the welcome, so a restored or copied replica learns that the
     /// hub holds more of its own origin than it does.
@@ -140,6 +144,9 @@ public struct HubPush: Sendable {
 }
 
 extension HubStore {
+    /// The hub log's head: a store without team feeds.
+    public func head(for replica: ReplicaID) throws -> UInt64 { try head() }
+
     /// Stores several sessions' pushes; the result for each, in order. A store commits them
     /// together (one transaction, one fsync) where it can: one push's failure never fails another,
     /// and each result is durable when this returns. This default commits them one by one.
@@ -188,6 +195,9 @@ public struct HubAppendResult: Equatable, Sendable {
     /// Change ids the hub holds with other content. When not empty, nothing of the batch was
     /// stored (the second contents are kept as evidence, see `equivocations()`).
     public let equivocations: [ChangeID]
+    /// Stored changes outside the pusher's scope: held in quarantine, in no team's feed
+    /// (Protocol/scope.md, "Writes outside scope"). Acknowledged like any stored change.
+    public let quarantined: Int
 
     /// A result; for stores other than ``SQLiteHubStore`` and for tests.
     ///
@@ -197,12 +207,14 @@ public struct HubAppendResult: Equatable, Sendable {
     ///   - stored: Changes new to the hub.
     ///   - duplicates: Changes already held.
     ///   - equivocations: Ids held with other content (then nothing was stored).
-    public init(durable: VersionVector, head: UInt64, stored: Int, duplicates: Int, equivocations: [ChangeID] = []) {
+    ///   - quarantined: Stored changes held in quarantine.
+    public init(durable: VersionVector, head: UInt64, stored: Int, duplicates: Int, equivocations: [ChangeID] = [], quarantined: Int = 0) {
         self.durable = durable
         self.head = head
         self.stored = stored
         self.duplicates = duplicates
         self.equivocations = equivocations
+        self.quarantined = quarantined
     }
 }
 

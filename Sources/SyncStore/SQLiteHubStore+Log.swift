@@ -91,17 +91,18 @@ extension SQLiteHubStore {
 
     private func appendOne(_ db: Database, _ push: HubPush) throws -> HubAppendResult {
         var origins: [ReplicaID: Int64] = [:]
-        let stored = try verifiedWrite(db, push, receivedAt: Int64(clamping: push.receivedAtMillis), origins: &origins)
+        let (stored, written) = try verifiedWrite(db, push, receivedAt: Int64(clamping: push.receivedAtMillis), origins: &origins)
         var durable: [ReplicaID: UInt64] = [:]
         for (replicaID, origin) in origins {
             durable[replicaID] = try advance(db, origin)
         }
+        let routing = try route(db, written, pusher: push.replica, nowMillis: Int64(clamping: push.receivedAtMillis))
         if stored > 0 {
-            try db.cachedStatement(sql: "UPDATE hub_replica SET changes_stored = changes_stored + ? WHERE replica_id = ?")
-                .execute(arguments: [stored, push.replica.hex])
+            try db.cachedStatement(sql: "UPDATE hub_replica SET changes_stored = changes_stored + ?, quarantined = quarantined + ? WHERE replica_id = ?")
+                .execute(arguments: [stored, routing.quarantined.count, push.replica.hex])
         }
         return HubAppendResult(durable: VersionVector(durable), head: try Self.head(db), stored: stored,
-                               duplicates: push.changes.count - stored)
+                               duplicates: push.changes.count - stored, quarantined: routing.quarantined.count)
     }
 
     private func keepEvidence(_ db: Database, _ refused: Equivocations, from replica: ReplicaID, receivedAtMillis: UInt64) throws {
@@ -150,6 +151,12 @@ extension SQLiteHubStore {
         try ReplicaStore.guarded { try reads.read { db in try Self.head(db) } }
     }
 
+    /// The end of what `replica` pulls (``HubStore/head(for:)``): its team feed's with scope
+    /// rules, else the hub log's.
+    public func head(for replica: ReplicaID) throws -> UInt64 {
+        try ReplicaStore.guarded { try reads.read { db in try feedHead(db, for: replica) ?? Self.head(db) } }
+    }
+
     /// A pull's page from the stored bytes (``HubStore/changes(after:excludingOrigin:byteBudget:maxCount:)``).
     ///
     /// The page ends at a valid cut (Protocol/identity.md, "Checkpoints"): after a change at which
@@ -160,6 +167,7 @@ extension SQLiteHubStore {
                         maxCount: Int) throws -> HubPage {
         try ReplicaStore.guarded {
             try reads.read { db in
+                if let page = try feedPage(db, after: cursor, for: excludedOrigin, byteBudget: byteBudget, maxCount: maxCount) { return page }
                 let excluded = try Int64.fetchOne(db, sql: "SELECT id FROM hub_origin WHERE replica_id = ?", arguments: [excludedOrigin.hex]) ?? -1
                 let rows = try Row.fetchCursor(db.cachedStatement(sql: """
                     SELECT l.seq, l.origin, l.counter, l.bytes, l.chain, h.signer, h.signature FROM hub_log l
@@ -305,13 +313,14 @@ struct CutPageBuilder {
 
     /// Adds the row (`origin, counter, bytes, chain, signer, signature` from column 1); false when
     /// the page is complete (then the row is not part of it).
-    mutating func add(_ db: Database, _ row: Row, position: UInt64, _ directory: inout OriginDirectory) throws -> Bool {
+    /// `extra`: bytes the row brings besides itself, its head and its origin's certificate (an anchor).
+    mutating func add(_ db: Database, _ row: Row, position: UInt64, _ directory: inout OriginDirectory, extra: Int = 0) throws -> Bool {
         let origin: Int64 = row[1]
         let head = row.hasNull(atIndex: 5) ? nil : SQLiteHubStore.head(try directory.replica(db, origin), row, counter: 2, signer: 5, signature: 6, chain: 4)
         let newOrigin = !origins.contains(origin)
         let change = try row.withUnsafeData(atIndex: 3) { data in data.map { [UInt8]($0) } ?? [] }
         let added = change.count + (head.map { SignedHead.minimumEncodedSize + Self.varintExtra($0.counter) } ?? 0)
-            + (newOrigin ? try directory.certificateSize(db, origin) : 0)
+            + (newOrigin ? try directory.certificateSize(db, origin) : 0) + extra
         if !encoded.isEmpty && (size + added > byteBudget || encoded.count >= maxCount) {
             if cut.count > 0 {
                 more = true

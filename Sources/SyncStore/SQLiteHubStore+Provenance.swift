@@ -92,8 +92,8 @@ final class HubLedger: ChainLedger {
 extension SQLiteHubStore {
     /// Verifies a push (Protocol/identity.md, "Verifying a run of changes") against what the hub
     /// holds, then stores it: new rows with their chains, chains of held protocol-2 rows that
-    /// were waiting for theirs, and every head. Returns the changes that were new.
-    func verifiedWrite(_ db: Database, _ push: HubPush, receivedAt: Int64, origins: inout [ReplicaID: Int64]) throws -> Int {
+    /// were waiting for theirs, and every head. Returns how many changes were new to the store, and the changes new to the log (with protocol-2 rows now chained), for routing.
+    func verifiedWrite(_ db: Database, _ push: HubPush, receivedAt: Int64, origins: inout [ReplicaID: Int64]) throws -> (stored: Int, routed: [StoredChange]) {
         for change in push.changes {
             // Counters are stored signed and counted from 1: anything else would wrap or never
             // become contiguous. A session refuses such a change before it gets here; the store
@@ -111,8 +111,10 @@ extension SQLiteHubStore {
         } catch let error as IdentityError {
             throw try Self.refusal(error, encoded: encoded, changes: push.changes)
         }
+        if scopeRules != nil { try Self.requireBoundaryHeads(push) }
         let log = try LogStatements(db)
         var stored = 0
+        var routed: [StoredChange] = []
         for (index, change) in push.changes.enumerated() {
             let origin = try originID(db, change.id.replica, &origins)
             let counter = Int64(change.id.counter)
@@ -120,15 +122,37 @@ extension SQLiteHubStore {
             if verified.isNew[index] {
                 try log.insert.execute(arguments: [origin, counter, change.table, change.row, change.scope, Data(encoded[index]), receivedAt, chain])
                 stored += 1
+                routed.append(StoredChange(seq: db.lastInsertedRowID, change: change))
             } else {
                 try log.fill.execute(arguments: [chain, origin, counter])
+                if db.changesCount > 0, let seq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT seq FROM hub_log WHERE origin = ? AND counter = ?"),
+                                                                     arguments: [origin, counter]) {
+                    // A protocol-2 row now chained: new to the feeds, not to the store.
+                    routed.append(StoredChange(seq: seq, change: change))
+                }
             }
         }
         for head in verified.heads {
             let origin = try originID(db, head.origin, &origins)
             try log.insertHead.execute(arguments: [origin, Int64(head.counter), Int64(head.signer.rawValue), Data(head.signature)])
         }
-        return stored
+        return (stored, routed)
+    }
+
+    /// Protocol/scope.md, "Boundary heads": within a push, a change followed by one of its
+    /// origin with another scope must carry a head, so every run of one scope ends at one.
+    static func requireBoundaryHeads(_ push: HubPush) throws {
+        var headed: Set<ChangeID> = []
+        for head in push.provenance.heads { headed.insert(ChangeID(replica: head.origin, counter: head.counter)) }
+        var previous: [ReplicaID: Change] = [:]
+        for change in push.changes {
+            if let before = previous[change.id.replica], before.id.counter + 1 == change.id.counter, before.scope != change.scope,
+               !headed.contains(before.id) {
+                throw StoreError(.unsignedChanges, "change \(before.id) of origin \(before.id.replica.short) is followed by another scope's with no head between them; push refused",
+                                 change: before.id)
+            }
+            previous[change.id.replica] = change
+        }
     }
 
     /// A verification failure as the store reports it: an equivocation becomes its evidence (the

@@ -38,6 +38,8 @@ public final class SQLiteHubStore: HubStore {
     let signingKey: SigningKey?
     /// Origins whose runs verify under the hub key: the hub's own and those given at open.
     let hubKeyed: Set<ReplicaID>
+    /// Team-scoped replication's rules; nil when every replica pulls everything.
+    let scopeRules: (any ScopeRules)?
     /// The hub's incarnation (16 bytes, sent in the welcome): new when the store was created, and
     /// again when it was found restored from an older copy (Protocol/identity.md, "Incarnation").
     public let incarnation: [UInt8]
@@ -65,14 +67,18 @@ public final class SQLiteHubStore: HubStore {
     ///   `.schemaTooNew`, `.notDurable` if WAL with `synchronous=FULL` cannot be had, `.database`.
     ///   - hubKeyedOrigins: Origins besides the hub's own whose logs only the hub key signs (the
     ///     entitlement catalogue's publisher): their runs verify under the hub key, never a device's.
+    ///   - scopeRules: Team-scoped replication (Protocol/scope.md): which teams may hold each
+    ///     scope, decided from the hub's own merged view. Nil: every replica pulls everything.
     public convenience init(path: String, wallClock: any WallClock, random: inout some RandomNumberGenerator,
-                            hubKeyedOrigins: Set<ReplicaID> = []) throws {
-        try self.init(path: path, wallClock: wallClock, random: &random, options: StoreConnectionOptions(), hubKeyedOrigins: hubKeyedOrigins)
+                            hubKeyedOrigins: Set<ReplicaID> = [], scopeRules: (any ScopeRules)? = nil) throws {
+        try self.init(path: path, wallClock: wallClock, random: &random, options: StoreConnectionOptions(), hubKeyedOrigins: hubKeyedOrigins,
+                      scopeRules: scopeRules)
     }
 
     package init(path: String, wallClock: any WallClock, random: inout some RandomNumberGenerator,
-                 options: StoreConnectionOptions, hubKeyedOrigins: Set<ReplicaID> = []) throws {
+                 options: StoreConnectionOptions, hubKeyedOrigins: Set<ReplicaID> = [], scopeRules: (any ScopeRules)? = nil) throws {
         self.path = path
+        self.scopeRules = scopeRules
         _ = try StoreFile.expect(.hub, at: path, options: options, allowMissing: true)
         let queue = try ReplicaStore.guarded { try StoreFile.openDurableQueue(path: path, label: "caresync.hub", options: options) }
         var migrator = DatabaseMigrator()
@@ -122,6 +128,10 @@ public final class SQLiteHubStore: HubStore {
             try LegacyHubLog.migrate(db)
         }
         migrator.registerMigration("hub-v4-identity") { db in try HubIdentitySchema.migrate(db) }
+        migrator.registerMigration("hub-v6-scope") { db in
+            try HubScopeSchema.migrate(db)
+            try db.execute(sql: "ALTER TABLE hub_replica ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0")
+        }
         try ReplicaStore.guarded { try migrator.migrate(queue) }
         let generated = ReplicaID.random(using: &random)
         let (stored, keyed) = try ReplicaStore.guarded {
@@ -166,9 +176,22 @@ public final class SQLiteHubStore: HubStore {
         self.hubKeyed = hubKeyed
         signingKey = key
         hubKey = key.publicKey
-        let lineage = try Self.continueLineage(connection, path: path, incarnation: incarnation, random: &random)
+        var current = incarnation
+        let scopes = try Self.scopeState(queue, scoped: scopeRules != nil)
+        if scopes.renew {
+            // Cursors were hub sequences, and are feed positions now (or the other way round): a
+            // new incarnation makes every replica pull again from 0 (Protocol/scope.md).
+            var renewed: [UInt8] = []
+            for _ in 0..<2 { withUnsafeBytes(of: random.next()) { renewed.append(contentsOf: $0) } }
+            try ReplicaStore.guarded {
+                try queue.write { db in try db.execute(sql: "UPDATE hub_state SET incarnation = ?", arguments: [Data(renewed)]) }
+            }
+            current = renewed
+        }
+        let lineage = try Self.continueLineage(connection, path: path, incarnation: current, random: &random)
         self.incarnation = lineage.incarnation
         renewedIncarnation = lineage.renewed
+        if scopes.rebuild { try rebuildScopes(nowMillis: Int64(clamping: wallClock.nowMillis())) }
     }
 
     /// Opens an existing hub database read-only (for the operator's views): nothing is created,
@@ -200,6 +223,7 @@ public final class SQLiteHubStore: HubStore {
         hubKey = Array(key)
         signingKey = nil
         hubKeyed = [id]
+        scopeRules = nil
         self.incarnation = Array(incarnation)
         renewedIncarnation = false
     }
@@ -331,6 +355,7 @@ public final class SQLiteHubStore: HubStore {
                     INSERT INTO hub_replica (replica_id, team, secret_hash, forked_from) VALUES (?, ?, ?, ?)
                     """, arguments: [newReplica.hex, team, Self.hash(secret), replica.hex])
                 try register(db, deviceKey, for: newReplica, nowMillis: nowMillis)
+                try ensureTeam(db, team)
                 return .forked(secret: secret)
             }
         }
@@ -449,6 +474,7 @@ public final class SQLiteHubStore: HubStore {
                 }
                 try db.execute(sql: "UPDATE hub_token SET used_by = ?, used_at = ? WHERE hash = ?", arguments: [replica.hex, now, hash])
                 try register(db, deviceKey, for: replica, nowMillis: nowMillis)
+                try ensureTeam(db, team)
                 return .enrolled(team: team, secret: secret)
             }
         }

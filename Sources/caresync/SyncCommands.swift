@@ -151,7 +151,8 @@ struct HubOptions: ParsableArguments {
         var random = RandomSource.system
         // The catalogue is the hub's data: its publisher's changes verify with the hub key only.
         return try Output.run {
-            try SQLiteHubStore(path: db, wallClock: SystemWallClock(), random: &random, hubKeyedOrigins: [EntitlementCatalogue.publisher])
+            try SQLiteHubStore(path: db, wallClock: SystemWallClock(), random: &random, hubKeyedOrigins: [EntitlementCatalogue.publisher],
+                               scopeRules: CareScopeRules())
         }
     }
 

@@ -1,0 +1,58 @@
+import SyncCore
+import SyncStore
+
+/// Which teams may hold a young person's bundle (Protocol/scope.md, "Scope and audience"; the
+/// domain's Access rules): the teams of the young person's open allocations, its
+/// `involved_teams`, the owning teams of its live plans — or, while none of these names a team,
+/// the team whose replica recorded the young person.
+public struct CareScopeRules: ScopeRules {
+    /// The rules.
+    public init() {}
+
+    /// The deciding columns, with the policies `CareSchema` gives them.
+    public var decidingColumns: [String: [String: MergePolicy]] {
+        func policies(_ kind: String, _ columns: [String]) -> [String: MergePolicy] {
+            var result: [String: MergePolicy] = [:]
+            for column in columns {
+                if let field = CareSchema.kind(kind)?.field(column) { result[column] = field.policy }
+            }
+            return result
+        }
+        return [
+            "allocation": policies("allocation", [Self.teamID, Self.endedOn]),
+            YoungPerson.kindName: policies(YoungPerson.kindName, [Self.involvedTeams]),
+            "plan": policies("plan", [Self.owningTeam]),
+        ]
+    }
+
+    /// The young person's own record: its row id is the scope.
+    public var scopeTable: String { YoungPerson.kindName }
+
+    /// The entitlement catalogue belongs to no one and goes to every team.
+    public var unscopedTables: Set<String> { [EntitlementItem.kindName] }
+
+    /// The audience of one young person.
+    public func audience(_ view: ScopeView) -> Set<String> {
+        var teams: Set<String> = []
+        for row in view.rows where row.isAlive {
+            switch row.table {
+            case "allocation" where row.values(Self.endedOn).isEmpty:
+                teams.formUnion(row.values(Self.teamID).compactMap(\.textValue))
+            case YoungPerson.kindName:
+                teams.formUnion(row.values(Self.involvedTeams).compactMap(\.textValue))
+            case "plan":
+                teams.formUnion(row.values(Self.owningTeam).compactMap(\.textValue))
+            default:
+                break
+            }
+        }
+        teams = teams.filter { !$0.isEmpty }
+        if teams.isEmpty, let creator = view.creatorTeam { teams.insert(creator) }
+        return teams
+    }
+
+    static let teamID = "team_id"
+    static let endedOn = "ended_on"
+    static let involvedTeams = "involved_teams"
+    static let owningTeam = "owning_team_id"
+}
