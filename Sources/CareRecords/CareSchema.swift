@@ -11,7 +11,7 @@ import SyncStore
 /// ```
 public enum CareSchema {
     /// The schema version a replica file made by this program has.
-    public static let version = 1
+    public static let version = 2
 
     static let planStatus = PlanStatus.lattice
     static let goalStatus = GoalStatus.lattice
@@ -49,6 +49,8 @@ public enum CareSchema {
                        CareField("involved_teams", .set, .addWinsSet, "teams involved with the young person"),
                        CareField("consent_to_share", .set, .removeWinsSet, "recipients the young person consents to share with; withdrawal wins"),
                        CareField("restricted", .choice(restriction.order), .monotonic(restriction), "restricted record (sticky)"),
+                       CareField(restrictedTo, .set, .addWinsSet,
+                                 "replica ids a restricted record reaches (only these replicas of the involved teams hold it)"),
                        CareField("date_of_death", .date, .multiValue, "date of death"),
                        createdBy(),
                    ]),
@@ -214,12 +216,27 @@ public enum CareSchema {
     /// The record kind of that name, if there is one.
     public static func kind(_ name: String) -> RecordKind? { kinds.first { $0.name == name } }
 
+    /// The column schema v2 added: the replicas a restricted record reaches.
+    static let restrictedTo = "restricted_to"
+
+    /// Columns added after v1, by kind: the v1 migration makes the tables without them.
+    static let addedColumns: [String: Set<String>] = [YoungPerson.kindName: [restrictedTo]]
+
+    /// The tables as schema v1 made them.
+    static var tablesV1: [TableSchema] {
+        kinds.map { kind in
+            let added = addedColumns[kind.name] ?? []
+            return TableSchema(kind.name, deletable: kind.deletable, columns: kind.fields.filter { !added.contains($0.name) }.map(\.column))
+        }
+    }
+
     /// The schema as the store takes it: tables, columns with their policies, and migrations.
     public static let schema: ReplicaSchema = ReplicaSchema(
         version: version, tables: kinds.map(\.table),
-        migrations: [SchemaMigration("care-v1", sql: kinds.map { $0.table.createStatement + ";" }.joined(separator: "\n")
+        migrations: [SchemaMigration("care-v1", sql: tablesV1.map { $0.createStatement + ";" }.joined(separator: "\n")
                                          + "\nCREATE INDEX plan_by_person ON plan (yp_id);"
                                          + "\nCREATE INDEX goal_by_plan ON goal (plan_id);"
                                          + "\nCREATE INDEX action_by_goal ON action (goal_id);"
-                                         + "\nCREATE INDEX ledger_by_person ON ledger_entry (yp_id, item_code, period_key);")])
+                                         + "\nCREATE INDEX ledger_by_person ON ledger_entry (yp_id, item_code, period_key);"),
+                     SchemaMigration("care-v2-restriction", sql: "ALTER TABLE young_person ADD COLUMN \(restrictedTo) TEXT;")])
 }

@@ -20,7 +20,7 @@ public struct CareScopeRules: ScopeRules {
         }
         return [
             "allocation": policies("allocation", [Self.teamID, Self.endedOn]),
-            YoungPerson.kindName: policies(YoungPerson.kindName, [Self.involvedTeams]),
+            YoungPerson.kindName: policies(YoungPerson.kindName, [Self.involvedTeams, Self.restricted, CareSchema.restrictedTo]),
             "plan": policies("plan", [Self.owningTeam]),
         ]
     }
@@ -51,6 +51,15 @@ public struct CareScopeRules: ScopeRules {
         return teams
     }
 
+    /// A restricted young person (`restricted` = yes, sticky) reaches only the replicas named in
+    /// `restricted_to`, within the involved teams (as Mosaic restricts records).
+    public func restriction(_ view: ScopeView) -> Set<String>? {
+        guard let person = view.rows.first(where: { $0.table == YoungPerson.kindName && $0.key == view.scope }),
+              person.values(Self.restricted).contains(.text(Restriction.yes.rawValue)) else { return nil }
+        return Set(person.values(CareSchema.restrictedTo).compactMap(\.textValue).map { $0.lowercased() })
+    }
+
+    static let restricted = CareColumn.restricted.rawValue
     static let teamID = "team_id"
     static let endedOn = "ended_on"
     static let involvedTeams = "involved_teams"

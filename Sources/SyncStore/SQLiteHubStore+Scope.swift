@@ -25,6 +25,8 @@ enum HubScopeSchema {
             CREATE TABLE hub_quarantine (
               seq INTEGER PRIMARY KEY, from_replica TEXT NOT NULL, team TEXT NOT NULL, scope TEXT NOT NULL,
               received_at INTEGER NOT NULL);
+            CREATE TABLE hub_restricted (scope TEXT PRIMARY KEY) WITHOUT ROWID;
+            CREATE TABLE hub_acl (scope TEXT NOT NULL, replica_id TEXT NOT NULL, PRIMARY KEY (scope, replica_id)) WITHOUT ROWID;
             CREATE TABLE hub_scope_state (id INTEGER PRIMARY KEY CHECK (id = 1), built INTEGER NOT NULL);
             INSERT INTO hub_scope_state (id, built) VALUES (1, 0);
             CREATE INDEX hub_log_by_scope ON hub_log (scope, seq);
@@ -70,7 +72,10 @@ extension SQLiteHubStore {
                 continue
             }
             if !scope.isEmpty, before[scope] == nil { before[scope] = try Self.audience(db, of: scope) }
-            if let team, !scope.isEmpty, before[scope]?.contains(team) == true || created.contains(scope) {
+            // A restricted scope takes writes only from the replicas on its restriction.
+            let restriction = scope.isEmpty ? nil : try Self.restriction(db, of: scope)
+            let barred = restriction.map { !$0.contains(pusher.hex) } ?? false
+            if let team, !scope.isEmpty, !barred, before[scope]?.contains(team) == true || created.contains(scope) {
                 accepted.append(entry)
             } else {
                 routing.quarantined.append(entry)
@@ -89,8 +94,11 @@ extension SQLiteHubStore {
         var gained: [String: Set<String>] = [:]
         for scope in decided.sorted() {
             let old = try before[scope] ?? Self.audience(db, of: scope)
-            let new = rules.audience(try view(db, of: scope))
+            let new = rules.audience(try self.view(db, of: scope))
             before[scope] = new
+            let view = try view(db, of: scope)
+            let refilled = try restrict(db, scope, to: rules.restriction(view), audience: new, feeds: &feeds, nowMillis: nowMillis)
+            gained[scope] = refilled
             guard new != old else { continue }
             try db.execute(sql: "DELETE FROM hub_audience WHERE scope = ?", arguments: [scope])
             for member in new.sorted() {
@@ -106,7 +114,7 @@ extension SQLiteHubStore {
                 try owePurge(scope, team: left, nowMillis: nowMillis, in: db)
                 routing.scopesOut.append((scope, left))
             }
-            gained[scope] = new.subtracting(old)
+            gained[scope, default: []].formUnion(new.subtracting(old))
         }
         for entry in accepted {
             let scope = entry.change.scope
@@ -193,6 +201,45 @@ extension SQLiteHubStore {
         return ScopeView(scope: scope, creatorTeam: creator, rows: views)
     }
 
+    /// The replicas a restricted scope is limited to; nil when it is not restricted.
+    static func restriction(_ db: Database, of scope: String) throws -> Set<String>? {
+        guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM hub_restricted WHERE scope = ?"), arguments: [scope]) != nil else { return nil }
+        return Set(try String.fetchAll(db.cachedStatement(sql: "SELECT replica_id FROM hub_acl WHERE scope = ?"), arguments: [scope]))
+    }
+
+    /// Records the scope's restriction as the rules now give it. Replicas it excludes that may
+    /// hold the scope are owed a purge; replicas it newly admits get the scope's history again
+    /// in their team's feed (they skipped it) and are owed no purge of it.
+    /// - Returns: the teams whose feed was given the scope's history again.
+    private func restrict(_ db: Database, _ scope: String, to acl: Set<String>?, audience: Set<String>, feeds: inout FeedWriter,
+                          nowMillis: Int64) throws -> Set<String> {
+        let held = try Self.restriction(db, of: scope)
+        guard held != acl else { return [] }
+        try db.execute(sql: "DELETE FROM hub_restricted WHERE scope = ?; DELETE FROM hub_acl WHERE scope = ?", arguments: [scope, scope])
+        if let acl {
+            try db.execute(sql: "INSERT INTO hub_restricted (scope) VALUES (?)", arguments: [scope])
+            for replica in acl.sorted() {
+                try db.execute(sql: "INSERT INTO hub_acl (scope, replica_id) VALUES (?, ?)", arguments: [scope, replica])
+            }
+        }
+        var members: [String: String] = [:]
+        for team in audience.sorted() {
+            for replica in try Self.replicas(db, of: team) { members[replica] = team }
+        }
+        let admittedBefore = held ?? Set(members.keys)
+        let admittedNow = acl ?? Set(members.keys)
+        for replica in admittedBefore.subtracting(admittedNow).sorted() where members[replica] != nil {
+            try owePurge(scope, replica: replica, nowMillis: nowMillis, in: db)
+        }
+        var refilled: Set<String> = []
+        for replica in admittedNow.subtracting(admittedBefore).sorted() {
+            guard let team = members[replica] else { continue }
+            try db.cachedStatement(sql: "DELETE FROM hub_purge WHERE replica_id = ? AND scope = ? AND acked_at IS NULL").execute(arguments: [replica, scope])
+            if refilled.insert(team).inserted { try feeds.appendHistory(db, of: scope, to: team) }
+        }
+        return refilled
+    }
+
     static func audience(_ db: Database, of scope: String) throws -> Set<String> {
         Set(try String.fetchAll(db.cachedStatement(sql: "SELECT team FROM hub_audience WHERE scope = ?"), arguments: [scope]))
     }
@@ -208,12 +255,14 @@ extension SQLiteHubStore {
     }
 
     func owePurge(_ scope: String, team: String, nowMillis: Int64, in db: Database) throws {
-        for replica in try Self.replicas(db, of: team) {
-            try db.cachedStatement(sql: """
-                INSERT INTO hub_purge (replica_id, scope, owed_at, acked_at) VALUES (?, ?, ?, NULL)
-                ON CONFLICT (replica_id, scope) DO UPDATE SET owed_at = excluded.owed_at, acked_at = NULL
-                """).execute(arguments: [replica, scope, nowMillis])
-        }
+        for replica in try Self.replicas(db, of: team) { try owePurge(scope, replica: replica, nowMillis: nowMillis, in: db) }
+    }
+
+    func owePurge(_ scope: String, replica: String, nowMillis: Int64, in db: Database) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO hub_purge (replica_id, scope, owed_at, acked_at) VALUES (?, ?, ?, NULL)
+            ON CONFLICT (replica_id, scope) DO UPDATE SET owed_at = excluded.owed_at, acked_at = NULL
+            """).execute(arguments: [replica, scope, nowMillis])
     }
 
     func cancelPurge(_ scope: String, team: String, in db: Database) throws {
@@ -260,9 +309,11 @@ struct FeedWriter {
         teams[team] = (id, next + 1)
     }
 
-    /// Every held, chained, not quarantined change of `scope`, in hub order.
+    /// Every held, chained, not quarantined change of `scope`, in hub order, at the feed's end
+    /// (entries of the scope it held are taken out first: a feed holds each change once).
     mutating func appendHistory(_ db: Database, of scope: String, to team: String) throws {
-        _ = try teamID(db, team)
+        let id = try teamID(db, team)
+        try db.cachedStatement(sql: "DELETE FROM hub_feed WHERE team = ? AND scope = ?").execute(arguments: [id, scope])
         let seqs = try Int64.fetchAll(db.cachedStatement(sql: """
             SELECT l.seq FROM hub_log l WHERE l.scope = ? AND l.chain IS NOT NULL
             AND NOT EXISTS (SELECT 1 FROM hub_quarantine q WHERE q.seq = l.seq) ORDER BY l.seq
@@ -302,11 +353,13 @@ extension SQLiteHubStore {
         else { return empty }
         let excluded = try Int64.fetchOne(db, sql: "SELECT id FROM hub_origin WHERE replica_id = ?", arguments: [replica.hex]) ?? -1
         let rows = try Row.fetchCursor(db.cachedStatement(sql: """
-            SELECT f.fseq, l.origin, l.counter, l.bytes, l.chain, h.signer, h.signature FROM hub_feed f
+            SELECT f.fseq, l.origin, l.counter, l.bytes, l.chain, h.signer, h.signature,
+              EXISTS (SELECT 1 FROM hub_restricted r WHERE r.scope = f.scope)
+              AND NOT EXISTS (SELECT 1 FROM hub_acl a WHERE a.scope = f.scope AND a.replica_id = ?) FROM hub_feed f
             JOIN hub_log l ON l.seq = f.seq
             LEFT JOIN hub_head h ON h.origin = l.origin AND h.counter = l.counter
             WHERE f.team = ? AND f.fseq > ? ORDER BY f.fseq
-            """), arguments: [teamID, Int64(clamping: cursor)])
+            """), arguments: [replica.hex, teamID, Int64(clamping: cursor)])
         var page = CutPageBuilder(byteBudget: byteBudget, maxCount: maxCount, position: cursor)
         var origins = OriginDirectory(store: self)
         var placed: [(origin: Int64, counter: Int64)] = []
@@ -315,7 +368,8 @@ extension SQLiteHubStore {
             let position = UInt64(clamping: row[0] as Int64)
             let origin: Int64 = row[1]
             let counter: Int64 = row[2]
-            if origin == excluded {
+            // Another copy's own changes, and a restricted scope's this replica is not on: passed over.
+            if origin == excluded || row[7] as Bool {
                 page.skip(to: position)
                 continue
             }
@@ -328,7 +382,7 @@ extension SQLiteHubStore {
         placed.removeLast(placed.count - page.encoded.count)
         let anchors = try self.anchors(db, for: placed, &origins)
         return HubPage(encoded: page.encoded, nextCursor: page.position, more: page.more, bytes: page.bytes,
-                       provenance: Provenance(sorting: page.sortedHeads + anchors,
+                       provenance: Provenance(sorting: Self.distinct(page.sortedHeads + anchors),
                                               certificates: try origins.certificates(db, page.origins)))
     }
 
@@ -356,6 +410,12 @@ extension SQLiteHubStore {
             }
         }
         return anchors
+    }
+
+    /// One head per (origin, counter): a page must never repeat one (Provenance refuses it).
+    static func distinct(_ heads: [SignedHead]) -> [SignedHead] {
+        var seen: Set<ChangeID> = []
+        return heads.filter { seen.insert(ChangeID(replica: $0.origin, counter: $0.counter)).inserted }
     }
 
     /// The end of the requester's team feed (its cursor never passes it); nil without scope rules.

@@ -26,6 +26,14 @@ public protocol ScopeRules: Sendable {
     var unscopedTables: Set<String> { get }
     /// The teams that may hold `view.scope`. Pure: the same view always gives the same teams.
     func audience(_ view: ScopeView) -> Set<String>
+    /// For a restricted scope, the replicas (hex ids) it is limited to within its audience's
+    /// teams; nil when it is not restricted. Pure.
+    func restriction(_ view: ScopeView) -> Set<String>?
+}
+
+extension ScopeRules {
+    /// No scope is restricted.
+    public func restriction(_ view: ScopeView) -> Set<String>? { nil }
 }
 
 /// The hub's merged view of one scope's deciding rows.

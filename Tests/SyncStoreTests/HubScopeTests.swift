@@ -7,9 +7,18 @@ import Testing
 /// Generic scope rules for the store's tests: a `person` row is the scope's own, a live `grant`
 /// row without `ended` names a team; `catalogue` rows belong to no one.
 struct GrantRules: ScopeRules {
-    let decidingColumns: [String: [String: MergePolicy]] = ["grant": ["team": .immutable, "ended": .lastWriterWins]]
+    static let restriction = StatusLattice(["no", "yes"], terminal: ["yes"])
+    let decidingColumns: [String: [String: MergePolicy]] = [
+        "grant": ["team": .immutable, "ended": .lastWriterWins],
+        "person": ["restricted": .monotonic(GrantRules.restriction), "allowed": .addWinsSet],
+    ]
     let scopeTable = "person"
     let unscopedTables: Set<String> = ["catalogue"]
+
+    func restriction(_ view: ScopeView) -> Set<String>? {
+        guard let person = view.rows.first(where: { $0.table == "person" }), person.values("restricted").contains(.text("yes")) else { return nil }
+        return Set(person.values("allowed").compactMap(\.textValue))
+    }
 
     func audience(_ view: ScopeView) -> Set<String> {
         var teams = Set(view.rows.filter { $0.isAlive && $0.table == "grant" && $0.values("ended").isEmpty }
@@ -196,5 +205,45 @@ struct HubScopeTests {
         #expect(try page.decodeChanges().map(\.id.counter) == [2, 3])
         #expect(page.provenance.heads.map(\.counter).contains(1))
         #expect(page.provenance.heads.first { $0.counter == 1 }?.verifies(with: TestSigner.publicKey(Self.north1)) == true)
+    }
+
+    static func person(_ origin: ReplicaID, _ counter: UInt64, _ scope: String, _ column: String, _ operation: FieldOperation) -> Change {
+        Change(table: "person", row: scope, column: column,
+               write: FieldWrite(id: ChangeID(replica: origin, counter: counter),
+                                 timestamp: HybridTimestamp(physicalMillis: 1_750_000_000_000 + counter, logical: 0),
+                                 author: "ann", operation: operation),
+               scope: scope)
+    }
+
+    @Test("a restricted person reaches only the replicas on its restriction: the others skip it, are owed a purge, and their writes are quarantined; a stale 'no' cannot lift it")
+    func restrictedPersonsReachOnlyTheNamed() throws {
+        let hub = try hub()
+        var north = TestSigner()
+        var north2 = TestSigner()
+        try push(hub, [Self.change(Self.north1, 1, table: "person", row: "P1", scope: "P1"),
+                       Self.change(Self.north1, 2, table: "note", row: "n1", scope: "P1")], from: Self.north1, signer: &north)
+        let seen = try pull(hub, Self.north2)
+        #expect(seen.encoded.count == 2)
+        // north1 restricts P1 to itself.
+        try push(hub, [Self.person(Self.north1, 3, "P1", "allowed", .add(.text(Self.north1.hex))),
+                       Self.person(Self.north1, 4, "P1", "restricted", .assign(.text("yes")))], from: Self.north1, signer: &north)
+        #expect(try hub.purgesOwed(replica: Self.north2, limit: 10) == ["P1"])
+        #expect(try hub.purgesOwed(replica: Self.north1, limit: 10).isEmpty)
+        let after = try pull(hub, Self.north2, after: seen.nextCursor)
+        #expect(after.encoded.isEmpty)
+        // north2, stale, writes "not restricted" and a note: quarantined, and the restriction holds.
+        let stale = try push(hub, [Self.person(Self.north2, 1, "P1", "restricted", .assign(.text("no"))),
+                                   Self.change(Self.north2, 2, table: "note", row: "n2", scope: "P1")], from: Self.north2, signer: &north2)
+        #expect(stale.quarantined == 2)
+        #expect(try pull(hub, Self.north2, after: after.nextCursor).encoded.isEmpty)
+        // Even the replica on the restriction cannot lift it: the status is sticky.
+        try push(hub, [Self.person(Self.north1, 5, "P1", "restricted", .assign(.text("no"))),
+                       Self.change(Self.north1, 6, table: "note", row: "n3", scope: "P1")], from: Self.north1, signer: &north)
+        #expect(try pull(hub, Self.north2, after: after.nextCursor).encoded.isEmpty)
+        // Admitting north2 gives it the whole bundle again and cancels its purge.
+        try push(hub, [Self.person(Self.north1, 7, "P1", "allowed", .add(.text(Self.north2.hex)))], from: Self.north1, signer: &north)
+        #expect(try hub.purgesOwed(replica: Self.north2, limit: 10).isEmpty)
+        let admitted = try pull(hub, Self.north2, after: after.nextCursor)
+        #expect(try admitted.decodeChanges().filter { $0.id.replica == Self.north1 }.map(\.id.counter) == [1, 2, 3, 4, 5, 6, 7])
     }
 }
