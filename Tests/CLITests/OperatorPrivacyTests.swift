@@ -20,9 +20,9 @@ import Testing
 /// What the operator may see, and so is not a marker: worker ids (the author of every change and
 /// an allocation's worker; logins or staff numbers the organisation administers), team ids (the
 /// operator enrols replicas by team), catalogue item codes (the hub publishes the catalogue), and
-/// record, replica and change ids (pseudonymous). What is a marker beside the records' values: a
-/// replica's display name (`init --name`), which can name a person ("Ava's carer's laptop"); the
-/// hub never receives it. Numbers are not markers: a value such as a count cannot be told from
+/// record, replica and change ids (pseudonymous; `restricted_to` holds replica ids). What is a
+/// marker beside the records' values: a replica's display name (`init --name`), which can name a
+/// person ("Ava's carer's laptop"); the hub never receives it. Numbers are not markers: a value such as a count cannot be told from
 /// the counts an operator is meant to see.
 extension CLITests {
     /// Hub subcommands that only read: each runs with `--db` alone and with `--json`.
@@ -34,8 +34,10 @@ extension CLITests {
     static let operatorVisible: [String: String] = [
         "plan.owning_team_id": "TEAM-A", "plan.owner_worker_id": "w-owner", "review.chair_iro_id": "w-iro",
         "allocation.worker_id": "w-social", "allocation.team_id": "TEAM-A", "young_person.involved_teams": "TEAM-A",
-        "award.item_code": "STUDY_VISIT",
+        "award.item_code": "STUDY_VISIT", "young_person.restricted_to": ownReplica,
     ]
+    /// Stands for the id of the replica the record is written on.
+    static let ownReplica = "<own replica id>"
 
     /// Record kinds no replica command writes, and why none of their values is a marker.
     static let kindsNotWritten: [String: String] = [
@@ -103,7 +105,7 @@ extension CLITests {
     /// Creates one record of every kind a replica command writes, for a new young person, with a
     /// marker in every free-text field and set element and a unique date in every date field.
     /// - Returns: the ids by kind, and every value the operator must never see.
-    func fillEveryKind(replica: String, tag: String, dates: inout Int) throws -> (ids: [String: String], forbidden: [String]) {
+    func fillEveryKind(replica: String, id replicaID: String, tag: String, dates: inout Int) throws -> (ids: [String: String], forbidden: [String]) {
         let kinds = try #require(try json(try run(["kinds", "--json"], replica: replica).stdout) as? [[String: Any]]).compactMap { $0["kind"] as? String }
         // `request-award` writes awards; `add` every other kind a command writes.
         let order = ["young_person", "plan", "goal", "action", "review", "visit", "case_note", "allocation", "reminder", "award"]
@@ -120,7 +122,7 @@ extension CLITests {
                 let key = "\(kind).\(field.field)"
                 let value: String?
                 if let visible = Self.operatorVisible[key] {
-                    value = visible
+                    value = visible == Self.ownReplica ? replicaID : visible
                 } else if let fixed = Self.fixedValues[key] {
                     value = fixed
                     if field.format == "date" { forbidden.append(fixed) }
@@ -212,8 +214,8 @@ extension CLITests {
             try replica(name, ["sync", "--hub", address, "--token", secret, "--quiet"])
         }
         var dates = 0
-        let (ids, filledA) = try fillEveryKind(replica: "a.db", tag: "a", dates: &dates)
-        let (_, filledB) = try fillEveryKind(replica: "b.db", tag: "b", dates: &dates)
+        let (ids, filledA) = try fillEveryKind(replica: "a.db", id: try #require(replicaIDs["a"]), tag: "a", dates: &dates)
+        let (_, filledB) = try fillEveryKind(replica: "b.db", id: try #require(replicaIDs["b"]), tag: "b", dates: &dates)
         forbidden += filledA + filledB
         for name in ["a", "b", "c"] { try replica(name, ["sync", "--quiet"]) }
 
