@@ -105,7 +105,10 @@ public enum BundleExchange {
     }
 
     /// Each run of another origin cut back to its last held head (dropped when it has none): a
-    /// receiver verifies a run only up to a head. Own runs are signed wherever they end.
+    /// receiver verifies a run only up to a head. Own runs are signed wherever they end. A replica
+    /// holding only segments of an origin's log (Protocol/scope.md) sends them as several runs:
+    /// each must end at a held head, and the first that cannot is cut there with every later one
+    /// of the origin (what follows a cut is sent next time, so nothing is skipped).
     package static func signedRuns(_ changes: [Change], of store: ReplicaStore) throws -> [Change] {
         var kept: [Change] = []
         kept.reserveCapacity(changes.count)
@@ -120,9 +123,17 @@ public enum BundleExchange {
                 kept += run
                 continue
             }
-            guard let first = run.first?.id.counter, let last = run.last?.id.counter,
-                  let head = try store.heldHeads(origin: origin, in: first...last).last?.counter else { continue }
-            kept += run.prefix { $0.id.counter <= head }
+            var segment = run.startIndex
+            while segment < run.endIndex {
+                var end = segment + 1
+                while end < run.endIndex && run[end].id.counter == run[end - 1].id.counter + 1 { end += 1 }
+                let first = run[segment].id.counter
+                let last = run[end - 1].id.counter
+                guard let head = try store.heldHeads(origin: origin, in: first...last).last?.counter else { break }
+                kept += run[segment..<end].prefix { $0.id.counter <= head }
+                if head < last { break }
+                segment = end
+            }
         }
         return kept
     }

@@ -23,6 +23,27 @@ public enum Checkpoints {
         bytesSinceCheckpoint > 0 && bytesSinceCheckpoint + nextChangeSize > span
     }
 
+    /// Whether the change before the next one must be flagged for a head: it becomes a checkpoint,
+    /// or it is a **boundary** (Protocol/scope.md, "Boundary heads": the next change has another
+    /// scope, so a receiver holding only one of the scopes can verify its run up to there). A
+    /// boundary does not restart the checkpoint span: the span is counted as if it were not there.
+    /// - Parameters:
+    ///   - bytesSinceCheckpoint: as for ``previousIsCheckpoint(bytesSinceCheckpoint:nextChangeSize:)``.
+    ///   - nextChangeSize: the next change's canonical size.
+    ///   - previousScope: the previous change's scope; nil when there is none (or it is not known).
+    ///   - nextScope: the next change's scope.
+    public static func previousNeedsHead(bytesSinceCheckpoint: Int, nextChangeSize: Int, previousScope: String?, nextScope: String) -> Bool {
+        previousIsCheckpoint(bytesSinceCheckpoint: bytesSinceCheckpoint, nextChangeSize: nextChangeSize)
+            || isBoundary(previousScope: previousScope, nextScope: nextScope)
+    }
+
+    /// Whether a change of scope `previousScope` followed by one of `nextScope` is a scope boundary
+    /// (Protocol/scope.md, "Boundary heads"): the origin signs a head at the first. False without a
+    /// previous change.
+    public static func isBoundary(previousScope: String?, nextScope: String) -> Bool {
+        previousScope.map { $0 != nextScope } ?? false
+    }
+
     /// The bytes since the last checkpoint once the next change is written.
     public static func bytesSinceCheckpoint(after bytesSinceCheckpoint: Int, nextChangeSize: Int) -> Int {
         previousIsCheckpoint(bytesSinceCheckpoint: bytesSinceCheckpoint, nextChangeSize: nextChangeSize)

@@ -34,11 +34,16 @@ public struct LocalTransaction {
     private(set) var chain: [UInt8]?
     /// Canonical bytes of own changes since the last checkpoint (Protocol/identity.md, "Checkpoints").
     private(set) var sinceCheckpoint: Int
+    /// The scope of own change `counter`, made in this transaction or an earlier one; nil when there
+    /// is none or it is not held. A change in another scope flags it for a head (Protocol/scope.md,
+    /// "Boundary heads").
+    private var previousScope: String?
 
     init(context: MergeTransaction, replicaID: ReplicaID, author: String, counter: UInt64, clock: HybridClock, wallMillis: UInt64,
-         chain: [UInt8]?, sinceCheckpoint: Int) {
+         chain: [UInt8]?, sinceCheckpoint: Int, previousScope: String?) {
         self.chain = chain
         self.sinceCheckpoint = sinceCheckpoint
+        self.previousScope = previousScope
         self.context = context
         self.replicaID = replicaID
         self.author = author
@@ -232,11 +237,13 @@ public struct LocalTransaction {
             changeIDs.removeLast(changeIDs.count - saved.2)
             throw error
         }
-        // The log's chain and checkpoints, from the canonical bytes computed once.
+        // The log's chain, checkpoints and scope boundaries, from the canonical bytes computed once.
         let bytes = change.canonicalBytes
-        if Checkpoints.previousIsCheckpoint(bytesSinceCheckpoint: sinceCheckpoint, nextChangeSize: bytes.count), change.id.counter > 1 {
+        if change.id.counter > 1, Checkpoints.previousNeedsHead(bytesSinceCheckpoint: sinceCheckpoint, nextChangeSize: bytes.count,
+                                                                 previousScope: previousScope, nextScope: change.scope) {
             try context.markCheckpoint(replicaID, counter: change.id.counter - 1)
         }
+        previousScope = change.scope
         sinceCheckpoint = Checkpoints.bytesSinceCheckpoint(after: sinceCheckpoint, nextChangeSize: bytes.count)
         chain = chain.map { OriginChain.next(after: $0, canonicalBytes: bytes) }
         try context.apply(change, knownToWin: true, chain: chain)

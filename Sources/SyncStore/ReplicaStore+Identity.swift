@@ -220,38 +220,60 @@ extension ReplicaStore {
         }
     }
 
-    /// What to send with `changes` (a push or an export): for each origin's run, this replica's own
-    /// signed heads, or the heads held of another origin (every one inside the run), and the
-    /// certificates of origins other than this replica's and the hub-keyed ones.
+    /// What to send with `changes` (a push or an export). Each origin's changes are taken in
+    /// counter order as maximal runs of consecutive counters (a replica holding only part of an
+    /// origin's log sends it as several runs: Protocol/scope.md); for each run `a…b`, this replica's
+    /// own signed heads, or the heads held of another origin (every one inside the run) and, when
+    /// `a > 1`, the held head at `a − 1` if any: an **anchor**, so a receiver that does not hold
+    /// `chain(a − 1)` (a hub restored from a backup, a peer of another bundle) can still verify the
+    /// run. Also the certificates of origins other than this replica's and the hub-keyed ones.
     /// - Throws: `IdentityError` `.unsignedChanges` (SyncIdentity) when another origin's run does
-    ///   not end at a held head (cut it there); ``StoreError`` `.identityMissing` without a key.
+    ///   not end at a held head (cut it there: `BundleExchange.signedRuns`); ``StoreError``
+    ///   `.identityMissing` without a key.
     public func provenance(for changes: [Change]) throws -> Provenance {
-        var ranges: [ReplicaID: ClosedRange<UInt64>] = [:]
-        for change in changes {
-            let counter = change.id.counter
-            ranges[change.id.replica] = ranges[change.id.replica].map { min($0.lowerBound, counter)...max($0.upperBound, counter) } ?? counter...counter
-        }
+        var counters: [ReplicaID: [UInt64]] = [:]
+        for change in changes { counters[change.id.replica, default: []].append(change.id.counter) }
         var heads: [SignedHead] = []
         var certificates: [DeviceCertificate] = []
         let own = replicaID
         let hub = try hubLink()?.hubID
-        for (origin, range) in ranges.sorted(by: { $0.key < $1.key }) {
-            if origin == own {
-                heads += try ownHeads(in: range)
-                continue
+        for (origin, held) in counters.sorted(by: { $0.key < $1.key }) {
+            for run in Self.consecutiveRuns(held) {
+                // Runs of one origin are at least one counter apart: the anchor at a − 1 is never inside another.
+                let anchorAt = run.lowerBound - 1
+                if origin == own {
+                    // No anchor: a receiver holds the sender's own log below what it is sent (the hub
+                    // acknowledged it; a peer's knowledge said so), and a head costs 115 bytes.
+                    heads += try ownHeads(in: run)
+                    continue
+                }
+                if anchorAt > 0 { heads += try heldHeads(origin: origin, in: anchorAt...anchorAt) }
+                let inside = try heldHeads(origin: origin, in: run)
+                guard inside.last?.counter == run.upperBound else {
+                    throw IdentityError(.unsignedChanges, "origin \(origin.short)'s run ends at \(run.upperBound), where no head is held",
+                                        origin: origin, counter: run.upperBound)
+                }
+                heads += inside
             }
-            let held = try heldHeads(origin: origin, in: range)
-            guard held.last?.counter == range.upperBound else {
-                throw IdentityError(.unsignedChanges, "origin \(origin.short)'s run ends at \(range.upperBound), where no head is held",
-                                    origin: origin, counter: range.upperBound)
-            }
-            heads += held
-            if origin != hub, !hubKeyedOrigins.contains(origin), let certificate = try certificate(for: origin) {
+            if origin != own, origin != hub, !hubKeyedOrigins.contains(origin), let certificate = try certificate(for: origin) {
                 certificates.append(certificate)
             }
         }
         // Origins in ascending order, each one's heads ascending: the order Provenance requires.
         return Provenance(heads: heads, certificates: certificates)
+    }
+
+    /// `counters` (any order, no repeats) as maximal ranges of consecutive counters, ascending.
+    package static func consecutiveRuns(_ counters: [UInt64]) -> [ClosedRange<UInt64>] {
+        var runs: [ClosedRange<UInt64>] = []
+        for counter in counters.sorted() {
+            if let last = runs.last, counter <= last.upperBound + 1 {
+                runs[runs.count - 1] = last.lowerBound...max(last.upperBound, counter)
+            } else {
+                runs.append(counter...counter)
+            }
+        }
+        return runs
     }
 
     // MARK: verifying a batch
@@ -273,7 +295,14 @@ extension ReplicaStore {
         }
 
         func heldHead(origin: ReplicaID, covering counter: UInt64) throws -> SignedHead? {
-            try ReplicaStore.heldHeads(context.db, origin: origin, in: counter...UInt64(Int64.max), limit: 1).first
+            guard let head = try ReplicaStore.heldHeads(context.db, origin: origin, in: counter...UInt64(Int64.max), limit: 1).first else {
+                return nil
+            }
+            // It covers the change only within the same held segment: past a gap, the chain was
+            // taken from an anchor, not computed from this change (Protocol/scope.md).
+            let held = try Int64.fetchOne(context.db.cachedStatement(sql: "SELECT count(*) FROM sync_change WHERE origin = ? AND counter BETWEEN ? AND ?"),
+                                          arguments: [try context.originID(origin), Int64(bitPattern: counter), Int64(bitPattern: head.counter)])
+            return held == Int64(bitPattern: head.counter - counter + 1) ? head : nil
         }
 
         func key(for origin: ReplicaID) throws -> OriginKey? {

@@ -294,7 +294,7 @@ public final class ReplicaStore: Sendable {
                 context: context, replicaID: replicaID, author: author, counter: counter,
                 clock: HybridClock(last: HybridTimestamp(rawValue: UInt64(bitPattern: state[1])), maxClockSkewMillis: maxClockSkewMillis),
                 wallMillis: UInt64(context.recordedAt), chain: try context.heldChain(replicaID, counter: counter),
-                sinceCheckpoint: Int(state[2] as Int64))
+                sinceCheckpoint: Int(state[2] as Int64), previousScope: try context.heldScope(replicaID, counter: counter))
             let result = try body(&transaction)
             try context.db.execute(sql: "UPDATE sync_state SET counter = ?, hlc = ?, since_checkpoint = ? WHERE id = 1", arguments: [
                 Int64(transaction.counter), Int64(bitPattern: transaction.clock.last.rawValue), transaction.sinceCheckpoint,

@@ -381,7 +381,7 @@ extension SQLiteHubStore {
         page.finish()
         placed.removeLast(placed.count - page.encoded.count)
         let anchors = try self.anchors(db, for: placed, &origins)
-        return HubPage(encoded: page.encoded, nextCursor: page.position, more: page.more, bytes: page.bytes,
+        return HubPage(encoded: Self.ascendingPerOrigin(page.encoded, placed), nextCursor: page.position, more: page.more, bytes: page.bytes,
                        provenance: Provenance(sorting: Self.distinct(page.sortedHeads + anchors),
                                               certificates: try origins.certificates(db, page.origins)))
     }
@@ -410,6 +410,21 @@ extension SQLiteHubStore {
             }
         }
         return anchors
+    }
+
+    /// The page's changes with each origin's in ascending counter order, in the places its changes
+    /// hold (a scope in appends a bundle's older history after newer changes of the same origin;
+    /// a receiver takes each origin's changes in ascending order).
+    static func ascendingPerOrigin(_ encoded: [[UInt8]], _ placed: [(origin: Int64, counter: Int64)]) -> [[UInt8]] {
+        var places: [Int64: [Int]] = [:]
+        for (index, entry) in placed.enumerated() { places[entry.origin, default: []].append(index) }
+        var result = encoded
+        for (_, indices) in places {
+            let sorted = indices.sorted { placed[$0].counter < placed[$1].counter }
+            guard sorted != indices else { continue }
+            for (slot, source) in zip(indices, sorted) { result[slot] = encoded[source] }
+        }
+        return result
     }
 
     /// One head per (origin, counter): a page must never repeat one (Provenance refuses it).

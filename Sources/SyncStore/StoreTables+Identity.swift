@@ -29,27 +29,30 @@ extension StoreTables {
 
     /// Computes `chain(c)` for the contiguous prefix of `origin`'s held log, from each change's
     /// canonical bytes as it travels (rebuilt from its row, as a push does), and for this
-    /// replica's own log its checkpoints and the bytes since the last one.
+    /// replica's own log its checkpoints and scope boundaries (Protocol/scope.md, "Boundary heads")
+    /// and the bytes since the last checkpoint.
     static func chainLog(_ db: Database, origin: Int64, replica: ReplicaID, own: Bool) throws {
         let names = NameLookup(db)
         let update = try db.makeStatement(sql: "UPDATE sync_change SET chain = ?, checkpoint = ? WHERE origin = ? AND counter = ?")
         var chain = OriginChain.genesis(of: replica)
         var since = 0
-        var previous: (counter: Int64, chain: [UInt8])?
+        var previous: (counter: Int64, chain: [UInt8], scope: String)?
         var expected: Int64 = 1
-        func write(_ entry: (counter: Int64, chain: [UInt8]), checkpoint: Bool) throws {
+        func write(_ entry: (counter: Int64, chain: [UInt8], scope: String), checkpoint: Bool) throws {
             try update.execute(arguments: [Data(entry.chain), checkpoint ? 1 : 0, origin, entry.counter])
         }
         let rows = try Row.fetchCursor(db, sql: "\(ReplicaStore.changeSelect) WHERE c.origin = ? ORDER BY c.counter", arguments: [origin])
         while let row = try rows.next() {
             let counter: Int64 = row[0]
             guard counter == expected else { break }
-            let bytes = try ReplicaStore.change(from: row, replica: replica, name: names.name).canonicalBytes
-            let checkpoint = own && Checkpoints.previousIsCheckpoint(bytesSinceCheckpoint: since, nextChangeSize: bytes.count)
+            let change = try ReplicaStore.change(from: row, replica: replica, name: names.name)
+            let bytes = change.canonicalBytes
+            let checkpoint = own && Checkpoints.previousNeedsHead(bytesSinceCheckpoint: since, nextChangeSize: bytes.count,
+                                                                  previousScope: previous?.scope, nextScope: change.scope)
             since = Checkpoints.bytesSinceCheckpoint(after: since, nextChangeSize: bytes.count)
             if let previous { try write(previous, checkpoint: checkpoint) }
             chain = OriginChain.next(after: chain, canonicalBytes: bytes)
-            previous = (counter, chain)
+            previous = (counter, chain, change.scope)
             expected += 1
         }
         if let previous { try write(previous, checkpoint: false) }
@@ -64,6 +67,17 @@ extension MergeTransaction {
         try flushChanges()
         let select = try db.cachedStatement(sql: "SELECT chain FROM sync_change WHERE origin = ? AND counter = ?")
         return try (Data.fetchOne(select, arguments: [try originID(replica), Int64(bitPattern: counter)])).map(Array.init)
+    }
+
+    /// The scope of change `counter` of `replica` as held (`ifnull(sync_change.scope, sync_row.scope)`); nil when not held.
+    func heldScope(_ replica: ReplicaID, counter: UInt64) throws -> String? {
+        guard counter > 0 else { return nil }
+        try flushRows()
+        try flushChanges()
+        let select = try db.cachedStatement(sql: """
+            SELECT ifnull(c.scope, r.scope) FROM sync_change c JOIN sync_row r ON r.id = c.row WHERE c.origin = ? AND c.counter = ?
+            """)
+        return try String.fetchOne(select, arguments: [try originID(replica), Int64(bitPattern: counter)])
     }
 
     /// Each change's chain where the log below it is held (or comes earlier in the batch): one

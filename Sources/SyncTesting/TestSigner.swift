@@ -28,19 +28,27 @@ public struct TestSigner: Sendable {
     public static func publicKey(_ origin: ReplicaID) -> [UInt8] { key(origin).publicKey }
 
     /// Chains `changes` on from what this signer chained before (from `chain(0)` for a run that
-    /// starts at 1), and signs a head at each origin's last change and at every counter in `alsoAt`,
-    /// with the origin's test key unless `key` is given.
+    /// starts at 1), and signs a head at each origin's last change, at every counter in `alsoAt` and,
+    /// with `atBoundaries`, at every change followed in `changes` by its origin's next change in
+    /// another scope (Protocol/scope.md, "Boundary heads"), with the origin's test key unless `key`
+    /// is given.
     /// - Returns: the heads, ascending by origin then counter.
-    public mutating func heads(_ changes: [Change], alsoAt: Set<UInt64> = [], key: SigningKey? = nil) -> [SignedHead] {
+    public mutating func heads(_ changes: [Change], alsoAt: Set<UInt64> = [], atBoundaries: Bool = false, key: SigningKey? = nil) -> [SignedHead] {
         var heads: [SignedHead] = []
         var last: [ReplicaID: UInt64] = [:]
-        for change in changes { last[change.id.replica] = change.id.counter }
+        var scopes: [ChangeID: String] = [:]
+        for change in changes {
+            last[change.id.replica] = change.id.counter
+            if atBoundaries { scopes[change.id] = change.scope }
+        }
         for change in changes {
             let origin = change.id.replica
             let previous = change.id.counter == 1 ? OriginChain.genesis(of: origin) : chains[origin]?.chain ?? OriginChain.genesis(of: origin)
             let chain = OriginChain.next(after: previous, canonicalBytes: change.canonicalBytes)
             chains[origin] = (change.id.counter, chain)
-            if last[origin] == change.id.counter || alsoAt.contains(change.id.counter) {
+            let boundary = atBoundaries && change.id.counter < .max
+                && Checkpoints.isBoundary(previousScope: change.scope, nextScope: scopes[ChangeID(replica: origin, counter: change.id.counter + 1)] ?? change.scope)
+            if last[origin] == change.id.counter || alsoAt.contains(change.id.counter) || boundary {
                 heads.append((key ?? Self.key(origin)).head(origin: origin, counter: change.id.counter, chain: chain))
             }
         }

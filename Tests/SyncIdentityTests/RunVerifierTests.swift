@@ -65,12 +65,14 @@ struct RunVerifierTests {
         #expect(identityError { _ = try verifier.verify(swapped, Provenance(heads: [log.head(at: 3)]), ledger) }?.code == .signatureInvalid)
     }
 
-    @Test("changes out of counter order, or skipping one, are CHAIN_GAP with the counter expected")
-    func reorderedAndGaps() {
+    @Test("changes out of counter order, a counter twice, or one skipped without an anchor are CHAIN_GAP with the counter expected")
+    func reorderedAndGaps() throws {
         let (log, _, ledger) = Self.setup()
         let changes = log.run(1...3)
         let reordered = identityError { _ = try verifier.verify([changes[0], changes[2], changes[1]], Provenance(heads: [log.head(at: 3)]), ledger) }
-        #expect(reordered?.code == .chainGap && reordered?.counter == 3 && reordered?.expectedCounter == 2)
+        #expect(reordered?.code == .chainGap && reordered?.counter == 2 && reordered?.expectedCounter == 4)
+        let twice = identityError { _ = try verifier.verify([changes[0], changes[1], changes[1]], Provenance(heads: [log.head(at: 2)]), ledger) }
+        #expect(twice?.code == .chainGap && twice?.counter == 2 && twice?.expectedCounter == 3)
         let skipped = identityError { _ = try verifier.verify([changes[0], changes[2]], Provenance(heads: [log.head(at: 3)]), ledger) }
         #expect(skipped?.code == .chainGap && skipped?.expectedCounter == 2)
         // A run starting past what is held: the sender must start lower.

@@ -246,4 +246,18 @@ struct HubScopeTests {
         let admitted = try pull(hub, Self.north2, after: after.nextCursor)
         #expect(try admitted.decodeChanges().filter { $0.id.replica == Self.north1 }.map(\.id.counter) == [1, 2, 3, 4, 5, 6, 7])
     }
+
+    @Test("a page gives each origin's changes in ascending counters, also when a scope in appended older history after newer changes")
+    func pagesAscendPerOrigin() throws {
+        let hub = try hub()
+        var north = TestSigner()
+        try push(hub, [Self.change(Self.north1, 1, table: "person", row: "P2", scope: "P2"),
+                       Self.change(Self.north1, 2, table: "person", row: "P3", scope: "P3"),
+                       Self.change(Self.north1, 3, table: "grant", row: "g3", column: "team", value: .text("south"), scope: "P3")],
+                 from: Self.north1, signer: &north)
+        try push(hub, [Self.change(Self.north1, 4, table: "grant", row: "g2", column: "team", value: .text("south"), scope: "P2")],
+                 from: Self.north1, signer: &north)
+        // South's feed: P3's 2 and 3, then P2's history 1 and 4.
+        #expect(try pull(hub, Self.south1).decodeChanges().map(\.id.counter) == [1, 2, 3, 4])
+    }
 }
