@@ -17,9 +17,13 @@ enum Output {
     static func bootstrapLogging(verbose: Bool) {
         guard !loggingReady else { return }
         loggingReady = true
+        // CARESYNC_LOG_LEVEL (trace, debug, info, notice, warning, error, critical) overrides
+        // --verbose, for diagnosis; every level logs ids and counts only (the operator privacy
+        // test reads the hub's log at trace).
+        let chosen = ProcessInfo.processInfo.environment["CARESYNC_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = verbose ? .info : .warning
+            handler.logLevel = chosen ?? (verbose ? .info : .warning)
             return handler
         }
     }
