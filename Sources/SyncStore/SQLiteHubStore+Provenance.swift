@@ -92,8 +92,9 @@ final class HubLedger: ChainLedger {
 extension SQLiteHubStore {
     /// Verifies a push (Protocol/identity.md, "Verifying a run of changes") against what the hub
     /// holds, then stores it: new rows with their chains, chains of held protocol-2 rows that
-    /// were waiting for theirs, and every head. Returns the changes that were new.
-    func verifiedWrite(_ db: Database, _ push: HubPush, receivedAt: Int64, origins: inout [ReplicaID: Int64]) throws -> Int {
+    /// were waiting for theirs, and every head. Returns the changes that were new (stored now; a
+    /// duplicate is not among them).
+    func verifiedWrite(_ db: Database, _ push: HubPush, receivedAt: Int64, origins: inout [ReplicaID: Int64]) throws -> [Change] {
         for change in push.changes {
             // Counters are stored signed and counted from 1: anything else would wrap or never
             // become contiguous. A session refuses such a change before it gets here; the store
@@ -112,14 +113,14 @@ extension SQLiteHubStore {
             throw try Self.refusal(error, encoded: encoded, changes: push.changes)
         }
         let log = try LogStatements(db)
-        var stored = 0
+        var stored: [Change] = []
         for (index, change) in push.changes.enumerated() {
             let origin = try originID(db, change.id.replica, &origins)
             let counter = Int64(change.id.counter)
             let chain = Data(verified.chains[index])
             if verified.isNew[index] {
                 try log.insert.execute(arguments: [origin, counter, change.table, change.row, change.scope, Data(encoded[index]), receivedAt, chain])
-                stored += 1
+                stored.append(change)
             } else {
                 try log.fill.execute(arguments: [chain, origin, counter])
             }

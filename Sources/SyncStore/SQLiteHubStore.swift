@@ -122,6 +122,7 @@ public final class SQLiteHubStore: HubStore {
             try LegacyHubLog.migrate(db)
         }
         migrator.registerMigration("hub-v4-identity") { db in try HubIdentitySchema.migrate(db) }
+        migrator.registerMigration("hub-v5-audit") { db in try HubAuditSchema.migrate(db) }
         try ReplicaStore.guarded { try migrator.migrate(queue) }
         let generated = ReplicaID.random(using: &random)
         let (stored, keyed) = try ReplicaStore.guarded {
