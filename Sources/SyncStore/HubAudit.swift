@@ -168,11 +168,11 @@ public struct AuditEvent: Hashable, Sendable {
         let name = try reader.string()
         guard let kind = Kind(name: name) else { throw ByteDecodingError(.invalidValue, offset: kindAt, field: "kind", "an unknown audit kind") }
         let actor = try reader.string()
-        let device = try present(&reader, "device") ? try reader.replica() : nil
+        let device: ReplicaID? = try present(&reader, "device") ? reader.replica() : nil
         let table = try reader.string()
         let row = try reader.string()
         let scope = try reader.string()
-        let change = try present(&reader, "change") ? try ChangeID.decode(from: &reader) : nil
+        let change: ChangeID? = try present(&reader, "change") ? ChangeID.decode(from: &reader) : nil
         let occurred = try reader.varint()
         let received = try reader.varint()
         let detail = try reader.string()
@@ -362,7 +362,7 @@ public struct AuditVerification: Hashable, Sendable {
         self.broken = broken
     }
 
-    static func broken(_ seq: UInt64, _ reason: Reason, _ message: String, verified: UInt64, hash: [UInt8]) -> AuditVerification {
+    static func failure(_ seq: UInt64, _ reason: Reason, _ message: String, verified: UInt64, hash: [UInt8]) -> AuditVerification {
         AuditVerification(verifiedEvents: verified, headHash: hash, broken: Break(seq: seq, reason: reason, message: message))
     }
 }

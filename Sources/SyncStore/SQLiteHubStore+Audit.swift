@@ -85,7 +85,7 @@ extension SQLiteHubStore {
         for event in events {
             count += 1
             hash = AuditChain.next(after: hash, event: event, seq: count)
-            try BulkStatement.execute(insert, in: db, values: [.integer(Int64(count))] + HubAuditSchema.values(event) + [.blob(hash)])
+            try BulkStatement.execute(insert, in: db, values: [FieldValue.integer(Int64(count))] + HubAuditSchema.values(event) + [.blob(hash)])
         }
         let signature = signingKey.signature(for: AuditChain.headSignedBytes(hub: hubID, count: count, hash: hash))
         try db.cachedStatement(sql: "UPDATE hub_audit_head SET count = ?, hash = ?, signature = ? WHERE id = 1")
@@ -144,7 +144,7 @@ extension SQLiteHubStore {
         var hash = AuditChain.genesis
         var verified: UInt64 = 0
         func broken(_ seq: UInt64, _ reason: AuditVerification.Reason, _ message: String) -> AuditVerification {
-            .broken(seq, reason, message, verified: verified, hash: hash)
+            .failure(seq, reason, message, verified: verified, hash: hash)
         }
         let rows = try Row.fetchCursor(db, sql: "SELECT seq, \(HubAuditSchema.columns), hash FROM hub_audit ORDER BY seq")
         while let row = try rows.next() {
@@ -157,7 +157,7 @@ extension SQLiteHubStore {
             }
             guard let event = HubAuditSchema.event(from: row) else { return broken(expected, .unreadable, "audit event \(expected) is unreadable") }
             let next = AuditChain.next(after: hash, event: event, seq: expected)
-            guard (row[12] as Data?).map(Array.init) == next else {
+            guard (row[12] as Data?).map { Array($0) } == next else {
                 return broken(expected, .changed, "audit event \(expected) does not match the chain: it, or the event before it with its hash, was changed")
             }
             hash = next

@@ -96,7 +96,7 @@ extension SQLiteHubStore {
         let storedChanges = try verifiedWrite(db, push, receivedAt: Int64(clamping: push.receivedAtMillis), origins: &origins)
         let stored = storedChanges.count
         // One audit call per push: an event per change stored now, none for a duplicate.
-        try recordAudit(storedChanges.map { .stored($0, from: push.replica, receivedAtMillis: push.receivedAtMillis) }, in: db)
+        try recordAudit(storedChanges.map { AuditEvent.stored($0, from: push.replica, receivedAtMillis: push.receivedAtMillis) }, in: db)
         var durable: [ReplicaID: UInt64] = [:]
         for (replicaID, origin) in origins {
             durable[replicaID] = try advance(db, origin)
