@@ -38,6 +38,8 @@ enum HubScopeSchema {
 struct StoredChange {
     let seq: Int64
     let change: Change
+    /// False for a protocol-2 row that was held and is chained now (new to the feeds only).
+    var isNew = true
 }
 
 /// What one push did to scopes: counts for the result and the audit.

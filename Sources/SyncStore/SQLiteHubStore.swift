@@ -133,6 +133,7 @@ public final class SQLiteHubStore: HubStore {
             try HubScopeSchema.migrate(db)
             try db.execute(sql: "ALTER TABLE hub_replica ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0")
         }
+        migrator.registerMigration("hub-v7-audit") { db in try HubAuditSchema.migrate(db) }
         try ReplicaStore.guarded { try migrator.migrate(queue) }
         let generated = ReplicaID.random(using: &random)
         let (stored, keyed) = try ReplicaStore.guarded {

@@ -217,6 +217,8 @@ extension ExitCode {
     static let clockSkew = ExitCode(4)
     /// The sync failed (the message gives the hub's code, or CONNECTION_REFUSED / HOST_NOT_FOUND).
     static let syncFailed = ExitCode(5)
+    /// The hub's audit trail does not verify: an event changed, removed or reordered, or the head forged.
+    static let auditBroken = ExitCode(6)
     /// Bad arguments: an unknown option, a malformed field=value, a bad worker id or address.
     static let badArguments = ExitCode(64)
 }
