@@ -94,13 +94,15 @@ extension SQLiteHubStore {
     private func appendOne(_ db: Database, _ push: HubPush) throws -> HubAppendResult {
         var origins: [ReplicaID: Int64] = [:]
         let (stored, written) = try verifiedWrite(db, push, receivedAt: Int64(clamping: push.receivedAtMillis), origins: &origins)
-        // One audit call per push: an event per change stored now, none for a duplicate.
-        try recordAudit(written.filter(\.isNew).map { AuditEvent.stored($0.change, from: push.replica, receivedAtMillis: push.receivedAtMillis) }, in: db)
         var durable: [ReplicaID: UInt64] = [:]
         for (replicaID, origin) in origins {
             durable[replicaID] = try advance(db, origin)
         }
         let routing = try route(db, written, pusher: push.replica, nowMillis: Int64(clamping: push.receivedAtMillis))
+        // One audit call per push: an event per change stored now (none for a duplicate), then
+        // what routing did with them.
+        try recordAudit(written.filter(\.isNew).map { AuditEvent.stored($0.change, from: push.replica, receivedAtMillis: push.receivedAtMillis) }
+                        + routing.auditEvents(pusher: push.replica, receivedAtMillis: push.receivedAtMillis), in: db)
         if stored > 0 {
             try db.cachedStatement(sql: "UPDATE hub_replica SET changes_stored = changes_stored + ?, quarantined = quarantined + ? WHERE replica_id = ?")
                 .execute(arguments: [stored, routing.quarantined.count, push.replica.hex])

@@ -35,10 +35,16 @@ extension SQLiteHubStore {
     public func acknowledgePurges(_ scopes: [String], replica: ReplicaID, nowMillis: UInt64) throws {
         guard !scopes.isEmpty else { return }
         try durableWrite { db in
+            var events: [AuditEvent] = []
             for scope in scopes {
                 try db.execute(sql: "UPDATE hub_purge SET acked_at = ? WHERE replica_id = ? AND scope = ? AND acked_at IS NULL",
                                arguments: [Int64(clamping: nowMillis), replica.hex, scope])
+                if db.changesCount > 0 {
+                    events.append(AuditEvent(kind: .purge, device: replica, scope: scope, occurredAtMillis: nowMillis, receivedAtMillis: nowMillis,
+                                             detail: "ACKNOWLEDGED"))
+                }
             }
+            try recordAudit(events, in: db)
         }
     }
 

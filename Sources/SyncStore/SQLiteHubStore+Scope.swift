@@ -47,6 +47,23 @@ struct Routing {
     var quarantined: [StoredChange] = []
     var scopesIn: [(scope: String, team: String)] = []
     var scopesOut: [(scope: String, team: String)] = []
+
+    /// The audit events of the routing: each quarantined write, and each team a scope moved into
+    /// or out of (ids and team ids only).
+    func auditEvents(pusher: ReplicaID, receivedAtMillis: UInt64) -> [AuditEvent] {
+        quarantined.map { entry in
+            AuditEvent(kind: .quarantinedWrite, actor: entry.change.author, device: entry.change.id.replica, table: entry.change.table,
+                       row: entry.change.row, scope: entry.change.scope, change: entry.change.id,
+                       occurredAtMillis: entry.change.timestamp.physicalMillis, receivedAtMillis: receivedAtMillis,
+                       detail: "OUT_OF_SCOPE" + (pusher == entry.change.id.replica ? "" : " RELAYED_BY=\(pusher.hex)"))
+        } + scopesIn.map { moved in
+            AuditEvent(kind: .scopeIn, device: pusher, scope: moved.scope, occurredAtMillis: receivedAtMillis, receivedAtMillis: receivedAtMillis,
+                       detail: "TEAM=\(moved.team)")
+        } + scopesOut.map { moved in
+            AuditEvent(kind: .scopeOut, device: pusher, scope: moved.scope, occurredAtMillis: receivedAtMillis, receivedAtMillis: receivedAtMillis,
+                       detail: "TEAM=\(moved.team)")
+        }
+    }
 }
 
 extension SQLiteHubStore {
@@ -92,17 +109,22 @@ extension SQLiteHubStore {
         // Audiences that changed: bundles move in or out.
         var gained: [String: Set<String>] = [:]
         for scope in decided.sorted() {
-            let old = try before[scope] ?? Self.audience(db, of: scope)
-            let new = rules.audience(try self.view(db, of: scope))
-            before[scope] = new
+            let recorded = try before[scope] ?? Self.audience(db, of: scope)
+            // The pusher holds a scope it created in this push, whatever the push then decided.
+            var old = recorded
+            if created.contains(scope), let team { old.insert(team) }
             let view = try view(db, of: scope)
+            let new = rules.audience(view)
+            before[scope] = new
             let refilled = try restrict(db, scope, to: rules.restriction(view), audience: new, feeds: &feeds, nowMillis: nowMillis)
             gained[scope] = refilled
-            guard new != old else { continue }
-            try db.execute(sql: "DELETE FROM hub_audience WHERE scope = ?", arguments: [scope])
-            for member in new.sorted() {
-                try db.execute(sql: "INSERT INTO hub_audience (scope, team) VALUES (?, ?)", arguments: [scope, member])
+            if new != recorded {
+                try db.execute(sql: "DELETE FROM hub_audience WHERE scope = ?", arguments: [scope])
+                for member in new.sorted() {
+                    try db.execute(sql: "INSERT INTO hub_audience (scope, team) VALUES (?, ?)", arguments: [scope, member])
+                }
             }
+            guard new != old else { continue }
             for joined in new.subtracting(old).sorted() {
                 try feeds.appendHistory(db, of: scope, to: joined)
                 try cancelPurge(scope, team: joined, in: db)
