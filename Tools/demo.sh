@@ -4,6 +4,7 @@
 # conflict with both candidates, a manager resolves it, every replica converges, the history shows
 # who changed what from where and when, a replica restored from a backup loses nothing (its lost
 # edit comes back from the hub, a write on the restored file is re-issued under a new identity),
+# a young person moved to another team arrives there whole and is purged from the old team's files,
 # and the operator view shows health without contents.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ bin="$(swift build -c release --show-bin-path)/caresync"
 work="${DEMO_DIR:-$(mktemp -d)}"
 mkdir -p "$work"
 cd "$work"
-rm -f alex.db* morgan.db* hub.db* hub.log
+rm -f alex.db* morgan.db* quinn.db* hub.db* hub.log
 say() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 run() { printf '$ caresync %s\n' "$*"; "$bin" "$@"; }
 
@@ -109,6 +110,34 @@ for db in alex.db morgan.db; do
 done
 a=$(sqlite3 alex.db "select statement, target_date from goal"); m=$(sqlite3 morgan.db "select statement, target_date from goal")
 if [ "$a" = "$m" ] && [ "${a##*|}" = "2025-11-15" ]; then echo "both edits kept, replicas agree: yes"; else echo "restore lost a write: NO"; exit 1; fi
+
+say "Team scope: a replica holds only its team's young people"
+quinn_token=$("$bin" hub enroll --db hub.db --team CIN-1)
+run init quinn.db --name "Quinn (CIN-1 social worker)"
+quinn() { "$bin" "$@" --replica quinn.db --as quinn; }
+pa=$(alex add allocation yp_id="$ava" role=personal_adviser worker_id=alex team_id=PERM-THROUGHCARE from_date=2025-06-01)
+run sync --replica alex.db
+run sync --replica quinn.db --hub "$address" --token "$quinn_token"
+printf '$ sqlite3 quinn.db "select count(*) from young_person"   # CIN-1 is not involved with Ava\n'
+n=$(sqlite3 quinn.db "select count(*) from young_person"); echo "$n"
+[ "$n" = 0 ] || { echo "another team's young person reached CIN-1: NO"; exit 1; }
+echo "Ava moves to CIN-1: Alex allocates Quinn and ends the PA allocation, then syncs (her edits go first, then the purge)"
+alex add allocation yp_id="$ava" role=social_worker worker_id=quinn team_id=CIN-1 from_date=2025-07-01 >/dev/null
+alex edit allocation "$pa" ended_on=2025-06-30 end_reason=transfer >/dev/null
+run sync --replica alex.db
+run sync --replica alex.db
+run sync --replica morgan.db
+run sync --replica quinn.db
+for db in alex.db morgan.db quinn.db; do
+  printf '$ sqlite3 %s "select count(*) from young_person"\n' "$db"; sqlite3 "$db" "select count(*) from young_person"
+done
+if [ "$(sqlite3 quinn.db "select count(*) from goal")" = 1 ] && [ "$(sqlite3 alex.db "select count(*) from young_person")" = 0 ] \
+   && ! grep -qa "Le Brun" alex.db morgan.db; then
+  echo "the bundle moved whole, and nothing of it is left in the old team's files: yes"
+else
+  echo "the transfer left something behind or lost something: NO"; exit 1
+fi
+run audit verify --db hub.db
 
 say "The hub operator's view: health per replica, no record contents"
 run hub replicas --db hub.db

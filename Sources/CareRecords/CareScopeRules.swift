@@ -21,7 +21,7 @@ public struct CareScopeRules: ScopeRules {
         return [
             "allocation": policies("allocation", [Self.teamID, Self.endedOn]),
             YoungPerson.kindName: policies(YoungPerson.kindName, [Self.involvedTeams, Self.restricted, CareSchema.restrictedTo]),
-            "plan": policies("plan", [Self.owningTeam]),
+            "plan": policies("plan", [Self.owningTeam, CareColumn.status.rawValue]),
         ]
     }
 
@@ -40,7 +40,7 @@ public struct CareScopeRules: ScopeRules {
                 teams.formUnion(row.values(Self.teamID).compactMap(\.textValue))
             case YoungPerson.kindName:
                 teams.formUnion(row.values(Self.involvedTeams).compactMap(\.textValue))
-            case "plan":
+            case "plan" where !row.values(CareColumn.status.rawValue).contains(where: Self.endsPlan):
                 teams.formUnion(row.values(Self.owningTeam).compactMap(\.textValue))
             default:
                 break
@@ -60,6 +60,12 @@ public struct CareScopeRules: ScopeRules {
     }
 
     static let restricted = CareColumn.restricted.rawValue
+    /// A closed or superseded plan (either of two conflicting terminal statuses ends it) no longer
+    /// keeps its owning team involved.
+    static func endsPlan(_ status: FieldValue) -> Bool {
+        status.textValue.flatMap(PlanStatus.init(rawValue:))?.isClosed ?? false
+    }
+
     static let teamID = "team_id"
     static let endedOn = "ended_on"
     static let involvedTeams = "involved_teams"

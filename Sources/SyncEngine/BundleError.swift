@@ -23,6 +23,7 @@ public struct BundleError: Error, Equatable, Sendable, CustomStringConvertible {
             case checksumMismatch = "BUNDLE_CHECKSUM"
             case unsupportedVersion = "BUNDLE_VERSION"
             case malformed = "BUNDLE_MALFORMED"
+            case otherTeam = "BUNDLE_OTHER_TEAM"
         }
 
         private let kind: Kind
@@ -38,6 +39,9 @@ public struct BundleError: Error, Equatable, Sendable, CustomStringConvertible {
         public static let unsupportedVersion = Code(.unsupportedVersion)
         /// The checksum matched, yet the contents do not decode.
         public static let malformed = Code(.malformed)
+        /// Its sender's certificate names another team than the receiver's: a replica holds only
+        /// its own team's young people (Protocol/scope.md).
+        public static let otherTeam = Code(.otherTeam)
 
         /// The code as shown to people and scripts, e.g. `BUNDLE_CHECKSUM`.
         public var name: String { kind.rawValue }
@@ -76,6 +80,9 @@ public struct BundleError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Contents that do not decode although the checksum matched.
     public static func malformed(_ cause: ByteDecodingError) -> BundleError { BundleError(.malformed, cause: cause) }
 
+    /// A bundle from a replica of another team.
+    public static let otherTeam = BundleError(.otherTeam)
+
     /// One line for a person, without record contents.
     public var description: String {
         switch code {
@@ -88,6 +95,8 @@ public struct BundleError: Error, Equatable, Sendable, CustomStringConvertible {
                 + (version < ChangeBundle.formatVersion
                     ? ", signed: export it again from a replica upgraded to this version" : "")
                 + "); nothing applied"
+        case .otherTeam:
+            return "the bundle comes from a replica of another team: a replica holds only its own team's young people; nothing applied"
         default:
             return "bundle is malformed (\(cause.map { "\($0)" } ?? "no detail")); nothing applied"
         }

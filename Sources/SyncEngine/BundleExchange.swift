@@ -99,6 +99,15 @@ public enum BundleExchange {
     /// - Throws: `IdentityError` (SyncIdentity) for changes that do not verify (a bundle edited by
     ///   hand); `StoreError` if applying fails. Either way nothing is applied.
     public static func apply(_ bundle: ChangeBundle, to store: ReplicaStore) throws -> ImportSummary {
+        // Team scope (Protocol/scope.md): both teams are the hub's word, in certificates it signed.
+        // The certificate in the bundle is checked against the pinned hub key when it is applied;
+        // a bundle whose certificate does not verify is refused there.
+        if let own = try store.certificate(for: store.replicaID)?.team,
+           let sender = try bundle.provenance.certificates.first(where: { $0.replica == bundle.sender })?.team
+               ?? store.certificate(for: bundle.sender)?.team,
+           sender != own {
+            throw BundleError.otherTeam
+        }
         let result = try store.apply(bundle.changes, provenance: bundle.provenance)
         try store.recordPeerKnowledge(bundle.sender, bundle.senderKnowledge)
         return ImportSummary(sender: bundle.sender, received: bundle.changes.count, result: result)

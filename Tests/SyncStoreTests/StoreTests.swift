@@ -122,6 +122,20 @@ struct StoreTests {
                 "an edit made after seeing another wins last-writer-wins even with a slower wall clock")
     }
 
+    @Test("a bundle from a replica of another team (as certificates the hub signed say) is refused with nothing applied; one from the same team applies")
+    func bundlesStayInTheTeam() throws {
+        let a = try make("a", id: 1)
+        let b = try make("b", id: 2)
+        let c = try make("c", id: 3)
+        try TestEnrolment.enrol([a, c], team: "CIN-1")
+        try TestEnrolment.enrol([b], team: "PERM")
+        try a.write(author: "ann") { try $0.create("item", id: "x", values: ["title": .text("t")], scope: "yp-1") }
+        let (bytes, _) = try BundleExchange.export(from: a, for: nil)
+        #expect(throws: BundleError.otherTeam) { try BundleExchange.importBundle(into: b, bytes: bytes) }
+        #expect(try b.status().totalChanges == 0)
+        #expect(try BundleExchange.importBundle(into: c, bytes: bytes).result.applied == 1)
+    }
+
     @Test("bundles: round trip, and a corrupt or truncated file is refused with nothing applied")
     func bundles() throws {
         let a = try make("a", id: 1)
