@@ -598,7 +598,7 @@ public final class SQLiteHubStore: HubStore {
                         SELECT count(*) FROM hub_log WHERE seq > ? AND origin NOT IN (SELECT id FROM hub_origin WHERE replica_id = ?)
                         """, arguments: [cursor, replica.hex]) ?? 0
                     func optional(_ name: String) -> UInt64? { (row[name] as Int64?).map { UInt64(max(0, $0)) } }
-                    return ReplicaSummary(
+                    var summary = ReplicaSummary(
                         replica: replica, team: row["team"], firstSeenMillis: optional("first_seen"), lastSeenMillis: optional("last_seen"),
                         lagChanges: UInt64(lag), pendingChanges: optional("pending"), oldestUnsyncedAgeMillis: optional("oldest_unsynced_ms"),
                         openConflicts: optional("open_conflicts"), schemaVersion: optional("schema_version"), appVersion: row["app_version"],
@@ -609,6 +609,8 @@ public final class SQLiteHubStore: HubStore {
                                                                  arguments: [replica.hex]) ?? 0),
                         purgesOwed: try Self.purgeCount(db, replica: replica, acknowledged: false),
                         purgesAcknowledged: try Self.purgeCount(db, replica: replica, acknowledged: true))
+                    summary.quarantined = UInt64(clamping: row["quarantined"] as Int64)
+                    return summary
                 }
             }
         }
