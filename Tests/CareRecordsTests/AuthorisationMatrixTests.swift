@@ -42,7 +42,7 @@ struct AuthorisationMatrixTests {
         case receivesBundle
         /// a2 writes to Y (a note, and its own team into involved_teams): applied and relayed, or quarantined?
         case writes
-        /// a2 syncs: is it told to purge Y, and does it?
+        /// a2 syncs, Y changes without changing its audience, a2 syncs again: is it told to purge Y, and does it?
         case receivesPurge
         /// Y is restricted; a2 writes restricted = no (stale, or forged): is the restriction lifted?
         case liftsRestriction
@@ -110,7 +110,7 @@ struct AuthorisationMatrixTests {
         let outcome: Outcome = switch cell.operation {
         case .receivesBundle: try world.receive(y)
         case .writes: try world.write(y, relation: cell.relation)
-        case .receivesPurge: try world.purge(y)
+        case .receivesPurge: try world.purge(y, relation: cell.relation)
         case .liftsRestriction: try world.lift(y, relation: cell.relation)
         }
         #expect(outcome == cell.expected)
@@ -302,15 +302,22 @@ final class ScopedCareWorld {
         return .receivesNothing
     }
 
-    func purge(_ y: String) throws -> AuthorisationMatrixTests.Outcome {
-        let session = try sync(a2)
+    /// a2 syncs; then the holder changes Y's own row (the hub recomputes Y's audience, unchanged)
+    /// and adds a note, and a2 syncs again: purges counted over both.
+    func purge(_ y: String, relation: AuthorisationMatrixTests.Relation) throws -> AuthorisationMatrixTests.Outcome {
+        var purged = try sync(a2).summary.purged
+        let holder = holder(relation)
+        try holder.edit("young_person", id: y, fields: ["preferred_name": "Y"], author: "w")
+        try note(y, by: holder, body: "later")
+        try sync(holder)
+        purged += try sync(a2).summary.purged
         #expect(try hub.purgesOwed(replica: a2.store.replicaID, limit: 10).isEmpty, "nothing still owed")
-        if session.summary.purged == 1 {
+        if purged == 1 {
             #expect(try holdsNothing(of: y, at: a2), "no row or change of Y is left")
             #expect(try hub.replicaSummaries().first { $0.replica == a2.store.replicaID }?.purgesAcknowledged == 1)
             return .purged
         }
-        #expect(session.summary.purged == 0)
+        #expect(purged == 0)
         return .notPurged
     }
 
