@@ -124,7 +124,7 @@ private struct ReplicaJSON: Encodable {
     let replicaID: String, team: String, lagChanges: UInt64, changesStored: UInt64, revoked: Bool
     let firstSeen: OrNull<String>, lastSeen: OrNull<String>, pendingChanges: OrNull<UInt64>, oldestUnsyncedAgeS: OrNull<UInt64>
     let openConflicts: OrNull<UInt64>, schemaVersion: OrNull<UInt64>, appVersion: OrNull<String>, lastError: OrNull<String>
-    let forkedFrom: OrNull<String>, equivocations: UInt64, purgesOwed: UInt64, purgesAcknowledged: UInt64
+    let forkedFrom: OrNull<String>, equivocations: UInt64, purgesOwed: UInt64, purgesAcknowledged: UInt64, quarantined: UInt64
 }
 
 enum HubAddress {
@@ -436,7 +436,7 @@ struct HubReplicasCommand: ParsableCommand {
                     openConflicts: OrNull(summary.openConflicts), schemaVersion: OrNull(summary.schemaVersion),
                     appVersion: OrNull(shown(summary.appVersion)), lastError: OrNull(shown(summary.lastError)),
                     forkedFrom: OrNull(summary.forkedFrom?.hex), equivocations: summary.equivocations,
-                    purgesOwed: summary.purgesOwed, purgesAcknowledged: summary.purgesAcknowledged)
+                    purgesOwed: summary.purgesOwed, purgesAcknowledged: summary.purgesAcknowledged, quarantined: summary.quarantined)
             })
             return
         }
@@ -449,10 +449,13 @@ struct HubReplicasCommand: ParsableCommand {
                           String(summary.purgesOwed), count(summary.schemaVersion), shown(summary.appVersion) ?? "–", shown(summary.lastError) ?? "–"]
                      })
         Output.line("\(replicas.count) replica(s); hub head \((try? store.head()) ?? 0), incarnation \(store.incarnation.hexString)")
-        for summary in replicas where summary.forkedFrom != nil || summary.equivocations > 0 {
+        for summary in replicas where summary.forkedFrom != nil || summary.equivocations > 0 || summary.quarantined > 0 {
             if let parent = summary.forkedFrom { Output.line("\(summary.replica.short) was forked from \(parent.short) (a copy or restored backup that diverged)") }
             if summary.equivocations > 0 {
                 Output.line("\(summary.replica.short) pushed \(summary.equivocations) refused second version(s) of a change id: caresync hub equivocations")
+            }
+            if summary.quarantined > 0 {
+                Output.line("\(summary.replica.short) pushed \(summary.quarantined) change(s) outside its team's scope, held in quarantine (stored, relayed to no one)")
             }
         }
     }

@@ -3,7 +3,7 @@ import Testing
 
 /// A purge the hub owes, through the CLI (Protocol/scope.md, "Purge"): `caresync sync --json`
 /// says how many young people's records it purged, `caresync hub replicas` counts purges owed and
-/// acknowledged, never which.
+/// acknowledged, and writes held in quarantine, never which.
 extension CLITests {
     func replicasJSON() throws -> [[String: Any]] {
         try #require(try json(try run(["hub", "replicas", "--db", "\(directory)/hub.db", "--json"]).stdout) as? [[String: Any]])
@@ -30,6 +30,11 @@ extension CLITests {
         #expect(owed.first?["purges_owed"] as? Int == 1 && owed.first?["purges_acknowledged"] as? Int == 0, "\(owed)")
         let table = try run(["hub", "replicas", "--db", "\(directory)/hub.db"]).stdout
         #expect(table.contains("PURGES OWED") && !table.contains(person), "counts only: \(table)")
+        // Writes outside scope the hub holds in quarantine: counted, never which.
+        _ = try sqlite("hub.db", "UPDATE hub_replica SET quarantined = 2")
+        #expect(try replicasJSON().first?["quarantined"] as? Int == 2)
+        let counted = try run(["hub", "replicas", "--db", "\(directory)/hub.db"]).stdout
+        #expect(counted.contains("pushed 2 change(s) outside its team's scope, held in quarantine"), "\(counted)")
 
         (hub, address) = try serveHub("hub.db")
         defer { hub.terminate(); hub.waitUntilExit() }
