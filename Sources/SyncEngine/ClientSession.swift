@@ -502,9 +502,10 @@ public struct ClientSession {
 
     /// After pushing, before pulling: purges each scope the welcome named, unless it holds changes
     /// the hub does not hold yet (own ones, or others' this replica relays from a bundle: they would
-    /// be lost; that purge waits for a later session, whose welcome names it again). Returns the purge-acks naming the scopes purged, each
-    /// within the frame limit. Runs once a session; a purge that fails fails the session, and the
-    /// hub, not told, owes it again (purging a scope twice is harmless).
+    /// be lost; that purge waits for a later session, whose welcome names it again). Returns the
+    /// purge-acks naming the scopes purged, each within the frame limit. Runs once a session; a
+    /// purge that fails fails the session, and the hub, not told, owes it again (purging a scope
+    /// twice is harmless).
     private mutating func purgeOwed() throws -> [SessionAction] {
         guard !purgesOwed.isEmpty else { return [] }
         var purged: [String] = []

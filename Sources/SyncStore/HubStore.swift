@@ -451,7 +451,6 @@ public struct ReplicaSummary: Sendable {
     public let purgesOwed: UInt64
     /// Purges this replica has acknowledged.
     public let purgesAcknowledged: UInt64
-    /// Changes of this replica the hub holds in quarantine: writes outside its scope, stored and
-    /// relayed to no one (Protocol/scope.md, "Writes outside scope").
+    /// Changes of its pushes held in quarantine: writes outside its team's scope (Protocol/scope.md).
     public var quarantined: UInt64 = 0
 }

@@ -47,6 +47,8 @@ extension SQLiteHubStore {
     /// transaction itself is gone, which fails every push of the group.
     private func appendIsolated(_ db: Database, _ push: HubPush) throws -> Result<HubAppendResult, any Error> {
         let stored = isolated(db) { try appendOne(db, push) }
+        // A refusal is audited in the group's transaction, after the push's savepoint rolled back.
+        if case let .failure(error) = stored, db.isInsideTransaction { try auditRefusal(db, push, error) }
         guard case let .failure(error) = stored, let refused = error as? Equivocations else { return try survived(db, stored) }
         let kept = isolated(db) {
             try keepEvidence(db, refused, from: push.replica, receivedAtMillis: push.receivedAtMillis)
@@ -92,6 +94,8 @@ extension SQLiteHubStore {
     private func appendOne(_ db: Database, _ push: HubPush) throws -> HubAppendResult {
         var origins: [ReplicaID: Int64] = [:]
         let (stored, written) = try verifiedWrite(db, push, receivedAt: Int64(clamping: push.receivedAtMillis), origins: &origins)
+        // One audit call per push: an event per change stored now, none for a duplicate.
+        try recordAudit(written.filter(\.isNew).map { AuditEvent.stored($0.change, from: push.replica, receivedAtMillis: push.receivedAtMillis) }, in: db)
         var durable: [ReplicaID: UInt64] = [:]
         for (replicaID, origin) in origins {
             durable[replicaID] = try advance(db, origin)

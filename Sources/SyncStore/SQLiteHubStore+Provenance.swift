@@ -122,13 +122,13 @@ extension SQLiteHubStore {
             if verified.isNew[index] {
                 try log.insert.execute(arguments: [origin, counter, change.table, change.row, change.scope, Data(encoded[index]), receivedAt, chain])
                 stored += 1
-                routed.append(StoredChange(seq: db.lastInsertedRowID, change: change))
+                routed.append(StoredChange(seq: db.lastInsertedRowID, change: change, isNew: true))
             } else {
                 try log.fill.execute(arguments: [chain, origin, counter])
                 if db.changesCount > 0, let seq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT seq FROM hub_log WHERE origin = ? AND counter = ?"),
                                                                      arguments: [origin, counter]) {
                     // A protocol-2 row now chained: new to the feeds, not to the store.
-                    routed.append(StoredChange(seq: seq, change: change))
+                    routed.append(StoredChange(seq: seq, change: change, isNew: false))
                 }
             }
         }

@@ -38,6 +38,8 @@ enum HubScopeSchema {
 struct StoredChange {
     let seq: Int64
     let change: Change
+    /// False for a protocol-2 row that was held and is chained now (new to the feeds only).
+    var isNew = true
 }
 
 /// What one push did to scopes: counts for the result and the audit.
@@ -495,5 +497,14 @@ extension SQLiteHubStore {
                 try db.execute(sql: "UPDATE hub_scope_state SET built = 1")
             }
         }
+    }
+}
+
+extension SQLiteHubStore {
+    /// Whether the hub file's team feeds are built (it scopes): pull cursors are feed positions.
+    /// A file from before team scoping, opened read-only and so not migrated, has none.
+    static func feedsBuilt(_ db: Database) throws -> Bool {
+        guard try db.tableExists("hub_scope_state") else { return false }
+        return try Bool.fetchOne(db, sql: "SELECT built FROM hub_scope_state") ?? false
     }
 }

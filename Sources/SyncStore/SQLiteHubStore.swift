@@ -133,6 +133,7 @@ public final class SQLiteHubStore: HubStore {
             try HubScopeSchema.migrate(db)
             try db.execute(sql: "ALTER TABLE hub_replica ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0")
         }
+        migrator.registerMigration("hub-v7-audit") { db in try HubAuditSchema.migrate(db) }
         try ReplicaStore.guarded { try migrator.migrate(queue) }
         let generated = ReplicaID.random(using: &random)
         let (stored, keyed) = try ReplicaStore.guarded {
@@ -590,15 +591,20 @@ public final class SQLiteHubStore: HubStore {
     public func replicaSummaries() throws -> [ReplicaSummary] {
         try ReplicaStore.guarded {
             try reads.read { db in
-                try Row.fetchAll(db, sql: "SELECT * FROM hub_replica ORDER BY team, replica_id").compactMap { row in
+                let scoped = try Self.feedsBuilt(db)
+                return try Row.fetchAll(db, sql: "SELECT * FROM hub_replica ORDER BY team, replica_id").compactMap { row in
                     guard let replica = ReplicaID(hex: row["replica_id"]) else { return nil }
                     let cursor: Int64 = row["pull_cursor"]
-                    // Lag: hub changes after this replica's cursor that came from other replicas.
-                    let lag = try Int64.fetchOne(db, sql: """
-                        SELECT count(*) FROM hub_log WHERE seq > ? AND origin NOT IN (SELECT id FROM hub_origin WHERE replica_id = ?)
-                        """, arguments: [cursor, replica.hex]) ?? 0
+                    // Lag: changes after this replica's cursor that came from other replicas, in its
+                    // team's feed when the hub scopes (the cursor is a feed position then).
+                    let lag = try Int64.fetchOne(db, sql: scoped ? """
+                        SELECT count(*) FROM hub_feed f JOIN hub_team t ON t.id = f.team JOIN hub_log l ON l.seq = f.seq
+                        WHERE t.team = ? AND f.fseq > ? AND l.origin NOT IN (SELECT id FROM hub_origin WHERE replica_id = ?)
+                        """ : """
+                        SELECT count(*) FROM hub_log WHERE ? IS NOT NULL AND seq > ? AND origin NOT IN (SELECT id FROM hub_origin WHERE replica_id = ?)
+                        """, arguments: [row["team"] as String, cursor, replica.hex]) ?? 0
                     func optional(_ name: String) -> UInt64? { (row[name] as Int64?).map { UInt64(max(0, $0)) } }
-                    var summary = ReplicaSummary(
+                    return ReplicaSummary(
                         replica: replica, team: row["team"], firstSeenMillis: optional("first_seen"), lastSeenMillis: optional("last_seen"),
                         lagChanges: UInt64(lag), pendingChanges: optional("pending"), oldestUnsyncedAgeMillis: optional("oldest_unsynced_ms"),
                         openConflicts: optional("open_conflicts"), schemaVersion: optional("schema_version"), appVersion: row["app_version"],
@@ -608,9 +614,8 @@ public final class SQLiteHubStore: HubStore {
                         equivocations: UInt64(try Int64.fetchOne(db, sql: "SELECT count(*) FROM hub_equivocation WHERE from_replica = ?",
                                                                  arguments: [replica.hex]) ?? 0),
                         purgesOwed: try Self.purgeCount(db, replica: replica, acknowledged: false),
-                        purgesAcknowledged: try Self.purgeCount(db, replica: replica, acknowledged: true))
-                    summary.quarantined = UInt64(clamping: row["quarantined"] as Int64)
-                    return summary
+                        purgesAcknowledged: try Self.purgeCount(db, replica: replica, acknowledged: true),
+                        quarantined: scoped ? UInt64(clamping: row["quarantined"] as Int64) : 0)
                 }
             }
         }

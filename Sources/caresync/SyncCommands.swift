@@ -411,7 +411,7 @@ struct HubRevokeCommand: ParsableCommand {
 struct HubReplicasCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replicas", abstract: "The operator view: every replica's health, never record contents.",
-        discussion: "Example: caresync hub replicas --db hub.db --json\nLag counts hub changes from other replicas the replica has not pulled; pending, oldest unsynced write and open conflicts are as the replica last reported; purges owed counts the young people's records the hub has told the replica to purge and it has not yet acknowledged.")
+        discussion: "Example: caresync hub replicas --db hub.db --json\nLag counts hub changes from other replicas the replica has not pulled; pending, oldest unsynced write and open conflicts are as the replica last reported; purges owed counts the young people's records the hub has told the replica to purge and it has not yet acknowledged; quarantined counts its writes outside its team's scope, which the hub holds and relays to no one.")
 
     @OptionGroup var hub: HubOptions
     @Flag(help: "Print machine-readable JSON.") var json = false
@@ -440,22 +440,19 @@ struct HubReplicasCommand: ParsableCommand {
             })
             return
         }
-        Output.table(["REPLICA", "TEAM", "LAST SEEN", "LAG", "PENDING", "OLDEST UNSYNCED", "CONFLICTS", "PURGES OWED", "SCHEMA", "APP",
+        Output.table(["REPLICA", "TEAM", "LAST SEEN", "LAG", "PENDING", "OLDEST UNSYNCED", "CONFLICTS", "PURGES OWED", "QUARANTINED", "SCHEMA", "APP",
                       "LAST ERROR"],
                      replicas.map { summary in
                          [summary.replica.short + (summary.revoked ? " (revoked)" : ""), OperatorText.escaped(summary.team), time(summary.lastSeenMillis),
                           String(summary.lagChanges), count(summary.pendingChanges),
                           summary.oldestUnsyncedAgeMillis.map { "\($0 / 1000) s" } ?? "–", count(summary.openConflicts),
-                          String(summary.purgesOwed), count(summary.schemaVersion), shown(summary.appVersion) ?? "–", shown(summary.lastError) ?? "–"]
+                          String(summary.purgesOwed), String(summary.quarantined), count(summary.schemaVersion), shown(summary.appVersion) ?? "–", shown(summary.lastError) ?? "–"]
                      })
         Output.line("\(replicas.count) replica(s); hub head \((try? store.head()) ?? 0), incarnation \(store.incarnation.hexString)")
-        for summary in replicas where summary.forkedFrom != nil || summary.equivocations > 0 || summary.quarantined > 0 {
+        for summary in replicas where summary.forkedFrom != nil || summary.equivocations > 0 {
             if let parent = summary.forkedFrom { Output.line("\(summary.replica.short) was forked from \(parent.short) (a copy or restored backup that diverged)") }
             if summary.equivocations > 0 {
                 Output.line("\(summary.replica.short) pushed \(summary.equivocations) refused second version(s) of a change id: caresync hub equivocations")
-            }
-            if summary.quarantined > 0 {
-                Output.line("\(summary.replica.short) pushed \(summary.quarantined) change(s) outside its team's scope, held in quarantine (stored, relayed to no one)")
             }
         }
     }

@@ -1,9 +1,10 @@
 import Foundation
+import ProcessHarness
 import Testing
 
 /// A purge the hub owes, through the CLI (Protocol/scope.md, "Purge"): `caresync sync --json`
 /// says how many young people's records it purged, `caresync hub replicas` counts purges owed and
-/// acknowledged, and writes held in quarantine, never which.
+/// acknowledged, never which.
 extension CLITests {
     func replicasJSON() throws -> [[String: Any]] {
         try #require(try json(try run(["hub", "replicas", "--db", "\(directory)/hub.db", "--json"]).stdout) as? [[String: Any]])
@@ -14,15 +15,14 @@ extension CLITests {
         #expect(try run(["init", "\(directory)/a.db"]).status == 0)
         let person = try run(["add", "young_person", "legal_given_name=Ava", "legal_family_name=Marker", "date_of_birth=2007-03-14"])
             .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        var (hub, address) = try serveHub("hub.db")
+        var hub = try HubProcess(database: "\(directory)/hub.db")
         let token = try run(["hub", "enroll", "--db", "\(directory)/hub.db", "--team", "T"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let enrolment = try run(["sync", "--hub", address, "--token", token, "--json"])
+        let enrolment = try run(["sync", "--hub", hub.address, "--token", token, "--json"])
         #expect(enrolment.status == 0, "\(enrolment.stderr)")
         let enrolled = try #require(try json(enrolment.stdout) as? [String: Any])
         #expect(enrolled["purged"] as? Int == 0 && enrolled["purges_waiting"] as? Int == 0)
         let replica = try #require(enrolled["replica_id"] as? String)
-        hub.terminate()
-        hub.waitUntilExit()
+        _ = hub.stop()
 
         // Owed as the hub's scope rules would owe it (the sqlite3 shell; FileIdentityCLITests' helper).
         _ = try sqlite("hub.db", "INSERT INTO hub_purge (replica_id, scope, owed_at) VALUES ('\(replica)', '\(person)', 1)")
@@ -30,22 +30,17 @@ extension CLITests {
         #expect(owed.first?["purges_owed"] as? Int == 1 && owed.first?["purges_acknowledged"] as? Int == 0, "\(owed)")
         let table = try run(["hub", "replicas", "--db", "\(directory)/hub.db"]).stdout
         #expect(table.contains("PURGES OWED") && !table.contains(person), "counts only: \(table)")
-        // Writes outside scope the hub holds in quarantine: counted, never which.
-        _ = try sqlite("hub.db", "UPDATE hub_replica SET quarantined = 2")
-        #expect(try replicasJSON().first?["quarantined"] as? Int == 2)
-        let counted = try run(["hub", "replicas", "--db", "\(directory)/hub.db"]).stdout
-        #expect(counted.contains("pushed 2 change(s) outside its team's scope, held in quarantine"), "\(counted)")
 
-        (hub, address) = try serveHub("hub.db")
-        defer { hub.terminate(); hub.waitUntilExit() }
-        let sync = try run(["sync", "--hub", address, "--json"])
+        hub = try HubProcess(database: "\(directory)/hub.db")
+        defer { _ = hub.stop() }
+        let sync = try run(["sync", "--hub", hub.address, "--json"])
         #expect(sync.status == 0, "\(sync.stderr)")
         let synced = try #require(try json(sync.stdout) as? [String: Any])
         #expect(synced["purged"] as? Int == 1, "\(synced)")
         #expect(!(try run(["list", "young_person"]).stdout.contains("Marker")), "the young person's records are gone")
         let acknowledged = try replicasJSON()
         #expect(acknowledged.first?["purges_owed"] as? Int == 0 && acknowledged.first?["purges_acknowledged"] as? Int == 1, "\(acknowledged)")
-        let said = try run(["sync", "--hub", address]).stdout
+        let said = try run(["sync", "--hub", hub.address]).stdout
         #expect(!said.contains("purged"), "nothing more to purge: \(said)")
     }
 }
