@@ -77,8 +77,13 @@ extension SQLiteHubStore {
         var routing = Routing()
         let privileged = pusher == hubID || hubKeyed.contains(pusher)
         let team = privileged ? nil : try Self.team(db, of: pusher)
-        // Scopes whose own row this push creates: the creator holds them (scope.md, rule 4).
-        let created = Set(stored.lazy.filter { Self.createsScope($0.change, rules) }.map(\.change.scope))
+        // Scopes whose own row this push creates: the creator holds them (scope.md, rule 4). Only
+        // a scope the hub does not hold yet: a "creation" of a known one (a forged copy of another
+        // team's young person, naming its own team) is a write like any other.
+        var created: Set<String> = []
+        for entry in stored where Self.createsScope(entry.change, rules) && !created.contains(entry.change.scope) {
+            if try !Self.holdsScopeRow(db, entry.change.scope, rules) { created.insert(entry.change.scope) }
+        }
         var before: [String: Set<String>] = [:]
         var accepted: [StoredChange] = []
         for entry in stored {
@@ -157,6 +162,12 @@ extension SQLiteHubStore {
     /// Whether `change` makes the scope's own row (the young person's record) alive.
     private static func createsScope(_ change: Change, _ rules: any ScopeRules) -> Bool {
         change.table == rules.scopeTable && change.row == change.scope && CausalLength.isAlive(change.causalLength)
+    }
+
+    /// Whether the hub's view holds the scope's own row (someone has created it).
+    private static func holdsScopeRow(_ db: Database, _ scope: String, _ rules: any ScopeRules) throws -> Bool {
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM hub_view_row WHERE table_name = ? AND row_key = ?"),
+                          arguments: [rules.scopeTable, scope]) != nil
     }
 
     /// Merges the deciding columns of `change` into the hub's view; true when the change is of a
