@@ -133,8 +133,11 @@ let package = Package(
         // Session transcripts: messages and events into ClientSession and HubSession, the exact actions out (no network).
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncIdentity",
                                                             .product(name: "Crypto", package: "swift-crypto")]),
+        // Test-only: the `caresync` binary and a `hub serve` process, for the process tests of both suites below.
+        .target(name: "ProcessHarness", path: "Tests/ProcessHarness"),
         .testTarget(name: "SyncIntegrationTests", dependencies: [
             "SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncClient", "SyncHub", "CareRecords", "caresync", "SyncIdentity",
+            "ProcessHarness",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -147,6 +150,6 @@ let package = Package(
         // Replays every committed fuzz input (Tests/Fuzz/corpus) through the fuzzers' entry points.
         .testTarget(name: "FuzzCorpusTests", dependencies: ["SyncFuzzTargets"]),
         // help/: the golden --help files HelpGoldenTests reads by path (not resources).
-        .testTarget(name: "CLITests", dependencies: ["caresync"], exclude: ["help"]),
+        .testTarget(name: "CLITests", dependencies: ["caresync", "ProcessHarness"], exclude: ["help"]),
     ]
 )

@@ -26,7 +26,7 @@ VECTORS = os.path.join(ROOT, "Protocol", "vectors")
 
 TYPES = {"hello": 0x01, "welcome": 0x02, "reject": 0x03, "push": 0x10, "push_ack": 0x11,
          "fork": 0x12, "forked": 0x13, "pull": 0x20, "batch": 0x21, "recover": 0x22, "recovered": 0x23,
-         "heartbeat": 0x30, "error": 0x7E, "goodbye": 0x7F}
+         "heartbeat": 0x30, "purge_ack": 0x31, "error": 0x7E, "goodbye": 0x7F}
 CODES = {"MALFORMED_FRAME": 1, "FRAME_TOO_LARGE": 2, "UNKNOWN_MESSAGE": 3, "RESERVED_BITS": 4,
          "TRAILING_BYTES": 5, "BAD_COMPRESSION": 6, "DECOMPRESSION_LIMIT": 7,
          "UNEXPECTED_MESSAGE": 8, "UNSUPPORTED_VERSION": 9, "SCHEMA_MISMATCH": 10,
@@ -228,6 +228,17 @@ def put_raw(out, hex_text, size, label):
     out.add(data, label)
 
 
+def put_scopes(out, scopes, label):
+    """messages.md, "Scope lists": non-empty, no U+0000, at most 128 bytes each, at most 4,096,
+    strictly ascending by their UTF-8 bytes."""
+    encoded = [scope.encode("utf-8") for scope in scopes]
+    assert len(encoded) <= 4096 and all(0 < len(e) <= 128 and b"\x00" not in e for e in encoded)
+    assert all(a < b for a, b in zip(encoded, encoded[1:])), "scopes strictly ascending"
+    out.add(varint(len(scopes)), f"{label}: count {len(scopes)}")
+    for index, scope in enumerate(scopes):
+        put_string(out, scope, f"{label}[{index}]")
+
+
 def payload(message):
     """The uncompressed payload of a message in its decoded JSON shape."""
     out = Out()
@@ -266,6 +277,7 @@ def payload(message):
         put_raw(out, message["hub_key"], 32, "hub_key")
         put_raw(out, message["incarnation"], 16, "incarnation")
         put_certificate(out, message["certificate"], "certificate")
+        put_scopes(out, message["purges"], "purges")
     elif kind in ("reject", "error"):
         code = message["code"]
         out.add(varint(CODES[code]), f"code = {CODES[code]} ({code})")
@@ -316,6 +328,8 @@ def payload(message):
     elif kind == "heartbeat":
         for field in ("pending_changes", "oldest_unsynced_age_ms", "open_conflicts", "schema_version"):
             put_varint(out, message[field], field)
+    elif kind == "purge_ack":
+        put_scopes(out, message["scopes"], "scopes")
     elif kind == "goodbye":
         put_varint(out, message["reason"], "reason")
     else:
@@ -476,16 +490,20 @@ def visit_notes(count):
 
 MESSAGES = [
     ("hello-enrolment-token", "First connection of a new replica, enrolling with a one-time token.",
-     msg("hello", protocol_min=3, protocol_max=3, schema_version=3, replica=R1, app_version="caresync/0.4.0",
+     msg("hello", protocol_min=4, protocol_max=4, schema_version=3, replica=R1, app_version="caresync/0.4.0",
          credential={"enrolment_token": "K7Q2-9XWD-4M3P"}, max_frame_body=4194304, device_key=bytes32(f"device key {R1}"))),
-    ("hello-device-secret", "A returning replica offering protocol versions 3 to 4 and a 1 MiB frame limit, with its registered key.",
-     msg("hello", protocol_min=3, protocol_max=4, schema_version=3, replica=R1, app_version="caresync/0.5.1",
+    ("hello-device-secret", "A returning replica offering protocol versions 4 to 5 and a 1 MiB frame limit, with its registered key.",
+     msg("hello", protocol_min=4, protocol_max=5, schema_version=3, replica=R1, app_version="caresync/0.5.1",
          credential={"device_secret": SECRET}, max_frame_body=1048576, device_key=bytes32(f"device key {R1}"))),
     ("hello-no-credential", "No credential and so no device key (refused by any hub not configured for open testing).",
-     msg("hello", protocol_min=3, protocol_max=3, schema_version=1, replica=R2, app_version="",
+     msg("hello", protocol_min=4, protocol_max=4, schema_version=1, replica=R2, app_version="",
          credential={"none": None}, max_frame_body=65536, device_key="")),
+    ("hello-version-3", "A replica of protocol version 3 (no purges in its welcome, no purge-ack): decodes, and the hub "
+                        "rejects it with UNSUPPORTED_VERSION (vector reject-unsupported-version).",
+     msg("hello", protocol_min=3, protocol_max=3, schema_version=3, replica=R1, app_version="caresync/0.7.0",
+         credential={"device_secret": SECRET}, max_frame_body=4194304, device_key=bytes32(f"device key {R1}"))),
     ("hello-version-2", "A replica of protocol version 2 (no device key: its hello ends at max_frame_body): decodes, and the "
-                        "hub rejects it with UNSUPPORTED_VERSION (vector reject-unsupported-version).",
+                        "hub rejects it with UNSUPPORTED_VERSION.",
      msg("hello", protocol_min=2, protocol_max=2, schema_version=3, replica=R1, app_version="caresync/0.6.0",
          credential={"device_secret": SECRET}, max_frame_body=4194304, device_key="")),
     ("hello-version-1", "A replica of protocol version 1 (one field per change): decodes, and the hub rejects it with "
@@ -494,24 +512,29 @@ MESSAGES = [
          credential={"device_secret": SECRET}, max_frame_body=4194304, device_key="")),
     ("welcome-enrolled", "The hub accepts an enrolment, issues the device secret and the device's certificate, and gives "
                          "its key (to pin) and incarnation.",
-     msg("welcome", protocol_version=3, schema_version=4, hub=HUB, max_frame_body=4194304, issued_credential=SECRET,
+     msg("welcome", protocol_version=4, schema_version=4, hub=HUB, max_frame_body=4194304, issued_credential=SECRET,
          hub_time_ms=T0 + 123, heartbeat_interval_ms=30000, own_durable=0, hub_key=HUB_KEY, incarnation=INCARNATION,
-         certificate=certificate(R1, TEAM, T0 + 120))),
+         certificate=certificate(R1, TEAM, T0 + 120), purges=[])),
     ("welcome-returning", "The hub accepts a device secret: nothing is issued, and it has no certificate to give.",
-     msg("welcome", protocol_version=3, schema_version=3, hub=HUB, max_frame_body=1048576, issued_credential="",
+     msg("welcome", protocol_version=4, schema_version=3, hub=HUB, max_frame_body=1048576, issued_credential="",
          hub_time_ms=T0 + 5000, heartbeat_interval_ms=30000, own_durable=44, hub_key=HUB_KEY, incarnation=INCARNATION,
-         certificate=None)),
+         certificate=None, purges=[])),
+    ("welcome-purges", "The hub owes the replica purges of two young people its team is no longer involved with "
+                       "(scope.md, \"Purge\"); ascending by their UTF-8 bytes.",
+     msg("welcome", protocol_version=4, schema_version=3, hub=HUB, max_frame_body=1048576, issued_credential="",
+         hub_time_ms=T0 + 7000, heartbeat_interval_ms=30000, own_durable=46, hub_key=HUB_KEY, incarnation=INCARNATION,
+         certificate=None, purges=["p-11", "p-27"])),
     ("welcome-own-durable-largest", "own_durable at 2^64 - 1, ten bytes: decodes; the session compares it like any counter.",
-     msg("welcome", protocol_version=3, schema_version=3, hub=HUB, max_frame_body=65536, issued_credential="",
+     msg("welcome", protocol_version=4, schema_version=3, hub=HUB, max_frame_body=65536, issued_credential="",
          hub_time_ms=T0 + 6000, heartbeat_interval_ms=30000, own_durable=18446744073709551615, hub_key=HUB_KEY,
-         incarnation=INCARNATION, certificate=None)),
+         incarnation=INCARNATION, certificate=None, purges=[])),
     ("reject-busy", "The hub is at its connection cap: retry in 5 s.",
      msg("reject", code="BUSY", retry_after_ms=5000, message="connection limit reached")),
     ("reject-enrolment-invalid", "The enrolment token has been used already.",
      msg("reject", code="ENROLMENT_INVALID", retry_after_ms=0, message="enrolment token already used")),
-    ("reject-unsupported-version", "No protocol version in common: the answer to hello-version-2.",
+    ("reject-unsupported-version", "No protocol version in common: the answer to hello-version-3.",
      msg("reject", code="UNSUPPORTED_VERSION", retry_after_ms=0,
-         message="this hub speaks protocol version 3 only; the client offered 2 to 2: update the client")),
+         message="this hub speaks protocol version 4 only; the client offered 3 to 3: update the client")),
     ("push-create-and-edit", "A row created with two fields (sets life, causal length 1), then one field of it edited.",
      msg("push", batch=1, changes=[GOAL_CREATED, GOAL_TITLE], heads=[head(R1, 42)])),
     ("push-set-add-and-remove", "A set add and a set remove that supersedes two add tags; the remove is R2's, carried "
@@ -583,6 +606,10 @@ MESSAGES = [
      msg("forked", new_replica=FORKED, issued_credential=FORKED_SECRET, certificate=None)),
     ("heartbeat", "A replica's health: 3 pending, oldest 90 s, 1 open conflict, schema 3.",
      msg("heartbeat", pending_changes=3, oldest_unsynced_age_ms=90000, open_conflicts=1, schema_version=3)),
+    ("purge-ack", "The replica purged both scopes of welcome-purges; not answered.",
+     msg("purge_ack", scopes=["p-11", "p-27"])),
+    ("purge-ack-longest-scope", "One scope of 128 bytes, the most a scope may have: accepted.",
+     msg("purge_ack", scopes=["p-" + "7" * 126])),
     ("error-unexpected-message", "A fatal error: the connection closes after it.",
      msg("error", code="UNEXPECTED_MESSAGE", fatal=True, message="pull before welcome")),
     ("error-storage-failure", "A non-fatal error answering a push: retry with backoff.",
@@ -725,11 +752,30 @@ FRAMING = [
      raw_frame(0x22, 1, varint(len(payload_of("recover-own-origin"))) + zlib.compress(payload_of("recover-own-origin"), 9))),
     ("unknown-message-type-0x14", "UNKNOWN_MESSAGE", "Type 0x14, the one after forked (0x13), is not defined.",
      raw_frame(0x14, 0x00, h("00"))),
+    ("compressed-purge-ack", "BAD_COMPRESSION", "A compressed purge-ack: it may not be compressed.",
+     raw_frame(0x31, 1, varint(len(payload_of("purge-ack"))) + zlib.compress(payload_of("purge-ack"), 9))),
+    ("unknown-message-type-0x32", "UNKNOWN_MESSAGE", "Type 0x32, the one after purge-ack (0x31), is not defined.",
+     raw_frame(0x32, 0x00, h("00"))),
     ("bytes-after-frame", "TRAILING_BYTES", "A vector holds exactly one frame: a byte after it is refused.",
      h("00000003 7f 00 00 00")),
 ]
 
 PAYLOAD = [
+    ("purge-ack-too-many-scopes", "LIMIT_EXCEEDED", "A purge-ack announcing 4,097 scopes: refused from the count alone.",
+     raw_frame(0x31, 0, varint(4097))),
+    ("welcome-purges-too-many", "LIMIT_EXCEEDED", "A welcome announcing 4,097 purges: refused from the count alone.",
+     raw_frame(0x02, 0, payload_around("welcome-returning", "purges", varint(4097)))),
+    ("purge-ack-scope-too-long", "LIMIT_EXCEEDED", "A scope of 129 bytes: refused from its length alone.",
+     raw_frame(0x31, 0, b"\x01" + varint(129) + b"p" * 129)),
+    ("purge-ack-scopes-out-of-order", "MALFORMED_MESSAGE", "p-27 before p-11: not ascending.",
+     raw_frame(0x31, 0, b"\x02\x04p-27\x04p-11")),
+    ("purge-ack-scope-repeated", "MALFORMED_MESSAGE", "p-11 twice: not strictly ascending.",
+     raw_frame(0x31, 0, b"\x02\x04p-11\x04p-11")),
+    ("purge-ack-scope-empty", "MALFORMED_MESSAGE", "An empty scope (the catalogue's, which is never purged).",
+     raw_frame(0x31, 0, b"\x02\x00\x04p-11")),
+    ("purge-ack-scope-nul", "MALFORMED_MESSAGE", "A scope holding U+0000.", raw_frame(0x31, 0, b"\x01\x03p\x001")),
+    ("purge-ack-count-cannot-fit", "MALFORMED_MESSAGE", "Five scopes announced, 5 bytes left.",
+     raw_frame(0x31, 0, b"\x05\x04p-11")),
     ("trailing-byte-after-payload", "TRAILING_BYTES", "A goodbye with one byte after its reason.", raw_frame(0x7f, 0x00, h("00 00"))),
     ("truncated-payload", "MALFORMED_MESSAGE", "A hello of protocol_max 3 without its last field (device_key).",
      raw_frame(0x01, 0, payload_around("hello-no-credential", "device_key"))),
@@ -1030,7 +1076,7 @@ def unknown_code_vector():
     # A newer peer's error code is read as MALFORMED_MESSAGE (errors.md), so this vector is
     # not canonical: re-encoding gives code 19.
     data = raw_frame(0x7E, 0, varint(200) + b"\x01" + varint(11) + b"newer error")
-    return {"name": "error-unknown-code", "note": "Code 200 is unknown to version 3: read as MALFORMED_MESSAGE.",
+    return {"name": "error-unknown-code", "note": "Code 200 is unknown to version 4: read as MALFORMED_MESSAGE.",
             "hex": data.hex(), "canonical": False,
             "decoded": {"type": "error", "compressed": False, "code": "MALFORMED_MESSAGE", "fatal": True,
                         "message": "newer error"}}

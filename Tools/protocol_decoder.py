@@ -32,7 +32,7 @@ MESSAGE_TYPES = {
     0x10: ("push", True), 0x11: ("push_ack", False), 0x12: ("fork", False),
     0x13: ("forked", False), 0x20: ("pull", False), 0x21: ("batch", True),
     0x22: ("recover", False), 0x23: ("recovered", True), 0x30: ("heartbeat", False),
-    0x7E: ("error", False), 0x7F: ("goodbye", False),
+    0x31: ("purge_ack", False), 0x7E: ("error", False), 0x7F: ("goodbye", False),
 }
 
 # errors.md
@@ -60,6 +60,8 @@ HEAD_SIGNERS = (0, 1)
 # README.md, "Limits on a change" (checked by the session, not the decoder).
 MAX_NAME, MAX_ROW, MAX_VALUE, MAX_SUPERSEDES, MAX_FIELDS, MAX_ENCODED = 64, 128, 49_152, 256, 64, 61_440
 MAX_INTEGER = (1 << 63) - 1
+# messages.md, "Scope lists" (checked by the decoder: LIMIT_EXCEEDED).
+MAX_SCOPES, MAX_SCOPE = 4096, 128
 
 
 class ProtocolError(Exception):
@@ -319,6 +321,33 @@ def read_credential(r):
     raise PayloadError(f"unknown credential kind {kind}")
 
 
+def read_scope_list(r, field):
+    """messages.md, "Scope lists": the limits first (LIMIT_EXCEEDED), then the encoding."""
+    n = r.varint()
+    if n > MAX_SCOPES:
+        raise ProtocolError("LIMIT_EXCEEDED", f"{field}: {n} scopes, above {MAX_SCOPES}")
+    if n * 2 > r.remaining():
+        raise PayloadError(f"{field}: {n} scopes cannot fit in {r.remaining()} bytes")
+    scopes = []
+    for index in range(n):
+        start = r.pos
+        length = r.varint()
+        if length > MAX_SCOPE:
+            raise ProtocolError("LIMIT_EXCEEDED", f"{field}[{index}]: a scope of {length} bytes, above {MAX_SCOPE}")
+        r.pos = start
+        raw = r.bytes_field()
+        try:
+            scope = raw.decode("utf-8", errors="strict")
+        except UnicodeDecodeError as error:
+            raise PayloadError(f"{field}[{index}]: invalid UTF-8: {error.reason}") from None
+        if not raw or b"\x00" in raw:
+            raise PayloadError(f"{field}[{index}] is empty or holds U+0000")
+        if scopes and scopes[-1].encode("utf-8") >= raw:
+            raise PayloadError(f"{field}[{index}] is not above the scope before it")
+        scopes.append(scope)
+    return scopes
+
+
 def read_fields(name, r):
     m = {}
     if name == "hello":
@@ -345,6 +374,7 @@ def read_fields(name, r):
         m["hub_key"] = r.take(32).hex()
         m["incarnation"] = r.take(16).hex()
         m["certificate"] = read_certificate_field(r)
+        m["purges"] = read_scope_list(r, "purges")
     elif name == "reject":
         m["code"] = read_code(r)
         m["retry_after_ms"] = r.varint()
@@ -387,6 +417,8 @@ def read_fields(name, r):
         m["oldest_unsynced_age_ms"] = r.varint()
         m["open_conflicts"] = r.varint()
         m["schema_version"] = r.varint()
+    elif name == "purge_ack":
+        m["scopes"] = read_scope_list(r, "scopes")
     elif name == "error":
         m["code"] = read_code(r)
         m["fatal"] = r.boolean()

@@ -368,6 +368,8 @@ extension SyncSummary {
         hub = other.hub ?? hub
         recovered += other.recovered
         reissued += other.reissued
+        purged += other.purged
+        purgesWaiting += other.purgesWaiting
         forkedFrom = other.forkedFrom ?? forkedFrom
     }
 }

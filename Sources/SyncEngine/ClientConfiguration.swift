@@ -66,6 +66,11 @@ public struct SyncSummary: Equatable, Sendable {
     public var forkedFrom: ReplicaID?
     /// Own changes re-issued under the new identity.
     public var reissued = 0
+    /// Scopes purged at the hub's word (a team no longer involved with the young person).
+    public var purged = 0
+    /// Scopes the hub owes a purge of that were left for a later session: they held own changes
+    /// the hub had not acknowledged.
+    public var purgesWaiting = 0
 
     /// Nothing done yet.
     public init() {}

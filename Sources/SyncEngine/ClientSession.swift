@@ -62,6 +62,9 @@ public struct ClientSession {
     private var nextBatch: UInt64 = 1
     /// What the welcome said the hub holds of this replica's own origin.
     private var ownDurable: UInt64 = 0
+    /// The scopes the welcome said the hub owes this replica a purge of, until they are purged
+    /// after pushing (Protocol/scope.md, "Purge").
+    private var purgesOwed: [String] = []
     /// Draws a new identity (and its device key) when this replica must fork.
     var random: RandomSource
     /// The device key made for the identity asked for in a fork, until the hub answers.
@@ -265,7 +268,7 @@ public struct ClientSession {
         case let .batch(next, more, changes, provenance):
             guard case let .pulling(cursor) = state else { throw unexpected(message) }
             return try pulled(cursor: cursor, next: next, more: more, changes, provenance)
-        case .hello, .push, .pull, .recover, .fork, .heartbeat:
+        case .hello, .push, .pull, .recover, .fork, .heartbeat, .purgeAck:
             throw SyncFailure(.unexpectedMessage, "\(message.kind) is not a hub message")
         case .relayedBatch, .relayedRecovered:
             // Only ever sent: its frame decodes as a batch or recovered. A shell that hands one over
@@ -350,6 +353,7 @@ public struct ClientSession {
             }
         }
         ownDurable = welcome.ownDurable
+        purgesOwed = welcome.purges
         // Health first, so the operator's view shows this replica's backlog as the session opens,
         // even when the session is cut before its last pull (Protocol/messages.md, "heartbeat").
         return [.cancel(.handshake), .send(.heartbeat(try health()))] + (try afterHandshake())
@@ -478,9 +482,12 @@ public struct ClientSession {
             budget = min(room, bytes - 1)
         }
         guard !changes.isEmpty else {
+            // Pushed: own edits of a bundle leaving scope are on the hub (quarantined there if out
+            // of scope) before the bundle is purged here, and the pull comes after the purge.
+            let acks = try purgeOwed()
             let cursor = try store.hubLink()?.pullCursor ?? 0
             state = .pulling(cursor: cursor)
-            return request(.pull(cursor: cursor, byteBudget: configuration.pullBudget))
+            return acks + request(.pull(cursor: cursor, byteBudget: configuration.pullBudget))
         }
         var until: [ReplicaID: UInt64] = [:]
         for change in changes { until[change.id.replica] = max(until[change.id.replica] ?? 0, change.id.counter) }
@@ -491,6 +498,28 @@ public struct ClientSession {
         summary.pushBatches += 1
         summary.roundTrips += 1
         return request(.push(batch: batch, changes: changes, provenance: provenance))
+    }
+
+    /// After pushing, before pulling: purges each scope the welcome named, unless it holds changes
+    /// the hub does not hold yet (own ones, or others' this replica relays from a bundle: they would
+    /// be lost; that purge waits for a later session, whose welcome names it again). Returns the
+    /// purge-acks naming the scopes purged, each within the frame limit. Runs once a session; a
+    /// purge that fails fails the session, and the hub, not told, owes it again (purging a scope
+    /// twice is harmless).
+    private mutating func purgeOwed() throws -> [SessionAction] {
+        guard !purgesOwed.isEmpty else { return [] }
+        var purged: [String] = []
+        for scope in purgesOwed {
+            if try store.pendingChanges(scope: scope) > 0 {
+                summary.purgesWaiting += 1
+                continue
+            }
+            _ = try store.purge(scope: scope)
+            purged.append(scope)
+        }
+        purgesOwed = []
+        summary.purged += purged.count
+        return ScopeList.chunks(purged, maxBody: maxFrameBody).map { .send(.purgeAck(scopes: $0)) }
     }
 
     /// The changes up to `budget` bytes (at least the first, unless it cannot fit any frame).

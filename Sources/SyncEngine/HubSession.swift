@@ -219,6 +219,10 @@ public struct HubSession: Sendable {
             guard case let .ready(replica, _) = state else { return beforeHello(message, nowMillis: nowMillis) }
             return [record(.health(pendingChanges: health.pendingChanges, oldestUnsyncedAgeMillis: health.oldestUnsyncedAgeMillis,
                                    openConflicts: health.openConflicts, schemaVersion: health.schemaVersion), replica, nowMillis)]
+        case let .purgeAck(scopes):
+            // Not answered, like a heartbeat; a scope not owed to this replica is ignored by the store.
+            guard case let .ready(replica, _) = state else { return beforeHello(message, nowMillis: nowMillis) }
+            return [.store(.acknowledgePurges(scopes: scopes, replica: replica, nowMillis: nowMillis))]
         case .goodbye:
             guard case .ready = state else { return beforeHello(message, nowMillis: nowMillis) }
             state = .closed
@@ -341,7 +345,7 @@ public struct HubSession: Sendable {
                                        hub: hubID, maxFrameBody: UInt64(maxFrameBody), issuedCredential: issued,
                                        hubTimeMillis: nowMillis, heartbeatIntervalMillis: configuration.heartbeatIntervalMillis,
                                        ownDurable: opening.ownDurable, hubKey: opening.hubKey, incarnation: opening.incarnation,
-                                       certificate: opening.certificate))),
+                                       certificate: opening.certificate, purges: opening.purges))),
                 .schedule(.idle, afterMillis: configuration.idleMillis)]
     }
 

@@ -12,8 +12,8 @@ public enum HubStoreRequest: Equatable, Sendable {
     /// protocol 3 registers it now, once).
     case checkCredential(replica: ReplicaID, credential: Credential, deviceKey: [UInt8], nowMillis: UInt64)
     /// The hello was accepted: spend its replica's enrolment tokens (a device secret proved it
-    /// holds its secret), record the session, and read the hub's durable counter of its origin and
-    /// the replica's device certificate.
+    /// holds its secret), record the session, and read the hub's durable counter of its origin,
+    /// the replica's device certificate and the purges owed to it (at most `ScopeList.maxScopes`).
     case openSession(replica: ReplicaID, spendTokens: Bool, appVersion: String, schemaVersion: UInt64, nowMillis: UInt64)
     /// Store a push, durably, before it is acknowledged, once its runs verify against `provenance`.
     case append(changes: [Change], replica: ReplicaID, provenance: Provenance, receivedAtMillis: UInt64)
@@ -28,11 +28,14 @@ public enum HubStoreRequest: Equatable, Sendable {
     case record(HubSessionEvent, replica: ReplicaID, nowMillis: UInt64)
     /// The enrolling replica showed it received its secret; no answer.
     case spendTokens(replica: ReplicaID, nowMillis: UInt64)
+    /// The replica's purge-ack: it purged `scopes`, which the hub owes it no more; no answer (a
+    /// failure leaves them owed, and the next welcome names them again: purging twice is harmless).
+    case acknowledgePurges(scopes: [String], replica: ReplicaID, nowMillis: UInt64)
 
     /// Whether the session waits for an outcome (and handles nothing else meanwhile).
     public var expectsAnswer: Bool {
         switch self {
-        case .record, .spendTokens: false
+        case .record, .spendTokens, .acknowledgePurges: false
         default: true
         }
     }
@@ -62,17 +65,21 @@ public struct SessionOpening: Equatable, Sendable {
     public let incarnation: [UInt8]
     /// The replica's device certificate, if the hub has one for it.
     public let certificate: DeviceCertificate?
+    /// The scopes the hub owes the replica a purge of, for the welcome.
+    public let purges: [String]
 
     /// - Parameters:
     ///   - ownDurable: The hub's durable counter of the replica's origin.
     ///   - hubKey: The hub's public key.
     ///   - incarnation: The hub store's incarnation.
     ///   - certificate: The replica's device certificate, if any.
-    public init(ownDurable: UInt64, hubKey: [UInt8], incarnation: [UInt8], certificate: DeviceCertificate?) {
+    ///   - purges: The scopes owed a purge: a valid `ScopeList`.
+    public init(ownDurable: UInt64, hubKey: [UInt8], incarnation: [UInt8], certificate: DeviceCertificate?, purges: [String] = []) {
         self.ownDurable = ownDurable
         self.hubKey = hubKey
         self.incarnation = incarnation
         self.certificate = certificate
+        self.purges = purges
     }
 }
 
@@ -119,7 +126,7 @@ public enum HubStoreOutcome: Sendable {
         case .readPage: .page(.failure(error))
         case .readOrigin: .originPage(.failure(error))
         case .fork: .forked(.failure(error), certificate: nil)
-        case .record, .spendTokens: nil
+        case .record, .spendTokens, .acknowledgePurges: nil
         }
     }
 
@@ -164,8 +171,12 @@ extension HubStoreRequest {
             return .opened(Result {
                 if spend { try store.spendEnrolmentTokens(of: replica, nowMillis: now) }
                 try store.recordSession(.hello(appVersion: appVersion, schemaVersion: schemaVersion), replica: replica, nowMillis: now)
+                // A store's scopes are a row's scopes, within a scope list's limits; the canonical
+                // order is kept even if a store sorted otherwise.
+                let purges = ScopeList.canonical(try store.purgesOwed(replica: replica, limit: ScopeList.maxScopes))
+                    .filter { ScopeList.violation(of: [$0]) == nil }
                 return SessionOpening(ownDurable: try store.ownDurable(replica), hubKey: store.hubKey, incarnation: store.incarnation,
-                                      certificate: try store.certificate(for: replica))
+                                      certificate: try store.certificate(for: replica), purges: purges)
             })
         case let .append(changes, replica, provenance, receivedAt):
             let results = store.append([HubPush(changes: changes, replica: replica, provenance: provenance, receivedAtMillis: receivedAt)])
@@ -189,6 +200,9 @@ extension HubStoreRequest {
             return nil
         case let .spendTokens(replica, now):
             try? store.spendEnrolmentTokens(of: replica, nowMillis: now)
+            return nil
+        case let .acknowledgePurges(scopes, replica, now):
+            try? store.acknowledgePurges(scopes, replica: replica, nowMillis: now)
             return nil
         }
     }

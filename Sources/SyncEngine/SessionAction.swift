@@ -53,11 +53,11 @@ public struct RandomSource: RandomNumberGenerator, Sendable {
 
 /// Protocol constants shared by both ends (Protocol/session.md).
 public enum ProtocolConstants {
-    /// The protocol version this code speaks, and the only one: version 3 carries signed heads
-    /// and device certificates with every run of changes (Protocol/identity.md); a version-2 peer
-    /// sends changes nobody signed, which a version-3 peer refuses, so it is refused with
-    /// `UNSUPPORTED_VERSION` at its hello, as version 1 was.
-    public static let version: UInt64 = 3
+    /// The protocol version this code speaks, and the only one: version 4 carries the purges a
+    /// hub owes a replica in the welcome and the replica's purge-ack (Protocol/scope.md); version 3
+    /// signed heads and device certificates with every run of changes (Protocol/identity.md). This
+    /// codebase ships both ends, so an older peer is refused with `UNSUPPORTED_VERSION` at its hello.
+    public static let version: UInt64 = 4
     /// Hub: accepted until hello; client: hello sent until welcome.
     public static let handshakeMillis: UInt64 = 10_000
     /// A frame's first byte until its last.

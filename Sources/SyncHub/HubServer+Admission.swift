@@ -44,7 +44,10 @@ extension HubServer {
             if let previous = registry.authenticated(id, as: newReplica) {
                 previous.sayThenClose(MessageCodec().frame(.goodbye(reason: Self.replacedReason)))
             }
-        case let (.hello, .reject(code, _, _)) where code == .authenticationFailed || code == .enrolmentInvalid:
+        case let (.hello(hello), .reject(code, _, _)) where code == .authenticationFailed || code == .enrolmentInvalid:
+            // The operator sees which replica id was refused and why; never the token or secret
+            // it tried. Failed hellos are budgeted per address, and so are these lines.
+            logger.notice("hello refused", metadata: ["replica": "\(hello.replica.short)", "code": "\(code.name)"])
             registry.recordFailure(source: source, nowMillis: wallClock.nowMillis())
         case (.hello, .welcome):
             if let replica = session.replica, let previous = registry.authenticated(id, as: replica) {

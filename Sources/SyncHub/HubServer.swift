@@ -270,7 +270,8 @@ public actor HubServer: Service {
         } catch {
             logger.debug("connection ended", metadata: ["reason": "\(type(of: error))"])
         }
-        if let replica = connectionState.session.replica { logger.info("session ended", metadata: ["replica": "\(replica.short)"]) }
+        // The session is closed by now, and says no replica: the one it served was kept on the way.
+        if let replica = connectionState.served { logger.info("session ended", metadata: ["replica": "\(replica.short)"]) }
     }
 
     /// What one connection's loop keeps between events.
@@ -285,6 +286,8 @@ public actor HubServer: Service {
         let peer: PeerCertificateKey
         /// The frame being handled, for the admission bookkeeping on its answer.
         var handling: Message?
+        /// The replica the session last served (after a fork, the new one), for the log.
+        var served: ReplicaID?
     }
 
     /// Feeds the session its events until it closes or the connection ends.
@@ -292,7 +295,9 @@ public actor HubServer: Service {
                        outbound: NIOAsyncChannelOutboundWriter<Frame>, start: [SessionAction]) async throws {
         var actions = start
         while true {
-            guard try await perform(actions, &state, events: events, limit: limit, outbound: outbound) else { return }
+            let open = try await perform(actions, &state, events: events, limit: limit, outbound: outbound)
+            if let replica = state.session.replica { state.served = replica }
+            guard open else { return }
             let now = wallClock.nowMillis()
             state.handling = nil
             switch await events.next() {

@@ -112,6 +112,14 @@ public protocol HubStore: Sendable {
     /// One row per known replica for the operator view.
     func replicaSummaries() throws -> [ReplicaSummary]
 
+    /// The scopes the hub owes `replica` a purge of and it has not acknowledged (Protocol/scope.md,
+    /// "Purge"): at most `limit`, ascending by their UTF-8 bytes (the order a welcome carries them in).
+    func purgesOwed(replica: ReplicaID, limit: Int) throws -> [String]
+
+    /// Records that `replica` purged `scopes` (its purge-ack): each purge owed to it is marked
+    /// acknowledged at `nowMillis` and owed no more. A scope not owed to it is ignored.
+    func acknowledgePurges(_ scopes: [String], replica: ReplicaID, nowMillis: UInt64) throws
+
     /// Closes the store; every later call fails with a storage error. The hub shell calls it once,
     /// after its last session has ended (`HubServer`'s graceful shutdown).
     func close() throws
@@ -439,4 +447,10 @@ public struct ReplicaSummary: Sendable {
     public let forkedFrom: ReplicaID?
     /// Pushes of this replica refused as equivocations.
     public let equivocations: UInt64
+    /// Purges the hub owes this replica that it has not acknowledged.
+    public let purgesOwed: UInt64
+    /// Purges this replica has acknowledged.
+    public let purgesAcknowledged: UInt64
+    /// Changes of its pushes held in quarantine: writes outside its team's scope (Protocol/scope.md).
+    public var quarantined: UInt64 = 0
 }

@@ -616,11 +616,15 @@ final class MergeTransaction {
     /// Marks an origin whose contiguous counter must be recomputed at commit.
     func touch(origin: Int64) { touchedOrigins.insert(origin) }
 
-    /// Advances each touched origin's contiguous counter over the changes now present.
+    /// Advances each touched origin's contiguous counter over the changes now present, and over
+    /// purged ones (`sync_purged`): what was purged on purpose is not asked for again.
     func advanceContiguous() throws {
         for origin in touchedOrigins {
             let held = try Int64.fetchOne(db, sql: "SELECT contiguous FROM sync_origin WHERE id = ?", arguments: [origin]) ?? 0
-            let next = try db.cachedStatement(sql: "SELECT counter FROM sync_change WHERE origin = ? AND counter > ? ORDER BY counter LIMIT 1000")
+            let next = try db.cachedStatement(sql: """
+                SELECT counter FROM sync_change WHERE origin = ?1 AND counter > ?2
+                UNION SELECT counter FROM sync_purged WHERE origin = ?1 AND counter > ?2 ORDER BY counter LIMIT 1000
+                """)
             let contiguous = try Contiguous.advance(from: held, origin: origin, counters: next)
             try db.execute(sql: "UPDATE sync_origin SET contiguous = ? WHERE id = ?", arguments: [contiguous, origin])
         }

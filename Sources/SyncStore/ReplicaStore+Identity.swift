@@ -204,9 +204,11 @@ extension ReplicaStore {
             return []
         }
         let rows = try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT h.counter, h.signer, h.signature, c.chain FROM sync_head h
-            JOIN sync_change c ON c.origin = h.origin AND c.counter = h.counter
-            WHERE h.origin = ? AND h.counter BETWEEN ? AND ? ORDER BY h.counter LIMIT ?
+            SELECT h.counter, h.signer, h.signature, coalesce(c.chain, p.chain) FROM sync_head h
+            LEFT JOIN sync_change c ON c.origin = h.origin AND c.counter = h.counter
+            LEFT JOIN sync_purged p ON p.origin = h.origin AND p.counter = h.counter
+            WHERE h.origin = ? AND h.counter BETWEEN ? AND ? AND (c.counter IS NOT NULL OR p.counter IS NOT NULL)
+            ORDER BY h.counter LIMIT ?
             """), arguments: [origin, Int64(bitPattern: range.lowerBound), Int64(bitPattern: min(range.upperBound, UInt64(Int64.max))),
                               min(limit, Int(Int32.max))])
         return try rows.map { row in

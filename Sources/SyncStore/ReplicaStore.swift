@@ -225,6 +225,7 @@ public final class ReplicaStore: Sendable {
         migrator.registerMigration(StoreFile.stampMigration) { db in try StoreFile.stamp(db, .replica) }
         migrator.registerMigration("sync-v4-row-edits") { db in try StoreTables.migrateToRowEdits(db) }
         migrator.registerMigration(identityMigration) { db in try StoreTables.migrateToIdentity(db) }
+        migrator.registerMigration(purgeMigration) { db in try migrateToPurge(db) }
         for migration in schema.migrations {
             migrator.registerMigration(migration.identifier) { db in try db.execute(sql: migration.sql) }
         }

@@ -47,6 +47,8 @@ extension SQLiteHubStore {
     /// transaction itself is gone, which fails every push of the group.
     private func appendIsolated(_ db: Database, _ push: HubPush) throws -> Result<HubAppendResult, any Error> {
         let stored = isolated(db) { try appendOne(db, push) }
+        // A refusal is audited in the group's transaction, after the push's savepoint rolled back.
+        if case let .failure(error) = stored, db.isInsideTransaction { try auditRefusal(db, push, error) }
         guard case let .failure(error) = stored, let refused = error as? Equivocations else { return try survived(db, stored) }
         let kept = isolated(db) {
             try keepEvidence(db, refused, from: push.replica, receivedAtMillis: push.receivedAtMillis)
@@ -97,6 +99,10 @@ extension SQLiteHubStore {
             durable[replicaID] = try advance(db, origin)
         }
         let routing = try route(db, written, pusher: push.replica, nowMillis: Int64(clamping: push.receivedAtMillis))
+        // One audit call per push: an event per change stored now (none for a duplicate), then
+        // what routing did with them.
+        try recordAudit(written.filter(\.isNew).map { AuditEvent.stored($0.change, from: push.replica, receivedAtMillis: push.receivedAtMillis) }
+                        + routing.auditEvents(pusher: push.replica, receivedAtMillis: push.receivedAtMillis), in: db)
         if stored > 0 {
             try db.cachedStatement(sql: "UPDATE hub_replica SET changes_stored = changes_stored + ?, quarantined = quarantined + ? WHERE replica_id = ?")
                 .execute(arguments: [stored, routing.quarantined.count, push.replica.hex])

@@ -122,13 +122,13 @@ extension SQLiteHubStore {
             if verified.isNew[index] {
                 try log.insert.execute(arguments: [origin, counter, change.table, change.row, change.scope, Data(encoded[index]), receivedAt, chain])
                 stored += 1
-                routed.append(StoredChange(seq: db.lastInsertedRowID, change: change))
+                routed.append(StoredChange(seq: db.lastInsertedRowID, change: change, isNew: true))
             } else {
                 try log.fill.execute(arguments: [chain, origin, counter])
                 if db.changesCount > 0, let seq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT seq FROM hub_log WHERE origin = ? AND counter = ?"),
                                                                      arguments: [origin, counter]) {
                     // A protocol-2 row now chained: new to the feeds, not to the store.
-                    routed.append(StoredChange(seq: seq, change: change))
+                    routed.append(StoredChange(seq: seq, change: change, isNew: false))
                 }
             }
         }
@@ -146,7 +146,8 @@ extension SQLiteHubStore {
         for head in push.provenance.heads { headed.insert(ChangeID(replica: head.origin, counter: head.counter)) }
         var previous: [ReplicaID: Change] = [:]
         for change in push.changes {
-            if let before = previous[change.id.replica], before.id.counter + 1 == change.id.counter, before.scope != change.scope,
+            if let before = previous[change.id.replica], before.id.counter + 1 == change.id.counter,
+               Checkpoints.isBoundary(previousScope: before.scope, nextScope: change.scope),
                !headed.contains(before.id) {
                 throw StoreError(.unsignedChanges, "change \(before.id) of origin \(before.id.replica.short) is followed by another scope's with no head between them; push refused",
                                  change: before.id)

@@ -30,9 +30,6 @@ enum HubScopeSchema {
             CREATE TABLE hub_scope_state (id INTEGER PRIMARY KEY CHECK (id = 1), built INTEGER NOT NULL);
             INSERT INTO hub_scope_state (id, built) VALUES (1, 0);
             CREATE INDEX hub_log_by_scope ON hub_log (scope, seq);
-            CREATE TABLE IF NOT EXISTS hub_purge (
-              replica_id TEXT NOT NULL, scope TEXT NOT NULL, owed_at INTEGER NOT NULL, acked_at INTEGER,
-              PRIMARY KEY (replica_id, scope));
             """)
     }
 }
@@ -41,6 +38,8 @@ enum HubScopeSchema {
 struct StoredChange {
     let seq: Int64
     let change: Change
+    /// False for a protocol-2 row that was held and is chained now (new to the feeds only).
+    var isNew = true
 }
 
 /// What one push did to scopes: counts for the result and the audit.
@@ -48,6 +47,23 @@ struct Routing {
     var quarantined: [StoredChange] = []
     var scopesIn: [(scope: String, team: String)] = []
     var scopesOut: [(scope: String, team: String)] = []
+
+    /// The audit events of the routing: each quarantined write, and each team a scope moved into
+    /// or out of (ids and team ids only).
+    func auditEvents(pusher: ReplicaID, receivedAtMillis: UInt64) -> [AuditEvent] {
+        quarantined.map { entry in
+            AuditEvent(kind: .quarantinedWrite, actor: entry.change.author, device: entry.change.id.replica, table: entry.change.table,
+                       row: entry.change.row, scope: entry.change.scope, change: entry.change.id,
+                       occurredAtMillis: entry.change.timestamp.physicalMillis, receivedAtMillis: receivedAtMillis,
+                       detail: "OUT_OF_SCOPE" + (pusher == entry.change.id.replica ? "" : " RELAYED_BY=\(pusher.hex)"))
+        } + scopesIn.map { moved in
+            AuditEvent(kind: .scopeIn, device: pusher, scope: moved.scope, occurredAtMillis: receivedAtMillis, receivedAtMillis: receivedAtMillis,
+                       detail: "TEAM=\(moved.team)")
+        } + scopesOut.map { moved in
+            AuditEvent(kind: .scopeOut, device: pusher, scope: moved.scope, occurredAtMillis: receivedAtMillis, receivedAtMillis: receivedAtMillis,
+                       detail: "TEAM=\(moved.team)")
+        }
+    }
 }
 
 extension SQLiteHubStore {
@@ -93,17 +109,22 @@ extension SQLiteHubStore {
         // Audiences that changed: bundles move in or out.
         var gained: [String: Set<String>] = [:]
         for scope in decided.sorted() {
-            let old = try before[scope] ?? Self.audience(db, of: scope)
-            let new = rules.audience(try self.view(db, of: scope))
-            before[scope] = new
+            let recorded = try before[scope] ?? Self.audience(db, of: scope)
+            // The pusher holds a scope it created in this push, whatever the push then decided.
+            var old = recorded
+            if created.contains(scope), let team { old.insert(team) }
             let view = try view(db, of: scope)
+            let new = rules.audience(view)
+            before[scope] = new
             let refilled = try restrict(db, scope, to: rules.restriction(view), audience: new, feeds: &feeds, nowMillis: nowMillis)
             gained[scope] = refilled
-            guard new != old else { continue }
-            try db.execute(sql: "DELETE FROM hub_audience WHERE scope = ?", arguments: [scope])
-            for member in new.sorted() {
-                try db.execute(sql: "INSERT INTO hub_audience (scope, team) VALUES (?, ?)", arguments: [scope, member])
+            if new != recorded {
+                try db.execute(sql: "DELETE FROM hub_audience WHERE scope = ?", arguments: [scope])
+                for member in new.sorted() {
+                    try db.execute(sql: "INSERT INTO hub_audience (scope, team) VALUES (?, ?)", arguments: [scope, member])
+                }
             }
+            guard new != old else { continue }
             for joined in new.subtracting(old).sorted() {
                 try feeds.appendHistory(db, of: scope, to: joined)
                 try cancelPurge(scope, team: joined, in: db)
@@ -229,12 +250,12 @@ extension SQLiteHubStore {
         let admittedBefore = held ?? Set(members.keys)
         let admittedNow = acl ?? Set(members.keys)
         for replica in admittedBefore.subtracting(admittedNow).sorted() where members[replica] != nil {
-            try owePurge(scope, replica: replica, nowMillis: nowMillis, in: db)
+            try owePurge(scope, replicas: ReplicaID(hex: replica).map { [$0] } ?? [], nowMillis: UInt64(max(0, nowMillis)), in: db)
         }
         var refilled: Set<String> = []
         for replica in admittedNow.subtracting(admittedBefore).sorted() {
             guard let team = members[replica] else { continue }
-            try db.cachedStatement(sql: "DELETE FROM hub_purge WHERE replica_id = ? AND scope = ? AND acked_at IS NULL").execute(arguments: [replica, scope])
+            try cancelPurge(scope, replicas: ReplicaID(hex: replica).map { [$0] } ?? [], in: db)
             if refilled.insert(team).inserted { try feeds.appendHistory(db, of: scope, to: team) }
         }
         return refilled
@@ -255,21 +276,11 @@ extension SQLiteHubStore {
     }
 
     func owePurge(_ scope: String, team: String, nowMillis: Int64, in db: Database) throws {
-        for replica in try Self.replicas(db, of: team) { try owePurge(scope, replica: replica, nowMillis: nowMillis, in: db) }
-    }
-
-    func owePurge(_ scope: String, replica: String, nowMillis: Int64, in db: Database) throws {
-        try db.cachedStatement(sql: """
-            INSERT INTO hub_purge (replica_id, scope, owed_at, acked_at) VALUES (?, ?, ?, NULL)
-            ON CONFLICT (replica_id, scope) DO UPDATE SET owed_at = excluded.owed_at, acked_at = NULL
-            """).execute(arguments: [replica, scope, nowMillis])
+        try owePurge(scope, replicas: try Self.replicas(db, of: team).compactMap(ReplicaID.init(hex:)), nowMillis: UInt64(max(0, nowMillis)), in: db)
     }
 
     func cancelPurge(_ scope: String, team: String, in db: Database) throws {
-        for replica in try Self.replicas(db, of: team) {
-            try db.cachedStatement(sql: "DELETE FROM hub_purge WHERE replica_id = ? AND scope = ? AND acked_at IS NULL")
-                .execute(arguments: [replica, scope])
-        }
+        try cancelPurge(scope, replicas: try Self.replicas(db, of: team).compactMap(ReplicaID.init(hex:)), in: db)
     }
 
     /// Makes sure `team` has a feed; a new one starts with every unscoped change (the catalogue).
@@ -501,13 +512,10 @@ extension SQLiteHubStore {
 }
 
 extension SQLiteHubStore {
-    /// The scopes the hub owes `replica` a purge of, not yet acknowledged, at most `limit`.
-    public func purgesOwed(replica: ReplicaID, limit: Int) throws -> [String] {
-        try ReplicaStore.guarded {
-            try reads.read { db in
-                try String.fetchAll(db, sql: "SELECT scope FROM hub_purge WHERE replica_id = ? AND acked_at IS NULL ORDER BY scope LIMIT ?",
-                                    arguments: [replica.hex, limit])
-            }
-        }
+    /// Whether the hub file's team feeds are built (it scopes): pull cursors are feed positions.
+    /// A file from before team scoping, opened read-only and so not migrated, has none.
+    static func feedsBuilt(_ db: Database) throws -> Bool {
+        guard try db.tableExists("hub_scope_state") else { return false }
+        return try Bool.fetchOne(db, sql: "SELECT built FROM hub_scope_state") ?? false
     }
 }

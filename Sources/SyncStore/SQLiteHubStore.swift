@@ -128,10 +128,12 @@ public final class SQLiteHubStore: HubStore {
             try LegacyHubLog.migrate(db)
         }
         migrator.registerMigration("hub-v4-identity") { db in try HubIdentitySchema.migrate(db) }
+        migrator.registerMigration("hub-v5-purge") { db in try HubPurgeSchema.migrate(db) }
         migrator.registerMigration("hub-v6-scope") { db in
             try HubScopeSchema.migrate(db)
             try db.execute(sql: "ALTER TABLE hub_replica ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0")
         }
+        migrator.registerMigration("hub-v7-audit") { db in try HubAuditSchema.migrate(db) }
         try ReplicaStore.guarded { try migrator.migrate(queue) }
         let generated = ReplicaID.random(using: &random)
         let (stored, keyed) = try ReplicaStore.guarded {
@@ -589,13 +591,18 @@ public final class SQLiteHubStore: HubStore {
     public func replicaSummaries() throws -> [ReplicaSummary] {
         try ReplicaStore.guarded {
             try reads.read { db in
-                try Row.fetchAll(db, sql: "SELECT * FROM hub_replica ORDER BY team, replica_id").compactMap { row in
+                let scoped = try Self.feedsBuilt(db)
+                return try Row.fetchAll(db, sql: "SELECT * FROM hub_replica ORDER BY team, replica_id").compactMap { row in
                     guard let replica = ReplicaID(hex: row["replica_id"]) else { return nil }
                     let cursor: Int64 = row["pull_cursor"]
-                    // Lag: hub changes after this replica's cursor that came from other replicas.
-                    let lag = try Int64.fetchOne(db, sql: """
-                        SELECT count(*) FROM hub_log WHERE seq > ? AND origin NOT IN (SELECT id FROM hub_origin WHERE replica_id = ?)
-                        """, arguments: [cursor, replica.hex]) ?? 0
+                    // Lag: changes after this replica's cursor that came from other replicas, in its
+                    // team's feed when the hub scopes (the cursor is a feed position then).
+                    let lag = try Int64.fetchOne(db, sql: scoped ? """
+                        SELECT count(*) FROM hub_feed f JOIN hub_team t ON t.id = f.team JOIN hub_log l ON l.seq = f.seq
+                        WHERE t.team = ? AND f.fseq > ? AND l.origin NOT IN (SELECT id FROM hub_origin WHERE replica_id = ?)
+                        """ : """
+                        SELECT count(*) FROM hub_log WHERE ? IS NOT NULL AND seq > ? AND origin NOT IN (SELECT id FROM hub_origin WHERE replica_id = ?)
+                        """, arguments: [row["team"] as String, cursor, replica.hex]) ?? 0
                     func optional(_ name: String) -> UInt64? { (row[name] as Int64?).map { UInt64(max(0, $0)) } }
                     return ReplicaSummary(
                         replica: replica, team: row["team"], firstSeenMillis: optional("first_seen"), lastSeenMillis: optional("last_seen"),
@@ -605,7 +612,10 @@ public final class SQLiteHubStore: HubStore {
                         changesStored: UInt64(clamping: row["changes_stored"] as Int64),
                         forkedFrom: (row["forked_from"] as String?).flatMap(ReplicaID.init(hex:)),
                         equivocations: UInt64(try Int64.fetchOne(db, sql: "SELECT count(*) FROM hub_equivocation WHERE from_replica = ?",
-                                                                 arguments: [replica.hex]) ?? 0))
+                                                                 arguments: [replica.hex]) ?? 0),
+                        purgesOwed: try Self.purgeCount(db, replica: replica, acknowledged: false),
+                        purgesAcknowledged: try Self.purgeCount(db, replica: replica, acknowledged: true),
+                        quarantined: scoped ? UInt64(clamping: row["quarantined"] as Int64) : 0)
                 }
             }
         }

@@ -52,6 +52,7 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
             case identityMissing = "IDENTITY_MISSING"
             case identityMismatch = "IDENTITY_MISMATCH"
             case identityUnreadable = "IDENTITY_UNREADABLE"
+            case unsyncedChanges = "UNSYNCED_CHANGES"
         }
 
         private let wrapped: Wrapped
@@ -122,6 +123,9 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The identity file is not one this program reads (an unknown version, a missing or extra
         /// line), or could not be written.
         public static let identityUnreadable = Code(.identityUnreadable)
+        /// A purge of a young person's bundle that still holds changes the hub does not hold yet:
+        /// refused, nothing removed, until they are pushed.
+        public static let unsyncedChanges = Code(.unsyncedChanges)
     }
 
     /// What went wrong, stable across releases.

@@ -61,11 +61,15 @@ extension StoreTables {
 }
 
 extension MergeTransaction {
-    /// `chain(counter)` of `replica`'s log as held (`chain(0)` for counter 0); nil when not held or not chained.
+    /// `chain(counter)` of `replica`'s log as held (`chain(0)` for counter 0), or as kept when the
+    /// change was purged (`sync_purged`); nil when not held or not chained.
     func heldChain(_ replica: ReplicaID, counter: UInt64) throws -> [UInt8]? {
         if counter == 0 { return OriginChain.genesis(of: replica) }
         try flushChanges()
-        let select = try db.cachedStatement(sql: "SELECT chain FROM sync_change WHERE origin = ? AND counter = ?")
+        let select = try db.cachedStatement(sql: """
+            SELECT coalesce((SELECT chain FROM sync_change WHERE origin = ?1 AND counter = ?2),
+                            (SELECT chain FROM sync_purged WHERE origin = ?1 AND counter = ?2))
+            """)
         return try (Data.fetchOne(select, arguments: [try originID(replica), Int64(bitPattern: counter)])).map(Array.init)
     }
 

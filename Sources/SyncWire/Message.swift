@@ -80,6 +80,10 @@ public struct Welcome: Equatable, Sendable {
     public var incarnation: [UInt8]
     /// The replica's own device certificate, when the hub has one to give.
     public var certificate: DeviceCertificate?
+    /// The scopes the hub owes this replica a purge of (Protocol/scope.md, "Purge"): non-empty,
+    /// strictly ascending by their UTF-8 bytes, at most ``ScopeList/maxScopes``, each at most
+    /// ``ScopeList/maxScopeBytes``. The client purges each after pushing and before pulling.
+    public var purges: [String]
 
     /// Bytes of a welcome's `incarnation`.
     public static let incarnationSize = 16
@@ -88,9 +92,10 @@ public struct Welcome: Equatable, Sendable {
     /// (preconditions).
     public init(protocolVersion: UInt64, schemaVersion: UInt64, hub: ReplicaID, maxFrameBody: UInt64, issuedCredential: [UInt8],
                 hubTimeMillis: UInt64, heartbeatIntervalMillis: UInt64, ownDurable: UInt64 = 0, hubKey: [UInt8], incarnation: [UInt8],
-                certificate: DeviceCertificate?) {
+                certificate: DeviceCertificate?, purges: [String] = []) {
         precondition(hubKey.count == DeviceCertificate.publicKeySize && incarnation.count == Self.incarnationSize,
                      "a welcome's hub key is 32 bytes, its incarnation 16")
+        precondition(ScopeList.violation(of: purges) == nil, "a welcome's purges are a valid scope list")
         self.protocolVersion = protocolVersion
         self.schemaVersion = schemaVersion
         self.hub = hub
@@ -102,6 +107,7 @@ public struct Welcome: Equatable, Sendable {
         self.hubKey = hubKey
         self.incarnation = incarnation
         self.certificate = certificate
+        self.purges = purges
     }
 }
 
@@ -125,7 +131,7 @@ public struct ReplicaHealth: Equatable, Sendable {
     }
 }
 
-/// Every message of protocol version 3 (Protocol/messages.md).
+/// Every message of protocol version 4 (Protocol/messages.md).
 public enum Message: Equatable, Sendable {
     /// Client → hub: who it is and what it speaks.
     case hello(Hello)
@@ -146,6 +152,9 @@ public enum Message: Equatable, Sendable {
     case batch(nextCursor: UInt64, more: Bool, changes: [Change], provenance: Provenance)
     /// Client → hub: the replica's health, counts only.
     case heartbeat(ReplicaHealth)
+    /// Client → hub: the scopes of the welcome's purges this replica has purged (Protocol/scope.md,
+    /// "Purge"), as a ``ScopeList``; not answered, like a heartbeat.
+    case purgeAck(scopes: [String])
     /// Either way: a failure; `fatal` ends the connection.
     case error(code: WireError.Code, fatal: Bool, message: String)
     /// Either way: the sender is closing.
@@ -187,6 +196,7 @@ public enum Message: Equatable, Sendable {
         case recover = 0x22
         case recovered = 0x23
         case heartbeat = 0x30
+        case purgeAck = 0x31
         case error = 0x7E
         case goodbye = 0x7F
 
@@ -231,6 +241,7 @@ public enum Message: Equatable, Sendable {
         case .pull: .pull
         case .batch, .relayedBatch: .batch
         case .heartbeat: .heartbeat
+        case .purgeAck: .purgeAck
         case .error: .error
         case .goodbye: .goodbye
         case .recover: .recover

@@ -81,6 +81,7 @@ public struct MessageCodec: Sendable {
             writer.raw(welcome.hubKey)
             writer.raw(welcome.incarnation)
             DeviceCertificate.encodeField(welcome.certificate, into: &writer)
+            ScopeList.encode(welcome.purges, into: &writer)
         case let .reject(code, retryAfter, text):
             writer.varint(UInt64(code.rawValue))
             writer.varint(retryAfter)
@@ -106,6 +107,9 @@ public struct MessageCodec: Sendable {
             writer.varint(health.oldestUnsyncedAgeMillis)
             writer.varint(health.openConflicts)
             writer.varint(health.schemaVersion)
+        case let .purgeAck(scopes):
+            precondition(ScopeList.violation(of: scopes) == nil, "a purge-ack's scopes are a valid scope list")
+            ScopeList.encode(scopes, into: &writer)
         case let .error(code, fatal, text):
             writer.varint(UInt64(code.rawValue))
             writer.byte(fatal ? 1 : 0)
@@ -246,7 +250,8 @@ public struct MessageCodec: Sendable {
                                     hubTimeMillis: try reader.varint(), heartbeatIntervalMillis: try reader.varint(),
                                     ownDurable: try reader.varint(), hubKey: try reader.raw(count: DeviceCertificate.publicKeySize),
                                     incarnation: try reader.raw(count: Welcome.incarnationSize),
-                                    certificate: try DeviceCertificate.decodeField(from: &reader, field: "certificate")))
+                                    certificate: try DeviceCertificate.decodeField(from: &reader, field: "certificate"),
+                                    purges: try ScopeList.decode(from: &reader, field: "purges")))
         case .reject:
             return .reject(code: try errorCode(&reader), retryAfterMillis: try reader.varint(), message: try reader.string())
         case .push:
@@ -262,6 +267,8 @@ public struct MessageCodec: Sendable {
         case .heartbeat:
             return .heartbeat(ReplicaHealth(pendingChanges: try reader.varint(), oldestUnsyncedAgeMillis: try reader.varint(),
                                             openConflicts: try reader.varint(), schemaVersion: try reader.varint()))
+        case .purgeAck:
+            return .purgeAck(scopes: try ScopeList.decode(from: &reader, field: "scopes"))
         case .error:
             return .error(code: try errorCode(&reader), fatal: try boolean(&reader), message: try reader.string())
         case .goodbye:

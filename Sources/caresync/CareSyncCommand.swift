@@ -29,7 +29,8 @@ struct CareSyncCommand: AsyncParsableCommand {
             message says which); 2 could not read a bundle or other input file (nothing applied); \
             3 replica or storage problem; 4 clock skew (a change is too far in the future); 5 sync \
             failed (the message gives the code: the hub's, or CONNECTION_REFUSED / HOST_NOT_FOUND); \
-            64 bad arguments (an unknown option, a malformed field=value, a bad worker id or address). \
+            6 the hub's audit trail does not verify (`audit verify`); 64 bad arguments (an unknown option, a \
+            malformed field=value, a bad worker id or address). \
             A refused command writes nothing.
 
             Help is `--help` (or `caresync help <command>`); there is no `-h`, so a value that starts \
@@ -40,7 +41,7 @@ struct CareSyncCommand: AsyncParsableCommand {
             SetRemoveCommand.self, DeleteCommand.self, ShowCommand.self, ListCommand.self, ApproveCommand.self,
             PlanVersionCommand.self, CatalogueCommand.self, RequestAwardCommand.self, ConflictsCommand.self,
             ResolveCommand.self, HistoryCommand.self, StatusCommand.self, ExportCommand.self, ImportCommand.self,
-            SyncCommand.self, HubCommand.self,
+            SyncCommand.self, HubCommand.self, AuditCommand.self,
         ],
         helpNames: [.long])
 }

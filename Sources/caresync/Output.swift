@@ -17,9 +17,13 @@ enum Output {
     static func bootstrapLogging(verbose: Bool) {
         guard !loggingReady else { return }
         loggingReady = true
+        // CARESYNC_LOG_LEVEL (trace, debug, info, notice, warning, error, critical) overrides
+        // --verbose, for diagnosis; every level logs ids and counts only (the operator privacy
+        // test reads the hub's log at trace).
+        let chosen = ProcessInfo.processInfo.environment["CARESYNC_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = verbose ? .info : .warning
+            handler.logLevel = chosen ?? (verbose ? .info : .warning)
             return handler
         }
     }
@@ -213,6 +217,8 @@ extension ExitCode {
     static let clockSkew = ExitCode(4)
     /// The sync failed (the message gives the hub's code, or CONNECTION_REFUSED / HOST_NOT_FOUND).
     static let syncFailed = ExitCode(5)
+    /// The hub's audit trail does not verify: an event changed, removed or reordered, or the head forged.
+    static let auditBroken = ExitCode(6)
     /// Bad arguments: an unknown option, a malformed field=value, a bad worker id or address.
     static let badArguments = ExitCode(64)
 }

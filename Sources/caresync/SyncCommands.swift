@@ -82,10 +82,16 @@ struct SyncCommand: AsyncParsableCommand {
                     bytesReceived: report.bytesReceived, roundTrips: summary.roundTrips, attempts: report.attempts,
                     durationS: report.durationSeconds, recovered: summary.recovered,
                     forkedFrom: OrNull(summary.forkedFrom?.hex), reissued: summary.reissued,
-                    replicaID: replica.store.replicaID.hex))
+                    purged: summary.purged, purgesWaiting: summary.purgesWaiting, replicaID: replica.store.replicaID.hex))
             } else {
                 if summary.recovered > 0 {
                     Output.line("recovered \(summary.recovered) change(s) of this replica's own that the hub held and this file did not (restored from a backup?)")
+                }
+                if summary.purged > 0 {
+                    Output.line("purged the records of \(summary.purged) young person(s) this team is no longer involved with, as the hub asked: nothing of them is left in this file")
+                }
+                if summary.purgesWaiting > 0 {
+                    Output.line("\(summary.purgesWaiting) purge(s) the hub asked for wait for the next sync: their own edits are not on the hub yet")
                 }
                 if let old = summary.forkedFrom {
                     Output.line("this file had diverged from what the hub holds of replica \(old.short) (a copy, or a restored backup written to): it now has a new identity \(replica.store.replicaID.short); \(summary.reissued) own change(s) re-issued under it, nothing lost")
@@ -110,7 +116,7 @@ struct SyncCommand: AsyncParsableCommand {
 private struct Synced: Encodable {
     let hub: OrNull<String>, enrolled: Bool, pushed: Int, pulled: Int, applied: Int, duplicates: Int
     let conflictsOpened: Int, bytesSent: Int, bytesReceived: Int, roundTrips: Int, attempts: Int
-    let durationS: Double, recovered: Int, forkedFrom: OrNull<String>, reissued: Int, replicaID: String
+    let durationS: Double, recovered: Int, forkedFrom: OrNull<String>, reissued: Int, purged: Int, purgesWaiting: Int, replicaID: String
 }
 
 /// One replica in `caresync hub replicas --json`: what the replica last reported is null until it has.
@@ -118,7 +124,7 @@ private struct ReplicaJSON: Encodable {
     let replicaID: String, team: String, lagChanges: UInt64, changesStored: UInt64, revoked: Bool
     let firstSeen: OrNull<String>, lastSeen: OrNull<String>, pendingChanges: OrNull<UInt64>, oldestUnsyncedAgeS: OrNull<UInt64>
     let openConflicts: OrNull<UInt64>, schemaVersion: OrNull<UInt64>, appVersion: OrNull<String>, lastError: OrNull<String>
-    let forkedFrom: OrNull<String>, equivocations: UInt64
+    let forkedFrom: OrNull<String>, equivocations: UInt64, purgesOwed: UInt64, purgesAcknowledged: UInt64, quarantined: UInt64
 }
 
 enum HubAddress {
@@ -405,7 +411,7 @@ struct HubRevokeCommand: ParsableCommand {
 struct HubReplicasCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replicas", abstract: "The operator view: every replica's health, never record contents.",
-        discussion: "Example: caresync hub replicas --db hub.db --json\nLag counts hub changes from other replicas the replica has not pulled; pending, oldest unsynced write and open conflicts are as the replica last reported.")
+        discussion: "Example: caresync hub replicas --db hub.db --json\nLag counts hub changes from other replicas the replica has not pulled; pending, oldest unsynced write and open conflicts are as the replica last reported; purges owed counts the young people's records the hub has told the replica to purge and it has not yet acknowledged; quarantined counts its writes outside its team's scope, which the hub holds and relays to no one.")
 
     @OptionGroup var hub: HubOptions
     @Flag(help: "Print machine-readable JSON.") var json = false
@@ -429,16 +435,18 @@ struct HubReplicasCommand: ParsableCommand {
                     oldestUnsyncedAgeS: OrNull(summary.oldestUnsyncedAgeMillis.map { $0 / 1000 }),
                     openConflicts: OrNull(summary.openConflicts), schemaVersion: OrNull(summary.schemaVersion),
                     appVersion: OrNull(shown(summary.appVersion)), lastError: OrNull(shown(summary.lastError)),
-                    forkedFrom: OrNull(summary.forkedFrom?.hex), equivocations: summary.equivocations)
+                    forkedFrom: OrNull(summary.forkedFrom?.hex), equivocations: summary.equivocations,
+                    purgesOwed: summary.purgesOwed, purgesAcknowledged: summary.purgesAcknowledged, quarantined: summary.quarantined)
             })
             return
         }
-        Output.table(["REPLICA", "TEAM", "LAST SEEN", "LAG", "PENDING", "OLDEST UNSYNCED", "CONFLICTS", "SCHEMA", "APP", "LAST ERROR"],
+        Output.table(["REPLICA", "TEAM", "LAST SEEN", "LAG", "PENDING", "OLDEST UNSYNCED", "CONFLICTS", "PURGES OWED", "QUARANTINED", "SCHEMA", "APP",
+                      "LAST ERROR"],
                      replicas.map { summary in
                          [summary.replica.short + (summary.revoked ? " (revoked)" : ""), OperatorText.escaped(summary.team), time(summary.lastSeenMillis),
                           String(summary.lagChanges), count(summary.pendingChanges),
                           summary.oldestUnsyncedAgeMillis.map { "\($0 / 1000) s" } ?? "–", count(summary.openConflicts),
-                          count(summary.schemaVersion), shown(summary.appVersion) ?? "–", shown(summary.lastError) ?? "–"]
+                          String(summary.purgesOwed), String(summary.quarantined), count(summary.schemaVersion), shown(summary.appVersion) ?? "–", shown(summary.lastError) ?? "–"]
                      })
         Output.line("\(replicas.count) replica(s); hub head \((try? store.head()) ?? 0), incarnation \(store.incarnation.hexString)")
         for summary in replicas where summary.forkedFrom != nil || summary.equivocations > 0 {

@@ -1,4 +1,5 @@
 import Foundation
+import ProcessHarness
 import Testing
 
 #if canImport(Glibc)
@@ -158,9 +159,9 @@ extension CLITests {
         _ = try addPerson()
         let token = try run(["hub", "enroll", "--db", "\(directory)/hub.db", "--team", "T"]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        let (hub, address) = try serveHub("hub.db")
-        defer { hub.terminate(); hub.waitUntilExit() }
-        #expect(try run(["sync", "--hub", address, "--token", token]).status == 0)
+        let hub = try HubProcess(database: "\(directory)/hub.db")
+        defer { hub.stop() }
+        #expect(try run(["sync", "--hub", hub.address, "--token", token]).status == 0)
 
         let other = "127.0.0.1:\(try Self.closedPort())"
         let started = Date()

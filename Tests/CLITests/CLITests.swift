@@ -1,4 +1,5 @@
 import Foundation
+import ProcessHarness
 import Testing
 
 /// Runs the real `caresync` binary (built beside this test bundle) and checks its output, JSON
@@ -13,16 +14,7 @@ struct CLITests {
         var exitedNormally = true
     }
 
-    static let binary: URL = {
-        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var directory = bundle.deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = directory.appendingPathComponent("caresync")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            directory = directory.deletingLastPathComponent()
-        }
-        return URL(fileURLWithPath: ".build/debug/caresync")
-    }()
+    static let binary = CaresyncBinary.url
 
     let directory: String = {
         let path = NSTemporaryDirectory() + "caresync-cli-" + UUID().uuidString

@@ -1,4 +1,5 @@
 import Foundation
+import ProcessHarness
 import Testing
 
 /// Device identity in the CLI (Protocol/identity.md): the identity file, permission warnings,
@@ -13,39 +14,15 @@ extension CLITests {
         try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: "\(directory)/\(name)")
     }
 
-    /// Starts `caresync hub serve` on a free loopback port; the caller terminates it.
-    /// - Returns: the process and the address it announced.
-    func serveHub(_ database: String) throws -> (Process, String) {
-        let hub = Process()
-        hub.executableURL = Self.binary
-        hub.arguments = ["hub", "serve", "--db", "\(directory)/\(database)", "--port", "0"]
-        let output = Pipe()
-        hub.standardOutput = output
-        hub.standardError = FileHandle.nullDevice
-        try hub.run()
-        var announced = ""
-        while !announced.contains("\n") {
-            let data = output.fileHandleForReading.availableData
-            if data.isEmpty { break }
-            announced += String(decoding: data, as: UTF8.self)
-        }
-        guard let address = announced.components(separatedBy: "listening on ").last?.trimmingCharacters(in: .whitespacesAndNewlines),
-              !address.isEmpty else {
-            hub.terminate()
-            throw CocoaError(.fileReadUnknown)
-        }
-        return (hub, address)
-    }
-
     /// Enrols `replicas` with one hub, so that their bundles verify at each other (each holds the
     /// hub's key and its own certificate, which its bundles carry).
     func enrol(_ replicas: [String]) throws {
-        let (hub, address) = try serveHub("enrol-hub.db")
-        defer { hub.terminate(); hub.waitUntilExit() }
+        let hub = try HubProcess(database: "\(directory)/enrol-hub.db")
+        defer { hub.stop() }
         for replica in replicas {
             let token = try run(["hub", "enroll", "--db", "\(directory)/enrol-hub.db", "--team", "T"]).stdout
                 .trimmingCharacters(in: .whitespacesAndNewlines)
-            let synced = try run(["sync", "--hub", address, "--token", token], replica: replica)
+            let synced = try run(["sync", "--hub", hub.address, "--token", token], replica: replica)
             #expect(synced.status == 0, "enrolling \(replica): \(synced.stderr)")
             #expect(synced.stdout.contains("(plaintext, loopback only) (enrolled)"), "said so: \(synced.stdout)")
         }
@@ -176,13 +153,7 @@ extension CLITests {
     func equivocationHeads() throws {
         let hubDB = "\(directory)/hub.db"
         #expect(try run(["hub", "enroll", "--db", hubDB, "--team", "T"]).status == 0)
-        let origin = String(repeating: "ab", count: 16)
-        // A head: origin, counter 5 (a one-byte varint), chain, signer 0 (the device), signature.
-        func head(_ chain: String) -> String { "X'" + origin + "05" + String(repeating: chain, count: 32) + "00" + String(repeating: "22", count: 64) + "'" }
-        _ = try sqlite("hub.db", """
-            INSERT INTO hub_equivocation (origin, counter, bytes, digest, from_replica, received_at, held_head, refused_head)
-            VALUES ('\(origin)', 5, X'00', '\(String(repeating: "d", count: 64))', '\(origin)', 0, \(head("11")), \(head("33")))
-            """)
+        try insertEquivocation("hub.db", origin: String(repeating: "ab", count: 16), refusedBytes: [0])
         let json = try #require(try self.json(try run(["hub", "equivocations", "--db", hubDB, "--json"]).stdout) as? [[String: Any]])
         let held = try #require(json.first?["held_head"] as? [String: Any])
         let refused = try #require(json.first?["refused_head"] as? [String: Any])
@@ -194,6 +165,19 @@ extension CLITests {
         let status = try run(["hub", "status", "--db", hubDB]).stdout
         #expect(status.contains("1 equivocation(s): caresync hub equivocations"), "\(status)")
         #expect(try run(["hub", "replicas", "--db", hubDB]).stdout.contains(", incarnation "))
+    }
+
+    /// Puts an equivocation into a hub file as a hub records one: `refusedBytes` as the refused
+    /// second version of change `origin`:5, and two signed heads at counter 5 whose chains are
+    /// all 0x11 (held) and all 0x33 (refused) bytes.
+    func insertEquivocation(_ database: String, origin: String, refusedBytes: [UInt8]) throws {
+        // A head: origin, counter 5 (a one-byte varint), chain, signer 0 (the device), signature.
+        func head(_ chain: String) -> String { "X'" + origin + "05" + String(repeating: chain, count: 32) + "00" + String(repeating: "22", count: 64) + "'" }
+        let bytes = refusedBytes.map { String(format: "%02x", $0) }.joined()
+        _ = try sqlite(database, """
+            INSERT INTO hub_equivocation (origin, counter, bytes, digest, from_replica, received_at, held_head, refused_head)
+            VALUES ('\(origin)', 5, X'\(bytes)', '\(String(repeating: "d", count: 64))', '\(origin)', 0, \(head("11")), \(head("33")))
+            """)
     }
 
     @Test("sync beyond loopback needs --hub-ca (nothing is sent in clear); --hub-ca that cannot be read is refused")

@@ -116,7 +116,7 @@ extension CLITests {
                 "young_person" : 0
               },
               "replica_id" : "\(replica)",
-              "schema_version" : 1,
+              "schema_version" : 2,
               "total_changes" : 121,
               "warnings" : [
 

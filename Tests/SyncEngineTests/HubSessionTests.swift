@@ -104,7 +104,7 @@ struct HubSessionTests {
         #expect(text.contains("revoked"), "refused because of the revocation: \(text)")
     }
 
-    @Test("a hello of protocol version 1 or 2 (unsigned changes) is rejected UNSUPPORTED_VERSION, naming both versions; 2 to 3 is welcomed with 3")
+    @Test("a hello of protocol version 1, 2 or 3 (no purges) is rejected UNSUPPORTED_VERSION, naming both versions; 3 to 4 is welcomed with 4")
     func versionOneRejected() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var random = SeededGenerator(seed: 4)
@@ -118,7 +118,7 @@ struct HubSessionTests {
                                                 credential: .device(secret), maxFrameBody: 65_536,
                                                 deviceKey: max >= 3 ? TestSigner.publicKey(replica) : [])), nowMillis: 2_000)
         }
-        for version in [1, 2] as [UInt64] {
+        for version in [1, 2, 3] as [UInt64] {
             let old = hello(version, version)
             guard case let .send(.reject(.unsupportedVersion, retryAfter, text)) = old.first else {
                 Issue.record("expected UNSUPPORTED_VERSION for version \(version), got \(old)")
@@ -126,14 +126,14 @@ struct HubSessionTests {
             }
             #expect(old.last == .close)
             #expect(retryAfter == 0, "an old client must be updated, not retried")
-            #expect(text == "this hub speaks protocol version 3 only; the client offered \(version) to \(version): update the client")
+            #expect(text == "this hub speaks protocol version 4 only; the client offered \(version) to \(version): update the client")
             #expect(text.utf8.count <= 256)
         }
-        guard case let .send(.welcome(welcome)) = hello(2, 3).first else {
-            Issue.record("a client speaking 2 to 3 was refused")
+        guard case let .send(.welcome(welcome)) = hello(3, 4).first else {
+            Issue.record("a client speaking 3 to 4 was refused")
             return
         }
-        #expect(welcome.protocolVersion == 3)
+        #expect(welcome.protocolVersion == 4)
     }
 
     @Test("the welcome carries the hub key, its incarnation and the replica's certificate for the key its enrolment registered")

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ProcessHarness
 import SyncClient
 import SyncCore
 import SyncEngine
@@ -14,44 +15,8 @@ import Testing
 extension Integration {
     @Suite("Crash: kill -9 the hub mid-push")
     struct CrashTests {
-        static let binary: String = {
-            var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-            for _ in 0..<4 {
-                let candidate = directory.appendingPathComponent("caresync")
-                if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate.path }
-                directory = directory.deletingLastPathComponent()
-            }
-            return ".build/debug/caresync"
-        }()
-
-
-        final class HubProcess {
-            let process = Process()
-            let output = Pipe()
-            var address = ""
-
-            init(database: String) throws {
-                process.executableURL = URL(fileURLWithPath: CrashTests.binary)
-                process.arguments = ["hub", "serve", "--db", database, "--port", "0"]
-                process.standardOutput = output
-                process.standardError = FileHandle.nullDevice
-                try process.run()
-                var collected = ""
-                while !collected.contains("listening on") {
-                    let data = output.fileHandleForReading.availableData
-                    if data.isEmpty { break }
-                    collected += String(decoding: data, as: UTF8.self)
-                }
-                address = collected.components(separatedBy: "listening on ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-            }
-
-            var port: Int { Int(address.split(separator: ":").last ?? "") ?? 0 }
-
-            func kill9() {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-            }
-        }
+        static let binary = CaresyncBinary.url.path
+        typealias HubProcess = ProcessHarness.HubProcess
 
         static func run(_ arguments: [String]) throws -> String {
             let process = Process()

@@ -77,6 +77,10 @@ final class CountingHubStore: HubStore {
         try inner.recordSession(event, replica: replica, nowMillis: nowMillis)
     }
     func replicaSummaries() throws -> [ReplicaSummary] { try inner.replicaSummaries() }
+    func purgesOwed(replica: ReplicaID, limit: Int) throws -> [String] { try inner.purgesOwed(replica: replica, limit: limit) }
+    func acknowledgePurges(_ scopes: [String], replica: ReplicaID, nowMillis: UInt64) throws {
+        try inner.acknowledgePurges(scopes, replica: replica, nowMillis: nowMillis)
+    }
     func close() throws { try inner.close() }
 }
 

@@ -287,16 +287,16 @@ struct WireLimitSessionTests {
         }
     }
 
-    @Test("client: a welcome naming protocol version 2 is refused with UNSUPPORTED_VERSION, naming both versions")
-    func clientRefusesVersionTwo() throws {
+    @Test("client: a welcome naming protocol version 3 is refused with UNSUPPORTED_VERSION, naming both versions")
+    func clientRefusesVersionThree() throws {
         let fixture = try Fixture()
         var session = try clientSession(fixture)
-        let actions = session.receive(.welcome(Welcome(protocolVersion: 2, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: 65_536,
+        let actions = session.receive(.welcome(Welcome(protocolVersion: 3, schemaVersion: 1, hub: ReplicaID(high: 9, low: 9), maxFrameBody: 65_536,
                                                        issuedCredential: [], hubTimeMillis: Self.now, heartbeatIntervalMillis: 30_000,
                                                        hubKey: [UInt8](repeating: 0, count: 32), incarnation: [UInt8](repeating: 0, count: 16),
                                                        certificate: nil)))
         #expect(session.failure?.code == .unsupportedVersion)
-        #expect(session.failure?.message.contains("hub chose protocol version 2; this client speaks 3 only") == true, "\(String(describing: session.failure))")
+        #expect(session.failure?.message.contains("hub chose protocol version 3; this client speaks 4 only") == true, "\(String(describing: session.failure))")
         #expect(actions.last == .close)
     }
 

@@ -260,4 +260,22 @@ struct HubScopeTests {
         // South's feed: P3's 2 and 3, then P2's history 1 and 4.
         #expect(try pull(hub, Self.south1).decodeChanges().map(\.id.counter) == [1, 2, 3, 4])
     }
+
+    @Test("the audit trail records each scope out and in (with the team), each quarantined write, and each purge acknowledged; it verifies")
+    func scopeEventsAreAudited() throws {
+        let hub = try hub()
+        var south = TestSigner()
+        try push(hub, [Self.change(Self.south1, 1, table: "person", row: "P2", scope: "P2"),
+                       Self.change(Self.south1, 2, table: "grant", row: "g1", column: "team", value: .text("north"), scope: "P2")],
+                 from: Self.south1, signer: &south)
+        try push(hub, [Self.change(Self.south1, 3, table: "note", row: "n3", scope: "P2")], from: Self.south1, signer: &south)
+        try hub.acknowledgePurges(["P2"], replica: Self.south1, nowMillis: 1_750_000_000_001)
+        let events = try hub.auditEvents(after: 0, limit: 100).map(\.event)
+        let routing = events.filter { [.scopeIn, .scopeOut, .quarantinedWrite, .purge].contains($0.kind) }.map { "\($0.kind) \($0.scope) \($0.detail)" }
+        // South created P2 and handed it to north in one push: it held it, so it leaves.
+        #expect(routing == ["\(AuditEvent.Kind.scopeIn) P2 TEAM=north", "\(AuditEvent.Kind.scopeOut) P2 TEAM=south",
+                            "\(AuditEvent.Kind.quarantinedWrite) P2 OUT_OF_SCOPE",
+                            "\(AuditEvent.Kind.purge) P2 ACKNOWLEDGED"], "\(routing)")
+        #expect(try hub.verifyAudit().isIntact)
+    }
 }

@@ -29,7 +29,8 @@ enum MessageFromJSON {
                                     hubTimeMillis: try fields.uint("hub_time_ms"), heartbeatIntervalMillis: try fields.uint("heartbeat_interval_ms"),
                                     ownDurable: try fields.uint("own_durable"), hubKey: try Fields.hex(fields.value("hub_key")),
                                     incarnation: try Fields.hex(fields.value("incarnation")),
-                                    certificate: try optionalCertificate(fields.value("certificate"))))
+                                    certificate: try optionalCertificate(fields.value("certificate")),
+                                    purges: try fields.array("purges").map(Fields.string)))
         case "reject":
             return .reject(code: try fields.code(), retryAfterMillis: try fields.uint("retry_after_ms"), message: try fields.string("message"))
         case "push":
@@ -60,6 +61,8 @@ enum MessageFromJSON {
             return .heartbeat(ReplicaHealth(pendingChanges: try fields.uint("pending_changes"),
                                             oldestUnsyncedAgeMillis: try fields.uint("oldest_unsynced_age_ms"),
                                             openConflicts: try fields.uint("open_conflicts"), schemaVersion: try fields.uint("schema_version")))
+        case "purge_ack":
+            return .purgeAck(scopes: try fields.array("scopes").map(Fields.string))
         case "error":
             return .error(code: try fields.code(), fatal: try fields.bool("fatal"), message: try fields.string("message"))
         case "goodbye":

@@ -35,6 +35,7 @@ enum MessageJSON {
             fields["hub_key"] = .string(welcome.hubKey.hexString)
             fields["incarnation"] = .string(welcome.incarnation.hexString)
             fields["certificate"] = welcome.certificate.map(json) ?? .null
+            fields["purges"] = .array(welcome.purges.map { .string($0) })
         case let .reject(code, retryAfter, text):
             fields["code"] = .string(code.name)
             fields["retry_after_ms"] = .uint(retryAfter)
@@ -62,6 +63,8 @@ enum MessageJSON {
             fields["oldest_unsynced_age_ms"] = .uint(health.oldestUnsyncedAgeMillis)
             fields["open_conflicts"] = .uint(health.openConflicts)
             fields["schema_version"] = .uint(health.schemaVersion)
+        case let .purgeAck(scopes):
+            fields["scopes"] = .array(scopes.map { .string($0) })
         case let .error(code, fatal, text):
             fields["code"] = .string(code.name)
             fields["fatal"] = .bool(fatal)
@@ -126,6 +129,7 @@ enum MessageJSON {
         case .pull: "pull"
         case .batch: "batch"
         case .heartbeat: "heartbeat"
+        case .purgeAck: "purge_ack"
         case .error: "error"
         case .goodbye: "goodbye"
         case .recover: "recover"

@@ -223,6 +223,12 @@ struct MessageGenerator {
                           certificates: certificates.values.sorted { $0.replica < $1.replica })
     }
 
+    /// 0 to 5 scopes as a scope list carries them: non-empty, without U+0000, ascending, no duplicates.
+    mutating func scopes() -> [String] {
+        ScopeList.canonical((0..<Int.random(in: 0...5, using: &random)).map { _ in text(maxLength: 12) }
+            .map { $0.split(separator: "\u{0}").joined() }.filter { !$0.isEmpty })
+    }
+
     mutating func optionalCertificate() -> DeviceCertificate? { Bool.random(using: &random) ? certificate() : nil }
 
     mutating func code() -> WireError.Code { WireError.Code.allCases.randomElement(using: &random)! }
@@ -245,7 +251,7 @@ struct MessageGenerator {
             return .welcome(Welcome(protocolVersion: number(), schemaVersion: number(), hub: replica(), maxFrameBody: number(),
                                     issuedCredential: blob(maxLength: 64), hubTimeMillis: number(), heartbeatIntervalMillis: number(),
                                     ownDurable: number(), hubKey: bytes(DeviceCertificate.publicKeySize), incarnation: bytes(Welcome.incarnationSize),
-                                    certificate: optionalCertificate()))
+                                    certificate: optionalCertificate(), purges: scopes()))
         case .reject:
             return .reject(code: code(), retryAfterMillis: number(), message: text(maxLength: 40))
         case .push:
@@ -261,6 +267,8 @@ struct MessageGenerator {
         case .heartbeat:
             return .heartbeat(ReplicaHealth(pendingChanges: number(), oldestUnsyncedAgeMillis: number(),
                                             openConflicts: number(), schemaVersion: number()))
+        case .purgeAck:
+            return .purgeAck(scopes: scopes())
         case .error:
             return .error(code: code(), fatal: Bool.random(using: &random), message: text(maxLength: 40))
         case .goodbye:

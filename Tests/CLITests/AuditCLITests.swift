@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+
+/// `caresync audit verify` and `audit list` on a hub that stored a replica's sync.
+extension CLITests {
+    @Test("audit verify: exit 0 and --json on an intact trail; exit 6 with the broken event and why on a tampered one; exit 3 for a missing or foreign file")
+    func auditVerify() throws {
+        #expect(try run(["init", "\(directory)/a.db"]).status == 0)
+        let marker = "MARKER-AUDIT-9c1"
+        #expect(try run(["add", "young_person", "legal_given_name=\(marker)", "legal_family_name=\(marker)", "date_of_birth=2007-03-14"]).status == 0)
+        try enrol(["a.db"])
+        let hubDB = "\(directory)/enrol-hub.db"
+
+        let intact = try run(["audit", "verify", "--db", hubDB])
+        #expect(intact.status == 0, "\(intact.stderr)")
+        #expect(intact.stdout.hasPrefix("audit trail intact: "), "\(intact.stdout)")
+        let json = try #require(try self.json(try run(["audit", "verify", "--db", hubDB, "--json"]).stdout) as? [String: Any])
+        #expect(json["intact"] as? Bool == true)
+        let events = try #require(json["verified_events"] as? Int)
+        #expect(events >= 1)
+        #expect((json["head_sha256"] as? String)?.count == 64)
+        #expect(json["broken_at"] is NSNull && json["reason"] is NSNull)
+
+        let listed = try #require(try self.json(try run(["audit", "list", "--db", hubDB, "--json"]).stdout) as? [[String: Any]])
+        #expect(listed.count == events)
+        #expect(listed.first?["kind"] as? String == "CREATE" && listed.first?["actor"] as? String == "alex")
+        #expect(listed.first?["seq"] as? Int == 1)
+        let table = try run(["audit", "list", "--db", hubDB, "--limit", "1"])
+        #expect(table.status == 0)
+        #expect(table.stdout.contains("CREATE") && table.stdout.contains("next page: --after 1"), "\(table.stdout)")
+        for output in [table.stdout, try run(["audit", "list", "--db", hubDB, "--json"]).stdout] {
+            #expect(!output.contains(marker), "an audit listing shows a field value")
+        }
+
+        _ = try sqlite("enrol-hub.db", "UPDATE hub_audit SET actor = 'sam' WHERE seq = 1")
+        let broken = try run(["audit", "verify", "--db", hubDB])
+        #expect(broken.status == 6)
+        #expect(broken.stderr.contains("broken at event 1") && broken.stderr.contains("[CHANGED]"), "\(broken.stderr)")
+        let brokenJSON = try run(["audit", "verify", "--db", hubDB, "--json"])
+        #expect(brokenJSON.status == 6)
+        let report = try #require(try self.json(brokenJSON.stdout) as? [String: Any])
+        #expect(report["intact"] as? Bool == false && report["broken_at"] as? Int == 1 && report["reason"] as? String == "CHANGED")
+        #expect(report["verified_events"] as? Int == 0)
+
+        _ = try sqlite("enrol-hub.db", "UPDATE hub_audit SET actor = 'alex' WHERE seq = 1")
+        #expect(try run(["audit", "verify", "--db", hubDB]).status == 0, "restored")
+        _ = try sqlite("enrol-hub.db", "DELETE FROM hub_audit WHERE seq = (SELECT max(seq) FROM hub_audit)")
+        let truncated = try run(["audit", "verify", "--db", hubDB])
+        #expect(truncated.status == 6 && truncated.stderr.contains("[TAIL_REMOVED]"), "\(truncated.stderr)")
+
+        let missing = try run(["audit", "verify", "--db", "\(directory)/none.db"])
+        #expect(missing.status == 3 && missing.stderr.contains("[NOT_A_HUB]"), "\(missing.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(directory)/none.db"), "nothing created")
+        let foreign = try run(["audit", "list", "--db", "\(directory)/a.db"])
+        #expect(foreign.status == 3 && foreign.stderr.contains("[NOT_A_HUB]"), "\(foreign.stderr)")
+        #expect(try run(["audit", "list", "--db", hubDB, "--limit", "0"]).status == 64)
+    }
+}
