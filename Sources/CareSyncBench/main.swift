@@ -6,8 +6,10 @@
 //   caresync-bench care [--quick] [--json]        the care-records workload alone
 //   caresync-bench provenance [--quick] [--json]  wire and bundle bytes per change before and after
 //                                                 signed heads (issue 9), sizes only
-//   caresync-bench load [--replicas N] [--seconds S] [--seed S] [--fields F] [--perf-hub PATH] [--json]
-//                                                 hub load at N = 50, 250, 500, 1,000 (or N)
+//   caresync-bench load [--replicas N] [--teams T] [--young-people P] [--seconds S] [--seed S] [--fields F]
+//                       [--perf-hub PATH] [--json]
+//                                                 hub load at N = 50, 250, 500, 1,000 (or N) replicas
+//                                                 in T teams (50) of P young people each (20)
 // `--json` prints one document per run: its context (date, load average) and one object per
 // measure with `figure`, `baseline_c_api`, `ratio_c_api`, `target` and `met` (see Measure).
 import Foundation
@@ -39,6 +41,8 @@ do {
         if let replicas = option("--replicas", { Int($0) }) { options.replicaCounts = [max(replicas, 1)] }
         if let seconds = option("--seconds", { Double($0) }) { options.seconds = max(seconds, 1) }
         if let fields = option("--fields", { Int($0) }) { options.fieldsPerSync = min(max(fields, 1), 20) }
+        if let teams = option("--teams", { Int($0) }) { options.teams = max(teams, 1) }
+        if let people = option("--young-people", { Int($0) }) { options.youngPeoplePerTeam = max(people, 1) }
         if let seed = option("--seed", { SeededGenerator.parseSeed($0) }) { options.seed = seed }
         options.perfHub = option("--perf-hub", { $0 })
         try await runLoadBenchmark(options, emitJSON: emitJSON)
