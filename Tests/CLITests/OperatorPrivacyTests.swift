@@ -255,11 +255,12 @@ extension CLITests {
         try replica("a", ["set-add", "young_person", leaving, "involved_teams", "TEAM-B"])
         for name in ["a", "c"] { try replica(name, ["sync", "--quiet"]) }
         try replica("b", ["sync", "--quiet"])
+        // A bundle handed across teams is refused (BUNDLE_OTHER_TEAM, exit 2): its refusal is searched too.
         try replica("a", ["export", "\(directory)/handed.bundle"])
-        try replica("b", ["import", "\(directory)/handed.bundle"])
+        try replica("b", ["import", "\(directory)/handed.bundle"], expect: 2)
         let outside = Self.marker("case_note", "body", "outside")
         forbidden.append(outside)
-        try replica("b", ["add", "case_note", "yp_id=\(person)", "category=visit", "occurred_at=2025-03-03", "body=\(outside)"])
+        try replica("b", ["add", "case_note", "yp_id=\(leaving)", "category=visit", "occurred_at=2025-03-03", "body=\(outside)"])
         try replica("b", ["sync", "--quiet"])
 
         // c restored from a backup and written to: it reuses a change id with other content, finds

@@ -134,11 +134,10 @@ struct AuthorisationMatrixTests {
         #expect(try world.changes(of: y, at: world.b1).allSatisfy { $0.id.replica != world.c1.store.replicaID }, "relayed to no one")
     }
 
-    /// Protocol/scope.md gives plan owners "a live plan"; `CareScopeRules` counts every plan row,
-    /// and plans are never deleted, so a closed plan keeps its owning team in the audience for
-    /// good (a transferred young person is never purged from it). Recorded as known, for the lead:
-    /// the plan's status is not among the hub's deciding columns.
-    @Test("a team whose only relation is a closed plan it owned is owed a purge (known gap: closed plans still count)")
+    /// Protocol/scope.md gives plan owners "a live plan that is neither closed nor superseded":
+    /// plans are never deleted, so without the status among the hub's deciding columns a closed
+    /// plan would keep its owning team in the audience for good.
+    @Test("a team whose only relation is a closed plan it owned is owed a purge when the plan closes")
     func closedPlanOwnerLeaves() throws {
         let world = try ScopedCareWorld(name: "matrix-closed-plan")
         defer { world.remove() }
@@ -151,9 +150,7 @@ struct AuthorisationMatrixTests {
         try world.b1.edit("plan", id: plan, fields: ["status": "closed", "closed_reason": "superseded by pathway plan"], author: "w")
         try world.sync(world.b1)
         let purged = try world.sync(world.a2).summary.purged
-        withKnownIssue("closed plans still name their owning team in the audience") {
-            #expect(purged == 1)
-        }
+        #expect(purged == 1)
     }
 }
 
