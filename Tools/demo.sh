@@ -115,7 +115,7 @@ say "Team scope: a replica holds only its team's young people"
 quinn_token=$("$bin" hub enroll --db hub.db --team CIN-1)
 run init quinn.db --name "Quinn (CIN-1 social worker)"
 quinn() { "$bin" "$@" --replica quinn.db --as quinn; }
-pa=$(alex add allocation yp_id="$ava" role=personal_adviser worker_id=alex team_id=PERM-THROUGHCARE from_date=2025-06-01)
+pa=$(alex add allocation yp_id="$ava" role=pa worker_id=alex team_id=PERM-THROUGHCARE from_date=2025-06-01)
 run sync --replica alex.db
 run sync --replica quinn.db --hub "$address" --token "$quinn_token"
 printf '$ sqlite3 quinn.db "select count(*) from young_person"   # CIN-1 is not involved with Ava\n'

@@ -88,7 +88,10 @@ extension SQLiteHubStore {
         var accepted: [StoredChange] = []
         for entry in stored {
             let scope = entry.change.scope
-            if privileged || (scope.isEmpty && rules.unscopedTables.contains(entry.change.table)) {
+            // Rows of no one reach every team: only the hub's own (the catalogue's publisher, also
+            // when a replica relays it), never a replica's, which would be a channel to every team.
+            let hubOwned = entry.change.id.replica == hubID || hubKeyed.contains(entry.change.id.replica)
+            if privileged || (scope.isEmpty && hubOwned && rules.unscopedTables.contains(entry.change.table)) {
                 accepted.append(entry)
                 continue
             }

@@ -163,7 +163,7 @@ struct HubScopeTests {
         #expect(try hub.purgesOwed(replica: Self.north2, limit: 10) == ["P2"])
     }
 
-    @Test("a forged write for another team's person, or an empty-scope row outside the unscoped tables, is quarantined")
+    @Test("a forged write for another team's person, or a replica's empty-scope row (even in an unscoped table), is quarantined; the hub's catalogue reaches every team")
     func forgedWritesQuarantined() throws {
         let hub = try hub()
         var south = TestSigner()
@@ -175,9 +175,13 @@ struct HubScopeTests {
         #expect(forged.quarantined == 2)
         #expect(try pull(hub, Self.north2).encoded.isEmpty)
         #expect(try pull(hub, Self.south1).encoded.isEmpty)
-        // The catalogue (unscoped) reaches every team.
-        try push(hub, [Self.change(Self.north1, 3, table: "catalogue", row: "c1", scope: "")], from: Self.north1, signer: &north)
+        // Not even in an unscoped table: only the hub writes those.
+        let catalogue = try push(hub, [Self.change(Self.north1, 3, table: "catalogue", row: "c0", scope: "")], from: Self.north1, signer: &north)
+        #expect(catalogue.quarantined == 1)
+        // The hub's catalogue (unscoped) reaches every team.
+        _ = try hub.publish([Self.change(hub.hubID, 1, table: "catalogue", row: "c1", scope: "")], receivedAtMillis: 1)
         #expect(try pull(hub, Self.south1).decodeChanges().map(\.row) == ["c1"])
+        #expect(try pull(hub, Self.north2).decodeChanges().map(\.row) == ["c1"])
     }
 
     @Test("a push with two scopes and no head between them is refused with UNSIGNED_CHANGES; nothing is stored")
