@@ -305,7 +305,8 @@ extension CLITests {
         let logged = String(decoding: FileManager.default.contents(atPath: logPath) ?? Data(), as: UTF8.self)
         outputs.append(("caresync hub serve (log)", logged))
         for line in ["session ended", "hello refused", "framing error", "hub stopped"] {
-            #expect(logged.contains(line), "the hub logged \(line): \(logged)")
+            // The line's name first: a long log would hide which one is missing.
+            #expect(logged.contains(line), "the hub did not log \(line) (\(logged.utf8.count) bytes of log, \(logged.split(separator: "\n").count) lines)")
         }
 
         // A client that pushes the reused id instead: the hub keeps the refused version as evidence
