@@ -85,6 +85,8 @@ extension SQLiteHubStore {
             if try !Self.holdsScopeRow(db, entry.change.scope, rules) { created.insert(entry.change.scope) }
         }
         var before: [String: Set<String>] = [:]
+        // Each scope's restriction as the push found it: read once a scope, not once a change.
+        var restrictions: [String: Set<String>?] = [:]
         var accepted: [StoredChange] = []
         for entry in stored {
             let scope = entry.change.scope
@@ -97,8 +99,8 @@ extension SQLiteHubStore {
             }
             if !scope.isEmpty, before[scope] == nil { before[scope] = try Self.audience(db, of: scope) }
             // A restricted scope takes writes only from the replicas on its restriction.
-            let restriction = scope.isEmpty ? nil : try Self.restriction(db, of: scope)
-            let barred = restriction.map { !$0.contains(pusher.hex) } ?? false
+            if !scope.isEmpty, restrictions[scope] == nil { restrictions[scope] = .some(try Self.restriction(db, of: scope)) }
+            let barred = (restrictions[scope] ?? nil).map { !$0.contains(pusher.hex) } ?? false
             if let team, !scope.isEmpty, !barred, before[scope]?.contains(team) == true || created.contains(scope) {
                 accepted.append(entry)
             } else {
