@@ -296,6 +296,13 @@ extension CLITests {
         try sent.run()
         sent.waitUntilExit()
         #expect(sent.terminationStatus == 0, "the junk was sent")
+        // The hub reads the junk on its own time; under load, the shutdown's goodbye could close
+        // that connection before it is read. Wait for its line (bounded) so the log check below
+        // tests what the hub logs, not a race.
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, !(String(decoding: FileManager.default.contents(atPath: logPath) ?? Data(), as: UTF8.self)).contains("framing error") {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
         try replica("b", ["sync", "--quiet"])
 
         // Graceful shutdown, so that the log has every line the hub writes.
