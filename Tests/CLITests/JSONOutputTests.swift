@@ -116,7 +116,7 @@ extension CLITests {
                 "young_person" : 0
               },
               "replica_id" : "\(replica)",
-              "schema_version" : 2,
+              "schema_version" : 3,
               "total_changes" : 121,
               "warnings" : [
 
