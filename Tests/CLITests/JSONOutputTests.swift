@@ -110,6 +110,7 @@ extension CLITests {
                 "goal" : 0,
                 "ledger_entry" : 0,
                 "plan" : 0,
+                "record_view" : 0,
                 "reminder" : 1,
                 "review" : 0,
                 "visit" : 0,

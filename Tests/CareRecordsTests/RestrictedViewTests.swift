@@ -159,4 +159,29 @@ struct RestrictedViewTests {
         #expect(event.table.isEmpty && event.row.isEmpty && event.detail == "MALFORMED")
         #expect(event.occurredAtMillis == 7 && event.receivedAtMillis == 20 && event.scope == "y1")
     }
+
+    @Test("a schema v2 replica file upgrades to v3 (care-v3-views) at its next open for writing, with its records; a read before that is refused with the way to upgrade")
+    func upgradesFromV2() throws {
+        let directory = TestFiles.directory("views-v2")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = "\(directory)/v2.db"
+        let clock = SimulatedClock(world: 1_750_000_000_000, step: 1)
+        let replica = try CareReplica.create(at: path, name: "v2", wallClock: clock, random: RandomSource { 5 })
+        let y = try replica.add("young_person", fields: ["legal_given_name": "Yan", "legal_family_name": "Test", "date_of_birth": "2010-02-03"], author: "w")
+        // The file as schema v2 left it: no record_view table, no care-v3-views in the migration log.
+        let sqlite = Process()
+        sqlite.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+        sqlite.arguments = [path, """
+            DROP TABLE record_view; DELETE FROM grdb_migrations WHERE identifier = 'care-v3-views'; UPDATE sync_state SET schema_version = 2;
+            """]
+        try sqlite.run()
+        sqlite.waitUntilExit()
+        #expect(sqlite.terminationStatus == 0)
+        #expect(throws: StoreError.self) { try CareReplica.open(at: path, wallClock: clock, random: RandomSource { 5 }, access: .readOnly) }
+        let upgraded = try CareReplica.open(at: path, wallClock: clock, random: RandomSource { 5 })
+        #expect(try upgraded.record("young_person", id: y)["legal_given_name"] == .text("Yan"))
+        try upgraded.edit("young_person", id: y, fields: ["restricted": "yes"], author: "w")
+        #expect(try upgraded.recordViews(of: [("young_person", y)], via: .show, author: "w") == 1)
+        #expect(try upgraded.store.status().schemaVersion == 3)
+    }
 }
