@@ -116,6 +116,20 @@ struct RestrictedViewTests {
         #expect(try Self.events(world, .restrictedView).count == 1)
     }
 
+    @Test("a view by a replica not on the restriction (it restricted the record to others) is quarantined and still audited as the view")
+    func viewOffTheRestrictionAudited() throws {
+        let world = try ScopedCareWorld(name: "views-off-restriction")
+        defer { world.remove() }
+        let (y, note) = try Self.youngPerson(in: world, restrictedTo: [world.b2])
+        #expect(try world.b1.recordViews(of: [("case_note", note)], via: .show, author: "w") == 1)
+        try world.sync(world.b1)
+        let view = try #require(try Self.events(world, .restrictedView).first)
+        #expect(view.row == note && view.scope == y && view.device == world.b1.store.replicaID)
+        #expect(try Self.events(world, .quarantinedWrite).contains { $0.change == view.change }, "held, not relayed")
+        try world.sync(world.b2)
+        #expect(try world.b2.store.changes(notIn: VersionVector()).allSatisfy { $0.table != RecordView.tableName })
+    }
+
     @Test("a resolved conflict is a CONFLICT_RESOLUTION event (who, device, record, field, when), the concurrent edits are not; the chain verifies")
     func resolutionAudited() throws {
         let world = try ScopedCareWorld(name: "views-resolution")
