@@ -4,6 +4,8 @@ import SyncStore
 /// Schema v3 of the care records, each field with the merge policy the domain gives it (the README's
 /// "The care records"). Balances, ages and content hashes are derived on read
 /// (`CareReplica.describe(_:id:)`, `CareReplica.balances(person:)`), never stored as editable fields.
+/// v2 added `restricted_to`; v3 the `record_view` table (`RecordView`: views of restricted records,
+/// not a record kind anyone adds).
 ///
 /// ```swift
 /// let plan = CareSchema.kind("plan")!
