@@ -116,7 +116,7 @@ struct RestrictedViewTests {
         #expect(try Self.events(world, .restrictedView).count == 1)
     }
 
-    @Test("a view by a replica not on the restriction (it restricted the record to others) is quarantined and still audited as the view")
+    @Test("a view by a replica not on the restriction (it restricted the record to others) is quarantined and still audited as the view; its purge takes the view rows")
     func viewOffTheRestrictionAudited() throws {
         let world = try ScopedCareWorld(name: "views-off-restriction")
         defer { world.remove() }
@@ -128,6 +128,10 @@ struct RestrictedViewTests {
         #expect(try Self.events(world, .quarantinedWrite).contains { $0.change == view.change }, "held, not relayed")
         try world.sync(world.b2)
         #expect(try world.b2.store.changes(notIn: VersionVector()).allSatisfy { $0.table != RecordView.tableName })
+        // b1 is off the restriction: the purge it is owed (after pushing the view) takes its view
+        // rows with the bundle.
+        #expect(try world.b1.store.read { try $0.rows(RecordView.tableName) }.isEmpty)
+        #expect(try world.holdsNothing(of: y, at: world.b1))
     }
 
     @Test("a resolved conflict is a CONFLICT_RESOLUTION event (who, device, record, field, when), the concurrent edits are not; the chain verifies")
