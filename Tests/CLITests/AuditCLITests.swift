@@ -1,4 +1,5 @@
 import Foundation
+import ProcessHarness
 import Testing
 
 /// `caresync audit verify` and `audit list` on a hub that stored a replica's sync.
@@ -96,5 +97,34 @@ extension CLITests {
             #expect(!output.contains(marker), "an audit listing shows a field value")
         }
         #expect(try run(["audit", "verify", "--db", hubDB]).status == 0)
+    }
+
+    @Test("conflicts showing a restricted record's candidates records a view of it, uploaded and audited as RESTRICTED_VIEW VIA=conflicts")
+    func conflictsOfRestrictedRecordAudited() throws {
+        let a = try #require(try json(try run(["init", "\(directory)/a.db", "--json"]).stdout) as? [String: Any])["replica_id"] as? String
+        let b = try #require(try json(try run(["init", "\(directory)/b.db", "--json"], replica: "b.db").stdout) as? [String: Any])["replica_id"] as? String
+        try enrol(["a.db", "b.db"])
+        let hub = try HubProcess(database: "\(directory)/enrol-hub.db")
+        defer { hub.stop() }
+        func sync(_ replica: String) throws {
+            let result = try run(["sync", "--hub", hub.address, "--quiet"], replica: replica)
+            #expect(result.status == 0, "\(replica): \(result.stderr)")
+        }
+        let person = try run(["add", "young_person", "legal_given_name=Yan", "legal_family_name=Test", "date_of_birth=2008-03-14"])
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        for replica in [a, b] { #expect(try run(["set-add", "young_person", person, "restricted_to", try #require(replica)]).status == 0) }
+        #expect(try run(["edit", "young_person", person, "restricted=yes"]).status == 0)
+        try sync("a.db")
+        try sync("b.db")
+        #expect(try run(["edit", "young_person", person, "legal_given_name=Yann"]).status == 0)
+        #expect(try run(["edit", "young_person", person, "legal_given_name=Yanne"], replica: "b.db").status == 0)
+        for replica in ["a.db", "b.db", "a.db"] { try sync(replica) }
+        let before = try sqlite("a.db", "SELECT count(*) FROM record_view").trimmingCharacters(in: .whitespacesAndNewlines)
+        let conflicts = try run(["conflicts"])
+        #expect(conflicts.status == 0 && conflicts.stdout.contains("legal_given_name"), "\(conflicts.stdout)")
+        #expect(try sqlite("a.db", "SELECT count(*) FROM record_view").trimmingCharacters(in: .whitespacesAndNewlines) == "\(Int(before).map { $0 + 1 } ?? -1)")
+        try sync("a.db")
+        let listed = try #require(try json(try run(["audit", "list", "--db", "\(directory)/enrol-hub.db", "--json"]).stdout) as? [[String: Any]])
+        #expect(listed.contains { $0["kind"] as? String == "RESTRICTED_VIEW" && $0["detail"] as? String == "VIA=conflicts" && $0["row"] as? String == person })
     }
 }
