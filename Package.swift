@@ -129,7 +129,7 @@ let package = Package(
             "SyncCore", "SyncIdentity", "SyncStore", "SyncEngine", "SyncTesting", "CSQLiteFaultVFS", .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
-        .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),
+        .testTarget(name: "CareRecordsTests", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "CareRecords", "SyncTesting"]),
         // Session transcripts: messages and events into ClientSession and HubSession, the exact actions out (no network).
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncCore", "SyncWire", "SyncStore", "SyncEngine", "SyncTesting", "SyncIdentity",
                                                             .product(name: "Crypto", package: "swift-crypto")]),

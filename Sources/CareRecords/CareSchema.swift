@@ -1,9 +1,11 @@
 import SyncCore
 import SyncStore
 
-/// Schema v1 of the care records, each field with the merge policy the domain gives it (the README's
+/// Schema v3 of the care records, each field with the merge policy the domain gives it (the README's
 /// "The care records"). Balances, ages and content hashes are derived on read
 /// (`CareReplica.describe(_:id:)`, `CareReplica.balances(person:)`), never stored as editable fields.
+/// v2 added `restricted_to`; v3 the `record_view` table (`RecordView`: views of restricted records,
+/// not a record kind anyone adds).
 ///
 /// ```swift
 /// let plan = CareSchema.kind("plan")!
@@ -11,7 +13,7 @@ import SyncStore
 /// ```
 public enum CareSchema {
     /// The schema version a replica file made by this program has.
-    public static let version = 2
+    public static let version = 3
 
     static let planStatus = PlanStatus.lattice
     static let goalStatus = GoalStatus.lattice
@@ -232,11 +234,12 @@ public enum CareSchema {
 
     /// The schema as the store takes it: tables, columns with their policies, and migrations.
     public static let schema: ReplicaSchema = ReplicaSchema(
-        version: version, tables: kinds.map(\.table),
+        version: version, tables: kinds.map(\.table) + [RecordView.table],
         migrations: [SchemaMigration("care-v1", sql: tablesV1.map { $0.createStatement + ";" }.joined(separator: "\n")
                                          + "\nCREATE INDEX plan_by_person ON plan (yp_id);"
                                          + "\nCREATE INDEX goal_by_plan ON goal (plan_id);"
                                          + "\nCREATE INDEX action_by_goal ON action (goal_id);"
                                          + "\nCREATE INDEX ledger_by_person ON ledger_entry (yp_id, item_code, period_key);"),
-                     SchemaMigration("care-v2-restriction", sql: "ALTER TABLE young_person ADD COLUMN \(restrictedTo) TEXT;")])
+                     SchemaMigration("care-v2-restriction", sql: "ALTER TABLE young_person ADD COLUMN \(restrictedTo) TEXT;"),
+                     RecordView.migration])
 }

@@ -59,6 +59,57 @@ public struct CareScopeRules: ScopeRules {
         return Set(person.values(CareSchema.restrictedTo).compactMap(\.textValue).map { $0.lowercased() })
     }
 
+    /// The audit event of a stored change (Protocol/scope.md, "Audit"): a `record_view` row's
+    /// creation is a `RESTRICTED_VIEW` of the record it names (its kind and id, when the worker
+    /// viewed it by the replica's clock, how: `VIA=show`); an edit that replaces two or more
+    /// concurrent values of a multi-value field, or conflicting terminal statuses, is a
+    /// `CONFLICT_RESOLUTION` (`FIELD=<column> CANDIDATES=<n>`), told from the write's superseded
+    /// ids without reading a value. Every other change keeps the hub's generic event.
+    public func audit(_ event: AuditEvent, of change: Change) -> AuditEvent {
+        if change.table == RecordView.tableName, change.setsLife, CausalLength.isAlive(change.causalLength) {
+            return Self.view(event, of: change)
+        }
+        guard !change.setsLife, let kind = CareSchema.kind(change.table) else { return event }
+        let resolved = change.fields.filter { edit in
+            guard edit.supersedes.count >= 2, let policy = kind.field(edit.column)?.policy else { return false }
+            switch policy {
+            case .multiValue, .monotonic: return true
+            default: return false
+            }
+        }
+        guard !resolved.isEmpty else { return event }
+        let detail = ["FIELD=\(resolved.map(\.column).joined(separator: ",")) CANDIDATES=\(resolved.map(\.supersedes.count).max() ?? 0)"]
+            + (event.detail.isEmpty ? [] : [event.detail])
+        return AuditEvent(kind: .conflictResolution, actor: event.actor, device: event.device, table: event.table, row: event.row,
+                          scope: event.scope, change: event.change, occurredAtMillis: event.occurredAtMillis,
+                          receivedAtMillis: event.receivedAtMillis, detail: detail.joined(separator: " "))
+    }
+
+    /// A view's event: the viewed record's kind and id as the `record_view` row names them, if they
+    /// are a kind and an id (a forged row cannot carry other text into the trail: `MALFORMED`).
+    private static func view(_ event: AuditEvent, of change: Change) -> AuditEvent {
+        let kind = change.field(RecordView.viewedKind)?.value.textValue ?? ""
+        let id = change.field(RecordView.viewedID)?.value.textValue ?? ""
+        let wellFormed = CareSchema.kind(kind) != nil && isRecordID(id)
+        var detail: [String] = []
+        if let via = change.field(RecordView.via)?.value.textValue.flatMap(RecordView.Access.init(rawValue:)) { detail.append("VIA=\(via.rawValue)") }
+        if !wellFormed { detail.append("MALFORMED") }
+        if !event.detail.isEmpty { detail.append(event.detail) }
+        var occurred = event.occurredAtMillis
+        if case let .integer(millis)? = change.field(RecordView.viewedAt)?.value, millis >= 0 { occurred = UInt64(millis) }
+        return AuditEvent(kind: .restrictedView, actor: event.actor, device: event.device, table: wellFormed ? kind : "",
+                          row: wellFormed ? id : "", scope: event.scope, change: event.change, occurredAtMillis: occurred,
+                          receivedAtMillis: event.receivedAtMillis, detail: detail.joined(separator: " "))
+    }
+
+    /// An id as replicas make them (a UUID), or one of the same few characters: never free text.
+    static func isRecordID(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.count <= 64 && text.utf8.allSatisfy { byte in
+            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
+        }
+    }
+
     static let restricted = CareColumn.restricted.rawValue
     /// A closed or superseded plan (either of two conflicting terminal statuses ends it) no longer
     /// keeps its owning team involved.

@@ -100,9 +100,13 @@ extension SQLiteHubStore {
         }
         let routing = try route(db, written, pusher: push.replica, nowMillis: Int64(clamping: push.receivedAtMillis))
         // One audit call per push: an event per change stored now (none for a duplicate), then
-        // what routing did with them.
-        try recordAudit(written.filter(\.isNew).map { AuditEvent.stored($0.change, from: push.replica, receivedAtMillis: push.receivedAtMillis) }
-                        + routing.auditEvents(pusher: push.replica, receivedAtMillis: push.receivedAtMillis), in: db)
+        // what routing did with them. The scope rules may tell a stored change's event (a view of a
+        // restricted record, a conflict resolution).
+        let storedEvents = written.filter(\.isNew).map { entry in
+            let event = AuditEvent.stored(entry.change, from: push.replica, receivedAtMillis: push.receivedAtMillis)
+            return scopeRules?.audit(event, of: entry.change) ?? event
+        }
+        try recordAudit(storedEvents + routing.auditEvents(pusher: push.replica, receivedAtMillis: push.receivedAtMillis), in: db)
         if stored > 0 {
             try db.cachedStatement(sql: "UPDATE hub_replica SET changes_stored = changes_stored + ?, quarantined = quarantined + ? WHERE replica_id = ?")
                 .execute(arguments: [stored, routing.quarantined.count, push.replica.hex])

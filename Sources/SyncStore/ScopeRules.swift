@@ -29,11 +29,21 @@ public protocol ScopeRules: Sendable {
     /// For a restricted scope, the replicas (hex ids) it is limited to within its audience's
     /// teams; nil when it is not restricted. Pure.
     func restriction(_ view: ScopeView) -> Set<String>?
+    /// The audit event of a stored change, as the application tells it (Protocol/scope.md,
+    /// "Audit"): `event` is the hub's generic one (`CREATE`, `CHANGE` or `DELETE`, with the change's
+    /// author, origin, record and times); the rules may name another kind for it and the record it
+    /// is about, such as a `RESTRICTED_VIEW` for a row that records a view, or a
+    /// `CONFLICT_RESOLUTION` for an edit that replaces concurrent values. Ids and codes only, never
+    /// a value of a record. Pure.
+    func audit(_ event: AuditEvent, of change: Change) -> AuditEvent
 }
 
 extension ScopeRules {
     /// No scope is restricted.
     public func restriction(_ view: ScopeView) -> Set<String>? { nil }
+
+    /// The hub's generic event.
+    public func audit(_ event: AuditEvent, of change: Change) -> AuditEvent { event }
 }
 
 /// The hub's merged view of one scope's deciding rows.

@@ -81,6 +81,16 @@ struct ReplicaOptions: ParsableArguments {
         Output.bootstrapLogging(verbose: verbose)
         return try Output.run { try CareReplica.open(at: path, wallClock: SystemWallClock(), random: .system, access: access) }
     }
+
+    /// Records the worker's views of the restricted records among `records`, read through
+    /// `replica` (opened read-only), before any of them is shown: a restricted record is printed
+    /// only once its view is durable, and a read of nothing restricted leaves the file as it was.
+    func recordViews(of records: [(kind: String, id: String)], via access: RecordView.Access, readIn replica: CareReplica) throws {
+        let restricted = try Output.run { try replica.restrictedRecords(among: records) }
+        guard !restricted.isEmpty else { return }
+        let writable = try open()
+        try Output.run { try writable.recordViews(of: restricted, via: access, author: worker) }
+    }
 }
 
 /// Parses `field=value` arguments.

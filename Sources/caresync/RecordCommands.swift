@@ -221,6 +221,7 @@ struct ShowCommand: ParsableCommand {
     func run() throws {
         let replica = try options.open(.readOnly)
         let record = try Output.run { try replica.describe(kind, id: id) }
+        try options.recordViews(of: [(record.kind, record.id)], via: .show, readIn: replica)
         if options.json {
             struct Shown: Encodable {
                 let kind: String, id: String, fields: [String: JSONField], conflicts: [String: [CandidateJSON]], derived: [String: String]
@@ -259,6 +260,8 @@ struct ListCommand: ParsableCommand {
     func run() throws {
         let replica = try options.open(.readOnly)
         let rows = try Output.run { try replica.list(kind, where: try Assignments.parse(filters)) }
+        let kindName = CareSchema.kind(kind)?.name ?? kind
+        try options.recordViews(of: rows.compactMap { $0[CareColumn.id.rawValue]?.textValue }.map { (kindName, $0) }, via: .list, readIn: replica)
         if options.json { try Output.json(rows.map(Output.record)); return }
         guard let recordKind = CareSchema.kind(kind) else { return }
         let columns = ["id"] + recordKind.fields.filter { !$0.automatic && $0.name != CareColumn.createdBy.rawValue }.prefix(5).map(\.name)

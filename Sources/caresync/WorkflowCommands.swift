@@ -97,6 +97,7 @@ struct ConflictsCommand: ParsableCommand {
     func run() throws {
         let replica = try options.open(.readOnly)
         let conflicts = try Output.run { try replica.conflicts() }
+        try options.recordViews(of: conflicts.map { ($0.recordKind, $0.recordID) }, via: .conflicts, readIn: replica)
         if options.json {
             try Output.json(conflicts.map {
                 ConflictJSON(kind: $0.kind.rawValue, recordKind: $0.recordKind, recordID: $0.recordID, field: $0.field,
@@ -159,6 +160,7 @@ struct HistoryCommand: ParsableCommand {
     func run() throws {
         let replica = try options.open(.readOnly)
         let entries = try Output.run { try replica.history(kind, id: id, field: field) }
+        try options.recordViews(of: [(CareSchema.kind(kind)?.name ?? kind, id)], via: .history, readIn: replica)
         func describe(_ operation: FieldOperation) -> (String, FieldValue) {
             switch operation {
             case let .assign(value): ("set", value)

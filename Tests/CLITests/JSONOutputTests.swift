@@ -110,13 +110,14 @@ extension CLITests {
                 "goal" : 0,
                 "ledger_entry" : 0,
                 "plan" : 0,
+                "record_view" : 0,
                 "reminder" : 1,
                 "review" : 0,
                 "visit" : 0,
                 "young_person" : 0
               },
               "replica_id" : "\(replica)",
-              "schema_version" : 2,
+              "schema_version" : 3,
               "total_changes" : 121,
               "warnings" : [
 

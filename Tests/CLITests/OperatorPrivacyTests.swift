@@ -12,9 +12,10 @@ import Testing
 /// version; scope changes (a young person leaving a team while one of its replicas edits them
 /// offline; a replica writing for another team's young person); a fork (a replica file restored
 /// from a backup and written to); an equivocation's evidence; a revoked replica that tries again;
-/// a sync with a token never issued; bytes that are no frame. Then every `caresync hub`
+/// a sync with a token never issued; bytes that are no frame; a restricted young person read with
+/// `show`, `list` and `history` (views the hub audits). Then every `caresync hub`
 /// subcommand, found from `caresync hub --help`, runs with and without `--json`, and its output,
-/// the hub's log and its standard output are searched for every marker: as written (any case),
+/// the hub's log and its standard output, and `caresync audit list` and `verify`, are searched for every marker: as written (any case),
 /// as UTF-8 hex, as base64 at each alignment, and for the marker prefix alone (a truncated value).
 ///
 /// What the operator may see, and so is not a marker: worker ids (the author of every change and
@@ -235,6 +236,22 @@ extension CLITests {
         try replica("a", ["plan-version", plan])
         for name in ["a", "c"] { try replica(name, ["sync", "--quiet"]) }
 
+        // A restricted young person (restricted to a), read on a: each view is recorded there,
+        // uploaded and audited with ids only, as the resolutions above are.
+        let secret = Self.marker("young_person", "legal_given_name", "restricted")
+        let secretNote = Self.marker("case_note", "body", "restricted")
+        forbidden += [secret, secretNote, "2009-05-17"]
+        let hidden = try run(["add", "young_person", "legal_given_name=\(secret)", "legal_family_name=\(secret)", "date_of_birth=2009-05-17"],
+                             replica: "a.db").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let hiddenNote = try run(["add", "case_note", "yp_id=\(hidden)", "category=visit", "occurred_at=2025-03-04", "body=\(secretNote)"],
+                                 replica: "a.db").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try replica("a", ["set-add", "young_person", hidden, "restricted_to", try #require(replicaIDs["a"])])
+        try replica("a", ["edit", "young_person", hidden, "restricted=yes"])
+        try replica("a", ["show", "young_person", hidden])
+        try replica("a", ["list", "case_note", "yp_id=\(hidden)"])
+        try replica("a", ["history", "case_note", hiddenNote, "--json"])
+        try replica("a", ["sync", "--quiet"])
+
         // Scope changes (issue 10): a third young person leaves TEAM-A for TEAM-B while c, offline,
         // edits them (purges owed, a write to quarantine); and b, of TEAM-B, edits TEAM-A's young
         // person from a bundle it was handed (a write outside its scope).
@@ -335,7 +352,16 @@ extension CLITests {
         #expect(unexercised.isEmpty, "hub subcommands this test does not run: \(unexercised.sorted()); add each to hubReadCommands or to the scenario")
         #expect(Set(subcommands) == Self.hubReadCommands.union(Self.hubScenarioCommands), "\(subcommands)")
 
+        // The audit trail, as the operator lists and verifies it.
+        for arguments in [["list", "--db", hubDB, "--limit", "10000"], ["list", "--db", hubDB, "--limit", "10000", "--json"], ["verify", "--db", hubDB]] {
+            let result = keep("caresync audit " + arguments.joined(separator: " "), try run(["audit"] + arguments, replica: nil))
+            #expect(result.status == 0, "audit \(arguments): \(result.stderr)")
+        }
+
         // Every surface had something to show.
+        let audited = try #require(try json(try run(["audit", "list", "--db", hubDB, "--limit", "10000", "--json"], replica: nil).stdout) as? [[String: Any]])
+        #expect(audited.filter { $0["kind"] as? String == "RESTRICTED_VIEW" }.count == 3, "the three reads of the restricted record")
+        #expect(audited.filter { $0["kind"] as? String == "CONFLICT_RESOLUTION" }.count == 2, "the two resolutions")
         let replicas = try #require(try json(try run(["hub", "replicas", "--db", hubDB, "--json"], replica: nil).stdout) as? [[String: Any]])
         #expect(replicas.count >= 5 && replicas.contains { $0["revoked"] as? Bool == true }, "\(replicas.count) replicas")
         #expect(replicas.contains { $0["forked_from"] is String }, "the restored replica forked")
