@@ -13,6 +13,8 @@ struct QuarantineCommand: ParsableCommand {
             offline) or a restricted record it is not named on has its write quarantined by the hub. \
             The hub holds it for review by the replicas of the team that holds the young person now; \
             they receive it at their next sync, kept apart from the records.
+
+            Examples:
               caresync quarantine list
               caresync quarantine show 3
               caresync quarantine accept 3 --worker morgan      # made again as morgan's own edit
