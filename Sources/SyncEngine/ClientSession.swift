@@ -497,7 +497,7 @@ public struct ClientSession {
             // Then the review: decisions taken here reach the hub, and the writes it holds for
             // this replica's review (whose bundles it holds, so after the purges) come down.
             let acks = try purgeOwed()
-            decisionsSent = try store.heldDecisionsToSend(limit: ReviewCoding.maxDecisions)
+            decisionsSent = try store.heldDecisionsToSend(limit: ReviewCoding.decisionsPerReview)
             heldListed = []
             state = .reviewing(after: nil)
             return acks + request(.review(decisions: decisionsSent, after: nil))
@@ -529,11 +529,17 @@ public struct ClientSession {
         summary.roundTrips += 1
         summary.heldReceived += items.count
         summary.heldDecisionsRecorded += outcomes.filter { $0.code != .refused }.count
-        decisionsSent = []
         heldListed.formUnion(items.map(\.change.id))
-        if more, let last = items.last {
-            state = .reviewing(after: last.change.id)
-            return request(.review(decisions: [], after: last.change.id))
+        // Decisions beyond one review's go in the next; each outcome moves its decision on, so a
+        // batch seen again means the store could not record them: left for the next session.
+        let sent = decisionsSent
+        decisionsSent = try store.heldDecisionsToSend(limit: ReviewCoding.decisionsPerReview)
+        if decisionsSent == sent { decisionsSent = [] }
+        let listedOn = more ? items.last?.change.id : nil
+        if listedOn != nil || !decisionsSent.isEmpty {
+            let next = listedOn ?? after
+            state = .reviewing(after: next)
+            return request(.review(decisions: decisionsSent, after: next))
         }
         try store.keepOnlyHeld(heldListed)
         let cursor = try store.hubLink()?.pullCursor ?? 0

@@ -113,13 +113,7 @@ extension SQLiteHubStore {
                 var items: [HeldItem] = []
                 var bytes = 0
                 while let row = try rows.next() {
-                    let seq: Int64 = row[4]
-                    let change: Change
-                    do {
-                        change = try Change(canonicalBytes: Array(row[3] as Data))
-                    } catch {
-                        throw StoreError.unreadable("hub change at sequence \(seq)", table: "hub_log", column: "bytes", error)
-                    }
+                    let change = try Self.storedChange(row[3], seq: row[4])
                     let item = HeldItem(fromReplica: ReplicaID(hex: row[0]) ?? change.id.replica,
                                         reason: HeldReason(name: row[1]) ?? .outOfScope,
                                         receivedAtMillis: UInt64(max(0, row[2] as Int64)), change: change)
@@ -204,6 +198,15 @@ extension SQLiteHubStore {
                 }
                 return QuarantineSummary(counts: counts, senders: senders)
             }
+        }
+    }
+
+    /// The change stored at hub sequence `seq` (`hub_log.bytes`), decoded.
+    static func storedChange(_ bytes: Data, seq: Int64) throws -> Change {
+        do {
+            return try Change(canonicalBytes: Array(bytes))
+        } catch {
+            throw StoreError.unreadable("hub change at sequence \(seq)", table: "hub_log", column: "bytes", error)
         }
     }
 

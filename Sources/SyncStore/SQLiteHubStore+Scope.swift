@@ -513,12 +513,7 @@ extension SQLiteHubStore {
                     """)
                 while let row = try rows.next() {
                     let seq: Int64 = row[0]
-                    let change: Change
-                    do {
-                        change = try Change(canonicalBytes: Array(row[1] as Data))
-                    } catch {
-                        throw StoreError.unreadable("hub change at sequence \(seq)", table: "hub_log", column: "bytes", error)
-                    }
+                    let change = try Self.storedChange(row[1], seq: seq)
                     let origin = ReplicaID(hex: row[2]) ?? hubID
                     _ = try route(db, [StoredChange(seq: seq, change: change)], pusher: origin, nowMillis: nowMillis)
                 }

@@ -4,6 +4,10 @@ import SyncCore
 public enum ReviewCoding {
     /// The most decisions in one review, and so outcomes in one held.
     public static let maxDecisions = 1_024
+    /// The most decisions this client puts in one review: the held answer's outcomes then leave
+    /// room under the smallest frame limit (65,536) for a write of the largest size a change may
+    /// have, so a hub can always answer with at least one item. More decisions go in the next review.
+    public static let decisionsPerReview = 128
     /// The most items in one held message.
     public static let maxItems = 1_024
     /// Bytes of a held frame besides its items: type and flags (2), the outcomes of the most
