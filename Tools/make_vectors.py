@@ -26,7 +26,7 @@ VECTORS = os.path.join(ROOT, "Protocol", "vectors")
 
 TYPES = {"hello": 0x01, "welcome": 0x02, "reject": 0x03, "push": 0x10, "push_ack": 0x11,
          "fork": 0x12, "forked": 0x13, "pull": 0x20, "batch": 0x21, "recover": 0x22, "recovered": 0x23,
-         "heartbeat": 0x30, "purge_ack": 0x31, "error": 0x7E, "goodbye": 0x7F}
+         "heartbeat": 0x30, "purge_ack": 0x31, "review": 0x32, "held": 0x33, "error": 0x7E, "goodbye": 0x7F}
 CODES = {"MALFORMED_FRAME": 1, "FRAME_TOO_LARGE": 2, "UNKNOWN_MESSAGE": 3, "RESERVED_BITS": 4,
          "TRAILING_BYTES": 5, "BAD_COMPRESSION": 6, "DECOMPRESSION_LIMIT": 7,
          "UNEXPECTED_MESSAGE": 8, "UNSUPPORTED_VERSION": 9, "SCHEMA_MISMATCH": 10,
@@ -34,6 +34,9 @@ CODES = {"MALFORMED_FRAME": 1, "FRAME_TOO_LARGE": 2, "UNKNOWN_MESSAGE": 3, "RESE
          "CLOCK_SKEW": 15, "STORAGE_FAILURE": 16, "SHUTTING_DOWN": 17, "LIMIT_EXCEEDED": 18,
          "MALFORMED_MESSAGE": 19, "EQUIVOCATION": 20, "CURSOR_AHEAD": 21, "SIGNATURE_INVALID": 22,
          "CHAIN_GAP": 23, "UNSIGNED_CHANGES": 24, "UNKNOWN_DEVICE": 25, "HUB_KEY_CHANGED": 26}
+VERDICTS = {"accept": 1, "dismiss": 2}
+OUTCOMES = {1: "recorded", 2: "resolved already", 3: "refused"}
+REASONS = {"OUT_OF_SCOPE": 1, "RESTRICTED": 2}
 VALUE_TAGS = {"null": 0, "integer": 1, "real": 2, "text": 3, "blob": 4}
 OPERATIONS = {"assign": 1, "add": 2, "remove": 3, "increment": 4}
 
@@ -330,6 +333,33 @@ def payload(message):
             put_varint(out, message[field], field)
     elif kind == "purge_ack":
         put_scopes(out, message["scopes"], "scopes")
+    elif kind == "review":
+        decisions = message["decisions"]
+        put_varint(out, len(decisions), f"decisions: count {len(decisions)}")
+        for index, decision in enumerate(decisions):
+            put_change_id(out, decision["id"], f"decisions[{index}]")
+            verdict = VERDICTS[decision["verdict"]]
+            out.add([verdict], f"decisions[{index}] verdict {verdict} ({decision['verdict']})")
+        if message["after"] is None:
+            out.add([0], "after: absent")
+        else:
+            out.add([1], "after: present")
+            put_change_id(out, message["after"], "after")
+    elif kind == "held":
+        outcomes = message["outcomes"]
+        put_varint(out, len(outcomes), f"outcomes: count {len(outcomes)}")
+        for index, outcome in enumerate(outcomes):
+            put_change_id(out, outcome["id"], f"outcomes[{index}]")
+            out.add([outcome["outcome"]], f"outcomes[{index}] outcome {outcome['outcome']} ({OUTCOMES[outcome['outcome']]})")
+        out.add([1 if message["more"] else 0], f"more = {1 if message['more'] else 0}")
+        items = message["items"]
+        put_varint(out, len(items), f"items: count {len(items)}")
+        for index, item in enumerate(items):
+            put_replica(out, item["from_replica"], f"items[{index}] from_replica")
+            reason = REASONS[item["reason"]]
+            out.add([reason], f"items[{index}] reason {reason} ({item['reason']})")
+            put_varint(out, item["received_at_ms"], f"items[{index}] received_at_ms")
+            put_change(out, item["change"], f"items[{index}] change")
     elif kind == "goodbye":
         put_varint(out, message["reason"], "reason")
     else:
@@ -610,6 +640,15 @@ MESSAGES = [
      msg("purge_ack", scopes=["p-11", "p-27"])),
     ("purge-ack-longest-scope", "One scope of 128 bytes, the most a scope may have: accepted.",
      msg("purge_ack", scopes=["p-" + "7" * 126])),
+    ("review-two-decisions", "A replica of the owning team accepted one held write and dismissed another; it asks for the held writes from the start.",
+     msg("review", decisions=[{"id": cid(R2, 9), "verdict": "dismiss"}, {"id": cid(R1, 42), "verdict": "accept"}], after=None)),
+    ("review-after", "No decisions; the listing goes on after R1's change 42.",
+     msg("review", decisions=[], after=cid(R1, 42))),
+    ("held-one-item", "Answering review-two-decisions: the dismissal was resolved already (by another replica), the acceptance is recorded; one write held for review, of R1 (pushed by R3, which relayed it).",
+     msg("held", outcomes=[{"id": cid(R2, 9), "outcome": 2}, {"id": cid(R1, 42), "outcome": 1}], more=False,
+         items=[{"from_replica": R3, "reason": "OUT_OF_SCOPE", "received_at_ms": T0 + 300_000, "change": GOAL_TITLE}])),
+    ("held-empty", "Nothing held for this replica's review, nothing decided.",
+     msg("held", outcomes=[], more=False, items=[])),
     ("error-unexpected-message", "A fatal error: the connection closes after it.",
      msg("error", code="UNEXPECTED_MESSAGE", fatal=True, message="pull before welcome")),
     ("error-storage-failure", "A non-fatal error answering a push: retry with backoff.",
@@ -754,13 +793,27 @@ FRAMING = [
      raw_frame(0x14, 0x00, h("00"))),
     ("compressed-purge-ack", "BAD_COMPRESSION", "A compressed purge-ack: it may not be compressed.",
      raw_frame(0x31, 1, varint(len(payload_of("purge-ack"))) + zlib.compress(payload_of("purge-ack"), 9))),
-    ("unknown-message-type-0x32", "UNKNOWN_MESSAGE", "Type 0x32, the one after purge-ack (0x31), is not defined.",
-     raw_frame(0x32, 0x00, h("00"))),
+    ("unknown-message-type-0x34", "UNKNOWN_MESSAGE", "Type 0x34, the one after held (0x33), is not defined.",
+     raw_frame(0x34, 0x00, h("00"))),
+    ("compressed-held", "BAD_COMPRESSION", "A compressed held: it may not be compressed.",
+     raw_frame(0x33, 1, varint(len(payload_of("held-empty"))) + zlib.compress(payload_of("held-empty"), 9))),
     ("bytes-after-frame", "TRAILING_BYTES", "A vector holds exactly one frame: a byte after it is refused.",
      h("00000003 7f 00 00 00")),
 ]
 
 PAYLOAD = [
+    ("review-too-many-decisions", "LIMIT_EXCEEDED", "A review announcing 1,025 decisions: refused from the count alone.",
+     raw_frame(0x32, 0, varint(1025))),
+    ("review-decisions-out-of-order", "MALFORMED_MESSAGE", "Two decisions on the same change: not strictly ascending.",
+     raw_frame(0x32, 0, b"\x02" + bytes.fromhex(R1) + b"\x2a\x01" + bytes.fromhex(R1) + b"\x2a\x02\x00")),
+    ("review-unknown-verdict", "MALFORMED_MESSAGE", "Verdict 3 is not defined.",
+     raw_frame(0x32, 0, b"\x01" + bytes.fromhex(R1) + b"\x2a\x03\x00")),
+    ("review-counter-zero", "MALFORMED_MESSAGE", "A decision on counter 0: counters start at 1.",
+     raw_frame(0x32, 0, b"\x01" + bytes.fromhex(R1) + b"\x00\x01\x00")),
+    ("held-too-many-items", "LIMIT_EXCEEDED", "A held announcing 1,025 items: refused from the count alone.",
+     raw_frame(0x33, 0, b"\x00\x00" + varint(1025))),
+    ("held-unknown-reason", "MALFORMED_MESSAGE", "Reason 3 is not defined.",
+     raw_frame(0x33, 0, payload_around("held-one-item", "items[0] reason 1 (OUT_OF_SCOPE)", b"\x03"))),
     ("purge-ack-too-many-scopes", "LIMIT_EXCEEDED", "A purge-ack announcing 4,097 scopes: refused from the count alone.",
      raw_frame(0x31, 0, varint(4097))),
     ("welcome-purges-too-many", "LIMIT_EXCEEDED", "A welcome announcing 4,097 purges: refused from the count alone.",

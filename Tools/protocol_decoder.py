@@ -32,7 +32,7 @@ MESSAGE_TYPES = {
     0x10: ("push", True), 0x11: ("push_ack", False), 0x12: ("fork", False),
     0x13: ("forked", False), 0x20: ("pull", False), 0x21: ("batch", True),
     0x22: ("recover", False), 0x23: ("recovered", True), 0x30: ("heartbeat", False),
-    0x31: ("purge_ack", False), 0x7E: ("error", False), 0x7F: ("goodbye", False),
+    0x31: ("purge_ack", False), 0x32: ("review", False), 0x33: ("held", False), 0x7E: ("error", False), 0x7F: ("goodbye", False),
 }
 
 # errors.md
@@ -62,6 +62,10 @@ MAX_NAME, MAX_ROW, MAX_VALUE, MAX_SUPERSEDES, MAX_FIELDS, MAX_ENCODED = 64, 128,
 MAX_INTEGER = (1 << 63) - 1
 # messages.md, "Scope lists" (checked by the decoder: LIMIT_EXCEEDED).
 MAX_SCOPES, MAX_SCOPE = 4096, 128
+# messages.md, "review" and "held" (checked by the decoder: LIMIT_EXCEEDED).
+MAX_DECISIONS, MAX_ITEMS = 1024, 1024
+VERDICTS = {1: "accept", 2: "dismiss"}
+HELD_REASONS = {1: "OUT_OF_SCOPE", 2: "RESTRICTED"}
 
 
 class ProtocolError(Exception):
@@ -321,6 +325,16 @@ def read_credential(r):
     raise PayloadError(f"unknown credential kind {kind}")
 
 
+def read_limited_count(r, limit, min_item_size, field):
+    """A list's count: above `limit` is LIMIT_EXCEEDED before anything else is read."""
+    n = r.varint()
+    if n > limit:
+        raise ProtocolError("LIMIT_EXCEEDED", f"{field}: {n} entries, above {limit}")
+    if n * min_item_size > r.remaining():
+        raise PayloadError(f"{field}: {n} entries cannot fit in {r.remaining()} bytes")
+    return n
+
+
 def read_scope_list(r, field):
     """messages.md, "Scope lists": the limits first (LIMIT_EXCEEDED), then the encoding."""
     n = r.varint()
@@ -419,6 +433,38 @@ def read_fields(name, r):
         m["schema_version"] = r.varint()
     elif name == "purge_ack":
         m["scopes"] = read_scope_list(r, "scopes")
+    elif name == "review":
+        m["decisions"] = []
+        for _ in range(read_limited_count(r, MAX_DECISIONS, 18, "decisions")):
+            change_id = r.change_id()
+            verdict = r.u8()
+            if verdict not in VERDICTS:
+                raise PayloadError(f"unknown verdict {verdict}")
+            if m["decisions"] and id_key(m["decisions"][-1]["id"]) >= id_key(change_id):
+                raise PayloadError("decisions do not ascend by change id")
+            m["decisions"].append({"id": change_id, "verdict": VERDICTS[verdict]})
+        m["after"] = r.change_id() if r.boolean() else None
+    elif name == "held":
+        m["outcomes"] = []
+        for _ in range(read_limited_count(r, MAX_DECISIONS, 18, "outcomes")):
+            change_id = r.change_id()
+            outcome = r.u8()
+            if outcome not in (1, 2, 3):
+                raise PayloadError(f"unknown outcome {outcome}")
+            m["outcomes"].append({"id": change_id, "outcome": outcome})
+        m["more"] = r.boolean()
+        m["items"] = []
+        for _ in range(read_limited_count(r, MAX_ITEMS, 18 + 25, "items")):
+            item = {"from_replica": r.replica()}
+            reason = r.u8()
+            if reason not in HELD_REASONS:
+                raise PayloadError(f"unknown reason {reason}")
+            item["reason"] = HELD_REASONS[reason]
+            item["received_at_ms"] = r.varint()
+            item["change"] = read_change(r)
+            if m["items"] and id_key(m["items"][-1]["change"]["id"]) >= id_key(item["change"]["id"]):
+                raise PayloadError("items do not ascend by change id")
+            m["items"].append(item)
     elif name == "error":
         m["code"] = read_code(r)
         m["fatal"] = r.boolean()

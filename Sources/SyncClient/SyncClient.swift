@@ -370,6 +370,8 @@ extension SyncSummary {
         reissued += other.reissued
         purged += other.purged
         purgesWaiting += other.purgesWaiting
+        heldReceived += other.heldReceived
+        heldDecisionsRecorded += other.heldDecisionsRecorded
         forkedFrom = other.forkedFrom ?? forkedFrom
     }
 }

@@ -71,6 +71,11 @@ public struct SyncSummary: Equatable, Sendable {
     /// Scopes the hub owes a purge of that were left for a later session: they held own changes
     /// the hub had not acknowledged.
     public var purgesWaiting = 0
+    /// Writes the hub holds for this replica's review, received in this sync (Protocol/scope.md,
+    /// "Quarantine review"); stored as held, never merged.
+    public var heldReceived = 0
+    /// Decisions on held writes the hub recorded (or had recorded already) in this sync.
+    public var heldDecisionsRecorded = 0
 
     /// Nothing done yet.
     public init() {}

@@ -41,6 +41,9 @@ public struct ClientSession {
         case forking(newReplica: ReplicaID, divergentFrom: UInt64)
         /// Push `batch` is out, carrying each origin's changes up to `until`; its push-ack is awaited.
         case pushing(batch: UInt64, until: [ReplicaID: UInt64])
+        /// A review (decisions on held writes, and a listing of those after `after`) is out; its
+        /// held answer is awaited (Protocol/scope.md, "Quarantine review").
+        case reviewing(after: ChangeID?)
         /// A pull from `cursor` is out; its batch is awaited.
         case pulling(cursor: UInt64)
         /// Closed after a whole sync: pushed, pulled to the end, health reported, goodbye sent.
@@ -65,6 +68,10 @@ public struct ClientSession {
     /// The scopes the welcome said the hub owes this replica a purge of, until they are purged
     /// after pushing (Protocol/scope.md, "Purge").
     private var purgesOwed: [String] = []
+    /// The decisions on held writes the review out carries, until the hub answers.
+    private var decisionsSent: [HeldDecision] = []
+    /// The held writes the hub listed in this session's review so far.
+    private var heldListed: Set<ChangeID> = []
     /// Draws a new identity (and its device key) when this replica must fork.
     var random: RandomSource
     /// The device key made for the identity asked for in a fork, until the hub answers.
@@ -103,7 +110,7 @@ public struct ClientSession {
     public var isFinished: Bool {
         switch state {
         case .done, .failed: true
-        case .connecting, .awaitingWelcome, .recovering, .forking, .pushing, .pulling: false
+        case .connecting, .awaitingWelcome, .recovering, .forking, .pushing, .reviewing, .pulling: false
         }
     }
 
@@ -145,11 +152,11 @@ public struct ClientSession {
             return fail(SyncFailure(.timeout, "frame was not completed in time"))
         case (.awaitingWelcome, .handshake):
             failure = SyncFailure(.timeout, "no welcome from the hub within the handshake deadline")
-        case (.recovering, .request), (.forking, .request), (.pushing, .request), (.pulling, .request):
+        case (.recovering, .request), (.forking, .request), (.pushing, .request), (.reviewing, .request), (.pulling, .request):
             failure = SyncFailure(.timeout, "the hub did not answer within the request deadline")
         case (.connecting, .handshake), (.connecting, .request),
              (.awaitingWelcome, .request),
-             (.recovering, .handshake), (.forking, .handshake), (.pushing, .handshake), (.pulling, .handshake):
+             (.recovering, .handshake), (.forking, .handshake), (.pushing, .handshake), (.reviewing, .handshake), (.pulling, .handshake):
             // A deadline that is not running (never started, or cancelled by the answer it waited
             // for) and reached the session anyway, racing its cancellation: nothing is overdue.
             return []
@@ -268,7 +275,10 @@ public struct ClientSession {
         case let .batch(next, more, changes, provenance):
             guard case let .pulling(cursor) = state else { throw unexpected(message) }
             return try pulled(cursor: cursor, next: next, more: more, changes, provenance)
-        case .hello, .push, .pull, .recover, .fork, .heartbeat, .purgeAck:
+        case let .held(outcomes, more, items):
+            guard case let .reviewing(after) = state else { throw unexpected(message) }
+            return try reviewed(after: after, outcomes, more: more, items)
+        case .hello, .push, .pull, .recover, .fork, .heartbeat, .purgeAck, .review:
             throw SyncFailure(.unexpectedMessage, "\(message.kind) is not a hub message")
         case .relayedBatch, .relayedRecovered:
             // Only ever sent: its frame decodes as a batch or recovered. A shell that hands one over
@@ -484,10 +494,13 @@ public struct ClientSession {
         guard !changes.isEmpty else {
             // Pushed: own edits of a bundle leaving scope are on the hub (quarantined there if out
             // of scope) before the bundle is purged here, and the pull comes after the purge.
+            // Then the review: decisions taken here reach the hub, and the writes it holds for
+            // this replica's review (whose bundles it holds, so after the purges) come down.
             let acks = try purgeOwed()
-            let cursor = try store.hubLink()?.pullCursor ?? 0
-            state = .pulling(cursor: cursor)
-            return acks + request(.pull(cursor: cursor, byteBudget: configuration.pullBudget))
+            decisionsSent = try store.heldDecisionsToSend(limit: ReviewCoding.decisionsPerReview)
+            heldListed = []
+            state = .reviewing(after: nil)
+            return acks + request(.review(decisions: decisionsSent, after: nil))
         }
         var until: [ReplicaID: UInt64] = [:]
         for change in changes { until[change.id.replica] = max(until[change.id.replica] ?? 0, change.id.counter) }
@@ -498,6 +511,40 @@ public struct ClientSession {
         summary.pushBatches += 1
         summary.roundTrips += 1
         return request(.push(batch: batch, changes: changes, provenance: provenance))
+    }
+
+    /// The hub's answer to a review: each decision's outcome is recorded, the held writes are
+    /// stored (never merged), and the listing goes on after the last one while the hub says there
+    /// is more. Once the listing is whole, held writes the hub no longer listed are deleted, and
+    /// the pull begins.
+    private mutating func reviewed(after: ChangeID?, _ outcomes: [HeldOutcome], more: Bool, _ items: [HeldItem]) throws -> [SessionAction] {
+        guard outcomes.map(\.change) == decisionsSent.map(\.change) else {
+            throw SyncFailure(.malformedMessage, "held answers \(outcomes.count) decisions, not the \(decisionsSent.count) sent, in their order")
+        }
+        guard after.map({ after in items.allSatisfy { $0.change.id > after } }) ?? true else {
+            throw SyncFailure(.malformedMessage, "held items are not after the review's cursor")
+        }
+        try store.recordHeldOutcomes(outcomes)
+        try store.receiveHeld(items)
+        summary.roundTrips += 1
+        summary.heldReceived += items.count
+        summary.heldDecisionsRecorded += outcomes.filter { $0.code != .refused }.count
+        heldListed.formUnion(items.map(\.change.id))
+        // Decisions beyond one review's go in the next; each outcome moves its decision on, so a
+        // batch seen again means the store could not record them: left for the next session.
+        let sent = decisionsSent
+        decisionsSent = try store.heldDecisionsToSend(limit: ReviewCoding.decisionsPerReview)
+        if decisionsSent == sent { decisionsSent = [] }
+        let listedOn = more ? items.last?.change.id : nil
+        if listedOn != nil || !decisionsSent.isEmpty {
+            let next = listedOn ?? after
+            state = .reviewing(after: next)
+            return request(.review(decisions: decisionsSent, after: next))
+        }
+        try store.keepOnlyHeld(heldListed)
+        let cursor = try store.hubLink()?.pullCursor ?? 0
+        state = .pulling(cursor: cursor)
+        return request(.pull(cursor: cursor, byteBudget: configuration.pullBudget))
     }
 
     /// After pushing, before pulling: purges each scope the welcome named, unless it holds changes

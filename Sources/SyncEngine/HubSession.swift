@@ -58,6 +58,7 @@ public struct HubSession: Sendable {
         case pull(cursor: UInt64)
         case recover(origin: ReplicaID)
         case fork(from: ReplicaID, into: ReplicaID, team: String)
+        case review
     }
 
     /// The device key of the peer's TLS client certificate, as the TLS layer verified it; nil on
@@ -223,11 +224,17 @@ public struct HubSession: Sendable {
             // Not answered, like a heartbeat; a scope not owed to this replica is ignored by the store.
             guard case let .ready(replica, _) = state else { return beforeHello(message, nowMillis: nowMillis) }
             return [.store(.acknowledgePurges(scopes: scopes, replica: replica, nowMillis: nowMillis))]
+        case let .review(decisions, after):
+            guard case let .ready(replica, _) = state else { return beforeHello(message, nowMillis: nowMillis) }
+            pending = .review
+            let room = maxFrameBody - ReviewCoding.heldEnvelopeBytes(outcomes: decisions.count)
+            return [.store(.review(decisions: decisions, after: after, replica: replica, byteBudget: room,
+                                   maxCount: ReviewCoding.maxItems, nowMillis: nowMillis))]
         case .goodbye:
             guard case .ready = state else { return beforeHello(message, nowMillis: nowMillis) }
             state = .closed
             return [.close]
-        case .welcome, .reject, .pushAck, .batch, .recovered, .forked, .relayedBatch, .relayedRecovered:
+        case .welcome, .reject, .pushAck, .batch, .recovered, .forked, .relayedBatch, .relayedRecovered, .held:
             return fail(.unexpectedMessage, "\(message.kind) is not a client message", nowMillis: nowMillis)
         }
     }
@@ -279,6 +286,12 @@ public struct HubSession: Sendable {
         case let .fork(replica, newReplica, team):
             guard case let .forked(result, certificate) = outcome else { mismatched(outcome, pending) }
             return actions + forked(replica, into: newReplica, team: team, result, certificate: certificate, nowMillis: nowMillis)
+        case .review:
+            guard case let .reviewed(result) = outcome else { mismatched(outcome, pending) }
+            guard case let .success(review) = result else {
+                return actions + fail(.storageFailure, "the hub could not read its store; retry later", nowMillis: nowMillis)
+            }
+            return actions + [.send(.held(outcomes: review.outcomes, more: review.page.more, items: review.page.items))]
         }
     }
 

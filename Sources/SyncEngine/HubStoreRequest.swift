@@ -31,6 +31,9 @@ public enum HubStoreRequest: Equatable, Sendable {
     /// The replica's purge-ack: it purged `scopes`, which the hub owes it no more; no answer (a
     /// failure leaves them owed, and the next welcome names them again: purging twice is harmless).
     case acknowledgePurges(scopes: [String], replica: ReplicaID, nowMillis: UInt64)
+    /// A review: record the replica's `decisions` on held writes (durably, audited), then read the
+    /// writes held for its review after `after`, within `byteBudget` and `maxCount`.
+    case review(decisions: [HeldDecision], after: ChangeID?, replica: ReplicaID, byteBudget: Int, maxCount: Int, nowMillis: UInt64)
 
     /// Whether the session waits for an outcome (and handles nothing else meanwhile).
     public var expectsAnswer: Bool {
@@ -83,6 +86,20 @@ public struct SessionOpening: Equatable, Sendable {
     }
 }
 
+/// What a review did: each decision's outcome, and the page of held items.
+public struct HeldReview: Equatable, Sendable {
+    /// What became of each decision, in their order.
+    public let outcomes: [HeldOutcome]
+    /// The writes held for the replica's review after the review's `after`.
+    public let page: HeldPage
+
+    /// The outcomes of a review's decisions and its page.
+    public init(outcomes: [HeldOutcome], page: HeldPage) {
+        self.outcomes = outcomes
+        self.page = page
+    }
+}
+
 /// What a pull read: the head, and the page unless the cursor is above the head.
 public struct HubPullRead: Sendable {
     /// The hub log's head when the page was read.
@@ -115,6 +132,8 @@ public enum HubStoreOutcome: Sendable {
     case originPage(Result<HubOriginPage, any Error>)
     /// For `fork`: the new identity's secret, and its device certificate once forked.
     case forked(Result<ForkResult, any Error>, certificate: DeviceCertificate? = nil)
+    /// For `review`.
+    case reviewed(Result<HeldReview, any Error>)
 
     /// The same kind of outcome, as a failure: what a shell reports when the store could not be
     /// reached at all (or, in the simulator, an injected fault).
@@ -126,6 +145,7 @@ public enum HubStoreOutcome: Sendable {
         case .readPage: .page(.failure(error))
         case .readOrigin: .originPage(.failure(error))
         case .fork: .forked(.failure(error), certificate: nil)
+        case .review: .reviewed(.failure(error))
         case .record, .spendTokens, .acknowledgePurges: nil
         }
     }
@@ -143,6 +163,7 @@ public enum HubStoreOutcome: Sendable {
         case let .page(result): failed(result)
         case let .originPage(result): failed(result)
         case let .forked(result, _): failed(result)
+        case let .reviewed(result): failed(result)
         }
     }
 }
@@ -204,6 +225,11 @@ extension HubStoreRequest {
         case let .acknowledgePurges(scopes, replica, now):
             try? store.acknowledgePurges(scopes, replica: replica, nowMillis: now)
             return nil
+        case let .review(decisions, after, replica, budget, maxCount, now):
+            return .reviewed(Result {
+                let outcomes = try store.resolveHeld(decisions, replica: replica, nowMillis: now)
+                return HeldReview(outcomes: outcomes, page: try store.heldItems(for: replica, after: after, byteBudget: budget, maxCount: maxCount))
+            })
         }
     }
 }

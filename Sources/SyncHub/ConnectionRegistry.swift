@@ -6,7 +6,7 @@ import SyncWire
 /// The hub's live connections: admission decisions (`AdmissionControl`), the channel of each
 /// connection (to end it from outside its task: replaced, revoked, evicted, shutting down) and
 /// the failed-authentication budget per source address. One lock; nothing blocks under it.
-final class ConnectionRegistry: Sendable {
+package final class ConnectionRegistry: Sendable {
     private struct State {
         var admission: AdmissionControl
         var channels: [AdmissionControl.ConnectionID: any Channel] = [:]
@@ -20,7 +20,7 @@ final class ConnectionRegistry: Sendable {
 
     private let state: NIOLockedValueBox<State>
 
-    init(limits: AdmissionControl.Limits, failures: AuthenticationFailureBudget) {
+    package init(limits: AdmissionControl.Limits, failures: AuthenticationFailureBudget) {
         state = NIOLockedValueBox(State(admission: AdmissionControl(limits: limits), failures: failures))
     }
 
@@ -33,7 +33,7 @@ final class ConnectionRegistry: Sendable {
     /// An admitted connection's slot is released when its channel closes, not when its task has
     /// finished with the store: a client that has gone must not hold a slot while its goodbye
     /// waits behind other sessions' commits.
-    func admit(_ channel: any Channel) -> AdmissionControl.Admission {
+    package func admit(_ channel: any Channel) -> AdmissionControl.Admission {
         let key = ObjectIdentifier(channel)
         let admission = state.withLockedValue { state in
             let admission = state.admission.admit()
@@ -43,7 +43,11 @@ final class ConnectionRegistry: Sendable {
         }
         channel.closeFuture.whenComplete { _ in
             self.state.withLockedValue { state in
-                state.decisions[key] = nil
+                // The decision stays until the accept loop takes it: a peer that writes and closes
+                // at once can close the channel before the loop gets to it, and a decision dropped
+                // here made `decision(for:)` answer busy (a false "connection cap" refusal, its
+                // bytes never read). The loop takes every accepted channel, holding it till then,
+                // so the key is not reused before it is removed.
                 if case let .admitted(id, _, _) = admission {
                     state.admission.end(id)
                     state.channels[id] = nil
@@ -54,7 +58,7 @@ final class ConnectionRegistry: Sendable {
     }
 
     /// The decision `admit` took for this channel (once).
-    func decision(for channel: any Channel) -> AdmissionControl.Admission {
+    package func decision(for channel: any Channel) -> AdmissionControl.Admission {
         state.withLockedValue { $0.decisions.removeValue(forKey: ObjectIdentifier(channel)) } ?? .busy
     }
 

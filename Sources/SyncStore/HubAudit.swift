@@ -29,6 +29,7 @@ public struct AuditEvent: Hashable, Sendable {
             case quarantinedWrite = "QUARANTINED_WRITE"
             case rejectedWrite = "REJECTED_WRITE"
             case conflictResolution = "CONFLICT_RESOLUTION"
+            case quarantineResolved = "QUARANTINE_RESOLVED"
             case scopeIn = "SCOPE_IN"
             case scopeOut = "SCOPE_OUT"
         }
@@ -67,6 +68,9 @@ public struct AuditEvent: Hashable, Sendable {
         public static let rejectedWrite = Kind(.rejectedWrite)
         /// A person resolved a conflict between candidate values.
         public static let conflictResolution = Kind(.conflictResolution)
+        /// A replica of the owning team decided on a quarantined write: its detail says `ACCEPTED`
+        /// (re-authored as a new change by the reviewer) or `DISMISSED`; never the reviewer's reason.
+        public static let quarantineResolved = Kind(.quarantineResolved)
         /// A team became involved with a young person: its replicas receive the bundle.
         public static let scopeIn = Kind(.scopeIn)
         /// A team stopped being involved with a young person: its replicas purge the bundle.

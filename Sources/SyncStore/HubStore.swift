@@ -120,6 +120,17 @@ public protocol HubStore: Sendable {
     /// acknowledged at `nowMillis` and owed no more. A scope not owed to it is ignored.
     func acknowledgePurges(_ scopes: [String], replica: ReplicaID, nowMillis: UInt64) throws
 
+    /// The quarantined writes held for `replica`'s review (Protocol/scope.md, "Quarantine
+    /// review"): held items of scopes in its team's audience (a restricted scope's only when it is
+    /// on the restriction), ascending by change id after `after`, within `byteBudget` (at least one
+    /// item) and `maxCount`.
+    func heldItems(for replica: ReplicaID, after: ChangeID?, byteBudget: Int, maxCount: Int) throws -> HeldPage
+
+    /// Records `replica`'s decisions on held writes, durably and audited, and says what became of
+    /// each, in their order: recorded, resolved already (idempotent), or refused (not held for
+    /// this replica: the refusal is audited).
+    func resolveHeld(_ decisions: [HeldDecision], replica: ReplicaID, nowMillis: UInt64) throws -> [HeldOutcome]
+
     /// Closes the store; every later call fails with a storage error. The hub shell calls it once,
     /// after its last session has ended (`HubServer`'s graceful shutdown).
     func close() throws

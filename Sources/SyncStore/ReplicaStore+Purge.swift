@@ -11,12 +11,14 @@ public struct PurgeSummary: Equatable, Sendable {
     public var changes = 0
     /// Field states removed (`sync_field`), open conflicts and quarantined writes included.
     public var fields = 0
+    /// Writes held for review removed (`sync_held`), decided ones included.
+    public var held = 0
 
     /// Nothing removed.
     public init() {}
 
     /// Whether the purge found nothing of the scope.
-    public var isEmpty: Bool { rows == 0 && changes == 0 && fields == 0 }
+    public var isEmpty: Bool { rows == 0 && changes == 0 && fields == 0 && held == 0 }
 }
 
 /// Purging a young person's bundle (issue 10, "Scope changes"): the hub tells a replica that its
@@ -128,6 +130,7 @@ extension ReplicaStore {
             size.changes = try Self.bundleChanges(db, scope: scope).changes.count
             size.fields = try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_field WHERE row IN (SELECT id FROM sync_row WHERE scope = ?)",
                                            arguments: [scope]) ?? 0
+            size.held = try Int.fetchOne(db, sql: "SELECT count(*) FROM sync_held WHERE scope = ?", arguments: [scope]) ?? 0
             return size
         }
     }
@@ -197,6 +200,10 @@ extension ReplicaStore {
         summary.changes = db.changesCount
         try db.execute(sql: "DELETE FROM sync_row WHERE scope = ?", arguments: [scope])
         summary.rows = db.changesCount
+        // Writes held for the team's review (another team's edits, which may hold safeguarding
+        // information) leave with the bundle, a dismissal's reason with them.
+        try db.execute(sql: "DELETE FROM sync_held WHERE scope = ?", arguments: [scope])
+        summary.held = db.changesCount
         if bundle.changes.contains(where: { !$0.onBundleRow }) {
             // Another scope's row lost changes its merged values may hold: merged again without them.
             try ReplicaStore.rebuildFromLog(db, schema: context.schema, recordedAt: context.recordedAt, origins: [])
@@ -239,7 +246,7 @@ extension ReplicaStore {
     // MARK: reclaiming
 
     /// Runs `body` with `PRAGMA secure_delete` on, then sets it back as it was.
-    private func withSecureDelete<T>(_ body: () throws -> T) throws -> T {
+    func withSecureDelete<T>(_ body: () throws -> T) throws -> T {
         let previous = try Self.guarded {
             try queue.inDatabase { db -> Int in
                 let previous = try Int.fetchOne(db, sql: "PRAGMA secure_delete") ?? 0

@@ -226,6 +226,7 @@ public final class ReplicaStore: Sendable {
         migrator.registerMigration("sync-v4-row-edits") { db in try StoreTables.migrateToRowEdits(db) }
         migrator.registerMigration(identityMigration) { db in try StoreTables.migrateToIdentity(db) }
         migrator.registerMigration(purgeMigration) { db in try migrateToPurge(db) }
+        migrator.registerMigration(heldMigration) { db in try migrateToHeld(db) }
         for migration in schema.migrations {
             migrator.registerMigration(migration.identifier) { db in try db.execute(sql: migration.sql) }
         }

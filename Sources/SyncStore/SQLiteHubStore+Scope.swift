@@ -45,6 +45,8 @@ struct StoredChange {
 /// What one push did to scopes: counts for the result and the audit.
 struct Routing {
     var quarantined: [StoredChange] = []
+    /// Why each quarantined change was (by hub sequence): `OUT_OF_SCOPE`, `RESTRICTED` or `UNSCOPED`.
+    var reasons: [Int64: String] = [:]
     var scopesIn: [(scope: String, team: String)] = []
     var scopesOut: [(scope: String, team: String)] = []
 
@@ -105,11 +107,13 @@ extension SQLiteHubStore {
                 accepted.append(entry)
             } else {
                 routing.quarantined.append(entry)
+                routing.reasons[entry.seq] = scope.isEmpty ? "UNSCOPED" : barred ? "RESTRICTED" : "OUT_OF_SCOPE"
             }
         }
         for entry in routing.quarantined {
-            try db.cachedStatement(sql: "INSERT OR IGNORE INTO hub_quarantine (seq, from_replica, team, scope, received_at) VALUES (?, ?, ?, ?, ?)")
-                .execute(arguments: [entry.seq, pusher.hex, team ?? "", entry.change.scope, nowMillis])
+            try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO hub_quarantine (seq, from_replica, team, scope, received_at, reason) VALUES (?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [entry.seq, pusher.hex, team ?? "", entry.change.scope, nowMillis, routing.reasons[entry.seq] ?? "OUT_OF_SCOPE"])
         }
         var decided: Set<String> = []
         for entry in accepted where !entry.change.scope.isEmpty {
@@ -492,6 +496,10 @@ extension SQLiteHubStore {
     func rebuildScopes(nowMillis: Int64) throws {
         try ReplicaStore.guarded {
             try durableWrite { db in
+                // Reviewers' decisions are not derived from the log: they outlive the rebuild.
+                let resolved = try Self.hasReviewColumns(db) ? try Row.fetchAll(db, sql: """
+                    SELECT seq, state, resolved_by, resolved_at FROM hub_quarantine WHERE state != 'held'
+                    """) : []
                 try db.execute(sql: """
                     DELETE FROM hub_scope; DELETE FROM hub_view_row; DELETE FROM hub_view_field; DELETE FROM hub_audience;
                     DELETE FROM hub_team; DELETE FROM hub_feed; DELETE FROM hub_quarantine;
@@ -505,12 +513,7 @@ extension SQLiteHubStore {
                     """)
                 while let row = try rows.next() {
                     let seq: Int64 = row[0]
-                    let change: Change
-                    do {
-                        change = try Change(canonicalBytes: Array(row[1] as Data))
-                    } catch {
-                        throw StoreError.unreadable("hub change at sequence \(seq)", table: "hub_log", column: "bytes", error)
-                    }
+                    let change = try Self.storedChange(row[1], seq: seq)
                     let origin = ReplicaID(hex: row[2]) ?? hubID
                     _ = try route(db, [StoredChange(seq: seq, change: change)], pusher: origin, nowMillis: nowMillis)
                 }
@@ -520,6 +523,10 @@ extension SQLiteHubStore {
                         """, arguments: [team]) {
                         try owePurge(scope, team: team, nowMillis: nowMillis, in: db)
                     }
+                }
+                for row in resolved {
+                    try db.execute(sql: "UPDATE hub_quarantine SET state = ?, resolved_by = ?, resolved_at = ? WHERE seq = ?",
+                                   arguments: [row[1] as String, row[2] as String?, row[3] as Int64?, row[0] as Int64])
                 }
                 try db.execute(sql: "UPDATE hub_scope_state SET built = 1")
             }

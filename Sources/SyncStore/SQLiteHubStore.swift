@@ -134,6 +134,7 @@ public final class SQLiteHubStore: HubStore {
             try db.execute(sql: "ALTER TABLE hub_replica ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0")
         }
         migrator.registerMigration("hub-v7-audit") { db in try HubAuditSchema.migrate(db) }
+        migrator.registerMigration("hub-v8-review") { db in try HubReviewSchema.migrate(db) }
         try ReplicaStore.guarded { try migrator.migrate(queue) }
         let generated = ReplicaID.random(using: &random)
         let (stored, keyed) = try ReplicaStore.guarded {

@@ -53,6 +53,8 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
             case identityMismatch = "IDENTITY_MISMATCH"
             case identityUnreadable = "IDENTITY_UNREADABLE"
             case unsyncedChanges = "UNSYNCED_CHANGES"
+            case heldNotFound = "HELD_NOT_FOUND"
+            case heldDecided = "HELD_DECIDED"
         }
 
         private let wrapped: Wrapped
@@ -104,6 +106,10 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         /// SQLite failed (the ``StoreError/cause`` holds its error and extended result code), or the
         /// store was used after it was closed.
         public static let database = Code(.database)
+        /// No write held for review has that id here (never received, or resolved and gone).
+        public static let heldNotFound = Code(.heldNotFound)
+        /// The held write was decided on already (accepted or dismissed) on this replica.
+        public static let heldDecided = Code(.heldDecided)
         /// A change id already held here arrived with different content: the replica that made it
         /// was restored from a backup or copied, and reused its counters.
         public static let equivocation = Code(.equivocation)

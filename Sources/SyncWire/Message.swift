@@ -155,6 +155,12 @@ public enum Message: Equatable, Sendable {
     /// Client → hub: the scopes of the welcome's purges this replica has purged (Protocol/scope.md,
     /// "Purge"), as a ``ScopeList``; not answered, like a heartbeat.
     case purgeAck(scopes: [String])
+    /// Client → hub: decisions on held writes (ascending by change id), and a request for the
+    /// writes held for review by this replica after `after` (Protocol/scope.md, "Quarantine review").
+    case review(decisions: [HeldDecision], after: ChangeID?)
+    /// Hub → client, answering a review: what became of each decision (in its order), whether
+    /// more items follow, and the held items after the review's `after`, ascending by change id.
+    case held(outcomes: [HeldOutcome], more: Bool, items: [HeldItem])
     /// Either way: a failure; `fatal` ends the connection.
     case error(code: WireError.Code, fatal: Bool, message: String)
     /// Either way: the sender is closing.
@@ -197,6 +203,8 @@ public enum Message: Equatable, Sendable {
         case recovered = 0x23
         case heartbeat = 0x30
         case purgeAck = 0x31
+        case review = 0x32
+        case held = 0x33
         case error = 0x7E
         case goodbye = 0x7F
 
@@ -242,6 +250,8 @@ public enum Message: Equatable, Sendable {
         case .batch, .relayedBatch: .batch
         case .heartbeat: .heartbeat
         case .purgeAck: .purgeAck
+        case .review: .review
+        case .held: .held
         case .error: .error
         case .goodbye: .goodbye
         case .recover: .recover

@@ -110,6 +110,10 @@ public struct MessageCodec: Sendable {
         case let .purgeAck(scopes):
             precondition(ScopeList.violation(of: scopes) == nil, "a purge-ack's scopes are a valid scope list")
             ScopeList.encode(scopes, into: &writer)
+        case let .review(decisions, after):
+            ReviewCoding.encodeReview(decisions, after: after, into: &writer)
+        case let .held(outcomes, more, items):
+            ReviewCoding.encodeHeld(outcomes, more: more, items: items, into: &writer)
         case let .error(code, fatal, text):
             writer.varint(UInt64(code.rawValue))
             writer.byte(fatal ? 1 : 0)
@@ -269,6 +273,10 @@ public struct MessageCodec: Sendable {
                                             openConflicts: try reader.varint(), schemaVersion: try reader.varint()))
         case .purgeAck:
             return .purgeAck(scopes: try ScopeList.decode(from: &reader, field: "scopes"))
+        case .review:
+            return try ReviewCoding.decodeReview(&reader)
+        case .held:
+            return try ReviewCoding.decodeHeld(&reader)
         case .error:
             return .error(code: try errorCode(&reader), fatal: try boolean(&reader), message: try reader.string())
         case .goodbye:

@@ -41,7 +41,7 @@ struct CareSyncCommand: AsyncParsableCommand {
             SetRemoveCommand.self, DeleteCommand.self, ShowCommand.self, ListCommand.self, ApproveCommand.self,
             PlanVersionCommand.self, CatalogueCommand.self, RequestAwardCommand.self, ConflictsCommand.self,
             ResolveCommand.self, HistoryCommand.self, StatusCommand.self, ExportCommand.self, ImportCommand.self,
-            SyncCommand.self, HubCommand.self, AuditCommand.self,
+            SyncCommand.self, QuarantineCommand.self, HubCommand.self, AuditCommand.self,
         ],
         helpNames: [.long])
 }

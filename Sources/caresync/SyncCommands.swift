@@ -82,7 +82,8 @@ struct SyncCommand: AsyncParsableCommand {
                     bytesReceived: report.bytesReceived, roundTrips: summary.roundTrips, attempts: report.attempts,
                     durationS: report.durationSeconds, recovered: summary.recovered,
                     forkedFrom: OrNull(summary.forkedFrom?.hex), reissued: summary.reissued,
-                    purged: summary.purged, purgesWaiting: summary.purgesWaiting, replicaID: replica.store.replicaID.hex))
+                    purged: summary.purged, purgesWaiting: summary.purgesWaiting, heldReceived: summary.heldReceived,
+                    heldDecisionsRecorded: summary.heldDecisionsRecorded, replicaID: replica.store.replicaID.hex))
             } else {
                 if summary.recovered > 0 {
                     Output.line("recovered \(summary.recovered) change(s) of this replica's own that the hub held and this file did not (restored from a backup?)")
@@ -92,6 +93,12 @@ struct SyncCommand: AsyncParsableCommand {
                 }
                 if summary.purgesWaiting > 0 {
                     Output.line("\(summary.purgesWaiting) purge(s) the hub asked for wait for the next sync: their own edits are not on the hub yet")
+                }
+                if summary.heldDecisionsRecorded > 0 {
+                    Output.line("the hub recorded \(summary.heldDecisionsRecorded) decision(s) on held writes")
+                }
+                if summary.heldReceived > 0 {
+                    Output.line("\(summary.heldReceived) write(s) from other teams' replicas are held for this team's review: caresync quarantine list")
                 }
                 if let old = summary.forkedFrom {
                     Output.line("this file had diverged from what the hub holds of replica \(old.short) (a copy, or a restored backup written to): it now has a new identity \(replica.store.replicaID.short); \(summary.reissued) own change(s) re-issued under it, nothing lost")
@@ -116,7 +123,8 @@ struct SyncCommand: AsyncParsableCommand {
 private struct Synced: Encodable {
     let hub: OrNull<String>, enrolled: Bool, pushed: Int, pulled: Int, applied: Int, duplicates: Int
     let conflictsOpened: Int, bytesSent: Int, bytesReceived: Int, roundTrips: Int, attempts: Int
-    let durationS: Double, recovered: Int, forkedFrom: OrNull<String>, reissued: Int, purged: Int, purgesWaiting: Int, replicaID: String
+    let durationS: Double, recovered: Int, forkedFrom: OrNull<String>, reissued: Int, purged: Int, purgesWaiting: Int, heldReceived: Int
+    let heldDecisionsRecorded: Int, replicaID: String
 }
 
 /// One replica in `caresync hub replicas --json`: what the replica last reported is null until it has.
@@ -147,7 +155,7 @@ struct HubCommand: ParsableCommand {
               caresync hub enroll --db hub.db --team PERM-THROUGHCARE
             """,
         subcommands: [HubInitTLSCommand.self, HubServeCommand.self, HubStatusCommand.self, HubEnrollCommand.self, HubReplicasCommand.self, HubEquivocationsCommand.self,
-                      HubRevokeCommand.self, HubPublishCatalogueCommand.self])
+                      HubRevokeCommand.self, HubPublishCatalogueCommand.self, HubQuarantineCommand.self])
 }
 
 struct HubOptions: ParsableArguments {

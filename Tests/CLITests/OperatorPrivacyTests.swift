@@ -27,7 +27,7 @@ import Testing
 /// the counts an operator is meant to see.
 extension CLITests {
     /// Hub subcommands that only read: each runs with `--db` alone and with `--json`.
-    static let hubReadCommands: Set<String> = ["status", "replicas", "equivocations"]
+    static let hubReadCommands: Set<String> = ["status", "replicas", "equivocations", "quarantine"]
     /// Hub subcommands that need arguments or change something: the scenario runs each of them.
     static let hubScenarioCommands: Set<String> = ["serve", "init-tls", "enroll", "revoke", "publish-catalogue"]
 
@@ -279,6 +279,14 @@ extension CLITests {
         forbidden.append(outside)
         try replica("b", ["add", "case_note", "yp_id=\(leaving)", "category=visit", "occurred_at=2025-03-03", "body=\(outside)"])
         try replica("b", ["sync", "--quiet"])
+        // c's offline edit of the young person who left is held for TEAM-B's review: b dismisses
+        // it with a reason (record content, which stays on b).
+        let heldForB = try #require(try json(try run(["quarantine", "list", "--json"], replica: "b.db").stdout) as? [[String: Any]])
+        let heldID = try #require(heldForB.first?["id"] as? Int, "c's offline edit is held for b")
+        let dismissal = Self.marker("quarantine", "reason", "dismissed")
+        forbidden.append(dismissal)
+        try replica("b", ["quarantine", "dismiss", String(heldID), "--worker", "w-reviewer", "--reason", dismissal])
+        try replica("b", ["sync", "--quiet"])
 
         // c restored from a backup and written to: it reuses a change id with other content, finds
         // out at its next sync, and forks (the hub sees the fork, not the reused id).
@@ -366,6 +374,9 @@ extension CLITests {
         #expect(replicas.count >= 5 && replicas.contains { $0["revoked"] as? Bool == true }, "\(replicas.count) replicas")
         #expect(replicas.contains { $0["forked_from"] is String }, "the restored replica forked")
         #expect(replicas.contains { ($0["open_conflicts"] as? Int ?? 0) > 0 }, "a replica reported an open conflict")
+        let quarantine = try #require(try json(try run(["hub", "quarantine", "--db", hubDB, "--json"], replica: nil).stdout) as? [String: Any])
+        let states = (quarantine["counts"] as? [[String: Any]] ?? []).compactMap { $0["state"] as? String }
+        #expect(states.contains("dismissed"), "b's dismissal reached the hub: \(states)")
         let equivocations = try #require(try json(try run(["hub", "equivocations", "--db", hubDB, "--json"], replica: nil).stdout) as? [Any])
         #expect(!equivocations.isEmpty, "the hub kept an equivocation")
 

@@ -43,12 +43,22 @@ struct ClientFixture {
     }
 
     /// A session past the welcome, its first request out (the actions that followed the welcome
-    /// are returned with it).
+    /// are returned with it). A review (nothing to push) is answered with nothing held, so the
+    /// session is pulling then, and the actions end with the review's and the pull's.
     func welcomed(ownDurable: UInt64 = 0) -> (ClientSession, [SessionAction]) {
         var session = started()
-        let actions = session.receive(Self.welcome(ownDurable: ownDurable))
+        var actions = session.receive(Self.welcome(ownDurable: ownDurable))
+        if case .reviewing = session.state { actions += session.receive(Self.noneHeld) }
         return (session, actions)
     }
+
+    /// A review with no decisions, from the start of the listing (Protocol/session.md, "reviewing").
+    static func review(_ decisions: [HeldDecision] = [], after: ChangeID? = nil) -> [SessionAction] {
+        [request, .send(.review(decisions: decisions, after: after))]
+    }
+
+    /// The hub's answer to a review when nothing is held for the replica and nothing was decided.
+    static let noneHeld = Message.held(outcomes: [], more: false, items: [])
 
     static func welcome(version: UInt64 = ProtocolConstants.version, maxFrameBody: UInt64 = 65_536, issued: [UInt8] = [],
                         ownDurable: UInt64 = 0, hubKey: [UInt8] = hubKey.publicKey, incarnation: [UInt8] = incarnation,
@@ -119,14 +129,16 @@ struct ClientSessionTranscriptTests {
         #expect(session.state == .awaitingWelcome)
     }
 
-    @Test("awaiting-welcome | welcome, valid: the issued secret is stored first, health reported, then (nothing to recover or push) the first pull")
+    @Test("awaiting-welcome | welcome, valid: the issued secret is stored first, health reported, then (nothing to recover or push) the review, then the first pull")
     func welcomeValid() throws {
         let fixture = try F()
         defer { fixture.remove() }
         var session = fixture.started()
         let actions = session.receive(F.welcome(issued: [7, 7, 7]))
-        #expect(actions == [.cancel(.handshake), fixture.heartbeat()] + F.pull(0))
+        #expect(actions == [.cancel(.handshake), fixture.heartbeat()] + F.review())
         #expect(try fixture.store.hubLink()?.credential == [7, 7, 7], "the issued secret is durable before the next frame")
+        #expect(session.state == .reviewing(after: nil))
+        #expect(session.receive(F.noneHeld) == F.pull(0))
         #expect(session.state == .pulling(cursor: 0))
         #expect(session.summary.enrolled && session.summary.hub == F.hub)
     }
@@ -199,8 +211,9 @@ struct ClientSessionTranscriptTests {
         #expect(session.receive(F.welcome()) == [.cancel(.handshake), fixture.heartbeat(pending: 1), F.request,
                                                   .send(.push(batch: 1, changes: changes, provenance: try fixture.store.provenance(for: changes)))])
         #expect(session.state == .pushing(batch: 1, until: [fixture.own: 1]))
-        #expect(session.receive(.pushAck(batch: 1, durable: VersionVector([fixture.own: 1]), hubHead: 1)) == F.pull(0))
+        #expect(session.receive(.pushAck(batch: 1, durable: VersionVector([fixture.own: 1]), hubHead: 1)) == F.review())
         #expect(try fixture.store.peerKnowledge(F.hub)[fixture.own] == 1, "the hub-held counter rose with the ack, durably")
+        #expect(session.receive(F.noneHeld) == F.pull(0))
     }
 
     @Test("pushing | a push-ack for another batch: UNEXPECTED_MESSAGE; one whose durable is below what the batch carried: STORAGE_FAILURE")
@@ -364,7 +377,8 @@ struct ClientSessionTranscriptTests {
         #expect(actions == [.cancel(.handshake), fixture.heartbeat(), F.request, .send(.recover(origin: own, after: 0, byteBudget: F.budget))])
         #expect(session.state == .recovering(origin: own, after: 0))
         // Missing from this file's log (a restored backup): applied; A rises; nothing left to push.
-        #expect(session.receive(.recovered(origin: own, nextCounter: 1, more: false, changes: [F.change(own, 1)], provenance: .none)) == F.pull(0))
+        #expect(session.receive(.recovered(origin: own, nextCounter: 1, more: false, changes: [F.change(own, 1)], provenance: .none)) == F.review())
+        #expect(session.receive(F.noneHeld) == F.pull(0))
         #expect(session.summary.recovered == 1)
         #expect(try fixture.store.peerKnowledge(F.hub)[own] == 1)
     }
@@ -438,6 +452,7 @@ struct ClientSessionTranscriptTests {
         try fixture.edit("n1")
         var (first, _) = fixture.welcomed()
         _ = first.receive(.pushAck(batch: 1, durable: VersionVector([fixture.own: 1]), hubHead: 1))
+        _ = first.receive(F.noneHeld)
         _ = first.receive(.batch(nextCursor: 9, more: false, changes: [], provenance: .none))
         #expect(first.state == .done)
         #expect(try fixture.store.hubLink()?.pullCursor == 9)

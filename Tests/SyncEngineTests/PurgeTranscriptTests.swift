@@ -109,7 +109,7 @@ struct PurgeTranscriptTests {
         try replicaWithBundle(fixture, scope: "p-gone")
         var session = fixture.started()
         let actions = session.receive(Self.welcome(purges: ["p-gone"], ownDurable: 2))
-        #expect(actions == [.cancel(.handshake), fixture.heartbeat(), .send(.purgeAck(scopes: ["p-gone"]))] + F.pull(0))
+        #expect(actions == [.cancel(.handshake), fixture.heartbeat(), .send(.purgeAck(scopes: ["p-gone"]))] + F.review())
         #expect(session.summary.purged == 1 && session.summary.purgesWaiting == 0)
         #expect(try row(fixture, "n-a") == nil, "the bundle is gone")
         #expect(try row(fixture, "n-b") != nil, "another young person's rows stay")
@@ -130,7 +130,7 @@ struct PurgeTranscriptTests {
         #expect(changes.map(\.id) == [ChangeID(replica: fixture.own, counter: 3)])
         #expect(try row(fixture, "n-a") != nil, "nothing is purged before its push is acknowledged")
         let acked = session.receive(.pushAck(batch: 1, durable: VersionVector([fixture.own: 3]), hubHead: 3))
-        #expect(acked == [.send(.purgeAck(scopes: ["p-gone"]))] + F.pull(0))
+        #expect(acked == [.send(.purgeAck(scopes: ["p-gone"]))] + F.review())
         #expect(try row(fixture, "n-a") == nil)
     }
 
@@ -154,7 +154,7 @@ struct PurgeTranscriptTests {
         // The hub holds own changes 1 to 3 (n-c, scope p-left, is 3); 4 (n-a, scope p-gone) it lacks.
         try fixture.store.recordPeerKnowledge(F.hub, VersionVector([fixture.own: 3]))
         let actions = session.receive(Self.welcome(purges: ["p-gone", "p-left"], ownDurable: 3))
-        #expect(actions == [.cancel(.handshake), fixture.heartbeat(pending: 1), .send(.purgeAck(scopes: ["p-left"]))] + F.pull(0))
+        #expect(actions == [.cancel(.handshake), fixture.heartbeat(pending: 1), .send(.purgeAck(scopes: ["p-left"]))] + F.review())
         #expect(try row(fixture, "n-a") != nil, "p-gone holds an unacknowledged own change: kept")
         #expect(try row(fixture, "n-c") == nil)
         #expect(session.summary.purged == 1 && session.summary.purgesWaiting == 1)
@@ -165,7 +165,7 @@ struct PurgeTranscriptTests {
         let fixture = try F()
         defer { fixture.remove() }
         var session = fixture.started()
-        #expect(session.receive(Self.welcome(purges: [])) == [.cancel(.handshake), fixture.heartbeat()] + F.pull(0))
+        #expect(session.receive(Self.welcome(purges: [])) == [.cancel(.handshake), fixture.heartbeat()] + F.review())
         #expect(session.summary.purged == 0)
     }
 }

@@ -81,6 +81,12 @@ final class CountingHubStore: HubStore {
     func acknowledgePurges(_ scopes: [String], replica: ReplicaID, nowMillis: UInt64) throws {
         try inner.acknowledgePurges(scopes, replica: replica, nowMillis: nowMillis)
     }
+    func heldItems(for replica: ReplicaID, after: ChangeID?, byteBudget: Int, maxCount: Int) throws -> HeldPage {
+        try inner.heldItems(for: replica, after: after, byteBudget: byteBudget, maxCount: maxCount)
+    }
+    func resolveHeld(_ decisions: [HeldDecision], replica: ReplicaID, nowMillis: UInt64) throws -> [HeldOutcome] {
+        try inner.resolveHeld(decisions, replica: replica, nowMillis: nowMillis)
+    }
     func close() throws { try inner.close() }
 }
 

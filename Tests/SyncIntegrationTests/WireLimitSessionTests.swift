@@ -331,6 +331,7 @@ struct WireLimitSessionTests {
         }
         var (refused, refusedStore) = try clientAndStore(fixture)
         _ = refused.receive(welcome(maxFrameBody: 65_536))
+        _ = refused.receive(.held(outcomes: [], more: false, items: []))
         _ = refused.receive(.batch(nextCursor: 1 << 63, more: false, changes: [], provenance: .none))
         #expect(refused.failure?.code == .malformedMessage)
         #expect(try refusedStore.hubLink()?.pullCursor == 0, "the forged cursor was not stored")

@@ -124,12 +124,23 @@ struct PurgeTests {
                            fields: [FieldEdit(column: "title", operation: .assign(.text("ZQXMARKER-S-stray")))])
         #expect(try alice.apply([stray]).applied == 1)
         #expect(try alice.read { try $0.row("item", id: "item-ZQXMARKER-T-0")?["title"] } == .text("ZQXMARKER-S-stray"))
+        // Two writes of another team's replica held for review (Protocol/scope.md, "Quarantine
+        // review"), one of them dismissed with a reason: they leave with the bundle.
+        let other = ReplicaID(high: 5, low: 5)
+        try alice.receiveHeld((1...2).map { counter in
+            HeldItem(fromReplica: other, reason: .outOfScope, receivedAtMillis: 1, change: Change(
+                id: ChangeID(replica: other, counter: counter), timestamp: HybridTimestamp(physicalMillis: clock.nowMillis(), logical: 1),
+                author: "held-author-ZQXMARKER-S", table: "note", row: "note-ZQXMARKER-S-0", scope: Self.leaving, causalLength: 1,
+                setsLife: false, fields: [FieldEdit(column: "text", operation: .assign(.text("ZQXMARKER-S-held-\(counter)")))]))
+        })
+        let dismissed = try #require(try alice.heldItems().first)
+        try alice.dismissHeld(id: dismissed.id, worker: "ann", reason: "reason-ZQXMARKER-S")
         try acknowledge(alice)
 
         let expectedRows = try domainRows(alice).filter { !$0.key.contains("ZQXMARKER-S") }
         let staying = try alice.bundleSize(scope: Self.staying)
         let leaving = try alice.bundleSize(scope: Self.leaving)
-        #expect(leaving.rows == 6 && leaving.changes > 20 && leaving.fields > 0)
+        #expect(leaving.rows == 6 && leaving.changes > 20 && leaving.fields > 0 && leaving.held == 2)
         // The test can fail: before the purge, the markers are in the files.
         #expect(!occurrences(of: "ZQXMARKER-S", in: alice).isEmpty)
         #expect(!occurrences(of: "worker-ZQXMARKER-S", in: alice).isEmpty)
@@ -150,6 +161,7 @@ struct PurgeTests {
         let status = try alice.status()
         #expect(status.openConflicts == 0 && status.parkedChanges == 0)
         #expect(try alice.history(table: "item", row: item).isEmpty)
+        #expect(try alice.heldItems().isEmpty)
         // The file is whole, and reads the same after a reopen.
         try alice.close()
         #expect(try sqlite3(alice.path, "PRAGMA integrity_check") == "ok")

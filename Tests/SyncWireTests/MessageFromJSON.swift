@@ -63,6 +63,29 @@ enum MessageFromJSON {
                                             openConflicts: try fields.uint("open_conflicts"), schemaVersion: try fields.uint("schema_version")))
         case "purge_ack":
             return .purgeAck(scopes: try fields.array("scopes").map(Fields.string))
+        case "review":
+            let decisions = try fields.array("decisions").map { entry in
+                let decision = Fields(entry)
+                let verdict: HeldVerdict = try decision.string("verdict") == "accept" ? .accept : .dismiss
+                return HeldDecision(change: try changeID(decision.value("id")), verdict: verdict)
+            }
+            let after = try fields.value("after")
+            return .review(decisions: decisions, after: after == .null ? nil : try changeID(after))
+        case "held":
+            let outcomes = try fields.array("outcomes").map { entry in
+                let outcome = Fields(entry)
+                guard let code = HeldOutcomeCode(rawValue: UInt8(clamping: try outcome.uint("outcome"))) else {
+                    throw Unreadable(description: "outcome code")
+                }
+                return HeldOutcome(change: try changeID(outcome.value("id")), code: code)
+            }
+            let items = try fields.array("items").map { entry in
+                let item = Fields(entry)
+                guard let reason = HeldReason(name: try item.string("reason")) else { throw Unreadable(description: "held reason") }
+                return HeldItem(fromReplica: try item.replica("from_replica"), reason: reason, receivedAtMillis: try item.uint("received_at_ms"),
+                                change: try change(item.value("change")))
+            }
+            return .held(outcomes: outcomes, more: try fields.bool("more"), items: items)
         case "error":
             return .error(code: try fields.code(), fatal: try fields.bool("fatal"), message: try fields.string("message"))
         case "goodbye":

@@ -65,6 +65,20 @@ enum MessageJSON {
             fields["schema_version"] = .uint(health.schemaVersion)
         case let .purgeAck(scopes):
             fields["scopes"] = .array(scopes.map { .string($0) })
+        case let .review(decisions, after):
+            fields["decisions"] = .array(decisions.map { decision in
+                .object(["id": json(decision.change), "verdict": .string(decision.verdict == .accept ? "accept" : "dismiss")])
+            })
+            fields["after"] = after.map(json) ?? .null
+        case let .held(outcomes, more, items):
+            fields["outcomes"] = .array(outcomes.map { outcome in
+                .object(["id": json(outcome.change), "outcome": .uint(UInt64(outcome.code.rawValue))])
+            })
+            fields["more"] = .bool(more)
+            fields["items"] = .array(items.map { item in
+                .object(["from_replica": .string(item.fromReplica.hex), "reason": .string(item.reason.name),
+                         "received_at_ms": .uint(item.receivedAtMillis), "change": json(item.change)])
+            })
         case let .error(code, fatal, text):
             fields["code"] = .string(code.name)
             fields["fatal"] = .bool(fatal)
@@ -130,6 +144,8 @@ enum MessageJSON {
         case .batch: "batch"
         case .heartbeat: "heartbeat"
         case .purgeAck: "purge_ack"
+        case .review: "review"
+        case .held: "held"
         case .error: "error"
         case .goodbye: "goodbye"
         case .recover: "recover"

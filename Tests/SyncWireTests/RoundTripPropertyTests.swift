@@ -78,10 +78,11 @@ struct RoundTripPropertyTests {
 }
 
 extension Message {
-    /// The changes a push, batch or recovered carries; none for any other message.
+    /// The changes a push, batch, recovered or held carries; none for any other message.
     var changes: [Change] {
         switch self {
         case let .push(_, changes, _), let .batch(_, _, changes, _), let .recovered(_, _, _, changes, _): changes
+        case let .held(_, _, items): items.map(\.change)
         default: []
         }
     }
@@ -269,6 +270,21 @@ struct MessageGenerator {
                                             openConflicts: number(), schemaVersion: number()))
         case .purgeAck:
             return .purgeAck(scopes: scopes())
+        case .review:
+            let ids = Set((0..<Int.random(in: 0...4, using: &random)).map { _ in changeID() }).sorted()
+            return .review(decisions: ids.map { HeldDecision(change: $0, verdict: Bool.random(using: &random) ? .accept : .dismiss) },
+                           after: Bool.random(using: &random) ? changeID() : nil)
+        case .held:
+            let outcomes = (0..<Int.random(in: 0...4, using: &random)).map { _ in
+                HeldOutcome(change: changeID(), code: [HeldOutcomeCode.recorded, .resolvedAlready, .refused].randomElement(using: &random)!)
+            }
+            var seen: Set<ChangeID> = []
+            let items = (0..<Int.random(in: 0...3, using: &random)).map { _ in change() }.filter { seen.insert($0.id).inserted }
+                .sorted { $0.id < $1.id }.map {
+                    HeldItem(fromReplica: replica(), reason: Bool.random(using: &random) ? .outOfScope : .restricted, receivedAtMillis: number(),
+                             change: $0)
+                }
+            return .held(outcomes: outcomes, more: Bool.random(using: &random), items: items)
         case .error:
             return .error(code: code(), fatal: Bool.random(using: &random), message: text(maxLength: 40))
         case .goodbye:
