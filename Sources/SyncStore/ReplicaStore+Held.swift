@@ -168,13 +168,21 @@ extension ReplicaStore {
     /// original author's change is never applied under its name), and the decision is stored to
     /// reach the hub at the next sync, in one transaction.
     ///
+    /// - Parameters:
+    ///   - id: The held write, as ``heldItems()`` numbers it.
+    ///   - worker: The reviewing worker, the new change's author.
+    ///   - check: The application's rules for a local edit, run on the held change against the
+    ///     rows as they are, in the same transaction, before anything is written: what it throws
+    ///     refuses the acceptance (the held write stays held). The care records pass the checks
+    ///     an edit at the command line gets.
     /// - Returns: The new local change's id.
     /// - Throws: ``StoreError`` `.heldNotFound`, `.heldDecided`, `.rowNotFound` (an edit of a row
-    ///   this replica does not hold, nothing written), or what the edit itself throws.
-    public func acceptHeld(id: Int64, worker: String) throws -> ChangeID {
+    ///   this replica does not hold, nothing written), what `check` throws, or what the edit itself throws.
+    public func acceptHeld(id: Int64, worker: String, check: (Change, ReadView) throws -> Void = { _, _ in }) throws -> ChangeID {
         let held = try undecided(id)
         let change = held.item.change
         return try write(author: worker) { edits -> ChangeID in
+            try check(change, edits.view)
             try Self.reauthor(change, in: &edits)
             guard let made = edits.changeIDs.last else {
                 throw StoreError(.rowNotFound, "held write \(id) changes nothing that can be made again here", table: change.table, row: change.row)

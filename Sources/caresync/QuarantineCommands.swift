@@ -136,7 +136,7 @@ struct QuarantineAcceptCommand: ParsableCommand {
 
     func run() throws {
         let replica = try options.open()
-        let made = try Output.run { try replica.store.acceptHeld(id: id, worker: reviewer.canonical) }
+        let made = try Output.run { try replica.acceptHeld(id: id, worker: reviewer.canonical) }
         struct Accepted: Encodable { let id: Int64, accepted = true, change: String }
         if options.json { try Output.json(Accepted(id: id, change: "\(made.replica.hex):\(made.counter)")); return }
         Output.line("accepted held write \(id) as change \(made) by \(reviewer.canonical); the hub is told at the next sync")
