@@ -194,16 +194,22 @@ public enum SyncClient {
     }
 
     /// One connection: hello, then frames in and out until the session finishes. The session's
-    /// deadlines (handshake, request, frame) run on the channel's event loop.
+    /// deadlines (handshake, request, frame, and a session staying connected's idle ones) run on
+    /// the channel's event loop. `attach` is given the connection's events once connected (a shell
+    /// staying connected wakes the loop through them); `step` runs after each event the session
+    /// handled and returns more actions to perform (`syncAgain()`, `finish()`).
     static func run(_ session: inout ClientSession, host: String, port: Int, tls: NIOSSLContext?, maxBody: Int, compressionThreshold: Int?,
-                    sessionNanos: inout UInt64, traffic: (Int, Int, SyncSummary) -> Void) async throws {
+                    sessionNanos: inout UInt64, attach: (SessionEvents<SessionTimer>) -> Void = { _ in },
+                    step: (inout ClientSession) -> [SessionAction] = { _ in [] },
+                    traffic: (Int, Int, SyncSummary) -> Void) async throws {
         // The TLS handler's error, whichever way it reaches this loop first (a failed write, the
         // inbound stream's end): a refused certificate must be reported as such, not as a lost
         // connection that is retried.
         let tlsError = TLSErrorCapture()
         do {
             try await connect(&session, host: host, port: port, tls: tls, tlsError: tlsError, maxBody: maxBody,
-                          compressionThreshold: compressionThreshold, sessionNanos: &sessionNanos, traffic: traffic)
+                              compressionThreshold: compressionThreshold, sessionNanos: &sessionNanos, attach: attach, step: step,
+                              traffic: traffic)
         } catch {
             if let refused = tlsError.error, ClientTLS.failure(refused) != nil { throw refused }
             throw error
@@ -212,8 +218,9 @@ public enum SyncClient {
     }
 
     private static func connect(_ session: inout ClientSession, host: String, port: Int, tls: NIOSSLContext?, tlsError: TLSErrorCapture,
-                            maxBody: Int, compressionThreshold: Int?,
-                            sessionNanos: inout UInt64, traffic: (Int, Int, SyncSummary) -> Void) async throws {
+                            maxBody: Int, compressionThreshold: Int?, sessionNanos: inout UInt64,
+                            attach: (SessionEvents<SessionTimer>) -> Void, step: (inout ClientSession) -> [SessionAction],
+                            traffic: (Int, Int, SyncSummary) -> Void) async throws {
         let opened = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(10))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -237,6 +244,7 @@ public enum SyncClient {
                 }
             }
         let (channel, limit, events) = opened
+        attach(events)
         var codec = MessageCodec(maxBody: maxBody, compressionThreshold: compressionThreshold)
         let connected = DispatchTime.now().uptimeNanoseconds
         defer { sessionNanos += DispatchTime.now().uptimeNanoseconds - connected }
@@ -280,6 +288,7 @@ public enum SyncClient {
                     case let .frameProgress(inFrame):
                         pending = session.frameProgress(inFrame: inFrame)
                     }
+                    pending += step(&session)
                     if session.maxFrameBody != codec.maxBody {
                         codec.maxBody = session.maxFrameBody
                         try await limit.set(session.maxFrameBody).get()
