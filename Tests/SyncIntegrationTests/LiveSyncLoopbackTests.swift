@@ -14,10 +14,12 @@ extension Integration {
     struct LiveSyncLoopbackTests {
         typealias Harness = LoopbackTests.Harness
 
-        static func live(_ harness: Harness, _ replica: ReplicaStore) -> (LiveSync, Task<Void, any Error>) {
+        static func live(_ harness: Harness, _ replica: ReplicaStore,
+                         configuration: ClientConfiguration = ClientConfiguration()) -> (LiveSync, Task<Void, any Error>) {
             var retry = RetryPolicy(attempts: 1)
             retry.firstDelayMillis = 20
-            let live = LiveSync(store: replica, host: "127.0.0.1", port: harness.port, retry: retry, logger: Logger(label: "test.live"))
+            let live = LiveSync(store: replica, host: "127.0.0.1", port: harness.port, configuration: configuration, retry: retry,
+                                logger: Logger(label: "test.live"))
             return (live, Task { try await live.run() })
         }
 
@@ -51,6 +53,34 @@ extension Integration {
             try await writingTask.value
             try await readingTask.value
             await #expect(throws: CancellationError.self) { _ = try await writing.sync() }
+        }
+
+        @Test("a sync asked for while a round runs gets a round of its own, which carries its write, as soon as that round ends (not at the pull interval)",
+              .timeLimit(.minutes(1)))
+        func askedMidRound() async throws {
+            let harness = try await Harness()
+            defer { harness.stop() }
+            let writer = try harness.replica("w")
+            _ = try await harness.sync(writer, token: try harness.token())
+            var configuration = ClientConfiguration()
+            configuration.pullIntervalMillis = 60_000
+            let (live, task) = Self.live(harness, writer, configuration: configuration)
+            _ = try await live.sync()
+            let clock = ContinuousClock()
+            let started = clock.now
+            for number in 1...20 {
+                try Self.note(writer, "a\(number)")
+                async let first = live.sync()
+                // Now and then the second call lands while the first one's round runs.
+                try await Task.sleep(for: .milliseconds(number % 4))
+                try Self.note(writer, "b\(number)")
+                _ = try await live.sync()
+                #expect(try harness.store.ownDurable(writer.replicaID) == UInt64(2 * number), "the round answering a sync carries its write")
+                _ = try await first
+            }
+            #expect(clock.now - started < .seconds(30), "no sync waited for the 60 s pull interval")
+            live.stop()
+            try await task.value
         }
 
         @Test("heartbeats keep the session open past the hub's idle deadline; a session the hub closed is made again with backoff")
