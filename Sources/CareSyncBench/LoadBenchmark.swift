@@ -98,6 +98,9 @@ struct LoadLevel {
     let evictions: Int
     /// Live sessions made again after a loss, over the level (0 when not live).
     let reconnects: Int
+    /// The same run's baseline: a plain C-API transaction of one row at WAL + FULL on the hub
+    /// file's disk (one `fdatasync`, the floor of a push), p50 and p99 in ms, measured before the hub starts.
+    let plainCommit: (p50: Double, p99: Double)
     let loadAverage: [Double]
 
     var syncsPerSecond: Double { Double(latencies.count) / windowSeconds }
@@ -111,19 +114,20 @@ struct LoadLevel {
     }
 
     var line: String {
-        String(format: "%5d replicas / %d teams, %@: %6.1f syncs/s (offered ~%d/s), p50 %7.1f ms, p99 %8.1f ms, max %8.1f ms, failed %d%@; hub CPU %3.0f %% of a core, RSS %.1f MB (peak %.1f); clients' CPU %3.0f %%; pulled %.1f changes/sync; quarantined %d, purges owed %d; evicted before hello %d, reconnects %d; load %@",
+        String(format: "%5d replicas / %d teams, %@: %6.1f syncs/s (offered ~%d/s), p50 %7.1f ms, p99 %8.1f ms, max %8.1f ms, failed %d%@; hub CPU %3.0f %% of a core, RSS %.1f MB (peak %.1f); clients' CPU %3.0f %%; pulled %.1f changes/sync; quarantined %d, purges owed %d; evicted before hello %d, reconnects %d; plain C-API commit (FULL) p50 %.1f ms, p99 %.1f ms; load %@",
                replicas, teams, live ? "live sessions" : "a connection per sync", syncsPerSecond, replicas, percentile(0.5) * 1000, percentile(0.99) * 1000, (latencies.max() ?? .nan) * 1000,
                failures.values.reduce(0, +), failures.isEmpty ? "" : " \(failures)", hubCPUSeconds / windowSeconds * 100,
                hubRSSMB, hubPeakRSSMB, clientCPUSeconds / windowSeconds * 100, pulledPerSync, quarantined, purgesOwed,
-               evictions, reconnects, loadAverage.map { String(format: "%.2f", $0) }.joined(separator: " "))
+               evictions, reconnects, plainCommit.p50, plainCommit.p99, loadAverage.map { String(format: "%.2f", $0) }.joined(separator: " "))
     }
 
     func measure(fieldsPerSync: Int) -> Measure {
         // Issue 7: 500 replicas p99 < 250 ms; issue 10: 1,000 replicas across 50 teams p99 < 250 ms.
         Measure(name: "hub load: \(replicas) replicas in \(teams) team(s) syncing every 0–2 s, FULL\(live ? ", live sessions" : "")", figure: percentile(0.99) * 1000,
-                unit: "ms p99", target: replicas == 500 || (replicas == 1_000 && teams == 50) ? 250 : nil, stretch: nil,
+                unit: "ms p99", baselineCAPI: plainCommit.p99, target: replicas == 500 || (replicas == 1_000 && teams == 50) ? 250 : nil, stretch: nil,
                        details: ["replicas": replicas, "teams": teams, "quarantined": quarantined, "purges_owed": purgesOwed,
                                  "live": live, "evictions_before_hello": evictions, "reconnects": reconnects,
+                                 "plain_commit_p50_ms": plainCommit.p50, "plain_commit_p99_ms": plainCommit.p99,
                                  "syncs_per_s": syncsPerSecond, "p50_ms": percentile(0.5) * 1000,
                                  "p99_ms": percentile(0.99) * 1000, "max_ms": (latencies.max() ?? .nan) * 1000,
                                  "syncs": latencies.count, "failed": failures.values.reduce(0, +), "failures": failures,
@@ -177,6 +181,7 @@ private func runLoadLevel(replicas: Int, options: LoadOptions, binary: String) a
         try? FileManager.default.removeItem(atPath: replicaDirectory)
     }
     let hubPath = "\(work)/hub.db"
+    let plainCommit = try plainCommitMillis(directory: work)
     // Tokens are issued before the hub process opens the file: one writer per SQLite file.
     var tokens: [String] = []
     let teams = min(max(options.teams, 1), replicas)
@@ -314,8 +319,26 @@ private func runLoadLevel(replicas: Int, options: LoadOptions, binary: String) a
                      pulledPerSync: Double(await recorder.pulled) / Double(max(latencies.count, 1)),
                      quarantined: try count("SELECT count(*) FROM hub_quarantine"),
                      purgesOwed: try count("SELECT count(*) FROM hub_purge WHERE acked_at IS NULL"),
-                     evictions: evictions, reconnects: reconnects,
+                     evictions: evictions, reconnects: reconnects, plainCommit: plainCommit,
                      loadAverage: RunContext.readLoadAverage())
+}
+
+/// The floor of a push on this disk, for the same run's baseline: `commits` plain C-API
+/// transactions of one row insert each at WAL + FULL (one `fdatasync` each), p50 and p99 in ms.
+private func plainCommitMillis(directory: String, commits: Int = 200) throws -> (p50: Double, p99: Double) {
+    let path = "\(directory)/plain-baseline.db"
+    defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+    let connection = try PlainSQLiteConnection(path: path)
+    try connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    let insert = try connection.prepare("INSERT INTO t (v) VALUES (?)")
+    var times: [Double] = []
+    for number in 0..<commits {
+        let began = DispatchTime.now().uptimeNanoseconds
+        try connection.transaction { try insert.run("row \(number)") }
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - began) / 1e6)
+    }
+    times.sort()
+    return (times[commits / 2], times[Int((0.99 * Double(commits)).rounded(.up)) - 1])
 }
 
 /// Every replica's live session (`--live`), opened 16 at a time (each waits for its first round),
