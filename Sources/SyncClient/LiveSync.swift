@@ -153,7 +153,8 @@ public final class LiveSync: Sendable {
             do {
                 try await SyncClient.run(&session, host: host, port: port, tls: tlsContext, maxBody: configuration.maxFrameBody,
                                          compressionThreshold: configuration.compressionThreshold, sessionNanos: &nanos,
-                                         attach: attach, step: { rounds.step(&$0, self) }, traffic: { _, _, _ in reachedHub = true })
+                                         attach: attach, willHandle: { rounds.asked = self.roundStarting() },
+                                         step: { rounds.step(&$0, self) }, traffic: { _, _, _ in reachedHub = true })
             } catch {
                 if !reachedHub, let unreachable = HubUnreachable(error, host: host, port: port) { throw unreachable }
                 if let refused = ClientTLS.failure(error) { throw refused }
@@ -211,6 +212,10 @@ private struct Rounds {
     let connection: Int
     let started: ContinuousClock.Instant
     let lifetime: Duration
+    /// `sync()` calls made before the event being handled was taken: a round that event starts
+    /// reads the local changes after them. One made while the event is handled may have written
+    /// after that read, so it waits for the next round.
+    var asked: UInt64 = 0
     /// The tickets the running round covers: every `sync()` made before it started.
     var covered: UInt64?
     var finished = 0
@@ -221,9 +226,10 @@ private struct Rounds {
     mutating func step(_ session: inout ClientSession, _ live: LiveSync) -> [SessionAction] {
         if covered == nil, session.summary.hub != nil {
             // Welcomed: the session's first round is under way.
-            covered = live.roundStarting()
+            covered = asked
         }
-        if wasIdle, session.state != .idle, !session.isFinished { covered = live.roundStarting() }
+        // The pull-again deadline started a round.
+        if wasIdle, session.state != .idle, !session.isFinished { covered = asked }
         if session.roundsFinished > finished, let covered {
             finished = session.roundsFinished
             live.finished(LiveSync.Round(pushed: session.summary.pushed - pushed, pulled: session.summary.pulled - pulled,
