@@ -212,13 +212,20 @@ final class ProcessProbe: @unchecked Sendable {
     private var peak = 0
     private var sampler: Thread?
 
-    static func start(_ binary: String, _ arguments: [String], work: String) throws -> ProcessProbe {
+    /// `log`: a file for the child's standard error, written at `CARESYNC_LOG_LEVEL` `logLevel`.
+    static func start(_ binary: String, _ arguments: [String], work: String, log: String? = nil, logLevel: String = "info") throws -> ProcessProbe {
         let probe = ProcessProbe()
         probe.process.executableURL = URL(fileURLWithPath: binary)
         probe.process.arguments = arguments
         probe.process.currentDirectoryURL = URL(fileURLWithPath: work)
         probe.process.standardOutput = probe.output
-        probe.process.standardError = FileHandle.nullDevice
+        if let log {
+            FileManager.default.createFile(atPath: log, contents: nil)
+            probe.process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            probe.process.environment = ProcessInfo.processInfo.environment.merging(["CARESYNC_LOG_LEVEL": logLevel]) { $1 }
+        } else {
+            probe.process.standardError = FileHandle.nullDevice
+        }
         try probe.process.run()
         let thread = Thread { [probe] in
             while probe.process.isRunning {

@@ -7,9 +7,11 @@
 //   caresync-bench provenance [--quick] [--json]  wire and bundle bytes per change before and after
 //                                                 signed heads (issue 9), sizes only
 //   caresync-bench load [--replicas N] [--teams T] [--young-people P] [--seconds S] [--seed S] [--fields F]
-//                       [--perf-hub PATH] [--json]
+//                       [--perf-hub PATH] [--live] [--json]
 //                                                 hub load at N = 50, 250, 500, 1,000 (or N) replicas
-//                                                 in T teams (50) of P young people each (20)
+//                                                 in T teams (50) of P young people each (20); a
+//                                                 connection per sync, or (--live) a round on each
+//                                                 replica's open session
 // `--json` prints one document per run: its context (date, load average) and one object per
 // measure with `figure`, `baseline_c_api`, `ratio_c_api`, `target` and `met` (see Measure).
 import Foundation
@@ -45,6 +47,7 @@ do {
         if let people = option("--young-people", { Int($0) }) { options.youngPeoplePerTeam = max(people, 1) }
         if let seed = option("--seed", { SeededGenerator.parseSeed($0) }) { options.seed = seed }
         options.perfHub = option("--perf-hub", { $0 })
+        options.live = arguments.contains("--live")
         try await runLoadBenchmark(options, emitJSON: emitJSON)
     } else if arguments.contains("provenance") {
         try runProvenanceBenchmark(quick: quick, emitJSON: emitJSON)

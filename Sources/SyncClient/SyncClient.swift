@@ -194,16 +194,24 @@ public enum SyncClient {
     }
 
     /// One connection: hello, then frames in and out until the session finishes. The session's
-    /// deadlines (handshake, request, frame) run on the channel's event loop.
+    /// deadlines (handshake, request, frame, and a session staying connected's idle ones) run on
+    /// the channel's event loop. `attach` is given the connection's events once connected (a shell
+    /// staying connected wakes the loop through them); `willHandle` runs as each event is taken,
+    /// before the session sees it; `step` runs after each event the session handled and returns
+    /// more actions to perform (`syncAgain()`, `finish()`).
     static func run(_ session: inout ClientSession, host: String, port: Int, tls: NIOSSLContext?, maxBody: Int, compressionThreshold: Int?,
-                    sessionNanos: inout UInt64, traffic: (Int, Int, SyncSummary) -> Void) async throws {
+                    sessionNanos: inout UInt64, attach: (SessionEvents<SessionTimer>) -> Void = { _ in },
+                    willHandle: () -> Void = {}, step: (inout ClientSession) -> [SessionAction] = { _ in [] },
+                    traffic: (Int, Int, SyncSummary) -> Void) async throws {
         // The TLS handler's error, whichever way it reaches this loop first (a failed write, the
         // inbound stream's end): a refused certificate must be reported as such, not as a lost
         // connection that is retried.
         let tlsError = TLSErrorCapture()
         do {
             try await connect(&session, host: host, port: port, tls: tls, tlsError: tlsError, maxBody: maxBody,
-                          compressionThreshold: compressionThreshold, sessionNanos: &sessionNanos, traffic: traffic)
+                              compressionThreshold: compressionThreshold, sessionNanos: &sessionNanos, attach: attach,
+                              willHandle: willHandle, step: step,
+                              traffic: traffic)
         } catch {
             if let refused = tlsError.error, ClientTLS.failure(refused) != nil { throw refused }
             throw error
@@ -212,8 +220,10 @@ public enum SyncClient {
     }
 
     private static func connect(_ session: inout ClientSession, host: String, port: Int, tls: NIOSSLContext?, tlsError: TLSErrorCapture,
-                            maxBody: Int, compressionThreshold: Int?,
-                            sessionNanos: inout UInt64, traffic: (Int, Int, SyncSummary) -> Void) async throws {
+                            maxBody: Int, compressionThreshold: Int?, sessionNanos: inout UInt64,
+                            attach: (SessionEvents<SessionTimer>) -> Void, willHandle: () -> Void,
+                            step: (inout ClientSession) -> [SessionAction],
+                            traffic: (Int, Int, SyncSummary) -> Void) async throws {
         let opened = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(10))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -237,6 +247,7 @@ public enum SyncClient {
                 }
             }
         let (channel, limit, events) = opened
+        attach(events)
         var codec = MessageCodec(maxBody: maxBody, compressionThreshold: compressionThreshold)
         let connected = DispatchTime.now().uptimeNanoseconds
         defer { sessionNanos += DispatchTime.now().uptimeNanoseconds - connected }
@@ -261,7 +272,9 @@ public enum SyncClient {
                         }
                     }
                     guard !session.isFinished else { return }
-                    switch await events.next() {
+                    let event = await events.next()
+                    willHandle()
+                    switch event {
                     case let .frame(frame):
                         traffic(0, frame.payload.count + Frame.headerSize, session.summary)
                         do { pending = session.receive(try codec.decode(frame)) } catch let error as WireError {
@@ -280,6 +293,7 @@ public enum SyncClient {
                     case let .frameProgress(inFrame):
                         pending = session.frameProgress(inFrame: inFrame)
                     }
+                    pending += step(&session)
                     if session.maxFrameBody != codec.maxBody {
                         codec.maxBody = session.maxFrameBody
                         try await limit.set(session.maxFrameBody).get()

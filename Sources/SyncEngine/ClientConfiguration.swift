@@ -29,6 +29,13 @@ public struct ClientConfiguration: Sendable {
     public var responseMillis = ProtocolConstants.responseMillis
     /// The frame deadline: a frame's first byte received until its last.
     public var frameCompletionMillis = ProtocolConstants.frameCompletionMillis
+    /// Stay connected after a sync (Protocol/session.md, client `idle`): heartbeat every
+    /// `heartbeat_interval_ms` of the welcome, and push and pull again when the shell says there
+    /// are new local changes (`ClientSession.syncAgain()`) or `pullIntervalMillis` has passed. False
+    /// (the default, as `caresync sync`) says goodbye as soon as the pull is caught up.
+    public var staysConnected = false
+    /// Staying connected: the longest wait in `idle` before the next round pulls the hub's new changes.
+    public var pullIntervalMillis: UInt64 = 30_000
 
     /// - Parameters:
     ///   - appVersion: The client software and version, for the hub operator's view; tests and

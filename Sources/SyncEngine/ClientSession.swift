@@ -25,9 +25,8 @@ import SyncWire
 /// Today the session still reads and writes its replica file itself, in line (the hub's session
 /// asks for storage through actions instead).
 public struct ClientSession {
-    /// Where the session is. The spec's `idle` (a heartbeat on entry, then goodbye) is passed in
-    /// one step from the last batch to `done`: this client never stays connected, so it never
-    /// waits in `idle` for a heartbeat interval or new local changes.
+    /// Where the session is. Unless `ClientConfiguration.staysConnected`, the spec's `idle` (a
+    /// heartbeat on entry, then goodbye) is passed in one step from the last batch to `done`.
     public enum State: Equatable, Sendable {
         /// Not started: `start()` sends the hello (the spec's `connecting`, once connected).
         case connecting
@@ -46,6 +45,9 @@ public struct ClientSession {
         case reviewing(after: ChangeID?)
         /// A pull from `cursor` is out; its batch is awaited.
         case pulling(cursor: UInt64)
+        /// Staying connected, caught up: heartbeats every `heartbeat_interval_ms`; `syncAgain()` (or
+        /// the pull-again deadline) starts the next round, `finish()` says goodbye.
+        case idle
         /// Closed after a whole sync: pushed, pulled to the end, health reported, goodbye sent.
         case done
         /// Closed early, and why (the shell retries a retryable failure with backoff).
@@ -56,6 +58,9 @@ public struct ClientSession {
     public private(set) var state: State = .connecting
     /// What this session has pushed, pulled, applied and recovered so far.
     public private(set) var summary = SyncSummary()
+    /// Rounds (push until acknowledged, then pull until caught up) finished in this session: one
+    /// for a session that does not stay connected; a shell staying connected waits on it.
+    public private(set) var roundsFinished = 0
     let store: ReplicaStore
     let credential: Credential
     let configuration: ClientConfiguration
@@ -76,6 +81,8 @@ public struct ClientSession {
     var random: RandomSource
     /// The device key made for the identity asked for in a fork, until the hub answers.
     private var forkKey: SigningKey?
+    /// The welcome's `heartbeat_interval_ms`: how often a session staying connected says it is alive.
+    private var heartbeatMillis: UInt64 = 0
     /// The hub key this session trusts: the pinned one, or the welcome's once it is pinned.
     private var hubKey: [UInt8]?
     /// The frame limit in both directions: this replica's own until the welcome, then the
@@ -110,7 +117,7 @@ public struct ClientSession {
     public var isFinished: Bool {
         switch state {
         case .done, .failed: true
-        case .connecting, .awaitingWelcome, .recovering, .forking, .pushing, .reviewing, .pulling: false
+        case .connecting, .awaitingWelcome, .recovering, .forking, .pushing, .reviewing, .pulling, .idle: false
         }
     }
 
@@ -148,6 +155,13 @@ public struct ClientSession {
         switch (state, timer) {
         case (.done, _), (.failed, _):
             return []
+        case (.idle, .heartbeat):
+            return guarded { [.send(.heartbeat(try $0.health())), .schedule(.heartbeat, afterMillis: $0.heartbeatMillis)] }
+        case (.idle, .pullAgain):
+            return syncAgain()
+        case (_, .heartbeat), (_, .pullAgain):
+            // Run only in idle; one that fired as the session left idle raced its cancellation.
+            return []
         case (_, .frame):
             return fail(SyncFailure(.timeout, "frame was not completed in time"))
         case (.awaitingWelcome, .handshake):
@@ -156,7 +170,8 @@ public struct ClientSession {
             failure = SyncFailure(.timeout, "the hub did not answer within the request deadline")
         case (.connecting, .handshake), (.connecting, .request),
              (.awaitingWelcome, .request),
-             (.recovering, .handshake), (.forking, .handshake), (.pushing, .handshake), (.reviewing, .handshake), (.pulling, .handshake):
+             (.recovering, .handshake), (.forking, .handshake), (.pushing, .handshake), (.reviewing, .handshake), (.pulling, .handshake),
+             (.idle, .handshake), (.idle, .request):
             // A deadline that is not running (never started, or cancelled by the answer it waited
             // for) and reached the session anyway, racing its cancellation: nothing is overdue.
             return []
@@ -181,8 +196,35 @@ public struct ClientSession {
     public mutating func receive(_ message: Message) -> [SessionAction] {
         guard !isFinished else { return [] }
         precondition(state != .connecting, "a client session handles messages only after start()")
+        return guarded { try $0.handle(message) }
+    }
+
+    /// Staying connected, in `idle`: new local changes (or time to pull again) start the next
+    /// round, push then pull (Protocol/session.md, client row "idle | staying connected: new local
+    /// changes, or time to pull again"). Outside `idle` nothing happens: a round is running, or the
+    /// session has closed; a shell that has new changes mid-round calls this again once
+    /// `roundsFinished` moves.
+    ///
+    /// - Returns: The idle deadlines to cancel and the first request of the round.
+    public mutating func syncAgain() -> [SessionAction] {
+        guard state == .idle else { return [] }
+        return [.cancel(.heartbeat), .cancel(.pullAgain)] + guarded { try $0.nextPush() }
+    }
+
+    /// Staying connected, in `idle`: say goodbye (reason 0) and close; the session is `done`.
+    /// Outside `idle` nothing happens (a shell ending mid-round closes the connection instead).
+    ///
+    /// - Returns: The idle deadlines to cancel, the goodbye and the close.
+    public mutating func finish() -> [SessionAction] {
+        guard state == .idle else { return [] }
+        state = .done
+        return [.cancel(.heartbeat), .cancel(.pullAgain), .send(.goodbye(reason: 0)), .close]
+    }
+
+    /// Runs a step of the session; what it throws fails the session with the code the peer acts on.
+    private mutating func guarded(_ step: (inout ClientSession) throws -> [SessionAction]) -> [SessionAction] {
         do {
-            return try handle(message)
+            return try step(&self)
         } catch let failure as SyncFailure {
             return fail(failure)
         } catch let error as IdentityError {
@@ -339,6 +381,7 @@ public struct ClientSession {
             try checkOwn(certificate, replica: store.replicaID, key: own, hubKey: welcome.hubKey)
         }
         maxFrameBody = Int(welcome.maxFrameBody)
+        heartbeatMillis = welcome.heartbeatIntervalMillis
         hub = welcome.hub
         hubKey = welcome.hubKey
         summary.hub = welcome.hub
@@ -390,11 +433,17 @@ public struct ClientSession {
             return request(.pull(cursor: next, byteBudget: configuration.pullBudget))
         }
         try store.recordSyncOutcome(error: nil)
-        // The spec's idle, passed through: health on entry, then goodbye, since this client does
-        // not stay connected.
+        roundsFinished += 1
+        // The spec's idle: health on entry; then goodbye, unless this client stays connected.
         let heartbeat = Message.heartbeat(try health())
-        state = .done
-        return [.send(heartbeat), .send(.goodbye(reason: 0)), .close]
+        guard configuration.staysConnected else {
+            state = .done
+            return [.send(heartbeat), .send(.goodbye(reason: 0)), .close]
+        }
+        state = .idle
+        // The last batch answered the last request: no answer is due while idle.
+        return [.cancel(.request), .send(heartbeat), .schedule(.heartbeat, afterMillis: heartbeatMillis),
+                .schedule(.pullAgain, afterMillis: configuration.pullIntervalMillis)]
     }
 
     /// After the handshake (or a fork), before pushing: first the hub's changes of an identity this

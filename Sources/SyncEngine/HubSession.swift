@@ -139,8 +139,8 @@ public struct HubSession: Sendable {
             // Not running in this state (the handshake's was cancelled by the hello; the idle one
             // starts at the welcome): one that reached the session anyway raced its cancellation.
             return []
-        case (.awaitingHello, .request), (.ready, .request):
-            // The request deadline is the client's; this session never schedules it.
+        case (.awaitingHello, .request), (.ready, .request), (_, .heartbeat), (_, .pullAgain):
+            // The request, heartbeat and pull-again deadlines are the client's; this session never schedules them.
             return []
         }
     }

@@ -30,6 +30,13 @@ public enum SessionTimer: Hashable, Sendable, CaseIterable {
     case idle
     /// Client: a request sent until its answer received.
     case request
+    /// Client staying connected, in `idle`: until the next heartbeat (the welcome's
+    /// `heartbeat_interval_ms`), which keeps the hub's idle deadline from expiring.
+    case heartbeat
+    /// Client staying connected, in `idle`: until the next round (push, then pull). The session
+    /// starts it with `ClientConfiguration.pullIntervalMillis`; a shell told of new local changes
+    /// restarts it at 0, which starts the round at once.
+    case pullAgain
 }
 
 /// Randomness for sessions, injected so the simulator is deterministic.

@@ -117,7 +117,8 @@ extension SQLiteHubStore {
     public func certificate(for replica: ReplicaID) throws -> DeviceCertificate? {
         try ReplicaStore.guarded {
             try reads.read { db in
-                guard let data = try Data.fetchOne(db, sql: "SELECT certificate FROM hub_replica WHERE replica_id = ?", arguments: [replica.hex])
+                guard let data = try Data.fetchOne(db.cachedStatement(sql: "SELECT certificate FROM hub_replica WHERE replica_id = ?"),
+                                                   arguments: [replica.hex])
                 else { return nil }
                 do {
                     return try DeviceCertificate(encoded: Array(data))

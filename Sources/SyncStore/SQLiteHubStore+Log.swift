@@ -178,7 +178,8 @@ extension SQLiteHubStore {
         try ReplicaStore.guarded {
             try reads.read { db in
                 if let page = try feedPage(db, after: cursor, for: excludedOrigin, byteBudget: byteBudget, maxCount: maxCount) { return page }
-                let excluded = try Int64.fetchOne(db, sql: "SELECT id FROM hub_origin WHERE replica_id = ?", arguments: [excludedOrigin.hex]) ?? -1
+                let excluded = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM hub_origin WHERE replica_id = ?"),
+                                                  arguments: [excludedOrigin.hex]) ?? -1
                 let rows = try Row.fetchCursor(db.cachedStatement(sql: """
                     SELECT l.seq, l.origin, l.counter, l.bytes, l.chain, h.signer, h.signature FROM hub_log l
                     LEFT JOIN hub_head h ON h.origin = l.origin AND h.counter = l.counter
@@ -206,7 +207,8 @@ extension SQLiteHubStore {
     public func ownDurable(_ origin: ReplicaID) throws -> UInt64 {
         try ReplicaStore.guarded {
             try reads.read { db in
-                let contiguous = try Int64.fetchOne(db, sql: "SELECT contiguous FROM hub_origin WHERE replica_id = ?", arguments: [origin.hex])
+                let contiguous = try Int64.fetchOne(db.cachedStatement(sql: "SELECT contiguous FROM hub_origin WHERE replica_id = ?"),
+                                                    arguments: [origin.hex])
                 return UInt64(max(0, contiguous ?? 0))
             }
         }
@@ -218,7 +220,8 @@ extension SQLiteHubStore {
         try ReplicaStore.guarded {
             try reads.read { db in
                 guard after < UInt64(Int64.max),
-                      let originID = try Int64.fetchOne(db, sql: "SELECT id FROM hub_origin WHERE replica_id = ?", arguments: [origin.hex])
+                      let originID = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM hub_origin WHERE replica_id = ?"),
+                                                        arguments: [origin.hex])
                 else { return HubOriginPage(encoded: [], nextCounter: after, more: false, bytes: 0) }
                 let rows = try Row.fetchCursor(db.cachedStatement(sql: """
                     SELECT l.counter, l.origin, l.counter, l.bytes, l.chain, h.signer, h.signature FROM hub_log l

@@ -23,9 +23,9 @@ extension SQLiteHubStore {
         return try ReplicaStore.guarded {
             try reads.read { db in
                 guard try Self.hasPurgeTable(db) else { return [] }
-                return try String.fetchAll(db, sql: """
+                return try String.fetchAll(db.cachedStatement(sql: """
                     SELECT scope FROM hub_purge WHERE replica_id = ? AND acked_at IS NULL ORDER BY scope LIMIT ?
-                    """, arguments: [replica.hex, limit])
+                    """), arguments: [replica.hex, limit])
             }
         }
     }
@@ -37,8 +37,8 @@ extension SQLiteHubStore {
         try durableWrite { db in
             var events: [AuditEvent] = []
             for scope in scopes {
-                try db.execute(sql: "UPDATE hub_purge SET acked_at = ? WHERE replica_id = ? AND scope = ? AND acked_at IS NULL",
-                               arguments: [Int64(clamping: nowMillis), replica.hex, scope])
+                try db.cachedStatement(sql: "UPDATE hub_purge SET acked_at = ? WHERE replica_id = ? AND scope = ? AND acked_at IS NULL")
+                    .execute(arguments: [Int64(clamping: nowMillis), replica.hex, scope])
                 if db.changesCount > 0 {
                     events.append(AuditEvent(kind: .purge, device: replica, scope: scope, occurredAtMillis: nowMillis, receivedAtMillis: nowMillis,
                                              detail: "ACKNOWLEDGED"))

@@ -382,7 +382,7 @@ extension SQLiteHubStore {
         guard let team = try Self.team(db, of: replica),
               let teamID = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM hub_team WHERE team = ?"), arguments: [team])
         else { return empty }
-        let excluded = try Int64.fetchOne(db, sql: "SELECT id FROM hub_origin WHERE replica_id = ?", arguments: [replica.hex]) ?? -1
+        let excluded = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM hub_origin WHERE replica_id = ?"), arguments: [replica.hex]) ?? -1
         let rows = try Row.fetchCursor(db.cachedStatement(sql: """
             SELECT f.fseq, l.origin, l.counter, l.bytes, l.chain, h.signer, h.signature,
               EXISTS (SELECT 1 FROM hub_restricted r WHERE r.scope = f.scope)

@@ -505,7 +505,7 @@ public final class SQLiteHubStore: HubStore {
     public func authenticate(replica: ReplicaID, secret: [UInt8], deviceKey: [UInt8], nowMillis: UInt64) throws -> AuthenticationResult {
         try ReplicaStore.guarded {
             let found = try reads.read { db -> (AuthenticationResult, registered: Data?) in
-                guard let row = try Row.fetchOne(db, sql: "SELECT team, secret_hash, revoked_at, public_key FROM hub_replica WHERE replica_id = ?",
+                guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT team, secret_hash, revoked_at, public_key FROM hub_replica WHERE replica_id = ?"),
                                                  arguments: [replica.hex]),
                       (row[1] as String) == Self.hash(secret)
                 else { return (.unknown, nil) }
@@ -567,22 +567,22 @@ public final class SQLiteHubStore: HubStore {
                 switch event {
                 case let .hello(app, schema):
                     let app = OperatorText.sanitised(app, maxBytes: 64)
-                    try db.execute(sql: """
+                    try db.cachedStatement(sql: """
                         UPDATE hub_replica SET app_version = ?, schema_version = ?, last_seen = ?, first_seen = coalesce(first_seen, ?)
                         WHERE replica_id = ?
-                        """, arguments: [app, Int64(clamping: schema), now, now, replica.hex])
+                        """).execute(arguments: [app, Int64(clamping: schema), now, now, replica.hex])
                 case let .pulled(cursor):
-                    try db.execute(sql: "UPDATE hub_replica SET pull_cursor = max(pull_cursor, ?), last_seen = ? WHERE replica_id = ?",
-                                   arguments: [Int64(clamping: cursor), now, replica.hex])
+                    try db.cachedStatement(sql: "UPDATE hub_replica SET pull_cursor = max(pull_cursor, ?), last_seen = ? WHERE replica_id = ?")
+                        .execute(arguments: [Int64(clamping: cursor), now, replica.hex])
                 case let .health(pending, oldest, conflicts, schema):
-                    try db.execute(sql: """
+                    try db.cachedStatement(sql: """
                         UPDATE hub_replica SET pending = ?, oldest_unsynced_ms = ?, open_conflicts = ?, schema_version = ?, last_seen = ?
                         WHERE replica_id = ?
-                        """, arguments: [Int64(clamping: pending), Int64(clamping: oldest), Int64(clamping: conflicts),
+                        """).execute(arguments: [Int64(clamping: pending), Int64(clamping: oldest), Int64(clamping: conflicts),
                                          Int64(clamping: schema), now, replica.hex])
                 case let .error(code):
-                    try db.execute(sql: "UPDATE hub_replica SET last_error = ?, last_seen = ? WHERE replica_id = ?",
-                                   arguments: [OperatorText.sanitised(code, maxBytes: 64), now, replica.hex])
+                    try db.cachedStatement(sql: "UPDATE hub_replica SET last_error = ?, last_seen = ? WHERE replica_id = ?")
+                        .execute(arguments: [OperatorText.sanitised(code, maxBytes: 64), now, replica.hex])
                 }
             }
         }
