@@ -13,7 +13,7 @@ struct LiveSessionTranscriptTests {
     typealias F = ClientFixture
     static let interval: UInt64 = 5_000
 
-    /// A session staying connected, welcomed, its first round's pull out.
+    /// A session staying connected, welcomed, its first round's review answered (nothing held), its pull out.
     static func welcomed(_ fixture: F) -> ClientSession {
         var configuration = ClientConfiguration()
         configuration.maxFrameBody = 65_536
@@ -22,6 +22,7 @@ struct LiveSessionTranscriptTests {
         var session = ClientSession(store: fixture.store, credential: .device([1]), configuration: configuration, random: RandomSource { 5 })
         _ = session.start()
         _ = session.receive(F.welcome())
+        if case .reviewing = session.state { _ = session.receive(F.noneHeld) }
         return session
     }
 
@@ -42,7 +43,7 @@ struct LiveSessionTranscriptTests {
         #expect(session.state == .idle && !session.isFinished && session.roundsFinished == 1)
     }
 
-    @Test("idle | staying connected: new local changes (syncAgain): pushing on the same session, then pulling from the cursor, then idle again")
+    @Test("idle | staying connected: new local changes (syncAgain): pushing on the same session, then the review, then pulling from the cursor, then idle again")
     func newLocalChanges() throws {
         let fixture = try F()
         defer { fixture.remove() }
@@ -53,7 +54,8 @@ struct LiveSessionTranscriptTests {
         #expect(session.syncAgain() == Self.leftIdle + [F.request, .send(.push(batch: 1, changes: changes,
                                                                                   provenance: try fixture.store.provenance(for: changes)))])
         #expect(session.state == .pushing(batch: 1, until: [fixture.own: 1]))
-        #expect(session.receive(.pushAck(batch: 1, durable: VersionVector([fixture.own: 1]), hubHead: 4)) == F.pull(3))
+        #expect(session.receive(.pushAck(batch: 1, durable: VersionVector([fixture.own: 1]), hubHead: 4)) == F.review())
+        #expect(session.receive(F.noneHeld) == F.pull(3))
         #expect(session.receive(.batch(nextCursor: 4, more: false, changes: [], provenance: .none)) == Self.enteredIdle(fixture))
         #expect(session.roundsFinished == 2 && session.summary.pushed == 1)
         // The next round's push is batch 2: batch numbers run on through the session.
@@ -63,13 +65,14 @@ struct LiveSessionTranscriptTests {
         #expect(batch == 2)
     }
 
-    @Test("idle | staying connected: time to pull again (the pull-again deadline), nothing to push: pull from the cursor")
+    @Test("idle | staying connected: time to pull again (the pull-again deadline), nothing to push: the review, then pull from the cursor")
     func timeToPullAgain() throws {
         let fixture = try F()
         defer { fixture.remove() }
         var session = Self.welcomed(fixture)
         _ = session.receive(.batch(nextCursor: 7, more: false, changes: [], provenance: .none))
-        #expect(session.timerFired(.pullAgain) == Self.leftIdle + F.pull(7))
+        #expect(session.timerFired(.pullAgain) == Self.leftIdle + F.review())
+        #expect(session.receive(F.noneHeld) == F.pull(7))
         #expect(session.state == .pulling(cursor: 7))
         // Outside idle a pull-again or heartbeat deadline raced its cancellation: ignored.
         #expect(session.timerFired(.pullAgain).isEmpty && session.timerFired(.heartbeat).isEmpty)
