@@ -401,9 +401,15 @@ extension SQLiteHubStore {
                 continue
             }
             let startsRun = counter > 1 && last[origin] != counter - 1
-            guard try page.add(db, row, position: position, &origins, extra: startsRun ? SignedHead.minimumEncodedSize + 9 : 0) else { break }
-            placed.append((origin, counter))
-            last[origin] = counter
+            let held = page.encoded.count
+            let goesOn = try page.add(db, row, position: position, &origins, extra: startsRun ? SignedHead.minimumEncodedSize + 9 : 0)
+            // A page whose first cut outgrows the budget ends with the row that completes the cut:
+            // that row is in the page although `add` says the page is complete.
+            if page.encoded.count > held {
+                placed.append((origin, counter))
+                last[origin] = counter
+            }
+            guard goesOn else { break }
         }
         page.finish()
         placed.removeLast(placed.count - page.encoded.count)
