@@ -311,7 +311,7 @@ extension Simulation {
                         report.violations.append("replica \(index) (team \(team)) holds quarantined change \(relayed) of \(scope)")
                     }
                 } else if !held.isEmpty || rows[scope] != nil {
-                    report.violations.append("replica \(index) (team \(team)) holds \(held.count) changes and \(rows[scope]?.count ?? 0) rows of \(scope), outside its scope \(admissions[scope].map { "\($0.teams.sorted())" } ?? "(unknown to the hub)") (its last session failure: \(lastFailure[index] ?? "none"))")
+                    report.violations.append("replica \(index) (team \(team)) holds \(held.count) changes and \(rows[scope]?.count ?? 0) rows of \(scope), outside its scope \(admissions[scope].map { "\($0.teams.sorted())" + ($0.restriction.map { " restricted to \($0.count) replicas" } ?? "") } ?? "(unknown to the hub)") (its last session failure: \(lastFailure[index] ?? "none"))")
                 } else if scoped.heldEver.contains(.init(scope: scope, replica: index)), let marker = try leftBehind(scope, index: index) {
                     report.violations.append("replica \(index) (team \(team)) purged \(scope) but marker \(marker) is left in its files")
                 }

@@ -55,6 +55,28 @@ struct SimulatorFoundTests {
                 "the catalogue is not pushed")
     }
 
+    @Test("a replica brought back into a young person it purged gets its own changes of the bundle again (the feed passed over them)")
+    func ownChangesAfterPurgeAndScopeIn() throws {
+        let world = try World("found-own")
+        let a1 = try world.replica("a1", team: "A")
+        let b1 = try world.replica("b1", team: "B")
+        // a1 records Y and hands it to B in one push: A is owed a purge of Y.
+        let y = try world.youngPerson(by: a1)
+        try a1.add("allocation", fields: ["yp_id": y, "role": "social_worker", "worker_id": "w-b", "team_id": "B", "from_date": "2025-01-02"],
+                   author: "w")
+        for replica in [a1, a1, b1] {
+            #expect(try InlineSync.run(replica.store, hub: world.hub, nowMillis: world.clock.nowMillis()).session.failure == nil)
+        }
+        #expect(try a1.list("young_person").isEmpty, "a1 purged Y")
+        // B brings A in again: a1 receives Y's whole bundle, its own record of Y included.
+        try b1.setAdd("young_person", id: y, field: "involved_teams", element: "A", author: "w")
+        for replica in [b1, a1] {
+            #expect(try InlineSync.run(replica.store, hub: world.hub, nowMillis: world.clock.nowMillis()).session.failure == nil)
+        }
+        #expect(try a1.list("young_person").contains { $0["id"] == .text(y) }, "a1 holds Y's own record again")
+        #expect(try a1.list("allocation", where: ["yp_id": y]).count == 1)
+    }
+
     @Test("a team feed page whose first signed run outgrows the pull budget is served whole (the hub trapped in feedPage)")
     func pullBudgetSmallerThanARun() throws {
         let world = try World("found-pull")
