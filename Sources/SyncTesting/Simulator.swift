@@ -195,12 +195,6 @@ public final class Simulation {
         var faults = faults ?? .drawn(seed: seed)
         if workload == .careTeams {
             (faults.cloneWeight, faults.keylessCopyWeight, faults.equivocateWeight) = (0, 0, 0)
-            // Known gap, found by this workload (seed 2277585546029160227 with hub restores on): a
-            // hub restored from a backup loses own changes a replica has since purged with their
-            // scope; the replica cannot push them again, and every later push of its origin is
-            // refused (CHAIN_GAP: no chain held at the purged counter, no anchor). Off until the
-            // client anchors a run after purged counters (its `sync_purged` chains).
-            faults.hubRestoreWeight = 0
             // More syncs, so that a team's replicas share young people between the faults.
             faults.syncWeight += 150
         }
