@@ -515,11 +515,14 @@ public struct ClientSession {
 
     private mutating func nextPush() throws -> [SessionAction] {
         guard let hub else { throw SyncFailure(.unexpectedMessage, "push before welcome") }
-        let known = try store.peerKnowledge(hub)
         // The hub's own origin and the hub-keyed ones (the catalogue) are signed by the hub alone:
         // a replica never pushes them (the seed every replica makes is the same bytes everywhere).
-        let candidates = try store.changes(notIn: known, limit: configuration.pushBatchChanges)
-            .filter { $0.id.replica != hub && !store.hubKeyedOrigins.contains($0.id.replica) }
+        // They are left out of the query, not filtered after its limit: a catalogue of more
+        // changes than a batch would otherwise fill every batch, and nothing of this replica's
+        // would ever be pushed.
+        var known = try store.peerKnowledge(hub).counters
+        for origin in [hub] + store.hubKeyedOrigins { known[origin] = UInt64(Int64.max) }
+        let candidates = try store.changes(notIn: VersionVector(known), limit: configuration.pushBatchChanges)
         // Every push frame fits the negotiated limit with its envelope and provenance
         // (Protocol/framing.md): changes are cut at `budget`, and a first change too large for any
         // frame is refused here rather than sent to be refused by the hub.

@@ -178,29 +178,42 @@ extension SQLiteHubStore {
         try ReplicaStore.guarded {
             try reads.read { db in
                 if let page = try feedPage(db, after: cursor, for: excludedOrigin, byteBudget: byteBudget, maxCount: maxCount) { return page }
-                let excluded = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM hub_origin WHERE replica_id = ?"),
-                                                  arguments: [excludedOrigin.hex]) ?? -1
-                let rows = try Row.fetchCursor(db.cachedStatement(sql: """
-                    SELECT l.seq, l.origin, l.counter, l.bytes, l.chain, h.signer, h.signature FROM hub_log l
-                    LEFT JOIN hub_head h ON h.origin = l.origin AND h.counter = l.counter
-                    WHERE l.seq > ? AND l.chain IS NOT NULL ORDER BY l.seq
-                    """), arguments: [Int64(clamping: cursor)])
-                var page = CutPageBuilder(byteBudget: byteBudget, maxCount: maxCount, position: cursor)
-                var origins = OriginDirectory(store: self)
-                while let row = try rows.next() {
-                    let seq = UInt64(clamping: row[0] as Int64)
-                    // Another copy's own changes are skipped without reading their bytes.
-                    if (row[1] as Int64) == excluded {
-                        page.skip(to: seq)
-                        continue
-                    }
-                    guard try page.add(db, row, position: seq, &origins) else { break }
-                }
-                page.finish()
-                return HubPage(encoded: page.encoded, nextCursor: page.position, more: page.more, bytes: page.bytes,
-                               provenance: Provenance(heads: page.sortedHeads, certificates: try origins.certificates(db, page.origins)))
+                return try logPage(db, after: cursor, excludingOrigin: excludedOrigin, byteBudget: byteBudget, maxCount: maxCount)
             }
         }
+    }
+
+    /// A page of the whole hub log, in no team's feed: what an unscoped hub serves, and what
+    /// checks of a scoped hub read (the simulator's "is every write in the hub's log").
+    package func logPage(after cursor: UInt64, excludingOrigin excludedOrigin: ReplicaID, byteBudget: Int, maxCount: Int) throws -> HubPage {
+        try ReplicaStore.guarded {
+            try reads.read { db in try logPage(db, after: cursor, excludingOrigin: excludedOrigin, byteBudget: byteBudget, maxCount: maxCount) }
+        }
+    }
+
+    private func logPage(_ db: Database, after cursor: UInt64, excludingOrigin excludedOrigin: ReplicaID, byteBudget: Int,
+                         maxCount: Int) throws -> HubPage {
+        let excluded = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM hub_origin WHERE replica_id = ?"),
+                                          arguments: [excludedOrigin.hex]) ?? -1
+        let rows = try Row.fetchCursor(db.cachedStatement(sql: """
+            SELECT l.seq, l.origin, l.counter, l.bytes, l.chain, h.signer, h.signature FROM hub_log l
+            LEFT JOIN hub_head h ON h.origin = l.origin AND h.counter = l.counter
+            WHERE l.seq > ? AND l.chain IS NOT NULL ORDER BY l.seq
+            """), arguments: [Int64(clamping: cursor)])
+        var page = CutPageBuilder(byteBudget: byteBudget, maxCount: maxCount, position: cursor)
+        var origins = OriginDirectory(store: self)
+        while let row = try rows.next() {
+            let seq = UInt64(clamping: row[0] as Int64)
+            // Another copy's own changes are skipped without reading their bytes.
+            if (row[1] as Int64) == excluded {
+                page.skip(to: seq)
+                continue
+            }
+            guard try page.add(db, row, position: seq, &origins) else { break }
+        }
+        page.finish()
+        return HubPage(encoded: page.encoded, nextCursor: page.position, more: page.more, bytes: page.bytes,
+                       provenance: Provenance(heads: page.sortedHeads, certificates: try origins.certificates(db, page.origins)))
     }
 
     /// One origin's contiguous durable counter (``HubStore/ownDurable(_:)``).
@@ -325,7 +338,8 @@ struct CutPageBuilder {
     }
 
     /// Adds the row (`origin, counter, bytes, chain, signer, signature` from column 1); false when
-    /// the page is complete (then the row is not part of it).
+    /// the page is complete: then the row is not part of it, unless it completes a first cut that
+    /// outgrew the budget (the page then ends with it; `encoded` says which).
     /// `extra`: bytes the row brings besides itself, its head and its origin's certificate (an anchor).
     mutating func add(_ db: Database, _ row: Row, position: UInt64, _ directory: inout OriginDirectory, extra: Int = 0) throws -> Bool {
         let origin: Int64 = row[1]

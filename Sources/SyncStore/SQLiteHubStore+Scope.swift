@@ -386,11 +386,12 @@ extension SQLiteHubStore {
         let rows = try Row.fetchCursor(db.cachedStatement(sql: """
             SELECT f.fseq, l.origin, l.counter, l.bytes, l.chain, h.signer, h.signature,
               EXISTS (SELECT 1 FROM hub_restricted r WHERE r.scope = f.scope)
-              AND NOT EXISTS (SELECT 1 FROM hub_acl a WHERE a.scope = f.scope AND a.replica_id = ?) FROM hub_feed f
+              AND NOT EXISTS (SELECT 1 FROM hub_acl a WHERE a.scope = f.scope AND a.replica_id = ?),
+              EXISTS (SELECT 1 FROM hub_purge p WHERE p.replica_id = ? AND p.scope = f.scope AND p.acked_at IS NOT NULL) FROM hub_feed f
             JOIN hub_log l ON l.seq = f.seq
             LEFT JOIN hub_head h ON h.origin = l.origin AND h.counter = l.counter
             WHERE f.team = ? AND f.fseq > ? ORDER BY f.fseq
-            """), arguments: [replica.hex, teamID, Int64(clamping: cursor)])
+            """), arguments: [replica.hex, replica.hex, teamID, Int64(clamping: cursor)])
         var page = CutPageBuilder(byteBudget: byteBudget, maxCount: maxCount, position: cursor)
         var origins = OriginDirectory(store: self)
         var placed: [(origin: Int64, counter: Int64)] = []
@@ -399,15 +400,23 @@ extension SQLiteHubStore {
             let position = UInt64(clamping: row[0] as Int64)
             let origin: Int64 = row[1]
             let counter: Int64 = row[2]
-            // Another copy's own changes, and a restricted scope's this replica is not on: passed over.
-            if origin == excluded || row[7] as Bool {
+            // Another copy's own changes, and a restricted scope's this replica is not on: passed
+            // over. Its own changes of a scope it has purged are not: they are gone from its file,
+            // and a scope in gives it the bundle again (duplicates of any it still holds are ignored).
+            if (origin == excluded && !(row[8] as Bool)) || row[7] as Bool {
                 page.skip(to: position)
                 continue
             }
             let startsRun = counter > 1 && last[origin] != counter - 1
-            guard try page.add(db, row, position: position, &origins, extra: startsRun ? SignedHead.minimumEncodedSize + 9 : 0) else { break }
-            placed.append((origin, counter))
-            last[origin] = counter
+            let held = page.encoded.count
+            let goesOn = try page.add(db, row, position: position, &origins, extra: startsRun ? SignedHead.minimumEncodedSize + 9 : 0)
+            // A page whose first cut outgrows the budget ends with the row that completes the cut:
+            // that row is in the page although `add` says the page is complete.
+            if page.encoded.count > held {
+                placed.append((origin, counter))
+                last[origin] = counter
+            }
+            guard goesOn else { break }
         }
         page.finish()
         placed.removeLast(placed.count - page.encoded.count)

@@ -1,3 +1,4 @@
+import CareRecords
 import Foundation
 import NIOCore
 import SyncCore
@@ -75,6 +76,8 @@ public final class Simulation {
         public var hubRestores = 0
         /// Restores after which the hub's store made a new incarnation (it had lost changes).
         public var renewedIncarnations = 0
+        /// Team-scoped runs (`Workload.careTeams`): what the scope changes did.
+        public var scopes = ScopeCounts()
 
         /// Failures found; empty means the run passed.
         public var violations: [String] = []
@@ -113,9 +116,22 @@ public final class Simulation {
         }
     }
 
+    /// What the replicas hold and edit, and how the hub routes it.
+    public enum Workload: Sendable, Equatable {
+        /// Every replica in one team, editing the domain-free `SimulationSchema`; an unscoped hub.
+        case generic
+        /// Care replicas in teams A, A, B, B, C… (by index) against a hub with `CareScopeRules`:
+        /// young people recorded, transferred between A and B, allocated, restricted, edited
+        /// offline; checked for team scope (`Simulator+Scope.swift`). Copies of a replica file
+        /// and equivocations are off (a copy's team, and a forged write, are the matrix's tests).
+        case careTeams
+    }
+
     /// The run's seed.
     public let seed: UInt64
     let directory: String
+    /// The care replicas, teams and scope bookkeeping of a `careTeams` run; nil for `generic`.
+    var scoped: ScopedRun?
     var replicaCount: Int
     /// The latest backup of each replica's file, for restores.
     var backups: [Int: String] = [:]
@@ -172,9 +188,16 @@ public final class Simulation {
     ///   - faults: The fault mix; `nil` draws the seed's own (`FaultOptions.drawn(seed:)`).
     ///   - directory: An existing directory for the SQLite files.
     /// - Throws: `StoreError` when a store cannot be created.
-    public init(seed: UInt64, replicas: Int = 3, steps: Int = 250, faults: FaultOptions? = nil, directory: String) throws {
+    ///   - workload: What the replicas edit and how the hub routes it (default: `generic`).
+    public init(seed: UInt64, replicas: Int = 3, steps: Int = 250, faults: FaultOptions? = nil, directory: String,
+                workload: Workload = .generic) throws {
         self.seed = seed
-        let faults = faults ?? .drawn(seed: seed)
+        var faults = faults ?? .drawn(seed: seed)
+        if workload == .careTeams {
+            (faults.cloneWeight, faults.keylessCopyWeight, faults.equivocateWeight) = (0, 0, 0)
+            // More syncs, so that a team's replicas share young people between the faults.
+            faults.syncWeight += 150
+        }
         self.faults = faults
         self.directory = directory
         self.replicaCount = replicas
@@ -184,7 +207,8 @@ public final class Simulation {
         var hubClockStart = SeededGenerator(seed: seed).stream("hub-clock")
         hubClock = SimulatedClock(world: world, offset: Self.symmetric(faults.hubClockBoundMillis, using: &hubClockStart))
         var hubSeed = SeededGenerator(seed: seed ^ 0x4855_4221)
-        hubStore = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: hubClock, random: &hubSeed)
+        scoped = workload == .careTeams ? ScopedRun(replicas: replicas) : nil
+        hubStore = try Self.openHub(path: "\(directory)/hub.db", wallClock: hubClock, random: &hubSeed, scoped: workload == .careTeams)
         hubRandom = Self.randomSource(seed: hubSeed.next())
         var configuration = HubConfiguration()
         configuration.maxFrameBody = 64 * 1024
@@ -194,11 +218,24 @@ public final class Simulation {
         clientConfiguration.pushBatchChanges = 7
         clientConfiguration.pullBudget = 2 * 1024
         clientConfiguration.maxFrameBody = 64 * 1024
+        if workload == .careTeams {
+            // Care records are larger and a run has more replicas: larger batches, so that syncs
+            // also complete between the faults and a team's replicas share young people then.
+            clientConfiguration.pushBatchChanges = 20
+            clientConfiguration.pullBudget = 6 * 1024
+        }
         for index in 0..<replicas {
             let clock = SimulatedClock(world: world, offset: Self.startingOffset(faults, using: &random))
             clocks.append(clock)
-            self.replicas.append(try ReplicaStore.create(at: "\(directory)/r\(index).db", schema: SimulationSchema.schema,
-                                                         replicaID: .random(using: &random), name: "r\(index)", wallClock: clock))
+            if let scoped {
+                let care = try CareReplica.create(at: "\(directory)/r\(index).db", name: "r\(index)", wallClock: clock,
+                                                  random: Self.randomSource(seed: random.next()), replicaID: .random(using: &random))
+                scoped.care.append(care)
+                self.replicas.append(care.store)
+            } else {
+                self.replicas.append(try ReplicaStore.create(at: "\(directory)/r\(index).db", schema: SimulationSchema.schema,
+                                                             replicaID: .random(using: &random), name: "r\(index)", wallClock: clock))
+            }
             editors.append(RandomEditor())
         }
     }
@@ -211,7 +248,8 @@ public final class Simulation {
     public func run() throws -> Report {
         var tokens: [String] = []
         for _ in 0..<(replicaCount + maxClones + maxKeylessCopies) {
-            tokens.append(try hubStore.issueEnrolmentToken(team: "SIM", expiresAtMillis: world + 86_400_000 * 60, random: &random))
+            let team = scoped == nil ? "SIM" : ScopedRun.team(of: tokens.count)
+            tokens.append(try hubStore.issueEnrolmentToken(team: team, expiresAtMillis: world + 86_400_000 * 60, random: &random))
         }
         self.tokens = tokens
         for step in 0..<steps {
@@ -219,10 +257,12 @@ public final class Simulation {
             try tick(step)
             try afterStep()
             try checkAcknowledgedWrites()
+            try checkHoldingsDuringFaults()
         }
         try heal()
         try checkAcknowledgedWrites()
-        try checkConvergence()
+        try checkHoldingsDuringFaults()
+        if scoped != nil { try checkScopes() } else { try checkConvergence() }
         try checkProvenance()
         return report
     }
@@ -255,10 +295,13 @@ public final class Simulation {
         try afterStep()
         let replica = random.index(below: replicaCount)
         switch event(random.index(below: max(1, faults.totalWeight))) {
+        case .edit where scoped != nil:
+            if try careEdit(replica, step: step) { report.edits += 1 }
         case .edit:
             if try editors[replica].edit(replicas[replica], author: "w\(replica)", random: &random) { report.edits += 1 }
         case .sync:
             try startSync(replica, step: step)
+            if scoped != nil, random.index(below: 4) > 0 { try quickSync(replica) }
         case .deliver:
             for _ in 0..<(1 + random.index(below: 4)) { try deliverSomewhere() }
         case .backup:
@@ -278,7 +321,8 @@ public final class Simulation {
         case .hubRestart:
             try restartHub()
         case .learn:
-            try editors[replica].learn(from: replicas[replica])
+            // A care editor reads the young people its replica holds at each edit.
+            if scoped == nil { try editors[replica].learn(from: replicas[replica]) }
         case .keylessCopy:
             try copyWithoutIdentity(replica)
         case .equivocate:
@@ -414,7 +458,9 @@ public final class Simulation {
                 return
             }
         }
-        if let outcome = request.perform(on: hubStore, random: &hubRandom) { completeStorage(outcome, for: connection) }
+        let outcome = request.perform(on: hubStore, random: &hubRandom)
+        if request.push != nil { sampleAdmissions() }
+        if let outcome { completeStorage(outcome, for: connection) }
     }
 
     func completeStorage(_ outcome: HubStoreOutcome, for connection: Connection) {
@@ -431,6 +477,7 @@ public final class Simulation {
         slowStorage.removeAll { all || $0.due <= world }
         let appends = due.filter { $0.request.push != nil }
         let results = hubStore.append(appends.compactMap(\.request.push))
+        if !appends.isEmpty { sampleAdmissions() }
         if appends.count > 1 { report.groupedPushes += appends.count }
         for (index, entry) in appends.enumerated() {
             deliverStorage(.appended(results[index]), to: entry.connection)
@@ -576,6 +623,7 @@ public final class Simulation {
         report.recovered += client.summary.recovered
         if client.summary.forkedFrom != nil { report.forks += 1 }
         connections[connection.replica] = nil
+        scoped?.sessionsEnded.insert(connection.replica)
     }
 
     func cut(_ replica: Int, reason: String) {
@@ -586,12 +634,12 @@ public final class Simulation {
         }
         report.cuts += 1
         connections[replica] = nil
+        scoped?.sessionsEnded.insert(replica)
     }
 
     func restartReplica(_ replica: Int) throws {
         cut(replica, reason: "replica restart")
-        replicas[replica] = try ReplicaStore.open(at: "\(directory)/r\(replica).db", schema: SimulationSchema.schema,
-                                                  wallClock: clocks[replica])
+        replicas[replica] = try openReplica(replica, at: "\(directory)/r\(replica).db")
         report.restarts += 1
     }
 
@@ -614,7 +662,8 @@ public final class Simulation {
         let path = "\(directory)/r\(replica).db"
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         try FileManager.default.copyItem(atPath: backup, toPath: path)
-        replicas[replica] = try ReplicaStore.open(at: path, schema: SimulationSchema.schema, wallClock: clocks[replica])
+        replicas[replica] = try openReplica(replica, at: path)
+        try restored(replica)
         report.restores += 1
     }
 
@@ -642,7 +691,7 @@ public final class Simulation {
         slowStorage = []
         writerBusyUntil = 0
         var hubSeed = SeededGenerator(seed: random.next())
-        hubStore = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: hubClock, random: &hubSeed)
+        hubStore = try Self.openHub(path: "\(directory)/hub.db", wallClock: hubClock, random: &hubSeed, scoped: scoped != nil)
         report.restarts += 1
     }
 
@@ -705,9 +754,15 @@ public final class Simulation {
         for index in 1..<snapshots.count where snapshots[index] != snapshots[0] {
             report.violations.append("replicas 0 and \(index) differ: \(ReplicaSnapshot.difference(snapshots[0], snapshots[index]).prefix(600))")
         }
+        try checkReachedHub()
+    }
+
+    /// Every change a replica holds is in the hub's log, in the same version.
+    func checkReachedHub() throws {
         let held = try hubChanges()
         for (index, replica) in replicas.enumerated() {
-            for change in try replica.changes(notIn: VersionVector()) {
+            // A care replica holds the published catalogue from its creation (the hub-keyed publisher's).
+            for change in try replica.changes(notIn: VersionVector()) where change.id.replica != EntitlementCatalogue.publisher {
                 guard let hubVersion = held[change.id] else {
                     report.violations.append("replica \(index): change \(change.id) never reached the hub")
                     break
@@ -726,7 +781,7 @@ public final class Simulation {
         var changes: [ChangeID: Change] = [:]
         var cursor: UInt64 = 0
         while true {
-            let page = try hubStore.changes(after: cursor, excludingOrigin: ReplicaID(high: 0, low: 0), byteBudget: 1 << 24, maxCount: 100_000)
+            let page = try hubStore.logPage(after: cursor, excludingOrigin: ReplicaID(high: 0, low: 0), byteBudget: 1 << 24, maxCount: 100_000)
             for change in try page.decodeChanges() { changes[change.id] = change }
             cursor = page.nextCursor
             if !page.more { return changes }
