@@ -17,8 +17,8 @@ struct QuarantineCommand: ParsableCommand {
             Examples:
               caresync quarantine list
               caresync quarantine show 3
-              caresync quarantine accept 3 --worker morgan      # made again as morgan's own edit
-              caresync quarantine dismiss 4 --worker morgan --reason 'duplicate of the visit already recorded'
+              caresync quarantine accept 3 --as morgan      # made again as morgan's own edit
+              caresync quarantine dismiss 4 --as morgan --reason 'duplicate of the visit already recorded'
             Decisions reach the hub at the next `caresync sync`. A dismissal's reason stays on this replica.
             """,
         subcommands: [QuarantineListCommand.self, QuarantineShowCommand.self, QuarantineAcceptCommand.self, QuarantineDismissCommand.self])
@@ -105,51 +105,35 @@ struct QuarantineShowCommand: ParsableCommand {
     }
 }
 
-/// The reviewing worker: `--worker`, a worker id as `--as` takes it.
-struct ReviewerOption: ParsableArguments {
-    @Option(help: ArgumentHelp("The worker who decides (recorded with the decision; an accepted edit is authored by them).", valueName: "worker"))
-    var worker: String
-
-    func validate() throws {
-        do {
-            _ = try WorkerID.canonical(worker)
-        } catch let error as CareError {
-            throw ValidationError("--worker: \(error.message)")
-        }
-    }
-
-    var canonical: String { (try? WorkerID.canonical(worker)) ?? worker }
-}
-
 struct QuarantineAcceptCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "accept", abstract: "Accept a held write: its edit is made again as a new edit by the reviewing worker.",
         discussion: """
-            Example: caresync quarantine accept 3 --worker morgan
+            Example: caresync quarantine accept 3 --as morgan
             The original author's change is never applied under their name: the new edit carries the reviewer's \
             name and this replica's signature, and reaches the team's replicas at the next sync.
             """)
 
     @OptionGroup var options: ReplicaOptions
-    @OptionGroup var reviewer: ReviewerOption
     @Argument(help: "The held write's id, as `caresync quarantine list` shows it.") var id: Int64
 
     func run() throws {
         let replica = try options.open()
-        let made = try Output.run { try replica.acceptHeld(id: id, worker: reviewer.canonical) }
+        // The reviewer is the worker `--as` names (validated with the options), as for every edit.
+        let reviewer = options.worker
+        let made = try Output.run { try replica.acceptHeld(id: id, worker: reviewer) }
         struct Accepted: Encodable { let id: Int64, accepted = true, change: String }
         if options.json { try Output.json(Accepted(id: id, change: "\(made.replica.hex):\(made.counter)")); return }
-        Output.line("accepted held write \(id) as change \(made) by \(reviewer.canonical); the hub is told at the next sync")
+        Output.line("accepted held write \(id) as change \(made) by \(reviewer); the hub is told at the next sync")
     }
 }
 
 struct QuarantineDismissCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dismiss", abstract: "Dismiss a held write: nothing of it is applied; the reason stays on this replica.",
-        discussion: "Example: caresync quarantine dismiss 4 --worker morgan --reason 'already recorded on the visit of 3 July'")
+        discussion: "Example: caresync quarantine dismiss 4 --as morgan --reason 'already recorded on the visit of 3 July'")
 
     @OptionGroup var options: ReplicaOptions
-    @OptionGroup var reviewer: ReviewerOption
     @Option(parsing: .unconditional, help: "Why it is dismissed (kept on this replica with the decision; never sent to the hub).")
     var reason: String
     @Argument(help: "The held write's id, as `caresync quarantine list` shows it.") var id: Int64
@@ -160,7 +144,7 @@ struct QuarantineDismissCommand: ParsableCommand {
 
     func run() throws {
         let replica = try options.open()
-        try Output.run { try replica.store.dismissHeld(id: id, worker: reviewer.canonical, reason: reason) }
+        try Output.run { try replica.store.dismissHeld(id: id, worker: try WorkerID.canonical(options.worker), reason: reason) }
         struct Dismissed: Encodable { let id: Int64, dismissed = true }
         if options.json { try Output.json(Dismissed(id: id)); return }
         Output.line("dismissed held write \(id); the hub is told at the next sync")

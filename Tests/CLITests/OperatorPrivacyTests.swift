@@ -285,7 +285,7 @@ extension CLITests {
         let heldID = try #require(heldForB.first?["id"] as? Int, "c's offline edit is held for b")
         let dismissal = Self.marker("quarantine", "reason", "dismissed")
         forbidden.append(dismissal)
-        try replica("b", ["quarantine", "dismiss", String(heldID), "--worker", "w-reviewer", "--reason", dismissal])
+        try replica("b", ["quarantine", "dismiss", String(heldID), "--as", "w-reviewer", "--reason", dismissal])
         try replica("b", ["sync", "--quiet"])
 
         // c restored from a backup and written to: it reuses a change id with other content, finds

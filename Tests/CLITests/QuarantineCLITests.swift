@@ -75,9 +75,9 @@ extension CLITests {
         #expect((before["fields"] as? [String: Any])?["preferred_name"] as? String != marker, "held, not merged")
 
         // a1 accepts it as w-morgan's edit; the decision reaches the hub at the next sync.
-        let accepted = try run(["quarantine", "accept", String(id), "--worker", "w-morgan"], replica: "a1.db")
+        let accepted = try run(["quarantine", "accept", String(id), "--as", "w-morgan"], replica: "a1.db")
         #expect(accepted.status == 0, "\(accepted.stderr)")
-        let again = try run(["quarantine", "accept", String(id), "--worker", "w-morgan"], replica: "a1.db")
+        let again = try run(["quarantine", "accept", String(id), "--as", "w-morgan"], replica: "a1.db")
         #expect(again.status != 0 && again.stderr.contains("HELD_DECIDED"), "\(again.stderr)")
         #expect(try hubCounts() == ["held": 1], "not told before the sync")
         #expect(try sync("a1")["held_decisions_recorded"] as? Int == 1)
