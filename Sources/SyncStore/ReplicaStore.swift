@@ -288,8 +288,12 @@ public final class ReplicaStore: Sendable {
             let state = try Row.fetchOne(context.db, sql: "SELECT counter, hlc, since_checkpoint FROM sync_state WHERE id = 1")!
             // Never reuse a counter the log already holds: a restored replica may have received its
             // own later changes back (from the hub or in a bundle) while its counter stayed behind.
+            // Nor one it purged since (`sync_purged`): the hub holds that change, and a purge takes
+            // such recovered changes out of the log while the counter is still behind them.
             let ownMax = try Int64.fetchOne(context.db, sql: """
-                SELECT max(counter) FROM sync_change WHERE origin = (SELECT id FROM sync_origin WHERE replica_id = ?)
+                SELECT max(counter) FROM (
+                  SELECT counter FROM sync_change WHERE origin = (SELECT id FROM sync_origin WHERE replica_id = ?1)
+                  UNION ALL SELECT counter FROM sync_purged WHERE origin = (SELECT id FROM sync_origin WHERE replica_id = ?1))
                 """, arguments: [replicaID.hex]) ?? 0
             let counter = UInt64(clamping: max(state[0] as Int64, ownMax))
             var transaction = LocalTransaction(

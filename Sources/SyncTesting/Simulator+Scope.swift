@@ -61,6 +61,8 @@ final class ScopedRun {
     var written: [ChangeID: Change] = [:]
     /// The highest own counter recorded in `written`, by origin.
     var recordedUpTo: [ReplicaID: UInt64] = [:]
+    /// Each replica's identity when its writes were last recorded (a fork gives it a new one).
+    var identities: [Int: ReplicaID] = [:]
 
     init(replicas: Int) {}
 
@@ -206,11 +208,32 @@ extension Simulation {
         guard let scoped else { return }
         let store = replicas[index]
         let origin = store.replicaID
+        if let previous = scoped.identities[index], previous != origin { try forked(index, from: previous) }
+        scoped.identities[index] = origin
         var seen = try store.versionVector().counters.mapValues { _ in UInt64(Int64.max) }
         seen[origin] = scoped.recordedUpTo[origin] ?? 0
         for change in try store.changes(notIn: VersionVector(seen)) where change.id.replica == origin {
             if scoped.written[change.id] == nil { scoped.written[change.id] = change }
             scoped.recordedUpTo[origin] = max(scoped.recordedUpTo[origin] ?? 0, change.id.counter)
+        }
+    }
+
+    /// After replica `index` forked from `old` (Protocol/session.md, "Recovering a restored or
+    /// copied replica": a restored file wrote counters the hub holds other versions of): its
+    /// writes from the divergent counter on were re-issued under its new identity, the same edits,
+    /// authors and timestamps; under the old ids the hub's versions stand. So a recorded write of
+    /// the old origin the hub does not hold as written is to be found re-issued (it is recorded
+    /// under its new id), not under its old id. One found nowhere stays, and is reported lost.
+    func forked(_ index: Int, from old: ReplicaID) throws {
+        guard let scoped else { return }
+        let hub = try hubChanges()
+        let reissued = try replicas[index].changes(notIn: VersionVector()).filter { $0.id.replica == replicas[index].replicaID }
+        func sameEdit(_ first: Change, _ second: Change) -> Bool {
+            first.table == second.table && first.row == second.row && first.timestamp == second.timestamp
+                && first.author == second.author && first.fields.map(\.column) == second.fields.map(\.column)
+        }
+        scoped.written = scoped.written.filter { id, change in
+            id.replica != old || hub[id]?.isSameVersion(as: change) == true || !reissued.contains { sameEdit($0, change) }
         }
     }
 
@@ -279,6 +302,8 @@ extension Simulation {
     /// one team hold the same contents of every young person they are both admitted to.
     func checkScopes() throws {
         guard let scoped else { return }
+        // A fork since a replica's last edit is noticed here.
+        for index in replicas.indices { try recordWrites(index) }
         try checkReachedHub()
         let admissions = try hubStore.scopeAdmissions()
         let quarantined = try hubStore.quarantinedChangeIDs()

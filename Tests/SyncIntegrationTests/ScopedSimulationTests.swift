@@ -40,9 +40,18 @@ extension Integration {
         ///   a replica has since purged with their scope; the replica cannot push them again, and
         ///   every later push of its origin is refused (CHAIN_GAP: no chain held at the purged
         ///   counter, no anchor). The client could anchor such a run with its `sync_purged` chains.
-        /// - Replica restores (CARESYNC_FAULTS="hubRestore=0"; seeds 2316007116207532903: a restored replica's push refused with
-        ///   SIGNATURE_INVALID and one of its change ids held in two versions; 2316007116207532957:
-        ///   two replicas of team B differ on a case note): restores with purges, not yet analysed.
+        /// - Replica restores (seed 3164902716358174201, CARESYNC_FAULTS="hubRestore=0 backup=150 restore=100"):
+        ///   a replica file restored from a backup taken before a purge the replica has since
+        ///   acknowledged holds the purged bundle again, and the hub never owes that purge again
+        ///   (its `hub_purge` row is acknowledged), so the bundle stays on a replica outside its
+        ///   scope for good. The hub cannot tell a restored file from the one that acknowledged.
+        ///   (The seeds first given here were found on the h10-sim branch, before the quarantine
+        ///   review and live sessions were merged, and no longer replay on main; the restores of
+        ///   the drawn mix are rare, hence the weights above. 2316007116207532903, SIGNATURE_INVALID:
+        ///   own changes recovered after a restore and then purged left the counter behind them,
+        ///   fixed (RestoredReplicaTests.recoveredThenPurged). 2316007116207532957 draws no backups
+        ///   nor restores: its case note that two replicas of team B differ on is not a restore's,
+        ///   and is not analysed yet; replay it on 70662e2.)
         static func faults(seed: UInt64) -> FaultOptions {
             let drawn = FaultOptions.drawn(seed: seed, storageFaults: seed % 4 == 0)
             guard let text = ProcessInfo.processInfo.environment[FaultOptions.environmentVariable] else {

@@ -83,6 +83,31 @@ struct RestoredReplicaTests {
         #expect(again.identical == 1 && again.recovered == 0 && again.firstDivergent == nil)
     }
 
+    @Test("own changes recovered from the hub and then purged with their young person: the next write takes a counter past them")
+    func recoveredThenPurged() throws {
+        var store: ReplicaStore? = try make("a", id: 1)
+        try store!.write(author: "ann") { try $0.create("note", id: "n", values: ["text": .text("one")], scope: "p-y") }
+        try store!.backup(to: "\(directory)/backup.db")
+        clock.advance(10)
+        try store!.write(author: "ann") { try $0.update("note", id: "n", values: ["text": .text("two")]) }
+        let onHub = try store!.changes(notIn: VersionVector()).filter { $0.id.counter > 1 }
+        store = nil
+        let restored = try restore("\(directory)/backup.db", as: "a")
+        let hub = ReplicaID(high: 0xAB, low: 0xAB)
+        try restored.recordHub(hub, address: "127.0.0.1:1", credential: nil)
+        #expect(try restored.recoverOwnChanges(onHub, hub: hub).recovered == 1)
+        // The young person leaves the replica's scope: the recovered change goes with the bundle.
+        #expect(try restored.purge(scope: "p-y").changes == 2)
+        clock.advance(10)
+        // Before the fix: counter 2 again (the log's highest was gone, the counter was the
+        // backup's), a second version of a change the hub holds, which the hub refuses for ever.
+        let ids = try restored.write(author: "ann") { tx in
+            try tx.create("note", id: "m", values: ["text": .text("other")], scope: "p-z")
+            return tx.changeIDs
+        }
+        #expect(ids.map(\.counter) == [3], "past the recovered change, purged or not")
+    }
+
     @Test("another version of a change id already held is refused whole, with a specific error")
     func equivocationRefused() throws {
         let store = try make("a", id: 1)
