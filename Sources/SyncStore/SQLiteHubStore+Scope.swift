@@ -139,9 +139,13 @@ extension SQLiteHubStore {
                 }
             }
             guard new != old else { continue }
+            // A restriction (recorded above) still keeps out the joining team's replicas it does
+            // not name: a purge owed to one of them stays owed.
+            let admitted = try Self.restriction(db, of: scope)
             for joined in new.subtracting(old).sorted() {
                 try feeds.appendHistory(db, of: scope, to: joined)
-                try cancelPurge(scope, team: joined, in: db)
+                try cancelPurge(scope, replicas: try Self.replicas(db, of: joined).filter { admitted?.contains($0) ?? true }
+                    .compactMap(ReplicaID.init(hex:)), in: db)
                 routing.scopesIn.append((scope, joined))
             }
             for left in old.subtracting(new).sorted() {

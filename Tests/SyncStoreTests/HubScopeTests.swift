@@ -251,6 +251,30 @@ struct HubScopeTests {
         #expect(try admitted.decodeChanges().filter { $0.id.replica == Self.north1 }.map(\.id.counter) == [1, 2, 3, 4, 5, 6, 7])
     }
 
+    @Test("a team that joins a restricted person's audience again does not cancel the purge owed to its replica off the restriction (scoped simulation seed 5941406522745547211)")
+    func rejoiningKeepsTheRestrictionsPurge() throws {
+        let hub = try hub()
+        var north = TestSigner()
+        var south = TestSigner()
+        try push(hub, [Self.change(Self.north1, 1, table: "person", row: "P1", scope: "P1"),
+                       Self.change(Self.north1, 2, table: "note", row: "n1", scope: "P1")], from: Self.north1, signer: &north)
+        #expect(try pull(hub, Self.north2).encoded.count == 2)
+        // Restricted to north1 and south1: north2, which holds P1, is owed a purge.
+        try push(hub, [Self.person(Self.north1, 3, "P1", "allowed", .add(.text(Self.north1.hex))),
+                       Self.person(Self.north1, 4, "P1", "allowed", .add(.text(Self.south1.hex))),
+                       Self.person(Self.north1, 5, "P1", "restricted", .assign(.text("yes")))], from: Self.north1, signer: &north)
+        #expect(try hub.purgesOwed(replica: Self.north2, limit: 10) == ["P1"])
+        // Transferred to south, and back: north leaves the audience and joins it again.
+        try push(hub, [Self.change(Self.north1, 6, table: "grant", row: "g1", column: "team", value: .text("south"), scope: "P1")],
+                 from: Self.north1, signer: &north)
+        try push(hub, [Self.change(Self.south1, 1, table: "grant", row: "g1", column: "ended", value: .text("2025-07-01"), scope: "P1")],
+                 from: Self.south1, signer: &south)
+        #expect(try pull(hub, Self.north1).decodeChanges().contains { $0.id.replica == Self.south1 }, "north is in the audience again")
+        // north2 is still off the restriction: its purge stays owed, and it gets nothing of P1.
+        #expect(try hub.purgesOwed(replica: Self.north2, limit: 10) == ["P1"])
+        #expect(try pull(hub, Self.north2).decodeChanges().filter { $0.scope == "P1" && $0.id.counter > 2 }.isEmpty)
+    }
+
     @Test("a page gives each origin's changes in ascending counters, also when a scope in appended older history after newer changes")
     func pagesAscendPerOrigin() throws {
         let hub = try hub()
