@@ -48,6 +48,8 @@ public enum CareColumn: String, Sendable, CaseIterable {
     case requestedCount = "requested_count"
     case amountPence = "amount_pence"
     case count
+    case awardID = "award_id"
+    case reversesEntryID = "reverses_entry_id"
 }
 
 // `package`, not `public`: it would add a member to every importer's `[String: FieldValue]`.
@@ -154,4 +156,54 @@ public enum AllocationRole: String, Sendable, CaseIterable {
 
     /// I8: at most one open allocation of these roles per young person.
     public var isExclusive: Bool { [.socialWorker, .personalAdviser, .iro].contains(self) }
+}
+
+/// A ledger entry's kind; the kind gives the sign of its (never negative) amount.
+public enum LedgerKind: String, Sendable, CaseIterable {
+    /// The hub grants a replica spend rights (escrow) under a lease.
+    case grantRights = "grant_rights"
+    /// The holder gives unused rights back before the lease ends.
+    case returnRights = "return_rights"
+    /// The holder gives back what its lease left unused, once it has expired.
+    case expireRights = "expire_rights"
+    /// The hub writes rights of a lost replica off: never reallocated (unknown commits may exist).
+    case burnRights = "burn_rights"
+    /// A replica asks the hub for rights ahead of an award.
+    case requestRights = "request_rights"
+    /// Rights set aside for an award awaiting a decision.
+    case reserve
+    /// Spend, within rights held (or beyond them by an emergency override, which is flagged).
+    case commit
+    /// Part of an award committed: the rest waits for rights.
+    case partialCommit = "partial_commit"
+    /// A commit or reservation undone (a cancellation); within a live grant, its rights return to it.
+    case release
+    /// Money spent that came back.
+    case refund
+    /// A correction by the hub, with a reason.
+    case adjust
+}
+
+/// A flag's status: `open < resolved`.
+public enum FlagStatus: String, CareStatus {
+    case open, resolved
+    /// The values no later value replaces.
+    public static let terminal: Set<FlagStatus> = [.resolved]
+}
+
+/// The rule a flag records as broken at merge (DOMAIN.md, "Invariants").
+public enum FlagCode: String, Sendable, CaseIterable {
+    /// Committed spend above the cap, or a commit not covered by rights held (I1/I2): entries
+    /// kept, the excess held for an exception or recovery.
+    case overCap = "OVER_CAP"
+    /// A request the cap can no longer meet: refused (not revived when rights come back).
+    case capReached = "CAP_REACHED"
+    /// Not eligible on the decision date by the hub's date of birth (I3).
+    case eligibilityLost = "ELIGIBILITY_LOST"
+    /// A decision dated before the replica's last contact, or beyond the hub's clock window.
+    case clockSuspect = "CLOCK_SUSPECT"
+    /// An award decided under another catalogue version than the one in force on its date (I16).
+    case staleCatalogue = "STALE_CATALOGUE"
+    /// Rights no replica was granted by the hub (a grant written elsewhere): not counted.
+    case forgedRights = "FORGED_RIGHTS"
 }

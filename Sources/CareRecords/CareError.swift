@@ -44,6 +44,10 @@ public struct CareError: Error, Sendable, CustomStringConvertible {
             case notSubmitted = "NOT_SUBMITTED"
             case noConflict = "NO_CONFLICT"
             case noDateOfBirth = "NO_DOB"
+            case noRights = "NO_RIGHTS"
+            case notCommitted = "NOT_COMMITTED"
+            case notWaiting = "NOT_WAITING"
+            case flagResolved = "FLAG_RESOLVED"
             case openConflicts = "OPEN_CONFLICTS"
             case planApproved = "PLAN_APPROVED"
             case planClosed = "PLAN_CLOSED"
@@ -113,6 +117,14 @@ public struct CareError: Error, Sendable, CustomStringConvertible {
         public static let noConflict = Code(.noConflict)
         /// I3: eligibility needs a date of birth.
         public static let noDateOfBirth = Code(.noDateOfBirth)
+        /// I1/I2: a commit beyond the rights this replica holds (it waits as a request instead).
+        public static let noRights = Code(.noRights)
+        /// Only a committed award can be released or refunded.
+        public static let notCommitted = Code(.notCommitted)
+        /// Only a waiting request can be committed.
+        public static let notWaiting = Code(.notWaiting)
+        /// A flag already resolved stays resolved.
+        public static let flagResolved = Code(.flagResolved)
         /// Unresolved conflicts block submitting and approving.
         public static let openConflicts = Code(.openConflicts)
         /// I6: an approved plan is frozen.

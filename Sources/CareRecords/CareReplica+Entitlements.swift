@@ -21,6 +21,15 @@ extension CareReplica {
     ///   `.noDateOfBirth`, `.afterDeath`, `.requiredField` and the checks of `add`; `StoreError`.
     @discardableResult
     public func requestAward(fields text: [String: String], author: String) throws -> String {
+        try request(award: text, author: author).award
+    }
+
+    /// Records an award request (as ``requestAward(fields:author:)``) and commits it at once when
+    /// the rights this replica holds for its item cover it (a capped item; I1/I2). Otherwise it
+    /// waits, and the outcome says what is available here and what needs the hub.
+    ///
+    /// - Throws: as ``requestAward(fields:author:)``.
+    public func request(award text: [String: String], author: String) throws -> AwardOutcome {
         let author = try WorkerID.canonical(author)
         let kind = try Self.kind("award")
         for name in text.keys.sorted() {
@@ -34,7 +43,8 @@ extension CareReplica {
         let id = ids.next()
         values[.createdBy] = .text(author)
         values[.status] = .text(AwardStatus.requested.rawValue)
-        try store.write(author: author) { transaction in
+        values[CareSchema.requestedOn] = .text(store.replicaID.hex)
+        return try store.write(author: author) { transaction in
             let view = try transaction.view
             try checkReferences(kind, values, view)
             let code = values[.itemCode]!.textValue!
@@ -62,8 +72,12 @@ extension CareReplica {
             }
             values[.periodKey] = .text(try periodKey(item: item, person: values[.personID]!.textValue!, on: date, view: view))
             try transaction.createRecord("award", id: id, values: values)
+            let counted = [.count, .countPerPeriod].contains(item.capKind)
+            guard item.capKind != .none else {
+                return AwardOutcome(award: id, status: AwardStatus.requested.rawValue, committed: 0, waiting: 0, availableHere: 0, counted: counted)
+            }
+            return try commit(award: id, partial: false, override: nil, author: author, transaction: &transaction)
         }
-        return id
     }
 
     /// The version of an item in force on a date.

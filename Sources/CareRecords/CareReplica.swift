@@ -42,7 +42,7 @@ public final class CareReplica: Sendable {
         let store = try ReplicaStore.create(at: path, schema: CareSchema.schema,
                                             replicaID: replicaID ?? ReplicaID.random(using: &generator), name: name,
                                             wallClock: wallClock, random: &generator, maxClockSkewMillis: maxClockSkewMillis,
-                                            hubKeyedOrigins: [EntitlementCatalogue.publisher])
+                                            hubKeyedOrigins: EntitlementCatalogue.hubOrigins)
         _ = try store.apply(EntitlementCatalogue.publishedChanges())
         return CareReplica(store: store, wallClock: wallClock, ids: RecordIDGenerator(wallClock: wallClock, random: random))
     }
@@ -68,7 +68,7 @@ public final class CareReplica: Sendable {
         var generator = random
         let store = try ReplicaStore.open(at: path, schema: CareSchema.schema, wallClock: wallClock,
                                           maxClockSkewMillis: maxClockSkewMillis, access: access,
-                                          hubKeyedOrigins: [EntitlementCatalogue.publisher],
+                                          hubKeyedOrigins: EntitlementCatalogue.hubOrigins,
                                           upgradeKey: access == .readWrite ? SigningKey(random: &generator) : nil)
         return CareReplica(store: store, wallClock: wallClock, ids: RecordIDGenerator(wallClock: wallClock, random: random))
     }
@@ -102,6 +102,8 @@ public final class CareReplica: Sendable {
             throw CareError(.hubOwned, "the entitlement catalogue is published by the hub; replicas only read it", kind: kind.name)
         case "ledger_entry":
             throw CareError(.ledgerOnly, "ledger entries are written by the entitlement engine, not by hand", kind: kind.name)
+        case "flag":
+            throw CareError(.hubOwned, "flags are raised by the hub's checks at merge; resolve them with `flags resolve`", kind: kind.name)
         case "approval":
             throw CareError(.useApprove, "an approval is recorded by approving a plan, which binds it to the plan's content", kind: kind.name)
         case "award": return try requestAward(fields: text, author: author)

@@ -5,7 +5,8 @@ import SyncStore
 /// "The care records"). Balances, ages and content hashes are derived on read
 /// (`CareReplica.describe(_:id:)`, `CareReplica.balances(person:)`), never stored as editable fields.
 /// v2 added `restricted_to`; v3 the `record_view` table (`RecordView`: views of restricted records,
-/// not a record kind anyone adds).
+/// not a record kind anyone adds); v4 escrow rights on the ledger and stored flags
+/// (Protocol/entitlements.md).
 ///
 /// ```swift
 /// let plan = CareSchema.kind("plan")!
@@ -13,7 +14,7 @@ import SyncStore
 /// ```
 public enum CareSchema {
     /// The schema version a replica file made by this program has.
-    public static let version = 3
+    public static let version = 4
 
     static let planStatus = PlanStatus.lattice
     static let goalStatus = GoalStatus.lattice
@@ -23,6 +24,14 @@ public enum CareSchema {
     static let awardStatus = AwardStatus.lattice
     static let verified = Verification.lattice
     static let restriction = Restriction.lattice
+    static let flagStatus = FlagStatus.lattice
+
+    /// Columns schema v4 added (escrow rights).
+    static let requestedOn = "requested_on"
+    static let escrowGrantID = "escrow_grant_id"
+    static let holderReplica = "holder_replica"
+    static let expiresAtMillis = "expires_at_ms"
+    static let requestID = "request_id"
 
     /// The columns every rule reads, named once (`CareColumn`).
     static let personID = CareColumn.personID.rawValue
@@ -179,6 +188,7 @@ public enum CareSchema {
                        CareField("decision_date", .date, .immutable, "eligibility is judged on this date"),
                        CareField(status, .choice(awardStatus.order), .monotonic(awardStatus), "award status"),
                        createdBy(),
+                       CareField(requestedOn, .text, .immutable, "the replica that requested it (rights for it are granted there)", automatic: true),
                    ]),
         RecordKind("ledger_entry", summary: "an append-only money or count movement", required: [],
                    fields: [
@@ -186,14 +196,30 @@ public enum CareSchema {
                        person(),
                        CareField("item_code", .text, .immutable, "item"),
                        CareField("period_key", .text, .immutable, "period"),
-                       CareField("kind", .choice(["grant_rights", "return_rights", "burn_rights", "reserve", "commit", "release",
-                                                  "refund", "adjust"]), .immutable, "movement kind; gives the sign"),
+                       CareField("kind", .choice(LedgerKind.allCases.map(\.rawValue)), .immutable, "movement kind; gives the sign"),
                        CareField("amount_pence", .money, .immutable, "amount (≥ 0)"),
                        CareField("count", .integer, .immutable, "count (≥ 0)"),
                        CareField("actor_id", .text, .immutable, "who"),
                        CareField("occurred_at", .date, .immutable, "when"),
                        CareField("reason", .text, .immutable, "reason"),
                        CareField("reverses_entry_id", .reference("ledger_entry"), .immutable, "entry corrected"),
+                       CareField(escrowGrantID, .reference("ledger_entry"), .immutable, "the grant of rights a commit, release or return moves"),
+                       CareField(holderReplica, .text, .immutable, "the replica a grant's rights are held by"),
+                       CareField(expiresAtMillis, .integer, .immutable, "when a grant's lease expires (Unix ms, hub time)"),
+                       CareField(requestID, .text, .immutable, "the award or rights request a grant answers"),
+                   ]),
+        RecordKind("flag", summary: "a rule broken at merge, kept for a named role to resolve (the hub raises them)", required: [],
+                   fields: [
+                       person(),
+                       CareField("code", .choice(FlagCode.allCases.map(\.rawValue)), .immutable, "the rule: OVER_CAP, CAP_REACHED…"),
+                       CareField("subject_kind", .text, .immutable, "kind of the record it is about"),
+                       CareField("subject_id", .text, .immutable, "the record it is about"),
+                       CareField("routed_to", .text, .immutable, "the role that resolves it"),
+                       CareField("detail", .text, .immutable, "what the check found (codes and figures, never content)"),
+                       CareField("raised_at", .integer, .immutable, "when the hub raised it (Unix ms)"),
+                       CareField(status, .choice(flagStatus.order), .monotonic(flagStatus), "open < resolved"),
+                       CareField("resolution", .text, .lastWriterWins, "how it was resolved"),
+                       CareField("resolved_by", .text, .lastWriterWins, "who resolved it", automatic: true),
                    ]),
         RecordKind("approval", summary: "an approval bound to a content hash (append-only)", required: [],
                    fields: [
@@ -222,11 +248,14 @@ public enum CareSchema {
     static let restrictedTo = "restricted_to"
 
     /// Columns added after v1, by kind: the v1 migration makes the tables without them.
-    static let addedColumns: [String: Set<String>] = [YoungPerson.kindName: [restrictedTo]]
+    static let addedColumns: [String: Set<String>] = [YoungPerson.kindName: [restrictedTo], "award": [requestedOn],
+                                                      "ledger_entry": [escrowGrantID, holderReplica, expiresAtMillis, requestID]]
+    /// Kinds added after v1.
+    static let addedKinds: Set<String> = ["flag"]
 
     /// The tables as schema v1 made them.
     static var tablesV1: [TableSchema] {
-        kinds.map { kind in
+        kinds.filter { !addedKinds.contains($0.name) }.map { kind in
             let added = addedColumns[kind.name] ?? []
             return TableSchema(kind.name, deletable: kind.deletable, columns: kind.fields.filter { !added.contains($0.name) }.map(\.column))
         }
@@ -241,5 +270,14 @@ public enum CareSchema {
                                          + "\nCREATE INDEX action_by_goal ON action (goal_id);"
                                          + "\nCREATE INDEX ledger_by_person ON ledger_entry (yp_id, item_code, period_key);"),
                      SchemaMigration("care-v2-restriction", sql: "ALTER TABLE young_person ADD COLUMN \(restrictedTo) TEXT;"),
-                     RecordView.migration])
+                     RecordView.migration,
+                     SchemaMigration("care-v4-escrow", sql: """
+                         ALTER TABLE award ADD COLUMN \(requestedOn) TEXT;
+                         ALTER TABLE ledger_entry ADD COLUMN \(escrowGrantID) TEXT;
+                         ALTER TABLE ledger_entry ADD COLUMN \(holderReplica) TEXT;
+                         ALTER TABLE ledger_entry ADD COLUMN \(expiresAtMillis) INTEGER;
+                         ALTER TABLE ledger_entry ADD COLUMN \(requestID) TEXT;
+                         \(kind("flag")!.table.createStatement);
+                         CREATE INDEX flag_by_person ON flag (yp_id);
+                         """)])
 }

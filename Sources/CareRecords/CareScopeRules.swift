@@ -6,23 +6,24 @@ import SyncStore
 /// `involved_teams`, the owning teams of its live plans — or, while none of these names a team,
 /// the team whose replica recorded the young person.
 public struct CareScopeRules: ScopeRules {
-    /// The rules.
-    public init() {}
-
     /// The deciding columns, with the policies `CareSchema` gives them.
-    public var decidingColumns: [String: [String: MergePolicy]] {
-        func policies(_ kind: String, _ columns: [String]) -> [String: MergePolicy] {
+    public let decidingColumns: [String: [String: MergePolicy]]
+    /// What the entitlement checks read (`CareScopeRules+Entitlements`), with their policies.
+    public let checkedColumns: [String: [String: MergePolicy]]
+
+    /// The rules. Their columns are worked out once here: the hub reads them for every field it views.
+    public init() {
+        func policies(_ kind: String, _ columns: [String]? = nil) -> [String: MergePolicy] {
             var result: [String: MergePolicy] = [:]
-            for column in columns {
-                if let field = CareSchema.kind(kind)?.field(column) { result[column] = field.policy }
-            }
+            for field in CareSchema.kind(kind)?.fields ?? [] where columns?.contains(field.name) ?? true { result[field.name] = field.policy }
             return result
         }
-        return [
+        decidingColumns = [
             "allocation": policies("allocation", [Self.teamID, Self.endedOn]),
             YoungPerson.kindName: policies(YoungPerson.kindName, [Self.involvedTeams, Self.restricted, CareSchema.restrictedTo]),
             "plan": policies("plan", [Self.owningTeam, CareColumn.status.rawValue]),
         ]
+        checkedColumns = Self.entitlementColumns(policies)
     }
 
     /// The young person's own record: its row id is the scope.

@@ -9,6 +9,8 @@ import SyncCore
 package enum EntitlementCatalogue {
     /// The replica id the catalogue's changes are made under.
     package static let publisher = ReplicaID(high: 0, low: 0xCA7A_10)
+    /// Every origin only the hub key signs: the catalogue's publisher and the escrow desk's.
+    public static let hubOrigins: Set<ReplicaID> = [publisher, Escrow.origin]
     /// 2020-01-01T00:00:00Z, when the offer was published.
     static let publishedAt = HybridTimestamp(physicalMillis: 1_577_836_800_000, logical: 0)
 
@@ -28,6 +30,19 @@ package enum EntitlementCatalogue {
         let from: String
         let to: String?
 
+        /// The fields as published, in order (null for a field left out).
+        var publishedFields: [(String, FieldValue)] {
+            [
+                ("item_code", .text(code)), ("version", .integer(version)), ("name", .text(name)),
+                ("category", .text(category)), ("eligible_statuses", .text("care_leaver")),
+                ("min_age_incl", .integer(minAge)), ("max_age_excl", .integer(maxAge)),
+                ("cap_kind", .text(capKind)), ("cap_amount_pence", capAmount.map(FieldValue.integer) ?? .null),
+                ("cap_count", capCount.map(FieldValue.integer) ?? .null), ("period", .text(period)),
+                ("requires_fields", requires.map(FieldValue.text) ?? .null), ("effective_from", .text(from)),
+                ("effective_to", to.map(FieldValue.text) ?? .null),
+            ]
+        }
+
         /// An item from its published fields; `nil` fields are left out of the published row.
         package init(code: String, version: Int64, name: String, category: String, minAge: Int64, maxAge: Int64,
                      capKind: String, capAmount: Int64?, capCount: Int64?, period: String, requires: String?, from: String, to: String?) {
@@ -46,6 +61,9 @@ package enum EntitlementCatalogue {
             self.to = to
         }
     }
+
+    /// The built-in catalogue as records: what the hub's checks use until it holds a published one.
+    static let seedRecords: [EntitlementItem] = items.compactMap { try? EntitlementItem(row: Dictionary(uniqueKeysWithValues: $0.publishedFields)) }
 
     static let items: [Item] = [
         Item(code: "PA_ALLOC", version: 1, name: "Personal adviser", category: "support", minAge: 14, maxAge: 25,
@@ -111,16 +129,7 @@ package enum EntitlementCatalogue {
             let (id, time) = next()
             changes.append(ChangeV1.rowEdit(table: "entitlement_item", row: row, column: "",
                                             write: FieldWrite(id: id, timestamp: time, causalLength: 1, author: "hub", operation: .assign(.null))))
-            let fields: [(String, FieldValue)] = [
-                ("item_code", .text(item.code)), ("version", .integer(item.version)), ("name", .text(item.name)),
-                ("category", .text(item.category)), ("eligible_statuses", .text("care_leaver")),
-                ("min_age_incl", .integer(item.minAge)), ("max_age_excl", .integer(item.maxAge)),
-                ("cap_kind", .text(item.capKind)), ("cap_amount_pence", item.capAmount.map(FieldValue.integer) ?? .null),
-                ("cap_count", item.capCount.map(FieldValue.integer) ?? .null), ("period", .text(item.period)),
-                ("requires_fields", item.requires.map(FieldValue.text) ?? .null), ("effective_from", .text(item.from)),
-                ("effective_to", item.to.map(FieldValue.text) ?? .null),
-            ]
-            for (column, value) in fields where !value.isNull {
+            for (column, value) in item.publishedFields where !value.isNull {
                 let (id, time) = next()
                 changes.append(ChangeV1.rowEdit(table: "entitlement_item", row: row, column: column,
                                                 write: FieldWrite(id: id, timestamp: time, author: "hub", operation: .assign(value))))

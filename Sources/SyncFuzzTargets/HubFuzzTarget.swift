@@ -45,7 +45,7 @@ enum HubFuzzTarget {
         do {
             var random = SeededGenerator(seed: 0x4_0B5E)
             let store = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random,
-                                           hubKeyedOrigins: [EntitlementCatalogue.publisher])
+                                           hubKeyedOrigins: EntitlementCatalogue.hubOrigins)
             let expires = baseMillis + 86_400_000
             let token = try store.issueEnrolmentToken(team: "FUZZ-A", expiresAtMillis: expires, random: &random)
             let deviceToken = try store.issueEnrolmentToken(team: "FUZZ-B", expiresAtMillis: expires, random: &random)
@@ -75,7 +75,7 @@ enum HubFuzzTarget {
             try FuzzScratch.copy(template.path, to: path)
             var random = SeededGenerator(seed: 1)
             store = try SQLiteHubStore(path: path, wallClock: SystemWallClock(), random: &random,
-                                       hubKeyedOrigins: [EntitlementCatalogue.publisher])
+                                       hubKeyedOrigins: EntitlementCatalogue.hubOrigins)
         } catch {
             return .invariantBroken("the fuzz hub could not be set up: \(error)")
         }

@@ -56,6 +56,25 @@ public struct ReadView {
         }
     }
 
+    /// The merged state of one column (that keeps one) of every row of a table that has it, by row
+    /// key: one query where ``fieldState(_:id:column:)`` would take one per row.
+    public func fieldStates(_ table: String, column: String) throws -> [String: FieldState] {
+        guard let columnSchema = schema.table(table)?.column(column), columnSchema.policy.keepsState else { return [:] }
+        var states: [String: FieldState] = [:]
+        for row in try Row.fetchAll(db, sql: """
+            SELECT r.key, f.state FROM sync_field f JOIN sync_row r ON r.id = f.row JOIN sync_name t ON t.id = r.table_name
+            JOIN sync_name c ON c.id = f.column_name WHERE t.name = ? AND c.name = ?
+            """, arguments: [table, column]) {
+            let key: String = row[0]
+            do {
+                states[key] = try FieldState.decode(Array(row[1] as Data? ?? Data()), policy: columnSchema.policy)
+            } catch {
+                throw StoreError.unreadableState(table: table, column: column, row: key, error)
+            }
+        }
+        return states
+    }
+
     /// What the field resolves to, including conflict candidates; nil if the row has no such field.
     public func resolution(_ table: String, id: String, column: String) throws -> FieldResolution? {
         guard let columnSchema = schema.table(table)?.column(column) else {

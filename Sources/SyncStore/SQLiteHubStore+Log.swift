@@ -91,7 +91,7 @@ extension SQLiteHubStore {
         return error
     }
 
-    private func appendOne(_ db: Database, _ push: HubPush) throws -> HubAppendResult {
+    func appendOne(_ db: Database, _ push: HubPush) throws -> HubAppendResult {
         var origins: [ReplicaID: Int64] = [:]
         let (stored, written) = try verifiedWrite(db, push, receivedAt: Int64(clamping: push.receivedAtMillis), origins: &origins)
         var durable: [ReplicaID: UInt64] = [:]
@@ -99,6 +99,7 @@ extension SQLiteHubStore {
             durable[replicaID] = try advance(db, origin)
         }
         let routing = try route(db, written, pusher: push.replica, nowMillis: Int64(clamping: push.receivedAtMillis))
+        try decide(db, after: routing, pusher: push.replica, nowMillis: push.receivedAtMillis)
         // One audit call per push: an event per change stored now (none for a duplicate), then
         // what routing did with them. The scope rules may tell a stored change's event (a view of a
         // restricted record, a conflict resolution).

@@ -228,7 +228,7 @@ extension SQLiteHubStore {
     /// Heads for a run of a hub-keyed origin, at its checkpoints (Protocol/identity.md,
     /// "Checkpoints") and its end. The checkpoint count restarts with the run: a head more than the
     /// origin's exact checkpoints is harmless, a missing one is not.
-    private func signedHeads(_ ledger: HubLedger, _ origin: ReplicaID, _ run: [Change], key: SigningKey) throws -> [SignedHead] {
+    func signedHeads(_ ledger: HubLedger, _ origin: ReplicaID, _ run: [Change], key: SigningKey) throws -> [SignedHead] {
         let first = run[0].id.counter
         guard var chain = first == 1 ? OriginChain.genesis(of: origin) : try ledger.heldChain(origin: origin, counter: first - 1) else {
             throw StoreError(.chainGap, "the hub holds no chain for origin \(origin.short) at counter \(first - 1)", change: run[0].id)

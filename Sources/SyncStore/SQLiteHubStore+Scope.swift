@@ -49,6 +49,8 @@ struct Routing {
     var reasons: [Int64: String] = [:]
     var scopesIn: [(scope: String, team: String)] = []
     var scopesOut: [(scope: String, team: String)] = []
+    /// The accepted new changes of checked tables, by scope: what the rules decide about.
+    var checked: [String: [Change]] = [:]
 
     /// The audit events of the routing: each quarantined write, and each team a scope moved into
     /// or out of (ids and team ids only).
@@ -116,8 +118,11 @@ extension SQLiteHubStore {
                 """).execute(arguments: [entry.seq, pusher.hex, team ?? "", entry.change.scope, nowMillis, routing.reasons[entry.seq] ?? "OUT_OF_SCOPE"])
         }
         var decided: Set<String> = []
-        for entry in accepted where !entry.change.scope.isEmpty {
-            if try updateView(db, entry.change, rules) { decided.insert(entry.change.scope) }
+        for entry in accepted {
+            let checked = rules.checkedColumns[entry.change.table] != nil
+            guard !entry.change.scope.isEmpty || checked else { continue }
+            if try updateView(db, entry.change, rules), !entry.change.scope.isEmpty { decided.insert(entry.change.scope) }
+            if checked, entry.isNew { routing.checked[entry.change.scope, default: []].append(entry.change) }
         }
         var feeds = FeedWriter()
         // Audiences that changed: bundles move in or out.
@@ -187,9 +192,12 @@ extension SQLiteHubStore {
     /// deciding table (or the scope's own row), so the scope's audience may have changed.
     private func updateView(_ db: Database, _ change: Change, _ rules: any ScopeRules) throws -> Bool {
         let columns = rules.decidingColumns[change.table]
+        let checked = rules.checkedColumns[change.table]
         let ownsScope = change.table == rules.scopeTable && change.row == change.scope
-        guard columns != nil || ownsScope else { return false }
-        try db.cachedStatement(sql: "INSERT OR IGNORE INTO hub_scope (scope, creator_team) VALUES (?, NULL)").execute(arguments: [change.scope])
+        guard columns != nil || checked != nil || ownsScope else { return false }
+        if !change.scope.isEmpty {
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO hub_scope (scope, creator_team) VALUES (?, NULL)").execute(arguments: [change.scope])
+        }
         if ownsScope, Self.createsScope(change, rules) {
             let creator = try Self.team(db, of: change.id.replica)
             try db.cachedStatement(sql: "UPDATE hub_scope SET creator_team = ? WHERE scope = ? AND creator_team IS NULL")
@@ -200,7 +208,7 @@ extension SQLiteHubStore {
             ON CONFLICT (table_name, row_key) DO UPDATE SET causal_length = max(causal_length, excluded.causal_length)
             """).execute(arguments: [change.table, change.row, change.scope, Int64(clamping: change.causalLength)])
         for edit in change.fields {
-            guard let policy = columns?[edit.column] else { continue }
+            guard let policy = columns?[edit.column] ?? checked?[edit.column] else { continue }
             let held = try Data.fetchOne(db.cachedStatement(sql: """
                 SELECT state FROM hub_view_field WHERE table_name = ? AND row_key = ? AND column_name = ?
                 """), arguments: [change.table, change.row, edit.column])
@@ -216,33 +224,40 @@ extension SQLiteHubStore {
                 INSERT OR REPLACE INTO hub_view_field (table_name, row_key, column_name, state) VALUES (?, ?, ?, ?)
                 """).execute(arguments: [change.table, change.row, edit.column, Data(merged.encoded())])
         }
-        return true
+        return columns != nil || ownsScope
     }
 
     /// The hub's merged view of `scope`'s deciding rows.
     func view(_ db: Database, of scope: String) throws -> ScopeView {
         guard let rules = scopeRules else { return ScopeView(scope: scope, creatorTeam: nil, rows: []) }
         let creator = try String.fetchOne(db.cachedStatement(sql: "SELECT creator_team FROM hub_scope WHERE scope = ?"), arguments: [scope])
-        let rows = try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT table_name, row_key, causal_length FROM hub_view_row WHERE scope = ? ORDER BY table_name, row_key
-            """), arguments: [scope])
-        let views = try rows.map { row -> ScopeView.Row in
+        // One query: each row with its fields (a row with none comes once, with a null column).
+        var views: [ScopeView.Row] = []
+        var current: (table: String, key: String, length: Int64, fields: [String: (state: FieldState, policy: MergePolicy)])?
+        func flush() {
+            guard let row = current else { return }
+            views.append(ScopeView.Row(table: row.table, key: row.key, isAlive: CausalLength.isAlive(UInt64(clamping: row.length)), fields: row.fields))
+        }
+        for row in try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT r.table_name, r.row_key, r.causal_length, f.column_name, f.state FROM hub_view_row r
+            LEFT JOIN hub_view_field f ON f.table_name = r.table_name AND f.row_key = r.row_key
+            WHERE r.scope = ? ORDER BY r.table_name, r.row_key
+            """), arguments: [scope]) {
             let table: String = row[0]
             let key: String = row[1]
-            var fields: [String: (state: FieldState, policy: MergePolicy)] = [:]
-            for field in try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT column_name, state FROM hub_view_field WHERE table_name = ? AND row_key = ?
-                """), arguments: [table, key]) {
-                let column: String = field[0]
-                guard let policy = rules.decidingColumns[table]?[column], let data = field[1] as Data? else { continue }
-                do {
-                    fields[column] = (try FieldState.decode(Array(data), policy: policy), policy)
-                } catch {
-                    throw StoreError.unreadableState(table: table, column: column, row: key, error)
-                }
+            if current?.table != table || current?.key != key {
+                flush()
+                current = (table, key, row[2], [:])
             }
-            return ScopeView.Row(table: table, key: key, isAlive: CausalLength.isAlive(UInt64(clamping: row[2] as Int64)), fields: fields)
+            guard let column = row[3] as String?, let policy = rules.decidingColumns[table]?[column] ?? rules.checkedColumns[table]?[column],
+                  let data = row[4] as Data? else { continue }
+            do {
+                current?.fields[column] = (try FieldState.decode(Array(data), policy: policy), policy)
+            } catch {
+                throw StoreError.unreadableState(table: table, column: column, row: key, error)
+            }
         }
+        flush()
         return ScopeView(scope: scope, creatorTeam: creator, rows: views)
     }
 

@@ -135,6 +135,7 @@ public final class SQLiteHubStore: HubStore {
         }
         migrator.registerMigration("hub-v7-audit") { db in try HubAuditSchema.migrate(db) }
         migrator.registerMigration("hub-v8-review") { db in try HubReviewSchema.migrate(db) }
+        migrator.registerMigration("hub-v9-decisions") { db in try HubDecisionSchema.migrate(db) }
         try ReplicaStore.guarded { try migrator.migrate(queue) }
         let generated = ReplicaID.random(using: &random)
         let (stored, keyed) = try ReplicaStore.guarded {

@@ -36,6 +36,22 @@ public protocol ScopeRules: Sendable {
     /// `CONFLICT_RESOLUTION` for an edit that replaces concurrent values. Ids and codes only, never
     /// a value of a record. Pure.
     func audit(_ event: AuditEvent, of change: Change) -> AuditEvent
+    /// Columns the hub's merge checks read (Protocol/entitlements.md), by table: merged into the
+    /// hub's view like the deciding columns, but a change of them decides no audience. Unscoped
+    /// tables among them (the catalogue) are viewed under the empty scope.
+    var checkedColumns: [String: [String: MergePolicy]] { get }
+    /// The hub-keyed origin the hub's decisions are made under; nil when the rules decide nothing.
+    var decisionOrigin: ReplicaID? { get }
+    /// What the hub decides about one scope after a replica's push changed it: rows it creates
+    /// and fields it sets, as the hub's own changes under ``decisionOrigin``, in the push's
+    /// transaction. Idempotent: given a view holding its earlier decisions, it returns none of
+    /// them again. Pure.
+    ///
+    /// - Parameters:
+    ///   - view: the scope's merged view (deciding and checked columns), this push included.
+    ///   - shared: the view of the unscoped rows (the catalogue).
+    ///   - context: who pushed, what arrived, and the hub's time.
+    func decide(_ view: ScopeView, shared: ScopeView, context: DecisionContext) -> [HubDecision]
 }
 
 extension ScopeRules {
@@ -44,6 +60,62 @@ extension ScopeRules {
 
     /// The hub's generic event.
     public func audit(_ event: AuditEvent, of change: Change) -> AuditEvent { event }
+
+    /// No merge checks.
+    public var checkedColumns: [String: [String: MergePolicy]] { [:] }
+
+    /// No decisions.
+    public var decisionOrigin: ReplicaID? { nil }
+
+    /// No decisions.
+    public func decide(_ view: ScopeView, shared: ScopeView, context: DecisionContext) -> [HubDecision] { [] }
+}
+
+/// What the hub knows about the push its rules decide after (``ScopeRules/decide(_:shared:context:)``).
+public struct DecisionContext: Sendable {
+    /// The replica that pushed.
+    public let pusher: ReplicaID
+    /// The registry's team of the pusher.
+    public let pusherTeam: String?
+    /// The changes of this push the hub accepted into the scope (new to it).
+    public let arrived: [Change]
+    /// The hub's time of the push.
+    public let nowMillis: UInt64
+    /// When the pusher last pushed before this push; nil for its first.
+    public let previousContactMillis: UInt64?
+    /// Every enrolled replica (hex id) with its team, revoked ones left out.
+    public let replicas: [String: String]
+
+    /// The context of a push.
+    public init(pusher: ReplicaID, pusherTeam: String?, arrived: [Change], nowMillis: UInt64, previousContactMillis: UInt64?,
+                replicas: [String: String]) {
+        self.pusher = pusher
+        self.pusherTeam = pusherTeam
+        self.arrived = arrived
+        self.nowMillis = nowMillis
+        self.previousContactMillis = previousContactMillis
+        self.replicas = replicas
+    }
+}
+
+/// One decision of the hub's rules: a row it creates (with its fields) or fields of a row it sets.
+public struct HubDecision: Sendable, Equatable {
+    /// The row's table.
+    public let table: String
+    /// The row's key.
+    public let row: String
+    /// Whether the decision creates the row.
+    public let creates: Bool
+    /// The fields written, by column.
+    public let values: [String: FieldValue]
+
+    /// A decision.
+    public init(table: String, row: String, creates: Bool, values: [String: FieldValue]) {
+        self.table = table
+        self.row = row
+        self.creates = creates
+        self.values = values
+    }
 }
 
 /// The hub's merged view of one scope's deciding rows.
@@ -78,6 +150,23 @@ public struct ScopeView: Sendable {
                 let resolution = field.state.resolution(policy: field.policy)
                 let values = resolution.inConflict ? resolution.candidates.map(\.value) : [resolution.value]
                 return values.filter { $0 != .null }
+            }
+        }
+
+        /// The column's merged value (the earliest of a written-once field, the winner of the
+        /// others); null when the row lacks it.
+        public func value(_ column: String) -> FieldValue {
+            guard let field = fields[column] else { return .null }
+            return field.state.resolution(policy: field.policy).value
+        }
+
+        /// The origin that wrote the column's merged value, for a written-once or
+        /// last-writer-wins column; nil otherwise.
+        public func origin(_ column: String) -> ReplicaID? {
+            switch fields[column]?.state {
+            case let .immutable(register)?: register.writes.first?.id.replica
+            case let .lastWriterWins(register)?: register.winner?.id.replica
+            default: nil
             }
         }
     }

@@ -82,7 +82,7 @@ extension Simulation {
         // are process crashes (its files survive), which WAL at NORMAL survives as at FULL, and a
         // write lost before it was synced is the simulator's own fault (`StorageFaults.lostPerMille`).
         return try SQLiteHubStore(path: path, wallClock: wallClock, random: &random, options: StoreConnectionOptions(synchronous: .normal),
-                                  hubKeyedOrigins: [EntitlementCatalogue.publisher], scopeRules: CareScopeRules())
+                                  hubKeyedOrigins: EntitlementCatalogue.hubOrigins, scopeRules: CareScopeRules())
     }
 
     /// Opens replica `index`'s file again (a restart, a restore): a care replica in a team-scoped run.

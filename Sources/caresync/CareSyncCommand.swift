@@ -41,6 +41,7 @@ struct CareSyncCommand: AsyncParsableCommand {
             SetRemoveCommand.self, DeleteCommand.self, ShowCommand.self, ListCommand.self, ApproveCommand.self,
             PlanVersionCommand.self, CatalogueCommand.self, RequestAwardCommand.self, ConflictsCommand.self,
             ResolveCommand.self, HistoryCommand.self, StatusCommand.self, ExportCommand.self, ImportCommand.self,
+            AwardCommand.self, RightsCommand.self, FlagsCommand.self,
             SyncCommand.self, QuarantineCommand.self, HubCommand.self, AuditCommand.self,
         ],
         helpNames: [.long])

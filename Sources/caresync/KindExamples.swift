@@ -15,7 +15,8 @@ enum KindExamples {
         "allocation": "caresync add allocation yp_id=<person id> role=social_worker worker_id=quinn team_id=CIN-1 from_date=2025-06-16",
         "entitlement_item": "caresync catalogue",
         "award": "caresync request-award yp_id=<person id> item_code=DRIVING requested_count=2 decision_date=2025-06-23",
-        "ledger_entry": "(written by the entitlement engine)",
+        "ledger_entry": "(written by the entitlement engine: caresync award commit|release|refund, caresync rights request|return)",
+        "flag": "(raised by the hub's checks at merge; caresync flags resolve <flag id> --resolution '…')",
         "approval": "caresync approve <plan id>",
         "reminder": "caresync add reminder text='Call school' due_on=2025-07-01",
     ]

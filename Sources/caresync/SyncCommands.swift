@@ -42,6 +42,8 @@ struct SyncCommand: AsyncParsableCommand {
         let showProgress = !quiet && !options.json && isatty(STDERR_FILENO) != 0
         let logger = Logger(label: "caresync.sync")
         let key = try DeviceKeyCheck.require(replica.store, for: "sync")
+        // Rights whose lease ended go back at this contact, after every commit made under them.
+        _ = try Output.run { try replica.returnRights(author: options.worker) }
         let tls = try hubCa.map { path in
             guard let roots = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw Output.fail("cannot read --hub-ca \(path)", code: "TLS_UNREADABLE", exit: .badInput)
@@ -154,7 +156,8 @@ struct HubCommand: ParsableCommand {
               caresync hub serve --host 0.0.0.0 --tls-cert tls/hub-cert.pem --tls-key tls/hub-key.pem
               caresync hub enroll --db hub.db --team PERM-THROUGHCARE
             """,
-        subcommands: [HubInitTLSCommand.self, HubServeCommand.self, HubStatusCommand.self, HubEnrollCommand.self, HubReplicasCommand.self, HubEquivocationsCommand.self,
+        subcommands: [HubInitTLSCommand.self, HubServeCommand.self, HubStatusCommand.self, HubEnrollCommand.self, HubReplicasCommand.self,
+                      HubEscrowCommand.self, HubEquivocationsCommand.self,
                       HubRevokeCommand.self, HubPublishCatalogueCommand.self, HubQuarantineCommand.self])
 }
 
@@ -165,7 +168,7 @@ struct HubOptions: ParsableArguments {
         var random = RandomSource.system
         // The catalogue is the hub's data: its publisher's changes verify with the hub key only.
         return try Output.run {
-            try SQLiteHubStore(path: db, wallClock: SystemWallClock(), random: &random, hubKeyedOrigins: [EntitlementCatalogue.publisher],
+            try SQLiteHubStore(path: db, wallClock: SystemWallClock(), random: &random, hubKeyedOrigins: EntitlementCatalogue.hubOrigins,
                                scopeRules: CareScopeRules())
         }
     }
@@ -400,18 +403,24 @@ struct HubRevokeCommand: ParsableCommand {
 
     @OptionGroup var hub: HubOptions
     @Argument(help: "Replica id (32 hex digits).") var replica: String
+    @Flag(help: "The device is lost: also burn the escrow rights it holds (they stay counted against their caps, never granted again).")
+    var lost = false
     @Flag(help: "Print machine-readable JSON.") var json = false
 
     func run() throws {
         guard let id = ReplicaID(hex: replica) else { throw ValidationError("replica id must be 32 hex digits") }
         let store = try hub.open()
-        let revoked = try Output.run { try store.revoke(replica: id, nowMillis: SystemWallClock().nowMillis()) }
+        let now = SystemWallClock().nowMillis()
+        let revoked = try Output.run { try store.revoke(replica: id, nowMillis: now) }
         guard revoked else { throw Output.fail("no active replica \(id.hex) on this hub", code: CareError.Code.notFound.name, exit: .refused) }
+        let burned = lost ? try Output.run { try HubEscrow.burnRights(of: id, hub: store, nowMillis: now) } : 0
         if json {
-            struct Revoked: Encodable { let replicaID: String, revoked: Bool, final: Bool, keyRefusedForever: Bool, reenrol: String }
-            try Output.json(Revoked(replicaID: id.hex, revoked: true, final: true, keyRefusedForever: true, reenrol: "new_identity"))
+            struct Revoked: Encodable { let replicaID: String, revoked: Bool, final: Bool, keyRefusedForever: Bool, reenrol: String, grantsBurned: Int? }
+            try Output.json(Revoked(replicaID: id.hex, revoked: true, final: true, keyRefusedForever: true, reenrol: "new_identity",
+                                    grantsBurned: lost ? burned : nil))
         } else {
             Output.line("revoked \(id.hex): final; its device key is never accepted again, and re-enrolment makes a new identity")
+            if lost { Output.line("burned \(burned) grant(s) of escrow rights it held: counted against their caps for good") }
         }
     }
 }

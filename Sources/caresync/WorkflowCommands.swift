@@ -70,7 +70,9 @@ struct RequestAwardCommand: ParsableCommand {
             Example: caresync request-award yp_id=<id> item_code=STUDY_VISIT requested_count=1 \
             approved_adult_id=carer-7 decision_date=2025-06-23
             Checks: the catalogue version in force on decision_date, the age limits (blocked while the \
-            date of birth is in conflict), and the item's required fields.
+            date of birth is in conflict), and the item's required fields. A capped item commits at \
+            once when the rights held here cover it; otherwise it waits ("£100.00 available locally; \
+            £50.00 needs the hub") for rights at the next sync (`caresync award commit` then).
             """)
 
     @OptionGroup var options: ReplicaOptions
@@ -78,8 +80,8 @@ struct RequestAwardCommand: ParsableCommand {
 
     func run() throws {
         let replica = try options.open()
-        let id = try Output.run { try replica.requestAward(fields: try Assignments.parse(fields), author: options.worker) }
-        if options.json { try Output.json(["id": id, "status": AwardStatus.requested.rawValue]) } else { Output.line(id) }
+        let outcome = try Output.run { try replica.request(award: try Assignments.parse(fields), author: options.worker) }
+        try AwardOutcomeJSON.print(outcome, json: options.json)
     }
 }
 

@@ -107,6 +107,7 @@ extension CLITests {
                 "award" : 0,
                 "case_note" : 0,
                 "entitlement_item" : 10,
+                "flag" : 0,
                 "goal" : 0,
                 "ledger_entry" : 0,
                 "plan" : 0,
@@ -117,7 +118,7 @@ extension CLITests {
                 "young_person" : 0
               },
               "replica_id" : "\(replica)",
-              "schema_version" : 3,
+              "schema_version" : 4,
               "total_changes" : 121,
               "warnings" : [
 

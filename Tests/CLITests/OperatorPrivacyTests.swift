@@ -27,7 +27,7 @@ import Testing
 /// the counts an operator is meant to see.
 extension CLITests {
     /// Hub subcommands that only read: each runs with `--db` alone and with `--json`.
-    static let hubReadCommands: Set<String> = ["status", "replicas", "equivocations", "quarantine"]
+    static let hubReadCommands: Set<String> = ["escrow", "status", "replicas", "equivocations", "quarantine"]
     /// Hub subcommands that need arguments or change something: the scenario runs each of them.
     static let hubScenarioCommands: Set<String> = ["serve", "init-tls", "enroll", "revoke", "publish-catalogue"]
 
@@ -44,6 +44,7 @@ extension CLITests {
     static let kindsNotWritten: [String: String] = [
         "entitlement_item": "the hub's own catalogue, published by the operator",
         "ledger_entry": "written by the entitlement engine; no command writes one",
+        "flag": "raised by the hub's checks at merge: codes, ids and figures; no command creates one",
         "approval": "written by `approve`: ids, a content hash, a worker, a decision and today's date (the test approves a plan)",
     ]
 

@@ -167,7 +167,7 @@ final class ScopedCareWorld {
         directory = TestFiles.directory(name)
         var random = SeededGenerator(seed: 10)
         hub = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: clock, random: &random,
-                                 hubKeyedOrigins: [EntitlementCatalogue.publisher], scopeRules: CareScopeRules())
+                                 hubKeyedOrigins: EntitlementCatalogue.hubOrigins, scopeRules: CareScopeRules())
         var replicas: [CareReplica] = []
         for (index, (name, team)) in [("a1", "A"), ("a2", "A"), ("a3", "A"), ("b1", "B"), ("b2", "B"), ("c1", "C")].enumerated() {
             let box = GeneratorBox(SeededGenerator(seed: 100 + UInt64(index)))

@@ -61,7 +61,7 @@ import Testing
     func hubPublishedCatalogueAdopted() throws {
         var random = SeededGenerator(seed: 9)
         let hub = try SQLiteHubStore(path: "\(team.directory)/hub.db", wallClock: team.clock, random: &random,
-                                     hubKeyedOrigins: [EntitlementCatalogue.publisher])
+                                     hubKeyedOrigins: EntitlementCatalogue.hubOrigins)
         #expect(EntitlementCatalogue.publication(of: [], held: Self.seedCount, nowMillis: scenarioStart).isEmpty, "the seed is published once")
         let seed = EntitlementCatalogue.publication(of: [], held: 0, nowMillis: scenarioStart)
         #expect(seed.map(\.canonicalBytes) == EntitlementCatalogue.publishedChanges().map(\.canonicalBytes))

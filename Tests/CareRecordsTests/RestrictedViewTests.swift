@@ -200,6 +200,6 @@ struct RestrictedViewTests {
         #expect(try upgraded.record("young_person", id: y)["legal_given_name"] == .text("Yan"))
         try upgraded.edit("young_person", id: y, fields: ["restricted": "yes"], author: "w")
         #expect(try upgraded.recordViews(of: [("young_person", y)], via: .show, author: "w") == 1)
-        #expect(try upgraded.store.status().schemaVersion == 3)
+        #expect(try upgraded.store.status().schemaVersion == CareSchema.version)
     }
 }

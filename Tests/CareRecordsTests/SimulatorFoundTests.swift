@@ -19,7 +19,7 @@ struct SimulatorFoundTests {
         init(_ name: String) throws {
             directory = TestFiles.directory(name)
             hub = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: clock, random: &random,
-                                     hubKeyedOrigins: [EntitlementCatalogue.publisher], scopeRules: CareScopeRules())
+                                     hubKeyedOrigins: EntitlementCatalogue.hubOrigins, scopeRules: CareScopeRules())
         }
 
         func replica(_ name: String, team: String, configuration: ClientConfiguration = ClientConfiguration()) throws -> CareReplica {

@@ -32,7 +32,7 @@ extension Integration {
             init() throws {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
                 hub = try SQLiteHubStore(path: "\(directory)/hub.db", wallClock: SimulatedClock(ProvenanceAttackTests.now), random: &random,
-                                         hubKeyedOrigins: [EntitlementCatalogue.publisher])
+                                         hubKeyedOrigins: EntitlementCatalogue.hubOrigins)
                 for replica in [a, b, mallory] { try enrol(replica) }
             }
 
@@ -48,7 +48,7 @@ extension Integration {
             func replica(_ name: String) throws -> ReplicaStore {
                 let store = try ReplicaStore.create(at: "\(directory)/\(name).db", schema: SimulationSchema.schema, replicaID: .random(using: &random),
                                                     name: name, wallClock: SimulatedClock(ProvenanceAttackTests.now),
-                                                    hubKeyedOrigins: [EntitlementCatalogue.publisher])
+                                                    hubKeyedOrigins: EntitlementCatalogue.hubOrigins)
                 try store.pinHubKey(hub.hubKey)
                 for origin in [a, b, mallory] {
                     if let certificate = try hub.certificate(for: origin) { try store.saveCertificate(certificate) }
