@@ -206,4 +206,12 @@ public enum FlagCode: String, Sendable, CaseIterable {
     case staleCatalogue = "STALE_CATALOGUE"
     /// Rights no replica was granted by the hub (a grant written elsewhere): not counted.
     case forgedRights = "FORGED_RIGHTS"
+    /// A goal or action added to a plan closed or superseded elsewhere (I4): kept, out of active
+    /// work, for the plan's owner to move to the successor plan or void.
+    case addedAfterClose = "ADDED_AFTER_CLOSE"
+    /// Two or more open allocations of an exclusive role (I8): both stay responsible until one ends.
+    case allocationConflict = "ALLOCATION_CONFLICT"
+    /// A content edit of an approved plan (or its goals and actions) made concurrently with the
+    /// approval (I6): the approval stays valid only for the content it hashed; re-approval required.
+    case editedAfterApproval = "EDITED_AFTER_APPROVAL"
 }

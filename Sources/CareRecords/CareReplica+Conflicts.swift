@@ -239,9 +239,13 @@ extension CareReplica {
     }
 
     /// I4: a goal or action created after its plan was closed (concurrently, on a replica that had
-    /// not seen the closure) is kept and flagged, never dropped. "After" is by hybrid timestamp:
-    /// the closure had not seen a record created after it.
+    /// not seen the closure) is kept and flagged, never dropped: as the hub's stored flag says, or,
+    /// until the hub has judged, by hybrid timestamp (the closure had not seen a record created
+    /// after it).
     func addedAfterClose(_ kind: String, id: String, row: [String: FieldValue], view: ReadView) throws -> Bool {
+        // The hub's judgment, once it has made one (a stored ADDED_AFTER_CLOSE flag): by who saw
+        // the closure, not by clocks. Before that (and between replicas without a hub), the clocks.
+        if try !view.rows("flag", where: ["subject_id": .text(id), "code": .text(FlagCode.addedAfterClose.rawValue)]).isEmpty { return true }
         guard let planID = row[.planID]?.textValue, let plan = try view.row(Plan.kindName, id: planID),
               try Plan(row: plan).status.isClosed,
               let closedAt = try view.fieldTimestamp(Plan.kindName, id: planID, column: CareColumn.status.rawValue),

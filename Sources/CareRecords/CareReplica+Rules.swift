@@ -251,6 +251,16 @@ extension CareReplica {
         return newID
     }
 
+    /// The fields of `kind` (plan, goal or action) the content hash covers.
+    static func contentFields(of kind: String) -> [String] {
+        switch kind {
+        case "plan": planContentFields
+        case "goal": goalContentFields
+        case "action": actionContentFields
+        default: []
+        }
+    }
+
     /// Fields of a plan, its goals and their actions that the content hash covers.
     static let goalContentFields = ["domain", "statement", "success_measure", "target_date"]
     static let actionContentFields = ["description", "responsible", "due_date"]

@@ -17,7 +17,10 @@ extension CareScopeRules {
             "award": policies("award", ["yp_id", "item_code", "catalogue_version", "period_key", "requested_amount_pence", "requested_count",
                                         "decision_date", "status", CareSchema.requestedOn]),
             "ledger_entry": policies("ledger_entry", nil),
-            "flag": policies("flag", ["code", "subject_id", "status"]),
+            "flag": policies("flag", ["code", "subject_id", "status", "detail"]),
+            "allocation": policies("allocation", ["role", "worker_id"]),
+            "goal": policies("goal", ["plan_id"]),
+            "action": policies("action", ["plan_id"]),
             EntitlementItem.kindName: policies(EntitlementItem.kindName, nil),
         ]
     }
@@ -100,6 +103,9 @@ struct EntitlementDesk {
         var out: [HubDecision] = []
         var taken = held
         func flag(_ code: FlagCode, subject: (kind: String, id: String), role: String, detail: String, key: String? = nil) {
+            raise(code, subject, role, detail, key)
+        }
+        func raise(_ code: FlagCode, _ subject: (kind: String, id: String), _ role: String, _ detail: String, _ key: String?) {
             let id = "flag-\(code.rawValue.lowercased())-\(key ?? subject.id)"
             guard taken.insert("flag/" + id).inserted else { return }
             out.append(HubDecision(table: "flag", row: id, creates: true, values: [
@@ -213,6 +219,56 @@ struct EntitlementDesk {
                     flag(.clockSuspect, subject: ("award", award.key), role: "team_manager", detail: reasons.joined(separator: " "))
                 }
             }
+        }
+        let resolutions = planChecks(flag: raise)
+        out += resolutions
+        return out
+    }
+
+    /// I4 and I8: additions to a plan closed elsewhere, and two open allocations of one role.
+    /// - Returns: the hub's resolutions of allocation conflicts that no longer hold.
+    func planChecks(flag: (FlagCode, (kind: String, id: String), String, String, String?) -> Void) -> [HubDecision] {
+        var out: [HubDecision] = []
+        // A goal or action created on a plan the hub holds closed or superseded. Its writer had
+        // not seen the closure (a replica that has refuses the addition, I4), unless the writer
+        // itself closed the plan after adding: judged by who saw what, not by clocks.
+        let plans = Dictionary((rows["plan"] ?? []).map { ($0.key, $0) }) { first, _ in first }
+        for change in context.arrived where ["goal", "action"].contains(change.table) && change.setsLife && CausalLength.isAlive(change.causalLength) {
+            guard let row = rows[change.table]?.first(where: { $0.key == change.row }), let planID = row.value("plan_id").textValue,
+                  case let .monotonic(register)? = plans[planID]?.fields[CareColumn.status.rawValue]?.state else { continue }
+            let closures = register.terminals.candidates
+            guard !closures.isEmpty,
+                  !closures.contains(where: { $0.id.replica == change.id.replica && $0.id.counter > change.id.counter }) else { continue }
+            flag(.addedAfterClose, (change.table, change.row), "plan_owner", "PLAN=\(planID) CLOSED_BY=\(closures[0].id.replica.hex)", nil)
+        }
+        // A content edit of an approved plan, its goals or actions: its writer had not seen the
+        // approval (a replica that has refuses the edit, I6), so it was made concurrently with it.
+        for change in context.arrived where ["plan", "goal", "action"].contains(change.table) && !change.setsLife {
+            let content = change.fields.map(\.column).filter { CareReplica.contentFields(of: change.table).contains($0) }
+            guard !content.isEmpty else { continue }
+            let planID = change.table == "plan" ? change.row : rows[change.table]?.first { $0.key == change.row }?.value("plan_id").textValue
+            guard let planID, plans[planID]?.value(CareColumn.status.rawValue).textValue == PlanStatus.approved.rawValue else { continue }
+            flag(.editedAfterApproval, (change.table, change.row), "team_manager",
+                 "edited concurrently with approval - re-approval required PLAN=\(planID) FIELDS=\(content.sorted().joined(separator: ","))",
+                 "\(change.id.replica.hex)-\(change.id.counter)")
+        }
+        // Two or more open allocations of an exclusive role: both stay responsible until a person
+        // ends one; the flag is resolved by the hub once one is left.
+        let open = (rows["allocation"] ?? []).filter { $0.values(CareColumn.endedOn.rawValue).isEmpty }
+        let byRole = Dictionary(grouping: open) { $0.value(CareColumn.role.rawValue).textValue ?? "" }
+        for role in byRole.keys.sorted() where AllocationRole(rawValue: role)?.isExclusive == true && byRole[role]!.count > 1 {
+            let ids = byRole[role]!.map(\.key).sorted()
+            flag(.allocationConflict, (YoungPerson.kindName, view.scope), "team_manager", "ROLE=\(role) ALLOCATIONS=\(ids.joined(separator: ","))",
+                 "\(view.scope)-\(role)-\(ids.joined(separator: "-"))")
+        }
+        for flagRow in rows["flag"] ?? [] where flagRow.value("code").textValue == FlagCode.allocationConflict.rawValue
+            && flagRow.value(CareColumn.status.rawValue).textValue == FlagStatus.open.rawValue {
+            let listed = (flagRow.value("detail").textValue ?? "").split(separator: "=").last.map { $0.split(separator: ",").map(String.init) } ?? []
+            guard listed.filter({ id in open.contains { $0.key == id } }).count < 2 else { continue }
+            out.append(HubDecision(table: "flag", row: flagRow.key, creates: false, values: [
+                CareColumn.status.rawValue: .text(FlagStatus.resolved.rawValue), "resolution": .text("allocations ended: one left open"),
+                "resolved_by": .text("hub"),
+            ]))
         }
         return out
     }

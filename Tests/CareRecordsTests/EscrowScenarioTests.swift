@@ -184,4 +184,80 @@ struct EscrowScenarioTests {
         try world.sync(world.b1)
         #expect(!(try world.b1.flags().contains { $0["code"]?.textValue == "CLOCK_SUSPECT" && $0["subject_id"]?.textValue == fine.award }))
     }
+
+    @Test("S4 at the hub: an action added offline to a plan closed elsewhere is kept and flagged ADDED_AFTER_CLOSE for the plan's owner; one the closer added before closing is not")
+    func addedAfterCloseAtHub() throws {
+        let world = try ScopedCareWorld(name: "flags-s4")
+        defer { world.remove() }
+        let y = try Self.careLeaver(world)
+        let plan = try world.b1.add("plan", fields: ["yp_id": y, "kind": "care", "title": "CP"], author: "kim")
+        let goal = try world.b1.add("goal", fields: ["plan_id": plan, "statement": "Health"], author: "kim")
+        try world.sync(world.b1)
+        try world.sync(world.b2)
+        // Kim (b1, online) adds an action and then closes the plan; Jo (b2, offline) adds one.
+        let before = try world.b1.add("action", fields: ["goal_id": goal, "description": "book optician"], author: "kim")
+        try world.b1.edit("plan", id: plan, fields: ["status": "closed", "closed_reason": "superseded by pathway plan"], author: "kim")
+        try world.sync(world.b1)
+        let late = try world.b2.add("action", fields: ["goal_id": goal, "description": "arrange dentist registration"], author: "jo")
+        try world.sync(world.b2)
+        try world.sync(world.b1)
+        for replica in [world.b1, world.b2] {
+            #expect(try replica.record("plan", id: plan)["status"] == .text("closed"))
+            #expect(try replica.record("action", id: late)["description"] == .text("arrange dentist registration"), "kept")
+            let flags = try replica.flags().filter { $0["code"]?.textValue == "ADDED_AFTER_CLOSE" }
+            #expect(flags.map { $0["subject_id"]?.textValue } == [late], "flagged once, for the late action only")
+            #expect(flags.first?["routed_to"]?.textValue == "plan_owner")
+            #expect(try replica.describe("action", id: late).derived.first { $0.name == "added_after_close" }?.value == "1")
+            #expect(try replica.describe("action", id: before).derived.first { $0.name == "added_after_close" }?.value == "0")
+        }
+    }
+
+    @Test("S6 at the hub: two managers allocate different social workers offline; ALLOCATION_CONFLICT is stored, both stay allocated, and the hub resolves the flag when one allocation is ended")
+    func allocationConflictAtHub() throws {
+        let world = try ScopedCareWorld(name: "flags-s6")
+        defer { world.remove() }
+        let y = try Self.careLeaver(world)
+        let quinn = try world.b1.add("allocation", fields: ["yp_id": y, "role": "social_worker", "worker_id": "quinn", "team_id": "B",
+                                                            "from_date": "2025-06-16"], author: "deputy")
+        let riley = try world.b2.add("allocation", fields: ["yp_id": y, "role": "social_worker", "worker_id": "riley", "team_id": "B",
+                                                            "from_date": "2025-06-16"], author: "kim")
+        try world.sync(world.b1)
+        try world.sync(world.b2)
+        try world.sync(world.b1)
+        for replica in [world.b1, world.b2] {
+            let flags = try replica.flags().filter { $0["code"]?.textValue == "ALLOCATION_CONFLICT" }
+            #expect(flags.count == 1 && flags.first?["status"]?.textValue == "open")
+            #expect(try replica.list("allocation", where: ["yp_id": y]).filter { $0["ended_on"]?.isNull ?? true }.count == 3,
+                    "both social workers (and the PA) stay allocated")
+        }
+        try world.b2.edit("allocation", id: quinn, fields: ["ended_on": "2025-06-17", "end_reason": "Riley keeps the case"], author: "kim")
+        try world.sync(world.b2)
+        try world.sync(world.b1)
+        let resolved = try #require(try world.b1.flags().first { $0["code"]?.textValue == "ALLOCATION_CONFLICT" })
+        #expect(resolved["status"]?.textValue == "resolved" && resolved["resolved_by"]?.textValue == "hub")
+        #expect(try world.b1.list("allocation", where: ["id": riley]).first?["ended_on"]?.isNull ?? true)
+    }
+
+    @Test("an offline edit of a goal of a plan approved meanwhile is kept and flagged EDITED_AFTER_APPROVAL (re-approval required); an edit before the approval is not")
+    func editedAfterApproval() throws {
+        let world = try ScopedCareWorld(name: "flags-approval")
+        defer { world.remove() }
+        let y = try Self.careLeaver(world)
+        let plan = try world.b1.add("plan", fields: ["yp_id": y, "kind": "pathway", "title": "PP"], author: "alex")
+        let goal = try world.b1.add("goal", fields: ["plan_id": plan, "statement": "Move to own studio by Sept"], author: "alex")
+        try world.b1.edit("plan", id: plan, fields: ["status": "submitted"], author: "alex")
+        try world.sync(world.b1)
+        try world.sync(world.b2)
+        try world.b2.approve(plan: plan, author: "morgan")
+        try world.sync(world.b2)
+        // Alex, offline, has not seen the approval: the edit is allowed on the submitted plan.
+        try world.b1.edit("goal", id: goal, fields: ["statement": "Move to own studio by Oct"], author: "alex")
+        try world.sync(world.b1)
+        try world.sync(world.b2)
+        for replica in [world.b1, world.b2] {
+            let flags = try replica.flags().filter { $0["code"]?.textValue == "EDITED_AFTER_APPROVAL" }
+            #expect(flags.count == 1 && flags.first?["subject_id"]?.textValue == goal && flags.first?["routed_to"]?.textValue == "team_manager")
+            #expect(flags.first?["detail"]?.textValue?.contains("re-approval required") == true)
+        }
+    }
 }
