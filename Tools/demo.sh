@@ -112,37 +112,6 @@ done
 a=$(sqlite3 alex.db "select statement, target_date from goal"); m=$(sqlite3 morgan.db "select statement, target_date from goal")
 if [ "$a" = "$m" ] && [ "${a##*|}" = "2025-11-15" ]; then echo "both edits kept, replicas agree: yes"; else echo "restore lost a write: NO"; exit 1; fi
 
-say "A capped award split across two offline teams: escrow rights, never more than the cap"
-lee_token=$("$bin" hub enroll --db hub.db --team VIRTUAL-SCHOOL)
-run init lee.db --name "Lee (Virtual School)"
-lee() { "$bin" "$@" --replica lee.db --as lee; }
-today=$(date -u +%F)   # a decision dated before the replica's last sync would be flagged CLOCK_SUSPECT
-echo "Alex involves the Virtual School with Ava; both teams ask the hub for a share of her £1,000 apprentice bursary while online:"
-alex set-add young_person "$ava" involved_teams VIRTUAL-SCHOOL >/dev/null
-run sync --replica alex.db
-run sync --replica lee.db --hub "$address" --token "$lee_token"
-run rights request --person "$ava" --item APPRENTICE_BURSARY --amount £600.00 --replica alex.db --as alex
-run rights request --person "$ava" --item APPRENTICE_BURSARY --amount £400.00 --replica lee.db --as lee
-run sync --replica alex.db
-run sync --replica lee.db
-run rights show --replica alex.db
-run rights show --replica lee.db
-echo "Both go offline. Each commits within the rights it holds; Lee's second request waits instead of committing:"
-run request-award yp_id="$ava" item_code=APPRENTICE_BURSARY requested_amount_pence=£600.00 decision_date="$today" purpose=tools --replica alex.db --as alex
-run request-award yp_id="$ava" item_code=APPRENTICE_BURSARY requested_amount_pence=£400.00 decision_date="$today" purpose=course --replica lee.db --as lee
-extra=$(lee request-award yp_id="$ava" item_code=APPRENTICE_BURSARY requested_amount_pence=£100.00 decision_date="$today" purpose=travel --json)
-echo "$extra"
-echo "$extra" | grep -q '"status" : "requested"' || { echo "a request beyond the rights held committed: NO"; exit 1; }
-echo "They sync: the hub holds £1,000 committed, and refuses the £100 the cap can no longer meet (CAP_REACHED, kept, flagged)"
-run sync --replica alex.db
-run sync --replica lee.db
-run flags list --replica lee.db
-escrow=$("$bin" hub escrow --db hub.db --json)
-echo "$ caresync hub escrow --db hub.db --json"; echo "$escrow"
-echo "$escrow" | tr -d ' \n' | grep -q '"committed":100000,"item":"APPRENTICE_BURSARY","outstanding":0' \
-  && echo "committed £1,000.00 of a £1,000.00 cap across two offline teams; nothing over: yes" \
-  || { echo "the bursary's cap did not hold: NO"; exit 1; }
-
 say "Team scope: a replica holds only its team's young people"
 quinn_token=$("$bin" hub enroll --db hub.db --team CIN-1)
 run init quinn.db --name "Quinn (CIN-1 social worker)"
@@ -169,6 +138,37 @@ if [ "$(sqlite3 quinn.db "select count(*) from goal")" = 1 ] && [ "$(sqlite3 ale
 else
   echo "the transfer left something behind or lost something: NO"; exit 1
 fi
+say "A capped award split across two offline teams: escrow rights, never more than the cap"
+lee_token=$("$bin" hub enroll --db hub.db --team VIRTUAL-SCHOOL)
+run init lee.db --name "Lee (Virtual School)"
+lee() { "$bin" "$@" --replica lee.db --as lee; }
+today=$(date -u +%F)   # a decision dated before the replica's last sync would be flagged CLOCK_SUSPECT
+echo "Quinn (CIN-1) involves the Virtual School with Ava; both teams ask the hub for a share of her £1,000 apprentice bursary while online:"
+quinn set-add young_person "$ava" involved_teams VIRTUAL-SCHOOL >/dev/null
+run sync --replica quinn.db
+run sync --replica lee.db --hub "$address" --token "$lee_token"
+run rights request --person "$ava" --item APPRENTICE_BURSARY --amount £600.00 --replica quinn.db --as quinn
+run rights request --person "$ava" --item APPRENTICE_BURSARY --amount £400.00 --replica lee.db --as lee
+run sync --replica quinn.db
+run sync --replica lee.db
+run rights show --replica quinn.db
+run rights show --replica lee.db
+echo "Both go offline. Each commits within the rights it holds; Lee's second request waits instead of committing:"
+run request-award yp_id="$ava" item_code=APPRENTICE_BURSARY requested_amount_pence=£600.00 decision_date="$today" purpose=tools --replica quinn.db --as quinn
+run request-award yp_id="$ava" item_code=APPRENTICE_BURSARY requested_amount_pence=£400.00 decision_date="$today" purpose=course --replica lee.db --as lee
+extra=$(lee request-award yp_id="$ava" item_code=APPRENTICE_BURSARY requested_amount_pence=£100.00 decision_date="$today" purpose=travel --json)
+echo "$extra"
+echo "$extra" | grep -q '"status" : "requested"' || { echo "a request beyond the rights held committed: NO"; exit 1; }
+echo "They sync: the hub holds £1,000 committed, and refuses the £100 the cap can no longer meet (CAP_REACHED, kept, flagged)"
+run sync --replica quinn.db
+run sync --replica lee.db
+run flags list --replica lee.db
+escrow=$("$bin" hub escrow --db hub.db --json)
+echo "$ caresync hub escrow --db hub.db --json"; echo "$escrow"
+echo "$escrow" | tr -d ' \n' | grep -q '"committed":100000,"item":"APPRENTICE_BURSARY","outstanding":0' \
+  && echo "committed £1,000.00 of a £1,000.00 cap across two offline teams; nothing over: yes" \
+  || { echo "the bursary's cap did not hold: NO"; exit 1; }
+
 run audit verify --db hub.db
 
 say "The hub operator's view: health per replica, no record contents"

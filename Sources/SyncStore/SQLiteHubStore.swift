@@ -200,11 +200,11 @@ public final class SQLiteHubStore: HubStore {
 
     /// Opens an existing hub database read-only (for the operator's views): nothing is created,
     /// migrated or written, and no side file is left behind.
-    public convenience init(readingAt path: String) throws {
-        try self.init(readingAt: path, options: StoreConnectionOptions())
+    public convenience init(readingAt path: String, scopeRules: (any ScopeRules)? = nil) throws {
+        try self.init(readingAt: path, options: StoreConnectionOptions(), scopeRules: scopeRules)
     }
 
-    package init(readingAt path: String, options: StoreConnectionOptions) throws {
+    package init(readingAt path: String, options: StoreConnectionOptions, scopeRules: (any ScopeRules)? = nil) throws {
         self.path = path
         _ = try StoreFile.expect(.hub, at: path, options: options)
         let reader = try ReplicaStore.guarded { try ReadOnlyConnection(path: path, options: options) }
@@ -227,7 +227,9 @@ public final class SQLiteHubStore: HubStore {
         hubKey = Array(key)
         signingKey = nil
         hubKeyed = [id]
-        scopeRules = nil
+        // Only to read the scope view's columns with their policies (`scopeView`): a read-only
+        // store decides nothing.
+        self.scopeRules = scopeRules
         self.incarnation = Array(incarnation)
         renewedIncarnation = false
     }

@@ -243,7 +243,7 @@ struct HubEscrowCommand: ParsableCommand {
     }
 
     func run() throws {
-        let store = try hub.openReadOnly()
+        let store = try Output.run { try SQLiteHubStore(readingAt: hub.db, scopeRules: CareScopeRules()) }
         let now = SystemWallClock().nowMillis()
         let (accounts, summaries) = try Output.run { (try HubEscrow.accounts(store, nowMillis: now), try store.replicaSummaries()) }
         let cutoff = now > strandedDays * 86_400_000 ? now - strandedDays * 86_400_000 : 0

@@ -83,6 +83,10 @@ struct EscrowScenarioTests {
         #expect(try Self.status(world.b2, award: sixth.award) == "rejected", "the refused request is not revived")
         let ledger = try world.b2.list("ledger_entry", where: ["award_id": lee.award]).compactMap { $0["kind"]?.textValue }.sorted()
         #expect(ledger == ["commit", "release"])
+        // The operator's `hub escrow` reads the same accounts from a read-only open of the hub file.
+        let readOnly = try SQLiteHubStore(readingAt: "\(world.directory)/hub.db", scopeRules: CareScopeRules())
+        let seen = try HubEscrow.accounts(readOnly, nowMillis: world.now).first { $0.scope == y && $0.account.item == "STUDY_VISIT" }
+        #expect(seen?.account == (try Self.account(world, y)).account)
     }
 
     @Test("rights returned by one replica move to a request waiting on another")
