@@ -82,22 +82,56 @@ extension CareReplica {
         return result
     }
 
-    /// The origin that wrote each ledger entry (its written-once `kind`), by entry id.
-    func ledgerOrigins(_ view: ReadView) throws -> [String: ReplicaID] {
-        try view.fieldStates("ledger_entry", column: CareColumn.kind.rawValue).compactMapValues { state in
-            if case let .immutable(register) = state { register.writes.first?.id.replica } else { nil }
+    /// Who wrote each ledger entry (its written-once `kind`), by entry id; for the entries the
+    /// escrow origin wrote, the values it wrote (a grant is read from the hub's writes alone:
+    /// `Escrow.value(of:by:)`).
+    struct LedgerWriters {
+        var origins: [String: ReplicaID] = [:]
+        var hubValues: [String: [String: FieldValue]] = [:]
+        /// The amount fields' states of the entries others wrote (`Escrow.amount(_:kind:)`).
+        var amounts: [String: [String: FieldState]] = [:]
+    }
+
+    func ledgerOrigins(_ view: ReadView) throws -> LedgerWriters {
+        var writers = LedgerWriters()
+        for (id, state) in try view.fieldStates("ledger_entry", column: CareColumn.kind.rawValue) {
+            guard case let .immutable(register) = state, let first = register.writes.first else { continue }
+            if Escrow.value(of: state, by: Escrow.origin) != nil {
+                writers.origins[id] = Escrow.origin
+                writers.hubValues[id] = [:]
+            } else {
+                writers.origins[id] = first.id.replica
+            }
         }
+        for column in [CareColumn.count.rawValue, CareColumn.amountPence.rawValue] {
+            for (id, state) in try view.fieldStates("ledger_entry", column: column) { writers.amounts[id, default: [:]][column] = state }
+        }
+        guard !writers.hubValues.isEmpty else { return writers }
+        let columns = [CareColumn.kind.rawValue, CareColumn.itemCode.rawValue, CareColumn.periodKey.rawValue, CareColumn.count.rawValue,
+                       CareColumn.amountPence.rawValue, CareColumn.awardID.rawValue, CareSchema.escrowGrantID, CareSchema.holderReplica,
+                       CareSchema.expiresAtMillis, CareSchema.requestID]
+        for column in columns {
+            for (id, state) in try view.fieldStates("ledger_entry", column: column) where writers.hubValues[id] != nil {
+                if let value = Escrow.value(of: state, by: Escrow.origin) { writers.hubValues[id]?[column] = value }
+            }
+        }
+        return writers
     }
 
     /// A stored ledger entry as the fold reads it, with the origin that wrote it.
-    func line(_ row: [String: FieldValue], catalogue: [EntitlementItem], origins: [String: ReplicaID]) -> Escrow.Line {
-        let id = row[.id]?.textValue ?? ""
+    func line(_ stored: [String: FieldValue], catalogue: [EntitlementItem], origins writers: LedgerWriters) -> Escrow.Line {
+        let id = stored[.id]?.textValue ?? ""
+        let row = writers.hubValues[id] ?? stored
+        let origins = writers.origins
         let item = row[.itemCode]?.textValue ?? "?"
         let counted = EntitlementDesk.isCounted(item, catalogue)
         let origin = origins[id]
-        return Escrow.Line(id: id, kind: row[.kind]?.textValue.flatMap(LedgerKind.init(rawValue:)), item: item,
+        let kind = row[.kind]?.textValue.flatMap(LedgerKind.init(rawValue:))
+        let unit = counted ? CareColumn.count : CareColumn.amountPence
+        let written = max(0, row[unit]?.integerValue ?? 0)
+        return Escrow.Line(id: id, kind: kind, item: item,
                            period: row[.periodKey]?.textValue ?? "lifetime",
-                           amount: max(0, (counted ? row[.count] : row[.amountPence])?.integerValue ?? 0),
+                           amount: writers.hubValues[id] == nil ? writers.amounts[id]?[unit.rawValue].map { Escrow.amount($0, kind: kind) } ?? written : written,
                            grant: row[CareSchema.escrowGrantID]?.textValue, holder: row[CareSchema.holderReplica]?.textValue,
                            expiresAtMillis: row[CareSchema.expiresAtMillis]?.integerValue, request: row[CareSchema.requestID]?.textValue,
                            award: row[.awardID]?.textValue, origin: origin)

@@ -27,7 +27,10 @@ extension CareScopeRules {
 
     /// The hub's decisions for one young person.
     public func decide(_ view: ScopeView, shared: ScopeView, context: DecisionContext) -> [HubDecision] {
-        EntitlementDesk(view: view, shared: shared, context: context).decisions()
+        var desk = EntitlementDesk(view: view, shared: shared, context: context)
+        desk.audience = audience(view)
+        desk.restriction = restriction(view)
+        return desk.decisions()
     }
 }
 
@@ -41,6 +44,17 @@ struct EntitlementDesk {
     let rows: [String: [ScopeView.Row]]
     /// Every row key the view holds, by table (a decision's id is taken once).
     let held: Set<String>
+    /// The decisions already made: each flag and ledger entry the escrow origin wrote, by table and
+    /// decision id. A row another origin wrote under a decision's deterministic id (a replica can
+    /// create any row) is no decision: the hub makes it all the same, under `<id>~<n>`, so a
+    /// replica cannot silence a flag by writing it first, already resolved, nor starve a request
+    /// by taking its grant's id.
+    let made: Set<String>
+    /// The teams that hold the young person's bundle, and the replicas a restriction limits it to:
+    /// rights go only to a replica that can hold them (else they would be stranded, out of the
+    /// pool, until the lease ends). Nil: not checked (the operator's totals).
+    var audience: Set<String>?
+    var restriction: Set<String>?
     /// How far ahead of hub time a decision's clock may be.
     static let clockWindowMillis: UInt64 = 3_600_000
 
@@ -54,6 +68,11 @@ struct EntitlementDesk {
         today = CalendarDate(unixMillis: context.nowMillis)
         rows = Dictionary(grouping: view.rows.filter(\.isAlive), by: \.table)
         held = Set(view.rows.map { $0.table + "/" + $0.key })
+        made = Set(view.rows.compactMap { row in
+            guard let column = ["flag": "code", "ledger_entry": "kind"][row.table],
+                  Escrow.value(of: row.fields[column]?.state, by: Escrow.origin) != nil else { return nil }
+            return row.table + "/" + (row.key.split(separator: "~", maxSplits: 1).first.map(String.init) ?? row.key)
+        })
     }
 
     static func values(_ row: ScopeView.Row) -> [String: FieldValue] {
@@ -88,27 +107,45 @@ struct EntitlementDesk {
     /// The ledger as the fold reads it.
     func lines() -> [Escrow.Line] {
         (rows["ledger_entry"] ?? []).map { row in
-            let item = row.value("item_code").textValue ?? "?"
+            // An entry the escrow origin wrote is read from its writes alone (Escrow.value(of:by:)).
+            let byHub = Escrow.value(of: row.fields["kind"]?.state, by: Escrow.origin) != nil
+            func value(_ column: String) -> FieldValue {
+                byHub ? Escrow.value(of: row.fields[column]?.state, by: Escrow.origin) ?? .null : row.value(column)
+            }
+            let item = value("item_code").textValue ?? "?"
             let counted = Self.isCounted(item, catalogue)
-            return Escrow.Line(id: row.key, kind: row.value("kind").textValue.flatMap(LedgerKind.init(rawValue:)), item: item,
-                               period: row.value("period_key").textValue ?? "lifetime",
-                               amount: max(0, row.value(counted ? "count" : "amount_pence").integerValue ?? 0),
-                               grant: row.value(CareSchema.escrowGrantID).textValue, holder: row.value(CareSchema.holderReplica).textValue,
-                               expiresAtMillis: row.value(CareSchema.expiresAtMillis).integerValue, request: row.value(CareSchema.requestID).textValue,
-                               award: row.value("award_id").textValue, origin: row.origin("kind"))
+            let kind = value("kind").textValue.flatMap(LedgerKind.init(rawValue:))
+            let unit = counted ? "count" : "amount_pence"
+            return Escrow.Line(id: row.key, kind: kind, item: item,
+                               period: value("period_key").textValue ?? "lifetime",
+                               amount: byHub ? max(0, value(unit).integerValue ?? 0) : Escrow.amount(row.fields[unit]?.state, kind: kind),
+                               grant: value(CareSchema.escrowGrantID).textValue, holder: value(CareSchema.holderReplica).textValue,
+                               expiresAtMillis: value(CareSchema.expiresAtMillis).integerValue, request: value(CareSchema.requestID).textValue,
+                               award: value("award_id").textValue, origin: byHub ? Escrow.origin : row.origin("kind"))
         }
     }
 
     func decisions() -> [HubDecision] {
         var out: [HubDecision] = []
         var taken = held
+        var decided = made
+        /// A free row id for the decision `id`: `id` itself unless another origin's row holds it.
+        func free(_ table: String, _ id: String) -> String {
+            var row = id
+            var attempt = 1
+            while !taken.insert(table + "/" + row).inserted {
+                attempt += 1
+                row = id + "~\(attempt)"
+            }
+            return row
+        }
         func flag(_ code: FlagCode, subject: (kind: String, id: String), role: String, detail: String, key: String? = nil) {
             raise(code, subject, role, detail, key)
         }
         func raise(_ code: FlagCode, _ subject: (kind: String, id: String), _ role: String, _ detail: String, _ key: String?) {
             let id = "flag-\(code.rawValue.lowercased())-\(key ?? subject.id)"
-            guard taken.insert("flag/" + id).inserted else { return }
-            out.append(HubDecision(table: "flag", row: id, creates: true, values: [
+            guard decided.insert("flag/" + id).inserted else { return }
+            out.append(HubDecision(table: "flag", row: free("flag", id), creates: true, values: [
                 "yp_id": .text(view.scope), "code": .text(code.rawValue), "subject_kind": .text(subject.kind), "subject_id": .text(subject.id),
                 "routed_to": .text(role), "detail": .text(detail), "raised_at": .integer(Int64(clamping: context.nowMillis)),
                 "status": .text(FlagStatus.open.rawValue),
@@ -162,8 +199,8 @@ struct EntitlementDesk {
             let grantID = "grant-" + request.id
             let key = request.item + "|" + request.period
             var account = accounts[key] ?? Escrow.Account(item: request.item, period: request.period)
-            guard !taken.contains("ledger_entry/" + grantID),
-                  !taken.contains("flag/flag-\(FlagCode.capReached.rawValue.lowercased())-\(request.id)") else { continue }
+            guard !decided.contains("ledger_entry/" + grantID),
+                  !decided.contains("flag/flag-\(FlagCode.capReached.rawValue.lowercased())-\(request.id)") else { continue }
             if account.committed.addingSaturated(request.needed) > cap {
                 if request.isAward {
                     out.append(HubDecision(table: "award", row: request.id, creates: false, values: ["status": .text(AwardStatus.rejected.rawValue)]))
@@ -172,18 +209,20 @@ struct EntitlementDesk {
                      detail: "cap_reached COMMITTED=\(account.committed) CAP=\(cap) NEEDED=\(request.needed)")
                 continue
             }
-            guard let holder = request.holder?.lowercased(), context.replicas[holder] != nil,
+            guard let holder = request.holder?.lowercased(), let team = context.replicas[holder], audience?.contains(team) ?? true,
+                  restriction?.contains(holder) ?? true,
                   account.committed.addingSaturated(account.outstanding).addingSaturated(request.needed) <= cap else { continue }
             let expires = Int64(clamping: context.nowMillis.addingReportingOverflow(Escrow.leaseMillis).partialValue)
             let counted = Self.isCounted(request.item, catalogue)
-            taken.insert("ledger_entry/" + grantID)
-            out.append(HubDecision(table: "ledger_entry", row: grantID, creates: true, values: [
+            decided.insert("ledger_entry/" + grantID)
+            let row = free("ledger_entry", grantID)
+            out.append(HubDecision(table: "ledger_entry", row: row, creates: true, values: [
                 "yp_id": .text(view.scope), "item_code": .text(request.item), "period_key": .text(request.period),
                 "kind": .text(LedgerKind.grantRights.rawValue), (counted ? "count" : "amount_pence"): .integer(request.needed),
                 CareSchema.holderReplica: .text(holder), CareSchema.expiresAtMillis: .integer(expires), CareSchema.requestID: .text(request.id),
                 "actor_id": .text("hub"), "occurred_at": .text(today.description), "reason": .text("request"),
             ].merging(request.isAward ? ["award_id": .text(request.id)] : [:]) { $1 }))
-            account.grants[grantID] = Escrow.Grant(id: grantID, holder: holder, granted: request.needed, expiresAtMillis: expires, request: request.id)
+            account.grants[row] = Escrow.Grant(id: row, holder: holder, granted: request.needed, expiresAtMillis: expires, request: request.id)
             accounts[key] = account
         }
         // Eligibility, the catalogue version and the clock, for every award the hub holds.

@@ -84,6 +84,29 @@ public enum Escrow {
         public var outstanding: Int64 { grants.values.reduce(0) { $0 &+ $1.remaining } }
     }
 
+    /// What `origin` wrote to a written-once field; nil when it wrote nothing there.
+    ///
+    /// A grant is read only from the escrow origin's own writes: a written-once field keeps its
+    /// earliest write first, so another origin's write to a grant row stamped before the hub's
+    /// (any replica sets its own clock) would otherwise give the grant another holder or amount.
+    public static func value(of state: FieldState?, by origin: ReplicaID) -> FieldValue? {
+        guard case let .immutable(register)? = state else { return nil }
+        return register.writes.first { $0.id.replica == origin }?.value
+    }
+
+    /// An entry's amount from every value written to its amount field (a written-once field keeps
+    /// another origin's differing write beside the first, and the earlier stamped first): at its
+    /// worst for the cap, the largest for spend and the smallest for what is given back, so a write
+    /// to another replica's commit cannot shrink it. Never negative.
+    public static func amount(_ state: FieldState?, kind: LedgerKind?) -> Int64 {
+        guard case let .immutable(register)? = state else { return 0 }
+        let values = register.writes.compactMap { $0.value.integerValue }.map { max(0, $0) }
+        switch kind {
+        case .commit?, .partialCommit?, .reserve?: return values.max() ?? 0
+        default: return values.min() ?? 0
+        }
+    }
+
     /// The accounts the lines make, keyed `item|period`. Grants count only when `trusted` says
     /// their writer is the hub's origin; a commit counts against its grant only when written by
     /// the grant's holder. Saturating: entries can come from any replica.
@@ -99,6 +122,19 @@ public enum Escrow {
                 account.forged.append(line.id)
             }
             accounts[key(line)] = account
+        }
+        // What each award committed, by account: a release or refund gives back at most that (one
+        // naming no award, or beyond its award's commits, would make room under the cap for nothing).
+        var backing: [String: Int64] = [:]
+        for line in lines where line.kind == .commit || line.kind == .partialCommit {
+            guard let award = line.award else { continue }
+            backing[key(line) + "|" + award] = (backing[key(line) + "|" + award] ?? 0).addingSaturated(line.amount)
+        }
+        func backed(_ line: Line) -> Int64 {
+            guard let award = line.award else { return 0 }
+            let amount = min(line.amount, max(0, backing[key(line) + "|" + award] ?? 0))
+            backing[key(line) + "|" + award] = (backing[key(line) + "|" + award] ?? 0) - amount
+            return amount
         }
         for line in lines.sorted(by: { $0.id < $1.id }) {
             guard let kind = line.kind, kind != .grantRights, kind != .requestRights else { continue }
@@ -118,10 +154,11 @@ public enum Escrow {
             case .reserve:
                 if var covered = grant, byHolder { covered.used = covered.used.addingSaturated(line.amount); grant = covered }
             case .release:
-                account.committed = account.committed.addingSaturated(-line.amount)
-                if var into = grant, byHolder { into.used = into.used.addingSaturated(-line.amount); grant = into }
+                let amount = backed(line)
+                account.committed = account.committed.addingSaturated(-amount)
+                if var into = grant, byHolder { into.used = max(0, into.used.addingSaturated(-amount)); grant = into }
             case .refund:
-                account.committed = account.committed.addingSaturated(-line.amount)
+                account.committed = account.committed.addingSaturated(-backed(line))
             case .adjust:
                 if trusted(line) { account.committed = account.committed.addingSaturated(line.amount) }
             case .returnRights, .expireRights:
