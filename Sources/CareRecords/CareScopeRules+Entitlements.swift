@@ -167,11 +167,10 @@ struct EntitlementDesk {
                      detail: "NOT_COVERED_BY_RIGHTS ENTRY=\(uncovered) AMOUNT=\(line?.amount ?? 0)", key: uncovered)
             }
             if account.committed > cap {
-                // Keyed by the latest commit, not the figures: a flag id is seen in the audit trail.
+                // Keyed by the number of commits, not the figures: a flag id is seen in the audit trail.
                 flag(.overCap, subject: ("account", key), role: "head_of_service",
                      detail: "COMMITTED=\(account.committed) CAP=\(cap) EXCESS=\(account.committed - cap)",
-                     key: lines.filter { $0.item == account.item && $0.period == account.period && [.commit, .partialCommit].contains($0.kind) }
-                        .map(\.id).max() ?? key)
+                     key: "\(account.item)-\(account.period)-n\(lines.filter { $0.item == account.item && $0.period == account.period && [.commit, .partialCommit].contains($0.kind) }.count)")
             }
         }
         // Requests that wait: grant what the cap allows, refuse what it can never meet.

@@ -41,30 +41,38 @@ extension SQLiteHubStore {
                                           previousContactMillis: previous, replicas: replicas)
             let decisions = rules.decide(try view(db, of: scope), shared: shared, context: context)
             guard !decisions.isEmpty else { continue }
-            let changes = try decisionChanges(db, decisions, scope: scope, origin: origin, nowMillis: nowMillis)
+            let after = context.arrived.map(\.timestamp).max() ?? HybridTimestamp(physicalMillis: nowMillis, logical: 0)
+            let changes = try decisionChanges(db, decisions, scope: scope, origin: origin, after: after)
             let heads = try signedHeads(HubLedger(db: db, store: self), origin, changes, key: signingKey)
             _ = try appendOne(db, HubPush(changes: changes, replica: hubID, provenance: Provenance(sorting: heads), receivedAtMillis: nowMillis))
         }
     }
 
-    /// The decisions as changes of `origin`, counters following what the hub holds of it, at the
-    /// hub's time (later than any of the origin's earlier changes).
+    /// The decisions as changes of `origin`, counters following what the hub holds of it. Each is
+    /// stamped just after the later of `after` (the latest change the decision answers) and the
+    /// origin's previous decision, never at the hub's wall clock: a hub clock running ahead would
+    /// make every replica refuse the decision (CLOCK_SKEW) for good, and replicas take the
+    /// pushed changes themselves already.
     private func decisionChanges(_ db: Database, _ decisions: [HubDecision], scope: String, origin: ReplicaID,
-                                 nowMillis: UInt64) throws -> [Change] {
+                                 after: HybridTimestamp) throws -> [Change] {
         let held = try Row.fetchOne(db.cachedStatement(sql: """
-            SELECT o.contiguous, (SELECT max(l.received_at) FROM hub_log l WHERE l.origin = o.id) FROM hub_origin o WHERE o.replica_id = ?
+            SELECT o.contiguous, (SELECT l.bytes FROM hub_log l WHERE l.origin = o.id ORDER BY l.counter DESC LIMIT 1)
+            FROM hub_origin o WHERE o.replica_id = ?
             """), arguments: [origin.hex])
         var counter = UInt64(max(0, (held?[0] as Int64?) ?? 0))
-        let last = UInt64(max(0, (held?[1] as Int64?) ?? 0))
-        let millis = max(nowMillis, last + 1)
-        var logical: UInt16 = 0
+        let previous = (held?[1] as Data?).flatMap { try? Change(canonicalBytes: Array($0)).timestamp }
+        var stamp = max(after, previous ?? after)
+        func tick() -> HybridTimestamp {
+            stamp = stamp.logical == UInt16.max ? HybridTimestamp(physicalMillis: stamp.physicalMillis &+ 1, logical: 0)
+                : HybridTimestamp(physicalMillis: stamp.physicalMillis, logical: stamp.logical + 1)
+            return stamp
+        }
         return try decisions.map { decision in
             counter += 1
-            logical &+= 1
             let length = decision.creates ? 1 : UInt64(max(1, try Int64.fetchOne(db.cachedStatement(sql: """
                 SELECT causal_length FROM hub_view_row WHERE table_name = ? AND row_key = ?
                 """), arguments: [decision.table, decision.row]) ?? 1))
-            return Change(id: ChangeID(replica: origin, counter: counter), timestamp: HybridTimestamp(physicalMillis: millis, logical: logical),
+            return Change(id: ChangeID(replica: origin, counter: counter), timestamp: tick(),
                           author: "hub", table: decision.table, row: decision.row, scope: scope, causalLength: length,
                           setsLife: decision.creates,
                           fields: decision.values.keys.sorted().map { FieldEdit(column: $0, operation: .assign(decision.values[$0]!)) })
@@ -106,7 +114,8 @@ extension SQLiteHubStore {
         }
         try ReplicaStore.guarded {
             try durableWrite { db in
-                let changes = try decisionChanges(db, decisions, scope: scope, origin: origin, nowMillis: nowMillis)
+                let changes = try decisionChanges(db, decisions, scope: scope, origin: origin,
+                                                  after: HybridTimestamp(physicalMillis: nowMillis, logical: 0))
                 let heads = try signedHeads(HubLedger(db: db, store: self), origin, changes, key: signingKey)
                 _ = try appendOne(db, HubPush(changes: changes, replica: hubID, provenance: Provenance(sorting: heads), receivedAtMillis: nowMillis))
             }

@@ -1,3 +1,4 @@
+import CareRecords
 import Foundation
 import SyncCore
 import SyncIdentity
@@ -174,6 +175,8 @@ extension Simulation {
         var keys: [ReplicaID: [UInt8]?] = [:]
         func key(_ origin: ReplicaID) throws -> [UInt8]? {
             if let known = keys[origin] { return known }
+            // The hub's own origins (the catalogue's publisher, the escrow desk) sign with its key.
+            if EntitlementCatalogue.hubOrigins.contains(origin) { return hubKey }
             let certificate = try hubStore.certificate(for: origin)
             let key = certificate.flatMap { $0.verifies(with: hubKey) ? $0.publicKey : nil }
             keys[origin] = key
