@@ -177,13 +177,7 @@ extension CareReplica {
         let origins = try ledgerOrigins(view)
         let lines = try view.rows("ledger_entry", where: [CareColumn.personID.rawValue: .text(person)])
             .map { line($0, catalogue: catalogue, origins: origins) }
-        let done = lines.filter { $0.award == id }.reduce(Int64(0)) { total, line in
-            switch line.kind {
-            case .commit?, .partialCommit?: total.addingSaturated(line.amount)
-            case .release?: total.addingSaturated(-line.amount)
-            default: total
-            }
-        }
+        let done = Escrow.committed(toward: id, in: lines)
         let requested = max(0, (counted ? award[.requestedCount] : award[.requestedAmountPence])?.integerValue ?? 0)
         var needed = max(0, requested - done)
         let date = award[.decisionDate]?.textValue ?? today.description

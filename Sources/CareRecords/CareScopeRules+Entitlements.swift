@@ -179,13 +179,7 @@ struct EntitlementDesk {
                 guard let status = award.value("status").textValue, status == AwardStatus.requested.rawValue || status == AwardStatus.approved.rawValue,
                       let code = award.value("item_code").textValue else { return nil }
                 let counted = Self.isCounted(code, catalogue)
-                let done = lines.filter { $0.award == award.key }.reduce(Int64(0)) { total, line in
-                    switch line.kind {
-                    case .commit?, .partialCommit?: total.addingSaturated(line.amount)
-                    case .release?: total.addingSaturated(-line.amount)
-                    default: total
-                    }
-                }
+                let done = Escrow.committed(toward: award.key, in: lines)
                 let needed = Self.requested(award, counted: counted) - done
                 guard needed > 0 else { return nil }
                 return (award.key, "award", code, award.value("period_key").textValue ?? "lifetime", needed,

@@ -107,6 +107,17 @@ public enum Escrow {
         }
     }
 
+    /// What is committed toward one award: its commits and partial commits, less its releases.
+    public static func committed(toward award: String, in lines: [Line]) -> Int64 {
+        lines.filter { $0.award == award }.reduce(Int64(0)) { total, line in
+            switch line.kind {
+            case .commit?, .partialCommit?: total.addingSaturated(line.amount)
+            case .release?: total.addingSaturated(-line.amount)
+            default: total
+            }
+        }
+    }
+
     /// The accounts the lines make, keyed `item|period`. Grants count only when `trusted` says
     /// their writer is the hub's origin; a commit counts against its grant only when written by
     /// the grant's holder. Saturating: entries can come from any replica.
