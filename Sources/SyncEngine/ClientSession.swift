@@ -398,10 +398,12 @@ public struct ClientSession {
             if incarnation != nil {
                 // The hub's store was restored from a backup: what it acknowledged may be gone, and
                 // its sequence numbers name other changes. Pull from the start, and push again
-                // everything the hub does not show it holds (own changes above own_durable, and
-                // every other origin's changes held here); it keeps what it has, by id.
-                try store.forgetHubKnowledge(welcome.hub, keeping: VersionVector([store.replicaID: min(welcome.ownDurable,
-                                                                                                     try store.peerKnowledge(welcome.hub)[store.replicaID])]))
+                // everything the hub does not show it holds; it keeps what it has, by id. Nothing
+                // of this replica's own origin counts as held either: another copy of this device
+                // may have filled, with its own versions, the counters the restore lost, so the
+                // own-origin check compares the hub's copies from the first (a copy that diverged
+                // there is re-identified from there, not from where this one was last acknowledged).
+                try store.forgetHubKnowledge(welcome.hub, keeping: VersionVector())
                 try store.resetPullCursor()
             }
         }

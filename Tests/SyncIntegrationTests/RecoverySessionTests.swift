@@ -74,6 +74,46 @@ struct RecoverySessionTests {
         #expect(try restored.ownDurable(replica.replicaID) == 2, "the replica pushed again what the restored hub had lost")
     }
 
+    @Test("a copy whose acknowledged change a hub restore lost, refilled by the original, re-identifies from that counter (simulation seed 91385488963680625)")
+    func copyAfterHubRestoreComparesFromTheStart() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let original = try ReplicaStore.create(at: "\(directory)/r.db", schema: SimulationSchema.schema, replicaID: ReplicaID(high: 3, low: 3),
+                                               name: "r", wallClock: FixedWallClock(millis: now))
+        let hubPath = "\(directory)/hub.db"
+        var hub = try hubStore("hub.db")
+        try sync(original, hub, token: try token(hub))
+        try original.write(author: "w") { try $0.create("note", id: "a", values: ["text": .text("both")]) }
+        try sync(original, hub)
+        // The whole device copied, identity file with it: two live copies of one origin.
+        try original.backup(to: "\(directory)/copy.db")
+        try FileManager.default.copyItem(atPath: original.identityPath, toPath: "\(directory)/copy.db.identity")
+        let copy = try ReplicaStore.open(at: "\(directory)/copy.db", schema: SimulationSchema.schema, wallClock: FixedWallClock(millis: now))
+        try hub.close()
+        try FileManager.default.copyItem(atPath: hubPath, toPath: "\(directory)/hub-backup.db")
+        hub = try hubStore("hub.db")
+        // The copy's change 2 is acknowledged, then lost with the hub's restore; the original's own
+        // change 2 takes its place on the restored hub.
+        try copy.write(author: "w") { try $0.create("note", id: "c", values: ["text": .text("copy")]) }
+        try sync(copy, hub)
+        #expect(try copy.peerKnowledge(hub.hubID)[copy.replicaID] == 2)
+        try hub.close()
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: hubPath + suffix) }
+        try FileManager.default.copyItem(atPath: "\(directory)/hub-backup.db", toPath: hubPath)
+        hub = try hubStore("hub.db")
+        #expect(hub.renewedIncarnation, "the hub sees it was restored")
+        try original.write(author: "w") { try $0.create("note", id: "o", values: ["text": .text("original")]) }
+        try sync(original, hub)
+        let (client, answers) = try sync(copy, hub)
+        #expect(client.state == .done, "\(client.failure.map { "\($0)" } ?? "-"); \(answers.count) messages")
+        #expect(client.summary.forkedFrom == original.replicaID && copy.replicaID != original.replicaID,
+                "the copy's change 2 is not the hub's: it takes a new identity")
+        #expect(try copy.read { view in try view.rows("note").compactMap { $0["id"]?.textValue }.sorted() } == ["a", "c", "o"],
+                "the copy holds the original's change 2 and its own, re-issued")
+        try sync(original, hub)
+        #expect(try original.read { view in try view.rows("note").compactMap { $0["id"]?.textValue }.sorted() } == ["a", "c", "o"])
+        #expect(try hub.equivocations().isEmpty, "the copy compared before it pushed")
+    }
+
     @Test("CURSOR_AHEAD (a hub restored from an older backup) sets the cursor to 0, and the retry pulls everything again")
     func cursorAheadRestarts() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
